@@ -1,0 +1,253 @@
+"""The configuration: one YAML file loaded into pydantic models.
+
+Secrets come from the environment through ``${VAR}`` (or ``${VAR:-default}``) in any string value.
+Every error names the file, the key path and what was expected, e.g.
+``healthqa.yml: sources.mpi.kind: expected one of 'sqlalchemy', 'odbc', 'csv', 'excel'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import model
+from .errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ColumnMap(_Strict):
+    """A physical column, optionally with a value map from vendor codes to canonical codes."""
+
+    column: str
+    values: dict[str, str] | None = None
+
+
+class Sampling(_Strict):
+    method: Literal["full", "random", "stratified", "incremental"] = "full"
+    rows: Annotated[int, Field(gt=0)] | None = None
+    seed: int = 20250101
+    per_org_min: Annotated[int, Field(ge=0)] = 20
+    time_column: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _rows_needed(self) -> "Sampling":
+        if self.method in ("random", "stratified") and self.rows is None:
+            raise ValueError(f"sampling method {self.method!r} needs 'rows'")
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("'since' must be before 'until'")
+        return self
+
+
+class TableMap(_Strict):
+    table: str | None = None  # sqlalchemy / odbc: physical table name
+    schema_: str | None = Field(default=None, alias="schema")
+    file: str | None = None  # csv: file name relative to the source's path
+    sheet: str | None = None  # excel: sheet name
+    header_row: Annotated[int, Field(ge=1)] = 1  # excel: 1-based row that holds the column names
+    columns: dict[str, str | ColumnMap]
+    sampling: Sampling | None = None
+
+    def physical(self, canonical: str) -> str:
+        c = self.columns[canonical]
+        return c if isinstance(c, str) else c.column
+
+    def value_map(self, canonical: str) -> dict[str, str] | None:
+        c = self.columns[canonical]
+        return None if isinstance(c, str) else c.values
+
+
+class Source(_Strict):
+    kind: Literal["sqlalchemy", "odbc", "csv", "excel"]
+    description: str | None = None
+    url: str | None = None  # sqlalchemy
+    dsn: str | None = None  # odbc
+    connection_string: str | None = None  # odbc
+    path: str | None = None  # csv (a folder) or excel (a workbook)
+    encoding: str = "auto"  # csv: auto tries UTF-8, then GB18030
+    delimiter: str = ","
+    max_connections: Annotated[int, Field(ge=1, le=32)] = 2
+    statement_timeout_s: Annotated[int, Field(ge=1)] = 300
+    connect_timeout_s: Annotated[int, Field(ge=1)] = 10
+    chunk_rows: Annotated[int, Field(ge=100)] = 50_000
+    sampling: Sampling = Sampling()
+    tables: dict[str, TableMap]
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "Source":
+        need = {"sqlalchemy": ["url"], "csv": ["path"], "excel": ["path"]}.get(self.kind, [])
+        for f in need:
+            if not getattr(self, f):
+                raise ValueError(f"a source of kind {self.kind!r} needs '{f}'")
+        if self.kind == "odbc" and not (self.dsn or self.connection_string):
+            raise ValueError("a source of kind 'odbc' needs 'dsn' or 'connection_string'")
+        for name, tm in self.tables.items():
+            where = {"sqlalchemy": "table", "odbc": "table", "csv": "file", "excel": "sheet"}[self.kind]
+            if not getattr(tm, where):
+                raise ValueError(f"tables.{name}: a {self.kind} source maps each table with '{where}'")
+        return self
+
+    @field_validator("tables")
+    @classmethod
+    def _canonical(cls, tables: dict[str, TableMap]) -> dict[str, TableMap]:
+        known = model.tables()
+        for name, tm in tables.items():
+            if name not in known:
+                raise ValueError(f"{name}: not a canonical table (known: {', '.join(known)})")
+            cols = known[name].columns
+            for c in tm.columns:
+                if c not in cols:
+                    raise ValueError(f"{name}.columns.{c}: not a column of {known[name].full_name} "
+                                     f"(known: {', '.join(cols)})")
+            if known[name].key not in tm.columns:
+                raise ValueError(f"{name}.columns: the key column {known[name].key!r} must be mapped")
+        return tables
+
+    def sampling_for(self, table: str) -> Sampling:
+        return self.tables[table].sampling or self.sampling
+
+
+class Store(_Strict):
+    url: str = "sqlite:///healthqa-audit.db"
+
+
+class District(_Strict):
+    adcode: str = "330211"
+    name: str = "镇海区"
+
+
+class Demo(_Strict):
+    """Written by ``healthqa demo``: what the synthetic platform was generated with."""
+
+    persons: int
+    seed: int
+    as_of: datetime
+    truth_dir: str
+
+
+class Config(_Strict):
+    version: Literal[1] = 1
+    district: District = District()
+    timezone: str = "Asia/Shanghai"
+    store: Store = Store()
+    sources: dict[str, Source]
+    demo: Demo | None = None
+    path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
+
+
+def _interpolate(node: Any, path: str, errors: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), errors) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def sub(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            val = os.environ.get(var, default)
+            if val is None:
+                errors.append(f"{path}: environment variable {var} is not set")
+                return ""
+            return val
+        return _ENV.sub(sub, node)
+    return node
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[", "str", "int", "ColumnMap", "model")):
+            continue  # pydantic's names for union branches, not keys a user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return err["msg"].removeprefix("Value error, ")
+
+
+_SUBPATH = re.compile(r"^([\w\-.\[\]]+): (.*)$", re.S)
+
+
+def _line(loc: str, msg: str) -> str:
+    """Join a location and a message; a message that starts with a sub-path extends the location."""
+    m = _SUBPATH.match(msg)
+    if m and " " not in m.group(1):
+        loc, msg = (f"{loc}.{m.group(1)}" if loc else m.group(1)), m.group(2)
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> None:
+    """Relative file paths and SQLite URLs are relative to the configuration file's folder."""
+    for src in cfg.sources.values():
+        if src.path and not Path(src.path).is_absolute():
+            src.path = str((base / src.path).resolve())
+        if src.url and src.url.startswith("sqlite:///") and not src.url.startswith("sqlite:////"):
+            rel = src.url.removeprefix("sqlite:///")
+            if rel and not rel.startswith((":memory:", "file:")):
+                src.url = "sqlite:///" + str((base / rel).resolve())
+    url = cfg.store.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url.removeprefix("sqlite:///")
+        if rel and rel != ":memory:":
+            cfg.store.url = "sqlite:///" + str((base / rel).resolve())
+    if cfg.demo and not Path(cfg.demo.truth_dir).is_absolute():
+        cfg.demo.truth_dir = str((base / cfg.demo.truth_dir).resolve())
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Load, interpolate and validate a configuration file, or raise ConfigError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read configuration ({e})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: malformed YAML at {where}{problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of keys at the top level, found {type(raw).__name__}")
+    errors: list[str] = []
+    raw = _interpolate(raw, "", errors)
+    if errors:
+        raise ConfigError("\n".join(f"{p}: {e}" for e in errors))
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            lines.append(f"{p}: {_line(_loc(err['loc']), _message(err))}")
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+    cfg.path = p.resolve()
+    _resolve_paths(cfg, p.resolve().parent)
+    return cfg
+
+
+def dump(cfg_dict: dict, path: str | os.PathLike, header: str = "") -> None:
+    """Write a configuration mapping as YAML (used by the demo to write its own config)."""
+    text = yaml.safe_dump(cfg_dict, allow_unicode=True, sort_keys=False, width=120)
+    Path(path).write_text(header + text, encoding="utf-8")

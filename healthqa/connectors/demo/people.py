@@ -1,0 +1,156 @@
+"""Resident archives (mpi.person) for the synthetic platform, generated a chunk at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .identity import make_ids
+from .world import World
+
+# Age pyramid of an ageing coastal district, by 5-year band (0-4 … 95-99).
+AGE_BANDS = np.array([4, 5, 5, 4, 5, 7, 9, 8, 7, 8, 9, 8, 7, 6, 4, 2.5, 1.5, 0.7, 0.25, 0.05])
+AGE_P = AGE_BANDS / AGE_BANDS.sum()
+ARCHIVES_SINCE = np.datetime64("2009-01-01")  # the national archive programme's start
+
+
+class Counters:
+    """Sequence numbers that must stay unique across chunks (archive numbers, ID order codes)."""
+
+    def __init__(self):
+        self.archive: dict[str, int] = {}
+        self.id_order: dict[str, int] = {}
+
+    @staticmethod
+    def _next(store: dict[str, int], keys: pd.Series, start: int | np.ndarray = 0) -> np.ndarray:
+        known = keys.map(store)
+        base = np.where(known.isna(), start, known.fillna(0)).astype(np.int64)
+        rank = keys.groupby(keys, sort=False).cumcount().to_numpy()
+        seq = base + rank
+        last = pd.Series(seq, index=keys.index).groupby(keys.to_numpy()).max() + 1
+        store.update(last.to_dict())
+        return seq
+
+    def archive_numbers(self, prefixes: pd.Series) -> pd.Series:
+        """17 digits: 6 county + 3 township + 3 community + 5 sequence (DE01.00.009.00)."""
+        seq = self._next(self.archive, prefixes, start=1)
+        return prefixes + pd.Series(seq, index=prefixes.index).map("{:05d}".format)
+
+    def id_order_codes(self, area: pd.Series, birth: pd.Series, sex: np.ndarray) -> np.ndarray:
+        """3-digit order codes, odd for men and even for women, unique per area and birth date."""
+        key = area + birth.dt.strftime("%Y%m%d") + pd.Series(sex, index=area.index).astype(str)
+        # real order codes are spread over 001-999; start each key at a place fixed by its hash
+        start = (pd.util.hash_pandas_object(key, index=False).to_numpy() % 300).astype(np.int64)
+        k = self._next(self.id_order, key, start=start)
+        order = 2 * k + np.where(sex == 1, 1, 2)
+        if (order > 999).any():
+            raise OverflowError("ran out of ID order codes for one area and birth date")
+        return order
+
+
+def _choice(rng, values, n, p=None):
+    return np.asarray(values)[rng.choice(len(values), size=n, p=p)]
+
+
+def given_names(world: World, rng: np.random.Generator, sex: np.ndarray) -> np.ndarray:
+    n = len(sex)
+    out = np.empty(n, dtype=object)
+    for s in (1, 2):
+        m = sex == s
+        k = int(m.sum())
+        pool = world.given[s]
+        first = _choice(rng, pool, k)
+        second = _choice(rng, pool, k)
+        two = rng.random(k) < 0.72
+        out[m] = np.where(two, np.char.add(first, second), first)
+    return out
+
+
+def make_people(world: World, rng: np.random.Generator, n: int, counters: Counters) -> pd.DataFrame:
+    as_of_d = np.datetime64(world.as_of.date())
+    streets = world.streets
+    st_idx = rng.choice(len(streets), size=n, p=(streets["share"] / streets["share"].sum()).to_numpy())
+    street = streets["code"].to_numpy()[st_idx]
+    comm_n = streets["communities"].map(len).to_numpy()[st_idx]
+    comm_i = (rng.random(n) * comm_n).astype(int)
+    community = np.array([streets["communities"].iat[s][c] for s, c in zip(st_idx, comm_i)], dtype=object)
+    road = np.array([streets["roads"].iat[s][int(r * len(streets["roads"].iat[s]))]
+                     for s, r in zip(st_idx, rng.random(n))], dtype=object)
+
+    age_band = rng.choice(len(AGE_P), size=n, p=AGE_P)
+    age_days = ((age_band * 5 + rng.random(n) * 5) * 365.25).astype(np.int64)
+    birth = as_of_d - age_days.astype("timedelta64[D]") - np.timedelta64(1, "D")
+    age = age_days / 365.25
+    sex = np.where(rng.random(n) < 0.505, 1, 2)
+
+    migrant = rng.random(n) < np.where((age >= 18) & (age < 60), 0.25, 0.08)
+    prov = _choice(rng, world.migrant_prov, n, world.migrant_prov_p)
+    area = np.full(n, world.district["adcode"], dtype=object)
+    for p in np.unique(prov[migrant]):
+        m = migrant & (prov == p)
+        area[m] = _choice(rng, world.counties[p], int(m.sum()))
+
+    df = pd.DataFrame({"_street": street, "_community": community, "_age": age, "_migrant": migrant})
+    df["_birth"] = pd.to_datetime(birth)
+    df["sex_code"] = sex.astype(str)
+    order = counters.id_order_codes(pd.Series(area), df["_birth"], sex)
+    df["id_number"] = make_ids(pd.Series(area), df["_birth"], order)
+    df["id_type_code"] = "01"
+
+    # names and ethnicity
+    surname = _choice(rng, world.surnames, n, world.surname_p)
+    df["name"] = np.char.add(surname.astype(str), given_names(world, rng, sex).astype(str))
+    df["ethnicity_code"] = "01"
+    u = rng.random(n)
+    other = u < 0.015
+    df.loc[other, "ethnicity_code"] = _choice(rng, world.other_eth, int(other.sum()), world.other_eth_p)
+    for code, pool in world.minority.items():
+        m = (u >= 0.015) & (u < 0.015 + 0.002) if code == "05" else (u >= 0.017) & (u < 0.018)
+        df.loc[m, "ethnicity_code"] = code
+        df.loc[m, "name"] = _choice(rng, pool, int(m.sum()))
+
+    mar = np.where(age < 20, "10", _choice(rng, ["20", "21", "22", "10", "40", "30", "90"], n,
+                                              [0.55, 0.2, 0.04, 0.09, 0.05, 0.05, 0.02]))
+    mar = np.where((age >= 20) & (age < 28) & (rng.random(n) < 0.5), "10", mar)
+    df["marital_code"] = mar
+
+    mobile = "1" + _choice(rng, list("3578"), n) + pd.Series(rng.integers(0, 10**9, n)).map("{:09d}".format)
+    landline = "0574-8" + pd.Series(rng.integers(0, 10**7, n)).map("{:07d}".format)
+    df["phone"] = np.where(rng.random(n) < 0.9, mobile, landline)
+    num = rng.integers(1, 300, n).astype(str)
+    flat = np.where(rng.random(n) < 0.6,
+                    pd.Series(rng.integers(1, 30, n)).astype(str) + "幢" + pd.Series(rng.integers(101, 1899, n)).astype(str) + "室",
+                    "")
+    df["address"] = (world.district["prefix"] + pd.Series(streets["name"].to_numpy()[st_idx]) + pd.Series(community)
+                     + pd.Series(road) + num + "号" + flat)
+    df["adcode"] = world.district["adcode"] + df["_street"]
+
+    home = world.home_org(df["_street"])
+    hospitals = world.orgs("hospital")
+    hosp = _choice(rng, hospitals["org_code"].to_numpy(), n,
+                   (hospitals["share"] / hospitals["share"].sum()).to_numpy())
+    df["org_code"] = np.where(rng.random(n) < 0.85, home, hosp)
+    df["doctor_id"] = "YS" + pd.Series(rng.integers(1, 400, n)).map("{:04d}".format)
+
+    created_lo = np.maximum(birth, ARCHIVES_SINCE).astype("datetime64[s]")
+    span = ((as_of_d - np.timedelta64(2, "D")).astype("datetime64[s]") - created_lo).astype(np.int64)
+    created = created_lo + (rng.random(n) * np.maximum(span, 0)).astype("timedelta64[s]")
+    to_now = ((as_of_d.astype("datetime64[s]") - np.timedelta64(1, "s")) - created).astype(np.int64)
+    updated = created + (rng.random(n) ** 2 * to_now).astype("timedelta64[s]")
+    df["created_at"] = pd.to_datetime(created)
+    df["updated_at"] = pd.to_datetime(updated)
+
+    p_dead = 0.001 + 0.0005 * np.clip(age - 50, 0, None)
+    u = rng.random(n)
+    dead = u < p_dead
+    moved = (u >= p_dead) & (u < p_dead + 0.01)
+    df["status_code"] = np.where(dead, "2", np.where(moved, "3", "1"))
+    lo = np.maximum(created.astype("datetime64[D]") + 1, as_of_d - 720)
+    death = lo + (rng.random(n) * (as_of_d - 1 - lo).astype(np.int64)).astype("timedelta64[D]")
+    df["_death"] = pd.to_datetime(np.where(dead, death, np.datetime64("NaT")))
+    df["birth_date"] = df["_birth"]
+    df["death_date"] = df["_death"]
+
+    prefix = world.district["adcode"] + df["_street"] + pd.Series(comm_i + 1).map("{:03d}".format)
+    df["archive_id"] = counters.archive_numbers(prefix)
+    return df

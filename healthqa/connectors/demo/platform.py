@@ -1,0 +1,270 @@
+"""Build the synthetic Zhenhai platform: three SQLite stores, a configuration, and the truth.
+
+``generate`` streams archives in chunks (people → hard negatives → duplicates → clinical records →
+defects → write), so a million archives never sit in memory together. Everything is determined by
+the seed and the reference time ``as_of``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import model
+from ..config import dump
+from . import clinical
+from .defects import Ctx, inject
+from .duplicates import duplicates, hard_negatives
+from .people import Counters, make_people
+from .truth import Truth, normalise_id
+from .world import World
+
+# Vendor-style physical schemas: three vendors, three naming habits (pinyin initials, upper or lower
+# case, prefixes). db -> physical table -> {canonical column: physical column}.
+PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
+    "person": ("mpi", "T_GRDA", {
+        "archive_id": "DABH", "name": "XM", "sex_code": "XBDM", "birth_date": "CSRQ", "id_type_code": "ZJLXDM",
+        "id_number": "SFZH", "ethnicity_code": "MZDM", "marital_code": "HYZKDM", "phone": "LXDH",
+        "address": "XZZ", "adcode": "XZQHDM", "org_code": "JDJGDM", "doctor_id": "ZRYSGH",
+        "created_at": "JDSJ", "updated_at": "GXSJ", "status_code": "DAZT", "death_date": "SWRQ"}),
+    "organization": ("drc", "tb_jgxx", {
+        "org_code": "jgdm", "name": "jgmc", "level": "jgjb", "adcode": "xzqhdm", "active": "sfqy"}),
+    "outpatient_visit": ("drc", "tb_mzjzjl", {
+        "visit_id": "jzlsh", "archive_id": "dabh", "org_code": "jgdm", "dept_code": "ksdm", "visit_time": "jzsj",
+        "diagnosis_code": "zdbm", "diagnosis_name": "zdmc", "doctor_id": "jzysgh", "upload_time": "scsj"}),
+    "inpatient_stay": ("drc", "tb_zyjl", {
+        "stay_id": "zylsh", "archive_id": "dabh", "org_code": "jgdm", "admit_time": "rysj",
+        "discharge_time": "cysj", "diagnosis_code": "cyzdbm", "discharge_status": "lyfs", "upload_time": "scsj"}),
+    "lab_result": ("drc", "tb_jyjg", {
+        "result_id": "jybgmxid", "archive_id": "dabh", "org_code": "jgdm", "item_code": "jyxmdm",
+        "item_name": "jyxmmc", "value": "jgz", "unit": "jldw", "ref_low": "ckxx", "ref_high": "cksx",
+        "abnormal_flag": "ycts", "sample_time": "cysj", "report_time": "bgsj", "upload_time": "scsj"}),
+    "health_exam": ("qc", "JK_TJJL", {
+        "exam_id": "TJJLID", "archive_id": "GRDAH", "org_code": "TJJGDM", "exam_date": "TJRQ", "height_cm": "SG",
+        "weight_kg": "TZ", "bmi": "TZZS", "sbp": "SSY", "dbp": "SZY", "fasting_glucose": "KFXT"}),
+    "chronic_followup": ("qc", "JK_MBSF", {
+        "followup_id": "SFJLID", "archive_id": "GRDAH", "org_code": "SFJGDM", "disease": "JBLB",
+        "followup_date": "SFRQ", "sbp": "SSY", "dbp": "SZY", "fasting_glucose": "KFXT", "next_date": "XCSFRQ"}),
+}
+# The QC vendor codes diseases 1/2; the configuration's value map turns them into htn/dm.
+DISEASE_CODES = {"htn": "1", "dm": "2"}
+STORES = {"drc": "区域卫生信息数据资源中心 data resource centre", "mpi": "居民主索引 MPI",
+          "qc": "健康档案质控库 health-record QC store"}
+SQL_TYPES = {"text": "VARCHAR(64)", "code": "VARCHAR(32)", "date": "VARCHAR(10)", "datetime": "VARCHAR(19)",
+             "int": "INTEGER", "float": "REAL", "bool": "INTEGER"}
+
+
+@dataclass
+class DemoOptions:
+    persons: int = 20_000
+    seed: int = 20251125
+    as_of: datetime | None = None  # default: today at 00:00
+    duplicate_rate: float = 0.04  # share of residents with one or two duplicate archives
+    hard_negative_rate: float = 0.01
+    defect_scale: float = 1.0  # multiplies every defect rate of the catalogue
+    chunk: int = 50_000
+
+    def __post_init__(self):
+        if self.as_of is None:
+            self.as_of = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    config: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    truth: dict[str, int] = field(default_factory=dict)
+    defects: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def _text(values) -> np.ndarray:
+    """Datetimes as ISO text the way vendor schemas often keep them; NaT becomes NULL."""
+    arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        s = np.datetime_as_string(arr.astype("datetime64[s]"), unit="s")
+        s = np.char.replace(s, "T", " ").astype(object)
+        s[np.isnat(arr)] = None
+        return s
+    return arr
+
+
+def _as_records(table: str, df: pd.DataFrame) -> list[tuple]:
+    t = model.table(table)
+    cols = []
+    for c, spec in t.columns.items():
+        v = df[c].to_numpy()
+        if spec.type in ("date", "datetime") and np.issubdtype(np.asarray(v).dtype, np.datetime64):
+            s = _text(v)
+            if spec.type == "date":
+                s = np.array([x[:10] if x is not None else None for x in s], dtype=object)
+            v = s
+        else:
+            v = np.asarray(v, dtype=object)
+            v = np.where(pd.isna(v), None, v)
+            if spec.type == "float":
+                v = np.array([None if x is None else float(x) for x in v], dtype=object)
+        cols.append(v)
+    return list(zip(*cols))
+
+
+class _Writer:
+    def __init__(self, folder: Path):
+        self.conns: dict[str, sqlite3.Connection] = {}
+        for db in STORES:
+            p = folder / f"{db}.db"
+            p.unlink(missing_ok=True)
+            conn = sqlite3.connect(p)
+            conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+            self.conns[db] = conn
+        for table, (db, phys, cols) in PHYSICAL.items():
+            t = model.table(table)
+            ddl = ", ".join(f"{cols[c]} {SQL_TYPES[spec.type]}" for c, spec in t.columns.items())
+            self.conns[db].execute(f"CREATE TABLE {phys} ({ddl})")
+        self.counts = {t: 0 for t in PHYSICAL}
+
+    def write(self, table: str, df: pd.DataFrame) -> None:
+        db, phys, cols = PHYSICAL[table]
+        names = list(model.table(table).columns)
+        sql = f"INSERT INTO {phys} ({', '.join(cols[c] for c in names)}) VALUES ({', '.join('?' * len(names))})"
+        self.conns[db].executemany(sql, _as_records(table, df))
+        self.counts[table] += len(df)
+
+    def close(self) -> None:
+        for table, (db, phys, cols) in PHYSICAL.items():
+            key = cols[model.table(table).key]
+            self.conns[db].execute(f"CREATE INDEX ix_{phys}_{key} ON {phys} ({key})")
+            org = model.table(table).org
+            if org:
+                self.conns[db].execute(f"CREATE INDEX ix_{phys}_{cols[org]} ON {phys} ({cols[org]})")
+        for c in self.conns.values():
+            c.commit()
+            c.close()
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    with warnings.catch_warnings():  # all-NaT columns (no deaths among new archives) are expected
+        warnings.simplefilter("ignore", FutureWarning)
+        return pd.concat([a, b], ignore_index=True)
+
+
+def _organizations(world: World) -> pd.DataFrame:
+    inst = world.institutions
+    return pd.DataFrame({"org_code": inst["org_code"], "name": inst["name"], "level": inst["level"],
+                         "adcode": inst["adcode"], "active": inst["active"].astype(int)})
+
+
+def _drop_silent_feed(world: World, df: pd.DataFrame) -> pd.DataFrame:
+    silent = set(world.institutions.loc[world.institutions["silent"], "org_code"])
+    last_day = np.datetime64(world.as_of, "s") - np.timedelta64(1, "D")
+    gone = df["org_code"].isin(silent) & (df["upload_time"].to_numpy() >= last_day)
+    return df[~gone.to_numpy()]
+
+
+def _shared_ids(people: pd.DataFrame, truth: Truth) -> None:
+    """Active archives that share a normalised ID number violate uniqueness: log every member."""
+    active = people[people["status_code"] == "1"]
+    norm = active["id_number"].map(normalise_id)
+    norm = norm[norm.notna() & (norm.str.len() == 18)]
+    shared = norm[norm.duplicated(keep=False)]
+    truth.defect("person", active.loc[shared.index, "archive_id"], "id_number", "id_shared_active",
+                 "active archives share the ID number")
+
+
+def config_dict(opts: DemoOptions, folder: Path) -> dict:
+    sources = {}
+    for db, title in STORES.items():
+        tables = {}
+        for table, (tdb, phys, cols) in PHYSICAL.items():
+            if tdb != db:
+                continue
+            mapped: dict = dict(cols)
+            if table == "chronic_followup":
+                mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
+            tables[table] = {"table": phys, "columns": mapped}
+        sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
+                       "max_connections": 2, "statement_timeout_s": 300, "tables": tables}
+    return {
+        "version": 1,
+        "district": {"adcode": "330211", "name": "镇海区"},
+        "timezone": "Asia/Shanghai",
+        "store": {"url": "sqlite:///audit.db"},
+        "sources": sources,
+        "demo": {"persons": opts.persons, "seed": opts.seed, "as_of": opts.as_of.isoformat(sep=" "),
+                 "truth_dir": "truth"},
+    }
+
+
+def generate(folder: str | Path, opts: DemoOptions | None = None,
+             progress: Callable[[int, int], None] | None = None) -> DemoResult:
+    """Write the three stores, ``healthqa.yml`` and ``truth/`` into ``folder``."""
+    opts = opts or DemoOptions()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    world = World(as_of=opts.as_of, seed=opts.seed)
+    counters = Counters()
+    truth = Truth(folder / "truth")
+    writer = _Writer(folder)
+    writer.write("organization", _organizations(world))
+    for code in world.institutions.loc[world.institutions["silent"], "org_code"]:
+        truth.defect("organization", [code], "upload_time", "feed_silent", "no upload in the last day")
+
+    done = 0
+    chunk_no = 0
+    while done < opts.persons:
+        n = min(opts.chunk, opts.persons - done)
+        rng = world.rng(1, chunk_no)
+        people = make_people(world, rng, n, counters).assign(_dup=False, _hn=False)
+        hn, hn_ids = hard_negatives(world, rng, people, counters, opts.hard_negative_rate, truth)
+        people = _concat(people, hn.assign(_dup=False, _hn=True))
+        dups, dup_ids = duplicates(world, rng, people, counters, opts.duplicate_rate, truth, hn_ids)
+        people = _concat(people, dups.assign(_dup=True, _hn=False))
+        people["_truth"] = people["archive_id"].isin(hn_ids | dup_ids)
+
+        ev_rng = world.rng(2, chunk_no)
+        visit = clinical.visits(world, ev_rng, people, chunk_no)
+        events = {
+            "outpatient_visit": visit,
+            "inpatient_stay": clinical.stays(world, ev_rng, people, chunk_no),
+            "lab_result": clinical.labs(world, ev_rng, visit, chunk_no),
+            "health_exam": clinical.exams(world, ev_rng, people, chunk_no),
+            "chronic_followup": clinical.followups(world, ev_rng, people, chunk_no),
+        }
+
+        ctx = Ctx(world=world, rng=world.rng(3, chunk_no), people=people)
+        before = people["archive_id"].copy()
+        inject("person", "archive_id", people, ctx, truth, opts.defect_scale, protect=people["_dup"])
+        moved = before != people["archive_id"]
+        renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
+        for table, df in events.items():
+            if renamed:
+                df["archive_id"] = df["archive_id"].map(lambda a: renamed.get(a, a))
+            inject(table, model.table(table).key, df, ctx, truth, opts.defect_scale)
+            if "upload_time" in df:
+                df = _drop_silent_feed(world, df)
+            if table == "chronic_followup":
+                df = df.assign(disease=df["disease"].map(DISEASE_CODES))
+            writer.write(table, df)
+        _shared_ids(people, truth)
+        writer.write("person", people)
+        truth.flush_defects()
+        done += n
+        chunk_no += 1
+        if progress:
+            progress(done, opts.persons)
+
+    writer.close()
+    truth.close()
+    cfg = folder / "healthqa.yml"
+    dump(config_dict(opts, folder), cfg, header=(
+        "# Written by `healthqa demo`: the synthetic Zhenhai platform's three stores, mapped onto the\n"
+        "# canonical model. See healthqa.example.yml for every key.\n"))
+    return DemoResult(folder=folder, config=cfg, counts=writer.counts, truth=dict(truth.counts),
+                      defects=dict(truth.defect_counts))

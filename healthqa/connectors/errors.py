@@ -1,0 +1,32 @@
+"""Typed errors a user can act on. Each carries a one-line message; the CLI prints it and exits 2."""
+
+
+class HealthqaError(Exception):
+    """Base for errors caused by input or environment, not by a bug: shown without a traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(HealthqaError):
+    """The configuration file is unreadable or wrong; the message names file and key path."""
+
+
+class SourceError(HealthqaError):
+    """A source could not be read as configured (bad mapping, unreadable file, bad header)."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = " ".join(str(reason).split())  # one line, whatever the driver said
+        super().__init__(f"source {source}: {self.reason}")
+
+
+class SourceUnreachable(SourceError):
+    """A source could not be connected to at all."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(source, reason)
+        self.args = (f"source {source} unreachable: {self.reason}",)
+
+
+class ReadOnlyViolation(HealthqaError):
+    """Something tried to write through a source connection; sources are read-only by construction."""

@@ -1,0 +1,203 @@
+"""Readers for file extracts: a folder of CSV files, or an Excel workbook with one sheet per table.
+
+Every value is read as text, as the extract holds it: the validator decides what is malformed and
+counts it. Empty cells are missing values; nothing else is turned into NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from . import model
+from .errors import SourceError, SourceUnreachable
+from .readers import Reader, empty_frame
+from .sampling import Scope
+
+# Chinese extracts are UTF-8 (often with a BOM) or GBK; GB18030 is the superset that reads GBK.
+_AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
+
+
+class _FileReader(Reader):
+    """Filtering and sampling in pandas, shared by CSV and Excel."""
+
+    def _filter(self, t: str, df: pd.DataFrame, scope: Scope) -> pd.DataFrame:
+        cols = self.present_columns(t)
+        mt = model.table(t)
+        if scope.orgs:
+            if not mt.org or mt.org not in cols:
+                raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
+            df = df[df[cols[mt.org]].isin(scope.orgs)]
+        lo, hi = scope.time_window
+        if lo or hi:
+            tc = self.time_column(t, scope)
+            if not tc or tc not in cols:
+                raise SourceError(self.name, f"tables.{t}: no time column to filter a window or watermark by")
+            when = pd.to_datetime(df[cols[tc]], errors="coerce", format="mixed")
+            keep = pd.Series(True, index=df.index)
+            if lo:
+                keep &= when > pd.Timestamp(lo)
+            if hi:
+                keep &= when <= pd.Timestamp(hi)
+            df = df[keep]
+        return df
+
+    def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
+        raise NotImplementedError
+
+    def count(self, t: str, scope: Scope | None = None) -> int:
+        cols = list(self.present_columns(t).values())
+        return sum(len(self._filter(t, df, scope) if scope else df) for df in self._chunks(t, cols))
+
+    def _stream(self, t: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
+        names = list(columns.values())
+        cap = scope.sampling.rows if scope.sampling.method in ("full", "incremental") else None
+        seen = 0
+        for df in self._chunks(t, names):
+            df = self._filter(t, df, scope)
+            if cap is not None:
+                df = df.iloc[: max(cap - seen, 0)]
+            seen += len(df)
+            if len(df):
+                yield df[names]
+            if cap is not None and seen >= cap:
+                return
+        if seen == 0:
+            yield empty_frame(names)
+
+    def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
+        cols = self.present_columns(t)
+        mt = model.table(t)
+        parts = [self._filter(t, df, scope) for df in self._chunks(t, list(cols.values()))]
+        df = pd.concat(parts, ignore_index=True) if parts else empty_frame(cols.values())
+        out = pd.DataFrame({"key": df[cols[mt.key]]})
+        if mt.org and mt.org in cols:
+            out["org"] = df[cols[mt.org]]
+        return out
+
+    def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
+        key_col = columns[model.table(t).key]
+        wanted = set(keys)
+        parts = [df[df[key_col].isin(wanted)] for df in self._chunks(t, list(columns.values()))]
+        return pd.concat(parts, ignore_index=True) if parts else empty_frame(columns.values())
+
+
+class CsvReader(_FileReader):
+    """A folder of CSV files (``path``), one file per canonical table (``tables.T.file``)."""
+
+    def __init__(self, name, cfg):
+        super().__init__(name, cfg)
+        self._encodings: dict[str, str] = {}
+
+    def connect(self) -> None:
+        if not Path(self.cfg.path).is_dir():
+            raise SourceUnreachable(self.name, f"folder {self.cfg.path} not found")
+
+    def close(self) -> None:
+        pass
+
+    def _file(self, t: str) -> Path:
+        return Path(self.cfg.path) / self.mapping(t).file
+
+    def encoding(self, t: str) -> str:
+        """The file's encoding: the configured one, or the first of UTF-8 / GB18030 that decodes it."""
+        if t in self._encodings:
+            return self._encodings[t]
+        f = self._file(t)
+        candidates = _AUTO_ENCODINGS if self.cfg.encoding == "auto" else (self.cfg.encoding,)
+        for enc in candidates:
+            try:
+                with f.open(encoding=enc) as fh:
+                    while fh.read(1 << 20):
+                        pass
+                self._encodings[t] = enc
+                return enc
+            except UnicodeDecodeError as e:
+                last = e
+            except LookupError:
+                raise SourceError(self.name, f"encoding: unknown encoding {self.cfg.encoding!r}") from None
+        raise SourceError(self.name, f"tables.{t}.file: {f.name} is not {' or '.join(candidates)} "
+                                     f"(byte {last.start}: {last.reason}); set the source's encoding")
+
+    def physical_columns(self, t: str) -> list[str] | None:
+        f = self._file(t)
+        if not f.is_file():
+            return None
+        try:
+            header = pd.read_csv(f, nrows=0, encoding=self.encoding(t), sep=self.cfg.delimiter)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise SourceError(self.name, f"tables.{t}.file: {f.name}: {e}") from None
+        return [str(c).strip() for c in header.columns]
+
+    def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
+        f = self._file(t)
+        try:
+            reader = pd.read_csv(f, encoding=self.encoding(t), sep=self.cfg.delimiter, dtype=str,
+                                 keep_default_na=False, na_values=[""], usecols=lambda c: c.strip() in usecols,
+                                 chunksize=self.cfg.chunk_rows)
+            for df in reader:
+                df.columns = [c.strip() for c in df.columns]
+                yield df
+        except pd.errors.ParserError as e:
+            raise SourceError(self.name, f"tables.{t}.file: {f.name}: {' '.join(str(e).split())}") from None
+
+
+class ExcelReader(_FileReader):
+    """An Excel workbook (``path``), one sheet per canonical table (``tables.T.sheet``)."""
+
+    def __init__(self, name, cfg):
+        super().__init__(name, cfg)
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._book = None
+
+    def connect(self) -> None:
+        from openpyxl import load_workbook
+
+        p = Path(self.cfg.path)
+        if not p.is_file():
+            raise SourceUnreachable(self.name, f"workbook {p} not found")
+        try:
+            self._book = load_workbook(p, read_only=False, data_only=True)
+        except Exception as e:  # openpyxl raises many kinds for a file that is not a workbook
+            raise SourceUnreachable(self.name, f"{p.name} is not a readable .xlsx workbook ({type(e).__name__})") from None
+
+    def close(self) -> None:
+        if self._book is not None:
+            self._book.close()
+            self._book = None
+
+    def _sheet(self, t: str):
+        tm = self.mapping(t)
+        return self._book[tm.sheet] if tm.sheet in self._book.sheetnames else None
+
+    def physical_columns(self, t: str) -> list[str] | None:
+        ws = self._sheet(t)
+        if ws is None:
+            return None
+        row = self.mapping(t).header_row
+        merged = [str(r) for r in ws.merged_cells.ranges if r.min_row <= row <= r.max_row]
+        if merged:
+            raise SourceError(self.name, f"tables.{t}.sheet: sheet {ws.title} has merged cells in its header "
+                                         f"row {row} ({', '.join(merged[:3])}); unmerge them or set header_row")
+        names = [c.value for c in ws[row]]
+        return [str(v).strip() for v in names if v is not None]
+
+    def _frame(self, t: str) -> pd.DataFrame:
+        if t not in self._frames:
+            self.physical_columns(t)  # raises on a merged header
+            ws = self._sheet(t)
+            hr = self.mapping(t).header_row
+            rows = list(ws.iter_rows(min_row=hr, values_only=True))
+            header = [None if v is None else str(v).strip() for v in rows[0]] if rows else []
+            data = [["" if v is None else str(v) for v in r] for r in rows[1:]]
+            df = pd.DataFrame(data, columns=header, dtype=object).replace("", None)
+            self._frames[t] = df.loc[:, [c is not None for c in df.columns]]
+        return self._frames[t]
+
+    def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
+        df = self._frame(t)
+        n = self.cfg.chunk_rows
+        for i in range(0, max(len(df), 1), n):
+            yield df.iloc[i:i + n][[c for c in usecols if c in df.columns]].copy()

@@ -1,0 +1,204 @@
+"""Source readers: SQLAlchemy, ODBC, CSV and Excel, all yielding canonical DataFrames in chunks.
+
+A reader maps one configured source's physical tables and columns onto the canonical model. Readers
+are read-only by construction (see ``readonly.py``) and never load a whole table to sample it.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from . import model
+from .config import Source, TableMap
+from .errors import SourceError
+from .sampling import Scope, choose_keys
+
+KEY_BATCH = 1000  # keys per IN (...) list when fetching drawn rows
+
+
+@dataclass
+class TableCheck:
+    """What ``sources check`` reports for one mapped table."""
+
+    canonical: str
+    physical: str
+    exists: bool = True
+    rows: int | None = None
+    missing_columns: dict[str, str] = field(default_factory=dict)  # canonical -> physical
+    unmapped_columns: list[str] = field(default_factory=list)  # canonical columns with no mapping
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and not self.missing_columns and self.error is None
+
+
+class Reader(ABC):
+    """One configured source. Use as a context manager; ``read`` yields canonical chunks."""
+
+    def __init__(self, name: str, cfg: Source):
+        self.name = name
+        self.cfg = cfg
+        self._physical_columns: dict[str, dict[str, str]] = {}  # table -> {lower name: actual name}
+
+    def __enter__(self) -> "Reader":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- to implement per kind -------------------------------------------------------------
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def physical_columns(self, table: str) -> list[str] | None:
+        """Column names of a mapped table as the source spells them; None when the table is absent."""
+
+    @abstractmethod
+    def count(self, table: str, scope: Scope | None = None) -> int: ...
+
+    @abstractmethod
+    def _stream(self, table: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
+        """Physical rows (physical column names) matching the scope's filters, capped for full/incr."""
+
+    @abstractmethod
+    def _keys(self, table: str, scope: Scope) -> pd.DataFrame:
+        """Columns ``key`` (and ``org`` when the table has one) of the rows matching the filters."""
+
+    @abstractmethod
+    def _fetch(self, table: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
+        """Physical rows whose key is in ``keys``."""
+
+    # -- shared --------------------------------------------------------------------------
+    def tables(self) -> list[str]:
+        return list(self.cfg.tables)
+
+    def mapping(self, table: str) -> TableMap:
+        try:
+            return self.cfg.tables[table]
+        except KeyError:
+            raise SourceError(self.name, f"table {table} is not mapped (mapped: {', '.join(self.cfg.tables)})") from None
+
+    def physical_name(self, table: str) -> str:
+        tm = self.mapping(table)
+        return tm.table or tm.file or tm.sheet or table
+
+    def present_columns(self, table: str) -> dict[str, str]:
+        """Canonical -> actual physical name, for the mapped columns that exist (case-insensitive)."""
+        if table not in self._physical_columns:
+            cols = self.physical_columns(table)
+            if cols is None:
+                raise SourceError(self.name, f"tables.{table}: table {self.physical_name(table)} not found")
+            self._physical_columns[table] = {c.lower(): c for c in cols}
+        actual = self._physical_columns[table]
+        tm = self.mapping(table)
+        return {c: actual[tm.physical(c).lower()] for c in tm.columns if tm.physical(c).lower() in actual}
+
+    def missing_columns(self, table: str) -> dict[str, str]:
+        present = self.present_columns(table)
+        tm = self.mapping(table)
+        return {c: tm.physical(c) for c in tm.columns if c not in present}
+
+    def check(self) -> list[TableCheck]:
+        out = []
+        for t in self.tables():
+            tc = TableCheck(t, self.physical_name(t))
+            tc.unmapped_columns = [c for c in model.table(t).columns if c not in self.mapping(t).columns]
+            try:
+                if self.physical_columns(t) is None:
+                    tc.exists = False
+                    out.append(tc)
+                    continue
+                tc.missing_columns = self.missing_columns(t)
+                tc.rows = self.count(t)
+            except SourceError as e:
+                tc.error = e.reason
+            out.append(tc)
+        return out
+
+    def require_columns(self, table: str) -> None:
+        """Raise the config-style error for the first mapped column the source lacks."""
+        for c, phys in self.missing_columns(table).items():
+            raise SourceError(self.name, f"tables.{table}.columns.{c}: column {phys} not found "
+                                         f"in table {self.physical_name(table)}")
+
+    def read(self, table: str, scope: Scope | None = None) -> Iterator[pd.DataFrame]:
+        """Yield the scoped rows of a canonical table as canonical DataFrames, chunk by chunk.
+
+        Mapped columns the source lacks are left out (``missing_columns`` names them, and the
+        validator turns them into findings); values are passed on as the source holds them.
+        """
+        scope = scope or Scope(sampling=self.cfg.sampling_for(table))
+        cols = self.present_columns(table)
+        t = model.table(table)
+        if t.key not in cols:
+            raise SourceError(self.name, f"tables.{table}.columns.{t.key}: key column "
+                                         f"{self.mapping(table).physical(t.key)} not found in "
+                                         f"{self.physical_name(table)}")
+        if scope.draws:
+            keys = self._keys(table, scope)
+            chosen = choose_keys(keys, scope.sampling).tolist()
+            chunk: list[pd.DataFrame] = []
+            size = 0
+            for i in range(0, len(chosen), KEY_BATCH):
+                df = self._fetch(table, cols, chosen[i:i + KEY_BATCH])
+                chunk.append(df)
+                size += len(df)
+                if size >= self.cfg.chunk_rows:
+                    yield self._canonical(table, pd.concat(chunk, ignore_index=True), cols)
+                    chunk, size = [], 0
+            if chunk:
+                yield self._canonical(table, pd.concat(chunk, ignore_index=True), cols)
+            return
+        for df in self._stream(table, cols, scope):
+            yield self._canonical(table, df, cols)
+
+    def read_all(self, table: str, scope: Scope | None = None) -> pd.DataFrame:
+        parts = list(self.read(table, scope))
+        if parts:
+            return pd.concat(parts, ignore_index=True)
+        return pd.DataFrame(columns=list(self.present_columns(table)))
+
+    def _canonical(self, table: str, df: pd.DataFrame, cols: dict[str, str]) -> pd.DataFrame:
+        df = df.rename(columns={phys: canon for canon, phys in cols.items()})
+        tm = self.mapping(table)
+        for c in cols:
+            vm = tm.value_map(c)
+            if vm:  # vendor codes -> canonical codes; unknown codes stay as they are, to be counted
+                s = df[c]
+                df[c] = s.map(lambda v: vm.get(str(v), v) if v is not None and v == v else v)
+        return df[[c for c in cols]]
+
+    def time_column(self, table: str, scope: Scope) -> str | None:
+        """The canonical time column a window or watermark applies to."""
+        return scope.sampling.time_column or model.table(table).time
+
+
+def one_line(e: BaseException) -> str:
+    """A driver's error as one short line (drivers like to add SQL, hints and backgrounds)."""
+    msg = str(getattr(e, "orig", None) or e)
+    msg = re.sub(r"\(Background on this error at:.*?\)", "", msg)
+    msg = msg.split("\n[SQL:")[0]
+    line = " ".join(msg.split())
+    return line[:300]
+
+
+def empty_frame(columns) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def as_object(df: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None in object columns, so every backend hands the validator the same."""
+    return df.astype(object).where(df.notna(), None) if len(df) else df
+

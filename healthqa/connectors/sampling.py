@@ -1,0 +1,80 @@
+"""Sampling: which rows of a table an audit reads.
+
+Strategies (DESIGN.md / the configuration's ``sampling``):
+
+- ``full``: every row (optionally capped at ``rows``);
+- ``random``: ``rows`` rows drawn with a reproducible ``seed``;
+- ``stratified``: like random, but every institution gets at least ``per_org_min`` rows (or all it has);
+- ``incremental``: rows whose time column is later than the last successful run's watermark.
+
+``since`` / ``until`` windows and institution filters apply to all of them. Readers push filters and
+limits into SQL; random and stratified draws read only the key (and institution) column to choose
+rows, then fetch the chosen rows by key, so a large table is never loaded whole to sample it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from .config import Sampling
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What to read from one table: the sampling plus filters an engineer adds on the command line."""
+
+    sampling: Sampling = field(default_factory=Sampling)
+    orgs: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    watermark: datetime | None = None  # incremental: read rows strictly after this
+
+    @property
+    def time_window(self) -> tuple[datetime | None, datetime | None]:
+        """The effective (exclusive lower, inclusive-or-exclusive upper) bounds on the time column."""
+        lo = max((t for t in (self.since, self.sampling.since) if t), default=None)
+        if self.sampling.method == "incremental" and self.watermark:
+            lo = max(lo, self.watermark) if lo else self.watermark
+        hi = min((t for t in (self.until, self.sampling.until) if t), default=None)
+        return lo, hi
+
+    @property
+    def draws(self) -> bool:
+        """True when rows are chosen by key (random or stratified) rather than streamed."""
+        return self.sampling.method in ("random", "stratified")
+
+
+def choose_keys(keys: pd.DataFrame, sampling: Sampling) -> np.ndarray:
+    """Choose the keys to read from a frame of ``key`` (and ``org`` for stratified) columns.
+
+    Keys are sorted first, so the draw depends on the seed and the set of keys, never on the order a
+    database happened to return them in.
+    """
+    keys = keys.dropna(subset=["key"]).drop_duplicates("key").sort_values("key", kind="stable")
+    rng = np.random.default_rng(sampling.seed)
+    n = len(keys)
+    want = min(sampling.rows or n, n)
+    if sampling.method == "random" or "org" not in keys:
+        idx = np.sort(rng.choice(n, size=want, replace=False)) if want < n else np.arange(n)
+        return keys["key"].to_numpy()[idx]
+    # Stratified: a floor of per_org_min rows per institution, the rest drawn from the remaining
+    # rows uniformly, so large institutions keep their share without small ones vanishing.
+    order = rng.permutation(n)
+    shuffled = keys.iloc[order].reset_index(drop=True)
+    org = shuffled["org"].fillna("<NULL>")
+    rank = org.groupby(org, sort=False).cumcount()
+    floor = rank < sampling.per_org_min
+    taken = shuffled.index[floor]
+    rest = shuffled.index[~floor]
+    extra = max(want - len(taken), 0)
+    chosen = np.concatenate([taken.to_numpy(), rest.to_numpy()[:extra]])
+    return np.sort(shuffled["key"].to_numpy()[chosen])
+
+
+def allocation(sample: pd.DataFrame, org_column: str) -> pd.Series:
+    """Rows per institution in a sample (for the run record and tests)."""
+    return sample[org_column].value_counts().sort_index()

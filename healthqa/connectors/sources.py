@@ -1,0 +1,29 @@
+"""Opening configured sources by kind."""
+
+from __future__ import annotations
+
+from .config import Config, Source
+from .errors import SourceError
+from .files import CsvReader, ExcelReader
+from .readers import Reader
+from .sql import OdbcReader, SqlAlchemyReader
+
+KINDS: dict[str, type[Reader]] = {
+    "sqlalchemy": SqlAlchemyReader,
+    "odbc": OdbcReader,
+    "csv": CsvReader,
+    "excel": ExcelReader,
+}
+
+
+def reader(name: str, cfg: Source) -> Reader:
+    """A reader for one source; connect with ``with reader(...) as r:``."""
+    return KINDS[cfg.kind](name, cfg)
+
+
+def open_source(config: Config, name: str) -> Reader:
+    try:
+        src = config.sources[name]
+    except KeyError:
+        raise SourceError(name, f"no such source (configured: {', '.join(config.sources)})") from None
+    return reader(name, src)

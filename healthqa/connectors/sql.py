@@ -1,0 +1,291 @@
+"""Readers for databases: SQLAlchemy URLs and ODBC (pyodbc) DSNs or connection strings.
+
+Both build their statements with SQLAlchemy Core, so filters, limits and key lists become SQL in the
+source's own dialect; the ODBC reader compiles them for the DBMS the driver reports and runs them
+through pyodbc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import and_, column, func, inspect, select, table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+
+from . import model
+from .config import Source
+from .errors import SourceError, SourceUnreachable
+from .readers import Reader, empty_frame, one_line
+from .readonly import ODBC_SESSION_SQL, guard, odbc_timeout_sql, readonly_engine
+from .sampling import Scope
+
+_TEXT_TYPES = ("char", "text", "string", "clob", "varchar", "nvarchar", "character")
+
+
+class _SqlBuilder(Reader):
+    """Statement building shared by the SQLAlchemy and ODBC readers."""
+
+    _text_columns: dict[str, set[str]]
+
+    def _table(self, t: str, physical_cols):
+        tm = self.mapping(t)
+        return table(tm.table, *[column(c) for c in physical_cols], schema=tm.schema_)
+
+    def _bind_time(self, t: str, phys_col: str, value: datetime):
+        """Dates are often text in vendor schemas: compare ISO text with text, timestamps with timestamps."""
+        if phys_col.lower() in self._text_columns.get(t, set()):
+            return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value
+
+    def _where(self, t: str, scope: Scope) -> list:
+        cols = self.present_columns(t)
+        conds = []
+        org = model.table(t).org
+        if scope.orgs:
+            if not org or org not in cols:
+                raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
+            conds.append(column(cols[org]).in_(list(scope.orgs)))
+        lo, hi = scope.time_window
+        if lo or hi:
+            tc = self.time_column(t, scope)
+            if not tc or tc not in cols:
+                raise SourceError(self.name, f"tables.{t}: no time column {tc or ''} to filter a window or watermark by")
+            c = column(cols[tc])
+            if lo:
+                conds.append(c > self._bind_time(t, cols[tc], lo))
+            if hi:
+                conds.append(c <= self._bind_time(t, cols[tc], hi))
+        return conds
+
+    def _select_rows(self, t: str, columns: dict[str, str], scope: Scope):
+        phys = list(columns.values())
+        stmt = select(*[column(c) for c in phys]).select_from(self._table(t, phys))
+        conds = self._where(t, scope)
+        if conds:
+            stmt = stmt.where(and_(*conds))
+        if scope.sampling.rows and scope.sampling.method in ("full", "incremental"):
+            stmt = stmt.limit(scope.sampling.rows)
+        return stmt
+
+    def _select_keys(self, t: str, scope: Scope):
+        cols = self.present_columns(t)
+        mt = model.table(t)
+        picks = [column(cols[mt.key]).label("key")]
+        if scope.sampling.method == "stratified" and mt.org and mt.org in cols:
+            picks.append(column(cols[mt.org]).label("org"))
+        stmt = select(*picks).select_from(self._table(t, cols.values()))
+        conds = self._where(t, scope)
+        return stmt.where(and_(*conds)) if conds else stmt
+
+    def _select_by_keys(self, t: str, columns: dict[str, str], keys: list):
+        phys = list(columns.values())
+        key_col = columns[model.table(t).key]
+        return select(*[column(c) for c in phys]).select_from(self._table(t, phys)).where(column(key_col).in_(keys))
+
+    def _select_count(self, t: str, scope: Scope | None):
+        cols = self.present_columns(t)
+        stmt = select(func.count().label("n")).select_from(self._table(t, cols.values()))
+        conds = self._where(t, scope) if scope else []
+        return stmt.where(and_(*conds)) if conds else stmt
+
+
+class SqlAlchemyReader(_SqlBuilder):
+    """Any database SQLAlchemy can reach by URL, opened read-only."""
+
+    def __init__(self, name: str, cfg: Source):
+        super().__init__(name, cfg)
+        self.engine = None
+        self._text_columns = {}
+
+    def connect(self) -> None:
+        try:
+            self.engine = readonly_engine(self.cfg.url, max_connections=self.cfg.max_connections,
+                                          statement_timeout_s=self.cfg.statement_timeout_s,
+                                          connect_timeout_s=self.cfg.connect_timeout_s)
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except (SQLAlchemyError, ValueError, ImportError) as e:
+            raise SourceUnreachable(self.name, one_line(e)) from None
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def physical_columns(self, t: str) -> list[str] | None:
+        tm = self.mapping(t)
+        try:
+            cols = inspect(self.engine).get_columns(tm.table, schema=tm.schema_)
+        except NoSuchTableError:
+            return None
+        except SQLAlchemyError as e:
+            raise SourceError(self.name, one_line(e)) from None
+        if not cols:
+            return None
+        self._text_columns[t] = {c["name"].lower() for c in cols
+                                 if any(k in str(c["type"]).lower() for k in _TEXT_TYPES)}
+        return [c["name"] for c in cols]
+
+    def _execute(self, stmt):
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(stmt).fetchall()
+        except DBAPIError as e:
+            raise SourceError(self.name, one_line(e)) from None
+
+    def count(self, t: str, scope: Scope | None = None) -> int:
+        rows = self._execute(self._select_count(t, scope))
+        return int(rows[0][0])
+
+    def _stream(self, t: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
+        stmt = self._select_rows(t, columns, scope)
+        names = list(columns.values())
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, max_row_buffer=self.cfg.chunk_rows).execute(stmt)
+                yielded = False
+                for part in result.partitions(self.cfg.chunk_rows):
+                    yielded = True
+                    yield pd.DataFrame.from_records(part, columns=names)
+                if not yielded:
+                    yield empty_frame(names)
+        except DBAPIError as e:
+            raise SourceError(self.name, one_line(e)) from None
+
+    def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
+        stmt = self._select_keys(t, scope)
+        rows = self._execute(stmt)
+        return pd.DataFrame.from_records(rows, columns=[c.name for c in stmt.selected_columns])
+
+    def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
+        rows = self._execute(self._select_by_keys(t, columns, keys))
+        return pd.DataFrame.from_records(rows, columns=list(columns.values()))
+
+
+def _odbc_dialect(dbms: str) -> Dialect:
+    """The SQLAlchemy dialect that writes SQL the DBMS behind an ODBC driver understands."""
+    from sqlalchemy.dialects import mssql, mysql, oracle, postgresql, sqlite
+
+    d = {"postgresql": postgresql, "mysql": mysql, "mariadb": mysql, "microsoft sql server": mssql,
+         "oracle": oracle, "sqlite": sqlite}.get(dbms, sqlite)
+    return d.dialect(paramstyle="qmark")
+
+
+class OdbcReader(_SqlBuilder):
+    """A database behind an ODBC driver manager (unixODBC on Linux), through pyodbc, read-only."""
+
+    def __init__(self, name: str, cfg: Source):
+        super().__init__(name, cfg)
+        self.conn = None
+        self.dbms = ""
+        self.dialect: Dialect | None = None
+        self._text_columns = {}
+
+    def connect(self) -> None:
+        import pyodbc
+
+        cs = self.cfg.connection_string or f"DSN={self.cfg.dsn}"
+        try:
+            # readonly sets SQL_ATTR_ACCESS_MODE; drivers may ignore it, so the session is made
+            # read-only in SQL as well where the DBMS supports it.
+            self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
+            self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
+            cur = self.conn.cursor()
+            for sql in ODBC_SESSION_SQL.get(self.dbms, []) + odbc_timeout_sql(self.dbms, self.cfg.statement_timeout_s):
+                cur.execute(sql)
+            cur.close()
+        except pyodbc.Error as e:
+            raise SourceUnreachable(self.name, _odbc_reason(e)) from None
+        self.dialect = _odbc_dialect(self.dbms)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def cursor(self):
+        """A cursor whose ``execute`` refuses writing statements (the DBMS refuses them as well)."""
+        return _GuardedCursor(self.conn.cursor())
+
+    def physical_columns(self, t: str) -> list[str] | None:
+        import pyodbc
+
+        tm = self.mapping(t)
+        try:
+            cur = self.conn.cursor()
+            rows = cur.columns(table=tm.table, schema=tm.schema_).fetchall()
+            if not rows and tm.table != tm.table.lower():  # PostgreSQL folds unquoted names
+                rows = cur.columns(table=tm.table.lower(), schema=tm.schema_).fetchall()
+            cur.close()
+        except pyodbc.Error as e:
+            raise SourceError(self.name, _odbc_reason(e)) from None
+        if not rows:
+            return None
+        self._text_columns[t] = {r.column_name.lower() for r in rows
+                                 if any(k in str(r.type_name).lower() for k in _TEXT_TYPES)}
+        return [r.column_name for r in rows]
+
+    def _run(self, stmt):
+        import pyodbc
+
+        compiled = stmt.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
+        params = [compiled.params[n] for n in (compiled.positiontup or [])]
+        try:
+            cur = self.cursor()
+            cur.execute(str(compiled), params)
+            return cur
+        except pyodbc.Error as e:
+            raise SourceError(self.name, _odbc_reason(e)) from None
+
+    def count(self, t: str, scope: Scope | None = None) -> int:
+        cur = self._run(self._select_count(t, scope))
+        n = cur.fetchone()[0]
+        cur.close()
+        return int(n)
+
+    def _stream(self, t: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
+        cur = self._run(self._select_rows(t, columns, scope))
+        names = list(columns.values())
+        yielded = False
+        while True:
+            rows = cur.fetchmany(self.cfg.chunk_rows)
+            if not rows:
+                break
+            yielded = True
+            yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=names)
+        cur.close()
+        if not yielded:
+            yield empty_frame(names)
+
+    def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
+        stmt = self._select_keys(t, scope)
+        cur = self._run(stmt)
+        rows = [tuple(r) for r in cur.fetchall()]
+        cur.close()
+        return pd.DataFrame.from_records(rows, columns=[c.name for c in stmt.selected_columns])
+
+    def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
+        cur = self._run(self._select_by_keys(t, columns, keys))
+        rows = [tuple(r) for r in cur.fetchall()]
+        cur.close()
+        return pd.DataFrame.from_records(rows, columns=list(columns.values()))
+
+
+class _GuardedCursor:
+    def __init__(self, cur):
+        self._cur = cur
+
+    def execute(self, sql, *params):
+        guard(sql)
+        return self._cur.execute(sql, *params)
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def _odbc_reason(e) -> str:
+    # pyodbc errors are ('SQLSTATE', '[unixODBC][Driver]... message (code) (SQLDriverConnect)')
+    parts = [str(a) for a in getattr(e, "args", [])]
+    return one_line(Exception(parts[-1] if parts else e))

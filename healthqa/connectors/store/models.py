@@ -1,0 +1,167 @@
+"""Tables of the audit store. The schema is owned by the Alembic migrations beside this file;
+``tests/test_store.py`` proves that the migrations and these models agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    """One execution: a nightly audit, an ad-hoc validation, a dedup scan, a report."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | success | failed
+    scope: Mapped[dict | None] = mapped_column(JSON)  # sources, tables, filters, sampling
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class RuleResult(Base):
+    __tablename__ = "rule_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    table_name: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    columns: Mapped[list | None] = mapped_column(JSON)
+    dimension: Mapped[str | None] = mapped_column(String(16))
+    kahn: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))  # pass | fail | not_applicable | error
+    violations: Mapped[int] = mapped_column(Integer, default=0)
+    denominator: Mapped[int] = mapped_column(Integer, default=0)
+    violation_pct: Mapped[float | None] = mapped_column(Float)
+    threshold_pct: Mapped[float | None] = mapped_column(Float)
+    sample_keys: Mapped[list | None] = mapped_column(JSON)
+    by_org: Mapped[dict | None] = mapped_column(JSON)
+    sampling: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_rule_results_scope", "source", "table_name", "rule_id"),)
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(16))  # overall | system | dimension | org | table
+    subject: Mapped[str] = mapped_column(String(128))
+    score: Mapped[float] = mapped_column(Float)
+    rules: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Finding(Base):
+    """A maintenance finding; ``fingerprint`` makes it the same finding across runs."""
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    table_name: Mapped[str | None] = mapped_column(String(64))
+    org_code: Mapped[str | None] = mapped_column(String(64))
+    system: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(8))  # 一级 | 二级 | 提示
+    title: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    first_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    last_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    opened_at: Mapped[datetime] = mapped_column(DateTime)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Watermark(Base):
+    """Incremental sampling: the latest time-column value read by a successful run."""
+
+    __tablename__ = "watermarks"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    time_column: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DedupPair(Base):
+    __tablename__ = "dedup_pairs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    left_id: Mapped[str] = mapped_column(String(64))
+    right_id: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))  # match | review | non_match
+    explanation: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("source", "left_id", "right_id", name="uq_dedup_pair"),)
+
+
+class DedupCluster(Base):
+    __tablename__ = "dedup_clusters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    survivor_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="proposed")  # proposed | review | merged | split
+    proposal: Mapped[dict | None] = mapped_column(JSON)  # field-level survivorship proposals
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DedupClusterMember(Base):
+    __tablename__ = "dedup_cluster_members"
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("dedup_clusters.id", ondelete="CASCADE"), primary_key=True)
+    archive_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class StewardDecision(Base):
+    """A steward's decision on a pair; never deleted, an undo sets ``undone_at``."""
+
+    __tablename__ = "steward_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    left_id: Mapped[str] = mapped_column(String(64))
+    right_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # merge | not_same | skip
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_steward_pair", "source", "left_id", "right_id"),)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # steward | qc_manager | engineer | admin
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditLog(Base):
+    """Who did what: reveals of unmasked values, steward decisions, user changes."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(256))
+    detail: Mapped[dict | None] = mapped_column(JSON)
