@@ -29,10 +29,19 @@ class _SqlBuilder(Reader):
     """Statement building shared by the SQLAlchemy and ODBC readers."""
 
     _text_columns: dict[str, set[str]]
+    _actual_names: dict[str, str]  # canonical table -> physical name as the database spells it
 
     def _table(self, t: str, physical_cols):
         tm = self.mapping(t)
-        return table(tm.table, *[column(c) for c in physical_cols], schema=tm.schema_)
+        return table(self._actual_names.get(t, tm.table), *[column(c) for c in physical_cols], schema=tm.schema_)
+
+    @staticmethod
+    def _match(wanted: str, names) -> str | None:
+        """Databases fold unquoted names (PostgreSQL to lower, Oracle to upper case): match either way."""
+        names = list(names)
+        if wanted in names:
+            return wanted
+        return next((n for n in names if n.lower() == wanted.lower()), None)
 
     def _bind_time(self, t: str, phys_col: str, value: datetime):
         """Dates are often text in vendor schemas: compare ISO text with text, timestamps with timestamps."""
@@ -98,7 +107,7 @@ class SqlAlchemyReader(_SqlBuilder):
     def __init__(self, name: str, cfg: Source):
         super().__init__(name, cfg)
         self.engine = None
-        self._text_columns = {}
+        self._text_columns, self._actual_names = {}, {}
 
     def connect(self) -> None:
         try:
@@ -117,13 +126,16 @@ class SqlAlchemyReader(_SqlBuilder):
     def physical_columns(self, t: str) -> list[str] | None:
         tm = self.mapping(t)
         try:
-            cols = inspect(self.engine).get_columns(tm.table, schema=tm.schema_)
+            insp = inspect(self.engine)
+            actual = self._match(tm.table, insp.get_table_names(schema=tm.schema_) + insp.get_view_names(schema=tm.schema_))
+            if actual is None:
+                return None
+            self._actual_names[t] = actual
+            cols = insp.get_columns(actual, schema=tm.schema_)
         except NoSuchTableError:
             return None
         except SQLAlchemyError as e:
             raise SourceError(self.name, one_line(e)) from None
-        if not cols:
-            return None
         self._text_columns[t] = {c["name"].lower() for c in cols
                                  if any(k in str(c["type"]).lower() for k in _TEXT_TYPES)}
         return [c["name"] for c in cols]
@@ -181,7 +193,7 @@ class OdbcReader(_SqlBuilder):
         self.conn = None
         self.dbms = ""
         self.dialect: Dialect | None = None
-        self._text_columns = {}
+        self._text_columns, self._actual_names = {}, {}
 
     def connect(self) -> None:
         import pyodbc
@@ -215,14 +227,16 @@ class OdbcReader(_SqlBuilder):
         tm = self.mapping(t)
         try:
             cur = self.conn.cursor()
-            rows = cur.columns(table=tm.table, schema=tm.schema_).fetchall()
-            if not rows and tm.table != tm.table.lower():  # PostgreSQL folds unquoted names
-                rows = cur.columns(table=tm.table.lower(), schema=tm.schema_).fetchall()
+            names = [r.table_name for r in cur.tables(schema=tm.schema_).fetchall()
+                     if str(r.table_type).upper() in ("TABLE", "VIEW")]
+            actual = self._match(tm.table, names)
+            rows = cur.columns(table=actual, schema=tm.schema_).fetchall() if actual else []
             cur.close()
         except pyodbc.Error as e:
             raise SourceError(self.name, _odbc_reason(e)) from None
         if not rows:
             return None
+        self._actual_names[t] = actual
         self._text_columns[t] = {r.column_name.lower() for r in rows
                                  if any(k in str(r.type_name).lower() for k in _TEXT_TYPES)}
         return [r.column_name for r in rows]

@@ -1,0 +1,113 @@
+"""Shared fixtures: a small synthetic platform, and copies of it in the local PostgreSQL and MariaDB.
+
+The database servers are part of this project's machines and of CI (``.ci/run`` starts them). A
+test that needs one skips, naming the server, only when it truly cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from healthqa.connectors.demo import DemoOptions, generate
+from healthqa.connectors.demo.platform import PHYSICAL
+
+AS_OF = datetime(2026, 11, 25)
+PG_ADMIN = os.environ.get("HEALTHQA_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
+MARIADB_ADMIN = os.environ.get("HEALTHQA_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything)."""
+    folder = tmp_path_factory.mktemp("demo")
+    generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
+    return folder
+
+
+def demo_config(folder: Path) -> dict:
+    return yaml.safe_load((folder / "healthqa.yml").read_text(encoding="utf-8"))
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def sqlite_frames(folder: Path) -> dict[str, pd.DataFrame]:
+    """Every physical table of the demo, as stored."""
+    out = {}
+    for table, (db, phys, _cols) in PHYSICAL.items():
+        with sqlite3.connect(folder / f"{db}.db") as conn:
+            out[table] = pd.read_sql_query(f"SELECT * FROM {phys}", conn)
+    return out
+
+
+def _server(admin_url: str, kind: str):
+    try:
+        eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(text("SELECT 1"))
+        return eng
+    except Exception as e:  # noqa: BLE001 - any failure to reach the server means "absent"
+        pytest.skip(f"{kind} is not reachable at {admin_url.split('@')[-1]}: {str(e).splitlines()[0]}")
+
+
+def _copy_demo(url: str, demo: Path) -> None:
+    eng = create_engine(url)
+    for table, df in sqlite_frames(demo).items():
+        db, phys, _ = PHYSICAL[table]
+        # keep the vendor's spelling: PostgreSQL folds unquoted names, so the copy is lower-case there
+        name = phys.lower() if url.startswith("postgresql") else phys
+        df.to_sql(name, eng, index=False, chunksize=5000)
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_db(demo):
+    """A fresh PostgreSQL database holding the demo's tables; yields its URL."""
+    admin = _server(PG_ADMIN, "PostgreSQL")
+    name = f"healthqa_t_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    _copy_demo(url, demo)
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_db(demo):
+    admin = _server(MARIADB_ADMIN, "MariaDB")
+    name = f"healthqa_t_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url = MARIADB_ADMIN.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
+    _copy_demo(url, demo)
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_store_url():
+    """An empty PostgreSQL database for the audit store."""
+    admin = _server(PG_ADMIN, "PostgreSQL")
+    name = f"healthqa_s_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
