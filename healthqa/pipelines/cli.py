@@ -114,33 +114,22 @@ def sources_check(config: ConfigOpt):
 
 
 def nightly(cfg: config_mod.Config) -> int:
-    """One nightly audit with the stages that exist so far: check sources, then extract under sampling."""
-    from .extract import check_sources, extract_all
+    """Run one nightly audit with progress, print what it did; 2 if any source failed."""
+    from .nightly import run_nightly
 
-    checks = check_sources(cfg)
-    code = _render_checks(checks)
-    store = AuditStore(cfg.store.url)
-    scope = {"sources": list(cfg.sources), "config": str(cfg.path)}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
-        total = sum(len(s.tables) for s in cfg.sources.values())
-        task = progress.add_task("抽样 sampling", total=total)
-        with store.run("nightly", scope) as ctx:
-            reads = extract_all(cfg, store, ctx, on_table=lambda tr: progress.advance(task))
-            failed = [r for r in reads if r.error]
-            if failed:
-                # the run still records what it read, but a failed table must not advance watermarks
-                ctx.pending_watermarks = {k: v for k, v in ctx.pending_watermarks.items()
-                                          if (k[0], k[1]) not in {(r.source, r.table) for r in failed}}
-    t = Table(title=f"抽样结果 sampled (run {ctx.id})", title_justify="left")
+        task = progress.add_task("抽样 sampling", total=sum(len(s.tables) for s in cfg.sources.values()))
+        res = run_nightly(cfg, on_table=lambda tr: progress.advance(task))
+    code = _render_checks(res.checks)
+    t = Table(title=f"抽样结果 sampled (run {res.run_id})", title_justify="left")
     for col in ("数据源 source", "标准表 table", "方式 method", "行数 rows", "机构数 orgs", "状态 status"):
         t.add_column(col)
-    for r in reads:
+    for r in res.reads:
         t.add_row(r.source, r.table, r.method, f"{r.rows:,}", str(len(r.by_org)) if r.by_org else "",
                   f"[red]{r.error}[/]" if r.error else "[green]正常 ok[/]")
     out.print(t)
-    store.close()
-    return max(code, 2 if any(r.error for r in reads) else 0)
+    return max(code, 2 if res.failed else 0)
 
 
 @run_app.command("nightly")

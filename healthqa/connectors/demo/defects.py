@@ -259,7 +259,8 @@ def _eligible_newborn(df, ctx):
 def _after_death(df, idx, ctx):
     d = df.loc[idx, "archive_id"].map(_person(ctx, "death_date"))
     room = (pd.Timestamp(ctx.world.as_of) - d).dt.days - 1
-    t = d + pd.to_timedelta((ctx.rng.random(len(idx)) * np.clip(room, 1, 30)).astype(int) + 1, unit="D") - pd.Timedelta(hours=12)
+    # a day or more after the date of death (a record on the day itself is plausible)
+    t = d + pd.to_timedelta((ctx.rng.random(len(idx)) * np.clip(room, 1, 30)).astype(int) + 1, unit="D") + pd.Timedelta(hours=10)
     cols = [c for c in df.columns if c.endswith("_time") and c != "upload_time"]
     first = df.loc[idx, cols[0]]
     for c in cols:
@@ -289,8 +290,10 @@ def _dx_unknown(df, idx, ctx):
 
 
 def _discharge_before_admit(df, idx, ctx):
-    d = df.loc[idx, "admit_time"] - pd.to_timedelta(ctx.rng.integers(3600, 5 * 86400, len(idx)), unit="s")
-    _set(df, idx, "discharge_time", d)
+    # the admission time is moved past the discharge (by less than a day, so the upload lag and
+    # the person's death date stay as they were)
+    a = df.loc[idx, "discharge_time"] + pd.to_timedelta(ctx.rng.integers(3600, 20 * 3600, len(idx)), unit="s")
+    _set(df, idx, "admit_time", a)
     return "discharge before admission"
 
 
@@ -375,7 +378,7 @@ EXAM = [
     Defect("weight_out_of_range", "weight_kg", 0.003, _scale("weight_kg", [650.0, 1.2, 0.0, 1200.0], "weight outside 2-300 kg")),
     Defect("bmi_inconsistent", "bmi", 0.004, _bmi_wrong),
     Defect("bp_out_of_range", "sbp", 0.002, _scale("sbp", [320.0, 40.0, 999.0], "systolic outside 60-300")),
-    Defect("bp_inverted", "sbp", 0.003, _bp_inverted),
+    Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.003, _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
 ]
 
@@ -388,7 +391,7 @@ def _next_not_after(df, idx, ctx):
 FOLLOWUP = [
     Defect("orphan_archive", "archive_id", 0.002, _orphan),
     Defect("next_date_not_after", "next_date", 0.004, _next_not_after),
-    Defect("bp_inverted", "sbp", 0.003, _bp_inverted),
+    Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.002, _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
 ]
 

@@ -267,7 +267,7 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
     # a changed birth date contradicts the ID number when the ID is still readable
     for pos, ch in enumerate(changes_log):
         if any(c.startswith("birth_") for c in ch) and not any(
-                c in ("id_missing", "id_legacy_15", "id_transposed", "id_mistyped") for c in ch):
+                c in ("id_missing", "id_transposed", "id_mistyped") for c in ch):
             truth.defect("person", [dups["archive_id"].iat[pos]], "birth_date", "id_birth_mismatch", "duplicate")
     truth.rows("duplicates", zip(dups["archive_id"], orig_ids, (";".join(c) for c in changes_log)))
     # every pair inside a cluster (original + one or two duplicates) is a true duplicate pair

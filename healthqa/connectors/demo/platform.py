@@ -22,6 +22,7 @@ from ..config import dump
 from . import clinical
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
+from .identity import check_chars
 from .people import Counters, make_people
 from .truth import Truth, normalise_id
 from .world import World
@@ -168,11 +169,23 @@ def _drop_silent_feed(world: World, df: pd.DataFrame) -> pd.DataFrame:
     return df[~gone.to_numpy()]
 
 
+def _valid18(s) -> bool:
+    """Checksum and date: enough for numbers this generator makes (a changed digit always breaks
+    the checksum; numbers damaged on purpose with a recomputed checksum are never shared)."""
+    if s is None or len(s) != 18 or not s[:17].isdigit():
+        return False
+    try:
+        datetime.strptime(s[6:14], "%Y%m%d")
+    except ValueError:
+        return False
+    return check_chars(pd.Series([s[:17]]))[0] == s[17]
+
+
 def _shared_ids(people: pd.DataFrame, truth: Truth) -> None:
     """Active archives that share a normalised ID number violate uniqueness: log every member."""
     active = people[people["status_code"] == "1"]
     norm = active["id_number"].map(normalise_id)
-    norm = norm[norm.notna() & (norm.str.len() == 18)]
+    norm = norm[norm.map(_valid18)]
     shared = norm[norm.duplicated(keep=False)]
     truth.defect("person", active.loc[shared.index, "archive_id"], "id_number", "id_shared_active",
                  "active archives share the ID number")
@@ -189,8 +202,13 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
+            if table == "organization":
+                tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
-                       "max_connections": 2, "statement_timeout_s": 300, "tables": tables}
+                       "max_connections": 2, "statement_timeout_s": 300,
+                       # clinical feeds are audited incrementally: each night, what arrived since the last run
+                       "sampling": {"method": "incremental" if db == "drc" else "full"},
+                       "tables": tables}
     return {
         "version": 1,
         "district": {"adcode": "330211", "name": "镇海区"},

@@ -20,7 +20,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running | success | failed
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | success | partial | failed
     scope: Mapped[dict | None] = mapped_column(JSON)  # sources, tables, filters, sampling
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -93,11 +93,12 @@ class AuditStore:
             s.flush()
             return RunContext(id=run.id, kind=kind)
 
-    def finish_run(self, ctx: RunContext, *, ok: bool, message: str | None = None) -> None:
-        """Close a run; only a successful run advances the watermarks it staged."""
+    def finish_run(self, ctx: RunContext, *, ok: bool, message: str | None = None, partial: bool = False) -> None:
+        """Close a run; only a successful run advances the watermarks it staged. A ``partial`` run
+        (some source failed, the others were read) advances the watermarks still staged on it."""
         with self.session() as s:
             run = s.get(Run, ctx.id)
-            run.status = "success" if ok else "failed"
+            run.status = ("partial" if partial else "success") if ok else "failed"
             run.finished_at = now()
             run.message = message
             if ok:

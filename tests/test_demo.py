@@ -1,0 +1,188 @@
+"""The synthetic Zhenhai platform: deterministic, realistic, and true to its ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from healthqa.connectors import model
+from healthqa.connectors.demo import DemoOptions, generate
+from healthqa.connectors.demo.platform import DISEASE_CODES, PHYSICAL
+from healthqa.connectors.demo.world import World
+
+from . import truthcheck as tc
+from .conftest import AS_OF, sqlite_frames
+
+
+def canonical_frames(folder: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for table, df in sqlite_frames(folder).items():
+        cols = PHYSICAL[table][2]
+        out[table] = df.rename(columns={v: k for k, v in cols.items()})
+    out["chronic_followup"]["disease"] = out["chronic_followup"]["disease"].map({v: k for k, v in DISEASE_CODES.items()})
+    return out
+
+
+def truth(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / "truth" / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for db in ("drc", "mpi", "qc"):
+        with sqlite3.connect(folder / f"{db}.db") as conn:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+                for row in conn.execute(f"SELECT * FROM {name}"):
+                    h.update(repr(row).encode())
+    for f in sorted((folder / "truth").glob("*.csv")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def frames(demo):
+    return canonical_frames(demo)
+
+
+def test_same_seed_same_platform_other_seed_other(tmp_path):
+    a = generate(tmp_path / "a", DemoOptions(persons=600, seed=3, as_of=AS_OF, chunk=250))
+    b = generate(tmp_path / "b", DemoOptions(persons=600, seed=3, as_of=AS_OF, chunk=250))
+    c = generate(tmp_path / "c", DemoOptions(persons=600, seed=4, as_of=AS_OF, chunk=250))
+    assert a.counts == b.counts
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert digest(tmp_path / "a") != digest(tmp_path / "c")
+
+
+def test_vendor_schemas_differ_from_canonical(demo):
+    with sqlite3.connect(demo / "mpi.db") as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(T_GRDA)")]
+    assert {"XM", "XBDM", "CSRQ", "SFZH", "LXDH"} <= set(cols)
+    assert not {"name", "id_number"} & set(cols)
+
+
+def test_clean_archives_have_valid_consistent_ids(frames, demo):
+    p = frames["person"]
+    defects = truth(demo, "defects")
+    dirty = set(defects.loc[defects["table"] == "person", "key"])
+    clean = p[~p["archive_id"].isin(dirty)]
+    assert len(clean) > 0.8 * len(p)
+    assert clean["id_number"].map(tc.id_valid).all()  # checksum, date and area against python-stdnum
+    id_birth = pd.to_datetime(clean["id_number"].str[6:14], format="%Y%m%d")
+    assert (id_birth == pd.to_datetime(clean["birth_date"])).all()
+    parity = clean["id_number"].str[16].astype(int) % 2
+    assert ((parity == 1) == (clean["sex_code"] == "1")).all()
+    assert clean["id_number"].str[:6].eq("330211").mean() > 0.6  # mostly locals
+    migrants = clean[~clean["id_number"].str.startswith("330211")]
+    assert migrants["id_number"].str[:2].nunique() >= 5  # from several provinces
+    assert clean["archive_id"].str.fullmatch(r"330211\d{11}").all()
+
+
+def test_surname_frequencies_are_skewed(frames):
+    names = frames["person"]["name"].dropna()
+    names = names[names.str.fullmatch(r"[\u4e00-\u9fff]{2,4}")]
+    surnames = Counter(n[0] for n in names)
+    top5 = sum(c for _, c in surnames.most_common(5)) / len(names)
+    assert 0.22 < top5 < 0.40, top5
+    assert {s for s, _ in surnames.most_common(5)} & {"王", "陈", "张", "李"}
+    rare = [s for s, c in surnames.items() if c <= 3]
+    assert len(rare) >= 3  # a long tail of rare surnames
+
+
+def test_clinical_timing_is_realistic(frames):
+    v = frames["outpatient_visit"]
+    lag = pd.to_datetime(v["upload_time"]) - pd.to_datetime(v["visit_time"])
+    assert lag.median() < pd.Timedelta(hours=6)
+    assert pd.to_datetime(v["upload_time"]).max() < pd.Timestamp(AS_OF)
+    f = frames["chronic_followup"].sort_values(["archive_id", "disease", "followup_date"])
+    gaps = pd.to_datetime(f["followup_date"]).groupby([f["archive_id"], f["disease"]]).diff().dropna()
+    assert gaps.median() <= pd.Timedelta(days=92)
+    assert set(frames["chronic_followup"]["disease"]) == {"htn", "dm"}
+
+
+def test_duplicate_pairs_and_hard_negatives_refer_to_archives(frames, demo):
+    ids = set(frames["person"]["archive_id"])
+    pairs = truth(demo, "duplicate_pairs")
+    hn = truth(demo, "hard_negatives")
+    assert len(pairs) > 50 and len(hn) > 10
+    assert set(pairs["left"]) | set(pairs["right"]) <= ids
+    assert set(hn["left"]) | set(hn["right"]) <= ids
+    assert not set(map(tuple, pairs[["left", "right"]].values)) & set(map(tuple, hn[["left", "right"]].values))
+    assert set(hn["kind"]) == {"twins", "parent_child", "same_name_birth_year"}
+
+
+def test_hard_negatives_look_alike_but_are_different_people(frames, demo):
+    p = frames["person"].drop_duplicates("archive_id", keep=False).set_index("archive_id")
+    hn = truth(demo, "hard_negatives")
+    hn = hn[hn["left"].isin(p.index) & hn["right"].isin(p.index)]
+    L, R = p.loc[hn["left"]].reset_index(), p.loc[hn["right"]].reset_index()
+    kind = hn["kind"].to_numpy()
+    tw = kind == "twins"
+    assert (L["birth_date"][tw].to_numpy() == R["birth_date"][tw].to_numpy()).mean() > 0.9
+    assert (L["address"][tw].to_numpy() == R["address"][tw].to_numpy()).mean() > 0.9
+    pc = kind == "parent_child"
+    gap = (pd.to_datetime(R["birth_date"][pc]).to_numpy() - pd.to_datetime(L["birth_date"][pc]).to_numpy())
+    assert (gap > pd.Timedelta(days=365 * 18)).mean() > 0.9
+    assert (L["phone"][pc].to_numpy() == R["phone"][pc].to_numpy()).mean() > 0.9
+    sn = kind == "same_name_birth_year"
+    assert (L["name"][sn].to_numpy() == R["name"][sn].to_numpy()).mean() > 0.9
+    assert (L["id_number"].to_numpy() != R["id_number"].to_numpy()).all()
+
+
+def test_every_defect_refers_to_an_existing_row(frames, demo):
+    d = truth(demo, "defects")
+    for table, grp in d.groupby("table"):
+        t = model.table(table)
+        assert set(grp["key"]) <= set(frames[table][t.key].astype(str)), table
+
+
+def _found(frames, demo) -> dict[tuple[str, str], set]:
+    orgs = set(frames["organization"]["org_code"])
+    p = frames["person"]
+    out = {("person", k): v for k, v in tc.person_checks(p, orgs, AS_OF).items()}
+    units = World(as_of=AS_OF, seed=0).lab_items.set_index("code")["unit"]
+    for table in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam", "chronic_followup"):
+        key = model.table(table).key
+        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units).items():
+            out[(table, fam)] = ks
+    return out
+
+
+def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
+    """Both ways: every truth row carries its defect, and no other row does (false positives)."""
+    d = truth(demo, "defects")
+    found = _found(frames, demo)
+    problems = []
+    for (table, fam), keys in found.items():
+        stated = set(d.loc[(d["table"] == table) & (d["defect"] == fam), "key"])
+        if stated - keys:
+            problems.append(f"{table}.{fam}: {len(stated - keys)} stated rows do not carry it, e.g. {sorted(stated - keys)[:3]}")
+        if keys - stated:
+            problems.append(f"{table}.{fam}: {len(keys - stated)} rows carry it without being stated, e.g. {sorted(keys - stated)[:3]}")
+    assert not problems, "\n".join(problems)
+    checked = {fam for _, fam in found}
+    stated_families = set(d["defect"]) - {"feed_silent", "diagnosis_unknown"}
+    assert stated_families <= checked  # every injected family has an independent check
+
+
+def test_silent_feed_and_worse_institutions(frames, demo):
+    d = truth(demo, "defects")
+    silent = set(d.loc[d["defect"] == "feed_silent", "key"])
+    assert len(silent) == 1
+    v = frames["outpatient_visit"]
+    recent = v[pd.to_datetime(v["upload_time"]) >= pd.Timestamp(AS_OF) - pd.Timedelta(days=1)]
+    active = set(frames["organization"].loc[frames["organization"]["active"] == 1, "org_code"])
+    assert not silent & set(recent["org_code"])
+    assert silent <= active
+    # the same institution did upload before the last day
+    assert silent <= set(v["org_code"])
+    # defect rates differ by institution: the worst is several times the best
+    pv = d[d["table"] == "outpatient_visit"].merge(v, left_on="key", right_on="visit_id")
+    rate = (pv["org_code"].value_counts() / v["org_code"].value_counts()).dropna()
+    big = v["org_code"].value_counts()
+    rate = rate[big[rate.index] > 200]
+    assert rate.max() > 3 * rate.min()

@@ -1,0 +1,161 @@
+"""Independent checks of the generator's defect families, written against python-stdnum and the
+text of DOMAIN.md §3 rather than against the generator's own code.
+
+Each check takes the canonical frames and returns the keys of the rows that carry the defect.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from functools import cache
+
+import pandas as pd
+from stdnum import numdb
+from stdnum.cn import ric
+
+LOC = numdb.get("cn/loc")
+CJK_NAME = re.compile(r"^[\u4e00-\u9fff\u3400-\u4dbf·]{2,20}$")
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+ICD = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Za-z]{1,4})?$")
+PLACEHOLDER_NAMES = {"测试", "无名氏", "不详", "未知", "新生儿", "测试患者", "无名"}
+PLACEHOLDER_PHONES = {"13800000000", "11111111111", "13888888888", "00000000", "12345678901"}
+ETHNICITY = {f"{i:02d}" for i in range(1, 57)} | {"97", "98"}
+MARITAL = {"10", "20", "21", "22", "23", "30", "40", "90"}
+FULL = str.maketrans("０１２３４５６７８９Ｘｘ×x", "0123456789XXXX")
+DAY = pd.Timedelta(days=1)
+
+
+@cache
+def area_exists(code: str) -> bool:
+    """A county-level GB/T 2260 code that ever existed (python-stdnum keeps the history)."""
+    parts = LOC.info(code[:6])
+    return len(code) >= 6 and code[:6].isdigit() and len(parts) == 2 and bool(parts[1][1])
+
+
+def norm_id(v):
+    if v is None or v != v or str(v).strip() == "":
+        return None
+    s = str(v).strip().translate(FULL)
+    if len(s) == 15 and s.isdigit():
+        first = s[:6] + "19" + s[6:]
+        s = first + ric.calc_check_digit(first + "0")
+    return s
+
+
+def id_valid(s) -> bool:
+    """GB 11643: 18 characters, checksum, a real date, an area code that ever existed."""
+    if s is None or len(s) != 18 or not s[:17].isdigit():
+        return False
+    try:
+        date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
+    except ValueError:
+        return False
+    return ric.calc_check_digit(s) == s[17] and area_exists(s[:6])
+
+
+def blank(s: pd.Series) -> pd.Series:
+    return s.isna() | (s.astype(str).str.strip() == "")
+
+
+def keys(df, mask, key):
+    return set(df.loc[mask.fillna(False).astype(bool), key])
+
+
+def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
+    k = "archive_id"
+    nid = p["id_number"].map(norm_id)
+    valid = nid.map(id_valid)
+    birth = pd.to_datetime(p["birth_date"], errors="coerce")
+    death = pd.to_datetime(p["death_date"], errors="coerce")
+    created = pd.to_datetime(p["created_at"], errors="coerce")
+    id_birth = pd.to_datetime(nid.where(valid).str[6:14], format="%Y%m%d", errors="coerce")
+    raw = p["id_number"].astype(str)
+    active_valid = valid & (p["status_code"] == "1")
+    shared = nid[active_valid].duplicated(keep=False)
+    name = p["name"]
+    return {
+        "name_missing": keys(p, blank(name), k),
+        "name_placeholder": keys(p, name.isin(PLACEHOLDER_NAMES) | name.astype(str).str.endswith(("之子", "之女")), k),
+        "name_invalid": keys(p, ~blank(name) & ~name.astype(str).str.match(CJK_NAME), k),
+        "id_missing": keys(p, blank(p["id_number"]), k),
+        "id_invalid": keys(p, nid.notna() & (nid.str.len() == 18) & ~valid, k),
+        "id_legacy_15": keys(p, raw.str.fullmatch(r"\d{15}"), k),
+        "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
+        "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
+        "id_sex_mismatch": keys(p, valid & p["sex_code"].isin(["1", "2"])
+                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1) != (p["sex_code"] == "1")), k),
+        "sex_invalid": keys(p, ~p["sex_code"].isin(["0", "1", "2", "9"]), k),
+        "marital_invalid": keys(p, ~p["marital_code"].isin(MARITAL), k),
+        "ethnicity_invalid": keys(p, ~p["ethnicity_code"].isin(ETHNICITY), k),
+        "phone_missing": keys(p, blank(p["phone"]), k),
+        "phone_placeholder": keys(p, p["phone"].isin(PLACEHOLDER_PHONES), k),
+        "phone_invalid": keys(p, ~blank(p["phone"]) & ~p["phone"].isin(PLACEHOLDER_PHONES)
+                              & ~p["phone"].astype(str).str.match(MOBILE) & ~p["phone"].astype(str).str.match(LANDLINE), k),
+        "birth_implausible": keys(p, (birth < pd.Timestamp("1900-01-01")) | (birth < pd.Timestamp(as_of) - pd.DateOffset(years=120)), k),
+        "birth_after_created": keys(p, birth > created, k),
+        "death_date_missing": keys(p, (p["status_code"] == "2") & death.isna(), k),
+        "death_before_birth": keys(p, death < birth, k),
+        "address_missing": keys(p, blank(p["address"]), k),
+        "adcode_invalid": keys(p, ~p["adcode"].astype(str).map(lambda a: len(a) in (6, 9) and area_exists(a)), k),
+        "adcode_outside_district": keys(p, p["adcode"].astype(str).map(lambda a: len(a) in (6, 9) and area_exists(a))
+                                        & ~p["adcode"].astype(str).str.startswith("330211"), k),
+        "archive_id_format": keys(p, ~p[k].astype(str).str.fullmatch(r"330211\d{11}"), k),
+        "archive_id_duplicate": keys(p, p[k].duplicated(keep=False), k),
+        "org_unregistered": keys(p, ~p["org_code"].isin(orgs), k),
+        "id_shared_active": set(p.loc[shared[shared].index, k]),
+    }
+
+
+def _person_attr(p, col):
+    q = p.drop_duplicates("archive_id", keep=False)
+    return q.set_index("archive_id")[col]
+
+
+def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str], key: str, lab_units=None) -> dict[str, set]:
+    out = {"orphan_archive": keys(df, ~df["archive_id"].isin(set(p["archive_id"])), key)}
+    birth = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")
+    death = pd.to_datetime(df["archive_id"].map(_person_attr(p, "death_date")), errors="coerce")
+    pb = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")
+    plausible_death = death > pb
+    t = lambda c: pd.to_datetime(df[c], errors="coerce")  # noqa: E731
+    if table == "outpatient_visit":
+        out["org_unregistered"] = keys(df, ~df["org_code"].isin(orgs), key)
+        out["upload_lag"] = keys(df, t("upload_time") - t("visit_time") > DAY, key)
+        out["upload_before_event"] = keys(df, t("upload_time") < t("visit_time"), key)
+        out["record_before_birth"] = keys(df, t("visit_time") < birth, key)
+        out["record_after_death"] = keys(df, plausible_death & (t("visit_time") > death + DAY), key)
+        code = df["diagnosis_code"]
+        out["diagnosis_malformed"] = keys(df, ~blank(code) & ~code.astype(str).str.match(ICD), key)
+        out["diagnosis_missing"] = keys(df, blank(code), key)
+    if table == "inpatient_stay":
+        out["upload_lag"] = keys(df, t("upload_time") - t("discharge_time") > DAY, key)
+        out["discharge_before_admit"] = keys(df, t("discharge_time") < t("admit_time"), key)
+        out["record_after_death"] = keys(df, plausible_death & (t("admit_time") > death + DAY), key)
+        code = df["diagnosis_code"]
+        out["diagnosis_malformed"] = keys(df, ~blank(code) & ~code.astype(str).str.match(ICD), key)
+    if table == "lab_result":
+        v = pd.to_numeric(df["value"], errors="coerce")
+        lo, hi = df["ref_low"].astype(float), df["ref_high"].astype(float)
+        out["upload_lag"] = keys(df, t("upload_time") - t("report_time") > DAY, key)
+        out["lab_value_non_numeric"] = keys(df, v.isna() & ~blank(df["value"]), key)
+        out["lab_unit_invalid"] = keys(df, df["unit"] != df["item_code"].map(lab_units), key)
+        out["lab_range_inverted"] = keys(df, lo > hi, key)
+        flag = pd.Series(["H" if x > h else "L" if x < l else "N" for x, l, h in zip(v, lo, hi)], index=df.index)
+        out["lab_flag_inconsistent"] = keys(df, v.notna() & (lo <= hi) & (flag != df["abnormal_flag"]), key)
+    if table == "health_exam":
+        h, w = df["height_cm"].astype(float), df["weight_kg"].astype(float)
+        hok, wok = h.between(40, 250), w.between(2, 300)
+        out["height_out_of_range"] = keys(df, ~hok, key)
+        out["weight_out_of_range"] = keys(df, ~wok, key)
+        out["bmi_inconsistent"] = keys(df, hok & wok & ((df["bmi"].astype(float) - w / (h / 100) ** 2).abs() > 0.5), key)
+    if table in ("health_exam", "chronic_followup"):
+        s, d = df["sbp"].astype(float), df["dbp"].astype(float)
+        if table == "health_exam":
+            out["bp_out_of_range"] = keys(df, ~s.between(60, 300) | ~d.between(30, 200), key)
+        out["bp_inverted"] = keys(df, s.between(60, 300) & d.between(30, 200) & (s <= d), key)
+        out["glucose_out_of_range"] = keys(df, ~df["fasting_glucose"].astype(float).between(1, 35), key)
+    if table == "chronic_followup":
+        out["next_date_not_after"] = keys(df, t("next_date") <= t("followup_date"), key)
+    return out
