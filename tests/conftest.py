@@ -51,6 +51,13 @@ def sqlite_frames(folder: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def absent(reason: str):
+    """Skip a test whose service is truly absent; in CI (HEALTHQA_REQUIRE_SERVICES=1) fail instead."""
+    if os.environ.get("HEALTHQA_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
 def _server(admin_url: str, kind: str):
     try:
         eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -58,7 +65,19 @@ def _server(admin_url: str, kind: str):
             c.execute(text("SELECT 1"))
         return eng
     except Exception as e:  # noqa: BLE001 - any failure to reach the server means "absent"
-        pytest.skip(f"{kind} is not reachable at {admin_url.split('@')[-1]}: {str(e).splitlines()[0]}")
+        absent(f"{kind} is not reachable at {admin_url.split('@')[-1]}: {str(e).splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
+def odbc_driver():
+    """The unixODBC PostgreSQL driver (Debian packages unixodbc and odbc-postgresql)."""
+    try:
+        import pyodbc
+    except ImportError as e:
+        absent(f"pyodbc cannot load the ODBC driver manager ({e}); apt-get install unixodbc")
+    if "PostgreSQL Unicode" not in pyodbc.drivers():
+        absent("the ODBC driver 'PostgreSQL Unicode' is not installed; apt-get install odbc-postgresql")
+    return "PostgreSQL Unicode"
 
 
 def _copy_demo(url: str, demo: Path) -> None:

@@ -105,15 +105,14 @@ def _odbc_string(pg_url: str) -> str:
 
 @pytest.mark.odbc
 @pytest.mark.parametrize("table", TABLES)
-def test_odbc_reads_same_rows_as_sqlite(demo, pg_db, table):
-    pytest.importorskip("pyodbc")
+def test_odbc_reads_same_rows_as_sqlite(demo, pg_db, odbc_driver, table):
     cfg = with_value_map(source_cfg("odbc", connection_string=_odbc_string(pg_db), tables=[table]))
     got = read(cfg, table)
     pd.testing.assert_frame_equal(_float_text(canonical(got, table)), _float_text(expected(demo, table)))
 
 
 @pytest.mark.odbc
-def test_odbc_random_sample_matches_sqlalchemy(demo, pg_db):
+def test_odbc_random_sample_matches_sqlalchemy(demo, pg_db, odbc_driver):
     """Draws are made on sorted keys, so the same seed picks the same rows through any driver."""
     scope = Scope(sampling=config.Sampling(method="random", rows=150, seed=11))
     a = read(source_cfg("odbc", connection_string=_odbc_string(pg_db), tables=["person"]), "person", scope=scope)
@@ -258,7 +257,7 @@ def test_mariadb_source_refuses_writes(mariadb_db):
 
 
 @pytest.mark.odbc
-def test_odbc_source_refuses_writes(pg_db):
+def test_odbc_source_refuses_writes(pg_db, odbc_driver):
     import pyodbc
 
     with reader("qc", source_cfg("odbc", connection_string=_odbc_string(pg_db), tables=["person"])) as r:

@@ -151,6 +151,8 @@ def demo(
     from ..connectors.demo import DemoOptions, generate
 
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
+    # a new platform gets a new audit store: old watermarks would hide the new data
+    (dir / "audit.db").unlink(missing_ok=True)
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:

@@ -1,0 +1,3 @@
+from healthqa.pipelines.cli import main
+
+main()
