@@ -307,3 +307,34 @@ def test_sources_check_cli_reports_mis_mapping(demo, tmp_path):
     assert "sources.drc: unreachable" in res.stderr
     assert "Traceback" not in res.output
     assert not (tmp_path / "audit.db").exists()  # a check writes nothing to the audit store
+
+
+@pytest.mark.mariadb
+def test_mariadb_statement_timeout_is_set(mariadb_db):
+    from sqlalchemy import text
+
+    with reader("mpi", source_cfg("sqlalchemy", url=mariadb_db, tables=["person"], statement_timeout_s=7)) as r:
+        with r.engine.connect() as c:
+            assert float(c.execute(text("SELECT @@max_statement_time")).scalar()) == 7.0
+            assert c.execute(text("SELECT @@session.tx_read_only")).scalar() == 1
+
+
+@pytest.mark.odbc
+def test_odbc_through_the_mariadb_driver(demo, mariadb_db):
+    """The same ODBC reader on another DBMS: its dialect and read-only session follow the driver."""
+    import pyodbc
+    from sqlalchemy.engine import make_url
+
+    if "MariaDB Unicode" not in pyodbc.drivers():
+        from .conftest import absent
+
+        absent("the ODBC driver 'MariaDB Unicode' is not installed; apt-get install odbc-mariadb")
+    u = make_url(mariadb_db)
+    cs = f"Driver={{MariaDB Unicode}};Server={u.host};Port={u.port or 3306};Database={u.database};User={u.username};Password=;"
+    cfg = source_cfg("odbc", connection_string=cs, tables=["person"])
+    got = read(cfg, "person")
+    pd.testing.assert_frame_equal(canonical(got, "person"), expected(demo, "person"))
+    with reader("mpi", cfg) as r:
+        assert r.dbms in ("mariadb", "mysql")
+        with pytest.raises(pyodbc.Error, match="(?i)read only"):
+            r.conn.cursor().execute("DELETE FROM T_GRDA")

@@ -176,9 +176,9 @@ class Reader(ABC):
         for c in cols:
             vm = tm.value_map(c)
             if vm:  # vendor codes -> canonical codes; unknown codes stay as they are, to be counted
-                s = df[c]
-                df[c] = s.map(lambda v: vm.get(str(v), v) if v is not None and v == v else v)
-        return df[[c for c in cols]]
+                text = df[c].astype(str)
+                df[c] = df[c].where(~text.isin(vm.keys()), text.map(vm))
+        return df[list(cols)]
 
     def time_column(self, table: str, scope: Scope) -> str | None:
         """The canonical time column a window or watermark applies to."""
@@ -196,9 +196,3 @@ def one_line(e: BaseException) -> str:
 
 def empty_frame(columns) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-
-
-def as_object(df: pd.DataFrame) -> pd.DataFrame:
-    """Missing values as None in object columns, so every backend hands the validator the same."""
-    return df.astype(object).where(df.notna(), None) if len(df) else df
-

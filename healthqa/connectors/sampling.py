@@ -73,8 +73,3 @@ def choose_keys(keys: pd.DataFrame, sampling: Sampling) -> np.ndarray:
     extra = max(want - len(taken), 0)
     chosen = np.concatenate([taken.to_numpy(), rest.to_numpy()[:extra]])
     return np.sort(shuffled["key"].to_numpy()[chosen])
-
-
-def allocation(sample: pd.DataFrame, org_column: str) -> pd.Series:
-    """Rows per institution in a sample (for the run record and tests)."""
-    return sample[org_column].value_counts().sort_index()

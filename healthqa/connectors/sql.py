@@ -204,6 +204,12 @@ class OdbcReader(_SqlBuilder):
             # read-only in SQL as well where the DBMS supports it.
             self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
             self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
+            if self.dbms in ("mysql", "mariadb"):
+                # their drivers hand text over as UTF-8; decoded any other way a Chinese name
+                # loses its last characters (pyodbc's documented setting for MySQL)
+                self.conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+                self.conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
+                self.conn.setencoding(encoding="utf-8")
             cur = self.conn.cursor()
             for sql in ODBC_SESSION_SQL.get(self.dbms, []) + odbc_timeout_sql(self.dbms, self.cfg.statement_timeout_s):
                 cur.execute(sql)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import pandas as pd
 
@@ -28,7 +27,6 @@ class TableRead:
     method: str
     rows: int = 0
     by_org: dict[str, int] = field(default_factory=dict)
-    max_time: datetime | None = None
     error: str | None = None
 
 
