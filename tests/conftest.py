@@ -90,43 +90,37 @@ def _copy_demo(url: str, demo: Path) -> None:
     eng.dispose()
 
 
+def _temporary_database(admin_url: str, kind: str, quote: str, drop_extra: str = ""):
+    """Create a uniquely named database on a server, yield its URL, drop it afterwards."""
+    admin = _server(admin_url, kind)
+    name = f"healthqa_t_{uuid.uuid4().hex[:8]}"
+    charset = " CHARACTER SET utf8mb4" if kind == "MariaDB" else ""
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {quote}{name}{quote}{charset}"))
+    base = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    yield base + ("?charset=utf8mb4" if kind == "MariaDB" else "")
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_extra}"))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pg_db(demo):
     """A fresh PostgreSQL database holding the demo's tables; yields its URL."""
-    admin = _server(PG_ADMIN, "PostgreSQL")
-    name = f"healthqa_t_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    _copy_demo(url, demo)
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    for url in _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)"):
+        _copy_demo(url, demo)
+        yield url
 
 
 @pytest.fixture(scope="session")
 def mariadb_db(demo):
-    admin = _server(MARIADB_ADMIN, "MariaDB")
-    name = f"healthqa_t_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    url = MARIADB_ADMIN.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
-    _copy_demo(url, demo)
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
+    """A fresh MariaDB database holding the demo's tables; yields its URL."""
+    for url in _temporary_database(MARIADB_ADMIN, "MariaDB", "`"):
+        _copy_demo(url, demo)
+        yield url
 
 
 @pytest.fixture
 def pg_store_url():
     """An empty PostgreSQL database for the audit store."""
-    admin = _server(PG_ADMIN, "PostgreSQL")
-    name = f"healthqa_s_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)")

@@ -79,18 +79,11 @@ def _float_text(df: pd.DataFrame) -> pd.DataFrame:
     return df.apply(lambda s: s.astype(float) if s.name in ("sbp", "dbp", "fasting_glucose") else s)
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("server", [pytest.param("pg_db", marks=pytest.mark.postgres),
+                                    pytest.param("mariadb_db", marks=pytest.mark.mariadb)])
 @pytest.mark.parametrize("table", TABLES)
-def test_postgresql_reads_same_rows_as_sqlite(demo, pg_db, table):
-    cfg = with_value_map(source_cfg("sqlalchemy", url=pg_db, tables=[table]))
-    got = read(cfg, table)
-    pd.testing.assert_frame_equal(_float_text(canonical(got, table)), _float_text(expected(demo, table)))
-
-
-@pytest.mark.mariadb
-@pytest.mark.parametrize("table", TABLES)
-def test_mariadb_reads_same_rows_as_sqlite(demo, mariadb_db, table):
-    cfg = with_value_map(source_cfg("sqlalchemy", url=mariadb_db, tables=[table]))
+def test_servers_read_same_rows_as_sqlite(demo, request, server, table):
+    cfg = with_value_map(source_cfg("sqlalchemy", url=request.getfixturevalue(server), tables=[table]))
     got = read(cfg, table)
     pd.testing.assert_frame_equal(_float_text(canonical(got, table)), _float_text(expected(demo, table)))
 
