@@ -30,14 +30,22 @@ def missing(s: pd.Series) -> pd.Series:
     return s.isna() | s.astype(str).str.strip().eq("")
 
 
+def _as_text(v):
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    t = str(v)
+    return t if t.strip() else None
+
+
 def _text(s: pd.Series) -> pd.Series:
-    return s.where(~missing(s)).astype(object).map(lambda v: v if v is None or v != v else str(v))
+    """Values as text, whatever type the source gave them; missing and blank values as None."""
+    return s.map(_as_text).astype(object)
 
 
 # -- GB 11643 identity numbers ---------------------------------------------------------------
 def check_characters(first17: pd.Series) -> pd.Series:
     """ISO 7064 MOD 11-2 check characters of 17-digit strings (others give None)."""
-    ok = first17.str.fullmatch(r"\d{17}").fillna(False)
+    ok = first17.str.fullmatch(r"\d{17}").eq(True)
     out = pd.Series(None, index=first17.index, dtype=object)
     if ok.any():
         digits = np.frombuffer("".join(first17[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 17) - 48
@@ -48,7 +56,7 @@ def check_characters(first17: pd.Series) -> pd.Series:
 def normalise_id(s: pd.Series) -> pd.Series:
     """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
     t = _text(s).map(lambda v: v if v is None else v.strip().translate(_FULL_TO_HALF).replace(" ", ""))
-    legacy = t.str.fullmatch(r"\d{15}").fillna(False)
+    legacy = t.str.fullmatch(r"\d{15}").eq(True)
     if legacy.any():
         first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
         t = t.copy()
@@ -77,7 +85,7 @@ def id_problem(normalised: pd.Series) -> pd.Series:
     bad_len = present & (s.str.len() != 18)
     out[bad_len] = "length"
     shape = present & ~bad_len
-    bad_chars = shape & ~s.str.fullmatch(r"\d{17}[\dX]").fillna(False)
+    bad_chars = shape & ~s.str.fullmatch(r"\d{17}[\dX]").eq(True)
     out[bad_chars] = "characters"
     ok = shape & ~bad_chars
     dates = pd.to_datetime(s[ok].str[6:14], format="%Y%m%d", errors="coerce")
@@ -138,10 +146,10 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series
     t = _text(s).map(lambda v: v if v is None else v.strip())
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
-    placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).fillna(False))
+    placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
     out[placeholder] = "placeholder"
     rest = present & ~placeholder
-    out[rest & ~t.str.match(_CJK_NAME).fillna(False)] = "characters"
+    out[rest & ~t.str.match(_CJK_NAME).eq(True)] = "characters"
     length = t.str.replace("·", "", regex=False).str.len()
     out[rest & out.isna() & ((length < min_len) | (length > max_len))] = "length"
     return out
@@ -155,6 +163,6 @@ def phone_problem(s: pd.Series) -> pd.Series:
     present = t.notna()
     placeholder = present & t.isin(ph["phones"])
     out[placeholder] = "placeholder"
-    fine = t.str.match(_MOBILE).fillna(False) | t.str.match(_LANDLINE).fillna(False)
+    fine = t.str.match(_MOBILE).eq(True) | t.str.match(_LANDLINE).eq(True)
     out[present & ~placeholder & ~fine] = "format"
     return out
