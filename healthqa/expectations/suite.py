@@ -1,0 +1,115 @@
+"""Suites as data: one YAML file per canonical table (``suites/<table>.yml``), read into typed rules.
+
+A QC manager adds a rule of an existing type by adding an entry; ``rule_types.py`` says what each
+type checks and which parameters it takes. Every rule carries its own examples, which the tests run.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..connectors import model
+from ..connectors.errors import ConfigError
+from . import codelists, rule_types
+
+Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
+Severity = Literal["一级", "二级", "提示"]
+KAHN = r"^(conformance\.(value|relational|computational)|completeness|plausibility\.(uniqueness|atemporal|temporal))/(verification|validation)$"
+
+
+class Examples(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    context: dict[str, Any] = Field(default_factory=dict)
+    pass_: list[dict[str, Any]] = Field(alias="pass")
+    fail: list[dict[str, Any]]
+    violations: int | None = None  # how many fail rows violate (default: all of them)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+    type: str
+    params: dict[str, Any]
+    zh: str
+    en: str
+    dimension: Dimension
+    kahn: str = Field(pattern=KAHN)
+    standard: str
+    severity: Severity
+    threshold: float = Field(ge=0, le=100)
+    system: str | None = None
+    examples: Examples
+    table: str = ""  # filled in from the suite
+
+    @model_validator(mode="after")
+    def _type_and_params(self) -> "Rule":
+        rt = rule_types.get(self.type)
+        for col in rt.columns:
+            # a column parameter may be optional for the type (id_type), but if given must be a column
+            if col in self.params and not isinstance(self.params[col], str):
+                raise ValueError(f"params.{col}: expected a column name")
+        if not any(c in self.params for c in rt.columns):
+            raise ValueError(f"params: rule type {self.type} needs {', '.join(rt.columns)}")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        rt = rule_types.get(self.type)
+        return list(dict.fromkeys(self.params[c] for c in rt.columns if c in self.params))
+
+    @property
+    def needs(self) -> set[str]:
+        return rule_types.get(self.type).needs(self.params)
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    table: str
+    system: str
+    rules: list[Rule]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Suite":
+        t = model.table(self.table)
+        systems = codelists.codes("systems")
+        seen = set()
+        for r in self.rules:
+            r.table = self.table
+            r.system = r.system or self.system
+            if r.system not in systems:
+                raise ValueError(f"rules.{r.id}.system: {r.system!r} is not one of the fourteen systems")
+            if r.id in seen:
+                raise ValueError(f"rules.{r.id}: duplicate rule id")
+            seen.add(r.id)
+            for c in r.columns:
+                if c not in t.columns:
+                    raise ValueError(f"rules.{r.id}.params: {c!r} is not a column of {t.full_name}")
+        return self
+
+
+def parse(path: Path | str, text: str) -> Suite:
+    try:
+        return Suite.model_validate(yaml.safe_load(text))
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
+    except (yaml.YAMLError, KeyError) as e:
+        raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None
+
+
+@cache
+def builtin(table: str) -> Suite:
+    """The suite shipped for a canonical table."""
+    f = resources.files(__package__).joinpath("suites", f"{table}.yml")
+    return parse(f"suites/{table}.yml", f.read_text("utf-8"))
+
+
+def builtin_tables() -> list[str]:
+    return [t for t in model.tables() if resources.files(__package__).joinpath("suites", f"{t}.yml").is_file()]
