@@ -133,15 +133,18 @@ class Reader(ABC):
             raise SourceError(self.name, f"tables.{table}.columns.{c}: column {phys} not found "
                                          f"in table {self.physical_name(table)}")
 
-    def read(self, table: str, scope: Scope | None = None) -> Iterator[pd.DataFrame]:
+    def read(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """Yield the scoped rows of a canonical table as canonical DataFrames, chunk by chunk.
 
         Mapped columns the source lacks are left out (``missing_columns`` names them, and the
         validator turns them into findings); values are passed on as the source holds them.
+        ``columns`` restricts the read to some canonical columns (the key is always read).
         """
         scope = scope or Scope(sampling=self.cfg.sampling_for(table))
         cols = self.present_columns(table)
         t = model.table(table)
+        if columns is not None:
+            cols = {c: p for c, p in cols.items() if c in columns or c == t.key}
         if t.key not in cols:
             raise SourceError(self.name, f"tables.{table}.columns.{t.key}: key column "
                                          f"{self.mapping(table).physical(t.key)} not found in "
@@ -164,8 +167,8 @@ class Reader(ABC):
         for df in self._stream(table, cols, scope):
             yield self._canonical(table, df, cols)
 
-    def read_all(self, table: str, scope: Scope | None = None) -> pd.DataFrame:
-        parts = list(self.read(table, scope))
+    def read_all(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        parts = list(self.read(table, scope, columns))
         if parts:
             return pd.concat(parts, ignore_index=True)
         return pd.DataFrame(columns=list(self.present_columns(table)))

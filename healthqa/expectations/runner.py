@@ -30,6 +30,7 @@ class RuleResult:
     sample_keys: list[str] = field(default_factory=list)
     by_org: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
+    violating_keys: list[str] | None = None  # every violating row's key, when asked for
 
     @property
     def violation_pct(self) -> float | None:
@@ -64,7 +65,7 @@ def status_of(violations: int, denominator: int, threshold: float) -> str:
 
 
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
-                   missing_columns: dict[str, str] | None = None) -> list[RuleResult]:
+                   missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
     t = model.table(table)
     df = df.reset_index(drop=True)
@@ -95,6 +96,8 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
         n_viol, n_den = int(violates.sum()), int(applies.sum())
         res = RuleResult(r, status_of(n_viol, n_den, r.threshold), n_viol, n_den)
         res.sample_keys = keys[violates].head(SAMPLE_KEYS).tolist()
+        if all_keys:
+            res.violating_keys = keys[violates].tolist()
         if orgs is not None and n_den:
             per = pd.DataFrame({"org": orgs[applies], "v": violates[applies]}).groupby("org")["v"].agg(["sum", "size"])
             res.by_org = {o: {"violations": int(v), "denominator": int(d)} for o, (v, d) in per.iterrows() if v}

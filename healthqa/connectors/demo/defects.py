@@ -388,8 +388,14 @@ def _next_not_after(df, idx, ctx):
     return "next date not after the follow-up"
 
 
+def _series_end(df, ctx):
+    """The first or last follow-up of a person's series: moving it elsewhere leaves no gap behind."""
+    g = df.groupby(["archive_id", "disease"], sort=False)["followup_date"]
+    return (df["followup_date"] == g.transform("min")) | (df["followup_date"] == g.transform("max"))
+
+
 FOLLOWUP = [
-    Defect("orphan_archive", "archive_id", 0.002, _orphan),
+    Defect("orphan_archive", "archive_id", 0.002, _orphan, _series_end),
     Defect("next_date_not_after", "next_date", 0.004, _next_not_after),
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.002, _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),

@@ -162,6 +162,25 @@ def _organizations(world: World) -> pd.DataFrame:
                          "adcode": inst["adcode"], "active": inst["active"].astype(int)})
 
 
+def _feeds_alive(world: World, visits: pd.DataFrame, people: pd.DataFrame) -> None:
+    """Every active institution but the silent one uploads in the last day (small clinics might
+    otherwise have a quiet day by chance, which the truth would not explain)."""
+    inst = world.institutions
+    alive = inst.loc[inst["active"] & ~inst["silent"], "org_code"]
+    end = np.datetime64(world.as_of, "s")
+    recent = visits["upload_time"].to_numpy() >= end - np.timedelta64(1, "D")
+    living = people["_death"].isna().to_numpy()[visits["_person"].to_numpy()]
+    for org in alive:
+        at_org = (visits["org_code"] == org).to_numpy()
+        if (at_org & recent).any():
+            continue
+        candidates = np.flatnonzero(at_org & living)
+        if len(candidates):
+            i = visits.index[candidates[-1]]
+            visits.loc[i, "visit_time"] = end - np.timedelta64(20, "h")
+            visits.loc[i, "upload_time"] = end - np.timedelta64(18, "h")
+
+
 def _drop_silent_feed(world: World, df: pd.DataFrame) -> pd.DataFrame:
     silent = set(world.institutions.loc[world.institutions["silent"], "org_code"])
     last_day = np.datetime64(world.as_of, "s") - np.timedelta64(1, "D")
@@ -247,6 +266,8 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
 
         ev_rng = world.rng(2, chunk_no)
         visit = clinical.visits(world, ev_rng, people, chunk_no)
+        if chunk_no == 0:
+            _feeds_alive(world, visit, people)
         events = {
             "outpatient_visit": visit,
             "inpatient_stay": clinical.stays(world, ev_rng, people, chunk_no),
