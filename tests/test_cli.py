@@ -51,9 +51,13 @@ def test_sources_check_on_demo(built):
 def test_nightly_twice_reads_only_new_rows(built):
     folder, _ = built
     res = invoke("run", "nightly", "--config", folder / "healthqa.yml")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # the audit ran and rules failed on the defective data
     with sqlite3.connect(folder / "audit.db") as conn:
         assert conn.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone() == ("success",)
+        # incremental clinical feeds: the second night reads nothing new, the full tables again
+        rows = dict(conn.execute("SELECT table_name, MAX(denominator) FROM rule_results WHERE run_id = "
+                                 "(SELECT MAX(id) FROM runs) GROUP BY table_name").fetchall())
+    assert rows["outpatient_visit"] == 0 and rows["person"] > 0
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -139,3 +143,114 @@ def test_excel_with_merged_header_exits_2(tmp_path):
     assert res.exit_code == 2
     assert "merged cells in its header row 1 (A1:B1)" in res.stderr
     assert "Traceback" not in res.output
+
+
+PERSON_CSV = """DABH,XM,XBDM,CSRQ,ZJLXDM,SFZH,JDJGDM,DAZT
+33021100100100001,王伟,2,1949-12-31,01,11010519491231002X,ORG1,1
+33021100100100002,李娜,2,1949-12-31,01,11010519491231002X,ORG1,3
+"""
+ORG_CSV = "JGDM,JGMC,JGJB,SFQY\nORG1,镇海区人民医院,二级甲等医院,0\n"
+
+
+def _csv_platform(tmp_path, person=PERSON_CSV):
+    import yaml
+
+    folder = tmp_path / "csv"
+    folder.mkdir(exist_ok=True)
+    (folder / "person.csv").write_text(person, encoding="utf-8")
+    (folder / "org.csv").write_text(ORG_CSV, encoding="utf-8")
+    cols = {"archive_id": "DABH", "name": "XM", "sex_code": "XBDM", "birth_date": "CSRQ", "id_type_code": "ZJLXDM",
+            "id_number": "SFZH", "org_code": "JDJGDM", "status_code": "DAZT"}
+    cfg = {"store": {"url": f"sqlite:///{tmp_path / 'audit.db'}"},
+           "sources": {"ext": {"kind": "csv", "path": str(folder), "tables": {
+               "person": {"file": "person.csv", "columns": cols},
+               "organization": {"file": "org.csv", "columns": {"org_code": "JGDM", "name": "JGMC", "level": "JGJB",
+                                                               "active": "SFQY"}}}}}}
+    p = tmp_path / "c.yml"
+    p.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return p
+
+
+def test_validate_exit_codes_json_and_before_after(tmp_path):
+    import json
+
+    cfg = _csv_platform(tmp_path)
+    out = tmp_path / "v.json"
+    res = invoke("validate", "--config", cfg, "--source", "ext", "--table", "person", "--json", out)
+    # columns the extract lacks (phone, address …) are errors that name the column, not crashes
+    assert res.exit_code == 1, res.output
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert set(doc) == {"run_id", "scope", "results"} and doc["scope"]["tables"] == ["person"]
+    by_id = {r["rule_id"]: r for r in doc["results"]}
+    first = by_id["MPI-ID-VALID"]
+    for k in ("rule_id", "table", "columns", "dimension", "kahn", "severity", "status", "violations",
+              "denominator", "violation_pct", "sample_keys", "by_org"):
+        assert k in first
+    assert first["status"] == "pass" and first["denominator"] == 2
+    assert by_id["MPI-PHONE-REQUIRED"]["status"] == "error" and "phone" in by_id["MPI-PHONE-REQUIRED"]["error"]
+    assert by_id["MPI-ID-ONE-ACTIVE"]["status"] == "pass"  # the second archive is 迁出, not active
+    assert "新 new" in res.output
+
+    again = invoke("validate", "--config", cfg, "--source", "ext", "--table", "person")
+    assert "新 new" not in again.output and "=" in again.output  # compared with the same scope's last run
+
+
+def test_validate_exits_0_when_every_rule_passes(tmp_path):
+    import yaml
+    from datetime import datetime, timedelta
+
+    cfg_path = _csv_platform(tmp_path)
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    folder = tmp_path / "csv"
+    (folder / "org.csv").write_text("JGDM,JGMC,JGJB,SFQY\nORG1,镇海区人民医院,二级甲等医院,1\n", encoding="utf-8")
+    recent = (datetime.now() - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,ORG1,{recent}\n", encoding="utf-8")
+    cfg["sources"]["ext"]["tables"]["outpatient_visit"] = {
+        "file": "visit.csv", "columns": {"visit_id": "ID", "archive_id": "DABH", "org_code": "JGDM", "upload_time": "SCSJ"}}
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    res = invoke("validate", "--config", cfg_path, "--source", "ext", "--table", "organization")
+    assert res.exit_code == 0, res.output
+    # the same institution, silent for a day, is a failure of the feed rule
+    old = (datetime.now() - timedelta(hours=30)).strftime("%Y-%m-%d %H:%M:%S")
+    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,ORG1,{old}\n", encoding="utf-8")
+    res = invoke("validate", "--config", cfg_path, "--source", "ext", "--table", "organization")
+    assert res.exit_code == 1 and "ORG-FEED-ACTIVE" in res.output
+
+
+def test_validate_without_reference_data_is_an_error_not_a_crash(tmp_path):
+    cfg = _csv_platform(tmp_path)
+    res = invoke("validate", "--config", cfg, "--source", "ext", "--table", "organization")
+    assert res.exit_code == 1 and "uploads.last_day" in res.output
+
+
+def test_validate_bad_usage_exits_2(tmp_path):
+    cfg = _csv_platform(tmp_path)
+    res = invoke("validate", "--config", cfg, "--source", "nope")
+    assert res.exit_code == 2 and "no such source" in res.stderr
+    res = invoke("validate", "--config", cfg, "--source", "ext", "--table", "lab_result")
+    assert res.exit_code == 2 and "not mapped" in res.stderr
+    res = invoke("validate", "--config", cfg, "--source", "ext", "--since", "2026-02-01", "--until", "2026-01-01")
+    assert res.exit_code == 2
+
+
+def test_validate_filters_by_org_and_window(built):
+    import json
+
+    folder, _ = built
+    cfg = folder / "healthqa.yml"
+    full = json.loads(_run_json(cfg, folder / "a.json", "--table", "outpatient_visit"))
+    org = max(full["results"][0]["by_org"] or {"x": 0}, key=lambda o: full["results"][0]["by_org"].get(o, {}).get("denominator", 0))
+    one = json.loads(_run_json(cfg, folder / "b.json", "--table", "outpatient_visit", "--org", org))
+    d_full = {r["rule_id"]: r["denominator"] for r in full["results"]}
+    d_one = {r["rule_id"]: r for r in one["results"]}
+    assert 0 < d_one["OPV-DX-REQUIRED"]["denominator"] < d_full["OPV-DX-REQUIRED"]
+    assert set(d_one["OPV-DX-REQUIRED"]["by_org"]) <= {org}
+    win = json.loads(_run_json(cfg, folder / "c.json", "--table", "outpatient_visit", "--since", "2026-11-18",
+                               "--until", "2026-11-25"))
+    assert 0 < {r["rule_id"]: r["denominator"] for r in win["results"]}["OPV-DX-REQUIRED"] < d_full["OPV-DX-REQUIRED"]
+
+
+def _run_json(cfg, path, *args):
+    res = invoke("validate", "--config", cfg, "--source", "drc", *args, "--json", path)
+    assert res.exit_code in (0, 1), res.output
+    return path.read_text(encoding="utf-8")

@@ -19,12 +19,13 @@ from ..connectors.config import Config, Sampling
 from ..connectors.errors import SourceError
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
-from ..connectors.store import AuditStore
+from ..connectors.store import AuditStore, RunContext
 from ..connectors.store.models import RuleResult as RuleResultRow
 from ..connectors.store.models import Run
 from ..expectations import suite as suites
 from ..expectations.rule_types import RuleContext, _code_text, _when
 from ..expectations.runner import RuleResult, validate_frame
+from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
 
@@ -122,8 +123,14 @@ def validation_scope(reader, table: str, orgs: tuple[str, ...], since, until) ->
 
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
                     since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
-                    on_table: Callable[[str], None] | None = None, all_keys: bool = False) -> ValidationRun:
-    """Validate a source's tables (all mapped, or ``tables``) and record the results in the store."""
+                    on_table: Callable[[str], None] | None = None, all_keys: bool = False,
+                    nightly: RunContext | None = None) -> ValidationRun:
+    """Validate a source's tables (all mapped, or ``tables``) and record the results in the store.
+
+    Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window.
+    Within a nightly run (``nightly``), tables keep their configured sampling — incremental ones read
+    what arrived since the last successful night — and watermarks are staged on that run.
+    """
     if source not in cfg.sources:
         raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
     mapped = list(cfg.sources[source].tables)
@@ -142,8 +149,13 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
         for t in wanted:
             if on_table:
                 on_table(t)
-            scope = validation_scope(reader, t, orgs, since, until)
-            df = reader.read_all(t, scope)
+            if nightly is None:
+                scope = validation_scope(reader, t, orgs, since, until)
+                df = reader.read_all(t, scope)
+            else:
+                scope = scope_for(reader, store, t)
+                parts = list(read_table(reader, t, scope, nightly))
+                df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(reader.present_columns(t)))
             tv = TableValidation(source, t, len(df), scope.sampling.model_dump(mode="json", exclude_none=True))
             tv.results = validate_frame(df, t, rules[t], ctx, missing_columns=reader.missing_columns(t),
                                         all_keys=all_keys)
@@ -151,12 +163,12 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     run = ValidationRun(None, scope_doc, out)
     if store is not None:
         run.previous = _previous(store, scope_doc)
-        run.run_id = _record(store, run)
+        run.run_id = _record(store, run, nightly)
     return run
 
 
-def _record(store: AuditStore, run: ValidationRun) -> int:
-    ctx = store.start_run("validate", run.scope)
+def _record(store: AuditStore, run: ValidationRun, nightly: RunContext | None) -> int:
+    ctx = nightly or store.start_run("validate", run.scope)
     with store.session() as s:
         for tv, r in run.results:
             s.add(RuleResultRow(
@@ -165,7 +177,8 @@ def _record(store: AuditStore, run: ValidationRun) -> int:
                 violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                 threshold_pct=r.rule.threshold, sample_keys=r.sample_keys, by_org=r.by_org,
                 sampling=tv.sampling, error=r.error))
-    store.finish_run(ctx, ok=True)
+    if nightly is None:
+        store.finish_run(ctx, ok=True)
     return ctx.id
 
 
