@@ -97,3 +97,73 @@ def test_rates_and_institution_breakdown(validated):
     assert 0 < r.violation_pct < 5
     assert sum(v["violations"] for v in r.by_org.values()) == r.violations
     assert len(r.sample_keys) == min(50, r.violations)
+
+
+@pytest.mark.parametrize("server", [pytest.param("pg_db", marks=pytest.mark.postgres),
+                                    pytest.param("mariadb_db", marks=pytest.mark.mariadb)])
+def test_same_suite_same_results_on_database_servers(demo, tmp_path, request, server, validated):
+    """The demo copied into PostgreSQL / MariaDB validates to the same numbers as from SQLite."""
+    url = request.getfixturevalue(server)
+    cfg = demo_config(demo)
+    cfg["store"]["url"] = f"sqlite:///{tmp_path / 'audit.db'}"
+    for s in cfg["sources"].values():
+        s["url"] = url  # one database holds all three stores' tables in the copy
+    c = config.load(write_config(tmp_path / "healthqa.yml", cfg))
+    got = {}
+    for source in ("mpi", "drc", "qc"):
+        for _, r in validate_source(c, source).results:
+            got[r.rule.id] = (r.status, r.violations, r.denominator)
+    expected = {k: (r.status, r.violations, r.denominator) for k, (_, r) in validated.items()}
+    assert got == expected
+
+
+DIRTY = {
+    "DABH": ["33021100100100001", "33021100100100002", "33021100100100003", "33021100100100004",
+             "33021100100100005", "33021100100100006", "33021100100100007", "33021100100100008"],
+    "XM": ["王伟", " 李娜 ", "", None, "çŽ‹ä¼Ÿ", "张三之子", "Wang", "陳偉"],
+    "XBDM": ["2", " 2", "1", "", None, "男", "2", "2"],
+    "CSRQ": ["1949-12-31", "19491231", "1949/12/31", "31/12/1949", "", None, "1949-12-31 00:00:00", "not a date"],
+    "ZJLXDM": ["01"] * 8,
+    "SFZH": ["11010519491231002X", "11010519491231002x", "11010519491231002×", "１１０１０５１９４９１２３１００２Ｘ",
+             " 11010519491231002X ", "", None, "110105491231002"],
+    "DAZT": ["3", "3", "3", "3", "3", "3", "3", "1"],
+    "SG": ["170", "170.5", " 160 ", "1.7m", "", None, "一米七", "165"],
+}
+
+
+@pytest.mark.postgres
+def test_dirty_values_never_crash_and_are_counted(pg_db, tmp_path):
+    """Text where numbers and dates belong, full-width digits, x and ×, blanks vs NULL, mojibake."""
+    from sqlalchemy import create_engine
+
+    from healthqa.expectations import suite
+    from healthqa.expectations.rule_types import RuleContext
+    from healthqa.expectations.runner import validate_frame
+
+    eng = create_engine(pg_db)
+    pd.DataFrame(DIRTY).to_sql("dirty_person", eng, index=False, if_exists="replace")
+    eng.dispose()
+    src = config.Source.model_validate({"kind": "sqlalchemy", "url": pg_db, "tables": {"person": {
+        "table": "dirty_person", "columns": {"archive_id": "DABH", "name": "XM", "sex_code": "XBDM",
+                                             "birth_date": "CSRQ", "id_type_code": "ZJLXDM", "id_number": "SFZH",
+                                             "status_code": "DAZT"}}}})
+    from healthqa.connectors.sources import reader
+
+    with reader("dirty", src) as r:
+        df = r.read_all("person")
+    rules = [x for x in suite.builtin("person").rules if set(x.columns) <= set(df.columns)]
+    res = {x.rule.id: x for x in validate_frame(df, "person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")),
+                                                all_keys=True)}
+    assert all(x.status in ("pass", "fail", "not_applicable") for x in res.values()), \
+        {k: x.error for k, x in res.items() if x.status == "error"}
+    for x in res.values():  # every row is either outside the rule, passing, or counted as violating
+        assert 0 <= x.violations <= x.denominator <= len(df)
+    assert res["MPI-NAME-REQUIRED"].violations == 2  # '' and NULL alike
+    assert set(res["MPI-ID-FORM"].violating_keys) == {DIRTY["DABH"][i] for i in (1, 2, 3, 4)}
+    assert res["MPI-ID-LEGACY15"].violating_keys == [DIRTY["DABH"][7]]
+    assert res["MPI-ID-VALID"].violations == 0 and res["MPI-ID-VALID"].denominator == 6
+    # '31/12/1949' and 'not a date' cannot be read as dates: counted, never dropped
+    assert set(res["MPI-ID-BIRTH"].violating_keys) == {DIRTY["DABH"][3], DIRTY["DABH"][7]}
+    assert res["MPI-SEX-CODE"].violating_keys == [DIRTY["DABH"][5]]  # ' 2' is trimmed; 男 is not a code
+    assert DIRTY["DABH"][4] in res["MPI-NAME-PLAUSIBLE"].violating_keys  # mojibake
+    assert DIRTY["DABH"][5] in res["MPI-NAME-PLACEHOLDER"].violating_keys
