@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import event
 
 from healthqa.connectors import config
 from healthqa.connectors.sampling import Scope, choose_keys
@@ -97,12 +96,16 @@ def test_since_until_window(demo):
     assert len(got) == n
 
 
-def test_sampling_pushes_limits_and_keys_into_sql(demo):
+def test_sampling_pushes_limits_and_keys_into_sql(demo, monkeypatch):
     """A sample never loads the table whole: full+rows uses LIMIT, a draw fetches by key lists."""
     statements = []
     cfg = mpi(demo)
+    from healthqa.connectors import readonly, sql
+
+    # every statement a reader sends passes the read-only guard: record them there
+    for module in (readonly, sql):
+        monkeypatch.setattr(module, "guard", lambda stmt, _g=readonly.guard: (statements.append(stmt), _g(stmt)))
     with reader("src", cfg) as r:
-        event.listen(r.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
         r.read_all("person", Scope(sampling=config.Sampling(method="full", rows=10)))
         assert any("LIMIT" in s for s in statements)
         statements.clear()

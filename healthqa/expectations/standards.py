@@ -39,6 +39,9 @@ def _as_text(v):
 
 def _text(s: pd.Series) -> pd.Series:
     """Values as text, whatever type the source gave them; missing and blank values as None."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        blank = s.isna() | s.str.strip().eq("")  # all text already: stay vectorised
+        return s.where(~blank, None)
     return s.map(_as_text).astype(object)
 
 
@@ -55,7 +58,7 @@ def check_characters(first17: pd.Series) -> pd.Series:
 
 def normalise_id(s: pd.Series) -> pd.Series:
     """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
-    t = _text(s).map(lambda v: v if v is None else v.strip().translate(_FULL_TO_HALF).replace(" ", ""))
+    t = _text(s).str.strip().str.translate(_FULL_TO_HALF).str.replace(" ", "", regex=False)
     legacy = t.str.fullmatch(r"\d{15}").eq(True)
     if legacy.any():
         first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
@@ -127,23 +130,23 @@ def icd10_problem(s: pd.Series) -> pd.Series:
 
     Codes of the national clinical edition (``I10.x00``, ``J06.900``) are well-formed: the edition
     extends WHO codes with suffixes, and the three-character category is what WHO's list can judge.
+    A diagnosis column holds few distinct codes, so each distinct code is judged once.
     """
-    t = _text(s).map(lambda v: v if v is None else v.strip())
-    m = t.str.extract(_ICD)
-    out = pd.Series(None, index=s.index, dtype=object)
-    present = t.notna()
-    out[present & m[0].isna()] = "malformed"
-    cat = m[0].dropna()
-    known = cat.map(icd10_category_exists)
-    out[known[~known].index] = "unknown_category"
-    return out
+    t = _text(s).str.strip()
+    distinct = pd.Series(t.dropna().unique())
+    m = distinct.str.match(_ICD).eq(True)
+    judged = pd.Series(None, index=distinct.index, dtype=object)
+    judged[~m] = "malformed"
+    known = distinct[m].str[:3].map(icd10_category_exists)
+    judged[known[~known].index] = "unknown_category"
+    return t.map(dict(zip(distinct, judged))).where(t.notna(), None)
 
 
 # -- names and phones ------------------------------------------------------------------------
 def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series:
     """None for a plausible Chinese name; else placeholder | characters | length."""
     ph = codelists.load("placeholders")
-    t = _text(s).map(lambda v: v if v is None else v.strip())
+    t = _text(s).str.strip()
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
     placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
@@ -158,7 +161,7 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series
 def phone_problem(s: pd.Series) -> pd.Series:
     """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits); else placeholder | format."""
     ph = codelists.load("placeholders")
-    t = _text(s).map(lambda v: v if v is None else v.strip())
+    t = _text(s).str.strip()
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
     placeholder = present & t.isin(ph["phones"])
