@@ -84,3 +84,92 @@ def test_tiny_rates_never_round_to_zero():
     assert format_pct(100 * 1 / 1_000_000) == "0.0001%"
     assert format_pct(0.0) == "0%"
     assert format_pct(12.345) == "12.35%"
+
+
+def test_every_shipped_rule_carries_examples():
+    assert all(r.examples is not None and r.examples.pass_ and r.examples.fail for r in RULES)
+
+
+SITE_SUITE = """
+table: person
+rules:
+  - id: SITE-NAME-NOT-ZHANG-SAN
+    type: matches
+    params: {column: name, pattern: "(?!张三$).*"}
+    zh: 姓名不是“张三”（本地常见测试名）
+    en: Name is not 张三 (a test name common at this site)
+    dimension: 规范性
+    kahn: plausibility.atemporal/verification
+    standard: 镇海区质控细则
+    severity: 二级
+    threshold: 0
+  - id: SITE-ARCHIVE-ODD
+    type: site_archive_odd
+    params: {column: archive_id}
+    zh: 档案编号末位为奇数（演示自定义类型）
+    en: Archive number ends in an odd digit (a custom type, for the test)
+    dimension: 规范性
+    kahn: conformance.value/verification
+    standard: test
+    severity: 提示
+    threshold: 0
+  - id: MPI-PHONE-REQUIRED
+    type: not_null
+    params: {column: phone}
+    zh: 联系电话不能为空
+    en: Phone number is present
+    dimension: 完整性
+    kahn: completeness/verification
+    standard: WS 365
+    severity: 提示
+    threshold: 0
+    enabled: false
+"""
+
+PLUGIN = '''
+from healthqa.expectations.rule_types import rule_type
+
+
+@rule_type("site_archive_odd", columns=("column",))
+class ArchiveOdd:
+    """The archive number's last digit is odd."""
+
+    def __call__(self, df, params, ctx):
+        s = df[params["column"]].astype(str)
+        applies = s.str[-1].str.isdigit()
+        return applies, applies & s.str[-1].isin(list("02468"))
+'''
+
+
+def test_site_suite_adds_replaces_and_disables_rules(tmp_path, monkeypatch):
+    """A QC manager adds rules by YAML; a custom type is a class in a module the configuration names."""
+    import yaml
+
+    from healthqa.connectors import config
+    from healthqa.pipelines.validate import validate_source
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "person.yml").write_text(SITE_SUITE, encoding="utf-8")
+    (tmp_path / "site_rules.py").write_text(PLUGIN, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "p.csv").write_text("DABH,XM,LXDH\n33021100100100001,张三,\n33021100100100002,王伟,13812345678\n",
+                                    encoding="utf-8")
+    cfg = {"store": {"url": f"sqlite:///{tmp_path / 'a.db'}"},
+           "validation": {"suites": "suites", "plugins": ["site_rules"], "as_of": "2026-11-25 00:00:00"},
+           "sources": {"x": {"kind": "csv", "path": str(tmp_path), "tables": {"person": {
+               "file": "p.csv", "columns": {"archive_id": "DABH", "name": "XM", "phone": "LXDH"}}}}}}
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    run = validate_source(config.load(tmp_path / "c.yml"), "x", all_keys=True)
+    res = {r.rule.id: r for _, r in run.results}
+    assert res["SITE-NAME-NOT-ZHANG-SAN"].violating_keys == ["33021100100100001"]
+    assert res["SITE-ARCHIVE-ODD"].violating_keys == ["33021100100100002"]
+    assert "MPI-PHONE-REQUIRED" not in res  # switched off by the site
+    assert "MPI-NAME-PLACEHOLDER" in res  # shipped rules still run
+
+
+def test_unknown_plugin_is_a_configuration_error(tmp_path):
+    from healthqa.connectors.errors import ConfigError
+    from healthqa.expectations.suite import load_plugins
+
+    with pytest.raises(ConfigError, match="validation.plugins: cannot import no_such_module_hq"):
+        load_plugins(["no_such_module_hq"])

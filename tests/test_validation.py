@@ -43,6 +43,8 @@ FAMILY = {
     "EXAM-BP-ORDERED": "bp_inverted", "EXAM-GLUCOSE-RANGE": "glucose_out_of_range",
     "FU-ARCHIVE-EXISTS": "orphan_archive", "FU-DISEASE-CODE": None, "FU-NEXT-AFTER": "next_date_not_after",
     "FU-INTERVAL-92D": None, "FU-BP-ORDERED": "bp_inverted", "FU-GLUCOSE-RANGE": "glucose_out_of_range",
+    "LAB-ORG-REGISTERED": None, "LAB-NOT-AFTER-DEATH": None, "EXAM-ORG-REGISTERED": None,
+    "EXAM-NOT-AFTER-DEATH": None, "FU-ORG-REGISTERED": None, "FU-NOT-AFTER-DEATH": None,
 }
 
 

@@ -128,6 +128,14 @@ class District(_Strict):
     name: str = "镇海区"
 
 
+class Validation(_Strict):
+    """Site additions to the standards library."""
+
+    suites: str | None = None  # a folder of <table>.yml files adding rules or replacing them by id
+    plugins: list[str] = Field(default_factory=list)  # Python modules that register custom rule types
+    as_of: datetime | None = None  # reference time for timeliness rules (default: now, or the demo's)
+
+
 class Demo(_Strict):
     """Written by ``healthqa demo``: what the synthetic platform was generated with."""
 
@@ -143,6 +151,7 @@ class Config(_Strict):
     timezone: str = "Asia/Shanghai"
     store: Store = Store()
     sources: dict[str, Source]
+    validation: Validation = Validation()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 
@@ -209,6 +218,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         rel = url.removeprefix("sqlite:///")
         if rel and rel != ":memory:":
             cfg.store.url = "sqlite:///" + str((base / rel).resolve())
+    if cfg.validation.suites and not Path(cfg.validation.suites).is_absolute():
+        cfg.validation.suites = str((base / cfg.validation.suites).resolve())
     if cfg.demo and not Path(cfg.demo.truth_dir).is_absolute():
         cfg.demo.truth_dir = str((base / cfg.demo.truth_dir).resolve())
 

@@ -65,9 +65,13 @@ REGISTRY: dict[str, RuleType] = {}
 
 
 def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] = ()):
-    def register(fn):
-        REGISTRY[name] = RuleType(name, fn, columns, references, (fn.__doc__ or "").strip())
-        return fn
+    """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
+    whose instances are such callables (a site's own types are classes in a module listed under
+    ``validation.plugins`` in the configuration)."""
+    def register(impl):
+        fn = impl() if isinstance(impl, type) else impl
+        REGISTRY[name] = RuleType(name, fn, columns, references, (impl.__doc__ or "").strip())
+        return impl
     return register
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
@@ -56,7 +57,9 @@ class ValidationRun:
 
 
 def reference_time(cfg: Config) -> pd.Timestamp:
-    """The platform's 'now': the demo's as-of time, otherwise the current local time."""
+    """The platform's 'now': configured, else the demo's as-of time, else the current local time."""
+    if cfg.validation.as_of:
+        return pd.Timestamp(cfg.validation.as_of)
     return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(datetime.now()).floor("s")
 
 
@@ -134,14 +137,16 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     if source not in cfg.sources:
         raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
     mapped = list(cfg.sources[source].tables)
-    wanted = tables or [t for t in mapped if t in suites.builtin_tables()]
+    wanted = tables or [t for t in mapped if t in suites.builtin_tables()
+                        or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
     for t in wanted:
         if t not in mapped:
             raise SourceError(source, f"table {t} is not mapped by this source (mapped: {', '.join(mapped)})")
     scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
                  "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     as_of = reference_time(cfg)
-    rules = {t: suites.builtin(t).rules for t in wanted}
+    suites.load_plugins(cfg.validation.plugins)
+    rules = {t: suites.rules_for(t, cfg.validation.suites) for t in wanted}
     needs = set().union(*(r.needs for rs in rules.values() for r in rs)) if rules else set()
     ctx = RuleContext(as_of=as_of, district=cfg.district.adcode, references=build_references(cfg, needs, as_of))
     out: list[TableValidation] = []
