@@ -83,22 +83,7 @@ def get(name: str) -> RuleType:
 
 
 # -- column conversions ----------------------------------------------------------------------------
-def _one_code(v):
-    if v is None or (isinstance(v, float) and v != v):
-        return None
-    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
-        return str(int(v))
-    t = str(v).strip()
-    return t or None
-
-
-def _code_text(s: pd.Series) -> pd.Series:
-    """Codes as text: an integer stored as a number (1, 1.0) reads as '1'; text is trimmed; blank
-    text is missing."""
-    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-        t = s.str.strip()  # the common case, all text: vectorised
-        return t.where(t.notna() & (t != ""), None)
-    return s.map(_one_code)
+_code_text = st.text  # codes, names, numbers stored as text or as numbers: trimmed text or None
 
 
 def _number(s: pd.Series) -> pd.Series:

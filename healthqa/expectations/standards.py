@@ -27,22 +27,24 @@ _ICD = re.compile(r"^([A-Z]\d{2})(\.[0-9A-Za-z]{1,4})?$")
 
 def missing(s: pd.Series) -> pd.Series:
     """NULL, NaN or a blank string."""
-    return s.isna() | s.astype(str).str.strip().eq("")
+    return text(s).isna()
 
 
-def _as_text(v):
+def _one_text(v):
     if v is None or (isinstance(v, float) and v != v):
         return None
-    t = str(v)
-    return t if t.strip() else None
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
+        return str(int(v))  # a code or number stored as a number: 1.0 reads as '1'
+    t = str(v).strip()
+    return t or None
 
 
-def _text(s: pd.Series) -> pd.Series:
-    """Values as text, whatever type the source gave them; missing and blank values as None."""
+def text(s: pd.Series) -> pd.Series:
+    """Values as trimmed text, whatever type the source gave them; missing and blank values as None."""
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-        blank = s.isna() | s.str.strip().eq("")  # all text already: stay vectorised
-        return s.where(~blank, None)
-    return s.map(_as_text).astype(object)
+        t = s.str.strip()  # the common case, all text: vectorised
+        return t.where(t.notna() & (t != ""), None)
+    return s.map(_one_text)
 
 
 # -- GB 11643 identity numbers ---------------------------------------------------------------
@@ -58,7 +60,7 @@ def check_characters(first17: pd.Series) -> pd.Series:
 
 def normalise_id(s: pd.Series) -> pd.Series:
     """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
-    t = _text(s).str.strip().str.translate(_FULL_TO_HALF).str.replace(" ", "", regex=False)
+    t = text(s).str.translate(_FULL_TO_HALF).str.replace(" ", "", regex=False)
     legacy = t.str.fullmatch(r"\d{15}").eq(True)
     if legacy.any():
         first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
@@ -132,7 +134,7 @@ def icd10_problem(s: pd.Series) -> pd.Series:
     extends WHO codes with suffixes, and the three-character category is what WHO's list can judge.
     A diagnosis column holds few distinct codes, so each distinct code is judged once.
     """
-    t = _text(s).str.strip()
+    t = text(s)
     distinct = pd.Series(t.dropna().unique())
     m = distinct.str.match(_ICD).eq(True)
     judged = pd.Series(None, index=distinct.index, dtype=object)
@@ -146,7 +148,7 @@ def icd10_problem(s: pd.Series) -> pd.Series:
 def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series:
     """None for a plausible Chinese name; else placeholder | characters | length."""
     ph = codelists.load("placeholders")
-    t = _text(s).str.strip()
+    t = text(s)
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
     placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
@@ -161,7 +163,7 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series
 def phone_problem(s: pd.Series) -> pd.Series:
     """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits); else placeholder | format."""
     ph = codelists.load("placeholders")
-    t = _text(s).str.strip()
+    t = text(s)
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
     placeholder = present & t.isin(ph["phones"])
