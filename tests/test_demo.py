@@ -186,3 +186,13 @@ def test_silent_feed_and_worse_institutions(frames, demo):
     big = v["org_code"].value_counts()
     rate = rate[big[rate.index] > 200]
     assert rate.max() > 3 * rate.min()
+
+
+def test_truth_pairs_name_archives_as_written(frames, demo):
+    """Damage to archive numbers never touches archives that the truth files name."""
+    ids = set(frames["person"]["archive_id"])
+    for name in ("duplicate_pairs", "hard_negatives", "duplicates"):
+        t = truth(demo, name)
+        cols = ["left", "right"] if "left" in t else ["archive_id"]
+        for c in cols:
+            assert set(t[c]) <= ids, name

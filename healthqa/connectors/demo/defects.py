@@ -425,7 +425,8 @@ def inject(table: str, key: str, df: pd.DataFrame, ctx: Ctx, truth: Truth, scale
         mask = which == i
         if d.eligible is not None:
             mask &= d.eligible(df, ctx).to_numpy()
-        if d.name == "archive_id_duplicate":
+        if d.column == "archive_id" and table == "person":
+            # duplicate pairs and hard negatives name archives by number: keep those numbers intact
             mask &= ~df.get("_truth", pd.Series(False, index=df.index)).to_numpy()
         idx = df.index[mask]
         if len(idx) == 0:

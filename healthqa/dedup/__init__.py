@@ -1,0 +1,2 @@
+"""Duplicate resident archives: normalise, block, compare, classify (Fellegi–Sunter), cluster,
+explain, and hand accepted merges to the MPI as standard merge instructions."""

@@ -1,0 +1,86 @@
+"""Clusters of archives of one resident, guarded against chaining, with a proposed survivor.
+
+Connected components over match pairs; a component that would join archives holding two different
+valid ID numbers (A~B~C where A and C are different people) is never merged: the edges between
+differing valid IDs are cut, and if the IDs are still connected through archives without one, the
+whole component goes to review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass
+class Cluster:
+    members: list[int]  # record positions
+    status: str = "proposed"  # proposed | review
+    survivor: int | None = None
+    reason: str | None = None
+    proposal: dict = field(default_factory=dict)
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    g = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    return connected_components(g, directed=False)[1]
+
+
+def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None) -> list[Cluster]:
+    """Clusters of two or more records from match edges (i, j); ``valid_id``: the normalised valid
+    ID number per record, or None where it has none."""
+    if valid_id is not None and len(i):
+        a, b = valid_id[i], valid_id[j]
+        clash = pd.notna(a) & pd.notna(b) & (a != b)
+        i, j = i[~clash], j[~clash]
+    labels = _components(n, i, j) if len(i) else np.arange(n)
+    nodes = np.unique(np.r_[i, j]) if len(i) else np.array([], dtype=int)
+    out = []
+    for lab in np.unique(labels[nodes]):
+        members = nodes[labels[nodes] == lab].tolist()
+        c = Cluster(members)
+        if valid_id is not None:
+            ids = {valid_id[m] for m in members if pd.notna(valid_id[m])}
+            if len(ids) > 1:
+                c.status, c.reason = "review", f"joins {len(ids)} different valid ID numbers"
+        out.append(c)
+    return out
+
+
+LEVEL_RANK = {"三级甲等医院": 9, "三级乙等医院": 8, "二级甲等医院": 7, "二级乙等医院": 6, "一级医院": 5,
+              "社区卫生服务中心": 4, "乡镇卫生院": 4, "社区卫生服务站": 3, "村卫生室": 2}
+
+
+def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.ndarray | None,
+                     org_levels: dict[str, str] | None = None) -> None:
+    """The surviving archive of each cluster and field-level proposals.
+
+    Survivor: a valid 18-digit ID first, then the most complete record, the most recently updated,
+    the one created by the higher-level institution. Each field's proposal: the survivor's value
+    when it has one, else the most common value among the others.
+    """
+    fields = [c for c in records.columns if not c.startswith("_")]
+    complete = records[fields].notna().sum(axis=1).to_numpy()
+    updated = pd.to_datetime(records.get("updated_at"), errors="coerce", format="mixed") \
+        if "updated_at" in records else pd.Series(pd.NaT, index=records.index)
+    rank = records["org_code"].map(lambda o: LEVEL_RANK.get((org_levels or {}).get(o, ""), 0)) \
+        if "org_code" in records else pd.Series(0, index=records.index)
+    for c in found:
+        def score(m):
+            has_id = bool(valid_id is not None and pd.notna(valid_id[m]))
+            up = updated.iat[m]
+            return (has_id, int(complete[m]), up.value if pd.notna(up) else 0, int(rank.iat[m]))
+        c.survivor = max(c.members, key=score)
+        proposal = {}
+        for f in fields:  # a gap in the survivor is filled from the most complete other archive
+            own = records[f].iat[c.survivor]
+            if pd.isna(own) or (isinstance(own, str) and not own.strip()):
+                donors = [m for m in sorted(c.members, key=score, reverse=True)
+                          if m != c.survivor and pd.notna(records[f].iat[m]) and str(records[f].iat[m]).strip()]
+                if donors:
+                    proposal[f] = donors[0]
+        c.proposal = proposal

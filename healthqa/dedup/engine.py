@@ -1,0 +1,174 @@
+"""Deduplicate one table of person-like records: the whole pipeline as plain functions.
+
+    result = deduplicate(frame, spec)            # normalise, block, compare, EM, classify, cluster
+
+Steward decisions (``decisions``) are respected: a pair marked "not the same person" is never a
+match; a pair marked "merge" is. With enough decisions a supervised model replaces the EM weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import blocking, compare
+from .cluster import Cluster, choose_survivors, clusters
+from .model import FSModel, pair_tf
+from .normalise import prepare
+from .spec import Spec
+
+TRAIN_PAIRS = 3_000_000  # candidate pairs EM learns from (a sample beyond this)
+
+
+@dataclass
+class DedupResult:
+    spec: Spec
+    keys: np.ndarray  # record keys by position
+    pairs: pd.DataFrame  # left, right, score, decision, i, j, and one level column per field
+    clusters: list[Cluster]
+    model: FSModel
+    stats: dict = field(default_factory=dict)
+
+    def explain(self, row: pd.Series) -> dict:
+        """Per field: the agreement level and its weight (why the pair matches or not)."""
+        lv = np.array([[row[f"lv_{f.name}"] for f in self.spec.fields]], dtype=np.int8)
+        tf = np.array([row["tf"]]) if "tf" in row and pd.notna(row["tf"]) else None
+        w = self.model.weights(lv, tf)[0]
+        return {f.name: {"level": compare.level_name(f, int(lv[0, k])), "weight": round(float(w[k]), 3)}
+                for k, f in enumerate(self.spec.fields)}
+
+    @property
+    def matches(self) -> pd.DataFrame:
+        return self.pairs[self.pairs["decision"] == "match"]
+
+
+def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
+                only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
+                progress: Callable[[str], None] | None = None, model: FSModel | None = None) -> DedupResult:
+    t0 = time.perf_counter()
+    say = progress or (lambda _: None)
+    df = df.reset_index(drop=True)
+    say("normalising")
+    P = prepare(df, spec)
+    rng = np.random.default_rng(seed)
+    stats: dict = {"records": len(P)}
+    if model is None:
+        model = FSModel(spec)
+        say("estimating u from random pairs")
+        model.estimate_u(P, rng)
+
+    say("blocking and comparing")
+    bstats = blocking.BlockingStats()
+    I, J, L, TF = [], [], [], []
+    for i, j in blocking.candidate_pairs(P, spec, only=only, stats=bstats):
+        I.append(i.astype(np.int32))
+        J.append(j.astype(np.int32))
+        L.append(compare.levels(P, spec, i, j))
+        tf = pair_tf(P, spec, i, j)
+        TF.append(tf if tf is not None else np.full(len(i), np.nan))
+    i = np.concatenate(I) if I else np.array([], dtype=np.int32)
+    j = np.concatenate(J) if J else np.array([], dtype=np.int32)
+    lv = np.concatenate(L) if L else np.zeros((0, len(spec.fields)), dtype=np.int8)
+    tf = np.concatenate(TF) if TF else np.array([])
+    stats["candidate_pairs"] = len(i)
+    stats["blocking"] = bstats.passes
+    n = len(P)
+    stats["reduction_ratio"] = 1 - len(i) / max(n * (n - 1) / 2, 1)
+
+    if not model.m:
+        say("training (EM)")
+        names = [f.name for f in spec.fields]
+        sessions = []
+        for t in spec.training:
+            ti, tj = blocking.training_pairs(P, t.block, TRAIN_PAIRS // max(len(spec.training), 1), rng)
+            sessions.append((compare.levels(P, spec, ti, tj), [names.index(f) for f in t.fields],
+                             pair_tf(P, spec, ti, tj)))
+        model.train(sessions)
+        if len(i):
+            sample = rng.choice(len(i), TRAIN_PAIRS, replace=False) if len(i) > TRAIN_PAIRS else slice(None)
+            model.estimate_prior(lv[sample], tf[sample] if tf.size else None)
+    say("classifying")
+    score = model.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
+    th = spec.thresholds
+    decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
+    if spec.distinct_ids_guard and len(i):
+        decision = _distinct_ids(spec, lv, decision)
+    if spec.identity_evidence and len(i):
+        decision = _require_identity(spec, lv, decision)
+    keys = P["key"].to_numpy(dtype=object)
+    pairs = pd.DataFrame({"left": keys[i], "right": keys[j], "score": score, "decision": decision, "i": i, "j": j,
+                          "tf": tf if tf.size else np.nan})
+    for k, f in enumerate(spec.fields):
+        pairs[f"lv_{f.name}"] = lv[:, k]
+    pairs = _apply_decisions(pairs, decisions)
+
+    say("clustering")
+    m = pairs[pairs["decision"] == "match"]
+    idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
+    valid_id = P[idf].where(P[f"{idf}__valid"]).to_numpy(dtype=object) if idf else None
+    found = clusters(n, m["i"].to_numpy(), m["j"].to_numpy(), valid_id)
+    choose_survivors(found, df, valid_id, org_levels)
+    stats["seconds"] = time.perf_counter() - t0
+    stats.update({"matches": int((pairs["decision"] == "match").sum()),
+                  "review": int((pairs["decision"] == "review").sum()),
+                  "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
+    return DedupResult(spec, keys, pairs, found, model, stats)
+
+
+def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
+    """Precision first: two different valid ID numbers are two people."""
+    kinds = [f.kind for f in spec.fields]
+    if "id_number_cn" not in kinds:
+        return decision
+    distinct = lv[:, kinds.index("id_number_cn")] == 0  # level 0: both valid, different
+    plausible = np.ones(len(lv), dtype=bool)
+    for k, f in enumerate(spec.fields):
+        if f.kind in ("name_zh", "name"):
+            plausible &= lv[:, k] >= 2  # same pinyin or equal
+        if f.kind == "date":
+            plausible &= lv[:, k] == 4  # the same birth date
+    capped = np.where(plausible & (decision != "non_match"), "review", "non_match")
+    return np.where(distinct, capped, decision)
+
+
+def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
+    """A household is not a person: a match needs evidence about the person — the ID number (equal
+    or one typing error apart), or the name (same pinyin or equal) with the birth date — not phone
+    and address alone. A newborn's temporary name counts as no name: same birth date and sex then
+    stand in for it. Without such evidence a match goes to review when the names are alike, and is
+    a non-match when they differ (twins, parents and children)."""
+    col = {f.kind: k for k, f in enumerate(spec.fields)}
+    id_ok = lv[:, col["id_number_cn"]] >= 2 if "id_number_cn" in col else np.zeros(len(lv), dtype=bool)
+    name = lv[:, col["name_zh"]] if "name_zh" in col else lv[:, col["name"]] if "name" in col else None
+    date = lv[:, col["date"]] if "date" in col else None
+    if name is None or date is None:
+        return decision
+    sex = lv[:, col["exact"]] if "exact" in col else np.ones(len(lv), dtype=np.int8)
+    person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date == 4) & (sex == 1))
+    weak = (decision == "match") & ~person
+    return np.where(weak, np.where(name == 1, "review", "non_match"), decision)
+
+
+def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.DataFrame:
+    """Steward decisions override the model: not_same → non_match (never suggested again), merge →
+    match. ``decisions``: columns left, right, decision (active decisions only)."""
+    if decisions is None or decisions.empty:
+        return pairs
+    d = decisions.copy()
+    lo = d[["left", "right"]].min(axis=1)
+    hi = d[["left", "right"]].max(axis=1)
+    verdict = dict(zip(zip(lo, hi), d["decision"]))
+    key = list(zip(pairs[["left", "right"]].min(axis=1), pairs[["left", "right"]].max(axis=1)))
+    v = pd.Series([verdict.get(k) for k in key], index=pairs.index)
+    pairs.loc[v == "not_same", "decision"] = "non_match"
+    pairs.loc[v == "merge", "decision"] = "match"
+    pairs["steward"] = v
+    return pairs
+
+
+def cluster_keys(result: DedupResult) -> list[list[str]]:
+    return [[result.keys[m] for m in c.members] for c in result.clusters if c.status == "proposed"]

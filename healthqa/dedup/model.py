@@ -1,0 +1,139 @@
+"""Fellegi–Sunter with EM (unsupervised), term-frequency adjustment, and a supervised model once
+steward decisions exist.
+
+u-probabilities (how often non-matches agree at each level) come from random record pairs, m
+(how often matches do) and the share of matches among candidates from EM on the candidate pairs —
+Splink's way, which keeps EM from mistaking families for matches. For a field with ``tf: true``,
+exact agreement on a value is weighed against that value's own frequency: agreeing on 王伟 is weak
+evidence, on a rare name strong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .compare import LEVELS, NULL, levels
+from .spec import Spec
+
+EPS = 1e-6
+
+
+@dataclass
+class FSModel:
+    spec: Spec
+    m: list[np.ndarray] = field(default_factory=list)  # per field: P(level | match)
+    u: list[np.ndarray] = field(default_factory=list)  # per field: P(level | non-match)
+    prior: float = 1e-4  # P(match) for a candidate pair
+    iterations: int = 0
+
+    def n_levels(self, k: int) -> int:
+        return len(LEVELS[self.spec.fields[k].kind])
+
+    # -- estimation ------------------------------------------------------------------------
+    def estimate_u(self, prepared: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 300_000) -> None:
+        n = len(prepared)
+        i = rng.integers(0, n, n_pairs)
+        j = rng.integers(0, n, n_pairs)
+        keep = i != j
+        L = levels(prepared, self.spec, i[keep], j[keep])
+        self.u = [self._freq(L[:, k], np.ones(len(L)), k) for k in range(L.shape[1])]
+
+    def _freq(self, col: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
+        counts = np.array([weight[col == lv].sum() for lv in range(self.n_levels(k))], dtype=float) + 0.5
+        return counts / counts.sum()
+
+    def _start_m(self) -> None:
+        self.m = []
+        for k in range(len(self.spec.fields)):
+            nl = self.n_levels(k)
+            start = np.full(nl, 0.1 / max(nl - 1, 1))
+            start[-1] = 0.9  # matches mostly agree fully
+            self.m.append(start)
+
+    def em_session(self, L: np.ndarray, fields: list[int], tf: np.ndarray | None = None,
+                   max_iter: int = 40, tol: float = 1e-5) -> dict[int, np.ndarray]:
+        """EM on one training session's pairs: m of ``fields`` and the session's own prior are
+        learned; other fields are left out of the likelihood (the session blocked on them)."""
+        if not self.m:
+            self._start_m()
+        m = {k: self.m[k].copy() for k in fields}
+        prior = 0.01
+        sub = FSModel(self.spec, self.m, self.u, prior)
+        for _ in range(max_iter):
+            sub.m = [m.get(k, self.m[k]) for k in range(len(self.spec.fields))]
+            sub.prior = prior
+            W = sub.weights(L, tf)[:, fields]
+            logit = np.log2(prior / (1 - prior)) + W.sum(axis=1)
+            p = 1.0 / (1.0 + np.power(2.0, -np.clip(logit, -200, 200)))
+            new = {k: self._freq(L[:, k], p, k) for k in fields}
+            prior = float(np.clip(p.mean(), EPS, 1 - EPS))
+            delta = max(np.abs(new[k] - m[k]).max() for k in fields)
+            m = new
+            self.iterations += 1
+            if delta < tol:
+                break
+        return m
+
+    def train(self, sessions: list[tuple[np.ndarray, list[int], np.ndarray | None]]) -> None:
+        """m of each field: the average over the sessions that trained it."""
+        learned: dict[int, list[np.ndarray]] = {}
+        for L, fields, tf in sessions:
+            if len(L):
+                for k, mk in self.em_session(L, fields, tf).items():
+                    learned.setdefault(k, []).append(mk)
+        if not self.m:
+            self._start_m()
+        for k, ms in learned.items():
+            self.m[k] = np.mean(ms, axis=0)
+
+    def estimate_prior(self, L: np.ndarray, tf: np.ndarray | None = None, max_iter: int = 50) -> None:
+        """The share of matches among candidate pairs, m and u held fixed (stable, unlike a full EM
+        on blocked candidates, where every pair agrees on something rare)."""
+        prior = 0.1
+        for _ in range(max_iter):
+            self.prior = prior
+            new = float(np.clip(self.probability(L, tf).mean(), EPS, 1 - EPS))
+            if abs(new - prior) < 1e-7:
+                break
+            prior = new
+        self.prior = prior
+
+    # -- scoring -------------------------------------------------------------------------------
+    def weights(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:
+        """Per pair and field: log2(m/u) of the pair's level (0 when missing)."""
+        W = np.zeros(L.shape, dtype=float)
+        for k in range(L.shape[1]):
+            col = L[:, k]
+            ok = col != NULL
+            m, u = self.m[k][col[ok]], self.u[k][col[ok]]
+            if tf is not None and self.spec.fields[k].tf:
+                top = col[ok] == self.n_levels(k) - 1
+                u = np.where(top, np.maximum(tf[ok], EPS), u)
+            W[ok, k] = np.log2(np.maximum(m, EPS) / np.maximum(u, EPS))
+        return W
+
+    def probability(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:
+        logit = np.log2(self.prior / (1 - self.prior)) + self.weights(L, tf).sum(axis=1)
+        return 1.0 / (1.0 + np.power(2.0, -np.clip(logit, -200, 200)))
+
+    def describe(self) -> list[dict]:
+        """m, u and the weight of each level, per field (what the model learned)."""
+        out = []
+        for k, f in enumerate(self.spec.fields):
+            out.append({"field": f.name, "kind": f.kind, "levels": [
+                {"level": name, "m": float(self.m[k][lv]), "u": float(self.u[k][lv]),
+                 "weight": float(np.log2(max(self.m[k][lv], EPS) / max(self.u[k][lv], EPS)))}
+                for lv, name in enumerate(LEVELS[f.kind])]})
+        return out
+
+
+def pair_tf(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray | None:
+    """The term frequency of the agreed value, for the field with ``tf: true`` (one per spec)."""
+    tf_fields = [f for f in spec.fields if f.tf]
+    if not tf_fields:
+        return None
+    t = prepared[f"{tf_fields[0].name}__tf"].to_numpy(dtype=float)
+    return np.fmax(t[i], t[j])

@@ -1,0 +1,139 @@
+"""Normalisation of person records for matching (DOMAIN.md §4).
+
+ID numbers: full-width → half-width, x/× → X, 15 → 18 digits, validity as a feature. Names:
+whitespace and interpuncts removed, traditional → simplified (OpenCC), pinyin with heteronyms
+(pypinyin), newborn placeholders (某某之子/之女) treated as no name. Phones: digits only, placeholders
+dropped. Birth dates: parsed from the formats vendors use. Addresses: the district prefix removed,
+the street or town kept as a blocking token. Work is done once per distinct value where values repeat.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from itertools import islice, product
+
+import numpy as np
+import pandas as pd
+
+from ..expectations import standards as st
+from ..expectations.rule_types import _when
+from .spec import FieldSpec, Spec
+
+_NAME_NOISE = re.compile(r"[\s·・.．\-]")
+_STREET = re.compile(r"([\u4e00-\u9fff]{2,8}?(?:街道|镇|乡))")
+_ADDRESS_PREFIX = re.compile(r"^(?:[\u4e00-\u9fff]{2,3}省)?(?:[\u4e00-\u9fff]{2,4}市)?(?:[\u4e00-\u9fff]{2,3}[区县])?")
+MAX_READINGS = 16  # pinyin combinations kept per name (heteronyms multiply)
+
+
+@cache
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _per_distinct(s: pd.Series, fn) -> pd.Series:
+    """Apply ``fn`` to each distinct non-null value once and map the results back."""
+    distinct = s.dropna().unique()
+    return s.map(dict(zip(distinct, (fn(v) for v in distinct))))
+
+
+def name_zh(s: pd.Series) -> pd.Series:
+    """Normalised Chinese name, or None for a missing or placeholder name."""
+    t = st.text(s)
+    problem = st.name_problem(t)
+    t = t.where(problem != "placeholder")
+    conv = _t2s()
+    return _per_distinct(t, lambda v: conv.convert(_NAME_NOISE.sub("", v)) or None)
+
+
+@cache
+def readings(name: str) -> frozenset[str]:
+    """Every pinyin reading of a name (heteronyms included, a few at most)."""
+    from pypinyin import Style, pinyin
+
+    per_char = pinyin(name, style=Style.NORMAL, heteronym=True, errors="default")
+    return frozenset(" ".join(c) for c in islice(product(*per_char), MAX_READINGS))
+
+
+@cache
+def first_reading(name: str) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    return "".join(lazy_pinyin(name, style=Style.NORMAL))
+
+
+def phone(s: pd.Series) -> pd.Series:
+    t = st.text(s)
+    t = t.where(st.phone_problem(t) != "placeholder")
+    digits = t.str.replace(r"\D", "", regex=True)
+    return digits.where(digits.str.len() >= 7)
+
+
+def address(s: pd.Series) -> pd.Series:
+    t = st.text(s)
+    return _per_distinct(t, lambda v: _ADDRESS_PREFIX.sub("", re.sub(r"\s", "", v)) or None)
+
+
+def street(addr: pd.Series) -> pd.Series:
+    return _per_distinct(addr, lambda v: (m.group(1) if (m := _STREET.search(v)) else None))
+
+
+def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """Derived columns for comparison and blocking, one row per record, positionally indexed."""
+    df = df.reset_index(drop=True)
+    out = pd.DataFrame({"key": st.text(df[spec.key])}, index=df.index)
+    for f in spec.fields:
+        _derive(out, df, f)
+    return out
+
+
+def _derive(out: pd.DataFrame, df: pd.DataFrame, f: FieldSpec) -> None:
+    raw = df[f.column] if f.column in df else pd.Series(None, index=df.index, dtype=object)
+    n = f.name
+    if f.kind == "id_number_cn":
+        norm = st.normalise_id(raw)
+        out[n] = norm.where(norm.str.len() == 18)
+        out[f"{n}__valid"] = st.id_valid(norm)
+        out[f"{n}_prefix14"] = out[n].str[:14].where(out[n].str[:14].str.fullmatch(r"\d{14}").eq(True))
+    elif f.kind == "name_zh":
+        out[n] = name_zh(raw)
+        out["name_key"] = _per_distinct(out[n], first_reading)
+    elif f.kind == "date":
+        d = _when(raw).dt.normalize()
+        out[n] = d
+        out[f"{n.split('_')[0]}_year"] = d.dt.year.astype("Int64").astype(str).where(d.notna())
+        out[f"{n}__text"] = d.dt.strftime("%Y-%m-%d").where(d.notna())
+    elif f.kind == "phone":
+        out[n] = phone(raw)
+    elif f.kind == "address":
+        out[n] = address(raw)
+        out[f"{n}_street"] = street(out[n])
+    else:  # name, string, exact
+        t = st.text(raw)
+        if f.kind in ("name", "string"):
+            t = t.str.lower().str.replace(r"\s+", " ", regex=True)
+        out[n] = t.where(~t.isin(f.missing))
+    if f.tf:
+        freq = out[n].value_counts(normalize=True)
+        out[f"{n}__tf"] = out[n].map(freq).astype(float)
+
+
+def blocking_key(prepared: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """The key of one blocking pass: the fields joined, None when any is missing."""
+    cols = [prepared[_block_col(prepared, f)] for f in fields]
+    key = cols[0].astype(object)
+    ok = cols[0].notna()
+    for c in cols[1:]:
+        ok &= c.notna()
+        key = key.astype(str) + "|" + c.astype(str)
+    return key.where(ok)
+
+
+def _block_col(prepared: pd.DataFrame, name: str) -> str:
+    # a date field blocks on its text form; everything else on the derived column of that name
+    return f"{name}__text" if f"{name}__text" in prepared else name
+
+
+__all__ = ["prepare", "blocking_key", "readings", "first_reading", "np"]
