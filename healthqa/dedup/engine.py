@@ -138,8 +138,8 @@ def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarra
 def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
     """A household is not a person: a match needs evidence about the person — the ID number (equal
     or one typing error apart), or the name (same pinyin or equal) with the birth date — not phone
-    and address alone. A newborn's temporary name counts as no name: same birth date and sex then
-    stand in for it. Without such evidence a match goes to review when the names are alike, and is
+    and address alone. A newborn's temporary name counts as no name: an agreeing birth date and sex
+    then stand in for it. Without such evidence a match goes to review when the names are alike, and is
     a non-match when they differ (twins, parents and children)."""
     col = {f.kind: k for k, f in enumerate(spec.fields)}
     id_ok = lv[:, col["id_number_cn"]] >= 2 if "id_number_cn" in col else np.zeros(len(lv), dtype=bool)
@@ -148,7 +148,7 @@ def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.nd
     if name is None or date is None:
         return decision
     sex = lv[:, col["exact"]] if "exact" in col else np.ones(len(lv), dtype=np.int8)
-    person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date == 4) & (sex == 1))
+    person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date >= 1) & (sex == 1))
     weak = (decision == "match") & ~person
     return np.where(weak, np.where(name == 1, "review", "non_match"), decision)
 
