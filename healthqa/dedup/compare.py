@@ -48,8 +48,10 @@ def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> 
 
 def field_levels(P: pd.DataFrame, f: FieldSpec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     n = f.name
-    a, b, present = _pair(P[n].to_numpy(dtype=object), i, j)
     lv = np.full(len(i), NULL, dtype=np.int8)
+    if f.kind == "date":
+        return _date_levels(P[n].to_numpy(dtype="datetime64[D]"), i, j, lv)
+    a, b, present = _pair(P[n].to_numpy(dtype=object), i, j)
     eq = present & (a == b)
     if f.kind == "id_number_cn":
         valid = P[f"{n}__valid"].to_numpy()
@@ -72,26 +74,30 @@ def field_levels(P: pd.DataFrame, f: FieldSpec, i: np.ndarray, j: np.ndarray) ->
             lv[present] = np.where(eq[present], 3, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
         else:
             lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.85, 1, 0))
-    elif f.kind == "date":
-        da = pd.DatetimeIndex(a.astype("datetime64[ns]"))
-        db = pd.DatetimeIndex(b.astype("datetime64[ns]"))
-        present = ~(da.isna() | db.isna())
-        eq = present & (da == db)
-        gap = np.abs((da - db).days.to_numpy(dtype=float, na_value=np.nan))
-        lunar = present & (gap >= 20) & (gap <= 50)
-        swapped = present & (da.month == db.day) & (da.day == db.month) & (da.year == db.year) & ~eq
-        year_only = present & (da.year == db.year) & (((da.month == 1) & (da.day == 1)) | ((db.month == 1) & (db.day == 1)))
-        lv = np.full(len(i), NULL, dtype=np.int8)
-        lv[present] = 0
-        lv[year_only] = 1
-        lv[swapped] = 2
-        lv[lunar] = 3
-        lv[eq] = 4
     elif f.kind == "address":
         sim = _sim(a, b, present, Indel.normalized_similarity)
         lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.8, 1, 0))
     else:  # phone, exact
         lv[present] = np.where(eq[present], 1, 0)
+    return lv
+
+
+def _date_levels(d: np.ndarray, i: np.ndarray, j: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    a, b = d[i], d[j]
+    present = ~(np.isnat(a) | np.isnat(b))
+    gap = np.abs((a - b).astype("timedelta64[D]").astype(np.int64))
+    ya, yb = a.astype("datetime64[Y]"), b.astype("datetime64[Y]")
+    ma = (a.astype("datetime64[M]") - ya.astype("datetime64[M]")).astype(np.int64) + 1
+    mb = (b.astype("datetime64[M]") - yb.astype("datetime64[M]")).astype(np.int64) + 1
+    da = (a - a.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    db = (b - b.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    same_year = ya == yb
+    eq = present & (gap == 0)
+    lv[present] = 0
+    lv[present & same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))] = 1  # year only known
+    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped
+    lv[present & (gap >= 20) & (gap <= 50)] = 3  # a lunar-calendar birthday recorded instead
+    lv[eq] = 4
     return lv
 
 

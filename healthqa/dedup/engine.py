@@ -21,7 +21,8 @@ from .model import FSModel, pair_tf
 from .normalise import prepare
 from .spec import Spec
 
-TRAIN_PAIRS = 3_000_000  # candidate pairs EM learns from (a sample beyond this)
+TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
+KEEP_SCORE = 0.01  # non-match pairs scoring below this are counted, not kept
 
 
 @dataclass
@@ -100,6 +101,12 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     if spec.identity_evidence and len(i):
         decision = _require_identity(spec, lv, decision)
     keys = P["key"].to_numpy(dtype=object)
+    keep = (decision != "non_match") | (score >= KEEP_SCORE)
+    if decisions is not None and not decisions.empty:  # pairs a steward judged are always kept
+        judged = set(decisions["left"]) | set(decisions["right"])
+        keep |= np.isin(keys[i], list(judged)) & np.isin(keys[j], list(judged))
+    i, j, lv, score, decision = i[keep], j[keep], lv[keep], score[keep], decision[keep]
+    tf = tf[keep] if tf.size else tf
     pairs = pd.DataFrame({"left": keys[i], "right": keys[j], "score": score, "decision": decision, "i": i, "j": j,
                           "tf": tf if tf.size else np.nan})
     for k, f in enumerate(spec.fields):

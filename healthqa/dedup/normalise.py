@@ -22,6 +22,7 @@ from .spec import FieldSpec, Spec
 
 _NAME_NOISE = re.compile(r"[\s·・.．\-]")
 _STREET = re.compile(r"([\u4e00-\u9fff]{2,8}?(?:街道|镇|乡))")
+_COMMUNITY = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:社区|村|小区))")
 _ADDRESS_PREFIX = re.compile(r"^(?:[\u4e00-\u9fff]{2,3}省)?(?:[\u4e00-\u9fff]{2,4}市)?(?:[\u4e00-\u9fff]{2,3}[区县])?")
 MAX_READINGS = 16  # pinyin combinations kept per name (heteronyms multiply)
 
@@ -49,19 +50,24 @@ def name_zh(s: pd.Series) -> pd.Series:
 
 
 @cache
-def readings(name: str) -> frozenset[str]:
-    """Every pinyin reading of a name (heteronyms included, a few at most)."""
+def _char_readings(ch: str) -> tuple[str, ...]:
+    """A character's pinyin readings, heteronyms included (单: dan, shan, chan); characters that
+    have none (letters, digits) read as themselves."""
     from pypinyin import Style, pinyin
 
-    per_char = pinyin(name, style=Style.NORMAL, heteronym=True, errors="default")
-    return frozenset(" ".join(c) for c in islice(product(*per_char), MAX_READINGS))
+    return tuple(pinyin(ch, style=Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])
+
+
+@cache
+def readings(name: str) -> frozenset[str]:
+    """Every pinyin reading of a name (heteronyms included, a few at most). Built per character:
+    names are many, the characters they use are few."""
+    return frozenset(" ".join(c) for c in islice(product(*(_char_readings(ch) for ch in name)), MAX_READINGS))
 
 
 @cache
 def first_reading(name: str) -> str:
-    from pypinyin import Style, lazy_pinyin
-
-    return "".join(lazy_pinyin(name, style=Style.NORMAL))
+    return "".join(_char_readings(ch)[0] for ch in name)
 
 
 def phone(s: pd.Series) -> pd.Series:
@@ -78,6 +84,12 @@ def address(s: pd.Series) -> pd.Series:
 
 def street(addr: pd.Series) -> pd.Series:
     return _per_distinct(addr, lambda v: (m.group(1) if (m := _STREET.search(v)) else None))
+
+
+def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
+    """The street and the community or village within it (骆驼街道/盛家村), for blocking."""
+    comm = _per_distinct(addr, lambda v: (m.group(1) if (m := _COMMUNITY.search(_STREET.sub("", v, count=1))) else None))
+    return (streets.fillna("") + "/" + comm).where(comm.notna())
 
 
 def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
@@ -110,6 +122,7 @@ def _derive(out: pd.DataFrame, df: pd.DataFrame, f: FieldSpec) -> None:
     elif f.kind == "address":
         out[n] = address(raw)
         out[f"{n}_street"] = street(out[n])
+        out[f"{n}_community"] = community(out[n], out[f"{n}_street"])
     else:  # name, string, exact
         t = st.text(raw)
         if f.kind in ("name", "string"):
