@@ -35,9 +35,10 @@ def test_demo_builds_platform_and_runs_the_audit(built):
         assert (folder / f).exists(), f
     assert str(folder / "healthqa.yml") in res.output.replace("\n", "")
     with sqlite3.connect(folder / "audit.db") as conn:
-        assert conn.execute("SELECT kind, status FROM runs").fetchall() == [("nightly", "success")]
+        assert conn.execute("SELECT kind, status FROM runs").fetchall() == [("nightly", "success"), ("dedup", "success")]
+        assert conn.execute("SELECT COUNT(*) FROM dedup_pairs WHERE decision = 'match'").fetchone()[0] > 0
         wm = conn.execute("SELECT COUNT(*) FROM watermarks").fetchone()[0]
-    assert wm == 3  # the three incremental clinical feeds
+    assert wm == 4  # the three incremental clinical feeds and the dedup scan
 
 
 def test_sources_check_on_demo(built):
@@ -53,10 +54,13 @@ def test_nightly_twice_reads_only_new_rows(built):
     res = invoke("run", "nightly", "--config", folder / "healthqa.yml")
     assert res.exit_code == 1, res.output  # the audit ran and rules failed on the defective data
     with sqlite3.connect(folder / "audit.db") as conn:
-        assert conn.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone() == ("success",)
+        assert conn.execute("SELECT status FROM runs WHERE kind = 'nightly' ORDER BY id DESC LIMIT 1").fetchone() == ("success",)
         # incremental clinical feeds: the second night reads nothing new, the full tables again
         rows = dict(conn.execute("SELECT table_name, MAX(denominator) FROM rule_results WHERE run_id = "
-                                 "(SELECT MAX(id) FROM runs) GROUP BY table_name").fetchall())
+                                 "(SELECT MAX(id) FROM runs WHERE kind = 'nightly') GROUP BY table_name").fetchall())
+        # and the dedup scan of the second night is incremental: nothing changed, nothing compared
+        scope = conn.execute("SELECT scope FROM runs WHERE kind = 'dedup' ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert '"incremental": true' in scope
     assert rows["outpatient_visit"] == 0 and rows["person"] > 0
 
 

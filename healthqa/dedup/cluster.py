@@ -30,9 +30,11 @@ def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
-def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None) -> list[Cluster]:
+def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None,
+             cannot_link: list[tuple[int, int]] = ()) -> list[Cluster]:
     """Clusters of two or more records from match edges (i, j); ``valid_id``: the normalised valid
-    ID number per record, or None where it has none."""
+    ID number per record, or None where it has none; ``cannot_link``: pairs a steward marked as
+    different people (a cluster holding both goes to review)."""
     if valid_id is not None and len(i):
         a, b = valid_id[i], valid_id[j]
         clash = pd.notna(a) & pd.notna(b) & (a != b)
@@ -47,6 +49,10 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None) 
             ids = {valid_id[m] for m in members if pd.notna(valid_id[m])}
             if len(ids) > 1:
                 c.status, c.reason = "review", f"joins {len(ids)} different valid ID numbers"
+        if c.status == "proposed" and cannot_link:
+            inside = set(members)
+            if any(a in inside and b in inside for a, b in cannot_link):
+                c.status, c.reason = "review", "a steward marked two of its archives as different people"
         out.append(c)
     return out
 

@@ -95,8 +95,8 @@ def _date_levels(d: np.ndarray, i: np.ndarray, j: np.ndarray, lv: np.ndarray) ->
     eq = present & (gap == 0)
     lv[present] = 0
     lv[present & same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))] = 1  # year only known
-    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped
     lv[present & (gap >= 20) & (gap <= 50)] = 3  # a lunar-calendar birthday recorded instead
+    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped (more specific)
     lv[eq] = 4
     return lv
 

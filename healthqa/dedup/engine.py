@@ -33,6 +33,9 @@ class DedupResult:
     clusters: list[Cluster]
     model: FSModel
     stats: dict = field(default_factory=dict)
+    records: pd.DataFrame | None = None  # the input, in key order (positions index it)
+    valid_id: np.ndarray | None = None  # normalised valid ID number per position, or None
+    cannot_link: list[tuple[int, int]] = field(default_factory=list)  # steward: different people
 
     def explain(self, row: pd.Series) -> dict:
         """Per field: the agreement level and its weight (why the pair matches or not)."""
@@ -52,7 +55,11 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None) -> DedupResult:
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
-    df = df.reset_index(drop=True)
+    # the same records give the same result whatever order a database returned them in
+    order = np.argsort(df[spec.key].astype(str).to_numpy(), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)
+    if only is not None:
+        only = np.asarray(only)[order]
     say("normalising")
     P = prepare(df, spec)
     rng = np.random.default_rng(seed)
@@ -89,9 +96,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
             sessions.append((compare.levels(P, spec, ti, tj), [names.index(f) for f in t.fields],
                              pair_tf(P, spec, ti, tj)))
         model.train(sessions)
-        if len(i):
-            sample = rng.choice(len(i), TRAIN_PAIRS, replace=False) if len(i) > TRAIN_PAIRS else slice(None)
-            model.estimate_prior(lv[sample], tf[sample] if tf.size else None)
+        _set_prior(model, spec, lv, tf, len(P), rng)
     say("classifying")
     score = model.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
     th = spec.thresholds
@@ -117,13 +122,30 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     m = pairs[pairs["decision"] == "match"]
     idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
     valid_id = P[idf].where(P[f"{idf}__valid"]).to_numpy(dtype=object) if idf else None
-    found = clusters(n, m["i"].to_numpy(), m["j"].to_numpy(), valid_id)
+    cannot = _cannot_link(keys, decisions)
+    found = clusters(n, m["i"].to_numpy(), m["j"].to_numpy(), valid_id, cannot)
     choose_survivors(found, df, valid_id, org_levels)
     stats["seconds"] = time.perf_counter() - t0
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, model, stats)
+    return DedupResult(spec, keys, pairs, found, model, stats, df, valid_id, cannot)
+
+
+def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:
+    """The probability that two random records match — the prior the m/u Bayes factors update
+    (u comes from random pairs, so the prior must too). Counted Splink's way from a deterministic
+    rule and its recall: pairs with equal ID numbers, divided by the share of matches that keep
+    their ID intact (m of 'equal', learned by EM). Without an ID field, EM on the candidates."""
+    kinds = [f.kind for f in spec.fields]
+    if "id_number_cn" in kinds and len(lv):
+        k = kinds.index("id_number_cn")
+        top = model.n_levels(k) - 1
+        expected = (lv[:, k] == top).sum() / max(float(model.m[k][top]), 0.05)
+        model.prior = float(np.clip(expected / max(n * (n - 1) / 2, 1), 1e-12, 0.5))
+    elif len(lv):
+        sample = rng.choice(len(lv), TRAIN_PAIRS, replace=False) if len(lv) > TRAIN_PAIRS else slice(None)
+        model.estimate_prior(lv[sample], tf[sample] if tf.size else None)
 
 
 def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
@@ -158,6 +180,14 @@ def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.nd
     person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date >= 1) & (sex == 1))
     weak = (decision == "match") & ~person
     return np.where(weak, np.where(name == 1, "review", "non_match"), decision)
+
+
+def _cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:
+    if decisions is None or decisions.empty:
+        return []
+    pos = {k: n for n, k in enumerate(keys)}
+    d = decisions[decisions["decision"] == "not_same"]
+    return [(pos[a], pos[b]) for a, b in zip(d["left"], d["right"]) if a in pos and b in pos]
 
 
 def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.DataFrame:

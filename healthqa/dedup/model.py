@@ -119,6 +119,13 @@ class FSModel:
         logit = np.log2(self.prior / (1 - self.prior)) + self.weights(L, tf).sum(axis=1)
         return 1.0 / (1.0 + np.power(2.0, -np.clip(logit, -200, 200)))
 
+    def to_dict(self) -> dict:
+        return {"m": [x.tolist() for x in self.m], "u": [x.tolist() for x in self.u], "prior": self.prior}
+
+    @classmethod
+    def from_dict(cls, spec: Spec, d: dict) -> "FSModel":
+        return cls(spec, [np.array(x) for x in d["m"]], [np.array(x) for x in d["u"]], float(d["prior"]))
+
     def describe(self) -> list[dict]:
         """m, u and the weight of each level, per field (what the model learned)."""
         out = []

@@ -58,11 +58,19 @@ def _char_readings(ch: str) -> tuple[str, ...]:
     return tuple(pinyin(ch, style=Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])
 
 
+COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "司徒", "夏侯")
+
+
 @cache
 def readings(name: str) -> frozenset[str]:
-    """Every pinyin reading of a name (heteronyms included, a few at most). Built per character:
-    names are many, the characters they use are few."""
-    return frozenset(" ".join(c) for c in islice(product(*(_char_readings(ch) for ch in name)), MAX_READINGS))
+    """The pinyin readings of a name: every reading of the surname (heteronym surnames such as 单
+    shàn/dān, 曾 zēng/céng, 仇 qiú/chóu defeat a single reading), the usual reading of the given
+    name (its characters' rare readings would make unrelated names sound alike). Built per
+    character: names are many, the characters they use are few."""
+    k = 2 if name[:2] in COMPOUND_SURNAMES else 1
+    surname = [_char_readings(ch) for ch in name[:k]]
+    given = [(_char_readings(ch)[0],) for ch in name[k:]]
+    return frozenset(" ".join(c) for c in islice(product(*surname, *given), MAX_READINGS))
 
 
 @cache

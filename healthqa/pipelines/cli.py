@@ -139,6 +139,11 @@ def nightly(cfg: config_mod.Config) -> int:
     for name, reason in res.failures.items():
         t.add_row(name, "", "", "", "", "", "", f"[red]{reason}[/]")
     out.print(t)
+    if res.dedup:
+        st = res.dedup.result.stats
+        out.print(f"重复档案 duplicates ({'incremental' if res.dedup.incremental else 'full'}): "
+                  f"{st['matches']:,} matches, {st['review']:,} to review, {st['clusters']:,} clusters "
+                  f"among {st['records']:,} archives", highlight=False)
     return 2 if res.failures or code else (1 if res.rules_failed else 0)
 
 
@@ -215,6 +220,73 @@ def validate(
         json_out.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         out.print(f"JSON: {json_out}", highlight=False)
     raise typer.Exit(1 if run.failed else 0)
+
+
+@app.command()
+@user_errors
+def dedup(
+    config: ConfigOpt,
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write pairs, clusters and the model to this file")] = None,
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="comparison spec (default: the shipped person spec)")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="match only new and changed archives against the index")] = False,
+    merge_instructions: Annotated[Optional[Path], typer.Option("--merge-instructions", help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
+):
+    """重复档案筛查 / find duplicate resident archives and suggest merges."""
+    import json
+
+    from .dedup import accepted_merges, run_dedup
+
+    cfg = _load(config)
+    store = AuditStore(cfg.store.url)
+    steps = ["normalising", "estimating u from random pairs", "blocking and comparing", "training (EM)",
+             "classifying", "clustering"]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("查重 dedup", total=len(steps))
+        run = run_dedup(cfg, store, source=source, spec_path=str(spec) if spec else None, truth=truth,
+                        incremental=incremental,
+                        progress=lambda step: progress.update(task, completed=steps.index(step) if step in steps else 0,
+                                                              description=f"查重 {step}"))
+    st = run.result.stats
+    t = Table(title=f"重复档案筛查 dedup (run {run.run_id}, source {run.source}{', incremental' if run.incremental else ''})",
+              title_justify="left")
+    t.add_column("项目 item")
+    t.add_column("数量 value", justify="right")
+    for label, value in (("档案 archives", st["records"]), ("候选对 candidate pairs", st["candidate_pairs"]),
+                         ("匹配 matches", st["matches"]), ("待审核 review", st["review"]),
+                         ("聚类 clusters", st["clusters"]), ("待审核聚类 clusters to review", st["clusters_to_review"])):
+        t.add_row(label, f"{value:,}")
+    t.add_row("缩减率 reduction ratio", f"{st['reduction_ratio']:.6f}")
+    t.add_row("耗时 seconds", f"{st['seconds']:.1f}")
+    out.print(t)
+    b = Table(title="分块 blocking passes", title_justify="left")
+    b.add_column("pass")
+    b.add_column("pairs", justify="right")
+    for p in st["blocking"]:
+        b.add_row(p["pass"], f"{p['pairs']:,}")
+    out.print(b)
+    if run.evaluation:
+        e = Table(title=f"对照真值 against {truth}", title_justify="left")
+        for col in ("level", "precision", "recall", "F1", "found", "true"):
+            e.add_column(col, justify="right" if col != "level" else "left")
+        for level in ("pairs", "clusters"):
+            ev = run.evaluation[level]
+            e.add_row(level, f"{ev['precision']:.4f}", f"{ev['recall']:.4f}", f"{ev['f1']:.4f}",
+                      f"{ev['found']:,}", f"{ev['true']:,}")
+        out.print(e)
+    if json_out:
+        json_out.write_text(json.dumps(run.as_json(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        out.print(f"JSON: {json_out}", highlight=False)
+    if merge_instructions:
+        from ..dedup.merge import write_all
+
+        merges = accepted_merges(store, run.source)
+        files = write_all(merges, merge_instructions)
+        out.print(f"合并指令 merge instructions ({len(merges)} accepted merges): "
+                  + ", ".join(str(f) for f in files.values()), highlight=False)
+    store.close()
 
 
 @app.command()

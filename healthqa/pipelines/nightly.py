@@ -16,6 +16,7 @@ from ..connectors.errors import SourceError
 from ..connectors.readers import TableCheck
 from ..connectors.store import AuditStore
 from .extract import check_sources
+from .dedup import DedupRun, run_dedup
 from .validate import ValidationRun, validate_source
 
 
@@ -25,6 +26,7 @@ class NightlyResult:
     checks: dict[str, list[TableCheck] | SourceError]
     validations: dict[str, ValidationRun] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # source -> reason
+    dedup: "DedupRun | None" = None
 
     @property
     def rules_failed(self) -> bool:
@@ -53,6 +55,13 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
             raise
         store.finish_run(ctx, ok=True, partial=bool(res.failures),
                          message="; ".join(f"{s}: {e}" for s, e in res.failures.items())[:2000] or None)
+        # duplicate screening: new and changed archives against the index (a full run the first time)
+        src = next((n for n, s in cfg.sources.items() if "person" in s.tables), None)
+        if src is not None and src not in res.failures:
+            try:
+                res.dedup = run_dedup(cfg, store, source=src, incremental=True)
+            except SourceError as e:
+                res.failures[src] = e.reason
         return res
     finally:
         store.close()

@@ -1,0 +1,88 @@
+"""Merge instructions for the MPI's own tooling: healthqa never writes to the MPI.
+
+An accepted merge retires one archive into another (the survivor). Formats: CSV / JSON rows, HL7 v2.5
+ADT^A40 messages (merge patient — patient identifier list; MRG-1 carries the retired archive), and
+FHIR R4 ``Patient`` resources linked ``replaced-by`` (the retired one, made inactive) and
+``replaces`` (the survivor).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+# identifier system of the health-archive number (健康档案编号); the MPI may use its own OID instead
+ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
+
+
+@dataclass(frozen=True)
+class Merge:
+    survivor: str
+    retired: str
+    cluster: int | None = None
+    decided_by: str | None = None
+    decided_at: str | None = None
+
+
+def write_csv(merges: list[Merge], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(Merge.__dataclass_fields__))
+        w.writeheader()
+        for m in merges:
+            w.writerow(asdict(m))
+
+
+def write_json(merges: list[Merge], path: Path) -> None:
+    path.write_text(json.dumps([asdict(m) for m in merges], ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when: datetime | None = None) -> str:
+    """One HL7 v2.5 ADT^A40 message (ER7, segments separated by CR)."""
+    from hl7apy.core import Message
+
+    ts = (when or datetime.now()).strftime("%Y%m%d%H%M%S")
+    msg = Message("ADT_A39", version="2.5")  # A40 uses the ADT_A39 message structure
+    msg.msh.msh_3 = "HEALTHQA"
+    msg.msh.msh_4 = sending_facility
+    msg.msh.msh_5 = "MPI"
+    msg.msh.msh_7 = ts
+    msg.msh.msh_9 = "ADT^A40^ADT_A39"
+    msg.msh.msh_10 = control_id
+    msg.msh.msh_11 = "P"
+    msg.evn.evn_1 = "A40"
+    msg.evn.evn_2 = ts
+    patient = msg.add_group("ADT_A39_PATIENT")
+    patient.pid.pid_3 = f"{m.survivor}^^^ARCHIVE^PI"
+    patient.mrg.mrg_1 = f"{m.retired}^^^ARCHIVE^PI"
+    return msg.to_er7()
+
+
+def fhir_patients(m: Merge) -> list[dict]:
+    """The retired Patient (inactive, replaced-by) and the surviving one (replaces), FHIR R4."""
+    from fhir.resources.R4B.patient import Patient
+
+    def ident(v):
+        return [{"system": ARCHIVE_SYSTEM, "value": v}]
+
+    retired = Patient(id=m.retired, active=False, identifier=ident(m.retired),
+                      link=[{"other": {"reference": f"Patient/{m.survivor}"}, "type": "replaced-by"}])
+    survivor = Patient(id=m.survivor, active=True, identifier=ident(m.survivor),
+                       link=[{"other": {"reference": f"Patient/{m.retired}"}, "type": "replaces"}])
+    return [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
+
+
+def write_all(merges: list[Merge], folder: Path) -> dict[str, Path]:
+    """merges.csv, merges.json, merges.hl7 (one ADT^A40 per merge), merges.fhir.json (a Bundle)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"csv": folder / "merges.csv", "json": folder / "merges.json", "hl7": folder / "merges.hl7",
+           "fhir": folder / "merges.fhir.json"}
+    write_csv(merges, out["csv"])
+    write_json(merges, out["json"])
+    out["hl7"].write_text("\n".join(adt_a40(m, f"HQ{k:08d}") for k, m in enumerate(merges, 1)), encoding="utf-8")
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": r} for m in merges for r in fhir_patients(m)]}
+    out["fhir"].write_text(json.dumps(bundle, ensure_ascii=False, indent=2), encoding="utf-8")
+    return out

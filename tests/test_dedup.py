@@ -1,0 +1,232 @@
+"""Duplicate archives: normalisation, blocking recall, hard negatives, chaining guard, steward
+decisions across runs, incremental runs, merge instructions, and the same results from PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from stdnum.cn import ric
+
+from healthqa.connectors import config
+from healthqa.connectors.store import AuditStore
+from healthqa.dedup import compare, engine, evaluate, normalise
+from healthqa.dedup import spec as specs
+from healthqa.dedup.cluster import clusters
+from healthqa.pipelines.dedup import accepted_merges, decide, run_dedup, undo
+
+from .conftest import demo_config, write_config
+
+SPEC = specs.builtin()
+COLS = ("DABH archive_id, XM name, XBDM sex_code, CSRQ birth_date, SFZH id_number, LXDH phone, XZZ address, "
+        "DAZT status_code, JDJGDM org_code, GXSJ updated_at")
+
+
+def archives(folder) -> pd.DataFrame:
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        return pd.read_sql_query(f"SELECT {COLS} FROM T_GRDA", conn)
+
+
+def truth(folder, name="duplicate_pairs"):
+    return pd.read_csv(folder / "truth" / f"{name}.csv", dtype=str)
+
+
+@pytest.fixture(scope="module")
+def result(demo):
+    return engine.deduplicate(archives(demo), SPEC)
+
+
+# -- normalisation ----------------------------------------------------------------------------------
+def test_ids_normalise_15_to_18_full_width_and_lower_x():
+    first17 = "11010519491231002"
+    full = first17 + ric.calc_check_digit(first17 + "0")
+    df = pd.DataFrame({"archive_id": ["a", "b", "c", "d"], "id_number": [
+        "110105491231002", "１１０１０５１９４９１２３１００２Ｘ", full.lower(), f" {full[:-1]}× "]})
+    P = normalise.prepare(df, SPEC)
+    assert P["id_number"].tolist() == [full] * 4
+    assert P["id_number__valid"].all()
+
+
+def test_names_traditional_spaces_interpunct_and_newborn_placeholders():
+    df = pd.DataFrame({"archive_id": list("abcde"), "name": ["陳 偉", "陈伟", "阿依古丽.买买提", "王丽之子", "测试"]})
+    P = normalise.prepare(df, SPEC)
+    assert P["name"].tolist()[:3] == ["陈伟", "陈伟", "阿依古丽买买提"]
+    assert P["name"].iloc[3:].isna().all()  # a newborn's temporary name and a placeholder are no name
+
+
+def test_heteronym_surnames_and_homophones_share_a_reading():
+    assert normalise.readings("单伟") & normalise.readings("善伟")  # 单 reads shàn as a surname
+    assert normalise.readings("曾国华") & normalise.readings("增国华")
+    assert normalise.readings("王伟") & normalise.readings("王玮")
+    assert not normalise.readings("刘辉立") & normalise.readings("刘辉伟")  # 立's rare reading is ignored
+
+
+def test_birth_date_levels_lunar_swapped_year_only():
+    d = pd.to_datetime(["1980-06-15", "1980-06-15", "1980-05-10", "1980-06-15", "1980-01-01", "1980-03-04",
+                        "1980-04-03", "1981-06-15"]).to_numpy(dtype="datetime64[D]")
+    i = np.array([0, 0, 0, 5, 0])
+    j = np.array([1, 2, 4, 6, 7])
+    lv = compare._date_levels(d, i, j, np.full(len(i), -1, dtype=np.int8))
+    assert lv.tolist() == [4, 3, 1, 2, 0]  # equal, lunar (36 days), year only, swapped, different
+
+
+# -- accuracy on the synthetic platform ----------------------------------------------------------------
+def test_blocking_keeps_true_pairs(result, demo):
+    t = truth(demo)
+    true = {tuple(sorted(p)) for p in zip(t["left"], t["right"])}
+    assert result.stats["reduction_ratio"] > 0.999
+    # pairs completeness: share of true pairs that blocking put before the classifier
+    got = {tuple(sorted(p)) for p in zip(result.pairs["left"], result.pairs["right"])}
+    assert len(true & got) / len(true) >= 0.98
+
+
+def test_precision_recall_and_hard_negatives(result, demo):
+    ev = evaluate.evaluate(zip(result.matches["left"], result.matches["right"]), engine.cluster_keys(result),
+                           truth(demo))
+    assert ev["pairs"]["precision"] >= 0.995 and ev["pairs"]["recall"] >= 0.97, ev["pairs"]
+    hn = truth(demo, "hard_negatives")
+    negatives = {tuple(sorted(p)) for p in zip(hn["left"], hn["right"])}
+    merged = {tuple(sorted(p)) for c in engine.cluster_keys(result) for p in
+              [(a, b) for a in c for b in c if a < b]}
+    assert not negatives & merged  # twins, parent/child and same-name strangers stay apart
+
+
+def test_explanations_name_levels_and_weights(result):
+    row = result.matches.iloc[0]
+    why = result.explain(row)
+    assert set(why) == {f.name for f in SPEC.fields}
+    assert sum(v["weight"] for v in why.values()) > 0
+    assert all(isinstance(v["level"], str) for v in why.values())
+
+
+def test_chaining_guard_sends_two_valid_ids_to_review():
+    # A and C hold different valid IDs; B has none and matches both: never one cluster
+    valid = np.array(["110105194912310010", None, "11010519491231002X"], dtype=object)
+    found = clusters(3, np.array([0, 1]), np.array([1, 2]), valid)
+    assert len(found) == 1 and found[0].status == "review"
+    # a direct edge between different valid IDs is cut outright
+    found = clusters(2, np.array([0]), np.array([1]), np.array(["110105194912310010", "11010519491231002X"], dtype=object))
+    assert found == []
+
+
+def test_survivor_prefers_valid_id_and_completeness(result):
+    P = normalise.prepare(archives_frame := pd.DataFrame({
+        "archive_id": ["a", "b"], "id_number": [None, "11010519491231002X"], "name": ["王伟", "王伟"],
+        "phone": ["13812345678", None], "updated_at": ["2026-01-01 00:00:00", "2025-01-01 00:00:00"]}), SPEC)
+    from healthqa.dedup.cluster import Cluster, choose_survivors
+
+    c = [Cluster([0, 1])]
+    choose_survivors(c, archives_frame, P["id_number"].where(P["id_number__valid"]).to_numpy(dtype=object))
+    assert c[0].survivor == 1  # the valid ID wins over the more recent update
+    assert c[0].proposal == {"phone": 0}  # its missing phone is filled from the other archive
+
+
+# -- through the audit store -------------------------------------------------------------------------
+def _cfg(folder, tmp_path, url=None):
+    cfg = demo_config(folder)
+    cfg["store"]["url"] = f"sqlite:///{tmp_path / 'audit.db'}"
+    for s in cfg["sources"].values():
+        s["url"] = url or s["url"].replace("sqlite:///", f"sqlite:///{folder}/")
+    return config.load(write_config(tmp_path / "healthqa.yml", cfg))
+
+
+def test_decisions_respected_across_runs_and_undo(demo, tmp_path):
+    cfg = _cfg(demo, tmp_path)
+    store = AuditStore(cfg.store.url)
+    first = run_dedup(cfg, store)
+    a, b = first.result.matches[["left", "right"]].iloc[0]
+    decide(store, "mpi", a, b, "not_same", user="li")
+    second = run_dedup(cfg, store)
+    row = second.result.pairs[(second.result.pairs["left"] == a) & (second.result.pairs["right"] == b)]
+    assert row["decision"].tolist() == ["non_match"]  # never suggested again
+    assert not any({a, b} <= set(c) for c in engine.cluster_keys(second.result))
+    assert undo(store, "mpi", a, b) == 1
+    third = run_dedup(cfg, store)
+    row = third.result.pairs[(third.result.pairs["left"] == a) & (third.result.pairs["right"] == b)]
+    assert row["decision"].tolist() == ["match"]  # suggested again once the decision is undone
+    # idempotent: a full re-run stores the same suggestions
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        n1 = conn.execute("SELECT COUNT(*) FROM dedup_pairs").fetchone()[0]
+    run_dedup(cfg, store)
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM dedup_pairs").fetchone()[0] == n1
+
+
+def test_incremental_run_finds_a_new_duplicate(demo, tmp_path):
+    folder = tmp_path / "platform"
+    shutil.copytree(demo, folder)
+    cfg = _cfg(folder, tmp_path)
+    store = AuditStore(cfg.store.url)
+    run_dedup(cfg, store, incremental=True)  # the first run is a full one
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        row = conn.execute("SELECT * FROM T_GRDA WHERE SFZH IS NOT NULL AND length(SFZH) = 18 LIMIT 1").fetchone()
+        cols = [c[1] for c in conn.execute("PRAGMA table_info(T_GRDA)")]
+        new = dict(zip(cols, row))
+        new["DABH"], new["LXDH"] = "33021100100199999", None
+        new["GXSJ"] = (datetime(2026, 11, 25, 1)).strftime("%Y-%m-%d %H:%M:%S")  # after the last run
+        conn.execute(f"INSERT INTO T_GRDA ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", list(new.values()))
+    second = run_dedup(cfg, store, incremental=True)
+    assert second.incremental
+    assert second.result.stats["candidate_pairs"] < 50  # only the new archive was compared
+    found = second.result.matches
+    assert ((found["left"] == "33021100100199999") | (found["right"] == "33021100100199999")).any()
+    assert any("33021100100199999" in c for c in engine.cluster_keys(second.result))
+
+
+def test_merge_instructions_parse_as_hl7_and_fhir(demo, tmp_path):
+    from fhir.resources.R4B.bundle import Bundle
+    from hl7apy.parser import parse_message
+
+    from healthqa.dedup.merge import write_all
+
+    cfg = _cfg(demo, tmp_path)
+    store = AuditStore(cfg.store.url)
+    run = run_dedup(cfg, store)
+    for a, b in run.result.matches[["left", "right"]].head(3).itertuples(index=False):
+        decide(store, "mpi", a, b, "merge")
+    merges = accepted_merges(store, "mpi")
+    assert len(merges) >= 1 and all(m.survivor != m.retired for m in merges)
+    files = write_all(merges, tmp_path / "out")
+    messages = files["hl7"].read_bytes().decode("utf-8").split("\n")  # segments end in CR
+    assert len(messages) == len(merges)
+    for text, m in zip(messages, merges):
+        msg = parse_message(text, find_groups=True)
+        assert msg.msh.msh_9.value == "ADT^A40^ADT_A39"
+        assert m.retired in msg.to_er7() and "MRG|" + m.retired in msg.to_er7()
+    bundle = Bundle.model_validate(json.loads(files["fhir"].read_text(encoding="utf-8")))
+    links = {(e.resource.id, e.resource.link[0].type) for e in bundle.entry}
+    assert (merges[0].retired, "replaced-by") in links and (merges[0].survivor, "replaces") in links
+    assert pd.read_csv(files["csv"]).shape[0] == len(merges)
+
+
+@pytest.mark.postgres
+def test_same_results_from_postgresql(demo, pg_db, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = run_dedup(_cfg(demo, tmp_path / "a"), AuditStore(f"sqlite:///{tmp_path / 'a' / 's.db'}"))
+    b = run_dedup(_cfg(demo, tmp_path / "b", url=pg_db), AuditStore(f"sqlite:///{tmp_path / 'b' / 's.db'}"))
+    key = lambda r: sorted(zip(r.result.matches["left"], r.result.matches["right"]))  # noqa: E731
+    assert key(a) == key(b) and len(key(a)) > 0
+
+
+def test_cli_dedup_json_and_truth(demo, tmp_path):
+    from typer.testing import CliRunner
+
+    from healthqa.pipelines.cli import app
+
+    cfg = _cfg(demo, tmp_path)
+    out = tmp_path / "d.json"
+    res = CliRunner().invoke(app, ["dedup", "--config", str(cfg.path), "--json", str(out),
+                                   "--truth", str(demo / "truth" / "duplicate_pairs.csv")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert {"pairs", "clusters"} <= set(doc)
+    p = doc["pairs"][0]
+    assert set(p) >= {"left", "right", "score", "decision"} and p["decision"] in ("match", "review", "non_match")
+    assert doc["evaluation"]["pairs"]["precision"] >= 0.995
+    assert "precision" in res.output
