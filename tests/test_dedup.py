@@ -71,7 +71,7 @@ def test_birth_date_levels_lunar_swapped_year_only():
                         "1980-04-03", "1981-06-15"]).to_numpy(dtype="datetime64[D]")
     i = np.array([0, 0, 0, 5, 0])
     j = np.array([1, 2, 4, 6, 7])
-    lv = compare._date_levels(d, i, j, np.full(len(i), -1, dtype=np.int8))
+    lv = compare._date_levels(d[i], d[j], np.full(len(i), -1, dtype=np.int8))
     assert lv.tolist() == [4, 3, 1, 2, 0]  # equal, lunar (36 days), year only, swapped, different
 
 

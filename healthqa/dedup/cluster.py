@@ -15,6 +15,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..expectations import standards as st
+
 
 @dataclass
 class Cluster:
@@ -66,27 +68,31 @@ def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.n
     """The surviving archive of each cluster and field-level proposals.
 
     Survivor: a valid 18-digit ID first, then the most complete record, the most recently updated,
-    the one created by the higher-level institution. Each field's proposal: the survivor's value
-    when it has one, else the most common value among the others.
+    the one created by the higher-level institution. A field the survivor lacks is proposed from the
+    best-ranked other archive that has it (``proposal``: field -> record position).
     """
+    if not found:
+        return
     fields = [c for c in records.columns if not c.startswith("_")]
-    complete = records[fields].notna().sum(axis=1).to_numpy()
-    updated = pd.to_datetime(records.get("updated_at"), errors="coerce", format="mixed") \
-        if "updated_at" in records else pd.Series(pd.NaT, index=records.index)
-    rank = records["org_code"].map(lambda o: LEVEL_RANK.get((org_levels or {}).get(o, ""), 0)) \
-        if "org_code" in records else pd.Series(0, index=records.index)
+    present = np.column_stack([(~st.missing(records[f])).to_numpy() for f in fields])
+    n = len(records)
+    has_id = pd.notna(valid_id) if valid_id is not None else np.zeros(n, dtype=bool)
+    updated = pd.to_datetime(records["updated_at"], errors="coerce", format="mixed").to_numpy("datetime64[s]") \
+        if "updated_at" in records else np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
+    updated = np.where(np.isnat(updated), 0, updated.astype(np.int64))
+    rank = records["org_code"].map(lambda o: LEVEL_RANK.get((org_levels or {}).get(o, ""), 0)).to_numpy() \
+        if "org_code" in records else np.zeros(n, dtype=int)
+    # one sortable score per record: lexicographic (valid ID, completeness, updated, institution)
+    order = np.lexsort((rank, updated, present.sum(axis=1), has_id))
+    score = np.empty(n, dtype=np.int64)
+    score[order] = np.arange(n)
     for c in found:
-        def score(m):
-            has_id = bool(valid_id is not None and pd.notna(valid_id[m]))
-            up = updated.iat[m]
-            return (has_id, int(complete[m]), up.value if pd.notna(up) else 0, int(rank.iat[m]))
-        c.survivor = max(c.members, key=score)
-        proposal = {}
-        for f in fields:  # a gap in the survivor is filled from the most complete other archive
-            own = records[f].iat[c.survivor]
-            if pd.isna(own) or (isinstance(own, str) and not own.strip()):
-                donors = [m for m in sorted(c.members, key=score, reverse=True)
-                          if m != c.survivor and pd.notna(records[f].iat[m]) and str(records[f].iat[m]).strip()]
-                if donors:
-                    proposal[f] = donors[0]
-        c.proposal = proposal
+        members = np.array(c.members)
+        ranked = members[np.argsort(-score[members])]
+        c.survivor = int(ranked[0])
+        gaps = np.flatnonzero(~present[c.survivor])
+        c.proposal = {}
+        for g in gaps:
+            donors = ranked[1:][present[ranked[1:], g]]
+            if len(donors):
+                c.proposal[fields[g]] = int(donors[0])

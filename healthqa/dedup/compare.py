@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import recordlinkage
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, Indel, JaroWinkler
+from recordlinkage.base import BaseCompareFeature
 
 from .normalise import readings
 from .spec import FieldSpec, Spec
@@ -28,10 +30,30 @@ LEVELS = {  # kind -> level names, lowest to highest
 }
 
 
-def _pair(values: np.ndarray, i: np.ndarray, j: np.ndarray):
-    a, b = values[i], values[j]
-    present = pd.notna(a) & pd.notna(b)
-    return a, b, present
+class FieldLevels(BaseCompareFeature):
+    """One spec field as a recordlinkage comparison feature: the records' derived columns in, the
+    field's agreement levels out (vectorised over all pairs at once)."""
+
+    def __init__(self, f: FieldSpec):
+        cols = [f.name, f"{f.name}__valid"] if f.kind == "id_number_cn" else [f.name]
+        super().__init__(cols, cols, label=f.name)
+        self.field = f
+        self.cols = cols
+
+    def _compute_vectorized(self, *args):
+        k = len(self.cols)
+        left = {c: s.to_numpy() for c, s in zip(self.cols, args[:k])}
+        right = {c: s.to_numpy() for c, s in zip(self.cols, args[k:])}
+        return pd.Series(field_levels(self.field, left, right), index=args[0].index)
+
+
+def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """An (n_pairs, n_fields) int8 matrix of comparison levels, through recordlinkage's Compare."""
+    if not len(i):
+        return np.zeros((0, len(spec.fields)), dtype=np.int8)
+    cmp = recordlinkage.Compare([FieldLevels(f) for f in spec.fields])
+    pairs = pd.MultiIndex.from_arrays([i, j])
+    return cmp.compute(pairs, prepared).to_numpy(dtype=np.int8)
 
 
 def _sim(a, b, present, scorer) -> np.ndarray:
@@ -41,21 +63,18 @@ def _sim(a, b, present, scorer) -> np.ndarray:
     return out
 
 
-def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """An (n_pairs, n_fields) int8 matrix of comparison levels."""
-    return np.column_stack([field_levels(prepared, f, i, j) for f in spec.fields]).astype(np.int8)
-
-
-def field_levels(P: pd.DataFrame, f: FieldSpec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def field_levels(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Levels of one field for aligned arrays of left and right records' derived values."""
     n = f.name
-    lv = np.full(len(i), NULL, dtype=np.int8)
+    a, b = left[n], right[n]
+    lv = np.full(len(a), NULL, dtype=np.int8)
     if f.kind == "date":
-        return _date_levels(P[n].to_numpy(dtype="datetime64[D]"), i, j, lv)
-    a, b, present = _pair(P[n].to_numpy(dtype=object), i, j)
+        return _date_levels(a.astype("datetime64[D]"), b.astype("datetime64[D]"), lv)
+    a, b = a.astype(object), b.astype(object)
+    present = pd.notna(a) & pd.notna(b)
     eq = present & (a == b)
     if f.kind == "id_number_cn":
-        valid = P[f"{n}__valid"].to_numpy()
-        both_valid = valid[i] & valid[j]
+        both_valid = left[f"{n}__valid"].astype(bool) & right[f"{n}__valid"].astype(bool)
         dist = np.where(present, 99, 0)
         if present.any():
             dist[present] = process.cpdist(list(a[present]), list(b[present]), scorer=DamerauLevenshtein.distance,
@@ -63,7 +82,7 @@ def field_levels(P: pd.DataFrame, f: FieldSpec, i: np.ndarray, j: np.ndarray) ->
         lv[present] = np.where(eq[present], 3, np.where(dist[present] <= 1, 2, np.where(both_valid[present], 0, 1)))
     elif f.kind == "name_zh":
         sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-        same_pinyin = np.zeros(len(i), dtype=bool)
+        same_pinyin = np.zeros(len(a), dtype=bool)
         differ = np.flatnonzero(present & ~eq)
         if len(differ):
             same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
@@ -82,8 +101,7 @@ def field_levels(P: pd.DataFrame, f: FieldSpec, i: np.ndarray, j: np.ndarray) ->
     return lv
 
 
-def _date_levels(d: np.ndarray, i: np.ndarray, j: np.ndarray, lv: np.ndarray) -> np.ndarray:
-    a, b = d[i], d[j]
+def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
     present = ~(np.isnat(a) | np.isnat(b))
     gap = np.abs((a - b).astype("timedelta64[D]").astype(np.int64))
     ya, yb = a.astype("datetime64[Y]"), b.astype("datetime64[Y]")
