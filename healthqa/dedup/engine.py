@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
-from .model import FSModel, pair_tf
+from .model import FSModel, SupervisedModel, pair_tf
 from .normalise import prepare
 from .spec import Spec
 
@@ -31,11 +31,12 @@ class DedupResult:
     keys: np.ndarray  # record keys by position
     pairs: pd.DataFrame  # left, right, score, decision, i, j, and one level column per field
     clusters: list[Cluster]
-    model: FSModel
+    model: FSModel | SupervisedModel
     stats: dict = field(default_factory=dict)
     records: pd.DataFrame | None = None  # the input, in key order (positions index it)
     valid_id: np.ndarray | None = None  # normalised valid ID number per position, or None
     cannot_link: list[tuple[int, int]] = field(default_factory=list)  # steward: different people
+    fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
 
     def explain(self, row: pd.Series) -> dict:
         """Per field: the agreement level and its weight (why the pair matches or not)."""
@@ -98,7 +99,12 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
         model.train(sessions)
         _set_prior(model, spec, lv, tf, len(P), rng)
     say("classifying")
-    score = model.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
+    scorer = model
+    supervised = _supervised(P, spec, decisions, model)
+    if supervised is not None:
+        scorer = supervised  # the stewards' decisions outrank what EM could learn alone
+        stats["supervised_on"] = supervised.labels
+    score = scorer.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
     th = spec.thresholds
     decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
     if spec.distinct_ids_guard and len(i):
@@ -129,7 +135,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, model, stats, df, valid_id, cannot)
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, df, valid_id, cannot, model)
 
 
 def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:
@@ -138,10 +144,13 @@ def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: in
     rule and its recall: pairs with equal ID numbers, divided by the share of matches that keep
     their ID intact (m of 'equal', learned by EM). Without an ID field, EM on the candidates."""
     kinds = [f.kind for f in spec.fields]
-    if "id_number_cn" in kinds and len(lv):
-        k = kinds.index("id_number_cn")
+    names = [f.name for f in spec.fields]
+    k = names.index(spec.prior_from.field) if spec.prior_from else \
+        kinds.index("id_number_cn") if "id_number_cn" in kinds else None
+    if k is not None and len(lv):
         top = model.n_levels(k) - 1
-        expected = (lv[:, k] == top).sum() / max(float(model.m[k][top]), 0.05)
+        recall = spec.prior_from.recall if spec.prior_from else max(float(model.m[k][top]), 0.05)
+        expected = (lv[:, k] == top).sum() / recall
         model.prior = float(np.clip(expected / max(n * (n - 1) / 2, 1), 1e-12, 0.5))
     elif len(lv):
         sample = rng.choice(len(lv), TRAIN_PAIRS, replace=False) if len(lv) > TRAIN_PAIRS else slice(None)
@@ -180,6 +189,22 @@ def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.nd
     person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date >= 1) & (sex == 1))
     weak = (decision == "match") & ~person
     return np.where(weak, np.where(name == 1, "review", "non_match"), decision)
+
+
+def _supervised(P: pd.DataFrame, spec: Spec, decisions: pd.DataFrame | None, base: FSModel) -> SupervisedModel | None:
+    """A model trained on the stewards' merge / not-same decisions, once there are enough."""
+    if decisions is None or decisions.empty:
+        return None
+    d = decisions[decisions["decision"].isin(["merge", "not_same"])]
+    pos = {k: n for n, k in enumerate(P["key"])}
+    d = d[d["left"].isin(pos) & d["right"].isin(pos)]
+    if len(d) < SupervisedModel.MIN_LABELS:
+        return None
+    i = d["left"].map(pos).to_numpy()
+    j = d["right"].map(pos).to_numpy()
+    sup = SupervisedModel(spec, base)
+    y = (d["decision"] == "merge").to_numpy().astype(int)
+    return sup if sup.fit(compare.levels(P, spec, i, j), y, pair_tf(P, spec, i, j)) else None
 
 
 def _cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:

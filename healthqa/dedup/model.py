@@ -144,3 +144,66 @@ def pair_tf(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) ->
         return None
     t = prepared[f"{tf_fields[0].name}__tf"].to_numpy(dtype=float)
     return np.fmax(t[i], t[j])
+
+
+@dataclass
+class SupervisedModel:
+    """Logistic regression on the pairs the stewards decided, on top of Fellegi–Sunter.
+
+    Its inputs are the Fellegi–Sunter evidence (in bits) and every field's agreement level, so it
+    keeps what EM learned and corrects it with this platform's own decisions (a household sharing
+    phone and address is not a person). Per field, its weight is the scaled Fellegi–Sunter weight
+    plus the learned correction of that level, so explanations keep the same shape.
+    """
+
+    spec: Spec
+    base: FSModel
+    scale: float = 1.0
+    coef: list[np.ndarray] = field(default_factory=list)
+    intercept: float = 0.0
+    labels: int = 0
+
+    MIN_LABELS = 30
+
+    def _design(self, L: np.ndarray, tf: np.ndarray | None) -> np.ndarray:
+        cols = [self.base.weights(L, tf).sum(axis=1, keepdims=True)]
+        for k, f in enumerate(self.spec.fields):
+            cols.append(np.stack([(L[:, k] == lv) for lv in range(len(LEVELS[f.kind]))], axis=1))
+        return np.concatenate(cols, axis=1).astype(float)
+
+    def fit(self, L: np.ndarray, y: np.ndarray, tf: np.ndarray | None = None) -> bool:
+        """Train on labelled pairs; False (and nothing learned) with too few of either kind."""
+        if len(y) < self.MIN_LABELS or y.sum() < 3 or (1 - y).sum() < 3:
+            return False
+        from sklearn.linear_model import LogisticRegression
+
+        X = self._design(L, tf)
+        lr = LogisticRegression(C=10.0, max_iter=5000).fit(X, y)
+        w = lr.coef_[0] / np.log(2)  # in bits, like Fellegi–Sunter weights
+        self.scale, self.coef, pos = float(w[0]), [], 1
+        for f in self.spec.fields:
+            n = len(LEVELS[f.kind])
+            self.coef.append(w[pos:pos + n])
+            pos += n
+        self.intercept = float(lr.intercept_[0] / np.log(2))
+        self.labels = int(len(y))
+        return True
+
+    def weights(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:
+        W = self.scale * self.base.weights(L, tf)
+        for k in range(L.shape[1]):
+            ok = L[:, k] != NULL
+            W[ok, k] += self.coef[k][L[ok, k]]
+        return W
+
+    def probability(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:
+        logit = self.intercept + self.weights(L, tf).sum(axis=1)
+        return 1.0 / (1.0 + np.power(2.0, -np.clip(logit, -200, 200)))
+
+    def describe(self) -> list[dict]:
+        base = self.base.describe()
+        for k, b in enumerate(base):
+            b["supervised_on"] = self.labels
+            for lv, level in enumerate(b["levels"]):
+                level["weight"] = self.scale * level["weight"] + float(self.coef[k][lv])
+        return base

@@ -36,6 +36,14 @@ class Training(BaseModel):
     fields: list[str]
 
 
+class PriorFrom(BaseModel):
+    """Count pairs agreeing fully on ``field`` and divide by its ``recall`` to estimate matches."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    recall: float = Field(gt=0, le=1)
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: str
@@ -46,6 +54,7 @@ class Spec(BaseModel):
     thresholds: Thresholds = Thresholds()
     training: list[Training] = Field(default_factory=list)
     distinct_ids_guard: bool = True
+    prior_from: PriorFrom | None = None  # default: the ID field, its recall learned by EM
     identity_evidence: bool = True  # phone and address alone never make a match (see engine)
 
     @property

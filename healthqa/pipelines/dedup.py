@@ -130,7 +130,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     if incremental:
         _recluster_with_stored(store, source, result)
     ctx = store.start_run("dedup", {"source": source, "table": spec.table, "incremental": incremental,
-                                    "spec": spec_path or "builtin", "model": result.model.to_dict()})
+                                    "spec": spec_path or "builtin", "model": result.fs_model.to_dict()})
     _persist(store, ctx.id, source, result, incremental)
     if updated is not None and updated.notna().any():
         ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
