@@ -18,6 +18,7 @@ import pandas as pd
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
 from .model import FSModel, SupervisedModel, pair_tf
+from ..expectations import standards as st
 from .normalise import prepare
 from .spec import Spec
 
@@ -37,6 +38,7 @@ class DedupResult:
     valid_id: np.ndarray | None = None  # normalised valid ID number per position, or None
     cannot_link: list[tuple[int, int]] = field(default_factory=list)  # steward: different people
     fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
+    prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
 
     def explain(self, row: pd.Series) -> dict:
         """Per field: the agreement level and its weight (why the pair matches or not)."""
@@ -53,7 +55,8 @@ class DedupResult:
 
 def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
                 only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
-                progress: Callable[[str], None] | None = None, model: FSModel | None = None) -> DedupResult:
+                progress: Callable[[str], None] | None = None, model: FSModel | None = None,
+                index: pd.DataFrame | None = None) -> DedupResult:
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
     # the same records give the same result whatever order a database returned them in
@@ -62,7 +65,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     if only is not None:
         only = np.asarray(only)[order]
     say("normalising")
-    P = prepare(df, spec)
+    P = prepare_with_index(df, spec, index, only)
     rng = np.random.default_rng(seed)
     stats: dict = {"records": len(P)}
     if model is None:
@@ -135,7 +138,33 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, df, valid_id, cannot, model)
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, df, valid_id, cannot, model, P)
+
+
+def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
+                       only: np.ndarray | None) -> pd.DataFrame:
+    """Normalised records. With the index of an earlier run, only the new and changed records
+    (``only``) and those the index lacks are normalised again: the nightly run's cost is then the
+    day's archives, not the whole MPI."""
+    if index is None or only is None:
+        return prepare(df, spec)
+    keys = st.text(df[spec.key])
+    known = index.drop_duplicates("key").set_index("key")
+    redo = np.asarray(only) | ~keys.isin(known.index).to_numpy()
+    fresh = prepare(df[redo], spec)
+    P = known.reindex(keys.to_numpy())
+    P.insert(0, "key", keys.to_numpy())
+    P = P.reset_index(drop=True)
+    fresh.index = np.flatnonzero(redo)
+    for c in fresh.columns:
+        if c in P:
+            if P[c].dtype != fresh[c].dtype and not (P[c].dtype == object or fresh[c].dtype == object):
+                P[c] = P[c].astype(fresh[c].dtype)
+            P.loc[fresh.index, c] = fresh[c]
+    for f in spec.fields:  # frequencies change with every archive added
+        if f.tf:
+            P[f"{f.name}__tf"] = P[f.name].map(P[f.name].value_counts(normalize=True)).astype(float)
+    return P
 
 
 def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:

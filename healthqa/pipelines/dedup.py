@@ -98,6 +98,13 @@ def _org_levels(cfg: Config) -> dict[str, str]:
     return dict(zip(st.text(df["org_code"]), st.text(df["level"])))
 
 
+def _index_path(cfg: Config, source: str) -> Path:
+    """Where the normalised archives of the last run are kept for the next incremental run: beside
+    the configuration (the index holds personal data, as the audit store does)."""
+    base = cfg.path.parent if cfg.path else Path.cwd()
+    return base / f".healthqa-dedup-index-{source}.parquet"
+
+
 def _last_model(store: AuditStore, source: str, spec: specs.Spec) -> FSModel | None:
     with store.session() as s:
         runs = s.execute(select(Run).where(Run.kind == "dedup", Run.status == "success").order_by(Run.id.desc())).scalars()
@@ -125,8 +132,11 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             only = (updated > pd.Timestamp(wm)).to_numpy()
         else:
             incremental = False  # nothing to build on yet: a full run
+    index_file = _index_path(cfg, source)
+    index = pd.read_parquet(index_file) if incremental and index_file.exists() else None
     result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
-                                progress=progress, model=prior_model)
+                                progress=progress, model=prior_model, index=index)
+    result.prepared.to_parquet(index_file, index=False)
     if incremental:
         _recluster_with_stored(store, source, result)
     ctx = store.start_run("dedup", {"source": source, "table": spec.table, "incremental": incremental,
