@@ -88,10 +88,10 @@ db = DuckDBAPI()
 linker = Linker(db.register(d), settings)
 linker.training.estimate_probability_two_random_records_match([block_on("id_number")], recall=0.8)
 linker.training.estimate_u_using_random_sampling(max_pairs=1e6)
-# EM sessions as healthqa's (birth date; name), the name session narrowed by sex and birth year:
+# EM sessions as healthqa's (birth date; name), the name session narrowed by birth year:
 # Splink's EM takes every pair of a session, and common names make blocks of thousands at 1M
 linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
-linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key", "sex", "birth_year"))
+linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key", "birth_year"))
 pred = linker.inference.predict(threshold_match_probability=0.99)
 clusters_sdf = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, 0.99)
 p = pred.as_pandas_dataframe()

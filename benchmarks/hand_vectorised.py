@@ -7,7 +7,6 @@ Run as a child process: ``python -c "import hand_vectorised as h; h.main()" FOLD
 from __future__ import annotations
 
 import json
-import re
 import resource
 import sqlite3
 import sys

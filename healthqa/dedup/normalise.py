@@ -13,7 +13,6 @@ import re
 from functools import cache
 from itertools import islice, product
 
-import numpy as np
 import pandas as pd
 
 from ..expectations import standards as st
@@ -156,5 +155,3 @@ def _block_col(prepared: pd.DataFrame, name: str) -> str:
     # a date field blocks on its text form; everything else on the derived column of that name
     return f"{name}__text" if f"{name}__text" in prepared else name
 
-
-__all__ = ["prepare", "blocking_key", "readings", "first_reading", "np"]

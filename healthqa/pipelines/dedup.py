@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -251,5 +250,3 @@ def undo(store: AuditStore, source: str, left: str, right: str, user: str | None
         s.add(AuditLog(at=now(), user_name=user, action="steward_undo", subject=f"{a}|{b}", detail={"source": source}))
         return len(rows)
 
-
-__all__ = ["run_dedup", "accepted_merges", "decide", "undo", "DedupRun", "datetime"]
