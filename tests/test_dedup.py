@@ -278,3 +278,12 @@ def test_steward_decisions_train_a_model_that_does_better(platform_20k):
         return evaluate.evaluate(found, [], true_rest)["pairs"]["f1"]
 
     assert f1(after) > f1(before) + 0.01, (f1(before), f1(after))
+
+
+def test_incremental_run_with_nothing_new(demo, tmp_path):
+    cfg = _cfg(demo, tmp_path)
+    store = AuditStore(cfg.store.url)
+    run_dedup(cfg, store, incremental=True)
+    again = run_dedup(cfg, store, incremental=True)
+    assert again.incremental and again.result.stats["candidate_pairs"] == 0
+    assert again.result.stats["clusters"] > 0  # the stored matches still make the clusters

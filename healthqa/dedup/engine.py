@@ -151,7 +151,7 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
     keys = st.text(df[spec.key])
     known = index.drop_duplicates("key").set_index("key")
     redo = np.asarray(only) | ~keys.isin(known.index).to_numpy()
-    fresh = prepare(df[redo], spec)
+    fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
     P = known.reindex(keys.to_numpy())
     P.insert(0, "key", keys.to_numpy())
     P = P.reset_index(drop=True)

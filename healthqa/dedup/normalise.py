@@ -96,7 +96,7 @@ def street(addr: pd.Series) -> pd.Series:
 def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
     """The street and the community or village within it (骆驼街道/盛家村), for blocking."""
     comm = _per_distinct(addr, lambda v: (m.group(1) if (m := _COMMUNITY.search(_STREET.sub("", v, count=1))) else None))
-    return (streets.fillna("") + "/" + comm).where(comm.notna())
+    return (streets.fillna("").astype(str) + "/" + comm.astype(str)).where(comm.notna())
 
 
 def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:

@@ -62,6 +62,8 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
                 res.dedup = run_dedup(cfg, store, source=src, incremental=True)
             except SourceError as e:
                 res.failures[src] = e.reason
+            except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
+                res.failures["dedup"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         return res
     finally:
         store.close()
