@@ -287,3 +287,22 @@ def test_incremental_run_with_nothing_new(demo, tmp_path):
     again = run_dedup(cfg, store, incremental=True)
     assert again.incremental and again.result.stats["candidate_pairs"] == 0
     assert again.result.stats["clusters"] > 0  # the stored matches still make the clusters
+
+
+def test_thresholds_come_from_the_configuration(demo, tmp_path):
+    import yaml
+
+    cfg = _cfg(demo, tmp_path)
+    raw = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
+    raw["dedup"] = {"thresholds": {"match": 0.9999999, "review": 0.9999}}
+    cfg2 = config.load(write_config(tmp_path / "strict.yml", raw))
+    strict = run_dedup(cfg2, AuditStore(f"sqlite:///{tmp_path / 'strict.db'}"))
+    loose = run_dedup(cfg, AuditStore(f"sqlite:///{tmp_path / 'loose.db'}"))
+    assert strict.result.spec.thresholds.match == 0.9999999
+    assert strict.result.stats["matches"] <= loose.result.stats["matches"]
+    assert (strict.result.matches["score"] >= 0.9999999).all()
+    raw["dedup"] = {"thresholds": {"match": 0.5, "review": 0.9}}
+    from healthqa.connectors.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dedup.thresholds: review must not exceed match"):
+        config.load(write_config(tmp_path / "bad.yml", raw))

@@ -136,6 +136,24 @@ class Validation(_Strict):
     as_of: datetime | None = None  # reference time for timeliness rules (default: now, or the demo's)
 
 
+class DedupThresholds(_Strict):
+    match: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    review: Annotated[float, Field(gt=0, lt=1)] = 0.5
+
+    @model_validator(mode="after")
+    def _order(self) -> "DedupThresholds":
+        if self.review > self.match:
+            raise ValueError("review must not exceed match")
+        return self
+
+
+class Dedup(_Strict):
+    """Duplicate-archive screening."""
+
+    spec: str | None = None  # a comparison spec file (default: the shipped person spec)
+    thresholds: DedupThresholds | None = None  # overrides the spec's match / review thresholds
+
+
 class Demo(_Strict):
     """Written by ``healthqa demo``: what the synthetic platform was generated with."""
 
@@ -152,6 +170,7 @@ class Config(_Strict):
     store: Store = Store()
     sources: dict[str, Source]
     validation: Validation = Validation()
+    dedup: Dedup = Dedup()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 
@@ -220,6 +239,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
             cfg.store.url = "sqlite:///" + str((base / rel).resolve())
     if cfg.validation.suites and not Path(cfg.validation.suites).is_absolute():
         cfg.validation.suites = str((base / cfg.validation.suites).resolve())
+    if cfg.dedup.spec and not Path(cfg.dedup.spec).is_absolute():
+        cfg.dedup.spec = str((base / cfg.dedup.spec).resolve())
     if cfg.demo and not Path(cfg.demo.truth_dir).is_absolute():
         cfg.demo.truth_dir = str((base / cfg.demo.truth_dir).resolve())
 

@@ -116,7 +116,10 @@ def _last_model(store: AuditStore, source: str, spec: specs.Spec) -> FSModel | N
 def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_path: str | None = None,
               truth: str | Path | None = None, incremental: bool = False,
               progress: Callable[[str], None] | None = None) -> DedupRun:
+    spec_path = spec_path or cfg.dedup.spec
     spec = specs.load(spec_path) if spec_path else specs.builtin()
+    if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's
+        spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
     source = person_source(cfg, spec.table, source)
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
     with open_source(cfg, source) as r:
