@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..expectations import codelists
 from ..expectations import standards as st
 
 
@@ -59,8 +60,10 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None,
     return out
 
 
-LEVEL_RANK = {"三级甲等医院": 9, "三级乙等医院": 8, "二级甲等医院": 7, "二级乙等医院": 6, "一级医院": 5,
-              "社区卫生服务中心": 4, "乡镇卫生院": 4, "社区卫生服务站": 3, "村卫生室": 2}
+def _level_rank() -> dict[str, int]:
+    """Institution levels ranked by their order in the code list (highest first)."""
+    levels = list(codelists.load("institution_levels")["codes"])
+    return {lv: len(levels) - k for k, lv in enumerate(levels)}
 
 
 def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.ndarray | None,
@@ -80,7 +83,8 @@ def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.n
     updated = pd.to_datetime(records["updated_at"], errors="coerce", format="mixed").to_numpy("datetime64[s]") \
         if "updated_at" in records else np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
     updated = np.where(np.isnat(updated), 0, updated.astype(np.int64))
-    rank = records["org_code"].map(lambda o: LEVEL_RANK.get((org_levels or {}).get(o, ""), 0)).to_numpy() \
+    level_rank = _level_rank()
+    rank = records["org_code"].map(lambda o: level_rank.get((org_levels or {}).get(o, ""), 0)).to_numpy() \
         if "org_code" in records else np.zeros(n, dtype=int)
     # one sortable score per record: lexicographic (valid ID, completeness, updated, institution)
     order = np.lexsort((rank, updated, present.sum(axis=1), has_id))

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..expectations import standards as st
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
 from .model import FSModel, SupervisedModel, pair_tf
-from ..expectations import standards as st
 from .normalise import prepare
 from .spec import Spec
 

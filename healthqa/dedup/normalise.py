@@ -16,7 +16,6 @@ from itertools import islice, product
 import pandas as pd
 
 from ..expectations import standards as st
-from ..expectations.rule_types import _when
 from .spec import FieldSpec, Spec
 
 _NAME_NOISE = re.compile(r"[\s·・.．\-]")
@@ -120,7 +119,7 @@ def _derive(out: pd.DataFrame, df: pd.DataFrame, f: FieldSpec) -> None:
         out[n] = name_zh(raw)
         out["name_key"] = _per_distinct(out[n], first_reading)
     elif f.kind == "date":
-        d = _when(raw).dt.normalize()
+        d = st.datetimes(raw).dt.normalize()
         out[n] = d
         out[f"{n.split('_')[0]}_year"] = d.dt.year.astype("Int64").astype(str).where(d.notna())
         out[f"{n}__text"] = d.dt.strftime("%Y-%m-%d").where(d.notna())

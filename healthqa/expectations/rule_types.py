@@ -83,35 +83,11 @@ def get(name: str) -> RuleType:
 
 
 # -- column conversions ----------------------------------------------------------------------------
-_code_text = st.text  # codes, names, numbers stored as text or as numbers: trimmed text or None
-
-
 def _number(s: pd.Series) -> pd.Series:
     """Numbers, whether stored as numbers or as text; unreadable values become NaN."""
     if pd.api.types.is_numeric_dtype(s):
         return s.astype(float)
-    return pd.to_numeric(_code_text(s), errors="coerce")
-
-
-_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S",
-                 "%Y-%m-%dT%H:%M:%S")
-
-
-def _when(s: pd.Series) -> pd.Series:
-    """Dates and times, from datetime columns or from text in the formats vendors use."""
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return s
-    text = _code_text(s)
-    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    todo = text.notna()
-    for fmt in _DATE_FORMATS:
-        if not todo.any():
-            break
-        got = pd.to_datetime(text[todo], format=fmt, errors="coerce")
-        ok = got.notna()
-        out[got[ok].index] = got[ok]
-        todo[got[ok].index] = False
-    return out
+    return pd.to_numeric(st.text(s), errors="coerce")
 
 
 class _Cols:
@@ -124,7 +100,7 @@ class _Cols:
         return self.ctx.memo(key, fn)
 
     def text(self, c):
-        return self._m(("text", c), lambda: _code_text(self.df[c]))
+        return self._m(("text", c), lambda: st.text(self.df[c]))
 
     def missing(self, c):
         return self._m(("missing", c), lambda: self.text(c).isna())
@@ -133,7 +109,7 @@ class _Cols:
         return ~self.missing(c)
 
     def when(self, c):
-        return self._m(("when", c), lambda: _when(self.df[c]))
+        return self._m(("when", c), lambda: st.datetimes(self.df[c]))
 
     def number(self, c):
         return self._m(("number", c), lambda: _number(self.df[c]))
@@ -399,7 +375,7 @@ def references(df, p, ctx):
     return applies, applies & ~t.isin(keys)
 
 
-def _person(ctx, df, c: _Cols, archive_col: str, attr: str) -> pd.Series:
+def _person(ctx, c: _Cols, archive_col: str, attr: str) -> pd.Series:
     return ctx.memo(("person", archive_col, attr), lambda: c.text(archive_col).map(ctx.reference(f"person.{attr}")))
 
 
@@ -407,7 +383,7 @@ def _person(ctx, df, c: _Cols, archive_col: str, attr: str) -> pd.Series:
 def not_before_birth(df, p, ctx):
     """A record is not dated before the person's birth (the day of birth counts)."""
     c = _Cols(df, ctx)
-    birth = _person(ctx, df, c, p["archive"], "birth_date")
+    birth = _person(ctx, c, p["archive"], "birth_date")
     t = c.when(p["time"])
     applies = birth.notna() & t.notna()
     return applies, applies & (t.dt.normalize() < birth)
@@ -417,8 +393,8 @@ def not_before_birth(df, p, ctx):
 def not_after_death(df, p, ctx):
     """No record is dated after the day of the person's death (where that death date is plausible)."""
     c = _Cols(df, ctx)
-    death = _person(ctx, df, c, p["archive"], "death_date")
-    birth = _person(ctx, df, c, p["archive"], "birth_date")
+    death = _person(ctx, c, p["archive"], "death_date")
+    birth = _person(ctx, c, p["archive"], "birth_date")
     t = c.when(p["time"])
     applies = death.notna() & t.notna() & (birth.isna() | (death >= birth))
     return applies, applies & (t.dt.normalize() > death)

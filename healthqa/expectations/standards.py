@@ -47,6 +47,27 @@ def text(s: pd.Series) -> pd.Series:
     return s.map(_one_text)
 
 
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S",
+                 "%Y-%m-%dT%H:%M:%S")
+
+
+def datetimes(s: pd.Series) -> pd.Series:
+    """Dates and times, from datetime columns or from text in the formats vendors use."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s
+    text_ = text(s)
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    todo = text_.notna()
+    for fmt in _DATE_FORMATS:
+        if not todo.any():
+            break
+        got = pd.to_datetime(text_[todo], format=fmt, errors="coerce")
+        ok = got.notna()
+        out[got[ok].index] = got[ok]
+        todo[got[ok].index] = False
+    return out
+
+
 # -- GB 11643 identity numbers ---------------------------------------------------------------
 def check_characters(first17: pd.Series) -> pd.Series:
     """ISO 7064 MOD 11-2 check characters of 17-digit strings (others give None)."""

@@ -24,7 +24,8 @@ from ..connectors.store import AuditStore, RunContext
 from ..connectors.store.models import RuleResult as RuleResultRow
 from ..connectors.store.models import Run
 from ..expectations import suite as suites
-from ..expectations.rule_types import RuleContext, _code_text, _when
+from ..expectations import standards as st
+from ..expectations.rule_types import RuleContext
 from ..expectations.runner import RuleResult, validate_frame
 from .extract import read_table, scope_for
 
@@ -86,18 +87,18 @@ def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
         people = _read_columns(cfg, "person", ["archive_id", "birth_date", "death_date"]) \
             if {"person.birth_date", "person.death_date"} & needs else _read_columns(cfg, "person", ["archive_id"])
         if people is not None:
-            ids = _code_text(people["archive_id"])
+            ids = st.text(people["archive_id"])
             refs["person.archive_id"] = set(ids.dropna())
             unique = ~ids.duplicated(keep=False) & ids.notna()  # an ambiguous archive number tells nothing
             for col in ("birth_date", "death_date"):
                 if col in people:
-                    when = _when(people[col]).dt.normalize()
+                    when = st.datetimes(people[col]).dt.normalize()
                     s = pd.Series(when[unique].to_numpy(), index=ids[unique].to_numpy())
                     refs[f"person.{col}"] = s.dropna()
     if "organization.org_code" in needs:
         orgs = _read_columns(cfg, "organization", ["org_code"])
         if orgs is not None:
-            refs["organization.org_code"] = set(_code_text(orgs["org_code"]).dropna())
+            refs["organization.org_code"] = set(st.text(orgs["org_code"]).dropna())
     if "uploads.last_day" in needs:
         window = Scope(sampling=Sampling(method="full"), since=(as_of - timedelta(days=1)).to_pydatetime(),
                        until=as_of.to_pydatetime())
@@ -107,7 +108,7 @@ def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
             df = _read_columns(cfg, t, ["org_code", "upload_time"], window)
             if df is not None:
                 found = True
-                seen |= set(_code_text(df["org_code"]).dropna())
+                seen |= set(st.text(df["org_code"]).dropna())
         if found:
             refs["uploads.last_day"] = seen
     return refs
