@@ -144,7 +144,7 @@ def main(sizes: list[int]) -> None:
     for n in sizes:
         folder = Path(f"/tmp/healthqa-bench-{n}")
         if not (folder / "healthqa.yml").exists():
-            from healthqa.connectors.demo import DemoOptions, generate
+            from healthqa.demo import DemoOptions, generate
 
             generate(folder, DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
         rows = {side: child(code, folder) for side, code in (("healthqa", HEALTHQA), ("splink", SPLINK))}

@@ -19,7 +19,7 @@ from datetime import datetime
 CHILD = r"""
 import json, resource, sys, time
 from datetime import datetime
-from healthqa.connectors.demo import DemoOptions, generate
+from healthqa.demo import DemoOptions, generate
 n, folder = int(sys.argv[1]), sys.argv[2]
 t0 = time.perf_counter()
 r = generate(folder, DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))

@@ -24,8 +24,8 @@ from pathlib import Path
 
 HEALTHQA = r"""
 import json, resource, sys, time
-from healthqa.connectors import config
-from healthqa.connectors.config import Sampling
+from healthqa import config
+from healthqa.config import Sampling
 from healthqa.pipelines.validate import validate_source
 folder, source, table, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = config.load(f"{folder}/healthqa.yml")
@@ -63,7 +63,7 @@ def main() -> None:
     a = ap.parse_args()
     folder = a.dir or Path(f"/tmp/healthqa-bench-{a.persons}")
     if not (folder / "healthqa.yml").exists():
-        from healthqa.connectors.demo import DemoOptions, generate
+        from healthqa.demo import DemoOptions, generate
 
         print(f"generating {a.persons:,} persons into {folder} …", flush=True)
         generate(folder, DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from healthqa.connectors.demo import DemoOptions, generate
-from healthqa.connectors.demo.platform import PHYSICAL
+from healthqa.demo import DemoOptions, generate
+from healthqa.demo.platform import PHYSICAL
 
 AS_OF = datetime(2026, 11, 25)
 PG_ADMIN = os.environ.get("HEALTHQA_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/postgres")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from healthqa.connectors import config
-from healthqa.connectors.errors import ConfigError
+from healthqa import config
+from healthqa.errors import ConfigError
 
 from .conftest import demo_config, write_config
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from healthqa.connectors import config
-from healthqa.connectors.demo.platform import PHYSICAL
-from healthqa.connectors.errors import ReadOnlyViolation, SourceError, SourceUnreachable
+from healthqa import config
+from healthqa.demo.platform import PHYSICAL
+from healthqa.errors import ReadOnlyViolation, SourceError, SourceUnreachable
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import reader
 
@@ -30,8 +30,7 @@ def source_cfg(kind: str, tables=TABLES, **kw) -> config.Source:
 
 def canonical(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """Values as text, sorted by key: what every backend must agree on."""
-    from healthqa.connectors import model
-
+    from healthqa import canonical
     def text(v):
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return None
@@ -39,7 +38,7 @@ def canonical(frame: pd.DataFrame, table: str) -> pd.DataFrame:
             return str(v)
         return str(v)
 
-    key = model.table(table).key
+    key = canonical.table(table).key
     df = frame.map(text)
     # the key first; the rest breaks ties (an injected defect reuses some archive numbers)
     return df.sort_values([key] + [c for c in df.columns if c != key]).reset_index(drop=True)

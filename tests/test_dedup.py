@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from stdnum.cn import ric
 
-from healthqa.connectors import config
-from healthqa.connectors.store import AuditStore
+from healthqa import config
+from healthqa.store import AuditStore
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
 from healthqa.dedup.cluster import clusters
@@ -248,7 +248,7 @@ def test_febrl4_deduplicates_from_a_spec():
 
 @pytest.fixture(scope="module")
 def platform_20k(tmp_path_factory):
-    from healthqa.connectors.demo import DemoOptions, generate
+    from healthqa.demo import DemoOptions, generate
 
     folder = tmp_path_factory.mktemp("p20k")
     generate(folder, DemoOptions(persons=20_000, seed=11, as_of=datetime(2026, 11, 25)))
@@ -302,7 +302,7 @@ def test_thresholds_come_from_the_configuration(demo, tmp_path):
     assert strict.result.stats["matches"] <= loose.result.stats["matches"]
     assert (strict.result.matches["score"] >= 0.9999999).all()
     raw["dedup"] = {"thresholds": {"match": 0.5, "review": 0.9}}
-    from healthqa.connectors.errors import ConfigError
+    from healthqa.errors import ConfigError
 
     with pytest.raises(ConfigError, match="dedup.thresholds: review must not exceed match"):
         config.load(write_config(tmp_path / "bad.yml", raw))

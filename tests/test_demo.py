@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from healthqa.connectors import model
-from healthqa.connectors.demo import DemoOptions, generate
-from healthqa.connectors.demo.platform import DISEASE_CODES, PHYSICAL
-from healthqa.connectors.demo.world import World
+from healthqa import canonical
+from healthqa.demo import DemoOptions, generate
+from healthqa.demo.platform import DISEASE_CODES, PHYSICAL
+from healthqa.demo.world import World
 
 from . import truthcheck as tc
 from .conftest import AS_OF, sqlite_frames
@@ -136,7 +136,7 @@ def test_hard_negatives_look_alike_but_are_different_people(frames, demo):
 def test_every_defect_refers_to_an_existing_row(frames, demo):
     d = truth(demo, "defects")
     for table, grp in d.groupby("table"):
-        t = model.table(table)
+        t = canonical.table(table)
         assert set(grp["key"]) <= set(frames[table][t.key].astype(str)), table
 
 
@@ -146,7 +146,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     out = {("person", k): v for k, v in tc.person_checks(p, orgs, AS_OF).items()}
     units = World(as_of=AS_OF, seed=0).lab_items.set_index("code")["unit"]
     for table in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam", "chronic_followup"):
-        key = model.table(table).key
+        key = canonical.table(table).key
         for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units).items():
             out[(table, fam)] = ks
     return out

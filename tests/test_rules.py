@@ -145,7 +145,7 @@ def test_site_suite_adds_replaces_and_disables_rules(tmp_path, monkeypatch):
     """A QC manager adds rules by YAML; a custom type is a class in a module the configuration names."""
     import yaml
 
-    from healthqa.connectors import config
+    from healthqa import config
     from healthqa.pipelines.validate import validate_source
 
     (tmp_path / "suites").mkdir()
@@ -168,7 +168,7 @@ def test_site_suite_adds_replaces_and_disables_rules(tmp_path, monkeypatch):
 
 
 def test_unknown_plugin_is_a_configuration_error(tmp_path):
-    from healthqa.connectors.errors import ConfigError
+    from healthqa.errors import ConfigError
     from healthqa.expectations.suite import load_plugins
 
     with pytest.raises(ConfigError, match="validation.plugins: cannot import no_such_module_hq"):

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from healthqa.connectors import config
+from healthqa import config
 from healthqa.connectors.sampling import Scope, choose_keys
 from healthqa.connectors.sources import reader
-from healthqa.connectors.store import AuditStore
+from healthqa.store import AuditStore
 from healthqa.pipelines.extract import read_table, scope_for
 
 from .conftest import AS_OF

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from stdnum.cn import ric
 
-from healthqa.expectations import codelists
-from healthqa.expectations import standards as st
+from healthqa import codelists
+from healthqa import standards as st
 
 
 def S(*values):

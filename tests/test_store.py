@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from healthqa.connectors.store import AuditStore
-from healthqa.connectors.store.models import Base
-from healthqa.connectors.store.users import add_user
-from healthqa.connectors.errors import HealthqaError
+from healthqa.store import AuditStore
+from healthqa.store.models import Base
+from healthqa.store.users import add_user
+from healthqa.errors import HealthqaError
 
 TABLES = {"runs", "rule_results", "scores", "findings", "watermarks", "dedup_pairs", "dedup_clusters",
           "dedup_cluster_members", "steward_decisions", "users", "audit_log"}
@@ -49,7 +49,7 @@ def test_reopening_is_idempotent(tmp_path):
         pass
     a.close()
     b = AuditStore(url)
-    from healthqa.connectors.store.models import Run
+    from healthqa.store.models import Run
 
     with b.session() as s:
         runs = s.query(Run).all()
@@ -62,7 +62,7 @@ def test_failed_run_is_recorded_and_keeps_watermarks(tmp_path):
         with store.run("nightly") as ctx:
             ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 1))
             raise ValueError("boom")
-    from healthqa.connectors.store.models import Run
+    from healthqa.store.models import Run
 
     with store.session() as s:
         run = s.get(Run, ctx.id)
@@ -81,14 +81,14 @@ def test_users_are_unique_and_logged(tmp_path):
         add_user(store, "li", "admin")
     with pytest.raises(HealthqaError, match="role"):
         add_user(store, "wang", "boss")
-    from healthqa.connectors.store.models import AuditLog
+    from healthqa.store.models import AuditLog
 
     with store.session() as s:
         assert [(a.action, a.subject) for a in s.query(AuditLog)] == [("user_add", "li")]
 
 
 def test_unreachable_store_is_one_line(tmp_path):
-    from healthqa.connectors.store.store import StoreError
+    from healthqa.store.store import StoreError
 
     with pytest.raises(StoreError) as e:
         AuditStore("postgresql+psycopg://root@127.0.0.1:1/none?connect_timeout=2")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from healthqa.connectors import config
+from healthqa import config
 from healthqa.pipelines.validate import validate_source
 
 from .conftest import demo_config, write_config

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from healthqa.connectors.store.models import Base
+from healthqa.store.models import Base
 
 target_metadata = Base.metadata
 connection = context.config.attributes["connection"]

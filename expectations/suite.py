@@ -14,9 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..connectors import model
-from ..connectors.errors import ConfigError
-from . import codelists, rule_types
+from healthqa import canonical
+from healthqa.errors import ConfigError
+from healthqa import codelists
+from . import rule_types
 
 Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
 Severity = Literal["一级", "二级", "提示"]
@@ -77,7 +78,7 @@ class Suite(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "Suite":
-        t = model.table(self.table)
+        t = canonical.table(self.table)
         systems = codelists.codes("systems")
         seen = set()
         for r in self.rules:
@@ -113,7 +114,7 @@ def builtin(table: str) -> Suite:
 
 
 def builtin_tables() -> list[str]:
-    return [t for t in model.tables() if resources.files(__package__).joinpath("suites", f"{t}.yml").is_file()]
+    return [t for t in canonical.tables() if resources.files(__package__).joinpath("suites", f"{t}.yml").is_file()]
 
 
 def rules_for(table: str, site_dir: str | None = None) -> list[Rule]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .config import Config, Source
-from .errors import SourceError
+from healthqa.config import Config, Source
+from healthqa.errors import SourceError
 from .files import CsvReader, ExcelReader
 from .readers import Reader
 from .sql import OdbcReader, SqlAlchemyReader

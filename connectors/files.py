@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import model
-from .errors import SourceError, SourceUnreachable
+from healthqa import canonical
+from healthqa.errors import SourceError, SourceUnreachable
 from .readers import Reader, empty_frame
 from .sampling import Scope
 
@@ -25,7 +25,7 @@ class _FileReader(Reader):
 
     def _filter(self, t: str, df: pd.DataFrame, scope: Scope) -> pd.DataFrame:
         cols = self.present_columns(t)
-        mt = model.table(t)
+        mt = canonical.table(t)
         if scope.orgs:
             if not mt.org or mt.org not in cols:
                 raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
@@ -69,7 +69,7 @@ class _FileReader(Reader):
 
     def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
         cols = self.present_columns(t)
-        mt = model.table(t)
+        mt = canonical.table(t)
         parts = [self._filter(t, df, scope) for df in self._chunks(t, list(cols.values()))]
         df = pd.concat(parts, ignore_index=True) if parts else empty_frame(cols.values())
         out = pd.DataFrame({"key": df[cols[mt.key]]})
@@ -78,7 +78,7 @@ class _FileReader(Reader):
         return out
 
     def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
-        key_col = columns[model.table(t).key]
+        key_col = columns[canonical.table(t).key]
         wanted = set(keys)
         parts = [df[df[key_col].isin(wanted)] for df in self._chunks(t, list(columns.values()))]
         return pd.concat(parts, ignore_index=True) if parts else empty_frame(columns.values())

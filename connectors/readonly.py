@@ -13,7 +13,7 @@ import re
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from .errors import ReadOnlyViolation
+from healthqa.errors import ReadOnlyViolation
 
 _READING = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|SET|PRAGMA|EXPLAIN|DESCRIBE|VALUES)\b", re.I)
 

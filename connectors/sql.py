@@ -15,10 +15,10 @@ from sqlalchemy import and_, column, func, inspect, select, table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
-from . import model
-from .config import Source
-from .errors import SourceError, SourceUnreachable
-from .readers import Reader, empty_frame, one_line
+from healthqa import canonical
+from healthqa.config import Source
+from healthqa.errors import SourceError, SourceUnreachable, one_line
+from .readers import Reader, empty_frame
 from .readonly import ODBC_SESSION_SQL, guard, odbc_timeout_sql, readonly_engine
 from .sampling import Scope
 
@@ -52,7 +52,7 @@ class _SqlBuilder(Reader):
     def _where(self, t: str, scope: Scope) -> list:
         cols = self.present_columns(t)
         conds = []
-        org = model.table(t).org
+        org = canonical.table(t).org
         if scope.orgs:
             if not org or org not in cols:
                 raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
@@ -81,7 +81,7 @@ class _SqlBuilder(Reader):
 
     def _select_keys(self, t: str, scope: Scope):
         cols = self.present_columns(t)
-        mt = model.table(t)
+        mt = canonical.table(t)
         picks = [column(cols[mt.key]).label("key")]
         if scope.sampling.method == "stratified" and mt.org and mt.org in cols:
             picks.append(column(cols[mt.org]).label("org"))
@@ -91,7 +91,7 @@ class _SqlBuilder(Reader):
 
     def _select_by_keys(self, t: str, columns: dict[str, str], keys: list):
         phys = list(columns.values())
-        key_col = columns[model.table(t).key]
+        key_col = columns[canonical.table(t).key]
         return select(*[column(c) for c in phys]).select_from(self._table(t, phys)).where(column(key_col).in_(keys))
 
     def _select_count(self, t: str, scope: Scope | None):

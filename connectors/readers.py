@@ -6,16 +6,15 @@ are read-only by construction (see ``readonly.py``) and never load a whole table
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import model
-from .config import Source, TableMap
-from .errors import SourceError
+from healthqa import canonical
+from healthqa.config import Source, TableMap
+from healthqa.errors import SourceError
 from .sampling import Scope, choose_keys
 
 KEY_BATCH = 1000  # keys per IN (...) list when fetching drawn rows
@@ -113,7 +112,7 @@ class Reader(ABC):
         out = []
         for t in self.tables():
             tc = TableCheck(t, self.physical_name(t))
-            tc.unmapped_columns = [c for c in model.table(t).columns if c not in self.mapping(t).columns]
+            tc.unmapped_columns = [c for c in canonical.table(t).columns if c not in self.mapping(t).columns]
             try:
                 if self.physical_columns(t) is None:
                     tc.exists = False
@@ -141,7 +140,7 @@ class Reader(ABC):
         """
         scope = scope or Scope(sampling=self.cfg.sampling_for(table))
         cols = self.present_columns(table)
-        t = model.table(table)
+        t = canonical.table(table)
         if columns is not None:
             cols = {c: p for c, p in cols.items() if c in columns or c == t.key}
         if t.key not in cols:
@@ -184,16 +183,7 @@ class Reader(ABC):
 
     def time_column(self, table: str, scope: Scope) -> str | None:
         """The canonical time column a window or watermark applies to."""
-        return scope.sampling.time_column or model.table(table).time
-
-
-def one_line(e: BaseException) -> str:
-    """A driver's error as one short line (drivers like to add SQL, hints and backgrounds)."""
-    msg = str(getattr(e, "orig", None) or e)
-    msg = re.sub(r"\(Background on this error at:.*?\)", "", msg)
-    msg = msg.split("\n[SQL:")[0]
-    line = " ".join(msg.split())
-    return line[:300]
+        return scope.sampling.time_column or canonical.table(table).time
 
 
 def empty_frame(columns) -> pd.DataFrame:

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from ..connectors import model
-from ..connectors.config import Config
-from ..connectors.errors import SourceError
+from healthqa import canonical
+from healthqa.config import Config
+from healthqa.errors import SourceError
 from ..connectors.readers import Reader, TableCheck
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
-from ..connectors.store import AuditStore, RunContext
+from healthqa.store import AuditStore, RunContext
 
 
 def check_sources(config: Config) -> dict[str, list[TableCheck] | SourceError]:
@@ -34,7 +34,7 @@ def scope_for(reader: Reader, store: AuditStore | None, table: str, **filters) -
     sampling = reader.cfg.sampling_for(table)
     wm = None
     if sampling.method == "incremental" and store is not None:
-        tc = sampling.time_column or model.table(table).time
+        tc = sampling.time_column or canonical.table(table).time
         wm = store.watermark(reader.name, table, tc) if tc else None
     return Scope(sampling=sampling, watermark=wm, **filters)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..expectations import standards as st
+from healthqa import standards as st
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
 from .model import FSModel, SupervisedModel, pair_tf

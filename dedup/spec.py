@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..connectors.errors import ConfigError
+from healthqa.errors import ConfigError
 
 Kind = Literal["id_number_cn", "name_zh", "name", "date", "phone", "address", "string", "exact"]
 

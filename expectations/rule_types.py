@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import codelists
-from . import standards as st
+from healthqa import codelists
+from healthqa import standards as st
 
 Outcome = tuple[pd.Series, pd.Series]  # (applies, violates)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..connectors.config import Config
-from ..connectors.errors import SourceError
+from healthqa.config import Config
+from healthqa.errors import SourceError
 from ..connectors.readers import TableCheck
-from ..connectors.store import AuditStore
+from healthqa.store import AuditStore
 from .extract import check_sources
 from .dedup import DedupRun, run_dedup
 from .validate import ValidationRun, validate_source

@@ -1,5 +1,7 @@
 """Typed errors a user can act on. Each carries a one-line message; the CLI prints it and exits 2."""
 
+import re
+
 
 class HealthqaError(Exception):
     """Base for errors caused by input or environment, not by a bug: shown without a traceback."""
@@ -30,3 +32,12 @@ class SourceUnreachable(SourceError):
 
 class ReadOnlyViolation(HealthqaError):
     """Something tried to write through a source connection; sources are read-only by construction."""
+
+
+def one_line(e: BaseException) -> str:
+    """A driver's error as one short line (drivers like to add SQL, hints and backgrounds)."""
+    msg = str(getattr(e, "orig", None) or e)
+    msg = re.sub(r"\(Background on this error at:.*?\)", "", msg)
+    msg = msg.split("\n[SQL:")[0]
+    line = " ".join(msg.split())
+    return line[:300]

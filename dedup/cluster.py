@@ -15,8 +15,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..expectations import codelists
-from ..expectations import standards as st
+from healthqa import codelists
+from healthqa import standards as st
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import model
+from . import canonical
 from .errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -102,7 +102,7 @@ class Source(_Strict):
     @field_validator("tables")
     @classmethod
     def _canonical(cls, tables: dict[str, TableMap]) -> dict[str, TableMap]:
-        known = model.tables()
+        known = canonical.tables()
         for name, tm in tables.items():
             if name not in known:
                 raise ValueError(f"{name}: not a canonical table (known: {', '.join(known)})")

@@ -15,16 +15,16 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from ..connectors import model
-from ..connectors.config import Config, Sampling
-from ..connectors.errors import SourceError
+from healthqa import canonical
+from healthqa.config import Config, Sampling
+from healthqa.errors import SourceError
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
-from ..connectors.store import AuditStore, RunContext
-from ..connectors.store.models import RuleResult as RuleResultRow
-from ..connectors.store.models import Run
+from healthqa.store import AuditStore, RunContext
+from healthqa.store.models import RuleResult as RuleResultRow
+from healthqa.store.models import Run
 from ..expectations import suite as suites
-from ..expectations import standards as st
+from healthqa import standards as st
 from ..expectations.rule_types import RuleContext
 from ..expectations.runner import RuleResult, validate_frame
 from .extract import read_table, scope_for
@@ -120,7 +120,7 @@ def validation_scope(reader, table: str, orgs: tuple[str, ...], since, until) ->
     sampling = reader.cfg.sampling_for(table)
     if sampling.method == "incremental":
         sampling = sampling.model_copy(update={"method": "full"})
-    if orgs and not model.table(table).org:
+    if orgs and not canonical.table(table).org:
         orgs = ()  # a table without institutions (none so far) is read whole
     return Scope(sampling=sampling, orgs=orgs, since=since, until=until)
 

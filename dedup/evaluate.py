@@ -31,7 +31,7 @@ def read_truth(path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str)
     missing = {"left", "right"} - set(df.columns)
     if missing:
-        from ..connectors.errors import ConfigError
+        from healthqa.errors import ConfigError
 
         raise ConfigError(f"{path}: a truth file needs columns left,right (missing: {', '.join(sorted(missing))})")
     return df

@@ -16,20 +16,20 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import delete, select
 
-from ..connectors import model as canonical
-from ..connectors.config import Config, Sampling
-from ..connectors.errors import SourceError
+from healthqa import canonical
+from healthqa.config import Config, Sampling
+from healthqa.errors import SourceError
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
-from ..connectors.store import AuditStore
-from ..connectors.store.models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
-from ..connectors.store.store import now
+from healthqa.store import AuditStore
+from healthqa.store.models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
+from healthqa.store.store import now
 from ..dedup import engine, evaluate
 from ..dedup import spec as specs
 from ..dedup.cluster import choose_survivors, clusters
 from ..dedup.merge import Merge
 from ..dedup.model import FSModel
-from ..expectations import standards as st
+from healthqa import standards as st
 
 WATERMARK = "dedup:updated_at"
 
@@ -229,7 +229,7 @@ def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
 def decide(store: AuditStore, source: str, left: str, right: str, decision: str, user: str | None = None,
            note: str | None = None) -> None:
     """Record a steward decision (the console's verbs; also used by tests and tools)."""
-    from ..connectors.store.models import AuditLog
+    from healthqa.store.models import AuditLog
 
     if decision not in ("merge", "not_same", "skip"):
         raise ValueError(f"decision must be merge, not_same or skip, not {decision!r}")
@@ -241,7 +241,7 @@ def decide(store: AuditStore, source: str, left: str, right: str, decision: str,
 
 
 def undo(store: AuditStore, source: str, left: str, right: str, user: str | None = None) -> int:
-    from ..connectors.store.models import AuditLog
+    from healthqa.store.models import AuditLog
 
     a, b = sorted((left, right))
     with store.session() as s:

@@ -54,7 +54,7 @@ class AuditStore:
             if upgrade:
                 self.upgrade()
         except SQLAlchemyError as e:
-            from ..readers import one_line
+            from ..errors import one_line
 
             raise StoreError(f"audit store {self.engine.url.render_as_string(hide_password=True)}: {one_line(e)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from ..connectors import model
+from healthqa import canonical
 from . import gx_bridge
 from .rule_types import RuleContext
 from .suite import Rule
@@ -67,7 +67,7 @@ def status_of(violations: int, denominator: int, threshold: float) -> str:
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
-    t = model.table(table)
+    t = canonical.table(table)
     df = df.reset_index(drop=True)
     ctx = replace(ctx, cache={})  # column conversions are shared by this table's rules only
     results: dict[str, RuleResult] = {}

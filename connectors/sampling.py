@@ -20,7 +20,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from .config import Sampling
+from healthqa.config import Sampling
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import __version__
-from ..connectors import config as config_mod
-from ..connectors.errors import HealthqaError, SourceError
-from ..connectors.store import AuditStore
+from healthqa import config as config_mod
+from healthqa.errors import HealthqaError, SourceError
+from healthqa.store import AuditStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="healthqa：区域卫生信息平台数据质量与完整性稽核 / data-quality auditing for regional health platforms")
@@ -298,7 +298,7 @@ def demo(
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""
-    from ..connectors.demo import DemoOptions, generate
+    from healthqa.demo import DemoOptions, generate
 
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
     # a new platform gets a new audit store: old watermarks would hide the new data
@@ -334,7 +334,7 @@ def users_add(
     config: ConfigOpt,
 ):
     """添加用户 / add a user of the console."""
-    from ..connectors.store.users import add_user
+    from healthqa.store.users import add_user
 
     if role not in ("steward", "qc_manager", "engineer", "admin"):
         fail(f"--role: expected steward, qc_manager, engineer or admin, got {role!r}")

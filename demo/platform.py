@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import model
-from ..config import dump
+from healthqa import canonical
+from healthqa.config import dump
 from . import clinical
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
@@ -98,7 +98,7 @@ def _text(values) -> np.ndarray:
 
 
 def _as_records(table: str, df: pd.DataFrame) -> list[tuple]:
-    t = model.table(table)
+    t = canonical.table(table)
     cols = []
     for c, spec in t.columns.items():
         v = df[c].to_numpy()
@@ -126,23 +126,23 @@ class _Writer:
             conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
             self.conns[db] = conn
         for table, (db, phys, cols) in PHYSICAL.items():
-            t = model.table(table)
+            t = canonical.table(table)
             ddl = ", ".join(f"{cols[c]} {SQL_TYPES[spec.type]}" for c, spec in t.columns.items())
             self.conns[db].execute(f"CREATE TABLE {phys} ({ddl})")
         self.counts = {t: 0 for t in PHYSICAL}
 
     def write(self, table: str, df: pd.DataFrame) -> None:
         db, phys, cols = PHYSICAL[table]
-        names = list(model.table(table).columns)
+        names = list(canonical.table(table).columns)
         sql = f"INSERT INTO {phys} ({', '.join(cols[c] for c in names)}) VALUES ({', '.join('?' * len(names))})"
         self.conns[db].executemany(sql, _as_records(table, df))
         self.counts[table] += len(df)
 
     def close(self) -> None:
         for table, (db, phys, cols) in PHYSICAL.items():
-            key = cols[model.table(table).key]
+            key = cols[canonical.table(table).key]
             self.conns[db].execute(f"CREATE INDEX ix_{phys}_{key} ON {phys} ({key})")
-            org = model.table(table).org
+            org = canonical.table(table).org
             if org:
                 self.conns[db].execute(f"CREATE INDEX ix_{phys}_{cols[org]} ON {phys} ({cols[org]})")
         for c in self.conns.values():
@@ -284,7 +284,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a: renamed.get(a, a))
-            inject(table, model.table(table).key, df, ctx, truth, opts.defect_scale)
+            inject(table, canonical.table(table).key, df, ctx, truth, opts.defect_scale)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)
             if table == "chronic_followup":
