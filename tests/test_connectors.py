@@ -313,8 +313,9 @@ def test_mariadb_statement_timeout_is_set(mariadb_db):
 
 
 @pytest.mark.odbc
-def test_odbc_through_the_mariadb_driver(demo, mariadb_db):
-    """The same ODBC reader on another DBMS: its dialect and read-only session follow the driver."""
+def test_odbc_through_the_mariadb_driver(demo, mariadb_db, odbc_driver):
+    """The same ODBC reader on another DBMS: its dialect and read-only session follow the driver
+    (``odbc_driver`` first proves that the driver manager loads)."""
     import pyodbc
     from sqlalchemy.engine import make_url
 
