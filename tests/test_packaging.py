@@ -77,3 +77,17 @@ def test_import_contracts_hold_in_the_installed_layout(installed, tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "0 broken" in run.stdout
+
+
+def test_public_api_resolves_and_import_stays_cheap():
+    import healthqa
+
+    for name in healthqa.__all__:
+        assert getattr(healthqa, name) is not None, name
+    with pytest.raises(AttributeError):
+        healthqa.no_such_name  # noqa: B018
+    # importing the package loads no room and no heavy dependency until a name is used
+    probe = subprocess.run([sys.executable, "-c", "import sys, healthqa; "
+                            "print(sorted(m for m in sys.modules if m.startswith(('great_expectations', 'pandas', "
+                            "'healthqa.'))))"], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]", probe.stdout
