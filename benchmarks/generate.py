@@ -19,10 +19,10 @@ from datetime import datetime
 CHILD = r"""
 import json, resource, sys, time
 from datetime import datetime
-from healthqa.demo import DemoOptions, generate
+import healthqa
 n, folder = int(sys.argv[1]), sys.argv[2]
 t0 = time.perf_counter()
-r = generate(folder, DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
+r = healthqa.generate_demo(folder, healthqa.DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
 wall = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
 print(json.dumps({"persons": n, "wall_s": wall, "peak_rss_mb": rss, "rows": sum(r.counts.values()),

@@ -35,6 +35,7 @@ _API = {
     # duplicate archives
     "deduplicate": ("healthqa.dedup.engine", "deduplicate"),
     "cluster_keys": ("healthqa.dedup.engine", "cluster_keys"),
+    "normalise_archives": ("healthqa.dedup.normalise", "prepare"),
     "builtin_spec": ("healthqa.dedup.spec", "builtin"),
     "load_spec": ("healthqa.dedup.spec", "load"),
     "evaluate_dedup": ("healthqa.dedup.evaluate", "evaluate"),
