@@ -1,0 +1,190 @@
+"""Maintenance findings: what a run saw wrong, with an identity that lasts across runs.
+
+A finding is keyed by (rule, table, institution) — an institution is judged on its own rows — or by
+(source, fault). Its life: ``new`` (first seen) → ``open`` (seen again) → ``acknowledged`` (a person
+took it) → ``resolved`` → ``reopened`` if it comes back. Resolution is verified, never assumed: only a
+run that checked those rows and saw the rule pass (or reached the source again) resolves a finding; a
+run that did not look leaves it as it was.
+
+This module is plain functions over plain data: ``candidates`` turns one run's rule results and
+faults into what is wrong (``Candidate``) and what was checked and found fine (``covered``);
+``reconcile`` compares them with the findings already open and says what is new, persisting,
+resolved and reopened. The audit store keeps the result (``healthqa.store`` ``findings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .scores import excess
+from .severity import LEVELS, Policy
+
+OPEN_STATES = ("new", "open", "acknowledged", "reopened")
+
+
+@dataclass
+class Candidate:
+    """Something one run saw wrong."""
+
+    fingerprint: str
+    kind: str  # rule | fault
+    source: str
+    subject: str  # the rule id, or the fault kind
+    level: str
+    title_zh: str
+    title_en: str
+    table: str | None = None
+    org: str | None = None
+    system: str | None = None
+    violations: int = 0
+    rows: int = 0
+    threshold_pct: float | None = None
+    examples: list[str] = field(default_factory=list)  # record keys, never personal values
+
+    @property
+    def violation_pct(self) -> float | None:
+        return 100.0 * self.violations / self.rows if self.rows else None
+
+    @property
+    def impact(self) -> float:
+        """Rows beyond the tolerated rate; a fault outranks every rule of a lower level."""
+        return excess(self.violations, self.rows, self.threshold_pct or 0.0) if self.kind == "rule" else float("inf")
+
+
+@dataclass
+class Known:
+    """A finding already in the store, as reconciliation needs it."""
+
+    id: int
+    fingerprint: str
+    state: str
+    level: str
+
+
+@dataclass
+class Reconciliation:
+    new: list[Candidate] = field(default_factory=list)
+    persisting: list[tuple[Known, Candidate]] = field(default_factory=list)
+    reopened: list[tuple[Known, Candidate]] = field(default_factory=list)
+    resolved: list[Known] = field(default_factory=list)
+
+
+def rule_fingerprint(source: str, table: str, rule_id: str, org: str | None) -> str:
+    return f"rule:{source}.{table}:{rule_id}:{org or '*'}"
+
+
+def fault_fingerprint(source: str, kind: str, subject: str | None = None) -> str:
+    return f"fault:{source}:{kind}" + (f":{subject}" if subject else "")
+
+
+def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Policy,
+               org_column_tables: set[tuple[str, str]] | None = None) -> tuple[list[Candidate], set[str]]:
+    """What a run saw wrong, and the fingerprints it checked and found fine.
+
+    ``results``: stored rule results (mappings with source, table_name, rule_id, severity, system,
+    status, violations, denominator, threshold_pct, by_org — every institution with rows —,
+    sample_keys, zh, en). ``faults``: mappings with source, kind, subject (optional), reason.
+    ``org_column_tables``: (source, table) pairs whose rows belong to institutions; a rule on such a
+    table is judged per institution, any other on the whole table.
+    """
+    found: list[Candidate] = []
+    covered: set[str] = set()
+    for r in results:
+        if r["status"] not in ("pass", "fail"):
+            continue  # not applicable or could not run: nothing seen either way
+        source, table, rule_id = r["source"], r["table_name"], r["rule_id"]
+        threshold = float(r.get("threshold_pct") or 0.0)
+        zh, en = r.get("zh") or rule_id, r.get("en") or rule_id
+        feed = rule_id in policy.feed_rules
+        per_org = r.get("by_org") or {}
+        if feed:
+            found_feed, covered_feed = _feed(r, per_org, policy, zh, en)
+            found += found_feed
+            covered |= covered_feed
+            continue
+        if org_column_tables is None or (source, table) in org_column_tables:
+            for org, c in per_org.items():
+                v, n = int(c.get("violations", 0)), int(c.get("denominator", 0))
+                fp = rule_fingerprint(source, table, rule_id, str(org))
+                if n == 0:
+                    continue
+                pct = 100.0 * v / n
+                if pct > threshold:
+                    found.append(Candidate(fp, "rule", source, rule_id, policy.rule_level(r["severity"], pct, threshold),
+                                           zh, en, table, str(org), r.get("system"), v, n, threshold,
+                                           list(c.get("sample_keys") or [])[:10]))
+                else:
+                    covered.add(fp)
+            if per_org:
+                continue
+        fp = rule_fingerprint(source, table, rule_id, None)
+        if r["status"] == "fail":
+            n, v = int(r["denominator"] or 0), int(r["violations"] or 0)
+            found.append(Candidate(fp, "rule", source, rule_id,
+                                   policy.rule_level(r["severity"], 100.0 * v / n if n else None, threshold),
+                                   zh, en, table, None, r.get("system"), v, n, threshold,
+                                   list(r.get("sample_keys") or [])[:10]))
+        else:
+            covered.add(fp)
+    for f in faults:
+        found.append(Candidate(fault_fingerprint(f["source"], f["kind"], f.get("subject")), "fault", f["source"],
+                               f["kind"], policy.fault_level(f["kind"]), f.get("zh") or f["kind"],
+                               f.get("reason") or f["kind"], f.get("table"), f.get("subject"), f.get("system")))
+    return found, covered
+
+
+def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str) -> tuple[list[Candidate], set[str]]:
+    """Upload feeds: one silent institution is an institution's fault (二级); every active
+    institution silent is the exchange platform's (一级)."""
+    source, system = r["source"], r.get("system")
+    n, v = int(r["denominator"] or 0), int(r["violations"] or 0)
+    system_fp = fault_fingerprint(source, "system_feed_silent", system)
+    if n and v == n:
+        return [Candidate(system_fp, "fault", source, "system_feed_silent", policy.fault_level("system_feed_silent"),
+                          f"全部机构数据上传中断：{zh}", f"every institution's feed is silent: {en}", r["table_name"],
+                          None, system, v, n)], set()
+    found, covered = [], {system_fp}
+    for org, c in per_org.items():
+        fp = fault_fingerprint(source, "org_feed_silent", str(org))
+        if int(c.get("violations", 0)):
+            found.append(Candidate(fp, "fault", source, "org_feed_silent", policy.fault_level("org_feed_silent"),
+                                   f"机构数据上传中断：{zh}", f"institution feed silent: {en}", r["table_name"], str(org),
+                                   system, int(c["violations"]), int(c.get("denominator", 0))))
+        elif int(c.get("denominator", 0)):
+            covered.add(fp)
+    return found, covered
+
+
+def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[str]) -> Reconciliation:
+    """Compare a run's candidates and coverage with the findings already in the store."""
+    by_fp = {k.fingerprint: k for k in known}
+    out = Reconciliation()
+    seen = set()
+    for c in found:
+        seen.add(c.fingerprint)
+        k = by_fp.get(c.fingerprint)
+        if k is None:
+            out.new.append(c)
+        elif k.state == "resolved":
+            out.reopened.append((k, c))
+        else:
+            out.persisting.append((k, c))
+    for fp, k in by_fp.items():
+        if fp in covered and fp not in seen and k.state in OPEN_STATES:
+            out.resolved.append(k)
+    return out
+
+
+def more_urgent(a: str, b: str) -> str:
+    return min(a, b, key=LEVELS.index)
+
+
+def overdue(level_due: tuple[datetime | None, datetime | None], acknowledged: bool, resolved: bool,
+            now: datetime) -> dict[str, bool]:
+    """Response is overdue when nobody acknowledged the finding in time; fix when it is not resolved
+    by its fix deadline."""
+    response_due, fix_due = level_due
+    return {"response": bool(response_due and not acknowledged and not resolved and now > response_due),
+            "fix": bool(fix_due and not resolved and now > fix_due)}

@@ -1,0 +1,111 @@
+"""The severity policy and the finding lifecycle as plain functions: new, persisting, resolved only
+by a run that looked, reopened, feeds, overdue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from healthqa.reports import findings as fd
+from healthqa.reports.severity import Policy
+
+P = Policy.default()
+
+
+def result(rule="MPI-ID-VALID", status="fail", v=0, n=0, by_org=None, severity="一级", threshold=0.0,
+           table="person", source="mpi"):
+    return {"source": source, "table_name": table, "rule_id": rule, "severity": severity, "system": "10",
+            "status": status, "violations": v, "denominator": n, "threshold_pct": threshold,
+            "by_org": by_org or {}, "sample_keys": ["K1", "K2"], "zh": "身份证号码有效", "en": "valid ID number"}
+
+
+def test_default_policy_does_not_cry_wolf():
+    # a data rule never reaches 一级 by default, whatever its suite severity
+    assert P.rule_level("一级", 50.0, 0.0) == "二级"
+    assert P.rule_level("一级", 0.13, 0.0) == "提示"  # within the 1-point margin
+    assert P.rule_level("提示", 80.0, 0.0) == "提示"  # capped by its suite severity
+    assert P.rule_level("二级", 6.5, 5.0) == "二级"
+    assert P.fault_level("store_unreachable") == "一级"
+    assert P.fault_level("org_feed_silent") == "二级"
+    opened = datetime(2026, 11, 25, 2, 0)
+    assert P.due("一级", opened) == (datetime(2026, 11, 25, 4, 0), datetime(2026, 11, 26, 2, 0))
+    assert P.due("二级", opened) == (datetime(2026, 11, 25, 4, 0), None)
+    assert P.due("提示", opened) == (None, None)
+
+
+def test_rules_are_judged_per_institution():
+    r = result(v=6, n=300, by_org={"A": {"violations": 6, "denominator": 100}, "B": {"violations": 0, "denominator": 200}})
+    found, covered = fd.candidates([r], [], P)
+    assert [c.fingerprint for c in found] == ["rule:mpi.person:MPI-ID-VALID:A"]
+    assert found[0].level == "二级" and found[0].violation_pct == 6.0
+    assert covered == {"rule:mpi.person:MPI-ID-VALID:B"}
+
+
+def test_a_table_without_institutions_is_judged_whole():
+    found, covered = fd.candidates([result(rule="ORG-LEVEL", v=2, n=40, table="organization")], [], P)
+    assert [c.fingerprint for c in found] == ["rule:mpi.organization:ORG-LEVEL:*"]
+    _, covered = fd.candidates([result(rule="ORG-LEVEL", status="pass", n=40, table="organization")], [], P)
+    assert covered == {"rule:mpi.organization:ORG-LEVEL:*"}
+
+
+def test_rules_that_did_not_judge_cover_nothing():
+    found, covered = fd.candidates([result(status="error"), result(status="not_applicable")], [], P)
+    assert found == [] and covered == set()
+
+
+def test_feeds_one_institution_is_level_two_all_is_level_one():
+    one = result(rule="ORG-FEED-ACTIVE", v=1, n=3, table="organization", source="drc",
+                 by_org={"A": {"violations": 1, "denominator": 1}, "B": {"violations": 0, "denominator": 1},
+                         "C": {"violations": 0, "denominator": 1}})
+    found, covered = fd.candidates([one], [], P)
+    assert [(c.subject, c.org, c.level) for c in found] == [("org_feed_silent", "A", "二级")]
+    assert "fault:drc:org_feed_silent:B" in covered and "fault:drc:system_feed_silent:10" in covered
+    everyone = result(rule="ORG-FEED-ACTIVE", v=3, n=3, table="organization", source="drc")
+    found, _ = fd.candidates([everyone], [], P)
+    assert [(c.subject, c.level) for c in found] == [("system_feed_silent", "一级")]
+
+
+def test_lifecycle_over_a_scripted_sequence_of_runs():
+    fail_a = result(v=6, n=100, by_org={"A": {"violations": 6, "denominator": 100}})
+    pass_a = result(status="pass", v=0, n=100, by_org={"A": {"violations": 0, "denominator": 100}})
+    other_table = result(rule="VISIT-DX", table="outpatient_visit", source="drc", status="pass", n=10,
+                         by_org={"A": {"violations": 0, "denominator": 10}})
+    fp = "rule:mpi.person:MPI-ID-VALID:A"
+
+    # night 1: new
+    rec = fd.reconcile([], *fd.candidates([fail_a], [], P))
+    assert [c.fingerprint for c in rec.new] == [fp]
+    known = [fd.Known(1, fp, "new", "二级")]
+    # night 2: seen again -> persisting
+    rec = fd.reconcile(known, *fd.candidates([fail_a], [], P))
+    assert [k.id for k, _ in rec.persisting] == [1] and not rec.new and not rec.resolved
+    known = [fd.Known(1, fp, "acknowledged", "二级")]
+    # a scoped run that did not look at that table resolves nothing
+    rec = fd.reconcile(known, *fd.candidates([other_table], [], P))
+    assert not rec.resolved and not rec.persisting
+    # the engineer's scoped run after the repair sees the rule pass on those rows: resolved
+    rec = fd.reconcile(known, *fd.candidates([pass_a], [], P))
+    assert [k.id for k in rec.resolved] == [1]
+    known = [fd.Known(1, fp, "resolved", "二级")]
+    # it regresses: reopened, not a new finding
+    rec = fd.reconcile(known, *fd.candidates([fail_a], [], P))
+    assert [k.id for k, _ in rec.reopened] == [1] and not rec.new
+
+
+def test_faults_resolve_when_the_source_is_reached_again():
+    fault = {"source": "mpi", "kind": "store_unreachable", "reason": "connection refused", "zh": "数据源无法连接"}
+    found, _ = fd.candidates([], [fault], P)
+    assert [(c.fingerprint, c.level) for c in found] == [("fault:mpi:store_unreachable", "一级")]
+    known = [fd.Known(7, "fault:mpi:store_unreachable", "open", "一级")]
+    rec = fd.reconcile(known, [], {"fault:mpi:store_unreachable"})
+    assert [k.id for k in rec.resolved] == [7]
+
+
+def test_overdue():
+    opened = datetime(2026, 11, 25, 2, 0)
+    due = P.due("一级", opened)
+    assert fd.overdue(due, acknowledged=False, resolved=False, now=datetime(2026, 11, 25, 5, 0)) == \
+        {"response": True, "fix": False}
+    assert fd.overdue(due, acknowledged=True, resolved=False, now=datetime(2026, 11, 26, 3, 0)) == \
+        {"response": False, "fix": True}
+    assert fd.overdue(due, acknowledged=True, resolved=True, now=datetime(2026, 12, 1)) == \
+        {"response": False, "fix": False}
