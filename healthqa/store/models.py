@@ -38,6 +38,7 @@ class RuleResult(Base):
     dimension: Mapped[str | None] = mapped_column(String(16))
     kahn: Mapped[str | None] = mapped_column(String(64))
     severity: Mapped[str | None] = mapped_column(String(8))
+    system: Mapped[str | None] = mapped_column(String(8))  # the owning system among the contract's fourteen
     status: Mapped[str] = mapped_column(String(16))  # pass | fail | not_applicable | error
     violations: Mapped[int] = mapped_column(Integer, default=0)
     denominator: Mapped[int] = mapped_column(Integer, default=0)
@@ -52,36 +53,78 @@ class RuleResult(Base):
 
 
 class Score(Base):
+    """A quality score of one run at one level (reports/scores.py: both rates, the interval)."""
+
     __tablename__ = "scores"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    level: Mapped[str] = mapped_column(String(16))  # overall | system | dimension | org | table
+    level: Mapped[str] = mapped_column(String(16))  # overall | system | dimension | table | org
     subject: Mapped[str] = mapped_column(String(128))
-    score: Mapped[float] = mapped_column(Float)
-    rules: Mapped[int] = mapped_column(Integer, default=0)
+    pass_rate: Mapped[float | None] = mapped_column(Float)  # DQD: % of checks passed
+    conformance: Mapped[float | None] = mapped_column(Float)  # row-weighted: % of checked rows conforming
+    low: Mapped[float | None] = mapped_column(Float)  # 95 % Wilson interval of conformance (sampled runs)
+    high: Mapped[float | None] = mapped_column(Float)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    passed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    not_applicable: Mapped[int] = mapped_column(Integer, default=0)
     rows: Mapped[int] = mapped_column(Integer, default=0)
+    violations: Mapped[int] = mapped_column(Integer, default=0)
+    sampled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_scores_subject", "level", "subject"),)
 
 
 class Finding(Base):
-    """A maintenance finding; ``fingerprint`` makes it the same finding across runs."""
+    """A maintenance finding; ``fingerprint`` ((rule, table, institution) or (source, fault)) makes
+    it the same finding across runs (reports/findings.py)."""
 
     __tablename__ = "findings"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
-    rule_id: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(256), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # rule | fault
     source: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64))  # the rule id, or the fault kind
     table_name: Mapped[str | None] = mapped_column(String(64))
-    org_code: Mapped[str | None] = mapped_column(String(64))
-    system: Mapped[str | None] = mapped_column(String(64))
-    severity: Mapped[str] = mapped_column(String(8))  # 一级 | 二级 | 提示
-    title: Mapped[str] = mapped_column(Text)
-    detail: Mapped[dict | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    org_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    system: Mapped[str | None] = mapped_column(String(8))
+    level: Mapped[str] = mapped_column(String(8))  # 一级 | 二级 | 提示 (the contract's)
+    title_zh: Mapped[str] = mapped_column(Text)
+    title_en: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="new")  # new | open | acknowledged | resolved | reopened
+    violations: Mapped[int] = mapped_column(Integer, default=0)
+    rows_checked: Mapped[int] = mapped_column(Integer, default=0)
+    threshold_pct: Mapped[float | None] = mapped_column(Float)
+    examples: Mapped[list | None] = mapped_column(JSON)  # record keys and masked values, never raw personal data
     first_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     last_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     opened_at: Mapped[datetime] = mapped_column(DateTime)
-    due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    response_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    fix_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))  # a user, or "run <id>" when a run verified it
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[list | None] = mapped_column(JSON)  # [{at, by, text}]
+
+    __table_args__ = (Index("ix_findings_state_level", "state", "level"),)
+
+
+class FindingEvent(Base):
+    """What happened to a finding and when: per run (new, persisting, resolved, reopened) and by hand
+    (acknowledged, assigned, note, resolved by a person)."""
+
+    __tablename__ = "finding_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    event: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Watermark(Base):
