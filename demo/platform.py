@@ -143,7 +143,7 @@ class _Writer:
             key = cols[canonical.table(table).key]
             self.conns[db].execute(f"CREATE INDEX ix_{phys}_{key} ON {phys} ({key})")
             org = canonical.table(table).org
-            if org:
+            if org and org != canonical.table(table).key:  # the registry: its key is its institution
                 self.conns[db].execute(f"CREATE INDEX ix_{phys}_{cols[org]} ON {phys} ({cols[org]})")
         for c in self.conns.values():
             c.commit()

@@ -101,6 +101,6 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
             res.violating_keys = keys[violates].tolist()
         if orgs is not None and n_den:
             per = pd.DataFrame({"org": orgs[applies], "v": violates[applies]}).groupby("org")["v"].agg(["sum", "size"])
-            res.by_org = {o: {"violations": int(v), "denominator": int(d)} for o, (v, d) in per.iterrows() if v}
+            res.by_org = {o: {"violations": int(v), "denominator": int(d)} for o, (v, d) in per.iterrows()}
         results[r.id] = res
     return [results[r.id] for r in rules]

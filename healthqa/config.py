@@ -154,6 +154,34 @@ class Dedup(_Strict):
     thresholds: DedupThresholds | None = None  # overrides the spec's match / review thresholds
 
 
+Level = Literal["一级", "二级", "提示"]
+DimensionName = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
+
+
+class SeverityPolicy(_Strict):
+    """How what the audit saw maps onto the contract's fault levels (reports/severity.py has the
+    defaults and why: only faults that stop a system or lose data are 一级)."""
+
+    faults: dict[str, Level] = Field(default_factory=dict)  # fault kind -> level, over the defaults
+    rule_cap: dict[Level, Level] = Field(default_factory=dict)  # suite severity -> the highest level it reaches
+    rule_margin_pp: Annotated[float, Field(ge=0)] = 1.0  # a failing rule beyond threshold + this many points -> 二级
+    feed_rules: list[str] = Field(default_factory=lambda: ["ORG-FEED-ACTIVE"])  # rules whose violations are feeds
+
+
+class Deadline(_Strict):
+    response_hours: Annotated[float, Field(gt=0)] | None = None
+    fix_hours: Annotated[float, Field(gt=0)] | None = None
+
+
+class Reports(_Strict):
+    """Scores, findings and reports."""
+
+    weights: dict[DimensionName, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)  # default 1 each
+    severity: SeverityPolicy = SeverityPolicy()
+    deadlines: dict[Level, Deadline] = Field(default_factory=dict)  # over the contract's: 一级 2 h / 24 h, 二级 2 h
+    score_drop_points: Annotated[float, Field(gt=0)] = 5.0  # a drop beyond this (and its uncertainty) is a finding
+
+
 class Demo(_Strict):
     """Written by ``healthqa demo``: what the synthetic platform was generated with."""
 
@@ -171,6 +199,7 @@ class Config(_Strict):
     sources: dict[str, Source]
     validation: Validation = Validation()
     dedup: Dedup = Dedup()
+    reports: Reports = Reports()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -120,6 +121,19 @@ class AuditStore:
             self.finish_run(ctx, ok=False, message=f"{type(e).__name__}: {e}"[:2000])
             raise
         self.finish_run(ctx, ok=True)
+
+    # -- query namespaces: what reports, the CLI and the console read and change ------------------
+    @cached_property
+    def scores(self):
+        from .findings import ScoreRecords
+
+        return ScoreRecords(self)
+
+    @cached_property
+    def findings(self):
+        from .findings import FindingRecords
+
+        return FindingRecords(self)
 
     def watermark(self, source: str, table: str, column: str) -> datetime | None:
         with self.session() as s:

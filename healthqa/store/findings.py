@@ -1,0 +1,254 @@
+"""Scores and maintenance findings in the audit store: what reports, the CLI and the console read
+and change. Plain data in and out (dicts, dataclasses); the lifecycle rules themselves live in
+reports/findings.py, which decides, and this module keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select
+
+from ..errors import HealthqaError
+from .models import AuditLog, Finding, FindingEvent, RuleResult, Run, Score
+from .store import AuditStore, now
+
+OPEN = ("new", "open", "acknowledged", "reopened")
+
+
+class FindingNotFound(HealthqaError):
+    pass
+
+
+@dataclass
+class FindingRow:
+    """A finding as read from the store (every column, detached from the session)."""
+
+    id: int
+    fingerprint: str
+    kind: str
+    source: str
+    subject: str
+    table_name: str | None
+    org_code: str | None
+    system: str | None
+    level: str
+    title_zh: str
+    title_en: str
+    state: str
+    violations: int
+    rows_checked: int
+    threshold_pct: float | None
+    examples: list | None
+    first_run_id: int
+    last_run_id: int
+    opened_at: datetime
+    last_seen_at: datetime
+    response_due_at: datetime | None
+    fix_due_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    assignee: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    reopened_count: int
+    notes: list | None
+
+    @classmethod
+    def of(cls, f: Finding) -> FindingRow:
+        return cls(**{k: getattr(f, k) for k in cls.__dataclass_fields__})
+
+    @property
+    def violation_pct(self) -> float | None:
+        return 100.0 * self.violations / self.rows_checked if self.rows_checked else None
+
+    def overdue(self, at: datetime) -> dict[str, bool]:
+        open_ = self.state in OPEN
+        return {"response": bool(open_ and self.acknowledged_at is None and self.response_due_at
+                                 and at > self.response_due_at),
+                "fix": bool(open_ and self.fix_due_at and at > self.fix_due_at)}
+
+
+class ScoreRecords:
+    def __init__(self, store: AuditStore):
+        self.store = store
+
+    def replace(self, run_id: int, scores: Iterable[Mapping]) -> None:
+        """The scores of a run; re-scoring the same run replaces them (idempotent)."""
+        with self.store.session() as s:
+            s.execute(delete(Score).where(Score.run_id == run_id))
+            s.add_all(Score(run_id=run_id, **dict(sc)) for sc in scores)
+
+    def of_run(self, run_id: int) -> list[dict]:
+        with self.store.session() as s:
+            rows = s.execute(select(Score).where(Score.run_id == run_id).order_by(Score.id)).scalars().all()
+            return [_as_dict(r) for r in rows]
+
+    def history(self, level: str, subject: str, last: int = 30, before_run: int | None = None) -> list[dict]:
+        """The subject's scores over the last ``last`` scored runs, oldest first, with the run's time."""
+        with self.store.session() as s:
+            q = (select(Score, Run.started_at).join(Run, Run.id == Score.run_id)
+                 .where(Score.level == level, Score.subject == subject))
+            if before_run is not None:
+                q = q.where(Score.run_id <= before_run)
+            rows = s.execute(q.order_by(Score.run_id.desc()).limit(last)).all()
+            return [{**_as_dict(sc), "at": at} for sc, at in reversed(rows)]
+
+    def previous_run(self, run_id: int) -> int | None:
+        """The latest earlier run that has scores."""
+        with self.store.session() as s:
+            return s.execute(select(Score.run_id).where(Score.run_id < run_id)
+                             .order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
+
+
+class FindingRecords:
+    def __init__(self, store: AuditStore):
+        self.store = store
+
+    # -- what a run does ------------------------------------------------------------------------
+    def known(self) -> list[FindingRow]:
+        with self.store.session() as s:
+            return [FindingRow.of(f) for f in s.execute(select(Finding)).scalars()]
+
+    def record_run(self, run_id: int, *, new: Iterable[Mapping], seen: Iterable[tuple[int, Mapping]],
+                   reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None) -> None:
+        """Apply one run's reconciliation in one transaction. ``new``: full finding rows; ``seen`` and
+        ``reopened``: (finding id, fields to update); ``resolved``: finding ids verified fixed."""
+        at = at or now()
+        with self.store.session() as s:
+            for row in new:
+                f = Finding(**dict(row), state="new", first_run_id=run_id, last_run_id=run_id, opened_at=at,
+                            last_seen_at=at, reopened_count=0)
+                s.add(f)
+                s.flush()
+                s.add(FindingEvent(finding_id=f.id, run_id=run_id, at=at, event="new", detail=_counts(row)))
+            for fid, upd in seen:
+                f = s.get(Finding, fid)
+                for k, v in upd.items():
+                    setattr(f, k, v)
+                f.last_run_id, f.last_seen_at = run_id, at
+                if f.state == "new":
+                    f.state = "open"
+                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="persisting", detail=_counts(upd)))
+            for fid, upd in reopened:
+                f = s.get(Finding, fid)
+                for k, v in upd.items():
+                    setattr(f, k, v)
+                f.state, f.last_run_id, f.last_seen_at = "reopened", run_id, at
+                f.resolved_at = f.resolved_by = f.acknowledged_at = f.acknowledged_by = None
+                f.reopened_count += 1
+                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="reopened", detail=_counts(upd)))
+            for fid in resolved:
+                f = s.get(Finding, fid)
+                f.state, f.resolved_at, f.resolved_by, f.last_run_id = "resolved", at, f"run {run_id}", run_id
+                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="resolved"))
+
+    def events_of_run(self, run_id: int) -> dict[str, list[FindingRow]]:
+        """The findings a run made new, saw again, reopened and resolved."""
+        out: dict[str, list[FindingRow]] = {"new": [], "persisting": [], "reopened": [], "resolved": []}
+        with self.store.session() as s:
+            rows = s.execute(select(FindingEvent.event, Finding).join(Finding, Finding.id == FindingEvent.finding_id)
+                             .where(FindingEvent.run_id == run_id).order_by(FindingEvent.id)).all()
+            for event, f in rows:
+                out.setdefault(event, []).append(FindingRow.of(f))
+        return out
+
+    def events_between(self, start: datetime, end: datetime) -> list[dict]:
+        with self.store.session() as s:
+            rows = s.execute(select(FindingEvent).where(FindingEvent.at >= start, FindingEvent.at < end)
+                             .order_by(FindingEvent.id)).scalars().all()
+            return [_as_dict(r) for r in rows]
+
+    # -- what people read and do ----------------------------------------------------------------
+    def get(self, finding_id: int) -> FindingRow:
+        with self.store.session() as s:
+            f = s.get(Finding, finding_id)
+            if f is None:
+                raise FindingNotFound(f"finding {finding_id}: no such finding")
+            return FindingRow.of(f)
+
+    def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
+             org: str | None = None, overdue: bool = False, at: datetime | None = None) -> list[FindingRow]:
+        """Findings, most urgent first. ``state="open"`` means every state that is not resolved."""
+        at = at or now()
+        with self.store.session() as s:
+            q = select(Finding)
+            if state == "open":
+                q = q.where(Finding.state.in_(OPEN))
+            elif state:
+                q = q.where(Finding.state == state)
+            if level:
+                q = q.where(Finding.level == level)
+            if system:
+                q = q.where(Finding.system == system)
+            if org:
+                q = q.where(Finding.org_code == org)
+            if overdue:
+                q = q.where(Finding.state.in_(OPEN), or_(
+                    (Finding.acknowledged_at.is_(None)) & (Finding.response_due_at < at), Finding.fix_due_at < at))
+            rows = [FindingRow.of(f) for f in s.execute(q).scalars()]
+        rank = {"一级": 0, "二级": 1, "提示": 2}
+        return sorted(rows, key=lambda f: (f.state == "resolved", rank.get(f.level, 3), -f.violations, f.id))
+
+    def acknowledge(self, finding_id: int, user: str) -> FindingRow:
+        def change(f: Finding, at: datetime) -> dict:
+            if f.state == "resolved":
+                raise HealthqaError(f"finding {finding_id} is resolved; nothing to acknowledge")
+            f.state, f.acknowledged_at, f.acknowledged_by = "acknowledged", at, user
+            return {}
+        return self._change(finding_id, user, "acknowledged", change)
+
+    def assign(self, finding_id: int, assignee: str, user: str) -> FindingRow:
+        def change(f: Finding, at: datetime) -> dict:
+            before, f.assignee = f.assignee, assignee
+            return {"from": before, "to": assignee}
+        return self._change(finding_id, user, "assigned", change)
+
+    def note(self, finding_id: int, text: str, user: str) -> FindingRow:
+        text = " ".join(text.split())
+        if not text:
+            raise HealthqaError("note: the text is empty")
+
+        def change(f: Finding, at: datetime) -> dict:
+            f.notes = [*(f.notes or []), {"at": at.isoformat(), "by": user, "text": text}]
+            return {"text": text}
+        return self._change(finding_id, user, "note", change)
+
+    def resolve(self, finding_id: int, user: str, note: str | None = None) -> FindingRow:
+        """Resolved by hand (e.g. not a defect). If a later run sees it again, it reopens."""
+        def change(f: Finding, at: datetime) -> dict:
+            if f.state == "resolved":
+                raise HealthqaError(f"finding {finding_id} is already resolved")
+            f.state, f.resolved_at, f.resolved_by = "resolved", at, user
+            if note:
+                f.notes = [*(f.notes or []), {"at": at.isoformat(), "by": user, "text": " ".join(note.split())}]
+            return {"note": note}
+        return self._change(finding_id, user, "resolved", change)
+
+    def _change(self, finding_id: int, user: str, event: str, change) -> FindingRow:
+        at = now()
+        with self.store.session() as s:
+            f = s.get(Finding, finding_id)
+            if f is None:
+                raise FindingNotFound(f"finding {finding_id}: no such finding")
+            detail = change(f, at)
+            s.add(FindingEvent(finding_id=finding_id, at=at, event=event, actor=user, detail=detail or None))
+            s.add(AuditLog(at=at, user_name=user, action=f"finding_{event}", subject=str(finding_id), detail=detail or None))
+            s.flush()
+            return FindingRow.of(f)
+
+
+def rule_results_of_run(store: AuditStore, run_id: int) -> list[dict]:
+    """Every rule result a run stored, as plain mappings (the input of scoring and findings)."""
+    with store.session() as s:
+        return [_as_dict(r) for r in s.execute(select(RuleResult).where(RuleResult.run_id == run_id)
+                                               .order_by(RuleResult.id)).scalars()]
+
+
+def _as_dict(row) -> dict:
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+def _counts(row: Mapping) -> dict:
+    return {k: row[k] for k in ("violations", "rows_checked", "level") if k in row}

@@ -1,0 +1,132 @@
+"""One run's assessment: score what it saw, turn what is wrong into findings, keep both.
+
+Called by the pipelines after a run has stored its rule results (the nightly audit, and the
+engineer's scoped validation — whose passing rules resolve the findings they verify).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from healthqa import canonical
+from healthqa.config import Config
+from healthqa.expectations import suite as suites
+from healthqa.store import AuditStore
+from healthqa.store.findings import rule_results_of_run
+from healthqa.store.store import now
+
+from . import findings as fd
+from . import scores as sc
+from .severity import Policy
+
+SCORE_DROP_LEVELS = ("overall", "system")  # a drop there is a finding; finer levels are read in the report
+
+
+@dataclass
+class Assessment:
+    run_id: int
+    scores: list[sc.Score]
+    new: list[fd.Candidate] = field(default_factory=list)
+    persisting: int = 0
+    reopened: int = 0
+    resolved: int = 0
+
+    def summary(self) -> dict:
+        overall = next((s for s in self.scores if s.level == "overall"), None)
+        return {"run_id": self.run_id, "overall_conformance": overall.conformance if overall else None,
+                "overall_pass_rate": overall.pass_rate if overall else None, "new": len(self.new),
+                "persisting": self.persisting, "reopened": self.reopened, "resolved": self.resolved}
+
+
+def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Mapping] = ()) -> Assessment:
+    """Score run ``run_id`` and reconcile its findings. ``faults``: what could not run, as mappings
+    (source, kind, reason, optional subject/table/system) — a source down, a table unreadable."""
+    policy = Policy.from_config(cfg.reports)
+    results = rule_results_of_run(store, run_id)
+    _describe(results, cfg)
+
+    scored = sc.score(sc.observations(results), cfg.reports.weights)
+    store.scores.replace(run_id, (asdict(s) for s in scored))
+
+    faults = [*faults, *_score_drops(cfg, store, run_id, scored)]
+    found, covered = fd.candidates(results, faults, policy, _org_tables(results))
+    covered |= _reached_sources(results, faults)
+    known = store.findings.known()
+    by_id = {k.id: k for k in known}
+    rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level) for k in known], found, covered)
+
+    store.findings.record_run(
+        run_id,
+        new=[_new_row(c, policy) for c in rec.new],
+        seen=[(k.id, _update(c, by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at)) for k, c in rec.persisting],
+        reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
+        resolved=[k.id for k in rec.resolved],
+    )
+    return Assessment(run_id, scored, rec.new, len(rec.persisting), len(rec.reopened), len(rec.resolved))
+
+
+def _describe(results: list[dict], cfg: Config) -> None:
+    """Rule texts and systems from the suites (results of older runs may predate a rule's system)."""
+    rules = {}
+    for table in {r["table_name"] for r in results}:
+        if table in canonical.tables():
+            rules.update({r.id: r for r in suites.rules_for(table, cfg.validation.suites)})
+    for r in results:
+        rule = rules.get(r["rule_id"])
+        if rule is not None:
+            r.setdefault("zh", rule.zh)
+            r.setdefault("en", rule.en)
+            r["system"] = r.get("system") or rule.system
+
+
+def _org_tables(results: list[dict]) -> set[tuple[str, str]]:
+    return {(r["source"], r["table_name"]) for r in results
+            if r["table_name"] in canonical.tables() and canonical.table(r["table_name"]).org}
+
+
+def _reached_sources(results: list[dict], faults: Iterable[Mapping]) -> set[str]:
+    """A source this run read is no longer unreachable: its store fault is verified fixed."""
+    down = {f["source"] for f in faults}
+    return {fd.fault_fingerprint(src, kind) for src in {r["source"] for r in results} - down
+            for kind in ("store_unreachable",)}
+
+
+def _score_drops(cfg: Config, store: AuditStore, run_id: int, scored: list[sc.Score]) -> list[dict]:
+    """A score that fell more than ``reports.score_drop_points`` and beyond its uncertainty. Such a
+    finding is closed by a person (acknowledge, resolve): the rule findings behind the drop carry the
+    verified part."""
+    prev_run = store.scores.previous_run(run_id)
+    if prev_run is None:
+        return []
+    before = {(r["level"], r["subject"]): r for r in store.scores.of_run(prev_run)}
+    out = []
+    for s in scored:
+        b = before.get((s.level, s.subject))
+        if s.level not in SCORE_DROP_LEVELS or b is None or s.conformance is None or b["conformance"] is None:
+            continue
+        prev = sc.Score(b["level"], b["subject"], b["checks"], b["passed"], b["errors"], b["not_applicable"], b["rows"],
+                        b["violations"], b["pass_rate"], b["conformance"], b["low"], b["high"], b["sampled"])
+        drop = prev.conformance - s.conformance
+        if drop > cfg.reports.score_drop_points and sc.change(s, prev) == "fall":
+            subject = f"{s.level}:{s.subject}"
+            out.append({"source": "*", "kind": "score_drop", "subject": subject,
+                        "system": s.subject if s.level == "system" else None,
+                        "zh": f"质量得分下降 {drop:.1f} 分（{prev.conformance:.1f} → {s.conformance:.1f}）",
+                        "reason": f"score fell {drop:.1f} points ({prev.conformance:.1f} -> {s.conformance:.1f})"})
+    return out
+
+
+def _new_row(c: fd.Candidate, policy: Policy) -> dict:
+    return {"fingerprint": c.fingerprint, **_update(c, c.level, policy)}
+
+
+def _update(c: fd.Candidate, level_before: str, policy: Policy, escalate_from=None) -> dict:
+    """Fields a run sets on a finding. The level only escalates while a finding is open (a finding
+    does not drop from 二级 to 提示 because one night was better); deadlines follow the level."""
+    level = fd.more_urgent(c.level, level_before)
+    response_due, fix_due = policy.due(level, now() if escalate_from is None or level != level_before else escalate_from)
+    return {"kind": c.kind, "source": c.source, "subject": c.subject, "table_name": c.table, "org_code": c.org,
+            "system": c.system, "level": level, "title_zh": c.title_zh, "title_en": c.title_en,
+            "violations": c.violations, "rows_checked": c.rows, "threshold_pct": c.threshold_pct,
+            "examples": c.examples, "response_due_at": response_due, "fix_due_at": fix_due}
