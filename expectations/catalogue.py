@@ -48,6 +48,13 @@ def _system(code: str | None) -> str:
     return f"{code} {names[code]}" if code in names else str(code)
 
 
+def _parameters(rule: suite.Rule) -> str:
+    """A rule's parameters other than its columns (code list, bounds, pattern, reference …)."""
+    columns = set(rule_types.get(rule.type).columns)
+    return ", ".join(_code(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+                     for k, v in rule.params.items() if k not in columns) or "—"
+
+
 def rules_markdown() -> str:
     """The whole of ``docs/rules.md``."""
     types, rules = _builtin_types(), _rules()
@@ -85,11 +92,12 @@ def rules_markdown() -> str:
     for t in suite.builtin_tables():
         table = canonical.table(t)
         out += ["", f"### {table.full_name} — {_cell(table.title)}", "",
-                "| id | type | columns | 说明 / description | dimension | Kahn | standard | severity | threshold % | system |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| id | type | columns | parameters | 说明 / description | dimension | Kahn | standard | severity "
+                "| threshold % | system |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in suite.builtin(t).rules:
             out.append(
-                f"| {r.id} | {_code(r.type)} | {', '.join(_code(c) for c in r.columns)} "
+                f"| {r.id} | {_code(r.type)} | {', '.join(_code(c) for c in r.columns)} | {_parameters(r)} "
                 f"| {_cell(r.zh)}<br>{_cell(r.en)} | {r.dimension} | {_code(r.kahn)} | {_cell(r.standard)} "
                 f"| {r.severity} | {r.threshold:g} | {_cell(_system(r.system))} |")
     return "\n".join(out) + "\n"
