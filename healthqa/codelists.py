@@ -16,5 +16,7 @@ def load(name: str) -> dict:
 
 
 def codes(name: str) -> frozenset[str]:
-    """The valid codes of a code list, as text."""
-    return frozenset(str(c) for c in load(name)["codes"])
+    """The valid codes of a code list, as text (a list of items with attributes, such as
+    ``lab_units``, keeps its codes under ``items``)."""
+    cl = load(name)
+    return frozenset(str(c) for c in (cl["codes"] if "codes" in cl else cl["items"]))

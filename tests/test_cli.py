@@ -206,9 +206,12 @@ def test_validate_exits_0_when_every_rule_passes(tmp_path):
     cfg_path = _csv_platform(tmp_path)
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     folder = tmp_path / "csv"
-    (folder / "org.csv").write_text("JGDM,JGMC,JGJB,SFQY\nORG1,镇海区人民医院,二级甲等医院,1\n", encoding="utf-8")
+    org = "123302114702500009"  # every rule of the suite passes: a GB 32100 code, an existing area code
+    (folder / "org.csv").write_text(f"JGDM,JGMC,JGJB,SFQY,XZQHDM\n{org},镇海区人民医院,二级甲等医院,1,330211001\n",
+                                    encoding="utf-8")
+    cfg["sources"]["ext"]["tables"]["organization"]["columns"]["adcode"] = "XZQHDM"
     recent = (datetime.now() - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
-    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,ORG1,{recent}\n", encoding="utf-8")
+    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,{org},{recent}\n", encoding="utf-8")
     cfg["sources"]["ext"]["tables"]["outpatient_visit"] = {
         "file": "visit.csv", "columns": {"visit_id": "ID", "archive_id": "DABH", "org_code": "JGDM", "upload_time": "SCSJ"}}
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
@@ -216,7 +219,7 @@ def test_validate_exits_0_when_every_rule_passes(tmp_path):
     assert res.exit_code == 0, res.output
     # the same institution, silent for a day, is a failure of the feed rule
     old = (datetime.now() - timedelta(hours=30)).strftime("%Y-%m-%d %H:%M:%S")
-    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,ORG1,{old}\n", encoding="utf-8")
+    (folder / "visit.csv").write_text(f"ID,DABH,JGDM,SCSJ\nV1,33021100100100001,{org},{old}\n", encoding="utf-8")
     res = invoke("validate", "--config", cfg_path, "--source", "ext", "--table", "organization")
     assert res.exit_code == 1 and "ORG-FEED-ACTIVE" in res.output
 

@@ -45,6 +45,10 @@ FAMILY = {
     "FU-INTERVAL-92D": None, "FU-BP-ORDERED": "bp_inverted", "FU-GLUCOSE-RANGE": "glucose_out_of_range",
     "LAB-ORG-REGISTERED": None, "LAB-NOT-AFTER-DEATH": None, "EXAM-ORG-REGISTERED": None,
     "EXAM-NOT-AFTER-DEATH": None, "FU-ORG-REGISTERED": None, "FU-NOT-AFTER-DEATH": None,
+    # value-set conformance of the remaining coded columns (tests/test_value_sets.py)
+    "MPI-ID-TYPE-CODE": None, "MPI-STATUS-CODE": None, "ORG-CODE-FORMAT": None, "ORG-ADCODE-EXISTS": None,
+    "OPV-DEPT-CODE": None, "IPS-DISCHARGE-STATUS-CODE": None, "IPS-DX-CATEGORY": None,
+    "LAB-ITEM-CODE": None, "LAB-FLAG-CODE": None,
 }
 
 
