@@ -43,8 +43,8 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     """Score run ``run_id`` and reconcile its findings. ``faults``: what could not run, as mappings
     (source, kind, reason, optional subject/table/system) — a source down, a table unreadable."""
     policy = Policy.from_config(cfg.reports)
-    results = rule_results_of_run(store, run_id)
-    _describe(results, cfg)
+    results = rule_results(store, run_id)
+    describe(results, cfg)
 
     scored = sc.score(sc.observations(results), cfg.reports.weights)
     store.scores.replace(run_id, (asdict(s) for s in scored))
@@ -66,7 +66,11 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     return Assessment(run_id, scored, rec.new, len(rec.persisting), len(rec.reopened), len(rec.resolved))
 
 
-def _describe(results: list[dict], cfg: Config) -> None:
+def rule_results(store: AuditStore, run_id: int) -> list[dict]:
+    return rule_results_of_run(store, run_id)
+
+
+def describe(results: list[dict], cfg: Config) -> None:
     """Rule texts and systems from the suites (results of older runs may predate a rule's system)."""
     rules = {}
     for table in {r["table_name"] for r in results}:

@@ -1,0 +1,36 @@
+"""Rendering: Jinja2 templates shipped in the package (``reports/templates``), autoescaped; PDF of the
+same HTML through WeasyPrint, which takes Chinese glyphs from the installed Noto CJK fonts and is
+refused any URL, so that a report can never reach the network."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from healthqa.errors import HealthqaError
+
+
+@cache
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("healthqa.reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def html(template: str, context: dict) -> str:
+    return _env().get_template(template).render(**context)
+
+
+def _no_fetch(url: str, *args, **kwargs):
+    raise ValueError(f"reports load nothing from outside: {url}")
+
+
+def pdf(page: str, path: str | Path) -> Path:
+    try:
+        from weasyprint import HTML
+    except (ImportError, OSError) as e:  # OSError: Pango or its fonts missing on this machine
+        raise HealthqaError(f"PDF: WeasyPrint is not usable here ({' '.join(str(e).split())[:200]}); "
+                            "install weasyprint and Debian's libpango-1.0-0 and fonts-noto-cjk") from None
+    HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(path))
+    return Path(path)

@@ -1,0 +1,179 @@
+"""The run report: one self-contained HTML page (and the same as PDF) that a QC manager opens in the
+morning — scores with intervals and trends, institutions worst first, the worst rules with their
+meaning and threshold, findings new / persisting / resolved with deadlines, duplicate archives.
+
+The page works offline: styles inline, charts as inline SVG, fonts from the system (Noto CJK), no
+script and no external URL. Every value on it is a score, a count, a record key or a masked value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from healthqa import __version__, codelists
+from healthqa.config import Config
+from healthqa.store import AuditStore
+from healthqa.store.findings import FindingRow
+
+from . import charts, render
+from . import scores as sc
+from .assess import describe, rule_results
+from .institutions import registry
+
+TREND_RUNS = 30
+WORST_RULES = 15
+DIMENSION_EN = {"完整性": "completeness", "规范性": "conformity", "一致性": "consistency", "唯一性": "uniqueness",
+                "及时性": "timeliness", "关联性": "referential integrity"}
+STATE_ZH = {"new": "新增", "open": "未关闭", "acknowledged": "已确认", "resolved": "已解决", "reopened": "重新出现"}
+STATUS_ZH = {"success": "完成", "partial": "部分完成", "failed": "失败", "running": "运行中", "crashed": "中断"}
+KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重复档案筛查"}
+
+
+@dataclass
+class Written:
+    html: Path
+    pdf: Path | None
+
+
+def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = None) -> dict:
+    at = at or datetime.now()
+    run = store.runs.get(run_id)
+    if run is None:
+        from healthqa.errors import HealthqaError
+
+        raise HealthqaError(f"run {run_id}: no such run in the audit store")
+    scored = {(s["level"], s["subject"]): s for s in store.scores.of_run(run_id)}
+    prev_run = store.scores.previous_run(run_id)
+    before = {(s["level"], s["subject"]): s for s in store.scores.of_run(prev_run)} if prev_run else {}
+    systems = codelists.load("systems")["codes"]
+    orgs = registry(cfg)
+    events = store.findings.events_of_run(run_id)
+    open_by_org: dict[str, int] = {}
+    for f in store.findings.list(state="open"):
+        if f.org_code:
+            open_by_org[f.org_code] = open_by_org.get(f.org_code, 0) + 1
+
+    def view(level: str, subject: str) -> dict | None:
+        s = scored.get((level, subject))
+        if s is None:
+            return None
+        b = before.get((level, subject))
+        return {**s, "change": sc.change(_score(s), _score(b) if b else None)}
+
+    results = rule_results(store, run_id)
+    describe(results, cfg)
+    notes = _notes(run, results, scored, orgs)
+    overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
+                                             "sampled": False, "low": None, "high": None, "change": "new"}
+    sys_rows = [{**view("system", code), "code": code, "name": systems.get(code, "")}
+                for lv, code in scored if lv == "system"]
+    dim_rows = [{**view("dimension", d), "en": DIMENSION_EN.get(d, "")} for lv, d in scored if lv == "dimension"]
+    org_rows = sorted(({"code": code, "name": orgs.name(code), "registered": orgs.known(code), **scored[("org", code)],
+                        "failed": scored[("org", code)]["checks"] - scored[("org", code)]["passed"],
+                        "open_findings": open_by_org.get(code, 0)}
+                       for lv, code in scored if lv == "org"),
+                      key=lambda o: (o["conformance"] if o["conformance"] is not None else 101, o["code"]))
+    history = store.scores.history("overall", "overall", TREND_RUNS, before_run=run_id)
+    return {
+        "title": f"数据质量稽核报告 run #{run_id}",
+        "district": cfg.district.name,
+        "run": {"id": run.id, "kind": run.kind, "kind_zh": KIND_ZH.get(run.kind, run.kind), "status": run.status,
+                "status_zh": STATUS_ZH.get(run.status, run.status), "started_at": _t(run.started_at),
+                "finished_at": _t(run.finished_at), "scope_text": _scope_text(run.scope)},
+        "notes": notes,
+        "overall": overall,
+        "systems": sys_rows,
+        "dimensions": dim_rows,
+        "orgs": org_rows,
+        "worst_rules": _worst(results),
+        "findings": {k: [_finding(f, orgs, at) for f in events.get(k, [])]
+                     for k in ("new", "persisting", "reopened", "resolved")},
+        "dedup": _dedup(cfg, store),
+        "trend_runs": TREND_RUNS,
+        "charts": {
+            "systems": charts.bars([(f"{r['code']} {r['name']}", r["conformance"], r["low"], r["high"]) for r in sys_rows],
+                                   lo=_axis(sys_rows)),
+            "dimensions": charts.bars([(r["subject"], r["conformance"], r["low"], r["high"]) for r in dim_rows],
+                                      lo=_axis(dim_rows)),
+            "trend": charts.trend([(f"#{h['run_id']} {h['at']:%m-%d}", h["conformance"]) for h in history]),
+        },
+        "footer": f"healthqa {__version__} · 生成于 generated {_t(at)} · 仅含得分、计数、记录编号与脱敏值 — "
+                  f"scores, counts, record keys and masked values only",
+    }
+
+
+def write(cfg: Config, store: AuditStore, run_id: int, out_dir: str | Path, pdf: bool = False) -> Written:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html = render.html("run.html.j2", context(cfg, store, run_id))
+    path = out / f"run-{run_id}.html"
+    path.write_text(html, encoding="utf-8")
+    return Written(path, render.pdf(html, out / f"run-{run_id}.pdf") if pdf else None)
+
+
+def _score(s: dict) -> sc.Score:
+    return sc.Score(**{k: s[k] for k in sc.Score.__dataclass_fields__})
+
+
+def _axis(rows: list[dict]) -> float:
+    """Bars start below the lowest score so that 97 and 99 do not look alike."""
+    vals = [r["conformance"] for r in rows if r["conformance"] is not None]
+    return max(0.0, (min(vals) // 10) * 10 - 10) if vals else 0.0
+
+
+def _worst(results: list[dict]) -> list[dict]:
+    failing = [r for r in results if r["status"] == "fail"]
+    for r in failing:
+        r["excess"] = sc.excess(r["violations"], r["denominator"], r["threshold_pct"] or 0.0)
+        r["examples"] = (r.get("examples") or r.get("sample_keys") or [])[:3]
+        r["table"] = r["table_name"]
+    return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
+
+
+def _finding(f: FindingRow, orgs, at: datetime) -> dict:
+    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
+                                   orgs.name(f.org_code) if f.org_code else None) if x)
+    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": where or "—",
+            "violations": f.violations, "rows_checked": f.rows_checked, "response_due": _t(f.response_due_at),
+            "fix_due": _t(f.fix_due_at), "overdue": f.overdue(at), "state_zh": f"{STATE_ZH.get(f.state, f.state)} {f.state}"}
+
+
+def _dedup(cfg: Config, store: AuditStore) -> list[dict]:
+    out = []
+    for source in cfg.sources:
+        s = store.dedup.summary(source)
+        if s["suggested"] or s["review"] or s["merged"] or s["rejected"]:
+            out.append({"source": source, **s})
+    return out
+
+
+def _notes(run, results: list[dict], scored: dict, orgs) -> list[str]:
+    """Plain statements for what would otherwise look like an error or an empty page."""
+    notes = []
+    if run.status in ("failed", "partial") and run.message:
+        notes.append(f"本次运行未完整完成 — the run did not complete in full: {run.message}")
+    if not results:
+        notes.append("本次运行没有产生任何规则结果（数据源不可用或范围内无数据）— this run produced no rule result "
+                     "(sources down, or nothing in its scope).")
+    elif all(r["denominator"] == 0 for r in results):
+        notes.append("范围内的表没有数据行 — the tables in scope had no rows.")
+    unknown = sorted(code for lv, code in scored if lv == "org" and not orgs.known(code))
+    if unknown and orgs.available:
+        notes.append(f"{len(unknown)} 个机构代码未在机构注册表中登记：{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}"
+                     " — institution codes not in the registry.")
+    if not orgs.available:
+        notes.append("机构注册表不可读，机构以代码显示 — the institution registry could not be read; codes shown.")
+    return notes
+
+
+def _scope_text(scope: dict | None) -> str:
+    if not scope:
+        return "全部 everything"
+    parts = [f"{k}={v}" for k, v in scope.items() if v not in (None, [], {}, "") and k != "model"]
+    return ", ".join(parts) or "全部 everything"
+
+
+def _t(v: datetime | None) -> str | None:
+    return v.strftime("%Y-%m-%d %H:%M") if v else None
