@@ -280,13 +280,27 @@ def test_steward_decisions_train_a_model_that_does_better(platform_20k):
     assert f1(after) > f1(before) + 0.01, (f1(before), f1(after))
 
 
-def test_incremental_run_with_nothing_new(demo, tmp_path):
+def _stored(store, source="mpi"):
+    pairs = store.dedup.pairs(source)
+    pairs = sorted(zip(pairs["left"], pairs["right"], pairs["decision"], pairs["score"].round(9)))
+    found = sorted((tuple(c["members"]), c["status"], c["survivor"]) for c in store.dedup.clusters(source))
+    return pairs, found
+
+
+def test_incremental_run_with_nothing_new_changes_nothing(demo, tmp_path):
+    """Full and incremental runs make clusters and survivors the same way: a night with nothing new
+    changes no pair, no cluster (members, status) and no survivor."""
     cfg = _cfg(demo, tmp_path)
     store = AuditStore(cfg.store.url)
-    run_dedup(cfg, store, incremental=True)
+    first = run_dedup(cfg, store, incremental=True)  # nothing to build on: a full run
+    assert not first.incremental
+    pairs, found = _stored(store)
     again = run_dedup(cfg, store, incremental=True)
     assert again.incremental and again.result.stats["candidate_pairs"] == 0
-    assert again.result.stats["clusters"] > 0  # the stored matches still make the clusters
+    assert len(found) > 0 and _stored(store) == (pairs, found)
+    for k in ("clusters", "clusters_to_review"):
+        assert again.result.stats[k] == first.result.stats[k]
+    assert again.as_json()["survivors"] == first.as_json()["survivors"]
 
 
 def test_thresholds_come_from_the_configuration(demo, tmp_path):
