@@ -34,9 +34,6 @@ class DedupResult:
     clusters: list[Cluster]
     model: FSModel | SupervisedModel
     stats: dict = field(default_factory=dict)
-    records: pd.DataFrame | None = None  # the input, in key order (positions index it)
-    valid_id: np.ndarray | None = None  # normalised valid ID number per position, or None
-    cannot_link: list[tuple[int, int]] = field(default_factory=list)  # steward: different people
     fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
     prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
 
@@ -147,7 +144,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, df, valid_id, cannot, model, P)
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P)
 
 
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,

@@ -27,7 +27,6 @@ class FSModel:
     m: list[np.ndarray] = field(default_factory=list)  # per field: P(level | match)
     u: list[np.ndarray] = field(default_factory=list)  # per field: P(level | non-match)
     prior: float = 1e-4  # P(match) for a candidate pair
-    iterations: int = 0
 
     def n_levels(self, k: int) -> int:
         return len(LEVELS[self.spec.fields[k].kind])
@@ -72,7 +71,6 @@ class FSModel:
             prior = float(np.clip(p.mean(), EPS, 1 - EPS))
             delta = max(np.abs(new[k] - m[k]).max() for k in fields)
             m = new
-            self.iterations += 1
             if delta < tol:
                 break
         return m
