@@ -65,8 +65,12 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     say = progress or (lambda _: None)
     # the same records give the same result whatever order a database returned them in (rows that
     # share an archive number, a defect of their own, are ordered by their content)
-    tie = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
-    order = np.lexsort((tie, df[spec.key].astype(str).to_numpy()))
+    key = df[spec.key].astype(str).to_numpy()
+    shared = pd.Series(key).duplicated(keep=False).to_numpy()
+    tie = np.zeros(len(df), dtype=np.uint64)
+    if shared.any():
+        tie[shared] = pd.util.hash_pandas_object(df[shared].astype(str), index=False).to_numpy()
+    order = np.lexsort((tie, key))
     df = df.iloc[order].reset_index(drop=True)
     if only is not None:
         only = np.asarray(only)[order]
@@ -156,10 +160,11 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
         return prepare(df, spec)
     keys = st.text(df[spec.key])
     # rows that share an archive number are told apart by their rank under it (both runs order
-    # the records the same way)
+    # them by content); when one of them changed, the ranks may have too, so all are redone
     at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
     known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
-    redo = np.asarray(only) | ~at.isin(known.index)
+    only = np.asarray(only, dtype=bool)
+    redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
     P = known.reindex(at)
     P.insert(0, "key", keys.to_numpy())
