@@ -23,10 +23,6 @@ from .spec import Spec
 class BlockingStats:
     passes: list[dict] = field(default_factory=list)
 
-    @property
-    def pairs(self) -> int:
-        return sum(p["pairs"] for p in self.passes)
-
 
 def pass_codes(prepared: pd.DataFrame, spec: Spec) -> list[np.ndarray]:
     """Per pass, an integer block code per record (-1: the record has no key for this pass)."""

@@ -2,7 +2,8 @@
 
 A level is a small integer (higher = closer agreement), -1 when either side is missing. The levels
 are what Fellegi–Sunter weighs: a pair's evidence is the sum of its fields' level weights. String
-similarities come from rapidfuzz's element-wise ``cpdist`` (C++, no per-pair Python).
+similarities come from rapidfuzz's element-wise ``cpdist`` (C++, no per-pair Python). The built-in
+kinds are listed at the end of this module; plugins add their own (``kinds.py``).
 """
 
 from __future__ import annotations
@@ -14,20 +15,10 @@ from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, Indel, JaroWinkler
 from recordlinkage.base import BaseCompareFeature
 
+from . import kinds, normalise
+from .kinds import NULL, ComparisonKind
 from .normalise import readings
 from .spec import FieldSpec, Spec
-
-NULL = -1
-LEVELS = {  # kind -> level names, lowest to highest
-    "id_number_cn": ["both valid, different", "different", "one edit apart", "equal"],
-    "name_zh": ["different", "similar characters", "same pinyin", "equal"],
-    "name": ["different", "similar", "close", "equal"],
-    "string": ["different", "similar", "equal"],
-    "date": ["different", "year only", "day and month swapped", "lunar calendar shift", "equal"],
-    "phone": ["different", "equal"],
-    "address": ["different", "similar", "equal"],
-    "exact": ["different", "equal"],
-}
 
 
 class FieldLevels(BaseCompareFeature):
@@ -35,7 +26,8 @@ class FieldLevels(BaseCompareFeature):
     field's agreement levels out (vectorised over all pairs at once)."""
 
     def __init__(self, f: FieldSpec):
-        cols = [f.name, f"{f.name}__valid"] if f.kind == "id_number_cn" else [f.name]
+        self.kind = kinds.get(f.kind)
+        cols = [f.name + suffix for suffix in self.kind.columns]
         super().__init__(cols, cols, label=f.name)
         self.field = f
         self.cols = cols
@@ -44,7 +36,7 @@ class FieldLevels(BaseCompareFeature):
         k = len(self.cols)
         left = {c: s.to_numpy() for c, s in zip(self.cols, args[:k])}
         right = {c: s.to_numpy() for c, s in zip(self.cols, args[k:])}
-        return pd.Series(field_levels(self.field, left, right), index=args[0].index)
+        return pd.Series(self.kind.compare(self.field, left, right), index=args[0].index)
 
 
 def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -63,42 +55,67 @@ def _sim(a, b, present, scorer) -> np.ndarray:
     return out
 
 
-def field_levels(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
-    """Levels of one field for aligned arrays of left and right records' derived values."""
-    n = f.name
-    a, b = left[n], right[n]
-    lv = np.full(len(a), NULL, dtype=np.int8)
-    if f.kind == "date":
-        return _date_levels(a.astype("datetime64[D]"), b.astype("datetime64[D]"), lv)
-    a, b = a.astype(object), b.astype(object)
+def _sides(f: FieldSpec, left: dict, right: dict):
+    """The two sides as object arrays, which pairs have both, which are equal, and the levels
+    array to fill (``NULL`` where a side is missing)."""
+    a, b = left[f.name].astype(object), right[f.name].astype(object)
     present = pd.notna(a) & pd.notna(b)
-    eq = present & (a == b)
-    if f.kind == "id_number_cn":
-        both_valid = left[f"{n}__valid"].astype(bool) & right[f"{n}__valid"].astype(bool)
-        dist = np.where(present, 99, 0)
-        if present.any():
-            dist[present] = process.cpdist(list(a[present]), list(b[present]), scorer=DamerauLevenshtein.distance,
-                                           workers=-1)
-        lv[present] = np.where(eq[present], 3, np.where(dist[present] <= 1, 2, np.where(both_valid[present], 0, 1)))
-    elif f.kind == "name_zh":
-        sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-        same_pinyin = np.zeros(len(a), dtype=bool)
-        differ = np.flatnonzero(present & ~eq)
-        if len(differ):
-            same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
-        lv[present] = np.where(eq[present], 3, np.where(same_pinyin[present], 2, np.where(sim[present] >= 0.8, 1, 0)))
-    elif f.kind in ("name", "string"):
-        sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-        if f.kind == "name":
-            lv[present] = np.where(eq[present], 3, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
-        else:
-            lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.85, 1, 0))
-    elif f.kind == "address":
-        sim = _sim(a, b, present, Indel.normalized_similarity)
-        lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.8, 1, 0))
-    else:  # phone, exact
-        lv[present] = np.where(eq[present], 1, 0)
+    return a, b, present, present & (a == b), np.full(len(a), NULL, dtype=np.int8)
+
+
+def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b, present, eq, lv = _sides(f, left, right)
+    both_valid = left[f"{f.name}__valid"].astype(bool) & right[f"{f.name}__valid"].astype(bool)
+    dist = np.where(present, 99, 0)
+    if present.any():
+        dist[present] = process.cpdist(list(a[present]), list(b[present]), scorer=DamerauLevenshtein.distance,
+                                       workers=-1)
+    lv[present] = np.where(eq[present], 3, np.where(dist[present] <= 1, 2, np.where(both_valid[present], 0, 1)))
     return lv
+
+
+def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b, present, eq, lv = _sides(f, left, right)
+    sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
+    same_pinyin = np.zeros(len(a), dtype=bool)
+    differ = np.flatnonzero(present & ~eq)
+    if len(differ):
+        same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
+    lv[present] = np.where(eq[present], 3, np.where(same_pinyin[present], 2, np.where(sim[present] >= 0.8, 1, 0)))
+    return lv
+
+
+def compare_name(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b, present, eq, lv = _sides(f, left, right)
+    sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
+    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
+    return lv
+
+
+def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b, present, eq, lv = _sides(f, left, right)
+    sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
+    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.85, 1, 0))
+    return lv
+
+
+def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b, present, eq, lv = _sides(f, left, right)
+    sim = _sim(a, b, present, Indel.normalized_similarity)
+    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.8, 1, 0))
+    return lv
+
+
+def compare_exact(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """phone and exact: equal or not."""
+    _, _, present, eq, lv = _sides(f, left, right)
+    lv[present] = np.where(eq[present], 1, 0)
+    return lv
+
+
+def compare_date(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    a, b = left[f.name].astype("datetime64[D]"), right[f.name].astype("datetime64[D]")
+    return _date_levels(a, b, np.full(len(a), NULL, dtype=np.int8))
 
 
 def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
@@ -120,4 +137,24 @@ def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
 
 
 def level_name(f: FieldSpec, level: int) -> str:
-    return "missing" if level == NULL else LEVELS[f.kind][level]
+    return kinds.get(f.kind).level_name(level)
+
+
+def n_levels(f: FieldSpec) -> int:
+    return len(kinds.get(f.kind).levels)
+
+
+# -- the built-in kinds (every registry starts with them) ---------------------------------------------
+BUILTIN = (
+    ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
+                   normalise.derive_id_number, compare_id_number, columns=("", "__valid")),
+    ComparisonKind("name_zh", ("different", "similar characters", "same pinyin", "equal"),
+                   normalise.derive_name_zh, compare_name_zh),
+    ComparisonKind("name", ("different", "similar", "close", "equal"), normalise.derive_text, compare_name),
+    ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string),
+    ComparisonKind("date", ("different", "year only", "day and month swapped", "lunar calendar shift", "equal"),
+                   normalise.derive_date, compare_date),
+    ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact),
+    ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address),
+    ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact),
+)

@@ -34,11 +34,12 @@ class DedupResult:
     clusters: list[Cluster]
     model: FSModel | SupervisedModel
     stats: dict = field(default_factory=dict)
-    records: pd.DataFrame | None = None  # the input, in key order (positions index it)
-    valid_id: np.ndarray | None = None  # normalised valid ID number per position, or None
-    cannot_link: list[tuple[int, int]] = field(default_factory=list)  # steward: different people
     fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
     prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
+
+    def members(self, c: Cluster) -> list[str]:
+        """A cluster's archive numbers (once each: the MPI may hold two rows under one number)."""
+        return list(dict.fromkeys(self.keys[m] for m in c.members))
 
     def explain(self, row: pd.Series) -> dict:
         """Per field: the agreement level and its weight (why the pair matches or not)."""
@@ -56,11 +57,20 @@ class DedupResult:
 def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
                 only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None,
-                index: pd.DataFrame | None = None) -> DedupResult:
+                index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None) -> DedupResult:
+    """``only``: the records to compare (an incremental run's new and changed archives), with the
+    ``model`` and normalised ``index`` of the run before; ``earlier``: that run's match pairs
+    (columns left, right), which make the clusters together with this run's."""
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
-    # the same records give the same result whatever order a database returned them in
-    order = np.argsort(df[spec.key].astype(str).to_numpy(), kind="stable")
+    # the same records give the same result whatever order a database returned them in (rows that
+    # share an archive number, a defect of their own, are ordered by their content)
+    key = df[spec.key].astype(str).to_numpy()
+    shared = pd.Series(key).duplicated(keep=False).to_numpy()
+    tie = np.zeros(len(df), dtype=np.uint64)
+    if shared.any():
+        tie[shared] = pd.util.hash_pandas_object(df[shared].astype(str), index=False).to_numpy()
+    order = np.lexsort((tie, key))
     df = df.iloc[order].reset_index(drop=True)
     if only is not None:
         only = np.asarray(only)[order]
@@ -128,17 +138,17 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     pairs = _apply_decisions(pairs, decisions)
 
     say("clustering")
-    m = pairs[pairs["decision"] == "match"]
     idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
     valid_id = P[idf].where(P[f"{idf}__valid"]).to_numpy(dtype=object) if idf else None
     cannot = _cannot_link(keys, decisions)
-    found = clusters(n, m["i"].to_numpy(), m["j"].to_numpy(), valid_id, cannot)
+    ei, ej = match_edges(keys, pairs, earlier, only, decisions)
+    found = clusters(n, ei, ej, valid_id, cannot)
     choose_survivors(found, df, valid_id, org_levels)
     stats["seconds"] = time.perf_counter() - t0
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, df, valid_id, cannot, model, P)
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P)
 
 
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
@@ -149,10 +159,14 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
     if index is None or only is None:
         return prepare(df, spec)
     keys = st.text(df[spec.key])
-    known = index.drop_duplicates("key").set_index("key")
-    redo = np.asarray(only) | ~keys.isin(known.index).to_numpy()
+    # rows that share an archive number are told apart by their rank under it (both runs order
+    # them by content); when one of them changed, the ranks may have too, so all are redone
+    at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
+    known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
+    only = np.asarray(only, dtype=bool)
+    redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
-    P = known.reindex(keys.to_numpy())
+    P = known.reindex(at)
     P.insert(0, "key", keys.to_numpy())
     P = P.reset_index(drop=True)
     fresh.index = np.flatnonzero(redo)
@@ -236,12 +250,53 @@ def _supervised(P: pd.DataFrame, spec: Spec, decisions: pd.DataFrame | None, bas
     return sup if sup.fit(compare.levels(P, spec, i, j), y, pair_tf(P, spec, i, j)) else None
 
 
+def _ordered(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs of archive numbers as the audit store keeps them: the smaller number left."""
+    a, b = pairs["left"].to_numpy(dtype=object), pairs["right"].to_numpy(dtype=object)
+    swap = b < a
+    return pairs.assign(left=np.where(swap, b, a), right=np.where(swap, a, b))
+
+
+def _positions(keys: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Record positions of pairs of archive numbers. Where the MPI holds several rows under one
+    number (a defect the validation rules report), the pair joins every row of each: the chaining
+    guard then cuts the joins of two different valid ID numbers, so a run whose matches come from
+    the audit store (which names archives by number) clusters as the run that found them did."""
+    pos = pd.DataFrame({"key": keys, "p": np.arange(len(keys))})
+    e = pairs[pairs["left"] != pairs["right"]]
+    e = e.merge(pos, left_on="left", right_on="key").merge(pos, left_on="right", right_on="key", suffixes=("_l", "_r"))
+    return e["p_l"].to_numpy(dtype=np.int64), e["p_r"].to_numpy(dtype=np.int64)
+
+
+def match_edges(keys: np.ndarray, pairs: pd.DataFrame, earlier: pd.DataFrame | None, only: np.ndarray | None,
+                decisions: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the clusters are made of, the same way in full and incremental runs: this run's match
+    pairs, the ``earlier`` run's matches between archives this run did not compare again, and the
+    stewards' merges — never a pair a steward marked as two people. By archive number, then
+    record positions."""
+    parts = [pairs.loc[pairs["decision"] == "match", ["left", "right"]]]
+    if earlier is not None and len(earlier):
+        e = earlier[["left", "right"]]
+        if only is not None:  # this run's verdict on the records it compared again replaces the old one
+            redone = keys[np.asarray(only, dtype=bool)]
+            e = e[~(e["left"].isin(redone) | e["right"].isin(redone))]
+        parts.append(e)
+    d = _ordered(decisions) if decisions is not None and not decisions.empty else \
+        pd.DataFrame(columns=["left", "right", "decision"])
+    parts.append(d.loc[d["decision"] == "merge", ["left", "right"]])
+    edges = _ordered(pd.concat(parts, ignore_index=True)).drop_duplicates()
+    apart = d.loc[d["decision"] == "not_same", ["left", "right"]]
+    if len(apart):
+        edges = edges.merge(apart, how="left", indicator=True)
+        edges = edges.loc[edges["_merge"] == "left_only", ["left", "right"]]
+    return _positions(keys, edges)
+
+
 def _cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:
     if decisions is None or decisions.empty:
         return []
-    pos = {k: n for n, k in enumerate(keys)}
-    d = decisions[decisions["decision"] == "not_same"]
-    return [(pos[a], pos[b]) for a, b in zip(d["left"], d["right"]) if a in pos and b in pos]
+    i, j = _positions(keys, decisions.loc[decisions["decision"] == "not_same", ["left", "right"]])
+    return list(zip(i.tolist(), j.tolist()))
 
 
 def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.DataFrame:
@@ -262,4 +317,4 @@ def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.
 
 
 def cluster_keys(result: DedupResult) -> list[list[str]]:
-    return [[result.keys[m] for m in c.members] for c in result.clusters if c.status == "proposed"]
+    return [result.members(c) for c in result.clusters if c.status == "proposed"]

@@ -22,8 +22,6 @@ ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
 class Merge:
     survivor: str
     retired: str
-    cluster: int | None = None
-    decided_by: str | None = None
     decided_at: str | None = None
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .compare import LEVELS, NULL, levels
+from . import kinds
+from .compare import NULL, levels, n_levels
 from .spec import Spec
 
 EPS = 1e-6
@@ -27,10 +28,9 @@ class FSModel:
     m: list[np.ndarray] = field(default_factory=list)  # per field: P(level | match)
     u: list[np.ndarray] = field(default_factory=list)  # per field: P(level | non-match)
     prior: float = 1e-4  # P(match) for a candidate pair
-    iterations: int = 0
 
     def n_levels(self, k: int) -> int:
-        return len(LEVELS[self.spec.fields[k].kind])
+        return n_levels(self.spec.fields[k])
 
     # -- estimation ------------------------------------------------------------------------
     def estimate_u(self, prepared: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 300_000) -> None:
@@ -72,7 +72,6 @@ class FSModel:
             prior = float(np.clip(p.mean(), EPS, 1 - EPS))
             delta = max(np.abs(new[k] - m[k]).max() for k in fields)
             m = new
-            self.iterations += 1
             if delta < tol:
                 break
         return m
@@ -133,7 +132,7 @@ class FSModel:
             out.append({"field": f.name, "kind": f.kind, "levels": [
                 {"level": name, "m": float(self.m[k][lv]), "u": float(self.u[k][lv]),
                  "weight": float(np.log2(max(self.m[k][lv], EPS) / max(self.u[k][lv], EPS)))}
-                for lv, name in enumerate(LEVELS[f.kind])]})
+                for lv, name in enumerate(kinds.get(f.kind).levels)]})
         return out
 
 
@@ -168,7 +167,7 @@ class SupervisedModel:
     def _design(self, L: np.ndarray, tf: np.ndarray | None) -> np.ndarray:
         cols = [self.base.weights(L, tf).sum(axis=1, keepdims=True)]
         for k, f in enumerate(self.spec.fields):
-            cols.append(np.stack([(L[:, k] == lv) for lv in range(len(LEVELS[f.kind]))], axis=1))
+            cols.append(np.stack([(L[:, k] == lv) for lv in range(n_levels(f))], axis=1))
         return np.concatenate(cols, axis=1).astype(float)
 
     def fit(self, L: np.ndarray, y: np.ndarray, tf: np.ndarray | None = None) -> bool:
@@ -182,7 +181,7 @@ class SupervisedModel:
         w = lr.coef_[0] / np.log(2)  # in bits, like Fellegi–Sunter weights
         self.scale, self.coef, pos = float(w[0]), [], 1
         for f in self.spec.fields:
-            n = len(LEVELS[f.kind])
+            n = n_levels(f)
             self.coef.append(w[pos:pos + n])
             pos += n
         self.intercept = float(lr.intercept_[0] / np.log(2))

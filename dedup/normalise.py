@@ -100,43 +100,56 @@ def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
 
 def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     """Derived columns for comparison and blocking, one row per record, positionally indexed."""
+    from . import kinds  # imported here: the built-in kinds (compare.py) use this module
+
     df = df.reset_index(drop=True)
     out = pd.DataFrame({"key": st.text(df[spec.key])}, index=df.index)
     for f in spec.fields:
-        _derive(out, df, f)
+        raw = df[f.column] if f.column in df else pd.Series(None, index=df.index, dtype=object)
+        for col, values in kinds.get(f.kind).derive(raw, f).items():
+            out[col] = values
+        if f.tf:
+            freq = out[f.name].value_counts(normalize=True)
+            out[f"{f.name}__tf"] = out[f.name].map(freq).astype(float)
     return out
 
 
-def _derive(out: pd.DataFrame, df: pd.DataFrame, f: FieldSpec) -> None:
-    raw = df[f.column] if f.column in df else pd.Series(None, index=df.index, dtype=object)
-    n = f.name
-    if f.kind == "id_number_cn":
-        norm = st.normalise_id(raw)
-        out[n] = norm.where(norm.str.len() == 18)
-        out[f"{n}__valid"] = st.id_valid(norm)
-        out[f"{n}_prefix14"] = out[n].str[:14].where(out[n].str[:14].str.fullmatch(r"\d{14}").eq(True))
-    elif f.kind == "name_zh":
-        out[n] = name_zh(raw)
-        out["name_key"] = _per_distinct(out[n], first_reading)
-    elif f.kind == "date":
-        d = st.datetimes(raw).dt.normalize()
-        out[n] = d
-        out[f"{n.split('_')[0]}_year"] = d.dt.year.astype("Int64").astype(str).where(d.notna())
-        out[f"{n}__text"] = d.dt.strftime("%Y-%m-%d").where(d.notna())
-    elif f.kind == "phone":
-        out[n] = phone(raw)
-    elif f.kind == "address":
-        out[n] = address(raw)
-        out[f"{n}_street"] = street(out[n])
-        out[f"{n}_community"] = community(out[n], out[f"{n}_street"])
-    else:  # name, string, exact
-        t = st.text(raw)
-        if f.kind in ("name", "string"):
-            t = t.str.lower().str.replace(r"\s+", " ", regex=True)
-        out[n] = t.where(~t.isin(f.missing))
-    if f.tf:
-        freq = out[n].value_counts(normalize=True)
-        out[f"{n}__tf"] = out[n].map(freq).astype(float)
+# -- the built-in kinds' derived columns (registered in compare.py) ---------------------------------
+def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    norm = st.normalise_id(raw)
+    n = norm.where(norm.str.len() == 18)
+    prefix = n.str[:14]
+    return {f.name: n, f"{f.name}__valid": st.id_valid(norm),
+            f"{f.name}_prefix14": prefix.where(prefix.str.fullmatch(r"\d{14}").eq(True))}
+
+
+def derive_name_zh(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    n = name_zh(raw)
+    return {f.name: n, "name_key": _per_distinct(n, first_reading)}
+
+
+def derive_date(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    d = st.datetimes(raw).dt.normalize()
+    return {f.name: d, f"{f.name.split('_')[0]}_year": d.dt.year.astype("Int64").astype(str).where(d.notna()),
+            f"{f.name}__text": d.dt.strftime("%Y-%m-%d").where(d.notna())}
+
+
+def derive_phone(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    return {f.name: phone(raw)}
+
+
+def derive_address(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    a = address(raw)
+    s = street(a)
+    return {f.name: a, f"{f.name}_street": s, f"{f.name}_community": community(a, s)}
+
+
+def derive_text(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    """name, string (lower case, spaces collapsed) and exact (as is); ``missing`` values dropped."""
+    t = st.text(raw)
+    if f.kind in ("name", "string"):
+        t = t.str.lower().str.replace(r"\s+", " ", regex=True)
+    return {f.name: t.where(~t.isin(f.missing))}
 
 
 def blocking_key(prepared: pd.DataFrame, fields: list[str]) -> pd.Series:

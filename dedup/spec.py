@@ -5,23 +5,31 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from healthqa.errors import ConfigError
-
-Kind = Literal["id_number_cn", "name_zh", "name", "date", "phone", "address", "string", "exact"]
 
 
 class FieldSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: Kind
+    kind: str  # a registered comparison kind (kinds.py): built in, or from a plugin
     column: str
     tf: bool = False
     missing: list[str] = Field(default_factory=list)  # values that mean "unknown"
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from . import kinds  # imported here: the built-in kinds import this module
+
+        try:
+            kinds.get(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class Thresholds(BaseModel):
@@ -46,6 +54,7 @@ class PriorFrom(BaseModel):
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    plugins: list[str] = Field(default_factory=list)  # modules registering comparison kinds
     table: str
     key: str
     fields: list[FieldSpec]
@@ -56,6 +65,20 @@ class Spec(BaseModel):
     distinct_ids_guard: bool = True
     prior_from: PriorFrom | None = None  # default: the ID field, its recall learned by EM
     identity_evidence: bool = True  # phone and address alone never make a match (see engine)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins(cls, data):
+        """The plugins' kinds are registered before the fields naming them are validated."""
+        from . import kinds
+
+        if isinstance(data, dict):
+            for path in data.get("plugins") or []:
+                try:
+                    kinds.REGISTRY.load_module(path)
+                except ConfigError as e:
+                    raise ValueError(str(e)) from None
+        return data
 
     @property
     def columns(self) -> list[str]:
@@ -70,7 +93,8 @@ def load(path: str | Path) -> Spec:
         raise ConfigError(f"{p}: comparison spec not found") from None
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"{p}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        where = ".".join(map(str, err["loc"])) or "plugins"  # the plugins are loaded before any field
+        raise ConfigError(f"{p}: {where}: {err['msg']}") from None
 
 
 @cache

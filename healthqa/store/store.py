@@ -6,7 +6,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -18,6 +20,9 @@ from sqlalchemy.orm import sessionmaker
 
 from ..errors import HealthqaError
 from .models import Run, Watermark
+
+if TYPE_CHECKING:
+    from .dedup import DedupRecords
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -85,6 +90,13 @@ class AuditStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @cached_property
+    def dedup(self) -> "DedupRecords":
+        """Duplicate-archive pairs, clusters and steward decisions (``store/dedup.py``)."""
+        from .dedup import DedupRecords  # imported here: it imports this module
+
+        return DedupRecords(self)
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, kind: str, scope: dict | None = None) -> RunContext:

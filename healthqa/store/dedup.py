@@ -1,0 +1,148 @@
+"""The audit store's duplicate-archive records: suggested pairs, clusters, steward decisions.
+
+``store.dedup`` is the one place these tables are read and written: the dedup pipeline, the steward
+console and the reports ask it, and never write queries of their own. Plain data in and out
+(DataFrames, dicts); archives are named by their archive number, as the steward sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from sqlalchemy import delete, or_, select
+
+from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
+from .store import now
+
+if TYPE_CHECKING:
+    from .store import AuditStore
+
+DECISIONS = ("merge", "not_same", "skip")
+DECISION_COLUMNS = ["left", "right", "decision", "user_id", "decided_at"]
+
+
+class DedupRecords:
+    """Queries on the dedup tables of one audit store."""
+
+    def __init__(self, store: "AuditStore"):
+        self._store = store
+
+    # -- steward decisions -------------------------------------------------------------------
+    def active_decisions(self, source: str) -> pd.DataFrame:
+        """The decisions in force (not undone), the latest per pair: columns left, right, decision,
+        user_id, decided_at."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision).where(StewardDecision.source == source,
+                                                           StewardDecision.undone_at.is_(None))
+                             .order_by(StewardDecision.decided_at, StewardDecision.id)).scalars().all()
+            return pd.DataFrame([{"left": r.left_id, "right": r.right_id, "decision": r.decision,
+                                  "user_id": r.user_id, "decided_at": r.decided_at} for r in rows],
+                                columns=DECISION_COLUMNS).drop_duplicates(["left", "right"], keep="last")
+
+    def decide(self, source: str, left: str, right: str, decision: str, user: str | None = None,
+               note: str | None = None) -> None:
+        """Record a steward's decision on a pair, and who made it."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        a, b = sorted((left, right))
+        at = now()
+        with self._store.session() as s:
+            s.add(StewardDecision(source=source, left_id=a, right_id=b, decision=decision, note=note, decided_at=at))
+            s.add(AuditLog(at=at, user_name=user, action=f"steward_{decision}", subject=f"{a}|{b}",
+                           detail={"source": source}))
+
+    def undo(self, source: str, left: str, right: str, user: str | None = None) -> int:
+        """Undo the decisions in force on a pair (they are kept, marked undone); how many."""
+        a, b = sorted((left, right))
+        at = now()
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision).where(
+                StewardDecision.source == source, StewardDecision.left_id == a, StewardDecision.right_id == b,
+                StewardDecision.undone_at.is_(None))).scalars().all()
+            for r in rows:
+                r.undone_at = at
+            s.add(AuditLog(at=at, user_name=user, action="steward_undo", subject=f"{a}|{b}", detail={"source": source}))
+            return len(rows)
+
+    # -- what the runs found -------------------------------------------------------------------
+    def last_model(self, source: str) -> dict | None:
+        """The model the newest successful dedup run of ``source`` learned (as it stored it)."""
+        with self._store.session() as s:
+            runs = s.execute(select(Run.scope).where(Run.kind == "dedup", Run.status == "success")
+                             .order_by(Run.id.desc())).scalars()
+            for scope in runs:
+                if (scope or {}).get("source") == source and scope.get("model"):
+                    return scope["model"]
+        return None
+
+    def matches(self, source: str) -> pd.DataFrame:
+        """The stored match pairs of ``source``: columns left, right."""
+        with self._store.session() as s:
+            rows = s.execute(select(DedupPair.left_id, DedupPair.right_id).where(
+                DedupPair.source == source, DedupPair.decision == "match")).all()
+        return pd.DataFrame(rows, columns=["left", "right"])
+
+    def survivors(self, source: str) -> dict[str, str]:
+        """Archive number -> the survivor proposed for its stored cluster."""
+        with self._store.session() as s:
+            return dict(s.execute(select(DedupClusterMember.archive_id, DedupCluster.survivor_id)
+                                  .join(DedupCluster, DedupCluster.id == DedupClusterMember.cluster_id)
+                                  .where(DedupCluster.source == source)).all())
+
+    def clusters(self, source: str, statuses: Iterable[str] = ("proposed", "review")) -> list[dict]:
+        """Stored clusters: status, survivor, proposal and members (sorted), ordered by id."""
+        with self._store.session() as s:
+            found = s.execute(select(DedupCluster).where(DedupCluster.source == source,
+                                                         DedupCluster.status.in_(list(statuses)))
+                              .order_by(DedupCluster.id)).scalars().all()
+            members: dict[int, list[str]] = {}
+            for cid, aid in s.execute(select(DedupClusterMember.cluster_id, DedupClusterMember.archive_id)
+                                      .where(DedupClusterMember.cluster_id.in_([c.id for c in found]))):
+                members.setdefault(cid, []).append(aid)
+            return [{"id": c.id, "run_id": c.run_id, "status": c.status, "survivor": c.survivor_id,
+                     "proposal": c.proposal, "members": sorted(members.get(c.id, []))} for c in found]
+
+    def pairs(self, source: str) -> pd.DataFrame:
+        """Stored pairs: columns left, right, score, decision, run_id."""
+        with self._store.session() as s:
+            rows = s.execute(select(DedupPair.left_id, DedupPair.right_id, DedupPair.score, DedupPair.decision,
+                                    DedupPair.run_id).where(DedupPair.source == source)).all()
+        return pd.DataFrame(rows, columns=["left", "right", "score", "decision", "run_id"])
+
+    def save(self, run_id: int, source: str, pairs: list[dict], clusters: list[dict],
+             redone: Iterable[str] | None = None) -> None:
+        """Keep a run's findings. ``pairs``: dicts left, right, score, decision, explanation;
+        ``clusters``: dicts status, survivor, proposal, members (archive numbers).
+
+        A full run (``redone`` None) replaces every stored pair of the source; an incremental run
+        replaces the pairs involving the archives it compared again (``redone``) and the pairs it
+        found anew. Clusters awaiting a steward (proposed, review) are always replaced: every run
+        computes all of them."""
+        at = now()
+        with self._store.session() as s:
+            if redone is None:
+                s.execute(delete(DedupPair).where(DedupPair.source == source))
+            else:
+                redone = sorted(set(redone))
+                for k in range(0, len(redone), 500):  # bounded IN lists
+                    part = redone[k:k + 500]
+                    s.execute(delete(DedupPair).where(DedupPair.source == source, or_(
+                        DedupPair.left_id.in_(part), DedupPair.right_id.in_(part))))
+                for p in pairs:
+                    s.execute(delete(DedupPair).where(DedupPair.source == source, DedupPair.left_id == p["left"],
+                                                      DedupPair.right_id == p["right"]))
+            s.add_all([DedupPair(run_id=run_id, source=source, left_id=p["left"], right_id=p["right"],
+                                 score=float(p["score"]), decision=p["decision"], explanation=p.get("explanation"),
+                                 created_at=at) for p in pairs])
+            old = select(DedupCluster.id).where(DedupCluster.source == source,
+                                                DedupCluster.status.in_(["proposed", "review"]))
+            s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(old)))
+            s.execute(delete(DedupCluster).where(DedupCluster.id.in_(old.scalar_subquery())))
+            for c in clusters:
+                row = DedupCluster(run_id=run_id, source=source, status=c["status"], survivor_id=c.get("survivor"),
+                                   proposal=c.get("proposal"), created_at=at)
+                s.add(row)
+                s.flush()
+                s.add_all([DedupClusterMember(cluster_id=row.id, archive_id=m) for m in dict.fromkeys(c["members"])])
