@@ -111,6 +111,20 @@ class DedupRecords:
                                     DedupPair.run_id).where(DedupPair.source == source)).all()
         return pd.DataFrame(rows, columns=["left", "right", "score", "decision", "run_id"])
 
+    def summary(self, source: str) -> dict[str, int]:
+        """Counts for reports: pairs suggested (match) and to review, decisions in force (merged,
+        rejected as not the same person), and suggestions no steward has decided yet (pending)."""
+        pairs = self.pairs(source)
+        decided = self.active_decisions(source)
+        final = decided[decided["decision"].isin(["merge", "not_same"])]
+        open_pairs = pairs[pairs["decision"].isin(["match", "review"])]
+        done = set(zip(final["left"], final["right"], strict=True))
+        pending = sum((a, b) not in done and (b, a) not in done
+                      for a, b in zip(open_pairs["left"], open_pairs["right"], strict=True))
+        return {"suggested": int((pairs["decision"] == "match").sum()), "review": int((pairs["decision"] == "review").sum()),
+                "merged": int((final["decision"] == "merge").sum()), "rejected": int((final["decision"] == "not_same").sum()),
+                "pending": int(pending)}
+
     def save(self, run_id: int, source: str, pairs: list[dict], clusters: list[dict],
              redone: Iterable[str] | None = None) -> None:
         """Keep a run's findings. ``pairs``: dicts left, right, score, decision, explanation;
