@@ -133,10 +133,11 @@ def _load(path: Path) -> config_mod.Config:
 
 @contextmanager
 def progress(label: str, total: int) -> Iterator[Callable[..., None]]:
-    """The progress bar of every long command: on stderr, gone when done. Yields
-    ``step(what, done=None)``: one more unit done (or ``done`` units in all), now working on ``what``."""
+    """The progress bar of every long command: on stderr, gone when done, and none when stderr is a
+    log file or a pipe (there it would only leave blank lines). Yields ``step(what, done=None)``: one
+    more unit done (or ``done`` units in all), now working on ``what``."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(label, total=total)
 
         def step(what: str | None = None, done: int | None = None) -> None:
@@ -275,24 +276,21 @@ def _validation_table(run, source: str) -> Table:
     from ..expectations.runner import format_pct
 
     t = Table(title=f"校验结果 validation (run {run.run_id}, source {source})", title_justify="left")
-    longest = max((len(r.rule.id) for _, r in run.results), default=8)
-    t.add_column("规则 rule / 含义 meaning", overflow="fold", min_width=min(longest, 24), ratio=3)
-    t.add_column("表 table", overflow="fold")
-    t.add_column("维度 dimension", overflow="fold")
-    t.add_column("等级", overflow="fold")
-    for col in ("违规 violations", "适用 rows", "比例 %", "阈值 threshold"):
+    # headers in two lines (Chinese over English) so that short numbers get narrow columns
+    t.add_column("规则 rule\n含义 meaning", overflow="fold")
+    t.add_column("表 table\n维度 dimension", overflow="fold")
+    for col in ("违规\nviolations", "适用\nrows", "比例\n%", "阈值\nthreshold"):
         t.add_column(col, justify="right", overflow="fold")
-    t.add_column("状态 status", overflow="fold", ratio=1)
-    t.add_column("较上次 change", justify="right", overflow="fold")
+    t.add_column("状态\nstatus", overflow="fold")
+    t.add_column("较上次\nchange", justify="right", overflow="fold")
     had_before = bool(run.previous)
     for tv, r in run.results:
-        rule = Text(r.rule.id, style="bold")
-        rule.append("\n" + r.rule.zh, style="dim")
+        rule = Text.assemble((r.rule.id, "bold"), "\n", (r.rule.zh, "dim"))
         status = Text.from_markup(STATUS[r.status])
         if r.error:
             status.append(" " + r.error)
         before = run.previous.get((tv.source, tv.table, r.rule.id))
-        t.add_row(rule, tv.table, r.rule.dimension, r.rule.severity, f"{r.violations:,}", f"{r.denominator:,}",
+        t.add_row(rule, f"{tv.table}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}", f"{r.denominator:,}",
                   format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
                   _change(r.violation_pct, before, had_before))
     return t

@@ -112,33 +112,45 @@ def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
     return refs
 
 
+def _filters_apply(reader, table: str, org: bool, window: bool) -> bool:
+    """Whether an institution filter / a time window can select rows of ``table``: a table without
+    an institution column (the register of institutions) or without a time column is read whole."""
+    return (not org or bool(canonical.table(table).org)) and \
+        (not window or bool(reader.cfg.sampling_for(table).time_column or canonical.table(table).time))
+
+
 def validation_scope(reader, table: str, orgs: tuple[str, ...], since, until) -> Scope:
     """The table's configured sampling with the engineer's filters. Incremental sampling serves the
     nightly run; an ad-hoc validation reads its whole window instead."""
     sampling = reader.cfg.sampling_for(table)
     if sampling.method == "incremental":
         sampling = sampling.model_copy(update={"method": "full"})
-    if orgs and not canonical.table(table).org:
-        orgs = ()  # a table without institutions (none so far) is read whole
+    if not _filters_apply(reader, table, org=True, window=False):
+        orgs = ()
+    if not _filters_apply(reader, table, org=False, window=True):
+        since = until = None
     return Scope(sampling=sampling, orgs=orgs, since=since, until=until)
 
 
 def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str, ...], since, until) -> None:
     """Refuse filters that match nothing, before any work: each institution code must match a row of
-    some table in the window, and the window must hold a row of some table. Counting is pushed to
-    the source (SQL ``COUNT``), one query per table and code."""
+    some table it applies to (in the window, if one is given), and a window must hold a row of some
+    table with a time column. Counting is pushed to the source (SQL ``COUNT``)."""
     if not (orgs or since or until):
         return
+    window = bool(since or until)
     with open_source(cfg, source) as reader:
         for org in orgs or (None,):
             picked = (org,) if org else ()
-            if any(reader.count(t, validation_scope(reader, t, picked, since, until)) for t in tables):
+            applies = [t for t in tables if _filters_apply(reader, t, org=bool(org), window=window)]
+            if any(reader.count(t, validation_scope(reader, t, picked, since, until)) for t in applies):
                 continue
             what = " ".join(filter(None, [f"--org {org}" if org else "",
                                           f"--since {since.isoformat(sep=' ')}" if since else "",
                                           f"--until {until.isoformat(sep=' ')}" if until else ""]))
-            raise NothingMatched(f"没有匹配的记录 nothing matched {what} in source {source} "
-                                 f"({', '.join(tables)})")
+            where = (f"in source {source} ({', '.join(applies)})" if applies else
+                     f"the filter applies to none of {', '.join(tables)} (no institution or time column)")
+            raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
 
 
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
