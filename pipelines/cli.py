@@ -86,7 +86,7 @@ class _Command(TyperCommand):
 
 
 _HELP = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(name="healthqa", cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings=_HELP,
                   help="healthqa：区域卫生信息平台数据质量与完整性稽核 / data-quality auditing for regional health platforms")
 sources_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="数据源 / sources")
