@@ -421,3 +421,16 @@ def test_nightly_run_is_finished_after_its_duplicate_scan(small, monkeypatch):
     with AuditStore(f"sqlite:///{small / 'audit.db'}") as store:
         night = store.runs.recent(1)[0]
     assert (night.kind, night.status, night.message) == ("nightly", "partial", "dedup: RuntimeError: the index is corrupt")
+
+
+def test_the_source_of_a_table_is_looked_up_one_way(tmp_path, built):
+    """`dedup --source` must map the archives; without it, the source that maps them is found."""
+    folder, _ = built
+    refused(invoke("dedup", "--config", folder / "healthqa.yml", "--source", "drc"),
+            "source drc: table person is not mapped by this source (mapped: organization")
+    refused(invoke("dedup", "--config", folder / "healthqa.yml", "--source", "nope"), "source nope: no such source")
+    p = tmp_path / "c.yml"
+    p.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'a.db'}'}}\nsources:\n  drc:\n    kind: sqlalchemy\n"
+                 f"    url: 'sqlite:///{folder / 'drc.db'}'\n    tables:\n"
+                 "      organization: {table: tb_jgxx, columns: {org_code: JGDM}}\n", encoding="utf-8")
+    refused(invoke("dedup", "--config", p), "c.yml: sources: no source maps the table person")
