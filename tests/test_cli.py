@@ -17,7 +17,8 @@ runner = CliRunner()
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    # output into a pipe is 160 columns wide unless COLUMNS says otherwise (pytest-xdist sets it to 80)
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": None})
 
 
 @pytest.fixture(scope="module")
