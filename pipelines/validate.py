@@ -172,15 +172,17 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
                         or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
     scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
                  "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
-    if nightly is not None or store is None:
-        out = _validate_tables(cfg, source, wanted, orgs, since, until, store, on_table, all_keys, nightly)
-        if nightly is not None:
-            store.results.record(nightly.id, _stored(out))
-        return ValidationRun(nightly.id if nightly else None, scope_doc, out)
+    args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
+    if nightly is not None:
+        out = _validate_tables(*args, nightly)
+        store.results.record(nightly.id, _stored(out))
+        return ValidationRun(nightly.id, scope_doc, out)
     require_matches(cfg, source, wanted, orgs, since, until)
+    if store is None:
+        return ValidationRun(None, scope_doc, _validate_tables(*args, None))
     previous = store.results.previous(scope_doc)
     with store.runs.start("validate", scope_doc) as run:
-        out = _validate_tables(cfg, source, wanted, orgs, since, until, store, on_table, all_keys, None)
+        out = _validate_tables(*args, None)
         store.results.record(run.id, _stored(out))
     return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()})
 

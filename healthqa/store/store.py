@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from ..errors import HealthqaError
 from .models import Base
 from .results import Results
-from .runs import RunContext, Runs, Watermarks, now  # noqa: F401 - now: the store's clock, shared
+from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
