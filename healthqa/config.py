@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import canonical
-from .errors import ConfigError
+from .errors import ConfigError, SourceError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -202,6 +202,23 @@ class Config(_Strict):
     reports: Reports = Reports()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
+
+    def source_of(self, table: str, name: str | None = None, *, required: bool = False) -> str | None:
+        """Which source maps the canonical ``table``: ``name`` when given (it must exist and map the
+        table), else the first source in the file that maps it. ``None`` when none does, unless
+        ``required``: then a ConfigError saying so (a wrong ``name`` is always a SourceError)."""
+        if name is not None:
+            if name not in self.sources:
+                raise SourceError(name, f"no such source (configured: {', '.join(self.sources)})")
+            if table not in self.sources[name].tables:
+                raise SourceError(name, f"table {table} is not mapped by this source "
+                                        f"(mapped: {', '.join(self.sources[name].tables)})")
+            return name
+        found = next((n for n, s in self.sources.items() if table in s.tables), None)
+        if found is None and required:
+            raise ConfigError(f"{self.path.name if self.path else 'configuration'}: sources: "
+                              f"no source maps the table {table}")
+        return found
 
 
 def _interpolate(node: Any, path: str, errors: list[str]) -> Any:

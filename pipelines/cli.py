@@ -7,41 +7,112 @@ unreachable source, always with a one-line reason on stderr and never a tracebac
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
+
+try:  # typer >= 0.24 carries its own copy of click and does not re-export its usage errors
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - typer on top of click
+    from click import exceptions as _click_errors
 
 from .. import __version__
 from healthqa import config as config_mod
 from healthqa.errors import HealthqaError, SourceError
 from healthqa.store import AuditStore
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# `healthqa` with no arguments prints help; click >= 8.2 signals that with a usage error subclass
+_HELP_REQUESTS = tuple(filter(None, [getattr(_click_errors, "NoArgsIsHelpError", None)]))
+_TRUE, _FALSE = ("yes", "y", "true", "t", "on", "1"), ("no", "n", "false", "f", "off", "0")
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except _HELP_REQUESTS:
+        raise
+    except _click_errors.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "healthqa"
+        fail(f"{e.format_message()} (see `{where} -h`)", e.exit_code)
+
+
+class _Group(TyperGroup):
+    """Usage errors (a missing option, a mistyped command or value) are one line on stderr like every
+    other error, instead of click's framed usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+class _Command(TyperCommand):
+    """A boolean flag pair also takes a value, for scripts and schedulers that pass one:
+    ``--incremental=yes`` is ``--incremental``, ``--incremental=no`` is ``--full`` (and the reverse
+    for ``--full=…``); yes/no, true/false, on/off, 1/0."""
+
+    def parse_args(self, ctx, args):
+        pairs: dict[str, tuple[str, str]] = {}
+        for p in self.params:
+            if getattr(p, "is_flag", False) and p.secondary_opts:
+                pairs |= {o: (p.opts[0], p.secondary_opts[0]) for o in p.opts}
+                pairs |= {o: (p.secondary_opts[0], p.opts[0]) for o in p.secondary_opts}
+        out = []
+        for a in args:
+            name, eq, value = a.partition("=")
+            if eq and name in pairs:
+                v = value.strip().lower()
+                if v not in _TRUE + _FALSE:
+                    raise _click_errors.UsageError(f"{name}: expected yes or no, got {value!r}", ctx)
+                a = pairs[name][0] if v in _TRUE else pairs[name][1]
+            out.append(a)
+        return super().parse_args(ctx, out)
+
+
+_HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(name="healthqa", cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings=_HELP,
                   help="healthqa：区域卫生信息平台数据质量与完整性稽核 / data-quality auditing for regional health platforms")
-sources_app = typer.Typer(no_args_is_help=True, help="数据源 / sources")
-run_app = typer.Typer(no_args_is_help=True, help="运行稽核 / run an audit")
-users_app = typer.Typer(no_args_is_help=True, help="用户 / users")
+sources_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="数据源 / sources")
+run_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="运行稽核 / run an audit")
+users_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="用户 / users")
 app.add_typer(sources_app, name="sources")
 app.add_typer(run_app, name="run")
 app.add_typer(users_app, name="users")
 
-# a pipe or a log file gets wide tables instead of 80 columns
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+
+def _consoles() -> tuple[Console, Console]:
+    """A terminal gets its own width, COLUMNS when set wins, and a pipe or a log file gets wide
+    tables instead of 80 columns."""
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
+    return Console(width=width), Console(stderr=True)
+
+
+out, err = _consoles()
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="configuration file (YAML)")]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     for line in str(message).splitlines() or [""]:
-        err.print(f"[bold red]错误 error:[/] {line}", highlight=False, soft_wrap=True)
+        # the message is plain text: brackets in it (a path, "[yes|no]") are not markup
+        err.print(Text("错误 error: ", style="bold red") + Text(line), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -60,8 +131,38 @@ def _load(path: Path) -> config_mod.Config:
     return config_mod.load(path)
 
 
+@contextmanager
+def progress(label: str, total: int) -> Iterator[Callable[..., None]]:
+    """The progress bar of every long command: on stderr, gone when done, and none when stderr is a
+    log file or a pipe (there it would only leave blank lines). Yields ``step(what, done=None)``: one
+    more unit done (or ``done`` units in all), now working on ``what``."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+
+        def step(what: str | None = None, done: int | None = None) -> None:
+            bar.update(task, advance=None if done is not None else 1, completed=done,
+                       description=f"{label}: {what}" if what else label)
+        yield step
+
+
+def writable_file(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    if path is None:
+        return
+    folder = path.parent
+    if path.is_dir():
+        fail(f"无法写入 cannot write {option} {path}: 这是一个目录 it is a folder, expected a file")
+    if not folder.is_dir():
+        fail(f"无法写入 cannot write {option} {path}: 目录不存在 folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        fail(f"无法写入 cannot write {option} {path}: 没有写权限 permission denied")
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="print the version")] = False):
+    global out, err
+    out, err = _consoles()  # per invocation: COLUMNS may differ between invocations in one process
     if version:
         out.print(f"healthqa {__version__}")
         raise typer.Exit(0)
@@ -120,15 +221,13 @@ def nightly(cfg: config_mod.Config) -> int:
     from ..expectations.runner import format_pct
     from .nightly import run_nightly
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task("稽核 auditing", total=sum(len(s.tables) for s in cfg.sources.values()))
-        res = run_nightly(cfg, on_table=lambda t: progress.update(task, advance=1, description=f"稽核 {t}"))
+    with progress("稽核 auditing", sum(len(s.tables) for s in cfg.sources.values())) as step:
+        res = run_nightly(cfg, on_table=step)
     code = _render_checks(res.checks)
-    t = Table(title=f"夜间稽核 nightly audit (run {res.run_id})", title_justify="left")
+    t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
     for col in ("数据源 source", "标准表 table", "抽样 sampling", "行数 rows", "通过 pass", "不通过 fail",
                 "错误 error", "最差规则 worst rule"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for name, v in res.validations.items():
         for tv in v.tables:
             status = [r.status for r in tv.results]
@@ -137,7 +236,7 @@ def nightly(cfg: config_mod.Config) -> int:
                       str(status.count("fail")), str(status.count("error")),
                       f"{worst.rule.id} {format_pct(worst.violation_pct)}" if worst else "")
     for name, reason in res.failures.items():
-        t.add_row(name, "", "", "", "", "", "", f"[red]{reason}[/]")
+        t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     out.print(t)
     if res.dedup:
         st = res.dedup.result.stats
@@ -171,6 +270,32 @@ def _change(now: float | None, before: float | None, had_before: bool) -> str:
     return ("↑ +" if d > 0 else "↓ −") + format_pct(abs(d))
 
 
+def _validation_table(run, source: str) -> Table:
+    """Every rule with what it means and its threshold, so a pass at 0.9 % beside a fail at 0.13 %
+    explains itself. Rule ids are never cut: at narrow widths they fold onto the next line."""
+    from ..expectations.runner import format_pct
+
+    t = Table(title=f"校验结果 validation (run {run.run_id}, source {source})", title_justify="left")
+    # headers in two lines (Chinese over English) so that short numbers get narrow columns
+    t.add_column("规则 rule\n含义 meaning", overflow="fold")
+    t.add_column("表 table\n维度 dimension", overflow="fold")
+    for col in ("违规\nviolations", "适用\nrows", "比例\n%", "阈值\nthreshold"):
+        t.add_column(col, justify="right", overflow="fold")
+    t.add_column("状态\nstatus", overflow="fold")
+    t.add_column("较上次\nchange", justify="right", overflow="fold")
+    had_before = bool(run.previous)
+    for tv, r in run.results:
+        rule = Text.assemble((r.rule.id, "bold"), "\n", (r.rule.zh, "dim"))
+        status = Text.from_markup(STATUS[r.status])
+        if r.error:
+            status.append(" " + r.error)
+        before = run.previous.get((tv.source, tv.table, r.rule.id))
+        t.add_row(rule, f"{tv.table}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}", f"{r.denominator:,}",
+                  format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
+                  _change(r.violation_pct, before, had_before))
+    return t
+
+
 @app.command()
 @user_errors
 def validate(
@@ -182,35 +307,24 @@ def validate(
     until: Annotated[Optional[datetime], typer.Option("--until", help="only rows up to this time")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write machine-readable results to this file")] = None,
 ):
-    """校验一个数据源（可限定表、机构、时间窗）/ validate a source's tables against the standards."""
+    """校验一个数据源（可限定表、机构、时间窗）/ validate a source's tables against the standards.
+
+    Exit 0 every rule passed, 1 a rule failed or could not run, 2 bad usage or filters that match nothing.
+    """
     import json
 
-    from ..expectations.runner import format_pct
     from .validate import validate_source
 
+    writable_file(json_out, "--json")
     cfg = _load(config)
     if since and until and since >= until:
         fail("--since must be before --until")
-    store = AuditStore(cfg.store.url)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with AuditStore(cfg.store.url) as store:
         n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
-        task = progress.add_task("校验 validating", total=n)
-        run = validate_source(cfg, source, tables=table or None, orgs=tuple(org or ()), since=since, until=until,
-                              store=store, on_table=lambda t: progress.update(task, advance=1, description=f"校验 {t}"))
-    store.close()
-    t = Table(title=f"校验结果 validation (run {run.run_id}, source {source})", title_justify="left")
-    for col, just in (("规则 rule", "left"), ("表 table", "left"), ("维度 dimension", "left"), ("等级", "left"),
-                      ("违规 violations", "right"), ("适用 rows", "right"), ("比例 %", "right"),
-                      ("状态 status", "left"), ("较上次 change", "right")):
-        t.add_column(col, justify=just)
-    had_before = bool(run.previous)
-    for tv, r in run.results:
-        before = run.previous.get((tv.source, tv.table, r.rule.id))
-        t.add_row(r.rule.id, tv.table, r.rule.dimension, r.rule.severity, f"{r.violations:,}", f"{r.denominator:,}",
-                  format_pct(r.violation_pct), STATUS[r.status] + (f" {r.error}" if r.error else ""),
-                  _change(r.violation_pct, before, had_before))
-    out.print(t)
+        with progress("校验 validating", n) as step:
+            run = validate_source(cfg, source, tables=table or None, orgs=tuple(org or ()), since=since,
+                                  until=until, store=store, on_table=step)
+    out.print(_validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "
               f"(rows read: {', '.join(f'{tv.table} {tv.rows:,}' for tv in run.tables)})", highlight=False)
@@ -222,33 +336,34 @@ def validate(
     raise typer.Exit(1 if run.failed else 0)
 
 
-@app.command()
+DEDUP_STEPS = ["normalising", "estimating u from random pairs", "blocking and comparing", "training (EM)",
+               "classifying", "clustering"]
+
+
+@app.command(cls=_Command)
 @user_errors
 def dedup(
     config: ConfigOpt,
     source: Annotated[Optional[str], typer.Option("--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write pairs, clusters and the model to this file")] = None,
-    truth: Annotated[Optional[Path], typer.Option("--truth", help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
-    spec: Annotated[Optional[Path], typer.Option("--spec", help="comparison spec (default: the shipped person spec)")] = None,
-    incremental: Annotated[bool, typer.Option("--incremental", help="match only new and changed archives against the index")] = False,
-    merge_instructions: Annotated[Optional[Path], typer.Option("--merge-instructions", help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
+    truth: Annotated[Optional[Path], typer.Option("--truth", exists=True, dir_okay=False, help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", exists=True, dir_okay=False, help="comparison spec (default: the shipped person spec)")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental/--full", help="match only new and changed archives against the index (also --incremental=yes|no)")] = False,
+    merge_instructions: Annotated[Optional[Path], typer.Option("--merge-instructions", file_okay=False, help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
     import json
 
     from .dedup import accepted_merges, run_dedup
 
+    writable_file(json_out, "--json")
     cfg = _load(config)
-    store = AuditStore(cfg.store.url)
-    steps = ["normalising", "estimating u from random pairs", "blocking and comparing", "training (EM)",
-             "classifying", "clustering"]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task("查重 dedup", total=len(steps))
-        run = run_dedup(cfg, store, source=source, spec_path=str(spec) if spec else None, truth=truth,
-                        incremental=incremental,
-                        progress=lambda step: progress.update(task, completed=steps.index(step) if step in steps else 0,
-                                                              description=f"查重 {step}"))
+    with AuditStore(cfg.store.url) as store:
+        with progress("查重 dedup", len(DEDUP_STEPS)) as step:
+            run = run_dedup(cfg, store, source=source, spec_path=str(spec) if spec else None, truth=truth,
+                            incremental=incremental,
+                            progress=lambda what: step(what, done=DEDUP_STEPS.index(what) if what in DEDUP_STEPS else 0))
+        merges = accepted_merges(store, run.source) if merge_instructions else None
     st = run.result.stats
     t = Table(title=f"重复档案筛查 dedup (run {run.run_id}, source {run.source}{', incremental' if run.incremental else ''})",
               title_justify="left")
@@ -279,35 +394,56 @@ def dedup(
     if json_out:
         json_out.write_text(json.dumps(run.as_json(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         out.print(f"JSON: {json_out}", highlight=False)
-    if merge_instructions:
+    if merges is not None:
         from ..dedup.merge import write_all
 
-        merges = accepted_merges(store, run.source)
         files = write_all(merges, merge_instructions)
         out.print(f"合并指令 merge instructions ({len(merges)} accepted merges): "
                   + ", ".join(str(f) for f in files.values()), highlight=False)
-    store.close()
+
+
+DEMO_FILES = ("healthqa.yml", "audit.db", "mpi.db", "drc.db", "qc.db")
+# what rebuilding a demo folder deletes with its audit store, in the order a user cares about it
+AT_STAKE = (("steward_decisions", "审核决定 steward decisions"), ("runs", "运行 runs"),
+            ("users", "用户 users"), ("findings", "问题单 findings"), ("rule_results", "规则结果 rule results"),
+            ("dedup_pairs", "重复对 duplicate pairs"), ("audit_log", "审计日志 audit-log entries"))
+
+
+def _refuse_rebuild(folder: Path) -> None:
+    """A folder that already holds a platform is rebuilt only with --force: its audit store (runs,
+    steward decisions, users …) would be deleted."""
+    present = [f for f in DEMO_FILES if (folder / f).exists()]
+    if not present:
+        return
+    lost = ""
+    if (folder / "audit.db").exists():
+        with AuditStore(f"sqlite:///{(folder / 'audit.db').resolve()}", upgrade=False) as old:
+            counts = old.counts()
+        lost = "; 将丢失 would lose " + ", ".join(f"{label} {counts.get(t, 0):,}" for t, label in AT_STAKE)
+    fail(f"目录已有模拟平台 {folder} already holds a platform ({', '.join(present)}){lost}; "
+         f"加 --force 重建 rebuild with --force, or choose another --dir")
 
 
 @app.command()
 @user_errors
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", help="where to build the synthetic platform")] = Path("healthqa-demo"),
+    dir: Annotated[Path, typer.Option("--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
     persons: Annotated[int, typer.Option("--persons", min=100, help="resident archives to generate")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="random seed (same seed, same platform)")] = 20251125,
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""
     from healthqa.demo import DemoOptions, generate
 
+    if not force:
+        _refuse_rebuild(dir)
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
     # a new platform gets a new audit store: old watermarks would hide the new data
     (dir / "audit.db").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task("生成档案 generating archives", total=persons)
-        result = generate(dir, opts, progress=lambda done, total: progress.update(task, completed=done))
+    with progress("生成档案 generating archives", persons) as step:
+        result = generate(dir, opts, progress=lambda done, total: step(done=done))
     out.print(f"[bold]模拟平台已生成 synthetic platform built[/] in {time.perf_counter() - t0:.1f}s: {dir.resolve()}")
     t = Table(show_header=True, title_justify="left")
     t.add_column("标准表 table")
@@ -334,12 +470,12 @@ def users_add(
     config: ConfigOpt,
 ):
     """添加用户 / add a user of the console."""
-    from healthqa.store.users import add_user
+    from healthqa.store.users import ROLES, add_user
 
-    if role not in ("steward", "qc_manager", "engineer", "admin"):
-        fail(f"--role: expected steward, qc_manager, engineer or admin, got {role!r}")
-    store = AuditStore(_load(config).store.url)
-    add_user(store, name, role)
+    if role not in ROLES:
+        fail(f"--role: expected {', '.join(ROLES)}, got {role!r}")
+    with AuditStore(_load(config).store.url) as store:
+        add_user(store, name, role)
     out.print(f"已添加用户 user added: {name} ({role})")
 
 

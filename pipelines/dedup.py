@@ -21,7 +21,6 @@ import pandas as pd
 from healthqa import canonical
 from healthqa import standards as st
 from healthqa.config import Config, Sampling
-from healthqa.errors import SourceError
 from healthqa.store import AuditStore
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
@@ -62,21 +61,8 @@ class DedupRun:
         return doc
 
 
-def person_source(cfg: Config, table: str, source: str | None) -> str:
-    if source:
-        if source not in cfg.sources:
-            raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
-        if table not in cfg.sources[source].tables:
-            raise SourceError(source, f"table {table} is not mapped by this source")
-        return source
-    for name, s in cfg.sources.items():
-        if table in s.tables:
-            return name
-    raise SourceError("?", f"no source maps the table {table}")
-
-
 def _org_levels(cfg: Config) -> dict[str, str]:
-    src = next((n for n, s in cfg.sources.items() if "organization" in s.tables), None)
+    src = cfg.source_of("organization")
     if src is None:
         return {}
     with open_source(cfg, src) as r:
@@ -100,7 +86,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     spec = specs.load(spec_path) if spec_path else specs.builtin()
     if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's
         spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
-    source = person_source(cfg, spec.table, source)
+    source = cfg.source_of(spec.table, source, required=True)
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
     with open_source(cfg, source) as r:
         df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=spec.columns + extra)
@@ -108,7 +94,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     only, prior_model, wm = None, None, None
     updated = pd.to_datetime(df["updated_at"], errors="coerce", format="mixed") if "updated_at" in df else None
     if incremental and updated is not None:
-        wm = store.watermark(source, spec.table, WATERMARK)
+        wm = store.watermarks.get(source, spec.table, WATERMARK)
         stored = store.dedup.last_model(source)
         prior_model = FSModel.from_dict(spec, stored) if stored else None
         if wm is not None and prior_model is not None:
@@ -121,13 +107,12 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
                                 progress=progress, model=prior_model, index=index, earlier=earlier)
     result.prepared.to_parquet(index_file, index=False)
-    ctx = store.start_run("dedup", {"source": source, "table": spec.table, "incremental": incremental,
-                                    "spec": spec_path or "builtin", "model": result.fs_model.to_dict()})
-    redone = None if only is None else st.text(df[spec.key])[only].tolist()
-    _persist(store, ctx.id, source, result, redone)
-    if updated is not None and updated.notna().any():
-        ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
-    store.finish_run(ctx, ok=True)
+    with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
+                                    "spec": spec_path or "builtin", "model": result.fs_model.to_dict()}) as ctx:
+        redone = None if only is None else st.text(df[spec.key])[only].tolist()
+        _persist(store, ctx.id, source, result, redone)
+        if updated is not None and updated.notna().any():
+            ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
     run = DedupRun(ctx.id, source, result, incremental)
     if truth:
         t = evaluate.read_truth(truth)

@@ -35,7 +35,7 @@ def scope_for(reader: Reader, store: AuditStore | None, table: str, **filters) -
     wm = None
     if sampling.method == "incremental" and store is not None:
         tc = sampling.time_column or canonical.table(table).time
-        wm = store.watermark(reader.name, table, tc) if tc else None
+        wm = store.watermarks.get(reader.name, table, tc) if tc else None
     return Scope(sampling=sampling, watermark=wm, **filters)
 
 

@@ -1,9 +1,11 @@
-"""The nightly audit, as plain functions: the stages that exist run in order over every source.
+"""The nightly audit, as plain functions: the stages run in order over every source, in one run.
 
-Stages so far: check every source's mapping, then validate every mapped table under its sampling
-(incremental tables read what arrived since the last successful night). One broken source never
-stops the rest: the run is then ``partial``, and only the sources that were read advance their
-incremental watermarks.
+Stages so far: check every source's mapping, validate every mapped table under its sampling
+(incremental tables read what arrived since the last successful night), then screen the resident
+archives for duplicates (new and changed archives against the index). One broken source or stage
+never stops the rest: the run is then ``partial`` with what could not run as its message, and only
+the sources that were read advance their incremental watermarks. The run is finished — and its
+watermarks advance — only after the last stage.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class NightlyResult:
     run_id: int
     checks: dict[str, list[TableCheck] | SourceError]
     validations: dict[str, ValidationRun] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)  # source -> reason
+    failures: dict[str, str] = field(default_factory=dict)  # source or stage -> reason
     dedup: "DedupRun | None" = None
+    status: str = "running"  # the run's status once finished: success | partial
 
     @property
     def rules_failed(self) -> bool:
@@ -35,35 +38,32 @@ class NightlyResult:
 
 def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> NightlyResult:
     checks = check_sources(cfg)
-    store = AuditStore(cfg.store.url)
-    try:
-        ctx = store.start_run("nightly", {"sources": list(cfg.sources), "config": str(cfg.path)})
-        res = NightlyResult(ctx.id, checks)
-        try:
+    with AuditStore(cfg.store.url) as store:
+        with store.runs.start("nightly", {"sources": list(cfg.sources), "config": str(cfg.path)}) as run:
+            res = NightlyResult(run.id, checks)
+
+            def failed(what: str, reason: str) -> None:
+                res.failures[what] = reason
+                run.problem(f"{what}: {reason}")
+
             for name in cfg.sources:
                 if isinstance(checks[name], SourceError):
-                    res.failures[name] = checks[name].reason
+                    failed(name, checks[name].reason)
                     continue
-                staged = dict(ctx.pending_watermarks)
                 try:
-                    res.validations[name] = validate_source(cfg, name, store=store, nightly=ctx, on_table=on_table)
+                    with run.attempt():  # what a failing source staged does not count
+                        res.validations[name] = validate_source(cfg, name, store=store, nightly=run,
+                                                                on_table=on_table)
                 except SourceError as e:
-                    res.failures[name] = e.reason
-                    ctx.pending_watermarks = staged  # what this source staged does not count
-        except BaseException as e:
-            store.finish_run(ctx, ok=False, message=f"{type(e).__name__}: {e}"[:2000])
-            raise
-        store.finish_run(ctx, ok=True, partial=bool(res.failures),
-                         message="; ".join(f"{s}: {e}" for s, e in res.failures.items())[:2000] or None)
-        # duplicate screening: new and changed archives against the index (a full run the first time)
-        src = next((n for n, s in cfg.sources.items() if "person" in s.tables), None)
-        if src is not None and src not in res.failures:
-            try:
-                res.dedup = run_dedup(cfg, store, source=src, incremental=True)
-            except SourceError as e:
-                res.failures[src] = e.reason
-            except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
-                res.failures["dedup"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                    failed(name, e.reason)
+            # duplicate screening: new and changed archives against the index (a full run the first time)
+            src = cfg.source_of("person")
+            if src is not None and src not in res.failures:
+                try:
+                    res.dedup = run_dedup(cfg, store, source=src, incremental=True)
+                except SourceError as e:
+                    failed(src, e.reason)
+                except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
+                    failed("dedup", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+        res.status = "partial" if run.problems else "success"
         return res
-    finally:
-        store.close()

@@ -13,16 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 
 from healthqa import canonical
 from healthqa.config import Config, Sampling
-from healthqa.errors import SourceError
+from healthqa.errors import HealthqaError, SourceError
 from ..connectors.sampling import Scope
 from ..connectors.sources import open_source
-from healthqa.store import AuditStore, RunContext
-from healthqa.store.models import RuleResult as RuleResultRow
-from healthqa.store.models import Run
+from healthqa.store import AuditStore, RunContext, StoredResult
 from ..expectations import suite as suites
 from healthqa import standards as st
 from ..expectations.rule_types import RuleContext
@@ -30,6 +27,11 @@ from ..expectations.runner import RuleResult, validate_frame
 from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
+
+
+class NothingMatched(HealthqaError):
+    """The engineer's filters (institution codes, time window) match no row: a typo or a wrong
+    window, not a clean bill of health — every rule would be 'not applicable'."""
 
 
 @dataclass
@@ -64,12 +66,8 @@ def reference_time(cfg: Config) -> pd.Timestamp:
     return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(datetime.now()).floor("s")
 
 
-def source_of(cfg: Config, table: str) -> str | None:
-    return next((name for name, s in cfg.sources.items() if table in s.tables), None)
-
-
 def _read_columns(cfg: Config, table: str, columns: list[str], scope: Scope | None = None) -> pd.DataFrame | None:
-    name = source_of(cfg, table)
+    name = cfg.source_of(table)
     if name is None:
         return None
     with open_source(cfg, name) as r:
@@ -114,15 +112,45 @@ def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
     return refs
 
 
+def _filters_apply(reader, table: str, org: bool, window: bool) -> bool:
+    """Whether an institution filter / a time window can select rows of ``table``: a table without
+    an institution column (the register of institutions) or without a time column is read whole."""
+    return (not org or bool(canonical.table(table).org)) and \
+        (not window or bool(reader.cfg.sampling_for(table).time_column or canonical.table(table).time))
+
+
 def validation_scope(reader, table: str, orgs: tuple[str, ...], since, until) -> Scope:
     """The table's configured sampling with the engineer's filters. Incremental sampling serves the
     nightly run; an ad-hoc validation reads its whole window instead."""
     sampling = reader.cfg.sampling_for(table)
     if sampling.method == "incremental":
         sampling = sampling.model_copy(update={"method": "full"})
-    if orgs and not canonical.table(table).org:
-        orgs = ()  # a table without institutions (none so far) is read whole
+    if not _filters_apply(reader, table, org=True, window=False):
+        orgs = ()
+    if not _filters_apply(reader, table, org=False, window=True):
+        since = until = None
     return Scope(sampling=sampling, orgs=orgs, since=since, until=until)
+
+
+def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str, ...], since, until) -> None:
+    """Refuse filters that match nothing, before any work: each institution code must match a row of
+    some table it applies to (in the window, if one is given), and a window must hold a row of some
+    table with a time column. Counting is pushed to the source (SQL ``COUNT``)."""
+    if not (orgs or since or until):
+        return
+    window = bool(since or until)
+    with open_source(cfg, source) as reader:
+        for org in orgs or (None,):
+            picked = (org,) if org else ()
+            applies = [t for t in tables if _filters_apply(reader, t, org=bool(org), window=window)]
+            if any(reader.count(t, validation_scope(reader, t, picked, since, until)) for t in applies):
+                continue
+            what = " ".join(filter(None, [f"--org {org}" if org else "",
+                                          f"--since {since.isoformat(sep=' ')}" if since else "",
+                                          f"--until {until.isoformat(sep=' ')}" if until else ""]))
+            where = (f"in source {source} ({', '.join(applies)})" if applies else
+                     f"the filter applies to none of {', '.join(tables)} (no institution or time column)")
+            raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
 
 
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
@@ -131,20 +159,37 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
                     nightly: RunContext | None = None) -> ValidationRun:
     """Validate a source's tables (all mapped, or ``tables``) and record the results in the store.
 
-    Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window.
+    Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window;
+    filters that match no row are refused (NothingMatched) before the run starts.
     Within a nightly run (``nightly``), tables keep their configured sampling — incremental ones read
     what arrived since the last successful night — and watermarks are staged on that run.
     """
     if source not in cfg.sources:
         raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
-    mapped = list(cfg.sources[source].tables)
-    wanted = tables or [t for t in mapped if t in suites.builtin_tables()
+    for t in tables or ():
+        cfg.source_of(t, source)  # raises if the source does not map it
+    wanted = tables or [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
                         or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
-    for t in wanted:
-        if t not in mapped:
-            raise SourceError(source, f"table {t} is not mapped by this source (mapped: {', '.join(mapped)})")
     scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
                  "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+    args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
+    if nightly is not None:
+        out = _validate_tables(*args, nightly)
+        store.results.record(nightly.id, _stored(out))
+        return ValidationRun(nightly.id, scope_doc, out)
+    require_matches(cfg, source, wanted, orgs, since, until)
+    if store is None:
+        return ValidationRun(None, scope_doc, _validate_tables(*args, None))
+    previous = store.results.previous(scope_doc)
+    with store.runs.start("validate", scope_doc) as run:
+        out = _validate_tables(*args, None)
+        store.results.record(run.id, _stored(out))
+    return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()})
+
+
+def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
+                     store: AuditStore | None, on_table, all_keys: bool,
+                     nightly: RunContext | None) -> list[TableValidation]:
     as_of = reference_time(cfg)
     suites.load_plugins(cfg.validation.plugins)
     rules = {t: suites.rules_for(t, cfg.validation.suites) for t in wanted}
@@ -166,35 +211,13 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
             tv.results = validate_frame(df, t, rules[t], ctx, missing_columns=reader.missing_columns(t),
                                         all_keys=all_keys)
             out.append(tv)
-    run = ValidationRun(None, scope_doc, out)
-    if store is not None:
-        run.previous = _previous(store, scope_doc)
-        run.run_id = _record(store, run, nightly)
-    return run
+    return out
 
 
-def _record(store: AuditStore, run: ValidationRun, nightly: RunContext | None) -> int:
-    ctx = nightly or store.start_run("validate", run.scope)
-    with store.session() as s:
-        for tv, r in run.results:
-            s.add(RuleResultRow(
-                run_id=ctx.id, source=tv.source, table_name=tv.table, rule_id=r.rule.id, columns=r.rule.columns,
-                dimension=r.rule.dimension, kahn=r.rule.kahn, severity=r.rule.severity, status=r.status,
-                violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
-                threshold_pct=r.rule.threshold, sample_keys=r.sample_keys, by_org=r.by_org,
-                sampling=tv.sampling, error=r.error))
-    if nightly is None:
-        store.finish_run(ctx, ok=True)
-    return ctx.id
-
-
-def _previous(store: AuditStore, scope: dict) -> dict:
-    """Violation % of each rule in the last run of the same scope (for before/after)."""
-    with store.session() as s:
-        runs = s.execute(select(Run).where(Run.kind == "validate", Run.status == "success")
-                         .order_by(Run.id.desc())).scalars()
-        last = next((r for r in runs if r.scope == scope), None)
-        if last is None:
-            return {}
-        rows = s.execute(select(RuleResultRow).where(RuleResultRow.run_id == last.id)).scalars()
-        return {(r.source, r.table_name, r.rule_id): r.violation_pct for r in rows}
+def _stored(tables: list[TableValidation]) -> list[StoredResult]:
+    return [StoredResult(source=tv.source, table=tv.table, rule_id=r.rule.id, status=r.status,
+                         violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
+                         threshold_pct=r.rule.threshold, columns=r.rule.columns, dimension=r.rule.dimension,
+                         kahn=r.rule.kahn, severity=r.rule.severity, sample_keys=r.sample_keys, by_org=r.by_org,
+                         sampling=tv.sampling, error=r.error)
+            for tv in tables for r in tv.results]

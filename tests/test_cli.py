@@ -17,7 +17,8 @@ runner = CliRunner()
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    # output into a pipe is 160 columns wide unless COLUMNS says otherwise (pytest-xdist sets it to 80)
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": None})
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +262,180 @@ def _run_json(cfg, path, *args):
     res = invoke("validate", "--config", cfg, "--source", "drc", *args, "--json", path)
     assert res.exit_code in (0, 1), res.output
     return path.read_text(encoding="utf-8")
+
+
+# -- as each of its users meets it: help, misuse, refusals ---------------------------------------------
+
+def refused(res, fragment: str) -> str:
+    """Exit 2 with exactly one line on stderr, `错误 error: …`, and no exception escaping (no traceback)."""
+    assert res.exit_code == 2, res.output
+    assert isinstance(res.exception, SystemExit), res.exception
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("错误 error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in res.output and "╭" not in res.stderr
+    return lines[0]
+
+
+def runs_in(folder):
+    with sqlite3.connect(folder / "audit.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+@pytest.mark.parametrize("args", [["-h"], ["validate", "-h"], ["dedup", "-h"], ["sources", "-h"],
+                                  ["sources", "check", "-h"], ["run", "nightly", "-h"], ["users", "add", "-h"],
+                                  ["demo", "-h"]])
+def test_dash_h_is_help_everywhere(args):
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert "Usage:" in res.output and "--help" in res.output and "-h" in res.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["validate", "--config", "x.yml"], "Missing option '--source'"),
+    (["validat"], "No such command 'validat'"),
+    (["demo", "--persons", "many"], "Invalid value for '--persons'"),
+    (["dedup", "--config", "x.yml", "--incremental=maybe"], "--incremental: expected yes or no, got 'maybe'"),
+    (["dedup", "--config", "x.yml", "--truth", "no-such-truth.csv"], "no-such-truth.csv"),
+])
+def test_usage_errors_are_one_line(args, fragment):
+    line = refused(invoke(*args), fragment)
+    assert "(see `healthqa " in line and " -h`)" in line  # where to look next
+
+
+def test_incremental_takes_a_flag_or_a_value(built):
+    import json
+
+    folder, _ = built
+    cfg = folder / "healthqa.yml"
+    seen = {}
+    for flag in ("--full", "--incremental=no", "--incremental", "--incremental=yes", "--full=no", "--incremental=1"):
+        out = folder / "dedup.json"
+        res = invoke("dedup", "--config", cfg, flag, "--json", out)
+        assert res.exit_code == 0, res.output
+        seen[flag] = json.loads(out.read_text(encoding="utf-8"))["incremental"]
+    # the demo's nightly run already screened once, so an incremental run has something to build on
+    assert seen == {"--full": False, "--incremental=no": False, "--incremental": True, "--incremental=yes": True,
+                    "--full=no": True, "--incremental=1": True}
+
+
+@pytest.mark.parametrize("command", ["validate", "dedup"])
+def test_json_into_a_missing_folder_is_refused_before_any_work(built, command):
+    folder, _ = built
+    before = runs_in(folder)
+    args = ["--source", "mpi"] if command == "validate" else []
+    res = invoke(command, "--config", folder / "healthqa.yml", *args, "--json", folder / "no-such" / "out.json")
+    refused(res, "folder")
+    assert "no-such" in res.stderr
+    assert runs_in(folder) == before  # nothing ran
+    res = invoke(command, "--config", folder / "healthqa.yml", *args, "--json", folder)
+    refused(res, "it is a folder")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--org", "NO-SUCH-ORG"], "nothing matched --org NO-SUCH-ORG"),
+    (["--since", "2001-01-01", "--until", "2001-02-01"], "nothing matched --since 2001-01-01 00:00:00"),
+    (["--table", "organization", "--org", "X"], "nothing matched --org X: in source drc (organization)"),
+    (["--table", "organization", "--since", "2026-01-01"], "applies to none of organization"),
+])
+def test_filters_that_match_nothing_exit_2(built, args, fragment):
+    folder, _ = built
+    before = runs_in(folder)
+    res = invoke("validate", "--config", folder / "healthqa.yml", "--source", "drc", *args)
+    line = refused(res, fragment)
+    assert "没有匹配的记录" in line  # Chinese first
+    assert runs_in(folder) == before
+
+
+def test_a_real_org_with_one_typo_among_them_is_refused(built):
+    import json
+
+    folder, _ = built
+    one = json.loads(_run_json(folder / "healthqa.yml", folder / "o.json", "--table", "outpatient_visit"))
+    org = next(o for r in one["results"] for o in (r["by_org"] or {}))
+    res = invoke("validate", "--config", folder / "healthqa.yml", "--source", "drc", "--org", org, "--org", org + "9")
+    refused(res, f"--org {org}9")
+
+
+def _rule_ids(output: str) -> str:
+    """The first column of a printed table, its folded fragments joined again."""
+    return "".join(line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│"))
+
+
+@pytest.mark.parametrize("columns", [120, 60])
+def test_validation_table_shows_meaning_and_threshold_and_never_cuts(built, columns):
+    folder, _ = built
+    res = runner.invoke(app, ["validate", "--config", str(folder / "healthqa.yml"), "--source", "drc",
+                              "--table", "outpatient_visit"], env={"COLUMNS": str(columns)})
+    assert res.exit_code == 1, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns  # nothing runs past the edge to be cropped
+    assert "…" not in res.stdout
+    first_column = _rule_ids(res.stdout)
+    for rule_id, meaning in (("OPV-UPLOAD-AFTER-VISIT", "上传时间不早于就诊时间"), ("OPV-UPLOAD-T1", "就诊记录在就诊后24小时内上")):
+        assert rule_id in first_column and meaning in first_column
+    if columns == 120:  # room enough: thresholds beside rates, every rule id on one line, whole
+        assert "阈值" in res.stdout and "≤2.00%" in res.stdout and "≤0%" in res.stdout
+        for rule_id in ("OPV-UPLOAD-AFTER-VISIT", "OPV-NOT-BEFORE-BIRTH", "OPV-DX-CATEGORY"):
+            assert any(rule_id in line for line in lines)
+
+
+@pytest.fixture
+def small(tmp_path):
+    folder = tmp_path / "small"
+    res = invoke("demo", "--dir", folder, "--persons", 100, "--seed", 3, "--as-of", AS_OF.isoformat())
+    assert res.exit_code == 0, res.output
+    return folder
+
+
+def test_demo_again_refuses_without_force_and_says_what_would_be_lost(small):
+    with sqlite3.connect(small / "audit.db") as conn:
+        conn.execute("INSERT INTO steward_decisions (source, left_id, right_id, decision, decided_at) "
+                     "VALUES ('mpi', 'a', 'b', 'not_same', '2026-11-25 10:00:00')")
+    res = invoke("demo", "--dir", small, "--persons", 100, "--seed", 3)
+    line = refused(res, "--force")
+    assert "审核决定 steward decisions 1" in line and "运行 runs 2" in line
+    assert runs_in(small) == 2  # untouched
+    with sqlite3.connect(small / "audit.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM steward_decisions").fetchone()[0] == 1
+    res = invoke("demo", "--dir", small, "--persons", 100, "--seed", 3, "--as-of", AS_OF.isoformat(), "--force")
+    assert res.exit_code == 0, res.output
+    with sqlite3.connect(small / "audit.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM steward_decisions").fetchone()[0] == 0
+        assert conn.execute("SELECT kind, status FROM runs ORDER BY id").fetchall() == [("nightly", "success"),
+                                                                                        ("dedup", "success")]
+
+
+def test_nightly_run_is_finished_after_its_duplicate_scan(small, monkeypatch):
+    """A failing duplicate scan leaves the night partial, saying so; the night is closed after it."""
+    from healthqa.store import AuditStore
+
+    cfg = small / "healthqa.yml"
+    res = invoke("run", "nightly", "--config", cfg)
+    assert res.exit_code == 1, res.output
+    with AuditStore(f"sqlite:///{small / 'audit.db'}") as store:
+        night, scan = sorted(store.runs.recent(2), key=lambda r: r.id)
+    assert (night.kind, night.status, scan.kind, scan.status) == ("nightly", "success", "dedup", "success")
+
+    def broken(*a, **kw):
+        raise RuntimeError("the index\nis corrupt")
+
+    monkeypatch.setattr("healthqa.pipelines.nightly.run_dedup", broken)
+    res = invoke("run", "nightly", "--config", cfg)
+    assert res.exit_code == 2 and "RuntimeError: the index is corrupt" in res.output
+    with AuditStore(f"sqlite:///{small / 'audit.db'}") as store:
+        night = store.runs.recent(1)[0]
+    assert (night.kind, night.status, night.message) == ("nightly", "partial", "dedup: RuntimeError: the index is corrupt")
+
+
+def test_the_source_of_a_table_is_looked_up_one_way(tmp_path, built):
+    """`dedup --source` must map the archives; without it, the source that maps them is found."""
+    folder, _ = built
+    refused(invoke("dedup", "--config", folder / "healthqa.yml", "--source", "drc"),
+            "source drc: table person is not mapped by this source (mapped: organization")
+    refused(invoke("dedup", "--config", folder / "healthqa.yml", "--source", "nope"), "source nope: no such source")
+    p = tmp_path / "c.yml"
+    p.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'a.db'}'}}\nsources:\n  drc:\n    kind: sqlalchemy\n"
+                 f"    url: 'sqlite:///{folder / 'drc.db'}'\n    tables:\n"
+                 "      organization: {table: tb_jgxx, columns: {org_code: JGDM}}\n", encoding="utf-8")
+    refused(invoke("dedup", "--config", p), "c.yml: sources: no source maps the table person")

@@ -126,7 +126,7 @@ def test_incremental_watermark_advances_only_after_success(demo, tmp_path):
         n = 0
         with reader("drc", cfg) as r:
             try:
-                with store.run("nightly") as ctx:
+                with store.runs.start("nightly") as ctx:
                     for df in read_table(r, "outpatient_visit", scope_for(r, store, "outpatient_visit"), ctx):
                         n += len(df)
                     if fail:
@@ -137,9 +137,9 @@ def test_incremental_watermark_advances_only_after_success(demo, tmp_path):
 
     total = run(fail=True)
     assert total > 0
-    assert store.watermark("drc", "outpatient_visit", "upload_time") is None  # failed run: no advance
+    assert store.watermarks.get("drc", "outpatient_visit", "upload_time") is None  # failed run: no advance
     assert run() == total  # so the next run reads everything again
-    wm = store.watermark("drc", "outpatient_visit", "upload_time")
+    wm = store.watermarks.get("drc", "outpatient_visit", "upload_time")
     with sqlite3.connect(path) as conn:
         latest = conn.execute("SELECT MAX(scsj) FROM tb_mzjzjl").fetchone()[0]
     assert wm == datetime.fromisoformat(latest)
@@ -150,7 +150,7 @@ def test_incremental_watermark_advances_only_after_success(demo, tmp_path):
         conn.execute("INSERT INTO tb_mzjzjl (jzlsh, dabh, jgdm, scsj, jzsj) VALUES ('NEW1', 'a', 'b', ?, ?)",
                      (new_time, new_time))
     assert run() == 1
-    assert store.watermark("drc", "outpatient_visit", "upload_time") == wm + timedelta(hours=1)
+    assert store.watermarks.get("drc", "outpatient_visit", "upload_time") == wm + timedelta(hours=1)
 
 
 @pytest.mark.postgres

@@ -44,34 +44,97 @@ def test_migrations_up_and_down_postgresql(pg_store_url):
 
 def test_reopening_is_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    a = AuditStore(url)
-    with a.run("nightly"):
+    with AuditStore(url) as a, a.runs.start("nightly"):
         pass
-    a.close()
-    b = AuditStore(url)
-    from healthqa.store.models import Run
-
-    with b.session() as s:
-        runs = s.query(Run).all()
-    assert [(r.kind, r.status) for r in runs] == [("nightly", "success")]
+    with AuditStore(url) as b:
+        assert [(r.kind, r.status) for r in b.runs.recent()] == [("nightly", "success")]
 
 
 def test_failed_run_is_recorded_and_keeps_watermarks(tmp_path):
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     with pytest.raises(ValueError):
-        with store.run("nightly") as ctx:
+        with store.runs.start("nightly") as ctx:
             ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 1))
             raise ValueError("boom")
-    from healthqa.store.models import Run
-
-    with store.session() as s:
-        run = s.get(Run, ctx.id)
-        assert run.status == "failed" and "boom" in run.message
-    assert store.watermark("drc", "outpatient_visit", "upload_time") is None
-    with store.run("nightly") as ctx:
+    run = store.runs.get(ctx.id)
+    assert run.status == "failed" and run.message == "ValueError: boom" and run.finished_at is not None
+    assert store.watermarks.get("drc", "outpatient_visit", "upload_time") is None
+    with store.runs.start("nightly") as ctx:
         ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 2))
         ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 1))
-    assert store.watermark("drc", "outpatient_visit", "upload_time") == datetime(2026, 1, 2)
+    assert store.watermarks.get("drc", "outpatient_visit", "upload_time") == datetime(2026, 1, 2)
+    # a later run that read older rows never moves a watermark back
+    with store.runs.start("nightly") as ctx:
+        ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2025, 6, 1))
+    assert store.watermarks.all() == {("drc", "outpatient_visit", "upload_time"): datetime(2026, 1, 2)}
+
+
+def test_partial_run_keeps_the_watermarks_of_the_parts_that_completed(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with store.runs.start("nightly") as run:
+        with run.attempt():
+            run.stage_watermark("drc", "lab_result", "upload_time", datetime(2026, 1, 3))
+        try:
+            with run.attempt():
+                run.stage_watermark("qc", "health_exam", "exam_date", datetime(2026, 1, 3))
+                raise RuntimeError("qc went away")
+        except RuntimeError as e:
+            run.problem(f"qc: {e}")
+        run.problem("dedup:  a stage\nfailed")
+    rec = store.runs.get(run.id)
+    assert rec.status == "partial" and rec.message == "qc: qc went away; dedup: a stage failed"
+    assert store.watermarks.get("drc", "lab_result", "upload_time") == datetime(2026, 1, 3)
+    assert store.watermarks.get("qc", "health_exam", "exam_date") is None
+
+
+def test_previous_results_are_the_last_successful_run_of_the_same_scope(tmp_path):
+    from healthqa.store import StoredResult
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    person = {"source": "mpi", "tables": ["person"], "orgs": [], "since": None, "until": None}
+    one_org = {**person, "orgs": ["ORG1"]}
+
+    def validated(scope, pct, fail=False):
+        with store.runs.start("validate", scope) as run:
+            store.results.record(run.id, [StoredResult("mpi", "person", "MPI-ID-VALID", "fail", 3, 100, pct, 0.0,
+                                                       columns=["id_number"], by_org={"ORG1": {"violations": 3}})])
+            if fail:
+                raise RuntimeError("interrupted")
+        return run.id
+
+    assert store.results.previous(person) == {}
+    first = validated(person, 3.0)
+    validated(one_org, 50.0)
+    with pytest.raises(RuntimeError):
+        validated(person, 99.0, fail=True)  # a failed run is no baseline
+    prev = store.results.previous(person)
+    assert list(prev) == [("mpi", "person", "MPI-ID-VALID")]
+    got = prev[("mpi", "person", "MPI-ID-VALID")]
+    assert got.violation_pct == 3.0 and got.columns == ["id_number"] and got.by_org == {"ORG1": {"violations": 3}}
+    assert store.results.previous(one_org)[got.key].violation_pct == 50.0
+    assert store.runs.last_success("validate", scope=person).id == first
+    assert store.runs.last_success("validate", where=lambda s: s["orgs"] == ["ORG1"]).scope == one_org
+    assert store.runs.last_success("dedup") is None
+
+
+def test_pipelines_ask_the_store_and_write_no_queries():
+    """The rooms that use the audit store go through its namespaces: no ORM class, no SQLAlchemy."""
+    import ast
+    from pathlib import Path
+
+    import healthqa.pipelines as pipelines
+
+    for name in ("validate", "nightly", "extract", "cli"):
+        tree = ast.parse((Path(pipelines.__file__).parent / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for m in mods:
+                assert not m.startswith("sqlalchemy") and not m.endswith("store.models"), f"{name}.py imports {m}"
 
 
 def test_users_are_unique_and_logged(tmp_path):
@@ -83,7 +146,7 @@ def test_users_are_unique_and_logged(tmp_path):
         add_user(store, "wang", "boss")
     from healthqa.store.models import AuditLog
 
-    with store.session() as s:
+    with store.session() as s:  # (users get their own namespace with the console)
         assert [(a.action, a.subject) for a in s.query(AuditLog)] == [("user_add", "li")]
 
 

@@ -1,5 +1,11 @@
-"""The audit store: what healthqa saw, decided and published, kept in SQLite or PostgreSQL."""
+"""The audit store: what healthqa saw, decided and published, kept in SQLite or PostgreSQL.
 
-from .store import AuditStore, RunContext
+Callers ask it through its namespaces (``store.runs``, ``store.watermarks``, ``store.results`` …)
+and never import its ORM classes or write queries.
+"""
 
-__all__ = ["AuditStore", "RunContext"]
+from .results import StoredResult
+from .runs import RunContext, RunRecord
+from .store import AuditStore, StoreError
+
+__all__ = ["AuditStore", "RunContext", "RunRecord", "StoreError", "StoredResult"]

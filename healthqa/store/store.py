@@ -1,53 +1,30 @@
-"""Opening the audit store (migrations applied at start), runs and watermarks."""
+"""Opening the audit store (migrations applied at start); its questions live in namespaces
+(``store.runs``, ``store.watermarks``, ``store.results`` …) so callers never write queries."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from ..errors import HealthqaError
-from .models import Run, Watermark
-
-if TYPE_CHECKING:
-    from .dedup import DedupRecords
+from .models import Base
+from .results import Results
+from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class StoreError(HealthqaError):
     """The audit store cannot be opened or migrated."""
-
-
-def now() -> datetime:
-    return datetime.now().replace(microsecond=0)
-
-
-@dataclass
-class RunContext:
-    """A run in progress. Watermarks staged here are written only when the run succeeds."""
-
-    id: int
-    kind: str
-    pending_watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
-
-    def stage_watermark(self, source: str, table: str, column: str, value: datetime | None) -> None:
-        if value is None:
-            return
-        k = (source, table, column)
-        self.pending_watermarks[k] = max(value, self.pending_watermarks.get(k, value))
 
 
 class AuditStore:
@@ -91,65 +68,52 @@ class AuditStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> "AuditStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        """Rows in each table the store holds (what deleting it would lose), without migrating it."""
+        present = set(inspect(self.engine).get_table_names())
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in Base.metadata.sorted_tables if t.name in present}
+
+    # -- what the store answers, one namespace per subject ------------------------------------
     @cached_property
-    def dedup(self) -> "DedupRecords":
+    def runs(self) -> Runs:
+        """Start and finish runs (the one run lifecycle); find past runs."""
+        return Runs(self)
+
+    @cached_property
+    def watermarks(self) -> Watermarks:
+        """Incremental sampling's watermarks (advanced only by finishing a run)."""
+        return Watermarks(self)
+
+    @cached_property
+    def results(self) -> Results:
+        """Validation results: record a run's, read a scope's previous ones."""
+        return Results(self)
+
+    @cached_property
+    def dedup(self):
         """Duplicate-archive pairs, clusters and steward decisions (``store/dedup.py``)."""
         from .dedup import DedupRecords  # imported here: it imports this module
 
         return DedupRecords(self)
 
-    # -- runs ------------------------------------------------------------------------------
-    def start_run(self, kind: str, scope: dict | None = None) -> RunContext:
-        with self.session() as s:
-            run = Run(kind=kind, status="running", scope=scope, started_at=now())
-            s.add(run)
-            s.flush()
-            return RunContext(id=run.id, kind=kind)
-
-    def finish_run(self, ctx: RunContext, *, ok: bool, message: str | None = None, partial: bool = False) -> None:
-        """Close a run; only a successful run advances the watermarks it staged. A ``partial`` run
-        (some source failed, the others were read) advances the watermarks still staged on it."""
-        with self.session() as s:
-            run = s.get(Run, ctx.id)
-            run.status = ("partial" if partial else "success") if ok else "failed"
-            run.finished_at = now()
-            run.message = message
-            if ok:
-                for (source, table, column), value in ctx.pending_watermarks.items():
-                    wm = s.get(Watermark, (source, table, column))
-                    if wm is None:
-                        s.add(Watermark(source=source, table_name=table, time_column=column, value=value,
-                                        run_id=ctx.id, updated_at=now()))
-                    elif value > wm.value:
-                        wm.value, wm.run_id, wm.updated_at = value, ctx.id, now()
-
-    @contextmanager
-    def run(self, kind: str, scope: dict | None = None):
-        """``with store.run("nightly") as ctx:`` marks the run failed if the block raises."""
-        ctx = self.start_run(kind, scope)
-        try:
-            yield ctx
-        except BaseException as e:
-            self.finish_run(ctx, ok=False, message=f"{type(e).__name__}: {e}"[:2000])
-            raise
-        self.finish_run(ctx, ok=True)
-
-    # -- query namespaces: what reports, the CLI and the console read and change ------------------
     @cached_property
     def scores(self):
+        """Quality scores of runs, and their history."""
         from .findings import ScoreRecords
 
         return ScoreRecords(self)
 
     @cached_property
     def findings(self):
+        """Maintenance findings: what runs keep, what people read and change."""
         from .findings import FindingRecords
 
         return FindingRecords(self)
-
-    def watermark(self, source: str, table: str, column: str) -> datetime | None:
-        with self.session() as s:
-            wm = s.execute(select(Watermark.value).where(
-                Watermark.source == source, Watermark.table_name == table, Watermark.time_column == column
-            )).scalar_one_or_none()
-            return wm

@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from ..errors import HealthqaError
 from .models import AuditLog, User
-from .store import AuditStore, now
+from .runs import now
+from .store import AuditStore
 
 ROLES = ("steward", "qc_manager", "engineer", "admin")
 

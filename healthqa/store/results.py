@@ -1,0 +1,77 @@
+"""Validation results: what each rule found in a run, and the same scope's previous results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from .models import RuleResult
+
+if TYPE_CHECKING:
+    from .store import AuditStore
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """One rule's result on one table in one run (DQD-style: numerator, denominator, status)."""
+
+    source: str
+    table: str
+    rule_id: str
+    status: str  # pass | fail | not_applicable | error
+    violations: int = 0
+    denominator: int = 0
+    violation_pct: float | None = None
+    threshold_pct: float | None = None
+    columns: list[str] | None = None
+    dimension: str | None = None
+    kahn: str | None = None
+    severity: str | None = None
+    sample_keys: list[str] | None = None
+    by_org: dict | None = None
+    sampling: dict | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.source, self.table, self.rule_id
+
+
+def _stored(r: RuleResult) -> StoredResult:
+    return StoredResult(source=r.source, table=r.table_name, rule_id=r.rule_id, status=r.status,
+                        violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
+                        threshold_pct=r.threshold_pct, columns=r.columns, dimension=r.dimension, kahn=r.kahn,
+                        severity=r.severity, sample_keys=r.sample_keys, by_org=r.by_org, sampling=r.sampling,
+                        error=r.error)
+
+
+class Results:
+    """``store.results``: rule results of validation runs."""
+
+    def __init__(self, store: "AuditStore"):
+        self._store = store
+
+    def record(self, run_id: int, results: Iterable[StoredResult]) -> int:
+        """Keep a run's results; returns how many were written."""
+        rows = []
+        for r in results:
+            d = asdict(r)
+            d["table_name"] = d.pop("table")
+            rows.append(RuleResult(run_id=run_id, **d))
+        with self._store.session() as s:
+            s.add_all(rows)
+        return len(rows)
+
+    def of_run(self, run_id: int) -> list[StoredResult]:
+        with self._store.session() as s:
+            rows = s.execute(select(RuleResult).where(RuleResult.run_id == run_id).order_by(RuleResult.id)).scalars()
+            return [_stored(r) for r in rows]
+
+    def previous(self, scope: dict, kind: str = "validate") -> dict[tuple[str, str, str], StoredResult]:
+        """The results of the last successful run of ``kind`` over exactly this scope, by
+        (source, table, rule id); empty when the scope never ran before."""
+        last = self._store.runs.last_success(kind, scope=scope)
+        return {} if last is None else {r.key: r for r in self.of_run(last.id)}

@@ -1,0 +1,163 @@
+"""Runs and watermarks: the one lifecycle every run follows, and the questions asked about past runs.
+
+A run is started, does its work, and is finished exactly once: ``success`` when everything ran,
+``partial`` when part of it could not run (a source down, a stage failed) and the rest did, ``failed``
+when it stopped. Incremental watermarks staged on the run advance when it finishes, unless it failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from .models import Run, Watermark
+
+if TYPE_CHECKING:
+    from .store import AuditStore
+
+STATUSES = ("running", "success", "partial", "failed")
+MESSAGE_CHARS = 2000
+
+
+def now() -> datetime:
+    return datetime.now().replace(microsecond=0)
+
+
+@dataclass
+class RunContext:
+    """A run in progress. Watermarks staged here advance only when the run finishes without failing;
+    problems noted here make it ``partial``."""
+
+    id: int
+    kind: str
+    pending_watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def stage_watermark(self, source: str, table: str, column: str, value: datetime | None) -> None:
+        if value is None:
+            return
+        k = (source, table, column)
+        self.pending_watermarks[k] = max(value, self.pending_watermarks.get(k, value))
+
+    def problem(self, what: str) -> None:
+        """Part of the run could not run (``what`` says which and why); the rest goes on."""
+        self.problems.append(" ".join(str(what).split()))
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A part of the run whose staged watermarks count only if the part completes: when it raises,
+        what it staged is dropped (and the exception goes on to the caller)."""
+        staged = dict(self.pending_watermarks)
+        try:
+            yield
+        except BaseException:
+            self.pending_watermarks = staged
+            raise
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the audit store holds it."""
+
+    id: int
+    kind: str
+    status: str
+    scope: dict | None
+    started_at: datetime
+    finished_at: datetime | None
+    message: str | None
+
+
+def _record(r: Run) -> RunRecord:
+    return RunRecord(r.id, r.kind, r.status, r.scope, r.started_at, r.finished_at, r.message)
+
+
+class Runs:
+    """``store.runs``: start and finish runs, and find past ones."""
+
+    def __init__(self, store: "AuditStore"):
+        self._store = store
+
+    @contextmanager
+    def start(self, kind: str, scope: dict | None = None) -> Iterator[RunContext]:
+        """``with store.runs.start("nightly", scope) as run:`` — the run is ``success`` when the block
+        ends, ``partial`` if the block noted problems (``run.problem(...)``), ``failed`` with the
+        exception as its message if the block raises (the exception goes on)."""
+        with self._store.session() as s:
+            row = Run(kind=kind, status="running", scope=scope, started_at=now())
+            s.add(row)
+            s.flush()
+            ctx = RunContext(id=row.id, kind=kind)
+        try:
+            yield ctx
+        except BaseException as e:
+            self._finish(ctx, "failed", "; ".join([*ctx.problems, f"{type(e).__name__}: {e}"]))
+            raise
+        self._finish(ctx, "partial" if ctx.problems else "success", "; ".join(ctx.problems) or None)
+
+    def _finish(self, ctx: RunContext, status: str, message: str | None) -> None:
+        with self._store.session() as s:
+            row = s.get(Run, ctx.id)
+            row.status, row.finished_at = status, now()
+            row.message = " ".join(message.split())[:MESSAGE_CHARS] if message else None
+            if status != "failed":
+                self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
+
+    def get(self, run_id: int) -> RunRecord | None:
+        with self._store.session() as s:
+            row = s.get(Run, run_id)
+            return _record(row) if row else None
+
+    def recent(self, limit: int = 20, kind: str | None = None) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        q = select(Run).order_by(Run.id.desc()).limit(limit)
+        if kind:
+            q = q.where(Run.kind == kind)
+        with self._store.session() as s:
+            return [_record(r) for r in s.execute(q).scalars()]
+
+    def last_success(self, kind: str, scope: dict | None = None,
+                     where: Callable[[dict], bool] | None = None) -> RunRecord | None:
+        """The newest successful run of ``kind`` whose scope equals ``scope`` (when given) and
+        satisfies ``where`` (when given). Scopes are JSON documents compared in Python: SQLite and
+        PostgreSQL do not compare JSON alike."""
+        q = select(Run).where(Run.kind == kind, Run.status == "success").order_by(Run.id.desc())
+        with self._store.session() as s:
+            for r in s.execute(q.execution_options(yield_per=200)).scalars():
+                if (scope is None or r.scope == scope) and (where is None or where(r.scope or {})):
+                    return _record(r)
+        return None
+
+
+class Watermarks:
+    """``store.watermarks``: how far incremental sampling has read each table's time column."""
+
+    def __init__(self, store: "AuditStore"):
+        self._store = store
+
+    def get(self, source: str, table: str, column: str) -> datetime | None:
+        with self._store.session() as s:
+            return s.execute(select(Watermark.value).where(
+                Watermark.source == source, Watermark.table_name == table, Watermark.time_column == column
+            )).scalar_one_or_none()
+
+    def all(self) -> dict[tuple[str, str, str], datetime]:
+        with self._store.session() as s:
+            return {(w.source, w.table_name, w.time_column): w.value
+                    for w in s.execute(select(Watermark)).scalars()}
+
+    @staticmethod
+    def _advance(s, run_id: int, values: dict[tuple[str, str, str], datetime]) -> None:
+        """Move watermarks forward (never back) inside the session that finishes the run."""
+        for (source, table, column), value in values.items():
+            wm = s.get(Watermark, (source, table, column))
+            if wm is None:
+                s.add(Watermark(source=source, table_name=table, time_column=column, value=value,
+                                run_id=run_id, updated_at=now()))
+            elif value > wm.value:
+                wm.value, wm.run_id, wm.updated_at = value, run_id, now()
