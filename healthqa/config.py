@@ -173,6 +173,27 @@ class Deadline(_Strict):
     fix_hours: Annotated[float, Field(gt=0)] | None = None
 
 
+class Webhook(_Strict):
+    """The maintenance ticket system's endpoint: each run's new, reopened and resolved findings."""
+
+    url: str
+    secret: str | None = None  # HMAC-SHA256 key, from the environment: ${HEALTHQA_WEBHOOK_SECRET}
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class Mail(_Strict):
+    """E-mail for 一级 findings (new and reopened)."""
+
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None  # from the environment: ${HEALTHQA_SMTP_PASSWORD}
+    sender: str = "healthqa@localhost"
+    to: list[str] = Field(min_length=1)
+
+
 class Reports(_Strict):
     """Scores, findings and reports."""
 
@@ -180,6 +201,9 @@ class Reports(_Strict):
     severity: SeverityPolicy = SeverityPolicy()
     deadlines: dict[Level, Deadline] = Field(default_factory=dict)  # over the contract's: 一级 2 h / 24 h, 二级 2 h
     score_drop_points: Annotated[float, Field(gt=0)] = 5.0  # a drop beyond this (and its uncertainty) is a finding
+    out_dir: str = "reports"  # where run and quarterly reports are written (relative: to this file's folder)
+    webhook: Webhook | None = None
+    mail: Mail | None = None
 
 
 class Demo(_Strict):
@@ -287,6 +311,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         cfg.validation.suites = str((base / cfg.validation.suites).resolve())
     if cfg.dedup.spec and not Path(cfg.dedup.spec).is_absolute():
         cfg.dedup.spec = str((base / cfg.dedup.spec).resolve())
+    if not Path(cfg.reports.out_dir).is_absolute():
+        cfg.reports.out_dir = str((base / cfg.reports.out_dir).resolve())
     if cfg.demo and not Path(cfg.demo.truth_dir).is_absolute():
         cfg.demo.truth_dir = str((base / cfg.demo.truth_dir).resolve())
 

@@ -243,7 +243,24 @@ def nightly(cfg: config_mod.Config) -> int:
         out.print(f"重复档案 duplicates ({'incremental' if res.dedup.incremental else 'full'}): "
                   f"{st['matches']:,} matches, {st['review']:,} to review, {st['clusters']:,} clusters "
                   f"among {st['records']:,} archives", highlight=False)
+    if res.assessment:
+        _print_assessment(res.assessment)
+    for d in res.deliveries:
+        style = "green" if d.ok else "red"
+        out.print(Text(f"发布 published via {d.channel}: {'成功 ok' if d.ok else '失败 failed'} ({d.detail}, "
+                       f"{d.attempts} attempt(s))", style=style))
+    if res.report:
+        out.print(f"[bold]稽核报告 report:[/] {res.report}", highlight=False)
     return 2 if res.failures or code else (1 if res.rules_failed else 0)
+
+
+def _print_assessment(a) -> None:
+    s = a.summary()
+    conf, rate = s["overall_conformance"], s["overall_pass_rate"]
+    out.print(f"得分 scores: 数据符合率 conformance {'—' if conf is None else f'{conf:.2f}%'} · "
+              f"规则通过率 checks passed {'—' if rate is None else f'{rate:.1f}%'}; "
+              f"问题 findings: 新增 new {s['new']} · 持续 persisting {s['persisting']} · "
+              f"重新出现 reopened {s['reopened']} · 已解决 resolved {s['resolved']}", highlight=False)
 
 
 @run_app.command("nightly")
@@ -328,6 +345,8 @@ def validate(
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "
               f"(rows read: {', '.join(f'{tv.table} {tv.rows:,}' for tv in run.tables)})", highlight=False)
+    if run.assessment:
+        _print_assessment(run.assessment)
     if json_out:
         doc = {"run_id": run.run_id, "scope": run.scope,
                "results": [r.as_json() for _, r in run.results]}
@@ -458,6 +477,9 @@ def demo(
     out.print(f"配置 configuration: {result.config}", highlight=False)
     code = nightly(_load(result.config))
     out.print(f"稽核库 audit store: {result.folder / 'audit.db'}", highlight=False)
+    reports = sorted(Path(_load(result.config).reports.out_dir).glob("run-*.html"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        out.print(f"[bold]先打开稽核报告 open the report first:[/] {reports[-1]}", highlight=False)
     # the demo's data carries defects on purpose: failing rules are its point, not an error
     raise typer.Exit(2 if code == 2 else 0)
 

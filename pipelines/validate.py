@@ -24,6 +24,7 @@ from ..expectations import suite as suites
 from healthqa import standards as st
 from ..expectations.rule_types import RuleContext
 from ..expectations.runner import RuleResult, validate_frame
+from ..reports.assess import Assessment, assess_run
 from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
@@ -49,6 +50,7 @@ class ValidationRun:
     scope: dict
     tables: list[TableValidation]
     previous: dict[tuple[str, str, str], float | None] = field(default_factory=dict)  # (source, table, rule) -> pct
+    assessment: Assessment | None = None  # scores and findings of an ad-hoc run (a nightly assesses once, at its end)
 
     @property
     def results(self) -> list[tuple[TableValidation, RuleResult]]:
@@ -184,7 +186,9 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     with store.runs.start("validate", scope_doc) as run:
         out = _validate_tables(*args, None)
         store.results.record(run.id, _stored(out))
-    return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()})
+    # the engineer's run after a repair: its passing rules resolve the findings on the rows it read
+    assessment = assess_run(cfg, store, run.id)
+    return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()}, assessment)
 
 
 def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
@@ -218,6 +222,6 @@ def _stored(tables: list[TableValidation]) -> list[StoredResult]:
     return [StoredResult(source=tv.source, table=tv.table, rule_id=r.rule.id, status=r.status,
                          violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                          threshold_pct=r.rule.threshold, columns=r.rule.columns, dimension=r.rule.dimension,
-                         kahn=r.rule.kahn, severity=r.rule.severity, sample_keys=r.sample_keys, by_org=r.by_org,
+                         kahn=r.rule.kahn, severity=r.rule.severity, system=r.rule.system, sample_keys=r.sample_keys, by_org=r.by_org,
                          sampling=tv.sampling, error=r.error)
             for tv in tables for r in tv.results]

@@ -13,7 +13,6 @@ from healthqa import canonical
 from healthqa.config import Config
 from healthqa.expectations import suite as suites
 from healthqa.store import AuditStore
-from healthqa.store.findings import rule_results_of_run
 from healthqa.store.store import now
 
 from . import findings as fd
@@ -31,11 +30,12 @@ class Assessment:
     persisting: int = 0
     reopened: int = 0
     resolved: int = 0
+    new_ids: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
         overall = next((s for s in self.scores if s.level == "overall"), None)
         return {"run_id": self.run_id, "overall_conformance": overall.conformance if overall else None,
-                "overall_pass_rate": overall.pass_rate if overall else None, "new": len(self.new),
+                "overall_pass_rate": overall.pass_rate if overall else None, "new": len(self.new) or len(self.new_ids),
                 "persisting": self.persisting, "reopened": self.reopened, "resolved": self.resolved}
 
 
@@ -49,6 +49,10 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     scored = sc.score(sc.observations(results), cfg.reports.weights)
     store.scores.replace(run_id, (asdict(s) for s in scored))
 
+    done = store.findings.events_of_run(run_id)
+    if any(done.values()):  # assessed before (a re-run of the same stage): findings are not counted twice
+        return Assessment(run_id, scored, [], len(done["persisting"]), len(done["reopened"]), len(done["resolved"]),
+                          new_ids=[f.id for f in done["new"]])
     faults = [*faults, *_score_drops(cfg, store, run_id, scored)]
     found, covered = fd.candidates(results, faults, policy, _org_tables(results))
     covered |= _reached_sources(results, faults)
@@ -67,13 +71,14 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
 
 
 def rule_results(store: AuditStore, run_id: int) -> list[dict]:
-    return rule_results_of_run(store, run_id)
+    """A run's stored results as plain dicts (reports add the rule's text to them)."""
+    return [asdict(r) for r in store.results.of_run(run_id)]
 
 
 def describe(results: list[dict], cfg: Config) -> None:
     """Rule texts and systems from the suites (results of older runs may predate a rule's system)."""
     rules = {}
-    for table in {r["table_name"] for r in results}:
+    for table in {r["table"] for r in results}:
         if table in canonical.tables():
             rules.update({r.id: r for r in suites.rules_for(table, cfg.validation.suites)})
     for r in results:
@@ -85,8 +90,7 @@ def describe(results: list[dict], cfg: Config) -> None:
 
 
 def _org_tables(results: list[dict]) -> set[tuple[str, str]]:
-    return {(r["source"], r["table_name"]) for r in results
-            if r["table_name"] in canonical.tables() and canonical.table(r["table_name"]).org}
+    return {(r["source"], r["table"]) for r in results if r["table"] in canonical.tables() and canonical.table(r["table"]).org}
 
 
 def _reached_sources(results: list[dict], faults: Iterable[Mapping]) -> set[str]:

@@ -29,7 +29,7 @@ def bars(items: Sequence[tuple[str, float | None, float | None, float | None]], 
     def x(v: float) -> float:
         return label_width + plot * (max(lo, min(100.0, v)) - lo) / (100.0 - lo)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+    out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            f'role="img" class="chart">']
     for t in (lo, lo + (100 - lo) / 2, 100.0):
         out.append(f'<line x1="{x(t):.1f}" y1="0" x2="{x(t):.1f}" y2="{height - 18}" stroke="{GRID}"/>'
@@ -66,7 +66,7 @@ def trend(points: Sequence[tuple[str, float | None]], *, width: int = 640, heigh
     def xy(i: int, v: float) -> tuple[float, float]:
         return left + pw * (i / (n - 1)), top + ph * (1 - (v - lo) / (hi - lo or 1))
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+    out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            f'role="img" class="chart">']
     for t in (lo, (lo + hi) / 2, hi):
         _, y = xy(0, t)

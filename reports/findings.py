@@ -83,7 +83,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
                org_column_tables: set[tuple[str, str]] | None = None) -> tuple[list[Candidate], set[str]]:
     """What a run saw wrong, and the fingerprints it checked and found fine.
 
-    ``results``: stored rule results (mappings with source, table_name, rule_id, severity, system,
+    ``results``: stored rule results (``store.results`` as dicts: source, table, rule_id, severity, system,
     status, violations, denominator, threshold_pct, by_org — every institution with rows —,
     sample_keys, zh, en). ``faults``: mappings with source, kind, subject (optional), reason.
     ``org_column_tables``: (source, table) pairs whose rows belong to institutions; a rule on such a
@@ -94,7 +94,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
     for r in results:
         if r["status"] not in ("pass", "fail"):
             continue  # not applicable or could not run: nothing seen either way
-        source, table, rule_id = r["source"], r["table_name"], r["rule_id"]
+        source, table, rule_id = r["source"], r["table"], r["rule_id"]
         threshold = float(r.get("threshold_pct") or 0.0)
         zh, en = r.get("zh") or rule_id, r.get("en") or rule_id
         feed = rule_id in policy.feed_rules
@@ -143,14 +143,14 @@ def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str) -> tup
     system_fp = fault_fingerprint(source, "system_feed_silent", system)
     if n and v == n:
         return [Candidate(system_fp, "fault", source, "system_feed_silent", policy.fault_level("system_feed_silent"),
-                          f"全部机构数据上传中断：{zh}", f"every institution's feed is silent: {en}", r["table_name"],
+                          f"全部机构数据上传中断：{zh}", f"every institution's feed is silent: {en}", r["table"],
                           None, system, v, n)], set()
     found, covered = [], {system_fp}
     for org, c in per_org.items():
         fp = fault_fingerprint(source, "org_feed_silent", str(org))
         if int(c.get("violations", 0)):
             found.append(Candidate(fp, "fault", source, "org_feed_silent", policy.fault_level("org_feed_silent"),
-                                   f"机构数据上传中断：{zh}", f"institution feed silent: {en}", r["table_name"], str(org),
+                                   f"机构数据上传中断：{zh}", f"institution feed silent: {en}", r["table"], str(org),
                                    system, int(c["violations"]), int(c.get("denominator", 0))))
         elif int(c.get("denominator", 0)):
             covered.add(fp)

@@ -151,3 +151,19 @@ def email_level_one(smtp: Smtp, run_id: int, findings: Iterable[FindingRow], *, 
 
 def _t(v: datetime | None) -> str:
     return v.strftime("%Y-%m-%d %H:%M") if v else "—"
+
+
+def publish_run(cfg, store, run_id: int, summary: Mapping) -> list[Delivery]:
+    """Send a run's findings where the configuration says (``reports.webhook``, ``reports.mail``)."""
+    out: list[Delivery] = []
+    events = store.findings.events_of_run(run_id)
+    hook, mail = cfg.reports.webhook, cfg.reports.mail
+    if hook is not None:
+        out.append(post_webhook(hook.url, run_payload(run_id, summary, events), hook.secret, attempts=hook.attempts,
+                                timeout_s=hook.timeout_s))
+    if mail is not None:
+        sent = email_level_one(Smtp(mail.host, mail.port, mail.starttls, mail.username, mail.password, mail.sender,
+                                    tuple(mail.to)), run_id, [*events["new"], *events["reopened"]])
+        if sent is not None:
+            out.append(sent)
+    return out

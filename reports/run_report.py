@@ -128,7 +128,6 @@ def _worst(results: list[dict]) -> list[dict]:
     for r in failing:
         r["excess"] = sc.excess(r["violations"], r["denominator"], r["threshold_pct"] or 0.0)
         r["examples"] = (r.get("examples") or r.get("sample_keys") or [])[:3]
-        r["table"] = r["table_name"]
     return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
 
 

@@ -172,7 +172,7 @@ CHANGE_ZH = {"rise": "上升", "fall": "下降", "no change": "无变化", "new"
 
 
 def observations(results: Iterable[Mapping], systems: Mapping[str, str] | None = None) -> list[Observation]:
-    """Observations from stored rule results (``store`` rows as mappings: source, table_name, rule_id,
+    """Observations from stored rule results (``store.results`` as dicts: source, table, rule_id,
     dimension, system, status, violations, denominator, threshold_pct, by_org, sampling, error).
 
     An institution's status on a rule is judged against the rule's own threshold on that
@@ -181,7 +181,7 @@ def observations(results: Iterable[Mapping], systems: Mapping[str, str] | None =
     for r in results:
         system = r.get("system") or (systems or {}).get(r["rule_id"])
         sampled = is_sampled(r.get("sampling"))
-        base = dict(rule_id=r["rule_id"], source=r["source"], table=r["table_name"], dimension=r["dimension"] or "",
+        base = dict(rule_id=r["rule_id"], source=r["source"], table=r["table"], dimension=r["dimension"] or "",
                     system=system, sampled=sampled)
         out.append(Observation(**base, status=r["status"], violations=int(r["violations"] or 0),
                                rows=int(r["denominator"] or 0)))

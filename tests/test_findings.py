@@ -13,7 +13,7 @@ P = Policy.default()
 
 def result(rule="MPI-ID-VALID", status="fail", v=0, n=0, by_org=None, severity="一级", threshold=0.0,
            table="person", source="mpi"):
-    return {"source": source, "table_name": table, "rule_id": rule, "severity": severity, "system": "10",
+    return {"source": source, "table": table, "rule_id": rule, "severity": severity, "system": "10",
             "status": status, "violations": v, "denominator": n, "threshold_pct": threshold,
             "by_org": by_org or {}, "sample_keys": ["K1", "K2"], "zh": "身份证号码有效", "en": "valid ID number"}
 

@@ -30,8 +30,8 @@ def platform(demo, tmp_path):
 
 
 def night(cfg, store, sources=("mpi", "drc", "qc"), **scope):
-    runs = [validate_source(cfg, s, store=store, **scope) for s in sources]
-    return [assess_run(cfg, store, r.run_id) for r in runs]
+    """Scoped validations, each assessed by validate_source itself."""
+    return [validate_source(cfg, s, store=store, **scope).assessment for s in sources]
 
 
 def test_scores_and_findings_of_a_night(platform):
@@ -92,6 +92,15 @@ def test_a_repair_is_verified_by_the_engineers_scoped_run(platform):
     assert again.reopened >= 1
     f = store.findings.get(fid)
     assert f.state == "reopened" and f.reopened_count == 1 and f.violations == 3
+
+
+def test_assessing_a_run_again_counts_nothing_twice(platform):
+    cfg, store, _ = platform
+    first = night(cfg, store, sources=("mpi",))[0]
+    again = assess_run(cfg, store, first.run_id)
+    assert again.persisting == 0 and again.new == [] and len(again.new_ids) == len(first.new)
+    assert len(store.findings.list()) == len(first.new)
+    assert [e for e in store.findings.events_of_run(first.run_id)["persisting"]] == []
 
 
 def test_people_change_findings_and_the_audit_log_says_who(platform):

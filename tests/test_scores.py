@@ -67,7 +67,7 @@ def test_sampled_scores_carry_an_interval_capped_by_the_rows_read():
 
 
 def test_institution_scores_judge_each_institution_on_its_own_rows():
-    rows = [{"rule_id": "R", "source": "mpi", "table_name": "person", "dimension": "完整性", "system": "10",
+    rows = [{"rule_id": "R", "source": "mpi", "table": "person", "dimension": "完整性", "system": "10",
              "status": "fail", "violations": 5, "denominator": 300, "threshold_pct": 1.0,
              "by_org": {"A": {"violations": 5, "denominator": 100}, "B": {"violations": 0, "denominator": 200}},
              "sampling": {"method": "full"}}]

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select
 
 from ..errors import HealthqaError
-from .models import AuditLog, Finding, FindingEvent, RuleResult, Run, Score
+from .models import AuditLog, Finding, FindingEvent, Run, Score
 from .store import AuditStore, now
 
 OPEN = ("new", "open", "acknowledged", "reopened")
@@ -237,13 +237,6 @@ class FindingRecords:
             s.add(AuditLog(at=at, user_name=user, action=f"finding_{event}", subject=str(finding_id), detail=detail or None))
             s.flush()
             return FindingRow.of(f)
-
-
-def rule_results_of_run(store: AuditStore, run_id: int) -> list[dict]:
-    """Every rule result a run stored, as plain mappings (the input of scoring and findings)."""
-    with store.session() as s:
-        return [_as_dict(r) for r in s.execute(select(RuleResult).where(RuleResult.run_id == run_id)
-                                               .order_by(RuleResult.id)).scalars()]
 
 
 def _as_dict(row) -> dict:
