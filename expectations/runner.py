@@ -58,12 +58,6 @@ def format_pct(pct: float | None) -> str:
     return f"{pct:.2g}%"
 
 
-def status_of(violations: int, denominator: int, threshold: float) -> str:
-    if denominator == 0:
-        return "not_applicable"
-    return "fail" if 100.0 * violations / denominator > threshold else "pass"
-
-
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
@@ -71,7 +65,7 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
     df = df.reset_index(drop=True)
     ctx = replace(ctx, cache={})  # column conversions are shared by this table's rules only
     results: dict[str, RuleResult] = {}
-    jobs = {}
+    runnable = []
     for r in rules:
         absent = [c for c in r.columns if c not in df.columns]
         if absent:
@@ -82,8 +76,8 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
         if lacking:
             results[r.id] = RuleResult(r, "error", error=f"reference data not available: {', '.join(lacking)}")
             continue
-        jobs[r.id] = (r.type, r.columns, r.params)
-    evaluations = gx_bridge.evaluate(df[[c for c in df.columns]], jobs, ctx)
+        runnable.append(r)
+    evaluations = gx_bridge.evaluate(df, runnable, ctx)
     keys = df[t.key].astype(str) if t.key in df else pd.Series(df.index.astype(str), index=df.index)
     orgs = df[t.org].astype(str) if t.org and t.org in df else None
     for r in rules:
@@ -95,7 +89,8 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
             continue
         applies, violates = ev.applies.to_numpy(), ev.violates.to_numpy()
         n_viol, n_den = int(violates.sum()), int(applies.sum())
-        res = RuleResult(r, status_of(n_viol, n_den, r.threshold), n_viol, n_den)
+        # GE's verdict (``mostly`` = 1 - threshold) is the status; n/a where nothing applies
+        res = RuleResult(r, "not_applicable" if n_den == 0 else "pass" if ev.success else "fail", n_viol, n_den)
         res.sample_keys = keys[violates].head(SAMPLE_KEYS).tolist()
         if all_keys:
             res.violating_keys = keys[violates].tolist()
