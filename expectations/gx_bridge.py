@@ -32,11 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pandas as pd
 
@@ -56,6 +55,7 @@ from great_expectations.expectations.expectation import (  # noqa: E402
     MulticolumnMapExpectation,
     _format_map_output,
     _mostly_success,
+    parse_result_format,
 )
 from great_expectations.expectations.metadata_types import FailureSeverity  # noqa: E402
 from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
@@ -152,23 +152,13 @@ class _RuleExpectation:
             execution_engine.outcomes[rule_id] = (applies, violates)
         prefix = self.map_metric
         return _format_map_output(
-            result_format=_parse(result_format), success=success, element_count=len(applies),
+            result_format=parse_result_format(result_format), success=success, element_count=len(applies),
             nonnull_count=applicable, unexpected_count=unexpected,
             unexpected_list=metrics.get(f"{prefix}.unexpected_values"),
             unexpected_index_list=metrics.get(f"{prefix}.unexpected_index_list"),
             unexpected_index_query=metrics.get(f"{prefix}.unexpected_index_query"),
             unexpected_index_column_names=index_columns,
             unexpected_rows=metrics.get(f"{prefix}.unexpected_rows"))
-
-
-def _parse(result_format):
-    from great_expectations.expectations.expectation import parse_result_format
-
-    return parse_result_format(result_format)
-
-
-def _camel_to_metric(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 @cache
@@ -247,10 +237,8 @@ def expectation_for(rule: Rule):
 
 def expectation_suite(table: str, rules: list[Rule]) -> gx.ExpectationSuite:
     """The compiled GE suite of a table's rules."""
-    suite = gx.ExpectationSuite(name=f"healthqa.{table}", meta={"table": table})
-    for r in rules:
-        suite.add_expectation(expectation_for(r))
-    return suite
+    return gx.ExpectationSuite(name=f"healthqa.{table}", meta={"table": table},
+                               expectations=[expectation_for(r) for r in rules])
 
 
 def export_suites(folder: Path | str, site_dir: str | None = None) -> list[Path]:
