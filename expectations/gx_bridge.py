@@ -133,11 +133,13 @@ class _RuleExpectation:
         # GE's null count is not the rule's denominator: the outcome gives it instead
         if deps.get_metric_configuration("column_values.nonnull.unexpected_count"):
             deps.remove_metric_configuration("column_values.nonnull.unexpected_count")
+        # the same domain and value kwargs as GE's own map metrics, so that the outcome the condition
+        # depends on and this one are one metric, computed once
+        count = deps.get_metric_configuration(f"{self.map_metric}.unexpected_count")
         outcome = f"{self.map_metric}.outcome"
-        kw = self.configuration.kwargs
         deps.set_metric_configuration(outcome, MetricConfiguration(
-            outcome, {k: kw[k] for k in _domain(rule_types.get(self.rule_type)).keys if k in kw},
-            {"params": kw.get("params", {})}))
+            outcome, count.metric_domain_kwargs,
+            {k: v for k, v in count.metric_value_kwargs.items() if k != "result_format"}))
         return deps
 
     def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None):
