@@ -307,3 +307,21 @@ def test_rule_types_from_an_installed_package_entry_point(tmp_path, monkeypatch)
                             [rule], RuleContext(as_of=pd.Timestamp("2026-11-25")), all_keys=True)
     assert res.violating_keys == ["33021100100100003"]
     assert type(gx_bridge.expectation_for(rule)).__name__ == "ExpectColumnValuesToEndInAnEvenDigit"
+
+
+def test_data_docs_show_rules_and_counts_never_values(tmp_path):
+    """GE's Data Docs of a run: a static site with the rules and their counts; no value, no key."""
+    from healthqa.expectations import data_docs
+
+    rules = [r for r in suite.builtin("person").rules if r.id in ("MPI-ID-VALID", "MPI-NAME-PLAUSIBLE")]
+    df = pd.DataFrame({"archive_id": ["33021100100100001", "33021100100177777"], "name": ["王伟", "Zhao Qiansun"],
+                       "id_number": ["11010519491231002X", "110105194912310021"], "id_type_code": ["01", "01"]})
+    results = validate_frame(df, "person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")))
+    assert [r.violations for r in results] == [1, 1]
+    index = data_docs.build(tmp_path / "docs", {"person": results}, "nightly")
+    assert index.is_file()
+    (page,) = (tmp_path / "docs" / "validations").rglob("*.html")
+    html = page.read_text("utf-8")
+    assert all(r.rule.zh in html for r in results) and "Unsuccessful Expectations" in html
+    for personal in ("110105194912310021", "Zhao Qiansun", "33021100100177777"):
+        assert personal not in html and personal not in index.read_text("utf-8")
