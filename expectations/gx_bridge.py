@@ -173,7 +173,8 @@ def expectation_class(type_name: str) -> type:
     def outcome(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
         df = execution_engine.get_domain_records(domain_kwargs=metric_domain_kwargs)
         ctx = _context_of(execution_engine, metric_domain_kwargs)
-        applies, violates = rt.fn(df, metric_value_kwargs["params"], ctx)
+        # the registered function at call time: a module re-imported re-registers its types
+        applies, violates = rule_types.get(type_name).fn(df, metric_value_kwargs["params"], ctx)
         applies = applies.reindex(df.index, fill_value=False).astype(bool)
         violates = violates.reindex(df.index, fill_value=False).astype(bool) & applies
         return applies, violates
