@@ -14,7 +14,7 @@ counts a value it cannot read as violating, over its own denominator (the rows i
 ``expect_column_values_to_not_be_null``, ``…_to_be_in_set``, ``…_to_match_regex``, ``…_to_be_between``
 and ``…_to_be_unique`` judge raw values over non-null rows, so their counts differ on real feeds.
 
-A rule type's metric runs once per rule: ``<domain>_values.<type>.outcome`` evaluates the type
+A rule type's metric runs once per rule: ``<domain>_values.healthqa_<type>.outcome`` evaluates the type
 (which rows the rule applies to, which it violates); GE's map condition (and with it
 ``unexpected_count``, ``unexpected_index_list`` …) is derived from that outcome, and the
 expectation's verdict is GE's ``mostly`` test over the applicable rows.
@@ -145,7 +145,7 @@ class _RuleExpectation:
     def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None):
         result_format = self._get_result_format(runtime_configuration=runtime_configuration)
         index_columns = result_format.get("unexpected_index_column_names") if isinstance(result_format, dict) else None
-        applies, violates = metrics[f"{self.map_metric}.outcome"][:2]
+        applies, violates = metrics[f"{self.map_metric}.outcome"]
         applicable = int(applies.sum())
         unexpected = metrics[f"{self.map_metric}.unexpected_count"]
         success = applicable == 0 or _mostly_success(applicable, unexpected, self._get_success_kwarg("mostly"))
@@ -168,7 +168,7 @@ def expectation_class(type_name: str) -> type:
     """The GE expectation class of a rule type, with its metrics (built once per type)."""
     rt = rule_types.get(type_name)
     dom = _domain(rt)
-    metric = f"{dom.prefix}.healthqa_{rt.name}"
+    name = f"{dom.prefix}.healthqa_{rt.name}"
 
     def outcome(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
         df = execution_engine.get_domain_records(domain_kwargs=metric_domain_kwargs)
@@ -180,7 +180,7 @@ def expectation_class(type_name: str) -> type:
         return applies, violates
 
     type(f"{rt.expectation}Outcome", (MetricProvider,), {
-        "__module__": __name__, "metric_name": f"{metric}.outcome", "domain_keys": dom.keys,
+        "__module__": __name__, "metric_name": f"{name}.outcome", "domain_keys": dom.keys,
         "value_keys": ("params",), "_outcome": metric_value(engine=PandasExecutionEngine)(outcome)})
 
     def condition(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
@@ -191,18 +191,17 @@ def expectation_class(type_name: str) -> type:
     def dependencies(cls, metric, configuration=None, execution_engine=None, runtime_configuration=None):
         deps = dom.provider._get_evaluation_dependencies.__func__(cls, metric, configuration, execution_engine,
                                                                   runtime_configuration)
-        if metric.metric_name == f"{metric_base}.condition":
-            deps["outcome"] = MetricConfiguration(f"{metric_base}.outcome", metric.metric_domain_kwargs,
+        if metric.metric_name == f"{name}.condition":  # the condition is read off the outcome
+            deps["outcome"] = MetricConfiguration(f"{name}.outcome", metric.metric_domain_kwargs,
                                                   {"params": metric.metric_value_kwargs["params"]})
         return deps
 
-    metric_base = metric
     type(f"{rt.expectation}Values", (dom.provider,), {
-        "__module__": __name__, "condition_metric_name": metric, "condition_domain_keys": dom.keys,
+        "__module__": __name__, "condition_metric_name": name, "condition_domain_keys": dom.keys,
         "condition_value_keys": ("params",), "filter_column_isnull": False,
         "_get_evaluation_dependencies": dependencies,
-        "_condition": metric_partial(engine=PandasExecutionEngine, partial_fn_type=MetricPartialFunctionTypes.MAP_CONDITION_SERIES,
-                                     domain_type=dom.kind)(condition)})
+        "_condition": metric_partial(engine=PandasExecutionEngine, domain_type=dom.kind,
+                                     partial_fn_type=MetricPartialFunctionTypes.MAP_CONDITION_SERIES)(condition)})
 
     fields = {"params": pydantic.Field(default_factory=dict, description="the rule's parameters (its suite's YAML)"),
               **dom.defaults}
@@ -210,7 +209,7 @@ def expectation_class(type_name: str) -> type:
         "__module__": __name__, "__doc__": rt.doc,
         "__annotations__": {"params": dict, "rule_type": ClassVar[str], **{k: str for k in dom.defaults}},
         **fields, "domain_keys": dom.base.domain_keys + tuple(k for k in dom.defaults if k not in dom.base.domain_keys),
-        "map_metric": metric, "rule_type": rt.name, "success_keys": ("mostly", "params")})
+        "map_metric": name, "rule_type": rt.name, "success_keys": ("mostly", "params")})
 
 
 def notes(rule: Rule) -> str:
