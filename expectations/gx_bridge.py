@@ -303,3 +303,8 @@ def evaluate(frame: pd.DataFrame, rules: list[Rule], ctx: rule_types.RuleContext
             applies, violates = engine.outcomes[rule_id]
             out[rule_id] = Evaluation(applies, violates, bool(res.success), None)
     return out
+
+
+# the shipped types' classes are built at import, before any validation thread starts
+for _name in list(rule_types.REGISTRY):
+    expectation_class(_name)
