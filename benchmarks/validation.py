@@ -8,8 +8,9 @@ pandas implementation of the same rules measured in the same run (the speed limi
 Each measurement runs in its own process so that its peak RSS is its own. The hand-vectorised side
 reads the same SQLite tables with pandas and checks the same rules with the data's known formats;
 both sides must report the same number of violations per rule, which the script checks.
-Floors (issue 3): <= 60 s for the 1M-person suite, within 3x of the hand-vectorised limit, peak RSS
-<= 4 GB.
+Floors: <= 60 s for the 1M-person suite and peak RSS <= 4 GB (issue 3); within 2.5x of the
+hand-vectorised limit measured in the same run, with one GE expectation class per rule type (issue 7).
+The machine's other load slows both sides: compare the ratio, not the seconds, between runs.
 """
 
 from __future__ import annotations

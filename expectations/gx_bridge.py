@@ -1,123 +1,310 @@
-"""Great Expectations 1.x: one custom expectation through which every healthqa rule runs.
+"""Great Expectations 1.x: one expectation class per rule type, the suites as GE expectation suites.
 
-``ExpectHealthqaRule`` is a multicolumn map expectation whose metric evaluates a rule type on the
-rule's columns (GE's pandas engine, an ephemeral context, a whole-dataframe batch). GE runs the
-suite, isolates failures (a rule that raises becomes an ``error`` result; the others go on) and
-decides each expectation's success; the rule's own outcome — which rows it applies to and which it
-violates — is kept from that single evaluation, so that DQD-style denominators, per-institution
-breakdowns and sample keys cost no second pass over the data.
+Each rule type (``rule_types.py``) is a GE map expectation named in GE's style
+(``ExpectColumnValuesToBeValidGb11643Id``, ``ExpectColumnPairValuesToAgreeIdAndBirthDate`` …): a
+column map expectation when the type is about one column, a column-pair map expectation for two, a
+multicolumn map expectation for more. A rule of a suite (``suites/*.yml``) becomes one expectation of
+its type with the rule's columns as GE's domain, its parameters verbatim in ``params``, ``mostly``
+from the threshold, and its metadata in GE's fields (``description``, ``severity``, ``notes``,
+``meta``: rule id, table, dimension, Kahn category, standard, system).
+
+Why no built-in GE expectation stands in for a rule: a rule judges the value as vendors store it —
+blank strings are missing, values are trimmed, full-width digits and ``x``/``×`` are read — and
+counts a value it cannot read as violating, over its own denominator (the rows it applies to). GE's
+``expect_column_values_to_not_be_null``, ``…_to_be_in_set``, ``…_to_match_regex``, ``…_to_be_between``
+and ``…_to_be_unique`` judge raw values over non-null rows, so their counts differ on real feeds.
+
+A rule type's metric runs once per rule: ``<domain>_values.healthqa_<type>.outcome`` evaluates the type
+(which rows the rule applies to, which it violates); GE's map condition (and with it
+``unexpected_count``, ``unexpected_index_list`` …) is derived from that outcome, and the
+expectation's verdict is GE's ``mostly`` test over the applicable rows.
+
+Reference data (the institution registry, archive numbers, dates of birth and death) and the
+reference time reach the metric through the execution engine of the validation (``RuleEngine``):
+one engine per validation, so two validations in two threads share nothing and need no lock. The
+same engine hands each rule's outcome back to the runner (per-institution breakdowns and keys of
+violating rows without a second pass). A plain GE pandas engine works too, with the current time as
+the reference time and no reference data (rules that need some then end as errors).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network, no telemetry
 
 import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.compatibility import pydantic  # noqa: E402
+from great_expectations.core.batch import Batch  # noqa: E402
+from great_expectations.core.metric_domain_types import MetricDomainTypes  # noqa: E402
+from great_expectations.core.metric_function_types import MetricPartialFunctionTypes  # noqa: E402
+from great_expectations.core.result_format import ResultFormat  # noqa: E402
 from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
-from great_expectations.expectations.expectation import MulticolumnMapExpectation  # noqa: E402
-from great_expectations.expectations.metrics.map_metric_provider import MulticolumnMapMetricProvider  # noqa: E402
-from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (  # noqa: E402
-    multicolumn_condition_partial,
+from great_expectations.execution_engine.pandas_batch_data import PandasBatchData  # noqa: E402
+from great_expectations.expectations.expectation import (  # noqa: E402
+    ColumnMapExpectation,
+    ColumnPairMapExpectation,
+    MulticolumnMapExpectation,
+    _format_map_output,
+    _mostly_success,
+    parse_result_format,
 )
+from great_expectations.expectations.metadata_types import FailureSeverity  # noqa: E402
+from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
+    ColumnMapMetricProvider,
+    ColumnPairMapMetricProvider,
+    MulticolumnMapMetricProvider,
+)
+from great_expectations.expectations.metrics.metric_provider import (  # noqa: E402
+    MetricProvider,
+    metric_partial,
+    metric_value,
+)
+from great_expectations.validator.metric_configuration import MetricConfiguration  # noqa: E402
+from great_expectations.validator.validator import Validator  # noqa: E402
 
 from . import rule_types  # noqa: E402
+from .suite import Rule  # noqa: E402
 
-ROW = "__hq_row"  # a column every expectation includes: GE's multicolumn domain needs two or more
-_LOCK = threading.Lock()  # one validation at a time: the job table below is process-wide
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+SEVERITY = {"一级": FailureSeverity.CRITICAL, "二级": FailureSeverity.WARNING, "提示": FailureSeverity.INFO}
 
 
-@dataclass
-class Job:
+@dataclass(frozen=True)
+class _Domain:
+    """How a rule type's columns become GE's domain."""
+
+    base: type
+    provider: type
+    kind: MetricDomainTypes
+    prefix: str  # GE's metric naming: column_values.*, column_pair_values.*, multicolumn_values.*
+    keys: tuple[str, ...]  # the domain kwargs of the metrics
+    defaults: dict  # every row is in the domain: the rule decides which rows it applies to
+
+
+_COLUMN = _Domain(ColumnMapExpectation, ColumnMapMetricProvider, MetricDomainTypes.COLUMN, "column_values",
+                  ("batch_id", "table", "column", "row_condition", "condition_parser"), {})
+_PAIR = _Domain(ColumnPairMapExpectation, ColumnPairMapMetricProvider, MetricDomainTypes.COLUMN_PAIR,
+                "column_pair_values", ("batch_id", "table", "column_A", "column_B", "row_condition",
+                                       "condition_parser", "ignore_row_if"), {"ignore_row_if": "neither"})
+_MULTI = _Domain(MulticolumnMapExpectation, MulticolumnMapMetricProvider, MetricDomainTypes.MULTICOLUMN,
+                 "multicolumn_values", ("batch_id", "table", "column_list", "row_condition",
+                                        "condition_parser", "ignore_row_if"), {"ignore_row_if": "never"})
+
+
+def _domain(rt: rule_types.RuleType) -> _Domain:
+    n = len(rt.domain)
+    return _COLUMN if n == 1 else _PAIR if n == 2 else _MULTI
+
+
+class RuleEngine(PandasExecutionEngine):
+    """GE's pandas engine for one validation: the rule context in, each rule's outcome out."""
+
+    def __init__(self, rule_context: rule_types.RuleContext, **kwargs):
+        super().__init__(**kwargs)
+        self.rule_context = rule_context
+        self.outcomes: dict[str, rule_types.Outcome] = {}
+
+
+def _context_of(engine, domain_kwargs: dict) -> rule_types.RuleContext:
+    ctx = getattr(engine, "rule_context", None) or rule_types.RuleContext(as_of=pd.Timestamp.now())
+    # conversions shared between rules are only valid on the whole batch
+    return replace(ctx, cache={}) if domain_kwargs.get("row_condition") else ctx
+
+
+class _RuleExpectation:
+    """What every rule type's expectation adds to GE's map expectation: the verdict over the rows the
+    rule applies to (not over GE's non-null rows), and the outcome handed to a ``RuleEngine``."""
+
     rule_type: str
-    params: dict
-    ctx: rule_types.RuleContext
-    outcome: tuple[pd.Series, pd.Series] | None = None
 
+    def get_validation_dependencies(self, execution_engine=None, runtime_configuration=None, **kwargs):
+        deps = super().get_validation_dependencies(execution_engine=execution_engine,
+                                                   runtime_configuration=runtime_configuration)
+        # GE's null count is not the rule's denominator: the outcome gives it instead
+        if deps.get_metric_configuration("column_values.nonnull.unexpected_count"):
+            deps.remove_metric_configuration("column_values.nonnull.unexpected_count")
+        # the same domain and value kwargs as GE's own map metrics, so that the outcome the condition
+        # depends on and this one are one metric, computed once
+        count = deps.get_metric_configuration(f"{self.map_metric}.unexpected_count")
+        outcome = f"{self.map_metric}.outcome"
+        deps.set_metric_configuration(outcome, MetricConfiguration(
+            outcome, count.metric_domain_kwargs,
+            {k: v for k, v in count.metric_value_kwargs.items() if k != "result_format"}))
+        return deps
 
-_JOBS: dict[str, Job] = {}
-
-
-class HealthqaRuleValues(MulticolumnMapMetricProvider):
-    condition_metric_name = "multicolumn_values.healthqa_rule"
-    condition_domain_keys = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
-    condition_value_keys = ("rule_key",)
-
-    @multicolumn_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column_list, rule_key, **kwargs):
-        job = _JOBS[rule_key]
-        frame = column_list.drop(columns=[ROW])
-        applies, violates = rule_types.get(job.rule_type).fn(frame, job.params, job.ctx)
-        applies = applies.reindex(frame.index, fill_value=False).astype(bool)
-        violates = violates.reindex(frame.index, fill_value=False).astype(bool) & applies
-        job.outcome = (applies, violates)
-        return ~violates
-
-
-class ExpectHealthqaRule(MulticolumnMapExpectation):
-    """A healthqa rule (expectations/suites/*.yml) evaluated by its rule type."""
-
-    map_metric = "multicolumn_values.healthqa_rule"
-    rule_key: str
-    ignore_row_if: str = "never"
-    success_keys = ("mostly", "rule_key")
+    def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None):
+        result_format = self._get_result_format(runtime_configuration=runtime_configuration)
+        index_columns = result_format.get("unexpected_index_column_names") if isinstance(result_format, dict) else None
+        applies, violates = metrics[f"{self.map_metric}.outcome"]
+        applicable = int(applies.sum())
+        unexpected = metrics[f"{self.map_metric}.unexpected_count"]
+        success = applicable == 0 or _mostly_success(applicable, unexpected, self._get_success_kwarg("mostly"))
+        rule_id = (self.meta or {}).get("rule_id")
+        if rule_id and isinstance(getattr(execution_engine, "outcomes", None), dict):
+            execution_engine.outcomes[rule_id] = (applies, violates)
+        prefix = self.map_metric
+        return _format_map_output(
+            result_format=parse_result_format(result_format), success=success, element_count=len(applies),
+            nonnull_count=applicable, unexpected_count=unexpected,
+            unexpected_list=metrics.get(f"{prefix}.unexpected_values"),
+            unexpected_index_list=metrics.get(f"{prefix}.unexpected_index_list"),
+            unexpected_index_query=metrics.get(f"{prefix}.unexpected_index_query"),
+            unexpected_index_column_names=index_columns,
+            unexpected_rows=metrics.get(f"{prefix}.unexpected_rows"))
 
 
 @cache
-def _batch_definition():
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="ephemeral")
-    # progress bars would go to the console of a nightly job and the engineer's terminal
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas("healthqa")
-    asset = source.add_dataframe_asset("frame")
-    return context, asset.add_batch_definition_whole_dataframe("whole")
+def expectation_class(type_name: str) -> type:
+    """The GE expectation class of a rule type, with its metrics (built once per type)."""
+    rt = rule_types.get(type_name)
+    dom = _domain(rt)
+    name = f"{dom.prefix}.healthqa_{rt.name}"
+
+    def outcome(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
+        df = execution_engine.get_domain_records(domain_kwargs=metric_domain_kwargs)
+        ctx = _context_of(execution_engine, metric_domain_kwargs)
+        # the registered function at call time: a module re-imported re-registers its types
+        applies, violates = rule_types.get(type_name).fn(df, metric_value_kwargs["params"], ctx)
+        applies = applies.reindex(df.index, fill_value=False).astype(bool)
+        violates = violates.reindex(df.index, fill_value=False).astype(bool) & applies
+        return applies, violates
+
+    type(f"{rt.expectation}Outcome", (MetricProvider,), {
+        "__module__": __name__, "metric_name": f"{name}.outcome", "domain_keys": dom.keys,
+        "value_keys": ("params",), "_outcome": metric_value(engine=PandasExecutionEngine)(outcome)})
+
+    def condition(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
+        _, compute_kwargs, accessor_kwargs = execution_engine.get_compute_domain(metric_domain_kwargs, dom.kind)
+        return metrics["outcome"][1], compute_kwargs, accessor_kwargs
+
+    @classmethod
+    def dependencies(cls, metric, configuration=None, execution_engine=None, runtime_configuration=None):
+        deps = dom.provider._get_evaluation_dependencies.__func__(cls, metric, configuration, execution_engine,
+                                                                  runtime_configuration)
+        if metric.metric_name == f"{name}.condition":  # the condition is read off the outcome
+            deps["outcome"] = MetricConfiguration(f"{name}.outcome", metric.metric_domain_kwargs,
+                                                  {"params": metric.metric_value_kwargs["params"]})
+        return deps
+
+    type(f"{rt.expectation}Values", (dom.provider,), {
+        "__module__": __name__, "condition_metric_name": name, "condition_domain_keys": dom.keys,
+        "condition_value_keys": ("params",), "filter_column_isnull": False,
+        "_get_evaluation_dependencies": dependencies,
+        "_condition": metric_partial(engine=PandasExecutionEngine, domain_type=dom.kind,
+                                     partial_fn_type=MetricPartialFunctionTypes.MAP_CONDITION_SERIES)(condition)})
+
+    fields = {"params": pydantic.Field(default_factory=dict, description="the rule's parameters (its suite's YAML)"),
+              **dom.defaults}
+    return type(rt.expectation, (_RuleExpectation, dom.base), {
+        "__module__": __name__, "__doc__": rt.doc,
+        "__annotations__": {"params": dict, "rule_type": ClassVar[str], **{k: str for k in dom.defaults}},
+        **fields, "domain_keys": dom.base.domain_keys + tuple(k for k in dom.defaults if k not in dom.base.domain_keys),
+        "map_metric": name, "rule_type": rt.name, "success_keys": ("mostly", "params")})
+
+
+def notes(rule: Rule) -> str:
+    """The threshold and its rationale, for GE's ``notes``."""
+    if rule.threshold == 0:
+        head = "阈值 0 %：任一违规即不通过。Threshold 0 %: any violating row fails the rule."
+    else:
+        head = (f"阈值 {rule.threshold:g} %：适用行中违规不超过 {rule.threshold:g} % 为通过。Threshold "
+                f"{rule.threshold:g} %: the rule passes while at most {rule.threshold:g} % of the rows it "
+                "applies to violate it.")
+    return f"{head}\n{rule.notes}" if rule.notes else head
+
+
+def expectation_for(rule: Rule):
+    """A rule as an expectation of its type, its metadata in GE's fields."""
+    rt = rule_types.get(rule.type)
+    cols = [rule.params[c] for c in rt.domain]
+    domain = ({"column": cols[0]} if len(cols) == 1 else {"column_A": cols[0], "column_B": cols[1]}
+              if len(cols) == 2 else {"column_list": cols})
+    return expectation_class(rule.type)(
+        **domain, params=rule.params, mostly=1 - rule.threshold / 100, severity=SEVERITY[rule.severity],
+        description=f"{rule.zh}（{rule.en}）", notes=notes(rule),
+        meta={"rule_id": rule.id, "table": rule.table, "dimension": rule.dimension, "kahn": rule.kahn,
+              "standard": rule.standard, "system": rule.system, "severity": rule.severity,
+              "threshold_pct": rule.threshold})
+
+
+def expectation_suite(table: str, rules: list[Rule]) -> gx.ExpectationSuite:
+    """The compiled GE suite of a table's rules."""
+    return gx.ExpectationSuite(name=f"healthqa.{table}", meta={"table": table},
+                               expectations=[expectation_for(r) for r in rules])
+
+
+def export_suites(folder: Path | str, site_dir: str | None = None) -> list[Path]:
+    """Write every table's compiled suite as GE's JSON (``<folder>/healthqa.<table>.json``)."""
+    from . import suite as suites
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in suites.builtin_tables():
+        gs = expectation_suite(table, suites.rules_for(table, site_dir))
+        path = folder / f"{gs.name}.json"
+        path.write_text(json.dumps(gs.to_json_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 @dataclass
 class Evaluation:
     applies: pd.Series | None
     violates: pd.Series | None
-    success: bool | None
+    success: bool | None  # GE's verdict: at least ``mostly`` of the applicable rows pass
     error: str | None
 
 
-def evaluate(frame: pd.DataFrame, jobs: dict[str, tuple[str, list[str], dict]],
-             ctx: rule_types.RuleContext) -> dict[str, Evaluation]:
-    """Run rules on a frame through GE. ``jobs``: key -> (rule type, columns, params)."""
-    if not jobs:
+def _error_of(result) -> str | None:
+    info = result.exception_info or {}
+    raised = [v for v in (info.values() if "raised_exception" not in info else [info])
+              if isinstance(v, dict) and v.get("raised_exception")]
+    if raised:
+        return " ".join(str(raised[0].get("exception_message")).split())[:500]
+    return None
+
+
+class _QuietValidator(Validator):
+    """GE's validator without progress bars (they would go to a nightly job's log)."""
+
+    def _determine_progress_bars(self) -> bool:
+        return False
+
+
+def evaluate(frame: pd.DataFrame, rules: list[Rule], ctx: rule_types.RuleContext) -> dict[str, Evaluation]:
+    """Validate a frame with rules through GE; one engine per call (safe in concurrent threads)."""
+    if not rules:
         return {}
-    frame = frame.reset_index(drop=True)
-    frame[ROW] = frame.index
-    context, batch_def = _batch_definition()
-    with _LOCK:
-        _JOBS.clear()
-        suite = gx.ExpectationSuite(name="healthqa")
-        for key, (type_name, columns, params) in jobs.items():
-            _JOBS[key] = Job(type_name, params, ctx)
-            suite.add_expectation(ExpectHealthqaRule(column_list=[ROW, *columns], rule_key=key))
-        batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-        # BOOLEAN_ONLY: GE decides success; counts come from the rule's own outcome (no 2nd pass)
-        result = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
-        out: dict[str, Evaluation] = {}
-        for r in result.results:
-            key = r.expectation_config.kwargs["rule_key"]
-            job = _JOBS[key]
-            info = r.exception_info or {}
-            raised = [v for v in (info.values() if "raised_exception" not in info else [info])
-                      if isinstance(v, dict) and v.get("raised_exception")]
-            if raised or job.outcome is None:
-                msg = raised[0].get("exception_message") if raised else "the rule did not run"
-                out[key] = Evaluation(None, None, None, " ".join(str(msg).split())[:500])
-            else:
-                out[key] = Evaluation(job.outcome[0], job.outcome[1], bool(r.success), None)
-        _JOBS.clear()
+    engine = RuleEngine(ctx)
+    validator = _QuietValidator(execution_engine=engine, batches=[Batch(data=PandasBatchData(engine, frame))])
+    configs = [expectation_for(r).configuration for r in rules]
+    results = validator.graph_validate(configurations=configs,
+                                       runtime_configuration={"result_format": ResultFormat.BOOLEAN_ONLY.value})
+    out: dict[str, Evaluation] = {}
+    for res in results:
+        rule_id = res.expectation_config.meta["rule_id"]
+        error = _error_of(res)
+        if error is None and rule_id not in engine.outcomes:
+            error = "the rule did not run"
+        if error:
+            out[rule_id] = Evaluation(None, None, None, error)
+        else:
+            applies, violates = engine.outcomes[rule_id]
+            out[rule_id] = Evaluation(applies, violates, bool(res.success), None)
     return out
+
+
+# the shipped types' classes are built at import, before any validation thread starts
+for _name in list(rule_types.REGISTRY):
+    expectation_class(_name)

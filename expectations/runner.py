@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 
 from healthqa import canonical
@@ -58,20 +59,15 @@ def format_pct(pct: float | None) -> str:
     return f"{pct:.2g}%"
 
 
-def status_of(violations: int, denominator: int, threshold: float) -> str:
-    if denominator == 0:
-        return "not_applicable"
-    return "fail" if 100.0 * violations / denominator > threshold else "pass"
-
-
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
     t = canonical.table(table)
-    df = df.reset_index(drop=True)
+    if not df.index.equals(pd.RangeIndex(len(df))):  # positions are row numbers (no copy when they are)
+        df = df.reset_index(drop=True)
     ctx = replace(ctx, cache={})  # column conversions are shared by this table's rules only
     results: dict[str, RuleResult] = {}
-    jobs = {}
+    runnable = []
     for r in rules:
         absent = [c for c in r.columns if c not in df.columns]
         if absent:
@@ -82,10 +78,12 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
         if lacking:
             results[r.id] = RuleResult(r, "error", error=f"reference data not available: {', '.join(lacking)}")
             continue
-        jobs[r.id] = (r.type, r.columns, r.params)
-    evaluations = gx_bridge.evaluate(df[[c for c in df.columns]], jobs, ctx)
+        runnable.append(r)
+    evaluations = gx_bridge.evaluate(df, runnable, ctx)
     keys = df[t.key].astype(str) if t.key in df else pd.Series(df.index.astype(str), index=df.index)
-    orgs = df[t.org].astype(str) if t.org and t.org in df else None
+    keys = keys.to_numpy()
+    if t.org and t.org in df:  # institutions as codes once, counted per rule with bincount
+        codes, orgs = pd.factorize(df[t.org].astype(str), sort=True)
     for r in rules:
         if r.id in results:
             continue
@@ -95,12 +93,17 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
             continue
         applies, violates = ev.applies.to_numpy(), ev.violates.to_numpy()
         n_viol, n_den = int(violates.sum()), int(applies.sum())
-        res = RuleResult(r, status_of(n_viol, n_den, r.threshold), n_viol, n_den)
-        res.sample_keys = keys[violates].head(SAMPLE_KEYS).tolist()
+        # GE's verdict (``mostly`` = 1 - threshold) is the status; n/a where nothing applies
+        res = RuleResult(r, "not_applicable" if n_den == 0 else "pass" if ev.success else "fail", n_viol, n_den)
+        rows = np.flatnonzero(violates)
+        res.sample_keys = keys[rows[:SAMPLE_KEYS]].tolist()
         if all_keys:
-            res.violating_keys = keys[violates].tolist()
-        if orgs is not None and n_den:
-            per = pd.DataFrame({"org": orgs[applies], "v": violates[applies]}).groupby("org")["v"].agg(["sum", "size"])
-            res.by_org = {o: {"violations": int(v), "denominator": int(d)} for o, (v, d) in per.iterrows()}
+            res.violating_keys = keys[rows].tolist()
+        if t.org and t.org in df and n_den:
+            # every institution the rule applied to, clean ones too: a finding on an institution is
+            # resolved only by a run that saw its rows pass (reports/findings.py)
+            v = np.bincount(codes[rows], minlength=len(orgs))
+            d = np.bincount(codes[applies], minlength=len(orgs))
+            res.by_org = {orgs[i]: {"violations": int(v[i]), "denominator": int(d[i])} for i in np.flatnonzero(d)}
         results[r.id] = res
     return [results[r.id] for r in rules]

@@ -44,6 +44,7 @@ class Rule(BaseModel):
     standard: str
     severity: Severity
     threshold: float = Field(ge=0, le=100)
+    notes: str | None = None  # why the threshold is what it is (GE's ``notes``, with the threshold)
     system: str | None = None
     enabled: bool = True  # a site suite can switch a shipped rule off by repeating its id
     examples: Examples | None = None  # required of shipped rules (the tests run them)
@@ -56,8 +57,9 @@ class Rule(BaseModel):
             # a column parameter may be optional for the type (id_type), but if given must be a column
             if col in self.params and not isinstance(self.params[col], str):
                 raise ValueError(f"params.{col}: expected a column name")
-        if not any(c in self.params for c in rt.columns):
-            raise ValueError(f"params: rule type {self.type} needs {', '.join(rt.columns)}")
+        lacking = [c for c in rt.domain if c not in self.params]
+        if lacking:
+            raise ValueError(f"params: rule type {self.type} needs {', '.join(lacking)}")
         return self
 
     @property
@@ -132,7 +134,8 @@ def rules_for(table: str, site_dir: str | None = None) -> list[Rule]:
 
 
 def load_plugins(modules: list[str]) -> None:
-    """Import the modules that register a site's own rule types."""
+    """Import the modules that register a site's own rule types: those the configuration lists, and
+    those installed packages declare under the ``healthqa.rule_types`` entry-point group."""
     import importlib
 
     for m in modules:
@@ -140,3 +143,9 @@ def load_plugins(modules: list[str]) -> None:
             importlib.import_module(m)
         except ImportError as e:
             raise ConfigError(f"validation.plugins: cannot import {m} ({e})") from None
+        except ValueError as e:  # a name registered twice
+            raise ConfigError(f"validation.plugins: {m}: {e}") from None
+    try:
+        rule_types.load_entry_points()
+    except (ImportError, ValueError) as e:
+        raise ConfigError(str(e)) from None

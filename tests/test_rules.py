@@ -173,3 +173,155 @@ def test_unknown_plugin_is_a_configuration_error(tmp_path):
 
     with pytest.raises(ConfigError, match="validation.plugins: cannot import no_such_module_hq"):
         load_plugins(["no_such_module_hq"])
+
+
+def test_two_validations_in_threads_give_the_sequential_results():
+    """Each validation has its own GE engine carrying its rule context: no shared table, no lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rules = suite.builtin("outpatient_visit").rules
+    frames, contexts = [], []
+    for i, birth in enumerate(("2000-01-01", "2030-01-01")):  # the two contexts disagree on purpose
+        frames.append(pd.DataFrame({
+            "visit_id": [f"V{i}{n}" for n in range(6)], "archive_id": ["33021100100100001"] * 5 + ["X"],
+            "org_code": ["A1"] * 6, "visit_time": ["2026-11-01 10:00:00"] * 6,
+            "upload_time": ["2026-11-01 11:00:00"] * 3 + ["2026-11-05 11:00:00"] * 3,
+            "diagnosis_code": ["I10", "E11.9", "Q99.9", "X", None, "J06.9"], "dept_code": ["03"] * 6}))
+        contexts.append(RuleContext(as_of=pd.Timestamp("2026-11-25"), references={
+            "person.archive_id": {"33021100100100001"}, "organization.org_code": {"A1"},
+            "person.birth_date": pd.Series({"33021100100100001": pd.Timestamp(birth)}),
+            "person.death_date": pd.Series({"33021100100100001": pd.NaT})}))
+
+    def run(i):
+        return [(r.rule.id, r.status, r.violations, r.denominator, r.sample_keys, r.error)
+                for r in validate_frame(frames[i], "outpatient_visit", rules, contexts[i])]
+
+    sequential = [run(0), run(1)]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            assert list(pool.map(run, [0, 1])) == sequential
+    births = [{r[0]: r[2] for r in s}["OPV-NOT-BEFORE-BIRTH"] for s in sequential]
+    assert births == [0, 5]  # each validation saw its own reference data
+    assert not any(r[5] for s in sequential for r in s)
+
+
+def test_ge_verdict_is_the_threshold_semantics():
+    """``mostly`` = 1 - threshold/100 and GE's test agree with 'fail when violations exceed the
+    tolerated %' at and around every boundary the shipped thresholds have."""
+    from great_expectations.expectations.expectation import _mostly_success
+
+    for threshold in sorted({r.threshold for r in RULES} | {0.1, 0.5, 3}):
+        for den in (*range(1, 401), 999, 1000, 1001, 1_000_000, 1_058_285):
+            edge = int(den * threshold / 100)
+            for viol in {0, edge - 1, edge, edge + 1, den} & set(range(den + 1)):
+                tolerated = 100.0 * viol / den <= threshold
+                assert _mostly_success(den, viol, 1 - threshold / 100) == tolerated, (threshold, den, viol)
+
+
+def test_compiled_suites_export_as_ge_json(tmp_path):
+    import json
+
+    import great_expectations as gx
+
+    from healthqa.expectations import gx_bridge
+
+    paths = gx_bridge.export_suites(tmp_path)
+    assert {p.name for p in paths} == {f"healthqa.{t}.json" for t in suite.builtin_tables()}
+    loaded = gx.ExpectationSuite(**json.loads((tmp_path / "healthqa.person.json").read_text("utf-8")))
+    assert len(loaded.expectations) == len(suite.builtin("person").rules)
+    by_id = {e.meta["rule_id"]: e for e in loaded.expectations}
+    e = by_id["MPI-ID-VALID"]
+    assert type(e).__name__ == "ExpectColumnValuesToBeValidGb11643Id" and e.column == "id_number"
+    assert e.params == {"id": "id_number", "id_type": "id_type_code"} and e.mostly == 1
+    assert e.severity.value == "warning" and e.description.startswith("身份证号")
+    assert e.meta | {"standard": None} == {"rule_id": "MPI-ID-VALID", "table": "person", "dimension": "规范性",
+                                           "kahn": "conformance.computational/verification", "standard": None,
+                                           "system": "10", "severity": "二级", "threshold_pct": 0}
+    phone = by_id["MPI-PHONE-REQUIRED"]
+    assert phone.mostly == pytest.approx(0.99) and "1 %" in phone.notes and "no phone" in phone.notes
+    pair = by_id["MPI-ID-BIRTH"]
+    assert type(pair).__name__ == "ExpectColumnPairValuesToAgreeIdAndBirthDate"
+    assert (pair.column_A, pair.column_B) == ("id_number", "birth_date")
+
+
+def test_a_ge_user_runs_an_expectation_with_ge_alone():
+    """The expectations are ordinary GE expectations: GE's own batch.validate, its result format and
+    ``unexpected_index_column_names`` work on them (no reference data needed for this rule)."""
+    import great_expectations as gx
+
+    from healthqa.expectations import gx_bridge
+
+    rule = next(r for r in suite.builtin("person").rules if r.id == "MPI-ID-VALID")
+    context = gx.get_context(mode="ephemeral")
+    batch = (context.data_sources.add_pandas("p").add_dataframe_asset("a").add_batch_definition_whole_dataframe("w")
+             .get_batch(batch_parameters={"dataframe": pd.DataFrame({
+                 "archive_id": ["A1", "A2", "A3", "A4"], "id_type_code": ["01"] * 4,
+                 "id_number": ["11010519491231002X", "110105194912310021", None, "11010519491231002X"]})}))
+    res = batch.validate(gx_bridge.expectation_for(rule),
+                         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["archive_id"]})
+    assert not res.success
+    assert res.result["unexpected_count"] == 1 and res.result["unexpected_percent"] == pytest.approx(100 / 3)
+    assert res.result["unexpected_index_list"] == [{"archive_id": "A2", "id_number": "110105194912310021"}]
+
+
+def test_a_rule_type_name_is_registered_once():
+    from healthqa.expectations import rule_types
+
+    with pytest.raises(ValueError, match=r"'not_null' is already registered by healthqa\.expectations\.rule_types"
+                                         r"\.not_null; tests\.test_rules\..*other_not_null cannot"):
+        @rule_types.rule_type("not_null", columns=("column",))
+        def other_not_null(df, p, ctx):
+            """Another not_null."""
+    assert rule_types.get("not_null").origin == "healthqa.expectations.rule_types.not_null"
+
+
+ENTRY_POINT_PLUGIN = '''
+from healthqa.expectations.rule_types import rule_type
+
+
+@rule_type("ep_archive_even", columns=("column",), expectation="ExpectColumnValuesToEndInAnEvenDigit")
+def archive_even(df, params, ctx):
+    """The archive number's last digit is even (a type an installed package adds)."""
+    s = df[params["column"]].astype(str)
+    return s.notna(), s.str[-1].isin(list("13579"))
+'''
+
+
+def test_rule_types_from_an_installed_package_entry_point(tmp_path, monkeypatch):
+    """A package declares its module under the ``healthqa.rule_types`` entry-point group; a suite
+    may then use its types without any configuration."""
+    from healthqa.expectations import gx_bridge
+
+    (tmp_path / "hq_ep_rules.py").write_text(ENTRY_POINT_PLUGIN, encoding="utf-8")
+    dist = tmp_path / "hq_ep_rules-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hq-ep-rules\nVersion: 1.0\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[healthqa.rule_types]\nsite = hq_ep_rules\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rule = suite.Rule.model_validate({
+        "id": "SITE-ARCHIVE-EVEN", "type": "ep_archive_even", "params": {"column": "archive_id"},
+        "zh": "档案编号末位为偶数", "en": "Archive number ends in an even digit", "dimension": "规范性",
+        "kahn": "conformance.value/verification", "standard": "test", "severity": "提示", "threshold": 0})
+    rule.table = "person"
+    (res,) = validate_frame(pd.DataFrame({"archive_id": ["33021100100100002", "33021100100100003"]}), "person",
+                            [rule], RuleContext(as_of=pd.Timestamp("2026-11-25")), all_keys=True)
+    assert res.violating_keys == ["33021100100100003"]
+    assert type(gx_bridge.expectation_for(rule)).__name__ == "ExpectColumnValuesToEndInAnEvenDigit"
+
+
+def test_data_docs_show_rules_and_counts_never_values(tmp_path):
+    """GE's Data Docs of a run: a static site with the rules and their counts; no value, no key."""
+    from healthqa.expectations import data_docs
+
+    rules = [r for r in suite.builtin("person").rules if r.id in ("MPI-ID-VALID", "MPI-NAME-PLAUSIBLE")]
+    df = pd.DataFrame({"archive_id": ["33021100100100001", "33021100100177777"], "name": ["王伟", "Zhao Qiansun"],
+                       "id_number": ["11010519491231002X", "110105194912310021"], "id_type_code": ["01", "01"]})
+    results = validate_frame(df, "person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")))
+    assert [r.violations for r in results] == [1, 1]
+    index = data_docs.build(tmp_path / "docs", {"person": results}, "nightly")
+    assert index.is_file()
+    (page,) = (tmp_path / "docs" / "validations").rglob("*.html")
+    html = page.read_text("utf-8")
+    assert all(r.rule.zh in html for r in results) and "Unsuccessful Expectations" in html
+    for personal in ("110105194912310021", "Zhao Qiansun", "33021100100177777"):
+        assert personal not in html and personal not in index.read_text("utf-8")
