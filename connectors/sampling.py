@@ -1,6 +1,6 @@
 """Sampling: which rows of a table an audit reads.
 
-Strategies (DESIGN.md / the configuration's ``sampling``):
+Strategies (docs/design.md / the configuration's ``sampling``):
 
 - ``full``: every row (optionally capped at ``rows``);
 - ``random``: ``rows`` rows drawn with a reproducible ``seed``;

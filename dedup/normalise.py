@@ -1,4 +1,4 @@
-"""Normalisation of person records for matching (DOMAIN.md §4).
+"""Normalisation of person records for matching (docs/domain.md, "How duplicate archives arise").
 
 ID numbers: full-width → half-width, x/× → X, 15 → 18 digits, validity as a feature. Names:
 whitespace and interpuncts removed, traditional → simplified (OpenCC), pinyin with heteronyms

@@ -1,6 +1,6 @@
 """Clinical records for a chunk of archives: visits, stays, lab results, exams and follow-ups.
 
-Clean records obey every rule of DOMAIN.md §3 (times inside the person's life, uploads within 24 h,
+Clean records obey every rule of docs/domain.md ("What goes wrong") (times inside the person's life, uploads within 24 h,
 consistent lab flags and BMI, follow-ups at most 92 days apart); defects are injected afterwards.
 """
 

@@ -1,4 +1,4 @@
-"""Data defects of every family in DOMAIN.md §3, injected at configured rates with ground truth.
+"""Data defects of every family of docs/domain.md ("What goes wrong"), injected at configured rates with ground truth.
 
 Each defect is one row of a catalogue: its name (the family in ``truth/defects.csv``), the column it
 touches, a base rate per row, and a function that damages the chosen rows. A row receives at most

@@ -1,4 +1,4 @@
-"""Duplicate archives and hard negatives (DOMAIN.md §4).
+"""Duplicate archives and hard negatives (docs/domain.md, "How duplicate archives arise").
 
 Duplicates: the same resident registered again at another institution, with the variations seen on
 this platform (ID missing, 15-digit, mistyped, `x`/`×`, full-width; homophones, traditional

@@ -11,7 +11,7 @@ FULL_TO_HALF = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789
 
 
 def normalise_id(value) -> str | None:
-    """The normalised form of an ID number (DOMAIN.md §4): trimmed, half-width, upper-case X,
+    """The normalised form of an ID number (docs/domain.md): trimmed, half-width, upper-case X,
     15-digit legacy numbers expanded to 18 digits. Anything else is returned trimmed, upper-cased."""
     if value is None or value != value:
         return None

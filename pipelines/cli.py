@@ -1,4 +1,4 @@
-"""The ``healthqa`` command line (DESIGN.md's contract).
+"""The ``healthqa`` command line (the contract in the README and docs/design.md).
 
 Exit codes: 0 all good; 1 the audit ran and found failures; 2 bad usage, bad configuration or an
 unreachable source, always with a one-line reason on stderr and never a traceback.

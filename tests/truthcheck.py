@@ -1,5 +1,5 @@
 """Independent checks of the generator's defect families, written against python-stdnum and the
-text of DOMAIN.md §3 rather than against the generator's own code.
+text of docs/domain.md ("What goes wrong") rather than against the generator's own code.
 
 Each check takes the canonical frames and returns the keys of the rows that carry the defect.
 """
