@@ -13,6 +13,7 @@ import pandas as pd
 
 from healthqa import canonical
 from healthqa.errors import SourceError, SourceUnreachable
+
 from .readers import Reader, empty_frame
 from .sampling import Scope
 

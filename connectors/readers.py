@@ -15,6 +15,7 @@ import pandas as pd
 from healthqa import canonical
 from healthqa.config import Source, TableMap
 from healthqa.errors import SourceError
+
 from .sampling import Scope, choose_keys
 
 KEY_BATCH = 1000  # keys per IN (...) list when fetching drawn rows
@@ -45,7 +46,7 @@ class Reader(ABC):
         self.cfg = cfg
         self._physical_columns: dict[str, dict[str, str]] = {}  # table -> {lower name: actual name}
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         self.connect()
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from healthqa.config import Config, Source
 from healthqa.errors import SourceError
+
 from .files import CsvReader, ExcelReader
 from .readers import Reader
 from .sql import OdbcReader, SqlAlchemyReader

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 from healthqa import canonical
 from healthqa.config import Source
 from healthqa.errors import SourceError, SourceUnreachable, one_line
+
 from .readers import Reader, empty_frame
 from .readonly import ODBC_SESSION_SQL, guard, odbc_timeout_sql, readonly_engine
 from .sampling import Scope

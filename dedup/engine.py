@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from healthqa import standards as st
+
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
 from .model import FSModel, SupervisedModel, pair_tf

@@ -44,8 +44,8 @@ class ComparisonKind:
 
     name: str
     levels: tuple[str, ...]  # level names, lowest (0) to highest
-    derive: Callable[[pd.Series, "FieldSpec"], dict[str, pd.Series]]
-    compare: Callable[["FieldSpec", dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
+    derive: Callable[[pd.Series, FieldSpec], dict[str, pd.Series]]
+    compare: Callable[[FieldSpec, dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
     columns: tuple[str, ...] = ("",)
 
     def level_name(self, level: int) -> str:

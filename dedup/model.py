@@ -122,7 +122,7 @@ class FSModel:
         return {"m": [x.tolist() for x in self.m], "u": [x.tolist() for x in self.u], "prior": self.prior}
 
     @classmethod
-    def from_dict(cls, spec: Spec, d: dict) -> "FSModel":
+    def from_dict(cls, spec: Spec, d: dict) -> FSModel:
         return cls(spec, [np.array(x) for x in d["m"]], [np.array(x) for x in d["u"]], float(d["prior"]))
 
     def describe(self) -> list[dict]:

@@ -16,6 +16,7 @@ from itertools import islice, product
 import pandas as pd
 
 from healthqa import standards as st
+
 from .spec import FieldSpec, Spec
 
 _NAME_NOISE = re.compile(r"[\s·・.．\-]")

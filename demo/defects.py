@@ -8,8 +8,8 @@ others). Where damaging one value necessarily breaks a second rule, the second d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -19,6 +19,7 @@ import pandas as pd
 
 from healthqa import canonical
 from healthqa.config import dump
+
 from . import clinical
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
@@ -129,7 +130,7 @@ class _Writer:
             t = canonical.table(table)
             ddl = ", ".join(f"{cols[c]} {SQL_TYPES[spec.type]}" for c, spec in t.columns.items())
             self.conns[db].execute(f"CREATE TABLE {phys} ({ddl})")
-        self.counts = {t: 0 for t in PHYSICAL}
+        self.counts = dict.fromkeys(PHYSICAL, 0)
 
     def write(self, table: str, df: pd.DataFrame) -> None:
         db, phys, cols = PHYSICAL[table]

@@ -44,7 +44,7 @@ class Truth:
             self._fh[name] = fh
             self._w[name] = csv.writer(fh)
             self._w[name].writerow(cols)
-        self.counts: dict[str, int] = {name: 0 for name in self.FILES}
+        self.counts: dict[str, int] = dict.fromkeys(self.FILES, 0)
         self.defect_counts: dict[tuple[str, str], int] = {}
         self._pending: list[tuple] = []
 

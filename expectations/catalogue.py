@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from healthqa import canonical, codelists
+
 from . import rule_types, suite
 
 BEGIN = "<!-- BEGIN GENERATED: python -m healthqa.expectations.catalogue --write -->"

@@ -10,7 +10,7 @@ scripts from public CDNs, so a browser without network access shows the pages un
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import great_expectations as gx
@@ -52,7 +52,7 @@ def build(folder: Path | str, tables: dict[str, list[RuleResult]], run_name: str
         "class_name": "SiteBuilder", "show_how_to_buttons": False,
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder)},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
-    run_id = RunIdentifier(run_name=run_name, run_time=run_time or datetime.now(timezone.utc))
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time or datetime.now(UTC))
     keys = []
     for table, results in tables.items():
         suite = gx_bridge.expectation_suite(table, [r.rule for r in results])

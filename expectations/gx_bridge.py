@@ -207,7 +207,7 @@ def expectation_class(type_name: str) -> type:
               **dom.defaults}
     return type(rt.expectation, (_RuleExpectation, dom.base), {
         "__module__": __name__, "__doc__": rt.doc,
-        "__annotations__": {"params": dict, "rule_type": ClassVar[str], **{k: str for k in dom.defaults}},
+        "__annotations__": {"params": dict, "rule_type": ClassVar[str], **dict.fromkeys(dom.defaults, str)},
         **fields, "domain_keys": dom.base.domain_keys + tuple(k for k in dom.defaults if k not in dom.base.domain_keys),
         "map_metric": name, "rule_type": rt.name, "success_keys": ("mostly", "params")})
 

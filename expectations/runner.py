@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from healthqa import canonical
+
 from . import gx_bridge
 from .rule_types import RuleContext
 from .suite import Rule

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from healthqa import canonical
+from healthqa import canonical, codelists
 from healthqa.errors import ConfigError
-from healthqa import codelists
+
 from . import rule_types
 
 Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
@@ -51,7 +51,7 @@ class Rule(BaseModel):
     table: str = ""  # filled in from the suite
 
     @model_validator(mode="after")
-    def _type_and_params(self) -> "Rule":
+    def _type_and_params(self) -> Rule:
         rt = rule_types.get(self.type)
         for col in rt.columns:
             # a column parameter may be optional for the type (id_type), but if given must be a column
@@ -79,7 +79,7 @@ class Suite(BaseModel):
     rules: list[Rule]
 
     @model_validator(mode="after")
-    def _check(self) -> "Suite":
+    def _check(self) -> Suite:
         t = canonical.table(self.table)
         systems = codelists.codes("systems")
         seen = set()

@@ -43,7 +43,7 @@ class Sampling(_Strict):
     until: datetime | None = None
 
     @model_validator(mode="after")
-    def _rows_needed(self) -> "Sampling":
+    def _rows_needed(self) -> Sampling:
         if self.method in ("random", "stratified") and self.rows is None:
             raise ValueError(f"sampling method {self.method!r} needs 'rows'")
         if self.since and self.until and self.since >= self.until:
@@ -86,7 +86,7 @@ class Source(_Strict):
     tables: dict[str, TableMap]
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "Source":
+    def _kind_fields(self) -> Source:
         need = {"sqlalchemy": ["url"], "csv": ["path"], "excel": ["path"]}.get(self.kind, [])
         for f in need:
             if not getattr(self, f):
@@ -141,7 +141,7 @@ class DedupThresholds(_Strict):
     review: Annotated[float, Field(gt=0, lt=1)] = 0.5
 
     @model_validator(mode="after")
-    def _order(self) -> "DedupThresholds":
+    def _order(self) -> DedupThresholds:
         if self.review > self.match:
             raise ValueError("review must not exceed match")
         return self

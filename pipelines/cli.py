@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ try:  # typer >= 0.24 carries its own copy of click and does not re-export its u
 except ImportError:  # pragma: no cover - typer on top of click
     from click import exceptions as _click_errors
 
-from .. import __version__
+from healthqa import __version__
 from healthqa import config as config_mod
 from healthqa.errors import HealthqaError, SourceError
 from healthqa.store import AuditStore
@@ -71,8 +71,8 @@ class _Command(TyperCommand):
         pairs: dict[str, tuple[str, str]] = {}
         for p in self.params:
             if getattr(p, "is_flag", False) and p.secondary_opts:
-                pairs |= {o: (p.opts[0], p.secondary_opts[0]) for o in p.opts}
-                pairs |= {o: (p.secondary_opts[0], p.opts[0]) for o in p.secondary_opts}
+                pairs |= dict.fromkeys(p.opts, (p.opts[0], p.secondary_opts[0]))
+                pairs |= dict.fromkeys(p.secondary_opts, (p.secondary_opts[0], p.opts[0]))
         out = []
         for a in args:
             name, eq, value = a.partition("=")
@@ -218,7 +218,8 @@ def sources_check(config: ConfigOpt):
 def nightly(cfg: config_mod.Config) -> int:
     """Run one nightly audit with progress and print what it found: 2 if a source failed, 1 if a
     rule failed, else 0."""
-    from ..expectations.runner import format_pct
+    from healthqa.expectations.runner import format_pct
+
     from .nightly import run_nightly
 
     with progress("稽核 auditing", sum(len(s.tables) for s in cfg.sources.values())) as step:
@@ -282,7 +283,7 @@ def _change(now: float | None, before: float | None, had_before: bool) -> str:
     d = now - before
     if abs(d) < 1e-12:
         return "="
-    from ..expectations.runner import format_pct
+    from healthqa.expectations.runner import format_pct
 
     return ("↑ +" if d > 0 else "↓ −") + format_pct(abs(d))
 
@@ -290,7 +291,7 @@ def _change(now: float | None, before: float | None, had_before: bool) -> str:
 def _validation_table(run, source: str) -> Table:
     """Every rule with what it means and its threshold, so a pass at 0.9 % beside a fail at 0.13 %
     explains itself. Rule ids are never cut: at narrow widths they fold onto the next line."""
-    from ..expectations.runner import format_pct
+    from healthqa.expectations.runner import format_pct
 
     t = Table(title=f"校验结果 validation (run {run.run_id}, source {source})", title_justify="left")
     # headers in two lines (Chinese over English) so that short numbers get narrow columns
@@ -318,11 +319,11 @@ def _validation_table(run, source: str) -> Table:
 def validate(
     config: ConfigOpt,
     source: Annotated[str, typer.Option("--source", "-s", help="source name in the configuration")],
-    table: Annotated[Optional[list[str]], typer.Option("--table", "-t", help="canonical table (repeatable); default: all mapped")] = None,
-    org: Annotated[Optional[list[str]], typer.Option("--org", help="institution code (repeatable)")] = None,
-    since: Annotated[Optional[datetime], typer.Option("--since", help="only rows after this time (the table's time column)")] = None,
-    until: Annotated[Optional[datetime], typer.Option("--until", help="only rows up to this time")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write machine-readable results to this file")] = None,
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="canonical table (repeatable); default: all mapped")] = None,
+    org: Annotated[list[str] | None, typer.Option("--org", help="institution code (repeatable)")] = None,
+    since: Annotated[datetime | None, typer.Option("--since", help="only rows after this time (the table's time column)")] = None,
+    until: Annotated[datetime | None, typer.Option("--until", help="only rows up to this time")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write machine-readable results to this file")] = None,
 ):
     """校验一个数据源（可限定表、机构、时间窗）/ validate a source's tables against the standards.
 
@@ -363,12 +364,12 @@ DEDUP_STEPS = ["normalising", "estimating u from random pairs", "blocking and co
 @user_errors
 def dedup(
     config: ConfigOpt,
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write pairs, clusters and the model to this file")] = None,
-    truth: Annotated[Optional[Path], typer.Option("--truth", exists=True, dir_okay=False, help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
-    spec: Annotated[Optional[Path], typer.Option("--spec", exists=True, dir_okay=False, help="comparison spec (default: the shipped person spec)")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write pairs, clusters and the model to this file")] = None,
+    truth: Annotated[Path | None, typer.Option("--truth", exists=True, dir_okay=False, help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
+    spec: Annotated[Path | None, typer.Option("--spec", exists=True, dir_okay=False, help="comparison spec (default: the shipped person spec)")] = None,
     incremental: Annotated[bool, typer.Option("--incremental/--full", help="match only new and changed archives against the index (also --incremental=yes|no)")] = False,
-    merge_instructions: Annotated[Optional[Path], typer.Option("--merge-instructions", file_okay=False, help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
+    merge_instructions: Annotated[Path | None, typer.Option("--merge-instructions", file_okay=False, help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
     import json
@@ -414,7 +415,7 @@ def dedup(
         json_out.write_text(json.dumps(run.as_json(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         out.print(f"JSON: {json_out}", highlight=False)
     if merges is not None:
-        from ..dedup.merge import write_all
+        from healthqa.dedup.merge import write_all
 
         files = write_all(merges, merge_instructions)
         out.print(f"合并指令 merge instructions ({len(merges)} accepted merges): "
@@ -449,7 +450,7 @@ def demo(
     dir: Annotated[Path, typer.Option("--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
     persons: Annotated[int, typer.Option("--persons", min=100, help="resident archives to generate")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="random seed (same seed, same platform)")] = 20251125,
-    as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
+    as_of: Annotated[datetime | None, typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""

@@ -21,14 +21,14 @@ import pandas as pd
 from healthqa import canonical
 from healthqa import standards as st
 from healthqa.config import Config, Sampling
+from healthqa.connectors.sampling import Scope
+from healthqa.connectors.sources import open_source
+from healthqa.dedup import engine, evaluate
+from healthqa.dedup import spec as specs
+from healthqa.dedup.cluster import clusters
+from healthqa.dedup.merge import Merge
+from healthqa.dedup.model import FSModel
 from healthqa.store import AuditStore
-from ..connectors.sampling import Scope
-from ..connectors.sources import open_source
-from ..dedup import engine, evaluate
-from ..dedup import spec as specs
-from ..dedup.cluster import clusters
-from ..dedup.merge import Merge
-from ..dedup.model import FSModel
 
 WATERMARK = "dedup:updated_at"
 
@@ -46,7 +46,7 @@ class DedupRun:
         keep = r.pairs[r.pairs["decision"].isin(["match", "review"])]
         doc = {
             "run_id": self.run_id, "source": self.source, "incremental": self.incremental,
-            "stats": {k: v for k, v in r.stats.items()},
+            "stats": dict(r.stats.items()),
             "pairs": [{"left": a, "right": b, "score": float(s), "decision": d, "explanation": r.explain(row)}
                       for (a, b, s, d), (_, row) in zip(keep[["left", "right", "score", "decision"]].itertuples(index=False),
                                                         keep.iterrows())],

@@ -10,10 +10,10 @@ import pandas as pd
 
 from healthqa import canonical
 from healthqa.config import Config
+from healthqa.connectors.readers import Reader, TableCheck
+from healthqa.connectors.sampling import Scope
+from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError
-from ..connectors.readers import Reader, TableCheck
-from ..connectors.sampling import Scope
-from ..connectors.sources import open_source
 from healthqa.store import AuditStore, RunContext
 
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from healthqa.config import Config
+from healthqa.connectors.readers import TableCheck
 from healthqa.errors import SourceError, SourceUnreachable
+from healthqa.reports import run_report
+from healthqa.reports.assess import Assessment, assess_run
+from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore
 
-from ..connectors.readers import TableCheck
-from ..reports import run_report
-from ..reports.assess import Assessment, assess_run
-from ..reports.publish import Delivery, publish_run
-from .extract import check_sources
 from .dedup import DedupRun, run_dedup
+from .extract import check_sources
 from .validate import ValidationRun, validate_source
 
 
@@ -35,7 +34,7 @@ class NightlyResult:
     checks: dict[str, list[TableCheck] | SourceError]
     validations: dict[str, ValidationRun] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # source or stage -> reason
-    dedup: "DedupRun | None" = None
+    dedup: DedupRun | None = None
     status: str = "running"  # the run's status once finished: success | partial
     faults: list[dict] = field(default_factory=list)  # what could not run, as findings see it
     assessment: Assessment | None = None

@@ -15,16 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 from healthqa import canonical
-from healthqa.config import Config, Sampling
-from healthqa.errors import HealthqaError, SourceError
-from ..connectors.sampling import Scope
-from ..connectors.sources import open_source
-from healthqa.store import AuditStore, RunContext, StoredResult
-from ..expectations import suite as suites
 from healthqa import standards as st
-from ..expectations.rule_types import RuleContext
-from ..expectations.runner import RuleResult, validate_frame
-from ..reports.assess import Assessment, assess_run
+from healthqa.config import Config, Sampling
+from healthqa.connectors.sampling import Scope
+from healthqa.connectors.sources import open_source
+from healthqa.errors import HealthqaError, SourceError
+from healthqa.expectations import suite as suites
+from healthqa.expectations.rule_types import RuleContext
+from healthqa.expectations.runner import RuleResult, validate_frame
+from healthqa.reports.assess import Assessment, assess_run
+from healthqa.store import AuditStore, RunContext, StoredResult
+
 from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")

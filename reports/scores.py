@@ -181,8 +181,8 @@ def observations(results: Iterable[Mapping], systems: Mapping[str, str] | None =
     for r in results:
         system = r.get("system") or (systems or {}).get(r["rule_id"])
         sampled = is_sampled(r.get("sampling"))
-        base = dict(rule_id=r["rule_id"], source=r["source"], table=r["table"], dimension=r["dimension"] or "",
-                    system=system, sampled=sampled)
+        base = {"rule_id": r["rule_id"], "source": r["source"], "table": r["table"], "dimension": r["dimension"] or "",
+                    "system": system, "sampled": sampled}
         out.append(Observation(**base, status=r["status"], violations=int(r["violations"] or 0),
                                rows=int(r["denominator"] or 0)))
         if r["status"] not in ("pass", "fail"):

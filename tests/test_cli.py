@@ -201,8 +201,9 @@ def test_validate_exit_codes_json_and_before_after(tmp_path):
 
 
 def test_validate_exits_0_when_every_rule_passes(tmp_path):
-    import yaml
     from datetime import datetime, timedelta
+
+    import yaml
 
     cfg_path = _csv_platform(tmp_path)
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))

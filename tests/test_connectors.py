@@ -9,10 +9,10 @@ import pytest
 from openpyxl import Workbook
 
 from healthqa import config
-from healthqa.demo.platform import PHYSICAL
-from healthqa.errors import ReadOnlyViolation, SourceError, SourceUnreachable
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import reader
+from healthqa.demo.platform import PHYSICAL
+from healthqa.errors import ReadOnlyViolation, SourceError, SourceUnreachable
 
 from .conftest import demo_config, sqlite_frames, write_config
 
@@ -213,9 +213,8 @@ def _write_attempts(r, phys: str, key: str):
     stmt = f"UPDATE {phys} SET {key} = {key}"
     from sqlalchemy import text
 
-    with pytest.raises(ReadOnlyViolation):
-        with r.engine.connect() as c:
-            c.execute(text(stmt))
+    with pytest.raises(ReadOnlyViolation), r.engine.connect() as c:
+        c.execute(text(stmt))
     raw = r.engine.raw_connection()  # bypasses the statement guard: the database itself must refuse
     try:
         cur = raw.cursor()

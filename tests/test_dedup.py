@@ -15,12 +15,12 @@ import pytest
 from stdnum.cn import ric
 
 from healthqa import config
-from healthqa.errors import ConfigError
-from healthqa.store import AuditStore
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
 from healthqa.dedup.cluster import clusters
+from healthqa.errors import ConfigError
 from healthqa.pipelines.dedup import accepted_merges, decide, run_dedup, undo
+from healthqa.store import AuditStore
 
 from .conftest import demo_config, write_config
 

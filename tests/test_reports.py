@@ -100,7 +100,7 @@ def test_assessing_a_run_again_counts_nothing_twice(platform):
     again = assess_run(cfg, store, first.run_id)
     assert again.persisting == 0 and again.new == [] and len(again.new_ids) == len(first.new)
     assert len(store.findings.list()) == len(first.new)
-    assert [e for e in store.findings.events_of_run(first.run_id)["persisting"]] == []
+    assert list(store.findings.events_of_run(first.run_id)["persisting"]) == []
 
 
 def test_people_change_findings_and_the_audit_log_says_who(platform):

@@ -12,8 +12,8 @@ import pytest
 from healthqa import config
 from healthqa.connectors.sampling import Scope, choose_keys
 from healthqa.connectors.sources import reader
-from healthqa.store import AuditStore
 from healthqa.pipelines.extract import read_table, scope_for
+from healthqa.store import AuditStore
 
 from .conftest import AS_OF
 from .test_connectors import source_cfg

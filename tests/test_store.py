@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
 from healthqa.store.models import Base
 from healthqa.store.users import add_user
-from healthqa.errors import HealthqaError
 
 TABLES = {"runs", "rule_results", "scores", "findings", "watermarks", "dedup_pairs", "dedup_clusters",
           "dedup_cluster_members", "steward_decisions", "users", "audit_log"}
@@ -21,7 +21,7 @@ TABLES = {"runs", "rule_results", "scores", "findings", "watermarks", "dedup_pai
 def _check_migrations(url: str) -> None:
     store = AuditStore(url)  # opening applies the migrations
     assert store.revision() is not None
-    assert TABLES <= set(inspect(store.engine).get_table_names())
+    assert set(inspect(store.engine).get_table_names()) >= TABLES
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == [], f"models and migrations disagree: {diff}"
@@ -29,7 +29,7 @@ def _check_migrations(url: str) -> None:
     assert store.revision() is None
     assert not TABLES & set(inspect(store.engine).get_table_names())
     store.upgrade()
-    assert TABLES <= set(inspect(store.engine).get_table_names())
+    assert set(inspect(store.engine).get_table_names()) >= TABLES
     store.close()
 
 
@@ -52,10 +52,9 @@ def test_reopening_is_idempotent(tmp_path):
 
 def test_failed_run_is_recorded_and_keeps_watermarks(tmp_path):
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    with pytest.raises(ValueError):
-        with store.runs.start("nightly") as ctx:
-            ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 1))
-            raise ValueError("boom")
+    with pytest.raises(ValueError), store.runs.start("nightly") as ctx:
+        ctx.stage_watermark("drc", "outpatient_visit", "upload_time", datetime(2026, 1, 1))
+        raise ValueError("boom")
     run = store.runs.get(ctx.id)
     assert run.status == "failed" and run.message == "ValueError: boom" and run.finished_at is not None
     assert store.watermarks.get("drc", "outpatient_visit", "upload_time") is None

@@ -26,7 +26,7 @@ DECISION_COLUMNS = ["left", "right", "decision", "user_id", "decided_at"]
 class DedupRecords:
     """Queries on the dedup tables of one audit store."""
 
-    def __init__(self, store: "AuditStore"):
+    def __init__(self, store: AuditStore):
         self._store = store
 
     # -- steward decisions -------------------------------------------------------------------

@@ -10,7 +10,8 @@ from datetime import datetime
 
 from sqlalchemy import delete, or_, select
 
-from ..errors import HealthqaError
+from healthqa.errors import HealthqaError
+
 from .models import AuditLog, Finding, FindingEvent, Run, Score
 from .store import AuditStore, now
 

@@ -52,7 +52,7 @@ def _stored(r: RuleResult) -> StoredResult:
 class Results:
     """``store.results``: rule results of validation runs."""
 
-    def __init__(self, store: "AuditStore"):
+    def __init__(self, store: AuditStore):
         self._store = store
 
     def record(self, run_id: int, results: Iterable[StoredResult]) -> int:

@@ -80,7 +80,7 @@ def _record(r: Run) -> RunRecord:
 class Runs:
     """``store.runs``: start and finish runs, and find past ones."""
 
-    def __init__(self, store: "AuditStore"):
+    def __init__(self, store: AuditStore):
         self._store = store
 
     @contextmanager
@@ -137,7 +137,7 @@ class Runs:
 class Watermarks:
     """``store.watermarks``: how far incremental sampling has read each table's time column."""
 
-    def __init__(self, store: "AuditStore"):
+    def __init__(self, store: AuditStore):
         self._store = store
 
     def get(self, source: str, table: str, column: str) -> datetime | None:

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from ..errors import HealthqaError
+from healthqa.errors import HealthqaError
+
 from .models import Base
 from .results import Results
 from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
@@ -37,7 +38,7 @@ class AuditStore:
             if upgrade:
                 self.upgrade()
         except SQLAlchemyError as e:
-            from ..errors import one_line
+            from healthqa.errors import one_line
 
             raise StoreError(f"audit store {self.engine.url.render_as_string(hide_password=True)}: {one_line(e)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -68,7 +69,7 @@ class AuditStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "AuditStore":
+    def __enter__(self) -> AuditStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..errors import HealthqaError
+from healthqa.errors import HealthqaError
+
 from .models import AuditLog, User
 from .runs import now
 from .store import AuditStore
