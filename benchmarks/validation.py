@@ -69,7 +69,8 @@ def main() -> None:
         print(f"generating {a.persons:,} persons into {folder} …", flush=True)
         generate(folder, DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))
     print(f"# validation benchmark {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, platform {folder}")
-    print(f"{'suite':<18} {'rows':>10} {'healthqa s':>11} {'hand s':>8} {'ratio':>6} {'healthqa MB':>12} {'hand MB':>8}  same counts")
+    print(f"{'suite':<18} {'rows':>10} {'healthqa s':>11} {'hand s':>8} {'ratio':>6} "
+          f"{'healthqa MB':>12} {'hand MB':>8}  same counts")
     for source, table in (("mpi", "person"), ("drc", "outpatient_visit")):
         hq = child(HEALTHQA, folder, source, table, a.rows)
         hv = hand(folder, table, a.rows)

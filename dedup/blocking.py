@@ -104,10 +104,10 @@ def training_pairs(prepared: pd.DataFrame, fields: list[str], cap: int, rng: np.
     take = order[np.cumsum(pairs_per_block[order]) <= cap]
     keep = np.isin(codes, take)
     sub = np.where(keep, codes, -1).astype(np.int64)
-    I, J = [], []
+    left, right = [], []
     for i, j in _pass_pairs(sub, max_block, None):
-        I.append(i)
-        J.append(j)
-    if not I:
+        left.append(i)
+        right.append(j)
+    if not left:
         return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
-    return np.concatenate(I), np.concatenate(J)
+    return np.concatenate(left), np.concatenate(right)

@@ -86,17 +86,17 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("blocking and comparing")
     bstats = blocking.BlockingStats()
-    I, J, L, TF = [], [], [], []
+    left, right, levels, tfs = [], [], [], []
     for i, j in blocking.candidate_pairs(P, spec, only=only, stats=bstats):
-        I.append(i.astype(np.int32))
-        J.append(j.astype(np.int32))
-        L.append(compare.levels(P, spec, i, j))
+        left.append(i.astype(np.int32))
+        right.append(j.astype(np.int32))
+        levels.append(compare.levels(P, spec, i, j))
         tf = pair_tf(P, spec, i, j)
-        TF.append(tf if tf is not None else np.full(len(i), np.nan))
-    i = np.concatenate(I) if I else np.array([], dtype=np.int32)
-    j = np.concatenate(J) if J else np.array([], dtype=np.int32)
-    lv = np.concatenate(L) if L else np.zeros((0, len(spec.fields)), dtype=np.int8)
-    tf = np.concatenate(TF) if TF else np.array([])
+        tfs.append(tf if tf is not None else np.full(len(i), np.nan))
+    i = np.concatenate(left) if left else np.array([], dtype=np.int32)
+    j = np.concatenate(right) if right else np.array([], dtype=np.int32)
+    lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
+    tf = np.concatenate(tfs) if tfs else np.array([])
     stats["candidate_pairs"] = len(i)
     stats["blocking"] = bstats.passes
     n = len(P)

@@ -100,7 +100,8 @@ def stays(world: World, rng, people: pd.DataFrame, chunk: int) -> pd.DataFrame:
         "admit_time": admit,
         "discharge_time": discharge,
         "diagnosis_code": dx["code"].to_numpy(),
-        "discharge_status": np.array(world.discharge_status)[rng.choice(len(world.discharge_status), n, p=[0.85, 0.05, 0.05, 0.04, 0.01])],
+        "discharge_status": np.array(world.discharge_status)[
+            rng.choice(len(world.discharge_status), n, p=[0.85, 0.05, 0.05, 0.04, 0.01])],
         "upload_time": discharge + lag * SEC,
         "_person": idx,
     })
@@ -210,6 +211,7 @@ def followups(world: World, rng, people: pd.DataFrame, chunk: int) -> pd.DataFra
     dbp = np.minimum(np.round(np.clip(rng.normal(84, 9, n), 55, 115)), sbp - 20)
     df["sbp"], df["dbp"] = sbp, dbp
     dm = df["disease"].to_numpy() == "dm"
-    df["fasting_glucose"] = np.round(np.where(dm, np.clip(rng.normal(7.6, 1.6, n), 4, 25), np.clip(rng.normal(5.6, 0.8, n), 3.5, 12)), 1)
+    df["fasting_glucose"] = np.round(np.where(dm, np.clip(rng.normal(7.6, 1.6, n), 4, 25),
+                                              np.clip(rng.normal(5.6, 0.8, n), 3.5, 12)), 1)
     df["next_date"] = df["followup_date"].to_numpy().astype("datetime64[D]") + rng.integers(85, 93, n) * np.timedelta64(1, "D")
     return df.drop(columns="_k")

@@ -64,7 +64,8 @@ def _name_invalid(df, idx, ctx):
     out = np.where(kind == 0, "Wang Wei", np.where(kind == 1, np.char.add(names.astype(str), "1"),
                    np.where(kind == 2, np.char.add(names.astype(str).astype("<U1"), ""), "çŽ‹ä¼Ÿ")))
     _set(df, idx, "name", out)
-    return np.where(kind == 0, "latin letters", np.where(kind == 1, "digit", np.where(kind == 2, "one character", "mojibake"))).tolist()
+    return np.where(kind == 0, "latin letters",
+                    np.where(kind == 1, "digit", np.where(kind == 2, "one character", "mojibake"))).tolist()
 
 
 def _id_missing(df, idx, ctx):
@@ -182,7 +183,8 @@ def _org_unregistered(df, idx, ctx):
 
 PERSON = [
     Defect("name_missing", "name", 0.003, _name_missing),
-    Defect("name_placeholder", "name", 0.002, lambda df, idx, ctx: (_set(df, idx, "name", _pick(ctx, ctx.world.placeholder_names, len(idx))), "placeholder")[1]),
+    Defect("name_placeholder", "name", 0.002,
+           lambda df, idx, ctx: (_set(df, idx, "name", _pick(ctx, ctx.world.placeholder_names, len(idx))), "placeholder")[1]),
     Defect("name_invalid", "name", 0.002, _name_invalid),
     Defect("id_missing", "id_number", 0.004, _id_missing),
     Defect("id_invalid", "id_number", 0.004, _id_invalid, _valid_id),
@@ -194,7 +196,8 @@ PERSON = [
     Defect("marital_invalid", "marital_code", 0.0015, _codes("marital_code", ["25", "99", "A", "已婚"])),
     Defect("ethnicity_invalid", "ethnicity_code", 0.0015, _codes("ethnicity_code", ["00", "60", "汉", "1"])),
     Defect("phone_missing", "phone", 0.003, _null("phone")),
-    Defect("phone_placeholder", "phone", 0.002, lambda df, idx, ctx: (_set(df, idx, "phone", _pick(ctx, ctx.world.placeholder_phones, len(idx))), "placeholder")[1]),
+    Defect("phone_placeholder", "phone", 0.002,
+           lambda df, idx, ctx: (_set(df, idx, "phone", _pick(ctx, ctx.world.placeholder_phones, len(idx))), "placeholder")[1]),
     Defect("phone_invalid", "phone", 0.002, _codes("phone", ["1381234567", "2345678", "138-1234-567x", "23456789012"])),
     Defect("birth_implausible", "birth_date", 0.001, _birth_implausible),
     Defect("birth_after_created", "created_at", 0.0015, _created_before_birth),
@@ -361,7 +364,8 @@ def _scale(column, values, detail):
 
 
 def _bmi_wrong(df, idx, ctx):
-    _set(df, idx, "bmi", np.round(df.loc[idx, "bmi"].astype(float) * np.asarray([1.4, 0.6, 10.0])[ctx.rng.integers(0, 3, len(idx))], 1))
+    _set(df, idx, "bmi",
+         np.round(df.loc[idx, "bmi"].astype(float) * np.asarray([1.4, 0.6, 10.0])[ctx.rng.integers(0, 3, len(idx))], 1))
     return "BMI does not match height and weight"
 
 
@@ -374,12 +378,14 @@ def _bp_inverted(df, idx, ctx):
 
 EXAM = [
     Defect("orphan_archive", "archive_id", 0.002, _orphan),
-    Defect("height_out_of_range", "height_cm", 0.003, _scale("height_cm", [1.68, 1.55, 17.0, 320.0, 0.0], "height outside 40-250 cm")),
+    Defect("height_out_of_range", "height_cm", 0.003,
+           _scale("height_cm", [1.68, 1.55, 17.0, 320.0, 0.0], "height outside 40-250 cm")),
     Defect("weight_out_of_range", "weight_kg", 0.003, _scale("weight_kg", [650.0, 1.2, 0.0, 1200.0], "weight outside 2-300 kg")),
     Defect("bmi_inconsistent", "bmi", 0.004, _bmi_wrong),
     Defect("bp_out_of_range", "sbp", 0.002, _scale("sbp", [320.0, 40.0, 999.0], "systolic outside 60-300")),
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
-    Defect("glucose_out_of_range", "fasting_glucose", 0.003, _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
+    Defect("glucose_out_of_range", "fasting_glucose", 0.003,
+           _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
 ]
 
 
@@ -398,7 +404,8 @@ FOLLOWUP = [
     Defect("orphan_archive", "archive_id", 0.002, _orphan, _series_end),
     Defect("next_date_not_after", "next_date", 0.004, _next_not_after),
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
-    Defect("glucose_out_of_range", "fasting_glucose", 0.002, _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
+    Defect("glucose_out_of_range", "fasting_glucose", 0.002,
+           _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
 ]
 
 CATALOGUE = {

@@ -84,7 +84,8 @@ def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, 
     ch["updated_at"] = np.maximum(ch["updated_at"], ch["created_at"])
     ch["marital_code"] = np.where(age < 20, "10", ch["marital_code"])
     psl = [_surname_len(x, world) for x in par["name"]]
-    ch["name"] = [nm[:k] + g for nm, k, g in zip(par["name"], psl, given_names(world, rng, ch["sex_code"].astype(int).to_numpy()))]
+    ch["name"] = [nm[:k] + g
+                  for nm, k, g in zip(par["name"], psl, given_names(world, rng, ch["sex_code"].astype(int).to_numpy()))]
     for col in ("address", "phone", "adcode", "_street", "org_code"):
         ch[col] = par[col].to_numpy()
     area = par["id_number"].str[:6].reset_index(drop=True)
@@ -197,7 +198,8 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
         name = r["name"]
         sl = _surname_len(name, world)
         if newborn:
-            r["name"] = name[:sl] + world.given[2][rng.integers(len(world.given[2]))] + ("之子" if r["sex_code"] == "1" else "之女")
+            r["name"] = (name[:sl] + world.given[2][rng.integers(len(world.given[2]))]
+                         + ("之子" if r["sex_code"] == "1" else "之女"))
             ch.append("name_newborn")
             defects.append((pos, "name", "name_placeholder", "newborn temporary name"))
         elif "·" in name and rng.random() < 0.6:

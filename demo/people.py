@@ -125,7 +125,8 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
     df["phone"] = np.where(rng.random(n) < 0.9, mobile, landline)
     num = rng.integers(1, 300, n).astype(str)
     flat = np.where(rng.random(n) < 0.6,
-                    pd.Series(rng.integers(1, 30, n)).astype(str) + "幢" + pd.Series(rng.integers(101, 1899, n)).astype(str) + "室",
+                    pd.Series(rng.integers(1, 30, n)).astype(str) + "幢"
+                    + pd.Series(rng.integers(101, 1899, n)).astype(str) + "室",
                     "")
     df["address"] = (world.district["prefix"] + pd.Series(streets["name"].to_numpy()[st_idx]) + pd.Series(community)
                      + pd.Series(road) + num + "号" + flat)

@@ -284,7 +284,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
         for table, df in events.items():
             if renamed:
-                df["archive_id"] = df["archive_id"].map(lambda a: renamed.get(a, a))
+                df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
             inject(table, canonical.table(table).key, df, ctx, truth, opts.defect_scale)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)

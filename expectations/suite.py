@@ -21,7 +21,8 @@ from . import rule_types
 
 Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
 Severity = Literal["一级", "二级", "提示"]
-KAHN = r"^(conformance\.(value|relational|computational)|completeness|plausibility\.(uniqueness|atemporal|temporal))/(verification|validation)$"
+KAHN = (r"^(conformance\.(value|relational|computational)|completeness|plausibility\.(uniqueness|atemporal|temporal))"
+        r"/(verification|validation)$")
 
 
 class Examples(BaseModel):

@@ -68,7 +68,8 @@ def test_nightly_twice_reads_only_new_rows(built):
 @pytest.mark.parametrize("text, fragment", [
     ("sources: {mpi: {kind: csv\n", "malformed YAML"),
     ("sources: {mpi: {kind: csv, path: x, tables: {}, colour: red}}", "sources.mpi.colour: unknown key"),
-    ("sources: {mpi: {kind: sqlalchemy, url: '${NO_SUCH_VAR_HQ}', tables: {}}}", "environment variable NO_SUCH_VAR_HQ is not set"),
+    ("sources: {mpi: {kind: sqlalchemy, url: '${NO_SUCH_VAR_HQ}', tables: {}}}",
+     "environment variable NO_SUCH_VAR_HQ is not set"),
 ])
 def test_bad_configuration_exits_2_with_one_line(tmp_path, text, fragment):
     p = tmp_path / "bad.yml"
@@ -248,7 +249,8 @@ def test_validate_filters_by_org_and_window(built):
     folder, _ = built
     cfg = folder / "healthqa.yml"
     full = json.loads(_run_json(cfg, folder / "a.json", "--table", "outpatient_visit"))
-    org = max(full["results"][0]["by_org"] or {"x": 0}, key=lambda o: full["results"][0]["by_org"].get(o, {}).get("denominator", 0))
+    org = max(full["results"][0]["by_org"] or {"x": 0},
+              key=lambda o: full["results"][0]["by_org"].get(o, {}).get("denominator", 0))
     one = json.loads(_run_json(cfg, folder / "b.json", "--table", "outpatient_visit", "--org", org))
     d_full = {r["rule_id"]: r["denominator"] for r in full["results"]}
     d_one = {r["rule_id"]: r for r in one["results"]}
@@ -373,7 +375,8 @@ def test_validation_table_shows_meaning_and_threshold_and_never_cuts(built, colu
     assert max(len(line) for line in lines) <= columns  # nothing runs past the edge to be cropped
     assert "…" not in res.stdout
     first_column = _rule_ids(res.stdout)
-    for rule_id, meaning in (("OPV-UPLOAD-AFTER-VISIT", "上传时间不早于就诊时间"), ("OPV-UPLOAD-T1", "就诊记录在就诊后24小时内上")):
+    for rule_id, meaning in (("OPV-UPLOAD-AFTER-VISIT", "上传时间不早于就诊时间"),
+                             ("OPV-UPLOAD-T1", "就诊记录在就诊后24小时内上")):
         assert rule_id in first_column and meaning in first_column
     if columns == 120:  # room enough: thresholds beside rates, every rule id on one line, whole
         assert "阈值" in res.stdout and "≤2.00%" in res.stdout and "≤0%" in res.stdout

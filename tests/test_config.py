@@ -67,7 +67,8 @@ def test_malformed_yaml_gives_line(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     (GOOD.replace("columns:", "colums:"), "sources.mpi.tables.person.colums: unknown key"),
-    (GOOD.replace("kind: sqlalchemy", "kind: oracle"), "sources.mpi.kind: Input should be 'sqlalchemy', 'odbc', 'csv' or 'excel'"),
+    (GOOD.replace("kind: sqlalchemy", "kind: oracle"),
+     "sources.mpi.kind: Input should be 'sqlalchemy', 'odbc', 'csv' or 'excel'"),
     (GOOD.replace("url: ${MPI_DB_URL}", "path: x"), "sources.mpi: a source of kind 'sqlalchemy' needs 'url'"),
     (GOOD.replace("person:", "persons:"), "sources.mpi.tables.persons: not a canonical table"),
     (GOOD.replace("name: XM", "nmae: XM"), "sources.mpi.tables.person.columns.nmae: not a column of mpi.person"),

@@ -264,9 +264,9 @@ def test_odbc_source_refuses_writes(pg_db, odbc_driver):
 def test_postgresql_statement_timeout_is_set(pg_db):
     from sqlalchemy import text
 
-    with reader("mpi", source_cfg("sqlalchemy", url=pg_db, tables=["person"], statement_timeout_s=7)) as r:
-        with r.engine.connect() as c:
-            assert c.execute(text("SHOW statement_timeout")).scalar() == "7s"
+    with (reader("mpi", source_cfg("sqlalchemy", url=pg_db, tables=["person"], statement_timeout_s=7)) as r,
+          r.engine.connect() as c):
+        assert c.execute(text("SHOW statement_timeout")).scalar() == "7s"
 
 
 def test_connection_cap_is_the_configured_pool(demo):
@@ -305,10 +305,10 @@ def test_sources_check_cli_reports_mis_mapping(demo, tmp_path):
 def test_mariadb_statement_timeout_is_set(mariadb_db):
     from sqlalchemy import text
 
-    with reader("mpi", source_cfg("sqlalchemy", url=mariadb_db, tables=["person"], statement_timeout_s=7)) as r:
-        with r.engine.connect() as c:
-            assert float(c.execute(text("SELECT @@max_statement_time")).scalar()) == 7.0
-            assert c.execute(text("SELECT @@session.tx_read_only")).scalar() == 1
+    with (reader("mpi", source_cfg("sqlalchemy", url=mariadb_db, tables=["person"], statement_timeout_s=7)) as r,
+          r.engine.connect() as c):
+        assert float(c.execute(text("SELECT @@max_statement_time")).scalar()) == 7.0
+        assert c.execute(text("SELECT @@session.tx_read_only")).scalar() == 1
 
 
 @pytest.mark.odbc

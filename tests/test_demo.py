@@ -162,7 +162,8 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
         if stated - keys:
             problems.append(f"{table}.{fam}: {len(stated - keys)} stated rows do not carry it, e.g. {sorted(stated - keys)[:3]}")
         if keys - stated:
-            problems.append(f"{table}.{fam}: {len(keys - stated)} rows carry it without being stated, e.g. {sorted(keys - stated)[:3]}")
+            problems.append(f"{table}.{fam}: {len(keys - stated)} rows carry it without being stated, "
+                            f"e.g. {sorted(keys - stated)[:3]}")
     assert not problems, "\n".join(problems)
     checked = {fam for _, fam in found}
     stated_families = set(d["defect"]) - {"feed_silent", "diagnosis_unknown"}

@@ -25,8 +25,9 @@ def finding(i=1, level="一级", **kw):
                 "title_zh": "主索引无法连接", "title_en": "MPI unreachable", "state": "new", "violations": 0, "rows_checked": 0,
                 "threshold_pct": None, "examples": ["33021100100100417"], "first_run_id": 1, "last_run_id": 1,
                 "opened_at": datetime(2026, 11, 25, 2), "last_seen_at": datetime(2026, 11, 25, 2),
-                "response_due_at": datetime(2026, 11, 25, 4), "fix_due_at": datetime(2026, 11, 26, 2), "acknowledged_at": None,
-                "acknowledged_by": None, "assignee": None, "resolved_at": None, "resolved_by": None, "reopened_count": 0, "notes": None}
+                "response_due_at": datetime(2026, 11, 25, 4), "fix_due_at": datetime(2026, 11, 26, 2),
+                "acknowledged_at": None, "acknowledged_by": None, "assignee": None, "resolved_at": None, "resolved_by": None,
+                "reopened_count": 0, "notes": None}
     base.update(kw)
     return FindingRow(**base)
 

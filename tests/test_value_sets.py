@@ -32,11 +32,11 @@ def value_set_rules(table: str, column: str) -> list[suite.Rule]:
         if not r.enabled:
             continue
         param = VALUE_SET_TYPES.get(r.type)
-        if param and r.params.get(param) == column:
+        # a value-set rule on the column, or a structure-only pattern that cites the column's standard
+        if (param and r.params.get(param) == column) or (
+                r.type == "matches" and r.params["column"] == column and (table, column) in STRUCTURE_ONLY
+                and STRUCTURE_ONLY[(table, column)] in r.standard):
             out.append(r)
-        elif r.type == "matches" and r.params["column"] == column and (table, column) in STRUCTURE_ONLY:
-            if STRUCTURE_ONLY[(table, column)] in r.standard:
-                out.append(r)
     return out
 
 

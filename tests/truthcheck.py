@@ -85,7 +85,8 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
         "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
         "id_sex_mismatch": keys(p, valid & p["sex_code"].isin(["1", "2"])
-                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1) != (p["sex_code"] == "1")), k),
+                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1)
+                                   != (p["sex_code"] == "1")), k),
         "sex_invalid": keys(p, ~p["sex_code"].isin(["0", "1", "2", "9"]), k),
         "marital_invalid": keys(p, ~p["marital_code"].isin(MARITAL), k),
         "ethnicity_invalid": keys(p, ~p["ethnicity_code"].isin(ETHNICITY), k),
@@ -93,7 +94,8 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "phone_placeholder": keys(p, p["phone"].isin(PLACEHOLDER_PHONES), k),
         "phone_invalid": keys(p, ~blank(p["phone"]) & ~p["phone"].isin(PLACEHOLDER_PHONES)
                               & ~p["phone"].astype(str).str.match(MOBILE) & ~p["phone"].astype(str).str.match(LANDLINE), k),
-        "birth_implausible": keys(p, (birth < pd.Timestamp("1900-01-01")) | (birth < pd.Timestamp(as_of) - pd.DateOffset(years=120)), k),
+        "birth_implausible": keys(p, (birth < pd.Timestamp("1900-01-01"))
+                                  | (birth < pd.Timestamp(as_of) - pd.DateOffset(years=120)), k),
         "birth_after_created": keys(p, birth > created, k),
         "death_date_missing": keys(p, (p["status_code"] == "2") & death.isna(), k),
         "death_before_birth": keys(p, death < birth, k),
@@ -142,7 +144,7 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
         out["lab_value_non_numeric"] = keys(df, v.isna() & ~blank(df["value"]), key)
         out["lab_unit_invalid"] = keys(df, df["unit"] != df["item_code"].map(lab_units), key)
         out["lab_range_inverted"] = keys(df, lo > hi, key)
-        flag = pd.Series(["H" if x > h else "L" if x < l else "N" for x, l, h in zip(v, lo, hi)], index=df.index)
+        flag = pd.Series(["H" if x > high else "L" if x < low else "N" for x, low, high in zip(v, lo, hi)], index=df.index)
         out["lab_flag_inconsistent"] = keys(df, v.notna() & (lo <= hi) & (flag != df["abnormal_flag"]), key)
     if table == "health_exam":
         h, w = df["height_cm"].astype(float), df["weight_kg"].astype(float)
