@@ -164,7 +164,8 @@ class SeverityPolicy(_Strict):
 
     faults: dict[str, Level] = Field(default_factory=dict)  # fault kind -> level, over the defaults
     rule_cap: dict[Level, Level] = Field(default_factory=dict)  # suite severity -> the highest level it reaches
-    rule_margin_pp: Annotated[float, Field(ge=0)] = 1.0  # a failing rule beyond threshold + this many points -> 二级
+    rule_margin_pp: Annotated[float, Field(ge=0)] = 2.0  # a failing rule beyond threshold + this many points …
+    rule_min_rows: Annotated[int, Field(ge=0)] = 10  # … and this many rows beyond its tolerance -> 二级
     feed_rules: list[str] = Field(default_factory=lambda: ["ORG-FEED-ACTIVE"])  # rules whose violations are feeds
 
 

@@ -92,9 +92,11 @@ app = typer.Typer(name="healthqa", cls=_Group, add_completion=False, no_args_is_
 sources_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="数据源 / sources")
 run_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="运行稽核 / run an audit")
 users_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="用户 / users")
+findings_app = typer.Typer(context_settings=_HELP, help="维护问题 / maintenance findings: list, acknowledge, assign, note, resolve")
 app.add_typer(sources_app, name="sources")
 app.add_typer(run_app, name="run")
 app.add_typer(users_app, name="users")
+app.add_typer(findings_app, name="findings")
 
 
 def _consoles() -> tuple[Console, Console]:
@@ -319,9 +321,11 @@ def _validation_table(run, source: str) -> Table:
 def validate(
     config: ConfigOpt,
     source: Annotated[str, typer.Option("--source", "-s", help="source name in the configuration")],
-    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="canonical table (repeatable); default: all mapped")] = None,
+    table: Annotated[list[str] | None, typer.Option(
+        "--table", "-t", help="canonical table (repeatable); default: all mapped")] = None,
     org: Annotated[list[str] | None, typer.Option("--org", help="institution code (repeatable)")] = None,
-    since: Annotated[datetime | None, typer.Option("--since", help="only rows after this time (the table's time column)")] = None,
+    since: Annotated[datetime | None, typer.Option(
+        "--since", help="only rows after this time (the table's time column)")] = None,
     until: Annotated[datetime | None, typer.Option("--until", help="only rows up to this time")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write machine-readable results to this file")] = None,
 ):
@@ -364,12 +368,20 @@ DEDUP_STEPS = ["normalising", "estimating u from random pairs", "blocking and co
 @user_errors
 def dedup(
     config: ConfigOpt,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s", help="source holding the archives (default: the one mapping person)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write pairs, clusters and the model to this file")] = None,
-    truth: Annotated[Path | None, typer.Option("--truth", exists=True, dir_okay=False, help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
-    spec: Annotated[Path | None, typer.Option("--spec", exists=True, dir_okay=False, help="comparison spec (default: the shipped person spec)")] = None,
-    incremental: Annotated[bool, typer.Option("--incremental/--full", help="match only new and changed archives against the index (also --incremental=yes|no)")] = False,
-    merge_instructions: Annotated[Path | None, typer.Option("--merge-instructions", file_okay=False, help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
+    truth: Annotated[Path | None, typer.Option(
+        "--truth", exists=True, dir_okay=False,
+        help="CSV left,right of true duplicate pairs: print precision, recall, F1")] = None,
+    spec: Annotated[Path | None, typer.Option(
+        "--spec", exists=True, dir_okay=False, help="comparison spec (default: the shipped person spec)")] = None,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental/--full",
+        help="match only new and changed archives against the index (also --incremental=yes|no)")] = False,
+    merge_instructions: Annotated[Path | None, typer.Option(
+        "--merge-instructions", file_okay=False,
+        help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
     import json
@@ -447,11 +459,13 @@ def _refuse_rebuild(folder: Path) -> None:
 @app.command()
 @user_errors
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
+    dir: Annotated[Path, typer.Option(
+        "--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
     persons: Annotated[int, typer.Option("--persons", min=100, help="resident archives to generate")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="random seed (same seed, same platform)")] = 20251125,
     as_of: Annotated[datetime | None, typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""
     from healthqa.demo import DemoOptions, generate
@@ -483,6 +497,145 @@ def demo(
         out.print(f"[bold]先打开稽核报告 open the report first:[/] {reports[-1]}", highlight=False)
     # the demo's data carries defects on purpose: failing rules are its point, not an error
     raise typer.Exit(2 if code == 2 else 0)
+
+
+@app.command()
+@user_errors
+def report(
+    config: ConfigOpt,
+    run: Annotated[int | None, typer.Option("--run", help="run id (default: the newest run with scores)")] = None,
+    quarter: Annotated[str | None, typer.Option("--quarter", help="the quarterly inspection report, e.g. 2026Q4")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="also write the same report as PDF")] = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", file_okay=False, help="folder to write to (default: the configuration's reports.out_dir)")] = None,
+):
+    """稽核报告 / write the run report, or the quarterly inspection report (HTML, optionally PDF)."""
+    from healthqa.reports import quarterly, run_report
+
+    if run is not None and quarter is not None:
+        fail("--run and --quarter: choose one")
+    cfg = _load(config)
+    folder = out_dir or Path(cfg.reports.out_dir)
+    with AuditStore(cfg.store.url) as store:
+        if quarter is not None:
+            written = quarterly.write(cfg, store, quarterly.parse_quarter(quarter), folder, pdf=pdf)
+        else:
+            run = run if run is not None else store.scores.latest_run()
+            if run is None:
+                fail("稽核库中还没有评分的运行 no scored run in the audit store yet: run `healthqa run nightly` first")
+            written = run_report.write(cfg, store, run, folder, pdf=pdf)
+    out.print(f"HTML: {written.html}", highlight=False)
+    if written.pdf:
+        out.print(f"PDF: {written.pdf}", highlight=False)
+
+
+FINDING_STATES = ("open", "new", "acknowledged", "reopened", "resolved")
+
+
+@findings_app.callback(invoke_without_command=True)
+@user_errors
+def findings_list(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="configuration file (YAML)")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="open (every unresolved state) | new | acknowledged | "
+                                                          "reopened | resolved")] = "open",
+    level: Annotated[str | None, typer.Option("--level", help="一级 | 二级 | 提示")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="system code among the fourteen (1-14)")] = None,
+    org: Annotated[str | None, typer.Option("--org", help="institution code")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="only findings past a response or fix deadline")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write them to this file (.json or .csv)")] = None,
+):
+    """维护问题清单 / list maintenance findings, most urgent first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from healthqa.reports.institutions import registry
+    from healthqa.reports.publish import export
+
+    if config is None:
+        fail("--config is required (see `healthqa findings -h`)")
+    if state and state not in FINDING_STATES:
+        fail(f"--state: expected one of {', '.join(FINDING_STATES)}, got {state!r}")
+    if level and level not in ("一级", "二级", "提示"):
+        fail(f"--level: expected 一级, 二级 or 提示, got {level!r}")
+    writable_file(json_out, "--json")
+    cfg = _load(config)
+    with AuditStore(cfg.store.url) as store:
+        rows = store.findings.list(state=state, level=level, system=system, org=org, overdue=overdue)
+    names = registry(cfg)
+    now_ = datetime.now()
+    t = Table(title=f"维护问题 findings ({len(rows)})", title_justify="left")
+    for col, kw in (("# id", {"justify": "right"}), ("级别 level", {}), ("状态 state", {}), ("问题 finding", {}),
+                    ("位置 where", {}), ("违规/检查 rows", {"justify": "right"}), ("响应期限 response", {}),
+                    ("修复期限 fix", {})):
+        t.add_column(col, overflow="fold", **kw)
+    for f in rows:
+        due = f.overdue(now_)
+        where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
+                                       names.name(f.org_code) if f.org_code else None) if x)
+        t.add_row(str(f.id), f.level, f.state, f"{f.title_zh}\n[dim]{f.title_en}[/]", where,
+                  f"{f.violations:,}/{f.rows_checked:,}" if f.rows_checked else "—",
+                  Text(_when(f.response_due_at) + (" 逾期 overdue" if due["response"] else ""),
+                       style="red" if due["response"] else ""),
+                  Text(_when(f.fix_due_at) + (" 逾期 overdue" if due["fix"] else ""), style="red" if due["fix"] else ""))
+    out.print(t)
+    if json_out:
+        export(rows, json_out)
+        out.print(f"{json_out.suffix.lstrip('.').upper() or 'JSON'}: {json_out}", highlight=False)
+
+
+def _when(v: datetime | None) -> str:
+    return v.strftime("%m-%d %H:%M") if v else "—"
+
+
+def _actor() -> str:
+    """Who changes a finding from a terminal: the operating-system user (written to the audit log)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+FindingId = Annotated[int, typer.Argument(help="finding id (see `healthqa findings`)")]
+
+
+@findings_app.command("ack")
+@user_errors
+def findings_ack(finding_id: FindingId, config: ConfigOpt):
+    """确认问题 / acknowledge a finding (stops its response clock)."""
+    with AuditStore(_load(config).store.url) as store:
+        f = store.findings.acknowledge(finding_id, _actor())
+    out.print(f"#{f.id} 已确认 acknowledged by {f.acknowledged_by}", highlight=False)
+
+
+@findings_app.command("assign")
+@user_errors
+def findings_assign(finding_id: FindingId, assignee: Annotated[str, typer.Argument(help="who works on it")],
+                    config: ConfigOpt):
+    """分派问题 / assign a finding to someone."""
+    with AuditStore(_load(config).store.url) as store:
+        f = store.findings.assign(finding_id, assignee, _actor())
+    out.print(f"#{f.id} 已分派 assigned to {f.assignee}", highlight=False)
+
+
+@findings_app.command("note")
+@user_errors
+def findings_note(finding_id: FindingId, text: Annotated[str, typer.Argument(help="the note")], config: ConfigOpt):
+    """备注 / add a note to a finding."""
+    with AuditStore(_load(config).store.url) as store:
+        f = store.findings.note(finding_id, text, _actor())
+    out.print(f"#{f.id} 已备注 noted ({len(f.notes or [])} note(s))", highlight=False)
+
+
+@findings_app.command("resolve")
+@user_errors
+def findings_resolve(finding_id: FindingId, config: ConfigOpt,
+                     note: Annotated[str | None, typer.Option("--note", help="why (e.g. not a defect)")] = None):
+    """手工关闭 / resolve a finding by hand; the next run that sees it again reopens it."""
+    with AuditStore(_load(config).store.url) as store:
+        f = store.findings.resolve(finding_id, _actor(), note)
+    out.print(f"#{f.id} 已关闭 resolved by {f.resolved_by}", highlight=False)
 
 
 @users_app.command("add")

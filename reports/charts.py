@@ -80,9 +80,9 @@ def trend(points: Sequence[tuple[str, float | None]], *, width: int = 640, heigh
         px, py = xy(i, v)
         out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{colour(v)}"><title>{escape(label)}: {v:.2f}'
                    f'</title></circle>')
-    for i in sorted({0, n - 1}):
+    for i, anchor in ((0, "start"), (n - 1, "end")):  # first and last run, inside the frame
         px, _ = xy(i, lo)
-        out.append(f'<text x="{px:.1f}" y="{height - 6}" font-size="10" text-anchor="middle" fill="{INK}">'
+        out.append(f'<text x="{px:.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" fill="{INK}">'
                    f'{escape(points[i][0])}</text>')
     out.append("</svg>")
     return "".join(out)

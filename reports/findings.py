@@ -112,7 +112,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
                     continue
                 pct = 100.0 * v / n
                 if pct > threshold:
-                    found.append(Candidate(fp, "rule", source, rule_id, policy.rule_level(r["severity"], pct, threshold),
+                    found.append(Candidate(fp, "rule", source, rule_id, policy.rule_level(r["severity"], v, n, threshold),
                                            zh, en, table, str(org), r.get("system"), v, n, threshold,
                                            list(c.get("sample_keys") or [])[:10]))
                 else:
@@ -123,7 +123,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
         if r["status"] == "fail":
             n, v = int(r["denominator"] or 0), int(r["violations"] or 0)
             found.append(Candidate(fp, "rule", source, rule_id,
-                                   policy.rule_level(r["severity"], 100.0 * v / n if n else None, threshold),
+                                   policy.rule_level(r["severity"], v, n, threshold),
                                    zh, en, table, None, r.get("system"), v, n, threshold,
                                    list(r.get("sample_keys") or [])[:10]))
         else:

@@ -125,7 +125,8 @@ def email_level_one(smtp: Smtp, run_id: int, findings: Iterable[FindingRow], *, 
     msg = EmailMessage()
     msg["Subject"] = f"[healthqa] 一级故障 {len(urgent)} 项 / {len(urgent)} level-1 fault(s) — run {run_id}"
     msg["From"], msg["To"] = smtp.sender, ", ".join(smtp.to)
-    lines = ["以下一级故障需在 2 小时内到场、24 小时内修复（运维合同）。", "Level-1 faults: on site within 2 h, fixed within 24 h.", ""]
+    lines = ["以下一级故障需在 2 小时内到场、24 小时内修复（运维合同）。",
+             "Level-1 faults: on site within 2 h, fixed within 24 h.", ""]
     for f in urgent:
         where = " / ".join(x for x in (f.source, f.table_name, f.org_code) if x)
         lines += [f"#{f.id} {f.title_zh} — {f.title_en}", f"    {where}", f"    响应期限 response by: {_t(f.response_due_at)}",

@@ -13,7 +13,8 @@ Two rates on a 0–100 scale, side by side, because they answer different questi
 
 A score computed from a sample carries a 95 % Wilson interval. Rules over the same rows are not
 independent observations, so the interval uses Kish's effective sample size of the row weights,
-capped at the rows read from the sampled tables (the most rows any of a table's rules applied to) — never narrower than the sample allows.
+capped at the rows read from the sampled tables (the most rows any of a table's rules applied to):
+never narrower than the sample allows.
 A score from a full read is exact (its interval is the point).
 """
 

@@ -9,7 +9,9 @@ policy in configuration (``reports.severity``), with this default:
   silent, a run that could not complete;
 - 二级 for one institution's feed failing, for a score that dropped beyond its threshold, and for a
   failing rule whose violation rate exceeds its threshold by more than ``rule_margin_pp`` points
-  (and whose suite severity allows it: ``rule_cap``);
+  (default 2) with at least ``rule_min_rows`` rows beyond what it tolerates (default 10: one bad
+  record of a village clinic's eight is not a 2-hour call), when its suite severity allows it
+  (``rule_cap``);
 - 提示 for every other failing rule: listed, no deadline.
 """
 
@@ -39,12 +41,13 @@ class Policy:
     faults: Mapping[str, str]
     rule_cap: Mapping[str, str]
     rule_margin_pp: float
+    rule_min_rows: int
     deadlines: Mapping[str, tuple[float | None, float | None]]
     feed_rules: frozenset[str]
 
     @classmethod
     def default(cls) -> Policy:
-        return cls(DEFAULT_FAULTS, DEFAULT_RULE_CAP, 1.0, DEFAULT_DEADLINES, frozenset({"ORG-FEED-ACTIVE"}))
+        return cls(DEFAULT_FAULTS, DEFAULT_RULE_CAP, 2.0, 10, DEFAULT_DEADLINES, frozenset({"ORG-FEED-ACTIVE"}))
 
     @classmethod
     def from_config(cls, reports) -> Policy:
@@ -52,15 +55,16 @@ class Policy:
         if reports is None:
             return cls.default()
         s = reports.severity
-        return cls({**DEFAULT_FAULTS, **s.faults}, {**DEFAULT_RULE_CAP, **s.rule_cap}, s.rule_margin_pp,
+        return cls({**DEFAULT_FAULTS, **s.faults}, {**DEFAULT_RULE_CAP, **s.rule_cap}, s.rule_margin_pp, s.rule_min_rows,
                    {**DEFAULT_DEADLINES, **{k: (d.response_hours, d.fix_hours) for k, d in reports.deadlines.items()}},
                    frozenset(s.feed_rules))
 
-    def rule_level(self, suite_severity: str, violation_pct: float | None, threshold_pct: float) -> str:
+    def rule_level(self, suite_severity: str, violations: int, rows: int, threshold_pct: float) -> str:
         """The contract level of a failing rule (on a table or on one institution's rows)."""
         cap = self.rule_cap.get(suite_severity, "提示")
-        over = (violation_pct or 0.0) - threshold_pct
-        level = "二级" if over > self.rule_margin_pp else "提示"
+        over = (100.0 * violations / rows if rows else 0.0) - threshold_pct
+        beyond = violations - threshold_pct / 100.0 * rows
+        level = "二级" if over > self.rule_margin_pp and beyond >= self.rule_min_rows else "提示"
         return max(level, cap, key=LEVELS.index)  # the less urgent of the two
 
     def fault_level(self, kind: str) -> str:

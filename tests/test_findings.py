@@ -20,10 +20,12 @@ def result(rule="MPI-ID-VALID", status="fail", v=0, n=0, by_org=None, severity="
 
 def test_default_policy_does_not_cry_wolf():
     # a data rule never reaches 一级 by default, whatever its suite severity
-    assert P.rule_level("一级", 50.0, 0.0) == "二级"
-    assert P.rule_level("一级", 0.13, 0.0) == "提示"  # within the 1-point margin
-    assert P.rule_level("提示", 80.0, 0.0) == "提示"  # capped by its suite severity
-    assert P.rule_level("二级", 6.5, 5.0) == "二级"
+    assert P.rule_level("一级", 500, 1000, 0.0) == "二级"
+    assert P.rule_level("一级", 13, 10_000, 0.0) == "提示"  # 0.13 %: within the 2-point margin
+    assert P.rule_level("一级", 1, 8, 0.0) == "提示"  # 12.5 % of a village clinic's 8 rows: one record
+    assert P.rule_level("提示", 800, 1000, 0.0) == "提示"  # capped by its suite severity
+    assert P.rule_level("二级", 75, 1000, 5.0) == "二级"  # 7.5 % against 5 % tolerated: 25 rows beyond
+    assert P.rule_level("二级", 60, 1000, 5.0) == "提示"  # 6 %: within the margin
     assert P.fault_level("store_unreachable") == "一级"
     assert P.fault_level("org_feed_silent") == "二级"
     opened = datetime(2026, 11, 25, 2, 0)
@@ -33,7 +35,8 @@ def test_default_policy_does_not_cry_wolf():
 
 
 def test_rules_are_judged_per_institution():
-    r = result(v=6, n=300, by_org={"A": {"violations": 6, "denominator": 100}, "B": {"violations": 0, "denominator": 200}})
+    r = result(v=60, n=1200, by_org={"A": {"violations": 60, "denominator": 1000},
+                                     "B": {"violations": 0, "denominator": 200}})
     found, covered = fd.candidates([r], [], P)
     assert [c.fingerprint for c in found] == ["rule:mpi.person:MPI-ID-VALID:A"]
     assert found[0].level == "二级" and found[0].violation_pct == 6.0

@@ -111,6 +111,14 @@ class DedupRecords:
                                     DedupPair.run_id).where(DedupPair.source == source)).all()
         return pd.DataFrame(rows, columns=["left", "right", "score", "decision", "run_id"])
 
+    def decisions_between(self, start, end) -> dict[str, int]:
+        """Steward decisions in force that were made in [start, end), by kind (merge, not_same, skip)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision.decision).where(
+                StewardDecision.decided_at >= start, StewardDecision.decided_at < end,
+                StewardDecision.undone_at.is_(None))).scalars().all()
+        return {d: rows.count(d) for d in DECISIONS}
+
     def summary(self, source: str) -> dict[str, int]:
         """Counts for reports: pairs suggested (match) and to review, decisions in force (merged,
         rejected as not the same person), and suggestions no steward has decided yet (pending)."""

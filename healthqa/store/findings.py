@@ -96,6 +96,10 @@ class ScoreRecords:
             rows = s.execute(q.order_by(Score.run_id.desc()).limit(last)).all()
             return [{**_as_dict(sc), "at": at} for sc, at in reversed(rows)]
 
+    def latest_run(self) -> int | None:
+        with self.store.session() as s:
+            return s.execute(select(Score.run_id).order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
+
     def previous_run(self, run_id: int) -> int | None:
         """The latest earlier run that has scores."""
         with self.store.session() as s:
@@ -155,11 +159,32 @@ class FindingRecords:
                 out.setdefault(event, []).append(FindingRow.of(f))
         return out
 
-    def events_between(self, start: datetime, end: datetime) -> list[dict]:
+    def opened_between(self, start: datetime, end: datetime) -> list[FindingRow]:
+        """Findings first opened in [start, end)."""
         with self.store.session() as s:
-            rows = s.execute(select(FindingEvent).where(FindingEvent.at >= start, FindingEvent.at < end)
-                             .order_by(FindingEvent.id)).scalars().all()
-            return [_as_dict(r) for r in rows]
+            return [FindingRow.of(f) for f in s.execute(select(Finding).where(
+                Finding.opened_at >= start, Finding.opened_at < end).order_by(Finding.id)).scalars()]
+
+    def resolved_between(self, start: datetime, end: datetime) -> list[FindingRow]:
+        with self.store.session() as s:
+            return [FindingRow.of(f) for f in s.execute(select(Finding).where(
+                Finding.resolved_at >= start, Finding.resolved_at < end).order_by(Finding.id)).scalars()]
+
+    def open_at(self, at: datetime) -> list[FindingRow]:
+        """Findings opened before ``at`` and not resolved by then (as far as the store knows now)."""
+        with self.store.session() as s:
+            return [FindingRow.of(f) for f in s.execute(select(Finding).where(
+                Finding.opened_at < at, or_(Finding.resolved_at.is_(None), Finding.resolved_at >= at))
+                .order_by(Finding.id)).scalars()]
+
+    def notes_between(self, start: datetime, end: datetime) -> list[dict]:
+        """Notes people wrote on findings in [start, end): the problems and requirements collected."""
+        with self.store.session() as s:
+            rows = s.execute(select(FindingEvent, Finding.title_zh).join(Finding, Finding.id == FindingEvent.finding_id)
+                             .where(FindingEvent.event == "note", FindingEvent.at >= start, FindingEvent.at < end)
+                             .order_by(FindingEvent.id)).all()
+            return [{"finding_id": e.finding_id, "at": e.at, "by": e.actor, "text": (e.detail or {}).get("text", ""),
+                     "finding": title} for e, title in rows]
 
     # -- what people read and do ----------------------------------------------------------------
     def get(self, finding_id: int) -> FindingRow:

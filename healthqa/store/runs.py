@@ -121,6 +121,12 @@ class Runs:
         with self._store.session() as s:
             return [_record(r) for r in s.execute(q).scalars()]
 
+    def between(self, start: datetime, end: datetime) -> list[RunRecord]:
+        """Runs started in [start, end), oldest first."""
+        q = select(Run).where(Run.started_at >= start, Run.started_at < end).order_by(Run.id)
+        with self._store.session() as s:
+            return [_record(r) for r in s.execute(q).scalars()]
+
     def last_success(self, kind: str, scope: dict | None = None,
                      where: Callable[[dict], bool] | None = None) -> RunRecord | None:
         """The newest successful run of ``kind`` whose scope equals ``scope`` (when given) and

@@ -1,0 +1,184 @@
+"""The quarterly inspection report (巡检报告) the maintenance contract asks for four times a year:
+the fourteen systems and their status, score trends through the quarter, findings opened and closed
+with deadline compliance by level, duplicate archives found and merged, the problems and
+requirements collected, recommendations, and the signature block both sides sign.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from healthqa import __version__, codelists
+from healthqa.config import Config
+from healthqa.errors import HealthqaError
+from healthqa.store import AuditStore
+from healthqa.store.findings import FindingRow
+
+from . import charts, render
+from .institutions import registry
+from .run_report import STATUS_ZH, Written
+
+RULE_LEVELS = ("一级", "二级")
+
+
+@dataclass(frozen=True)
+class Quarter:
+    year: int
+    q: int
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, 3 * self.q - 2, 1)
+
+    @property
+    def end(self) -> datetime:
+        return datetime(self.year + 1, 1, 1) if self.q == 4 else datetime(self.year, 3 * self.q + 1, 1)
+
+    def __str__(self) -> str:
+        return f"{self.year}Q{self.q}"
+
+
+def parse_quarter(text: str) -> Quarter:
+    m = re.fullmatch(r"\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*", text)
+    if not m:
+        raise HealthqaError(f"--quarter: expected a quarter like 2026Q4, got {text!r}")
+    return Quarter(int(m.group(1)), int(m.group(2)))
+
+
+def compliance(findings: list[FindingRow], at: datetime) -> list[dict]:
+    """Deadline compliance by level for findings opened in the period: responses in time
+    (acknowledged, or resolved, by the response deadline) and fixes in time (resolved by the fix
+    deadline). A deadline not yet reached by ``at`` and not yet met is pending, not missed."""
+    out = []
+    for level in RULE_LEVELS:
+        rows = [f for f in findings if f.level == level]
+        responded = _met(rows, "response_due_at", lambda f: min((x for x in (f.acknowledged_at, f.resolved_at) if x),
+                                                               default=None), at)
+        fixed = _met(rows, "fix_due_at", lambda f: f.resolved_at, at)
+        out.append({"level": level, "opened": len(rows), **{f"response_{k}": v for k, v in responded.items()},
+                    **{f"fix_{k}": v for k, v in fixed.items()}})
+    return out
+
+
+def _met(rows: list[FindingRow], due_field: str, done_at, at: datetime) -> dict:
+    met = missed = pending = 0
+    for f in rows:
+        due = getattr(f, due_field)
+        if due is None:
+            continue
+        done = done_at(f)
+        if done is not None and done <= due:
+            met += 1
+        elif done is not None or at > due:
+            missed += 1
+        else:
+            pending += 1
+    judged = met + missed
+    return {"met": met, "missed": missed, "pending": pending, "rate": 100.0 * met / judged if judged else None}
+
+
+def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | None = None) -> dict:
+    at = at or datetime.now()
+    until = min(quarter.end, at)
+    runs = store.runs.between(quarter.start, quarter.end)
+    scored = [r for r in runs if store.scores.of_run(r.id)]
+    systems = codelists.load("systems")["codes"]
+    orgs = registry(cfg)
+    opened = store.findings.opened_between(quarter.start, quarter.end)
+    closed = store.findings.resolved_between(quarter.start, quarter.end)
+    still_open = store.findings.open_at(until)
+    notes = store.findings.notes_between(quarter.start, quarter.end)
+
+    by_system: dict[str, list[tuple[str, float | None]]] = {code: [] for code in systems}
+    overall: list[tuple[str, float | None]] = []
+    for r in scored:
+        for s in store.scores.of_run(r.id):
+            label = f"#{r.id} {r.started_at:%m-%d}"
+            if s["level"] == "system" and s["subject"] in by_system:
+                by_system[s["subject"]].append((label, s["conformance"]))
+            elif s["level"] == "overall":
+                overall.append((label, s["conformance"]))
+    open_by_system: dict[str, list[FindingRow]] = {}
+    for f in still_open:
+        open_by_system.setdefault(f.system or "", []).append(f)
+
+    system_rows = []
+    for code, name in systems.items():
+        series = [v for _, v in by_system[code] if v is not None]
+        problems = open_by_system.get(code, [])
+        urgent = [f for f in problems if f.level in RULE_LEVELS]
+        if not series and not problems:
+            status = "未纳入稽核 not audited"
+        elif any(f.level == "一级" for f in problems):
+            status = "一级故障未关闭 level-1 fault open"
+        elif urgent:
+            status = "二级问题未关闭 level-2 findings open"
+        else:
+            status = "正常 normal"
+        system_rows.append({"code": code, "name": name, "status": status, "first": series[0] if series else None,
+                            "last": series[-1] if series else None, "low": min(series) if series else None,
+                            "open": len(problems), "urgent": len(urgent)})
+
+    merged = store.dedup.decisions_between(quarter.start, quarter.end)
+    dedup_now = [{"source": s, **store.dedup.summary(s)} for s in cfg.sources]
+    dedup_now = [d for d in dedup_now if any(d[k] for k in ("suggested", "review", "merged", "rejected"))]
+
+    return {
+        "title": f"{quarter} 巡检报告 quarterly inspection report",
+        "district": cfg.district.name,
+        "quarter": str(quarter),
+        "period": f"{quarter.start:%Y-%m-%d} – {(quarter.end):%Y-%m-%d}",
+        "as_of": f"{until:%Y-%m-%d %H:%M}",
+        "runs": {"total": len(runs), "scored": len(scored),
+                 "by_status": {STATUS_ZH.get(k, k): sum(r.status == k for r in runs) for k in {r.status for r in runs}}},
+        "systems": system_rows,
+        "trend": charts.trend(overall),
+        "findings": {"opened": len(opened), "closed": len(closed), "open_at_end": len(still_open),
+                     "compliance": compliance(opened, until),
+                     "open_list": [_row(f, orgs, until) for f in sorted(
+                         still_open, key=lambda f: (RULE_LEVELS.index(f.level) if f.level in RULE_LEVELS else 9,
+                                                    -f.violations))[:25]]},
+        "dedup": {"decided": merged, "now": dedup_now},
+        "notes": notes,
+        "recommendations": _recommend(system_rows, still_open, opened, orgs),
+        "footer": f"healthqa {__version__} · 生成于 generated {at:%Y-%m-%d %H:%M} · 仅含得分、计数、记录编号与脱敏值",
+    }
+
+
+def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path, pdf: bool = False) -> Written:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    page = render.html("quarterly.html.j2", context(cfg, store, quarter))
+    path = out / f"inspection-{quarter}.html"
+    path.write_text(page, encoding="utf-8")
+    return Written(path, render.pdf(page, out / f"inspection-{quarter}.pdf") if pdf else None)
+
+
+def _row(f: FindingRow, orgs, at: datetime) -> dict:
+    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
+                                   orgs.name(f.org_code) if f.org_code else None) if x)
+    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": where or "—",
+            "opened": f"{f.opened_at:%Y-%m-%d}", "overdue": f.overdue(at)}
+
+
+def _recommend(systems: list[dict], still_open: list[FindingRow], opened: list[FindingRow], orgs) -> list[str]:
+    """Recommendations that follow from the quarter's figures (each names what it rests on)."""
+    out = []
+    worst = [s for s in systems if s["last"] is not None and s["last"] < 99]
+    for s in sorted(worst, key=lambda s: s["last"])[:3]:
+        out.append(f"系统 {s['code']} {s['name']} 期末数据符合率 {s['last']:.2f}%，建议优先整改其未关闭问题（{s['open']} 项）。")
+    by_org: dict[str, int] = {}
+    for f in still_open:
+        if f.org_code:
+            by_org[f.org_code] = by_org.get(f.org_code, 0) + f.violations
+    for code, v in sorted(by_org.items(), key=lambda kv: -kv[1])[:3]:
+        out.append(f"{orgs.name(code)} 未关闭问题涉及 {v:,} 行数据，建议安排上门核查与培训。")
+    late = [f for f in opened if f.level in RULE_LEVELS and f.acknowledged_at is None and f.resolved_at is None]
+    if late:
+        out.append(f"本季度 {len(late)} 项一级/二级问题尚未确认，建议按合同时限（2 小时内响应）落实值守。")
+    if not out:
+        out.append("本季度未发现需要专项整改的问题，建议保持现有巡检频次。")
+    return out
