@@ -92,7 +92,8 @@ app = typer.Typer(name="healthqa", cls=_Group, add_completion=False, no_args_is_
 sources_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="数据源 / sources")
 run_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="运行稽核 / run an audit")
 users_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="用户 / users")
-findings_app = typer.Typer(context_settings=_HELP, help="维护问题 / maintenance findings: list, acknowledge, assign, note, resolve")
+findings_app = typer.Typer(context_settings=_HELP,
+                           help="维护问题 / maintenance findings: list, acknowledge, assign, note, resolve")
 app.add_typer(sources_app, name="sources")
 app.add_typer(run_app, name="run")
 app.add_typer(users_app, name="users")
