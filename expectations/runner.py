@@ -15,12 +15,15 @@ import numpy as np
 import pandas as pd
 
 from healthqa import canonical
+from healthqa.masking import mask_frame
 
 from . import gx_bridge
 from .rule_types import RuleContext
 from .suite import Rule
 
 SAMPLE_KEYS = 50
+EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values masked
+EXAMPLES_MAX = 200
 
 
 @dataclass
@@ -33,6 +36,8 @@ class RuleResult:
     by_org: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
     violating_keys: list[str] | None = None  # every violating row's key, when asked for
+    # a few violating rows: key, institution and the rule's columns, personal values masked
+    examples: list[dict] = field(default_factory=list)
 
     @property
     def violation_pct(self) -> float | None:
@@ -106,5 +111,26 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
             v = np.bincount(codes[rows], minlength=len(orgs))
             d = np.bincount(codes[applies], minlength=len(orgs))
             res.by_org = {orgs[i]: {"violations": int(v[i]), "denominator": int(d[i])} for i in np.flatnonzero(d)}
+        if n_viol:
+            res.examples = _examples(df, t, r, rows, codes if t.org and t.org in df else None)
         results[r.id] = res
     return [results[r.id] for r in rules]
+
+
+def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, rows: np.ndarray, org_codes) -> list[dict]:
+    """The first violating rows of each institution (or of the table), as the QC manager sees them:
+    record key, institution and the rule's columns, with personal values masked (DESIGN's masks)."""
+    if org_codes is None:
+        picked = rows[:EXAMPLES_PER_ORG * 3]
+    else:
+        picked = rows[pd.Series(org_codes[rows]).groupby(org_codes[rows]).cumcount().to_numpy() < EXAMPLES_PER_ORG]
+        picked = picked[:EXAMPLES_MAX]
+    cols = [c for c in dict.fromkeys([t.key, *([t.org] if t.org else []), *rule.columns]) if c in df.columns]
+    shown = mask_frame(df.iloc[picked][cols], t).astype(object).where(lambda x: x.notna(), None)
+    out = []
+    for rec in shown.to_dict("records"):
+        key = rec.pop(t.key, None)
+        org = rec.pop(t.org, None) if t.org else None
+        out.append({"key": None if key is None else str(key), "org": None if org is None else str(org),
+                    "values": {c: None if v is None else str(v) for c, v in rec.items()}})
+    return out

@@ -223,6 +223,7 @@ def _stored(tables: list[TableValidation]) -> list[StoredResult]:
     return [StoredResult(source=tv.source, table=tv.table, rule_id=r.rule.id, status=r.status,
                          violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                          threshold_pct=r.rule.threshold, columns=r.rule.columns, dimension=r.rule.dimension,
-                         kahn=r.rule.kahn, severity=r.rule.severity, system=r.rule.system, sample_keys=r.sample_keys,
+                         kahn=r.rule.kahn, severity=r.rule.severity, system=r.rule.system,
+                         sample_keys=r.sample_keys, examples=r.examples,
                          by_org=r.by_org, sampling=tv.sampling, error=r.error)
             for tv in tables for r in tv.results]

@@ -114,7 +114,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
                 if pct > threshold:
                     found.append(Candidate(fp, "rule", source, rule_id, policy.rule_level(r["severity"], v, n, threshold),
                                            zh, en, table, str(org), r.get("system"), v, n, threshold,
-                                           list(c.get("sample_keys") or [])[:10]))
+                                           example_lines(r, str(org))))
                 else:
                     covered.add(fp)
             if per_org:
@@ -124,8 +124,7 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
             n, v = int(r["denominator"] or 0), int(r["violations"] or 0)
             found.append(Candidate(fp, "rule", source, rule_id,
                                    policy.rule_level(r["severity"], v, n, threshold),
-                                   zh, en, table, None, r.get("system"), v, n, threshold,
-                                   list(r.get("sample_keys") or [])[:10]))
+                                   zh, en, table, None, r.get("system"), v, n, threshold, example_lines(r, None)))
         else:
             covered.add(fp)
     for f in faults:
@@ -133,6 +132,16 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
                                f["kind"], policy.fault_level(f["kind"]), f.get("zh") or f["kind"],
                                f.get("reason") or f["kind"], f.get("table"), f.get("subject"), f.get("system")))
     return found, covered
+
+
+def example_lines(result: Mapping, org: str | None, limit: int = 3) -> list[str]:
+    """A rule's violating rows as lines a person reads: record key, then the rule's columns with
+    personal values masked (``330211********123X``, ``王*明``, ``138****5678``)."""
+    rows = [e for e in (result.get("examples") or []) if org is None or e.get("org") == org][:limit]
+    if not rows:
+        return [str(k) for k in (result.get("sample_keys") or [])[:limit]]
+    return [" · ".join([str(e.get("key")), ", ".join(f"{c}={'∅' if v is None else v}" for c, v in e["values"].items())])
+            for e in rows]
 
 
 def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str) -> tuple[list[Candidate], set[str]]:

@@ -20,6 +20,7 @@ from healthqa.store.findings import FindingRow
 from . import charts, render
 from . import scores as sc
 from .assess import describe, rule_results
+from .findings import example_lines
 from .institutions import registry
 
 TREND_RUNS = 30
@@ -129,7 +130,7 @@ def _worst(results: list[dict]) -> list[dict]:
     failing = [r for r in results if r["status"] == "fail"]
     for r in failing:
         r["excess"] = sc.excess(r["violations"], r["denominator"], r["threshold_pct"] or 0.0)
-        r["examples"] = (r.get("examples") or r.get("sample_keys") or [])[:3]
+        r["examples"] = example_lines(r, None)
     return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
 
 

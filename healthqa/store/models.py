@@ -44,6 +44,7 @@ class RuleResult(Base):
     violation_pct: Mapped[float | None] = mapped_column(Float)
     threshold_pct: Mapped[float | None] = mapped_column(Float)
     sample_keys: Mapped[list | None] = mapped_column(JSON)
+    examples: Mapped[list | None] = mapped_column(JSON)  # violating rows, personal values masked
     by_org: Mapped[dict | None] = mapped_column(JSON)
     sampling: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

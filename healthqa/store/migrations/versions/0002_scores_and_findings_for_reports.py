@@ -97,10 +97,12 @@ def upgrade() -> None:
     op.create_index('ix_finding_events_run_id', 'finding_events', ['run_id'])
     with op.batch_alter_table('rule_results', schema=None) as batch_op:
         batch_op.add_column(sa.Column('system', sa.String(length=8), nullable=True))
+        batch_op.add_column(sa.Column('examples', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('rule_results', schema=None) as batch_op:
+        batch_op.drop_column('examples')
         batch_op.drop_column('system')
     op.drop_table('finding_events')
     op.drop_table('findings')
