@@ -12,13 +12,18 @@ import sqlite3
 import sys
 import time
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 W = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 CHECK = np.array(list("10X98765432"))
 AS_OF = pd.Timestamp("2026-11-25")
+# the department code list is data (healthqa/codelists/departments.yml): read it, as a site would
+DEPARTMENTS = set(map(str, yaml.safe_load((Path(__file__).parents[1] / "healthqa" / "codelists" / "departments.yml")
+                                          .read_text(encoding="utf-8"))["codes"]))
 
 
 @cache
@@ -100,6 +105,11 @@ def person_rules(p: pd.DataFrame, orgs: set) -> dict[str, int]:
     eth = p["ethnicity_code"].str.strip()
     eth_codes = [f"{i:02d}" for i in range(1, 57)] + ["97", "98"]
     out["MPI-ETHNICITY-CODE"] = int((eth.notna() & (eth != "") & ~eth.isin(eth_codes)).sum())
+    idt = p["id_type_code"].str.strip()
+    id_types = ["01", "02", "03", "04", "05", "06", "07", "99"]
+    out["MPI-ID-TYPE-CODE"] = int((idt.notna() & (idt != "") & ~idt.isin(id_types)).sum())
+    status = p["status_code"].str.strip()
+    out["MPI-STATUS-CODE"] = int((status.notna() & (status != "") & ~status.isin(["1", "2", "3"])).sum())
     out["MPI-ID-REQUIRED"] = int(blank(raw).sum())
     out["MPI-ID-VALID"] = int((n.notna() & ~valid).sum())
     out["MPI-ID-LEGACY15"] = int(legacy.sum())
@@ -146,6 +156,8 @@ def visit_rules(v: pd.DataFrame, people: pd.DataFrame, orgs: set) -> dict[str, i
     out["OPV-DX-REQUIRED"] = int(blank(v["diagnosis_code"]).sum())
     out["OPV-DX-FORMAT"] = int((dx.notna() & m.isna()).sum())
     out["OPV-DX-CATEGORY"] = int((~exists).sum())
+    dept = v["dept_code"].str.strip()
+    out["OPV-DEPT-CODE"] = int((dept.notna() & (dept != "") & ~dept.isin(DEPARTMENTS)).sum())
     return out
 
 
@@ -167,7 +179,8 @@ def main() -> None:
     if table != "person":
         with sqlite3.connect(f"{folder}/drc.db") as drc:
             v = pd.read_sql_query("SELECT jzlsh AS visit_id, dabh AS archive_id, jgdm AS org_code, jzsj AS visit_time, "
-                                  f"zdbm AS diagnosis_code, scsj AS upload_time FROM tb_mzjzjl LIMIT {rows}", drc)
+                                  "zdbm AS diagnosis_code, scsj AS upload_time, ksdm AS dept_code "
+                                  f"FROM tb_mzjzjl LIMIT {rows}", drc)
         counts = visit_rules(v, people, orgs)
         n = len(v)
     print(json.dumps({"wall_s": time.perf_counter() - t0, "rows": n, "violations": counts,

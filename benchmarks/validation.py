@@ -25,17 +25,16 @@ from pathlib import Path
 
 HEALTHQA = r"""
 import json, resource, sys, time
-from healthqa import config
+import healthqa
 from healthqa.config import Sampling
-from healthqa.pipelines.validate import validate_source
 folder, source, table, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = config.load(f"{folder}/healthqa.yml")
+cfg = healthqa.load_config(f"{folder}/healthqa.yml")
 for s in cfg.sources.values():  # a full read, capped at the benchmark's row count
     s.sampling = Sampling(method="full", rows=rows)
     for t in s.tables.values():
         t.sampling = None
 t0 = time.perf_counter()
-run = validate_source(cfg, source, tables=[table])
+run = healthqa.validate_source(cfg, source, tables=[table])
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rows": run.tables[0].rows,

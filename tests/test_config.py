@@ -101,7 +101,24 @@ def test_example_config_is_valid(monkeypatch):
     """healthqa.example.yml documents every key; it must itself load."""
     from pathlib import Path
 
-    for var in ("MPI_DB_URL", "DRC_DB_URL", "QC_ODBC", "AUDIT_DB_URL"):
+    for var in ("MPI_DB_URL", "DRC_DB_URL", "QC_ODBC", "AUDIT_DB_URL", "HEALTHQA_WEBHOOK_URL",
+                "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD"):
         monkeypatch.setenv(var, "sqlite:///x.db")
-    cfg = config.load(Path(__file__).parents[1] / "healthqa.example.yml")
+    example = Path(__file__).parents[1] / "healthqa.example.yml"
+    cfg = config.load(example)
     assert {s.kind for s in cfg.sources.values()} == {"sqlalchemy", "odbc", "csv", "excel"}
+    assert cfg.reports.webhook is not None and cfg.reports.mail.starttls
+    # every key of every section is shown in the example (the demo's own section excepted)
+    text = example.read_text(encoding="utf-8")
+
+    def keys(model, seen=()):
+        for name, field in model.model_fields.items():
+            if name in ("path", "demo") or field.exclude:
+                continue
+            yield field.alias or name
+            for sub in getattr(field.annotation, "__args__", ()) + (field.annotation,):
+                if isinstance(sub, type) and issubclass(sub, config.BaseModel) and sub not in seen:
+                    yield from keys(sub, (*seen, sub))
+
+    missing = sorted({k for k in keys(config.Config) if f"{k}:" not in text})
+    assert not missing, f"keys the example does not show: {missing}"
