@@ -63,10 +63,10 @@ def main() -> None:
     a = ap.parse_args()
     folder = a.dir or Path(f"/tmp/healthqa-bench-{a.persons}")
     if not (folder / "healthqa.yml").exists():
-        from healthqa.demo import DemoOptions, generate
+        import healthqa
 
         print(f"generating {a.persons:,} persons into {folder} …", flush=True)
-        generate(folder, DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))
+        healthqa.generate_demo(folder, healthqa.DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))
     print(f"# validation benchmark {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, platform {folder}")
     print(f"{'suite':<18} {'rows':>10} {'healthqa s':>11} {'hand s':>8} {'ratio':>6} "
           f"{'healthqa MB':>12} {'hand MB':>8}  same counts")
