@@ -129,3 +129,19 @@ def test_people_change_findings_and_the_audit_log_says_who(platform):
     # a person's resolution is not a verification: the next night that sees it reopens it
     night(cfg, store, sources=("mpi",))
     assert store.findings.get(f.id).state == "reopened"
+
+
+def test_a_score_that_falls_beyond_the_threshold_is_a_finding(platform):
+    cfg, store, folder = platform
+    cfg.reports.score_drop_points = 1.0
+    night(cfg, store, sources=("mpi",))
+    with sqlite3.connect(folder / "mpi.db") as conn:  # every phone of the MPI broken overnight
+        conn.execute("UPDATE T_GRDA SET LXDH = '12345'")
+    second = night(cfg, store, sources=("mpi",))[0]
+    drops = [f for f in store.findings.list(state="open") if f.subject == "score_drop"]
+    assert {f.fingerprint for f in drops} >= {"fault:*:score_drop:overall:overall"}
+    assert all(f.level == "二级" for f in drops)
+    assert any(c.subject == "score_drop" for c in second.new)
+    # a night that does not fall further files no new drop
+    third = night(cfg, store, sources=("mpi",))[0]
+    assert not any(c.subject == "score_drop" for c in third.new)
