@@ -549,6 +549,7 @@ def findings_list(
     """维护问题清单 / list maintenance findings, most urgent first."""
     if ctx.invoked_subcommand is not None:
         return
+    from healthqa.reports.findings import location
     from healthqa.reports.institutions import registry
     from healthqa.reports.publish import export
 
@@ -571,9 +572,7 @@ def findings_list(
         t.add_column(col, overflow="fold", **kw)
     for f in rows:
         due = f.overdue(now_)
-        where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
-                                       names.name(f.org_code) if f.org_code else None) if x)
-        t.add_row(str(f.id), f.level, f.state, f"{f.title_zh}\n[dim]{f.title_en}[/]", where,
+        t.add_row(str(f.id), f.level, f.state, f"{f.title_zh}\n[dim]{f.title_en}[/]", location(f, names),
                   f"{f.violations:,}/{f.rows_checked:,}" if f.rows_checked else "—",
                   Text(_when(f.response_due_at) + (" 逾期 overdue" if due["response"] else ""),
                        style="red" if due["response"] else ""),

@@ -186,6 +186,13 @@ def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[s
     return out
 
 
+def location(f, names=None) -> str:
+    """Where a finding is, as people read it: source / table / institution (by name when a registry
+    is given: ``reports.institutions.Registry``)."""
+    org = (names.name(f.org_code) if names is not None else f.org_code) if f.org_code else None
+    return " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x) or "—"
+
+
 def more_urgent(a: str, b: str) -> str:
     return min(a, b, key=LEVELS.index)
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from healthqa.store.findings import FindingRow
 
+from .findings import location
+
 log = logging.getLogger("healthqa.reports.publish")
 
 EXPORT_FIELDS = ("id", "state", "level", "kind", "source", "table_name", "org_code", "system", "subject", "title_zh",
@@ -128,9 +130,8 @@ def email_level_one(smtp: Smtp, run_id: int, findings: Iterable[FindingRow], *, 
     lines = ["以下一级故障需在 2 小时内到场、24 小时内修复（运维合同）。",
              "Level-1 faults: on site within 2 h, fixed within 24 h.", ""]
     for f in urgent:
-        where = " / ".join(x for x in (f.source, f.table_name, f.org_code) if x)
-        lines += [f"#{f.id} {f.title_zh} — {f.title_en}", f"    {where}", f"    响应期限 response by: {_t(f.response_due_at)}",
-                  f"    修复期限 fix by: {_t(f.fix_due_at)}", ""]
+        lines += [f"#{f.id} {f.title_zh} — {f.title_en}", f"    {location(f)}",
+                  f"    响应期限 response by: {_t(f.response_due_at)}", f"    修复期限 fix by: {_t(f.fix_due_at)}", ""]
     msg.set_content("\n".join(lines))
     last = ""
     for attempt in range(1, attempts + 1):

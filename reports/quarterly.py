@@ -18,8 +18,9 @@ from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow
 
 from . import charts, render
+from .findings import location
 from .institutions import registry
-from .run_report import STATUS_ZH, Written
+from .run_report import STATUS_ZH
 
 RULE_LEVELS = ("一级", "二级")
 
@@ -148,19 +149,12 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
     }
 
 
-def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path, pdf: bool = False) -> Written:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    page = render.html("quarterly.html.j2", context(cfg, store, quarter))
-    path = out / f"inspection-{quarter}.html"
-    path.write_text(page, encoding="utf-8")
-    return Written(path, render.pdf(page, out / f"inspection-{quarter}.pdf") if pdf else None)
+def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path, pdf: bool = False) -> render.Written:
+    return render.write("quarterly.html.j2", context(cfg, store, quarter), out_dir, f"inspection-{quarter}", pdf)
 
 
 def _row(f: FindingRow, orgs, at: datetime) -> dict:
-    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
-                                   orgs.name(f.org_code) if f.org_code else None) if x)
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": where or "—",
+    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
             "opened": f"{f.opened_at:%Y-%m-%d}", "overdue": f.overdue(at)}
 
 

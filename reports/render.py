@@ -4,6 +4,7 @@ refused any URL, so that a report can never reach the network."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def _no_fetch(url: str, *args, **kwargs):
     raise ValueError(f"reports load nothing from outside: {url}")
 
 
-def pdf(page: str, path: str | Path) -> Path:
+def to_pdf(page: str, path: str | Path) -> Path:
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as e:  # OSError: Pango or its fonts missing on this machine
@@ -34,3 +35,19 @@ def pdf(page: str, path: str | Path) -> Path:
                             "install weasyprint and Debian's libpango-1.0-0 and fonts-noto-cjk") from None
     HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(path))
     return Path(path)
+
+
+@dataclass
+class Written:
+    html: Path
+    pdf: Path | None
+
+
+def write(template: str, context: dict, out_dir: str | Path, stem: str, pdf: bool = False) -> Written:
+    """Render ``template`` to ``out_dir/stem.html`` (and ``stem.pdf`` when asked)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    page = html(template, context)
+    path = out / f"{stem}.html"
+    path.write_text(page, encoding="utf-8")
+    return Written(path, to_pdf(page, out / f"{stem}.pdf") if pdf else None)

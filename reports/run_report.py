@@ -8,7 +8,6 @@ script and no external URL. Every value on it is a score, a count, a record key 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from healthqa.store.findings import FindingRow
 from . import charts, render
 from . import scores as sc
 from .assess import describe, rule_results
-from .findings import example_lines
+from .findings import example_lines, location
 from .institutions import registry
 
 TREND_RUNS = 30
@@ -31,12 +30,6 @@ DIMENSION_EN = {"完整性": "completeness", "规范性": "conformity", "一致�
 STATE_ZH = {"new": "新增", "open": "未关闭", "acknowledged": "已确认", "resolved": "已解决", "reopened": "重新出现"}
 STATUS_ZH = {"success": "完成", "partial": "部分完成", "failed": "失败", "running": "运行中", "crashed": "中断"}
 KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重复档案筛查"}
-
-
-@dataclass
-class Written:
-    html: Path
-    pdf: Path | None
 
 
 def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = None) -> dict:
@@ -107,13 +100,8 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
     }
 
 
-def write(cfg: Config, store: AuditStore, run_id: int, out_dir: str | Path, pdf: bool = False) -> Written:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    html = render.html("run.html.j2", context(cfg, store, run_id))
-    path = out / f"run-{run_id}.html"
-    path.write_text(html, encoding="utf-8")
-    return Written(path, render.pdf(html, out / f"run-{run_id}.pdf") if pdf else None)
+def write(cfg: Config, store: AuditStore, run_id: int, out_dir: str | Path, pdf: bool = False) -> render.Written:
+    return render.write("run.html.j2", context(cfg, store, run_id), out_dir, f"run-{run_id}", pdf)
 
 
 def _score(s: dict) -> sc.Score:
@@ -142,9 +130,7 @@ def _most_urgent(rows: list[FindingRow], kind: str) -> list[FindingRow]:
 
 
 def _finding(f: FindingRow, orgs, at: datetime) -> dict:
-    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name,
-                                   orgs.name(f.org_code) if f.org_code else None) if x)
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": where or "—",
+    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
             "violations": f.violations, "rows_checked": f.rows_checked, "response_due": _t(f.response_due_at),
             "fix_due": _t(f.fix_due_at), "overdue": f.overdue(at), "state_zh": f"{STATE_ZH.get(f.state, f.state)} {f.state}"}
 
