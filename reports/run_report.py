@@ -24,7 +24,7 @@ from .institutions import registry
 
 TREND_RUNS = 30
 WORST_RULES = 15
-PERSISTING_SHOWN = 30  # the rest are one `healthqa findings` away; new, reopened and resolved are all shown
+FINDINGS_SHOWN = 50  # per list, most urgent first; the rest are one `healthqa findings` away
 DIMENSION_EN = {"完整性": "completeness", "规范性": "conformity", "一致性": "consistency", "唯一性": "uniqueness",
                 "及时性": "timeliness", "关联性": "referential integrity"}
 STATE_ZH = {"new": "新增", "open": "未关闭", "acknowledged": "已确认", "resolved": "已解决", "reopened": "重新出现"}
@@ -83,9 +83,9 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "dimensions": dim_rows,
         "orgs": org_rows,
         "worst_rules": _worst(results),
-        "findings": {k: [_finding(f, orgs, at) for f in _most_urgent(events.get(k, []), k)]
+        "findings": {k: [_finding(f, orgs, at) for f in _most_urgent(events.get(k, []))]
                      for k in ("new", "persisting", "reopened", "resolved")},
-        "persisting_total": len(events.get("persisting", [])),
+        "findings_total": {k: len(events.get(k, [])) for k in ("new", "persisting", "reopened", "resolved")},
         "dedup": _dedup(cfg, store),
         "trend_runs": TREND_RUNS,
         "charts": {
@@ -122,11 +122,9 @@ def _worst(results: list[dict]) -> list[dict]:
     return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
 
 
-def _most_urgent(rows: list[FindingRow], kind: str) -> list[FindingRow]:
-    if kind != "persisting":
-        return rows
+def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:
     rank = {"一级": 0, "二级": 1, "提示": 2}
-    return sorted(rows, key=lambda f: (rank.get(f.level, 3), -f.violations))[:PERSISTING_SHOWN]
+    return sorted(rows, key=lambda f: (rank.get(f.level, 3), -f.violations))[:FINDINGS_SHOWN]
 
 
 def _finding(f: FindingRow, orgs, at: datetime) -> dict:
