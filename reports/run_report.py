@@ -65,6 +65,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
     sys_rows = [{**view("system", code), "code": code, "name": systems.get(code, "")}
                 for lv, code in scored if lv == "system"]
     dim_rows = [{**view("dimension", d), "en": DIMENSION_EN.get(d, "")} for lv, d in scored if lv == "dimension"]
+    table_rows = [view("table", t) for lv, t in scored if lv == "table"]
     org_rows = sorted(({"code": code, "name": orgs.name(code), "registered": orgs.known(code), **scored[("org", code)],
                         "failed": scored[("org", code)]["checks"] - scored[("org", code)]["passed"],
                         "open_findings": open_by_org.get(code, 0)}
@@ -81,6 +82,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "overall": overall,
         "systems": sys_rows,
         "dimensions": dim_rows,
+        "tables": table_rows,
         "orgs": org_rows,
         "worst_rules": _worst(results),
         "findings": {k: [_finding(f, orgs, at) for f in _most_urgent(events.get(k, []))]

@@ -43,7 +43,8 @@ def test_the_nightly_writes_an_offline_report_without_personal_data(night):
     assert res.report is not None and res.report.is_file()
     html = res.report.read_text(encoding="utf-8")
     assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
-    for heading in ("数据质量稽核报告", "各系统得分", "各质量维度得分", "机构排名", "影响最大的规则", "问题清单", "重复档案"):
+    for heading in ("数据质量稽核报告", "各系统得分", "各质量维度得分", "各表得分", "机构排名", "影响最大的规则", "问题清单",
+                    "重复档案"):
         assert heading in html
     leaked = [v for v in personal_values(folder) if v in html]
     assert not leaked, f"personal values in the report: {leaked[:5]}"
