@@ -92,14 +92,33 @@ def test_unreachable_source_exits_2(tmp_path):
     assert not (tmp_path / "healthqa-audit.db").exists()
 
 
-def test_users_add(built):
+def test_users_add_passwd_disable(built):
+    import getpass
+
     folder, _ = built
     cfg = folder / "healthqa.yml"
-    assert invoke("users", "add", "lihua", "--role", "steward", "--config", cfg).exit_code == 0
-    again = invoke("users", "add", "lihua", "--role", "steward", "--config", cfg)
+
+    def users(*args, password=None):
+        return runner.invoke(app, ["users", *map(str, args), "--config", str(cfg)], input=password,
+                             env={"COLUMNS": None})
+
+    ok = users("add", "LiHua", "--role", "steward", password="green-tea-2026\n")
+    assert ok.exit_code == 0 and "lihua (steward)" in ok.output, ok.output
+    assert "green-tea-2026" not in ok.output
+    again = users("add", "lihua", "--role", "steward", password="green-tea-2026\n")
     assert again.exit_code == 2 and "already exists" in again.stderr
-    bad = invoke("users", "add", "x", "--role", "boss", "--config", cfg)
+    bad = users("add", "x", "--role", "boss", password="green-tea-2026\n")
     assert bad.exit_code == 2 and "--role" in bad.stderr
+    weak = users("add", "wang", "--role", "admin", password="123\n")
+    assert weak.exit_code == 2 and "at least 12" in weak.stderr
+    markup = users("add", "[/x]", "--role", "admin", password="green-tea-2026\n")
+    assert markup.exit_code == 2 and "user name" in markup.stderr and "Traceback" not in markup.output
+    assert users("passwd", "lihua", password="black-tea-2027\n").exit_code == 0
+    assert users("disable", "lihua").exit_code == 0
+    with sqlite3.connect(folder / "audit.db") as conn:
+        log = conn.execute("SELECT user_name, action FROM audit_log WHERE subject = 'lihua' ORDER BY id").fetchall()
+    me = getpass.getuser()
+    assert log == [(me, "user_add"), (me, "user_passwd"), (me, "user_disable")]
 
 
 def test_console_script_is_installed():

@@ -12,7 +12,6 @@ from sqlalchemy import inspect
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
 from healthqa.store.models import Base
-from healthqa.store.users import add_user
 
 TABLES = {"runs", "rule_results", "scores", "findings", "watermarks", "dedup_pairs", "dedup_clusters",
           "dedup_cluster_members", "steward_decisions", "users", "audit_log"}
@@ -136,17 +135,37 @@ def test_pipelines_ask_the_store_and_write_no_queries():
                 assert not m.startswith("sqlalchemy") and not m.endswith("store.models"), f"{name}.py imports {m}"
 
 
-def test_users_are_unique_and_logged(tmp_path):
+def test_users_are_unique_hashed_and_logged(tmp_path):
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    add_user(store, "li", "steward")
-    with pytest.raises(HealthqaError, match="already exists"):
-        add_user(store, "li", "admin")
-    with pytest.raises(HealthqaError, match="role"):
-        add_user(store, "wang", "boss")
-    from healthqa.store.models import AuditLog
+    store.users.add("LiHua", "steward", "green-tea-2026", actor="ops")
+    for variant in (" lihua ", "ＬｉＨｕａ", "LIHUA"):  # one account, whatever the case, padding or width
+        with pytest.raises(HealthqaError, match="already exists"):
+            store.users.add(variant, "admin", "green-tea-2026", actor="ops")
+    for name, role, password, why in (("wang", "boss", "green-tea-2026", "role"),
+                                      ("wang", "admin", "short1", "at least 12"),
+                                      ("wang", "admin", "wang-wang-2026", "too easy"),
+                                      ("wang", "admin", "aaaaaaaaaaaaaaaa", "too easy"),
+                                      ("wang", "admin", "onlylettershere", "mix letters"),
+                                      ("[/x]", "admin", "green-tea-2026", "user name"),
+                                      ("", "admin", "green-tea-2026", "user name")):
+        with pytest.raises(HealthqaError, match=why):
+            store.users.add(name, role, password, actor="ops")
+    from healthqa.store.models import AuditLog, User
 
-    with store.session() as s:  # (users get their own namespace with the console)
-        assert [(a.action, a.subject) for a in s.query(AuditLog)] == [("user_add", "li")]
+    with store.session() as s:
+        u = s.query(User).one()
+        assert u.name == "lihua" and u.password_hash.startswith("$argon2id$") and "green" not in u.password_hash
+        assert [(a.user_name, a.action, a.subject) for a in s.query(AuditLog)] == [("ops", "user_add", "lihua")]
+    assert store.users.authenticate("LiHua", "green-tea-2026").role == "steward"
+    assert store.users.authenticate("lihua", "green-tea-2025") is None
+    assert store.users.authenticate("nobody", "green-tea-2026") is None
+    store.users.passwd("lihua", "black-tea-2027", actor="ops")
+    assert store.users.authenticate("lihua", "green-tea-2026") is None
+    assert store.users.authenticate("lihua", "black-tea-2027") is not None
+    store.users.disable("lihua", actor="ops")
+    assert store.users.authenticate("lihua", "black-tea-2027") is None
+    with store.session() as s:
+        assert [a.action for a in s.query(AuditLog).order_by(AuditLog.id)] == ["user_add", "user_passwd", "user_disable"]
 
 
 def test_unreachable_store_is_one_line(tmp_path):

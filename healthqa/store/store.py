@@ -106,6 +106,13 @@ class AuditStore:
         return DedupRecords(self)
 
     @cached_property
+    def users(self):
+        """Console accounts: Argon2 hashes, normalised names, every change in the audit log."""
+        from .users import Users
+
+        return Users(self)
+
+    @cached_property
     def scores(self):
         """Quality scores of runs, and their history."""
         from .findings import ScoreRecords

@@ -1,7 +1,20 @@
-"""Users of the console and the audit log of what they did."""
+"""Users of the console (``store.users``) and the audit log of what was done to them.
+
+Passwords are kept only as Argon2id hashes (argon2-cffi's defaults, the OWASP recommendation) and
+must meet a minimum policy; names are normalised (NFKC, trimmed, lower case) so that ``LiHua``,
+`` lihua `` and the full-width ｌｉｈｕａ are one account. Every change is written to the audit log with
+the actor — for the command line, the operating-system user.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
 from healthqa.errors import HealthqaError
@@ -11,13 +24,109 @@ from .runs import now
 from .store import AuditStore
 
 ROLES = ("steward", "qc_manager", "engineer", "admin")
+NAME = re.compile(r"^[\w.-]{2,32}$")  # letters (Chinese too), digits, . _ -
+MIN_PASSWORD = 12
+_HASHER = PasswordHasher()
 
 
-def add_user(store: AuditStore, name: str, role: str, actor: str = "cli") -> None:
-    if role not in ROLES:
-        raise HealthqaError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
-    with store.session() as s:
-        if s.execute(select(User).where(User.name == name)).scalar_one_or_none():
-            raise HealthqaError(f"user {name!r} already exists")
-        s.add(User(name=name, role=role, active=True, created_at=now()))
-        s.add(AuditLog(at=now(), user_name=actor, action="user_add", subject=name, detail={"role": role}))
+class UserError(HealthqaError):
+    pass
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+def normalise_name(name: str) -> str:
+    n = unicodedata.normalize("NFKC", name or "").strip().lower()
+    if not NAME.fullmatch(n):
+        raise UserError(f"user name {n!r}: 2 to 32 letters, digits, '.', '_' or '-' / 用户名须为 2–32 个字母、数字或 . _ -")
+    return n
+
+
+def check_password(password: str, name: str) -> None:
+    """The minimum policy: 12 characters or more, not the user name, not one repeated character,
+    at least two kinds among letters, digits and other characters."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters / 密码至少 {MIN_PASSWORD} 个字符")
+    if name in password.lower() or len(set(password)) < 4:
+        raise UserError("password: too easy to guess (contains the user name, or repeats a few characters) / 密码过于简单")
+    kinds = sum(bool(re.search(p, password)) for p in (r"[^\W\d_]", r"\d", r"[\W_]"))
+    if kinds < 2:
+        raise UserError("password: mix letters with digits or other characters / 密码须包含字母与数字或符号")
+
+
+class Users:
+    """``store.users``: add, change the password of, disable, and authenticate console users."""
+
+    def __init__(self, store: AuditStore):
+        self._store = store
+
+    def add(self, name: str, role: str, password: str, actor: str) -> UserRecord:
+        name = normalise_name(name)
+        if role not in ROLES:
+            raise UserError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+        check_password(password, name)
+        with self._store.session() as s:
+            if s.execute(select(User).where(User.name == name)).scalar_one_or_none():
+                raise UserError(f"user {name!r} already exists / 用户已存在")
+            u = User(name=name, role=role, active=True, created_at=now(), password_hash=_HASHER.hash(password))
+            s.add(u)
+            s.add(AuditLog(at=now(), user_name=actor, action="user_add", subject=name, detail={"role": role}))
+            s.flush()
+            return _record(u)
+
+    def passwd(self, name: str, password: str, actor: str) -> None:
+        name = normalise_name(name)
+        check_password(password, name)
+        with self._store.session() as s:
+            u = self._get(s, name)
+            u.password_hash = _HASHER.hash(password)
+            s.add(AuditLog(at=now(), user_name=actor, action="user_passwd", subject=name))
+
+    def disable(self, name: str, actor: str) -> None:
+        name = normalise_name(name)
+        with self._store.session() as s:
+            u = self._get(s, name)
+            u.active = False
+            s.add(AuditLog(at=now(), user_name=actor, action="user_disable", subject=name))
+
+    def authenticate(self, name: str, password: str) -> UserRecord | None:
+        """The user when the name and password match an active account; None otherwise (the same
+        answer for an unknown name, a wrong password and a disabled account)."""
+        try:
+            name = normalise_name(name)
+        except UserError:
+            return None
+        with self._store.session() as s:
+            u = s.execute(select(User).where(User.name == name)).scalar_one_or_none()
+            if u is None or not u.active or not u.password_hash:
+                _HASHER.hash(password)  # the same work either way: timing says nothing about the name
+                return None
+            try:
+                _HASHER.verify(u.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if _HASHER.check_needs_rehash(u.password_hash):
+                u.password_hash = _HASHER.hash(password)
+            return _record(u)
+
+    def list(self) -> list[UserRecord]:
+        with self._store.session() as s:
+            return [_record(u) for u in s.execute(select(User).order_by(User.name)).scalars()]
+
+    @staticmethod
+    def _get(s, name: str) -> User:
+        u = s.execute(select(User).where(User.name == name)).scalar_one_or_none()
+        if u is None:
+            raise UserError(f"user {name!r}: no such user / 用户不存在")
+        return u
+
+
+def _record(u: User) -> UserRecord:
+    return UserRecord(u.id, u.name, u.role, u.active, u.created_at)
