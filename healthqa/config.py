@@ -36,7 +36,7 @@ class ColumnMap(_Strict):
 class Sampling(_Strict):
     method: Literal["full", "random", "stratified", "incremental"] = "full"
     rows: Annotated[int, Field(gt=0)] | None = None
-    seed: int = 20250101
+    seed: Annotated[int, Field(ge=0)] = 20250101
     per_org_min: Annotated[int, Field(ge=0)] = 20
     time_column: str | None = None
     since: datetime | None = None

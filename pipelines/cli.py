@@ -463,7 +463,7 @@ def demo(
     dir: Annotated[Path, typer.Option(
         "--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
     persons: Annotated[int, typer.Option("--persons", min=100, help="resident archives to generate")] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="random seed (same seed, same platform)")] = 20251125,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="random seed (same seed, same platform)")] = 20251125,
     as_of: Annotated[datetime | None, typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
@@ -671,6 +671,7 @@ def users_add(name: UserName, config: ConfigOpt,
 def users_passwd(name: UserName, config: ConfigOpt):
     """修改密码 / set a user's password."""
     with AuditStore(_load(config).store.url) as store:
+        store.users.get(name)  # an unknown name is refused before a password is asked for
         store.users.passwd(name, _new_password(), actor=_actor())
     out.print(Text(f"已修改密码 password changed: {name}"))
 

@@ -11,17 +11,18 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from healthqa.errors import HealthqaError
+from healthqa.errors import HealthqaError, one_line
 
 from .models import Base
 from .results import Results
 from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_S = 30
 
 
 class StoreError(HealthqaError):
@@ -34,13 +35,19 @@ class AuditStore:
     def __init__(self, url: str, *, upgrade: bool = True):
         self.url = url
         try:
-            self.engine: Engine = create_engine(url)
+            parsed = make_url(url)
+        except (ArgumentError, ValueError) as e:
+            raise StoreError(f"store.url: not a database URL ({one_line(e)}); e.g. sqlite:///audit.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        self._shown = parsed.render_as_string(hide_password=True)
+        # SQLite: wait for a writer rather than fail at once (a report or a second command may hold it)
+        args = {"timeout": SQLITE_BUSY_S} if parsed.get_backend_name() == "sqlite" else {}
+        try:
+            self.engine: Engine = create_engine(parsed, connect_args=args)
             if upgrade:
                 self.upgrade()
-        except SQLAlchemyError as e:
-            from healthqa.errors import one_line
-
-            raise StoreError(f"audit store {self.engine.url.render_as_string(hide_password=True)}: {one_line(e)}") from None
+        except (SQLAlchemyError, ImportError) as e:
+            raise StoreError(f"audit store {self._shown}: {one_line(e)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _alembic(self, conn) -> AlembicConfig:
@@ -63,8 +70,14 @@ class AuditStore:
 
     @contextmanager
     def session(self):
-        with self._sessions() as s, s.begin():
-            yield s
+        """One transaction. A database that refuses it (locked beyond the busy timeout, gone, a row
+        another run wrote at the same moment) is a one-line StoreError, never a driver traceback."""
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except (OperationalError, IntegrityError, InterfaceError) as e:
+            raise StoreError(f"audit store {self._shown}: {one_line(e)} — nothing of this step was written; "
+                             "run it again / 本步骤未写入，请重试") from None
 
     def close(self) -> None:
         self.engine.dispose()

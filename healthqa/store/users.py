@@ -81,11 +81,15 @@ class Users:
             s.flush()
             return _record(u)
 
+    def get(self, name: str) -> UserRecord:
+        with self._store.session() as s:
+            return _record(self._get(s, normalise_name(name)))
+
     def passwd(self, name: str, password: str, actor: str) -> None:
         name = normalise_name(name)
-        check_password(password, name)
         with self._store.session() as s:
             u = self._get(s, name)
+            check_password(password, name)
             u.password_hash = _HASHER.hash(password)
             s.add(AuditLog(at=now(), user_name=actor, action="user_passwd", subject=name))
 
