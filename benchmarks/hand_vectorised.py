@@ -154,6 +154,8 @@ def visit_rules(v: pd.DataFrame, people: pd.DataFrame, orgs: set) -> dict[str, i
     out["OPV-NOT-BEFORE-BIRTH"] = int((t.dt.normalize() < birth).sum())
     out["OPV-NOT-AFTER-DEATH"] = int(((death >= birth) | (death.notna() & birth.isna())).mul(t.dt.normalize() > death).sum())
     out["OPV-DX-REQUIRED"] = int(blank(v["diagnosis_code"]).sum())
+    in_time = u.notna() & (u >= pd.Timestamp("2000-01-01")) & (u <= AS_OF)
+    out["OPV-UPLOAD-NOT-FUTURE"] = int((~blank(v["upload_time"]) & ~in_time).sum())
     out["OPV-DX-FORMAT"] = int((dx.notna() & m.isna()).sum())
     out["OPV-DX-CATEGORY"] = int((~exists).sum())
     dept = v["dept_code"].str.strip()

@@ -49,6 +49,8 @@ FAMILY = {
     "MPI-ID-TYPE-CODE": None, "MPI-STATUS-CODE": None, "ORG-CODE-FORMAT": None, "ORG-ADCODE-EXISTS": None,
     "OPV-DEPT-CODE": None, "IPS-DISCHARGE-STATUS-CODE": None, "IPS-DX-CATEGORY": None,
     "LAB-ITEM-CODE": None, "LAB-FLAG-CODE": None,
+    # future upload times are not injected: the clean platform has none (tests/test_nightly_watermark.py makes one)
+    "OPV-UPLOAD-NOT-FUTURE": None, "IPS-UPLOAD-NOT-FUTURE": None, "LAB-UPLOAD-NOT-FUTURE": None,
 }
 
 

@@ -35,12 +35,18 @@ class RunContext:
 
     id: int
     kind: str
+    started_at: datetime = field(default_factory=now)
     pending_watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def stage_watermark(self, source: str, table: str, column: str, value: datetime | None) -> None:
+        """A watermark never passes the run's own start: a row dated in the future is a defect for
+        the rules to report (…-UPLOAD-NOT-FUTURE), not a clock to follow — following it would skip
+        every row that arrives before that date."""
         if value is None:
             return
+        if value > self.started_at:
+            value = self.started_at
         k = (source, table, column)
         self.pending_watermarks[k] = max(value, self.pending_watermarks.get(k, value))
 
@@ -89,10 +95,11 @@ class Runs:
         ends, ``partial`` if the block noted problems (``run.problem(...)``), ``failed`` with the
         exception as its message if the block raises (the exception goes on)."""
         with self._store.session() as s:
-            row = Run(kind=kind, status="running", scope=scope, started_at=now())
+            started = now()
+            row = Run(kind=kind, status="running", scope=scope, started_at=started)
             s.add(row)
             s.flush()
-            ctx = RunContext(id=row.id, kind=kind)
+            ctx = RunContext(id=row.id, kind=kind, started_at=started)
         try:
             yield ctx
         except BaseException as e:

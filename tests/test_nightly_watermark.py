@@ -1,0 +1,41 @@
+"""A future-dated row is a defect to report, not a clock to follow: the incremental watermark never
+passes the run's own start, so rows that arrive afterwards are still validated by the next night."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+
+from healthqa.pipelines.nightly import run_nightly
+
+from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
+
+
+def visit(conn, vid: str, upload: datetime) -> None:
+    archive, org = conn.execute("SELECT dabh, jgdm FROM tb_mzjzjl LIMIT 1").fetchone()
+    conn.execute("INSERT INTO tb_mzjzjl VALUES (?, ?, ?, '03', '2026-11-24 09:00:00', 'I10', '高血压', 'D001', ?)",
+                 (vid, archive, org, upload.strftime("%Y-%m-%d %H:%M:%S")))
+
+
+def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform):  # noqa: F811
+    cfg, store, folder = platform
+    run_nightly(cfg)
+    with sqlite3.connect(folder / "drc.db") as conn:
+        visit(conn, "FUTURE-1", datetime.now() + timedelta(days=9))  # a clock set wrong at a clinic
+    second = run_nightly(cfg)
+    run2 = store.runs.get(second.run_id)
+    marks = {k: v for k, v in store.watermarks.all().items() if k[1] == "outpatient_visit"}
+    assert marks and all(v <= run2.started_at for v in marks.values())
+    reported = {r.rule_id: r for r in store.results.of_run(second.run_id) if r.table == "outpatient_visit"}
+    future = reported["OPV-UPLOAD-NOT-FUTURE"]
+    assert future.status == "fail" and future.violations == 1 and future.sample_keys == ["FUTURE-1"]
+
+    with sqlite3.connect(folder / "drc.db") as conn:  # a visit uploaded after that night's start
+        visit(conn, "LATE-1", datetime.now())
+    third = run_nightly(cfg)
+    read = {tv.table: tv.rows for v in third.validations.values() for tv in v.tables}
+    assert read["outpatient_visit"] >= 1
+    keys = {k for r in store.results.of_run(third.run_id) if r.table == "outpatient_visit" for k in (r.sample_keys or [])}
+    dx = {r.rule_id: r for r in store.results.of_run(third.run_id) if r.table == "outpatient_visit"}
+    assert dx["OPV-DX-REQUIRED"].denominator >= 1  # the late visit was validated, not skipped
+    assert "FUTURE-1" in keys  # and the future row is reported again until someone fixes it
