@@ -502,6 +502,35 @@ def demo(
 
 @app.command()
 @user_errors
+def runs(config: ConfigOpt,
+         last: Annotated[int, typer.Option("--last", min=1, max=1000, help="how many runs, newest first")] = 20):
+    """运行历史 / the run history: when, what, state, duration, rows read, rules failed, what could not run."""
+    cfg = _load(config)
+    t = Table(title="运行历史 runs", title_justify="left")
+    for col, kw in (("# id", {"justify": "right"}), ("类型 kind", {}), ("开始 started", {}), ("耗时 took", {"justify": "right"}),
+                    ("状态 state", {}), ("范围 scope", {}), ("读取行 rows", {"justify": "right"}),
+                    ("未通过 failed", {"justify": "right"}), ("未能运行 could not run", {})):
+        t.add_column(col, overflow="fold", **kw)
+    style = {"success": "green", "partial": "yellow", "failed": "red", "running": "cyan"}
+    with AuditStore(cfg.store.url) as store:
+        for r in store.runs.recent(last):
+            results = store.results.of_run(r.id)
+            rows: dict[tuple[str, str], int] = {}
+            for x in results:  # a table's rows read: the most any of its rules applied to
+                rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
+            took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
+            scope = r.scope or {}
+            what = scope.get("source") or ",".join(scope.get("sources") or []) or ""
+            if scope.get("tables"):
+                what += ": " + ",".join(scope["tables"])
+            t.add_row(str(r.id), r.kind, f"{r.started_at:%Y-%m-%d %H:%M:%S}", "—" if took is None else f"{took:,.0f}s",
+                      Text(r.status, style=style.get(r.status, "")), what, f"{sum(rows.values()):,}" if results else "—",
+                      str(sum(x.status == "fail" for x in results)) if results else "—", Text(r.message or ""))
+    out.print(t)
+
+
+@app.command()
+@user_errors
 def report(
     config: ConfigOpt,
     run: Annotated[int | None, typer.Option("--run", help="run id (default: the newest run with scores)")] = None,

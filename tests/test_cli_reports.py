@@ -75,3 +75,13 @@ def test_findings_misuse_is_one_line(built, args, fragment):  # noqa: F811
     cfg = folder / "healthqa.yml"
     head, rest = (args[:2], args[2:]) if args[0] in ("ack", "note") else ([], args)
     refused(invoke("findings", *head, *rest, "--config", cfg), fragment)
+
+
+def test_runs_shows_last_night_at_a_glance(built):  # noqa: F811
+    folder, _ = built
+    res = invoke("runs", "--config", folder / "healthqa.yml", "--last", 5)
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines() if "nightly" in line]
+    assert rows and "success" in rows[-1]
+    assert any(ch.isdigit() for ch in rows[-1].split("│")[7])  # rows read
+    refused(invoke("runs", "--config", folder / "healthqa.yml", "--last", 0), "--last")
