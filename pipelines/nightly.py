@@ -3,8 +3,8 @@
 Stages: check every source's mapping, validate every mapped table under its sampling (incremental
 tables read what arrived since the last successful night), screen the resident archives for
 duplicates (new and changed archives against the index), then score the night, reconcile its
-findings (a source that could not be read is a finding too), write the run report and publish. One broken source or stage
-never stops the rest: the run is then ``partial`` with what could not run as its message, and only
+findings (a source that could not be read is a finding too), write the run report and publish.
+One broken source or stage never stops the rest: the run is then ``partial`` with what could not run as its message, and only
 the sources that were read advance their incremental watermarks. The run is finished — and its
 watermarks advance — only after the last stage.
 """
@@ -21,7 +21,7 @@ from healthqa.errors import SourceError, SourceUnreachable
 from healthqa.reports import run_report
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.reports.publish import Delivery, publish_run
-from healthqa.store import AuditStore
+from healthqa.store import AuditStore, RunContext
 
 from .dedup import DedupRun, run_dedup
 from .extract import check_sources
@@ -46,49 +46,97 @@ class NightlyResult:
         return any(v.failed for v in self.validations.values())
 
 
+class Night:
+    """One nightly audit's stages, each a plain method over the same run; ``run_nightly`` calls them
+    in order, the Prefect flow (``pipelines/flows.py``) calls the same methods as tasks. A stage that
+    raises is retried by the flow; one that finally fails is recorded with ``failed`` and the night
+    goes on."""
+
+    def __init__(self, cfg: Config, store: AuditStore, run: RunContext, on_table: Callable[[str], None] | None = None):
+        self.cfg, self.store, self.run, self.on_table = cfg, store, run, on_table
+        self.res = NightlyResult(run.id, {})
+
+    # -- the stages ---------------------------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Check every source; the names of those that can be validated."""
+        self.res.checks = check_sources(self.cfg)
+        ready = []
+        for name, c in self.res.checks.items():
+            if isinstance(c, SourceError):
+                self.source_failed(name, c)
+            else:
+                ready.append(name)
+        return ready
+
+    def validate(self, name: str) -> None:
+        """Validate one source; what it staged counts only if it completes (raises on failure)."""
+        with self.run.attempt():
+            self.res.validations[name] = validate_source(self.cfg, name, store=self.store, nightly=self.run,
+                                                         on_table=self.on_table)
+
+    def person_source(self) -> str | None:
+        src = self.cfg.source_of("person")
+        return None if src is None or src in self.res.failures else src
+
+    def dedup(self, source: str) -> None:
+        """Duplicate screening: new and changed archives against the index (a full run the first time)."""
+        self.res.dedup = run_dedup(self.cfg, self.store, source=source, incremental=True)
+
+    def assess(self) -> None:
+        """Scores and findings of the night, what could not run included."""
+        self.res.assessment = assess_run(self.cfg, self.store, self.run.id, self.res.faults)
+
+    def finish(self) -> NightlyResult:
+        """After the run is closed: its report, then publishing (which never fails the night)."""
+        self.res.status = "partial" if self.run.problems else "success"
+        if self.res.assessment is not None:
+            self.res.report = run_report.write(self.cfg, self.store, self.run.id, self.cfg.reports.out_dir).html
+            self.res.deliveries = publish_run(self.cfg, self.store, self.run.id, self.res.assessment.summary())
+        return self.res
+
+    # -- what could not run ----------------------------------------------------------------------------
+    def failed(self, what: str, reason: str, fault: str, source: str | None = None) -> None:
+        reason = " ".join(str(reason).split())[:300]
+        self.res.failures[what] = reason
+        self.run.problem(f"{what}: {reason}")
+        self.res.faults.append({"source": source or what, "kind": fault, "reason": reason,
+                                "zh": FAULT_ZH.get(fault, fault) + f"：{what}"})
+
+    def source_failed(self, name: str, e: SourceError) -> None:
+        self.failed(name, e.reason, "store_unreachable" if isinstance(e, SourceUnreachable) else "table_unreadable")
+
+    def stage_failed(self, stage: str, e: BaseException, source: str | None = None) -> None:
+        if isinstance(e, SourceError):
+            self.source_failed(e.source if e.source in self.cfg.sources else stage, e)
+        else:
+            self.failed(stage, f"{type(e).__name__}: {e}", "run_incomplete", source or "*")
+
+
+def nightly_scope(cfg: Config) -> dict:
+    return {"sources": list(cfg.sources), "config": str(cfg.path)}
+
+
 def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> NightlyResult:
-    checks = check_sources(cfg)
+    """The nightly audit as plain functions, stage after stage (the flow runs the same stages)."""
     with AuditStore(cfg.store.url) as store:
-        with store.runs.start("nightly", {"sources": list(cfg.sources), "config": str(cfg.path)}) as run:
-            res = NightlyResult(run.id, checks)
-
-            def failed(what: str, reason: str, fault: str, source: str | None = None) -> None:
-                res.failures[what] = reason
-                run.problem(f"{what}: {reason}")
-                res.faults.append({"source": source or what, "kind": fault, "reason": reason,
-                                   "zh": FAULT_ZH.get(fault, fault) + f"：{what}"})
-
-            def source_failed(name: str, e: SourceError) -> None:
-                failed(name, e.reason, "store_unreachable" if isinstance(e, SourceUnreachable) else "table_unreadable")
-
-            for name in cfg.sources:
-                if isinstance(checks[name], SourceError):
-                    source_failed(name, checks[name])
-                    continue
+        with store.runs.start("nightly", nightly_scope(cfg)) as run:
+            night = Night(cfg, store, run, on_table)
+            for name in night.check():
                 try:
-                    with run.attempt():  # what a failing source staged does not count
-                        res.validations[name] = validate_source(cfg, name, store=store, nightly=run,
-                                                                on_table=on_table)
+                    night.validate(name)
                 except SourceError as e:
-                    source_failed(name, e)
-            # duplicate screening: new and changed archives against the index (a full run the first time)
-            src = cfg.source_of("person")
-            if src is not None and src not in res.failures:
+                    night.source_failed(name, e)
+            src = night.person_source()
+            if src is not None:
                 try:
-                    res.dedup = run_dedup(cfg, store, source=src, incremental=True)
-                except SourceError as e:
-                    source_failed(src, e)
+                    night.dedup(src)
                 except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
-                    failed("dedup", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", "run_incomplete", src)
-            try:  # scores and findings of the night, faults included
-                res.assessment = assess_run(cfg, store, run.id, res.faults)
+                    night.stage_failed("dedup", e, src)
+            try:
+                night.assess()
             except Exception as e:  # noqa: BLE001 - the night's results are stored; say what is missing
-                failed("reports", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", "run_incomplete", "*")
-        res.status = "partial" if run.problems else "success"
-        if res.assessment is not None:  # the report of the finished run, then publishing (never fails the night)
-            res.report = run_report.write(cfg, store, run.id, cfg.reports.out_dir).html
-            res.deliveries = publish_run(cfg, store, run.id, res.assessment.summary())
-        return res
+                night.stage_failed("reports", e)
+        return night.finish()
 
 
 FAULT_ZH = {"store_unreachable": "数据源无法连接", "table_unreadable": "数据表无法读取", "run_incomplete": "稽核未能完整运行"}
