@@ -20,7 +20,7 @@ from healthqa.config import Source
 from healthqa.errors import SourceError, SourceUnreachable, one_line
 
 from .readers import Reader, empty_frame
-from .readonly import ODBC_SESSION_SQL, guard, odbc_timeout_sql, readonly_engine
+from .readonly import ODBC_SESSION_SQL, ODBC_TRANSACTION_SQL, guard, odbc_timeout_sql, readonly_engine
 from .sampling import Scope
 
 _TEXT_TYPES = ("char", "text", "string", "clob", "varchar", "nvarchar", "character")
@@ -161,7 +161,7 @@ class SqlAlchemyReader(_SqlBuilder):
         params = ([compiled.params[k] for k in compiled.positiontup] if self.engine.dialect.positional
                   else compiled.params)
         sql = str(compiled)
-        guard(sql)
+        guard(sql, self.engine.dialect.name)
         names = list(columns.values())
         try:
             with self.engine.connect() as conn:
@@ -231,7 +231,8 @@ class OdbcReader(_SqlBuilder):
         cs = self.cfg.connection_string or f"DSN={self.cfg.dsn}"
         try:
             # readonly sets SQL_ATTR_ACCESS_MODE; drivers may ignore it, so the session is made
-            # read-only in SQL as well where the DBMS supports it.
+            # read-only in SQL as well where the DBMS supports it, and every read runs in a
+            # read-only transaction that is rolled back (``cursor``).
             self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
             self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
             if self.dbms in ("mysql", "mariadb"):
@@ -244,18 +245,34 @@ class OdbcReader(_SqlBuilder):
             for sql in ODBC_SESSION_SQL.get(self.dbms, []) + odbc_timeout_sql(self.dbms, self.cfg.statement_timeout_s):
                 cur.execute(sql)
             cur.close()
+            # From here on nothing is committed: statements run in transactions that ``cursor`` makes
+            # read-only and ends with a rollback. In autocommit a source's view could switch the
+            # session's default to read-write (set_config('default_transaction_read_only', 'off',
+            # false)) and the next statement would run, and commit, in a read-write transaction.
+            self.conn.autocommit = False
         except pyodbc.Error as e:
             raise SourceUnreachable(self.name, _odbc_reason(e)) from None
         self.dialect = _odbc_dialect(self.dbms)
 
     def close(self) -> None:
         if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+            try:
+                self.conn.rollback()
+            finally:
+                self.conn.close()
+                self.conn = None
 
     def cursor(self):
-        """A cursor whose ``execute`` refuses writing statements (the DBMS refuses them as well)."""
-        return _GuardedCursor(self.conn.cursor())
+        """A cursor whose ``execute`` refuses writing statements (the DBMS refuses them as well) and
+        runs each statement in a new read-only transaction, the previous one rolled back."""
+        return _GuardedCursor(self)
+
+    def _read_only_transaction(self, cur) -> None:
+        """End whatever ran before (rolled back, never committed) and make the next transaction
+        read-only, whatever the session's default has become since connecting."""
+        self.conn.rollback()
+        if self.dbms in ODBC_TRANSACTION_SQL:
+            cur.execute(ODBC_TRANSACTION_SQL[self.dbms])
 
     def physical_columns(self, t: str) -> list[str] | None:
         import pyodbc
@@ -324,11 +341,13 @@ class OdbcReader(_SqlBuilder):
 
 
 class _GuardedCursor:
-    def __init__(self, cur):
-        self._cur = cur
+    def __init__(self, reader: OdbcReader):
+        self._reader = reader
+        self._cur = reader.conn.cursor()
 
     def execute(self, sql, *params):
-        guard(sql)
+        guard(sql, self._reader.dbms)
+        self._reader._read_only_transaction(self._cur)
         return self._cur.execute(sql, *params)
 
     def __getattr__(self, name):
