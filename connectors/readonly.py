@@ -17,11 +17,13 @@ import logging
 import re
 
 import sqlglot
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlglot import exp
 
 from healthqa.errors import ReadOnlyViolation
+
+from .timeouts import Deadline, is_closed, psycopg_connection_class, pymysql_connection_class
 
 # sqlglot says so on its logger when it keeps a statement it cannot parse as an opaque Command; the
 # guard refuses such statements itself (or allows the few it knows), so the notice is noise.
@@ -88,8 +90,10 @@ def _first_word(sql: str) -> str:
     return (sql.split(None, 1) or ["?"])[0][:30]
 
 
-def readonly_engine(url: str, *, max_connections: int, statement_timeout_s: int, connect_timeout_s: int) -> Engine:
-    """A SQLAlchemy engine whose connections cannot write, with a pool cap and a statement timeout."""
+def readonly_engine(url: str, *, max_connections: int, statement_timeout_s: int, connect_timeout_s: int,
+                    deadline: Deadline | None = None) -> Engine:
+    """A SQLAlchemy engine whose connections cannot write, with a pool cap, a statement timeout and,
+    given a ``deadline``, client-side bounds on every wait (``timeouts.py``)."""
     u = make_url(url)
     backend = u.get_backend_name()
     # max_overflow=0: never more connections to a production database than configured
@@ -109,10 +113,37 @@ def readonly_engine(url: str, *, max_connections: int, statement_timeout_s: int,
         connect_args["options"] = (f"-c default_transaction_read_only=on "
                                    f"-c statement_timeout={statement_timeout_s * 1000}")
         connect_args["connect_timeout"] = connect_timeout_s
+        if deadline is not None:
+            # a peer that vanished is noticed by TCP: keepalive probes on an idle connection, and
+            # tcp_user_timeout (ms) for data sent but never acknowledged
+            connect_args.update(keepalives=1, keepalives_idle=60, keepalives_interval=10, keepalives_count=3,
+                                tcp_user_timeout=int(deadline.read_timeout_s * 1000))
     elif backend in ("mysql", "mariadb"):
         connect_args["connect_timeout"] = connect_timeout_s
+        if deadline is not None:
+            connect_args.update(read_timeout=deadline.read_timeout_s, write_timeout=deadline.read_timeout_s)
         session_sql.append("SET SESSION TRANSACTION READ ONLY")
     engine = create_engine(u, connect_args=connect_args, **kw)
+
+    watched = None
+    if deadline is not None and (backend, u.get_driver_name()) == ("postgresql", "psycopg"):
+        watched = psycopg_connection_class().connect
+    elif deadline is not None and backend in ("mysql", "mariadb") and u.get_driver_name() == "pymysql":
+        watched = pymysql_connection_class()
+    if watched is not None:
+        @event.listens_for(engine, "do_connect")
+        def _watched_connect(_dialect, _record, cargs, cparams):
+            seconds, _why = deadline.budget()  # past the deadline: no new connection either
+            cparams["connect_timeout"] = max(1, min(int(cparams.get("connect_timeout") or seconds), int(seconds)))
+            conn = watched(*cargs, **cparams)
+            conn.deadline = deadline
+            return conn
+
+        @event.listens_for(engine, "checkout")
+        def _live(dbapi_conn, _record, _proxy):
+            deadline.budget()
+            if is_closed(dbapi_conn):  # given up on a time limit: the pool replaces it
+                raise exc.DisconnectionError()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):

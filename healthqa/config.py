@@ -86,6 +86,10 @@ class Source(_Strict):
     max_connections: Annotated[int, Field(ge=1, le=32)] = 2
     statement_timeout_s: Annotated[int, Field(ge=1)] = 300
     connect_timeout_s: Annotated[int, Field(ge=1)] = 10
+    # client side: no answer on one wait for this long and the connection is given up (default: the
+    # statement timeout plus a minute, so the server's own cancellation normally comes first)
+    read_timeout_s: Annotated[int, Field(ge=1)] | None = None
+    deadline_s: Annotated[int, Field(ge=1)] = 6 * 3600  # the whole source, from connecting on
     chunk_rows: Annotated[int, Field(ge=100)] = 50_000
     sampling: Sampling = Sampling()
     tables: dict[str, TableMap]
@@ -122,6 +126,10 @@ class Source(_Strict):
 
     def sampling_for(self, table: str) -> Sampling:
         return self.tables[table].sampling or self.sampling
+
+    @property
+    def read_timeout(self) -> int:
+        return self.read_timeout_s or self.statement_timeout_s + 60
 
 
 class Store(_Strict):
