@@ -7,6 +7,7 @@ through pyodbc.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -20,8 +21,9 @@ from healthqa.config import Source
 from healthqa.errors import SourceError, SourceUnreachable, one_line
 
 from .readers import Reader, empty_frame
-from .readonly import ODBC_SESSION_SQL, guard, odbc_timeout_sql, readonly_engine
+from .readonly import ODBC_SESSION_SQL, ODBC_TRANSACTION_SQL, guard, odbc_timeout_sql, readonly_engine
 from .sampling import Scope
+from .timeouts import Deadline
 
 _TEXT_TYPES = ("char", "text", "string", "clob", "varchar", "nvarchar", "character")
 
@@ -111,10 +113,11 @@ class SqlAlchemyReader(_SqlBuilder):
         self._text_columns, self._actual_names = {}, {}
 
     def connect(self) -> None:
+        deadline = Deadline(self.name, self.cfg.read_timeout, self.cfg.deadline_s)
         try:
             self.engine = readonly_engine(self.cfg.url, max_connections=self.cfg.max_connections,
                                           statement_timeout_s=self.cfg.statement_timeout_s,
-                                          connect_timeout_s=self.cfg.connect_timeout_s)
+                                          connect_timeout_s=self.cfg.connect_timeout_s, deadline=deadline)
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except (SQLAlchemyError, ValueError, ImportError) as e:
@@ -161,7 +164,7 @@ class SqlAlchemyReader(_SqlBuilder):
         params = ([compiled.params[k] for k in compiled.positiontup] if self.engine.dialect.positional
                   else compiled.params)
         sql = str(compiled)
-        guard(sql)
+        guard(sql, self.engine.dialect.name)
         names = list(columns.values())
         try:
             with self.engine.connect() as conn:
@@ -228,41 +231,75 @@ class OdbcReader(_SqlBuilder):
     def connect(self) -> None:
         import pyodbc
 
-        cs = self.cfg.connection_string or f"DSN={self.cfg.dsn}"
+        # pyodbc has no socket to watch: every call to the driver runs on a worker thread that the
+        # reader stops waiting for when the source's time runs out (timeouts.Deadline.call)
+        self.deadline = Deadline(self.name, self.cfg.read_timeout, self.cfg.deadline_s)
         try:
-            # readonly sets SQL_ATTR_ACCESS_MODE; drivers may ignore it, so the session is made
-            # read-only in SQL as well where the DBMS supports it.
-            self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
-            self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
-            if self.dbms in ("mysql", "mariadb"):
-                # their drivers hand text over as UTF-8; decoded any other way a Chinese name
-                # loses its last characters (pyodbc's documented setting for MySQL)
-                self.conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
-                self.conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
-                self.conn.setencoding(encoding="utf-8")
-            cur = self.conn.cursor()
-            for sql in ODBC_SESSION_SQL.get(self.dbms, []) + odbc_timeout_sql(self.dbms, self.cfg.statement_timeout_s):
-                cur.execute(sql)
-            cur.close()
+            self.deadline.call(self._open)
         except pyodbc.Error as e:
             raise SourceUnreachable(self.name, _odbc_reason(e)) from None
+        except SourceError as e:
+            raise SourceUnreachable(self.name, e.reason) from None
         self.dialect = _odbc_dialect(self.dbms)
 
+    def _open(self) -> None:
+        import pyodbc
+
+        cs = self.cfg.connection_string or f"DSN={self.cfg.dsn}"
+        # readonly sets SQL_ATTR_ACCESS_MODE; drivers may ignore it, so the session is made
+        # read-only in SQL as well where the DBMS supports it, and every read runs in a
+        # read-only transaction that is rolled back (``cursor``).
+        self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
+        with contextlib.suppress(pyodbc.Error):
+            # the driver's own connection timeout, applied to every cursor as its query timeout;
+            # psqlODBC does not take it (the session's statement_timeout and the deadline still hold)
+            self.conn.timeout = self.cfg.statement_timeout_s
+        self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
+        if self.dbms in ("mysql", "mariadb"):
+            # their drivers hand text over as UTF-8; decoded any other way a Chinese name
+            # loses its last characters (pyodbc's documented setting for MySQL)
+            self.conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+            self.conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
+            self.conn.setencoding(encoding="utf-8")
+        cur = self.conn.cursor()
+        for sql in ODBC_SESSION_SQL.get(self.dbms, []) + odbc_timeout_sql(self.dbms, self.cfg.statement_timeout_s):
+            cur.execute(sql)
+        cur.close()
+        # From here on nothing is committed: statements run in transactions that ``cursor`` makes
+        # read-only and ends with a rollback. In autocommit a source's view could switch the
+        # session's default to read-write (set_config('default_transaction_read_only', 'off',
+        # false)) and the next statement would run, and commit, in a read-write transaction.
+        self.conn.autocommit = False
+
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        if self.conn is None:
+            return
+        conn, self.conn = self.conn, None
+        if self.deadline.stuck:
+            return  # a call is still blocked in the driver on another thread: closing under it could crash
+        # when the path died since the last read the connection is abandoned; nothing was committed
+        with contextlib.suppress(SourceError):
+            self.deadline.call(_rollback_and_close, conn)
 
     def cursor(self):
-        """A cursor whose ``execute`` refuses writing statements (the DBMS refuses them as well)."""
-        return _GuardedCursor(self.conn.cursor())
+        """A cursor whose ``execute`` refuses writing statements (the DBMS refuses them as well) and
+        runs each statement in a new read-only transaction, the previous one rolled back; every call
+        to the driver is bounded by the source's time limits."""
+        return _GuardedCursor(self)
+
+    def _read_only_transaction(self, cur) -> None:
+        """End whatever ran before (rolled back, never committed) and make the next transaction
+        read-only, whatever the session's default has become since connecting."""
+        self.conn.rollback()
+        if self.dbms in ODBC_TRANSACTION_SQL:
+            cur.execute(ODBC_TRANSACTION_SQL[self.dbms])
 
     def physical_columns(self, t: str) -> list[str] | None:
         import pyodbc
 
         tm = self.mapping(t)
         try:
-            cur = self.conn.cursor()
+            cur = self.cursor()
             names = [r.table_name for r in cur.tables(schema=tm.schema_).fetchall()
                      if str(r.table_type).upper() in ("TABLE", "VIEW")]
             actual = self._match(tm.table, names)
@@ -324,15 +361,43 @@ class OdbcReader(_SqlBuilder):
 
 
 class _GuardedCursor:
-    def __init__(self, cur):
-        self._cur = cur
+    """A pyodbc cursor: statements guarded and in read-only transactions, driver calls bounded."""
+
+    _BOUNDED = ("fetchone", "fetchmany", "fetchall", "tables", "columns", "nextset")
+
+    def __init__(self, reader: OdbcReader):
+        self._reader = reader
+        self._cur = reader.deadline.call(reader.conn.cursor)
 
     def execute(self, sql, *params):
-        guard(sql)
-        return self._cur.execute(sql, *params)
+        guard(sql, self._reader.dbms)
+
+        def run():
+            self._reader._read_only_transaction(self._cur)
+            self._cur.execute(sql, *params)
+
+        self._reader.deadline.call(run)
+        return self
 
     def __getattr__(self, name):
-        return getattr(self._cur, name)
+        attr = getattr(self._cur, name)
+        if name not in self._BOUNDED:
+            return attr
+
+        def bounded(*args, **kwargs):
+            out = self._reader.deadline.call(attr, *args, **kwargs)
+            return self if out is self._cur else out  # tables() and columns() return the cursor itself
+        return bounded
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+def _rollback_and_close(conn) -> None:
+    try:
+        conn.rollback()
+    finally:
+        conn.close()
 
 
 def _odbc_reason(e) -> str:

@@ -19,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import canonical
 from .errors import ConfigError, SourceError
 
+# A configuration is a few hundred values; far more after expanding its YAML aliases is an alias bomb
+# ("billion laughs"), refused before anything walks the expanded tree.
+MAX_EXPANDED_VALUES = 20_000
+MAX_ALIASES = 200
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -81,6 +86,10 @@ class Source(_Strict):
     max_connections: Annotated[int, Field(ge=1, le=32)] = 2
     statement_timeout_s: Annotated[int, Field(ge=1)] = 300
     connect_timeout_s: Annotated[int, Field(ge=1)] = 10
+    # client side: no answer on one wait for this long and the connection is given up (default: the
+    # statement timeout plus a minute, so the server's own cancellation normally comes first)
+    read_timeout_s: Annotated[int, Field(ge=1)] | None = None
+    deadline_s: Annotated[int, Field(ge=1)] = 6 * 3600  # the whole source, from connecting on
     chunk_rows: Annotated[int, Field(ge=100)] = 50_000
     sampling: Sampling = Sampling()
     tables: dict[str, TableMap]
@@ -117,6 +126,10 @@ class Source(_Strict):
 
     def sampling_for(self, table: str) -> Sampling:
         return self.tables[table].sampling or self.sampling
+
+    @property
+    def read_timeout(self) -> int:
+        return self.read_timeout_s or self.statement_timeout_s + 60
 
 
 class Store(_Strict):
@@ -294,28 +307,104 @@ def _line(loc: str, msg: str) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def _resolve_paths(cfg: Config, base: Path) -> None:
-    """Relative file paths and SQLite URLs are relative to the configuration file's folder."""
-    for src in cfg.sources.values():
-        if src.path and not Path(src.path).is_absolute():
-            src.path = str((base / src.path).resolve())
-        if src.url and src.url.startswith("sqlite:///") and not src.url.startswith("sqlite:////"):
-            rel = src.url.removeprefix("sqlite:///")
-            if rel and not rel.startswith((":memory:", "file:")):
-                src.url = "sqlite:///" + str((base / rel).resolve())
-    url = cfg.store.url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+def _inside(base: Path, key: str, rel: str, errors: list[str]) -> str:
+    """``base / rel`` resolved, when ``rel`` stays inside ``base``. A relative path that climbs out
+    (``../x``) is refused: leaving the configuration's folder must be written as an absolute path,
+    so that it is visible and deliberate. (Symbolic links are the administrator's own choice.)"""
+    if os.path.normpath(rel).split(os.sep)[0] == os.pardir:
+        errors.append(f"{key}: 路径 {rel} 离开了配置文件所在目录，如确有此意请写绝对路径 "
+                      f"(the path leaves the configuration's folder; write it as an absolute path if that is meant)")
+    return str((base / rel).resolve())
+
+
+def _resolve(base: Path, key: str, path: str | None, errors: list[str]) -> str | None:
+    if not path or Path(path).is_absolute():
+        return path
+    return _inside(base, key, path, errors)
+
+
+def _resolve_sqlite(base: Path, key: str, url: str | None, errors: list[str]) -> str | None:
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url.removeprefix("sqlite:///")
-        if rel and rel != ":memory:":
-            cfg.store.url = "sqlite:///" + str((base / rel).resolve())
-    if cfg.validation.suites and not Path(cfg.validation.suites).is_absolute():
-        cfg.validation.suites = str((base / cfg.validation.suites).resolve())
-    if cfg.dedup.spec and not Path(cfg.dedup.spec).is_absolute():
-        cfg.dedup.spec = str((base / cfg.dedup.spec).resolve())
-    if not Path(cfg.reports.out_dir).is_absolute():
-        cfg.reports.out_dir = str((base / cfg.reports.out_dir).resolve())
-    if cfg.demo and not Path(cfg.demo.truth_dir).is_absolute():
-        cfg.demo.truth_dir = str((base / cfg.demo.truth_dir).resolve())
+        if rel and not rel.startswith((":memory:", "file:")):
+            return "sqlite:///" + _inside(base, key, rel, errors)
+    return url
+
+
+def _resolve_paths(cfg: Config, base: Path) -> list[str]:
+    """Relative file paths and SQLite URLs are relative to the configuration file's folder (and a
+    table's file to its source's folder), and may not leave it; returns what is refused."""
+    errors: list[str] = []
+    for name, src in cfg.sources.items():
+        src.path = _resolve(base, f"sources.{name}.path", src.path, errors)
+        src.url = _resolve_sqlite(base, f"sources.{name}.url", src.url, errors)
+        for t, tm in src.tables.items():
+            if tm.file and not Path(tm.file).is_absolute():
+                _inside(Path(src.path or base), f"sources.{name}.tables.{t}.file", tm.file, errors)
+    cfg.store.url = _resolve_sqlite(base, "store.url", cfg.store.url, errors)
+    cfg.validation.suites = _resolve(base, "validation.suites", cfg.validation.suites, errors)
+    cfg.dedup.spec = _resolve(base, "dedup.spec", cfg.dedup.spec, errors)
+    cfg.reports.out_dir = _resolve(base, "reports.out_dir", cfg.reports.out_dir, errors)
+    if cfg.demo:
+        cfg.demo.truth_dir = _resolve(base, "demo.truth_dir", cfg.demo.truth_dir, errors)
+    return errors
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
+_LOCAL = {"localhost", "127.0.0.1", "::1", ""}
+
+
+def _database_identity(url: str | None = None, odbc: str | None = None) -> tuple | None:
+    """What names one database, whatever the driver, user or spelling: the same SQLite file (by its
+    device and inode when it exists, else its resolved path), or backend, host, port and database.
+    ``None`` when it cannot be told (a DSN, an in-memory database)."""
+    if odbc:
+        kv = {k.strip().lower(): v.strip().strip("{}") for k, _, v in
+              (part.partition("=") for part in odbc.split(";")) if k.strip()}
+        driver = kv.get("driver", "").lower()
+        backend = next((b for b in ("postgresql", "mariadb", "mysql", "oracle") if b in driver), None)
+        host = kv.get("server") or kv.get("servername") or kv.get("host")
+        db = kv.get("database") or kv.get("db")
+        if not (backend and db):
+            return None
+        backend = "mysql" if backend == "mariadb" else backend
+        port = int(kv.get("port") or _DEFAULT_PORTS[backend])
+        return (backend, "local" if (host or "").lower() in _LOCAL else host.lower(), port, db)
+    if not url:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return None  # a malformed URL is reported where it is used
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        db = (u.database or "").removeprefix("file:").split("?")[0]
+        if not db or db == ":memory:":
+            return None
+        p = Path(db)
+        try:
+            st = p.stat()
+            return ("sqlite", st.st_dev, st.st_ino)
+        except OSError:
+            return ("sqlite", str(p.resolve()))
+    backend = "mysql" if backend == "mariadb" else backend
+    host = (u.host or "").lower()
+    return (backend, "local" if host in _LOCAL else host, u.port or _DEFAULT_PORTS.get(backend), u.database)
+
+
+def _store_is_not_a_source(cfg: Config) -> list[str]:
+    """The audit store writes tables; a source is never written to. The same database as both would
+    put the audit's tables into a platform's database (and its users into the audit's)."""
+    store = _database_identity(cfg.store.url)
+    if store is None:
+        return []
+    return [f"store.url: 审计库不能是数据源 {name} 的数据库 "
+            f"(the audit store must not be the database of source {name})"
+            for name, src in cfg.sources.items()
+            if _database_identity(src.url, src.connection_string) == store]
 
 
 def load(path: str | os.PathLike) -> Config:
@@ -328,7 +417,9 @@ def load(path: str | os.PathLike) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read configuration ({e})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _safe_load(text)
+    except _AliasBomb as e:
+        raise ConfigError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -348,8 +439,62 @@ def load(path: str | os.PathLike) -> Config:
             lines.append(f"{p}: {_line(_loc(err['loc']), _message(err))}")
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
     cfg.path = p.resolve()
-    _resolve_paths(cfg, p.resolve().parent)
+    problems = _resolve_paths(cfg, p.resolve().parent) + _store_is_not_a_source(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"{p}: {e}" for e in problems))
     return cfg
+
+
+class _AliasBomb(Exception):
+    pass
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the aliases it meets while composing."""
+
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _AliasBomb(f"YAML 别名过多 (more than {MAX_ALIASES} aliases): refused")
+        return super().compose_node(parent, index)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int:
+    """How many values the node stands for once its aliases are expanded (each anchored node is
+    sized once, so this is linear in the file however large the expansion)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in path:
+        raise _AliasBomb("YAML 别名引用了自身 (a recursive alias): refused")
+    path.add(key)
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded_size(v, memo, path) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded_size(k, memo, path) + _expanded_size(v, memo, path) for k, v in node.value)
+    path.discard(key)
+    memo[key] = n
+    if n > MAX_EXPANDED_VALUES:
+        raise _AliasBomb(f"YAML 别名展开过大 (aliases expand to more than {MAX_EXPANDED_VALUES:,} values): "
+                         f"refused as an alias bomb")
+    return n
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load``, refusing alias bombs and recursive aliases before anything is built."""
+    loader = _CountingLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def dump(cfg_dict: dict, path: str | os.PathLike, header: str = "") -> None:

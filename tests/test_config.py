@@ -104,6 +104,7 @@ def test_example_config_is_valid(monkeypatch):
     for var in ("MPI_DB_URL", "DRC_DB_URL", "QC_ODBC", "AUDIT_DB_URL", "HEALTHQA_WEBHOOK_URL",
                 "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD"):
         monkeypatch.setenv(var, "sqlite:///x.db")
+    monkeypatch.setenv("AUDIT_DB_URL", "sqlite:///audit.db")  # the store is never one of the sources
     example = Path(__file__).parents[1] / "healthqa.example.yml"
     cfg = config.load(example)
     assert {s.kind for s in cfg.sources.values()} == {"sqlalchemy", "odbc", "csv", "excel"}
@@ -122,3 +123,106 @@ def test_example_config_is_valid(monkeypatch):
 
     missing = sorted({k for k in keys(config.Config) if f"{k}:" not in text})
     assert not missing, f"keys the example does not show: {missing}"
+
+
+# -- issue 12: hostile or careless configurations --------------------------------------------
+
+BOMB = """
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+sources: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    """Issue 12 case 14: nine levels of nine aliases stand for 387 million strings."""
+    import time
+
+    t0 = time.perf_counter()
+    msg = error_of(tmp_path, BOMB)
+    assert time.perf_counter() - t0 < 2
+    assert msg.startswith(f"{tmp_path / 'healthqa.yml'}: ") and "alias" in msg
+    assert len(msg.splitlines()) == 1
+
+
+def test_yaml_recursive_alias_is_refused(tmp_path):
+    msg = error_of(tmp_path, "x: &x [*x]\nsources: {}\n")
+    assert "recursive alias" in msg and len(msg.splitlines()) == 1
+
+
+def test_yaml_ordinary_aliases_still_load(tmp_path, monkeypatch):
+    """A configuration may share a block between sources with an anchor: that is not a bomb."""
+    monkeypatch.setenv("MPI_DB_URL", "sqlite:///x.db")
+    text = GOOD.replace("sampling: {method: stratified", "sampling: &s {method: stratified") + """
+  mpi_copy:
+    kind: sqlalchemy
+    url: sqlite:///y.db
+    sampling: *s
+    tables: {person: {table: T_GRDA, columns: {archive_id: DABH}}}
+"""
+    cfg = load_text(tmp_path, text)
+    assert cfg.sources["mpi_copy"].sampling.rows == 500
+
+
+@pytest.mark.parametrize("key, text", [
+    ("sources.mpi.url", GOOD.replace("${MPI_DB_URL}", "sqlite:///../elsewhere/mpi.db")),
+    ("store.url", GOOD.replace("sqlite:///audit.db", "sqlite:///sub/../../audit.db")),
+    ("validation.suites", GOOD + "validation: {suites: ../suites}\n"),
+    ("dedup.spec", GOOD + "dedup: {spec: ../spec.yml}\n"),
+    ("reports.out_dir", GOOD + "reports: {out_dir: ../../tmp/reports}\n"),
+    ("sources.lab.path", GOOD + "  lab:\n    kind: csv\n    path: ../extracts\n"
+                                "    tables: {lab_result: {file: lab.csv, columns: {result_id: JGID}}}\n"),
+    ("sources.lab.tables.lab_result.file", GOOD + "  lab:\n    kind: csv\n    path: extracts\n"
+     "    tables: {lab_result: {file: ../../secret.csv, columns: {result_id: JGID}}}\n"),
+])
+def test_relative_path_leaving_the_config_folder_is_refused(tmp_path, monkeypatch, key, text):
+    """Issue 12 case 14: ``../x`` is refused with the key that holds it; an absolute path is explicit."""
+    monkeypatch.setenv("MPI_DB_URL", "sqlite:///mpi.db")
+    msg = error_of(tmp_path, text)
+    assert f"{key}: " in msg and "absolute path" in msg, msg
+    assert len(msg.splitlines()) == 1
+
+
+def test_absolute_path_outside_the_config_folder_is_allowed(tmp_path, monkeypatch):
+    elsewhere = tmp_path.parent / "elsewhere"
+    monkeypatch.setenv("MPI_DB_URL", f"sqlite:///{elsewhere / 'mpi.db'}")
+    cfg = load_text(tmp_path, GOOD + f"reports: {{out_dir: {elsewhere / 'reports'}}}\n")
+    assert cfg.reports.out_dir == str(elsewhere / "reports")
+    assert cfg.sources["mpi"].url == f"sqlite:///{elsewhere / 'mpi.db'}"
+
+
+@pytest.mark.parametrize("store, source", [
+    ("sqlite:///mpi.db", "sqlite:///mpi.db"),
+    ("sqlite:///./data/../mpi.db", "sqlite:///mpi.db"),  # the same file by another path
+    ("sqlite:///link.db", "sqlite:///mpi.db"),  # ... or through a symbolic link
+    ("postgresql+psycopg://audit@localhost/mpi", "postgresql://reader:pw@127.0.0.1:5432/mpi"),
+    ("mysql+pymysql://root@db.example.cn/mpi", "mariadb+pymysql://reader@DB.example.cn:3306/mpi?charset=utf8mb4"),
+])
+def test_store_that_is_a_source_is_refused(tmp_path, monkeypatch, store, source):
+    """Issue 12 case 10: the audit store would create its tables inside the platform's database."""
+    (tmp_path / "mpi.db").write_bytes(b"")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link.db").symlink_to(tmp_path / "mpi.db")
+    monkeypatch.setenv("MPI_DB_URL", source)
+    msg = error_of(tmp_path, GOOD.replace("sqlite:///audit.db", store))
+    assert msg == f"{tmp_path / 'healthqa.yml'}: store.url: 审计库不能是数据源 mpi 的数据库 " \
+                  f"(the audit store must not be the database of source mpi)"
+
+
+def test_store_that_is_an_odbc_source_is_refused(tmp_path):
+    text = GOOD.replace("kind: sqlalchemy", "kind: odbc").replace(
+        "url: ${MPI_DB_URL}", "connection_string: Driver={PostgreSQL Unicode};Server=localhost;Database=mpi;Uid=r")
+    msg = error_of(tmp_path, text.replace("sqlite:///audit.db", "postgresql+psycopg://audit@127.0.0.1/mpi"))
+    assert "store.url: 审计库不能是数据源 mpi 的数据库" in msg
+
+
+def test_store_beside_the_sources_is_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPI_DB_URL", "postgresql+psycopg://reader@db/mpi")
+    cfg = load_text(tmp_path, GOOD.replace("sqlite:///audit.db", "postgresql+psycopg://audit@db/healthqa_audit"))
+    assert cfg.store.url.endswith("/healthqa_audit")

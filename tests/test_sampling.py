@@ -104,7 +104,7 @@ def test_sampling_pushes_limits_and_keys_into_sql(demo, monkeypatch):
 
     # every statement a reader sends passes the read-only guard: record them there
     for module in (readonly, sql):
-        monkeypatch.setattr(module, "guard", lambda stmt, _g=readonly.guard: (statements.append(stmt), _g(stmt)))
+        monkeypatch.setattr(module, "guard", lambda stmt, *a, _g=readonly.guard: (statements.append(stmt), _g(stmt, *a)))
     with reader("src", cfg) as r:
         r.read_all("person", Scope(sampling=config.Sampling(method="full", rows=10)))
         assert any("LIMIT" in s for s in statements)
