@@ -220,6 +220,13 @@ class Reports(_Strict):
     mail: Mail | None = None
 
 
+class Orchestration(_Strict):
+    """How the Prefect flows run the audit (pipelines/flows.py)."""
+
+    retries: Annotated[int, Field(ge=0, le=10)] = 2  # a source that cannot be read is tried again this often
+    retry_delay_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [30.0, 120.0])  # backoff
+
+
 class Demo(_Strict):
     """Written by ``healthqa demo``: what the synthetic platform was generated with."""
 
@@ -238,6 +245,7 @@ class Config(_Strict):
     validation: Validation = Validation()
     dedup: Dedup = Dedup()
     reports: Reports = Reports()
+    orchestration: Orchestration = Orchestration()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 

@@ -6,6 +6,7 @@ unreachable source, always with a one-line reason on stderr and never a tracebac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -219,15 +220,16 @@ def sources_check(config: ConfigOpt):
 
 
 def nightly(cfg: config_mod.Config) -> int:
-    """Run one nightly audit with progress and print what it found. The audit's exit code: 0 it ran in
-    full, whatever the data looked like (failing rules are findings, not a failed audit); 1 part of
-    it could not run (a source, a table or a stage)."""
+    """Run one nightly audit (the Prefect flow, on the ephemeral local API unless PREFECT_API_URL
+    names a server) and print what it found. The audit's exit code: 0 it ran in full, whatever the
+    data looked like (failing rules are findings, not a failed audit); 1 part of it could not run
+    (a source, a table or a stage)."""
     from healthqa.expectations.runner import format_pct
 
-    from .nightly import run_nightly
+    from .flows import run_nightly_flow
 
-    with progress("稽核 auditing", sum(len(s.tables) for s in cfg.sources.values())) as step:
-        res = run_nightly(cfg, on_table=step)
+    with err.status("夜间稽核 nightly audit …", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+        res = run_nightly_flow(str(cfg.path)).result
     code = _render_checks(res.checks)
     t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
     for col in ("数据源 source", "标准表 table", "抽样 sampling", "行数 rows", "通过 pass", "不通过 fail",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from healthqa.config import Config
 from healthqa.connectors.readers import TableCheck
+from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError, SourceUnreachable
 from healthqa.reports import run_report
 from healthqa.reports.assess import Assessment, assess_run
@@ -24,7 +25,6 @@ from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
 
 from .dedup import DedupRun, run_dedup
-from .extract import check_sources
 from .validate import ValidationRun, validate_source
 
 
@@ -57,19 +57,15 @@ class Night:
         self.res = NightlyResult(run.id, {})
 
     # -- the stages ---------------------------------------------------------------------------------
-    def check(self) -> list[str]:
-        """Check every source; the names of those that can be validated."""
-        self.res.checks = check_sources(self.cfg)
-        ready = []
-        for name, c in self.res.checks.items():
-            if isinstance(c, SourceError):
-                self.source_failed(name, c)
-            else:
-                ready.append(name)
-        return ready
-
-    def validate(self, name: str) -> None:
-        """Validate one source; what it staged counts only if it completes (raises on failure)."""
+    def audit_source(self, name: str) -> None:
+        """Check one source's connection and mapping, then validate its tables. Raises SourceError
+        when it cannot (a retry may succeed); what it staged counts only if it completes."""
+        try:
+            with open_source(self.cfg, name) as r:
+                self.res.checks[name] = r.check()
+        except SourceError as e:
+            self.res.checks[name] = e
+            raise
         with self.run.attempt():
             self.res.validations[name] = validate_source(self.cfg, name, store=self.store, nightly=self.run,
                                                          on_table=self.on_table)
@@ -121,9 +117,9 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
     with AuditStore(cfg.store.url) as store:
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run, on_table)
-            for name in night.check():
+            for name in cfg.sources:
                 try:
-                    night.validate(name)
+                    night.audit_source(name)
                 except SourceError as e:
                     night.source_failed(name, e)
             src = night.person_source()
