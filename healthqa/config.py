@@ -221,6 +221,9 @@ class Config(_Strict):
     district: District = District()
     timezone: str = "Asia/Shanghai"
     store: Store = Store()
+    # where healthqa keeps personal data outside the audit store (the dedup index), owner-only;
+    # default: a folder healthqa-data beside a SQLite audit store, else ~/.local/share/healthqa
+    data_dir: str | None = None
     sources: dict[str, Source]
     validation: Validation = Validation()
     dedup: Dedup = Dedup()
@@ -308,6 +311,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         rel = url.removeprefix("sqlite:///")
         if rel and rel != ":memory:":
             cfg.store.url = "sqlite:///" + str((base / rel).resolve())
+    if cfg.data_dir and not Path(cfg.data_dir).is_absolute():
+        cfg.data_dir = str((base / cfg.data_dir).resolve())
     if cfg.validation.suites and not Path(cfg.validation.suites).is_absolute():
         cfg.validation.suites = str((base / cfg.validation.suites).resolve())
     if cfg.dedup.spec and not Path(cfg.dedup.spec).is_absolute():

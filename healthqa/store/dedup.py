@@ -17,6 +17,7 @@ from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, 
 from .store import now
 
 if TYPE_CHECKING:
+    from .runs import RunContext
     from .store import AuditStore
 
 DECISIONS = ("merge", "not_same", "skip")
@@ -67,14 +68,14 @@ class DedupRecords:
             return len(rows)
 
     # -- what the runs found -------------------------------------------------------------------
-    def last_model(self, source: str) -> dict | None:
-        """The model the newest successful dedup run of ``source`` learned (as it stored it)."""
+    def last_model(self, source: str) -> tuple[int, dict] | None:
+        """The newest successful dedup run of ``source`` and the model it learned (as it stored it)."""
         with self._store.session() as s:
-            runs = s.execute(select(Run.scope).where(Run.kind == "dedup", Run.status == "success")
-                             .order_by(Run.id.desc())).scalars()
-            for scope in runs:
+            runs = s.execute(select(Run.id, Run.scope).where(Run.kind == "dedup", Run.status == "success")
+                             .order_by(Run.id.desc()))
+            for run_id, scope in runs:
                 if (scope or {}).get("source") == source and scope.get("model"):
-                    return scope["model"]
+                    return run_id, scope["model"]
         return None
 
     def matches(self, source: str) -> pd.DataFrame:
@@ -133,16 +134,18 @@ class DedupRecords:
                 "merged": int((final["decision"] == "merge").sum()), "rejected": int((final["decision"] == "not_same").sum()),
                 "pending": int(pending)}
 
-    def save(self, run_id: int, source: str, pairs: list[dict], clusters: list[dict],
+    def save(self, run: RunContext, source: str, pairs: list[dict], clusters: list[dict],
              redone: Iterable[str] | None = None) -> None:
-        """Keep a run's findings. ``pairs``: dicts left, right, score, decision, explanation;
-        ``clusters``: dicts status, survivor, proposal, members (archive numbers).
+        """Keep a run's findings and finish the run, in one transaction: its pairs, clusters, model
+        (stored with the run, in force once the run has succeeded) and watermark are all kept, or,
+        when anything fails, none is and the earlier run's stay. ``pairs``: dicts left, right, score,
+        decision, explanation; ``clusters``: dicts status, survivor, proposal, members (archive numbers).
 
         A full run (``redone`` None) replaces every stored pair of the source; an incremental run
         replaces the pairs involving the archives it compared again (``redone``) and the pairs it
         found anew. Clusters awaiting a steward (proposed, review) are always replaced: every run
         computes all of them."""
-        at = now()
+        at, run_id = now(), run.id
         with self._store.session() as s:
             if redone is None:
                 s.execute(delete(DedupPair).where(DedupPair.source == source))
@@ -168,3 +171,5 @@ class DedupRecords:
                 s.add(row)
                 s.flush()
                 s.add_all([DedupClusterMember(cluster_id=row.id, archive_id=m) for m in dict.fromkeys(c["members"])])
+            self._store.runs.finish_in(s, run)
+        run.finished = True

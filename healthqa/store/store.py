@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
@@ -28,12 +29,31 @@ class StoreError(HealthqaError):
     """The audit store cannot be opened or migrated."""
 
 
+def _owner_only(url: str) -> None:
+    """A SQLite audit store file is readable by its owner only (0600): it holds archive numbers,
+    steward decisions and masked samples. Created so before SQLite opens it (SQLite gives its journal
+    and WAL files the database file's permissions); an existing one of ours is tightened."""
+    u = make_url(url)
+    db = u.database if u.get_backend_name() == "sqlite" else None
+    if not db or db == ":memory:" or db.startswith("file:") or not os.path.isdir(os.path.dirname(db) or "."):
+        return  # a server store, an in-memory one, or a folder that does not exist (SQLite says so)
+    try:
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        st = os.stat(db)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(db, 0o600)
+    except OSError as e:
+        raise StoreError(f"audit store {db}: {e.strerror or e}") from None
+
+
 class AuditStore:
     """The audit store at a SQLAlchemy URL. Opening it brings its schema to the newest migration."""
 
     def __init__(self, url: str, *, upgrade: bool = True):
         self.url = url
         try:
+            _owner_only(url)
             self.engine: Engine = create_engine(url)
             if upgrade:
                 self.upgrade()
