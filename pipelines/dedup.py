@@ -7,6 +7,11 @@ the stored matches and the night's (``engine.match_edges``), so a night with not
 nothing. Steward decisions are respected both ways: a pair marked "not the same person" is never
 suggested again unless the decision is undone. The audit store's dedup records are read and written
 through ``store.dedup`` only.
+
+A run either stores everything or nothing: its pairs, clusters, model and watermark commit in one
+transaction with the run's end. Degraded inputs (no archives, a spec field whose column is unmapped,
+missing or empty) stop it before anything is computed, so the suggestions and the model a nightly
+reuses stay as they were. The incremental index (``dedup/index.py``) follows the committed run.
 """
 
 from __future__ import annotations
@@ -149,6 +154,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     if incremental and updated is not None:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
         stored = store.dedup.last_model(source)
+        if stored and stored[1].get("inputs") != ident:
+            stored = None  # learned on another table, mapping, spec or store: nothing to build on
         prior_model = FSModel.from_dict(spec, stored[1]) if stored else None
         if wm is not None and prior_model is not None:
             idx, why = index.load(index_file, ident, stored[0])
@@ -169,7 +176,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
                                 index=None if idx is None else idx.drop(columns=[index.ROW]))
     result.stats["index"] = why if incremental else "full run"
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
-                                    "spec": spec_path or "builtin", "model": result.fs_model.to_dict()}) as ctx:
+                                    "spec": spec_path or "builtin",
+                                    "model": {**result.fs_model.to_dict(), "inputs": ident}}) as ctx:
         redone = None if only is None else st.text(df[spec.key])[only].tolist()
         if updated is not None and updated.notna().any():
             ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())

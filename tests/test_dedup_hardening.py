@@ -153,6 +153,44 @@ def test_a_run_that_fails_while_finishing_keeps_the_earlier_run(demo, tmp_path, 
     assert again.incremental and again.result.stats["index"] == "used"
 
 
+@pytest.mark.postgres
+def test_two_dedups_at_once_on_a_postgresql_store(demo, tmp_path, monkeypatch, pg_store_url):
+    """Both save at the same moment: the second waits for the first and replaces what it stored
+    (no IntegrityError on the pairs both found)."""
+    import threading
+
+    from healthqa.store.dedup import DedupRecords
+
+    cfg = configure(demo, tmp_path / "healthqa.yml", store=pg_store_url)
+    together = threading.Barrier(2, timeout=60)
+    save = DedupRecords.save
+
+    def at_once(self, *a, **k):
+        together.wait()
+        return save(self, *a, **k)
+
+    monkeypatch.setattr(DedupRecords, "save", at_once)
+    errors: list[BaseException] = []
+
+    def one(store):
+        try:
+            run_dedup(cfg, store)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    AuditStore(cfg.store.url).close()  # migrated once, before the two start (as by two processes)
+    threads = [threading.Thread(target=one, args=(AuditStore(cfg.store.url, upgrade=False),)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with AuditStore(cfg.store.url) as store:
+        pairs = store.dedup.pairs("mpi")
+        assert len(pairs) > 0 and pairs["run_id"].nunique() == 1  # one run's suggestions, whole
+        assert [r.status for r in store.runs.recent(2, kind="dedup")] == ["success", "success"]
+
+
 def test_empty_mpi_table_is_a_message_and_a_nightly_fault(demo, tmp_path):
     folder = platform(demo, tmp_path)
     with sqlite3.connect(folder / "mpi.db") as conn:
@@ -234,6 +272,18 @@ def test_damaged_or_stale_index_is_rebuilt(demo, tmp_path, damage):
     assert found_new(night)
     # rebuilt: the next night uses it again
     assert run_dedup(cfg, store, incremental=True).result.stats["index"] == "used"
+
+
+def test_a_model_learned_on_other_inputs_is_not_reused(demo, tmp_path):
+    """Another spec (here: other thresholds) or mapping than the last run's: the night runs in full."""
+    cfg = configure(demo, tmp_path / "healthqa.yml")
+    store = AuditStore(cfg.store.url)
+    run_dedup(cfg, store, incremental=True)
+    assert run_dedup(cfg, store, incremental=True).incremental
+    strict = configure(demo, tmp_path / "strict.yml", store=cfg.store.url,
+                       dedup={"thresholds": {"match": 0.999, "review": 0.9}})
+    assert not run_dedup(strict, store, incremental=True).incremental
+    assert run_dedup(strict, store, incremental=True).incremental
 
 
 def test_index_identity_ignores_the_password_and_follows_the_source():

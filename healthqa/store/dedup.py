@@ -7,11 +7,12 @@ console and the reports ask it, and never write queries of their own. Plain data
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 
 from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
 from .store import now
@@ -147,6 +148,11 @@ class DedupRecords:
         computes all of them."""
         at, run_id = now(), run.id
         with self._store.session() as s:
+            if s.bind.dialect.name == "postgresql":
+                # two dedups of one source at once: the second waits for the first to commit, then
+                # replaces what it stored (without the lock both would insert the same pairs)
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                          {"key": zlib.crc32(f"healthqa dedup {source}".encode())})
             if redone is None:
                 s.execute(delete(DedupPair).where(DedupPair.source == source))
             else:
