@@ -4,7 +4,9 @@ the next incremental run so that a night normalises only the day's archives.
 The index is a copy of personal data (names, ID numbers, phones, addresses, birth dates). It lives
 in the configured data directory (``data_dir``), never in the configuration's folder, owner-only
 (0700 folder, 0600 file). It belongs to one source table, one spec and one audit store: its name and
-its metadata carry a hash of them (``identity``), and it names the run that wrote it. An index that
+its metadata carry a hash of them (``identity``), and it carries the token of the run that wrote it
+(a random one the run stores with its model: run numbers repeat when an audit store is recreated,
+tokens do not). An index that
 is missing, unreadable, truncated, another configuration's, or not the last successful run's is not
 used: the run normalises every archive again and writes a fresh one.
 """
@@ -99,9 +101,9 @@ def row_hash(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.util.hash_pandas_object(df[cols].astype(str), index=False)
 
 
-def load(file: Path, ident: str, run_id: int | None) -> tuple[pd.DataFrame | None, str]:
-    """The index written by run ``run_id`` for ``ident``, or None and why it cannot be used."""
-    if run_id is None:
+def load(file: Path, ident: str, token: str | None) -> tuple[pd.DataFrame | None, str]:
+    """The index of ``ident`` written by the run with ``token``, or None and why it cannot be used."""
+    if token is None:
         return None, "no earlier run"
     try:
         table = pq.read_table(file)
@@ -112,7 +114,7 @@ def load(file: Path, ident: str, run_id: int | None) -> tuple[pd.DataFrame | Non
         return None, "damaged"
     if meta.get("identity") != ident:
         return None, "another source"
-    if meta.get("run_id") != run_id or meta.get("rows") != table.num_rows:
+    if meta.get("token") != token or meta.get("rows") != table.num_rows:
         return None, "stale"
     frame = table.to_pandas()
     if "key" not in frame or ROW not in frame:
@@ -120,11 +122,11 @@ def load(file: Path, ident: str, run_id: int | None) -> tuple[pd.DataFrame | Non
     return frame, "used"
 
 
-def save(file: Path, frame: pd.DataFrame, ident: str, run_id: int) -> None:
+def save(file: Path, frame: pd.DataFrame, ident: str, token: str, run_id: int) -> None:
     """Write the index owner-only and whole: a new file replaces the old one only once complete."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {**(table.schema.metadata or {}),
-            META: json.dumps({"identity": ident, "run_id": run_id, "rows": table.num_rows}).encode()}
+            META: json.dumps({"identity": ident, "token": token, "run_id": run_id, "rows": table.num_rows}).encode()}
     table = table.replace_schema_metadata(meta)
     tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)  # created anew below, so that it is owner-only from its first byte

@@ -16,6 +16,7 @@ reuses stay as they were. The incremental index (``dedup/index.py``) follows the
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,11 +155,11 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     if incremental and updated is not None:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
         stored = store.dedup.last_model(source)
-        if stored and stored[1].get("inputs") != ident:
+        if stored and stored.get("inputs") != ident:
             stored = None  # learned on another table, mapping, spec or store: nothing to build on
-        prior_model = FSModel.from_dict(spec, stored[1]) if stored else None
+        prior_model = FSModel.from_dict(spec, stored) if stored else None
         if wm is not None and prior_model is not None:
-            idx, why = index.load(index_file, ident, stored[0])
+            idx, why = index.load(index_file, ident, stored.get("index"))
             only = (updated > pd.Timestamp(wm)).to_numpy()
             # an archive without an update time is compared when it is new or its values changed
             # (all of them when there is no index to tell)
@@ -175,16 +176,17 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
                                 progress=progress, model=prior_model, earlier=earlier,
                                 index=None if idx is None else idx.drop(columns=[index.ROW]))
     result.stats["index"] = why if incremental else "full run"
+    token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
                                     "spec": spec_path or "builtin",
-                                    "model": {**result.fs_model.to_dict(), "inputs": ident}}) as ctx:
+                                    "model": {**result.fs_model.to_dict(), "inputs": ident, "index": token}}) as ctx:
         redone = None if only is None else st.text(df[spec.key])[only].tolist()
         if updated is not None and updated.notna().any():
             ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
         rows = index.row_hash(df, spec.columns).to_numpy()[result.order]  # in the index's order
-        index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, ctx.id)
+        index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
     run = DedupRun(ctx.id, source, result, incremental)

@@ -69,14 +69,14 @@ class DedupRecords:
             return len(rows)
 
     # -- what the runs found -------------------------------------------------------------------
-    def last_model(self, source: str) -> tuple[int, dict] | None:
-        """The newest successful dedup run of ``source`` and the model it learned (as it stored it)."""
+    def last_model(self, source: str) -> dict | None:
+        """The model the newest successful dedup run of ``source`` learned (as it stored it)."""
         with self._store.session() as s:
-            runs = s.execute(select(Run.id, Run.scope).where(Run.kind == "dedup", Run.status == "success")
-                             .order_by(Run.id.desc()))
-            for run_id, scope in runs:
+            runs = s.execute(select(Run.scope).where(Run.kind == "dedup", Run.status == "success")
+                             .order_by(Run.id.desc())).scalars()
+            for scope in runs:
                 if (scope or {}).get("source") == source and scope.get("model"):
-                    return run_id, scope["model"]
+                    return scope["model"]
         return None
 
     def matches(self, source: str) -> pd.DataFrame:
