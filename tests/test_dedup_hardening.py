@@ -321,6 +321,13 @@ def test_index_lives_owner_only_in_the_configured_data_dir(demo, tmp_path):
     assert mode(data) == 0o700
 
 
+def test_an_unusable_data_dir_stops_dedup_with_one_line(demo, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder", encoding="utf-8")
+    cfg = configure(demo, tmp_path / "healthqa.yml", data_dir="taken")
+    refused(CliRunner().invoke(app, ["dedup", "--config", str(cfg.path)]), "数据目录不可用 data_dir")
+    assert AuditStore(cfg.store.url).runs.recent(kind="dedup") == []  # stopped before any work
+
+
 def test_default_data_dir_is_beside_a_sqlite_store_or_in_the_user_data_folder(tmp_path, monkeypatch):
     assert index.default_data_dir(f"sqlite:///{tmp_path}/a/audit.db") == tmp_path / "a" / "healthqa-data"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
