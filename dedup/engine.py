@@ -37,6 +37,7 @@ class DedupResult:
     stats: dict = field(default_factory=dict)
     fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
     prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
+    order: np.ndarray | None = None  # record k (of keys, prepared) is row order[k] of the frame given
 
     def members(self, c: Cluster) -> list[str]:
         """A cluster's archive numbers (once each: the MPI may hold two rows under one number)."""
@@ -149,7 +150,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     stats.update({"matches": int((pairs["decision"] == "match").sum()),
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P)
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order)
 
 
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,

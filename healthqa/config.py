@@ -241,6 +241,9 @@ class Config(_Strict):
     district: District = District()
     timezone: str = "Asia/Shanghai"
     store: Store = Store()
+    # where healthqa keeps personal data outside the audit store (the dedup index), owner-only;
+    # default: a folder healthqa-data beside a SQLite audit store, else ~/.local/share/healthqa
+    data_dir: str | None = None
     sources: dict[str, Source]
     validation: Validation = Validation()
     dedup: Dedup = Dedup()
@@ -350,6 +353,7 @@ def _resolve_paths(cfg: Config, base: Path) -> list[str]:
             if tm.file and not Path(tm.file).is_absolute():
                 _inside(Path(src.path or base), f"sources.{name}.tables.{t}.file", tm.file, errors)
     cfg.store.url = _resolve_sqlite(base, "store.url", cfg.store.url, errors)
+    cfg.data_dir = _resolve(base, "data_dir", cfg.data_dir, errors)
     cfg.validation.suites = _resolve(base, "validation.suites", cfg.validation.suites, errors)
     cfg.dedup.spec = _resolve(base, "dedup.spec", cfg.dedup.spec, errors)
     cfg.reports.out_dir = _resolve(base, "reports.out_dir", cfg.reports.out_dir, errors)

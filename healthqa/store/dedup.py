@@ -7,16 +7,18 @@ console and the reports ask it, and never write queries of their own. Plain data
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 
 from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
 from .store import now
 
 if TYPE_CHECKING:
+    from .runs import RunContext
     from .store import AuditStore
 
 DECISIONS = ("merge", "not_same", "skip")
@@ -133,17 +135,24 @@ class DedupRecords:
                 "merged": int((final["decision"] == "merge").sum()), "rejected": int((final["decision"] == "not_same").sum()),
                 "pending": int(pending)}
 
-    def save(self, run_id: int, source: str, pairs: list[dict], clusters: list[dict],
+    def save(self, run: RunContext, source: str, pairs: list[dict], clusters: list[dict],
              redone: Iterable[str] | None = None) -> None:
-        """Keep a run's findings. ``pairs``: dicts left, right, score, decision, explanation;
-        ``clusters``: dicts status, survivor, proposal, members (archive numbers).
+        """Keep a run's findings and finish the run, in one transaction: its pairs, clusters, model
+        (stored with the run, in force once the run has succeeded) and watermark are all kept, or,
+        when anything fails, none is and the earlier run's stay. ``pairs``: dicts left, right, score,
+        decision, explanation; ``clusters``: dicts status, survivor, proposal, members (archive numbers).
 
         A full run (``redone`` None) replaces every stored pair of the source; an incremental run
         replaces the pairs involving the archives it compared again (``redone``) and the pairs it
         found anew. Clusters awaiting a steward (proposed, review) are always replaced: every run
         computes all of them."""
-        at = now()
+        at, run_id = now(), run.id
         with self._store.session() as s:
+            if s.bind.dialect.name == "postgresql":
+                # two dedups of one source at once: the second waits for the first to commit, then
+                # replaces what it stored (without the lock both would insert the same pairs)
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                          {"key": zlib.crc32(f"healthqa dedup {source}".encode())})
             if redone is None:
                 s.execute(delete(DedupPair).where(DedupPair.source == source))
             else:
@@ -168,3 +177,5 @@ class DedupRecords:
                 s.add(row)
                 s.flush()
                 s.add_all([DedupClusterMember(cluster_id=row.id, archive_id=m) for m in dict.fromkeys(c["members"])])
+            self._store.runs.finish_in(s, run)
+        run.finished = True

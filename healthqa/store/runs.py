@@ -38,6 +38,7 @@ class RunContext:
     started_at: datetime = field(default_factory=now)
     pending_watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    finished: bool = False  # its end was committed together with its results (``Runs.finish_in``)
 
     def stage_watermark(self, source: str, table: str, column: str, value: datetime | None) -> None:
         """A watermark never passes the run's own start: a row dated in the future is a defect for
@@ -103,17 +104,27 @@ class Runs:
         try:
             yield ctx
         except BaseException as e:
-            self._finish(ctx, "failed", "; ".join([*ctx.problems, f"{type(e).__name__}: {e}"]))
+            if not ctx.finished:
+                self._finish(ctx, "failed", "; ".join([*ctx.problems, f"{type(e).__name__}: {e}"]))
             raise
-        self._finish(ctx, "partial" if ctx.problems else "success", "; ".join(ctx.problems) or None)
+        if not ctx.finished:
+            self._finish(ctx, "partial" if ctx.problems else "success", "; ".join(ctx.problems) or None)
 
     def _finish(self, ctx: RunContext, status: str, message: str | None) -> None:
         with self._store.session() as s:
-            row = s.get(Run, ctx.id)
-            row.status, row.finished_at = status, now()
-            row.message = " ".join(message.split())[:MESSAGE_CHARS] if message else None
-            if status != "failed":
-                self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
+            self.finish_in(s, ctx, status, message)
+
+    def finish_in(self, s, ctx: RunContext, status: str | None = None, message: str | None = None) -> None:
+        """End the run inside the caller's transaction ``s``, so that what the run wrote, its status
+        and its watermarks commit together or not at all. The caller sets ``ctx.finished`` once the
+        transaction has committed (the run's block then ends without finishing it again)."""
+        status = status or ("partial" if ctx.problems else "success")
+        message = message or ("; ".join(ctx.problems) or None)
+        row = s.get(Run, ctx.id)
+        row.status, row.finished_at = status, now()
+        row.message = " ".join(message.split())[:MESSAGE_CHARS] if message else None
+        if status != "failed":
+            self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
 
     def get(self, run_id: int) -> RunRecord | None:
         with self._store.session() as s:

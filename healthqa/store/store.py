@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,23 @@ class StoreError(HealthqaError):
     """The audit store cannot be opened or migrated."""
 
 
+def _owner_only(u) -> None:
+    """A SQLite audit store file is readable by its owner only (0600): it holds archive numbers,
+    steward decisions and masked samples. Created so before SQLite opens it (SQLite gives its journal
+    and WAL files the database file's permissions); an existing one of ours is tightened."""
+    db = u.database if u.get_backend_name() == "sqlite" else None
+    if not db or db == ":memory:" or db.startswith("file:") or not os.path.isdir(os.path.dirname(db) or "."):
+        return  # a server store, an in-memory one, or a folder that does not exist (SQLite says so)
+    try:
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        st = os.stat(db)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(db, 0o600)
+    except OSError as e:
+        raise StoreError(f"audit store {db}: {e.strerror or e}") from None
+
+
 class AuditStore:
     """The audit store at a SQLAlchemy URL. Opening it brings its schema to the newest migration."""
 
@@ -40,6 +58,7 @@ class AuditStore:
             raise StoreError(f"store.url: not a database URL ({one_line(e)}); e.g. sqlite:///audit.db or "
                              "postgresql+psycopg://user@host/db") from None
         self._shown = parsed.render_as_string(hide_password=True)
+        _owner_only(parsed)
         # SQLite: wait for a writer rather than fail at once (a report or a second command may hold it)
         args = {"timeout": SQLITE_BUSY_S} if parsed.get_backend_name() == "sqlite" else {}
         try:
