@@ -26,10 +26,10 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
 
 from healthqa import config as config_mod  # noqa: E402
-from healthqa.errors import SourceError  # noqa: E402
+from healthqa.errors import HealthqaError, SourceError  # noqa: E402
 from healthqa.store import AuditStore  # noqa: E402
 
-from .nightly import Night, NightlyResult, nightly_scope  # noqa: E402
+from .nightly import Night, NightlyResult, nightly_lock, nightly_scope  # noqa: E402
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
 
@@ -64,7 +64,7 @@ def nightly_audit(config_path: str) -> State:
     orch = cfg.orchestration
     retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
                 "retry_condition_fn": _worth_retrying}
-    with AuditStore(cfg.store.url) as store:
+    with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
             for name in cfg.sources:  # independent branches: one that cannot be read never stops the others
@@ -91,6 +91,8 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
     at a server: no server, no account, nothing to start."""
     state = nightly_audit(str(config_path), return_state=True)
     result = state.result(raise_on_failure=False)
+    if isinstance(result, HealthqaError):  # refused before it began (configuration, a nightly already running)
+        raise result
     if isinstance(result, BaseException):  # the flow itself broke (not a source or a stage)
         raise result
     return FlowOutcome(result, state)

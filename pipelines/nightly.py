@@ -11,18 +11,20 @@ watermarks advance — only after the last stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthqa.config import Config
 from healthqa.connectors.readers import TableCheck
 from healthqa.connectors.sources import open_source
-from healthqa.errors import SourceError, SourceUnreachable
+from healthqa.errors import HealthqaError, SourceError, SourceUnreachable
 from healthqa.reports import run_report
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
+from healthqa.store.locks import Busy
 
 from .dedup import DedupRun, run_dedup
 from .validate import ValidationRun, validate_source
@@ -108,13 +110,29 @@ class Night:
             self.failed(stage, f"{type(e).__name__}: {e}", "run_incomplete", source or "*")
 
 
+class NightlyInProgress(HealthqaError):
+    """A second nightly audit on the same audit store is refused: nothing would be counted twice."""
+
+
+@contextmanager
+def nightly_lock(store: AuditStore) -> Iterator[None]:
+    try:
+        with store.locks.hold("nightly"):
+            yield
+    except Busy:
+        running = [r for r in store.runs.recent(20, kind="nightly") if r.status == "running"]
+        since = f" (run {running[0].id}, started {running[0].started_at:%Y-%m-%d %H:%M})" if running else ""
+        raise NightlyInProgress(f"另一次夜间稽核正在运行 another nightly audit is running on this audit store{since}; "
+                                "try again when it has ended") from None
+
+
 def nightly_scope(cfg: Config) -> dict:
     return {"sources": list(cfg.sources), "config": str(cfg.path)}
 
 
 def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> NightlyResult:
     """The nightly audit as plain functions, stage after stage (the flow runs the same stages)."""
-    with AuditStore(cfg.store.url) as store:
+    with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run, on_table)
             for name in cfg.sources:

@@ -24,6 +24,7 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     message: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(32))  # the token of the lock its process holds (store/locks.py)
 
 
 class RuleResult(Base):

@@ -7,6 +7,7 @@ when it stopped. Incremental watermarks staged on the run advance when it finish
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,20 +96,39 @@ class Runs:
         """``with store.runs.start("nightly", scope) as run:`` — the run is ``success`` when the block
         ends, ``partial`` if the block noted problems (``run.problem(...)``), ``failed`` with the
         exception as its message if the block raises (the exception goes on)."""
-        with self._store.session() as s:
-            started = now()
-            row = Run(kind=kind, status="running", scope=scope, started_at=started)
-            s.add(row)
-            s.flush()
-            ctx = RunContext(id=row.id, kind=kind, started_at=started)
-        try:
-            yield ctx
-        except BaseException as e:
+        owner = uuid.uuid4().hex
+        locks = self._store.locks
+        with locks.hold(f"run-{owner}"):  # held while the run runs; released by the OS if the process dies
+            self.reap()
+            with self._store.session() as s:
+                started = now()
+                row = Run(kind=kind, status="running", scope=scope, started_at=started, owner=owner)
+                s.add(row)
+                s.flush()
+                ctx = RunContext(id=row.id, kind=kind, started_at=started)
+            try:
+                yield ctx
+            except BaseException as e:
+                if not ctx.finished:
+                    self._finish(ctx, "failed", "; ".join([*ctx.problems, f"{type(e).__name__}: {e}"]))
+                raise
             if not ctx.finished:
-                self._finish(ctx, "failed", "; ".join([*ctx.problems, f"{type(e).__name__}: {e}"]))
-            raise
-        if not ctx.finished:
-            self._finish(ctx, "partial" if ctx.problems else "success", "; ".join(ctx.problems) or None)
+                self._finish(ctx, "partial" if ctx.problems else "success", "; ".join(ctx.problems) or None)
+        locks.release_file(f"run-{owner}")
+
+    def reap(self) -> list[int]:
+        """Mark ``crashed`` the runs still ``running`` whose process is gone (nobody holds their lock):
+        they never show as complete, and their staged watermarks never advance."""
+        locks = self._store.locks
+        if not locks.can_tell:
+            return []
+        with self._store.session() as s:
+            stale = [r for r in s.execute(select(Run).where(Run.status == "running", Run.owner.is_not(None))).scalars()
+                     if not locks.held(f"run-{r.owner}")]
+            for r in stale:
+                r.status, r.finished_at = "crashed", now()
+                r.message = "进程在运行结束前终止 the process ended before the run finished (kill, crash or power loss)"
+            return [r.id for r in stale]
 
     def _finish(self, ctx: RunContext, status: str, message: str | None) -> None:
         with self._store.session() as s:

@@ -138,6 +138,13 @@ class AuditStore:
         return DedupRecords(self)
 
     @cached_property
+    def locks(self):
+        """Locks that die with their process (runs, the nightly audit)."""
+        from .locks import Locks
+
+        return Locks(self)
+
+    @cached_property
     def users(self):
         """Console accounts: Argon2 hashes, normalised names, every change in the audit log."""
         from .users import Users

@@ -95,6 +95,8 @@ def upgrade() -> None:
     )
     op.create_index('ix_finding_events_finding_id', 'finding_events', ['finding_id'])
     op.create_index('ix_finding_events_run_id', 'finding_events', ['run_id'])
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('owner', sa.String(length=32), nullable=True))
     with op.batch_alter_table('rule_results', schema=None) as batch_op:
         batch_op.add_column(sa.Column('system', sa.String(length=8), nullable=True))
         batch_op.add_column(sa.Column('examples', sa.JSON(), nullable=True))
@@ -104,6 +106,8 @@ def downgrade() -> None:
     with op.batch_alter_table('rule_results', schema=None) as batch_op:
         batch_op.drop_column('examples')
         batch_op.drop_column('system')
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.drop_column('owner')
     op.drop_table('finding_events')
     op.drop_table('findings')
     op.drop_table('scores')
