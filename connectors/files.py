@@ -16,6 +16,7 @@ from healthqa.errors import SourceError, SourceUnreachable
 
 from .readers import Reader, empty_frame
 from .sampling import Scope
+from .values import parse_times
 
 # Chinese extracts are UTF-8 (often with a BOM) or GBK; GB18030 is the superset that reads GBK.
 _AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
@@ -36,7 +37,7 @@ class _FileReader(Reader):
             tc = self.time_column(t, scope)
             if not tc or tc not in cols:
                 raise SourceError(self.name, f"tables.{t}: no time column to filter a window or watermark by")
-            when = pd.to_datetime(df[cols[tc]], errors="coerce", format="mixed")
+            when = parse_times(df[cols[tc]], self.tz)
             keep = pd.Series(True, index=df.index)
             if lo:
                 keep &= when > pd.Timestamp(lo)
@@ -54,7 +55,10 @@ class _FileReader(Reader):
 
     def _stream(self, t: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
         names = list(columns.values())
-        cap = scope.sampling.rows if scope.sampling.method in ("full", "incremental") else None
+        if scope.sampling.rows and scope.sampling.method == "incremental":
+            yield from self._oldest(t, columns, scope, scope.sampling.rows + 1)
+            return
+        cap = scope.sampling.rows if scope.sampling.method == "full" else None
         seen = 0
         for df in self._chunks(t, names):
             df = self._filter(t, df, scope)
@@ -67,6 +71,26 @@ class _FileReader(Reader):
                 return
         if seen == 0:
             yield empty_frame(names)
+
+    def _oldest(self, t: str, columns: dict[str, str], scope: Scope, n: int) -> Iterator[pd.DataFrame]:
+        """The ``n`` oldest matching rows in time order (the key breaks ties), keeping no more than
+        ``n`` rows and a chunk in memory."""
+        names = list(columns.values())
+        cols = self.present_columns(t)
+        tc = self.time_column(t, scope)
+        if not tc or tc not in cols:
+            raise SourceError(self.name, f"tables.{t}: no time column {tc or ''} to order a capped incremental read by")
+        key = cols[canonical.table(t).key]
+        need = list(dict.fromkeys([*names, cols[tc], key]))
+        best = empty_frame(need).assign(_t=pd.Series(dtype="datetime64[ns]"))
+        for df in self._chunks(t, need):
+            df = self._filter(t, df, scope)
+            if not len(df):
+                continue
+            df = df[need].assign(_t=parse_times(df[cols[tc]], self.tz))
+            best = pd.concat([best, df], ignore_index=True) if len(best) else df
+            best = best.sort_values(["_t", key], kind="stable", na_position="last").head(n)
+        yield best[names].reset_index(drop=True) if len(best) else empty_frame(names)
 
     def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
         cols = self.present_columns(t)
@@ -88,8 +112,8 @@ class _FileReader(Reader):
 class CsvReader(_FileReader):
     """A folder of CSV files (``path``), one file per canonical table (``tables.T.file``)."""
 
-    def __init__(self, name, cfg):
-        super().__init__(name, cfg)
+    def __init__(self, name, cfg, timezone=None):
+        super().__init__(name, cfg, timezone)
         self._encodings: dict[str, str] = {}
 
     def connect(self) -> None:
@@ -148,8 +172,8 @@ class CsvReader(_FileReader):
 class ExcelReader(_FileReader):
     """An Excel workbook (``path``), one sheet per canonical table (``tables.T.sheet``)."""
 
-    def __init__(self, name, cfg):
-        super().__init__(name, cfg)
+    def __init__(self, name, cfg, timezone=None):
+        super().__init__(name, cfg, timezone)
         self._frames: dict[str, pd.DataFrame] = {}
         self._book = None
 
