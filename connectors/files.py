@@ -6,7 +6,10 @@ counts it. Empty cells are missing values; nothing else is turned into NULL.
 
 from __future__ import annotations
 
+import codecs
+import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +22,79 @@ from .sampling import Scope
 from .values import parse_times
 
 # Chinese extracts are UTF-8 (often with a BOM) or GBK; GB18030 is the superset that reads GBK.
-_AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
+AUTO_MIXED = "auto: utf-8 and gb18030 by row"  # what ``encoding`` reports for a file of both
+
+
+class _RowDecoder(io.TextIOBase):
+    """A CSV file decoded line by line, for ``encoding: auto`` on a file no single encoding reads:
+    each line in the file's main encoding, else the other one; a line neither reads is decoded with
+    U+FFFD in place of the bad bytes (no format rule passes it) and its line number is kept.
+
+    Splitting at newline bytes is safe in both encodings: no byte of a multi-byte UTF-8 or GB18030
+    character is 0x0A.
+    """
+
+    def __init__(self, path: Path, order: tuple[str, str]):
+        self._fh = path.open("rb")
+        self._order = order
+        self._pending: list[str] = []
+        self._size = 0
+        self._line = 0
+        self.unreadable_lines: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def _decode(self, raw: bytes) -> str:
+        if self._line == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        for enc in self._order:
+            try:
+                return raw.decode(enc)
+            except UnicodeDecodeError:
+                pass
+        self.unreadable_lines.append(self._line)
+        return raw.decode("utf-8", errors="replace")
+
+    def read(self, size: int | None = -1) -> str:
+        while size is None or size < 0 or self._size < size:
+            raw = self._fh.readline()
+            if not raw:
+                break
+            self._line += 1
+            text = self._decode(raw)
+            self._pending.append(text)
+            self._size += len(text)
+        out = "".join(self._pending)
+        if size is not None and 0 <= size < len(out):
+            out, rest = out[:size], out[size:]
+            self._pending, self._size = [rest], len(rest)
+        else:
+            self._pending, self._size = [], 0
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _main_encoding(path: Path) -> tuple[str, str] | None:
+    """For ``encoding: auto``: None when the whole file is UTF-8; otherwise the order to try per line —
+    UTF-8 first when more of the file's non-ASCII lines are UTF-8 than are not (a UTF-8 export with a
+    few GBK rows), GB18030 first otherwise (a GBK export, some of whose lines happen to be valid UTF-8)."""
+    utf8 = other = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if raw.isascii():
+                continue
+            try:
+                raw.decode("utf-8")
+                utf8 += 1
+            except UnicodeDecodeError:
+                other += 1
+    if not other:
+        return None
+    return ("utf-8", "gb18030") if utf8 > other else ("gb18030", "utf-8")
 
 
 class _FileReader(Reader):
@@ -115,6 +190,7 @@ class CsvReader(_FileReader):
     def __init__(self, name, cfg, timezone=None):
         super().__init__(name, cfg, timezone)
         self._encodings: dict[str, str] = {}
+        self._orders: dict[str, tuple[str, str] | None] = {}  # auto: the per-line order, None for UTF-8
 
     def connect(self) -> None:
         if not Path(self.cfg.path).is_dir():
@@ -127,44 +203,64 @@ class CsvReader(_FileReader):
         return Path(self.cfg.path) / self.mapping(t).file
 
     def encoding(self, t: str) -> str:
-        """The file's encoding: the configured one, or the first of UTF-8 / GB18030 that decodes it."""
+        """The file's encoding: the configured one; for ``auto``, UTF-8 when the whole file is UTF-8,
+        else ``AUTO_MIXED``: every line is decoded on its own (``_RowDecoder``)."""
         if t in self._encodings:
             return self._encodings[t]
         f = self._file(t)
-        candidates = _AUTO_ENCODINGS if self.cfg.encoding == "auto" else (self.cfg.encoding,)
-        for enc in candidates:
-            try:
-                with f.open(encoding=enc) as fh:
-                    while fh.read(1 << 20):
-                        pass
-                self._encodings[t] = enc
-                return enc
-            except UnicodeDecodeError as e:
-                last = e
-            except LookupError:
-                raise SourceError(self.name, f"encoding: unknown encoding {self.cfg.encoding!r}") from None
-        raise SourceError(self.name, f"tables.{t}.file: {f.name} is not {' or '.join(candidates)} "
-                                     f"(byte {last.start}: {last.reason}); set the source's encoding")
+        if self.cfg.encoding == "auto":
+            self._orders[t] = _main_encoding(f)
+            self._encodings[t] = "utf-8-sig" if self._orders[t] is None else AUTO_MIXED
+            return self._encodings[t]
+        enc = self.cfg.encoding
+        try:
+            with f.open(encoding=enc) as fh:
+                while fh.read(1 << 20):
+                    pass
+        except UnicodeDecodeError as e:
+            raise SourceError(self.name, f"tables.{t}.file: {f.name} is not {enc} (byte {e.start}: {e.reason}); "
+                                         f"set the source's encoding") from None
+        except LookupError:
+            raise SourceError(self.name, f"encoding: unknown encoding {enc!r}") from None
+        self._encodings[t] = enc
+        return enc
 
     def physical_columns(self, t: str) -> list[str] | None:
         f = self._file(t)
         if not f.is_file():
             return None
         try:
-            header = pd.read_csv(f, nrows=0, encoding=self.encoding(t), sep=self.cfg.delimiter)
+            with self._open(t) as (src, kw):
+                header = pd.read_csv(src, nrows=0, sep=self.cfg.delimiter, **kw)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise SourceError(self.name, f"tables.{t}.file: {f.name}: {e}") from None
         return [str(c).strip() for c in header.columns]
 
+    @contextmanager
+    def _open(self, t: str):
+        """What pandas reads: the path and its encoding, or a file decoded line by line."""
+        enc = self.encoding(t)
+        if enc != AUTO_MIXED:
+            yield self._file(t), {"encoding": enc}
+            return
+        dec = _RowDecoder(self._file(t), self._orders[t])
+        try:
+            yield dec, {}
+        finally:
+            dec.close()
+            if dec.unreadable_lines:
+                self.undecodable_lines[t] = dec.unreadable_lines
+
     def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
         f = self._file(t)
+        self.undecodable_lines.pop(t, None)
         try:
-            reader = pd.read_csv(f, encoding=self.encoding(t), sep=self.cfg.delimiter, dtype=str,
-                                 keep_default_na=False, na_values=[""], usecols=lambda c: c.strip() in usecols,
-                                 chunksize=self.cfg.chunk_rows)
-            for df in reader:
-                df.columns = [c.strip() for c in df.columns]
-                yield df
+            with self._open(t) as (src, kw):
+                reader = pd.read_csv(src, sep=self.cfg.delimiter, dtype=str, keep_default_na=False, na_values=[""],
+                                     usecols=lambda c: c.strip() in usecols, chunksize=self.cfg.chunk_rows, **kw)
+                for df in reader:
+                    df.columns = [c.strip() for c in df.columns]
+                    yield df
         except pd.errors.ParserError as e:
             raise SourceError(self.name, f"tables.{t}.file: {f.name}: {' '.join(str(e).split())}") from None
 

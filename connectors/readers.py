@@ -59,6 +59,9 @@ class Reader(ABC):
         # values no reader could make sense of (bytes in no known encoding), per table and column:
         # they reach the rules as text with U+FFFD (so no format rule passes them) and are reported
         self.unreadable: dict[str, dict[str, int]] = {}
+        # lines of a CSV file that no encoding could decode (``encoding: auto``), by table; their
+        # values reach the rules with U+FFFD, and the lines are reported
+        self.undecodable_lines: dict[str, list[int]] = {}
         self.capped: dict[str, Capped] = {}  # tables whose last incremental read stopped at its cap
 
     def __enter__(self) -> Reader:

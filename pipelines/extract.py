@@ -72,6 +72,11 @@ def read_table(reader: Reader, table: str, scope: Scope, ctx: RunContext | None 
         log.warning("无法读取的值 unreadable values: source %s table %s: %s (bytes in no known encoding), "
                     "counted by the rules",
                     reader.name, table, ", ".join(f"{c} {n}" for c, n in unreadable.items()))
+    lines = reader.undecodable_lines.get(table)
+    if lines:
+        log.warning("无法解码的行 undecodable lines: source %s table %s: %d lines in neither UTF-8 nor GB18030 "
+                    "(lines %s), counted by the rules", reader.name, table, len(lines),
+                    ", ".join(map(str, lines[:10])) + (" …" if len(lines) > 10 else ""))
     if ctx is not None and incremental and latest is not None:
         ctx.stage_watermark(reader.name, table, tc, latest.to_pydatetime())
 

@@ -275,3 +275,61 @@ def test_capped_full_read_is_unchanged(demo):
     with reader("drc", cfg) as r:
         assert len(r.read_all("outpatient_visit", Scope(sampling=config.Sampling(method="full", rows=123)))) == 123
         assert not r.capped
+
+
+# -- case 4: encoding: auto decodes row by row --------------------------------------------------------
+def _person_csv(demo, folder):
+    folder.mkdir()
+    with sqlite3.connect(demo / "mpi.db") as conn:
+        df = pd.read_sql_query("SELECT DABH, XM, XZZ FROM T_GRDA ORDER BY DABH LIMIT 400", conn)
+    cfg = source_cfg("csv", path=str(folder), tables=["person"], chunk_rows=100)
+    cfg.tables["person"].columns = {"archive_id": "DABH", "name": "XM", "address": "XZZ"}
+    return df, cfg
+
+
+def _csv_lines(df) -> list[bytes]:
+    return [(",".join(map(str, r)) + "\n").encode() for r in [list(df.columns), *df.fillna("").values.tolist()]]
+
+
+def test_auto_encoding_reads_a_utf8_file_with_one_gbk_row(demo, tmp_path):
+    """A UTF-8 extract in which one row was written in GBK: every row reads as written, none as mojibake."""
+    df, cfg = _person_csv(demo, tmp_path / "csv")
+    lines = _csv_lines(df)
+    lines[150] = lines[150].decode().encode("gbk", errors="replace")
+    (tmp_path / "csv" / "person.csv").write_bytes(codecs_bom() + b"".join(lines))
+    with reader("f", cfg) as r:
+        got = r.read_all("person")
+        assert not r.undecodable_lines
+    assert got["name"].fillna("").tolist() == df["XM"].fillna("").tolist()
+    assert got["address"].fillna("").tolist() == df["XZZ"].fillna("").tolist()
+
+
+def test_auto_encoding_reads_a_gbk_file(demo, tmp_path):
+    df, cfg = _person_csv(demo, tmp_path / "csv")
+    (tmp_path / "csv" / "person.csv").write_bytes(
+        b"".join(line.decode().encode("gbk", errors="replace") for line in _csv_lines(df)))
+    with reader("f", cfg) as r:
+        got = r.read_all("person")
+    safe = df["XM"].fillna("").map(lambda v: v.encode("gbk", "replace").decode("gbk") == v)
+    assert safe.sum() > 390
+    assert got["name"].fillna("")[safe].tolist() == df["XM"].fillna("")[safe].tolist()
+
+
+def test_auto_encoding_counts_and_reports_an_undecodable_row(demo, tmp_path, caplog):
+    df, cfg = _person_csv(demo, tmp_path / "csv")
+    lines = _csv_lines(df)
+    lines[10] = df["DABH"].iloc[9].encode() + b",\xff\xfe\xfa,\xff\n"  # neither UTF-8 nor GB18030
+    (tmp_path / "csv" / "person.csv").write_bytes(b"".join(lines))
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with caplog.at_level("WARNING", logger="healthqa.extract"), reader("f", cfg) as r, \
+            store.runs.start("nightly") as ctx:
+        got = pd.concat(list(read_table(r, "person", Scope(), ctx)), ignore_index=True)
+        assert r.undecodable_lines == {"person": [11]}
+    assert "undecodable lines" in caplog.text and "lines 11" in caplog.text
+    assert "\ufffd" in got["name"].iloc[9]
+    keep = got.index != 9
+    assert got["name"].fillna("")[keep].tolist() == df["XM"].fillna("")[keep].tolist()
+
+
+def codecs_bom() -> bytes:
+    return b"\xef\xbb\xbf"
