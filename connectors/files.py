@@ -11,12 +11,15 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from xml.etree.ElementTree import iterparse
 
 import pandas as pd
+from openpyxl.worksheet.cell_range import CellRange
 
 from healthqa import canonical
 from healthqa.errors import SourceError, SourceUnreachable
 
+from .cells import shown
 from .readers import Reader, empty_frame
 from .sampling import Scope
 from .values import parse_times
@@ -266,11 +269,14 @@ class CsvReader(_FileReader):
 
 
 class ExcelReader(_FileReader):
-    """An Excel workbook (``path``), one sheet per canonical table (``tables.T.sheet``)."""
+    """An Excel workbook (``path``), one sheet per canonical table (``tables.T.sheet``).
+
+    The workbook is opened in openpyxl's read-only mode and each sheet streamed row by row, so no more
+    than a chunk of rows is held; cells are read as the sheet shows them (``cells.shown``).
+    """
 
     def __init__(self, name, cfg, timezone=None):
         super().__init__(name, cfg, timezone)
-        self._frames: dict[str, pd.DataFrame] = {}
         self._book = None
 
     def connect(self) -> None:
@@ -280,7 +286,7 @@ class ExcelReader(_FileReader):
         if not p.is_file():
             raise SourceUnreachable(self.name, f"workbook {p} not found")
         try:
-            self._book = load_workbook(p, read_only=False, data_only=True)
+            self._book = load_workbook(p, read_only=True, data_only=True)
         except Exception as e:  # openpyxl raises many kinds for a file that is not a workbook
             raise SourceUnreachable(self.name, f"{p.name} is not a readable .xlsx workbook ({type(e).__name__})") from None
 
@@ -291,34 +297,57 @@ class ExcelReader(_FileReader):
 
     def _sheet(self, t: str):
         tm = self.mapping(t)
-        return self._book[tm.sheet] if tm.sheet in self._book.sheetnames else None
+        if tm.sheet not in self._book.sheetnames:
+            return None
+        ws = self._book[tm.sheet]
+        ws.reset_dimensions()  # writers often store a wrong size; read to the sheet's real end
+        return ws
+
+    def _merged(self, ws) -> list[CellRange]:
+        """The sheet's merged ranges: read-only mode does not parse them, so they are read from the
+        sheet's XML, streamed (``mergeCell`` elements come after the rows)."""
+        out = []
+        with self._book._archive.open(ws._worksheet_path) as fh:
+            for _, el in iterparse(fh):
+                if el.tag.endswith("}mergeCell") and el.get("ref"):
+                    out.append(CellRange(el.get("ref")))
+                el.clear()
+        return out
+
+    def _header(self, t: str, ws) -> list[str | None]:
+        row = self.mapping(t).header_row
+        merged = [str(r) for r in self._merged(ws) if r.min_row <= row <= r.max_row]
+        if merged:
+            raise SourceError(self.name, f"tables.{t}.sheet: sheet {ws.title} has merged cells in its header "
+                                         f"row {row} ({', '.join(merged[:3])}); unmerge them or set header_row")
+        values = next(ws.iter_rows(min_row=row, max_row=row, values_only=True), ())
+        return [None if v is None or not str(v).strip() else str(v).strip() for v in values]
 
     def physical_columns(self, t: str) -> list[str] | None:
         ws = self._sheet(t)
         if ws is None:
             return None
-        row = self.mapping(t).header_row
-        merged = [str(r) for r in ws.merged_cells.ranges if r.min_row <= row <= r.max_row]
-        if merged:
-            raise SourceError(self.name, f"tables.{t}.sheet: sheet {ws.title} has merged cells in its header "
-                                         f"row {row} ({', '.join(merged[:3])}); unmerge them or set header_row")
-        names = [c.value for c in ws[row]]
-        return [str(v).strip() for v in names if v is not None]
-
-    def _frame(self, t: str) -> pd.DataFrame:
-        if t not in self._frames:
-            self.physical_columns(t)  # raises on a merged header
-            ws = self._sheet(t)
-            hr = self.mapping(t).header_row
-            rows = list(ws.iter_rows(min_row=hr, values_only=True))
-            header = [None if v is None else str(v).strip() for v in rows[0]] if rows else []
-            data = [["" if v is None else str(v) for v in r] for r in rows[1:]]
-            df = pd.DataFrame(data, columns=header, dtype=object).replace("", None)
-            self._frames[t] = df.loc[:, [c is not None for c in df.columns]]
-        return self._frames[t]
+        return [h for h in self._header(t, ws) if h is not None]
 
     def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
-        df = self._frame(t)
+        ws = self._sheet(t)
+        header = self._header(t, ws)
+        picks = [(i, h) for i, h in enumerate(header) if h is not None and h in usecols]
+        names = [h for _, h in picks]
         n = self.cfg.chunk_rows
-        for i in range(0, max(len(df), 1), n):
-            yield df.iloc[i:i + n][[c for c in usecols if c in df.columns]].copy()
+        rows: list[list] = []
+        yielded = False
+        for cells in ws.iter_rows(min_row=self.mapping(t).header_row + 1):
+            row = []
+            for i, _ in picks:
+                c = cells[i] if i < len(cells) else None
+                v = None if c is None else shown(c.value, getattr(c, "number_format", None))
+                row.append(v if v != "" else None)
+            if all(v is None for v in row) and all(c.value is None for c in cells):
+                continue  # an empty row, as pandas skips blank lines of a CSV
+            rows.append(row)
+            if len(rows) >= n:
+                yield pd.DataFrame(rows, columns=names, dtype=object)
+                rows, yielded = [], True
+        if rows or not yielded:
+            yield pd.DataFrame(rows, columns=names, dtype=object)

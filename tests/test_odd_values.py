@@ -333,3 +333,66 @@ def test_auto_encoding_counts_and_reports_an_undecodable_row(demo, tmp_path, cap
 
 def codecs_bom() -> bytes:
     return b"\xef\xbb\xbf"
+
+
+# -- case 5: Excel cells as the sheet shows them, streamed --------------------------------------------
+def _archive_workbook(path, rows=3):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "person"
+    ws.append(["DABH", "XM", "CSRQ", "XBDM", "SG"])
+    for i in range(rows):
+        ws.append([33021100100100417 + i, "张三", datetime(1980, 1, 2), 1.0, 172.5])
+        r = ws.max_row
+        ws.cell(r, 3).number_format = "yyyy/m/d"
+        ws.cell(r, 5).number_format = "0.00"
+    ws.append([3.3021100100100417e16, "李四", datetime(1990, 5, 6, 8, 30), 2, 0.1 + 0.2])  # a float, General
+    ws.cell(ws.max_row, 3).number_format = "yyyy-mm-dd hh:mm"
+    ws.append([330211001001004, "王五", None, 10, 0.125])
+    ws.cell(ws.max_row, 5).number_format = "0.0%"
+    wb.save(path)
+
+
+def test_excel_cells_read_as_the_sheet_shows_them(tmp_path):
+    _archive_workbook(tmp_path / "x.xlsx")
+    cfg = config.Source.model_validate({"kind": "excel", "path": str(tmp_path / "x.xlsx"), "tables": {
+        "person": {"sheet": "person", "columns": {"archive_id": "DABH", "name": "XM", "birth_date": "CSRQ",
+                                                  "sex_code": "XBDM", "adcode": "SG"}}}})
+    with reader("x", cfg) as r:
+        got = r.read_all("person")
+    # a workbook holds numbers with 15 significant digits (Excel shows 33021100100100400 for a
+    # 17-digit number typed in): full digits, never 3.30211001001e+16; 15 digits stay exact
+    assert got["archive_id"].tolist() == ["33021100100100400"] * 4 + ["330211001001004"]
+    assert got["birth_date"].tolist() == ["1980-01-02"] * 3 + ["1990-05-06 08:30:00", None]
+    assert got["sex_code"].tolist() == ["1", "1", "1", "2", "10"]
+    assert got["adcode"].tolist() == ["172.50"] * 3 + ["0.3", "12.5%"]
+
+
+def test_excel_sheet_is_streamed_in_chunks(tmp_path):
+    """The workbook is opened read-only and the sheet streamed: reading 20,000 rows in chunks of 1,000
+    holds a chunk, not the sheet (openpyxl's full load of it takes about 45 MB)."""
+    import tracemalloc
+
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("person")
+    ws.append(["DABH", "XM", "CSRQ", "XBDM", "SG"])
+    for i in range(20_000):
+        ws.append([33021100100100417 + i, "张三", datetime(1980, 1, 2), 1, 172.5])
+    wb.save(tmp_path / "big.xlsx")
+    cfg = config.Source.model_validate({"kind": "excel", "path": str(tmp_path / "big.xlsx"), "chunk_rows": 1000,
+                                        "tables": {"person": {"sheet": "person", "columns": {
+                                            "archive_id": "DABH", "name": "XM", "birth_date": "CSRQ"}}}})
+    tracemalloc.start()
+    n = sizes = 0
+    with reader("x", cfg) as r:
+        for df in r.read("person"):
+            n += len(df)
+            sizes = max(sizes, len(df))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == 20_000 and sizes == 1000
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MB"
