@@ -250,6 +250,11 @@ class OdbcReader(_SqlBuilder):
             # readonly sets SQL_ATTR_ACCESS_MODE; drivers may ignore it, so the session is made
             # read-only in SQL as well where the DBMS supports it.
             self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
+            streaming = _odbc_streaming(cs, str(self.conn.getinfo(pyodbc.SQL_DRIVER_NAME)), self.cfg.chunk_rows)
+            if streaming != cs:
+                self.conn.close()
+                self.conn = pyodbc.connect(streaming, readonly=True, timeout=self.cfg.connect_timeout_s,
+                                           autocommit=True)
             self.dbms = str(self.conn.getinfo(pyodbc.SQL_DBMS_NAME)).strip().lower()
             if self.dbms in ("mysql", "mariadb"):
                 # their drivers hand text over as UTF-8; decoded any other way a Chinese name
@@ -352,6 +357,15 @@ class _GuardedCursor:
 
     def __getattr__(self, name):
         return getattr(self._cur, name)
+
+
+def _odbc_streaming(cs: str, driver: str, chunk_rows: int) -> str:
+    """The connection string that makes the driver fetch as the reader goes. psqlODBC reads a whole
+    result set into client memory unless told to use a cursor (``UseDeclareFetch``), fetching
+    ``Fetch`` rows at a time; a string that sets it already is left as it is."""
+    if driver.lower().startswith("psqlodbc") and "usedeclarefetch" not in cs.lower():
+        return f"{cs.rstrip(';')};UseDeclareFetch=1;Fetch={chunk_rows}"
+    return cs
 
 
 def _odbc_reason(e) -> str:
