@@ -189,6 +189,29 @@ def test_postgresql_timestamptz_watermark_is_local_time(pg_odd, tmp_path):
     assert night()["visit_id"].tolist() == ["V900"]
 
 
+@pytest.mark.mariadb
+def test_mariadb_blob_and_decimal_columns(tmp_path):
+    """MariaDB hands a BLOB over as bytes and DECIMAL as Decimal: names decode (UTF-8 or GBK), a BLOB
+    in no encoding is counted, archive numbers keep every digit."""
+    from .conftest import MARIADB_ADMIN
+
+    for url in _temporary_database(MARIADB_ADMIN, "MariaDB", "`"):
+        eng = create_engine(url)
+        with eng.begin() as c:
+            c.execute(text("CREATE TABLE T_GRDA (DABH DECIMAL(18, 0) PRIMARY KEY, XM BLOB, JDSJ DATETIME)"))
+            for i, name in enumerate(["张三".encode(), "李四".encode("gbk"), b"\xff\xfe\x81\x00"]):
+                c.execute(text("INSERT INTO T_GRDA VALUES (:k, :n, '2025-11-24 10:00:00')"),
+                          {"k": 33021100100100417 + i, "n": name})
+        eng.dispose()
+        cfg = source_cfg("sqlalchemy", url=url, tables=["person"])
+        cfg.tables["person"].columns = {"archive_id": "DABH", "name": "XM", "created_at": "JDSJ"}
+        with reader("mpi", cfg) as r:
+            got = r.read_all("person").sort_values("archive_id", ignore_index=True)
+            assert r.unreadable["person"] == {"name": 1}
+        assert got["archive_id"].tolist() == [33021100100100417, 33021100100100418, 33021100100100419]
+        assert got["name"].tolist()[:2] == ["张三", "李四"] and "\ufffd" in got["name"].iloc[2]
+
+
 # -- case 2: incremental with rows -------------------------------------------------------------------
 def _nights(cfg, store, table="outpatient_visit"):
     """Run incremental nights until nothing new; the keys each night read and the watermark after it."""
