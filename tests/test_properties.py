@@ -44,7 +44,7 @@ driver_values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(driver_values, min_size=1, max_size=25))
 def test_normalise_never_raises_and_counts_every_unreadable_bytes_value(values):
     df = pd.DataFrame({"v": pd.Series(values, dtype=object)})
@@ -76,7 +76,7 @@ def _frame(table: str, data) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("table", suites.builtin_tables())
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_every_rule_type_survives_any_value(table, data):
     """Each rule of the table's suite, on arbitrary raw values and on the same values as a reader hands
