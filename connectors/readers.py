@@ -17,6 +17,7 @@ from healthqa.config import Source, TableMap
 from healthqa.errors import SourceError
 
 from .sampling import Scope, choose_keys
+from .values import normalise, zone
 
 KEY_BATCH = 1000  # keys per IN (...) list when fetching drawn rows
 
@@ -38,13 +39,30 @@ class TableCheck:
         return self.exists and not self.missing_columns and self.error is None
 
 
+@dataclass
+class Capped:
+    """An incremental read stopped at ``rows``: rows after it are left for the next run.
+    ``next_time`` is the time-column value of the first row left (as the source holds it)."""
+
+    rows: int
+    next_time: object = None
+
+
 class Reader(ABC):
     """One configured source. Use as a context manager; ``read`` yields canonical chunks."""
 
-    def __init__(self, name: str, cfg: Source):
+    def __init__(self, name: str, cfg: Source, timezone: str | None = None):
         self.name = name
         self.cfg = cfg
+        self.tz = zone(timezone)  # the configuration's timezone: aware times are read as its local time
         self._physical_columns: dict[str, dict[str, str]] = {}  # table -> {lower name: actual name}
+        # values no reader could make sense of (bytes in no known encoding), per table and column:
+        # they reach the rules as text with U+FFFD (so no format rule passes them) and are reported
+        self.unreadable: dict[str, dict[str, int]] = {}
+        # lines of a CSV file that no encoding could decode (``encoding: auto``), by table; their
+        # values reach the rules with U+FFFD, and the lines are reported
+        self.undecodable_lines: dict[str, list[int]] = {}
+        self.capped: dict[str, Capped] = {}  # tables whose last incremental read stopped at its cap
 
     def __enter__(self) -> Reader:
         self.connect()
@@ -69,7 +87,8 @@ class Reader(ABC):
 
     @abstractmethod
     def _stream(self, table: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
-        """Physical rows (physical column names) matching the scope's filters, capped for full/incr."""
+        """Physical rows (physical column names) matching the scope's filters: ``rows`` of them for a
+        capped full read; for a capped incremental read the oldest ``rows + 1`` in time order."""
 
     @abstractmethod
     def _keys(self, table: str, scope: Scope) -> pd.DataFrame:
@@ -163,7 +182,22 @@ class Reader(ABC):
             if chunk:
                 yield self._canonical(table, pd.concat(chunk, ignore_index=True), cols)
             return
+        # a capped incremental read: sources return the oldest rows after the watermark in time
+        # order and one more; that one is not yielded, but tells whether rows are left for the next run
+        cap = scope.sampling.rows if scope.sampling.method == "incremental" else None
+        self.capped.pop(table, None)
+        taken = 0
         for df in self._stream(table, cols, scope):
+            if cap is not None and taken + len(df) > cap:
+                rest = df.iloc[cap - taken:]
+                tc = self.time_column(table, scope)
+                if table not in self.capped:
+                    nxt = rest[cols[tc]].iloc[0] if tc in cols and len(rest) else None
+                    self.capped[table] = Capped(rows=cap, next_time=nxt)
+                df = df.iloc[:cap - taken]
+                if taken and not len(df):
+                    continue
+            taken += len(df)
             yield self._canonical(table, df, cols)
 
     def read_all(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -174,6 +208,10 @@ class Reader(ABC):
 
     def _canonical(self, table: str, df: pd.DataFrame, cols: dict[str, str]) -> pd.DataFrame:
         df = df.rename(columns={phys: canon for canon, phys in cols.items()})
+        df, bad = normalise(df, self.tz)
+        counts = self.unreadable.setdefault(table, {})
+        for c, n in bad.items():
+            counts[c] = counts.get(c, 0) + n
         tm = self.mapping(table)
         for c in cols:
             vm = tm.value_map(c)

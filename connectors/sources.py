@@ -17,9 +17,10 @@ KINDS: dict[str, type[Reader]] = {
 }
 
 
-def reader(name: str, cfg: Source) -> Reader:
-    """A reader for one source; connect with ``with reader(...) as r:``."""
-    return KINDS[cfg.kind](name, cfg)
+def reader(name: str, cfg: Source, timezone: str | None = None) -> Reader:
+    """A reader for one source; connect with ``with reader(...) as r:``. Aware times are read as local
+    time in ``timezone`` (the configuration's; Asia/Shanghai when not given)."""
+    return KINDS[cfg.kind](name, cfg, timezone)
 
 
 def open_source(config: Config, name: str) -> Reader:
@@ -27,4 +28,4 @@ def open_source(config: Config, name: str) -> Reader:
         src = config.sources[name]
     except KeyError:
         raise SourceError(name, f"no such source (configured: {', '.join(config.sources)})") from None
-    return reader(name, src)
+    return reader(name, src, config.timezone)

@@ -32,6 +32,7 @@ class _SqlBuilder(Reader):
     """Statement building shared by the SQLAlchemy and ODBC readers."""
 
     _text_columns: dict[str, set[str]]
+    _aware_columns: dict[str, set[str]]  # columns whose type carries a time zone
     _actual_names: dict[str, str]  # canonical table -> physical name as the database spells it
 
     def _table(self, t: str, physical_cols):
@@ -47,9 +48,13 @@ class _SqlBuilder(Reader):
         return next((n for n in names if n.lower() == wanted.lower()), None)
 
     def _bind_time(self, t: str, phys_col: str, value: datetime):
-        """Dates are often text in vendor schemas: compare ISO text with text, timestamps with timestamps."""
+        """Dates are often text in vendor schemas: compare ISO text with text, timestamps with timestamps.
+        Bounds are local time of the configuration's timezone; a column with a time zone (timestamptz)
+        is compared with the bound as that local time, whatever the session's time zone."""
         if phys_col.lower() in self._text_columns.get(t, set()):
             return value.strftime("%Y-%m-%d %H:%M:%S")
+        if phys_col.lower() in self._aware_columns.get(t, set()) and value.tzinfo is None:
+            return value.replace(tzinfo=self.tz)
         return value
 
     def _where(self, t: str, scope: Scope) -> list:
@@ -78,8 +83,19 @@ class _SqlBuilder(Reader):
         conds = self._where(t, scope)
         if conds:
             stmt = stmt.where(and_(*conds))
-        if scope.sampling.rows and scope.sampling.method in ("full", "incremental"):
-            stmt = stmt.limit(scope.sampling.rows)
+        cap = scope.sampling.rows
+        if cap and scope.sampling.method == "incremental":
+            # the oldest rows after the watermark, in time order (the key breaks ties, so a run is
+            # repeatable); one row beyond the cap tells the reader whether rows were left for the
+            # next run, and whether the last instant read has more rows than were taken
+            cols = self.present_columns(t)
+            tc = self.time_column(t, scope)
+            if not tc or tc not in cols:
+                raise SourceError(self.name, f"tables.{t}: no time column {tc or ''} to order a capped incremental read by")
+            key = cols.get(canonical.table(t).key)
+            stmt = stmt.order_by(column(cols[tc]), *([column(key)] if key else [])).limit(cap + 1)
+        elif cap and scope.sampling.method == "full":
+            stmt = stmt.limit(cap)
         return stmt
 
     def _select_keys(self, t: str, scope: Scope):
@@ -107,10 +123,10 @@ class _SqlBuilder(Reader):
 class SqlAlchemyReader(_SqlBuilder):
     """Any database SQLAlchemy can reach by URL, opened read-only."""
 
-    def __init__(self, name: str, cfg: Source):
-        super().__init__(name, cfg)
+    def __init__(self, name: str, cfg: Source, timezone: str | None = None):
+        super().__init__(name, cfg, timezone)
         self.engine = None
-        self._text_columns, self._actual_names = {}, {}
+        self._text_columns, self._aware_columns, self._actual_names = {}, {}, {}
 
     def connect(self) -> None:
         deadline = Deadline(self.name, self.cfg.read_timeout, self.cfg.deadline_s)
@@ -142,6 +158,7 @@ class SqlAlchemyReader(_SqlBuilder):
             raise SourceError(self.name, one_line(e)) from None
         self._text_columns[t] = {c["name"].lower() for c in cols
                                  if any(k in str(c["type"]).lower() for k in _TEXT_TYPES)}
+        self._aware_columns[t] = {c["name"].lower() for c in cols if getattr(c["type"], "timezone", False)}
         return [c["name"] for c in cols]
 
     def _execute(self, stmt):
@@ -221,12 +238,12 @@ def _odbc_dialect(dbms: str) -> Dialect:
 class OdbcReader(_SqlBuilder):
     """A database behind an ODBC driver manager (unixODBC on Linux), through pyodbc, read-only."""
 
-    def __init__(self, name: str, cfg: Source):
-        super().__init__(name, cfg)
+    def __init__(self, name: str, cfg: Source, timezone: str | None = None):
+        super().__init__(name, cfg, timezone)
         self.conn = None
         self.dbms = ""
         self.dialect: Dialect | None = None
-        self._text_columns, self._actual_names = {}, {}
+        self._text_columns, self._aware_columns, self._actual_names = {}, {}, {}
 
     def connect(self) -> None:
         import pyodbc
@@ -250,6 +267,10 @@ class OdbcReader(_SqlBuilder):
         # read-only in SQL as well where the DBMS supports it, and every read runs in a
         # read-only transaction that is rolled back (``cursor``).
         self.conn = pyodbc.connect(cs, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
+        streaming = _odbc_streaming(cs, str(self.conn.getinfo(pyodbc.SQL_DRIVER_NAME)), self.cfg.chunk_rows)
+        if streaming != cs:  # psqlODBC: fetch through a cursor, a chunk at a time, not every row at once
+            self.conn.close()
+            self.conn = pyodbc.connect(streaming, readonly=True, timeout=self.cfg.connect_timeout_s, autocommit=True)
         with contextlib.suppress(pyodbc.Error):
             # the driver's own connection timeout, applied to every cursor as its query timeout;
             # psqlODBC does not take it (the session's statement_timeout and the deadline still hold)
@@ -312,6 +333,8 @@ class OdbcReader(_SqlBuilder):
         self._actual_names[t] = actual
         self._text_columns[t] = {r.column_name.lower() for r in rows
                                  if any(k in str(r.type_name).lower() for k in _TEXT_TYPES)}
+        self._aware_columns[t] = {r.column_name.lower() for r in rows
+                                  if "tz" in str(r.type_name).lower() or "time zone" in str(r.type_name).lower()}
         return [r.column_name for r in rows]
 
     def _run(self, stmt):
@@ -398,6 +421,15 @@ def _rollback_and_close(conn) -> None:
         conn.rollback()
     finally:
         conn.close()
+
+
+def _odbc_streaming(cs: str, driver: str, chunk_rows: int) -> str:
+    """The connection string that makes the driver fetch as the reader goes. psqlODBC reads a whole
+    result set into client memory unless told to use a cursor (``UseDeclareFetch``), fetching
+    ``Fetch`` rows at a time; a string that sets it already is left as it is."""
+    if driver.lower().startswith("psqlodbc") and "usedeclarefetch" not in cs.lower():
+        return f"{cs.rstrip(';')};UseDeclareFetch=1;Fetch={chunk_rows}"
+    return cs
 
 
 def _odbc_reason(e) -> str:

@@ -331,3 +331,35 @@ def test_odbc_through_the_mariadb_driver(demo, mariadb_db, odbc_driver):
         assert r.dbms in ("mariadb", "mysql")
         with pytest.raises(pyodbc.Error, match="(?i)read only"):
             r.conn.cursor().execute("DELETE FROM T_GRDA")
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
+
+
+@pytest.mark.odbc
+def test_odbc_reads_postgresql_a_chunk_at_a_time(odbc_driver):
+    """psqlODBC reads a whole result set into memory unless it uses a cursor: the reader turns that on,
+    so reading 300,000 rows (about 70 MB) in chunks of 1,000 holds a chunk, not the table."""
+    from sqlalchemy import create_engine, text
+
+    from .conftest import PG_ADMIN, _temporary_database
+
+    for url in _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)"):
+        eng = create_engine(url)
+        with eng.begin() as c:
+            c.execute(text("CREATE TABLE t_grda AS SELECT lpad(g::text, 17, '0') AS dabh, repeat('x', 200) AS xm "
+                           "FROM generate_series(1, 300000) g"))
+        eng.dispose()
+        cfg = source_cfg("odbc", connection_string=_odbc_string(url), tables=["person"], chunk_rows=1000)
+        cfg.tables["person"].columns = {"archive_id": "dabh", "name": "xm"}
+        with reader("mpi", cfg) as r:
+            r.present_columns("person")
+            with open("/proc/self/clear_refs", "w") as fh:  # reset the peak RSS (Linux >= 4.0)
+                fh.write("5")
+            before = _peak_rss_mb()
+            n = sum(len(df) for df in r.read("person"))
+            grown = _peak_rss_mb() - before
+        assert n == 300_000
+        assert grown < 40, f"peak RSS grew {grown:.0f} MB"
