@@ -12,6 +12,12 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+# Prefect as the CLI runs it (pipelines/flows.py sets the same), decided before any test imports
+# Prefect: its own lines at WARNING (its shutdown message would otherwise go to a stream pytest has
+# closed), no telemetry
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 import pandas as pd
 import pytest
 import yaml
