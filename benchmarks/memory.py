@@ -26,7 +26,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-CHILD = r"""
+PEAK = r"""
 import json, sys, time
 import psutil
 
@@ -38,6 +38,9 @@ def hwm():
 def reset_hwm():
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
+"""
+
+CHILD = PEAK + r"""
 from healthqa import config
 from healthqa.connectors.sources import reader
 kind, chunk, spec = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
@@ -59,18 +62,7 @@ print(json.dumps({"kind": kind, "chunk_rows": chunk, "rows": rows, "chunks": chu
                   "baseline_mb": base, "peak_mb": peak}))
 """
 
-VALIDATE = r"""
-import json, sys, time
-import psutil
-
-def hwm():
-    # the peak RSS (VmHWM) since the last reset, in MiB; writing 5 to clear_refs resets it (Linux >= 4.0)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-def reset_hwm():
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
+VALIDATE = PEAK + r"""
 from healthqa import config
 from healthqa.pipelines.validate import validate_source
 path, chunk = sys.argv[1], int(sys.argv[2])
