@@ -225,6 +225,28 @@ class Orchestration(_Strict):
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2  # a source that cannot be read is tried again this often
     retry_delay_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [30.0, 120.0])  # backoff
+    nightly_cron: str = "0 2 * * *"  # the nightly audit (healthqa schedule), in `timezone`
+    quarterly_cron: str = "0 6 1 1,4,7,10 *"  # the inspection report of the quarter just ended
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("nightly_cron", "quarterly_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        # five fields of minute hour day month weekday (Prefect checks the values when it schedules)
+        if not re.fullmatch(r"\s*([0-9*/,-]+\s+){4}[0-9*/,A-Za-z-]+\s*", v):
+            raise ValueError(f"not a cron expression of five fields: {v!r}")
+        return v.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Asia/Shanghai)") from None
+        return v
 
 
 class Demo(_Strict):

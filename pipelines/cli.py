@@ -505,6 +505,26 @@ def demo(
 
 @app.command()
 @user_errors
+def schedule(config: ConfigOpt):
+    """按计划运行 / serve the nightly audit and the quarterly report on their schedules (keeps running).
+
+    Like `prefect serve`: the deployments `nightly-audit/nightly` and `quarterly-report/quarterly` run
+    on the cron strings of `orchestration` in its time zone, against the Prefect API of
+    PREFECT_API_URL (a Prefect server) — stop with Ctrl-C."""
+    from prefect import serve
+
+    from .flows import deployments
+
+    cfg = _load(config)
+    deps = deployments(cfg)
+    for d in deps:
+        s = d.schedules[0].schedule
+        out.print(f"计划 schedule: {d.flow_name}/{d.name}  {s.cron}  ({s.timezone})", highlight=False)
+    serve(*deps)
+
+
+@app.command()
+@user_errors
 def runs(config: ConfigOpt,
          last: Annotated[int, typer.Option("--last", min=1, max=1000, help="how many runs, newest first")] = 20):
     """运行历史 / the run history: when, what, state, duration, rows read, rules failed, what could not run."""

@@ -86,6 +86,38 @@ def nightly_audit(config_path: str) -> State:
     return Completed(message=f"run {res.run_id}: every stage ran", data=res)
 
 
+@flow(name="quarterly-report", persist_result=False, log_prints=False, validate_parameters=False)
+def quarterly_report(config_path: str, quarter: str | None = None) -> str:
+    """The inspection report (HTML and PDF) of ``quarter`` (e.g. 2026Q4), by default the quarter that
+    ended last — the schedule runs it on the first day of the next."""
+    from datetime import date
+
+    from healthqa.reports import quarterly
+
+    cfg = config_mod.load(config_path)
+    if quarter is None:
+        today = date.today()
+        q = (today.month - 1) // 3  # 0..3: the current quarter's index; the one before ended last
+        quarter = f"{today.year - 1}Q4" if q == 0 else f"{today.year}Q{q}"
+    with AuditStore(cfg.store.url) as store:
+        written = quarterly.write(cfg, store, quarterly.parse_quarter(quarter), cfg.reports.out_dir, pdf=True)
+    create_markdown_artifact(key="quarterly-report", description="巡检报告 inspection report",
+                             markdown=f"# {quarter} 巡检报告\n\nHTML: `{written.html}`\n\nPDF: `{written.pdf}`")
+    return str(written.html)
+
+
+def deployments(cfg) -> list:
+    """The schedule of the configuration: the nightly audit and the quarterly inspection report on
+    their cron strings in the configured time zone (``orchestration``)."""
+    from prefect.schedules import Cron
+
+    o, params = cfg.orchestration, {"config_path": str(cfg.path)}
+    return [nightly_audit.to_deployment(name="nightly", parameters=params,
+                                        schedule=Cron(o.nightly_cron, timezone=o.timezone)),
+            quarterly_report.to_deployment(name="quarterly", parameters=params,
+                                           schedule=Cron(o.quarterly_cron, timezone=o.timezone))]
+
+
 def run_nightly_flow(config_path: str) -> FlowOutcome:
     """Run the nightly flow once, on Prefect's ephemeral local API unless ``PREFECT_API_URL`` points
     at a server: no server, no account, nothing to start."""

@@ -84,3 +84,40 @@ def test_a_source_that_cannot_be_read_fails_alone(platform):  # noqa: F811
                                                           if f.subject == "store_unreachable"]
     with sqlite3.connect(folder / "audit.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
+
+
+def test_the_schedule_registers_both_flows_with_their_cron_and_time_zone(platform):  # noqa: F811
+    from healthqa.pipelines.flows import deployments
+
+    cfg, _, _ = platform
+    deps = {f"{d.flow_name}/{d.name}": d for d in deployments(cfg)}
+    assert set(deps) == {"nightly-audit/nightly", "quarterly-report/quarterly"}
+    nightly = deps["nightly-audit/nightly"].schedules[0].schedule
+    quarterly = deps["quarterly-report/quarterly"].schedules[0].schedule
+    assert (nightly.cron, nightly.timezone) == ("0 2 * * *", "Asia/Shanghai")
+    assert (quarterly.cron, quarterly.timezone) == ("0 6 1 1,4,7,10 *", "Asia/Shanghai")
+    assert deps["nightly-audit/nightly"].parameters == {"config_path": str(cfg.path)}
+    # a site's own schedule, and a wrong one refused with its key
+    from healthqa import config
+    from healthqa.errors import ConfigError
+
+    text = cfg.path.read_text(encoding="utf-8")
+    cfg.path.write_text(text + "\norchestration: {nightly_cron: '30 1 * * 1-6', timezone: Asia/Urumqi}\n",
+                        encoding="utf-8")
+    mine = {d.name: d.schedules[0].schedule for d in deployments(config.load(cfg.path))}
+    assert (mine["nightly"].cron, mine["nightly"].timezone) == ("30 1 * * 1-6", "Asia/Urumqi")
+    cfg.path.write_text(text + "\norchestration: {nightly_cron: 'every night'}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="orchestration.nightly_cron"):
+        config.load(cfg.path)
+
+
+def test_the_quarterly_flow_writes_the_inspection_report(platform):  # noqa: F811
+    from healthqa.pipelines.flows import quarterly_report
+
+    cfg, _, _ = platform
+    run_nightly_flow(str(cfg.path))
+    html = quarterly_report(str(cfg.path), "2026Q4")
+    assert html.endswith("inspection-2026Q4.html")
+    from pathlib import Path
+
+    assert Path(html).is_file() and Path(html).with_suffix(".pdf").is_file()
