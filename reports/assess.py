@@ -113,8 +113,7 @@ def _score_drops(cfg: Config, store: AuditStore, run_id: int, scored: list[sc.Sc
         b = before.get((s.level, s.subject))
         if s.level not in SCORE_DROP_LEVELS or b is None or s.conformance is None or b["conformance"] is None:
             continue
-        prev = sc.Score(b["level"], b["subject"], b["checks"], b["passed"], b["errors"], b["not_applicable"], b["rows"],
-                        b["violations"], b["pass_rate"], b["conformance"], b["low"], b["high"], b["sampled"])
+        prev = sc.Score.of(b)
         drop = prev.conformance - s.conformance
         if drop > cfg.reports.score_drop_points and sc.change(s, prev) == "fall":
             subject = f"{s.level}:{s.subject}"

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from healthqa.store.findings import OPEN
+
 from .scores import excess
 from .severity import LEVELS, Policy
-
-OPEN_STATES = ("new", "open", "acknowledged", "reopened")
 
 
 @dataclass
@@ -181,7 +181,7 @@ def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[s
         else:
             out.persisting.append((k, c))
     for fp, k in by_fp.items():
-        if fp in covered and fp not in seen and k.state in OPEN_STATES:
+        if fp in covered and fp not in seen and k.state in OPEN:
             out.resolved.append(k)
     return out
 

@@ -15,7 +15,7 @@ from healthqa import __version__, codelists
 from healthqa.config import Config
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
-from healthqa.store.findings import FindingRow
+from healthqa.store.findings import FindingRow, urgency
 
 from . import charts, render
 from .findings import location
@@ -139,9 +139,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "trend": charts.trend(overall),
         "findings": {"opened": len(opened), "closed": len(closed), "open_at_end": len(still_open),
                      "compliance": compliance(opened, until),
-                     "open_list": [_row(f, orgs, until) for f in sorted(
-                         still_open, key=lambda f: (RULE_LEVELS.index(f.level) if f.level in RULE_LEVELS else 9,
-                                                    -f.violations))[:25]]},
+                     "open_list": [_row(f, orgs, until) for f in sorted(still_open, key=urgency)[:25]]},
         "dedup": {"decided": merged, "now": dedup_now},
         "notes": notes,
         "recommendations": _recommend(system_rows, still_open, opened, orgs),

@@ -14,7 +14,7 @@ from pathlib import Path
 from healthqa import __version__, codelists
 from healthqa.config import Config
 from healthqa.store import AuditStore
-from healthqa.store.findings import FindingRow
+from healthqa.store.findings import FindingRow, urgency
 
 from . import charts, render
 from . import scores as sc
@@ -55,7 +55,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         if s is None:
             return None
         b = before.get((level, subject))
-        return {**s, "change": sc.change(_score(s), _score(b) if b else None)}
+        return {**s, "change": sc.change(sc.Score.of(s), sc.Score.of(b) if b else None)}
 
     results = rule_results(store, run_id)
     describe(results, cfg)
@@ -106,10 +106,6 @@ def write(cfg: Config, store: AuditStore, run_id: int, out_dir: str | Path, pdf:
     return render.write("run.html.j2", context(cfg, store, run_id), out_dir, f"run-{run_id}", pdf)
 
 
-def _score(s: dict) -> sc.Score:
-    return sc.Score(**{k: s[k] for k in sc.Score.__dataclass_fields__})
-
-
 def _axis(rows: list[dict]) -> float:
     """Bars start below the lowest score so that 97 and 99 do not look alike."""
     vals = [r["conformance"] for r in rows if r["conformance"] is not None]
@@ -125,8 +121,7 @@ def _worst(results: list[dict]) -> list[dict]:
 
 
 def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:
-    rank = {"一级": 0, "二级": 1, "提示": 2}
-    return sorted(rows, key=lambda f: (rank.get(f.level, 3), -f.violations))[:FINDINGS_SHOWN]
+    return sorted(rows, key=urgency)[:FINDINGS_SHOWN]
 
 
 def _finding(f: FindingRow, orgs, at: datetime) -> dict:

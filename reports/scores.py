@@ -61,6 +61,11 @@ class Score:
     high: float | None
     sampled: bool
 
+    @classmethod
+    def of(cls, row: Mapping) -> Score:
+        """A score as the audit store keeps it (``store.scores``)."""
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
     @property
     def uncertainty(self) -> float:
         """Half-width of the interval, in points (0 for an exact score)."""

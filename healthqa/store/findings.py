@@ -16,6 +16,7 @@ from .models import AuditLog, Finding, FindingEvent, Run, Score
 from .store import AuditStore, now
 
 OPEN = ("new", "open", "acknowledged", "reopened")
+LEVEL_RANK = {"一级": 0, "二级": 1, "提示": 2}
 
 
 class FindingNotFound(HealthqaError):
@@ -69,6 +70,11 @@ class FindingRow:
         return {"response": bool(open_ and self.acknowledged_at is None and self.response_due_at
                                  and at > self.response_due_at),
                 "fix": bool(open_ and self.fix_due_at and at > self.fix_due_at)}
+
+
+def urgency(f: FindingRow) -> tuple:
+    """Most urgent first: the contract level, then the most violating rows."""
+    return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), -f.violations, f.id)
 
 
 class ScoreRecords:
@@ -214,8 +220,7 @@ class FindingRecords:
                 q = q.where(Finding.state.in_(OPEN), or_(
                     (Finding.acknowledged_at.is_(None)) & (Finding.response_due_at < at), Finding.fix_due_at < at))
             rows = [FindingRow.of(f) for f in s.execute(q).scalars()]
-        rank = {"一级": 0, "二级": 1, "提示": 2}
-        return sorted(rows, key=lambda f: (f.state == "resolved", rank.get(f.level, 3), -f.violations, f.id))
+        return sorted(rows, key=lambda f: (f.state == "resolved", *urgency(f)))
 
     def acknowledge(self, finding_id: int, user: str) -> FindingRow:
         def change(f: Finding, at: datetime) -> dict:
