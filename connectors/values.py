@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from healthqa.errors import ConfigError
+from healthqa.standards import decode  # one decoding of bytes, shared with the rules
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _PLAIN = {"string", "empty", "integer", "floating", "mixed-integer-float", "boolean"}
@@ -40,16 +41,6 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name or DEFAULT_TIMEZONE)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"timezone: unknown time zone {name!r} (an IANA name such as Asia/Shanghai)") from None
-
-
-def decode(raw: bytes) -> tuple[str, bool]:
-    """Bytes as text, and whether they were readable (UTF-8 or GB18030)."""
-    for enc in ("utf-8", "gb18030"):
-        try:
-            return raw.decode(enc), True
-        except UnicodeDecodeError:
-            pass
-    return raw.decode("utf-8", errors="replace"), False
 
 
 def local(value: datetime, tz: ZoneInfo) -> datetime:

@@ -44,6 +44,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network, no telemet
 import great_expectations as gx  # noqa: E402
 from great_expectations.compatibility import pydantic  # noqa: E402
 from great_expectations.core.batch import Batch  # noqa: E402
+from great_expectations.core.expectation_validation_result import ExpectationValidationResult  # noqa: E402
 from great_expectations.core.metric_domain_types import MetricDomainTypes  # noqa: E402
 from great_expectations.core.metric_function_types import MetricPartialFunctionTypes  # noqa: E402
 from great_expectations.core.result_format import ResultFormat  # noqa: E402
@@ -282,27 +283,91 @@ class _QuietValidator(Validator):
         return False
 
 
+class Plan:
+    """A table's rules compiled once into GE's validation graph, then run on batch after batch.
+
+    Building the graph (each expectation's dependencies, GE's metric graph) costs about as much as
+    running 10,000 rows through it, so a chunked validation must not pay it per chunk: the engine,
+    the validator, the graph and the expectation objects are made on the first batch and kept; each
+    later batch replaces the engine's batch data under the same batch id and resolves the same graph.
+    The engine does not cache metrics (they belong to one batch), so nothing of a batch outlives it.
+    This drives GE's ``Validator.graph_validate`` in its steps (graph once, resolve per batch) through
+    the validator's own methods; errors are isolated per rule as there.
+    """
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self._validator: _QuietValidator | None = None
+
+    def _build(self, frame: pd.DataFrame, ctx: rule_types.RuleContext) -> None:
+        engine = RuleEngine(ctx, caching=False)
+        v = _QuietValidator(execution_engine=engine, batches=[Batch(data=PandasBatchData(engine, frame))])
+        graphs, evrs, configs = v._generate_metric_dependency_subgraphs_for_each_expectation_configuration(
+            expectation_configurations=[expectation_for(r).configuration for r in self.rules],
+            processed_configurations=[], catch_exceptions=True, runtime_configuration=self._runtime)
+        self._validator, self._engine, self._batch_id = v, engine, v.active_batch_id
+        self._graph = v._generate_suite_level_graph_from_expectation_level_sub_graphs(graphs)
+        self._unbuildable = {e.expectation_config.meta["rule_id"]: _error_of(e) or "the rule did not run" for e in evrs}
+        self._steps = []  # (rule id, expectation graph, expectation, {metric name: id}, runtime configuration)
+        for g, config in zip(graphs, configs, strict=True):
+            expectation = config.to_domain_obj()
+            deps = expectation.get_validation_dependencies(execution_engine=engine,
+                                                           runtime_configuration=self._runtime)
+            ids = {n: m.id for n, m in deps.metric_configurations.items()}
+            self._steps.append((config.meta["rule_id"], g, expectation, ids, {"result_format": deps.result_format}))
+
+    _runtime: ClassVar[dict] = {"result_format": ResultFormat.BOOLEAN_ONLY.value}
+
+    def run(self, frame: pd.DataFrame, ctx: rule_types.RuleContext) -> dict[str, Evaluation]:
+        """The rules on one batch: each rule's outcome, GE's verdict on this batch, or its error."""
+        if not self.rules:
+            return {}
+        if self._validator is None:
+            self._build(frame, ctx)
+        else:
+            self._engine.load_batch_data(self._batch_id, PandasBatchData(self._engine, frame))
+        engine = self._engine
+        engine.rule_context, engine.outcomes = ctx, {}
+        out = {rid: Evaluation(None, None, None, err) for rid, err in self._unbuildable.items()}
+        try:
+            resolved, aborted = self._validator._metrics_calculator.resolve_validation_graph(
+                graph=self._graph, runtime_configuration=self._runtime, min_graph_edges_pbar_enable=0)
+        except Exception as e:  # as in graph_validate: a failure that no metric can be blamed for
+            reason = " ".join(str(e).split())[:500]
+            return out | {rid: Evaluation(None, None, None, reason) for rid, *_ in self._steps}
+        for rule_id, g, expectation, ids, runtime in self._steps:
+            error = _error_of(ExpectationValidationResult(success=False, exception_info=g.get_exception_info(aborted),
+                                                          expectation_config=g.configuration))
+            success = None
+            if error is None:
+                try:
+                    success = expectation._validate(metrics={n: resolved[i] for n, i in ids.items()},
+                                                    runtime_configuration=dict(runtime), execution_engine=engine)
+                    success = bool(success.success if hasattr(success, "success") else success["success"])
+                except Exception as e:
+                    error = " ".join(str(e).split())[:500]
+            if error is None and rule_id not in engine.outcomes:
+                error = "the rule did not run"
+            if error:
+                out[rule_id] = Evaluation(None, None, None, error)
+            else:
+                applies, violates = engine.outcomes[rule_id]
+                out[rule_id] = Evaluation(applies, violates, success, None)
+        engine.outcomes = {}
+        # the batch's data goes with the batch (the next one replaces it under the same id)
+        engine.load_batch_data(self._batch_id, PandasBatchData(engine, frame.iloc[:0]))
+        return out
+
+
+def verdict(rule: Rule, applicable: int, unexpected: int) -> bool:
+    """GE's verdict for a rule's counts: at least ``mostly`` (1 - threshold) of the applicable rows
+    pass, as the rule's expectation decides on one batch; used on the totals of a chunked validation."""
+    return applicable == 0 or _mostly_success(applicable, unexpected, expectation_for(rule).mostly)
+
+
 def evaluate(frame: pd.DataFrame, rules: list[Rule], ctx: rule_types.RuleContext) -> dict[str, Evaluation]:
     """Validate a frame with rules through GE; one engine per call (safe in concurrent threads)."""
-    if not rules:
-        return {}
-    engine = RuleEngine(ctx)
-    validator = _QuietValidator(execution_engine=engine, batches=[Batch(data=PandasBatchData(engine, frame))])
-    configs = [expectation_for(r).configuration for r in rules]
-    results = validator.graph_validate(configurations=configs,
-                                       runtime_configuration={"result_format": ResultFormat.BOOLEAN_ONLY.value})
-    out: dict[str, Evaluation] = {}
-    for res in results:
-        rule_id = res.expectation_config.meta["rule_id"]
-        error = _error_of(res)
-        if error is None and rule_id not in engine.outcomes:
-            error = "the rule did not run"
-        if error:
-            out[rule_id] = Evaluation(None, None, None, error)
-        else:
-            applies, violates = engine.outcomes[rule_id]
-            out[rule_id] = Evaluation(applies, violates, bool(res.success), None)
-    return out
+    return Plan(rules).run(frame, ctx)
 
 
 # the shipped types' classes are built at import, before any validation thread starts

@@ -58,6 +58,9 @@ class RuleType:
     expectation: str = ""  # its Great Expectations class name (gx_bridge.py)
     optional: tuple[str, ...] = ()  # column parameters a rule may leave out
     origin: str = ""  # where it was defined (module.name), for error messages
+    # a row's outcome depends on other rows (duplicates, intervals): the runner evaluates it once on
+    # the whole table's columns, not chunk by chunk (runner.Validation)
+    whole_table: bool = False
 
     @property
     def domain(self) -> tuple[str, ...]:
@@ -78,12 +81,14 @@ def _camel(name: str) -> str:
 
 
 def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] = (), *,
-              expectation: str | None = None, optional: tuple[str, ...] = ()):
+              expectation: str | None = None, optional: tuple[str, ...] = (), whole_table: bool = False):
     """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
     whose instances are such callables. A site's own types live in a module listed under
     ``validation.plugins`` in the configuration, or in an installed package that names the module
     under the ``healthqa.rule_types`` entry-point group. ``expectation`` is the type's GE class name
     (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one is made from the name.
+    ``whole_table``: a row's outcome depends on other rows of the table (a validation read in chunks
+    keeps the type's columns and evaluates it once at the end).
     A name is registered once: a second, different type of the same name is an error naming both."""
     domain = [c for c in columns if c not in optional]
     kind = ("ColumnValues", "ColumnPairValues")[len(domain) - 1] if len(domain) <= 2 else "MulticolumnValues"
@@ -96,7 +101,8 @@ def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] =
                              f"{origin} cannot register it again (choose another name)")
         fn = impl() if isinstance(impl, type) else impl
         REGISTRY[name] = RuleType(name, fn, columns, references, (impl.__doc__ or "").strip(),
-                                  expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin)
+                                  expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin,
+                                  whole_table)
         return impl
     return register
 
@@ -231,7 +237,7 @@ def between(df, p, ctx):
     return applies, applies & ~ok
 
 
-@rule_type("unique", columns=("column",),
+@rule_type("unique", columns=("column",), whole_table=True,
            expectation="ExpectColumnValuesToBeUniqueText")
 def unique(df, p, ctx):
     """No two rows share the value (every row of a shared value violates)."""
@@ -294,7 +300,7 @@ def id_agrees_sex(df, p, ctx):
     return applies, applies & (sex != st.id_sex_code(norm))
 
 
-@rule_type("one_active_per_id_number", columns=("id", "status", "id_type"), optional=("id_type",),
+@rule_type("one_active_per_id_number", columns=("id", "status", "id_type"), optional=("id_type",), whole_table=True,
            expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId")
 def one_active_per_id(df, p, ctx):
     """At most one active archive (status 1) per normalised valid ID number: each sharer violates."""
@@ -539,7 +545,7 @@ def blood_pressure_ordered(df, p, ctx):
     return applies, applies & (s <= d)
 
 
-@rule_type("interval_at_most", columns=("archive", "group", "date"),
+@rule_type("interval_at_most", columns=("archive", "group", "date"), whole_table=True,
            expectation="ExpectMulticolumnValuesToHaveIntervalsAtMost")
 def interval_at_most(df, p, ctx):
     """Consecutive records of one person and group are at most ``days`` apart (the later one

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from healthqa import canonical
 from healthqa.masking import mask_frame
+from healthqa.standards import decode
 
-from . import gx_bridge
+from . import gx_bridge, rule_types
 from .rule_types import RuleContext
 from .suite import Rule
 
@@ -68,63 +70,219 @@ def format_pct(pct: float | None) -> str:
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
-    t = canonical.table(table)
-    if not df.index.equals(pd.RangeIndex(len(df))):  # positions are row numbers (no copy when they are)
-        df = df.reset_index(drop=True)
-    ctx = replace(ctx, cache={})  # column conversions are shared by this table's rules only
-    results: dict[str, RuleResult] = {}
-    runnable = []
-    for r in rules:
-        absent = [c for c in r.columns if c not in df.columns]
-        if absent:
-            where = ", ".join(f"{c} ({(missing_columns or {}).get(c, 'not mapped')})" for c in absent)
-            results[r.id] = RuleResult(r, "error", error=f"column missing: {where}")
-            continue
-        lacking = [n for n in r.needs if n not in ctx.references]
-        if lacking:
-            results[r.id] = RuleResult(r, "error", error=f"reference data not available: {', '.join(lacking)}")
-            continue
-        runnable.append(r)
-    evaluations = gx_bridge.evaluate(df, runnable, ctx)
-    keys = df[t.key].astype(str) if t.key in df else pd.Series(df.index.astype(str), index=df.index)
-    keys = keys.to_numpy()
-    if t.org and t.org in df:  # institutions as codes once, counted per rule with bincount
-        codes, orgs = pd.factorize(df[t.org].astype(str), sort=True)
-    for r in rules:
-        if r.id in results:
-            continue
-        ev = evaluations[r.id]
-        if ev.error:
-            results[r.id] = RuleResult(r, "error", error=ev.error)
-            continue
-        applies, violates = ev.applies.to_numpy(), ev.violates.to_numpy()
-        n_viol, n_den = int(violates.sum()), int(applies.sum())
-        # GE's verdict (``mostly`` = 1 - threshold) is the status; n/a where nothing applies
-        res = RuleResult(r, "not_applicable" if n_den == 0 else "pass" if ev.success else "fail", n_viol, n_den)
-        rows = np.flatnonzero(violates)
-        res.sample_keys = keys[rows[:SAMPLE_KEYS]].tolist()
-        if all_keys:
-            res.violating_keys = keys[rows].tolist()
-        if t.org and t.org in df and n_den:
-            # every institution the rule applied to, clean ones too: a finding on an institution is
-            # resolved only by a run that saw its rows pass (reports/findings.py)
-            v = np.bincount(codes[rows], minlength=len(orgs))
-            d = np.bincount(codes[applies], minlength=len(orgs))
-            res.by_org = {orgs[i]: {"violations": int(v[i]), "denominator": int(d[i])} for i in np.flatnonzero(d)}
-        if n_viol:
-            res.examples = _examples(df, t, r, rows, codes if t.org and t.org in df else None)
-        results[r.id] = res
-    return [results[r.id] for r in rules]
+    v = Validation(table, rules, ctx, df.columns, missing_columns, all_keys)
+    v.add(df)
+    return v.results()
 
 
-def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, rows: np.ndarray, org_codes) -> list[dict]:
-    """The first violating rows of each institution (or of the table), as the QC manager sees them:
-    record key, institution and the rule's columns, with personal values masked (DESIGN's masks)."""
-    if org_codes is None:
-        picked = rows[:EXAMPLES_PER_ORG * 3]
-    else:
-        picked = rows[pd.Series(org_codes[rows]).groupby(org_codes[rows]).cumcount().to_numpy() < EXAMPLES_PER_ORG]
-        picked = picked[:EXAMPLES_MAX]
+class Validation:
+    """A table's validation fed chunk by chunk: ``add(chunk)`` as the rows are read, ``results()`` at
+    the end. Memory follows the chunk, not the table.
+
+    Rules whose outcome for a row depends on that row alone are evaluated on each chunk as it comes
+    (one GE batch, through a validation plan built once for the table) and only their tallies are
+    kept: counts, the first violating keys, counts per institution, a few examples. Rules that compare
+    rows (a rule type registered ``whole_table``: uniqueness, one active archive per ID number,
+    intervals between a person's records) keep the few columns they read, stored compactly (text
+    as Arrow strings), and are evaluated once on the whole table at the end. GE's verdict is taken on
+    the totals, so every count and status is the one a single pass over the whole table gives.
+
+    A scoped run (``scoped=True``: an institution or a time window) validates only the scoped rows,
+    but a whole-table rule must compare them with every row of the table, or a scoped run would report
+    no duplicate where a full run sees one: the caller feeds the unscoped table's ``narrow_columns``
+    through ``add_reference``; the rule is evaluated on those, and counts only the rows the scoped read
+    also returned (matched on the values of the narrow columns).
+    """
+
+    def __init__(self, table: str, rules: list[Rule], ctx: RuleContext, columns,
+                 missing_columns: dict[str, str] | None = None, all_keys: bool = False, scoped: bool = False,
+                 match_columns: tuple[str, ...] = ()):
+        self.t = canonical.table(table)
+        self.rules, self.ctx, self.all_keys, self.scoped = rules, ctx, all_keys, scoped
+        self.columns = list(columns)
+        self.tallies: dict[str, _Tally] = {}
+        row_rules, table_rules = [], []
+        for r in rules:
+            absent = [c for c in r.columns if c not in self.columns]
+            lacking = [n for n in r.needs if n not in ctx.references]
+            if absent:
+                where = ", ".join(f"{c} ({(missing_columns or {}).get(c, 'not mapped')})" for c in absent)
+                self.tallies[r.id] = _Tally(error=f"column missing: {where}")
+            elif lacking:
+                self.tallies[r.id] = _Tally(error=f"reference data not available: {', '.join(lacking)}")
+            else:
+                self.tallies[r.id] = _Tally()
+                (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
+        self.row_plan, self.table_rules = gx_bridge.Plan(row_rules), table_rules
+        # the columns kept across chunks for the whole-table rules: theirs, the key and the institution
+        self.narrow_columns = [c for c in dict.fromkeys(
+            [self.t.key, *([self.t.org] if self.t.org else []), *match_columns,
+             *(c for r in table_rules for c in r.columns)]) if c in self.columns] if table_rules else []
+        self._kept = _Columns(self.narrow_columns)
+        self._scoped_rows: list[np.ndarray] = []  # scoped run: hashes of the scoped rows' narrow values
+        self._reference_rows: list[np.ndarray] = []
+        self.rows = 0
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """Validate one chunk's rows with the per-row rules; keep what the whole-table rules need."""
+        if not chunk.index.equals(pd.RangeIndex(len(chunk))):  # positions are row numbers
+            chunk = chunk.reset_index(drop=True)
+        if self.narrow_columns:
+            if self.scoped:
+                self._scoped_rows.append(_row_hashes(chunk[self.narrow_columns]))
+            else:
+                self._kept.add(chunk)
+        if self.row_plan.rules:
+            evaluations = self.row_plan.run(chunk, replace(self.ctx, cache={}))
+            self._tally(chunk, evaluations, self.rows)
+        self.rows += len(chunk)
+
+    def add_reference(self, chunk: pd.DataFrame) -> None:
+        """A chunk of the unscoped table's ``narrow_columns`` (scoped runs): what the scoped rows are
+        compared with by the whole-table rules."""
+        chunk = chunk.reset_index(drop=True)
+        self._reference_rows.append(_row_hashes(chunk[self.narrow_columns]))
+        self._kept.add(chunk)
+
+    def results(self) -> list[RuleResult]:
+        if not self.rows:  # an empty table: every rule runs on no row, as on any table
+            self.add(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
+        if self.table_rules:
+            frame = self._kept.frame()
+            self._kept = _Columns(self.narrow_columns)
+            in_scope = None
+            if self.scoped:
+                in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
+                                    np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
+            evaluations = gx_bridge.Plan(self.table_rules).run(frame, replace(self.ctx, cache={}))
+            self._tally(frame, evaluations, 0, in_scope)
+        out = []
+        for r in self.rules:
+            tl = self.tallies[r.id]
+            if tl.error:
+                out.append(RuleResult(r, "error", error=tl.error))
+                continue
+            # GE's verdict (``mostly`` = 1 - threshold) on the totals; n/a where nothing applies
+            status = "not_applicable" if tl.denominator == 0 else \
+                "pass" if gx_bridge.verdict(r, tl.denominator, tl.violations) else "fail"
+            out.append(RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
+                                  {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
+                                  violating_keys=tl.violating_keys if self.all_keys else None,
+                                  examples=tl.examples))
+        return out
+
+    def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
+        t = self.t
+        keys = (_labels(frame[t.key]) if t.key in frame else (np.arange(len(frame)) + offset).astype(str))
+        orgs = _labels(frame[t.org]) if t.org and t.org in frame else None
+        if orgs is not None:  # institutions as codes once per batch, counted per rule with bincount
+            codes, names = pd.factorize(orgs, sort=True)
+        for rule_id, ev in evaluations.items():
+            tl = self.tallies[rule_id]
+            if tl.error:
+                continue
+            if ev.error:
+                tl.error = ev.error
+                continue
+            applies, violates = ev.applies.to_numpy(), ev.violates.to_numpy()
+            if in_scope is not None:
+                applies, violates = applies & in_scope, violates & in_scope
+            rows = np.flatnonzero(violates)
+            tl.violations += len(rows)
+            tl.denominator += int(applies.sum())
+            if len(tl.sample_keys) < SAMPLE_KEYS:
+                tl.sample_keys += keys[rows[:SAMPLE_KEYS - len(tl.sample_keys)]].tolist()
+            if self.all_keys:
+                tl.violating_keys = (tl.violating_keys or []) + keys[rows].tolist()
+            if orgs is not None and applies.any():
+                # every institution the rule applied to, clean ones too: a finding on an institution is
+                # resolved only by a run that saw its rows pass (reports/findings.py)
+                v = np.bincount(codes[rows], minlength=len(names))
+                d = np.bincount(codes[applies], minlength=len(names))
+                for i in np.flatnonzero(d):
+                    c = tl.by_org.setdefault(names[i], [0, 0])
+                    c[0] += int(v[i])
+                    c[1] += int(d[i])
+            if len(rows) and len(tl.examples) < (EXAMPLES_MAX if orgs is not None else EXAMPLES_PER_ORG * 3):
+                rule = next(r for r in self.rules if r.id == rule_id)
+                tl.examples += _examples(frame, t, rule, _pick(rows, orgs, tl))
+
+
+@dataclass
+class _Tally:
+    """One rule's results so far."""
+
+    error: str | None = None
+    violations: int = 0
+    denominator: int = 0
+    sample_keys: list[str] = field(default_factory=list)
+    violating_keys: list[str] | None = None
+    by_org: dict[str, list[int]] = field(default_factory=dict)  # institution -> [violations, denominator]
+    examples: list[dict] = field(default_factory=list)
+    shown: dict[str, int] = field(default_factory=dict)  # examples taken per institution
+
+
+def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
+    """The violating rows of this batch to show: the first of each institution (or of the table), up
+    to the limits, counting those earlier batches showed."""
+    if orgs is None:
+        return rows[:EXAMPLES_PER_ORG * 3 - len(tl.examples)]
+    of = orgs[rows]
+    before = np.array([tl.shown.get(o, 0) for o in of], dtype=np.int64) if tl.shown else 0
+    picked = rows[pd.Series(of).groupby(of).cumcount().to_numpy() + before < EXAMPLES_PER_ORG]
+    picked = picked[:EXAMPLES_MAX - len(tl.examples)]
+    for o in orgs[picked]:
+        tl.shown[o] = tl.shown.get(o, 0) + 1
+    return picked
+
+
+def _labels(s: pd.Series) -> np.ndarray:
+    """Record keys and institution codes as text; bytes are decoded as readers decode them (not
+    rendered as ``b'...'``), a value in no encoding keeping U+FFFD where it cannot be read."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+        s = s.map(lambda v: decode(bytes(v))[0] if isinstance(v, (bytes, bytearray, memoryview)) else v)
+    return s.astype(str).to_numpy()
+
+
+def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+
+
+def _matched(reference: np.ndarray, scoped: np.ndarray) -> np.ndarray:
+    """Which rows of the reference are rows of the scoped read: as many rows of each set of narrow
+    values as the scoped read returned (rows with the same narrow values are alike to the rules)."""
+    wanted = pd.Series(scoped).value_counts()
+    ref = pd.Series(reference)
+    seen = ref.groupby(reference).cumcount().to_numpy()
+    return seen < ref.map(wanted).fillna(0).to_numpy()
+
+
+class _Columns:
+    """Columns of a table kept across chunks, compactly: text as Arrow strings (a few bytes a value
+    instead of a Python object each), other columns as the reader gave them."""
+
+    def __init__(self, names: list[str]):
+        self.pieces: dict[str, list] = {c: [] for c in names}
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        for c, pieces in self.pieces.items():
+            s = chunk[c]
+            if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
+                pieces.append(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True))
+            else:
+                pieces.append(s.to_numpy())
+
+    def frame(self) -> pd.DataFrame:
+        def column(pieces):
+            parts = [pd.Series(p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p,
+                               dtype=object if isinstance(p, pa.Array) else None) for p in pieces]
+            return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
+        return pd.DataFrame({c: column(p) for c, p in self.pieces.items()})
+
+
+def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray) -> list[dict]:
+    """Violating rows as the QC manager sees them: record key, institution and the rule's columns,
+    with personal values masked (DESIGN's masks)."""
     cols = [c for c in dict.fromkeys([t.key, *([t.org] if t.org else []), *rule.columns]) if c in df.columns]
     shown = mask_frame(df.iloc[picked][cols], t).astype(object).where(lambda x: x.notna(), None)
     out = []

@@ -30,9 +30,22 @@ def missing(s: pd.Series) -> pd.Series:
     return text(s).isna()
 
 
+def decode(raw: bytes) -> tuple[str, bool]:
+    """Bytes as text, and whether they were readable (UTF-8 or GB18030, the encodings of Chinese
+    platforms); bytes in neither keep U+FFFD where they cannot be read, so no format rule passes them."""
+    for enc in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(enc), True
+        except UnicodeDecodeError:
+            pass
+    return raw.decode("utf-8", errors="replace"), False
+
+
 def _one_text(v):
     if v is None or (isinstance(v, float) and v != v):
         return None
+    if isinstance(v, (bytes, bytearray, memoryview)):  # read as the readers read it, never as "b'...'"
+        v = decode(bytes(v))[0]
     if isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
         return str(int(v))  # a code or number stored as a number: 1.0 reads as '1'
     t = str(v).strip()

@@ -22,7 +22,7 @@ from healthqa.connectors.sources import open_source
 from healthqa.errors import HealthqaError, SourceError
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
-from healthqa.expectations.runner import RuleResult, validate_frame
+from healthqa.expectations.runner import RuleResult, Validation
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.store import AuditStore, RunContext, StoredResult
 
@@ -207,14 +207,23 @@ def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[st
                 on_table(t)
             if nightly is None:
                 scope = validation_scope(reader, t, orgs, since, until)
-                df = reader.read_all(t, scope)
+                chunks = reader.read(t, scope)
             else:
                 scope = scope_for(reader, store, t)
-                parts = list(read_table(reader, t, scope, nightly))
-                df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(reader.present_columns(t)))
-            tv = TableValidation(source, t, len(df), scope.sampling.model_dump(mode="json", exclude_none=True))
-            tv.results = validate_frame(df, t, rules[t], ctx, missing_columns=reader.missing_columns(t),
-                                        all_keys=all_keys)
+                chunks = read_table(reader, t, scope, nightly)
+            # an engineer's filters select rows; rules comparing rows still compare with the whole table
+            scoped = bool(scope.orgs or scope.since or scope.until)
+            time_column = reader.time_column(t, scope)
+            v = Validation(t, rules[t], ctx, reader.present_columns(t), reader.missing_columns(t), all_keys,
+                           scoped=scoped, match_columns=(time_column,) if scoped and time_column else ())
+            for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
+                v.add(chunk)
+            if scoped and v.narrow_columns:
+                whole = Scope(sampling=Sampling(method="full"))
+                for chunk in reader.read(t, whole, columns=v.narrow_columns):
+                    v.add_reference(chunk)
+            tv = TableValidation(source, t, v.rows, scope.sampling.model_dump(mode="json", exclude_none=True))
+            tv.results = v.results()
             out.append(tv)
     return out
 

@@ -1,0 +1,163 @@
+"""Validation consumes chunks (issue 12, case 6): results do not depend on ``chunk_rows``, and rules
+that compare rows use the whole table as their reference in a scoped run (issue 8)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine
+
+from healthqa import config
+from healthqa.expectations import suite as suites
+from healthqa.expectations.rule_types import RuleContext
+from healthqa.expectations.runner import Validation, validate_frame
+from healthqa.pipelines.validate import validate_source
+
+from .conftest import PG_ADMIN, _temporary_database, demo_config, write_config
+from .test_validation import demo_cfg
+
+
+def _all(cfg: config.Config, **scope) -> dict:
+    out = {}
+    for source in cfg.sources:
+        run = validate_source(cfg, source, all_keys=True, **scope)
+        for tv, r in run.results:
+            out[r.rule.id] = (tv.rows, r.status, r.violations, r.denominator, r.sample_keys, r.by_org,
+                              r.violating_keys, r.examples, r.error)
+    return out
+
+
+def test_results_do_not_depend_on_chunk_rows(demo, tmp_path):
+    """Every table of the synthetic platform, chunks of 97 rows against one chunk of 100,000: the same
+    counts, statuses, sample keys, institution breakdowns, examples and violating keys for every rule —
+    those comparing rows (archive numbers unique, one active archive per ID number, follow-up
+    intervals) included, and each of these finds something."""
+    cfg = demo_cfg(demo, tmp_path)
+    results = {}
+    for chunk in (97, 100_000):
+        for s in cfg.sources.values():
+            s.chunk_rows = chunk  # below the configured minimum on purpose: many chunks per table
+        results[chunk] = _all(cfg)
+    small, one = results[97], results[100_000]
+    assert small.keys() == one.keys() and len(one) > 70
+    for rule_id in one:
+        assert small[rule_id] == one[rule_id], rule_id
+    assert all(one[r][2] > 0 for r in ("MPI-ARCHIVE-UNIQUE", "MPI-ID-ONE-ACTIVE", "MPI-ID-VALID"))
+    assert one["MPI-ARCHIVE-UNIQUE"][0] > 97 * 10  # the test is about many chunks
+
+
+def test_validate_frame_is_one_chunk_of_a_validation(demo, tmp_path):
+    """Feeding a table in uneven chunks gives what one frame gives, GE's verdict (``mostly``) taken on
+    the totals: a rule with a threshold passes or fails on the whole table, not on a chunk."""
+    people = pd.read_sql_query("SELECT * FROM T_GRDA", sqlite3.connect(demo / "mpi.db"))
+    from healthqa.demo.platform import PHYSICAL
+
+    people = people.rename(columns={p: c for c, p in PHYSICAL["person"][2].items()})
+    rules = suites.rules_for("person")
+    ctx = RuleContext(as_of=pd.Timestamp("2026-11-25"), references={"organization.org_code": {"X"}})
+    whole = validate_frame(people, "person", rules, ctx, all_keys=True)
+    v = Validation("person", rules, ctx, people.columns, all_keys=True)
+    for lo, hi in ((0, 1), (1, 500), (500, 501), (501, len(people))):
+        v.add(people.iloc[lo:hi])
+    assert [(r.status, r.violations, r.denominator, r.sample_keys, r.by_org, r.violating_keys, r.examples)
+            for r in whole] == \
+        [(r.status, r.violations, r.denominator, r.sample_keys, r.by_org, r.violating_keys, r.examples)
+         for r in v.results()]
+
+
+def _scoped_platform(tmp_path, demo):
+    """The demo MPI with one archive number and one active ID number each shared by an archive of
+    institution A and one of institution B (A, B: two institutions of the platform)."""
+    import shutil
+
+    for f in ("mpi.db", "drc.db", "qc.db"):
+        shutil.copy(demo / f, tmp_path / f)
+    with sqlite3.connect(tmp_path / "mpi.db") as c:
+        a, b = [r[0] for r in c.execute("SELECT DISTINCT JDJGDM FROM T_GRDA ORDER BY JDJGDM LIMIT 2")]
+        row = c.execute("SELECT * FROM T_GRDA WHERE JDJGDM = ? AND DAZT = '1' ORDER BY DABH LIMIT 1", (a,)).fetchone()
+        cols = [d[1] for d in c.execute("PRAGMA table_info(T_GRDA)")]
+        twin = dict(zip(cols, row, strict=True))
+        twin["JDJGDM"] = b  # the same archive number and ID number, registered again by B
+        c.execute(f"INSERT INTO T_GRDA ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                  [twin[k] for k in cols])
+    return a, b, twin["DABH"]
+
+
+def _scoped_config(demo, tmp_path, mpi_url: str | None = None) -> config.Config:
+    cfg = demo_config(demo)
+    cfg["store"]["url"] = f"sqlite:///{tmp_path / 'audit.db'}"
+    for name, s in cfg["sources"].items():
+        s["url"] = s["url"].replace("sqlite:///", f"sqlite:///{tmp_path}/")
+        if name == "mpi" and mpi_url:
+            s["url"] = mpi_url
+        s["chunk_rows"] = 100
+    return config.load(write_config(tmp_path / "healthqa.yml", cfg))
+
+
+def _check_scoped(cfg, a, b, key):
+    full = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"]).results}
+    scoped = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"], orgs=(a,)).results}
+    for rule_id in ("MPI-ARCHIVE-UNIQUE", "MPI-ID-ONE-ACTIVE"):
+        f, s = full[rule_id], scoped[rule_id]
+        # the scoped run counts its own rows only, each judged against the whole table
+        assert key in s.sample_keys or s.violations == f.by_org[a]["violations"], rule_id
+        assert s.by_org == {a: f.by_org[a]}, rule_id
+        assert (s.violations, s.denominator) == (f.by_org[a]["violations"], f.by_org[a]["denominator"]), rule_id
+        assert s.violations >= 1 and s.status == "fail", rule_id
+    # a per-row rule is unchanged by the reference: the scoped rows' counts
+    assert scoped["MPI-ID-VALID"].by_org == {a: full["MPI-ID-VALID"].by_org[a]}
+
+
+def test_scoped_run_compares_with_the_whole_table_sqlite(demo, tmp_path):
+    """``validate --org A``: an archive number and an active ID number shared with an archive of B are
+    duplicates in A's run as in the full run (not "0 duplicates" because B's row is out of scope);
+    denominators and counts cover A's rows only."""
+    a, b, key = _scoped_platform(tmp_path, demo)
+    cfg = _scoped_config(demo, tmp_path)
+    scoped = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"], orgs=(a,)).results}
+    assert key in scoped["MPI-ARCHIVE-UNIQUE"].sample_keys
+    _check_scoped(cfg, a, b, key)
+
+
+@pytest.mark.postgres
+def test_scoped_run_compares_with_the_whole_table_postgresql(demo, tmp_path):
+    """The same on a real PostgreSQL server (the MPI copied into a database of its own)."""
+    a, b, key = _scoped_platform(tmp_path, demo)
+    for url in _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)"):
+        eng = create_engine(url)
+        with sqlite3.connect(tmp_path / "mpi.db") as c:
+            pd.read_sql_query("SELECT * FROM T_GRDA", c).to_sql("t_grda", eng, index=False)
+        eng.dispose()
+        _check_scoped(_scoped_config(demo, tmp_path, mpi_url=url), a, b, key)
+
+
+def test_scoped_visits_look_up_the_whole_person_table(demo, tmp_path):
+    """A visit of institution A whose archive was created by institution B: ``--org A`` finds the
+    archive (relational rules read the whole referenced table, not the scoped rows)."""
+    cfg = demo_cfg(demo, tmp_path)
+    with sqlite3.connect(demo / "drc.db") as c:
+        a, archive = c.execute("SELECT jgdm, dabh FROM tb_mzjzjl ORDER BY jzlsh LIMIT 1").fetchone()
+    with sqlite3.connect(demo / "mpi.db") as c:
+        owner = c.execute("SELECT JDJGDM FROM T_GRDA WHERE DABH = ?", (archive,)).fetchone()[0]
+    full = {r.rule.id: r for _, r in validate_source(cfg, "drc", tables=["outpatient_visit"]).results}
+    scoped = {r.rule.id: r for _, r in validate_source(cfg, "drc", tables=["outpatient_visit"], orgs=(a,)).results}
+    r = scoped["OPV-ARCHIVE-EXISTS"]
+    assert r.by_org == {a: full["OPV-ARCHIVE-EXISTS"].by_org[a]}
+    assert owner != a or r.denominator > 0  # the archive exists in the MPI whoever created it
+
+
+def test_bytes_keys_and_codes_are_read_not_rendered(tmp_path):
+    """The runner reads record keys and institution codes given as bytes as the readers read them:
+    ``b'...'`` never reaches a result; an unreadable value keeps U+FFFD and fails the format rule."""
+    rules = [r for r in suites.rules_for("person") if r.id in ("MPI-ARCHIVE-FORMAT", "MPI-NAME-PLAUSIBLE")]
+    df = pd.DataFrame({"archive_id": [b"330211001001000001", b"\xff\xfe\x81\x00\xff", "33021100100100003"],
+                       "org_code": [b"A1", b"A1", "A2"], "name": ["张三".encode(), "李四".encode("gbk"), "王五"]},
+                      dtype=object)
+    res = {r.rule.id: r for r in validate_frame(df, "person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")))}
+    fmt, name = res["MPI-ARCHIVE-FORMAT"], res["MPI-NAME-PLAUSIBLE"]
+    assert name.violations == 0 and name.denominator == 3  # UTF-8 and GBK names read as names
+    assert fmt.violations == 2 and fmt.by_org == {"A1": {"violations": 2, "denominator": 2},
+                                                   "A2": {"violations": 0, "denominator": 1}}
+    assert not any(k.startswith("b'") for k in fmt.sample_keys) and "\ufffd" in fmt.sample_keys[1]
