@@ -11,8 +11,9 @@ runs in its own process; it reports the RSS after connecting (imports and connec
 and the peak RSS while reading (Linux's VmHWM, reset just before the read through
 /proc/self/clear_refs) every chunk through ``Reader.read`` and dropping it, as an audit stage that
 consumes chunks does. The read is bounded by ``chunk_rows`` when the peak above the baseline follows
-the chunk size rather than the table size. ``validate`` is ``validate_source`` on the same table,
-which concatenates the chunks to run the suite.
+the chunk size rather than the table size. ``validate`` is ``validate_source`` on the same table
+end to end (reference data, the suite through Great Expectations chunk by chunk, the whole-table
+rules at the end): bounded when its peak, too, follows ``chunk_rows``.
 """
 
 from __future__ import annotations

@@ -301,7 +301,8 @@ class Plan:
 
     def _build(self, frame: pd.DataFrame, ctx: rule_types.RuleContext) -> None:
         engine = RuleEngine(ctx, caching=False)
-        v = _QuietValidator(execution_engine=engine, batches=[Batch(data=PandasBatchData(engine, frame))])
+        # the validator keeps the batch it is made with: an empty one, the graph needs no rows
+        v = _QuietValidator(execution_engine=engine, batches=[Batch(data=PandasBatchData(engine, frame.iloc[:0]))])
         graphs, evrs, configs = v._generate_metric_dependency_subgraphs_for_each_expectation_configuration(
             expectation_configurations=[expectation_for(r).configuration for r in self.rules],
             processed_configurations=[], catch_exceptions=True, runtime_configuration=self._runtime)
@@ -324,8 +325,7 @@ class Plan:
             return {}
         if self._validator is None:
             self._build(frame, ctx)
-        else:
-            self._engine.load_batch_data(self._batch_id, PandasBatchData(self._engine, frame))
+        self._engine.load_batch_data(self._batch_id, PandasBatchData(self._engine, frame))
         engine = self._engine
         engine.rule_context, engine.outcomes = ctx, {}
         out = {rid: Evaluation(None, None, None, err) for rid, err in self._unbuildable.items()}

@@ -9,6 +9,7 @@ shown with significant digits.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -99,6 +100,7 @@ class Validation:
                  match_columns: tuple[str, ...] = ()):
         self.t = canonical.table(table)
         self.rules, self.ctx, self.all_keys, self.scoped = rules, ctx, all_keys, scoped
+        self._rule = {r.id: r for r in rules}
         self.columns = list(columns)
         self.tallies: dict[str, _Tally] = {}
         row_rules, table_rules = [], []
@@ -122,6 +124,7 @@ class Validation:
         self._scoped_rows: list[np.ndarray] = []  # scoped run: hashes of the scoped rows' narrow values
         self._reference_rows: list[np.ndarray] = []
         self.rows = 0
+        self._frozen = False
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Validate one chunk's rows with the per-row rules; keep what the whole-table rules need."""
@@ -135,7 +138,23 @@ class Validation:
         if self.row_plan.rules:
             evaluations = self.row_plan.run(chunk, replace(self.ctx, cache={}))
             self._tally(chunk, evaluations, self.rows)
+            del evaluations
         self.rows += len(chunk)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Free what the chunk's rules made. pandas' string accessor (``s.str``) forms a reference cycle
+        with its Series, so a chunk's text conversions are freed only by the cyclic garbage collector,
+        and they would pile up chunk after chunk until it ran a full collection. A full collection
+        walks every object (GE's included: a few hundred milliseconds), so what exists when the first
+        chunk is done is frozen (``gc.freeze``, undone by ``results``) and each chunk's collection
+        walks only what was made since."""
+        if not self._frozen:
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
+        else:
+            gc.collect()
 
     def add_reference(self, chunk: pd.DataFrame) -> None:
         """A chunk of the unscoped table's ``narrow_columns`` (scoped runs): what the scoped rows are
@@ -147,6 +166,9 @@ class Validation:
     def results(self) -> list[RuleResult]:
         if not self.rows:  # an empty table: every rule runs on no row, as on any table
             self.add(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
         if self.table_rules:
             frame = self._kept.frame()
             self._kept = _Columns(self.narrow_columns)
@@ -193,7 +215,8 @@ class Validation:
             if len(tl.sample_keys) < SAMPLE_KEYS:
                 tl.sample_keys += keys[rows[:SAMPLE_KEYS - len(tl.sample_keys)]].tolist()
             if self.all_keys:
-                tl.violating_keys = (tl.violating_keys or []) + keys[rows].tolist()
+                tl.violating_keys = tl.violating_keys or []
+                tl.violating_keys.extend(keys[rows].tolist())
             if orgs is not None and applies.any():
                 # every institution the rule applied to, clean ones too: a finding on an institution is
                 # resolved only by a run that saw its rows pass (reports/findings.py)
@@ -204,8 +227,9 @@ class Validation:
                     c[0] += int(v[i])
                     c[1] += int(d[i])
             if len(rows) and len(tl.examples) < (EXAMPLES_MAX if orgs is not None else EXAMPLES_PER_ORG * 3):
-                rule = next(r for r in self.rules if r.id == rule_id)
-                tl.examples += _examples(frame, t, rule, _pick(rows, orgs, tl))
+                picked = _pick(rows, orgs, tl)
+                if len(picked):
+                    tl.examples += _examples(frame, t, self._rule[rule_id], picked)
 
 
 @dataclass
@@ -227,9 +251,12 @@ def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
     to the limits, counting those earlier batches showed."""
     if orgs is None:
         return rows[:EXAMPLES_PER_ORG * 3 - len(tl.examples)]
-    of = orgs[rows]
-    before = np.array([tl.shown.get(o, 0) for o in of], dtype=np.int64) if tl.shown else 0
-    picked = rows[pd.Series(of).groupby(of).cumcount().to_numpy() + before < EXAMPLES_PER_ORG]
+    of = pd.Series(orgs[rows])
+    if tl.shown:  # institutions already shown in full take no more rows
+        open_ = ~of.isin([o for o, n in tl.shown.items() if n >= EXAMPLES_PER_ORG]).to_numpy()
+        rows, of = rows[open_], of[open_].reset_index(drop=True)
+    before = of.map(tl.shown).fillna(0).to_numpy() if tl.shown else 0
+    picked = rows[of.groupby(of.to_numpy()).cumcount().to_numpy() + before < EXAMPLES_PER_ORG]
     picked = picked[:EXAMPLES_MAX - len(tl.examples)]
     for o in orgs[picked]:
         tl.shown[o] = tl.shown.get(o, 0) + 1
