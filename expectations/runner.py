@@ -147,14 +147,14 @@ class Validation:
         with its Series, so a chunk's text conversions are freed only by the cyclic garbage collector,
         and they would pile up chunk after chunk until it ran a full collection. A full collection
         walks every object (GE's included: a few hundred milliseconds), so what exists when the first
-        chunk is done is frozen (``gc.freeze``, undone by ``results``) and each chunk's collection
-        walks only what was made since."""
-        if not self._frozen:
+        chunk is done is frozen (``gc.freeze``, undone by ``results``) and each later chunk's
+        collection walks only what was made since. (Validations in parallel threads share the one
+        collector: one ending unfreezes for all, and the others' collections are then slower, not wrong.)"""
+        if self._frozen:
             gc.collect()
+        else:
             gc.freeze()
             self._frozen = True
-        else:
-            gc.collect()
 
     def add_reference(self, chunk: pd.DataFrame) -> None:
         """A chunk of the unscoped table's ``narrow_columns`` (scoped runs): what the scoped rows are
@@ -296,8 +296,8 @@ class _Columns:
             s = chunk[c]
             if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
                 pieces.append(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True))
-            else:
-                pieces.append(s.to_numpy())
+            else:  # a copy: a view would keep the whole chunk's block of columns alive
+                pieces.append(s.to_numpy(copy=True))
 
     def frame(self) -> pd.DataFrame:
         def column(pieces):
