@@ -166,6 +166,8 @@ def visit_rules(v: pd.DataFrame, people: pd.DataFrame, orgs: set) -> dict[str, i
 def main() -> None:
     folder, table, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
     t0 = time.perf_counter()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime
     with sqlite3.connect(f"{folder}/drc.db") as drc:
         orgs = set(pd.read_sql_query("SELECT jgdm FROM tb_jgxx", drc)["jgdm"])
     with sqlite3.connect(f"{folder}/mpi.db") as mpi:
@@ -185,5 +187,6 @@ def main() -> None:
                                   f"FROM tb_mzjzjl LIMIT {rows}", drc)
         counts = visit_rules(v, people, orgs)
         n = len(v)
-    print(json.dumps({"wall_s": time.perf_counter() - t0, "rows": n, "violations": counts,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime - cpu0, "rows": n,
+                      "violations": counts, "rss_mb": ru.ru_maxrss / 1024}))
