@@ -122,18 +122,21 @@ def test_every_format_rule_counts_an_unreadable_value():
 
 def test_rules_read_aware_dates_and_bytes_through_ge():
     """A frame of raw driver values, unnormalised, through the runner: every rule ends pass, fail or
-    not applicable. (The record key and institution stay text here: the runner turns them into text
-    with ``astype(str)``, which raises on undecodable bytes — readers hand over decoded values only.)"""
+    not applicable; a record key or institution code given as bytes is decoded as the readers decode
+    it (unreadable bytes keep U+FFFD), never rendered as ``b'...'``."""
     as_of = pd.Timestamp("2026-11-25")
     values = [datetime(2025, 11, 24, 10, tzinfo=UTC), datetime(2025, 11, 24, 10), GARBLED, "张三".encode(),
               Decimal("33021100100100417"), float("nan"), float("inf"), "a\x00b", "x" * 5000, None, date(2020, 1, 1)]
     for table in suites.builtin_tables():
         t = canonical.table(table)
         df = pd.DataFrame({c: pd.Series(values, dtype=object) for c in t.columns})
-        df[t.key] = [f"K{i}" for i in range(len(df))]
+        df[t.key] = [GARBLED, "K1".encode(), *(f"K{i}" for i in range(2, len(df)))]
         if t.org:
-            df[t.org] = "ORG1"
+            df[t.org] = [b"ORG1", *(["ORG1"] * (len(df) - 1))]
         ctx = rule_types.RuleContext(as_of=as_of, references=_references(as_of))
-        results = validate_frame(df, table, suites.rules_for(table), ctx)
+        results = validate_frame(df, table, suites.rules_for(table), ctx, all_keys=True)
         assert all(r.status in ("pass", "fail", "not_applicable") for r in results), \
             [(r.rule.id, r.error) for r in results if r.error]
+        keys = {k for r in results for k in r.violating_keys or []}
+        assert not any(k.startswith("b'") for k in keys), keys
+        assert all(set(r.by_org) <= {"ORG1"} for r in results)
