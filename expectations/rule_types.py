@@ -35,6 +35,16 @@ class RuleContext:
     # per table validation: conversions of a column shared by the rules that read it (a million ID
     # numbers are normalised once, not once per rule)
     cache: dict[tuple, Any] = field(default_factory=dict)
+    # reference sets as hash indexes, built once: a validation read in chunks gives each chunk a fresh
+    # ``cache`` but shares these (``replace`` keeps the dict), so a million archive numbers are hashed
+    # once, not once per chunk (``Series.isin`` on a set rebuilds its hash table on every call)
+    indexes: dict[str, pd.Index] = field(default_factory=dict)
+
+    def member(self, name: str, values: pd.Series) -> pd.Series:
+        """Whether each value is in the reference set ``name``."""
+        if name not in self.indexes:
+            self.indexes[name] = pd.Index(list(dict.fromkeys(self.reference(name))), dtype=object)
+        return pd.Series(self.indexes[name].get_indexer(values) >= 0, index=values.index)
 
     def memo(self, key: tuple, compute: Callable[[], Any]):
         if key not in self.cache:
@@ -442,10 +452,9 @@ def upload_within(df, p, ctx):
            expectation="ExpectColumnValuesToReferenceExistingKeys")
 def references(df, p, ctx):
     """The value exists in another table (``reference``: e.g. person.archive_id)."""
-    keys = ctx.reference(p["reference"])
     t = _Cols(df, ctx).text(p["column"])
     applies = t.notna()
-    return applies, applies & ~t.isin(keys)
+    return applies, applies & ~ctx.member(p["reference"], t)
 
 
 def _person(ctx, c: _Cols, archive_col: str, attr: str) -> pd.Series:
@@ -482,7 +491,7 @@ def uploaded_recently(df, p, ctx):
     is a broken interface."""
     c = _Cols(df, ctx)
     active = c.text(p["active"]).isin(["1", "True", "true", "Y"])
-    return active, active & ~c.text(p["org"]).isin(ctx.reference("uploads.last_day"))
+    return active, active & ~ctx.member("uploads.last_day", c.text(p["org"]))
 
 
 # -- clinical plausibility --------------------------------------------------------------------------

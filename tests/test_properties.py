@@ -130,7 +130,7 @@ def test_rules_read_aware_dates_and_bytes_through_ge():
     for table in suites.builtin_tables():
         t = canonical.table(table)
         df = pd.DataFrame({c: pd.Series(values, dtype=object) for c in t.columns})
-        df[t.key] = [GARBLED, "K1".encode(), *(f"K{i}" for i in range(2, len(df)))]
+        df[t.key] = [GARBLED, b"K1", *(f"K{i}" for i in range(2, len(df)))]
         if t.org:
             df[t.org] = [b"ORG1", *(["ORG1"] * (len(df) - 1))]
         ctx = rule_types.RuleContext(as_of=as_of, references=_references(as_of))
