@@ -169,15 +169,15 @@ class Validation:
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
-        if self.table_rules:
-            frame = self._kept.frame()
-            self._kept = _Columns(self.narrow_columns)
-            in_scope = None
-            if self.scoped:
-                in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
-                                    np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
-            evaluations = gx_bridge.Plan(self.table_rules).run(frame, replace(self.ctx, cache={}))
-            self._tally(frame, evaluations, 0, in_scope)
+        in_scope = None
+        if self.table_rules and self.scoped:
+            in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
+                                np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
+        for r in self.table_rules:  # one at a time, each with only its columns made whole
+            frame = self._kept.frame([self.t.key, self.t.org, *r.columns])
+            self._tally(frame, gx_bridge.Plan([r]).run(frame, replace(self.ctx, cache={})), 0, in_scope)
+            del frame
+        self._kept = _Columns([])
         out = []
         for r in self.rules:
             tl = self.tallies[r.id]
@@ -195,10 +195,17 @@ class Validation:
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
         t = self.t
-        keys = (_labels(frame[t.key]) if t.key in frame else (np.arange(len(frame)) + offset).astype(str))
-        orgs = _labels(frame[t.org]) if t.org and t.org in frame else None
-        if orgs is not None:  # institutions as codes once per batch, counted per rule with bincount
-            codes, names = pd.factorize(orgs, sort=True)
+
+        def keys(rows: np.ndarray) -> list[str]:  # only violating rows' keys are ever shown
+            if t.key in frame:
+                return _labels(frame[t.key].iloc[rows]).tolist()
+            return (rows + offset).astype(str).tolist()
+
+        orgs = None
+        if t.org and t.org in frame:  # institutions as codes once per batch, counted per rule with bincount
+            codes, uniques = pd.factorize(frame[t.org].to_numpy(), use_na_sentinel=False)
+            names = _labels(pd.Series(uniques, dtype=object))
+            orgs = True
         for rule_id, ev in evaluations.items():
             tl = self.tallies[rule_id]
             if tl.error:
@@ -213,11 +220,11 @@ class Validation:
             tl.violations += len(rows)
             tl.denominator += int(applies.sum())
             if len(tl.sample_keys) < SAMPLE_KEYS:
-                tl.sample_keys += keys[rows[:SAMPLE_KEYS - len(tl.sample_keys)]].tolist()
+                tl.sample_keys += keys(rows[:SAMPLE_KEYS - len(tl.sample_keys)])
             if self.all_keys:
                 tl.violating_keys = tl.violating_keys or []
-                tl.violating_keys.extend(keys[rows].tolist())
-            if orgs is not None and applies.any():
+                tl.violating_keys.extend(keys(rows))
+            if orgs and applies.any():
                 # every institution the rule applied to, clean ones too: a finding on an institution is
                 # resolved only by a run that saw its rows pass (reports/findings.py)
                 v = np.bincount(codes[rows], minlength=len(names))
@@ -226,8 +233,8 @@ class Validation:
                     c = tl.by_org.setdefault(names[i], [0, 0])
                     c[0] += int(v[i])
                     c[1] += int(d[i])
-            if len(rows) and len(tl.examples) < (EXAMPLES_MAX if orgs is not None else EXAMPLES_PER_ORG * 3):
-                picked = _pick(rows, orgs, tl)
+            if len(rows) and len(tl.examples) < (EXAMPLES_MAX if orgs else EXAMPLES_PER_ORG * 3):
+                picked = _pick(rows, names[codes[rows]] if orgs else None, tl)
                 if len(picked):
                     tl.examples += _examples(frame, t, self._rule[rule_id], picked)
 
@@ -247,20 +254,20 @@ class _Tally:
 
 
 def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
-    """The violating rows of this batch to show: the first of each institution (or of the table), up
-    to the limits, counting those earlier batches showed."""
+    """The violating rows of this batch to show (``orgs``: their institutions): the first of each
+    institution (or of the table), up to the limits, counting those earlier batches showed."""
     if orgs is None:
         return rows[:EXAMPLES_PER_ORG * 3 - len(tl.examples)]
-    of = pd.Series(orgs[rows])
+    of = pd.Series(orgs)
     if tl.shown:  # institutions already shown in full take no more rows
         open_ = ~of.isin([o for o, n in tl.shown.items() if n >= EXAMPLES_PER_ORG]).to_numpy()
         rows, of = rows[open_], of[open_].reset_index(drop=True)
     before = of.map(tl.shown).fillna(0).to_numpy() if tl.shown else 0
-    picked = rows[of.groupby(of.to_numpy()).cumcount().to_numpy() + before < EXAMPLES_PER_ORG]
-    picked = picked[:EXAMPLES_MAX - len(tl.examples)]
-    for o in orgs[picked]:
+    chosen = (of.groupby(of.to_numpy()).cumcount().to_numpy() + before < EXAMPLES_PER_ORG).nonzero()[0]
+    chosen = chosen[:EXAMPLES_MAX - len(tl.examples)]
+    for o in of.to_numpy()[chosen]:
         tl.shown[o] = tl.shown.get(o, 0) + 1
-    return picked
+    return rows[chosen]
 
 
 def _labels(s: pd.Series) -> np.ndarray:
@@ -299,12 +306,13 @@ class _Columns:
             else:  # a copy: a view would keep the whole chunk's block of columns alive
                 pieces.append(s.to_numpy(copy=True))
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, columns) -> pd.DataFrame:
+        """The kept ``columns`` (those of them that were kept) as one frame of all the rows."""
         def column(pieces):
             parts = [pd.Series(p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p,
                                dtype=object if isinstance(p, pa.Array) else None) for p in pieces]
             return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
-        return pd.DataFrame({c: column(p) for c, p in self.pieces.items()})
+        return pd.DataFrame({c: column(self.pieces[c]) for c in dict.fromkeys(columns) if c in self.pieces})
 
 
 def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray) -> list[dict]:
