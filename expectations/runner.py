@@ -9,6 +9,7 @@ shown with significant digits.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from dataclasses import dataclass, field, replace
 
@@ -125,6 +126,7 @@ class Validation:
         self._reference_rows: list[np.ndarray] = []
         self.rows = 0
         self._frozen = False
+        self._carried: dict[tuple, list[list]] | None = None  # conversion -> its parts, chunk by chunk
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Validate one chunk's rows with the per-row rules; keep what the whole-table rules need."""
@@ -136,9 +138,12 @@ class Validation:
             else:
                 self._kept.add(chunk)
         if self.row_plan.rules:
-            evaluations = self.row_plan.run(chunk, replace(self.ctx, cache={}))
+            chunk_ctx = replace(self.ctx, cache={})
+            evaluations = self.row_plan.run(chunk, chunk_ctx)
             self._tally(chunk, evaluations, self.rows)
             del evaluations
+            if self.table_rules and not self.scoped:
+                self._carry(chunk, chunk_ctx)
         self.rows += len(chunk)
         self._collect()
 
@@ -155,6 +160,32 @@ class Validation:
         else:
             gc.freeze()
             self._frozen = True
+
+    def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
+        """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
+        (a million ID numbers normalised and checked once, by the per-row rules, not again at the
+        end). Which they read is learnt on the first chunk by running those rules' types on it."""
+        if self._carried is None:
+            probe = replace(chunk_ctx, cache=_Reads(chunk_ctx.cache))
+            for r in self.table_rules:
+                with contextlib.suppress(Exception):  # the rule's own evaluation reports its error
+                    rule_types.get(r.type).fn(chunk, r.params, probe)
+            self._carried = {k: [] for k in probe.cache.read if k in chunk_ctx.cache}
+        for key, parts in list(self._carried.items()):
+            value = chunk_ctx.cache.get(key)
+            if value is None:  # not made on this chunk (a rule failed): computed again at the end
+                del self._carried[key]
+                continue
+            parts.append([_compact(v) for v in (value if isinstance(value, tuple) else (value,))]
+                         + [isinstance(value, tuple)])
+
+    def _carried_cache(self) -> dict:
+        out = {}
+        for key, parts in (self._carried or {}).items():
+            if sum(len(p[0]) for p in parts) == self.rows:  # every chunk's part is there
+                cols = [_whole([p[i] for p in parts]) for i in range(len(parts[0]) - 1)]
+                out[key] = tuple(cols) if parts[0][-1] else cols[0]
+        return out
 
     def add_reference(self, chunk: pd.DataFrame) -> None:
         """A chunk of the unscoped table's ``narrow_columns`` (scoped runs): what the scoped rows are
@@ -173,9 +204,11 @@ class Validation:
         if self.table_rules and self.scoped:
             in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
                                 np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
+        carried = {} if self.scoped else self._carried_cache()
+        self._carried = None
         for r in self.table_rules:  # one at a time, each with only its columns made whole
             frame = self._kept.frame([self.t.key, self.t.org, *r.columns])
-            self._tally(frame, gx_bridge.Plan([r]).run(frame, replace(self.ctx, cache={})), 0, in_scope)
+            self._tally(frame, gx_bridge.Plan([r]).run(frame, replace(self.ctx, cache=dict(carried))), 0, in_scope)
             del frame
         self._kept = _Columns([])
         out = []
@@ -291,6 +324,33 @@ def _matched(reference: np.ndarray, scoped: np.ndarray) -> np.ndarray:
     return seen < ref.map(wanted).fillna(0).to_numpy()
 
 
+class _Reads(dict):
+    """A conversion cache that notes which conversions were asked for."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: list[tuple] = []
+
+    def __contains__(self, key) -> bool:
+        self.read.append(key)
+        return super().__contains__(key)
+
+
+def _compact(s):
+    """A Series of one chunk kept compactly: text as Arrow strings, anything else as a copy of its
+    values (a view would keep the whole chunk's block of columns alive)."""
+    if isinstance(s, pd.Series) and s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
+        return pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True)
+    return np.array(s, copy=True)
+
+
+def _whole(pieces: list) -> pd.Series:
+    """The compact pieces of a column, chunk after chunk, as one Series over all the rows."""
+    parts = [pd.Series(p.to_numpy(zero_copy_only=False), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
+             for p in pieces]
+    return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
+
+
 class _Columns:
     """Columns of a table kept across chunks, compactly: text as Arrow strings (a few bytes a value
     instead of a Python object each), other columns as the reader gave them."""
@@ -300,19 +360,11 @@ class _Columns:
 
     def add(self, chunk: pd.DataFrame) -> None:
         for c, pieces in self.pieces.items():
-            s = chunk[c]
-            if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
-                pieces.append(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True))
-            else:  # a copy: a view would keep the whole chunk's block of columns alive
-                pieces.append(s.to_numpy(copy=True))
+            pieces.append(_compact(chunk[c]))
 
     def frame(self, columns) -> pd.DataFrame:
         """The kept ``columns`` (those of them that were kept) as one frame of all the rows."""
-        def column(pieces):
-            parts = [pd.Series(p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p,
-                               dtype=object if isinstance(p, pa.Array) else None) for p in pieces]
-            return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
-        return pd.DataFrame({c: column(self.pieces[c]) for c in dict.fromkeys(columns) if c in self.pieces})
+        return pd.DataFrame({c: _whole(self.pieces[c]) for c in dict.fromkeys(columns) if c in self.pieces})
 
 
 def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray) -> list[dict]:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from healthqa import config
+from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import Validation, validate_frame
@@ -61,10 +62,21 @@ def test_validate_frame_is_one_chunk_of_a_validation(demo, tmp_path):
     v = Validation("person", rules, ctx, people.columns, all_keys=True)
     for lo, hi in ((0, 1), (1, 500), (500, 501), (501, len(people))):
         v.add(people.iloc[lo:hi])
+    chunked = v.results()
     assert [(r.status, r.violations, r.denominator, r.sample_keys, r.by_org, r.violating_keys, r.examples)
             for r in whole] == \
         [(r.status, r.violations, r.denominator, r.sample_keys, r.by_org, r.violating_keys, r.examples)
-         for r in v.results()]
+         for r in chunked]
+    # whole-table rules reuse the chunks' conversions (kept across chunks): the same rows violate as
+    # when the rule type reads the whole frame itself
+    compared = 0
+    for r in chunked:
+        if rule_types.get(r.rule.type).whole_table:
+            applies, violates = rule_types.get(r.rule.type).fn(people, r.rule.params, RuleContext(as_of=ctx.as_of))
+            assert (r.violations, r.denominator) == (int(violates.sum()), int(applies.sum())), r.rule.id
+            assert r.violating_keys == people["archive_id"][violates].astype(str).tolist(), r.rule.id
+            compared += r.violations > 0
+    assert compared == 2
 
 
 def _scoped_platform(tmp_path, demo):
