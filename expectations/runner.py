@@ -132,6 +132,9 @@ class Validation:
         """Validate one chunk's rows with the per-row rules; keep what the whole-table rules need."""
         if not chunk.index.equals(pd.RangeIndex(len(chunk))):  # positions are row numbers
             chunk = chunk.reset_index(drop=True)
+        if not self._frozen:  # see _collect
+            gc.freeze()
+            self._frozen = True
         if self.narrow_columns:
             if self.scoped:
                 self._scoped_rows.append(_row_hashes(chunk[self.narrow_columns]))
@@ -147,19 +150,16 @@ class Validation:
         self.rows += len(chunk)
         self._collect()
 
-    def _collect(self) -> None:
+    @staticmethod
+    def _collect() -> None:
         """Free what the chunk's rules made. pandas' string accessor (``s.str``) forms a reference cycle
         with its Series, so a chunk's text conversions are freed only by the cyclic garbage collector,
         and they would pile up chunk after chunk until it ran a full collection. A full collection
-        walks every object (GE's included: a few hundred milliseconds), so what exists when the first
-        chunk is done is frozen (``gc.freeze``, undone by ``results``) and each later chunk's
-        collection walks only what was made since. (Validations in parallel threads share the one
-        collector: one ending unfreezes for all, and the others' collections are then slower, not wrong.)"""
-        if self._frozen:
-            gc.collect()
-        else:
-            gc.freeze()
-            self._frozen = True
+        walks every object (GE's included: a few hundred milliseconds), so what exists before the
+        first chunk is frozen (``gc.freeze``, undone by ``results``) and each chunk's collection walks
+        only what was made since. (Validations in parallel threads share the one collector: one ending
+        unfreezes for all, and the others' collections are then slower, not wrong.)"""
+        gc.collect()
 
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
         """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
