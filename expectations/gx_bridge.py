@@ -365,11 +365,6 @@ def verdict(rule: Rule, applicable: int, unexpected: int) -> bool:
     return applicable == 0 or _mostly_success(applicable, unexpected, expectation_for(rule).mostly)
 
 
-def evaluate(frame: pd.DataFrame, rules: list[Rule], ctx: rule_types.RuleContext) -> dict[str, Evaluation]:
-    """Validate a frame with rules through GE; one engine per call (safe in concurrent threads)."""
-    return Plan(rules).run(frame, ctx)
-
-
 # the shipped types' classes are built at import, before any validation thread starts
 for _name in list(rule_types.REGISTRY):
     expectation_class(_name)
