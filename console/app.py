@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
@@ -56,7 +57,7 @@ def create_app(cfg: Config | None = None) -> FastAPI:
             raise RuntimeError(f"{CONFIG_ENV} names no configuration file (healthqa serve --config FILE sets it)")
         cfg = config_mod.load(path)
     c = cfg.console
-    app = FastAPI(title="healthqa console", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="healthqa console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     store = AuditStore(cfg.store.url)
     source = cfg.source_of("person")
     app.state.cfg, app.state.store, app.state.source = cfg, store, source
@@ -94,19 +95,26 @@ def create_app(cfg: Config | None = None) -> FastAPI:
                       who=_maybe_user(request))
 
     app.mount("/static", StaticFiles(packages=[("healthqa.console", "static")]), name="static")
-    app.include_router(_accounts())
-    app.include_router(steward.router)
-    app.include_router(qc.router)
-    app.include_router(engineer.router)
-    app.include_router(admin.router)
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        if app.state.archives is not None:
-            app.state.archives.close()
-        store.close()
-
+    app.state.routers = [_accounts(), steward.router, qc.router, engineer.router, admin.router]
+    for router in app.state.routers:
+        app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    if app.state.archives is not None:
+        app.state.archives.close()
+    app.state.store.close()
+
+
+def routes(app: FastAPI):
+    """(method, path template) of every route of the console (the tests enumerate them)."""
+    for router in app.state.routers:
+        for r in router.routes:
+            for method in sorted(r.methods):
+                yield method, r.path
 
 
 def _esc(text) -> str:

@@ -50,7 +50,7 @@ class Jobs:
                 job.run_id = run.run_id
                 statuses = [r.status for _, r in run.results]
                 job.counts = {s: statuses.count(s) for s in ("pass", "fail", "not_applicable", "error")}
-                job.failed_rules = [{"rule_id": r.rule_id, "table": t.table, "status": r.status,
+                job.failed_rules = [{"rule_id": r.rule.id, "table": t.table, "status": r.status,
                                      "violations": r.violations, "denominator": r.denominator}
                                     for t, r in run.results if r.status in ("fail", "error")]
                 if run.run_id is not None:
