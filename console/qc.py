@@ -28,7 +28,9 @@ STATES = ("open", "new", "acknowledged", "reopened", "resolved")
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, who: Who = Depends(qc)):
     cfg, store = request.app.state.cfg, request.app.state.store
-    run_id = store.scores.latest_run()
+    # the newest nightly audit (the whole platform); an engineer's scoped run only when there is none
+    run_id = next((r.id for r in store.runs.recent(20, kind="nightly") if store.scores.of_run(r.id)),
+                  store.scores.latest_run())
     ctx = run_report.context(cfg, store, run_id) if run_id is not None else None
     open_findings = store.findings.list(state="open")
     overdue = store.findings.list(overdue=True)
