@@ -408,3 +408,28 @@ def test_admin_manages_accounts_in_the_audit_log(app, store):
     log = store.review.audit(user="admin1", limit=20)
     assert {("user_add", "steward3"), ("user_disable", "steward3")} <= {(x["action"], x["subject"]) for x in log}
 
+
+
+def test_queue_filters_by_institution_score_band_and_date(app, store):
+    client, _ = logged_in(app, "steward1")
+    some = _open_pairs(store, 50)
+    org = app.state.archives.fetch([some[0][0]])[some[0][0]]["org_code"]
+    page = client.get("/review", params={"org": org}).text
+    shown = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)
+    assert shown
+    for a, b in shown:
+        orgs = {r["org_code"] for r in app.state.archives.fetch([a, b]).values()}
+        assert org in orgs  # one of the two archives was created by the institution
+    scores = sorted(p.score for _, p in store.review.queue("mpi", user_id=None, limit=1000))
+    cut = scores[len(scores) // 2]
+    page = client.get("/review", params={"low": cut}).text
+    shown = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)
+    assert shown and all(store.review.pair("mpi", a, b).score >= cut for a, b in shown)
+    assert "没有待审核" in client.get("/review", params={"since": "2999-01-01"}).text
+    assert client.get("/review", params={"low": "high"}).status_code == 400
+
+
+def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path):
+    from .test_cli import invoke, refused
+
+    refused(invoke("serve", "--config", tmp_path / "missing.yml"), "missing.yml")
