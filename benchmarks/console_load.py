@@ -67,18 +67,27 @@ if HttpUser is not object:
             a, b = random.choice(self.pairs)
             self.client.get(f"/review/pair/{a}/{b}", name="compare")
             decision = random.choices(["merge", "not_same", "skip"], [4, 3, 1])[0]
+            if self._decide(a, b, decision, a) == "confirm":
+                self._decide(a, b, decision, b)  # A is deceased or moved out and B active: keep B instead
+            self.pairs.remove((a, b))
+
+        def _decide(self, a: str, b: str, decision: str, survivor: str) -> str:
             with self.client.post(f"/review/pair/{a}/{b}/decide", name="decide", allow_redirects=False, catch_response=True,
-                                  data={"decision": decision, "survivor": a, "csrf_token": self.token}) as r:
+                                  data={"decision": decision, "survivor": survivor, "csrf_token": self.token}) as r:
                 if r.status_code == 303:
                     r.success()
                     _accepted.append({"left": a, "right": b, "decision": decision, "user": self.name})
-                elif r.status_code == 409 and "already decided" in r.text:
+                    return "ok"
+                if r.status_code == 409 and 'name="confirm_inactive"' in r.text:
+                    r.success()
+                    return "confirm"
+                if r.status_code == 409 and "already decided" in r.text:
                     r.success()  # another steward was quicker: told who, nothing overwritten
                     self.environment.events.request.fire(request_type="POST", name="decide: already decided",
                                                          response_time=0, response_length=0, exception=None)
-                else:
-                    r.failure(f"{r.status_code}: {r.text[:120]}")
-            self.pairs.remove((a, b))
+                    return "taken"
+                r.failure(f"{r.status_code}: {r.text[-300:]}")
+                return "error"
 
         @task(1)
         def static(self):
@@ -144,7 +153,7 @@ def main() -> None:
         print(f"bulk-loaded {args.pairs:,} suggested pairs (COPY) in {time.perf_counter() - t0:.1f} s", flush=True)
         for k in range(1, args.users + 1):
             store.users.add(f"bench{k:03d}", "steward", PASSWORD, actor="benchmark")
-        print(_plan(store_url), flush=True)
+        print(_plan(store_url).replace("\n  ", "\n| "), flush=True)
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -157,7 +166,7 @@ def main() -> None:
         prefix = work / "locust"
         t0 = time.perf_counter()
         subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", __file__, "--headless", "-u", str(args.users),
-                        "-r", "10", "-t", f"{args.seconds}s", "--host", f"http://127.0.0.1:{port}",
+                        "-r", "10", "-t", f"{args.seconds}s", "--stop-timeout", "30", "--host", f"http://127.0.0.1:{port}",
                         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
                        check=False, env={**os.environ, "HEALTHQA_BENCH_ACCEPTED": str(work / "accepted.jsonl")})
         wall = time.perf_counter() - t0

@@ -128,13 +128,12 @@ def propose(left: str, right: str, records: dict[str, dict], cluster: dict | Non
     """The survivor the scan proposed for the pair's cluster (when it is one of the two), else the
     same order applied to the two; with the facts behind it."""
     a, b = records.get(left, {}), records.get(right, {})
+    valid = st.id_valid(st.normalise_id(pd.Series([a.get("id_number"), b.get("id_number")], dtype=object))).tolist()
 
-    def facts(r: dict) -> tuple:
-        valid = bool(st.id_valid(st.normalise_id(pd.Series([r.get("id_number")], dtype=object))).iloc[0])
-        filled = sum(v is not None for v in r.values())
-        return valid, filled, r.get("updated_at") or ""
+    def facts(r: dict, valid_id: bool) -> tuple:
+        return bool(valid_id), sum(v is not None for v in r.values()), r.get("updated_at") or ""
 
-    fa, fb = facts(a), facts(b)
+    fa, fb = facts(a, valid[0]), facts(b, valid[1])
     if cluster and cluster.get("survivor") in (left, right):
         survivor = cluster["survivor"]
         first = ["查重扫描为该组建议的保留档案 / the survivor the scan proposed for this cluster"]
