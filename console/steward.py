@@ -92,7 +92,8 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
     rows = store.review.queue(source, user_id=who.user.id, **f, after=cursor, limit=cfg.console.page_size)
     nxt = f"{rows[-1][1].score!r}_{rows[-1][0]}" if len(rows) == cfg.console.page_size else None
     return request.app.state.render(request, "queue.html.j2", who=who, rows=[p for _, p in rows], next=nxt,
-                                    query=_query(request), f=request.query_params, counts=store.review.count_decided(source),
+                                    query=_query(request), f=request.query_params,
+                                    counts=store.review.count_mine(who.user.id, _now().replace(hour=0, minute=0, second=0)),
                                     recent=store.review.recent(who.user.id, 10), labels=LABELS,
                                     undo_minutes=cfg.console.undo_minutes, now=_now())
 

@@ -284,6 +284,14 @@ class Review:
                 .group_by(StewardDecision.decision)).all()
         return dict.fromkeys(LABELS, 0) | dict(rows)
 
+    def count_mine(self, user_id: int, since: datetime) -> dict[str, int]:
+        """One steward's decisions in force made since ``since``, by kind (index ``ix_steward_user``)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision.decision, func.count()).where(
+                StewardDecision.user_id == user_id, StewardDecision.decided_at >= since,
+                StewardDecision.undone_at.is_(None)).group_by(StewardDecision.decision)).all()
+        return dict.fromkeys(LABELS, 0) | dict(rows)
+
     # -- the institutions of archives (the queue's filter) ----------------------------------------
     def orgs_run(self, source: str) -> int | None:
         """The dedup run the stored institutions were read for (None: never read)."""
