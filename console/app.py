@@ -22,7 +22,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from healthqa import config as config_mod
 from healthqa.config import Config
+from healthqa.errors import HealthqaError, SourceError, one_line
 from healthqa.store import AuditStore
+from healthqa.store.store import StoreError
 
 from . import admin, engineer, qc, steward
 from .archives import Archives
@@ -93,6 +95,12 @@ def create_app(cfg: Config | None = None) -> FastAPI:
             return HTMLResponse(f'<p class="error">{_esc(exc.detail)}</p>', status_code=exc.status_code)
         return render(request, "error.html.j2", status_code=exc.status_code, message=exc.detail,
                       who=_maybe_user(request))
+
+    @app.exception_handler(HealthqaError)
+    async def healthqa_error(request: Request, exc: HealthqaError):
+        # a source or the store that cannot answer now: one line for the user, never a traceback
+        status = 503 if isinstance(exc, SourceError | StoreError) else 409
+        return await http_error(request, HTTPException(status, one_line(exc)))
 
     app.mount("/static", StaticFiles(packages=[("healthqa.console", "static")]), name="static")
     app.state.routers = [_accounts(), steward.router, qc.router, engineer.router, admin.router]

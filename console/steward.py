@@ -9,10 +9,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from healthqa.dedup import merge as merge_out
-from healthqa.errors import HealthqaError
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
 
 from . import archives as ar
@@ -232,21 +230,17 @@ def history(request: Request, who: Who = Depends(steward)):
 
 
 @router.get("/export/{fmt}")
-async def export(request: Request, fmt: str, who: Who = Depends(steward)):
+def export(request: Request, fmt: str, who: Who = Depends(steward)):
     """Merge instructions from the decisions already stored (no scan is run), each with its steward
     and time; written to the audit log."""
     if fmt not in FORMATS:
         raise HTTPException(404, f"格式应为 {', '.join(FORMATS)} / format: one of {', '.join(FORMATS)}")
     store, source = request.app.state.store, _source(request)
-    decided = await run_in_threadpool(store.review.merges, source)
+    decided = store.review.merges(source)
     merges = [merge_out.Merge(d.survivor, d.retired, d.decided_at.isoformat(), d.user) for d in decided]
     name, media = FORMATS[fmt]
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            files = merge_out.write_all(merges, Path(tmp))
-        except HealthqaError as e:
-            raise HTTPException(500, str(e)) from None
-        body = files[fmt].read_bytes()
+        body = merge_out.write_all(merges, Path(tmp))[fmt].read_bytes()
     store.review.log(who.name, "merge_export", source, {"format": fmt, "merges": len(merges)})
     return Response(body, media_type=f"{media}; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

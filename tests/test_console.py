@@ -410,26 +410,45 @@ def test_admin_manages_accounts_in_the_audit_log(app, store):
 
 
 
-def test_queue_filters_by_institution_score_band_and_date(app, store):
+def test_queue_filters_by_institution_score_band_and_date(app, store, site):
     client, _ = logged_in(app, "steward1")
+    with sqlite3.connect(site.parent / "mpi.db") as conn:  # every row, an archive number shared by two included
+        orgs_of: dict[str, set] = {}
+        for a, o in conn.execute("SELECT DABH, JDJGDM FROM T_GRDA"):
+            orgs_of.setdefault(str(a), set()).add(o)
     some = _open_pairs(store, 50)
-    org = app.state.archives.fetch([some[0][0]])[some[0][0]]["org_code"]
-    page = client.get("/review", params={"org": org}).text
-    shown = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)
+    org = sorted(orgs_of[some[0][0]])[0]
+    shown = _queued(client.get("/review", params={"org": org}).text)
     assert shown
     for a, b in shown:
-        orgs = {r["org_code"] for r in app.state.archives.fetch([a, b]).values()}
-        assert org in orgs  # one of the two archives was created by the institution
+        assert org in orgs_of[a] | orgs_of[b]  # one of the two archives was created by the institution
     scores = sorted(p.score for _, p in store.review.queue("mpi", user_id=None, limit=1000))
     cut = scores[len(scores) // 2]
-    page = client.get("/review", params={"low": cut}).text
-    shown = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)
+    shown = _queued(client.get("/review", params={"low": cut}).text)
     assert shown and all(store.review.pair("mpi", a, b).score >= cut for a, b in shown)
     assert "没有待审核" in client.get("/review", params={"since": "2999-01-01"}).text
     assert client.get("/review", params={"low": "high"}).status_code == 400
+
+
+def _queued(page: str) -> list[tuple[str, str]]:
+    """The pairs of the queue table (not the steward's recent decisions beside it)."""
+    table = page.split('<table class="queue">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'href="/review/pair/(\d+)/(\d+)', table)
 
 
 def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path):
     from .test_cli import invoke, refused
 
     refused(invoke("serve", "--config", tmp_path / "missing.yml"), "missing.yml")
+
+
+def test_an_mpi_that_cannot_be_read_is_one_line_not_a_traceback(site, store):
+    (a, b), = _fresh(store)
+    raw = config.load(site).model_dump(by_alias=True, exclude_none=True)
+    raw["sources"]["mpi"]["url"] = "sqlite:////nonexistent-folder/mpi.db"
+    app = create_app(config.Config.model_validate({**raw, "path": site}))
+    client, token = logged_in(app, "steward1")
+    r = client.get(f"/review/pair/{a}/{b}")
+    assert r.status_code == 503 and "mpi" in r.text and "Traceback" not in r.text
+    r = client.post(f"/review/pair/{a}/{b}/decide", data={"decision": "not_same", "csrf_token": token})
+    assert r.status_code == 503 and store.review.in_force("mpi", a, b) is None

@@ -201,13 +201,14 @@ class StewardDecision(Base):
 
 
 class ArchiveOrg(Base):
-    """The institution of each archive of a source, as the MPI held it when the console last looked
-    (``run_id``: the dedup run it was read for): the review queue's institution filter."""
+    """The institutions of each archive of a source, as the MPI held them when the console last looked
+    (``run_id``: the dedup run it was read for): the review queue's institution filter. An archive
+    number two MPI rows share (a defect) has both rows' institutions; '' is none."""
 
     __tablename__ = "archive_orgs"
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     archive_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    org_code: Mapped[str | None] = mapped_column(String(64))
+    org_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     run_id: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_archive_orgs_org", "source", "org_code"),)

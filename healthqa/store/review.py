@@ -299,7 +299,8 @@ class Review:
             return s.execute(select(ArchiveOrg.run_id).where(ArchiveOrg.source == source).limit(1)).scalar_one_or_none()
 
     def replace_orgs(self, source: str, run_id: int, pairs: Iterable[tuple[str, str | None]]) -> int:
-        rows = [{"source": source, "archive_id": a, "org_code": o, "run_id": run_id} for a, o in dict(pairs).items()]
+        rows = [{"source": source, "archive_id": a, "org_code": o, "run_id": run_id}
+                for a, o in sorted({(str(a), str(o or "")) for a, o in pairs})]
         with self._store.session() as s:
             s.execute(delete(ArchiveOrg).where(ArchiveOrg.source == source))
             for k in range(0, len(rows), 10_000):

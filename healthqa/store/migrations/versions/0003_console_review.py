@@ -46,9 +46,9 @@ def upgrade() -> None:
         'archive_orgs',
         sa.Column('source', sa.String(length=64), nullable=False),
         sa.Column('archive_id', sa.String(length=64), nullable=False),
-        sa.Column('org_code', sa.String(length=64), nullable=True),
+        sa.Column('org_code', sa.String(length=64), nullable=False),
         sa.Column('run_id', sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint('source', 'archive_id'),
+        sa.PrimaryKeyConstraint('source', 'archive_id', 'org_code'),
     )
     op.create_index('ix_archive_orgs_org', 'archive_orgs', ['source', 'org_code'])
     op.create_index('ix_audit_log_subject', 'audit_log', ['action', 'subject', 'at'])
