@@ -60,6 +60,8 @@ if HttpUser is not object:
             # start again from zero (the log-ins are reported on their own)
             if len(_logins) == self.environment.parsed_options.num_users:
                 self.environment.runner.stats.reset_all()
+                with open(ACCEPTED_LOG + ".start", "w") as fh:
+                    fh.write(str(time.time()))
             while len(_logins) < self.environment.parsed_options.num_users:
                 gevent.sleep(0.1)
 
@@ -104,6 +106,11 @@ if HttpUser is not object:
         @task(1)
         def static(self):
             self.client.get("/static/console.css", name="static file (peer)")
+
+    @events.test_stop.add_listener
+    def _stopped(environment, **kw):
+        with open(ACCEPTED_LOG + ".end", "w") as fh:
+            fh.write(str(time.time()))
 
     @events.quitting.add_listener
     def _write_accepted(environment, **kw):
@@ -177,6 +184,7 @@ def main() -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _wait(f"http://127.0.0.1:{port}/login", proc)
         load = os.getloadavg()
+        samples = _cpu_sampler(proc.pid, db)
         prefix = work / "locust"
         t0 = time.perf_counter()
         subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", __file__, "--headless", "-u", str(args.users),
@@ -201,6 +209,12 @@ def main() -> None:
             print(f"log-in (GET form + POST, Argon2id), {len(logins)} stewards at once before the measurement: "
                   f"p50 {1000 * logins[len(logins) // 2]:.0f} ms, max {1000 * logins[-1]:.0f} ms")
         accepted = [json.loads(x) for x in (work / "accepted.jsonl").read_text().splitlines() if x]
+        start, end = (float((work / f"accepted.jsonl.{k}").read_text()) for k in ("start", "end"))
+        served = sum(int(r["Request Count"]) for n, r in by.items() if n not in ("Aggregated", "decide: already decided"))
+        server, pg = _cpu_between(samples, start, end)
+        print(f"CPU in the measured {end - start:.0f} s: healthqa serve {server:.1f} s, PostgreSQL {pg:.1f} s for "
+              f"{served:,} requests -> {1000 * (server + pg) / max(served, 1):.1f} ms of CPU per request "
+              f"(2 idle cores: about {2 * served / max(server + pg, 1e-9):.0f} requests/s)")
         with psycopg.connect(store_url.replace("+psycopg", "")) as c:
             stored = c.execute("SELECT count(*) FROM steward_decisions").fetchone()[0]
             doubled = c.execute("SELECT count(*) FROM (SELECT 1 FROM steward_decisions WHERE undone_at IS NULL AND "
@@ -284,6 +298,39 @@ def _plan(store_url: str) -> str:
     with eng.connect() as c:
         plan = c.exec_driver_sql("EXPLAIN ANALYZE " + captured["sql"], captured["params"]).scalars().all()
     return "queue query plan:\n  " + "\n  ".join(plan[:12])
+
+
+def _cpu_sampler(pid: int, db: str) -> list:
+    """CPU seconds of the server and of the PostgreSQL backends of ``db``, sampled twice a second."""
+    import threading
+
+    import psutil
+
+    samples: list = []
+    server = psutil.Process(pid)
+
+    def total(p):
+        t = p.cpu_times()
+        return t.user + t.system
+
+    def loop():
+        while server.is_running():
+            try:
+                backends = [p for p in psutil.process_iter(["name", "cmdline"])
+                            if p.info["name"] and "postgres" in p.info["name"] and db in " ".join(p.info["cmdline"] or [])]
+                samples.append((time.time(), total(server), sum(total(p) for p in backends)))
+            except psutil.Error:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return samples
+
+
+def _cpu_between(samples: list, start: float, end: float) -> tuple[float, float]:
+    inside = [s for s in samples if start <= s[0] <= end] or samples[-1:]
+    first, last = inside[0], inside[-1]
+    return last[1] - first[1], last[2] - first[2]
 
 
 def _wait(url: str, proc) -> None:
