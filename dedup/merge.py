@@ -26,6 +26,26 @@ class Merge:
     decided_by: str | None = None  # the steward who decided it (console decisions)
 
 
+def in_order(merges: list[Merge]) -> list[Merge]:
+    """Pairwise merges (in the order they were decided) as instructions an MPI can carry out one after
+    the other: an archive already retired is replaced by the archive it went into, so nothing is ever
+    retired into a retired archive, and a merge its cluster already made is left out."""
+    into: dict[str, str] = {}
+
+    def final(a: str) -> str:
+        while a in into:
+            a = into[a]
+        return a
+
+    out = []
+    for m in merges:
+        survivor, retired = final(m.survivor), final(m.retired)
+        if survivor != retired:
+            into[retired] = survivor
+            out.append(Merge(survivor, retired, m.decided_at, m.decided_by))
+    return out
+
+
 def write_csv(merges: list[Merge], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(Merge.__dataclass_fields__))

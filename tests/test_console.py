@@ -452,3 +452,15 @@ def test_an_mpi_that_cannot_be_read_is_one_line_not_a_traceback(site, store):
     assert r.status_code == 503 and "mpi" in r.text and "Traceback" not in r.text
     r = client.post(f"/review/pair/{a}/{b}/decide", data={"decision": "not_same", "csrf_token": token})
     assert r.status_code == 503 and store.review.in_force("mpi", a, b) is None
+
+
+def test_merges_are_written_in_an_order_an_mpi_can_carry_out():
+    from healthqa.dedup.merge import Merge, in_order
+
+    decided = [Merge("B", "A", "t1", "li"), Merge("C", "B", "t2", "wang"),  # A into B, then B into C
+               Merge("A", "C", "t3", "li"),  # the same cluster again: nothing left to do
+               Merge("D", "E", "t4", "zhao")]
+    out = in_order(decided)
+    assert [(m.survivor, m.retired, m.decided_by) for m in out] == [("B", "A", "li"), ("C", "B", "wang"), ("D", "E", "zhao")]
+    for k, m in enumerate(out):  # never into an archive an earlier instruction retired
+        assert m.survivor not in {x.retired for x in out[:k]}
