@@ -14,7 +14,7 @@ from html import escape
 import pandas as pd
 from markupsafe import Markup
 
-from healthqa import canonical
+from healthqa import canonical, codelists
 from healthqa import standards as st
 from healthqa.config import Config
 from healthqa.connectors.sources import open_source
@@ -23,7 +23,6 @@ from healthqa.masking import MASKS
 
 TABLE = "person"
 REOPEN_S = 600  # a cached reader is reopened this often (its deadline runs from connecting)
-STATUS_ZH = {"1": "在册", "2": "死亡", "3": "迁出"}
 INACTIVE = {"2": "死亡 deceased", "3": "迁出 moved out"}
 SHOWN = ["name", "sex_code", "birth_date", "id_type_code", "id_number", "phone", "address", "adcode", "org_code",
          "created_at", "updated_at", "status_code", "death_date"]
@@ -97,9 +96,16 @@ def pii_kind(column: str) -> str | None:
     return col.pii if col else None
 
 
+CODED = {"sex_code": "sex", "id_type_code": "id_type", "status_code": "archive_status"}  # code lists shown by name
+
+
 def shown(value: str | None, column: str, reveal: bool) -> str | None:
-    """The value as the steward sees it: masked by the canonical model's ``pii`` mark unless revealed."""
+    """The value as the steward sees it: masked by the canonical model's ``pii`` mark unless revealed;
+    a code with its name from the code list (``1 男性``)."""
     kind = pii_kind(column)
+    if column in CODED and value is not None:
+        name = codelists.load(CODED[column])["codes"].get(value)
+        return f"{value} {name}" if name else value
     return value if reveal or kind is None or value is None else MASKS[kind](value)
 
 

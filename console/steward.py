@@ -145,7 +145,17 @@ def _compare(request: Request, who: Who, left: str, right: str, *, reveal: set[s
         request, "compare.html.j2", status_code=status, who=who, pair=pair, fields=fields, proposal=proposal,
         cluster=cluster, missing=missing, decided=store.review.in_force(source, pair.left, pair.right),
         inactive={k: ar.inactive(r) for k, r in records.items()}, warning=warning, need_confirm=need_confirm,
-        chosen=chosen or proposal.survivor, query=_query(request), labels=LABELS)
+        chosen=chosen or proposal.survivor, query=_query(request), labels=LABELS,
+        last=_undoable(request, who))
+
+
+def _undoable(request: Request, who: Who):
+    """The steward's latest decision while it may still be undone (the U key on every review page)."""
+    last = request.app.state.store.review.recent(who.user.id, 1)
+    minutes = request.app.state.cfg.console.undo_minutes
+    if last and last[0].undone_at is None and (_now() - last[0].decided_at).total_seconds() < minutes * 60:
+        return last[0]
+    return None
 
 
 @router.get("/pair/{left}/{right}", response_class=HTMLResponse)

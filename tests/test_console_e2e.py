@@ -110,8 +110,8 @@ def test_steward_reviews_merges_undoes_rejects_and_exports(server, browser, scre
     page.wait_for_url(lambda u: f"/{left}/{right}" not in u)
     d = store.review.in_force("mpi", left, right)
     assert d.decision == "merge" and d.survivor == right and d.user == "steward1"
-    # undo it from the queue with U
-    page.goto(url + "/review")
+    # undo it with U from the next pair's page
+    page.wait_for_selector("table#compare")
     page.keyboard.press("u")
     page.wait_for_url(f"**/review/pair/{left}/{right}")
     assert store.review.in_force("mpi", left, right) is None
