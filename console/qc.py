@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from healthqa.errors import HealthqaError
-from healthqa.reports import quarterly, run_report
+from healthqa.reports import charts, quarterly, run_report
 from healthqa.reports.assess import describe, rule_results
 from healthqa.reports.findings import example_lines
 from healthqa.reports.institutions import registry
@@ -32,6 +32,11 @@ def dashboard(request: Request, who: Who = Depends(qc)):
     run_id = next((r.id for r in store.runs.recent(20, kind="nightly") if store.scores.of_run(r.id)),
                   store.scores.latest_run())
     ctx = run_report.context(cfg, store, run_id) if run_id is not None else None
+    if ctx is not None:  # a small trend beside each system's and dimension's score
+        for level, rows, key in (("system", ctx["systems"], "code"), ("dimension", ctx["dimensions"], "subject")):
+            for row in rows:
+                history = store.scores.history(level, row[key], run_report.TREND_RUNS, before_run=run_id)
+                row["trend"] = charts.trend([(f"#{h['run_id']}", h["conformance"]) for h in history], width=220, height=70)
     open_findings = store.findings.list(state="open")
     overdue = store.findings.list(overdue=True)
     return request.app.state.render(request, "dashboard.html.j2", who=who, r=ctx, run_id=run_id,
