@@ -22,6 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from healthqa import config as config_mod
 from healthqa.config import Config
+from healthqa.dedup import spec as specs
 from healthqa.errors import HealthqaError, SourceError, one_line
 from healthqa.store import AuditStore
 from healthqa.store.store import StoreError
@@ -64,6 +65,8 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     source = cfg.source_of("person")
     app.state.cfg, app.state.store, app.state.source = cfg, store, source
     app.state.archives = Archives(cfg, source) if source else None
+    spec = specs.load(cfg.dedup.spec) if cfg.dedup.spec else specs.builtin()
+    app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s)

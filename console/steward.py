@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,8 +26,6 @@ FIELD_ZH = {"name": "姓名", "sex_code": "性别", "birth_date": "出生日期"
             "id_number": "身份证件号码", "phone": "联系电话", "address": "现住址", "adcode": "行政区划",
             "org_code": "建档机构", "created_at": "建档时间", "updated_at": "更新时间", "status_code": "档案状态",
             "death_date": "死亡日期"}
-SPEC_FIELD = {"id_number": "id_number", "name": "name", "birth_date": "birth_date", "sex_code": "sex",
-              "phone": "phone", "address": "address"}  # canonical column -> the spec's field (its explanation)
 
 
 def _source(request: Request) -> str:
@@ -34,6 +33,11 @@ def _source(request: Request) -> str:
     if src is None:
         raise HTTPException(404, "没有数据源映射居民档案表（person）/ no source maps the person table")
     return src
+
+
+def _spec_field(request: Request, column: str) -> str:
+    """The comparison spec's field that compares a canonical column (the key of a pair's explanation)."""
+    return request.app.state.spec_fields.get(column, "")
 
 
 def _filters(request: Request) -> dict:
@@ -58,8 +62,6 @@ def _filters(request: Request) -> dict:
 
 def _query(request: Request) -> str:
     keep = {k: v for k, v in request.query_params.items() if k in ("org", "low", "high", "since", "until") and v}
-    from urllib.parse import urlencode
-
     return urlencode(keep)
 
 
@@ -120,8 +122,17 @@ def clusters(request: Request, who: Who = Depends(steward)):
     return request.app.state.render(request, "clusters.html.j2", who=who, clusters=found)
 
 
-def _compare(request: Request, who: Who, left: str, right: str, *, reveal: set[str] = frozenset(),
-             warning: str | None = None, status: int = 200, need_confirm: bool = False, chosen: str | None = None):
+def _row(request: Request, pair, col: str, a: str | None, b: str | None, revealed: bool) -> dict:
+    """One field of the side-by-side table: both values with their differences marked, the level of
+    agreement and the weight the scan gave it."""
+    ha, hb = ar.highlight(a, b)
+    why = (pair.explanation or {}).get(_spec_field(request, col), {})
+    return {"col": col, "zh": FIELD_ZH.get(col, col), "a": ha, "b": hb, "same": a == b, "pii": ar.pii_kind(col) is not None,
+            "revealed": revealed, "level": why.get("level"), "weight": why.get("weight")}
+
+
+def _compare(request: Request, who: Who, left: str, right: str, *, warning: str | None = None, status: int = 200,
+             need_confirm: bool = False, chosen: str | None = None):
     store, source = request.app.state.store, _source(request)
     try:
         pair = store.review.pair(source, left, right)
@@ -132,15 +143,9 @@ def _compare(request: Request, who: Who, left: str, right: str, *, reveal: set[s
     cluster = store.review.cluster_of(source, pair.left)
     proposal = ar.propose(pair.left, pair.right, records, cluster)
     a, b = records.get(pair.left, {}), records.get(pair.right, {})
-    fields = []
-    for col in ar.SHOWN:
-        shown_a = ar.shown(a.get(col), col, col in reveal)
-        shown_b = ar.shown(b.get(col), col, col in reveal)
-        ha, hb = ar.highlight(shown_a, shown_b)
-        why = (pair.explanation or {}).get(SPEC_FIELD.get(col, ""), {})
-        fields.append({"col": col, "zh": FIELD_ZH.get(col, col), "a": ha, "b": hb, "same": shown_a == shown_b,
-                       "pii": ar.pii_kind(col) is not None, "revealed": col in reveal,
-                       "level": why.get("level"), "weight": why.get("weight")})
+    # masked: a steward reveals one field at a time (``reveal``), and it is logged
+    fields = [_row(request, pair, col, ar.shown(a.get(col), col, False), ar.shown(b.get(col), col, False), False)
+              for col in ar.SHOWN]
     return request.app.state.render(
         request, "compare.html.j2", status_code=status, who=who, pair=pair, fields=fields, proposal=proposal,
         cluster=cluster, missing=missing, decided=store.review.in_force(source, pair.left, pair.right),
@@ -175,11 +180,8 @@ def reveal(request: Request, left: str, right: str, field: str = Form(...), who:
         raise HTTPException(404, str(e)) from None
     store.review.log(who.name, "reveal", f"{pair.left}|{pair.right}", {"source": source, "field": field})
     records = request.app.state.archives.fetch([pair.left, pair.right])
-    ha, hb = ar.highlight(records.get(pair.left, {}).get(field), records.get(pair.right, {}).get(field))
-    return request.app.state.render(request, "reveal_row.html.j2", who=who, f={
-        "col": field, "zh": FIELD_ZH.get(field, field), "a": ha, "b": hb, "revealed": True, "pii": True,
-        "same": ha == hb, **{k: (pair.explanation or {}).get(SPEC_FIELD.get(field, ""), {}).get(k) for k in ("level", "weight")}},
-        pair=pair)
+    row = _row(request, pair, field, records.get(pair.left, {}).get(field), records.get(pair.right, {}).get(field), True)
+    return request.app.state.render(request, "reveal_row.html.j2", who=who, f=row, pair=pair)
 
 
 @router.post("/pair/{left}/{right}/decide", dependencies=[Depends(check_csrf)])
