@@ -134,7 +134,7 @@ def propose(left: str, right: str, records: dict[str, dict], cluster: dict | Non
     """The survivor the scan proposed for the pair's cluster (when it is one of the two), else the
     same order applied to the two; with the facts behind it."""
     a, b = records.get(left, {}), records.get(right, {})
-    valid = st.id_valid(st.normalise_id(pd.Series([a.get("id_number"), b.get("id_number")], dtype=object))).tolist()
+    valid = [st.id_valid_one(a.get("id_number")), st.id_valid_one(b.get("id_number"))]
 
     def facts(r: dict, valid_id: bool) -> tuple:
         return bool(valid_id), sum(v is not None for v in r.values()), r.get("updated_at") or ""

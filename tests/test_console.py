@@ -464,3 +464,18 @@ def test_merges_are_written_in_an_order_an_mpi_can_carry_out():
     assert [(m.survivor, m.retired, m.decided_by) for m in out] == [("B", "A", "li"), ("C", "B", "wang"), ("D", "E", "zhao")]
     for k, m in enumerate(out):  # never into an archive an earlier instruction retired
         assert m.survivor not in {x.retired for x in out[:k]}
+
+
+def test_one_id_number_is_judged_as_a_column_judges_it(demo):
+    """The comparison page checks two numbers one at a time; the rules check columns: one answer."""
+    import pandas as pd
+
+    from healthqa import standards as st
+
+    with sqlite3.connect(demo / "mpi.db") as conn:
+        values = [r[0] for r in conn.execute("SELECT SFZH FROM T_GRDA")]
+    values += [None, "", "  ", 330211198001011234, "３３０２１１１９８００１０１１２３ｘ", "330211800101123",
+               "33021119800230123X", "99999919800101123X", "330211160001011231", "330211198001011234 "]
+    column = st.id_valid(st.normalise_id(pd.Series(values, dtype=object))).tolist()
+    assert [st.id_valid_one(v) for v in values] == column
+    assert sum(column) > len(values) / 2  # most demo numbers are valid: the comparison means something
