@@ -105,12 +105,14 @@ class Review:
               after: tuple[float, int] | None = None, limit: int = 50) -> list[tuple[int, PairRow]]:
         """Pairs the scan suggested that nobody has closed (and this steward has not skipped), least
         certain first: review pairs below match pairs, each by score ascending (the index
-        ``ix_dedup_pairs_queue``). ``after``: the (score, pair id) a previous page ended on."""
+        ``ix_dedup_pairs_queue``). ``after``: the (score, pair id) a previous page ended on. Rows come
+        without their explanation (a list does not show it; ``pair`` reads it)."""
         p = DedupPair
         d = StewardDecision
         closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
                                 d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
-        q = select(p).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
+        q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id).where(
+            p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
         if low is not None:
             q = q.where(p.score >= low)
         if high is not None:
@@ -127,7 +129,7 @@ class Review:
             q = q.where(or_(p.score > after[0], and_(p.score == after[0], p.id > after[1])))
         q = q.order_by(p.score, p.id).limit(limit)
         with self._store.session() as s:
-            return [(r.id, _pair(r)) for r in s.execute(q).scalars()]
+            return [(pid, PairRow(src, a, b, score, d, None, at, run)) for pid, src, a, b, score, d, at, run in s.execute(q)]
 
     def pair(self, source: str, left: str, right: str) -> PairRow:
         """The pair as the scan stored it; PairNotFound for anything the scan did not suggest."""
