@@ -8,7 +8,7 @@ from pathlib import Path
 
 from setuptools import find_namespace_packages, setup
 
-ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "demo")
+ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "console", "demo")
 EXCLUDE = ["*__pycache__*"]
 
 package_dir = {"healthqa": "healthqa"}

@@ -200,6 +200,17 @@ class Reader(ABC):
             taken += len(df)
             yield self._canonical(table, df, cols)
 
+    def fetch(self, table: str, keys: list, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of these keys as canonical columns (e.g. two archives side by side for a steward);
+        a key the source does not hold is simply absent."""
+        cols = self.present_columns(table)
+        key = canonical.table(table).key
+        if columns is not None:
+            cols = {c: p for c, p in cols.items() if c in columns or c == key}
+        if key not in cols:
+            raise SourceError(self.name, f"tables.{table}.columns.{key}: key column not found in {self.physical_name(table)}")
+        return self._canonical(table, self._fetch(table, cols, list(keys)), cols)
+
     def read_all(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         parts = list(self.read(table, scope, columns))
         if parts:

@@ -23,6 +23,27 @@ class Merge:
     survivor: str
     retired: str
     decided_at: str | None = None
+    decided_by: str | None = None  # the steward who decided it (console decisions)
+
+
+def in_order(merges: list[Merge]) -> list[Merge]:
+    """Pairwise merges (in the order they were decided) as instructions an MPI can carry out one after
+    the other: an archive already retired is replaced by the archive it went into, so nothing is ever
+    retired into a retired archive, and a merge its cluster already made is left out."""
+    into: dict[str, str] = {}
+
+    def final(a: str) -> str:
+        while a in into:
+            a = into[a]
+        return a
+
+    out = []
+    for m in merges:
+        survivor, retired = final(m.survivor), final(m.retired)
+        if survivor != retired:
+            into[retired] = survivor
+            out.append(Merge(survivor, retired, m.decided_at, m.decided_by))
+    return out
 
 
 def write_csv(merges: list[Merge], path: Path) -> None:
@@ -52,10 +73,18 @@ def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when:
     msg.msh.msh_11 = "P"
     msg.evn.evn_1 = "A40"
     msg.evn.evn_2 = ts
+    if m.decided_by:
+        msg.evn.evn_5 = m.decided_by  # EVN-5 operator ID: the steward who decided the merge
+    if m.decided_at:
+        msg.evn.evn_6 = _hl7_time(m.decided_at)  # EVN-6 event occurred: when they decided it
     patient = msg.add_group("ADT_A39_PATIENT")
     patient.pid.pid_3 = f"{m.survivor}^^^ARCHIVE^PI"
     patient.mrg.mrg_1 = f"{m.retired}^^^ARCHIVE^PI"
     return msg.to_er7()
+
+
+def _hl7_time(text: str) -> str:
+    return datetime.fromisoformat(text).strftime("%Y%m%d%H%M%S")
 
 
 def fhir_patients(m: Merge) -> list[dict]:
@@ -69,7 +98,22 @@ def fhir_patients(m: Merge) -> list[dict]:
                       link=[{"other": {"reference": f"Patient/{m.survivor}"}, "type": "replaced-by"}])
     survivor = Patient(id=m.survivor, active=True, identifier=ident(m.survivor),
                        link=[{"other": {"reference": f"Patient/{m.retired}"}, "type": "replaces"}])
-    return [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
+    out = [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
+    if m.decided_by:
+        out.append(provenance(m))
+    return out
+
+
+def provenance(m: Merge) -> dict:
+    """Who decided the merge and when, as a FHIR R4 Provenance of both Patients."""
+    from fhir.resources.R4B.provenance import Provenance
+
+    recorded = datetime.fromisoformat(m.decided_at) if m.decided_at else datetime.now()
+    p = Provenance(id=f"merge-{m.retired}", target=[{"reference": f"Patient/{m.retired}"},
+                                                    {"reference": f"Patient/{m.survivor}"}],
+                   recorded=recorded.astimezone(), activity={"text": "merge / 合并"},
+                   agent=[{"who": {"display": m.decided_by or "unknown"}}])
+    return json.loads(p.model_dump_json())
 
 
 def write_all(merges: list[Merge], folder: Path) -> dict[str, Path]:

@@ -249,6 +249,19 @@ class Orchestration(_Strict):
         return v
 
 
+class Console(_Strict):
+    """The web console (``healthqa serve``; console/)."""
+
+    secure_cookies: bool = False  # session cookies only over HTTPS (set true behind TLS)
+    secret_key: str | None = None  # signs session cookies, from the environment; unset: a new key per start
+    session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 8.0  # a session ends this long after log-in
+    max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5  # failed log-ins in a row before the lock
+    lockout_minutes: Annotated[float, Field(gt=0)] = 15.0  # how long a locked account stays locked
+    failed_login_delay_s: Annotated[float, Field(ge=0, le=10)] = 0.5  # the first failure's delay, doubling each time
+    undo_minutes: Annotated[float, Field(gt=0)] = 30.0  # a steward may undo their own decision this long after
+    page_size: Annotated[int, Field(ge=5, le=500)] = 50  # pairs per page of the review queue
+
+
 class Demo(_Strict):
     """Written by ``healthqa demo``: what the synthetic platform was generated with."""
 
@@ -271,6 +284,7 @@ class Config(_Strict):
     dedup: Dedup = Dedup()
     reports: Reports = Reports()
     orchestration: Orchestration = Orchestration()
+    console: Console = Console()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 

@@ -525,6 +525,23 @@ def schedule(config: ConfigOpt):
 
 @app.command()
 @user_errors
+def serve(config: ConfigOpt,
+          host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8000):
+    """控制台 / the web console: the steward's review queue, the QC dashboard, the engineer's validation."""
+    import uvicorn
+
+    cfg = _load(config)  # a bad configuration or store is one line here, before the server starts
+    AuditStore(cfg.store.url).close()
+    os.environ["HEALTHQA_CONFIG"] = str(config.resolve())
+    err.print(f"控制台 console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
+    # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
+    uvicorn.run("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                access_log=False)
+
+
+@app.command()
+@user_errors
 def runs(config: ConfigOpt,
          last: Annotated[int, typer.Option("--last", min=1, max=1000, help="how many runs, newest first")] = 20):
     """运行历史 / the run history: when, what, state, duration, rows read, rules failed, what could not run."""

@@ -32,8 +32,7 @@ from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.dedup import engine, evaluate, index
 from healthqa.dedup import spec as specs
-from healthqa.dedup.cluster import clusters
-from healthqa.dedup.merge import Merge
+from healthqa.dedup.merge import Merge, in_order
 from healthqa.dedup.model import FSModel
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
@@ -221,24 +220,12 @@ def _persist(store: AuditStore, run: RunContext, source: str, result: engine.Ded
 
 
 def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
-    """Merges the steward accepted: each cluster of 'merge' decisions retires into its survivor
-    (the survivor the last dedup run proposed for it, else the first archive decided)."""
-    d = store.dedup.active_decisions(source)
-    d = d[d["decision"] == "merge"]
-    if d.empty:
-        return []
-    survivors = store.dedup.survivors(source)
-    keys = sorted(set(d["left"]) | set(d["right"]))
-    pos = {k: n for n, k in enumerate(keys)}
-    i = np.array([pos[a] for a in d["left"]])
-    j = np.array([pos[b] for b in d["right"]])
-    out = []
-    for c in clusters(len(keys), i, j, None):
-        members = [keys[m] for m in c.members]
-        survivor = next((survivors[m] for m in members if survivors.get(m) in members), members[0])
-        stamp = d["decided_at"].max()
-        out += [Merge(survivor, m, decided_at=str(stamp)) for m in members if m != survivor]
-    return out
+    """The merges stewards decided, from the stored decisions (no scan is run): each retires one
+    archive into the survivor its steward chose — for a decision made without a choice, the
+    survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
+    carry out (``merge.in_order``)."""
+    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(), d.user)
+                     for d in store.review.merges(source)])
 
 
 def decide(store: AuditStore, source: str, left: str, right: str, decision: str, user: str | None = None,

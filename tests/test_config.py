@@ -102,7 +102,7 @@ def test_example_config_is_valid(monkeypatch):
     from pathlib import Path
 
     for var in ("MPI_DB_URL", "DRC_DB_URL", "QC_ODBC", "AUDIT_DB_URL", "HEALTHQA_WEBHOOK_URL",
-                "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD"):
+                "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD", "HEALTHQA_CONSOLE_SECRET"):
         monkeypatch.setenv(var, "sqlite:///x.db")
     monkeypatch.setenv("AUDIT_DB_URL", "sqlite:///audit.db")  # the store is never one of the sources
     example = Path(__file__).parents[1] / "healthqa.example.yml"

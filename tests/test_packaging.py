@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "demo")
+ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "console", "demo")
 
 
 def _expected_files() -> set[str]:

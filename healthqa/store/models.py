@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+IN_FORCE = "undone_at IS NULL AND decision <> 'skip'"  # a steward decision that counts
 
 
 class Base(DeclarativeBase):
@@ -152,7 +154,8 @@ class DedupPair(Base):
     explanation: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
-    __table_args__ = (UniqueConstraint("source", "left_id", "right_id", name="uq_dedup_pair"),)
+    __table_args__ = (UniqueConstraint("source", "left_id", "right_id", name="uq_dedup_pair"),
+                      Index("ix_dedup_pairs_queue", "source", "score"))  # the review queue: least certain first
 
 
 class DedupCluster(Base):
@@ -185,8 +188,30 @@ class StewardDecision(Base):
     note: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime] = mapped_column(DateTime)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime)
+    survivor_id: Mapped[str | None] = mapped_column(String(64))  # a merge: the archive the steward kept
 
-    __table_args__ = (Index("ix_steward_pair", "source", "left_id", "right_id"),)
+    __table_args__ = (
+        Index("ix_steward_pair", "source", "left_id", "right_id"),
+        # one merge / not-the-same-person in force per pair: a second steward at the same moment is
+        # refused by the database (no lost update)
+        Index("uq_steward_in_force", "source", "left_id", "right_id", unique=True,
+              sqlite_where=text(IN_FORCE), postgresql_where=text(IN_FORCE)),
+        Index("ix_steward_user", "user_id", "decided_at"),
+    )
+
+
+class ArchiveOrg(Base):
+    """The institutions of each archive of a source, as the MPI held them when the console last looked
+    (``run_id``: the dedup run it was read for): the review queue's institution filter. An archive
+    number two MPI rows share (a defect) has both rows' institutions; '' is none."""
+
+    __tablename__ = "archive_orgs"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    archive_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_archive_orgs_org", "source", "org_code"),)
 
 
 class User(Base):
@@ -209,3 +234,5 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(256))
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_log_subject", "action", "subject", "at"),)  # failed log-ins of a name

@@ -138,6 +138,13 @@ class AuditStore:
         return DedupRecords(self)
 
     @cached_property
+    def review(self):
+        """The steward's review: the queue, decisions with who made them, merges to export, the audit log."""
+        from .review import Review
+
+        return Review(self)
+
+    @cached_property
     def locks(self):
         """Locks that die with their process (runs, the nightly audit)."""
         from .locks import Locks

@@ -1,0 +1,165 @@
+"""The QC manager's pages: scores (overall, by system, dimension and institution, with intervals and
+the trend), the findings with filters and drill-down to rule results and masked examples, acknowledge
+/ assign / note, and the run and quarterly reports to open and download (HTML, PDF)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from healthqa.errors import HealthqaError
+from healthqa.reports import charts, quarterly, run_report
+from healthqa.reports.assess import describe, rule_results
+from healthqa.reports.findings import example_lines
+from healthqa.reports.institutions import registry
+from healthqa.store.findings import FindingNotFound
+
+from .auth import Who, check_csrf, role
+
+router = APIRouter()
+qc = role("qc_manager")
+LEVELS = ("一级", "二级", "提示")
+STATES = ("open", "new", "acknowledged", "reopened", "resolved")
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request, who: Who = Depends(qc)):
+    cfg, store = request.app.state.cfg, request.app.state.store
+    # the newest nightly audit (the whole platform); an engineer's scoped run only when there is none
+    run_id = next((r.id for r in store.runs.recent(20, kind="nightly") if store.scores.of_run(r.id)),
+                  store.scores.latest_run())
+    ctx = run_report.context(cfg, store, run_id) if run_id is not None else None
+    if ctx is not None:  # a small trend beside each system's and dimension's score
+        for level, rows, key in (("system", ctx["systems"], "code"), ("dimension", ctx["dimensions"], "subject")):
+            for row in rows:
+                history = store.scores.history(level, row[key], run_report.TREND_RUNS, before_run=run_id)
+                row["trend"] = charts.trend([(f"#{h['run_id']}", h["conformance"]) for h in history], width=220, height=70)
+    open_findings = store.findings.list(state="open")
+    overdue = store.findings.list(overdue=True)
+    return request.app.state.render(request, "dashboard.html.j2", who=who, r=ctx, run_id=run_id,
+                                    open_count=len(open_findings), overdue_count=len(overdue),
+                                    by_level={lv: sum(f.level == lv for f in open_findings) for lv in LEVELS})
+
+
+def _finding_filters(request: Request) -> dict:
+    q = request.query_params
+    state = q.get("state") or "open"
+    if state not in STATES + ("all",):
+        raise HTTPException(400, f"state: 应为 {', '.join(STATES)}")
+    level = q.get("level") or None
+    if level and level not in LEVELS:
+        raise HTTPException(400, f"level: 应为 {', '.join(LEVELS)}")
+    return {"state": None if state == "all" else state, "level": level, "system": q.get("system") or None,
+            "org": q.get("org") or None, "overdue": q.get("overdue") in ("1", "on", "yes", "true")}
+
+
+@router.get("/findings", response_class=HTMLResponse)
+def findings(request: Request, who: Who = Depends(qc)):
+    store, cfg = request.app.state.store, request.app.state.cfg
+    f = _finding_filters(request)
+    rows = store.findings.list(**f)
+    page = "findings_table.html.j2" if "HX-Request" in request.headers else "findings.html.j2"
+    return request.app.state.render(request, page, who=who, rows=rows, f=request.query_params, levels=LEVELS,
+                                    states=STATES, orgs=registry(cfg), now=datetime.now())
+
+
+@router.get("/findings/{finding_id}", response_class=HTMLResponse)
+def finding(request: Request, finding_id: int, who: Who = Depends(qc)):
+    store, cfg = request.app.state.store, request.app.state.cfg
+    try:
+        f = store.findings.get(finding_id)
+    except FindingNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    results = [r for r in rule_results(store, f.last_run_id)
+               if r["rule_id"] == f.subject and r["table"] == f.table_name and r["source"] == f.source]
+    describe(results, cfg)
+    for r in results:
+        r["lines"] = example_lines(r, f.org_code, limit=10)  # masked
+    return request.app.state.render(request, "finding.html.j2", who=who, f=f, results=results,
+                                    orgs=registry(cfg), now=datetime.now())
+
+
+def _change(request: Request, finding_id: int, fn) -> RedirectResponse:
+    try:
+        fn(request.app.state.store.findings)
+    except FindingNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    except HealthqaError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/findings/{finding_id}", status_code=303)
+
+
+@router.post("/findings/{finding_id}/ack", dependencies=[Depends(check_csrf)])
+def acknowledge(request: Request, finding_id: int, who: Who = Depends(qc)):
+    return _change(request, finding_id, lambda fs: fs.acknowledge(finding_id, who.name))
+
+
+@router.post("/findings/{finding_id}/assign", dependencies=[Depends(check_csrf)])
+def assign(request: Request, finding_id: int, assignee: str = Form(...), who: Who = Depends(qc)):
+    assignee = " ".join(assignee.split())
+    if not assignee:
+        raise HTTPException(400, "请填写负责人 / name who works on it")
+    return _change(request, finding_id, lambda fs: fs.assign(finding_id, assignee, who.name))
+
+
+@router.post("/findings/{finding_id}/note", dependencies=[Depends(check_csrf)])
+def note(request: Request, finding_id: int, text: str = Form(...), who: Who = Depends(qc)):
+    return _change(request, finding_id, lambda fs: fs.note(finding_id, text, who.name))
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports(request: Request, who: Who = Depends(qc)):
+    store = request.app.state.store
+    runs = [r for r in store.runs.recent(50) if r.status != "running"]
+    scored = {r.id for r in runs if store.scores.of_run(r.id)}
+    today = datetime.now()
+    q = (today.month - 1) // 3 + 1
+    quarters = []
+    y, k = today.year, q
+    for _ in range(4):
+        quarters.append(f"{y}Q{k}")
+        y, k = (y, k - 1) if k > 1 else (y - 1, 4)
+    return request.app.state.render(request, "reports.html.j2", who=who, runs=[r for r in runs if r.id in scored],
+                                    quarters=quarters)
+
+
+def _out_dir(request: Request):
+    from pathlib import Path
+
+    return Path(request.app.state.cfg.reports.out_dir)
+
+
+@router.get("/reports/run/{run_id}.{ext}")
+async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(qc)):
+    if ext not in ("html", "pdf"):
+        raise HTTPException(404, "html 或 pdf / html or pdf")
+    cfg, store = request.app.state.cfg, request.app.state.store
+    if store.runs.get(run_id) is None:
+        raise HTTPException(404, f"运行 {run_id} 不存在 / no such run")
+    try:
+        written = await run_in_threadpool(run_report.write, cfg, store, run_id, _out_dir(request), ext == "pdf")
+    except HealthqaError as e:
+        raise HTTPException(409, str(e)) from None
+    return _file(written, ext, f"run-{run_id}")
+
+
+@router.get("/reports/quarter/{quarter}.{ext}")
+async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depends(qc)):
+    if ext not in ("html", "pdf"):
+        raise HTTPException(404, "html 或 pdf / html or pdf")
+    try:
+        q = quarterly.parse_quarter(quarter)
+        written = await run_in_threadpool(quarterly.write, request.app.state.cfg, request.app.state.store, q,
+                                          _out_dir(request), ext == "pdf")
+    except HealthqaError as e:
+        raise HTTPException(409, str(e)) from None
+    return _file(written, ext, f"quarter-{q}")
+
+
+def _file(written, ext: str, stem: str):
+    if ext == "pdf":
+        return FileResponse(written.pdf, media_type="application/pdf", filename=f"{stem}.pdf")
+    return HTMLResponse(written.html.read_text(encoding="utf-8"))

@@ -1,0 +1,266 @@
+"""The data steward's pages: the review queue, a pair side by side, merge / not the same person /
+skip, undo, reveal of a masked field (logged), the merge instructions, the steward's own history."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from healthqa.dedup import merge as merge_out
+from healthqa.pipelines.dedup import accepted_merges
+from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
+
+from . import archives as ar
+from .auth import Who, check_csrf, role
+
+router = APIRouter(prefix="/review")
+steward = role("steward")
+FORMATS = {"csv": ("merges.csv", "text/csv"), "json": ("merges.json", "application/json"),
+           "hl7": ("merges.hl7", "text/plain"), "fhir": ("merges.fhir.json", "application/fhir+json")}
+FIELD_ZH = {"name": "姓名", "sex_code": "性别", "birth_date": "出生日期", "id_type_code": "证件类别",
+            "id_number": "身份证件号码", "phone": "联系电话", "address": "现住址", "adcode": "行政区划",
+            "org_code": "建档机构", "created_at": "建档时间", "updated_at": "更新时间", "status_code": "档案状态",
+            "death_date": "死亡日期"}
+
+
+def _source(request: Request) -> str:
+    src = request.app.state.source
+    if src is None:
+        raise HTTPException(404, "没有数据源映射居民档案表（person）/ no source maps the person table")
+    return src
+
+
+def _spec_field(request: Request, column: str) -> str:
+    """The comparison spec's field that compares a canonical column (the key of a pair's explanation)."""
+    return request.app.state.spec_fields.get(column, "")
+
+
+def _filters(request: Request) -> dict:
+    q = request.query_params
+
+    def num(k):
+        try:
+            return float(q[k]) if q.get(k) else None
+        except ValueError:
+            raise HTTPException(400, f"{k}: 应为 0–1 之间的数 / a number between 0 and 1") from None
+
+    def day(k):
+        try:
+            return datetime.fromisoformat(q[k]) if q.get(k) else None
+        except ValueError:
+            raise HTTPException(400, f"{k}: 应为日期 YYYY-MM-DD / a date") from None
+
+    until = day("until")
+    return {"org": q.get("org") or None, "low": num("low"), "high": num("high"), "since": day("since"),
+            "until": until + timedelta(days=1) if until else None}
+
+
+def _query(request: Request) -> str:
+    keep = {k: v for k, v in request.query_params.items() if k in ("org", "low", "high", "since", "until") and v}
+    return urlencode(keep)
+
+
+def _ensure_orgs(request: Request, source: str) -> None:
+    """The institutions of the archives, read from the MPI once per dedup run (the queue's filter)."""
+    store = request.app.state.store
+    scan = store.review.latest_scan(source)
+    if scan is None or store.review.orgs_run(source) == scan:
+        return
+    df = request.app.state.archives.orgs()
+    store.review.replace_orgs(source, scan, zip(df["archive_id"].astype(str),
+                                                df["org_code"].where(df["org_code"].notna(), None)))
+
+
+@router.get("", response_class=HTMLResponse)
+def queue(request: Request, who: Who = Depends(steward), after: str | None = None):
+    store, cfg = request.app.state.store, request.app.state.cfg
+    source = _source(request)
+    f = _filters(request)
+    if f["org"]:
+        _ensure_orgs(request, source)
+    cursor = None
+    if after:
+        try:
+            s, i = after.split("_")
+            cursor = (float(s), int(i))
+        except ValueError:
+            raise HTTPException(400, "after: bad cursor") from None
+    rows = store.review.queue(source, user_id=who.user.id, **f, after=cursor, limit=cfg.console.page_size)
+    nxt = f"{rows[-1][1].score!r}_{rows[-1][0]}" if len(rows) == cfg.console.page_size else None
+    return request.app.state.render(request, "queue.html.j2", who=who, rows=[p for _, p in rows], next=nxt,
+                                    query=_query(request), f=request.query_params,
+                                    counts=store.review.count_mine(who.user.id, _now().replace(hour=0, minute=0, second=0)),
+                                    recent=store.review.recent(who.user.id, 10), labels=LABELS,
+                                    undo_minutes=cfg.console.undo_minutes, now=_now())
+
+
+@router.get("/next")
+def next_pair(request: Request, who: Who = Depends(steward)):
+    """The first pair of the queue (with the same filters): after a decision, the next one."""
+    f = _filters(request)
+    if f["org"]:
+        _ensure_orgs(request, _source(request))
+    rows = request.app.state.store.review.queue(_source(request), user_id=who.user.id, **f, limit=1)
+    q = _query(request)
+    if not rows:
+        return RedirectResponse("/review" + (f"?{q}" if q else ""), status_code=303)
+    p = rows[0][1]
+    return RedirectResponse(f"/review/pair/{p.left}/{p.right}" + (f"?{q}" if q else ""), status_code=303)
+
+
+@router.get("/clusters", response_class=HTMLResponse)
+def clusters(request: Request, who: Who = Depends(steward)):
+    store, source = request.app.state.store, _source(request)
+    found = store.review.clusters_to_review(source)
+    for c in found:
+        c["pairs"] = store.review.pairs_within(source, c["members"])
+    return request.app.state.render(request, "clusters.html.j2", who=who, clusters=found)
+
+
+def _row(request: Request, pair, col: str, a: str | None, b: str | None, revealed: bool) -> dict:
+    """One field of the side-by-side table: both values with their differences marked, the level of
+    agreement and the weight the scan gave it."""
+    ha, hb = ar.highlight(a, b)
+    why = (pair.explanation or {}).get(_spec_field(request, col), {})
+    return {"col": col, "zh": FIELD_ZH.get(col, col), "a": ha, "b": hb, "same": a == b, "pii": ar.pii_kind(col) is not None,
+            "revealed": revealed, "level": why.get("level"), "weight": why.get("weight")}
+
+
+def _compare(request: Request, who: Who, left: str, right: str, *, warning: str | None = None, status: int = 200,
+             need_confirm: bool = False, chosen: str | None = None):
+    store, source = request.app.state.store, _source(request)
+    try:
+        pair = store.review.pair(source, left, right)
+    except PairNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    records = request.app.state.archives.fetch([pair.left, pair.right])
+    missing = [k for k in (pair.left, pair.right) if k not in records]
+    cluster = store.review.cluster_of(source, pair.left)
+    proposal = ar.propose(pair.left, pair.right, records, cluster)
+    a, b = records.get(pair.left, {}), records.get(pair.right, {})
+    # masked: a steward reveals one field at a time (``reveal``), and it is logged
+    fields = [_row(request, pair, col, ar.shown(a.get(col), col, False), ar.shown(b.get(col), col, False), False)
+              for col in ar.SHOWN]
+    return request.app.state.render(
+        request, "compare.html.j2", status_code=status, who=who, pair=pair, fields=fields, proposal=proposal,
+        cluster=cluster, missing=missing, decided=store.review.in_force(source, pair.left, pair.right),
+        inactive={k: ar.inactive(r) for k, r in records.items()}, warning=warning, need_confirm=need_confirm,
+        chosen=chosen or proposal.survivor, query=_query(request), labels=LABELS,
+        last=_undoable(request, who))
+
+
+def _undoable(request: Request, who: Who):
+    """The steward's latest decision while it may still be undone (the U key on every review page)."""
+    last = request.app.state.store.review.recent(who.user.id, 1)
+    minutes = request.app.state.cfg.console.undo_minutes
+    if last and last[0].undone_at is None and (_now() - last[0].decided_at).total_seconds() < minutes * 60:
+        return last[0]
+    return None
+
+
+@router.get("/pair/{left}/{right}", response_class=HTMLResponse)
+def compare(request: Request, left: str, right: str, who: Who = Depends(steward)):
+    return _compare(request, who, left, right)
+
+
+@router.post("/pair/{left}/{right}/reveal", response_class=HTMLResponse, dependencies=[Depends(check_csrf)])
+def reveal(request: Request, left: str, right: str, field: str = Form(...), who: Who = Depends(steward)):
+    """Both archives' unmasked value of one personal field; written to the audit log first."""
+    store, source = request.app.state.store, _source(request)
+    if ar.pii_kind(field) is None:
+        raise HTTPException(400, f"{field}: 不是需要脱敏的字段 / not a masked field")
+    try:
+        pair = store.review.pair(source, left, right)
+    except PairNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    store.review.log(who.name, "reveal", f"{pair.left}|{pair.right}", {"source": source, "field": field})
+    records = request.app.state.archives.fetch([pair.left, pair.right])
+    row = _row(request, pair, field, records.get(pair.left, {}).get(field), records.get(pair.right, {}).get(field), True)
+    return request.app.state.render(request, "reveal_row.html.j2", who=who, f=row, pair=pair)
+
+
+@router.post("/pair/{left}/{right}/decide", dependencies=[Depends(check_csrf)])
+def decide(request: Request, left: str, right: str, who: Who = Depends(steward), decision: str = Form(...),
+           survivor: str | None = Form(None), confirm_inactive: str | None = Form(None), note: str | None = Form(None)):
+    store, source = request.app.state.store, _source(request)
+    if decision not in LABELS:
+        raise HTTPException(400, f"decision: 应为 {', '.join(LABELS)} / one of {', '.join(LABELS)}")
+    try:
+        pair = store.review.pair(source, left, right)
+    except PairNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    records = request.app.state.archives.fetch([pair.left, pair.right])
+    missing = [k for k in (pair.left, pair.right) if k not in records]
+    if missing:
+        raise HTTPException(409, f"档案 {', '.join(missing)} 在主索引中不存在，不能处理 / archive {', '.join(missing)} "
+                                 "is not in the MPI; nothing was recorded")
+    detail = {}
+    if decision == "merge":
+        if survivor not in (pair.left, pair.right):
+            raise HTTPException(400, f"合并须选择保留的档案 {pair.left} 或 {pair.right} / choose the archive to keep")
+        retired = pair.right if survivor == pair.left else pair.left
+        gone = ar.inactive(records[survivor])
+        if gone and not ar.inactive(records[retired]):
+            if confirm_inactive != "yes":
+                return _compare(request, who, pair.left, pair.right, status=409, need_confirm=True, chosen=survivor,
+                                warning=f"保留的档案 {survivor} 状态为「{gone}」，而将被注销的档案 {retired} 仍在册。"
+                                        f"确需如此，请勾选确认后再合并 / the archive kept is {gone.split()[1]} while the "
+                                        "one retired is active: confirm explicitly to merge this way")
+            detail = {"confirmed_inactive_survivor": gone}
+    try:
+        store.review.decide(source, pair.left, pair.right, decision, user_id=who.user.id, user=who.name,
+                            survivor=survivor if decision == "merge" else None, note=(note or "").strip() or None,
+                            detail=detail)
+    except AlreadyDecided as e:
+        raise HTTPException(409, str(e)) from None
+    except ReviewError as e:
+        raise HTTPException(400, str(e)) from None
+    q = _query(request)
+    return RedirectResponse("/review/next" + (f"?{q}" if q else ""), status_code=303)
+
+
+@router.post("/undo/{decision_id}", dependencies=[Depends(check_csrf)])
+def undo(request: Request, decision_id: int, who: Who = Depends(steward)):
+    try:
+        d = request.app.state.store.review.undo(decision_id, user_id=who.user.id, user=who.name,
+                                                within=timedelta(minutes=request.app.state.cfg.console.undo_minutes))
+    except ReviewError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/review/pair/{d.left}/{d.right}", status_code=303)
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history(request: Request, who: Who = Depends(steward)):
+    store = request.app.state.store
+    return request.app.state.render(request, "history.html.j2", who=who, recent=store.review.recent(who.user.id, 100),
+                                    audit=store.review.audit(user=who.name, limit=200), labels=LABELS,
+                                    undo_minutes=request.app.state.cfg.console.undo_minutes, now=_now())
+
+
+@router.get("/export/{fmt}")
+def export(request: Request, fmt: str, who: Who = Depends(steward)):
+    """Merge instructions from the decisions already stored (no scan is run), each with its steward
+    and time; written to the audit log."""
+    if fmt not in FORMATS:
+        raise HTTPException(404, f"格式应为 {', '.join(FORMATS)} / format: one of {', '.join(FORMATS)}")
+    store, source = request.app.state.store, _source(request)
+    merges = accepted_merges(store, source)
+    name, media = FORMATS[fmt]
+    with tempfile.TemporaryDirectory() as tmp:
+        body = merge_out.write_all(merges, Path(tmp))[fmt].read_bytes()
+    store.review.log(who.name, "merge_export", source, {"format": fmt, "merges": len(merges)})
+    return Response(body, media_type=f"{media}; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _now():
+    from healthqa.store.runs import now
+
+    return now()
+
+

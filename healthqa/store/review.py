@@ -1,0 +1,347 @@
+"""The steward's review in the audit store (``store.review``): the queue of suggested pairs, least
+certain first; one pair as the scan stored it; decisions that refer only to pairs the scan produced,
+with one merge / not-the-same-person in force per pair (a second steward is told who decided);
+undo of one's own recent decision; the merges to export, each with its steward and time; and the
+audit log the console writes (log-ins, reveals) and reads.
+
+It sits beside ``store.dedup`` (the scan's records) and reads the same tables; the scan writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select
+
+from healthqa.errors import HealthqaError
+
+from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User
+from .store import AuditStore, StoreError, now
+
+OPEN_PAIRS = ("review", "match")  # what the scan suggests a steward look at
+FINAL = ("merge", "not_same")  # decisions that close a pair for everyone (skip hides it from one steward)
+
+
+class ReviewError(HealthqaError):
+    """A decision the console refuses, with the reason the steward reads."""
+
+
+class PairNotFound(ReviewError):
+    pass
+
+
+class AlreadyDecided(ReviewError):
+    def __init__(self, decided: Decided):
+        who = decided.user or "?"
+        super().__init__(f"这对档案已由 {who} 于 {decided.decided_at:%Y-%m-%d %H:%M:%S} 处理（{decided.label}）"
+                         f" / already decided by {who} at {decided.decided_at:%Y-%m-%d %H:%M:%S} ({decided.decision})")
+        self.decided = decided
+
+
+LABELS = {"merge": "合并", "not_same": "不是同一人", "skip": "跳过"}
+
+
+@dataclass(frozen=True)
+class PairRow:
+    source: str
+    left: str
+    right: str
+    score: float
+    decision: str  # the scan's: match | review
+    explanation: dict | None
+    created_at: datetime
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Decided:
+    id: int
+    source: str
+    left: str
+    right: str
+    decision: str
+    survivor: str | None
+    user: str | None
+    user_id: int | None
+    decided_at: datetime
+    undone_at: datetime | None
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.decision, self.decision)
+
+    @property
+    def retired(self) -> str | None:
+        if self.decision != "merge" or self.survivor is None:
+            return None
+        return self.right if self.survivor == self.left else self.left
+
+
+def _pair(p: DedupPair) -> PairRow:
+    return PairRow(p.source, p.left_id, p.right_id, p.score, p.decision, p.explanation, p.created_at, p.run_id)
+
+
+def _decided(d: StewardDecision, user: str | None) -> Decided:
+    return Decided(d.id, d.source, d.left_id, d.right_id, d.decision, d.survivor_id, user, d.user_id, d.decided_at,
+                   d.undone_at, d.note)
+
+
+def _in_force():
+    return and_(StewardDecision.undone_at.is_(None), StewardDecision.decision != "skip")
+
+
+class Review:
+    """``store.review``: what the steward's console reads and writes."""
+
+    def __init__(self, store: AuditStore):
+        self._store = store
+
+    # -- the queue -------------------------------------------------------------------------------
+    def queue(self, source: str, *, user_id: int | None, org: str | None = None, low: float | None = None,
+              high: float | None = None, since: datetime | None = None, until: datetime | None = None,
+              after: tuple[float, int] | None = None, limit: int = 50) -> list[tuple[int, PairRow]]:
+        """Pairs the scan suggested that nobody has closed (and this steward has not skipped), least
+        certain first: review pairs below match pairs, each by score ascending (the index
+        ``ix_dedup_pairs_queue``). ``after``: the (score, pair id) a previous page ended on. Rows come
+        without their explanation (a list does not show it; ``pair`` reads it)."""
+        p = DedupPair
+        d = StewardDecision
+        closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
+                                d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+        q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id).where(
+            p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
+        if low is not None:
+            q = q.where(p.score >= low)
+        if high is not None:
+            q = q.where(p.score <= high)
+        if since is not None:
+            q = q.where(p.created_at >= since)
+        if until is not None:
+            q = q.where(p.created_at < until)
+        if org:
+            o = ArchiveOrg
+            q = q.where(or_(exists().where(o.source == p.source, o.archive_id == p.left_id, o.org_code == org),
+                            exists().where(o.source == p.source, o.archive_id == p.right_id, o.org_code == org)))
+        if after is not None:
+            q = q.where(or_(p.score > after[0], and_(p.score == after[0], p.id > after[1])))
+        q = q.order_by(p.score, p.id).limit(limit)
+        with self._store.session() as s:
+            return [(pid, PairRow(src, a, b, score, d, None, at, run)) for pid, src, a, b, score, d, at, run in s.execute(q)]
+
+    def pair(self, source: str, left: str, right: str) -> PairRow:
+        """The pair as the scan stored it; PairNotFound for anything the scan did not suggest."""
+        a, b = sorted((left, right))
+        with self._store.session() as s:
+            p = s.execute(select(DedupPair).where(DedupPair.source == source, DedupPair.left_id == a,
+                                                  DedupPair.right_id == b)).scalar_one_or_none()
+        if p is None or p.decision not in OPEN_PAIRS:
+            raise PairNotFound(f"{a} / {b}: 不是查重建议的档案对，不能处理 / not a pair the duplicate scan "
+                               f"suggested for source {source}; nothing was recorded")
+        return _pair(p)
+
+    def cluster_of(self, source: str, archive: str) -> dict | None:
+        """The stored cluster holding ``archive``: id, status, survivor, proposal, members."""
+        with self._store.session() as s:
+            c = s.execute(select(DedupCluster).join(DedupClusterMember, DedupClusterMember.cluster_id == DedupCluster.id)
+                          .where(DedupCluster.source == source, DedupClusterMember.archive_id == archive)
+                          .order_by(DedupCluster.id.desc()).limit(1)).scalar_one_or_none()
+            if c is None:
+                return None
+            members = s.execute(select(DedupClusterMember.archive_id).where(DedupClusterMember.cluster_id == c.id)
+                                .order_by(DedupClusterMember.archive_id)).scalars().all()
+            return {"id": c.id, "status": c.status, "survivor": c.survivor_id, "proposal": c.proposal,
+                    "members": list(members)}
+
+    def clusters_to_review(self, source: str, limit: int = 100) -> list[dict]:
+        """Clusters the scan held back for a steward (they would chain two people), largest first."""
+        with self._store.session() as s:
+            size = func.count(DedupClusterMember.archive_id)
+            rows = s.execute(select(DedupCluster.id, DedupCluster.survivor_id, size)
+                             .join(DedupClusterMember, DedupClusterMember.cluster_id == DedupCluster.id)
+                             .where(DedupCluster.source == source, DedupCluster.status == "review")
+                             .group_by(DedupCluster.id, DedupCluster.survivor_id)
+                             .order_by(size.desc(), DedupCluster.id).limit(limit)).all()
+            members: dict[int, list[str]] = {}
+            for cid, aid in s.execute(select(DedupClusterMember.cluster_id, DedupClusterMember.archive_id)
+                                      .where(DedupClusterMember.cluster_id.in_([r[0] for r in rows]))
+                                      .order_by(DedupClusterMember.archive_id)):
+                members.setdefault(cid, []).append(aid)
+        return [{"id": cid, "survivor": sv, "members": members.get(cid, [])} for cid, sv, _ in rows]
+
+    def pairs_within(self, source: str, members: list[str]) -> list[PairRow]:
+        """The suggested pairs between archives of one cluster."""
+        with self._store.session() as s:
+            rows = s.execute(select(DedupPair).where(DedupPair.source == source, DedupPair.left_id.in_(members),
+                                                     DedupPair.right_id.in_(members),
+                                                     DedupPair.decision.in_(OPEN_PAIRS))
+                             .order_by(DedupPair.score)).scalars().all()
+            return [_pair(p) for p in rows]
+
+    # -- decisions -------------------------------------------------------------------------------
+    def in_force(self, source: str, left: str, right: str) -> Decided | None:
+        a, b = sorted((left, right))
+        with self._store.session() as s:
+            row = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
+                            .where(StewardDecision.source == source, StewardDecision.left_id == a,
+                                   StewardDecision.right_id == b, _in_force())).first()
+        return _decided(*row) if row else None
+
+    def decide(self, source: str, left: str, right: str, decision: str, *, user_id: int, user: str,
+               survivor: str | None = None, note: str | None = None, detail: dict | None = None) -> Decided:
+        """Record a steward's decision on a pair the scan suggested. At most one merge or
+        not-the-same-person is in force per pair: a pair already decided raises AlreadyDecided naming
+        who decided it — also when two stewards decide it at the same moment (the database's unique
+        index refuses the second). ``survivor``: for a merge, the archive kept."""
+        if decision not in LABELS:
+            raise ReviewError(f"decision must be one of {', '.join(LABELS)}, not {decision!r}")
+        a, b = sorted((left, right))
+        if decision == "merge" and survivor not in (a, b):
+            raise ReviewError(f"合并须指定保留的档案 / a merge keeps {a} or {b}, not {survivor!r}")
+        self.pair(source, a, b)
+        at = now()
+        try:
+            with self._store.session() as s:
+                if decision != "skip":
+                    known = s.execute(select(StewardDecision, User.name)
+                                      .outerjoin(User, User.id == StewardDecision.user_id)
+                                      .where(StewardDecision.source == source, StewardDecision.left_id == a,
+                                             StewardDecision.right_id == b, _in_force())).first()
+                    if known:
+                        raise AlreadyDecided(_decided(*known))
+                row = StewardDecision(source=source, left_id=a, right_id=b, decision=decision, user_id=user_id,
+                                      survivor_id=survivor if decision == "merge" else None, note=note,
+                                      decided_at=at)
+                s.add(row)
+                s.add(AuditLog(at=at, user_name=user, action=f"steward_{decision}", subject=f"{a}|{b}",
+                               detail={"source": source, **({"survivor": survivor} if decision == "merge" else {}),
+                                       **(detail or {})}))
+                s.flush()
+                return _decided(row, user)
+        except StoreError:
+            known = self.in_force(source, a, b) if decision != "skip" else None
+            if known is not None:  # the other steward's transaction committed first
+                raise AlreadyDecided(known) from None
+            raise
+
+    def get(self, decision_id: int) -> Decided:
+        with self._store.session() as s:
+            row = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
+                            .where(StewardDecision.id == decision_id)).first()
+        if row is None:
+            raise ReviewError(f"decision {decision_id}: no such decision / 没有这条处理记录")
+        return _decided(*row)
+
+    def undo(self, decision_id: int, *, user_id: int, user: str, within: timedelta) -> Decided:
+        """Undo one's own decision made within ``within``; it is kept, marked undone."""
+        at = now()
+        with self._store.session() as s:
+            d = s.get(StewardDecision, decision_id)
+            if d is None or d.user_id != user_id:
+                raise ReviewError("只能撤销自己的处理 / you can undo only your own decisions")
+            if d.undone_at is not None:
+                raise ReviewError("这条处理已撤销 / this decision was already undone")
+            if at - d.decided_at > within:
+                raise ReviewError(f"超过 {int(within.total_seconds() // 60)} 分钟的处理不能撤销 / decisions older "
+                                  f"than {int(within.total_seconds() // 60)} minutes cannot be undone")
+            d.undone_at = at
+            s.add(AuditLog(at=at, user_name=user, action="steward_undo", subject=f"{d.left_id}|{d.right_id}",
+                           detail={"source": d.source, "decision": d.decision, "decision_id": d.id}))
+            s.flush()
+            return _decided(d, user)
+
+    def recent(self, user_id: int, limit: int = 20) -> list[Decided]:
+        """One steward's latest decisions, newest first (undone ones too)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
+                             .where(StewardDecision.user_id == user_id)
+                             .order_by(StewardDecision.decided_at.desc(), StewardDecision.id.desc())
+                             .limit(limit)).all()
+        return [_decided(*r) for r in rows]
+
+    def merges(self, source: str) -> list[Decided]:
+        """The merges in force, oldest first, with who decided and the survivor they chose (for
+        decisions made before stewards chose: the survivor the scan proposed, else the left one)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
+                             .where(StewardDecision.source == source, StewardDecision.decision == "merge",
+                                    _in_force()).order_by(StewardDecision.decided_at, StewardDecision.id)).all()
+        out = []
+        for d, name in rows:
+            x = _decided(d, name)
+            if x.survivor is None:
+                c = self.cluster_of(source, x.left)
+                sv = c["survivor"] if c and c["survivor"] in (x.left, x.right) else x.left
+                x = Decided(**{**x.__dict__, "survivor": sv})
+            out.append(x)
+        return out
+
+    def count_decided(self, source: str) -> dict[str, int]:
+        """Decisions in force by kind (skips: every steward's in force)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision.decision, func.count()).where(
+                StewardDecision.source == source, StewardDecision.undone_at.is_(None))
+                .group_by(StewardDecision.decision)).all()
+        return dict.fromkeys(LABELS, 0) | dict(rows)
+
+    def count_mine(self, user_id: int, since: datetime) -> dict[str, int]:
+        """One steward's decisions in force made since ``since``, by kind (index ``ix_steward_user``)."""
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision.decision, func.count()).where(
+                StewardDecision.user_id == user_id, StewardDecision.decided_at >= since,
+                StewardDecision.undone_at.is_(None)).group_by(StewardDecision.decision)).all()
+        return dict.fromkeys(LABELS, 0) | dict(rows)
+
+    # -- the institutions of archives (the queue's filter) ----------------------------------------
+    def orgs_run(self, source: str) -> int | None:
+        """The dedup run the stored institutions were read for (None: never read)."""
+        with self._store.session() as s:
+            return s.execute(select(ArchiveOrg.run_id).where(ArchiveOrg.source == source).limit(1)).scalar_one_or_none()
+
+    def replace_orgs(self, source: str, run_id: int, pairs: Iterable[tuple[str, str | None]]) -> int:
+        rows = [{"source": source, "archive_id": a, "org_code": o, "run_id": run_id}
+                for a, o in sorted({(str(a), str(o or "")) for a, o in pairs})]
+        with self._store.session() as s:
+            s.execute(delete(ArchiveOrg).where(ArchiveOrg.source == source))
+            for k in range(0, len(rows), 10_000):
+                s.execute(insert(ArchiveOrg), rows[k:k + 10_000])
+        return len(rows)
+
+    def orgs(self, source: str) -> list[str]:
+        with self._store.session() as s:
+            return [o for o in s.execute(select(ArchiveOrg.org_code).where(ArchiveOrg.source == source)
+                                         .distinct().order_by(ArchiveOrg.org_code)).scalars() if o]
+
+    def latest_scan(self, source: str) -> int | None:
+        """The newest successful dedup run of ``source``."""
+        with self._store.session() as s:
+            for rid, scope in s.execute(select(Run.id, Run.scope).where(Run.kind == "dedup", Run.status == "success")
+                                        .order_by(Run.id.desc())):
+                if (scope or {}).get("source") == source:
+                    return rid
+        return None
+
+    # -- the audit log ---------------------------------------------------------------------------
+    def log(self, user: str | None, action: str, subject: str | None = None, detail: dict | None = None) -> None:
+        with self._store.session() as s:
+            s.add(AuditLog(at=now(), user_name=user, action=action, subject=subject, detail=detail))
+
+    def failures_since(self, name: str, since: datetime) -> list[datetime]:
+        """Times of failed log-ins of ``name`` after ``since`` and after its last successful one."""
+        with self._store.session() as s:
+            ok = s.execute(select(func.max(AuditLog.at)).where(AuditLog.action == "login", AuditLog.subject == name)
+                           ).scalar_one_or_none()
+            start = max(since, ok) if ok else since
+            return list(s.execute(select(AuditLog.at).where(AuditLog.action == "login_failed", AuditLog.subject == name,
+                                                            AuditLog.at > start).order_by(AuditLog.at)).scalars())
+
+    def audit(self, *, user: str | None = None, limit: int = 200) -> list[dict]:
+        """Audit-log entries, newest first (one user's, or everyone's)."""
+        q = select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(limit)
+        if user is not None:
+            q = q.where(AuditLog.user_name == user)
+        with self._store.session() as s:
+            return [{"at": a.at, "user": a.user_name, "action": a.action, "subject": a.subject, "detail": a.detail}
+                    for a in s.execute(q).scalars()]

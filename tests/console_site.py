@@ -1,0 +1,61 @@
+"""A console site for tests: a copy of the demo platform (its MPI may be changed by a test), an audit
+store holding one duplicate scan and one validation (scores and findings), and one user per role."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from healthqa import config
+from healthqa.pipelines.dedup import run_dedup
+from healthqa.pipelines.validate import validate_source
+from healthqa.store import AuditStore
+
+from .conftest import demo_config, write_config
+
+PASSWORD = "Zhenhai-2026-secret"
+USERS = {"steward1": "steward", "steward2": "steward", "qc1": "qc_manager", "eng1": "engineer", "admin1": "admin"}
+
+
+def build(demo: Path, folder: Path, store_url: str | None = None, console: dict | None = None,
+          validate: bool = True) -> Path:
+    """The site's configuration file (the demo's sources copied into ``folder``)."""
+    for db in ("mpi.db", "drc.db", "qc.db"):
+        shutil.copy(demo / db, folder / db)
+    cfg = demo_config(demo)
+    cfg["store"]["url"] = store_url or f"sqlite:///{folder / 'audit.db'}"
+    for s in cfg["sources"].values():
+        s["url"] = s["url"].replace("sqlite:///", f"sqlite:///{folder}/")
+    cfg["reports"] = {**cfg.get("reports", {}), "out_dir": str(folder / "reports")}
+    cfg["data_dir"] = str(folder / "data")
+    cfg["console"] = {"failed_login_delay_s": 0, **(console or {})}
+    path = write_config(folder / "healthqa.yml", cfg)
+    loaded = config.load(path)
+    with AuditStore(loaded.store.url) as store:
+        run_dedup(loaded, store)
+        if validate:
+            validate_source(loaded, "mpi", tables=["person"], store=store)
+        for name, role in USERS.items():
+            store.users.add(name, role, PASSWORD, actor="test")
+    return path
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def login(client: TestClient, name: str, password: str = PASSWORD):
+    token = csrf_of(client.get("/login").text)
+    return client.post("/login", data={"username": name, "password": password, "csrf_token": token},
+                       follow_redirects=False)
+
+
+def logged_in(app, name: str) -> tuple[TestClient, str]:
+    """A client with a session of ``name`` and its CSRF token."""
+    client = TestClient(app)
+    r = login(client, name)
+    assert r.status_code == 303, r.text
+    return client, csrf_of(client.get(r.headers["location"]).text)
