@@ -246,7 +246,7 @@ def nightly(cfg: config_mod.Config) -> int:
         t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     out.print(t)
     if res.dedup:
-        st = res.dedup.result.stats
+        st = res.dedup.stats
         out.print(f"重复档案 duplicates ({'incremental' if res.dedup.incremental else 'full'}): "
                   f"{st['matches']:,} matches, {st['review']:,} to review, {st['clusters']:,} clusters "
                   f"among {st['records']:,} archives", highlight=False)

@@ -156,6 +156,12 @@ def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str
             raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
 
 
+def suite_tables(cfg: Config, source: str) -> list[str]:
+    """The source's mapped tables that have a suite (shipped, or the site's own)."""
+    return [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
+            or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
+
+
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
                     since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
                     on_table: Callable[[str], None] | None = None, all_keys: bool = False,
@@ -171,8 +177,7 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
         raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
     for t in tables or ():
         cfg.source_of(t, source)  # raises if the source does not map it
-    wanted = tables or [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
-                        or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
+    wanted = tables or suite_tables(cfg, source)
     scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
                  "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
