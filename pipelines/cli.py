@@ -339,17 +339,16 @@ def validate(
     """
     import json
 
-    from .validate import validate_source
+    from .flows import run_validate_flow
 
     writable_file(json_out, "--json")
     cfg = _load(config)
     if since and until and since >= until:
         fail("--since must be before --until")
-    with AuditStore(cfg.store.url) as store:
-        n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
-        with progress("校验 validating", n) as step:
-            run = validate_source(cfg, source, tables=table or None, orgs=tuple(org or ()), since=since,
-                                  until=until, store=store, on_table=step)
+    n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
+    with progress("校验 validating", n) as step:
+        run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
+                                until=until, on_table=step)
     out.print(_validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "

@@ -23,7 +23,9 @@ names are source and table names; the artifacts are scores, rule ids and counts.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from datetime import datetime
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # a terminal and a log file get the audit's own lines
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: sites have no internet
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # Dask workers started for a run say little
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
@@ -105,11 +108,12 @@ def task_runner(orch: Orchestration):
         except ImportError:
             raise ConfigError("orchestration.task_runner: dask needs the dask extra "
                               "(pip install 'healthqa[dask]')") from None
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # the audit's own lines, not the scheduler's
         d = orch.dask
         if d.address:
             return DaskTaskRunner(address=d.address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": d.workers, "threads_per_worker": 1,
-                                              "processes": d.processes, "dashboard_address": None})
+                                              "processes": d.processes, "dashboard_address": ":0"})
     return ThreadPoolTaskRunner(max_workers=orch.workers)
 
 
@@ -171,10 +175,13 @@ def adhoc_validate(config_path: str, source: str, tables: list[str] | None = Non
     """The engineer's check after a repair: one source, its tables, institutions and time window
     (parameters: names, codes and times — never a record). The result says, rule by rule, the
     change against the last run that read the same rows (pipelines/baseline.py)."""
-    cfg = config_mod.load(config_path)
-    with AuditStore(cfg.store.url) as store:
-        return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since, until=until,
-                               store=store, on_table=ON_TABLE.get())
+    try:
+        cfg = config_mod.load(config_path)
+        with AuditStore(cfg.store.url) as store:
+            return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since,
+                                   until=until, store=store, on_table=ON_TABLE.get())
+    except HealthqaError as e:  # the engineer's mistake (a filter matching nothing): a message, no traceback
+        return Failed(message=str(e), data=e)
 
 
 @flow(name="dedup-scan", persist_result=False, log_prints=False, validate_parameters=False)
@@ -251,6 +258,22 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
     if isinstance(result, BaseException):  # the flow itself broke (not a source or a stage)
         raise result
     return FlowOutcome(result, state)
+
+
+def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
+                      since: datetime | None = None, until: datetime | None = None,
+                      on_table: Callable[[str], None] | None = None) -> ValidationRun:
+    """``healthqa validate``: the ad-hoc flow once, on the ephemeral local API unless
+    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
+    token = ON_TABLE.set(on_table)
+    try:
+        state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
+    finally:
+        ON_TABLE.reset(token)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _worth_retrying(task, task_run, state) -> bool:

@@ -26,6 +26,7 @@ from healthqa.expectations.runner import RuleResult, validate_frame
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.store import AuditStore, RunContext, StoredResult
 
+from . import baseline
 from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
@@ -188,13 +189,13 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     require_matches(cfg, source, wanted, orgs, since, until)
     if store is None:
         return ValidationRun(None, scope_doc, _validate_tables(*args, None))
-    previous = store.results.previous(scope_doc)
+    previous = baseline.before(store, scope_doc)  # the last run that read these rows
     with store.runs.start("validate", scope_doc) as run:
         out = _validate_tables(*args, None)
         store.results.record(run.id, _stored(out))
     # the engineer's run after a repair: its passing rules resolve the findings on the rows it read
     assessment = assess_run(cfg, store, run.id)
-    return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()}, assessment)
+    return ValidationRun(run.id, scope_doc, out, previous, assessment)
 
 
 def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
