@@ -508,18 +508,48 @@ def schedule(config: ConfigOpt):
     """按计划运行 / serve the nightly audit and the quarterly report on their schedules (keeps running).
 
     Like `prefect serve`: the deployments `nightly-audit/nightly` and `quarterly-report/quarterly` run
-    on the cron strings of `orchestration` in its time zone, against the Prefect API of
-    PREFECT_API_URL (a Prefect server) — stop with Ctrl-C."""
+    on the cron strings of `orchestration` in its time zone (`dedup-scan/dedup-scan` and
+    `adhoc-validate/adhoc-validate` on demand), against the Prefect API of PREFECT_API_URL (a Prefect
+    server) — stop with Ctrl-C."""
     from prefect import serve
 
     from .flows import deployments
 
     cfg = _load(config)
     deps = deployments(cfg)
-    for d in deps:
-        s = d.schedules[0].schedule
-        out.print(f"计划 schedule: {d.flow_name}/{d.name}  {s.cron}  ({s.timezone})", highlight=False)
+    _print_deployments(deps)
     serve(*deps)
+
+
+def _print_deployments(deps) -> None:
+    for d in deps:
+        when = f"{d.schedules[0].schedule.cron}  ({d.schedules[0].schedule.timezone})" if d.schedules else "按需 on demand"
+        out.print(f"部署 deployment: {d.flow_name}/{d.name}  {when}", highlight=False)
+
+
+@app.command()
+@user_errors
+def deploy(config: ConfigOpt,
+           pool: Annotated[str, typer.Option("--pool", help="process work pool (created if missing)")] = "healthqa"):
+    """部署到 Prefect 服务器 / register the deployments on a Prefect server for a work pool's worker.
+
+    The server is the one of PREFECT_API_URL (`prefect server start` prints it); then start a worker
+    with `prefect worker start --pool POOL` on a machine where healthqa is installed. The nightly audit
+    and the quarterly report keep their cron schedules; dedup-scan and adhoc-validate run on demand."""
+    import os
+
+    from .flows import deploy_to_pool, deployments
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("PREFECT_API_URL is not set: point it at the Prefect server, e.g. "
+             "PREFECT_API_URL=http://127.0.0.1:4200/api (printed by `prefect server start`)")
+    cfg = _load(config)
+    try:
+        deploy_to_pool(cfg, pool)
+    except Exception as e:  # noqa: BLE001 - an unreachable or refusing server is the user's to fix, in one line
+        fail(f"Prefect 服务器 server at {os.environ['PREFECT_API_URL']}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    _print_deployments(deployments(cfg))
+    out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
 
 
 @app.command()
