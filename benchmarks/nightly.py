@@ -131,9 +131,9 @@ def prepare(folder: Path) -> Path:
     from healthqa.pipelines.nightly import dedup_scan
     from healthqa.store import AuditStore
 
-    for f in ("audit.db", "audit.db.locks"):
-        (folder / f).unlink(missing_ok=True)
-    shutil.rmtree(folder / "healthqa-data", ignore_errors=True)
+    (folder / "audit.db").unlink(missing_ok=True)
+    for d in ("audit.db.locks", "healthqa-data"):
+        shutil.rmtree(folder / d, ignore_errors=True)
     cfg = config.load(folder / "healthqa.yml")
     t0 = time.perf_counter()
     with AuditStore(cfg.store.url) as store:
@@ -154,9 +154,9 @@ def prepare(folder: Path) -> Path:
 
 
 def restore(folder: Path, saved: Path) -> None:
-    for f in ("audit.db", "audit.db.locks"):
-        (folder / f).unlink(missing_ok=True)
-    shutil.rmtree(folder / "healthqa-data", ignore_errors=True)
+    (folder / "audit.db").unlink(missing_ok=True)
+    for d in ("audit.db.locks", "healthqa-data"):
+        shutil.rmtree(folder / d, ignore_errors=True)
     shutil.copy(saved / "audit.db", folder / "audit.db")
     shutil.copytree(saved / "healthqa-data", folder / "healthqa-data")
 
@@ -206,7 +206,8 @@ def main() -> None:
     env = {**os.environ, "PREFECT_HOME": str(folder / "prefect-api-start"), "PREFECT_LOGGING_LEVEL": "WARNING",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
-    api = subprocess.run([sys.executable, "-c", API_START], env=env, capture_output=True, text=True, check=True)
+    api = subprocess.run([sys.executable, "-c", API_START], env=env, capture_output=True, text=True)
+    assert api.returncode == 0, api.stderr[-3000:]
     print("Prefect start-up in a fresh process:", api.stdout.strip())
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     results = {}

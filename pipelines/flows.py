@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,6 +117,25 @@ def task_runner(orch: Orchestration):
     return ThreadPoolTaskRunner(max_workers=orch.workers)
 
 
+@contextmanager
+def _api_for_children(orch: Orchestration) -> Iterator[None]:
+    """Tasks in processes of this machine (a process pool, a local Dask cluster's workers) report to
+    this process's API: on the ephemeral API they would each start one of their own."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    children = orch.task_runner == "processes" or (orch.task_runner == "dask" and not orch.dask.address
+                                                   and orch.dask.processes)
+    if not children or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the ephemeral API this process already runs on (started if not)
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
+
+
 def _outcome(future) -> tuple[bool, object]:
     """(True, the task's value) or (False, why it failed), once the task has ended."""
     future.wait()
@@ -136,7 +155,7 @@ def nightly_audit(config_path: str) -> State:
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
-            with task_runner(orch) as runner:
+            with _api_for_children(orch), task_runner(orch) as runner:
                 # independent branches: a source that cannot be read never stops the others; its
                 # tables start as soon as it has answered
                 checks = {name: runner.submit(_check.with_options(name=f"source {name}", **retrying),
