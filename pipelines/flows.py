@@ -33,6 +33,8 @@ from datetime import datetime
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # a terminal and a log file get the audit's own lines
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: sites have no internet
+# the ephemeral API's first start migrates its database: Prefect's 20 s is too short on a busy machine
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # Dask workers started for a run say little
 
 from prefect import flow, task  # noqa: E402
