@@ -82,10 +82,11 @@ print({"import_s": imported, "first_flow_s": first, "second_flow_s": time.perf_c
 TASK_RUNS = r"""
 import json
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
 with get_client(sync_client=True) as c:
-    fr = c.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    fr = c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly-audit"])),
+                          sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
     trs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
 t0 = fr.start_time
 print(json.dumps({"flow_s": (fr.end_time - fr.start_time).total_seconds(), "state": fr.state.type.value,
@@ -222,7 +223,7 @@ def main() -> None:
         validations = [e - s for n, s, e in r["spans"] if n.startswith("validate")]
         print(f"{mode:9s} end to end {r['wall_s']:6.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB  " +
               "  ".join(f"{k} {total:.1f} (span {span:.1f})" for k, (total, span) in st.items()) +
-              f"  (table tasks: {len(validations)}, sum {sum(validations):.1f} s, longest {max(validations):.1f} s)"
+              f"  (table tasks: {len(validations)}, longest {max(validations, default=0):.1f} s)"
               + (f"  flow run {r['flow_s']:.1f} s" if "flow_s" in r else ""), flush=True)
         print("   load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
     if "plain" in results and "threads1" in results:
