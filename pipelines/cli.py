@@ -224,11 +224,15 @@ def nightly(cfg: config_mod.Config) -> int:
     names a server) and print what it found. The audit's exit code: 0 it ran in full, whatever the
     data looked like (failing rules are findings, not a failed audit); 1 part of it could not run
     (a source, a table or a stage)."""
+    from .prefect_api import warm
+
+    api_ready = warm()  # Prefect's API boots while the audit's modules load
     from healthqa.expectations.runner import format_pct
 
     from .flows import run_nightly_flow
 
     with err.status("夜间稽核 nightly audit …", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+        api_ready()
         res = run_nightly_flow(str(cfg.path)).result
     code = _render_checks(res.checks)
     t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
@@ -339,13 +343,17 @@ def validate(
     """
     import json
 
-    from .flows import run_validate_flow
+    from .prefect_api import warm
 
     writable_file(json_out, "--json")
     cfg = _load(config)
     if since and until and since >= until:
         fail("--since must be before --until")
+    api_ready = warm()  # Prefect's API boots while the audit's modules load
+    from .flows import run_validate_flow
+
     n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
+    api_ready()
     with progress("校验 validating", n) as step:
         run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
                                 until=until, on_table=step)
