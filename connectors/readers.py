@@ -16,6 +16,7 @@ from healthqa import canonical
 from healthqa.config import Source, TableMap
 from healthqa.errors import SourceError
 
+from . import gate
 from .sampling import Scope, choose_keys
 from .values import normalise, zone
 
@@ -65,11 +66,21 @@ class Reader(ABC):
         self.capped: dict[str, Capped] = {}  # tables whose last incremental read stopped at its cap
 
     def __enter__(self) -> Reader:
-        self.connect()
+        # one of the source's max_concurrent_queries slots from connecting until closed (gate.py)
+        self._slot = gate.slot(self.name, self.cfg.max_concurrent_queries)
+        self._slot.__enter__()
+        try:
+            self.connect()
+        except BaseException:
+            self._slot.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._slot.__exit__(None, None, None)
 
     # -- to implement per kind -------------------------------------------------------------
     @abstractmethod

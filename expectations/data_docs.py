@@ -4,12 +4,17 @@ Great Expectations' own site builder from healthqa's results.
 Personal values are masked by construction: the validation results handed to GE carry the counts
 only (rows, applicable rows, violating rows, violation %), never a value, a key or a sample of the
 rows. The expectations show the rules (description, columns, parameters, threshold, metadata).
-The site is written to a local folder and needs no server; GE's page templates load their styles and
-scripts from public CDNs, so a browser without network access shows the pages unstyled.
+The site is written to a local folder and needs no server, nor a network: GE's page templates load
+their styles and scripts from public CDNs, so each page's CDN links are rewritten to copies vendored
+in ``data_docs_static/`` (jQuery, Bootstrap, Popper, bootstrap-table) and the rest — icons, a date
+picker, a dark theme and the chart library, which count-only pages do not use — are dropped.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +30,17 @@ from . import gx_bridge
 from .runner import RuleResult
 
 SITE = "healthqa"
+VENDORED = Path(__file__).with_name("data_docs_static")
+# a CDN asset of GE's templates (by the end of its URL) -> its vendored copy
+CDN_COPIES = {"jquery-3.7.1.min.js": "jquery-3.7.1.min.js", "4.3.1/css/bootstrap.min.css": "bootstrap-4.3.1.min.css",
+              "4.3.1/js/bootstrap.min.js": "bootstrap-4.3.1.min.js", "umd/popper.min.js": "popper-1.12.9.min.js",
+              "dist/bootstrap-table.min.js": "bootstrap-table-1.19.1.min.js",
+              "dist/bootstrap-table.min.css": "bootstrap-table-1.19.1.min.css",
+              "bootstrap-table-filter-control.min.js": "bootstrap-table-filter-control-1.19.1.min.js",
+              "bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control-1.19.1.min.css",
+              "bootstrap-table-filter-control.css": "bootstrap-table-filter-control-1.19.1.min.css"}
+_REMOTE_TAG = re.compile(r'<script[^>]*\ssrc="(https?://[^"]+)"[^>]*>\s*</script>|<link[^>]*\shref="(https?://[^"]+)"[^>]*>')
+_REMOTE_LOGO = re.compile(r'src="https?://[^"]*/(logo-long\.png)[^"]*"')
 
 
 def _masked(r: RuleResult) -> ExpectationValidationResult:
@@ -69,4 +85,25 @@ def build(folder: Path | str, tables: dict[str, list[RuleResult]], run_name: str
                                               "data_asset_name": table, "batch_identifiers": {}}}))
         keys.append(key)
     context.build_data_docs(site_names=[SITE], resource_identifiers=keys)
+    _offline(folder)
     return folder / "index.html"
+
+
+def _offline(folder: Path) -> None:
+    """Point every page's CDN scripts and styles at the vendored copies (or drop them), and GE's logo
+    at the site's own copy: the site works without a network."""
+    vendor = folder / "static" / "vendor"
+    vendor.mkdir(parents=True, exist_ok=True)
+    for f in VENDORED.iterdir():
+        shutil.copyfile(f, vendor / f.name)
+    for page in folder.rglob("*.html"):
+        up = os.path.relpath(folder / "static", page.parent)
+
+        def local(m: re.Match, up=up) -> str:
+            url = m.group(1) or m.group(2)
+            copy = next((c for end, c in CDN_COPIES.items() if url.endswith(end)), None)
+            return "" if copy is None else m.group(0).replace(url, f"{up}/vendor/{copy}")
+
+        html = _REMOTE_TAG.sub(local, page.read_text("utf-8"))
+        html = _REMOTE_LOGO.sub(lambda m, up=up: f'src="{up}/images/{m.group(1)}"', html)
+        page.write_text(html, "utf-8")

@@ -84,6 +84,9 @@ class Source(_Strict):
     encoding: str = "auto"  # csv: auto tries UTF-8, then GB18030
     delimiter: str = ","
     max_connections: Annotated[int, Field(ge=1, le=32)] = 2
+    # readers open on this source at once, over all the audit's tasks (connectors/gate.py): a
+    # production database never sees more of healthqa's queries than this, however many tasks run
+    max_concurrent_queries: Annotated[int, Field(ge=1, le=32)] = 2
     statement_timeout_s: Annotated[int, Field(ge=1)] = 300
     connect_timeout_s: Annotated[int, Field(ge=1)] = 10
     # client side: no answer on one wait for this long and the connection is given up (default: the
@@ -220,8 +223,22 @@ class Reports(_Strict):
     mail: Mail | None = None
 
 
+class DaskRunner(_Strict):
+    """``orchestration.task_runner: dask``: a cluster's scheduler, or a local cluster of ``workers``."""
+
+    address: str | None = None  # tcp://scheduler:8786 of a running cluster; None: a LocalCluster per run
+    workers: Annotated[int, Field(ge=1, le=256)] = 2  # the LocalCluster's worker count (one thread each)
+    processes: bool = True  # LocalCluster workers as processes (False: threads of the flow's process)
+
+
 class Orchestration(_Strict):
     """How the Prefect flows run the audit (pipelines/flows.py)."""
+
+    # where the flow's tasks (a source's check, a table's validation, the duplicate scan) run:
+    # threads of the flow's process, a process pool, or Dask through prefect-dask (the dask extra)
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    workers: Annotated[int, Field(ge=1, le=64)] = 2  # threads or processes at once (threads, processes)
+    dask: DaskRunner = DaskRunner()
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2  # a source that cannot be read is tried again this often
     retry_delay_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [30.0, 120.0])  # backoff

@@ -21,6 +21,9 @@ class SourceError(HealthqaError):
         self.reason = " ".join(str(reason).split())  # one line, whatever the driver said
         super().__init__(f"source {source}: {self.reason}")
 
+    def __reduce__(self):  # rebuilt from its two fields when it crosses a process (a Dask worker's task)
+        return type(self), (self.source, self.reason)
+
 
 class SourceUnreachable(SourceError):
     """A source could not be connected to at all."""

@@ -224,11 +224,15 @@ def nightly(cfg: config_mod.Config) -> int:
     names a server) and print what it found. The audit's exit code: 0 it ran in full, whatever the
     data looked like (failing rules are findings, not a failed audit); 1 part of it could not run
     (a source, a table or a stage)."""
+    from .prefect_api import warm
+
+    api_ready = warm()  # Prefect's API boots while the audit's modules load
     from healthqa.expectations.runner import format_pct
 
     from .flows import run_nightly_flow
 
     with err.status("夜间稽核 nightly audit …", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+        api_ready()
         res = run_nightly_flow(str(cfg.path)).result
     code = _render_checks(res.checks)
     t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
@@ -246,7 +250,7 @@ def nightly(cfg: config_mod.Config) -> int:
         t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     out.print(t)
     if res.dedup:
-        st = res.dedup.result.stats
+        st = res.dedup.stats
         out.print(f"重复档案 duplicates ({'incremental' if res.dedup.incremental else 'full'}): "
                   f"{st['matches']:,} matches, {st['review']:,} to review, {st['clusters']:,} clusters "
                   f"among {st['records']:,} archives", highlight=False)
@@ -339,17 +343,20 @@ def validate(
     """
     import json
 
-    from .validate import validate_source
+    from .prefect_api import warm
 
     writable_file(json_out, "--json")
     cfg = _load(config)
     if since and until and since >= until:
         fail("--since must be before --until")
-    with AuditStore(cfg.store.url) as store:
-        n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
-        with progress("校验 validating", n) as step:
-            run = validate_source(cfg, source, tables=table or None, orgs=tuple(org or ()), since=since,
-                                  until=until, store=store, on_table=step)
+    api_ready = warm()  # Prefect's API boots while the audit's modules load
+    from .flows import run_validate_flow
+
+    n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
+    api_ready()
+    with progress("校验 validating", n) as step:
+        run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
+                                until=until, on_table=step)
     out.print(_validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "
@@ -509,18 +516,48 @@ def schedule(config: ConfigOpt):
     """按计划运行 / serve the nightly audit and the quarterly report on their schedules (keeps running).
 
     Like `prefect serve`: the deployments `nightly-audit/nightly` and `quarterly-report/quarterly` run
-    on the cron strings of `orchestration` in its time zone, against the Prefect API of
-    PREFECT_API_URL (a Prefect server) — stop with Ctrl-C."""
+    on the cron strings of `orchestration` in its time zone (`dedup-scan/dedup-scan` and
+    `adhoc-validate/adhoc-validate` on demand), against the Prefect API of PREFECT_API_URL (a Prefect
+    server) — stop with Ctrl-C."""
     from prefect import serve
 
     from .flows import deployments
 
     cfg = _load(config)
     deps = deployments(cfg)
-    for d in deps:
-        s = d.schedules[0].schedule
-        out.print(f"计划 schedule: {d.flow_name}/{d.name}  {s.cron}  ({s.timezone})", highlight=False)
+    _print_deployments(deps)
     serve(*deps)
+
+
+def _print_deployments(deps) -> None:
+    for d in deps:
+        when = f"{d.schedules[0].schedule.cron}  ({d.schedules[0].schedule.timezone})" if d.schedules else "按需 on demand"
+        out.print(f"部署 deployment: {d.flow_name}/{d.name}  {when}", highlight=False)
+
+
+@app.command()
+@user_errors
+def deploy(config: ConfigOpt,
+           pool: Annotated[str, typer.Option("--pool", help="process work pool (created if missing)")] = "healthqa"):
+    """部署到 Prefect 服务器 / register the deployments on a Prefect server for a work pool's worker.
+
+    The server is the one of PREFECT_API_URL (`prefect server start` prints it); then start a worker
+    with `prefect worker start --pool POOL` on a machine where healthqa is installed. The nightly audit
+    and the quarterly report keep their cron schedules; dedup-scan and adhoc-validate run on demand."""
+    import os
+
+    from .flows import deploy_to_pool, deployments
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("PREFECT_API_URL is not set: point it at the Prefect server, e.g. "
+             "PREFECT_API_URL=http://127.0.0.1:4200/api (printed by `prefect server start`)")
+    cfg = _load(config)
+    try:
+        deploy_to_pool(cfg, pool)
+    except Exception as e:  # noqa: BLE001 - an unreachable or refusing server is the user's to fix, in one line
+        fail(f"Prefect 服务器 server at {os.environ['PREFECT_API_URL']}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    _print_deployments(deployments(cfg))
+    out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
 
 
 @app.command()

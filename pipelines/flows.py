@@ -1,47 +1,89 @@
 """Prefect 3 flows over the audit's plain stages (``pipelines/nightly.py``): Prefect only wires them.
 
-``nightly_audit`` runs the nightly stages as tasks of one flow run: each source's validation is its
-own task, retried with backoff (``orchestration.retries`` / ``retry_delay_s``) and, when it finally
-fails, recorded as a failed source with its reason while the other sources go on; then the duplicate
-scan, the scores and findings, the report and publishing. The flow ends ``Completed`` when every
+``nightly_audit`` runs the nightly stages as tasks of one flow run: each source's check, then each of
+its tables' validation, and the duplicate scan are tasks on the configured task runner (threads, a
+process pool or Dask: ``orchestration.task_runner``), retried with backoff (``orchestration.retries``
+/ ``retry_delay_s``) and, when one finally fails, recorded with its reason while the others go on;
+then the scores and findings, the report and publishing. The flow ends ``Completed`` when every
 stage ran, whatever the data looked like, and ``Failed`` — with what could not run as its message —
-when a source or a stage could not run. Its one parameter is the configuration's path.
+when a source, a table or a stage could not run. Its one parameter is the configuration's path.
+``adhoc_validate`` (the engineer's check), ``dedup_scan_flow`` (the full duplicate scan) and
+``quarterly_report`` are flows too; ``deployments`` serves them all (``healthqa schedule``) and
+``deploy_to_pool`` registers them on a Prefect server for a work pool (``healthqa deploy``).
 
-Privacy: tasks carry the run's objects, never records, and keep no results (``persist_result=False``,
-no cache keys over their inputs); task names are source names; the artifacts are scores, rule ids
-and counts — no value of any record.
+A table is one task today; a table's validation by partition (institution, time window) and the
+duplicate matching by blocking key fit the same shape — plain data in, counts out, merged by
+``Night`` — when they are split later.
+
+Privacy: tasks carry the configuration, run ids and names, never records, and keep no results
+(``persist_result=False``, no cache keys over their inputs); what they send back to the flow is rule
+counts with masked examples and keys (through the task runner, never Prefect's result storage); task
+names are source and table names; the artifacts are scores, rule ids and counts.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # a terminal and a log file get the audit's own lines
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: sites have no internet
+# the ephemeral API's first start migrates its database: Prefect's 20 s is too short on a busy machine
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # Dask workers started for a run say little
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
 from healthqa import config as config_mod  # noqa: E402
-from healthqa.errors import HealthqaError, SourceError  # noqa: E402
-from healthqa.store import AuditStore  # noqa: E402
+from healthqa.config import Config, Orchestration  # noqa: E402
+from healthqa.errors import ConfigError, HealthqaError, SourceError  # noqa: E402
+from healthqa.store import AuditStore, RunContext  # noqa: E402
 
-from .nightly import Night, NightlyResult, nightly_lock, nightly_scope  # noqa: E402
+from .nightly import (  # noqa: E402
+    DedupSummary,
+    Night,
+    NightlyResult,
+    TableOutcome,
+    check_source,
+    dedup_scan,
+    nightly_lock,
+    nightly_scope,
+    validate_table,
+)
+from .validate import ValidationRun, validate_source  # noqa: E402
+
+# the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
+# stored by the Prefect API); the flow runs in the caller's thread and context
+ON_TABLE: ContextVar = ContextVar("healthqa_on_table", default=None)
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
 
 
+# Tasks take plain data (the configuration, a run's id and start, names) and return plain data (rule
+# results with counts and masked examples, staged watermarks, a dedup run's counts), so that any task
+# runner — threads, processes, a Dask cluster — can run them; none returns or persists a record.
 @task(name="source", **QUIET)
-def _source(night: Night, name: str) -> None:
-    night.audit_source(name)
+def _check(cfg: Config, name: str) -> list:
+    return check_source(cfg, name)
+
+
+@task(name="validate", **QUIET)
+def _validate(cfg: Config, run: RunContext, source: str, table: str) -> TableOutcome:
+    return validate_table(cfg, run, source, table)
 
 
 @task(name="duplicate scan", **QUIET)
-def _dedup(night: Night, source: str) -> None:
-    night.dedup(source)
+def _dedup(cfg: Config, source: str, incremental: bool) -> DedupSummary:
+    return dedup_scan(cfg, source, incremental)
 
 
 @task(name="scores and findings", **QUIET)
@@ -57,6 +99,54 @@ class FlowOutcome:
     state: State
 
 
+def task_runner(orch: Orchestration):
+    """The task runner of ``orchestration.task_runner``: threads (default), a process pool, or Dask
+    (a cluster at ``dask.address``, else a LocalCluster of ``dask.workers`` workers)."""
+    if orch.task_runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=orch.workers)
+    if orch.task_runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ConfigError("orchestration.task_runner: dask needs the dask extra "
+                              "(pip install 'healthqa[dask]')") from None
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # the audit's own lines, not the scheduler's
+        d = orch.dask
+        if d.address:
+            return DaskTaskRunner(address=d.address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": d.workers, "threads_per_worker": 1,
+                                              "processes": d.processes, "dashboard_address": ":0"})
+    return ThreadPoolTaskRunner(max_workers=orch.workers)
+
+
+@contextmanager
+def _api_for_children(orch: Orchestration) -> Iterator[None]:
+    """Tasks in processes of this machine (a process pool, a local Dask cluster's workers) report to
+    this process's API: on the ephemeral API they would each start one of their own."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    children = orch.task_runner == "processes" or (orch.task_runner == "dask" and not orch.dask.address
+                                                   and orch.dask.processes)
+    if not children or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the ephemeral API this process already runs on (started if not)
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def _outcome(future) -> tuple[bool, object]:
+    """(True, the task's value) or (False, why it failed), once the task has ended."""
+    future.wait()
+    state = future.state
+    if state.is_completed():
+        return True, state.result()
+    return False, _exception(state)
+
+
 @flow(name="nightly-audit", persist_result=False, log_prints=False, validate_parameters=False)
 def nightly_audit(config_path: str) -> State:
     """The nightly audit of the configuration at ``config_path``."""
@@ -67,15 +157,29 @@ def nightly_audit(config_path: str) -> State:
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
-            for name in cfg.sources:  # independent branches: one that cannot be read never stops the others
-                state = _source.with_options(name=f"source {name}", **retrying)(night, name, return_state=True)
-                if state.is_failed():
-                    night.stage_failed(name, _exception(state))
-            src = night.person_source()
-            if src is not None:
-                state = _dedup.with_options(**retrying)(night, src, return_state=True)
-                if state.is_failed():
-                    night.stage_failed("dedup", _exception(state), src)
+            with _api_for_children(orch), task_runner(orch) as runner:
+                # independent branches: a source that cannot be read never stops the others; its
+                # tables start as soon as it has answered
+                checks = {name: runner.submit(_check.with_options(name=f"source {name}", **retrying),
+                                              {"cfg": cfg, "name": name}) for name in cfg.sources}
+                tables = {}
+                for name, future in checks.items():
+                    ok, value = _outcome(future)
+                    if not ok:
+                        night.check_failed(name, value)
+                        continue
+                    for t in night.checked(name, value):
+                        tables[name, t] = runner.submit(_validate.with_options(name=f"validate {name}.{t}", **retrying),
+                                                        {"cfg": cfg, "run": run, "source": name, "table": t})
+                src = night.person_source()
+                dedup = None if src is None else runner.submit(
+                    _dedup.with_options(**retrying), {"cfg": cfg, "source": src, "incremental": True})
+                for (name, t), future in tables.items():
+                    ok, value = _outcome(future)
+                    night.validated(value) if ok else night.table_failed(name, t, value)
+                if dedup is not None:
+                    ok, value = _outcome(dedup)
+                    night.deduplicated(value) if ok else night.stage_failed("dedup", value, src)
             state = _assess(night, return_state=True)
             if state.is_failed():
                 night.stage_failed("reports", _exception(state))
@@ -84,6 +188,35 @@ def nightly_audit(config_path: str) -> State:
     if res.failures:
         return Failed(message="; ".join(f"{k}: {v}" for k, v in res.failures.items())[:1000], data=res)
     return Completed(message=f"run {res.run_id}: every stage ran", data=res)
+
+
+@flow(name="adhoc-validate", persist_result=False, log_prints=False, validate_parameters=False)
+def adhoc_validate(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
+                   since: datetime | None = None, until: datetime | None = None) -> ValidationRun:
+    """The engineer's check after a repair: one source, its tables, institutions and time window
+    (parameters: names, codes and times — never a record). The result says, rule by rule, the
+    change against the last run that read the same rows (pipelines/baseline.py)."""
+    try:
+        cfg = config_mod.load(config_path)
+        with AuditStore(cfg.store.url) as store:
+            return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since,
+                                   until=until, store=store, on_table=ON_TABLE.get())
+    except HealthqaError as e:  # the engineer's mistake (a filter matching nothing): a message, no traceback
+        return Failed(message=str(e), data=e)
+
+
+@flow(name="dedup-scan", persist_result=False, log_prints=False, validate_parameters=False)
+def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary:
+    """A full duplicate scan of the resident archives (every archive against every other in its
+    blocks), a ``dedup`` run of its own; the nightly audit screens only new and changed archives."""
+    cfg = config_mod.load(config_path)
+    source = cfg.source_of("person", source, required=True)
+    out = _dedup.with_options(name=f"duplicate scan {source}")(cfg, source, False)
+    st = out.stats
+    create_table_artifact(key="dedup-scan", description="重复档案筛查 duplicate scan (counts only)", table=[
+        {"run": out.run_id, "source": out.source, "archives": st["records"], "candidate_pairs": st["candidate_pairs"],
+         "matches": st["matches"], "review": st["review"], "clusters": st["clusters"]}])
+    return out
 
 
 @flow(name="quarterly-report", persist_result=False, log_prints=False, validate_parameters=False)
@@ -106,16 +239,34 @@ def quarterly_report(config_path: str, quarter: str | None = None) -> str:
     return str(written.html)
 
 
-def deployments(cfg) -> list:
-    """The schedule of the configuration: the nightly audit and the quarterly inspection report on
-    their cron strings in the configured time zone (``orchestration``)."""
+def deployments(cfg, entrypoint_type=None) -> list:
+    """The deployments of the configuration: the nightly audit and the quarterly inspection report
+    on their cron strings in the configured time zone (``orchestration``); the full duplicate scan
+    and the ad-hoc validation on demand (the latter with the engineer's ``source`` and filters)."""
     from prefect.schedules import Cron
 
     o, params = cfg.orchestration, {"config_path": str(cfg.path)}
+    kw = {} if entrypoint_type is None else {"entrypoint_type": entrypoint_type}
     return [nightly_audit.to_deployment(name="nightly", parameters=params,
-                                        schedule=Cron(o.nightly_cron, timezone=o.timezone)),
+                                        schedule=Cron(o.nightly_cron, timezone=o.timezone), **kw),
             quarterly_report.to_deployment(name="quarterly", parameters=params,
-                                           schedule=Cron(o.quarterly_cron, timezone=o.timezone))]
+                                           schedule=Cron(o.quarterly_cron, timezone=o.timezone), **kw),
+            dedup_scan_flow.to_deployment(name="dedup-scan", parameters=params, **kw),
+            adhoc_validate.to_deployment(name="adhoc-validate", parameters=params, **kw)]
+
+
+def deploy_to_pool(cfg, pool: str) -> list:
+    """Register the deployments on the Prefect server of ``PREFECT_API_URL`` for a worker of the
+    process work pool ``pool`` (created if missing); the worker imports the flows from the installed
+    package, so nothing is built or pushed. Returns the deployments' ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.types.entrypoint import EntrypointType
+
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    return [d.apply(work_pool_name=pool) for d in deployments(cfg, EntrypointType.MODULE_PATH)]
 
 
 def run_nightly_flow(config_path: str) -> FlowOutcome:
@@ -128,6 +279,22 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
     if isinstance(result, BaseException):  # the flow itself broke (not a source or a stage)
         raise result
     return FlowOutcome(result, state)
+
+
+def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
+                      since: datetime | None = None, until: datetime | None = None,
+                      on_table: Callable[[str], None] | None = None) -> ValidationRun:
+    """``healthqa validate``: the ad-hoc flow once, on the ephemeral local API unless
+    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
+    token = ON_TABLE.set(on_table)
+    try:
+        state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
+    finally:
+        ON_TABLE.reset(token)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _worth_retrying(task, task_run, state) -> bool:

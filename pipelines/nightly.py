@@ -5,15 +5,16 @@ tables read what arrived since the last successful night), screen the resident a
 duplicates (new and changed archives against the index), then score the night, reconcile its
 findings (a source that could not be read is a finding too), write the run report and publish.
 One broken source or stage never stops the rest: the run is then ``partial`` with what could not run as its message, and only
-the sources that were read advance their incremental watermarks. The run is finished — and its
+the tables that were read advance their incremental watermarks. The run is finished — and its
 watermarks advance — only after the last stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from healthqa.config import Config
@@ -26,8 +27,28 @@ from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
 from healthqa.store.locks import Busy
 
-from .dedup import DedupRun, run_dedup
-from .validate import ValidationRun, validate_source
+from .dedup import run_dedup
+from .validate import ValidationRun, suite_tables, validate_source
+
+
+@dataclass
+class DedupSummary:
+    """What the duplicate scan sends back to the night: its run and counts (the pairs are in the
+    audit store), never the archives it compared."""
+
+    run_id: int
+    source: str
+    incremental: bool
+    stats: dict
+
+
+@dataclass
+class TableOutcome:
+    """What one table's validation sends back to the night: its rule results (counts, masked
+    examples, keys) and the watermarks it staged — no records."""
+
+    validation: ValidationRun
+    watermarks: dict[tuple[str, str, str], datetime]
 
 
 @dataclass
@@ -36,7 +57,7 @@ class NightlyResult:
     checks: dict[str, list[TableCheck] | SourceError]
     validations: dict[str, ValidationRun] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # source or stage -> reason
-    dedup: DedupRun | None = None
+    dedup: DedupSummary | None = None
     status: str = "running"  # the run's status once finished: success | partial
     faults: list[dict] = field(default_factory=list)  # what could not run, as findings see it
     assessment: Assessment | None = None
@@ -48,37 +69,72 @@ class NightlyResult:
         return any(v.failed for v in self.validations.values())
 
 
-class Night:
-    """One nightly audit's stages, each a plain method over the same run; ``run_nightly`` calls them
-    in order, the Prefect flow (``pipelines/flows.py``) calls the same methods as tasks. A stage that
-    raises is retried by the flow; one that finally fails is recorded with ``failed`` and the night
-    goes on."""
+# -- the stages that read sources: plain data in, plain data out, so that they run anywhere (a thread,
+# a process, a Dask worker); each opens its source and the audit store itself unless given one -------
 
-    def __init__(self, cfg: Config, store: AuditStore, run: RunContext, on_table: Callable[[str], None] | None = None):
-        self.cfg, self.store, self.run, self.on_table = cfg, store, run, on_table
+def check_source(cfg: Config, name: str) -> list[TableCheck]:
+    """Connect to one source and check its mapping. Raises SourceError when it cannot (a retry may
+    succeed)."""
+    with open_source(cfg, name) as r:
+        return r.check()
+
+
+def _store(cfg: Config, store: AuditStore | None):
+    return nullcontext(store) if store is not None else AuditStore(cfg.store.url, upgrade=False)
+
+
+def validate_table(cfg: Config, run: RunContext, source: str, table: str, store: AuditStore | None = None,
+                   on_table: Callable[[str], None] | None = None) -> TableOutcome:
+    """Validate one table within the nightly ``run`` (its configured sampling: incremental tables read
+    what arrived since the last successful night) and record its results. The watermarks it stages
+    go back with the outcome and count only when the night takes it (``Night.validated``)."""
+    staged = RunContext(run.id, run.kind, run.started_at)
+    with _store(cfg, store) as st:
+        v = validate_source(cfg, source, tables=[table], store=st, nightly=staged, on_table=on_table)
+    return TableOutcome(v, staged.pending_watermarks)
+
+
+def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None) -> DedupSummary:
+    """Duplicate screening of the archives in ``source`` — new and changed archives against the index
+    (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own."""
+    with _store(cfg, store) as st:
+        run = run_dedup(cfg, st, source=source, incremental=incremental)
+    return DedupSummary(run.run_id, run.source, run.incremental, run.result.stats)
+
+
+class Night:
+    """One nightly audit's bookkeeping: what each stage sent back, what could not run, the staged
+    watermarks. ``run_nightly`` calls the stages in order; the Prefect flow (``pipelines/flows.py``)
+    runs the same stages as tasks and hands their outcomes here. A stage that finally fails is
+    recorded with what could not run and the night goes on."""
+
+    def __init__(self, cfg: Config, store: AuditStore, run: RunContext):
+        self.cfg, self.store, self.run = cfg, store, run
         self.res = NightlyResult(run.id, {})
 
-    # -- the stages ---------------------------------------------------------------------------------
-    def audit_source(self, name: str) -> None:
-        """Check one source's connection and mapping, then validate its tables. Raises SourceError
-        when it cannot (a retry may succeed); what it staged counts only if it completes."""
-        try:
-            with open_source(self.cfg, name) as r:
-                self.res.checks[name] = r.check()
-        except SourceError as e:
-            self.res.checks[name] = e
-            raise
-        with self.run.attempt():
-            self.res.validations[name] = validate_source(self.cfg, name, store=self.store, nightly=self.run,
-                                                         on_table=self.on_table)
+    # -- what the stages sent back --------------------------------------------------------------------
+    def checked(self, name: str, checks: list[TableCheck]) -> list[str]:
+        """A source answered; returns its tables to validate."""
+        self.res.checks[name] = checks
+        return suite_tables(self.cfg, name)
+
+    def validated(self, outcome: TableOutcome) -> None:
+        v = outcome.validation
+        mine = self.res.validations.get(v.scope["source"])
+        if mine is None:
+            self.res.validations[v.scope["source"]] = v
+        else:
+            mine.tables += v.tables
+            mine.scope["tables"] += v.scope["tables"]
+        for (source, table, column), value in outcome.watermarks.items():
+            self.run.stage_watermark(source, table, column, value)
+
+    def deduplicated(self, summary: DedupSummary) -> None:
+        self.res.dedup = summary
 
     def person_source(self) -> str | None:
         src = self.cfg.source_of("person")
         return None if src is None or src in self.res.failures else src
-
-    def dedup(self, source: str) -> None:
-        """Duplicate screening: new and changed archives against the index (a full run the first time)."""
-        self.res.dedup = run_dedup(self.cfg, self.store, source=source, incremental=True)
 
     def assess(self) -> None:
         """Scores and findings of the night, what could not run included."""
@@ -95,19 +151,37 @@ class Night:
     # -- what could not run ----------------------------------------------------------------------------
     def failed(self, what: str, reason: str, fault: str, source: str | None = None) -> None:
         reason = " ".join(str(reason).split())[:300]
-        self.res.failures[what] = reason
+        before = self.res.failures.get(what)  # a second table of the same source
+        self.res.failures[what] = reason if before is None else f"{before}; {reason}"
         self.run.problem(f"{what}: {reason}")
         self.res.faults.append({"source": source or what, "kind": fault, "reason": reason,
                                 "zh": FAULT_ZH.get(fault, fault) + f"：{what}"})
 
+    def check_failed(self, name: str, e: BaseException) -> None:
+        if isinstance(e, SourceError):
+            self.res.checks[name] = e
+        self.stage_failed(name, e, name)
+
+    def table_failed(self, source: str, table: str, e: BaseException) -> None:
+        """One table could not be validated: the source is failed with the table named (its other
+        tables' results stand)."""
+        if isinstance(e, SourceError):
+            self.failed(source, f"{table}: {e.reason}", _fault(e))
+        else:
+            self.failed(source, f"{table}: {type(e).__name__}: {e}", "run_incomplete")
+
     def source_failed(self, name: str, e: SourceError) -> None:
-        self.failed(name, e.reason, "store_unreachable" if isinstance(e, SourceUnreachable) else "table_unreadable")
+        self.failed(name, e.reason, _fault(e))
 
     def stage_failed(self, stage: str, e: BaseException, source: str | None = None) -> None:
         if isinstance(e, SourceError):
             self.source_failed(e.source if e.source in self.cfg.sources else stage, e)
         else:
             self.failed(stage, f"{type(e).__name__}: {e}", "run_incomplete", source or "*")
+
+
+def _fault(e: SourceError) -> str:
+    return "store_unreachable" if isinstance(e, SourceUnreachable) else "table_unreadable"
 
 
 class NightlyInProgress(HealthqaError):
@@ -134,16 +208,22 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
     """The nightly audit as plain functions, stage after stage (the flow runs the same stages)."""
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
-            night = Night(cfg, store, run, on_table)
+            night = Night(cfg, store, run)
             for name in cfg.sources:
                 try:
-                    night.audit_source(name)
+                    tables = night.checked(name, check_source(cfg, name))
                 except SourceError as e:
-                    night.source_failed(name, e)
+                    night.check_failed(name, e)
+                    continue
+                for t in tables:
+                    try:
+                        night.validated(validate_table(cfg, run, name, t, store, on_table))
+                    except Exception as e:  # noqa: BLE001 - one table that cannot run never stops the others
+                        night.table_failed(name, t, e)
             src = night.person_source()
             if src is not None:
                 try:
-                    night.dedup(src)
+                    night.deduplicated(dedup_scan(cfg, src, store=store))
                 except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
                     night.stage_failed("dedup", e, src)
             try:

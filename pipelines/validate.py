@@ -26,6 +26,7 @@ from healthqa.expectations.runner import RuleResult, Validation
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.store import AuditStore, RunContext, StoredResult
 
+from . import baseline
 from .extract import read_table, scope_for
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
@@ -156,6 +157,12 @@ def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str
             raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
 
 
+def suite_tables(cfg: Config, source: str) -> list[str]:
+    """The source's mapped tables that have a suite (shipped, or the site's own)."""
+    return [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
+            or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
+
+
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
                     since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
                     on_table: Callable[[str], None] | None = None, all_keys: bool = False,
@@ -171,8 +178,7 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
         raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
     for t in tables or ():
         cfg.source_of(t, source)  # raises if the source does not map it
-    wanted = tables or [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
-                        or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
+    wanted = tables or suite_tables(cfg, source)
     scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
                  "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
@@ -183,13 +189,13 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     require_matches(cfg, source, wanted, orgs, since, until)
     if store is None:
         return ValidationRun(None, scope_doc, _validate_tables(*args, None))
-    previous = store.results.previous(scope_doc)
+    previous = baseline.before(store, scope_doc)  # the last run that read these rows
     with store.runs.start("validate", scope_doc) as run:
         out = _validate_tables(*args, None)
         store.results.record(run.id, _stored(out))
     # the engineer's run after a repair: its passing rules resolve the findings on the rows it read
     assessment = assess_run(cfg, store, run.id)
-    return ValidationRun(run.id, scope_doc, out, {k: r.violation_pct for k, r in previous.items()}, assessment)
+    return ValidationRun(run.id, scope_doc, out, previous, assessment)
 
 
 def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,

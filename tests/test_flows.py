@@ -26,6 +26,14 @@ def artifacts_of(flow_run_id):
         return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
 
 
+def task_runs_of(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
 def flow_run(state):
     from prefect.client.orchestration import get_client
 
@@ -34,7 +42,11 @@ def flow_run(state):
 
 
 def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):  # noqa: F811
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
     cfg, store, folder = platform
+    results = PREFECT_LOCAL_STORAGE_PATH.value()
+    before = set(results.rglob("*")) if results.exists() else set()
     with caplog.at_level(logging.DEBUG):
         outcome = run_nightly_flow(str(cfg.path))
     assert outcome.state.is_completed(), outcome.state.message
@@ -47,8 +59,13 @@ def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):  #
     assert fr.parameters == {"config_path": str(cfg.path)}  # a path, never a record
     arts = artifacts_of(fr.id)
     assert {a.key for a in arts} >= {"nightly-scores", "nightly-failed-rules", "nightly-report"}
+    tasks = task_runs_of(fr.id)
+    for name in ("source mpi", "validate mpi.person", "validate drc.lab_result", "duplicate scan", "scores and findings"):
+        assert any(t.name.startswith(name) for t in tasks), name  # task names are source and table names
     text = "\n".join([str(a.data) for a in arts] + [r.getMessage() for r in caplog.records] +
-                     [str(fr.parameters), fr.name])
+                     [str(fr.parameters), fr.name] + [f"{t.name} {t.task_inputs}" for t in tasks])
+    # nothing kept in Prefect's result storage: no task or flow result was persisted
+    assert (set(results.rglob("*")) if results.exists() else set()) == before
     leaked = [v for v in personal_values(folder) if v in text]
     assert not leaked, f"personal values reached Prefect: {leaked[:5]}"
     assert "MPI-ID-VALID" in text  # the artifacts do say which rules failed
@@ -67,13 +84,7 @@ def test_a_source_that_cannot_be_read_fails_alone(platform):  # noqa: F811
     assert store.runs.get(res.run_id).status == "partial"
     found = {f.subject: f.level for f in store.findings.list(state="open") if f.source == "qc"}
     assert found.get("store_unreachable") == "一级"
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[
-            outcome.state.state_details.flow_run_id])))
+    runs = task_runs_of(outcome.state.state_details.flow_run_id)
     qc = [t for t in runs if t.name.startswith("source qc")]
     assert qc and qc[0].run_count == 2  # tried again before being recorded as failed
     # the QC store comes back: the next night resolves its fault
@@ -86,12 +97,14 @@ def test_a_source_that_cannot_be_read_fails_alone(platform):  # noqa: F811
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
 
 
-def test_the_schedule_registers_both_flows_with_their_cron_and_time_zone(platform):  # noqa: F811
+def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform):  # noqa: F811
     from healthqa.pipelines.flows import deployments
 
     cfg, _, _ = platform
     deps = {f"{d.flow_name}/{d.name}": d for d in deployments(cfg)}
-    assert set(deps) == {"nightly-audit/nightly", "quarterly-report/quarterly"}
+    assert set(deps) == {"nightly-audit/nightly", "quarterly-report/quarterly", "dedup-scan/dedup-scan",
+                         "adhoc-validate/adhoc-validate"}
+    assert not deps["dedup-scan/dedup-scan"].schedules and not deps["adhoc-validate/adhoc-validate"].schedules
     nightly = deps["nightly-audit/nightly"].schedules[0].schedule
     quarterly = deps["quarterly-report/quarterly"].schedules[0].schedule
     assert (nightly.cron, nightly.timezone) == ("0 2 * * *", "Asia/Shanghai")
@@ -104,7 +117,7 @@ def test_the_schedule_registers_both_flows_with_their_cron_and_time_zone(platfor
     text = cfg.path.read_text(encoding="utf-8")
     cfg.path.write_text(text + "\norchestration: {nightly_cron: '30 1 * * 1-6', timezone: Asia/Urumqi}\n",
                         encoding="utf-8")
-    mine = {d.name: d.schedules[0].schedule for d in deployments(config.load(cfg.path))}
+    mine = {d.name: d.schedules[0].schedule for d in deployments(config.load(cfg.path)) if d.schedules}
     assert (mine["nightly"].cron, mine["nightly"].timezone) == ("30 1 * * 1-6", "Asia/Urumqi")
     cfg.path.write_text(text + "\norchestration: {nightly_cron: 'every night'}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="orchestration.nightly_cron"):

@@ -325,3 +325,27 @@ def test_data_docs_show_rules_and_counts_never_values(tmp_path):
     assert all(r.rule.zh in html for r in results) and "Unsuccessful Expectations" in html
     for personal in ("110105194912310021", "Zhao Qiansun", "33021100100177777"):
         assert personal not in html and personal not in index.read_text("utf-8")
+
+
+def test_data_docs_work_offline(tmp_path):
+    """No page loads a script or a style from the network: GE's CDN links point at vendored copies
+    in the site (or are dropped), and every local script and style a page names exists."""
+    import re
+
+    from healthqa.expectations import data_docs
+
+    rules = [r for r in suite.builtin("person").rules if r.id == "MPI-ID-VALID"]
+    df = pd.DataFrame({"archive_id": ["33021100100100001"], "id_number": ["110105194912310021"], "id_type_code": ["01"]})
+    index = data_docs.build(tmp_path / "docs", {"person": validate_frame(df, "person", rules,
+                                                                         RuleContext(as_of=pd.Timestamp("2026-11-25")))},
+                            "nightly")
+    pages = list((tmp_path / "docs").rglob("*.html"))
+    assert index in pages and len(pages) >= 2
+    for page in pages:
+        html = page.read_text("utf-8")
+        tags = re.findall(r"<(?:script|link|img)\b[^>]*>", html)
+        remote = [t for t in tags if re.search(r'(?:src|href)="(?:https?:)?//', t)]
+        assert not remote, f"{page.name}: {remote[:3]}"
+        local = re.findall(r'<(?:script|link)\b[^>]*(?:src|href)="([^"#]+\.(?:js|css))"', html)
+        assert any("vendor/jquery" in u for u in local) and any("vendor/bootstrap-4.3.1.min.css" in u for u in local)
+        assert all((page.parent / u).is_file() for u in local), page.name
