@@ -8,6 +8,7 @@ match; a pair marked "merge" is. With enough decisions a supervised model replac
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,30 @@ class DedupResult:
         w = self.model.weights(lv, tf)[0]
         return {f.name: {"level": compare.level_name(f, int(lv[0, k])), "weight": round(float(w[k]), 3)}
                 for k, f in enumerate(self.spec.fields)}
+
+    def explanations(self, pairs: pd.DataFrame) -> np.ndarray:
+        """``explain`` for many pairs at once, as one compact JSON text per pair, built column-wise:
+        a field's fragment is made once per distinct (level, weight) and the fragments are joined."""
+        if not len(pairs):
+            return np.array([], dtype=object)
+        lv = pairs[[f"lv_{f.name}" for f in self.spec.fields]].to_numpy(dtype=np.int8)
+        tf = pairs["tf"].to_numpy(dtype=float) if "tf" in pairs else None
+        W = np.round(self.model.weights(lv, None if tf is None or np.isnan(tf).all() else tf), 3)
+        out = np.full(len(pairs), "{", dtype=object)
+        for k, f in enumerate(self.spec.fields):
+            codes, uniq = pd.MultiIndex.from_arrays([lv[:, k], W[:, k]]).factorize()
+            frag = np.array([("," if k else "") + json.dumps(f.name, ensure_ascii=False) + ':{"level":'
+                             + json.dumps(compare.level_name(f, int(level)), ensure_ascii=False)
+                             + f',"weight":{float(w)!r}}}' for level, w in uniq], dtype=object)
+            out = out + frag[codes]
+        return out + "}"
+
+    def kept(self) -> pd.DataFrame:
+        """The pairs a run keeps: suggested (match, review) or judged by a steward; where several rows
+        share an archive number, the best-scored pair of them."""
+        steward = self.pairs["steward"].notna() if "steward" in self.pairs else False
+        keep = self.pairs[self.pairs["decision"].isin(["match", "review"]) | steward]
+        return keep.sort_values("score", ascending=False, kind="stable").drop_duplicates(["left", "right"])
 
     @property
     def matches(self) -> pd.DataFrame:
@@ -141,7 +166,9 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("clustering")
     idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
-    valid_id = P[idf].where(P[f"{idf}__valid"]).to_numpy(dtype=object) if idf else None
+    # a legacy number's check character is computed, not typed: it cannot tell a typing error from
+    # another person, so it does not take part in the chaining guard
+    valid_id = P[idf].where(P[f"{idf}__valid"] & ~P[f"{idf}__legacy"]).to_numpy(dtype=object) if idf else None
     cannot = _cannot_link(keys, decisions)
     ei, ej = match_edges(keys, pairs, earlier, only, decisions)
     found = clusters(n, ei, ej, valid_id, cannot)
@@ -211,7 +238,7 @@ def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarra
     plausible = np.ones(len(lv), dtype=bool)
     for k, f in enumerate(spec.fields):
         if f.kind in ("name_zh", "name"):
-            plausible &= lv[:, k] >= 2  # same pinyin or equal
+            plausible &= lv[:, k] >= 2  # close: given names swapped, same pinyin, or equal
         if f.kind == "date":
             plausible &= lv[:, k] == 4  # the same birth date
     capped = np.where(plausible & (decision != "non_match"), "review", "non_match")

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from healthqa.config import Config
 from healthqa.errors import HealthqaError
 
+from . import kinds
 from .spec import Spec
 
 META = b"healthqa.dedup_index"
@@ -87,7 +88,9 @@ def identity(cfg: Config, source: str, spec: Spec) -> str:
             "connection_string": _without_secret(src.connection_string), "path": src.path,
             "table": [tm.schema_, tm.table or tm.file or tm.sheet],
             "columns": {c: tm.physical(c) for c in spec.columns if c in tm.columns},
-            "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url)}
+            "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url),
+            # a model learned with other comparison levels cannot score this run's
+            "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields}}
     return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
