@@ -112,17 +112,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("blocking and comparing")
     bstats = blocking.BlockingStats()
-    left, right, levels, tfs = [], [], [], []
-    for i, j in blocking.candidate_pairs(P, spec, only=only, stats=bstats):
-        left.append(i.astype(np.int32))
-        right.append(j.astype(np.int32))
-        levels.append(compare.levels(P, spec, i, j))
-        tf = pair_tf(P, spec, i, j)
-        tfs.append(tf if tf is not None else np.full(len(i), np.nan))
-    i = np.concatenate(left) if left else np.array([], dtype=np.int32)
-    j = np.concatenate(right) if right else np.array([], dtype=np.int32)
-    lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
-    tf = np.concatenate(tfs) if tfs else np.array([])
+    i, j, lv, tf = compare_candidates(P, spec, only=only, stats=bstats)
     stats["candidate_pairs"] = len(i)
     stats["blocking"] = bstats.passes
     n = len(P)
@@ -178,6 +168,28 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
                   "review": int((pairs["decision"] == "review").sum()),
                   "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
     return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order)
+
+
+def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None = None,
+                       part: tuple[int, int] | None = None, stats: blocking.BlockingStats | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs of the normalised records ``P`` and their comparison levels: record
+    positions i < j, the (pairs, fields) level matrix, and the term frequency of each pair (NaN
+    without a ``tf`` field). ``part`` (k, n): only partition k of n of the blocking keys
+    (``blocking.candidate_pairs``) — a plain function a cluster can run per partition; the
+    partitions' pairs together are the whole run's."""
+    left, right, levels, tfs = [], [], [], []
+    for i, j in blocking.candidate_pairs(P, spec, only=only, stats=stats, part=part):
+        left.append(i.astype(np.int32))
+        right.append(j.astype(np.int32))
+        levels.append(compare.levels(P, spec, i, j))
+        tf = pair_tf(P, spec, i, j)
+        tfs.append(tf if tf is not None else np.full(len(i), np.nan))
+    i = np.concatenate(left) if left else np.array([], dtype=np.int32)
+    j = np.concatenate(right) if right else np.array([], dtype=np.int32)
+    lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
+    tf = np.concatenate(tfs) if tfs else np.array([])
+    return i, j, lv, tf
 
 
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
