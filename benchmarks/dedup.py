@@ -3,7 +3,8 @@
     python benchmarks/dedup.py                        # 100k and 1M persons
     python benchmarks/dedup.py 200000 --dir /tmp/x    # chosen sizes, platforms kept under /tmp/x
     python benchmarks/dedup.py incremental 1000000    # 5,000 new archives against the rest, end to end
-    python benchmarks/dedup.py febrl                  # FEBRL1-3 through the CLI beside Splink; FEBRL4
+
+FEBRL1-4 through the CLI beside Splink: ``python benchmarks/febrl.py``.
 
 Per size, each line in its own process (its own peak RSS), from the platform's SQLite MPI:
 
@@ -321,11 +322,7 @@ if __name__ == "__main__":
         k = args.index("--dir")
         base = Path(args[k + 1])
         del args[k:k + 2]
-    if args[:1] == ["febrl"]:
-        from febrl import main as febrl_main  # benchmarks/febrl.py
-
-        febrl_main()
-    elif args[:1] == ["incremental"]:
+    if args[:1] == ["incremental"]:
         incremental(int(args[1]) if len(args) > 1 else 1_000_000, base)
     else:
         main([int(a) for a in args] or [100_000, 1_000_000], base)
