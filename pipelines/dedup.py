@@ -182,7 +182,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=spec.columns + extra)
         _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
     decisions = store.dedup.active_decisions(source)
-    only, prior_model, wm, idx = None, None, None, None
+    only, prior_model, wm, idx, row_hashes = None, None, None, None, None
     updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
     why = "full run"
     if incremental and updated is not None:
@@ -198,9 +198,9 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             # (all of them when there is no index to tell)
             undated = updated.isna().to_numpy()
             if idx is not None:
-                seen = set(zip(idx["key"], idx[index.ROW]))
-                mine = zip(st.text(df[spec.key]), index.row_hash(df, spec.columns))
-                undated &= np.fromiter((k not in seen for k in mine), dtype=bool, count=len(df))
+                row_hashes = index.row_hash(df, spec.columns)
+                seen = pd.MultiIndex.from_arrays([idx["key"], idx[index.ROW]])
+                undated &= ~pd.MultiIndex.from_arrays([st.text(df[spec.key]), row_hashes]).isin(seen)
             only |= undated
         else:
             incremental = False  # nothing to build on yet: a full run
@@ -218,7 +218,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
-        rows = index.row_hash(df, spec.columns).to_numpy()[result.order]  # in the index's order
+        rows = (row_hashes if row_hashes is not None else index.row_hash(df, spec.columns)).to_numpy()[result.order]
         index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
