@@ -31,8 +31,9 @@ def pass_codes(prepared: pd.DataFrame, spec: Spec, parts: int = 1) -> tuple[list
     for fields in spec.blocking:
         codes, keys = pd.factorize(blocking_key(prepared, fields), use_na_sentinel=True)
         codes_.append(codes.astype(np.int64))
-        h = pd.util.hash_array(np.asarray(keys, dtype=object)) if len(keys) else np.array([], dtype=np.uint64)
-        part_.append((h % np.uint64(parts)).astype(np.int64))
+        if parts > 1:
+            h = pd.util.hash_array(np.asarray(keys, dtype=object)) if len(keys) else np.array([], dtype=np.uint64)
+            part_.append((h % np.uint64(parts)).astype(np.int64))
     return codes_, part_
 
 

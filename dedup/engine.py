@@ -200,11 +200,15 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
     if index is None or only is None:
         return prepare(df, spec)
     keys = st.text(df[spec.key])
-    # rows that share an archive number are told apart by their rank under it (both runs order
-    # them by content); when one of them changed, the ranks may have too, so all are redone
-    at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
-    known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
     only = np.asarray(only, dtype=bool)
+    if keys.is_unique and index["key"].is_unique:  # the usual case: archive numbers are unique
+        known = index.set_index("key")
+        at = pd.Index(keys)
+    else:
+        # rows that share an archive number are told apart by their rank under it (both runs order
+        # them by content); when one of them changed, the ranks may have too, so all are redone
+        at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
+        known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
     redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
     P = known.reindex(at)

@@ -19,6 +19,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,10 +99,15 @@ def path(folder: Path, source: str, ident: str) -> Path:
     return folder / f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-{ident[:16]}.parquet"
 
 
-def row_hash(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """Per archive, a hash of its raw values in ``columns`` (those present)."""
+def row_hash(df: pd.DataFrame, columns: list[str], which: pd.Series | None = None) -> pd.Series:
+    """Per archive, a hash of its raw values in ``columns`` (those present); with ``which``, only
+    for those rows (0 for the others: an archive with an update time is told changed by that)."""
     cols = [c for c in columns if c in df]
-    return pd.util.hash_pandas_object(df[cols].astype(str), index=False)
+    out = pd.Series(np.zeros(len(df), dtype=np.uint64), index=df.index)
+    rows = df[cols] if which is None else df.loc[which.to_numpy(), cols]
+    if len(rows):
+        out[rows.index] = pd.util.hash_pandas_object(rows.astype(str), index=False).to_numpy()
+    return out
 
 
 def load(file: Path, ident: str, token: str | None) -> tuple[pd.DataFrame | None, str]:

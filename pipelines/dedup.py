@@ -198,9 +198,13 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             # (all of them when there is no index to tell)
             undated = updated.isna().to_numpy()
             if idx is not None:
-                row_hashes = index.row_hash(df, spec.columns)
-                seen = pd.MultiIndex.from_arrays([idx["key"], idx[index.ROW]])
-                undated &= ~pd.MultiIndex.from_arrays([st.text(df[spec.key]), row_hashes]).isin(seen)
+                row_hashes = index.row_hash(df, spec.columns, updated.isna() if updated is not None else None)
+                u = np.flatnonzero(undated)
+                if len(u):
+                    hashed = idx[idx[index.ROW] != 0]
+                    seen = pd.MultiIndex.from_arrays([hashed["key"], hashed[index.ROW]])
+                    mine = pd.MultiIndex.from_arrays([st.text(df[spec.key]).iloc[u], row_hashes.iloc[u]])
+                    undated[u] = ~mine.isin(seen)
             only |= undated
         else:
             incremental = False  # nothing to build on yet: a full run
@@ -218,7 +222,9 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
-        rows = (row_hashes if row_hashes is not None else index.row_hash(df, spec.columns)).to_numpy()[result.order]
+        if row_hashes is None:
+            row_hashes = index.row_hash(df, spec.columns, updated.isna() if updated is not None else None)
+        rows = row_hashes.to_numpy()[result.order]
         index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
