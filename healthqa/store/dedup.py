@@ -179,7 +179,7 @@ class DedupRecords:
                     part = redone[k:k + 500]
                     s.execute(delete(DedupPair).where(DedupPair.source == source, or_(
                         DedupPair.left_id.in_(part), DedupPair.right_id.in_(part))))
-                if len(rows):  # pairs found anew that an earlier run stored: replaced, one statement
+                if len(rows):  # pairs found anew that an earlier run stored: replaced (one executemany)
                     t = DedupPair.__table__
                     s.connection().execute(t.delete().where(t.c.source == source, t.c.left_id == bindparam("l"),
                                                             t.c.right_id == bindparam("r")),
@@ -214,12 +214,14 @@ def _bulk(s, tbl, rows: pd.DataFrame, postgres: bool) -> None:
     if not len(rows):
         return
     cols = list(rows.columns)
-    raw = s.connection().connection.driver_connection
-    if postgres and hasattr(raw, "cursor") and hasattr(raw.cursor(), "copy"):
-        with raw.cursor() as cur, cur.copy(f"COPY {tbl.name} ({', '.join(cols)}) FROM STDIN") as cp:
-            for row in rows.itertuples(index=False, name=None):
-                cp.write_row(row)
-        return
+    if postgres:  # psycopg 3: COPY on the session's own connection, inside its transaction
+        cur = s.connection().connection.driver_connection.cursor()
+        with cur:
+            if hasattr(cur, "copy"):
+                with cur.copy(f"COPY {tbl.name} ({', '.join(cols)}) FROM STDIN") as cp:
+                    for row in rows.itertuples(index=False, name=None):
+                        cp.write_row(row)
+                return
     values = rows.astype(object).where(rows.notna(), None)
     stmt = insert(tbl)
     for k in range(0, len(values), BATCH):
