@@ -74,8 +74,8 @@ def given_names(world: World, rng: np.random.Generator, sex: np.ndarray) -> np.n
         names = np.where(two, np.char.add(first, second), first).astype(object)
         # the commonest names, drawn by their weights: full names concentrate as in a real district
         common = rng.random(k) < world.common_share
-        pool, p = world.common_given[s]
-        names[common] = _choice(rng, pool, int(common.sum()), p)
+        common_names, weights = world.common_given[s]
+        names[common] = _choice(rng, common_names, int(common.sum()), weights)
         out[m] = names
     return out
 

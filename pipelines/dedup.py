@@ -184,6 +184,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     decisions = store.dedup.active_decisions(source)
     only, prior_model, wm, idx, row_hashes = None, None, None, None, None
     updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
+    # archives without an update time are told changed by a hash of their values (the others by the time)
+    hash_rows = updated.isna() if updated is not None else None
     why = "full run"
     if incremental and updated is not None:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
@@ -198,7 +200,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             # (all of them when there is no index to tell)
             undated = updated.isna().to_numpy()
             if idx is not None:
-                row_hashes = index.row_hash(df, spec.columns, updated.isna() if updated is not None else None)
+                row_hashes = index.row_hash(df, spec.columns, hash_rows)
                 u = np.flatnonzero(undated)
                 if len(u):
                     hashed = idx[idx[index.ROW] != 0]
@@ -223,8 +225,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
         if row_hashes is None:
-            row_hashes = index.row_hash(df, spec.columns, updated.isna() if updated is not None else None)
-        rows = row_hashes.to_numpy()[result.order]
+            row_hashes = index.row_hash(df, spec.columns, hash_rows)
+        rows = row_hashes.to_numpy()[result.order]  # in the index's order
         index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
