@@ -24,30 +24,40 @@ class BlockingStats:
     passes: list[dict] = field(default_factory=list)
 
 
-def pass_codes(prepared: pd.DataFrame, spec: Spec) -> list[np.ndarray]:
-    """Per pass, an integer block code per record (-1: the record has no key for this pass)."""
-    out = []
+def pass_codes(prepared: pd.DataFrame, spec: Spec, parts: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per pass, an integer block code per record (-1: the record has no key for this pass), and
+    the partition (of ``parts``) of each block: a hash of the block's key, the same in every process."""
+    codes_, part_ = [], []
     for fields in spec.blocking:
-        codes, _ = pd.factorize(blocking_key(prepared, fields), use_na_sentinel=True)
-        out.append(codes.astype(np.int64))
-    return out
+        codes, keys = pd.factorize(blocking_key(prepared, fields), use_na_sentinel=True)
+        codes_.append(codes.astype(np.int64))
+        if parts > 1:
+            h = pd.util.hash_array(np.asarray(keys, dtype=object)) if len(keys) else np.array([], dtype=np.uint64)
+            part_.append((h % np.uint64(parts)).astype(np.int64))
+    return codes_, part_
 
 
 def candidate_pairs(prepared: pd.DataFrame, spec: Spec, chunk: int = 1_000_000,
-                    only: np.ndarray | None = None, stats: BlockingStats | None = None
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    only: np.ndarray | None = None, stats: BlockingStats | None = None,
+                    part: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (i, j) arrays of record positions, i < j, at most about ``chunk`` pairs at a time.
 
     ``only``: a boolean mask of records whose pairs are wanted (an incremental run's new and
     changed archives); pairs between two other records are not produced.
+
+    ``part``: (k, n) — only the pairs of blocks whose key hashes to partition k of n, in every pass.
+    A pair comes from one block of one pass (the first pass it agrees on), so the n partitions
+    together give exactly the pairs of the whole run, each once: independent tasks for a cluster.
     """
-    codes = pass_codes(prepared, spec)
+    k, n = part if part is not None else (0, 1)
+    codes, parts = pass_codes(prepared, spec, n)
     buf_i: list[np.ndarray] = []
     buf_j: list[np.ndarray] = []
     size = 0
     for p, code in enumerate(codes):
         produced = 0
-        for i, j in _pass_pairs(code, spec.max_block_size, only):
+        mine = parts[p] == k if n > 1 else None
+        for i, j in _pass_pairs(code, spec.max_block_size, only, mine):
             earlier = np.zeros(len(i), dtype=bool)
             for q in range(p):
                 cq = codes[q]
@@ -69,8 +79,9 @@ def candidate_pairs(prepared: pd.DataFrame, spec: Spec, chunk: int = 1_000_000,
         yield np.concatenate(buf_i), np.concatenate(buf_j)
 
 
-def _pass_pairs(code: np.ndarray, max_block: int, only: np.ndarray | None):
-    """All within-block pairs of one pass, grouped by block size (vectorised per size)."""
+def _pass_pairs(code: np.ndarray, max_block: int, only: np.ndarray | None, blocks: np.ndarray | None = None):
+    """All within-block pairs of one pass, grouped by block size (vectorised per size); ``blocks``:
+    which block codes to take (all when None)."""
     members = np.flatnonzero(code >= 0)
     if not len(members):
         return
@@ -79,6 +90,8 @@ def _pass_pairs(code: np.ndarray, max_block: int, only: np.ndarray | None):
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     sizes = np.diff(np.r_[starts, len(c)])
     ok = (sizes >= 2) & (sizes <= max_block)
+    if blocks is not None:
+        ok &= blocks[c[starts]]
     if only is not None:  # keep blocks that hold at least one wanted record
         has = np.add.reduceat(only[order].astype(np.int64), starts) > 0
         ok &= has

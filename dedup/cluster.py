@@ -44,9 +44,12 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None,
         i, j = i[~clash], j[~clash]
     labels = _components(n, i, j) if len(i) else np.arange(n)
     nodes = np.unique(np.r_[i, j]) if len(i) else np.array([], dtype=int)
+    # the nodes grouped by component in one sort (members in position order within each)
+    nodes = nodes[np.argsort(labels[nodes], kind="stable")]
+    cuts = np.flatnonzero(np.diff(labels[nodes])) + 1
     out = []
-    for lab in np.unique(labels[nodes]):
-        members = nodes[labels[nodes] == lab].tolist()
+    for group in np.split(nodes, cuts) if len(nodes) else []:
+        members = group.tolist()
         c = Cluster(members)
         if valid_id is not None:
             ids = {valid_id[m] for m in members if pd.notna(valid_id[m])}
@@ -76,6 +79,10 @@ def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.n
     """
     if not found:
         return
+    # only the clustered records are ranked (a few percent of the archives)
+    where = np.unique(np.concatenate([c.members for c in found]))
+    records = records.iloc[where].reset_index(drop=True)
+    valid_id = valid_id[where] if valid_id is not None else None
     fields = [c for c in records.columns if not c.startswith("_")]
     present = np.column_stack([(~st.missing(records[f])).to_numpy() for f in fields])
     n = len(records)
@@ -91,12 +98,12 @@ def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.n
     score = np.empty(n, dtype=np.int64)
     score[order] = np.arange(n)
     for c in found:
-        members = np.array(c.members)
+        members = np.searchsorted(where, c.members)
         ranked = members[np.argsort(-score[members])]
-        c.survivor = int(ranked[0])
-        gaps = np.flatnonzero(~present[c.survivor])
+        c.survivor = int(where[ranked[0]])
+        gaps = np.flatnonzero(~present[ranked[0]])
         c.proposal = {}
         for g in gaps:
             donors = ranked[1:][present[ranked[1:], g]]
             if len(donors):
-                c.proposal[fields[g]] = int(donors[0])
+                c.proposal[fields[g]] = int(where[donors[0]])

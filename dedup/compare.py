@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import recordlinkage
 from rapidfuzz import process
-from rapidfuzz.distance import DamerauLevenshtein, Indel, JaroWinkler
+from rapidfuzz.distance import DamerauLevenshtein, Hamming, Indel, JaroWinkler
 from recordlinkage.base import BaseCompareFeature
 
 from . import kinds, normalise
@@ -64,13 +64,22 @@ def _sides(f: FieldSpec, left: dict, right: dict):
 
 
 def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """One edit apart: one typing error in the 18 characters, or two adjacent digits of the first 17
+    swapped where a check character cannot tell (a 15-digit legacy number's is computed, not typed;
+    an invalid number's is wrong anyway). Two numbers valid as typed are never one swap apart."""
     a, b, present, eq, lv = _sides(f, left, right)
     both_valid = left[f"{f.name}__valid"].astype(bool) & right[f"{f.name}__valid"].astype(bool)
-    dist = np.where(present, 99, 0)
-    if present.any():
-        dist[present] = process.cpdist(list(a[present]), list(b[present]), scorer=DamerauLevenshtein.distance,
-                                       workers=-1)
-    lv[present] = np.where(eq[present], 3, np.where(dist[present] <= 1, 2, np.where(both_valid[present], 0, 1)))
+    legacy = left[f"{f.name}__legacy"].astype(bool) | right[f"{f.name}__legacy"].astype(bool)
+    near = np.zeros(len(a), dtype=bool)
+    todo = present & ~eq
+    if todo.any():
+        x, y = list(a[todo]), list(b[todo])
+        dist = process.cpdist(x, y, scorer=DamerauLevenshtein.distance, workers=-1)
+        x17, y17 = [v[:17] for v in x], [v[:17] for v in y]
+        swap = (process.cpdist(x17, y17, scorer=DamerauLevenshtein.distance, workers=-1) == 1) \
+            & (process.cpdist(x17, y17, scorer=Hamming.distance, workers=-1) == 2)
+        near[todo] = (dist <= 1) | (swap & (~both_valid[todo] | legacy[todo]))
+    lv[present] = np.where(eq[present], 3, np.where(near[present], 2, np.where(both_valid[present], 0, 1)))
     return lv
 
 
@@ -78,11 +87,20 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
     same_pinyin = np.zeros(len(a), dtype=bool)
+    swapped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
         same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
-    lv[present] = np.where(eq[present], 3, np.where(same_pinyin[present], 2, np.where(sim[present] >= 0.8, 1, 0)))
+        swapped[differ] = [given_swapped(x, y) for x, y in zip(a[differ], b[differ])]
+    lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
+        swapped[present], 2, np.where(sim[present] >= 0.8, 1, 0))))
     return lv
+
+
+def given_swapped(x: str, y: str) -> bool:
+    """The same surname and the given name's characters in another order (刘艳华 / 刘华艳)."""
+    k = 2 if x[:2] in normalise.COMPOUND_SURNAMES else 1
+    return len(x) == len(y) and len(x) - k >= 2 and x[:k] == y[:k] and sorted(x[k:]) == sorted(y[k:])
 
 
 def compare_name(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
@@ -129,8 +147,11 @@ def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
     same_year = ya == yb
     eq = present & (gap == 0)
     lv[present] = 0
-    lv[present & same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))] = 1  # year only known
     lv[present & (gap >= 20) & (gap <= 50)] = 3  # a lunar-calendar birthday recorded instead
+    # imputed: only the year known (YYYY-01-01) or the month (YYYY-MM-01), against the real date
+    year_only = same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))
+    month_only = same_year & (ma == mb) & ((da == 1) | (db == 1))
+    lv[present & (year_only | month_only)] = 1
     lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped (more specific)
     lv[eq] = 4
     return lv
@@ -147,12 +168,14 @@ def n_levels(f: FieldSpec) -> int:
 # -- the built-in kinds (every registry starts with them) ---------------------------------------------
 BUILTIN = (
     ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
-                   normalise.derive_id_number, compare_id_number, columns=("", "__valid")),
-    ComparisonKind("name_zh", ("different", "similar characters", "same pinyin", "equal"),
+                   normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy")),
+    ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
+                               "equal"),
                    normalise.derive_name_zh, compare_name_zh),
     ComparisonKind("name", ("different", "similar", "close", "equal"), normalise.derive_text, compare_name),
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string),
-    ComparisonKind("date", ("different", "year only", "day and month swapped", "lunar calendar shift", "equal"),
+    ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
+                            "lunar calendar shift", "equal"),
                    normalise.derive_date, compare_date),
     ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact),
     ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address),

@@ -8,6 +8,7 @@ match; a pair marked "merge" is. With enough decisions a supervised model replac
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,30 @@ class DedupResult:
         return {f.name: {"level": compare.level_name(f, int(lv[0, k])), "weight": round(float(w[k]), 3)}
                 for k, f in enumerate(self.spec.fields)}
 
+    def explanations(self, pairs: pd.DataFrame) -> np.ndarray:
+        """``explain`` for many pairs at once, as one compact JSON text per pair, built column-wise:
+        a field's fragment is made once per distinct (level, weight) and the fragments are joined."""
+        if not len(pairs):
+            return np.array([], dtype=object)
+        lv = pairs[[f"lv_{f.name}" for f in self.spec.fields]].to_numpy(dtype=np.int8)
+        tf = pairs["tf"].to_numpy(dtype=float) if "tf" in pairs else None
+        W = np.round(self.model.weights(lv, None if tf is None or np.isnan(tf).all() else tf), 3)
+        out = np.full(len(pairs), "{", dtype=object)
+        for k, f in enumerate(self.spec.fields):
+            codes, uniq = pd.MultiIndex.from_arrays([lv[:, k], W[:, k]]).factorize()
+            frag = np.array([("," if k else "") + json.dumps(f.name, ensure_ascii=False) + ':{"level":'
+                             + json.dumps(compare.level_name(f, int(level)), ensure_ascii=False)
+                             + f',"weight":{float(w)!r}}}' for level, w in uniq], dtype=object)
+            out = out + frag[codes]
+        return out + "}"
+
+    def kept(self) -> pd.DataFrame:
+        """The pairs a run keeps: suggested (match, review) or judged by a steward; where several rows
+        share an archive number, the best-scored pair of them."""
+        steward = self.pairs["steward"].notna() if "steward" in self.pairs else False
+        keep = self.pairs[self.pairs["decision"].isin(["match", "review"]) | steward]
+        return keep.sort_values("score", ascending=False, kind="stable").drop_duplicates(["left", "right"])
+
     @property
     def matches(self) -> pd.DataFrame:
         return self.pairs[self.pairs["decision"] == "match"]
@@ -87,17 +112,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("blocking and comparing")
     bstats = blocking.BlockingStats()
-    left, right, levels, tfs = [], [], [], []
-    for i, j in blocking.candidate_pairs(P, spec, only=only, stats=bstats):
-        left.append(i.astype(np.int32))
-        right.append(j.astype(np.int32))
-        levels.append(compare.levels(P, spec, i, j))
-        tf = pair_tf(P, spec, i, j)
-        tfs.append(tf if tf is not None else np.full(len(i), np.nan))
-    i = np.concatenate(left) if left else np.array([], dtype=np.int32)
-    j = np.concatenate(right) if right else np.array([], dtype=np.int32)
-    lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
-    tf = np.concatenate(tfs) if tfs else np.array([])
+    i, j, lv, tf = compare_candidates(P, spec, only=only, stats=bstats)
     stats["candidate_pairs"] = len(i)
     stats["blocking"] = bstats.passes
     n = len(P)
@@ -141,7 +156,9 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("clustering")
     idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
-    valid_id = P[idf].where(P[f"{idf}__valid"]).to_numpy(dtype=object) if idf else None
+    # a legacy number's check character is computed, not typed: it cannot tell a typing error from
+    # another person, so it does not take part in the chaining guard
+    valid_id = P[idf].where(P[f"{idf}__valid"] & ~P[f"{idf}__legacy"]).to_numpy(dtype=object) if idf else None
     cannot = _cannot_link(keys, decisions)
     ei, ej = match_edges(keys, pairs, earlier, only, decisions)
     found = clusters(n, ei, ej, valid_id, cannot)
@@ -153,6 +170,28 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
     return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order)
 
 
+def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None = None,
+                       part: tuple[int, int] | None = None, stats: blocking.BlockingStats | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs of the normalised records ``P`` and their comparison levels: record
+    positions i < j, the (pairs, fields) level matrix, and the term frequency of each pair (NaN
+    without a ``tf`` field). ``part`` (k, n): only partition k of n of the blocking keys
+    (``blocking.candidate_pairs``) — a plain function a cluster can run per partition; the
+    partitions' pairs together are the whole run's."""
+    left, right, levels, tfs = [], [], [], []
+    for i, j in blocking.candidate_pairs(P, spec, only=only, stats=stats, part=part):
+        left.append(i.astype(np.int32))
+        right.append(j.astype(np.int32))
+        levels.append(compare.levels(P, spec, i, j))
+        tf = pair_tf(P, spec, i, j)
+        tfs.append(tf if tf is not None else np.full(len(i), np.nan))
+    i = np.concatenate(left) if left else np.array([], dtype=np.int32)
+    j = np.concatenate(right) if right else np.array([], dtype=np.int32)
+    lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
+    tf = np.concatenate(tfs) if tfs else np.array([])
+    return i, j, lv, tf
+
+
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
                        only: np.ndarray | None) -> pd.DataFrame:
     """Normalised records. With the index of an earlier run, only the new and changed records
@@ -161,11 +200,15 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
     if index is None or only is None:
         return prepare(df, spec)
     keys = st.text(df[spec.key])
-    # rows that share an archive number are told apart by their rank under it (both runs order
-    # them by content); when one of them changed, the ranks may have too, so all are redone
-    at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
-    known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
     only = np.asarray(only, dtype=bool)
+    if keys.is_unique and index["key"].is_unique:  # the usual case: archive numbers are unique
+        known = index.set_index("key")
+        at = pd.Index(keys)
+    else:
+        # rows that share an archive number are told apart by their rank under it (both runs order
+        # them by content); when one of them changed, the ranks may have too, so all are redone
+        at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
+        known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
     redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
     P = known.reindex(at)
@@ -211,7 +254,7 @@ def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarra
     plausible = np.ones(len(lv), dtype=bool)
     for k, f in enumerate(spec.fields):
         if f.kind in ("name_zh", "name"):
-            plausible &= lv[:, k] >= 2  # same pinyin or equal
+            plausible &= lv[:, k] >= 2  # close: given names swapped, same pinyin, or equal
         if f.kind == "date":
             plausible &= lv[:, k] == 4  # the same birth date
     capped = np.where(plausible & (decision != "non_match"), "review", "non_match")

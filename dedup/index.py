@@ -19,6 +19,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from healthqa.config import Config
 from healthqa.errors import HealthqaError
 
+from . import kinds
 from .spec import Spec
 
 META = b"healthqa.dedup_index"
@@ -87,7 +89,9 @@ def identity(cfg: Config, source: str, spec: Spec) -> str:
             "connection_string": _without_secret(src.connection_string), "path": src.path,
             "table": [tm.schema_, tm.table or tm.file or tm.sheet],
             "columns": {c: tm.physical(c) for c in spec.columns if c in tm.columns},
-            "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url)}
+            "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url),
+            # a model learned with other comparison levels cannot score this run's
+            "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields}}
     return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -95,10 +99,15 @@ def path(folder: Path, source: str, ident: str) -> Path:
     return folder / f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-{ident[:16]}.parquet"
 
 
-def row_hash(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """Per archive, a hash of its raw values in ``columns`` (those present)."""
+def row_hash(df: pd.DataFrame, columns: list[str], which: pd.Series | None = None) -> pd.Series:
+    """Per archive, a hash of its raw values in ``columns`` (those present); with ``which``, only
+    for those rows (0 for the others: an archive with an update time is told changed by that)."""
     cols = [c for c in columns if c in df]
-    return pd.util.hash_pandas_object(df[cols].astype(str), index=False)
+    out = pd.Series(np.zeros(len(df), dtype=np.uint64), index=df.index)
+    rows = df[cols] if which is None else df.loc[which.to_numpy(), cols]
+    if len(rows):
+        out[rows.index] = pd.util.hash_pandas_object(rows.astype(str), index=False).to_numpy()
+    return out
 
 
 def load(file: Path, ident: str, token: str | None) -> tuple[pd.DataFrame | None, str]:

@@ -4,7 +4,9 @@ ID numbers: full-width → half-width, x/× → X, 15 → 18 digits, validity as
 whitespace and interpuncts removed, traditional → simplified (OpenCC), pinyin with heteronyms
 (pypinyin), newborn placeholders (某某之子/之女) treated as no name. Phones: digits only, placeholders
 dropped. Birth dates: parsed from the formats vendors use. Addresses: the district prefix removed,
-the street or town kept as a blocking token. Work is done once per distinct value where values repeat.
+the street or town kept as a blocking token. Each field is derived once per distinct raw value
+(``per_distinct``), and names' pinyin once per distinct name: work follows the distinct values, not
+the rows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from functools import cache
 from itertools import islice, product
 
+import numpy as np
 import pandas as pd
 
 from healthqa import standards as st
@@ -77,6 +80,14 @@ def first_reading(name: str) -> str:
     return "".join(_char_readings(ch)[0] for ch in name)
 
 
+def name_key(name: str) -> str:
+    """The blocking key of a name: the usual pinyin of the surname, then of the given-name
+    characters in sorted order — homophones (王伟/王玮) and given names typed the wrong way round
+    (刘艳华/刘华艳) share it."""
+    k = 2 if name[:2] in COMPOUND_SURNAMES else 1
+    return first_reading(name[:k]) + "".join(sorted(_char_readings(ch)[0] for ch in name[k:]))
+
+
 def phone(s: pd.Series) -> pd.Series:
     t = st.text(s)
     t = t.where(st.phone_problem(t) != "placeholder")
@@ -99,6 +110,18 @@ def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
     return (streets.fillna("").astype(str) + "/" + comm.astype(str)).where(comm.notna())
 
 
+def per_distinct(derive, raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    """A kind's derived columns, computed once per distinct raw value and spread back to the rows:
+    a district has far fewer distinct names, addresses and birth dates than archives."""
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if len(uniques) > 0.8 * len(raw):  # mostly distinct (ID numbers, phones): no gain
+        return derive(raw, f)
+    seen, first = np.unique(codes, return_index=True)  # one row per distinct value (missing: code -1)
+    derived = derive(raw.iloc[first].reset_index(drop=True), f)
+    take = codes - seen[0]  # positions in ``first``: codes are 0.., after -1 when a value is missing
+    return {col: pd.Series(v.to_numpy()[take], index=raw.index, name=col) for col, v in derived.items()}
+
+
 def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     """Derived columns for comparison and blocking, one row per record, positionally indexed."""
     from . import kinds  # imported here: the built-in kinds (compare.py) use this module
@@ -107,7 +130,7 @@ def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     out = pd.DataFrame({"key": st.text(df[spec.key])}, index=df.index)
     for f in spec.fields:
         raw = df[f.column] if f.column in df else pd.Series(None, index=df.index, dtype=object)
-        for col, values in kinds.get(f.kind).derive(raw, f).items():
+        for col, values in per_distinct(kinds.get(f.kind).derive, raw, f).items():
             out[col] = values
         if f.tf:
             freq = out[f.name].value_counts(normalize=True)
@@ -117,16 +140,20 @@ def prepare(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
 
 # -- the built-in kinds' derived columns (registered in compare.py) ---------------------------------
 def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
+    """The 18-digit form, its validity, whether it was a 15-digit legacy number (whose check
+    character is computed here, so its validity says nothing about typing errors), and the
+    area + birth-date prefix."""
     norm = st.normalise_id(raw)
     n = norm.where(norm.str.len() == 18)
     prefix = n.str[:14]
-    return {f.name: n, f"{f.name}__valid": st.id_valid(norm),
+    legacy = n.notna() & st.text(raw).str.replace(" ", "", regex=False).str.len().eq(15)
+    return {f.name: n, f"{f.name}__valid": st.id_valid(norm), f"{f.name}__legacy": legacy,
             f"{f.name}_prefix14": prefix.where(prefix.str.fullmatch(r"\d{14}").eq(True))}
 
 
 def derive_name_zh(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     n = name_zh(raw)
-    return {f.name: n, "name_key": _per_distinct(n, first_reading)}
+    return {f.name: n, "name_key": _per_distinct(n, name_key)}
 
 
 def derive_date(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:

@@ -1,9 +1,11 @@
 """Duplicate archives and hard negatives (docs/domain.md, "How duplicate archives arise").
 
 Duplicates: the same resident registered again at another institution, with the variations seen on
-this platform (ID missing, 15-digit, mistyped, `x`/`×`, full-width; homophones, traditional
-characters, stray spaces, `·` dropped, a newborn's temporary name; lunar-calendar, swapped or
-year-only birthdays; a changed or missing phone; an address at another granularity).
+this platform (ID missing, 15-digit, mistyped, adjacent digits transposed — also inside a 15-digit
+number or together with full-width digits —, `x`/`×`, full-width; homophones, traditional characters,
+stray spaces (with a different phone), the given-name characters swapped, `·` dropped, a newborn's
+temporary name; lunar-calendar, swapped, or imputed birthdays (YYYY-01-01, YYYY-MM-01, mostly with
+the ID number missing); a changed or missing phone; an address at another granularity).
 
 Hard negatives: different people who look alike — twins, a parent and a child sharing phone and
 address, and strangers with the same name and birth year. They must never be merged.
@@ -128,6 +130,16 @@ def _lunar(birth: pd.Timestamp, rng) -> pd.Timestamp:
     return birth - pd.Timedelta(days=int(rng.integers(20, 51)))
 
 
+def _transposed(idn: str, rng) -> str:
+    """Two adjacent digits of the first 17 typed the wrong way round."""
+    s = list(idn)
+    i = int(rng.integers(0, 16))
+    while s[i] == s[i + 1]:
+        i = (i + 1) % 16
+    s[i], s[i + 1] = s[i + 1], s[i]
+    return "".join(s)
+
+
 def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth,
                exclude: set) -> pd.DataFrame:
     """New archives for ``rate`` of the residents (one, sometimes two each), with variations."""
@@ -163,17 +175,21 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
             ch.append("id_missing")
             defects.append((pos, "id_number", "id_missing", "duplicate"))
         elif u < 0.23 and r["_birth"].year < 2000:
-            r["id_number"] = to_legacy15(pd.Series([idn])).iat[0]
+            legacy = to_legacy15(pd.Series([idn])).iat[0]
             ch.append("id_legacy_15")
+            if rng.random() < 0.3 and legacy[12] != legacy[13]:
+                # two digits of the order code typed the wrong way round inside the legacy number
+                # (its date and its sex digit stay readable: nothing but the legacy form to report)
+                legacy = legacy[:12] + legacy[13] + legacy[12] + legacy[14:]
+                ch.append("id_transposed")
+            r["id_number"] = legacy
             defects.append((pos, "id_number", "id_legacy_15", "duplicate"))
         elif u < 0.28:
-            s = list(idn)
-            i = int(rng.integers(0, 16))
-            while s[i] == s[i + 1]:
-                i = (i + 1) % 16
-            s[i], s[i + 1] = s[i + 1], s[i]
-            r["id_number"] = "".join(s)
+            r["id_number"] = _transposed(idn, rng)
             ch.append("id_transposed")
+            if rng.random() < 0.3:  # typed with a Chinese input method on as well
+                r["id_number"] = r["id_number"].translate(FULLWIDTH)
+                ch.append("id_fullwidth")
             defects.append((pos, "id_number", "id_invalid", "transposed digits"))
         elif u < 0.33:
             s = list(idn)
@@ -195,6 +211,7 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
             defects.append((pos, "id_number", "id_format", "lower-case x or ×"))
 
         # name
+        other_phone = False
         name = r["name"]
         sl = _surname_len(name, world)
         if newborn:
@@ -225,6 +242,10 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
                 r["name"] = name[:sl] + " " + name[sl:]
                 ch.append("name_space")
                 defects.append((pos, "name", "name_invalid", "space inside the name"))
+                other_phone = rng.random() < 0.5  # and a different phone on the other archive
+            elif v < 0.37 and len(given) == 2 and given[0] != given[1]:
+                r["name"] = name[:sl] + given[::-1]  # 刘艳华 / 刘华艳
+                ch.append("name_swapped")
 
         # birth date
         v = rng.random()
@@ -238,13 +259,23 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
         elif v < 0.16 and not (b.month == 1 and b.day == 1):
             r["birth_date"] = b.replace(month=1, day=1)
             ch.append("birth_year_only")
+        elif v < 0.18 and b.day != 1:
+            r["birth_date"] = b.replace(day=1)
+            ch.append("birth_month_only")
         if r["birth_date"] > r["created_at"]:
             r["birth_date"] = b
             ch = [c for c in ch if not c.startswith("birth_")]
+        if any(c in ("birth_year_only", "birth_month_only") for c in ch) and r["id_number"] is not None \
+                and rng.random() < 0.7:
+            # an imputed birth date is typically the archive made without the ID card at hand
+            r["id_number"], r["id_type_code"] = None, None
+            ch = [c for c in ch if not c.startswith("id_")] + ["id_missing"]
+            defects = [d for d in defects if not (d[0] == pos and d[1] == "id_number")]
+            defects.append((pos, "id_number", "id_missing", "duplicate"))
 
         # phone and address
         v = rng.random()
-        if v < 0.2:
+        if v < 0.2 or other_phone:
             r["phone"] = "1" + "3578"[rng.integers(4)] + f"{rng.integers(0, 10**9):09d}"
             ch.append("phone_changed")
         elif v < 0.28:

@@ -71,7 +71,12 @@ def given_names(world: World, rng: np.random.Generator, sex: np.ndarray) -> np.n
         first = _choice(rng, pool, k)
         second = _choice(rng, pool, k)
         two = rng.random(k) < 0.72
-        out[m] = np.where(two, np.char.add(first, second), first)
+        names = np.where(two, np.char.add(first, second), first).astype(object)
+        # the commonest names, drawn by their weights: full names concentrate as in a real district
+        common = rng.random(k) < world.common_share
+        common_names, weights = world.common_given[s]
+        names[common] = _choice(rng, common_names, int(common.sum()), weights)
+        out[m] = names
     return out
 
 

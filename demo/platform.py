@@ -100,8 +100,11 @@ def _text(values) -> np.ndarray:
 
 def _as_records(table: str, df: pd.DataFrame) -> list[tuple]:
     t = canonical.table(table)
+    mapped = PHYSICAL[table][2]
     cols = []
     for c, spec in t.columns.items():
+        if c not in mapped:
+            continue
         v = df[c].to_numpy()
         if spec.type in ("date", "datetime") and np.issubdtype(np.asarray(v).dtype, np.datetime64):
             s = _text(v)
@@ -128,13 +131,15 @@ class _Writer:
             self.conns[db] = conn
         for table, (db, phys, cols) in PHYSICAL.items():
             t = canonical.table(table)
-            ddl = ", ".join(f"{cols[c]} {SQL_TYPES[spec.type]}" for c, spec in t.columns.items())
+            # the platform's vendors keep the canonical columns they map (not the optional ones, such
+            # as a person's name in two fields)
+            ddl = ", ".join(f"{cols[c]} {SQL_TYPES[spec.type]}" for c, spec in t.columns.items() if c in cols)
             self.conns[db].execute(f"CREATE TABLE {phys} ({ddl})")
         self.counts = dict.fromkeys(PHYSICAL, 0)
 
     def write(self, table: str, df: pd.DataFrame) -> None:
         db, phys, cols = PHYSICAL[table]
-        names = list(canonical.table(table).columns)
+        names = [c for c in canonical.table(table).columns if c in cols]
         sql = f"INSERT INTO {phys} ({', '.join(cols[c] for c in names)}) VALUES ({', '.join('?' * len(names))})"
         self.conns[db].executemany(sql, _as_records(table, df))
         self.counts[table] += len(df)

@@ -82,6 +82,11 @@ class World:
         self.surnames = s.index.to_numpy()
         self.surname_p = (s / s.sum()).to_numpy()
         self.given = {1: np.array(n["given_male"]), 2: np.array(n["given_female"])}
+        self.common_share = float(n["common_given_share"])
+        self.common_given = {}
+        for sex, key in ((1, "common_given_male"), (2, "common_given_female")):
+            w = pd.Series(n[key], dtype=float)
+            self.common_given[sex] = (w.index.to_numpy(), (w / w.sum()).to_numpy())
         self.homophone = {c: [o for o in grp if o != c] for grp in n["homophones"] for c in grp}
         self.traditional = {k: v for k, v in n["traditional"].items() if k != v}
         self.placeholder_names = n["placeholder_names"]

@@ -395,8 +395,6 @@ def dedup(
         help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
-    import json
-
     from .dedup import accepted_merges, run_dedup
 
     writable_file(json_out, "--json")
@@ -435,7 +433,7 @@ def dedup(
                       f"{ev['found']:,}", f"{ev['true']:,}")
         out.print(e)
     if json_out:
-        json_out.write_text(json.dumps(run.as_json(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        run.write_json(json_out)
         out.print(f"JSON: {json_out}", highlight=False)
     if merges is not None:
         from healthqa.dedup.merge import write_all

@@ -16,6 +16,7 @@ reuses stay as they were. The incremental index (``dedup/index.py``) follows the
 
 from __future__ import annotations
 
+import json
 import uuid
 import warnings
 from collections.abc import Callable
@@ -49,24 +50,50 @@ class DedupRun:
     incremental: bool
     evaluation: dict | None = None
 
-    def as_json(self) -> dict:
+    def _header(self) -> dict:
+        return {"run_id": self.run_id, "source": self.source, "incremental": self.incremental,
+                "stats": dict(self.result.stats.items())}
+
+    def _tail(self) -> dict:
         r = self.result
-        keep = r.pairs[r.pairs["decision"].isin(["match", "review"])]
-        doc = {
-            "run_id": self.run_id, "source": self.source, "incremental": self.incremental,
-            "stats": dict(r.stats.items()),
-            "pairs": [{"left": a, "right": b, "score": float(s), "decision": d, "explanation": r.explain(row)}
-                      for (a, b, s, d), (_, row) in zip(keep[["left", "right", "score", "decision"]].itertuples(index=False),
-                                                        keep.iterrows())],
-            "clusters": [r.members(c) for c in r.clusters if c.status == "proposed"],
-            "clusters_to_review": [r.members(c) for c in r.clusters if c.status == "review"],
-            "survivors": {r.keys[c.survivor]: [k for k in r.members(c) if k != r.keys[c.survivor]]
-                          for c in r.clusters if c.status == "proposed" and c.survivor is not None},
-            "model": r.model.describe(),
-        }
+        doc = {"clusters": [r.members(c) for c in r.clusters if c.status == "proposed"],
+               "clusters_to_review": [r.members(c) for c in r.clusters if c.status == "review"],
+               "survivors": {r.keys[c.survivor]: [k for k in r.members(c) if k != r.keys[c.survivor]]
+                             for c in r.clusters if c.status == "proposed" and c.survivor is not None},
+               "model": r.model.describe()}
         if self.evaluation:
             doc["evaluation"] = self.evaluation
         return doc
+
+    def _suggested(self) -> pd.DataFrame:
+        r = self.result
+        return r.pairs[r.pairs["decision"].isin(["match", "review"])]
+
+    def as_json(self) -> dict:
+        keep = self._suggested()
+        pairs = [{"left": a, "right": b, "score": float(s), "decision": d, "explanation": json.loads(e)}
+                 for a, b, s, d, e in zip(keep["left"], keep["right"], keep["score"], keep["decision"],
+                                          self.result.explanations(keep))]
+        return {**self._header(), "pairs": pairs, **self._tail()}
+
+    def write_json(self, path: Path, chunk: int = 50_000) -> None:
+        """The document ``as_json`` describes, streamed: pairs are written a chunk at a time from
+        their columns, never held as a list of dicts."""
+        keep = self._suggested()
+        with Path(path).open("w", encoding="utf-8") as fh:
+            head = json.dumps(self._header(), ensure_ascii=False, default=str)
+            fh.write(head[:-1] + ', "pairs": [')
+            for k in range(0, len(keep), chunk):
+                part = keep.iloc[k:k + chunk]
+                text = ('{"left": ' + part["left"].map(_js) + ', "right": ' + part["right"].map(_js)
+                        + ', "score": ' + part["score"].map(float.__repr__) + ', "decision": "' + part["decision"]
+                        + '", "explanation": ' + self.result.explanations(part) + "}")
+                fh.write(("," if k else "") + "\n" + ",\n".join(text))
+            fh.write("], " + json.dumps(self._tail(), ensure_ascii=False, default=str)[1:] + "\n")
+
+
+def _js(v) -> str:
+    return json.dumps(v, ensure_ascii=False)
 
 
 def _org_levels(cfg: Config) -> dict[str, str]:
@@ -154,8 +181,10 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=spec.columns + extra)
         _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
     decisions = store.dedup.active_decisions(source)
-    only, prior_model, wm, idx = None, None, None, None
+    only, prior_model, wm, idx, row_hashes = None, None, None, None, None
     updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
+    # archives without an update time are told changed by a hash of their values (the others by the time)
+    hash_rows = updated.isna() if updated is not None else None
     why = "full run"
     if incremental and updated is not None:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
@@ -170,9 +199,13 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             # (all of them when there is no index to tell)
             undated = updated.isna().to_numpy()
             if idx is not None:
-                seen = set(zip(idx["key"], idx[index.ROW]))
-                mine = zip(st.text(df[spec.key]), index.row_hash(df, spec.columns))
-                undated &= np.fromiter((k not in seen for k in mine), dtype=bool, count=len(df))
+                row_hashes = index.row_hash(df, spec.columns, hash_rows)
+                u = np.flatnonzero(undated)
+                if len(u):
+                    hashed = idx[idx[index.ROW] != 0]
+                    seen = pd.MultiIndex.from_arrays([hashed["key"], hashed[index.ROW]])
+                    mine = pd.MultiIndex.from_arrays([st.text(df[spec.key]).iloc[u], row_hashes.iloc[u]])
+                    undated[u] = ~mine.isin(seen)
             only |= undated
         else:
             incremental = False  # nothing to build on yet: a full run
@@ -190,7 +223,9 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
-        rows = index.row_hash(df, spec.columns).to_numpy()[result.order]  # in the index's order
+        if row_hashes is None:
+            row_hashes = index.row_hash(df, spec.columns, hash_rows)
+        rows = row_hashes.to_numpy()[result.order]  # in the index's order
         index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
@@ -207,12 +242,8 @@ def _persist(store: AuditStore, run: RunContext, source: str, result: engine.Ded
     """Pairs worth keeping (suggested, or judged by a steward) and every cluster, by archive number.
     Where several rows share an archive number, the best-scored pair of them is kept. ``redone``:
     the archives an incremental run compared again (None: a full run)."""
-    steward = result.pairs.get("steward", pd.Series(dtype=object, index=result.pairs.index))
-    keep = result.pairs[result.pairs["decision"].isin(["match", "review"]) | steward.notna()]
-    keep = keep.sort_values("score", ascending=False, kind="stable").drop_duplicates(["left", "right"])
-    pairs = [{"left": a, "right": b, "score": float(sc), "decision": d, "explanation": result.explain(row)}
-             for (a, b, sc, d), (_, row) in zip(keep[["left", "right", "score", "decision"]].itertuples(index=False),
-                                                keep.iterrows())]
+    keep = result.kept()
+    pairs = keep[["left", "right", "score", "decision"]].assign(explanation=result.explanations(keep))
     found = [{"status": c.status, "survivor": result.keys[c.survivor] if c.survivor is not None else None,
               "proposal": {"reason": c.reason, "fill_from": {f: result.keys[m] for f, m in c.proposal.items()}},
               "members": result.members(c)} for c in result.clusters]

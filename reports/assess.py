@@ -100,11 +100,24 @@ def _reached_sources(results: list[dict], faults: Iterable[Mapping]) -> set[str]
             for kind in ("store_unreachable",)}
 
 
+def _previous_comparable(store: AuditStore, run_id: int) -> int | None:
+    """The latest earlier scored run of the same kind and source: a validation of one source scores
+    a system on other rules than a validation of another, and the two are not a trend."""
+    def kind(r):
+        return None if r is None else (r.kind, (r.scope or {}).get("source"))
+
+    this = kind(store.runs.get(run_id))
+    prev = store.scores.previous_run(run_id)
+    while prev is not None and this is not None and kind(store.runs.get(prev)) != this:
+        prev = store.scores.previous_run(prev)
+    return prev
+
+
 def _score_drops(cfg: Config, store: AuditStore, run_id: int, scored: list[sc.Score]) -> list[dict]:
     """A score that fell more than ``reports.score_drop_points`` and beyond its uncertainty. Such a
     finding is closed by a person (acknowledge, resolve): the rule findings behind the drop carry the
     verified part."""
-    prev_run = store.scores.previous_run(run_id)
+    prev_run = _previous_comparable(store, run_id)
     if prev_run is None:
         return []
     before = {(r["level"], r["subject"]): r for r in store.scores.of_run(prev_run)}

@@ -75,7 +75,7 @@ def test_the_masked_value_never_contains_the_hidden_part():
 def test_mask_frame_masks_exactly_the_pii_columns_of_the_model():
     person = canonical.table("person")
     pii = {c.name for c in person.columns.values() if c.pii}
-    assert pii == {"name", "id_number", "phone", "address"}
+    assert pii == {"name", "id_number", "phone", "address", "family_name", "given_name", "locality"}
     df = pd.DataFrame({
         "archive_id": ["33021100100100001", "33021100100100002", "33021100100100003"],
         "name": ["王小明", None, "欧阳诗倩"],

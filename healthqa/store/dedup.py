@@ -7,12 +7,14 @@ console and the reports ask it, and never write queries of their own. Plain data
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text
 
 from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
 from .store import now
@@ -135,20 +137,36 @@ class DedupRecords:
                 "merged": int((final["decision"] == "merge").sum()), "rejected": int((final["decision"] == "not_same").sum()),
                 "pending": int(pending)}
 
-    def save(self, run: RunContext, source: str, pairs: list[dict], clusters: list[dict],
+    def save(self, run: RunContext, source: str, pairs: pd.DataFrame | list[dict], clusters: list[dict],
              redone: Iterable[str] | None = None) -> None:
         """Keep a run's findings and finish the run, in one transaction: its pairs, clusters, model
         (stored with the run, in force once the run has succeeded) and watermark are all kept, or,
-        when anything fails, none is and the earlier run's stay. ``pairs``: dicts left, right, score,
-        decision, explanation; ``clusters``: dicts status, survivor, proposal, members (archive numbers).
+        when anything fails, none is and the earlier run's stay. ``pairs``: a frame (or dicts) left,
+        right, score, decision, explanation (a dict, or the JSON text of one); ``clusters``: dicts
+        status, survivor, proposal, members (archive numbers).
 
         A full run (``redone`` None) replaces every stored pair of the source; an incremental run
         replaces the pairs involving the archives it compared again (``redone``) and the pairs it
         found anew. Clusters awaiting a steward (proposed, review) are always replaced: every run
-        computes all of them."""
+        computes all of them.
+
+        Written in bulk (a district's run keeps hundreds of thousands of pairs): multi-row INSERTs
+        through the driver's executemany, COPY on PostgreSQL, cluster ids from INSERT … RETURNING;
+        no ORM object per row."""
         at, run_id = now(), run.id
+        pairs = pd.DataFrame(pairs, columns=None if isinstance(pairs, pd.DataFrame) or pairs else PAIR_COLUMNS)
+        pairs = pairs.reset_index(drop=True)
+        if "explanation" not in pairs:
+            pairs["explanation"] = None
+        explanation = [e if e is None or isinstance(e, str) else json.dumps(e, ensure_ascii=False)
+                       for e in pairs["explanation"]]
+        rows = pd.DataFrame({"run_id": run_id, "source": source, "left_id": pairs["left"].astype(str),
+                             "right_id": pairs["right"].astype(str), "score": pairs["score"].astype(float),
+                             "decision": pairs["decision"].astype(str), "explanation": explanation,
+                             "created_at": at}, index=range(len(pairs)))
         with self._store.session() as s:
-            if s.bind.dialect.name == "postgresql":
+            postgres = s.bind.dialect.name == "postgresql"
+            if postgres:
                 # two dedups of one source at once: the second waits for the first to commit, then
                 # replaces what it stored (without the lock both would insert the same pairs)
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"),
@@ -161,21 +179,59 @@ class DedupRecords:
                     part = redone[k:k + 500]
                     s.execute(delete(DedupPair).where(DedupPair.source == source, or_(
                         DedupPair.left_id.in_(part), DedupPair.right_id.in_(part))))
-                for p in pairs:
-                    s.execute(delete(DedupPair).where(DedupPair.source == source, DedupPair.left_id == p["left"],
-                                                      DedupPair.right_id == p["right"]))
-            s.add_all([DedupPair(run_id=run_id, source=source, left_id=p["left"], right_id=p["right"],
-                                 score=float(p["score"]), decision=p["decision"], explanation=p.get("explanation"),
-                                 created_at=at) for p in pairs])
+                if len(rows):  # pairs found anew that an earlier run stored: replaced (one executemany)
+                    t = DedupPair.__table__
+                    s.connection().execute(t.delete().where(t.c.source == source, t.c.left_id == bindparam("l"),
+                                                            t.c.right_id == bindparam("r")),
+                                           [{"l": a, "r": b} for a, b in zip(rows["left_id"], rows["right_id"])])
             old = select(DedupCluster.id).where(DedupCluster.source == source,
                                                 DedupCluster.status.in_(["proposed", "review"]))
             s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(old)))
             s.execute(delete(DedupCluster).where(DedupCluster.id.in_(old.scalar_subquery())))
-            for c in clusters:
-                row = DedupCluster(run_id=run_id, source=source, status=c["status"], survivor_id=c.get("survivor"),
-                                   proposal=c.get("proposal"), created_at=at)
-                s.add(row)
-                s.flush()
-                s.add_all([DedupClusterMember(cluster_id=row.id, archive_id=m) for m in dict.fromkeys(c["members"])])
+            _bulk(s, PAIRS_TABLE, rows, postgres)
+            if clusters:
+                ids = _cluster_ids(s, [{"run_id": run_id, "source": source, "status": c["status"],
+                                        "survivor_id": c.get("survivor"), "proposal": c.get("proposal"),
+                                        "created_at": at} for c in clusters])
+                members = pd.DataFrame({"cluster_id": np.repeat(ids, [len(dict.fromkeys(c["members"])) for c in clusters]),
+                                        "archive_id": [m for c in clusters for m in dict.fromkeys(c["members"])]})
+                _bulk(s, MEMBERS_TABLE, members, postgres)
             self._store.runs.finish_in(s, run)
         run.finished = True
+
+
+PAIR_COLUMNS = ["left", "right", "score", "decision", "explanation"]
+# the tables as plain Core tables for bulk inserts: the explanation arrives as JSON text already
+PAIRS_TABLE = table("dedup_pairs", column("run_id", Integer), column("source", String), column("left_id", String),
+                    column("right_id", String), column("score", Float), column("decision", String),
+                    column("explanation", Text), column("created_at", DateTime))
+MEMBERS_TABLE = table("dedup_cluster_members", column("cluster_id", Integer), column("archive_id", String))
+BATCH = 50_000
+
+
+def _bulk(s, tbl, rows: pd.DataFrame, postgres: bool) -> None:
+    """Insert a frame's rows: COPY on PostgreSQL (psycopg), else executemany in batches."""
+    if not len(rows):
+        return
+    cols = list(rows.columns)
+    if postgres:  # psycopg 3: COPY on the session's own connection, inside its transaction
+        cur = s.connection().connection.driver_connection.cursor()
+        with cur:
+            if hasattr(cur, "copy"):
+                with cur.copy(f"COPY {tbl.name} ({', '.join(cols)}) FROM STDIN") as cp:
+                    for row in rows.itertuples(index=False, name=None):
+                        cp.write_row(row)
+                return
+    values = rows.astype(object).where(rows.notna(), None)
+    stmt = insert(tbl)
+    for k in range(0, len(values), BATCH):
+        part = values.iloc[k:k + BATCH]
+        s.connection().execute(stmt, [dict(zip(cols, r)) for r in part.itertuples(index=False, name=None)])
+
+
+def _cluster_ids(s, rows: list[dict]) -> list[int]:
+    """Insert clusters, returning their ids in order (INSERT … RETURNING where the dialect keeps the
+    order of its parameters, else one statement per cluster)."""
+    if s.bind.dialect.insert_executemany_returning_sort_by_parameter_order:
+        return list(s.scalars(insert(DedupCluster).returning(DedupCluster.id, sort_by_parameter_order=True), rows))
+    return [s.execute(insert(DedupCluster).values(**r)).inserted_primary_key[0] for r in rows]
