@@ -131,13 +131,18 @@ def _row(request: Request, pair, col: str, a: str | None, b: str | None, reveale
             "revealed": revealed, "level": why.get("level"), "weight": why.get("weight")}
 
 
+def _suggested(store, source: str, left: str, right: str):
+    """The pair as the scan suggested it; anything else (a made-up pair) is 404 and nothing is recorded."""
+    try:
+        return store.review.pair(source, left, right)
+    except PairNotFound as e:
+        raise HTTPException(404, str(e)) from None
+
+
 def _compare(request: Request, who: Who, left: str, right: str, *, warning: str | None = None, status: int = 200,
              need_confirm: bool = False, chosen: str | None = None):
     store, source = request.app.state.store, _source(request)
-    try:
-        pair = store.review.pair(source, left, right)
-    except PairNotFound as e:
-        raise HTTPException(404, str(e)) from None
+    pair = _suggested(store, source, left, right)
     records = request.app.state.archives.fetch([pair.left, pair.right])
     missing = [k for k in (pair.left, pair.right) if k not in records]
     cluster = store.review.cluster_of(source, pair.left)
@@ -174,10 +179,7 @@ def reveal(request: Request, left: str, right: str, field: str = Form(...), who:
     store, source = request.app.state.store, _source(request)
     if ar.pii_kind(field) is None:
         raise HTTPException(400, f"{field}: 不是需要脱敏的字段 / not a masked field")
-    try:
-        pair = store.review.pair(source, left, right)
-    except PairNotFound as e:
-        raise HTTPException(404, str(e)) from None
+    pair = _suggested(store, source, left, right)
     store.review.log(who.name, "reveal", f"{pair.left}|{pair.right}", {"source": source, "field": field})
     records = request.app.state.archives.fetch([pair.left, pair.right])
     row = _row(request, pair, field, records.get(pair.left, {}).get(field), records.get(pair.right, {}).get(field), True)
@@ -190,10 +192,7 @@ def decide(request: Request, left: str, right: str, who: Who = Depends(steward),
     store, source = request.app.state.store, _source(request)
     if decision not in LABELS:
         raise HTTPException(400, f"decision: 应为 {', '.join(LABELS)} / one of {', '.join(LABELS)}")
-    try:
-        pair = store.review.pair(source, left, right)
-    except PairNotFound as e:
-        raise HTTPException(404, str(e)) from None
+    pair = _suggested(store, source, left, right)
     records = request.app.state.archives.fetch([pair.left, pair.right])
     missing = [k for k in (pair.left, pair.right) if k not in records]
     if missing:
