@@ -569,10 +569,21 @@ def serve(config: ConfigOpt,
     cfg = _load(config)  # a bad configuration or store is one line here, before the server starts
     AuditStore(cfg.store.url).close()
     os.environ["HEALTHQA_CONFIG"] = str(config.resolve())
-    err.print(f"控制台 console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
+    # the application loads for a few seconds (Great Expectations, pandas): say so, then say when it answers
+    err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
     # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
-    uvicorn.run("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
-                access_log=False)
+    config_ = uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                             access_log=False)
+    server = uvicorn.Server(config_)
+    _startup = server.startup
+
+    async def startup(sockets=None):
+        await _startup(sockets)
+        if server.started:
+            err.print(f"控制台已就绪 the console is ready: http://{host}:{port}/", highlight=False)
+
+    server.startup = startup
+    server.run()
 
 
 @app.command()
