@@ -14,6 +14,7 @@ pytest.importorskip("prefect")
 from healthqa import config  # noqa: E402
 from healthqa.pipelines.flows import run_nightly_flow, run_validate_flow  # noqa: E402
 from healthqa.pipelines.nightly import run_nightly  # noqa: E402
+from healthqa.pipelines.validate import partitions  # noqa: E402
 
 from .conftest import write_config  # noqa: E402
 from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
@@ -110,11 +111,15 @@ def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypa
 
 def _night_as_counts(store, run_id):
     return sorted((r.source, r.table, r.rule_id, r.status, r.violations, r.denominator,
-                   tuple(sorted((o, c["violations"], c["denominator"]) for o, c in (r.by_org or {}).items())))
+                   tuple(sorted((o, c["violations"], c["denominator"]) for o, c in (r.by_org or {}).items())),
+                   tuple(r.sample_keys or ()), repr(r.examples))
                   for r in store.results.of_run(run_id))
 
 
-def test_the_nightly_on_a_dask_cluster_gives_exactly_what_threads_give(platform, tmp_path):  # noqa: F811
+def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):  # noqa: F811
+    """Tables validated in 3 institution buckets plus a whole-table part, and the duplicate scan's
+    comparisons in 3 blocking-key partitions, on 2 Dask workers: every rule's counts, status,
+    institutions, sample keys and examples, every duplicate pair and watermark as one thread's."""
     pytest.importorskip("prefect_dask")
     import shutil
 
@@ -125,11 +130,13 @@ def test_the_nightly_on_a_dask_cluster_gives_exactly_what_threads_give(platform,
     for f in ("mpi.db", "drc.db", "qc.db"):
         shutil.copy(folder / f, twin / f)
     text = cfg.path.read_text(encoding="utf-8").replace(str(folder), str(twin))
-    (twin / "healthqa.yml").write_text(text + "\norchestration: {task_runner: dask, dask: {workers: 2}}\n",
+    (twin / "healthqa.yml").write_text(text + "\norchestration: {task_runner: dask, dask: {workers: 2}, partitions: 3}\n",
                                        encoding="utf-8")
     dask_cfg = config.load(twin / "healthqa.yml")
     from healthqa.store import AuditStore
 
+    partitioned = [t for s in dask_cfg.sources for t in dask_cfg.sources[s].tables if partitions(dask_cfg, t) == 3]
+    assert {"person", "outpatient_visit"} <= set(partitioned)  # whole and incremental sampling
     threads = run_nightly_flow(str(cfg.path))
     on_dask = run_nightly_flow(str(dask_cfg.path))
     assert threads.state.is_completed() and on_dask.state.is_completed(), on_dask.state.message
