@@ -85,8 +85,8 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
                 only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None,
                 index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None,
-                compare: Callable | None = None) -> DedupResult:
-    """``compare``: makes and compares the candidate pairs (``compare_candidates`` by default; a
+                candidates: Callable | None = None) -> DedupResult:
+    """``candidates``: makes and compares the candidate pairs (``compare_candidates`` by default; a
     caller may spread its blocking-key partitions over workers, ``compare_parts`` joining them).
 ``only``: the records to compare (an incremental run's new and changed archives), with the
     ``model`` and normalised ``index`` of the run before; ``earlier``: that run's match pairs
@@ -115,7 +115,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("blocking and comparing")
     bstats = blocking.BlockingStats()
-    i, j, lv, tf = (compare or compare_candidates)(P, spec, only=only, stats=bstats)
+    i, j, lv, tf = (candidates or compare_candidates)(P, spec, only=only, stats=bstats)
     stats["candidate_pairs"] = len(i)
     stats["blocking"] = bstats.passes
     n = len(P)

@@ -92,7 +92,7 @@ def _validate_part(cfg: Config, run: RunContext, source: str, table: str, part: 
 
 @task(name="duplicate scan", **QUIET)
 def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1) -> DedupSummary:
-    return dedup_scan(cfg, source, incremental, compare=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
+    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
 
 
 def _compare_on_dask(n: int) -> Callable:
@@ -196,7 +196,7 @@ def nightly_audit(config_path: str) -> State:
                         night.check_failed(name, value)
                         continue
                     for t in night.checked(name, value):
-                        n = partitions(cfg, t)
+                        n = partitions(cfg, name, t)
                         if n == 1:
                             tables[name, t] = runner.submit(
                                 _validate.with_options(name=f"validate {name}.{t}", **retrying),

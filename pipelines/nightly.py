@@ -105,13 +105,13 @@ def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, p
 
 
 def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None,
-               compare: Callable | None = None) -> DedupSummary:
+               candidates: Callable | None = None) -> DedupSummary:
     """Duplicate screening of the archives in ``source`` — new and changed archives against the index
     (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own.
-    ``compare``: how candidate pairs are made and compared (``engine.compare_candidates``'s
+    ``candidates``: how candidate pairs are made and compared (``engine.compare_candidates``'s
     signature; the flow passes one that spreads blocking-key partitions over a Dask cluster)."""
     with _store(cfg, store) as st:
-        run = run_dedup(cfg, st, source=source, incremental=incremental, compare=compare)
+        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates)
     return DedupSummary(run.run_id, run.source, run.incremental, run.result.stats)
 
 

@@ -259,10 +259,10 @@ class TablePart:
     watermarks: dict = field(default_factory=dict)
 
 
-def partitions(cfg: Config, table: str) -> int:
+def partitions(cfg: Config, source: str, table: str) -> int:
     """How many per-row parts a nightly validates ``table`` in: ``orchestration.partitions`` for a
     table with an institution column, sampled whole or incrementally without a cap; else one."""
-    n, sampling = cfg.orchestration.partitions_for(table), cfg.sampling_for(table)
+    n, sampling = cfg.orchestration.partitions_for(table), cfg.sources[source].sampling_for(table)
     return n if canonical.table(table).org and sampling.method in ("full", "incremental") and not sampling.rows else 1
 
 

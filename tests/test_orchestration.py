@@ -135,7 +135,7 @@ def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thre
     dask_cfg = config.load(twin / "healthqa.yml")
     from healthqa.store import AuditStore
 
-    partitioned = [t for s in dask_cfg.sources for t in dask_cfg.sources[s].tables if partitions(dask_cfg, t) == 3]
+    partitioned = [t for s in dask_cfg.sources for t in dask_cfg.sources[s].tables if partitions(dask_cfg, s, t) == 3]
     assert {"person", "outpatient_visit"} <= set(partitioned)  # whole and incremental sampling
     threads = run_nightly_flow(str(cfg.path))
     on_dask = run_nightly_flow(str(dask_cfg.path))
