@@ -255,7 +255,11 @@ def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary
     blocks), a ``dedup`` run of its own; the nightly audit screens only new and changed archives."""
     cfg = config_mod.load(config_path)
     source = cfg.source_of("person", source, required=True)
-    out = _dedup.with_options(name=f"duplicate scan {source}")(cfg, source, False)
+    orch = cfg.orchestration
+    parts = orch.partitions_for("person") if orch.task_runner == "dask" else 1  # blocking-key partitions
+    with _api_for_children(orch), task_runner(orch) as runner:
+        out = runner.submit(_dedup.with_options(name=f"duplicate scan {source}"),
+                            {"cfg": cfg, "source": source, "incremental": False, "dask_parts": parts}).result()
     st = out.stats
     create_table_artifact(key="dedup-scan", description="重复档案筛查 duplicate scan (counts only)", table=[
         {"run": out.run_id, "source": out.source, "archives": st["records"], "candidate_pairs": st["candidate_pairs"],

@@ -109,6 +109,27 @@ def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypa
         assert r1.count("person") == r2.count("person")
 
 
+def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(platform):  # noqa: F811
+    """The plain functions the partition tasks run, on threads' terms: 4 institution buckets (some of
+    the demo's few institutions share one, bucket 0 takes rows without a code) and the whole-table
+    part, given in any order, combine into one pass's results; the parts' rows add up."""
+    from healthqa.pipelines.nightly import Night, validate_table, validate_table_part
+
+    cfg, store, _ = platform
+    with store.runs.start("nightly") as run:
+        whole = validate_table(cfg, run, "mpi", "person", store=store).validation.tables[0]
+        parts = [validate_table_part(cfg, run, "mpi", "person", p, store=store) for p in [None, (3, 4), (1, 4), (0, 4), (2, 4)]]
+        assert sum(p.rows for p in parts) == whole.rows and sum(bool(p.rows) for p in parts) >= 2
+        night = Night(cfg, store, run)
+        night.combined("mpi", "person", parts)
+    split = night.res.validations["mpi"].tables[0]
+    shown = [(r.rule.id, r.status, r.violations, r.denominator, r.by_org, r.sample_keys, r.examples, r.error)
+             for r in whole.results]
+    assert any(r.violations for r in whole.results) and shown == [
+        (r.rule.id, r.status, r.violations, r.denominator, r.by_org, r.sample_keys, r.examples, r.error) for r in split.results]
+    assert len(store.results.of_run(run.id)) == 2 * len(whole.results)  # each recorded, as one task would
+
+
 def _night_as_counts(store, run_id):
     return sorted((r.source, r.table, r.rule_id, r.status, r.violations, r.denominator,
                    tuple(sorted((o, c["violations"], c["denominator"]) for o, c in (r.by_org or {}).items())),
@@ -145,6 +166,11 @@ def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thre
     assert len(a) > 50 and a == b  # every rule, every count, every institution's count
     assert _pairs(folder / "audit.db") and _pairs(folder / "audit.db") == _pairs(twin / "audit.db")
     assert store.watermarks.all() and list(store.watermarks.all().values()) == list(dask_store.watermarks.all().values())
+    # the full duplicate scan as a flow of its own, in blocking-key partitions on Dask, as on threads
+    from healthqa.pipelines.flows import dedup_scan_flow
+
+    assert dedup_scan_flow(str(cfg.path)).stats["matches"] == dedup_scan_flow(str(dask_cfg.path)).stats["matches"] > 0
+    assert _pairs(folder / "audit.db") == _pairs(twin / "audit.db")
 
 
 def _pairs(db):
