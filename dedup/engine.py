@@ -86,11 +86,11 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None,
                 index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None,
                 candidates: Callable | None = None) -> DedupResult:
-    """``candidates``: makes and compares the candidate pairs (``compare_candidates`` by default; a
-    caller may spread its blocking-key partitions over workers, ``compare_parts`` joining them).
-``only``: the records to compare (an incremental run's new and changed archives), with the
+    """``only``: the records to compare (an incremental run's new and changed archives), with the
     ``model`` and normalised ``index`` of the run before; ``earlier``: that run's match pairs
-    (columns left, right), which make the clusters together with this run's."""
+    (columns left, right), which make the clusters together with this run's; ``candidates``: makes and
+    compares the candidate pairs (``compare_candidates`` by default; a caller may spread its
+    blocking-key partitions over workers, ``compare_parts`` joining them)."""
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
     # the same records give the same result whatever order a database returned them in (rows that
@@ -208,8 +208,7 @@ def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = Non
     order = np.lexsort((j, i))
     if stats is not None:
         for passes in zip(*(p[4] for p in parts)):
-            stats.passes.append({k: sum(d[k] for d in passes) if isinstance(passes[0][k], (int, float))
-                                 and not isinstance(passes[0][k], bool) else passes[0][k] for k in passes[0]})
+            stats.passes.append({"pass": passes[0]["pass"], "pairs": sum(d["pairs"] for d in passes)})
     return i[order], j[order], lv[order], tf[order] if tf.size else tf
 
 

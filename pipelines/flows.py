@@ -95,6 +95,11 @@ def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1) -> 
     return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
 
 
+def _dedup_parts(orch: Orchestration) -> int:
+    """The duplicate scan's blocking-key partitions: Dask tasks, so only on Dask (else one pass)."""
+    return orch.partitions_for("person") if orch.task_runner == "dask" else 1
+
+
 def _compare_on_dask(n: int) -> Callable:
     """``engine.compare_candidates`` as ``n`` Dask tasks, one per blocking-key partition, from a task
     running on the cluster: the normalised records are sent to the workers once (Dask's memory,
@@ -209,9 +214,8 @@ def nightly_audit(config_path: str) -> State:
                             {"cfg": cfg, "run": run, "source": name, "table": t, "part": p})
                             for p in [*((k, n) for k in range(n)), None]]
                 src = night.person_source()
-                parts = cfg.orchestration.partitions_for("person") if orch.task_runner == "dask" else 1
-                dedup = None if src is None else runner.submit(
-                    _dedup.with_options(**retrying), {"cfg": cfg, "source": src, "incremental": True, "dask_parts": parts})
+                dedup = None if src is None else runner.submit(_dedup.with_options(**retrying), {
+                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch)})
                 for (name, t), future in tables.items():
                     if isinstance(future, list):
                         outcomes = [_outcome(f) for f in future]
@@ -256,10 +260,9 @@ def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary
     cfg = config_mod.load(config_path)
     source = cfg.source_of("person", source, required=True)
     orch = cfg.orchestration
-    parts = orch.partitions_for("person") if orch.task_runner == "dask" else 1  # blocking-key partitions
     with _api_for_children(orch), task_runner(orch) as runner:
         out = runner.submit(_dedup.with_options(name=f"duplicate scan {source}"),
-                            {"cfg": cfg, "source": source, "incremental": False, "dask_parts": parts}).result()
+                            {"cfg": cfg, "source": source, "incremental": False, "dask_parts": _dedup_parts(orch)}).result()
     st = out.stats
     create_table_artifact(key="dedup-scan", description="重复档案筛查 duplicate scan (counts only)", table=[
         {"run": out.run_id, "source": out.source, "archives": st["records"], "candidate_pairs": st["candidate_pairs"],
