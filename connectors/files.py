@@ -106,10 +106,11 @@ class _FileReader(Reader):
     def _filter(self, t: str, df: pd.DataFrame, scope: Scope) -> pd.DataFrame:
         cols = self.present_columns(t)
         mt = canonical.table(t)
-        if scope.orgs:
+        if scope.orgs or scope.org_missing:
             if not mt.org or mt.org not in cols:
                 raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
-            df = df[df[cols[mt.org]].isin(scope.orgs)]
+            org = df[cols[mt.org]]
+            df = df[org.isin(scope.orgs) | (org.isna() if scope.org_missing else False)]
         lo, hi = scope.time_window
         if lo or hi:
             tc = self.time_column(t, scope)

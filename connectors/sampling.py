@@ -29,6 +29,7 @@ class Scope:
 
     sampling: Sampling = field(default_factory=Sampling)
     orgs: tuple[str, ...] = ()
+    org_missing: bool = False  # also the rows without an institution code (a partition of the table)
     since: datetime | None = None
     until: datetime | None = None
     watermark: datetime | None = None  # incremental: read rows strictly after this

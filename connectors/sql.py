@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import and_, column, func, inspect, select, table
+from sqlalchemy import and_, column, func, inspect, or_, select, table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
@@ -61,10 +61,11 @@ class _SqlBuilder(Reader):
         cols = self.present_columns(t)
         conds = []
         org = canonical.table(t).org
-        if scope.orgs:
+        if scope.orgs or scope.org_missing:
             if not org or org not in cols:
                 raise SourceError(self.name, f"tables.{t}: no institution column to filter by")
-            conds.append(column(cols[org]).in_(list(scope.orgs)))
+            c = column(cols[org])
+            conds.append(or_(c.in_(list(scope.orgs)), c.is_(None)) if scope.org_missing else c.in_(list(scope.orgs)))
         lo, hi = scope.time_window
         if lo or hi:
             tc = self.time_column(t, scope)

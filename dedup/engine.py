@@ -84,10 +84,13 @@ class DedupResult:
 def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
                 only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None,
-                index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None) -> DedupResult:
+                index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None,
+                candidates: Callable | None = None) -> DedupResult:
     """``only``: the records to compare (an incremental run's new and changed archives), with the
     ``model`` and normalised ``index`` of the run before; ``earlier``: that run's match pairs
-    (columns left, right), which make the clusters together with this run's."""
+    (columns left, right), which make the clusters together with this run's; ``candidates``: makes and
+    compares the candidate pairs (``compare_candidates`` by default; a caller may spread its
+    blocking-key partitions over workers, ``compare_parts`` joining them)."""
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
     # the same records give the same result whatever order a database returned them in (rows that
@@ -112,7 +115,7 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
 
     say("blocking and comparing")
     bstats = blocking.BlockingStats()
-    i, j, lv, tf = compare_candidates(P, spec, only=only, stats=bstats)
+    i, j, lv, tf = (candidates or compare_candidates)(P, spec, only=only, stats=bstats)
     stats["candidate_pairs"] = len(i)
     stats["blocking"] = bstats.passes
     n = len(P)
@@ -190,6 +193,23 @@ def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None =
     lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
     tf = np.concatenate(tfs) if tfs else np.array([])
     return i, j, lv, tf
+
+
+def compare_part(P: pd.DataFrame, spec: Spec, part: tuple[int, int], only: np.ndarray | None = None) -> tuple:
+    """``compare_candidates`` of one blocking-key partition, with its blocking statistics: a task."""
+    stats = blocking.BlockingStats()
+    return (*compare_candidates(P, spec, only=only, part=part, stats=stats), stats.passes)
+
+
+def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = None) -> tuple:
+    """The partitions' ``compare_part`` results as one run's: the pairs in (i, j) order, the
+    blocking statistics summed pass by pass."""
+    i, j, lv, tf = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    order = np.lexsort((j, i))
+    if stats is not None:
+        for passes in zip(*(p[4] for p in parts)):
+            stats.passes.append({"pass": passes[0]["pass"], "pairs": sum(d["pairs"] for d in passes)})
+    return i[order], j[order], lv[order], tf[order] if tf.size else tf
 
 
 def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,

@@ -2,7 +2,7 @@
 
 Per rule: violating rows (numerator), rows the rule applies to (denominator), violation %, status
 ``pass | fail | not_applicable | error`` (n/a when the denominator is 0; error when it could not run,
-with the reason, without stopping the other rules), keys of up to 50 violating rows, and violations
+with the reason, without stopping the other rules), the smallest keys of up to 50 violating rows, and violations
 by institution. A tiny violation rate never rounds to zero: the percentage is kept unrounded and
 shown with significant digits.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,7 +26,7 @@ from . import gx_bridge, rule_types
 from .rule_types import RuleContext
 from .suite import Rule
 
-SAMPLE_KEYS = 50
+SAMPLE_KEYS = 50  # the smallest keys of the violating rows: the same whatever order or partition they came in
 EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values masked
 EXAMPLES_MAX = 200
 
@@ -197,6 +198,11 @@ class Validation:
     def results(self) -> list[RuleResult]:
         if not self.rows:  # an empty table: every rule runs on no row, as on any table
             self.add(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
+        return _results(self.rules, self.partial(), self.all_keys)
+
+    def partial(self) -> dict[str, _Tally]:
+        """The tallies once the whole-table rules are evaluated, for ``combine`` with other parts' (a
+        partition task's whole state: counts, sample keys, institutions, masked examples)."""
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
@@ -211,20 +217,7 @@ class Validation:
             self._tally(frame, gx_bridge.Plan([r]).run(frame, replace(self.ctx, cache=dict(carried))), 0, in_scope)
             del frame
         self._kept = _Columns([])
-        out = []
-        for r in self.rules:
-            tl = self.tallies[r.id]
-            if tl.error:
-                out.append(RuleResult(r, "error", error=tl.error))
-                continue
-            # GE's verdict (``mostly`` = 1 - threshold) on the totals; n/a where nothing applies
-            status = "not_applicable" if tl.denominator == 0 else \
-                "pass" if gx_bridge.verdict(r, tl.denominator, tl.violations) else "fail"
-            out.append(RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
-                                  {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
-                                  violating_keys=tl.violating_keys if self.all_keys else None,
-                                  examples=tl.examples))
-        return out
+        return dict(self.tallies)
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
         t = self.t
@@ -252,8 +245,8 @@ class Validation:
             rows = np.flatnonzero(violates)
             tl.violations += len(rows)
             tl.denominator += int(applies.sum())
-            if len(tl.sample_keys) < SAMPLE_KEYS:
-                tl.sample_keys += keys(rows[:SAMPLE_KEYS - len(tl.sample_keys)])
+            if len(rows):
+                tl.sample_keys = _smallest(tl.sample_keys, keys(rows))
             if self.all_keys:
                 tl.violating_keys = tl.violating_keys or []
                 tl.violating_keys.extend(keys(rows))
@@ -266,10 +259,10 @@ class Validation:
                     c = tl.by_org.setdefault(names[i], [0, 0])
                     c[0] += int(v[i])
                     c[1] += int(d[i])
-            if len(rows) and len(tl.examples) < (EXAMPLES_MAX if orgs else EXAMPLES_PER_ORG * 3):
+            if len(rows) and (orgs or len(tl.examples) < EXAMPLES_PER_ORG * 3):
                 picked = _pick(rows, names[codes[rows]] if orgs else None, tl)
                 if len(picked):
-                    tl.examples += _examples(frame, t, self._rule[rule_id], picked)
+                    tl.examples = _first_orgs(tl.examples + _examples(frame, t, self._rule[rule_id], picked))
 
 
 @dataclass
@@ -286,6 +279,56 @@ class _Tally:
     shown: dict[str, int] = field(default_factory=dict)  # examples taken per institution
 
 
+def _results(rules: list[Rule], tallies: dict[str, _Tally], all_keys: bool) -> list[RuleResult]:
+    out = []
+    for r in rules:
+        tl = tallies[r.id]
+        if tl.error:
+            out.append(RuleResult(r, "error", error=tl.error))
+            continue
+        # GE's verdict (``mostly`` = 1 - threshold) on the totals; n/a where nothing applies
+        status = "not_applicable" if tl.denominator == 0 else \
+            "pass" if gx_bridge.verdict(r, tl.denominator, tl.violations) else "fail"
+        out.append(RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
+                              {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
+                              violating_keys=tl.violating_keys if all_keys else None,
+                              examples=tl.examples))
+    return out
+
+
+def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool = False) -> list[RuleResult]:
+    """The results of a table validated in parts (``Validation.partial`` of each, the parts' rows
+    disjoint, in any order): the counts summed, the smallest sample keys of all, the examples of
+    the first institutions — exactly what one ``Validation`` over all the rows gives. A rule absent
+    from a part (the whole-table rules, evaluated by a part of their own) is taken from the others."""
+    out: dict[str, _Tally] = {}
+    for part in partials:
+        for rule_id, tl in part.items():
+            m = out.setdefault(rule_id, _Tally())
+            m.error = m.error or tl.error
+            m.violations += tl.violations
+            m.denominator += tl.denominator
+            m.sample_keys = _smallest(m.sample_keys, tl.sample_keys)
+            if tl.violating_keys is not None:
+                m.violating_keys = (m.violating_keys or []) + tl.violating_keys
+            for o, (v, d) in tl.by_org.items():
+                c = m.by_org.setdefault(o, [0, 0])
+                c[0] += v
+                c[1] += d
+            m.examples = _first_orgs(m.examples + tl.examples)
+    return _results(rules, out, all_keys)
+
+
+def _smallest(kept: list[str], more: list[str]) -> list[str]:
+    return heapq.nsmallest(SAMPLE_KEYS, [*kept, *more]) if more else kept
+
+
+def _first_orgs(examples: list[dict]) -> list[dict]:
+    """At most EXAMPLES_MAX examples, those of the institutions first in code order (a stable sort:
+    an institution's own rows stay in the order they were read), whatever order they came in."""
+    return sorted(examples, key=lambda e: (e["org"] is None, e["org"] or ""))[:EXAMPLES_MAX]
+
+
 def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
     """The violating rows of this batch to show (``orgs``: their institutions): the first of each
     institution (or of the table), up to the limits, counting those earlier batches showed."""
@@ -297,7 +340,6 @@ def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
         rows, of = rows[open_], of[open_].reset_index(drop=True)
     before = of.map(tl.shown).fillna(0).to_numpy() if tl.shown else 0
     chosen = (of.groupby(of.to_numpy()).cumcount().to_numpy() + before < EXAMPLES_PER_ORG).nonzero()[0]
-    chosen = chosen[:EXAMPLES_MAX - len(tl.examples)]
     for o in of.to_numpy()[chosen]:
         tl.shown[o] = tl.shown.get(o, 0) + 1
     return rows[chosen]

@@ -239,12 +239,21 @@ class Orchestration(_Strict):
     task_runner: Literal["threads", "processes", "dask"] = "threads"
     workers: Annotated[int, Field(ge=1, le=64)] = 2  # threads or processes at once (threads, processes)
     dask: DaskRunner = DaskRunner()
+    # a table's validation as this many tasks, its institutions' codes hashed into as many buckets, and
+    # the full duplicate scan's comparisons as this many tasks by blocking key (on Dask): for a cluster
+    # of several workers. A table without an institution column, or sampled other than full or
+    # incremental, is one task. `partitions_by_table` sets a table's own number (person: the dedup scan)
+    partitions: Annotated[int, Field(ge=1, le=256)] = 1
+    partitions_by_table: dict[str, Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=dict)
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2  # a source that cannot be read is tried again this often
     retry_delay_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [30.0, 120.0])  # backoff
     nightly_cron: str = "0 2 * * *"  # the nightly audit (healthqa schedule), in `timezone`
     quarterly_cron: str = "0 6 1 1,4,7,10 *"  # the inspection report of the quarter just ended
     timezone: str = "Asia/Shanghai"
+
+    def partitions_for(self, table: str) -> int:
+        return self.partitions_by_table.get(table, self.partitions)
 
     @field_validator("nightly_cron", "quarterly_cron")
     @classmethod

@@ -166,7 +166,7 @@ def _local_times(s: pd.Series, tz: str) -> pd.Series:
 
 def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_path: str | None = None,
               truth: str | Path | None = None, incremental: bool = False,
-              progress: Callable[[str], None] | None = None) -> DedupRun:
+              progress: Callable[[str], None] | None = None, candidates: Callable | None = None) -> DedupRun:
     spec_path = spec_path or cfg.dedup.spec
     spec = specs.load(spec_path) if spec_path else specs.builtin()
     if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's
@@ -211,7 +211,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             incremental = False  # nothing to build on yet: a full run
     earlier = store.dedup.matches(source) if incremental else None
     result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
-                                progress=progress, model=prior_model, earlier=earlier,
+                                progress=progress, model=prior_model, earlier=earlier, candidates=candidates,
                                 index=None if idx is None else idx.drop(columns=[index.ROW]))
     result.stats["index"] = why if incremental else "full run"
     token = uuid.uuid4().hex  # ties the index written below to this run's model

@@ -11,9 +11,11 @@ when a source, a table or a stage could not run. Its one parameter is the config
 ``quarterly_report`` are flows too; ``deployments`` serves them all (``healthqa schedule``) and
 ``deploy_to_pool`` registers them on a Prefect server for a work pool (``healthqa deploy``).
 
-A table is one task today; a table's validation by partition (institution, time window) and the
-duplicate matching by blocking key fit the same shape — plain data in, counts out, merged by
-``Night`` — when they are split later.
+With ``orchestration.partitions`` above 1, a table with an institution column is validated by
+several tasks — one per bucket of its institutions' codes for the per-row rules, one for the
+whole-table rules — whose tallies ``Night.combined`` merges into exactly one pass's results; on Dask,
+the duplicate scan's candidate pairs are made and compared by blocking-key partition, one Dask task
+each, before the scoring and clustering run once.
 
 Privacy: tasks carry the configuration, run ids and names, never records, and keep no results
 (``persist_result=False``, no cache keys over their inputs); what they send back to the flow is rule
@@ -53,13 +55,15 @@ from .nightly import (  # noqa: E402
     Night,
     NightlyResult,
     TableOutcome,
+    TablePart,
     check_source,
     dedup_scan,
     nightly_lock,
     nightly_scope,
     validate_table,
+    validate_table_part,
 )
-from .validate import ValidationRun, validate_source  # noqa: E402
+from .validate import ValidationRun, partitions, validate_source  # noqa: E402
 
 # the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
 # stored by the Prefect API); the flow runs in the caller's thread and context
@@ -81,9 +85,37 @@ def _validate(cfg: Config, run: RunContext, source: str, table: str) -> TableOut
     return validate_table(cfg, run, source, table)
 
 
+@task(name="validate part", **QUIET)
+def _validate_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None) -> TablePart:
+    return validate_table_part(cfg, run, source, table, part)
+
+
 @task(name="duplicate scan", **QUIET)
-def _dedup(cfg: Config, source: str, incremental: bool) -> DedupSummary:
-    return dedup_scan(cfg, source, incremental)
+def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1) -> DedupSummary:
+    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
+
+
+def _dedup_parts(orch: Orchestration) -> int:
+    """The duplicate scan's blocking-key partitions: Dask tasks, so only on Dask (else one pass)."""
+    return orch.partitions_for("person") if orch.task_runner == "dask" else 1
+
+
+def _compare_on_dask(n: int) -> Callable:
+    """``engine.compare_candidates`` as ``n`` Dask tasks, one per blocking-key partition, from a task
+    running on the cluster: the normalised records are sent to the workers once (Dask's memory,
+    never Prefect's results); the pairs and levels come back and are joined in (i, j) order."""
+    from healthqa.dedup import engine
+
+    def compare(P, spec, *, only=None, stats=None):
+        from prefect_dask import get_dask_client
+
+        with get_dask_client() as client:
+            records = client.scatter(P, broadcast=True)
+            parts = client.gather([client.submit(engine.compare_part, records, spec, (k, n), only, pure=False)
+                                   for k in range(n)])
+        return engine.compare_parts(parts, stats)
+
+    return compare
 
 
 @task(name="scores and findings", **QUIET)
@@ -169,12 +201,28 @@ def nightly_audit(config_path: str) -> State:
                         night.check_failed(name, value)
                         continue
                     for t in night.checked(name, value):
-                        tables[name, t] = runner.submit(_validate.with_options(name=f"validate {name}.{t}", **retrying),
-                                                        {"cfg": cfg, "run": run, "source": name, "table": t})
+                        n = partitions(cfg, name, t)
+                        if n == 1:
+                            tables[name, t] = runner.submit(
+                                _validate.with_options(name=f"validate {name}.{t}", **retrying),
+                                {"cfg": cfg, "run": run, "source": name, "table": t})
+                            continue
+                        # the per-row rules by institution bucket, the whole-table rules apart
+                        tables[name, t] = [runner.submit(
+                            _validate_part.with_options(name=f"validate {name}.{t} {'whole-table' if p is None else p}",
+                                                        **retrying),
+                            {"cfg": cfg, "run": run, "source": name, "table": t, "part": p})
+                            for p in [*((k, n) for k in range(n)), None]]
                 src = night.person_source()
-                dedup = None if src is None else runner.submit(
-                    _dedup.with_options(**retrying), {"cfg": cfg, "source": src, "incremental": True})
+                dedup = None if src is None else runner.submit(_dedup.with_options(**retrying), {
+                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch)})
                 for (name, t), future in tables.items():
+                    if isinstance(future, list):
+                        outcomes = [_outcome(f) for f in future]
+                        failed = next((value for ok, value in outcomes if not ok), None)
+                        night.combined(name, t, [v for _, v in outcomes]) if failed is None else \
+                            night.table_failed(name, t, failed)
+                        continue
                     ok, value = _outcome(future)
                     night.validated(value) if ok else night.table_failed(name, t, value)
                 if dedup is not None:
@@ -211,7 +259,10 @@ def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary
     blocks), a ``dedup`` run of its own; the nightly audit screens only new and changed archives."""
     cfg = config_mod.load(config_path)
     source = cfg.source_of("person", source, required=True)
-    out = _dedup.with_options(name=f"duplicate scan {source}")(cfg, source, False)
+    orch = cfg.orchestration
+    with _api_for_children(orch), task_runner(orch) as runner:
+        out = runner.submit(_dedup.with_options(name=f"duplicate scan {source}"),
+                            {"cfg": cfg, "source": source, "incremental": False, "dask_parts": _dedup_parts(orch)}).result()
     st = out.stats
     create_table_artifact(key="dedup-scan", description="重复档案筛查 duplicate scan (counts only)", table=[
         {"run": out.run_id, "source": out.source, "archives": st["records"], "candidate_pairs": st["candidate_pairs"],

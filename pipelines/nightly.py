@@ -28,7 +28,7 @@ from healthqa.store import AuditStore, RunContext
 from healthqa.store.locks import Busy
 
 from .dedup import run_dedup
-from .validate import ValidationRun, suite_tables, validate_source
+from .validate import TablePart, ValidationRun, combine_parts, suite_tables, validate_part, validate_source
 
 
 @dataclass
@@ -94,11 +94,24 @@ def validate_table(cfg: Config, run: RunContext, source: str, table: str, store:
     return TableOutcome(v, staged.pending_watermarks)
 
 
-def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None) -> DedupSummary:
-    """Duplicate screening of the archives in ``source`` — new and changed archives against the index
-    (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own."""
+def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None,
+                        store: AuditStore | None = None) -> TablePart:
+    """One part of a table's nightly validation (``validate.validate_part``), for ``Night.combined``."""
+    staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
-        run = run_dedup(cfg, st, source=source, incremental=incremental)
+        out = validate_part(cfg, st, staged, source, table, part)
+    out.watermarks = staged.pending_watermarks
+    return out
+
+
+def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None,
+               candidates: Callable | None = None) -> DedupSummary:
+    """Duplicate screening of the archives in ``source`` — new and changed archives against the index
+    (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own.
+    ``candidates``: how candidate pairs are made and compared (``engine.compare_candidates``'s
+    signature; the flow passes one that spreads blocking-key partitions over a Dask cluster)."""
+    with _store(cfg, store) as st:
+        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates)
     return DedupSummary(run.run_id, run.source, run.incremental, run.result.stats)
 
 
@@ -117,6 +130,11 @@ class Night:
         """A source answered; returns its tables to validate."""
         self.res.checks[name] = checks
         return suite_tables(self.cfg, name)
+
+    def combined(self, source: str, table: str, parts: list[TablePart]) -> None:
+        """A table validated in parts: its results combined and recorded, as one task's would be."""
+        v, marks = combine_parts(self.cfg, self.store, self.run, source, table, parts)
+        self.validated(TableOutcome(v, marks))
 
     def validated(self, outcome: TableOutcome) -> None:
         v = outcome.validation

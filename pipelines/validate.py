@@ -7,8 +7,9 @@ the table, key columns only.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.errors import HealthqaError, SourceError
+from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
-from healthqa.expectations.runner import RuleResult, Validation
+from healthqa.expectations.runner import RuleResult, Validation, combine
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.store import AuditStore, RunContext, StoredResult
 
@@ -179,8 +181,7 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     for t in tables or ():
         cfg.source_of(t, source)  # raises if the source does not map it
     wanted = tables or suite_tables(cfg, source)
-    scope_doc = {"source": source, "tables": wanted, "orgs": list(orgs),
-                 "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+    scope_doc = _scope_doc(source, wanted, orgs, since, until)
     args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
     if nightly is not None:
         out = _validate_tables(*args, nightly)
@@ -198,14 +199,23 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
     return ValidationRun(run.id, scope_doc, out, previous, assessment)
 
 
+def _scope_doc(source: str, tables: list[str], orgs: tuple[str, ...] = (), since=None, until=None) -> dict:
+    return {"source": source, "tables": tables, "orgs": list(orgs),
+            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+
+
+def _context(cfg: Config, rules) -> RuleContext:
+    as_of = reference_time(cfg)
+    needs = set().union(*(r.needs for r in rules)) if rules else set()
+    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=build_references(cfg, needs, as_of))
+
+
 def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
                      store: AuditStore | None, on_table, all_keys: bool,
                      nightly: RunContext | None) -> list[TableValidation]:
-    as_of = reference_time(cfg)
     suites.load_plugins(cfg.validation.plugins)
     rules = {t: suites.rules_for(t, cfg.validation.suites) for t in wanted}
-    needs = set().union(*(r.needs for rs in rules.values() for r in rs)) if rules else set()
-    ctx = RuleContext(as_of=as_of, district=cfg.district.adcode, references=build_references(cfg, needs, as_of))
+    ctx = _context(cfg, [r for rs in rules.values() for r in rs])
     out: list[TableValidation] = []
     with open_source(cfg, source) as reader:
         for t in wanted:
@@ -232,6 +242,79 @@ def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[st
             tv.results = v.results()
             out.append(tv)
     return out
+
+
+# -- a nightly table's validation in partitions, for a cluster: the per-row rules on each institution
+# bucket's rows, the whole-table rules in a part of their own over the table's narrow columns, the
+# parts' tallies combined into exactly the results one pass gives (expectations/runner.combine) ----
+
+@dataclass
+class TablePart:
+    """What one partition task sends back: tallies (counts, the smallest sample keys, institutions,
+    masked examples), the rows it read and the watermarks it staged — no records."""
+
+    rows: int
+    sampling: dict
+    tallies: dict
+    watermarks: dict = field(default_factory=dict)
+
+
+def partitions(cfg: Config, source: str, table: str) -> int:
+    """How many per-row parts a nightly validates ``table`` in: ``orchestration.partitions`` for a
+    table with an institution column, sampled whole or incrementally without a cap; else one."""
+    n, sampling = cfg.orchestration.partitions_for(table), cfg.sources[source].sampling_for(table)
+    return n if canonical.table(table).org and sampling.method in ("full", "incremental") and not sampling.rows else 1
+
+
+def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: str, table: str,
+                  part: tuple[int, int] | None) -> TablePart:
+    """``part`` (k, n): the per-row rules on the rows of the institutions whose codes hash into bucket
+    k of n (bucket 0 also takes the rows without a code); None: the whole-table rules, on the columns
+    they read of every row the night reads. Watermarks are staged on ``nightly``."""
+    suites.load_plugins(cfg.validation.plugins)
+    rules = suites.rules_for(table, cfg.validation.suites)
+    mine = [r for r in rules if rule_types.get(r.type).whole_table == (part is None)]
+    with open_source(cfg, source) as reader:
+        scope = scope_for(reader, store, table)
+        v = Validation(table, mine, _context(cfg, mine), reader.present_columns(table), reader.missing_columns(table))
+        if part is None:
+            chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
+        else:
+            scope = _bucket(reader, table, scope, *part)
+            chunks = () if scope is None else read_table(reader, table, scope, nightly)
+        for chunk in chunks:
+            v.add(chunk)
+        sampling = reader.cfg.sampling_for(table).model_dump(mode="json", exclude_none=True)
+        return TablePart(v.rows if part else 0, sampling, v.partial())
+
+
+def _bucket(reader, table: str, scope: Scope, k: int, n: int) -> Scope | None:
+    """The scope of bucket k of n of the table's institutions (None: no row is in it)."""
+    org = canonical.table(table).org
+    if org not in reader.present_columns(table):
+        return scope if k == 0 else None
+    codes: set = set()
+    for chunk in reader.read(table, scope, columns=[org]):
+        codes.update(chunk[org].dropna().unique().tolist())
+    mine = tuple(sorted((c for c in codes if zlib.crc32(str(c).encode()) % n == k), key=str))
+    if not mine and k:
+        return None
+    return replace(scope, orgs=mine, org_missing=k == 0)
+
+
+def combine_parts(cfg: Config, store: AuditStore, run: RunContext, source: str, table: str,
+                  parts: list[TablePart]) -> tuple[ValidationRun, dict]:
+    """A table's results from its parts, recorded on the nightly ``run`` as one task's would be;
+    returns them with the parts' watermarks (the latest of each)."""
+    suites.load_plugins(cfg.validation.plugins)
+    tv = TableValidation(source, table, sum(p.rows for p in parts), parts[0].sampling,
+                         combine(suites.rules_for(table, cfg.validation.suites), [p.tallies for p in parts]))
+    store.results.record(run.id, _stored([tv]))
+    marks: dict = {}
+    for p in parts:
+        for k, when in p.watermarks.items():
+            marks[k] = max(marks[k], when) if k in marks else when
+    return ValidationRun(run.id, _scope_doc(source, [table]), [tv]), marks
 
 
 def _stored(tables: list[TableValidation]) -> list[StoredResult]:

@@ -14,6 +14,7 @@ pytest.importorskip("prefect")
 from healthqa import config  # noqa: E402
 from healthqa.pipelines.flows import run_nightly_flow, run_validate_flow  # noqa: E402
 from healthqa.pipelines.nightly import run_nightly  # noqa: E402
+from healthqa.pipelines.validate import partitions  # noqa: E402
 
 from .conftest import write_config  # noqa: E402
 from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
@@ -108,13 +109,38 @@ def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypa
         assert r1.count("person") == r2.count("person")
 
 
+def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(platform):  # noqa: F811
+    """The plain functions the partition tasks run, on threads' terms: 4 institution buckets (some of
+    the demo's few institutions share one, bucket 0 takes rows without a code) and the whole-table
+    part, given in any order, combine into one pass's results; the parts' rows add up."""
+    from healthqa.pipelines.nightly import Night, validate_table, validate_table_part
+
+    cfg, store, _ = platform
+    with store.runs.start("nightly") as run:
+        whole = validate_table(cfg, run, "mpi", "person", store=store).validation.tables[0]
+        parts = [validate_table_part(cfg, run, "mpi", "person", p, store=store) for p in [None, (3, 4), (1, 4), (0, 4), (2, 4)]]
+        assert sum(p.rows for p in parts) == whole.rows and sum(bool(p.rows) for p in parts) >= 2
+        night = Night(cfg, store, run)
+        night.combined("mpi", "person", parts)
+    split = night.res.validations["mpi"].tables[0]
+    shown = [(r.rule.id, r.status, r.violations, r.denominator, r.by_org, r.sample_keys, r.examples, r.error)
+             for r in whole.results]
+    assert any(r.violations for r in whole.results) and shown == [
+        (r.rule.id, r.status, r.violations, r.denominator, r.by_org, r.sample_keys, r.examples, r.error) for r in split.results]
+    assert len(store.results.of_run(run.id)) == 2 * len(whole.results)  # each recorded, as one task would
+
+
 def _night_as_counts(store, run_id):
     return sorted((r.source, r.table, r.rule_id, r.status, r.violations, r.denominator,
-                   tuple(sorted((o, c["violations"], c["denominator"]) for o, c in (r.by_org or {}).items())))
+                   tuple(sorted((o, c["violations"], c["denominator"]) for o, c in (r.by_org or {}).items())),
+                   tuple(r.sample_keys or ()), repr(r.examples))
                   for r in store.results.of_run(run_id))
 
 
-def test_the_nightly_on_a_dask_cluster_gives_exactly_what_threads_give(platform, tmp_path):  # noqa: F811
+def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):  # noqa: F811
+    """Tables validated in 3 institution buckets plus a whole-table part, and the duplicate scan's
+    comparisons in 3 blocking-key partitions, on 2 Dask workers: every rule's counts, status,
+    institutions, sample keys and examples, every duplicate pair and watermark as one thread's."""
     pytest.importorskip("prefect_dask")
     import shutil
 
@@ -125,11 +151,13 @@ def test_the_nightly_on_a_dask_cluster_gives_exactly_what_threads_give(platform,
     for f in ("mpi.db", "drc.db", "qc.db"):
         shutil.copy(folder / f, twin / f)
     text = cfg.path.read_text(encoding="utf-8").replace(str(folder), str(twin))
-    (twin / "healthqa.yml").write_text(text + "\norchestration: {task_runner: dask, dask: {workers: 2}}\n",
+    (twin / "healthqa.yml").write_text(text + "\norchestration: {task_runner: dask, dask: {workers: 2}, partitions: 3}\n",
                                        encoding="utf-8")
     dask_cfg = config.load(twin / "healthqa.yml")
     from healthqa.store import AuditStore
 
+    partitioned = [t for s in dask_cfg.sources for t in dask_cfg.sources[s].tables if partitions(dask_cfg, s, t) == 3]
+    assert {"person", "outpatient_visit"} <= set(partitioned)  # whole and incremental sampling
     threads = run_nightly_flow(str(cfg.path))
     on_dask = run_nightly_flow(str(dask_cfg.path))
     assert threads.state.is_completed() and on_dask.state.is_completed(), on_dask.state.message
@@ -138,6 +166,11 @@ def test_the_nightly_on_a_dask_cluster_gives_exactly_what_threads_give(platform,
     assert len(a) > 50 and a == b  # every rule, every count, every institution's count
     assert _pairs(folder / "audit.db") and _pairs(folder / "audit.db") == _pairs(twin / "audit.db")
     assert store.watermarks.all() and list(store.watermarks.all().values()) == list(dask_store.watermarks.all().values())
+    # the full duplicate scan as a flow of its own, in blocking-key partitions on Dask, as on threads
+    from healthqa.pipelines.flows import dedup_scan_flow
+
+    assert dedup_scan_flow(str(cfg.path)).stats["matches"] == dedup_scan_flow(str(dask_cfg.path)).stats["matches"] > 0
+    assert _pairs(folder / "audit.db") == _pairs(twin / "audit.db")
 
 
 def _pairs(db):
