@@ -396,3 +396,28 @@ def test_comparison_kinds_from_entry_points_and_no_silent_overwrite(monkeypatch)
     with pytest.raises(ConfigError, match="names the comparison kind 'postcode_ep'"):
         kinds.Registry().get("name_zh")
 
+
+
+def test_names_entered_in_each_others_field_get_the_fields_swapped_level():
+    """Given name and surname typed into each other's columns (ryan campbell / campbell ryan; 伟 王 /
+    王 伟 in split columns) is its own level, only for a field that names its partner."""
+    base = {"table": "person", "key": "archive_id", "blocking": [["birth_date"]],
+            "fields": [{"name": "given", "kind": "name", "column": "given_name", "swap_with": "surname"},
+                       {"name": "surname", "kind": "name", "column": "family_name", "swap_with": "given"},
+                       {"name": "birth_date", "kind": "date", "column": "birth_date"}]}
+    spec = specs.Spec.model_validate(base)
+    df = pd.DataFrame({"archive_id": ["a", "b", "c", "d", "e", "f"],
+                       "given_name": ["ryan", "campbell", "伟", "王", "ryan", "ryan"],
+                       "family_name": ["campbell", "ryan", "王", "伟", "campbel", "ryan"],
+                       "birth_date": ["1946-05-29"] * 6})
+    P = normalise.prepare(df, spec)
+    lv = compare.levels(P, spec, np.array([0, 2, 0, 4, 0]), np.array([1, 3, 4, 1, 5]))
+    names = [[compare.level_name(f, int(v)) for f, v in zip(spec.fields, row)] for row in lv]
+    assert [n[:2] for n in names[:2]] == [["fields swapped", "fields swapped"]] * 2
+    assert names[2][:2] == ["equal", "close"]  # a typo is not a swap
+    assert names[3][:2] != ["fields swapped", "fields swapped"]  # campbel is not campbell
+    assert names[4][:2] == ["equal", "different"]  # ryan ryan: one value in both fields is no swap
+    plain = specs.Spec.model_validate({**base, "fields": [{**f, "swap_with": None} for f in base["fields"]]})
+    assert compare.levels(P, plain, np.array([0]), np.array([1]))[0, :2].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="swap_with"):
+        specs.Spec.model_validate({**base, "fields": [{**base["fields"][0], "swap_with": "nobody"}, *base["fields"][1:]]})
