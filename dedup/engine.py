@@ -21,7 +21,7 @@ from healthqa import standards as st
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters
 from .model import FSModel, SupervisedModel, pair_tf
-from .normalise import prepare
+from .normalise import block_column, prepare
 from .spec import Spec
 
 TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
@@ -211,7 +211,11 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
         known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
     redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
-    P = known.reindex(at)
+    # the blocking hashes stay int64 (a reindex with gaps would make them floats and round them)
+    blocks = [c for c in known.columns if c.startswith(block_column(0)[:-1])]
+    P = known.drop(columns=blocks).reindex(at)
+    for c in blocks:
+        P[c] = known[c].reindex(at, fill_value=0).to_numpy()
     P.insert(0, "key", keys.to_numpy())
     P = P.reset_index(drop=True)
     fresh.index = np.flatnonzero(redo)
