@@ -421,3 +421,44 @@ def test_names_entered_in_each_others_field_get_the_fields_swapped_level():
     assert compare.levels(P, plain, np.array([0]), np.array([1]))[0, :2].tolist() == [0, 0]
     with pytest.raises(ValueError, match="swap_with"):
         specs.Spec.model_validate({**base, "fields": [{**base["fields"][0], "swap_with": "nobody"}, *base["fields"][1:]]})
+
+
+def test_incremental_run_finds_what_a_full_run_finds_for_the_new_archives(demo, tmp_path):
+    """Archives added since the last run, matched against the index (its normalised fields and
+    blocking hashes), get the candidate pairs and matches a fresh full run gives them."""
+    from healthqa.dedup import blocking
+
+    folder = tmp_path / "platform"
+    shutil.copytree(demo, folder)
+    cfg = _cfg(folder, tmp_path)
+    store = AuditStore(cfg.store.url)
+    with sqlite3.connect(folder / "mpi.db") as conn:  # a tenth of the archives held back, then added after the run
+        conn.execute("CREATE TABLE night AS SELECT * FROM T_GRDA WHERE rowid % 10 = 7")
+        conn.execute("DELETE FROM T_GRDA WHERE rowid % 10 = 7")
+        new = {r[0] for r in conn.execute("SELECT DABH FROM night")}
+    run_dedup(cfg, store, incremental=True)  # a full run on the rest
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        conn.execute("UPDATE night SET GXSJ = '2026-11-25 01:00:00'")
+        conn.execute("INSERT INTO T_GRDA SELECT * FROM night")
+    night = run_dedup(cfg, store, incremental=True)
+    assert night.incremental and night.result.stats["index"] == "used"
+    (tmp_path / "fresh").mkdir()
+    fresh = _cfg(folder, tmp_path / "fresh")
+    full = run_dedup(fresh, AuditStore(fresh.store.url))
+
+    def candidates(result):
+        P = result.prepared
+        only = P["key"].isin(new).to_numpy()
+        keys = P["key"].to_numpy()
+        return {tuple(sorted((keys[a], keys[b]))) for i, j in blocking.candidate_pairs(P, SPEC, only=only)
+                for a, b in zip(i, j)}
+
+    pairs = candidates(full.result)
+    assert len(pairs) > 20 and candidates(night.result) == pairs
+    assert night.result.stats["candidate_pairs"] == len(pairs)
+
+    def matched(result):
+        m = result.matches
+        return {tuple(sorted(p)) for p in zip(m["left"], m["right"]) if set(p) & new}
+
+    assert len(matched(full.result)) > 5 and matched(night.result) == matched(full.result)
