@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .normalise import blocking_key
+from .normalise import block_column, block_hash, blocking_key
 from .spec import Spec
 
 
@@ -28,12 +28,16 @@ def pass_codes(prepared: pd.DataFrame, spec: Spec, parts: int = 1) -> tuple[list
     """Per pass, an integer block code per record (-1: the record has no key for this pass), and
     the partition (of ``parts``) of each block: a hash of the block's key, the same in every process."""
     codes_, part_ = [], []
-    for fields in spec.blocking:
-        codes, keys = pd.factorize(blocking_key(prepared, fields), use_na_sentinel=True)
-        codes_.append(codes.astype(np.int64))
+    for p, fields in enumerate(spec.blocking):
+        col = block_column(p)
+        h = prepared[col].to_numpy(dtype=np.int64) if col in prepared else \
+            block_hash(blocking_key(prepared, fields))
+        codes, keys = pd.factorize(h)
+        codes = codes.astype(np.int64)
+        codes[h == 0] = -1  # no key for this pass
+        codes_.append(codes)
         if parts > 1:
-            h = pd.util.hash_array(np.asarray(keys, dtype=object)) if len(keys) else np.array([], dtype=np.uint64)
-            part_.append((h % np.uint64(parts)).astype(np.int64))
+            part_.append((keys.view(np.uint64) % np.uint64(parts)).astype(np.int64))
     return codes_, part_
 
 

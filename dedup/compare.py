@@ -27,7 +27,7 @@ class FieldLevels(BaseCompareFeature):
 
     def __init__(self, f: FieldSpec):
         self.kind = kinds.get(f.kind)
-        cols = [f.name + suffix for suffix in self.kind.columns]
+        cols = [f.name + suffix for suffix in self.kind.columns] + ([f.swap_with] if f.swap_with else [])
         super().__init__(cols, cols, label=f.name)
         self.field = f
         self.cols = cols
@@ -106,8 +106,19 @@ def given_swapped(x: str, y: str) -> bool:
 def compare_name(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
+    lv[present] = np.where(eq[present], 4, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
+    if f.swap_with:
+        lv[crossed(f, left, right) & present & ~eq] = 3
     return lv
+
+
+def crossed(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Pairs whose values of ``f`` and its ``swap_with`` partner are entered in each other's field
+    (given name and surname swapped between the columns: ryan campbell / campbell ryan)."""
+    a, b = left[f.name].astype(object), right[f.name].astype(object)
+    pa, pb = left[f.swap_with].astype(object), right[f.swap_with].astype(object)
+    both = pd.notna(a) & pd.notna(b) & pd.notna(pa) & pd.notna(pb)
+    return both & (a == pb) & (pa == b) & (a != pa)
 
 
 def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
@@ -172,7 +183,8 @@ BUILTIN = (
     ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
                                "equal"),
                    normalise.derive_name_zh, compare_name_zh),
-    ComparisonKind("name", ("different", "similar", "close", "equal"), normalise.derive_text, compare_name),
+    ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
+                   compare_name),
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string),
     ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
                             "lunar calendar shift", "equal"),

@@ -221,29 +221,44 @@ def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
         return prepare(df, spec)
     keys = st.text(df[spec.key])
     only = np.asarray(only, dtype=bool)
-    if keys.is_unique and index["key"].is_unique:  # the usual case: archive numbers are unique
-        known = index.set_index("key")
-        at = pd.Index(keys)
-    else:
-        # rows that share an archive number are told apart by their rank under it (both runs order
-        # them by content); when one of them changed, the ranks may have too, so all are redone
-        at = pd.MultiIndex.from_arrays([keys, keys.groupby(keys, dropna=False).cumcount()])
-        known = index.set_index([index["key"], index.groupby("key", dropna=False).cumcount()]).drop(columns="key")
-    redo = only | keys.isin(keys[only]).to_numpy() | ~at.isin(known.index)
+    # each row's place in the index: by archive number and, where rows share one (a defect of their
+    # own), its rank under it (both runs order them by content; when one of them changed, the ranks
+    # may have too, so all are redone). Integers throughout: a night aligns a million rows in a
+    # second, and the index's columns keep their types (a reindex with gaps would turn the int64
+    # blocking hashes into rounded floats).
+    codes, _ = pd.factorize(np.concatenate([index["key"].to_numpy(dtype=object), keys.to_numpy(dtype=object)]),
+                            use_na_sentinel=False)
+    old, now = codes[:len(index)], codes[len(index):]
+    width = len(codes) + 1  # above any rank
+    pos = pd.Index(old * width + _rank(old)).get_indexer(now * width + _rank(now))
+    redo = only | keys.isin(keys[only]).to_numpy() | (pos < 0)
     fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
-    P = known.reindex(at)
+    P = index.drop(columns="key").take(np.where(pos < 0, 0, pos)).reset_index(drop=True)
     P.insert(0, "key", keys.to_numpy())
-    P = P.reset_index(drop=True)
     fresh.index = np.flatnonzero(redo)
-    for c in fresh.columns:
-        if c in P:
-            if P[c].dtype != fresh[c].dtype and not (P[c].dtype == object or fresh[c].dtype == object):
-                P[c] = P[c].astype(fresh[c].dtype)
-            P.loc[fresh.index, c] = fresh[c]
+    for c in P.columns[1:]:
+        if c not in fresh:  # a column only the index has: nothing known for the rows it lacks
+            P[c] = P[c].astype(object)
+            P.loc[pos < 0, c] = None
+            continue
+        if P[c].dtype != fresh[c].dtype and not (P[c].dtype == object or fresh[c].dtype == object):
+            P[c] = P[c].astype(fresh[c].dtype)
+        P.loc[fresh.index, c] = fresh[c]
     for f in spec.fields:  # frequencies change with every archive added
         if f.tf:
             P[f"{f.name}__tf"] = P[f.name].map(P[f.name].value_counts(normalize=True)).astype(float)
     return P
+
+
+def _rank(codes: np.ndarray) -> np.ndarray:
+    """Each element's occurrence number among the equal codes before it (0 for the first)."""
+    order = np.argsort(codes, kind="stable")
+    c = codes[order]
+    at = np.arange(len(c))
+    first = np.maximum.accumulate(np.where(np.r_[True, c[1:] != c[:-1]], at, 0))
+    rank = np.empty(len(c), dtype=np.int64)
+    rank[order] = at - first
+    return rank
 
 
 def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:

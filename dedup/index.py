@@ -1,5 +1,6 @@
-"""The incremental dedup index: the normalised archives of the last successful dedup run, kept for
-the next incremental run so that a night normalises only the day's archives.
+"""The incremental dedup index: the normalised archives of the last successful dedup run, with
+each blocking pass's key hash (``normalise.block_column``), kept for the next incremental run so
+that a night normalises and keys only the day's archives.
 
 The index is a copy of personal data (names, ID numbers, phones, addresses, birth dates). It lives
 in the configured data directory (``data_dir``), never in the configuration's folder, owner-only

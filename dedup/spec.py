@@ -19,6 +19,10 @@ class FieldSpec(BaseModel):
     column: str
     tf: bool = False
     missing: list[str] = Field(default_factory=list)  # values that mean "unknown"
+    # another field whose value this one's may have been entered in (given name and surname typed
+    # into each other's columns, as Chinese names often are in split columns): a pair whose two
+    # values are crossed between the fields gets the kind's "fields swapped" level
+    swap_with: str | None = None
 
     @field_validator("kind")
     @classmethod
@@ -80,9 +84,25 @@ class Spec(BaseModel):
                     raise ValueError(str(e)) from None
         return data
 
+    @model_validator(mode="after")
+    def _swap_partners(self):
+        names = [f.name for f in self.fields]
+        for f in self.fields:
+            if f.swap_with is not None and (f.swap_with not in names or f.swap_with == f.name):
+                raise ValueError(f"field {f.name}: swap_with {f.swap_with!r} is not another field of the spec")
+            if f.swap_with is not None and "fields swapped" not in _levels(f.kind):
+                raise ValueError(f"field {f.name}: kind {f.kind!r} has no \"fields swapped\" level for swap_with")
+        return self
+
     @property
     def columns(self) -> list[str]:
         return list(dict.fromkeys([self.key] + [f.column for f in self.fields]))
+
+
+def _levels(kind: str) -> tuple[str, ...]:
+    from . import kinds
+
+    return kinds.get(kind).levels
 
 
 def load(path: str | Path) -> Spec:

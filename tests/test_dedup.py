@@ -396,3 +396,88 @@ def test_comparison_kinds_from_entry_points_and_no_silent_overwrite(monkeypatch)
     with pytest.raises(ConfigError, match="names the comparison kind 'postcode_ep'"):
         kinds.Registry().get("name_zh")
 
+
+
+def test_names_entered_in_each_others_field_get_the_fields_swapped_level():
+    """Given name and surname typed into each other's columns (ryan campbell / campbell ryan; 伟 王 /
+    王 伟 in split columns) is its own level, only for a field that names its partner."""
+    base = {"table": "person", "key": "archive_id", "blocking": [["birth_date"]],
+            "fields": [{"name": "given", "kind": "name", "column": "given_name", "swap_with": "surname"},
+                       {"name": "surname", "kind": "name", "column": "family_name", "swap_with": "given"},
+                       {"name": "birth_date", "kind": "date", "column": "birth_date"}]}
+    spec = specs.Spec.model_validate(base)
+    df = pd.DataFrame({"archive_id": ["a", "b", "c", "d", "e", "f"],
+                       "given_name": ["ryan", "campbell", "伟", "王", "ryan", "ryan"],
+                       "family_name": ["campbell", "ryan", "王", "伟", "campbel", "ryan"],
+                       "birth_date": ["1946-05-29"] * 6})
+    P = normalise.prepare(df, spec)
+    lv = compare.levels(P, spec, np.array([0, 2, 0, 4, 0]), np.array([1, 3, 4, 1, 5]))
+    names = [[compare.level_name(f, int(v)) for f, v in zip(spec.fields, row)] for row in lv]
+    assert [n[:2] for n in names[:2]] == [["fields swapped", "fields swapped"]] * 2
+    assert names[2][:2] == ["equal", "close"]  # a typo is not a swap
+    assert names[3][:2] != ["fields swapped", "fields swapped"]  # campbel is not campbell
+    assert names[4][:2] == ["equal", "different"]  # ryan ryan: one value in both fields is no swap
+    plain = specs.Spec.model_validate({**base, "fields": [{**f, "swap_with": None} for f in base["fields"]]})
+    assert compare.levels(P, plain, np.array([0]), np.array([1]))[0, :2].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="swap_with"):
+        specs.Spec.model_validate({**base, "fields": [{**base["fields"][0], "swap_with": "nobody"}, *base["fields"][1:]]})
+
+
+def test_incremental_run_finds_what_a_full_run_finds_for_the_new_archives(demo, tmp_path):
+    """Archives added since the last run, matched against the index (its normalised fields and
+    blocking hashes), get the candidate pairs and matches a fresh full run gives them."""
+    from healthqa.dedup import blocking
+
+    folder = tmp_path / "platform"
+    shutil.copytree(demo, folder)
+    cfg = _cfg(folder, tmp_path)
+    store = AuditStore(cfg.store.url)
+    with sqlite3.connect(folder / "mpi.db") as conn:  # a tenth of the archives held back, then added after the run
+        conn.execute("CREATE TABLE night AS SELECT * FROM T_GRDA WHERE rowid % 10 = 7")
+        conn.execute("DELETE FROM T_GRDA WHERE rowid % 10 = 7")
+        new = {r[0] for r in conn.execute("SELECT DABH FROM night")}
+    run_dedup(cfg, store, incremental=True)  # a full run on the rest
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        conn.execute("UPDATE night SET GXSJ = '2026-11-25 01:00:00'")
+        conn.execute("INSERT INTO T_GRDA SELECT * FROM night")
+    night = run_dedup(cfg, store, incremental=True)
+    assert night.incremental and night.result.stats["index"] == "used"
+    (tmp_path / "fresh").mkdir()
+    fresh = _cfg(folder, tmp_path / "fresh")
+    full = run_dedup(fresh, AuditStore(fresh.store.url))
+
+    def candidates(result):
+        P = result.prepared
+        only = P["key"].isin(new).to_numpy()
+        keys = P["key"].to_numpy()
+        return {tuple(sorted((keys[a], keys[b]))) for i, j in blocking.candidate_pairs(P, SPEC, only=only)
+                for a, b in zip(i, j)}
+
+    pairs = candidates(full.result)
+    assert len(pairs) > 20 and candidates(night.result) == pairs
+    assert night.result.stats["candidate_pairs"] == len(pairs)
+
+    def matched(result):
+        m = result.matches
+        return {tuple(sorted(p)) for p in zip(m["left"], m["right"]) if set(p) & new}
+
+    assert len(matched(full.result)) > 5 and matched(night.result) == matched(full.result)
+
+
+def test_the_index_aligns_rows_that_share_an_archive_number_and_new_rows():
+    """The night takes each unchanged row's normalised fields from the index by archive number and
+    rank under it (rows sharing a number, a defect of their own), and normalises the rest."""
+    df = pd.DataFrame({"archive_id": ["a", "b", "b", "c", "d"],
+                       "name": ["王伟", "李燕", "张伟", "陈静", "刘华艳"],
+                       "birth_date": ["1980-01-02", "1990-03-04", "1991-05-06", None, "2001-07-08"],
+                       "id_number": [None] * 5, "phone": ["13800000001", None, None, "13800000002", None],
+                       "address": [None] * 5, "sex_code": ["1", "2", "1", "2", "2"]})
+    index = normalise.prepare(df.iloc[:4], SPEC)  # d is new
+    index["name"] = index["name"] + "*"  # tells where a value came from
+    P = engine.prepare_with_index(df, SPEC, index, only=np.array([False, False, False, False, True]))
+    fresh = normalise.prepare(df, SPEC)
+    assert P["name"].tolist() == ["王伟*", "李燕*", "张伟*", "陈静*", "刘华艳"]
+    for c in [c for c in fresh.columns if c.startswith("__block")]:
+        assert P[c].dtype == np.int64 and P[c].tolist() == fresh[c].tolist()
+    changed = engine.prepare_with_index(df, SPEC, index, only=np.array([False, True, False, False, True]))
+    assert changed["name"].tolist() == ["王伟*", "李燕", "张伟", "陈静*", "刘华艳"]  # both b rows redone
