@@ -7,6 +7,7 @@ test that needs one skips, naming the server, only when it truly cannot be reach
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import uuid
 from datetime import datetime
@@ -56,6 +57,13 @@ def sqlite_frames(folder: Path) -> dict[str, pd.DataFrame]:
         with sqlite3.connect(folder / f"{db}.db") as conn:
             out[table] = pd.read_sql_query(f"SELECT * FROM {phys}", conn)
     return out
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (the socket is closed when the block ends)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def absent(reason: str):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 from healthqa import config
 from healthqa.store import AuditStore
 
-from .conftest import absent
+from .conftest import absent, free_port
 from .console_site import PASSWORD, build
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,9 +35,7 @@ def server(demo, tmp_path_factory):
         absent("playwright is not installed (pip install -e '.[dev]')")
     folder = tmp_path_factory.mktemp("console-e2e")
     site = build(demo, folder)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cli = Path(sys.executable).with_name("healthqa")
     proc = subprocess.Popen([str(cli), "serve", "--config", str(site), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -7,7 +7,6 @@ import csv
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from datetime import datetime
@@ -17,6 +16,8 @@ import pytest
 
 from healthqa.reports import publish
 from healthqa.store.findings import FindingRow
+
+from .conftest import free_port
 
 
 def finding(i=1, level="一级", **kw):
@@ -90,14 +91,8 @@ def test_webhook_retries_server_errors_with_backoff_but_not_refusals():
         rx.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed when the block ends: nothing listens there
-
-
 def test_a_dead_endpoint_fails_quietly_and_quickly():
-    port = _free_port()
+    port = free_port()
     t0 = time.monotonic()
     d = publish.post_webhook(f"http://127.0.0.1:{port}/hook", {"x": 1}, attempts=3, backoff_s=0.01, timeout_s=1)
     assert not d.ok and d.attempts == 3 and "refused" in d.detail.lower()
@@ -113,7 +108,7 @@ def test_level_one_findings_are_mailed(tmp_path):
             received.append(envelope)
             return "250 OK"
 
-    port = _free_port()
+    port = free_port()
     ctl = aiosmtpd.Controller(Handler(), hostname="127.0.0.1", port=port)
     ctl.start()
     try:
