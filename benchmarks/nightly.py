@@ -12,13 +12,13 @@ day against the index. Each night runs in its own process, with the process tree
 sampled (Dask workers included):
 
 - ``plain``: the same stages as plain functions (``run_nightly``), one after another — the peer;
-- ``threads1``: ``healthqa run nightly`` (the Prefect flow on the ephemeral API) with one task at a
+- ``threads1``: ``healthqa run nightly`` (the Prefect flow on its local API) with one task at a
   time — the same work as ``plain`` plus Prefect, so the difference is Prefect's cost;
 - ``threads``: ``healthqa run nightly`` with the default task runner (two threads);
 - ``dask``: ``healthqa run nightly`` on a local Dask cluster of two worker processes (prefect-dask).
 
 Per stage: the Prefect task runs' start and end times (read back from the run's Prefect API), or the
-plain stages' own timers. Prefect's start-up (the ephemeral API) is timed on its own in a fresh
+plain stages' own timers. Prefect's start-up (the local API, pipelines/prefect_api.py) is timed on its own in a fresh
 process; Prefect's cost on a night is the time spent outside the stages by the flow (one task at a
 time) minus the same for the plain peer — the stages' own seconds move with the machine's load.
 Floors (issue 8): ≤ 5 minutes end to end; Prefect ≤ 10 % of the total.
@@ -63,22 +63,29 @@ nightly.Night.finish = timed("report and publishing", nightly.Night.finish)
 imported = time.perf_counter() - t0
 res = nightly.run_nightly(config.load(sys.argv[1]))
 print(json.dumps({"imported_s": imported, "spans": spans, "status": res.status, "failures": res.failures}))
+import gc; gc.freeze()  # as the healthqa command ends (pipelines/cli.py main)
 """
 
 API_START = r"""
 import time
 t0 = time.perf_counter()
+from healthqa.pipelines.prefect_api import local_api, one_shot
 from prefect import flow
 imported = time.perf_counter() - t0
 @flow(persist_result=False)
 def hello():
     return 1
 s = time.perf_counter()
-hello()
-first = time.perf_counter() - s
-s = time.perf_counter()
-hello()
-print({"import_s": imported, "first_flow_s": first, "second_flow_s": time.perf_counter() - s})
+local_api().wait()
+api = time.perf_counter() - s
+with one_shot():
+    s = time.perf_counter()
+    hello()
+    first = time.perf_counter() - s
+    s = time.perf_counter()
+    hello()
+print({"import_s": round(imported, 2), "local_api_start_s": round(api, 2), "first_flow_s": round(first, 2),
+       "second_flow_s": round(time.perf_counter() - s, 2)})
 """
 
 TASK_RUNS = r"""

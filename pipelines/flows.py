@@ -26,31 +26,27 @@ names are source and table names; the artifacts are scores, rule ids and counts.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # a terminal and a log file get the audit's own lines
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: sites have no internet
-# the ephemeral API's first start migrates its database: Prefect's 20 s is too short on a busy machine
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # Dask workers started for a run say little
+from .prefect_api import one_shot  # Prefect's settings, decided before Prefect loads
 
-from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed, State  # noqa: E402
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner  # noqa: E402
+# isort: split
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from healthqa import config as config_mod  # noqa: E402
-from healthqa.config import Config, Orchestration  # noqa: E402
-from healthqa.errors import ConfigError, HealthqaError, SourceError  # noqa: E402
-from healthqa.store import AuditStore, RunContext  # noqa: E402
+from healthqa import config as config_mod
+from healthqa.config import Config, Orchestration
+from healthqa.errors import ConfigError, HealthqaError, SourceError
+from healthqa.store import AuditStore, RunContext
 
-from .nightly import (  # noqa: E402
+from .nightly import (
     DedupSummary,
     Night,
     NightlyResult,
@@ -63,7 +59,7 @@ from .nightly import (  # noqa: E402
     validate_table,
     validate_table_part,
 )
-from .validate import ValidationRun, partitions, validate_source  # noqa: E402
+from .validate import ValidationRun, partitions, validate_source
 
 # the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
 # stored by the Prefect API); the flow runs in the caller's thread and context
@@ -323,7 +319,8 @@ def deploy_to_pool(cfg, pool: str) -> list:
 def run_nightly_flow(config_path: str) -> FlowOutcome:
     """Run the nightly flow once, on Prefect's ephemeral local API unless ``PREFECT_API_URL`` points
     at a server: no server, no account, nothing to start."""
-    state = nightly_audit(str(config_path), return_state=True)
+    with one_shot():
+        state = nightly_audit(str(config_path), return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, HealthqaError):  # refused before it began (configuration, a nightly already running)
         raise result
@@ -339,7 +336,8 @@ def run_validate_flow(config_path: str, source: str, tables: list[str] | None = 
     ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
     token = ON_TABLE.set(on_table)
     try:
-        state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
+        with one_shot():
+            state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
     finally:
         ON_TABLE.reset(token)
     result = state.result(raise_on_failure=False)

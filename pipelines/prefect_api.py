@@ -1,37 +1,188 @@
-"""Prefect's ephemeral API started early: its server process boots (imports, database check) while the
-command goes on importing the audit's modules and reading its configuration, instead of after.
+"""How this package runs Prefect: its settings, decided before Prefect loads, and the local API a
+command's flow runs report to when ``PREFECT_API_URL`` names no server.
 
-On a 2-core machine both take seconds (benchmarks/RESULTS.md); overlapped, the operator waits for the
-longer one, not for their sum. Kept apart from ``flows.py`` so that starting it imports little.
+Prefect's own ephemeral API (``SubprocessASGIServer``) is started by the client that first needs it,
+which imports the whole server (FastAPI application, database models) into the command's process
+only to start the server in another one — seconds of CPU on the command's path that its flows never
+use. ``LocalAPI`` starts the same server process (uvicorn on Prefect's ``create_app`` factory, in
+ephemeral mode: no UI, only the services an ephemeral server runs) without that import, and points
+``PREFECT_API_URL`` at it, for this process and the processes it starts (a process pool, a local Dask
+cluster's workers). ``warm`` starts it in the background at the top of a command, so that it boots
+while the command imports the audit's modules and reads its configuration, on the other core.
+
+``one_shot`` is what a run on that API does without: it ends with the command, so nothing is left
+to watch a flow run's heartbeat.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # as pipelines/flows.py: decided before Prefect loads
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+from healthqa.errors import HealthqaError
+
+DEFAULTS = {
+    "PREFECT_LOGGING_LEVEL": "WARNING",  # a terminal and a log file get the audit's own lines
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry: sites have no internet
+    "DO_NOT_TRACK": "1",  # nor Prefect's client-side telemetry
+    # the local API's first start migrates its database: Prefect's 20 s is too short on a busy machine
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "DASK_LOGGING__DISTRIBUTED": "warning",  # Dask workers started for a run say little
+}
+for _k, _v in DEFAULTS.items():
+    os.environ.setdefault(_k, _v)
+
+# The server process's own settings, as Prefect starts its ephemeral server (no UI, ephemeral
+# services only), and without checking the block types at every start: the audit's flows use no
+# blocks, and the check imports every installed Prefect integration (Dask's among them).
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+              "PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+STARTUP_FAILURE = 3  # uvicorn's exit code when it could not start (its port taken among the reasons)
 
 
-def warm() -> Callable[[], None]:
-    """Start the ephemeral API server in the background unless ``PREFECT_API_URL`` names a server;
-    returns the wait to call before the first flow runs (a start that failed is left to the flow,
-    which starts it again and reports what went wrong)."""
-    from prefect.settings import PREFECT_API_URL
+class PrefectAPIError(HealthqaError):
+    """Prefect's local API could not be started: no flow can run."""
 
-    if PREFECT_API_URL.value():
-        return lambda: None
+    exit_code = 1
 
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
 
-        with suppress(Exception):  # a start that failed: the flow's own start says why
-            SubprocessASGIServer().start()  # the instance get_client uses: started once per process
+class LocalAPI:
+    """Prefect's API server for this command's flow runs: a uvicorn process on a free local port,
+    stopped when the command ends."""
 
-    t = threading.Thread(target=start, name="healthqa-prefect-api", daemon=True)
-    t.start()
-    return t.join
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.process: subprocess.Popen | None = None
+        self.error: PrefectAPIError | None = None
+        self._ready = threading.Event()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's messages, kept while it runs
+
+    def start(self) -> None:
+        """Start the server and point ``PREFECT_API_URL`` at it; ``wait`` tells when it answers."""
+        self._launch()
+        threading.Thread(target=self._until_ready, name="healthqa-prefect-api", daemon=True).start()
+        atexit.register(self.stop)
+
+    def wait(self) -> str:
+        self._ready.wait()
+        if self.error:
+            raise self.error
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _launch(self) -> None:
+        with socket.socket() as s:  # a free port, as Prefect picks one (a race is retried below)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
+             "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env={**env, **SERVER_ENV}, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        _point_at(self.url)
+
+    def _until_ready(self) -> None:
+        limit = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+        deadline, retries = time.monotonic() + limit, 3
+        try:
+            while time.monotonic() < deadline:
+                code = self.process.poll()
+                if code == STARTUP_FAILURE and retries and b"address already in use" in self._said():
+                    retries -= 1  # the port was taken since it was found free: another one
+                    self._launch()
+                    continue
+                if code is not None:
+                    return self._failed(f"its process exited with code {code}")
+                try:
+                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                        if r.status == 200:
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            self._failed(f"it did not answer within {limit:.0f} s "
+                         "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+        finally:
+            self._ready.set()
+
+    def _said(self) -> bytes:
+        self._log.seek(0)
+        return self._log.read()
+
+    def _failed(self, why: str) -> None:
+        self.stop()
+        said = self._said().decode(errors="replace").splitlines()
+        # the server's last exception line says why (its traceback is the server's, not the user's)
+        errors = [ln.strip() for ln in said if re.match(r"[\w.]+(Error|Exception|Exit)\b.*", ln.strip())]
+        last = errors[-1] if errors else next((ln.strip() for ln in reversed(said) if ln.strip()), "")
+        self.error = PrefectAPIError(f"Prefect 本地 API 未能启动 / Prefect's local API did not start: {why}"
+                                     + (f": {last[:300]}" if last else ""))
+
+
+def _point_at(url: str) -> None:
+    """``PREFECT_API_URL`` for this process's Prefect (its settings were read when it was imported)
+    and for the processes it starts."""
+    os.environ["PREFECT_API_URL"] = url
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+
+
+_api: LocalAPI | None = None
+_lock = threading.Lock()
+
+
+def local_api() -> LocalAPI | None:
+    """This process's local API, started on first use; None when ``PREFECT_API_URL`` names a server."""
+    global _api
+    with _lock:
+        if _api is None:
+            from prefect.settings import PREFECT_API_URL
+
+            if PREFECT_API_URL.value():
+                return None
+            _api = LocalAPI()
+            _api.start()
+        return _api
+
+
+def warm() -> None:
+    """Start the local API now, unless ``PREFECT_API_URL`` names a server; the first flow run waits
+    for it (``one_shot``)."""
+    local_api()
+
+
+@contextmanager
+def one_shot() -> Iterator[None]:
+    """A flow run of this command: on the local API (waiting until it answers), without heartbeats —
+    Prefect sends one every few minutes so that a server can tell a crashed run, and stopping its
+    thread costs each flow run up to a second; the local API ends with the command, and the audit
+    store tells a crashed run (``healthqa runs``). On a server, runs keep their heartbeats."""
+    api = local_api()
+    if api is None:
+        yield
+        return
+    api.wait()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

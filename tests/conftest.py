@@ -6,19 +6,17 @@ test that needs one skips, naming the server, only when it truly cannot be reach
 
 from __future__ import annotations
 
+# Prefect as the CLI runs it, decided before any test imports Prefect: its own lines at WARNING (its
+# shutdown message would otherwise go to a stream pytest has closed), no telemetry
+from healthqa.pipelines import prefect_api  # noqa: F401
+
+# isort: split
 import os
 import socket
 import sqlite3
 import uuid
 from datetime import datetime
 from pathlib import Path
-
-# Prefect as the CLI runs it (pipelines/flows.py sets the same), decided before any test imports
-# Prefect: its own lines at WARNING (its shutdown message would otherwise go to a stream pytest has
-# closed), no telemetry
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import pandas as pd
 import pytest
