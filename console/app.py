@@ -155,7 +155,8 @@ def _accounts() -> APIRouter:
         if user is None:
             return render(request, "login.html.j2", status_code=401, error=reason, username=username)
         request.session.clear()  # a new session (and CSRF token) at log-in: no fixation
-        request.session.update(user=user.name, role=user.role, began=_now_iso(), csrf=secrets.token_urlsafe(32))
+        request.session.update(user=user.name, role=user.role, began=_now_iso(), cred=user.credential,
+                               csrf=secrets.token_urlsafe(32))
         return RedirectResponse(HOME[user.role], status_code=303)
 
     @r.post("/logout", dependencies=[Depends(check_csrf)])

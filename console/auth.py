@@ -67,7 +67,8 @@ async def check_csrf(request: Request) -> None:
 
 
 def current(request: Request) -> Who:
-    """The logged-in user of a valid, unexpired session whose account is still active."""
+    """The logged-in user of a valid, unexpired session whose account is still active, with the role
+    and the password it logged in with."""
     s = request.session
     name, began = s.get("user"), s.get("began")
     if not name or not began:
@@ -80,7 +81,7 @@ def current(request: Request) -> Who:
         user = request.app.state.store.users.get(name)
     except UserError:
         user = None
-    if user is None or not user.active or user.role != s.get("role"):
+    if user is None or not user.active or user.role != s.get("role") or user.credential != s.get("cred"):
         s.clear()
         raise LoginRequired
     return Who(user, csrf_token(request))

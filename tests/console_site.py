@@ -53,9 +53,9 @@ def login(client: TestClient, name: str, password: str = PASSWORD):
                        follow_redirects=False)
 
 
-def logged_in(app, name: str) -> tuple[TestClient, str]:
+def logged_in(app, name: str, password: str = PASSWORD) -> tuple[TestClient, str]:
     """A client with a session of ``name`` and its CSRF token."""
     client = TestClient(app)
-    r = login(client, name)
+    r = login(client, name, password)
     assert r.status_code == 303, r.text
     return client, csrf_of(client.get(r.headers["location"]).text)

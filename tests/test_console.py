@@ -403,6 +403,10 @@ def test_admin_manages_accounts_in_the_audit_log(app, store):
     assert r.status_code == 303 and store.users.get("steward3").role == "steward"
     s3, _ = logged_in(app, "steward3")
     assert s3.get("/review").status_code == 200
+    admin.post("/admin/users/steward3/passwd", data={"password": PASSWORD + "-new", "csrf_token": token})
+    assert s3.get("/review", follow_redirects=False).headers["location"] == "/login"  # a new password ends it
+    s3, _ = logged_in(app, "steward3", PASSWORD + "-new")
+    assert s3.get("/review").status_code == 200
     admin.post("/admin/users/steward3/disable", data={"csrf_token": token})
     assert s3.get("/review", follow_redirects=False).headers["location"] == "/login"  # the session ends at once
     log = store.review.audit(user="admin1", limit=20)

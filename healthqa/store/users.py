@@ -8,6 +8,7 @@ the actor — for the command line, the operating-system user.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class UserRecord:
     role: str
     active: bool
     created_at: datetime
+    # a digest of the stored password hash: a console session remembers the one it logged in with and
+    # ends when it changes (a new password, wherever it was set)
+    credential: str = ""
 
 
 def normalise_name(name: str) -> str:
@@ -133,4 +137,5 @@ class Users:
 
 
 def _record(u: User) -> UserRecord:
-    return UserRecord(u.id, u.name, u.role, u.active, u.created_at)
+    stamp = hashlib.sha256((u.password_hash or "").encode()).hexdigest()[:16]
+    return UserRecord(u.id, u.name, u.role, u.active, u.created_at, stamp)
