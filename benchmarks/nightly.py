@@ -1,7 +1,7 @@
 """Nightly-audit benchmark: one night of a 500,000-resident platform, end to end, as the operator runs it.
 
     python benchmarks/nightly.py                          # /tmp/healthqa-nightly-500k, 500,000 persons
-    python benchmarks/nightly.py --dir D --persons N --modes plain,threads1,threads,dask
+    python benchmarks/nightly.py --dir D --persons N --modes plain,threads1,threads,dask [--repeat R]
 
 The platform is generated once into ``--dir`` (as-of 2026-11-25) and reused. "One day of new data":
 the night before is prepared once — a full duplicate scan (model and index), and the clinical feeds'
@@ -213,6 +213,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/healthqa-nightly-500k")
     ap.add_argument("--persons", type=int, default=500_000)
     ap.add_argument("--modes", default="plain,threads1,threads,dask")
+    ap.add_argument("--repeat", type=int, default=1, help="run the modes in turn this many times; medians are compared")
     args = ap.parse_args()
     folder = Path(args.dir)
     platform(folder, args.persons)
@@ -224,27 +225,36 @@ def main() -> None:
         assert api.returncode == 0, api.stderr[-3000:]
         print(f"Prefect start-up, {when}:", api.stdout.strip())
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    results = {}
-    for mode in args.modes.split(","):
-        restore(folder, saved)
-        r = results[mode] = night(folder, mode)
-        st = stages(r["spans"])
-        validations = [e - s for n, s, e in r["spans"] if n.startswith("validate")]
-        print(f"{mode:9s} end to end {r['wall_s']:6.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB  " +
-              "  ".join(f"{k} {total:.1f} (span {span:.1f})" for k, (total, span) in st.items()) +
-              f"  (table tasks: {len(validations)}, longest {max(validations, default=0):.1f} s)"
-              + (f"  flow run {r['flow_s']:.1f} s" if "flow_s" in r else ""), flush=True)
-        print("   load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+    results: dict[str, list[dict]] = {}
+    for _ in range(args.repeat):  # in turn, so that a change in the machine's load falls on every mode
+        for mode in args.modes.split(","):
+            restore(folder, saved)
+            r = night(folder, mode)
+            results.setdefault(mode, []).append(r)
+            st = stages(r["spans"])
+            validations = [e - s for n, s, e in r["spans"] if n.startswith("validate")]
+            print(f"{mode:9s} end to end {r['wall_s']:6.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB  " +
+                  "  ".join(f"{k} {total:.1f} (span {span:.1f})" for k, (total, span) in st.items()) +
+                  f"  (table tasks: {len(validations)}, longest {max(validations, default=0):.1f} s)"
+                  + (f"  flow run {r['flow_s']:.1f} s" if "flow_s" in r else ""), flush=True)
+            print("   load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
     if "plain" in results and "threads1" in results:
         # the stages' own seconds move with the machine's load from one night to the next; the time
         # spent outside them (imports, the store, Prefect's API and orchestration, the CLI's output)
         # is what Prefect adds to
-        outside = {m: results[m]["wall_s"] - sum(total for total, _ in stages(results[m]["spans"]).values())
+        def median(xs):
+            xs = sorted(xs)
+            return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+
+        outside = {m: [r["wall_s"] - sum(total for total, _ in stages(r["spans"]).values()) for r in results[m]]
                    for m in ("plain", "threads1")}
-        extra = outside["threads1"] - outside["plain"]
-        print(f"outside the stages: plain {outside['plain']:.1f} s, flow one task at a time {outside['threads1']:.1f} s; "
-              f"Prefect's cost {extra:.1f} s = {100 * extra / results['threads1']['wall_s']:.1f} % of the flow's end to end "
-              f"(end to end minus plain: {results['threads1']['wall_s'] - results['plain']['wall_s']:.1f} s)")
+        wall = {m: median([r["wall_s"] for r in results[m]]) for m in ("plain", "threads1")}
+        extra = median(outside["threads1"]) - median(outside["plain"])
+        print(f"outside the stages (median of {args.repeat}): plain {median(outside['plain']):.1f} s "
+              f"{[round(x, 1) for x in outside['plain']]}, flow one task at a time {median(outside['threads1']):.1f} s "
+              f"{[round(x, 1) for x in outside['threads1']]}; Prefect's cost {extra:.1f} s = "
+              f"{100 * extra / wall['threads1']:.1f} % of the flow's end to end (median {wall['threads1']:.1f} s; "
+              f"end to end minus plain: {wall['threads1'] - wall['plain']:.1f} s)")
     (folder / "results.json").write_text(json.dumps(results, default=str), encoding="utf-8")
 
 
