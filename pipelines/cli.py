@@ -221,7 +221,7 @@ def sources_check(config: ConfigOpt):
 
 
 def nightly(cfg: config_mod.Config) -> int:
-    """Run one nightly audit (the Prefect flow, on the ephemeral local API unless PREFECT_API_URL
+    """Run one nightly audit (the Prefect flow, on a local Prefect API unless PREFECT_API_URL
     names a server) and print what it found. The audit's exit code: 0 it ran in full, whatever the
     data looked like (failing rules are findings, not a failed audit); 1 part of it could not run
     (a source, a table or a stage)."""

@@ -150,7 +150,9 @@ def task_runner(orch: Orchestration):
 @contextmanager
 def _api_for_children(orch: Orchestration) -> Iterator[None]:
     """Tasks in processes of this machine (a process pool, a local Dask cluster's workers) report to
-    this process's API: on the ephemeral API they would each start one of their own."""
+    this process's API: on Prefect's ephemeral API (a flow called outside ``one_shot``, as a test
+    may) they would each start one of their own. The local API of ``one_shot`` is already in
+    ``PREFECT_API_URL``, which they inherit."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     children = orch.task_runner == "processes" or (orch.task_runner == "dask" and not orch.dask.address
@@ -317,8 +319,8 @@ def deploy_to_pool(cfg, pool: str) -> list:
 
 
 def run_nightly_flow(config_path: str) -> FlowOutcome:
-    """Run the nightly flow once, on Prefect's ephemeral local API unless ``PREFECT_API_URL`` points
-    at a server: no server, no account, nothing to start."""
+    """Run the nightly flow once, on the command's local Prefect API (``prefect_api.one_shot``)
+    unless ``PREFECT_API_URL`` points at a server: no server, no account, nothing to start."""
     with one_shot():
         state = nightly_audit(str(config_path), return_state=True)
     result = state.result(raise_on_failure=False)
@@ -332,7 +334,7 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
 def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
                       since: datetime | None = None, until: datetime | None = None,
                       on_table: Callable[[str], None] | None = None) -> ValidationRun:
-    """``healthqa validate``: the ad-hoc flow once, on the ephemeral local API unless
+    """``healthqa validate``: the ad-hoc flow once, on the command's local Prefect API unless
     ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
     token = ON_TABLE.set(on_table)
     try:
