@@ -119,6 +119,11 @@ def _assess(night: Night) -> None:
     night.assess()
 
 
+@task(name="report and publishing", **QUIET)
+def _finish(night: Night) -> NightlyResult:
+    return night.finish()
+
+
 @dataclass
 class FlowOutcome:
     """What the CLI needs back from a flow run: the night's result and the run's final state."""
@@ -229,7 +234,7 @@ def nightly_audit(config_path: str) -> State:
             state = _assess(night, return_state=True)
             if state.is_failed():
                 night.stage_failed("reports", _exception(state))
-        res = night.finish()
+        res = _finish(night)  # in the flow's process, after the run is closed
     _artifacts(res)
     if res.failures:
         return Failed(message="; ".join(f"{k}: {v}" for k, v in res.failures.items())[:1000], data=res)
