@@ -60,7 +60,8 @@ def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):  #
     arts = artifacts_of(fr.id)
     assert {a.key for a in arts} >= {"nightly-scores", "nightly-failed-rules", "nightly-report"}
     tasks = task_runs_of(fr.id)
-    for name in ("source mpi", "validate mpi.person", "validate drc.lab_result", "duplicate scan", "scores and findings"):
+    for name in ("source mpi", "validate mpi.person", "validate drc.lab_result", "duplicate scan", "scores and findings",
+                 "report and publishing"):
         assert any(t.name.startswith(name) for t in tasks), name  # task names are source and table names
     text = "\n".join([str(a.data) for a in arts] + [r.getMessage() for r in caplog.records] +
                      [str(fr.parameters), fr.name] + [f"{t.name} {t.task_inputs}" for t in tasks])
