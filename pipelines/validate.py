@@ -210,6 +210,28 @@ def _context(cfg: Config, rules) -> RuleContext:
     return RuleContext(as_of=as_of, district=cfg.district.adcode, references=build_references(cfg, needs, as_of))
 
 
+def _part_of_table(scope: Scope) -> bool:
+    """Whether ``scope`` reads part of the table: an engineer's institutions or time window, or a
+    nightly's rows since the watermark. Rules comparing rows (uniqueness, one active archive per ID
+    number, intervals) still compare them with the whole table: a duplicate of last month's row
+    uploaded tonight is a duplicate."""
+    return bool(scope.orgs or scope.since or scope.until or scope.watermark is not None)
+
+
+def _validation(reader, table: str, scope: Scope, rules: list, ctx: RuleContext, all_keys: bool = False) -> Validation:
+    part = _part_of_table(scope)
+    time_column = reader.time_column(table, scope)
+    return Validation(table, rules, ctx, reader.present_columns(table), reader.missing_columns(table), all_keys,
+                      scoped=part, match_columns=(time_column,) if part and time_column else ())
+
+
+def _add_reference(reader, table: str, scope: Scope, v: Validation) -> None:
+    """The whole table's narrow columns, for a validation of part of it (``_part_of_table``)."""
+    if v.scoped and v.narrow_columns:
+        for chunk in reader.read(table, Scope(sampling=Sampling(method="full")), columns=v.narrow_columns):
+            v.add_reference(chunk)
+
+
 def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
                      store: AuditStore | None, on_table, all_keys: bool,
                      nightly: RunContext | None) -> list[TableValidation]:
@@ -227,17 +249,10 @@ def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[st
             else:
                 scope = scope_for(reader, store, t)
                 chunks = read_table(reader, t, scope, nightly)
-            # an engineer's filters select rows; rules comparing rows still compare with the whole table
-            scoped = bool(scope.orgs or scope.since or scope.until)
-            time_column = reader.time_column(t, scope)
-            v = Validation(t, rules[t], ctx, reader.present_columns(t), reader.missing_columns(t), all_keys,
-                           scoped=scoped, match_columns=(time_column,) if scoped and time_column else ())
+            v = _validation(reader, t, scope, rules[t], ctx, all_keys)
             for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
                 v.add(chunk)
-            if scoped and v.narrow_columns:
-                whole = Scope(sampling=Sampling(method="full"))
-                for chunk in reader.read(t, whole, columns=v.narrow_columns):
-                    v.add_reference(chunk)
+            _add_reference(reader, t, scope, v)
             tv = TableValidation(source, t, v.rows, scope.sampling.model_dump(mode="json", exclude_none=True))
             tv.results = v.results()
             out.append(tv)
@@ -276,7 +291,7 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
     mine = [r for r in rules if rule_types.get(r.type).whole_table == (part is None)]
     with open_source(cfg, source) as reader:
         scope = scope_for(reader, store, table)
-        v = Validation(table, mine, _context(cfg, mine), reader.present_columns(table), reader.missing_columns(table))
+        v = _validation(reader, table, scope, mine, _context(cfg, mine))
         if part is None:
             chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
         else:
@@ -284,6 +299,8 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
             chunks = () if scope is None else read_table(reader, table, scope, nightly)
         for chunk in chunks:
             v.add(chunk)
+        if part is None:
+            _add_reference(reader, table, scope, v)
         sampling = reader.cfg.sampling_for(table).model_dump(mode="json", exclude_none=True)
         return TablePart(v.rows if part else 0, sampling, v.partial())
 
