@@ -120,10 +120,12 @@ def test_survivor_prefers_valid_id_and_completeness(result):
     P = normalise.prepare(archives_frame := pd.DataFrame({
         "archive_id": ["a", "b"], "id_number": [None, "11010519491231002X"], "name": ["王伟", "王伟"],
         "phone": ["13812345678", None], "updated_at": ["2026-01-01 00:00:00", "2025-01-01 00:00:00"]}), SPEC)
-    from healthqa.dedup.cluster import Cluster, choose_survivors
+    from healthqa.dedup.cluster import Cluster, choose_survivors, survivor_fields, traits
 
     c = [Cluster([0, 1])]
-    choose_survivors(c, archives_frame, P["id_number"].where(P["id_number__valid"]).to_numpy(dtype=object))
+    fields = survivor_fields(archives_frame)
+    choose_survivors(c, traits(archives_frame, fields), fields,
+                     P["id_number"].where(P["id_number__valid"]).to_numpy(dtype=object))
     assert c[0].survivor == 1  # the valid ID wins over the more recent update
     assert c[0].proposal == {"phone": 0}  # its missing phone is filled from the other archive
 
