@@ -386,4 +386,4 @@ def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.
 
 
 def cluster_keys(result: DedupResult) -> list[list[str]]:
-    return [result.members(c) for c in result.clusters if c.status == "proposed"]
+    return [c["members"] for c in result.cluster_docs() if c["status"] == "proposed"]

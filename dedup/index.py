@@ -148,8 +148,9 @@ class Index:
             if later is not None and len(later):
                 ok &= ~pc.is_in(t.column("key"), value_set=later).to_numpy(zero_copy_only=False)
             self.live[s] = ok
-            keys = pc.unique(t.column("key")).combine_chunks() if t.num_rows else pa.array([], pa.string())
-            later = keys if later is None else pa.concat_arrays([later, keys])
+            if s:  # the base retires nothing
+                keys = pc.unique(t.column("key").combine_chunks().cast(pa.string()))
+                later = keys if later is None else pa.concat_arrays([later, keys])
         self.rows = int(sum(m.sum() for m in self.live))
 
     @property
@@ -168,9 +169,10 @@ class Index:
     def _where(self, s: int, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask & self.live[s]) + self.offsets[s]
 
-    def differences(self, keys: pd.Series) -> tuple[set, set, set]:
+    def differences(self, keys: pd.Series) -> tuple[set, set, set, dict]:
         """The MPI's archive numbers (every row's) against the index's live rows: numbers the index
-        lacks, numbers no longer in the MPI, and numbers held by another count of rows."""
+        lacks, numbers no longer in the MPI, numbers held by another count of rows, and the MPI's
+        numbers held by more than one row (with their counts)."""
         now = pa.array(keys.to_numpy(dtype=object), pa.string())
         live = pa.chunked_array([c for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks],
                                 pa.string()).combine_chunks()
@@ -184,7 +186,7 @@ class Index:
 
         a, b = repeated(now), repeated(live)
         recount = {k for k in a.keys() | b.keys() if a.get(k, 1) != b.get(k, 1)} - new - gone
-        return new, gone, recount
+        return new, gone, recount, a
 
     def having(self, column: str, values) -> np.ndarray:
         """Positions of the live rows whose ``column`` holds one of ``values`` (blocking hashes, keys)."""
