@@ -226,7 +226,9 @@ class Reader(ABC):
         """The key of every row in scope (the whole table by default), as the source holds it: one
         column read, for noticing rows that appeared or disappeared without reading the others."""
         keys = self._keys(table, scope or Scope(sampling=Sampling(method="full")))
-        return keys["key"] if len(keys) else pd.Series([], dtype=object)
+        if not len(keys):
+            return pd.Series([], dtype=object)
+        return normalise(keys[["key"]], self.tz)[0]["key"]  # as ``read`` hands them over
 
     def read_all(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         parts = list(self.read(table, scope, columns))

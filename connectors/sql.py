@@ -230,9 +230,9 @@ class SqlAlchemyReader(_SqlBuilder):
         # the driver's tuples, no Row object or record per row
         stmt = self._select_keys(t, scope)
         names = [c.name for c in stmt.selected_columns]
-        rows = [r for chunk in self._driver_chunks(stmt) for r in chunk]
-        cols = list(zip(*rows)) if rows else [()] * len(names)
-        return pd.DataFrame({n: np.array(c, dtype=object) for n, c in zip(names, cols)})
+        parts = [np.array(chunk, dtype=object).reshape(len(chunk), len(names)) for chunk in self._driver_chunks(stmt)]
+        rows = np.concatenate(parts) if parts else np.empty((0, len(names)), dtype=object)
+        return pd.DataFrame({n: rows[:, k] for k, n in enumerate(names)})
 
     def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
         rows = self._execute(self._select_by_keys(t, columns, keys))

@@ -172,21 +172,20 @@ class Index:
     def differences(self, keys: pd.Series) -> tuple[set, set, set, dict]:
         """The MPI's archive numbers (every row's) against the index's live rows: numbers the index
         lacks, numbers no longer in the MPI, numbers held by another count of rows, and the MPI's
-        numbers held by more than one row (with their counts)."""
-        now = pa.array(keys.to_numpy(dtype=object), pa.string())
+        numbers held by more than one row (with their counts). One hash table of the MPI's numbers."""
+        enc = pa.array(keys.to_numpy(dtype=object), pa.string()).dictionary_encode()
+        now = enc.dictionary
+        n_now = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(now))
         live = pa.chunked_array([c for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks],
-                                pa.string()).combine_chunks()
-        new = set(now.filter(pc.invert(pc.is_in(now, value_set=live))).to_pylist())
-        gone = set(live.filter(pc.invert(pc.is_in(live, value_set=now))).to_pylist())
-
-        def repeated(a: pa.Array) -> dict:
-            vc = pc.value_counts(a)
-            many = pc.greater(vc.field("counts"), 1)
-            return dict(zip(vc.field("values").filter(many).to_pylist(), vc.field("counts").filter(many).to_pylist()))
-
-        a, b = repeated(now), repeated(live)
-        recount = {k for k in a.keys() | b.keys() if a.get(k, 1) != b.get(k, 1)} - new - gone
-        return new, gone, recount, a
+                                pa.string())
+        at = pc.index_in(live, value_set=now).to_numpy(zero_copy_only=False)  # NaN: not in the MPI
+        held = ~np.isnan(at)
+        n_live = np.bincount(at[held].astype(np.int64), minlength=len(now))
+        gone = set(live.filter(pa.array(~held)).to_pylist())
+        new = set(now.filter(pa.array(n_live == 0)).to_pylist())
+        recount = set(now.filter(pa.array((n_live > 0) & (n_live != n_now))).to_pylist())
+        many = n_now > 1
+        return new, gone, recount, dict(zip(now.filter(pa.array(many)).to_pylist(), n_now[many].tolist()))
 
     def having(self, column: str, values) -> np.ndarray:
         """Positions of the live rows whose ``column`` holds one of ``values`` (blocking hashes, keys)."""
@@ -291,8 +290,10 @@ def append(index: Index, frame: pd.DataFrame, gone: list[str], ident: str, token
     segments = list(index.manifest["segments"])
     manifest = {**index.manifest, "token": token, "run_id": run_id}
     if index.delta_rows + table.num_rows > COMPACT_SHARE * index.base_rows or len(segments) >= MAX_SEGMENTS:
+        mine = pc.unique(table.column("key"))  # the night's numbers retire their earlier rows
         live = [t.drop_columns([GONE]) if GONE in t.column_names else t for t in index.tables]
-        live = [t.filter(pa.array(m)).replace_schema_metadata(None) for t, m in zip(live, index.live)]
+        live = [t.filter(pa.array(m & ~pc.is_in(t.column("key"), value_set=mine).to_numpy(zero_copy_only=False)))
+                .replace_schema_metadata(None) for t, m in zip(live, index.live)]
         night = table.filter(pc.invert(table.column(GONE))).drop_columns([GONE])
         whole = pa.concat_tables([*live, night.cast(live[0].schema)])
         name = f"base-{token}.arrow"

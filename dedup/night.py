@@ -173,9 +173,13 @@ def _touched(edges: pd.DataFrame, stored: pd.DataFrame, touched: set[str]) -> tu
     comps = np.unique(labels[at[at >= 0]])
     K = set(uniques[np.isin(labels, comps)]) if len(comps) else set()
     gone = stored["cluster_id"][stored["archive_id"].isin(K | touched)].unique()
-    rest = stored[~stored["cluster_id"].isin(gone)]
-    kept = [{"status": g["status"].iloc[0], "survivor": g["survivor"].iloc[0], "members": sorted(g["archive_id"])}
-            for _, g in rest.groupby("cluster_id", sort=True)]
+    rest = stored[~stored["cluster_id"].isin(gone)].sort_values(["cluster_id", "archive_id"], kind="stable")
+    cid = rest["cluster_id"].to_numpy()
+    cuts = np.flatnonzero(cid[1:] != cid[:-1]) + 1
+    first = np.r_[0, cuts] if len(cid) else np.array([], dtype=np.int64)
+    members = np.split(rest["archive_id"].to_numpy(dtype=object), cuts) if len(cid) else []
+    kept = [{"status": s, "survivor": v, "members": m.tolist()}
+            for s, v, m in zip(rest["status"].to_numpy()[first], rest["survivor"].to_numpy()[first], members)]
     return K, [int(c) for c in gone], kept
 
 

@@ -253,7 +253,11 @@ def _whole(df: pd.DataFrame, spec: specs.Spec, columns: list[str], decisions: pd
     earlier = store.dedup.matches(source) if incremental else None
     result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
                                 progress=progress, model=prior_model, earlier=earlier, candidates=candidates)
-    redone = None if only is None else sorted(set(st.text(df[spec.key])[only]))
+    redone = None
+    if only is not None:  # and the archives stored pairs name that have left the MPI
+        keys = st.text(df[spec.key])
+        stored = store.dedup.pairs(source)
+        redone = sorted(set(keys[only]) | (set(stored["left"]) | set(stored["right"])) - set(keys))
     return result, updated, index.row_hash(df, columns, hash_rows), redone
 
 
