@@ -173,11 +173,12 @@ class Index:
         """The MPI's archive numbers (every row's) against the index's live rows: numbers the index
         lacks, numbers no longer in the MPI, numbers held by another count of rows, and the MPI's
         numbers held by more than one row (with their counts). One hash table of the MPI's numbers."""
-        enc = pa.array(keys.to_numpy(dtype=object), pa.string()).dictionary_encode()
+        # a row without an archive number cannot be looked up by one: left to the full runs
+        enc = pa.array(keys.dropna().to_numpy(dtype=object), pa.string()).dictionary_encode()
         now = enc.dictionary
         n_now = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(now))
         live = pa.chunked_array([c for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks],
-                                pa.string())
+                                pa.string()).drop_null()
         at = pc.index_in(live, value_set=now).to_numpy(zero_copy_only=False)  # NaN: not in the MPI
         held = ~np.isnan(at)
         n_live = np.bincount(at[held].astype(np.int64), minlength=len(now))

@@ -29,6 +29,7 @@ import pandas as pd
 from healthqa import canonical
 from healthqa import standards as st
 from healthqa.config import Config, Sampling, TableMap
+from healthqa.connectors.readers import KEY_BATCH
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.dedup import engine, evaluate, index
@@ -304,7 +305,9 @@ def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: p
     read = nk.value_counts()
     fetch = ((new | recount) - set(nk)) | {k for k, n in read.items() if many.get(k, 1) > n}
     if fetch:
-        more = r.fetch(spec.table, sorted(fetch), columns=columns)
+        wanted = sorted(fetch)
+        more = pd.concat([r.fetch(spec.table, wanted[k:k + KEY_BATCH], columns=columns)
+                          for k in range(0, len(wanted), KEY_BATCH)], ignore_index=True)
         rows = pd.concat([rows[~nk.isin(fetch).to_numpy()], more], ignore_index=True) if len(rows) else more
         nk = st.text(rows[key])
     rows = rows.reset_index(drop=True)
