@@ -203,7 +203,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
             _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
     if idx is not None:
-        result = screen(night.rows, spec, idx, prior_model, fields=survivor_fields(night.rows), records=night.records,
+        result = screen(night.rows, spec, idx, prior_model, fields=idx.fields, records=night.records,
                         gone=night.gone, earlier=store.dedup.matches(source), stored=store.dedup.open_clusters(source),
                         decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.last_run_start(source)),
                         org_levels=_org_levels(cfg), progress=progress, candidates=candidates)
