@@ -269,7 +269,11 @@ def save(folder: Path, frame: pd.DataFrame, fields: list[str], ident: str, token
     files it no longer names are removed."""
     _private_folder(folder)
     name = f"base-{token}.arrow"
-    rows = _write(folder / name, pa.Table.from_pandas(frame, preserve_index=False), ident)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # a text column without a value in any archive (an unmapped institution) is still text: the
+    # nights' deltas, which may hold values, take the base's types
+    table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]))
+    rows = _write(folder / name, table, ident)
     _commit(folder, {"identity": ident, "token": token, "run_id": run_id, "fields": fields,
                      "segments": [{"file": name, "rows": rows}]})
 

@@ -178,3 +178,32 @@ def test_an_archive_that_appears_with_an_old_update_time_is_compared(night):
     m = n.result.matches
     assert (m["left"].isin(added) | m["right"].isin(added)).any()
     assert run_dedup(cfg, store, incremental=True).result.stats["candidate_pairs"] == 0  # and not again
+
+
+def test_index_segments_round_trip(tmp_path, monkeypatch):
+    """A base, a delta replacing one number and removing another, then a compaction: the live rows are
+    the latest of each number; a column empty in the base takes the values a delta brings."""
+    import numpy as np
+    import pandas as pd
+
+    def frame(keys, org):
+        return pd.DataFrame({"key": keys, "__block0": np.arange(len(keys), dtype=np.int64) + 1, index.ROW: np.zeros(
+            len(keys), dtype=np.uint64), index.PRESENT: 1, index.UPDATED: 0, index.ORG: org})
+
+    folder = tmp_path / "idx"
+    monkeypatch.setattr(index, "COMPACT_SHARE", 10.0)
+    index.save(folder, frame(["a", "b", "b", "c"], [None] * 4), ["archive_id"], "id", "t1", 1)
+    idx, why = index.load(folder, "id", "t1")
+    assert why == "used" and idx.rows == 4
+    assert index.append(idx, frame(["b"], ["X1"]), ["c"], "id", "t2", 2) == "delta"
+    assert index.load(folder, "id", "t1")[1] == "stale"
+    idx, _ = index.load(folder, "id", "t2")
+    assert sorted(idx.take(idx.having("key", ["a", "b", "c"]), ["key", index.ORG]).itertuples(index=False, name=None)) \
+        == [("a", None), ("b", "X1")]
+    new, gone, recount, many = idx.differences(pd.Series(["a", "b", "b", "d"]))
+    assert (new, gone, recount, many) == ({"d"}, set(), {"b"}, {"b": 2})
+    monkeypatch.setattr(index, "COMPACT_SHARE", 0.0)
+    assert index.append(idx, frame(["d"], ["X2"]), [], "id", "t3", 3) == "compacted"
+    idx, why = index.load(folder, "id", "t3")
+    assert why == "used" and len(idx.tables) == 1 and sorted(idx.take(np.arange(idx.rows), ["key"])["key"]) == ["a", "b", "d"]
+    assert sorted(p.name for p in folder.iterdir()) == ["base-t3.arrow", index.MANIFEST]
