@@ -76,7 +76,9 @@ class _SqlBuilder(Reader):
             if lo:
                 after = c > self._bind_time(t, cols[tc], lo)
                 if scope.undated:
-                    blank = [func.trim(c) == ""] if cols[tc].lower() in self._text_columns.get(t, set()) else []
+                    # blank text too; LTRIM/RTRIM are in every dialect, and Oracle's blank is NULL
+                    bare = func.ltrim(func.rtrim(c))
+                    blank = [bare == "", bare.is_(None)] if cols[tc].lower() in self._text_columns.get(t, set()) else []
                     after = or_(after, c.is_(None), *blank)
                 conds.append(after)
             if hi:

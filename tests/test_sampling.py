@@ -119,6 +119,18 @@ def test_undated_rows_beside_a_watermark_and_the_keys_alone(demo, tmp_path):
         assert sorted(r.keys("person")) == sorted(everything["DABH"])
 
 
+@pytest.mark.parametrize("server", [pytest.param("pg_db", marks=pytest.mark.postgres),
+                                    pytest.param("mariadb_db", marks=pytest.mark.mariadb)])
+def test_the_nights_reads_are_the_same_on_database_servers(demo, request, server):
+    mark = AS_OF - timedelta(days=20)
+    night = Scope(sampling=config.Sampling(method="incremental", time_column="updated_at"), watermark=mark, undated=True)
+    got = {}
+    for name, url in (("sqlite", f"sqlite:///{demo / 'mpi.db'}"), (server, request.getfixturevalue(server))):
+        with reader("src", source_cfg("sqlalchemy", url=url, tables=["person"])) as r:
+            got[name] = (sorted(r.read_all("person", night)["archive_id"]), sorted(r.keys("person")))
+    assert len(got["sqlite"][0]) > 0 and got[server] == got["sqlite"]
+
+
 def test_sampling_pushes_limits_and_keys_into_sql(demo, monkeypatch):
     """A sample never loads the table whole: full+rows uses LIMIT, a draw fetches by key lists."""
     statements = []
