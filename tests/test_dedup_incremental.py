@@ -147,6 +147,24 @@ def test_night_against_the_index_equals_a_night_over_the_whole_mpi(night, tmp_pa
     assert quiet.result.stats["clusters_made"] == 0 and stored(store) == after
 
 
+def test_a_night_learns_from_the_stewards_as_the_whole_mpi_does(night, tmp_path):
+    """Enough decisions for the stewards' model: the night takes the decided pairs' rows from the
+    index and learns the same model a night over the whole MPI learns."""
+    folder, cfg = night
+    store = AuditStore(cfg.store.url)
+    pairs = store.dedup.pairs("mpi").sort_values(["left", "right"])
+    matched = pairs[pairs["decision"] == "match"]
+    assert len(matched) >= 35
+    for k, (a, b) in enumerate(zip(matched["left"], matched["right"])):
+        if k < 35:
+            decide(store, "mpi", a, b, "not_same" if k % 7 == 0 else "merge", user="li")
+    run_dedup(cfg, store, incremental=True)  # the decisions are taken in
+    sql(folder, f"UPDATE night SET GXSJ = '{LATER}'", "INSERT INTO T_GRDA SELECT * FROM night")
+    n, ref, mine, theirs = both_ways(cfg, State(cfg, tmp_path / "kept"))
+    assert n.result.stats["index"] == "used" and n.result.stats["supervised_on"] == ref.result.stats["supervised_on"] == 35
+    assert n.result.stats["candidate_pairs"] > 20 and mine == theirs
+
+
 def test_decisions_between_nights_count_both_ways(night):
     folder, cfg = night
     store = AuditStore(cfg.store.url)
