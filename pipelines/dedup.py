@@ -1,10 +1,11 @@
 """Duplicate-archive screening as plain functions: read the archives, deduplicate, keep the results.
 
 Full runs replace the source's suggested pairs and clusters (re-running is idempotent). Incremental
-runs (``incremental=True``) match only archives created or changed since the last dedup run against
-the whole index, with the model that run learned; their clusters are made the full run's way from
-the stored matches and the night's (``engine.match_edges``), so a night with nothing new changes
-nothing. Steward decisions are respected both ways: a pair marked "not the same person" is never
+runs (``incremental=True``) read only the archives created, changed or removed since the last dedup
+run (``_read_night``), match them against the index with the model that run learned and make again
+only the clusters they touched (``dedup/night.py``), so a night with nothing new changes nothing;
+without a usable index they read every archive and make every cluster again (``_whole``), the same
+way. Steward decisions are respected both ways: a pair marked "not the same person" is never
 suggested again unless the decision is undone. The audit store's dedup records are read and written
 through ``store.dedup`` only.
 
