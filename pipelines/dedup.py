@@ -41,7 +41,7 @@ from healthqa.dedup.model import FSModel
 from healthqa.dedup.night import screen
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
-from healthqa.store.runs import RunContext
+from healthqa.store.runs import RunContext, now
 
 WATERMARK = "dedup:updated_at"
 
@@ -183,6 +183,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     index.remove_legacy(cfg, folder, source)
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
     columns = spec.columns + extra
+    seen = now()  # the decisions made from this second on count as changed for the next night
     decisions = store.dedup.active_decisions(source)
     prior_model, wm, idx, why, stored = None, None, None, "full run", None
     if incremental:
@@ -206,7 +207,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     if idx is not None:
         result = screen(night.rows, spec, idx, prior_model, fields=idx.fields, records=night.records,
                         gone=night.gone, earlier=store.dedup.matches(source), stored=store.dedup.open_clusters(source),
-                        decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.last_run_start(source)),
+                        decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)),
                         org_levels=_org_levels(cfg), progress=progress, candidates=candidates)
         updated, row_hashes, redone = night.updated, night.row_hashes, sorted(night.keys | night.gone)
     else:
@@ -215,7 +216,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     result.stats["index"] = why if incremental else "full run"
     token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
-                                    "spec": spec_path or "builtin",
+                                    "spec": spec_path or "builtin", "decisions_seen": seen.isoformat(),
                                     "model": {**result.fs_model.to_dict(), "inputs": ident, "index": token}}) as ctx:
         if updated is not None and updated.notna().any():
             mark = updated.max().to_pydatetime()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from healthqa.dedup import index
 from healthqa.dedup import spec as specs
 from healthqa.pipelines.dedup import decide, run_dedup, undo
 from healthqa.store import AuditStore
+from healthqa.store.dedup import DedupRecords
 
 from .conftest import demo_config, write_config
 
@@ -158,6 +160,7 @@ def test_a_night_learns_from_the_stewards_as_the_whole_mpi_does(night, tmp_path)
     for k, (a, b) in enumerate(zip(matched["left"], matched["right"])):
         if k < 35:
             decide(store, "mpi", a, b, "not_same" if k % 7 == 0 else "merge", user="li")
+    time.sleep(1)  # the store's clock counts seconds: a decision of the second a run reads them counts again
     run_dedup(cfg, store, incremental=True)  # the decisions are taken in
     sql(folder, f"UPDATE night SET GXSJ = '{LATER}'", "INSERT INTO T_GRDA SELECT * FROM night")
     n, ref, mine, theirs = both_ways(cfg, State(cfg, tmp_path / "kept"))
@@ -165,7 +168,7 @@ def test_a_night_learns_from_the_stewards_as_the_whole_mpi_does(night, tmp_path)
     assert n.result.stats["candidate_pairs"] > 20 and mine == theirs
 
 
-def test_decisions_between_nights_count_both_ways(night):
+def test_decisions_between_nights_count_both_ways(night, monkeypatch):
     folder, cfg = night
     store = AuditStore(cfg.store.url)
     pair = store.dedup.pairs("mpi").query("decision == 'match'").iloc[0]
@@ -181,6 +184,20 @@ def test_decisions_between_nights_count_both_ways(night):
     row = store.dedup.pairs("mpi").query("left == @a and right == @b")
     assert row["decision"].tolist() == ["match"]  # suggested again once the decision is undone
     assert any({a, b} <= set(c["members"]) for c in store.dedup.clusters("mpi"))
+    # a decision made while a night computes (after it read the decisions) counts for the next one
+    c, d = store.dedup.pairs("mpi").query("decision == 'match'").iloc[1][["left", "right"]]
+    read = DedupRecords.open_clusters
+
+    def meanwhile(self, source):
+        decide(store, "mpi", c, d, "not_same", user="li")
+        time.sleep(1.1)  # the run's own record starts a second later: the decision is older than it
+        return read(self, source)
+
+    monkeypatch.setattr(DedupRecords, "open_clusters", meanwhile)
+    run_dedup(cfg, store, incremental=True)
+    monkeypatch.undo()
+    assert run_dedup(cfg, store, incremental=True).result.stats["rescored_pairs"] >= 1  # (and those of this second)
+    assert store.dedup.pairs("mpi").query("left == @c and right == @d")["decision"].tolist() == ["non_match"]
 
 
 def test_an_archive_that_appears_with_an_old_update_time_is_compared(night):

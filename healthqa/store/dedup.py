@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,18 +82,23 @@ class DedupRecords:
                     return scope["model"]
         return None
 
-    def last_run_start(self, source: str):
-        """When the newest successful dedup run of ``source`` started (None: there is none)."""
+    def decisions_seen(self, source: str):
+        """When the newest successful dedup run of ``source`` read the steward decisions (its start,
+        for a run that did not say); None when there is no such run. The store's clock counts whole
+        seconds: a decision of that very second counts as not yet seen."""
         with self._store.session() as s:
             for scope, started in s.execute(select(Run.scope, Run.started_at).where(
                     Run.kind == "dedup", Run.status == "success").order_by(Run.id.desc())):
                 if (scope or {}).get("source") == source:
-                    return started
+                    seen = scope.get("decisions_seen")
+                    return datetime.fromisoformat(seen) if seen else started
         return None
 
     def decisions_changed(self, source: str, since) -> pd.DataFrame:
         """The pairs whose steward decision was made or undone at or after ``since``: columns left,
         right (once each)."""
+        if since is None:
+            return pd.DataFrame(columns=["left", "right"])
         with self._store.session() as s:
             rows = s.execute(select(StewardDecision.left_id, StewardDecision.right_id).where(
                 StewardDecision.source == source,
