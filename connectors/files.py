@@ -119,7 +119,7 @@ class _FileReader(Reader):
             when = parse_times(df[cols[tc]], self.tz)
             keep = pd.Series(True, index=df.index)
             if lo:
-                keep &= when > pd.Timestamp(lo)
+                keep &= (when > pd.Timestamp(lo)) | (when.isna() if scope.undated else False)
             if hi:
                 keep &= when <= pd.Timestamp(hi)
             df = df[keep]

@@ -10,6 +10,7 @@ opens a second one for reference data) does not wait for another: it could wait 
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ _held = threading.local()
 
 def _cluster_semaphore(source: str, cap: int):
     """A cluster-wide semaphore when running in a Dask worker, else None."""
+    if "distributed" not in sys.modules:  # a Dask worker has imported it; a plain command need not
+        return None
     try:
         from distributed import Semaphore, get_worker
     except ImportError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from healthqa import canonical
-from healthqa.config import Source, TableMap
+from healthqa.config import Sampling, Source, TableMap
 from healthqa.errors import SourceError
 
 from . import gate
@@ -221,6 +221,14 @@ class Reader(ABC):
         if key not in cols:
             raise SourceError(self.name, f"tables.{table}.columns.{key}: key column not found in {self.physical_name(table)}")
         return self._canonical(table, self._fetch(table, cols, list(keys)), cols)
+
+    def keys(self, table: str, scope: Scope | None = None) -> pd.Series:
+        """The key of every row in scope (the whole table by default), as the source holds it: one
+        column read, for noticing rows that appeared or disappeared without reading the others."""
+        keys = self._keys(table, scope or Scope(sampling=Sampling(method="full")))
+        if not len(keys):
+            return pd.Series([], dtype=object)
+        return normalise(keys[["key"]], self.tz)[0]["key"]  # as ``read`` hands them over
 
     def read_all(self, table: str, scope: Scope | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         parts = list(self.read(table, scope, columns))

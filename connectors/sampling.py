@@ -33,6 +33,9 @@ class Scope:
     since: datetime | None = None
     until: datetime | None = None
     watermark: datetime | None = None  # incremental: read rows strictly after this
+    # with a lower time bound, also the rows without a time (NULL or blank): the duplicate scan's
+    # night reads those and tells the changed ones by a hash of their values
+    undated: bool = False
 
     @property
     def time_window(self) -> tuple[datetime | None, datetime | None]:

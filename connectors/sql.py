@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import and_, column, func, inspect, or_, select, table
 from sqlalchemy.engine import Dialect
@@ -73,7 +74,13 @@ class _SqlBuilder(Reader):
                 raise SourceError(self.name, f"tables.{t}: no time column {tc or ''} to filter a window or watermark by")
             c = column(cols[tc])
             if lo:
-                conds.append(c > self._bind_time(t, cols[tc], lo))
+                after = c > self._bind_time(t, cols[tc], lo)
+                if scope.undated:
+                    # blank text too; LTRIM/RTRIM are in every dialect, and Oracle's blank is NULL
+                    bare = func.ltrim(func.rtrim(c))
+                    blank = [bare == "", bare.is_(None)] if cols[tc].lower() in self._text_columns.get(t, set()) else []
+                    after = or_(after, c.is_(None), *blank)
+                conds.append(after)
             if hi:
                 conds.append(c <= self._bind_time(t, cols[tc], hi))
         return conds
@@ -174,27 +181,30 @@ class SqlAlchemyReader(_SqlBuilder):
         return int(rows[0][0])
 
     def _stream(self, t: str, columns: dict[str, str], scope: Scope) -> Iterator[pd.DataFrame]:
+        names = list(columns.values())
+        yielded = False
+        for rows in self._driver_chunks(self._select_rows(t, columns, scope)):
+            yielded = True
+            yield pd.DataFrame.from_records(rows, columns=names)
+        if not yielded:
+            yield empty_frame(names)
+
+    def _driver_chunks(self, stmt) -> Iterator[list[tuple]]:
         # Rows come through the driver's own cursor: SQLAlchemy's Row objects cost more than the
         # read itself at a million rows. The statement is still built and compiled by SQLAlchemy,
         # and checked by the read-only guard like any other.
-        stmt = self._select_rows(t, columns, scope)
         compiled = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
         params = ([compiled.params[k] for k in compiled.positiontup] if self.engine.dialect.positional
                   else compiled.params)
         sql = str(compiled)
         guard(sql, self.engine.dialect.name)
-        names = list(columns.values())
         try:
             with self.engine.connect() as conn:
                 cur = self._streaming_cursor(conn.connection.driver_connection)
                 try:
                     cur.execute(sql, params)
-                    yielded = False
                     while rows := cur.fetchmany(self.cfg.chunk_rows):
-                        yielded = True
-                        yield pd.DataFrame.from_records(rows, columns=names)
-                    if not yielded:
-                        yield empty_frame(names)
+                        yield rows
                 finally:
                     cur.close()
         except DBAPIError as e:
@@ -218,9 +228,13 @@ class SqlAlchemyReader(_SqlBuilder):
         return (dbapi.Error,) if dbapi is not None and hasattr(dbapi, "Error") else ()
 
     def _keys(self, t: str, scope: Scope) -> pd.DataFrame:
+        # a whole table's keys (a night's check for archives added or removed): columns built from
+        # the driver's tuples, no Row object or record per row
         stmt = self._select_keys(t, scope)
-        rows = self._execute(stmt)
-        return pd.DataFrame.from_records(rows, columns=[c.name for c in stmt.selected_columns])
+        names = [c.name for c in stmt.selected_columns]
+        parts = [np.array(chunk, dtype=object).reshape(len(chunk), len(names)) for chunk in self._driver_chunks(stmt)]
+        rows = np.concatenate(parts) if parts else np.empty((0, len(names)), dtype=object)
+        return pd.DataFrame({n: rows[:, k] for k, n in enumerate(names)})
 
     def _fetch(self, t: str, columns: dict[str, str], keys: list) -> pd.DataFrame:
         rows = self._execute(self._select_by_keys(t, columns, keys))

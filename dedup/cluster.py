@@ -69,9 +69,30 @@ def _level_rank() -> dict[str, int]:
     return {lv: len(levels) - k for k, lv in enumerate(levels)}
 
 
-def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.ndarray | None,
+def traits(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
+    """Per record, what its cluster's survivor is chosen by: which of ``fields`` hold a value (bit k
+    for ``fields[k]``), when it was last updated (seconds, 0 when unknown) and its institution. The
+    incremental index keeps them, so that a night chooses survivors without reading the MPI whole."""
+    present = np.zeros(len(records), dtype=np.int64)
+    for k, f in enumerate(fields):
+        if f in records:
+            present |= (~st.missing(records[f])).to_numpy().astype(np.int64) << k
+    updated = pd.to_datetime(records["updated_at"], errors="coerce", format="mixed").to_numpy("datetime64[s]") \
+        if "updated_at" in records else np.full(len(records), np.datetime64("NaT"), dtype="datetime64[s]")
+    org = st.text(records["org_code"]) if "org_code" in records else pd.Series(None, index=records.index, dtype=object)
+    return pd.DataFrame({"present": present, "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),
+                         "org": org.to_numpy(dtype=object)})
+
+
+def survivor_fields(records: pd.DataFrame) -> list[str]:
+    """The fields whose presence ranks a record (its columns, not the engine's own)."""
+    return [c for c in records.columns if not c.startswith("_")]
+
+
+def choose_survivors(found: list[Cluster], traits_: pd.DataFrame, fields: list[str], valid_id: np.ndarray | None,
                      org_levels: dict[str, str] | None = None) -> None:
-    """The surviving archive of each cluster and field-level proposals.
+    """The surviving archive of each cluster and field-level proposals, from the records' ``traits``
+    (by record position, as the clusters' members).
 
     Survivor: a valid 18-digit ID first, then the most complete record, the most recently updated,
     the one created by the higher-level institution. A field the survivor lacks is proposed from the
@@ -81,18 +102,15 @@ def choose_survivors(found: list[Cluster], records: pd.DataFrame, valid_id: np.n
         return
     # only the clustered records are ranked (a few percent of the archives)
     where = np.unique(np.concatenate([c.members for c in found]))
-    records = records.iloc[where].reset_index(drop=True)
+    t = traits_.iloc[where]
     valid_id = valid_id[where] if valid_id is not None else None
-    fields = [c for c in records.columns if not c.startswith("_")]
-    present = np.column_stack([(~st.missing(records[f])).to_numpy() for f in fields])
-    n = len(records)
+    bits = t["present"].to_numpy(dtype=np.int64)
+    present = ((bits[:, None] >> np.arange(len(fields))) & 1).astype(bool)
+    n = len(t)
     has_id = pd.notna(valid_id) if valid_id is not None else np.zeros(n, dtype=bool)
-    updated = pd.to_datetime(records["updated_at"], errors="coerce", format="mixed").to_numpy("datetime64[s]") \
-        if "updated_at" in records else np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
-    updated = np.where(np.isnat(updated), 0, updated.astype(np.int64))
+    updated = t["updated"].to_numpy(dtype=np.int64)
     level_rank = _level_rank()
-    rank = records["org_code"].map(lambda o: level_rank.get((org_levels or {}).get(o, ""), 0)).to_numpy() \
-        if "org_code" in records else np.zeros(n, dtype=int)
+    rank = np.array([level_rank.get((org_levels or {}).get(o, ""), 0) for o in t["org"]], dtype=np.int64)
     # one sortable score per record: lexicographic (valid ID, completeness, updated, institution)
     order = np.lexsort((rank, updated, present.sum(axis=1), has_id))
     score = np.empty(n, dtype=np.int64)

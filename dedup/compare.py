@@ -2,7 +2,8 @@
 
 A level is a small integer (higher = closer agreement), -1 when either side is missing. The levels
 are what Fellegi–Sunter weighs: a pair's evidence is the sum of its fields' level weights. String
-similarities come from rapidfuzz's element-wise ``cpdist`` (C++, no per-pair Python). The built-in
+similarities come from rapidfuzz's element-wise ``cpdist`` (C++, no per-pair Python): the levels of a
+million pairs are a few array operations per field. The built-in
 kinds are listed at the end of this module; plugins add their own (``kinds.py``).
 """
 
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import recordlinkage
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, Hamming, Indel, JaroWinkler
-from recordlinkage.base import BaseCompareFeature
 
 from . import kinds, normalise
 from .kinds import NULL, ComparisonKind
@@ -21,31 +20,21 @@ from .normalise import readings
 from .spec import FieldSpec, Spec
 
 
-class FieldLevels(BaseCompareFeature):
-    """One spec field as a recordlinkage comparison feature: the records' derived columns in, the
-    field's agreement levels out (vectorised over all pairs at once)."""
-
-    def __init__(self, f: FieldSpec):
-        self.kind = kinds.get(f.kind)
-        cols = [f.name + suffix for suffix in self.kind.columns] + ([f.swap_with] if f.swap_with else [])
-        super().__init__(cols, cols, label=f.name)
-        self.field = f
-        self.cols = cols
-
-    def _compute_vectorized(self, *args):
-        k = len(self.cols)
-        left = {c: s.to_numpy() for c, s in zip(self.cols, args[:k])}
-        right = {c: s.to_numpy() for c, s in zip(self.cols, args[k:])}
-        return pd.Series(self.kind.compare(self.field, left, right), index=args[0].index)
+def field_columns(f: FieldSpec) -> list[str]:
+    """The derived columns a field's comparison reads: its kind's, and its swap partner's value."""
+    return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else [])
 
 
 def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """An (n_pairs, n_fields) int8 matrix of comparison levels, through recordlinkage's Compare."""
+    """An (n_pairs, n_fields) int8 matrix of comparison levels: per field, its kind's ``compare`` on
+    the two sides' derived columns (``i``, ``j``: record positions), vectorised over all pairs."""
+    out = np.zeros((len(i), len(spec.fields)), dtype=np.int8)
     if not len(i):
-        return np.zeros((0, len(spec.fields)), dtype=np.int8)
-    cmp = recordlinkage.Compare([FieldLevels(f) for f in spec.fields])
-    pairs = pd.MultiIndex.from_arrays([i, j])
-    return cmp.compute(pairs, prepared).to_numpy(dtype=np.int8)
+        return out
+    for k, f in enumerate(spec.fields):
+        cols = {c: prepared[c].to_numpy() for c in field_columns(f)}
+        out[:, k] = kinds.get(f.kind).compare(f, {c: v[i] for c, v in cols.items()}, {c: v[j] for c, v in cols.items()})
+    return out
 
 
 def _sim(a, b, present, scorer) -> np.ndarray:

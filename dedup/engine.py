@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from healthqa import standards as st
-
 from . import blocking, compare
-from .cluster import Cluster, choose_survivors, clusters
+from .cluster import Cluster, choose_survivors, clusters, survivor_fields, traits
 from .model import FSModel, SupervisedModel, pair_tf
 from .normalise import prepare
 from .spec import Spec
@@ -39,6 +37,19 @@ class DedupResult:
     fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
     prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
     order: np.ndarray | None = None  # record k (of keys, prepared) is row order[k] of the frame given
+    traits: pd.DataFrame | None = None  # cluster.traits of the records in ``prepared``
+    # a night's: the stored clusters it leaves as they are (status, survivor, members by archive
+    # number) and the ids of those it replaces; None for a run that makes every cluster
+    kept_clusters: list[dict] | None = None
+    replaced_clusters: list[int] | None = None
+    rescored: pd.DataFrame | None = None  # a night's: decided pairs scored again (their decision changed)
+
+    def cluster_docs(self) -> list[dict]:
+        """Every cluster after this run, by archive number: status, survivor, members (a night's
+        unchanged stored clusters included)."""
+        made = [{"status": c.status, "survivor": self.keys[c.survivor] if c.survivor is not None else None,
+                 "members": self.members(c)} for c in self.clusters]
+        return (self.kept_clusters or []) + made
 
     def members(self, c: Cluster) -> list[str]:
         """A cluster's archive numbers (once each: the MPI may hold two rows under one number)."""
@@ -84,28 +95,21 @@ class DedupResult:
 def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
                 only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, model: FSModel | None = None,
-                index: pd.DataFrame | None = None, earlier: pd.DataFrame | None = None,
-                candidates: Callable | None = None) -> DedupResult:
-    """``only``: the records to compare (an incremental run's new and changed archives), with the
-    ``model`` and normalised ``index`` of the run before; ``earlier``: that run's match pairs
+                earlier: pd.DataFrame | None = None, candidates: Callable | None = None) -> DedupResult:
+    """``only``: the records to compare (an incremental run without a usable index: its new and
+    changed archives), with the ``model`` of the run before; ``earlier``: that run's match pairs
     (columns left, right), which make the clusters together with this run's; ``candidates``: makes and
     compares the candidate pairs (``compare_candidates`` by default; a caller may spread its
     blocking-key partitions over workers, ``compare_parts`` joining them)."""
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
-    # the same records give the same result whatever order a database returned them in (rows that
-    # share an archive number, a defect of their own, are ordered by their content)
-    key = df[spec.key].astype(str).to_numpy()
-    shared = pd.Series(key).duplicated(keep=False).to_numpy()
-    tie = np.zeros(len(df), dtype=np.uint64)
-    if shared.any():
-        tie[shared] = pd.util.hash_pandas_object(df[shared].astype(str), index=False).to_numpy()
-    order = np.lexsort((tie, key))
+    fields = survivor_fields(df)
+    order = _order(df, spec)
     df = df.iloc[order].reset_index(drop=True)
     if only is not None:
         only = np.asarray(only)[order]
     say("normalising")
-    P = prepare_with_index(df, spec, index, only)
+    P = prepare(df, spec)
     rng = np.random.default_rng(seed)
     stats: dict = {"records": len(P)}
     if model is None:
@@ -132,11 +136,34 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
         model.train(sessions)
         _set_prior(model, spec, lv, tf, len(P), rng)
     say("classifying")
+    pairs, supervised = classify(P, spec, model, decisions, i, j, lv, tf)
+    if supervised is not None:
+        stats["supervised_on"] = supervised.labels
+    keys = P["key"].to_numpy(dtype=object)
+
+    say("clustering")
+    valid_id = valid_ids(P, spec)
+    cannot = _cannot_link(keys, decisions)
+    ei, ej = match_edges(keys, pairs, earlier, only, decisions)
+    found = clusters(n, ei, ej, valid_id, cannot)
+    T = traits(df, fields)
+    choose_survivors(found, T, fields, valid_id, org_levels)
+    stats["seconds"] = time.perf_counter() - t0
+    stats.update({"matches": int((pairs["decision"] == "match").sum()),
+                  "review": int((pairs["decision"] == "review").sum()),
+                  "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
+    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order, T)
+
+
+def classify(P: pd.DataFrame, spec: Spec, model: FSModel, decisions: pd.DataFrame | None, i: np.ndarray,
+             j: np.ndarray, lv: np.ndarray, tf: np.ndarray) -> tuple[pd.DataFrame, SupervisedModel | None]:
+    """The candidate pairs (i, j) of the records ``P`` scored and decided — the stewards' model once
+    they decided enough pairs, precision guards, the stewards' own verdicts — and the pairs worth
+    keeping: columns left, right, score, decision, i, j, tf, a level column per field, steward."""
     scorer = model
     supervised = _supervised(P, spec, decisions, model)
     if supervised is not None:
         scorer = supervised  # the stewards' decisions outrank what EM could learn alone
-        stats["supervised_on"] = supervised.labels
     score = scorer.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
     th = spec.thresholds
     decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
@@ -155,22 +182,26 @@ def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None 
                           "tf": tf if tf.size else np.nan})
     for k, f in enumerate(spec.fields):
         pairs[f"lv_{f.name}"] = lv[:, k]
-    pairs = _apply_decisions(pairs, decisions)
+    return _apply_decisions(pairs, decisions), supervised
 
-    say("clustering")
+
+def valid_ids(P: pd.DataFrame, spec: Spec) -> np.ndarray | None:
+    """Per record, its valid ID number (None without one): what the chaining guard compares. A
+    legacy number's check character is computed, not typed: it cannot tell a typing error from
+    another person, so it does not take part."""
     idf = next((f.name for f in spec.fields if f.kind == "id_number_cn"), None)
-    # a legacy number's check character is computed, not typed: it cannot tell a typing error from
-    # another person, so it does not take part in the chaining guard
-    valid_id = P[idf].where(P[f"{idf}__valid"] & ~P[f"{idf}__legacy"]).to_numpy(dtype=object) if idf else None
-    cannot = _cannot_link(keys, decisions)
-    ei, ej = match_edges(keys, pairs, earlier, only, decisions)
-    found = clusters(n, ei, ej, valid_id, cannot)
-    choose_survivors(found, df, valid_id, org_levels)
-    stats["seconds"] = time.perf_counter() - t0
-    stats.update({"matches": int((pairs["decision"] == "match").sum()),
-                  "review": int((pairs["decision"] == "review").sum()),
-                  "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order)
+    return P[idf].where(P[f"{idf}__valid"] & ~P[f"{idf}__legacy"]).to_numpy(dtype=object) if idf else None
+
+
+def _order(df: pd.DataFrame, spec: Spec) -> np.ndarray:
+    """The same records give the same result whatever order a database returned them in: by
+    archive number, rows that share one (a defect of their own) by their content."""
+    key = df[spec.key].astype(str).to_numpy()
+    shared = pd.Series(key).duplicated(keep=False).to_numpy()
+    tie = np.zeros(len(df), dtype=np.uint64)
+    if shared.any():
+        tie[shared] = pd.util.hash_pandas_object(df[shared].astype(str), index=False).to_numpy()
+    return np.lexsort((tie, key))
 
 
 def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None = None,
@@ -210,55 +241,6 @@ def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = Non
         for passes in zip(*(p[4] for p in parts)):
             stats.passes.append({"pass": passes[0]["pass"], "pairs": sum(d["pairs"] for d in passes)})
     return i[order], j[order], lv[order], tf[order] if tf.size else tf
-
-
-def prepare_with_index(df: pd.DataFrame, spec: Spec, index: pd.DataFrame | None,
-                       only: np.ndarray | None) -> pd.DataFrame:
-    """Normalised records. With the index of an earlier run, only the new and changed records
-    (``only``) and those the index lacks are normalised again: the nightly run's cost is then the
-    day's archives, not the whole MPI."""
-    if index is None or only is None:
-        return prepare(df, spec)
-    keys = st.text(df[spec.key])
-    only = np.asarray(only, dtype=bool)
-    # each row's place in the index: by archive number and, where rows share one (a defect of their
-    # own), its rank under it (both runs order them by content; when one of them changed, the ranks
-    # may have too, so all are redone). Integers throughout: a night aligns a million rows in a
-    # second, and the index's columns keep their types (a reindex with gaps would turn the int64
-    # blocking hashes into rounded floats).
-    codes, _ = pd.factorize(np.concatenate([index["key"].to_numpy(dtype=object), keys.to_numpy(dtype=object)]),
-                            use_na_sentinel=False)
-    old, now = codes[:len(index)], codes[len(index):]
-    width = len(codes) + 1  # above any rank
-    pos = pd.Index(old * width + _rank(old)).get_indexer(now * width + _rank(now))
-    redo = only | keys.isin(keys[only]).to_numpy() | (pos < 0)
-    fresh = prepare(df[redo], spec) if redo.any() else pd.DataFrame()
-    P = index.drop(columns="key").take(np.where(pos < 0, 0, pos)).reset_index(drop=True)
-    P.insert(0, "key", keys.to_numpy())
-    fresh.index = np.flatnonzero(redo)
-    for c in P.columns[1:]:
-        if c not in fresh:  # a column only the index has: nothing known for the rows it lacks
-            P[c] = P[c].astype(object)
-            P.loc[pos < 0, c] = None
-            continue
-        if P[c].dtype != fresh[c].dtype and not (P[c].dtype == object or fresh[c].dtype == object):
-            P[c] = P[c].astype(fresh[c].dtype)
-        P.loc[fresh.index, c] = fresh[c]
-    for f in spec.fields:  # frequencies change with every archive added
-        if f.tf:
-            P[f"{f.name}__tf"] = P[f.name].map(P[f.name].value_counts(normalize=True)).astype(float)
-    return P
-
-
-def _rank(codes: np.ndarray) -> np.ndarray:
-    """Each element's occurrence number among the equal codes before it (0 for the first)."""
-    order = np.argsort(codes, kind="stable")
-    c = codes[order]
-    at = np.arange(len(c))
-    first = np.maximum.accumulate(np.where(np.r_[True, c[1:] != c[:-1]], at, 0))
-    rank = np.empty(len(c), dtype=np.int64)
-    rank[order] = at - first
-    return rank
 
 
 def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:
@@ -350,15 +332,22 @@ def _positions(keys: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.nd
 
 def match_edges(keys: np.ndarray, pairs: pd.DataFrame, earlier: pd.DataFrame | None, only: np.ndarray | None,
                 decisions: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """What the clusters are made of, the same way in full and incremental runs: this run's match
-    pairs, the ``earlier`` run's matches between archives this run did not compare again, and the
-    stewards' merges — never a pair a steward marked as two people. By archive number, then
-    record positions."""
+    """What the clusters are made of, the same way in full and incremental runs (``key_edges``),
+    as record positions."""
+    redone = None if only is None else keys[np.asarray(only, dtype=bool)]
+    return _positions(keys, key_edges(pairs, earlier, redone, decisions))
+
+
+def key_edges(pairs: pd.DataFrame, earlier: pd.DataFrame | None, redone, decisions: pd.DataFrame | None) -> pd.DataFrame:
+    """This run's match pairs, the ``earlier`` run's matches between archives this run did not
+    compare again (``redone``: the archive numbers it did; None: all of them), and the stewards'
+    merges — never a pair a steward marked as two people. Columns left, right: archive numbers,
+    the smaller left."""
     parts = [pairs.loc[pairs["decision"] == "match", ["left", "right"]]]
     if earlier is not None and len(earlier):
         e = earlier[["left", "right"]]
-        if only is not None:  # this run's verdict on the records it compared again replaces the old one
-            redone = keys[np.asarray(only, dtype=bool)]
+        if redone is not None:  # this run's verdict on the records it compared again replaces the old one
+            redone = pd.Index(redone)
             e = e[~(e["left"].isin(redone) | e["right"].isin(redone))]
         parts.append(e)
     d = _ordered(decisions) if decisions is not None and not decisions.empty else \
@@ -369,7 +358,7 @@ def match_edges(keys: np.ndarray, pairs: pd.DataFrame, earlier: pd.DataFrame | N
     if len(apart):
         edges = edges.merge(apart, how="left", indicator=True)
         edges = edges.loc[edges["_merge"] == "left_only", ["left", "right"]]
-    return _positions(keys, edges)
+    return edges
 
 
 def _cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:
@@ -397,4 +386,4 @@ def _apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame | None) -> pd.
 
 
 def cluster_keys(result: DedupResult) -> list[list[str]]:
-    return [result.members(c) for c in result.clusters if c.status == "proposed"]
+    return [c["members"] for c in result.cluster_docs() if c["status"] == "proposed"]

@@ -1,15 +1,24 @@
 """The incremental dedup index: the normalised archives of the last successful dedup run, with
-each blocking pass's key hash (``normalise.block_column``), kept for the next incremental run so
-that a night normalises and keys only the day's archives.
+each blocking pass's key hash (``normalise.block_column``) and what a cluster's survivor is chosen
+by (``cluster.traits``), kept for the next incremental run, so that a night reads, normalises and
+keys only the day's archives and looks the rest up here.
+
+Layout: a folder per source and identity holding uncompressed Arrow IPC files — a base written by
+a run that read every archive, and a delta per night since (the rows of the archives the night
+redid; an archive removed from the MPI leaves a row marked gone). A segment owns the archive
+numbers it holds: their rows in earlier segments are no longer live. The files are memory-mapped:
+a night reads the blocking-hash columns it probes and the rows of its candidates, never the whole
+index into memory. When the deltas outgrow a share of the base (``COMPACT_SHARE``), the live rows
+are written as a new base. ``manifest.json`` lists the segments, written last and atomically.
 
 The index is a copy of personal data (names, ID numbers, phones, addresses, birth dates). It lives
 in the configured data directory (``data_dir``), never in the configuration's folder, owner-only
-(0700 folder, 0600 file). It belongs to one source table, one spec and one audit store: its name and
-its metadata carry a hash of them (``identity``), and it carries the token of the run that wrote it
-(a random one the run stores with its model: run numbers repeat when an audit store is recreated,
-tokens do not). An index that
-is missing, unreadable, truncated, another configuration's, or not the last successful run's is not
-used: the run normalises every archive again and writes a fresh one.
+(0700 folders, 0600 files). It belongs to one source table, one spec and one audit store: its
+manifest and every segment carry a hash of them (``identity``), and the manifest carries the token
+of the run that wrote it last (a random one the run stores with its model: run numbers repeat when
+an audit store is recreated, tokens do not). An index that is missing, unreadable, truncated,
+another configuration's, or not the last successful run's is not used: the run normalises every
+archive again and writes a fresh one.
 """
 
 from __future__ import annotations
@@ -18,12 +27,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -34,7 +44,14 @@ from . import kinds
 from .spec import Spec
 
 META = b"healthqa.dedup_index"
+MANIFEST = "manifest.json"
 ROW = "__row"  # the hash of an archive's raw values: tells a changed archive that has no update time
+GONE = "__gone"  # a delta's row for an archive number removed from the MPI (no values)
+PRESENT, UPDATED, ORG = "__present", "__updated", "__org"  # cluster.traits: what ranks a survivor
+TRAITS = {"present": PRESENT, "updated": UPDATED, "org": ORG}
+BOOKKEEPING = {ROW, GONE, PRESENT, UPDATED, ORG}
+COMPACT_SHARE = 0.1  # deltas holding more rows than this share of the base are merged into a new base
+MAX_SEGMENTS = 16
 LEGACY = ".healthqa-dedup-index-{source}.parquet"  # where earlier versions kept it: beside the configuration
 
 
@@ -92,12 +109,14 @@ def identity(cfg: Config, source: str, spec: Spec) -> str:
             "columns": {c: tm.physical(c) for c in spec.columns if c in tm.columns},
             "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url),
             # a model learned with other comparison levels cannot score this run's
-            "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields}}
+            "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields},
+            "layout": 2}  # segments of Arrow files with survivor traits (1: one Parquet file)
     return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def path(folder: Path, source: str, ident: str) -> Path:
-    return folder / f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-{ident[:16]}.parquet"
+    """The index's folder in the data directory."""
+    return folder / f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-{ident[:16]}"
 
 
 def row_hash(df: pd.DataFrame, columns: list[str], which: pd.Series | None = None) -> pd.Series:
@@ -111,46 +130,232 @@ def row_hash(df: pd.DataFrame, columns: list[str], which: pd.Series | None = Non
     return out
 
 
-def load(file: Path, ident: str, token: str | None) -> tuple[pd.DataFrame | None, str]:
-    """The index of ``ident`` written by the run with ``token``, or None and why it cannot be used."""
+class Index:
+    """The live rows of an index's segments, memory-mapped. Rows are named by their position in
+    the segments taken one after the other; only live rows are ever returned."""
+
+    def __init__(self, folder: Path, manifest: dict, tables: list[pa.Table]):
+        self.folder, self.manifest, self.tables = folder, manifest, tables
+        self.fields: list[str] = manifest["fields"]  # the presence bits of ``PRESENT``, in order
+        self.offsets = np.cumsum([0] + [t.num_rows for t in tables])
+        later: pa.Array | None = None
+        self.live: list[np.ndarray] = [np.ones(0, dtype=bool)] * len(tables)
+        for s in range(len(tables) - 1, -1, -1):  # a segment's keys retire their rows in earlier ones
+            t = tables[s]
+            ok = np.ones(t.num_rows, dtype=bool)
+            if GONE in t.column_names:
+                ok &= ~t.column(GONE).fill_null(False).to_numpy(zero_copy_only=False)
+            if later is not None and len(later):
+                ok &= ~pc.is_in(t.column("key"), value_set=later).to_numpy(zero_copy_only=False)
+            self.live[s] = ok
+            if s:  # the base retires nothing
+                keys = pc.unique(t.column("key").combine_chunks().cast(pa.string()))
+                later = keys if later is None else pa.concat_arrays([later, keys])
+        self.rows = int(sum(m.sum() for m in self.live))
+
+    @property
+    def normalised(self) -> list[str]:
+        """The normalised records' columns (``normalise.prepare``'s)."""
+        return [c for c in self.tables[0].column_names if c not in BOOKKEEPING]
+
+    @property
+    def base_rows(self) -> int:
+        return self.tables[0].num_rows
+
+    @property
+    def delta_rows(self) -> int:
+        return int(self.offsets[-1] - self.offsets[1])
+
+    def _where(self, s: int, mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask & self.live[s]) + self.offsets[s]
+
+    def differences(self, keys: pd.Series) -> tuple[set, set, set, dict]:
+        """The MPI's archive numbers (every row's) against the index's live rows: numbers the index
+        lacks, numbers no longer in the MPI, numbers held by another count of rows, and the MPI's
+        numbers held by more than one row (with their counts). One hash table of the MPI's numbers."""
+        # a row without an archive number cannot be looked up by one: left to the full runs
+        enc = pa.array(keys.dropna().to_numpy(dtype=object), pa.string()).dictionary_encode()
+        now = enc.dictionary
+        n_now = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(now))
+        live = pa.chunked_array([c for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks],
+                                pa.string()).drop_null()
+        at = pc.index_in(live, value_set=now).to_numpy(zero_copy_only=False)  # NaN: not in the MPI
+        held = ~np.isnan(at)
+        n_live = np.bincount(at[held].astype(np.int64), minlength=len(now))
+        gone = set(live.filter(pa.array(~held)).to_pylist())
+        new = set(now.filter(pa.array(n_live == 0)).to_pylist())
+        recount = set(now.filter(pa.array((n_live > 0) & (n_live != n_now))).to_pylist())
+        many = n_now > 1
+        return new, gone, recount, dict(zip(now.filter(pa.array(many)).to_pylist(), n_now[many].tolist()))
+
+    def having(self, column: str, values) -> np.ndarray:
+        """Positions of the live rows whose ``column`` holds one of ``values`` (blocking hashes, keys)."""
+        values = pa.array(np.asarray(values)) if not isinstance(values, pa.Array) else values
+        if not len(values):
+            return np.array([], dtype=np.int64)
+        out = [self._where(s, pc.is_in(t.column(column), value_set=values).to_numpy(zero_copy_only=False))
+               for s, t in enumerate(self.tables)]
+        return np.concatenate(out)
+
+    def take(self, positions: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows at ``positions`` (in that order) as a frame of ``columns`` (all but the
+        bookkeeping ones by default)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        seg = np.searchsorted(self.offsets, positions, side="right") - 1
+        cols = columns or [c for c in self.tables[0].column_names if c != GONE]
+        parts, order = [], []
+        for s in np.unique(seg):
+            at = np.flatnonzero(seg == s)
+            parts.append(self.tables[s].select(cols).take(pa.array(positions[at] - self.offsets[s])))
+            order.append(at)
+        if not parts:
+            return self.tables[0].select(cols).slice(0, 0).to_pandas()
+        frame = pa.concat_tables(parts).to_pandas()
+        back = np.empty(len(positions), dtype=np.int64)
+        back[np.concatenate(order)] = np.arange(len(positions))
+        return frame.take(back).reset_index(drop=True)
+
+    def counts(self, column: str, values) -> tuple[dict, int]:
+        """How many live rows hold each of ``values`` in ``column``, and how many hold any value."""
+        values = pa.array(pd.Series(values, dtype=object).dropna().unique(), pa.string())
+        total, found = 0, []
+        for t, live in zip(self.tables, self.live):
+            col = t.column(column)
+            total += int(np.count_nonzero(live & col.is_valid().to_numpy(zero_copy_only=False)))
+            if len(values):
+                hit = live & pc.is_in(col, value_set=values).to_numpy(zero_copy_only=False)
+                found.append(col.filter(pa.array(hit)))
+        if not found:
+            return {}, total
+        vc = pc.value_counts(pa.chunked_array([c for f in found for c in f.chunks], pa.string()))
+        return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())), total
+
+
+def load(folder: Path, ident: str, token: str | None) -> tuple[Index | None, str]:
+    """The index of ``ident`` last written by the run with ``token``, or None and why it cannot be used."""
     if token is None:
         return None, "no earlier run"
     try:
-        table = pq.read_table(file)
-        meta = json.loads((table.schema.metadata or {})[META])
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, "missing"
+    except (OSError, ValueError):
+        return None, "damaged"
+    if not isinstance(manifest, dict) or manifest.get("identity") != ident:
+        return None, "another source" if isinstance(manifest, dict) else "damaged"
+    if manifest.get("token") != token:
+        return None, "stale"
+    tables = []
+    try:
+        for seg in manifest["segments"]:
+            table = pa.ipc.open_file(pa.memory_map(str(folder / seg["file"]))).read_all()
+            meta = json.loads((table.schema.metadata or {})[META])
+            if meta.get("identity") != ident:
+                return None, "another source"
+            if meta.get("rows") != table.num_rows or seg["rows"] != table.num_rows or "key" not in table.column_names:
+                return None, "damaged"
+            tables.append(table)
+        if not tables or ROW not in tables[0].column_names or PRESENT not in tables[0].column_names:
+            return None, "damaged"
+    except FileNotFoundError:
+        return None, "damaged"
     except Exception:  # noqa: BLE001 - a truncated or damaged file, whatever pyarrow says about it
         return None, "damaged"
-    if meta.get("identity") != ident:
-        return None, "another source"
-    if meta.get("token") != token or meta.get("rows") != table.num_rows:
-        return None, "stale"
-    frame = table.to_pandas()
-    if "key" not in frame or ROW not in frame:
-        return None, "damaged"
-    return frame, "used"
+    return Index(folder, manifest, tables), "used"
 
 
-def save(file: Path, frame: pd.DataFrame, ident: str, token: str, run_id: int) -> None:
-    """Write the index owner-only and whole: a new file replaces the old one only once complete."""
+def save(folder: Path, frame: pd.DataFrame, fields: list[str], ident: str, token: str, run_id: int) -> None:
+    """Write the index whole, as a new base: the manifest names it once it is complete, and the
+    files it no longer names are removed."""
+    _private_folder(folder)
+    name = f"base-{token}.arrow"
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = {**(table.schema.metadata or {}),
-            META: json.dumps({"identity": ident, "token": token, "run_id": run_id, "rows": table.num_rows}).encode()}
-    table = table.replace_schema_metadata(meta)
+    # a text column without a value in any archive (an unmapped institution) is still text: the
+    # nights' deltas, which may hold values, take the base's types
+    table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]))
+    rows = _write(folder / name, table, ident)
+    _commit(folder, {"identity": ident, "token": token, "run_id": run_id, "fields": fields,
+                     "segments": [{"file": name, "rows": rows}]})
+
+
+def append(index: Index, frame: pd.DataFrame, gone: list[str], ident: str, token: str, run_id: int) -> str:
+    """Add a night's delta: ``frame`` holds every row of the archive numbers the night redid,
+    ``gone`` the numbers removed from the MPI. When the deltas outgrow ``COMPACT_SHARE`` of the
+    base, the live rows become a new base. Returns what was written ("delta" or "compacted")."""
+    folder = index.folder
+    schema = index.tables[0].schema.remove_metadata()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.table({c: table.column(c).cast(schema.field(c).type) if c in table.column_names
+                      else pa.nulls(table.num_rows, schema.field(c).type) for c in schema.names})
+    if gone:
+        stubs = pa.table({c: pa.array(gone, pa.string()) if c == "key" else pa.nulls(len(gone), schema.field(c).type)
+                          for c in schema.names})
+        table = pa.concat_tables([table, stubs])
+    table = table.append_column(GONE, pa.array(np.r_[np.zeros(len(frame), bool), np.ones(len(gone), bool)]))
+    segments = list(index.manifest["segments"])
+    manifest = {**index.manifest, "token": token, "run_id": run_id}
+    if index.delta_rows + table.num_rows > COMPACT_SHARE * index.base_rows or len(segments) >= MAX_SEGMENTS:
+        mine = pc.unique(table.column("key"))  # the night's numbers retire their earlier rows
+        live = [t.drop_columns([GONE]) if GONE in t.column_names else t for t in index.tables]
+        live = [t.filter(pa.array(m & ~pc.is_in(t.column("key"), value_set=mine).to_numpy(zero_copy_only=False)))
+                .replace_schema_metadata(None) for t, m in zip(live, index.live)]
+        night = table.filter(pc.invert(table.column(GONE))).drop_columns([GONE])
+        whole = pa.concat_tables([*live, night.cast(live[0].schema)])
+        name = f"base-{token}.arrow"
+        _commit(folder, {**manifest, "segments": [{"file": name, "rows": _write(folder / name, whole, ident)}]})
+        return "compacted"
+    name = f"delta-{token}.arrow"
+    segments.append({"file": name, "rows": _write(folder / name, table, ident)})
+    _commit(folder, {**manifest, "segments": segments})
+    return "delta"
+
+
+def _private_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():  # an index file of an earlier layout under this name
+        folder.unlink()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+
+
+def _private_file(file: Path):
+    """A new file, owner-only from its first byte."""
+    file.unlink(missing_ok=True)
+    return os.fdopen(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def _write(file: Path, table: pa.Table, ident: str) -> int:
+    """One segment, uncompressed (memory-mapped as it lies on disk), under its final name only once
+    complete."""
+    table = table.replace_schema_metadata({META: json.dumps({"identity": ident, "rows": table.num_rows}).encode()})
     tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)  # created anew below, so that it is owner-only from its first byte
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
+        with _private_file(tmp) as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table, max_chunksize=1 << 20)
         os.replace(tmp, file)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+    return table.num_rows
 
 
-def remove_legacy(cfg: Config, source: str) -> None:
-    """Delete the world-readable index earlier releases left beside the configuration."""
+def _commit(folder: Path, manifest: dict) -> None:
+    """The manifest replaced in one step; segments it no longer names are removed."""
+    tmp = folder / f"{MANIFEST}.{os.getpid()}.tmp"
+    try:
+        with _private_file(tmp) as f:
+            f.write(json.dumps(manifest).encode())
+        os.replace(tmp, folder / MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
+    named = {MANIFEST} | {s["file"] for s in manifest["segments"]}
+    for f in folder.iterdir():
+        if f.name not in named and not f.name.endswith(".tmp"):
+            f.unlink() if f.is_file() else shutil.rmtree(f)
+
+
+def remove_legacy(cfg: Config, folder: Path, source: str) -> None:
+    """Delete the indexes earlier releases left: beside the configuration (world-readable), and
+    the single Parquet files of the data directory."""
     if cfg.path is not None:
         (cfg.path.parent / LEGACY.format(source=source)).unlink(missing_ok=True)
+    for f in folder.glob(f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-*.parquet"):
+        f.unlink(missing_ok=True)

@@ -114,7 +114,7 @@ def per_distinct(derive, raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     """A kind's derived columns, computed once per distinct raw value and spread back to the rows:
     a district has far fewer distinct names, addresses and birth dates than archives."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-    if len(uniques) > 0.8 * len(raw):  # mostly distinct (ID numbers, phones): no gain
+    if len(uniques) >= 0.8 * len(raw):  # mostly distinct (ID numbers, phones), or none: no gain
         return derive(raw, f)
     seen, first = np.unique(codes, return_index=True)  # one row per distinct value (missing: code -1)
     derived = derive(raw.iloc[first].reset_index(drop=True), f)

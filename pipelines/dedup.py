@@ -1,10 +1,11 @@
 """Duplicate-archive screening as plain functions: read the archives, deduplicate, keep the results.
 
 Full runs replace the source's suggested pairs and clusters (re-running is idempotent). Incremental
-runs (``incremental=True``) match only archives created or changed since the last dedup run against
-the whole index, with the model that run learned; their clusters are made the full run's way from
-the stored matches and the night's (``engine.match_edges``), so a night with nothing new changes
-nothing. Steward decisions are respected both ways: a pair marked "not the same person" is never
+runs (``incremental=True``) read only the archives created, changed or removed since the last dedup
+run (``_read_night``), match them against the index with the model that run learned and make again
+only the clusters they touched (``dedup/night.py``), so a night with nothing new changes nothing;
+without a usable index they read every archive and make every cluster again (``_whole``), the same
+way. Steward decisions are respected both ways: a pair marked "not the same person" is never
 suggested again unless the decision is undone. The audit store's dedup records are read and written
 through ``store.dedup`` only.
 
@@ -29,15 +30,18 @@ import pandas as pd
 from healthqa import canonical
 from healthqa import standards as st
 from healthqa.config import Config, Sampling, TableMap
+from healthqa.connectors.readers import KEY_BATCH
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.dedup import engine, evaluate, index
 from healthqa.dedup import spec as specs
+from healthqa.dedup.cluster import survivor_fields
 from healthqa.dedup.merge import Merge, in_order
 from healthqa.dedup.model import FSModel
+from healthqa.dedup.night import screen
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
-from healthqa.store.runs import RunContext
+from healthqa.store.runs import RunContext, now
 
 WATERMARK = "dedup:updated_at"
 
@@ -56,10 +60,11 @@ class DedupRun:
 
     def _tail(self) -> dict:
         r = self.result
-        doc = {"clusters": [r.members(c) for c in r.clusters if c.status == "proposed"],
-               "clusters_to_review": [r.members(c) for c in r.clusters if c.status == "review"],
-               "survivors": {r.keys[c.survivor]: [k for k in r.members(c) if k != r.keys[c.survivor]]
-                             for c in r.clusters if c.status == "proposed" and c.survivor is not None},
+        found = r.cluster_docs()
+        doc = {"clusters": [c["members"] for c in found if c["status"] == "proposed"],
+               "clusters_to_review": [c["members"] for c in found if c["status"] == "review"],
+               "survivors": {c["survivor"]: [k for k in c["members"] if k != c["survivor"]]
+                             for c in found if c["status"] == "proposed" and c["survivor"] is not None},
                "model": r.model.describe()}
         if self.evaluation:
             doc["evaluation"] = self.evaluation
@@ -174,59 +179,58 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     source = cfg.source_of(spec.table, source, required=True)
     folder = index.data_dir(cfg)  # before the work: an unusable data directory stops the run at once
     ident = index.identity(cfg, source, spec)
-    index_file = index.path(folder, source, ident)
-    index.remove_legacy(cfg, source)
+    index_dir = index.path(folder, source, ident)
+    index.remove_legacy(cfg, folder, source)
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
-    with open_source(cfg, source) as r:
-        df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=spec.columns + extra)
-        _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
+    columns = spec.columns + extra
+    seen = now()  # the decisions made from this second on count as changed for the next night
     decisions = store.dedup.active_decisions(source)
-    only, prior_model, wm, idx, row_hashes = None, None, None, None, None
-    updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
-    # archives without an update time are told changed by a hash of their values (the others by the time)
-    hash_rows = updated.isna() if updated is not None else None
-    why = "full run"
-    if incremental and updated is not None:
+    prior_model, wm, idx, why, stored = None, None, None, "full run", None
+    if incremental:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
         stored = store.dedup.last_model(source)
         if stored and stored.get("inputs") != ident:
             stored = None  # learned on another table, mapping, spec or store: nothing to build on
         prior_model = FSModel.from_dict(spec, stored) if stored else None
-        if wm is not None and prior_model is not None:
-            idx, why = index.load(index_file, ident, stored.get("index"))
-            only = (updated > pd.Timestamp(wm)).to_numpy()
-            # an archive without an update time is compared when it is new or its values changed
-            # (all of them when there is no index to tell)
-            undated = updated.isna().to_numpy()
-            if idx is not None:
-                row_hashes = index.row_hash(df, spec.columns, hash_rows)
-                u = np.flatnonzero(undated)
-                if len(u):
-                    hashed = idx[idx[index.ROW] != 0]
-                    seen = pd.MultiIndex.from_arrays([hashed["key"], hashed[index.ROW]])
-                    mine = pd.MultiIndex.from_arrays([st.text(df[spec.key]).iloc[u], row_hashes.iloc[u]])
-                    undated[u] = ~mine.isin(seen)
-            only |= undated
-        else:
+        if wm is None or prior_model is None:
             incremental = False  # nothing to build on yet: a full run
-    earlier = store.dedup.matches(source) if incremental else None
-    result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
-                                progress=progress, model=prior_model, earlier=earlier, candidates=candidates,
-                                index=None if idx is None else idx.drop(columns=[index.ROW]))
+    with open_source(cfg, source) as r:
+        dated = "updated_at" in r.present_columns(spec.table)
+        if incremental and dated:
+            idx, why = index.load(index_dir, ident, stored.get("index"))
+        if idx is not None:
+            _check_inputs(_probe(r, spec), spec, source, r.mapping(spec.table), r.physical_name(spec.table))
+            night = _read_night(r, spec, columns, idx, pd.Timestamp(wm), cfg.timezone)
+        else:
+            df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
+            _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
+    if idx is not None:
+        result = screen(night.rows, spec, idx, prior_model, fields=idx.fields, records=night.records,
+                        gone=night.gone, earlier=store.dedup.matches(source), stored=store.dedup.open_clusters(source),
+                        decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)),
+                        org_levels=_org_levels(cfg), progress=progress, candidates=candidates)
+        updated, row_hashes, redone = night.updated, night.row_hashes, sorted(night.keys | night.gone)
+    else:
+        result, updated, row_hashes, redone = _whole(df, spec, columns, decisions, prior_model, wm, incremental,
+                                                     cfg, store, source, progress, candidates)
     result.stats["index"] = why if incremental else "full run"
     token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
-                                    "spec": spec_path or "builtin",
+                                    "spec": spec_path or "builtin", "decisions_seen": seen.isoformat(),
                                     "model": {**result.fs_model.to_dict(), "inputs": ident, "index": token}}) as ctx:
-        redone = None if only is None else st.text(df[spec.key])[only].tolist()
         if updated is not None and updated.notna().any():
-            ctx.stage_watermark(source, spec.table, WATERMARK, updated.max().to_pydatetime())
+            mark = updated.max().to_pydatetime()
+            if wm is None or mark > wm:
+                ctx.stage_watermark(source, spec.table, WATERMARK, mark)
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
-        if row_hashes is None:
-            row_hashes = index.row_hash(df, spec.columns, hash_rows)
-        rows = row_hashes.to_numpy()[result.order]  # in the index's order
-        index.save(index_file, result.prepared.assign(**{index.ROW: rows}), ident, token, ctx.id)
+        frame = result.prepared.drop(columns=[c for c in result.prepared if c.endswith("__tf")])
+        frame = frame.assign(**{index.TRAITS[k]: result.traits[k].to_numpy() for k in index.TRAITS},
+                             **{index.ROW: row_hashes.to_numpy()[result.order]})  # in the index's order
+        if idx is not None:
+            result.stats["index_write"] = index.append(idx, frame, sorted(night.gone), ident, token, ctx.id)
+        else:
+            index.save(index_dir, frame, survivor_fields(df), ident, token, ctx.id)
     except OSError as e:
         result.stats["index"] = f"not written: {e.strerror or e}"
     run = DedupRun(ctx.id, source, result, incremental)
@@ -237,17 +241,105 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     return run
 
 
+def _whole(df: pd.DataFrame, spec: specs.Spec, columns: list[str], decisions: pd.DataFrame, prior_model, wm,
+           incremental: bool, cfg: Config, store: AuditStore, source: str, progress, candidates):
+    """Every archive read and normalised: a full run, or a night without a usable index (the new
+    and changed archives compared, undated ones all of them, against the rest)."""
+    only = None
+    updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
+    # archives without an update time are told changed by a hash of their values (the others by the time)
+    hash_rows = updated.isna() if updated is not None else None
+    if incremental and updated is not None:
+        only = ((updated > pd.Timestamp(wm)) | updated.isna()).to_numpy()
+    elif incremental:
+        only = np.ones(len(df), dtype=bool)
+    earlier = store.dedup.matches(source) if incremental else None
+    result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
+                                progress=progress, model=prior_model, earlier=earlier, candidates=candidates)
+    redone = None
+    if only is not None:  # and the archives stored pairs name that have left the MPI
+        keys = st.text(df[spec.key])
+        stored = store.dedup.pairs(source)
+        redone = sorted(set(keys[only]) | (set(stored["left"]) | set(stored["right"])) - set(keys))
+    return result, updated, index.row_hash(df, columns, hash_rows), redone
+
+
+@dataclass
+class _Night:
+    rows: pd.DataFrame  # every row of the archive numbers to compare again
+    gone: set[str]  # archive numbers in the index no longer in the MPI
+    records: int  # the MPI's rows now
+    updated: pd.Series  # the rows' update times (local)
+    row_hashes: pd.Series  # the undated rows' value hashes (0 for the others)
+    keys: set[str]  # the archive numbers of ``rows``
+
+
+def _probe(r, spec: specs.Spec) -> pd.DataFrame:
+    """Enough archives to tell that the table has some and that every spec field has a value
+    somewhere (``_check_inputs``): the first rows, and only when a field is empty in all of them,
+    that field's column through the table until a value shows."""
+    cols = [f.column for f in spec.fields]
+    first = r.read_all(spec.table, Scope(sampling=Sampling(method="full", rows=1000)), columns=spec.columns)
+    empty = [c for c in dict.fromkeys(cols) if c in first and _empty(first[c])]
+    if first.empty or not empty:
+        return first
+    parts = [first]
+    for c in empty:
+        for chunk in r.read(spec.table, Scope(sampling=Sampling(method="full")), columns=[c]):
+            if not _empty(chunk[c]):
+                parts.append(chunk[~st.missing(chunk[c])].head(1))
+                break
+    return pd.concat(parts, ignore_index=True)
+
+
+def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: pd.Timestamp, tz: str) -> _Night:
+    """The archives a night compares again, read without reading the MPI whole: the rows updated
+    after the watermark or without an update time (the filter is the source's own SQL), every row
+    of the archive numbers the index lacks or holds another number of rows of (from a read of the
+    table's archive numbers alone), and of those sharing a number with a row read. An undated row
+    counts as changed when its values are not those the index holds for its number."""
+    key = spec.key
+    keys = st.text(r.keys(spec.table))
+    rows = r.read_all(spec.table, Scope(sampling=Sampling(method="incremental", time_column="updated_at"),
+                                        watermark=wm.to_pydatetime(), undated=True), columns=columns)
+    new, gone, recount, many = idx.differences(keys)
+    nk = st.text(rows[key]) if len(rows) else pd.Series([], dtype=object)
+    read = nk.value_counts()
+    fetch = ((new | recount) - set(nk)) | {k for k, n in read.items() if many.get(k, 1) > n}
+    if fetch:
+        wanted = sorted(fetch)
+        more = pd.concat([r.fetch(spec.table, wanted[k:k + KEY_BATCH], columns=columns)
+                          for k in range(0, len(wanted), KEY_BATCH)], ignore_index=True)
+        rows = pd.concat([rows[~nk.isin(fetch).to_numpy()], more], ignore_index=True) if len(rows) else more
+        nk = st.text(rows[key])
+    rows = rows.reset_index(drop=True)
+    nk = nk.reset_index(drop=True)
+    updated = _local_times(rows["updated_at"], tz) if len(rows) else pd.Series([], dtype="datetime64[ns]")
+    undated = updated.isna()
+    hashes = index.row_hash(rows, columns, undated)
+    changed = (updated > wm) | nk.isin(new | recount | fetch)
+    maybe = undated & ~changed
+    if maybe.any():  # unchanged when the index holds this row's values under its number
+        held = idx.take(idx.having("key", sorted(set(nk[maybe]))), ["key", index.ROW])
+        seen = pd.MultiIndex.from_arrays([held["key"], held[index.ROW].astype(np.uint64)])
+        changed |= maybe & ~pd.MultiIndex.from_arrays([nk, hashes.astype(np.uint64)]).isin(seen)
+    redo = nk.isin(set(nk[changed])).to_numpy()
+    return _Night(rows[redo].reset_index(drop=True), gone, len(keys), updated[redo].reset_index(drop=True),
+                  hashes[redo].reset_index(drop=True), set(nk[redo]))
+
+
 def _persist(store: AuditStore, run: RunContext, source: str, result: engine.DedupResult,
              redone: list[str] | None) -> None:
-    """Pairs worth keeping (suggested, or judged by a steward) and every cluster, by archive number.
-    Where several rows share an archive number, the best-scored pair of them is kept. ``redone``:
-    the archives an incremental run compared again (None: a full run)."""
+    """Pairs worth keeping (suggested, or judged by a steward) and the clusters made, by archive
+    number. Where several rows share an archive number, the best-scored pair of them is kept.
+    ``redone``: the archives an incremental run compared again or found removed (None: a full run)."""
     keep = result.kept()
     pairs = keep[["left", "right", "score", "decision"]].assign(explanation=result.explanations(keep))
     found = [{"status": c.status, "survivor": result.keys[c.survivor] if c.survivor is not None else None,
               "proposal": {"reason": c.reason, "fill_from": {f: result.keys[m] for f, m in c.proposal.items()}},
               "members": result.members(c)} for c in result.clusters]
-    store.dedup.save(run, source, pairs, found, redone=redone)
+    store.dedup.save(run, source, pairs, found, redone=redone, replaced_clusters=result.replaced_clusters,
+                     rescored=result.rescored)
 
 
 def accepted_merges(store: AuditStore, source: str) -> list[Merge]:

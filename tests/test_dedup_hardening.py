@@ -242,7 +242,7 @@ def test_two_configurations_in_one_folder_keep_their_own_index(demo, tmp_path):
     assert night.incremental and found_new(night)
     assert night.result.stats["index"] == "used"
     assert index.data_dir(prod) == index.data_dir(test)  # one folder, two stores beside each other
-    assert len(list(index.data_dir(prod).glob("dedup-index-mpi-*.parquet"))) == 2
+    assert len([d for d in index.data_dir(prod).glob("dedup-index-mpi-*") if d.is_dir()]) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "stale", "foreign"])
@@ -252,19 +252,23 @@ def test_damaged_or_stale_index_is_rebuilt(demo, tmp_path, damage):
     store = AuditStore(cfg.store.url)
     run_dedup(cfg, store, incremental=True)
     spec = specs.builtin()
-    file = index.path(index.data_dir(cfg), "mpi", index.identity(cfg, "mpi", spec))
-    good = file.read_bytes()
+    folder_ = index.path(index.data_dir(cfg), "mpi", index.identity(cfg, "mpi", spec))
+    manifest = (folder_ / index.MANIFEST).read_bytes()
+    base = next(folder_.glob("base-*.arrow"))
+    good = base.read_bytes()
     if damage == "truncated":
-        file.write_bytes(good[: len(good) // 2])
+        base.write_bytes(good[: len(good) // 2])
     elif damage == "garbage":
-        file.write_bytes(b"PAR1" + b"\0" * 100)
+        base.write_bytes(b"ARROW1" + b"\0" * 100)
     elif damage == "stale":  # the index of a run before the last one
         run_dedup(cfg, store, incremental=True)
-        file.write_bytes(good)
+        (folder_ / index.MANIFEST).write_bytes(manifest)
     else:  # another configuration's index under this one's name
         other = configure(folder, tmp_path / "other.yml")
         run_dedup(other, AuditStore(other.store.url))
-        shutil.copy(index.path(index.data_dir(other), "mpi", index.identity(other, "mpi", spec)), file)
+        theirs = index.path(index.data_dir(other), "mpi", index.identity(other, "mpi", spec))
+        shutil.rmtree(folder_)
+        shutil.copytree(theirs, folder_)
     add_duplicate(folder, updated="2026-11-25 01:00:00")
     night = run_dedup(cfg, store, incremental=True)
     expected = {"truncated": "damaged", "garbage": "damaged", "stale": "stale", "foreign": "another source"}
@@ -308,12 +312,19 @@ def test_index_lives_owner_only_in_the_configured_data_dir(demo, tmp_path):
     conf.mkdir()
     legacy = conf / ".healthqa-dedup-index-mpi.parquet"  # where earlier versions left it, 0644
     legacy.write_bytes(b"old index")
-    cfg = configure(demo, conf / "healthqa.yml", data_dir=str(tmp_path / "private" / "healthqa"))  # outside: absolute
+    folder = platform(demo, tmp_path)
+    cfg = configure(folder, conf / "healthqa.yml", data_dir=str(tmp_path / "private" / "healthqa"))  # outside: absolute
     run_dedup(cfg, AuditStore(cfg.store.url))
     data = tmp_path / "private" / "healthqa"
+    (data / "dedup-index-mpi-0123456789abcdef.parquet").write_bytes(b"an earlier release's index")
+    add_duplicate(folder, updated="2026-11-25 01:00:00")
+    assert run_dedup(cfg, AuditStore(cfg.store.url), incremental=True).result.stats["index_write"] == "delta"
     files = list(data.iterdir())
-    assert [f.name.startswith("dedup-index-mpi-") and f.suffix == ".parquet" for f in files] == [True]
-    assert mode(data) == 0o700 and mode(files[0]) == 0o600
+    assert [f.name.startswith("dedup-index-mpi-") and f.is_dir() for f in files] == [True]  # the old file is gone
+    assert mode(data) == 0o700 and mode(files[0]) == 0o700
+    inside = list(files[0].iterdir())
+    assert {f.name for f in inside} >= {index.MANIFEST} and len(inside) >= 2
+    assert all(mode(f) == 0o600 for f in inside)
     assert not legacy.exists() and not list(conf.glob("*.parquet")) and not list(conf.glob(".*.parquet"))
     # a data directory someone loosened is tightened again
     data.chmod(0o755)

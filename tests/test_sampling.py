@@ -96,6 +96,41 @@ def test_since_until_window(demo):
     assert len(got) == n
 
 
+def test_undated_rows_beside_a_watermark_and_the_keys_alone(demo, tmp_path):
+    """The dedup night's reads: rows after the watermark and those without a time (NULL, blank), in
+    SQL and in a CSV file; and every row's key, one column."""
+    shutil.copy(demo / "mpi.db", tmp_path / "mpi.db")
+    mark = datetime(2026, 11, 24, 12)
+    with sqlite3.connect(tmp_path / "mpi.db") as conn:
+        keys = [r[0] for r in conn.execute("SELECT DABH FROM T_GRDA ORDER BY DABH LIMIT 4")]
+        conn.execute("UPDATE T_GRDA SET GXSJ = '2026-01-01 00:00:00'")
+        for k, t in zip(keys, [None, "", "  ", "2026-11-25 01:00:00"]):
+            conn.execute("UPDATE T_GRDA SET GXSJ = ? WHERE DABH = ?", (t, k))
+        everything = pd.read_sql_query("SELECT * FROM T_GRDA", conn)
+    night = Scope(sampling=config.Sampling(method="incremental", time_column="updated_at"), watermark=mark, undated=True)
+    with reader("src", mpi(tmp_path)) as r:
+        assert sorted(r.read_all("person", night)["archive_id"]) == keys
+        assert r.read_all("person", Scope(sampling=night.sampling, watermark=mark))["archive_id"].tolist() == keys[3:]
+        assert sorted(r.keys("person")) == sorted(everything["DABH"])
+    (tmp_path / "csv").mkdir()
+    everything.to_csv(tmp_path / "csv" / "person.csv", index=False)
+    with reader("src", source_cfg("csv", path=str(tmp_path / "csv"), tables=["person"])) as r:
+        assert sorted(r.read_all("person", night)["archive_id"]) == keys
+        assert sorted(r.keys("person")) == sorted(everything["DABH"])
+
+
+@pytest.mark.parametrize("server", [pytest.param("pg_db", marks=pytest.mark.postgres),
+                                    pytest.param("mariadb_db", marks=pytest.mark.mariadb)])
+def test_the_nights_reads_are_the_same_on_database_servers(demo, request, server):
+    mark = AS_OF - timedelta(days=20)
+    night = Scope(sampling=config.Sampling(method="incremental", time_column="updated_at"), watermark=mark, undated=True)
+    got = {}
+    for name, url in (("sqlite", f"sqlite:///{demo / 'mpi.db'}"), (server, request.getfixturevalue(server))):
+        with reader("src", source_cfg("sqlalchemy", url=url, tables=["person"])) as r:
+            got[name] = (sorted(r.read_all("person", night)["archive_id"]), sorted(r.keys("person")))
+    assert len(got["sqlite"][0]) > 0 and got[server] == got["sqlite"]
+
+
 def test_sampling_pushes_limits_and_keys_into_sql(demo, monkeypatch):
     """A sample never loads the table whole: full+rows uses LIMIT, a draw fetches by key lists."""
     statements = []

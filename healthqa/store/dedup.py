@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,6 +82,40 @@ class DedupRecords:
                     return scope["model"]
         return None
 
+    def decisions_seen(self, source: str):
+        """When the newest successful dedup run of ``source`` read the steward decisions (its start,
+        for a run that did not say); None when there is no such run. The store's clock counts whole
+        seconds: a decision of that very second counts as not yet seen."""
+        with self._store.session() as s:
+            for scope, started in s.execute(select(Run.scope, Run.started_at).where(
+                    Run.kind == "dedup", Run.status == "success").order_by(Run.id.desc())):
+                if (scope or {}).get("source") == source:
+                    seen = scope.get("decisions_seen")
+                    return datetime.fromisoformat(seen) if seen else started
+        return None
+
+    def decisions_changed(self, source: str, since) -> pd.DataFrame:
+        """The pairs whose steward decision was made or undone at or after ``since``: columns left,
+        right (once each)."""
+        if since is None:
+            return pd.DataFrame(columns=["left", "right"])
+        with self._store.session() as s:
+            rows = s.execute(select(StewardDecision.left_id, StewardDecision.right_id).where(
+                StewardDecision.source == source,
+                or_(StewardDecision.decided_at >= since, StewardDecision.undone_at >= since))).all()
+        return pd.DataFrame(rows, columns=["left", "right"]).drop_duplicates(ignore_index=True)
+
+    def open_clusters(self, source: str) -> pd.DataFrame:
+        """The stored clusters awaiting a steward (proposed, review), a row per member: columns
+        cluster_id, status, survivor, archive_id."""
+        with self._store.session() as s:
+            rows = s.execute(select(DedupClusterMember.cluster_id, DedupCluster.status, DedupCluster.survivor_id,
+                                    DedupClusterMember.archive_id)
+                             .join(DedupCluster, DedupCluster.id == DedupClusterMember.cluster_id)
+                             .where(DedupCluster.source == source,
+                                    DedupCluster.status.in_(["proposed", "review"]))).all()
+        return pd.DataFrame(rows, columns=["cluster_id", "status", "survivor", "archive_id"])
+
     def matches(self, source: str) -> pd.DataFrame:
         """The stored match pairs of ``source``: columns left, right."""
         with self._store.session() as s:
@@ -138,7 +173,8 @@ class DedupRecords:
                 "pending": int(pending)}
 
     def save(self, run: RunContext, source: str, pairs: pd.DataFrame | list[dict], clusters: list[dict],
-             redone: Iterable[str] | None = None) -> None:
+             redone: Iterable[str] | None = None, replaced_clusters: Iterable[int] | None = None,
+             rescored: pd.DataFrame | None = None) -> None:
         """Keep a run's findings and finish the run, in one transaction: its pairs, clusters, model
         (stored with the run, in force once the run has succeeded) and watermark are all kept, or,
         when anything fails, none is and the earlier run's stay. ``pairs``: a frame (or dicts) left,
@@ -146,9 +182,10 @@ class DedupRecords:
         status, survivor, proposal, members (archive numbers).
 
         A full run (``redone`` None) replaces every stored pair of the source; an incremental run
-        replaces the pairs involving the archives it compared again (``redone``) and the pairs it
-        found anew. Clusters awaiting a steward (proposed, review) are always replaced: every run
-        computes all of them.
+        replaces the pairs involving the archives it compared again or that left the MPI
+        (``redone``), the pairs it scored again (``rescored``: columns left, right) and the pairs it
+        found anew. Clusters awaiting a steward (proposed, review) are all replaced, or, for a night
+        that made only the clusters it touched, those of ``replaced_clusters`` (ids).
 
         Written in bulk (a district's run keeps hundreds of thousands of pairs): multi-row INSERTs
         through the driver's executemany, COPY on PostgreSQL, cluster ids from INSERT … RETURNING;
@@ -179,15 +216,25 @@ class DedupRecords:
                     part = redone[k:k + 500]
                     s.execute(delete(DedupPair).where(DedupPair.source == source, or_(
                         DedupPair.left_id.in_(part), DedupPair.right_id.in_(part))))
-                if len(rows):  # pairs found anew that an earlier run stored: replaced (one executemany)
+                again = list(zip(rows["left_id"], rows["right_id"]))
+                if rescored is not None:
+                    again += list(zip(rescored["left"], rescored["right"]))
+                if again:  # pairs found or scored anew that an earlier run stored: replaced (one executemany)
                     t = DedupPair.__table__
                     s.connection().execute(t.delete().where(t.c.source == source, t.c.left_id == bindparam("l"),
                                                             t.c.right_id == bindparam("r")),
-                                           [{"l": a, "r": b} for a, b in zip(rows["left_id"], rows["right_id"])])
-            old = select(DedupCluster.id).where(DedupCluster.source == source,
-                                                DedupCluster.status.in_(["proposed", "review"]))
-            s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(old)))
-            s.execute(delete(DedupCluster).where(DedupCluster.id.in_(old.scalar_subquery())))
+                                           [{"l": a, "r": b} for a, b in again])
+            if replaced_clusters is None:
+                old = select(DedupCluster.id).where(DedupCluster.source == source,
+                                                    DedupCluster.status.in_(["proposed", "review"]))
+                s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(old)))
+                s.execute(delete(DedupCluster).where(DedupCluster.id.in_(old.scalar_subquery())))
+            else:
+                ids = sorted(set(replaced_clusters))
+                for k in range(0, len(ids), 500):
+                    part = ids[k:k + 500]
+                    s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(part)))
+                    s.execute(delete(DedupCluster).where(DedupCluster.id.in_(part)))
             _bulk(s, PAIRS_TABLE, rows, postgres)
             if clusters:
                 ids = _cluster_ids(s, [{"run_id": run_id, "source": source, "status": c["status"],
