@@ -250,10 +250,7 @@ def nightly(cfg: config_mod.Config) -> int:
         t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     out.print(t)
     if res.dedup:
-        st = res.dedup.stats
-        out.print(f"重复档案 duplicates ({'incremental' if res.dedup.incremental else 'full'}): "
-                  f"{st['matches']:,} matches, {st['review']:,} to review, {st['clusters']:,} clusters "
-                  f"among {st['records']:,} archives", highlight=False)
+        out.print(_dedup_line(res.dedup.stats, res.dedup.incremental), highlight=False)
     if res.assessment:
         _print_assessment(res.assessment)
     for d in res.deliveries:
@@ -263,6 +260,18 @@ def nightly(cfg: config_mod.Config) -> int:
     if res.report:
         out.print(f"[bold]稽核报告 report:[/] {res.report}", highlight=False)
     return 1 if res.failures or code else 0
+
+
+def _dedup_line(st: dict, incremental: bool) -> str:
+    """A duplicate scan in one line. A night's matches are those of the archives it compared (new,
+    changed); its clusters are all the open ones, the night's and the earlier runs'."""
+    if incremental and "compared" in st:
+        removed = f", 删除 {st['removed']:,} removed" if st.get("removed") else ""
+        return (f"重复档案 duplicates (incremental): 比对新增或变更档案 {st['compared']:,} new or changed archives "
+                f"compared{removed}; 新匹配 {st['matches']:,} new matches, 待审核 {st['review']:,} to review; "
+                f"现有聚类 {st['clusters']:,} open clusters among {st['records']:,} archives")
+    return (f"重复档案 duplicates ({'incremental' if incremental else 'full'}): {st['matches']:,} matches, "
+            f"{st['review']:,} to review, {st['clusters']:,} clusters among {st['records']:,} archives")
 
 
 def _print_assessment(a) -> None:
@@ -409,7 +418,9 @@ def dedup(
               title_justify="left")
     t.add_column("项目 item")
     t.add_column("数量 value", justify="right")
-    for label, value in (("档案 archives", st["records"]), ("候选对 candidate pairs", st["candidate_pairs"]),
+    night = [("本次比对的新增或变更档案 new or changed archives compared", st["compared"]),
+             ("已删除档案 archives removed", st["removed"])] if "compared" in st else []
+    for label, value in (("档案 archives", st["records"]), *night, ("候选对 candidate pairs", st["candidate_pairs"]),
                          ("匹配 matches", st["matches"]), ("待审核 review", st["review"]),
                          ("聚类 clusters", st["clusters"]), ("待审核聚类 clusters to review", st["clusters_to_review"])):
         t.add_row(label, f"{value:,}")

@@ -210,6 +210,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
                         decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)),
                         org_levels=_org_levels(cfg), progress=progress, candidates=candidates)
         updated, row_hashes, redone = night.updated, night.row_hashes, sorted(night.keys | night.gone)
+        result.stats.update(compared=len(night.keys), removed=len(night.gone))
     else:
         result, updated, row_hashes, redone = _whole(df, spec, columns, decisions, prior_model, wm, incremental,
                                                      cfg, store, source, progress, candidates)

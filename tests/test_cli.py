@@ -63,6 +63,8 @@ def test_nightly_twice_reads_only_new_rows(built):
         scope = conn.execute("SELECT scope FROM runs WHERE kind = 'dedup' ORDER BY id DESC LIMIT 1").fetchone()[0]
     assert '"incremental": true' in scope
     assert rows["outpatient_visit"] == 0 and rows["person"] > 0
+    said = " ".join(res.output.split())  # the night's screening says what it compared, not "0 matches" alone
+    assert "0 new or changed archives compared; 新匹配 0 new matches" in said and "open clusters among" in said
 
 
 @pytest.mark.parametrize("text, fragment", [
