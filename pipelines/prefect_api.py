@@ -47,6 +47,8 @@ for _k, _v in DEFAULTS.items():
 # blocks, and the check imports every installed Prefect integration (Dask's among them).
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
               "PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+# the health check goes to 127.0.0.1 directly, whatever proxy HTTP_PROXY names (see _point_at)
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STARTUP_FAILURE = 3  # uvicorn's exit code when it could not start (its port taken among the reasons)
 
 
@@ -113,7 +115,7 @@ class LocalAPI:
                 if code is not None:
                     return self._failed(f"its process exited with code {code}")
                 try:
-                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    with _DIRECT.open(f"{self.url}/health", timeout=2) as r:
                         if r.status == 200:
                             return
                 except OSError:
@@ -140,8 +142,12 @@ class LocalAPI:
 
 def _point_at(url: str) -> None:
     """``PREFECT_API_URL`` for this process's Prefect (its settings were read when it was imported)
-    and for the processes it starts."""
+    and for the processes it starts; the API is reached directly, not through the proxy a hospital
+    network's ``HTTP_PROXY`` names (Prefect's client honours ``NO_PROXY``)."""
     os.environ["PREFECT_API_URL"] = url
+    for name in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(name, "").split(",") if h.strip()]
+        os.environ[name] = ",".join(dict.fromkeys([*hosts, "127.0.0.1", "localhost"]))
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()

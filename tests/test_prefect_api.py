@@ -22,7 +22,8 @@ BIN = Path(sys.executable).parent
 
 
 def run_nightly(cfg_path: Path, home: Path, **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no server: the local API
+    # no server: the local API; and no NO_PROXY from this test process's own local API, if it has one
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "NO_PROXY", "no_proxy")}
     env.update(PREFECT_HOME=str(home), **extra)
     return subprocess.run([str(BIN / "healthqa"), "run", "nightly", "--config", str(cfg_path)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -41,9 +42,11 @@ def servers_of(home: Path) -> list[psutil.Process]:
 
 
 def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path):  # noqa: F811
+    """Behind a hospital network's proxy too: the local API is reached directly."""
     cfg, _, _ = platform
     home = tmp_path / "prefect-home"
-    p = run_nightly(cfg.path, home)
+    unreachable = f"http://127.0.0.2:{_closed_port()}"
+    p = run_nightly(cfg.path, home, HTTP_PROXY=unreachable, http_proxy=unreachable, HTTPS_PROXY=unreachable)
     assert p.returncode == 0, p.stderr[-2000:]
     assert servers_of(home) == []
     with sqlite3.connect(home / "prefect.db") as db:
