@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import threading
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -78,6 +79,25 @@ def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleCon
     return v.results()
 
 
+_freezing = threading.Lock()
+_frozen_by = 0  # validations under way in this process that froze the collector
+
+
+def _freeze() -> None:
+    global _frozen_by
+    with _freezing:
+        _frozen_by += 1
+        gc.freeze()  # again for a later one: what the earlier ones made meanwhile is theirs to keep
+
+
+def _unfreeze() -> None:
+    global _frozen_by
+    with _freezing:
+        _frozen_by -= 1
+        if not _frozen_by:
+            gc.unfreeze()
+
+
 class Validation:
     """A table's validation fed chunk by chunk: ``add(chunk)`` as the rows are read, ``results()`` at
     the end. Memory follows the chunk, not the table.
@@ -134,7 +154,7 @@ class Validation:
         if not chunk.index.equals(pd.RangeIndex(len(chunk))):  # positions are row numbers
             chunk = chunk.reset_index(drop=True)
         if not self._frozen:  # see _collect
-            gc.freeze()
+            _freeze()
             self._frozen = True
         if self.narrow_columns:
             if self.scoped:
@@ -158,8 +178,9 @@ class Validation:
         and they would pile up chunk after chunk until it ran a full collection. A full collection
         walks every object (GE's included: a few hundred milliseconds), so what exists before the
         first chunk is frozen (``gc.freeze``, undone by ``results``) and each chunk's collection walks
-        only what was made since. (Validations in parallel threads share the one collector: one ending
-        unfreezes for all, and the others' collections are then slower, not wrong.)"""
+        only what was made since. Validations in parallel threads share the one collector: it is
+        unfrozen when the last of them ends (``_freeze``), not the first — the others' collections
+        would then walk every object for the rest of their tables."""
         gc.collect()
 
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
@@ -204,7 +225,7 @@ class Validation:
         """The tallies once the whole-table rules are evaluated, for ``combine`` with other parts' (a
         partition task's whole state: counts, sample keys, institutions, masked examples)."""
         if self._frozen:
-            gc.unfreeze()
+            _unfreeze()
             self._frozen = False
         in_scope = None
         if self.table_rules and self.scoped:

@@ -173,3 +173,22 @@ def test_bytes_keys_and_codes_are_read_not_rendered(tmp_path):
     assert fmt.violations == 2 and fmt.by_org == {"A1": {"violations": 2, "denominator": 2},
                                                    "A2": {"violations": 0, "denominator": 1}}
     assert not any(k.startswith("b'") for k in fmt.sample_keys) and "\ufffd" in fmt.sample_keys[1]
+
+
+def test_validations_in_parallel_keep_the_collector_frozen_until_the_last_ends():
+    """Each chunk's garbage collection walks only what was made since the first chunk (runner
+    ``_collect``); two tables validated at once in threads share the one collector, so the first to
+    end must not unfreeze it under the other (whose collections would walk every object again)."""
+    import gc
+
+    rules = [r for r in suites.rules_for("person") if r.id == "MPI-ARCHIVE-UNIQUE"]
+    ctx = RuleContext(as_of=pd.Timestamp("2026-11-25"))
+    chunk = pd.DataFrame({"archive_id": ["330211001001000001", "330211001001000002"], "org_code": ["A", "B"]})
+    first, second = (Validation("person", rules, ctx, chunk.columns) for _ in range(2))
+    before = gc.get_freeze_count()
+    first.add(chunk)
+    second.add(chunk)
+    first.results()
+    assert gc.get_freeze_count() > before  # the second still validates: still frozen
+    second.results()
+    assert gc.get_freeze_count() == 0
