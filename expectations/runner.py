@@ -87,7 +87,7 @@ def _freeze() -> None:
     global _frozen_by
     with _freezing:
         _frozen_by += 1
-        gc.freeze()  # again for a later one: what the earlier ones made meanwhile is theirs to keep
+        gc.freeze()  # what exists now is left out of every collection until the last validation ends
 
 
 def _unfreeze() -> None:
