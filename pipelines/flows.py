@@ -192,6 +192,10 @@ def nightly_audit(config_path: str) -> State:
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
+            # the tasks get a copy that nothing mutates: the flow stages watermarks on ``run`` while
+            # other tasks start, and Prefect walks each task's parameters in the worker's thread
+            # (a shared dict changing size under that walk failed a night in CI)
+            ticket = RunContext(run.id, run.kind, run.started_at)
             with _api_for_children(orch), task_runner(orch) as runner:
                 # independent branches: a source that cannot be read never stops the others; its
                 # tables start as soon as it has answered
@@ -208,13 +212,13 @@ def nightly_audit(config_path: str) -> State:
                         if n == 1:
                             tables[name, t] = runner.submit(
                                 _validate.with_options(name=f"validate {name}.{t}", **retrying),
-                                {"cfg": cfg, "run": run, "source": name, "table": t})
+                                {"cfg": cfg, "run": ticket, "source": name, "table": t})
                             continue
                         # the per-row rules by institution bucket, the whole-table rules apart
                         tables[name, t] = [runner.submit(
                             _validate_part.with_options(name=f"validate {name}.{t} {'whole-table' if p is None else p}",
                                                         **retrying),
-                            {"cfg": cfg, "run": run, "source": name, "table": t, "part": p})
+                            {"cfg": cfg, "run": ticket, "source": name, "table": t, "part": p})
                             for p in [*((k, n) for k in range(n)), None]]
                 src = night.person_source()
                 dedup = None if src is None else runner.submit(_dedup.with_options(**retrying), {
