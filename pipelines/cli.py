@@ -525,16 +525,24 @@ def schedule(config: ConfigOpt):
 
     Like `prefect serve`: the deployments `nightly-audit/nightly` and `quarterly-report/quarterly` run
     on the cron strings of `orchestration` in its time zone (`dedup-scan/dedup-scan` and
-    `adhoc-validate/adhoc-validate` on demand), against the Prefect API of PREFECT_API_URL (a Prefect
-    server) — stop with Ctrl-C."""
+    `adhoc-validate/adhoc-validate` on demand), against the Prefect server of PREFECT_API_URL, or
+    without one on a local Prefect API started for the command (its run history in PREFECT_HOME) —
+    stop with Ctrl-C."""
     from prefect import serve
 
     from .flows import deployments
+    from .prefect_api import local_api
 
     cfg = _load(config)
     deps = deployments(cfg)
+    api = local_api(ephemeral=False)  # a full server: its scheduler turns the cron strings into runs
+    if api is not None:
+        api.wait()
     _print_deployments(deps)
-    serve(*deps)
+    where = f"本地 Prefect API local Prefect API {api.url}" if api else f"Prefect 服务器 server {os.environ['PREFECT_API_URL']}"
+    out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
+    serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
+    out.print("已停止 stopped", highlight=False)
 
 
 def _print_deployments(deps) -> None:

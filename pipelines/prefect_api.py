@@ -12,6 +12,14 @@ while the command imports the audit's modules and reads its configuration, on th
 
 ``one_shot`` is what a run on that API does without: it ends with the command, so nothing is left
 to watch a flow run's heartbeat.
+
+``healthqa schedule`` needs more of a server than a one-shot command: Prefect's scheduler service,
+which turns a deployment's cron into flow runs, runs only in a full server — on Prefect's ephemeral
+API ``serve`` polls for runs that are never created. Its local API (``local_api(ephemeral=False)``)
+is a full server without the UI, on the PREFECT_HOME's database.
+
+The server process ends with the command (``api_server``) and is in a session of its own: Ctrl-C in
+the terminal reaches the command, which stops its flow runs and then the server — not both at once.
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ for _k, _v in DEFAULTS.items():
 # The server process's own settings, as Prefect starts its ephemeral server (no UI, ephemeral
 # services only), and without checking the block types at every start: the audit's flows use no
 # blocks, and the check imports every installed Prefect integration (Dask's among them).
-SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_FINAL": "1",
               "PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+EPHEMERAL_ENV = {"PREFECT__SERVER_EPHEMERAL": "1"}  # no background services: no scheduler among them
 # the health check goes to 127.0.0.1 directly, whatever proxy HTTP_PROXY names (see _point_at)
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STARTUP_FAILURE = 3  # uvicorn's exit code when it could not start (its port taken among the reasons)
@@ -60,9 +69,11 @@ class PrefectAPIError(HealthqaError):
 
 class LocalAPI:
     """Prefect's API server for this command's flow runs: a uvicorn process on a free local port,
-    stopped when the command ends."""
+    stopped when the command ends; ``ephemeral`` as Prefect's own (the services a flow run needs),
+    else a full server (the scheduler among its services)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ephemeral: bool = True) -> None:
+        self.ephemeral = ephemeral
         self.url: str | None = None
         self.process: subprocess.Popen | None = None
         self.error: PrefectAPIError | None = None
@@ -83,7 +94,7 @@ class LocalAPI:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.terminate()  # SIGTERM: uvicorn stops the services and closes the database
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -97,9 +108,10 @@ class LocalAPI:
         self.url = f"http://127.0.0.1:{port}/api"
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
-             "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env={**env, **SERVER_ENV}, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+            [sys.executable, "-m", "healthqa.pipelines.api_server", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env={**env, **SERVER_ENV, **(EPHEMERAL_ENV if self.ephemeral else {})},
+            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, start_new_session=True)
         _point_at(self.url)
 
     def _until_ready(self) -> None:
@@ -157,8 +169,9 @@ _api: LocalAPI | None = None
 _lock = threading.Lock()
 
 
-def local_api() -> LocalAPI | None:
-    """This process's local API, started on first use; None when ``PREFECT_API_URL`` names a server."""
+def local_api(ephemeral: bool = True) -> LocalAPI | None:
+    """This process's local API, started on first use (``ephemeral``: see ``LocalAPI``); None when
+    ``PREFECT_API_URL`` names a server."""
     global _api
     with _lock:
         if _api is None:
@@ -166,7 +179,7 @@ def local_api() -> LocalAPI | None:
 
             if PREFECT_API_URL.value():
                 return None
-            _api = LocalAPI()
+            _api = LocalAPI(ephemeral)
             _api.start()
         return _api
 

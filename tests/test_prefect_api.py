@@ -1,14 +1,17 @@
 """The local Prefect API a command's flows run on (``pipelines/prefect_api.py``), as an operator meets
 it: ``healthqa run nightly`` with no Prefect server records its flow run in the PREFECT_HOME's
 database and leaves no server process behind; a server that cannot start is a one-line message and
-exit code 1, not a traceback or a hang."""
+exit code 1, not a traceback or a hang; ``healthqa schedule`` with no server runs the nightly audit
+on its cron, stops on Ctrl-C, and leaves no server behind even when killed."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -21,12 +24,15 @@ from .test_reports import platform  # noqa: E402,F401 - a writable copy of the d
 BIN = Path(sys.executable).parent
 
 
-def run_nightly(cfg_path: Path, home: Path, **extra: str) -> subprocess.CompletedProcess:
+def no_server(home: Path, **extra: str) -> dict:
     # no server: the local API; and no NO_PROXY from this test process's own local API, if it has one
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "NO_PROXY", "no_proxy")}
-    env.update(PREFECT_HOME=str(home), **extra)
-    return subprocess.run([str(BIN / "healthqa"), "run", "nightly", "--config", str(cfg_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return {**env, "PREFECT_HOME": str(home), **extra}
+
+
+def run_nightly(cfg_path: Path, home: Path, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "healthqa"), "run", "nightly", "--config", str(cfg_path)],
+                          env=no_server(home, **extra), capture_output=True, text=True, timeout=600)
 
 
 def servers_of(home: Path) -> list[psutil.Process]:
@@ -72,3 +78,58 @@ def _closed_port() -> int:
     from .conftest import free_port
 
     return free_port()
+
+
+def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path):  # noqa: F811
+    """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
+    The schedule's local API is a full server. Every minute here; its scheduler's loop and the
+    runner's polling shortened so that the test waits for the next minute, not for them."""
+    import yaml
+
+    cfg, store, _ = platform
+    doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
+    doc["orchestration"] = {"nightly_cron": "* * * * *"}
+    cfg.path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    home = tmp_path / "prefect-home"
+    env = no_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_RUNNER_POLL_FREQUENCY="2")
+    log = (tmp_path / "schedule.log").open("w+")
+    p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=env,
+                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not store.runs.recent(kind="nightly") and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(2)
+        while (runs := store.runs.recent(kind="nightly")) and runs[0].status == "running" and time.monotonic() < deadline:
+            time.sleep(1)
+        log.seek(0)
+        said = log.read()
+        assert runs and runs[0].status in ("success", "partial"), said[-3000:]
+        assert "nightly-audit/nightly  * * * * *  (Asia/Shanghai)" in said and "本地 Prefect API" in said
+        p.send_signal(signal.SIGINT)  # Ctrl-C
+        assert p.wait(timeout=60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    log.seek(0)
+    said = log.read()
+    assert said.rstrip().endswith("已停止 stopped") and "Traceback" not in said, said[-3000:]
+    assert servers_of(home) == []
+
+
+def test_a_killed_command_leaves_no_server(platform, tmp_path):  # noqa: F811
+    """``kill -9`` gives the command no chance to stop its local API: the server notices on its own."""
+    cfg, _, _ = platform
+    home = tmp_path / "prefect-home"
+    p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=no_server(home),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = [p.stdout.readline() for _ in range(5)]  # the four deployments, then: serving on …
+        assert "按计划运行中" in said[-1], said
+        assert servers_of(home)  # the API is up …
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 30
+    while servers_of(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert servers_of(home) == []  # … and gone with the command
