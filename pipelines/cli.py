@@ -530,18 +530,20 @@ def schedule(config: ConfigOpt):
     stop with Ctrl-C."""
     from prefect import serve
 
-    from .flows import deployments
+    from .flows import deployments, serving_lock
     from .prefect_api import local_api
 
     cfg = _load(config)
     deps = deployments(cfg)
-    api = local_api(ephemeral=False)  # a full server: its scheduler turns the cron strings into runs
-    if api is not None:
-        api.wait()
-    _print_deployments(deps)
-    where = f"本地 Prefect API local Prefect API {api.url}" if api else f"Prefect 服务器 server {os.environ['PREFECT_API_URL']}"
-    out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
-    serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
+    with serving_lock(cfg):
+        api = local_api(ephemeral=False)  # a full server: its scheduler turns the cron strings into runs
+        if api is not None:
+            api.wait()
+        _print_deployments(deps)
+        where = f"本地 Prefect API local Prefect API {api.url}" if api else \
+            f"Prefect 服务器 server {os.environ['PREFECT_API_URL']}"
+        out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
+        serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
     out.print("已停止 stopped", highlight=False)
 
 

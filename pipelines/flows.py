@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from .prefect_api import one_shot  # Prefect's settings, decided before Prefect loads
 
@@ -45,6 +46,7 @@ from healthqa import config as config_mod
 from healthqa.config import Config, Orchestration
 from healthqa.errors import ConfigError, HealthqaError, SourceError
 from healthqa.store import AuditStore, RunContext
+from healthqa.store.locks import Busy, flocked
 
 from .nightly import (
     DedupSummary,
@@ -295,6 +297,30 @@ def quarterly_report(config_path: str, quarter: str | None = None) -> str:
     create_markdown_artifact(key="quarterly-report", description="巡检报告 inspection report",
                              markdown=f"# {quarter} 巡检报告\n\nHTML: `{written.html}`\n\nPDF: `{written.pdf}`")
     return str(written.html)
+
+
+@contextmanager
+def serving_lock(cfg: Config) -> Iterator[None]:
+    """One ``healthqa schedule`` per audit store — two would audit every night twice — and, without
+    a Prefect server, one per PREFECT_HOME: the local server's database holds deployments by name,
+    so a second site's schedule there would take the first one's deployments over."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    with AuditStore(cfg.store.url) as store, ExitStack() as held:
+        try:
+            held.enter_context(store.locks.hold("schedule"))
+        except Busy:
+            raise HealthqaError("另一个 healthqa schedule 已在为此稽核库按计划运行 another healthqa schedule is "
+                                "already serving this audit store's deployments") from None
+        if not PREFECT_API_URL.value():
+            home = Path(PREFECT_HOME.value())
+            try:
+                held.enter_context(flocked(home / "healthqa-schedule.lock", "schedule"))
+            except Busy:
+                raise HealthqaError(f"另一个 healthqa schedule 已在使用 PREFECT_HOME {home} another healthqa schedule "
+                                    "serves its deployments from this PREFECT_HOME; give this site a PREFECT_HOME "
+                                    "of its own (e.g. PREFECT_HOME=/var/lib/healthqa/prefect-SITE)") from None
+        yield
 
 
 def deployments(cfg, entrypoint_type=None) -> list:

@@ -116,16 +116,29 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     assert servers_of(home) == []
 
 
-def test_a_killed_command_leaves_no_server(platform, tmp_path):  # noqa: F811
-    """``kill -9`` gives the command no chance to stop its local API: the server notices on its own."""
+def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path):  # noqa: F811
+    """A second schedule of the same site would audit every night twice; another site's schedule on
+    the same PREFECT_HOME would take its deployments over: both refused at once, exit 2. Then
+    ``kill -9``, which gives the command no chance to stop its local API: the server notices itself."""
+    import yaml
+
     cfg, _, _ = platform
     home = tmp_path / "prefect-home"
+    other = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
+    other["store"] = {"url": f"sqlite:///{tmp_path / 'other-site.db'}"}
+    other_path = tmp_path / "other-site.yml"
+    other_path.write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
     p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=no_server(home),
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         said = [p.stdout.readline() for _ in range(5)]  # the four deployments, then: serving on …
         assert "按计划运行中" in said[-1], said
         assert servers_of(home)  # the API is up …
+        for path, why in ((cfg.path, "已在为此稽核库按计划运行"), (other_path, "PREFECT_HOME of its own")):
+            second = subprocess.run([str(BIN / "healthqa"), "schedule", "--config", str(path)], env=no_server(home),
+                                    capture_output=True, text=True, timeout=120)
+            assert second.returncode == 2 and why in second.stderr, (second.stdout, second.stderr)
+            assert "Traceback" not in second.stderr
     finally:
         p.kill()
         p.wait()

@@ -62,16 +62,8 @@ class Locks:
                     conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _pg_key(name))
                     conn.commit()
         elif self._folder is not None:
-            self._folder.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(self._folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise Busy(name) from None
+            with flocked(self._folder / f"{name}.lock", name):
                 yield
-            finally:
-                os.close(fd)  # closing releases the flock (so does the process dying)
         else:
             yield
 
@@ -94,6 +86,22 @@ class Locks:
         """Tidy a finished run's lock file (SQLite; advisory locks leave nothing behind)."""
         if self._folder is not None:
             (self._folder / f"{name}.lock").unlink(missing_ok=True)
+
+
+@contextmanager
+def flocked(path: Path, name: str) -> Iterator[None]:
+    """Hold an ``flock`` on the file ``path`` (created, with its folder) until the block ends; Busy
+    (``name``) at once if another process holds it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(name) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock (so does the process dying)
 
 
 def _pg_key(name: str) -> dict:
