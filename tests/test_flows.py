@@ -135,3 +135,35 @@ def test_the_quarterly_flow_writes_the_inspection_report(platform):  # noqa: F81
     from pathlib import Path
 
     assert Path(html).is_file() and Path(html).with_suffix(".pdf").is_file()
+
+
+def test_tasks_never_share_the_run_the_flow_stages_into(platform, monkeypatch):  # noqa: F811
+    """The flow stages each table's watermarks on its run while other tasks start, and Prefect walks a
+    task's parameters in the worker's thread: a run object shared with the tasks changed size under
+    that walk and failed a night ('dictionary changed size during iteration'). The tasks get a copy
+    of the run's id and start that nothing writes to."""
+    from healthqa.pipelines import flows, nightly
+
+    cfg, _, _ = platform
+    flow_runs, task_runs = [], []
+    night_init = nightly.Night.__init__
+
+    def recording_init(self, cfg, store, run):
+        flow_runs.append(run)
+        night_init(self, cfg, store, run)
+
+    def recording(real):
+        def task_body(cfg, run, *args, **kw):
+            task_runs.append(run)
+            return real(cfg, run, *args, **kw)
+        return task_body
+
+    monkeypatch.setattr(nightly.Night, "__init__", recording_init)
+    monkeypatch.setattr(flows, "validate_table", recording(flows.validate_table))
+    outcome = run_nightly_flow(str(cfg.path))
+    assert outcome.state.is_completed(), outcome.state.message
+    (run,) = flow_runs
+    assert run.pending_watermarks  # the flow did stage into its run …
+    assert task_runs and all(t is not run for t in task_runs)  # … which no task was given
+    assert {(t.id, t.started_at) for t in task_runs} == {(run.id, run.started_at)}
+    assert not any(t.pending_watermarks for t in task_runs)  # and nothing wrote to what they were given
