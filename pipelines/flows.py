@@ -54,16 +54,18 @@ from .nightly import (
     TablePart,
     check_source,
     dedup_scan,
-    nightly_lock,
     nightly_scope,
     validate_table,
     validate_table_part,
 )
+from .nightly_lock import NightlyInProgress, nightly_lock
 from .validate import ValidationRun, partitions, validate_source
 
 # the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
 # stored by the Prefect API); the flow runs in the caller's thread and context
 ON_TABLE: ContextVar = ContextVar("healthqa_on_table", default=None)
+# set by the CLI that refused filters matching nothing before the flow started: not counted twice
+FILTERS_CHECKED: ContextVar = ContextVar("healthqa_filters_checked", default=False)
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
 
@@ -189,6 +191,14 @@ def nightly_audit(config_path: str) -> State:
     orch = cfg.orchestration
     retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
                 "retry_condition_fn": _worth_retrying}
+    try:
+        return _night(cfg, retrying)
+    except NightlyInProgress as e:  # the lock taken since the command's own check: a message, no traceback
+        return Failed(message=str(e), data=e)
+
+
+def _night(cfg: Config, retrying: dict) -> State:
+    orch = cfg.orchestration
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
@@ -255,7 +265,8 @@ def adhoc_validate(config_path: str, source: str, tables: list[str] | None = Non
         cfg = config_mod.load(config_path)
         with AuditStore(cfg.store.url) as store:
             return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since,
-                                   until=until, store=store, on_table=ON_TABLE.get())
+                                   until=until, store=store, on_table=ON_TABLE.get(),
+                                   filters_checked=FILTERS_CHECKED.get())
     except HealthqaError as e:  # the engineer's mistake (a filter matching nothing): a message, no traceback
         return Failed(message=str(e), data=e)
 
@@ -342,15 +353,17 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
 
 def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
                       since: datetime | None = None, until: datetime | None = None,
-                      on_table: Callable[[str], None] | None = None) -> ValidationRun:
+                      on_table: Callable[[str], None] | None = None, filters_checked: bool = False) -> ValidationRun:
     """``healthqa validate``: the ad-hoc flow once, on the command's local Prefect API unless
-    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
-    token = ON_TABLE.set(on_table)
+    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
+    ``filters_checked``: the caller has refused filters that match nothing (``require_matches``)."""
+    tokens = ON_TABLE.set(on_table), FILTERS_CHECKED.set(filters_checked)
     try:
         with one_shot():
             state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
     finally:
-        ON_TABLE.reset(token)
+        ON_TABLE.reset(tokens[0])
+        FILTERS_CHECKED.reset(tokens[1])
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result

@@ -20,7 +20,7 @@ from healthqa import standards as st
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
-from healthqa.errors import HealthqaError, SourceError
+from healthqa.errors import HealthqaError
 from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
@@ -152,8 +152,8 @@ def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str
             if any(reader.count(t, validation_scope(reader, t, picked, since, until)) for t in applies):
                 continue
             what = " ".join(filter(None, [f"--org {org}" if org else "",
-                                          f"--since {since.isoformat(sep=' ')}" if since else "",
-                                          f"--until {until.isoformat(sep=' ')}" if until else ""]))
+                                          f"--since {since.isoformat(sep=' ', timespec='seconds')}" if since else "",
+                                          f"--until {until.isoformat(sep=' ', timespec='seconds')}" if until else ""]))
             where = (f"in source {source} ({', '.join(applies)})" if applies else
                      f"the filter applies to none of {', '.join(tables)} (no institution or time column)")
             raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
@@ -168,18 +168,16 @@ def suite_tables(cfg: Config, source: str) -> list[str]:
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
                     since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
                     on_table: Callable[[str], None] | None = None, all_keys: bool = False,
-                    nightly: RunContext | None = None) -> ValidationRun:
+                    nightly: RunContext | None = None, filters_checked: bool = False) -> ValidationRun:
     """Validate a source's tables (all mapped, or ``tables``) and record the results in the store.
 
     Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window;
-    filters that match no row are refused (NothingMatched) before the run starts.
+    filters that match no row are refused (NothingMatched) before the run starts, unless the caller
+    has just checked them (``filters_checked``: ``healthqa validate`` does, before its flow starts).
     Within a nightly run (``nightly``), tables keep their configured sampling — incremental ones read
     what arrived since the last successful night — and watermarks are staged on that run.
     """
-    if source not in cfg.sources:
-        raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
-    for t in tables or ():
-        cfg.source_of(t, source)  # raises if the source does not map it
+    cfg.require_source(source, tables or ())
     wanted = tables or suite_tables(cfg, source)
     scope_doc = _scope_doc(source, wanted, orgs, since, until)
     args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
@@ -187,7 +185,8 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
         out = _validate_tables(*args, nightly)
         store.results.record(nightly.id, _stored(out))
         return ValidationRun(nightly.id, scope_doc, out)
-    require_matches(cfg, source, wanted, orgs, since, until)
+    if not filters_checked:
+        require_matches(cfg, source, wanted, orgs, since, until)
     if store is None:
         return ValidationRun(None, scope_doc, _validate_tables(*args, None))
     previous = baseline.before(store, scope_doc)  # the last run that read these rows
