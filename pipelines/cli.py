@@ -397,13 +397,15 @@ def validate(
     if since and until and since >= until:
         fail("--since 须早于 must be before --until")
     cfg.require_source(source, table or ())  # a mistyped name is refused before anything starts
-    warm()  # Prefect's local API boots while the audit's modules load
-    from .flows import run_validate_flow
-    from .validate import require_matches, suite_tables
+    from .scope import require_matches, suite_tables
 
     tables = table or suite_tables(cfg, source)
-    # filters that match nothing are refused before the flow runs (the local API is stopped at exit)
+    # filters that match nothing are refused before Prefect, the rule engine or a flow run starts
+    # (counted at the source: a second)
     require_matches(cfg, source, tables, tuple(org or ()), since, until)
+    warm()  # Prefect's local API boots while the audit's modules load
+    from .flows import run_validate_flow
+
     with progress("校验 validating", len(tables)) as step:
         run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
                                 until=until, on_table=step, filters_checked=True)

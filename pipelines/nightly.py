@@ -28,7 +28,8 @@ from healthqa.store import AuditStore, RunContext
 
 from .dedup import run_dedup
 from .nightly_lock import NightlyInProgress, nightly_lock  # noqa: F401 - NightlyInProgress: the stages' callers catch it
-from .validate import TablePart, ValidationRun, combine_parts, suite_tables, validate_part, validate_source
+from .scope import suite_tables
+from .validate import TablePart, ValidationRun, combine_parts, validate_part, validate_source
 
 
 @dataclass

@@ -83,9 +83,27 @@ class LocalAPI:
 
     def start(self) -> None:
         """Start the server and point ``PREFECT_API_URL`` at it; ``wait`` tells when it answers."""
-        self._launch()
-        threading.Thread(target=self._until_ready, name="healthqa-prefect-api", daemon=True).start()
+        self.spawn()
+        self.watch()
+
+    def spawn(self) -> None:
+        """Start the server process only: nothing of Prefect is loaded in this process."""
+        with socket.socket() as s:  # a free port, as Prefect picks one (a race is retried below)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "healthqa.pipelines.api_server", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env={**env, **SERVER_ENV, **(EPHEMERAL_ENV if self.ephemeral else {})},
+            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, start_new_session=True)
         atexit.register(self.stop)
+
+    def watch(self) -> None:
+        """Point ``PREFECT_API_URL`` at the spawned server and watch it come up (``wait``)."""
+        _point_at(self.url)
+        threading.Thread(target=self._until_ready, name="healthqa-prefect-api", daemon=True).start()
 
     def wait(self) -> str:
         self._ready.wait()
@@ -103,16 +121,7 @@ class LocalAPI:
                 self.process.wait()
 
     def _launch(self) -> None:
-        with socket.socket() as s:  # a free port, as Prefect picks one (a race is retried below)
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/api"
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "healthqa.pipelines.api_server", "--factory", "prefect.server.api.server:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env={**env, **SERVER_ENV, **(EPHEMERAL_ENV if self.ephemeral else {})},
-            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, start_new_session=True)
+        self.spawn()
         _point_at(self.url)
 
     def _until_ready(self) -> None:
@@ -186,10 +195,17 @@ def local_api(ephemeral: bool = True) -> LocalAPI | None:
     global _api
     with _lock:
         if _api is None:
-            if server_url():
+            if os.environ.get("PREFECT_API_URL"):
                 return None
-            _api = LocalAPI(ephemeral)
-            _api.start()
+            api = LocalAPI(ephemeral)
+            # the server boots (seconds, the longest step of a short command) while this process
+            # loads Prefect's settings (a second or two) to see whether a Prefect profile names a server
+            api.spawn()
+            if server_url():
+                api.stop()
+                return None
+            api.watch()
+            _api = api
         return _api
 
 
