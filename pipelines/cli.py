@@ -691,16 +691,17 @@ def _scope_text(scope: dict) -> str:
         what += " · 机构 org " + ",".join(scope["orgs"])
     since, until = scope.get("since"), scope.get("until")
     if since or until:
-        what += f" · {_short_time(since, '…')}→{_short_time(until, '…')}"
+        what += f" · {_short_time(since, '…', datetime.min.time())}→{_short_time(until, '…', datetime.max.time())}"
     return what
 
 
-def _short_time(iso: str | None, missing: str) -> str:
-    """A window bound as a user typed it: a day's start or end is the date alone."""
+def _short_time(iso: str | None, missing: str, whole_day) -> str:
+    """A window bound as a user types it: the date alone when the bound is ``whole_day`` (the start of
+    the day for --since, its end for --until: ``time_option``)."""
     if not iso:
         return missing
     when = datetime.fromisoformat(iso)
-    if when.time() in (datetime.min.time(), datetime.max.time()):
+    if when.time() == whole_day:
         return f"{when:%Y-%m-%d}"
     return f"{when:%Y-%m-%d %H:%M}" if when.second == 0 and not when.microsecond else f"{when:%Y-%m-%d %H:%M:%S}"
 
