@@ -117,9 +117,10 @@ def _consoles() -> tuple[Console, Console]:
     """A terminal gets its own width, COLUMNS when set wins, and a pipe or a log file gets wide
     tables instead of 80 columns — and lines that are never broken: a summary line stays one line
     for grep and for whoever reads the log (tables keep their columns)."""
-    tty = sys.stdout.isatty()
-    width = None if tty or os.environ.get("COLUMNS", "").isdigit() else 160
-    return Console(width=width, soft_wrap=not tty), Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    columns = os.environ.get("COLUMNS", "").isdigit()
+    pipe = not sys.stdout.isatty() and not columns
+    return (Console(width=160 if pipe else None, soft_wrap=pipe),
+            Console(stderr=True, soft_wrap=not sys.stderr.isatty() and not columns))
 
 
 out, err = _consoles()
