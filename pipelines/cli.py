@@ -534,11 +534,15 @@ def demo(
         "--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""
-    from healthqa.demo import DemoOptions, generate
-
     as_of = time_option(as_of_text, "--as-of")
     if not force:
         _refuse_rebuild(dir)
+    if os.environ.get("PREFECT_API_URL"):  # a server that does not answer is said before the platform is built
+        from .prefect_api import check_server
+
+        check_server()
+    from healthqa.demo import DemoOptions, generate
+
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
     # a new platform gets a new audit store: old watermarks would hide the new data
     (dir / "audit.db").unlink(missing_ok=True)

@@ -594,3 +594,9 @@ def test_lines_are_not_broken_in_a_pipe(built):
     _, res = built
     line = next(x for x in res.stdout.splitlines() if x.startswith("得分 scores"))
     assert "已解决 resolved" in line and cell_len(line) > 160  # wider than the tables of a pipe
+
+
+def test_demo_with_an_unreachable_prefect_server_builds_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    refused(invoke("demo", "--dir", tmp_path / "d", "--persons", 100), "PREFECT_API_URL=http://127.0.0.1:1/api")
+    assert not (tmp_path / "d").exists()
