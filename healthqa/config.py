@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -314,16 +315,22 @@ class Config(_Strict):
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
 
+    def require_source(self, name: str, tables: Iterable[str] = ()) -> None:
+        """A SourceError unless ``name`` is a configured source mapping each of ``tables`` — from the
+        configuration alone, so that a command refuses a mistyped name before it opens anything."""
+        if name not in self.sources:
+            raise SourceError(name, f"no such source (configured: {', '.join(self.sources)})")
+        for table in tables:
+            if table not in self.sources[name].tables:
+                raise SourceError(name, f"table {table} is not mapped by this source "
+                                        f"(mapped: {', '.join(self.sources[name].tables)})")
+
     def source_of(self, table: str, name: str | None = None, *, required: bool = False) -> str | None:
         """Which source maps the canonical ``table``: ``name`` when given (it must exist and map the
         table), else the first source in the file that maps it. ``None`` when none does, unless
         ``required``: then a ConfigError saying so (a wrong ``name`` is always a SourceError)."""
         if name is not None:
-            if name not in self.sources:
-                raise SourceError(name, f"no such source (configured: {', '.join(self.sources)})")
-            if table not in self.sources[name].tables:
-                raise SourceError(name, f"table {table} is not mapped by this source "
-                                        f"(mapped: {', '.join(self.sources[name].tables)})")
+            self.require_source(name, [table])
             return name
         found = next((n for n, s in self.sources.items() if table in s.tables), None)
         if found is None and required:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 try:  # typer >= 0.24 carries its own copy of click and does not re-export its usage errors
     from typer._click import exceptions as _click_errors
@@ -87,6 +87,17 @@ class _Command(TyperCommand):
         return super().parse_args(ctx, out)
 
 
+_option_type = TyperOption.display_type_rich
+
+
+def _flag_type(self, ctx):
+    """A plain flag (--overdue, --pdf, -h) takes no value, but typer's help shows it as ``<bool>`` as
+    if it wanted one; only options that take a value show what they take."""
+    return None if self.is_flag and self.metavar is None else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_type  # typer offers no hook for it: every command's help goes through here
+
 _HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(name="healthqa", cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings=_HELP,
@@ -104,9 +115,12 @@ app.add_typer(findings_app, name="findings")
 
 def _consoles() -> tuple[Console, Console]:
     """A terminal gets its own width, COLUMNS when set wins, and a pipe or a log file gets wide
-    tables instead of 80 columns."""
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
-    return Console(width=width), Console(stderr=True)
+    tables instead of 80 columns — and lines that are never broken: a summary line stays one line
+    for grep and for whoever reads the log (tables keep their columns)."""
+    columns = os.environ.get("COLUMNS", "").isdigit()
+    pipe = not sys.stdout.isatty() and not columns
+    return (Console(width=160 if pipe else None, soft_wrap=pipe),
+            Console(stderr=True, soft_wrap=not sys.stderr.isatty() and not columns))
 
 
 out, err = _consoles()
@@ -130,6 +144,25 @@ def user_errors(fn):
         except HealthqaError as e:
             fail(str(e), e.exit_code)
     return wrapper
+
+
+TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+
+
+def time_option(value: str | None, option: str, *, whole_day: bool = False) -> datetime | None:
+    """A time given on the command line, in the platform's local time. ``whole_day``: a date alone is
+    the end of that day (an upper bound: ``--until 2026-11-20`` takes the 20th's rows too)."""
+    if value is None:
+        return None
+    text = value.strip()
+    for i, f in enumerate(TIME_FORMATS):
+        try:
+            when = datetime.strptime(text, f)
+        except ValueError:
+            continue
+        return when + timedelta(days=1, microseconds=-1) if whole_day and i == 0 else when
+    fail(f"{option}: 无法识别的时间 not a date or time: {value!r}; "
+         "格式 expected 2026-11-20, 2026-11-20 08:30 or 2026-11-20T08:30:00")
 
 
 def _load(path: Path) -> config_mod.Config:
@@ -225,15 +258,17 @@ def nightly(cfg: config_mod.Config) -> int:
     names a server) and print what it found. The audit's exit code: 0 it ran in full, whatever the
     data looked like (failing rules are findings, not a failed audit); 1 part of it could not run
     (a source, a table or a stage)."""
+    from .nightly_lock import held_for_run
     from .prefect_api import warm
 
-    warm()  # Prefect's local API boots while the audit's modules load
+    with held_for_run(cfg):  # a second night is refused in a second, before Prefect starts or a flow runs
+        warm()  # Prefect's local API boots while the audit's modules load
+        from .flows import run_nightly_flow
+
+        with err.status("夜间稽核 nightly audit …", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+            res = run_nightly_flow(str(cfg.path)).result
     from healthqa.expectations.runner import format_pct
 
-    from .flows import run_nightly_flow
-
-    with err.status("夜间稽核 nightly audit …", spinner="dots") if err.is_terminal else contextlib.nullcontext():
-        res = run_nightly_flow(str(cfg.path)).result
     code = _render_checks(res.checks)
     t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
     for col in ("数据源 source", "标准表 table", "抽样 sampling", "行数 rows", "通过 pass", "不通过 fail",
@@ -341,9 +376,12 @@ def validate(
     table: Annotated[list[str] | None, typer.Option(
         "--table", "-t", help="canonical table (repeatable); default: all mapped")] = None,
     org: Annotated[list[str] | None, typer.Option("--org", help="institution code (repeatable)")] = None,
-    since: Annotated[datetime | None, typer.Option(
-        "--since", help="only rows after this time (the table's time column)")] = None,
-    until: Annotated[datetime | None, typer.Option("--until", help="only rows up to this time")] = None,
+    since_text: Annotated[str | None, typer.Option(
+        "--since", metavar="<time>", help="only rows after this time (the table's time column): "
+                                        "2026-11-18, 2026-11-18 08:00 or 2026-11-18T08:00:00")] = None,
+    until_text: Annotated[str | None, typer.Option(
+        "--until", metavar="<time>", help="only rows up to this time; a date alone means to the end of that "
+                                        "day (2026-11-20: up to 2026-11-20 23:59:59)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write machine-readable results to this file")] = None,
 ):
     """校验一个数据源（可限定表、机构、时间窗）/ validate a source's tables against the standards.
@@ -354,17 +392,24 @@ def validate(
 
     from .prefect_api import warm
 
+    since, until = time_option(since_text, "--since"), time_option(until_text, "--until", whole_day=True)
     writable_file(json_out, "--json")
     cfg = _load(config)
     if since and until and since >= until:
-        fail("--since must be before --until")
+        fail("--since 须早于 must be before --until")
+    cfg.require_source(source, table or ())  # a mistyped name is refused before anything starts
+    from .scope import require_matches, suite_tables
+
+    tables = table or suite_tables(cfg, source)
+    # filters that match nothing are refused before Prefect, the rule engine or a flow run starts
+    # (counted at the source: a second)
+    require_matches(cfg, source, tables, tuple(org or ()), since, until)
     warm()  # Prefect's local API boots while the audit's modules load
     from .flows import run_validate_flow
 
-    n = len(table) if table else len(cfg.sources[source].tables) if source in cfg.sources else 0
-    with progress("校验 validating", n) as step:
+    with progress("校验 validating", len(tables)) as step:
         run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
-                                until=until, on_table=step)
+                                until=until, on_table=step, filters_checked=True)
     out.print(_validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "
@@ -482,15 +527,22 @@ def demo(
         "--dir", file_okay=False, help="where to build the synthetic platform")] = Path("healthqa-demo"),
     persons: Annotated[int, typer.Option("--persons", min=100, help="resident archives to generate")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="random seed (same seed, same platform)")] = 20251125,
-    as_of: Annotated[datetime | None, typer.Option("--as-of", help="the platform's 'now' (default: today 00:00)")] = None,
+    as_of_text: Annotated[str | None, typer.Option(
+        "--as-of", metavar="<time>", help="the platform's 'now', e.g. 2026-11-25 or 2026-11-25 08:00 "
+                                        "(default: today 00:00)")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="rebuild a folder that already holds a platform, deleting its audit store")] = False,
 ):
     """生成模拟镇海区平台并运行一次稽核 / build the synthetic Zhenhai platform and audit it once."""
-    from healthqa.demo import DemoOptions, generate
-
+    as_of = time_option(as_of_text, "--as-of")
     if not force:
         _refuse_rebuild(dir)
+    if os.environ.get("PREFECT_API_URL"):  # a server that does not answer is said before the platform is built
+        from .prefect_api import check_server
+
+        check_server()
+    from healthqa.demo import DemoOptions, generate
+
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
     # a new platform gets a new audit store: old watermarks would hide the new data
     (dir / "audit.db").unlink(missing_ok=True)
@@ -528,15 +580,19 @@ def schedule(config: ConfigOpt):
     `adhoc-validate/adhoc-validate` on demand), against the Prefect server of PREFECT_API_URL, or
     without one on a local Prefect API started for the command (its run history in PREFECT_HOME) —
     stop with Ctrl-C."""
-    from prefect import serve
-
-    from .flows import deployments, serving_lock
-    from .prefect_api import local_api
+    from .nightly_lock import serving_lock
+    from .prefect_api import check_server, local_api
 
     cfg = _load(config)
-    deps = deployments(cfg)
-    with serving_lock(cfg):
+    with serving_lock(cfg):  # a second schedule is refused before anything starts
         api = local_api(ephemeral=False)  # a full server: its scheduler turns the cron strings into runs
+        if api is None:  # before the flows load: a server that does not answer is said in a second or two
+            check_server(hint=", or unset it: the command then starts a local Prefect server")
+        from prefect import serve
+
+        from .flows import deployments
+
+        deps = deployments(cfg)
         if api is not None:
             api.wait()
         _print_deployments(deps)
@@ -562,14 +618,15 @@ def deploy(config: ConfigOpt,
     The server is the one of PREFECT_API_URL (`prefect server start` prints it); then start a worker
     with `prefect worker start --pool POOL` on a machine where healthqa is installed. The nightly audit
     and the quarterly report keep their cron schedules; dedup-scan and adhoc-validate run on demand."""
-    import os
-
-    from .flows import deploy_to_pool, deployments
+    from .prefect_api import check_server
 
     if not os.environ.get("PREFECT_API_URL"):
         fail("PREFECT_API_URL is not set: point it at the Prefect server, e.g. "
              "PREFECT_API_URL=http://127.0.0.1:4200/api (printed by `prefect server start`)")
     cfg = _load(config)
+    check_server()  # before the flows load (seconds): a server that does not answer is one line at once
+    from .flows import deploy_to_pool, deployments
+
     try:
         deploy_to_pool(cfg, pool)
     except Exception as e:  # noqa: BLE001 - an unreachable or refusing server is the user's to fix, in one line
@@ -625,14 +682,36 @@ def runs(config: ConfigOpt,
             for x in results:  # a table's rows read: the most any of its rules applied to
                 rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
             took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-            scope = r.scope or {}
-            what = scope.get("source") or ",".join(scope.get("sources") or []) or ""
-            if scope.get("tables"):
-                what += ": " + ",".join(scope["tables"])
+            what = _scope_text(r.scope or {})
             t.add_row(str(r.id), r.kind, f"{r.started_at:%Y-%m-%d %H:%M:%S}", "—" if took is None else f"{took:,.0f}s",
                       Text(r.status, style=style.get(r.status, "")), what, f"{sum(rows.values()):,}" if results else "—",
                       str(sum(x.status == "fail" for x in results)) if results else "—", Text(r.message or ""))
     out.print(t)
+
+
+def _scope_text(scope: dict) -> str:
+    """A run's scope in one short cell: its source(s) and tables, then the engineer's institutions
+    and time window when it had them (a scoped run must not look like a whole-table one)."""
+    what = scope.get("source") or ",".join(scope.get("sources") or [])
+    if scope.get("tables"):
+        what += ": " + ",".join(scope["tables"])
+    if scope.get("orgs"):
+        what += " · 机构 org " + ",".join(scope["orgs"])
+    since, until = scope.get("since"), scope.get("until")
+    if since or until:
+        what += f" · {_short_time(since, '…', datetime.min.time())}→{_short_time(until, '…', datetime.max.time())}"
+    return what
+
+
+def _short_time(iso: str | None, missing: str, whole_day) -> str:
+    """A window bound as a user types it: the date alone when the bound is ``whole_day`` (the start of
+    the day for --since, its end for --until: ``time_option``)."""
+    if not iso:
+        return missing
+    when = datetime.fromisoformat(iso)
+    if when.time() == whole_day:
+        return f"{when:%Y-%m-%d}"
+    return f"{when:%Y-%m-%d %H:%M}" if when.second == 0 and not when.microsecond else f"{when:%Y-%m-%d %H:%M:%S}"
 
 
 @app.command()

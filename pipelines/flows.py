@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from .prefect_api import one_shot  # Prefect's settings, decided before Prefect loads
 
@@ -46,7 +45,6 @@ from healthqa import config as config_mod
 from healthqa.config import Config, Orchestration
 from healthqa.errors import ConfigError, HealthqaError, SourceError
 from healthqa.store import AuditStore, RunContext
-from healthqa.store.locks import Busy, flocked
 
 from .nightly import (
     DedupSummary,
@@ -56,16 +54,18 @@ from .nightly import (
     TablePart,
     check_source,
     dedup_scan,
-    nightly_lock,
     nightly_scope,
     validate_table,
     validate_table_part,
 )
+from .nightly_lock import NightlyInProgress, nightly_lock
 from .validate import ValidationRun, partitions, validate_source
 
 # the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
 # stored by the Prefect API); the flow runs in the caller's thread and context
 ON_TABLE: ContextVar = ContextVar("healthqa_on_table", default=None)
+# set by the CLI that refused filters matching nothing before the flow started: not counted twice
+FILTERS_CHECKED: ContextVar = ContextVar("healthqa_filters_checked", default=False)
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
 
@@ -191,6 +191,14 @@ def nightly_audit(config_path: str) -> State:
     orch = cfg.orchestration
     retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
                 "retry_condition_fn": _worth_retrying}
+    try:
+        return _night(cfg, retrying)
+    except NightlyInProgress as e:  # the lock taken since the command's own check: a message, no traceback
+        return Failed(message=str(e), data=e)
+
+
+def _night(cfg: Config, retrying: dict) -> State:
+    orch = cfg.orchestration
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
@@ -257,7 +265,8 @@ def adhoc_validate(config_path: str, source: str, tables: list[str] | None = Non
         cfg = config_mod.load(config_path)
         with AuditStore(cfg.store.url) as store:
             return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since,
-                                   until=until, store=store, on_table=ON_TABLE.get())
+                                   until=until, store=store, on_table=ON_TABLE.get(),
+                                   filters_checked=FILTERS_CHECKED.get())
     except HealthqaError as e:  # the engineer's mistake (a filter matching nothing): a message, no traceback
         return Failed(message=str(e), data=e)
 
@@ -297,30 +306,6 @@ def quarterly_report(config_path: str, quarter: str | None = None) -> str:
     create_markdown_artifact(key="quarterly-report", description="巡检报告 inspection report",
                              markdown=f"# {quarter} 巡检报告\n\nHTML: `{written.html}`\n\nPDF: `{written.pdf}`")
     return str(written.html)
-
-
-@contextmanager
-def serving_lock(cfg: Config) -> Iterator[None]:
-    """One ``healthqa schedule`` per audit store — two would audit every night twice — and, without
-    a Prefect server, one per PREFECT_HOME: the local server's database holds deployments by name,
-    so a second site's schedule there would take the first one's deployments over."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
-
-    with AuditStore(cfg.store.url) as store, ExitStack() as held:
-        try:
-            held.enter_context(store.locks.hold("schedule"))
-        except Busy:
-            raise HealthqaError("另一个 healthqa schedule 已在为此稽核库按计划运行 another healthqa schedule is "
-                                "already serving this audit store's deployments") from None
-        if not PREFECT_API_URL.value():
-            home = Path(PREFECT_HOME.value())
-            try:
-                held.enter_context(flocked(home / "healthqa-schedule.lock", "schedule"))
-            except Busy:
-                raise HealthqaError(f"另一个 healthqa schedule 已在使用 PREFECT_HOME {home} another healthqa schedule "
-                                    "serves its deployments from this PREFECT_HOME; give this site a PREFECT_HOME "
-                                    "of its own (e.g. PREFECT_HOME=/var/lib/healthqa/prefect-SITE)") from None
-        yield
 
 
 def deployments(cfg, entrypoint_type=None) -> list:
@@ -368,15 +353,17 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
 
 def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
                       since: datetime | None = None, until: datetime | None = None,
-                      on_table: Callable[[str], None] | None = None) -> ValidationRun:
+                      on_table: Callable[[str], None] | None = None, filters_checked: bool = False) -> ValidationRun:
     """``healthqa validate``: the ad-hoc flow once, on the command's local Prefect API unless
-    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are."""
-    token = ON_TABLE.set(on_table)
+    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
+    ``filters_checked``: the caller has refused filters that match nothing (``require_matches``)."""
+    tokens = ON_TABLE.set(on_table), FILTERS_CHECKED.set(filters_checked)
     try:
         with one_shot():
             state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
     finally:
-        ON_TABLE.reset(token)
+        ON_TABLE.reset(tokens[0])
+        FILTERS_CHECKED.reset(tokens[1])
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result

@@ -11,8 +11,8 @@ watermarks advance — only after the last stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,15 +20,16 @@ from pathlib import Path
 from healthqa.config import Config
 from healthqa.connectors.readers import TableCheck
 from healthqa.connectors.sources import open_source
-from healthqa.errors import HealthqaError, SourceError, SourceUnreachable
+from healthqa.errors import SourceError, SourceUnreachable
 from healthqa.reports import run_report
 from healthqa.reports.assess import Assessment, assess_run
 from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
-from healthqa.store.locks import Busy
 
 from .dedup import run_dedup
-from .validate import TablePart, ValidationRun, combine_parts, suite_tables, validate_part, validate_source
+from .nightly_lock import NightlyInProgress, nightly_lock  # noqa: F401 - NightlyInProgress: the stages' callers catch it
+from .scope import suite_tables
+from .validate import TablePart, ValidationRun, combine_parts, validate_part, validate_source
 
 
 @dataclass
@@ -200,22 +201,6 @@ class Night:
 
 def _fault(e: SourceError) -> str:
     return "store_unreachable" if isinstance(e, SourceUnreachable) else "table_unreadable"
-
-
-class NightlyInProgress(HealthqaError):
-    """A second nightly audit on the same audit store is refused: nothing would be counted twice."""
-
-
-@contextmanager
-def nightly_lock(store: AuditStore) -> Iterator[None]:
-    try:
-        with store.locks.hold("nightly"):
-            yield
-    except Busy:
-        running = [r for r in store.runs.recent(20, kind="nightly") if r.status == "running"]
-        since = f" (run {running[0].id}, started {running[0].started_at:%Y-%m-%d %H:%M})" if running else ""
-        raise NightlyInProgress(f"另一次夜间稽核正在运行 another nightly audit is running on this audit store{since}; "
-                                "try again when it has ended") from None
 
 
 def nightly_scope(cfg: Config) -> dict:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,9 +83,27 @@ class LocalAPI:
 
     def start(self) -> None:
         """Start the server and point ``PREFECT_API_URL`` at it; ``wait`` tells when it answers."""
-        self._launch()
-        threading.Thread(target=self._until_ready, name="healthqa-prefect-api", daemon=True).start()
+        self.spawn()
+        self.watch()
+
+    def spawn(self) -> None:
+        """Start the server process only: nothing of Prefect is loaded in this process."""
+        with socket.socket() as s:  # a free port, as Prefect picks one (a race is retried below)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "healthqa.pipelines.api_server", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env={**env, **SERVER_ENV, **(EPHEMERAL_ENV if self.ephemeral else {})},
+            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, start_new_session=True)
         atexit.register(self.stop)
+
+    def watch(self) -> None:
+        """Point ``PREFECT_API_URL`` at the spawned server and watch it come up (``wait``)."""
+        _point_at(self.url)
+        threading.Thread(target=self._until_ready, name="healthqa-prefect-api", daemon=True).start()
 
     def wait(self) -> str:
         self._ready.wait()
@@ -102,16 +121,7 @@ class LocalAPI:
                 self.process.wait()
 
     def _launch(self) -> None:
-        with socket.socket() as s:  # a free port, as Prefect picks one (a race is retried below)
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/api"
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "healthqa.pipelines.api_server", "--factory", "prefect.server.api.server:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env={**env, **SERVER_ENV, **(EPHEMERAL_ENV if self.ephemeral else {})},
-            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, start_new_session=True)
+        self.spawn()
         _point_at(self.url)
 
     def _until_ready(self) -> None:
@@ -165,6 +175,16 @@ def _point_at(url: str) -> None:
     refresh_global_settings_context()
 
 
+def server_url() -> str | None:
+    """The Prefect server of ``PREFECT_API_URL``: the environment's, read without loading Prefect
+    (seconds: a server that does not answer is then told at once), else the Prefect profile's."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 _api: LocalAPI | None = None
 _lock = threading.Lock()
 
@@ -175,19 +195,53 @@ def local_api(ephemeral: bool = True) -> LocalAPI | None:
     global _api
     with _lock:
         if _api is None:
-            from prefect.settings import PREFECT_API_URL
-
-            if PREFECT_API_URL.value():
+            if os.environ.get("PREFECT_API_URL"):
                 return None
-            _api = LocalAPI(ephemeral)
-            _api.start()
+            api = LocalAPI(ephemeral)
+            # the server boots (seconds, the longest step of a short command) while this process
+            # loads Prefect's settings (a second or two) to see whether a Prefect profile names a server
+            api.spawn()
+            if server_url():
+                api.stop()
+                return None
+            api.watch()
+            _api = api
         return _api
 
 
 def warm() -> None:
-    """Start the local API now, unless ``PREFECT_API_URL`` names a server; the first flow run waits
-    for it (``one_shot``)."""
-    local_api()
+    """Start the local API now, unless ``PREFECT_API_URL`` names a server — then check that it
+    answers (``check_server``); the first flow run waits for the local API (``one_shot``)."""
+    if local_api() is None:
+        check_server(hint=", or unset it: the command then runs on a local API")
+
+
+class PrefectServerUnreachable(HealthqaError):
+    """The Prefect server of ``PREFECT_API_URL`` does not answer: a setting to fix (exit 2), said in
+    one line instead of the Prefect client's retries and a traceback."""
+
+
+SERVER_CHECK_TIMEOUT_S = 5.0
+
+
+def check_server(url: str | None = None, hint: str = "") -> None:
+    """Raise PrefectServerUnreachable unless the server of ``url`` (default ``PREFECT_API_URL``)
+    answers its health check. Any HTTP answer counts (a server behind authentication, a proxy's
+    refusal is for Prefect's client to report): only no answer at all is refused here. Proxies are
+    those of the environment, as Prefect's client uses them."""
+    url = (url or server_url() or "").rstrip("/")
+    if not url:
+        return
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=SERVER_CHECK_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as e:
+        why = getattr(e, "reason", None) or e
+        raise PrefectServerUnreachable(
+            f"Prefect 服务器无响应 the Prefect server of PREFECT_API_URL={url} does not answer ({why}): "
+            f"start it (`prefect server start`) or correct PREFECT_API_URL{hint}") from None
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 
@@ -20,7 +19,6 @@ from healthqa import standards as st
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
-from healthqa.errors import HealthqaError, SourceError
 from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
@@ -30,13 +28,9 @@ from healthqa.store import AuditStore, RunContext, StoredResult
 
 from . import baseline
 from .extract import read_table, scope_for
+from .scope import require_matches, suite_tables, validation_scope
 
 UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
-
-
-class NothingMatched(HealthqaError):
-    """The engineer's filters (institution codes, time window) match no row: a typo or a wrong
-    window, not a clean bill of health — every rule would be 'not applicable'."""
 
 
 @dataclass
@@ -118,68 +112,19 @@ def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
     return refs
 
 
-def _filters_apply(reader, table: str, org: bool, window: bool) -> bool:
-    """Whether an institution filter / a time window can select rows of ``table``: a table without
-    an institution column (the register of institutions) or without a time column is read whole."""
-    return (not org or bool(canonical.table(table).org)) and \
-        (not window or bool(reader.cfg.sampling_for(table).time_column or canonical.table(table).time))
-
-
-def validation_scope(reader, table: str, orgs: tuple[str, ...], since, until) -> Scope:
-    """The table's configured sampling with the engineer's filters. Incremental sampling serves the
-    nightly run; an ad-hoc validation reads its whole window instead."""
-    sampling = reader.cfg.sampling_for(table)
-    if sampling.method == "incremental":
-        sampling = sampling.model_copy(update={"method": "full"})
-    if not _filters_apply(reader, table, org=True, window=False):
-        orgs = ()
-    if not _filters_apply(reader, table, org=False, window=True):
-        since = until = None
-    return Scope(sampling=sampling, orgs=orgs, since=since, until=until)
-
-
-def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str, ...], since, until) -> None:
-    """Refuse filters that match nothing, before any work: each institution code must match a row of
-    some table it applies to (in the window, if one is given), and a window must hold a row of some
-    table with a time column. Counting is pushed to the source (SQL ``COUNT``)."""
-    if not (orgs or since or until):
-        return
-    window = bool(since or until)
-    with open_source(cfg, source) as reader:
-        for org in orgs or (None,):
-            picked = (org,) if org else ()
-            applies = [t for t in tables if _filters_apply(reader, t, org=bool(org), window=window)]
-            if any(reader.count(t, validation_scope(reader, t, picked, since, until)) for t in applies):
-                continue
-            what = " ".join(filter(None, [f"--org {org}" if org else "",
-                                          f"--since {since.isoformat(sep=' ')}" if since else "",
-                                          f"--until {until.isoformat(sep=' ')}" if until else ""]))
-            where = (f"in source {source} ({', '.join(applies)})" if applies else
-                     f"the filter applies to none of {', '.join(tables)} (no institution or time column)")
-            raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
-
-
-def suite_tables(cfg: Config, source: str) -> list[str]:
-    """The source's mapped tables that have a suite (shipped, or the site's own)."""
-    return [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
-            or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
-
-
 def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
                     since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
                     on_table: Callable[[str], None] | None = None, all_keys: bool = False,
-                    nightly: RunContext | None = None) -> ValidationRun:
+                    nightly: RunContext | None = None, filters_checked: bool = False) -> ValidationRun:
     """Validate a source's tables (all mapped, or ``tables``) and record the results in the store.
 
     Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window;
-    filters that match no row are refused (NothingMatched) before the run starts.
+    filters that match no row are refused (NothingMatched) before the run starts, unless the caller
+    has just checked them (``filters_checked``: ``healthqa validate`` does, before its flow starts).
     Within a nightly run (``nightly``), tables keep their configured sampling — incremental ones read
     what arrived since the last successful night — and watermarks are staged on that run.
     """
-    if source not in cfg.sources:
-        raise SourceError(source, f"no such source (configured: {', '.join(cfg.sources)})")
-    for t in tables or ():
-        cfg.source_of(t, source)  # raises if the source does not map it
+    cfg.require_source(source, tables or ())
     wanted = tables or suite_tables(cfg, source)
     scope_doc = _scope_doc(source, wanted, orgs, since, until)
     args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
@@ -187,7 +132,8 @@ def validate_source(cfg: Config, source: str, tables: list[str] | None = None, o
         out = _validate_tables(*args, nightly)
         store.results.record(nightly.id, _stored(out))
         return ValidationRun(nightly.id, scope_doc, out)
-    require_matches(cfg, source, wanted, orgs, since, until)
+    if not filters_checked:
+        require_matches(cfg, source, wanted, orgs, since, until)
     if store is None:
         return ValidationRun(None, scope_doc, _validate_tables(*args, None))
     previous = baseline.before(store, scope_doc)  # the last run that read these rows

@@ -464,3 +464,139 @@ def test_the_source_of_a_table_is_looked_up_one_way(tmp_path, built):
                  f"    url: 'sqlite:///{folder / 'drc.db'}'\n    tables:\n"
                  "      organization: {table: tb_jgxx, columns: {org_code: JGDM}}\n", encoding="utf-8")
     refused(invoke("dedup", "--config", p), "c.yml: sources: no source maps the table person")
+
+
+# -- refused before anything starts: a second night, an unreachable Prefect server, mistyped names ----
+
+def _nothing_may_start(monkeypatch):
+    """Prefect's local API and flow runs fail the test if the command gets that far."""
+    from healthqa.pipelines import flows, prefect_api
+
+    def started(*a, **kw):
+        raise AssertionError("Prefect or a flow run was started before the refusal")
+
+    for mod, name in ((prefect_api, "warm"), (flows, "run_nightly_flow"), (flows, "run_validate_flow")):
+        monkeypatch.setattr(mod, name, started)
+
+
+def test_a_second_nightly_is_one_line_before_prefect_starts(built, monkeypatch):
+    from healthqa.store import AuditStore
+
+    folder, _ = built
+    _nothing_may_start(monkeypatch)
+    before = runs_in(folder)
+    with AuditStore(f"sqlite:///{folder / 'audit.db'}") as store, store.locks.hold("nightly"):
+        refused(invoke("run", "nightly", "--config", folder / "healthqa.yml"), "另一次夜间稽核正在运行 another nightly")
+    assert runs_in(folder) == before  # nothing counted
+
+
+def test_the_flow_refused_by_the_nightly_lock_fails_quietly(built, monkeypatch):
+    """A flow run that finds the lock taken (a deployment's run beside a command's) ends Failed with
+    the reason, not with a traceback in the log; the command run says it in one line."""
+    from healthqa.pipelines import flows
+    from healthqa.pipelines.nightly_lock import NightlyInProgress
+
+    def busy(cfg, retrying):
+        raise NightlyInProgress("另一次夜间稽核正在运行 another nightly audit is running on this audit store")
+
+    folder, _ = built
+    monkeypatch.setattr(flows, "_night", busy)
+    state = flows.nightly_audit(str(folder / "healthqa.yml"), return_state=True)
+    assert state.is_failed() and "another nightly audit is running" in state.message
+    assert isinstance(state.result(raise_on_failure=False), NightlyInProgress)
+    res = invoke("run", "nightly", "--config", folder / "healthqa.yml")
+    refused(res, "another nightly audit is running")
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("args", [["schedule"], ["deploy"], ["run", "nightly"],
+                                  ["validate", "--source", "drc", "--table", "organization"]])
+def test_an_unreachable_prefect_server_is_one_line_exit_2(built, monkeypatch, args):
+    from healthqa.pipelines import flows, prefect_api
+
+    folder, _ = built
+    monkeypatch.setattr(prefect_api, "_api", None)  # this process's local API from earlier tests: none
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    for name in ("run_nightly_flow", "run_validate_flow", "deploy_to_pool"):
+        monkeypatch.setattr(flows, name, lambda *a, **kw: pytest.fail("reached Prefect's client"))
+    before = runs_in(folder)
+    line = refused(invoke(*args, "--config", folder / "healthqa.yml"), "PREFECT_API_URL=http://127.0.0.1:1/api")
+    assert "服务器无响应" in line and "does not answer" in line
+    assert runs_in(folder) == before
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--source", "MPI"], "source MPI: no such source (configured: drc, mpi, qc)"),
+    (["--source", "drc", "--table", "persn"], "table persn is not mapped by this source"),
+    (["--source", "drc", "--org", "NOPE"], "nothing matched --org NOPE"),
+    (["--source", "drc", "--since", "2030-01-01"], "nothing matched --since 2030-01-01 00:00:00"),
+])
+def test_validate_mistakes_are_refused_before_prefect_starts(built, monkeypatch, args, fragment):
+    folder, _ = built
+    _nothing_may_start(monkeypatch)
+    refused(invoke("validate", "--config", folder / "healthqa.yml", *args), fragment)
+
+
+# -- small things a user meets ---------------------------------------------------------------------------
+
+def test_a_date_alone_for_until_takes_that_whole_day():
+    from datetime import datetime
+
+    from healthqa.pipelines.cli import time_option
+
+    assert time_option("2026-11-20", "--until", whole_day=True) == datetime(2026, 11, 20, 23, 59, 59, 999999)
+    assert time_option("2026-11-20", "--since") == datetime(2026, 11, 20)
+    assert time_option("2026-11-20 08:30", "--until", whole_day=True) == datetime(2026, 11, 20, 8, 30)
+    assert time_option("2026-11-20T08:30:15", "--since") == datetime(2026, 11, 20, 8, 30, 15)
+
+
+def test_until_a_day_reads_that_day_and_runs_shows_the_scope(built):
+    import json
+
+    folder, _ = built
+    cfg = folder / "healthqa.yml"
+    day = json.loads(_run_json(cfg, folder / "d.json", "--table", "outpatient_visit", "--since", "2026-11-18",
+                               "--until", "2026-11-24"))
+    before = json.loads(_run_json(cfg, folder / "e.json", "--table", "outpatient_visit", "--since", "2026-11-18",
+                                  "--until", "2026-11-24 00:00"))
+    assert day["scope"]["until"] == "2026-11-24T23:59:59.999999"
+    rows = {r["rule_id"]: r["denominator"] for r in day["results"]}
+    rows_before = {r["rule_id"]: r["denominator"] for r in before["results"]}
+    assert rows["OPV-DX-REQUIRED"] > rows_before["OPV-DX-REQUIRED"]  # the 24th's visits are in
+    org = next(o for r in day["results"] for o in (r["by_org"] or {}))
+    _run_json(cfg, folder / "f.json", "--table", "outpatient_visit", "--org", org, "--since", "2026-11-18 08:00")
+    res = runner.invoke(app, ["runs", "--config", str(cfg), "--last", "3"], env={"COLUMNS": "400"})  # no folding
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert f"drc: outpatient_visit · 机构 org {org} · 2026-11-18 08:00→…" in out
+    assert "drc: outpatient_visit · 2026-11-18→2026-11-24 " in out  # the day given, not 23:59:59.999999
+    assert "drc: outpatient_visit · 2026-11-18→2026-11-24 00:00 " in out  # up to midnight: not the whole day
+
+
+@pytest.mark.parametrize("value", ["2026/11/20", "20-11-2026", "yesterday", "2026-13-01"])
+def test_a_bad_time_is_one_line_chinese_first_with_the_formats(value):
+    line = refused(invoke("validate", "--config", "x.yml", "--source", "drc", "--until", value), "--until")
+    assert "无法识别的时间" in line and repr(value) in line and "2026-11-20 08:30" in line
+
+
+def test_plain_flags_show_no_type_in_help():
+    for args in (["findings", "-h"], ["report", "-h"], ["demo", "-h"]):
+        res = invoke(*args)
+        assert res.exit_code == 0 and "<bool>" not in res.output, res.output
+    assert "<time>" in invoke("validate", "-h").output  # options that take a value still say what
+
+
+def test_lines_are_not_broken_in_a_pipe(built):
+    """stdout is not a terminal under the test runner, as in a pipe or a log file: the summary line
+    of the night stays one line, however long."""
+    from rich.cells import cell_len
+
+    _, res = built
+    line = next(x for x in res.stdout.splitlines() if x.startswith("得分 scores"))
+    assert "已解决 resolved" in line and cell_len(line) > 160  # wider than the tables of a pipe
+
+
+def test_demo_with_an_unreachable_prefect_server_builds_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    refused(invoke("demo", "--dir", tmp_path / "d", "--persons", 100), "PREFECT_API_URL=http://127.0.0.1:1/api")
+    assert not (tmp_path / "d").exists()
