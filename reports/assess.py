@@ -55,15 +55,17 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
                           new_ids=[f.id for f in done["new"]])
     faults = [*faults, *_score_drops(cfg, store, run_id, scored)]
     found, covered = fd.candidates(results, faults, policy, _org_tables(results))
-    covered |= _reached_sources(results, faults)
+    covered |= _reached(results, faults)
     known = store.findings.known()
     by_id = {k.id: k for k in known}
-    rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level) for k in known], found, covered)
+    rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level, k.violations, k.rows_checked) for k in known],
+                       found, covered)
 
     store.findings.record_run(
         run_id,
         new=[_new_row(c, policy) for c in rec.new],
-        seen=[(k.id, _update(c, by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at)) for k, c in rec.persisting],
+        seen=[(k.id, _update(fd.seen_again(c, k), by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at))
+              for k, c in rec.persisting],
         reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
         resolved=[k.id for k in rec.resolved],
     )
@@ -93,11 +95,16 @@ def _org_tables(results: list[dict]) -> set[tuple[str, str]]:
     return {(r["source"], r["table"]) for r in results if r["table"] in canonical.tables() and canonical.table(r["table"]).org}
 
 
-def _reached_sources(results: list[dict], faults: Iterable[Mapping]) -> set[str]:
-    """A source this run read is no longer unreachable: its store fault is verified fixed."""
-    down = {f["source"] for f in faults}
-    return {fd.fault_fingerprint(src, kind) for src in {r["source"] for r in results} - down
-            for kind in ("store_unreachable",)}
+def _reached(results: list[dict], faults: Iterable[Mapping]) -> set[str]:
+    """A source this run read is no longer unreachable, and a table it validated is no longer
+    unreadable nor breaking the audit: those faults are verified fixed (any read of the table shows
+    that it can be read and validated)."""
+    down = {f["source"] for f in faults if f["kind"] == "store_unreachable"}
+    failed = {(f["source"], f.get("subject")) for f in faults}
+    read = {(r["source"], r["table"]) for r in results if r["status"] != "error"}
+    return ({fd.fault_fingerprint(src, "store_unreachable") for src, _ in read if src not in down}
+            | {fd.fault_fingerprint(src, kind, table) for src, table in read if (src, table) not in failed
+               for kind in ("table_unreadable", "run_incomplete")})
 
 
 def _previous_comparable(store: AuditStore, run_id: int) -> int | None:
