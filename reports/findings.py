@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from healthqa import codelists
 from healthqa.connectors.sampling import NEW_ROWS, WHOLE, read_extent
 from healthqa.store.findings import OPEN
 
@@ -218,9 +219,21 @@ def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[s
 
 def location(f, names=None) -> str:
     """Where a finding is, as people read it: source / table / institution (by name when a registry
-    is given: ``reports.institutions.Registry``)."""
+    is given: ``reports.institutions.Registry``); a finding about a whole system (a score drop, a
+    silent feed) names the system, one about the district-wide score says so."""
+    if f.subject == "score_drop":  # its subject is a score's, never an institution (older rows kept it there)
+        return system_label(f.system) if f.system else "全区 district-wide"
     org = (names.name(f.org_code) if names is not None else f.org_code) if f.org_code else None
-    return " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x) or "—"
+    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x)
+    if f.system and not org and f.kind == "fault":
+        where = " / ".join(x for x in (where, system_label(f.system)) if x)
+    return where or "—"
+
+
+def system_label(code: str) -> str:
+    """``系统 11 区域信息交换共享平台``: one of the contract's fourteen systems, by its code."""
+    name = codelists.load("systems")["codes"].get(str(code))
+    return f"系统 {code} {name}" if name else f"系统 system {code}"
 
 
 def more_urgent(a: str, b: str) -> str:

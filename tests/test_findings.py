@@ -169,3 +169,20 @@ def test_a_table_read_again_resolves_its_own_fault_only():
     covered = _reached(read, still)
     assert "fault:drc:table_unreadable:lab_result" in covered and "fault:drc:store_unreachable" in covered
     assert "fault:drc:table_unreadable:inpatient_stay" not in covered
+
+
+def test_a_system_finding_is_located_at_its_system():
+    from types import SimpleNamespace
+
+    def finding(**kw):
+        base = {"kind": "fault", "source": "*", "table_name": None, "org_code": None, "system": None,
+                "subject": "score_drop"}
+        return SimpleNamespace(**{**base, **kw})
+
+    assert fd.location(finding(system="11")) == "系统 11 区域信息交换共享平台"
+    assert fd.location(finding(system="11", org_code="system:11")) == "系统 11 区域信息交换共享平台"  # older rows
+    assert fd.location(finding()) == "全区 district-wide"
+    silent = finding(source="drc", table_name="organization", system="11", subject="system_feed_silent")
+    assert fd.location(silent) == "drc / organization / 系统 11 区域信息交换共享平台"
+    c, = fd.candidates([], [{"source": "*", "kind": "score_drop", "subject": "system:11", "system": "11"}], P)[0]
+    assert c.org is None and c.system == "11"
