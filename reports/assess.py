@@ -7,11 +7,10 @@ engineer's scoped validation — whose passing rules resolve the findings they v
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from healthqa import canonical
 from healthqa.config import Config
-from healthqa.connectors.sampling import NEW_ROWS, read_extent
 from healthqa.expectations import suite as suites
 from healthqa.store import AuditStore
 from healthqa.store.store import now
@@ -123,14 +122,14 @@ def _previous_comparable(store: AuditStore, run_id: int) -> int | None:
 
 def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict]) -> list[dict]:
     """A score that fell more than ``reports.score_drop_points`` and beyond its uncertainty, like
-    compared with like (``comparable_scores``). Such a finding is closed by a person (acknowledge,
+    compared with like (``scores.comparable``). Such a finding is closed by a person (acknowledge,
     resolve): the rule findings behind the drop carry the verified part."""
     prev_run = _previous_comparable(store, run_id)
     if prev_run is None:
         return []
     earlier = rule_results(store, prev_run)
     describe(earlier, cfg)
-    now_, before = comparable_scores(results, earlier, cfg.reports.weights)
+    now_, before = sc.comparable(results, earlier, cfg.reports.weights, SCORE_DROP_LEVELS)
     out = []
     for key, s in now_.items():
         prev = before.get(key)
@@ -145,42 +144,6 @@ def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict
                         "reason": f"score fell {drop:.1f} points ({prev.conformance:.1f} -> {s.conformance:.1f}) "
                                   f"over the same {s.checks} rules"})
     return out
-
-
-MIN_SHARED = 0.5  # a score on fewer than half the rules the earlier one stood on is another score
-
-
-def comparable_scores(now: list[dict], before: list[dict], weights=None) -> tuple[dict, dict]:
-    """The overall and system scores of two runs, each over only what both runs judged alike: the
-    same rule on the same table, with a verdict over at least one row in each run, read the same way
-    (``connectors.sampling.read_extent``: a whole read is compared with a whole read, a night's new
-    rows with a night's new rows). A table a quiet night read no row of (its incremental rules not
-    applicable) drops out of both sides instead of leaving a system scored on one remaining rule;
-    a subject whose shared rules are fewer than half of those it was scored on before is not
-    compared at all. A night's new rows are a sample of the feed: their scores carry its interval,
-    so a handful of rows is no evidence of a fall. Returns {(level, subject): Score} for each run."""
-    def basis(results):
-        out = {}
-        for r in results:
-            extent = read_extent(r.get("sampling"))
-            if r["status"] in ("pass", "fail") and int(r["denominator"] or 0) > 0:
-                out[(r["source"], r["table"], r["rule_id"])] = (r, extent)
-        return out
-
-    a, b = basis(now), basis(before)
-    shared = {k for k in a.keys() & b.keys() if a[k][1] == b[k][1]}
-
-    def scores(side):
-        obs = [replace(o, sampled=o.sampled or side[(o.source, o.table, o.rule_id)][1] == NEW_ROWS)
-               for o in sc.observations([side[k][0] for k in sorted(shared)]) if o.org is None]
-        return {(s.level, s.subject): s for s in sc.score(obs, weights) if s.level in SCORE_DROP_LEVELS}
-
-    now_s, before_s = scores(a), scores(b)
-    full_before = {(s.level, s.subject): s for s in sc.score(
-        [o for o in sc.observations(before) if o.org is None], weights) if s.level in SCORE_DROP_LEVELS}
-    keep = {k for k in now_s.keys() & before_s.keys()
-            if before_s[k].checks >= MIN_SHARED * full_before[k].checks}
-    return {k: now_s[k] for k in keep}, {k: before_s[k] for k in keep}
 
 
 def _new_row(c: fd.Candidate, policy: Policy) -> dict:

@@ -70,3 +70,38 @@ def test_a_quiet_night_raises_no_score_drop(platform):  # noqa: F811
     events = store.findings.events_of_run(quiet.run_id)
     assert not [f for f in events["new"] if f.subject == "score_drop"]
     assert events["resolved"] == [] and events["new"] == []
+
+
+def test_scoped_runs_stay_out_of_the_districts_figures(platform):  # noqa: F811
+    """An --org run over a few rows, and a window, are reports of their own (``--run ID``): the default
+    report, its trend and change, the dashboard's run and the quarter's first / last / lowest scores
+    are the nightly audits'."""
+    from healthqa.reports import quarterly, run_report
+
+    cfg, store, _ = platform
+    night = run_nightly(cfg)
+    nightly_systems = {s["subject"]: s["conformance"] for s in store.scores.of_run(night.run_id)
+                       if s["level"] == "system"}
+    worst = min((f for f in store.findings.list(state="open") if f.table_name == "person" and f.org_code),
+                key=lambda f: -f.violations).org_code
+    scoped = validate_source(cfg, "mpi", tables=["person"], orgs=(worst,), store=store)
+    scoped_systems = {s["subject"]: s["conformance"] for s in store.scores.of_run(scoped.run_id) if s["level"] == "system"}
+    assert any(v is not None and v < nightly_systems[k] for k, v in scoped_systems.items())  # the org run is lower
+
+    quiet = run_nightly(cfg)
+    assert run_report.default_run(store) == quiet.run_id  # the newest night, not the newer-looking scoped run
+    ctx = run_report.context(cfg, store, quiet.run_id)
+    trend = ctx["charts"]["trend"]
+    assert f"#{night.run_id} " in trend and f"#{quiet.run_id} " in trend and f"#{scoped.run_id} " not in trend
+    assert ctx["overall"]["change"] == "no change"  # against the night before, not the org run
+    own = run_report.context(cfg, store, scoped.run_id)  # the scoped run's own report is still there
+    assert own["run"]["kind"] == "validate" and f"#{night.run_id} " not in own["charts"]["trend"]
+
+    now = datetime.now()
+    q = quarterly.context(cfg, store, quarterly.parse_quarter(f"{now.year}Q{(now.month - 1) // 3 + 1}"))
+    assert q["runs"]["scored"] == 2
+    quiet_systems = {x["subject"]: x["conformance"] for x in store.scores.of_run(quiet.run_id) if x["level"] == "system"}
+    for row in q["systems"]:
+        nightly = [v for v in (nightly_systems.get(row["code"]), quiet_systems.get(row["code"])) if v is not None]
+        assert row["low"] == (min(nightly) if nightly else None), row
+        assert row["first"] == (nightly[0] if nightly else None)

@@ -115,7 +115,7 @@ def _res(rule, table, status, v, n, system="11", sampling=None, source="drc"):
 def test_a_quiet_night_is_compared_like_with_like():
     """A night whose incremental tables read no row scores system 11 on the one rule left (the feed
     register): compared over the rules both nights judged, nothing fell."""
-    from healthqa.reports.assess import comparable_scores
+    from healthqa.reports.scores import comparable as comparable_scores
 
     inc = {"method": "incremental", "watermark": "2026-11-24T02:00:00"}
     first = [_res(f"OPV-{i}", "outpatient_visit", "pass", 0, 4000, sampling={"method": "incremental"})
