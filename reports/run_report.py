@@ -63,10 +63,12 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         if s is None:
             return None
         key = (level, subject)
-        if key in like_now:
+        if s["conformance"] is None:
+            change = "no data"  # no rule of it read a row this run
+        elif key in like_now:
             change = sc.change(like_now[key], like_before[key])
         else:
-            change = "not comparable" if key in before and s["conformance"] is not None else "new"
+            change = "not comparable" if key in before else "new"
         return {**s, "change": change}
 
     notes = _notes(run, results, scored, orgs)

@@ -176,7 +176,8 @@ def change(now: Score, before: Score | None, metric: str = "conformance") -> str
     return "rise" if a > b else "fall"
 
 
-CHANGE_ZH = {"rise": "上升", "fall": "下降", "no change": "无变化", "new": "首次", "not comparable": "不可比"}
+CHANGE_ZH = {"rise": "上升", "fall": "下降", "no change": "无变化", "new": "首次", "not comparable": "不可比",
+             "no data": "无数据"}
 
 
 def observations(results: Iterable[Mapping], systems: Mapping[str, str] | None = None) -> list[Observation]:

@@ -94,6 +94,10 @@ def test_scoped_runs_stay_out_of_the_districts_figures(platform):  # noqa: F811
     trend = ctx["charts"]["trend"]
     assert f"#{night.run_id} " in trend and f"#{quiet.run_id} " in trend and f"#{scoped.run_id} " not in trend
     assert ctx["overall"]["change"] == "no change"  # against the night before, not the org run
+    silent = [row for row in ctx["systems"] if row["conformance"] is None]  # nothing of theirs read tonight
+    assert silent and all(row["change"] == "no data" for row in silent)
+    html = run_report.write(cfg, store, quiet.run_id, cfg.reports.out_dir).html.read_text(encoding="utf-8")
+    assert "本次未读到数据 no rows read this run" in html
     own = run_report.context(cfg, store, scoped.run_id)  # the scoped run's own report is still there
     assert own["run"]["kind"] == "validate" and f"#{night.run_id} " not in own["charts"]["trend"]
 
