@@ -56,8 +56,8 @@ class Scope:
         if self.since or self.until:
             doc["window"] = {"since": self.since.isoformat() if self.since else None,
                              "until": self.until.isoformat() if self.until else None}
-        if self.sampling.method == "incremental" and self.watermark is not None:
-            doc["watermark"] = self.watermark.isoformat()
+        if self.sampling.method == "incremental":  # None: the first read, before there was a watermark
+            doc["watermark"] = self.watermark.isoformat() if self.watermark is not None else None
         return doc
 
     @property
@@ -104,10 +104,14 @@ def read_extent(doc: dict | None) -> str:
     - ``new_rows``: only the rows after an incremental watermark (a night's new arrivals);
     - ``part``: a window, a random or stratified draw, or a capped read.
 
-    Only a ``whole`` read has seen every row a finding is about, so only it can verify a repair."""
+    Only a ``whole`` read has seen every row a finding is about, so only it can verify a repair. A
+    record without these details (stored by an older version) is read as the configured sampling
+    says: full is whole; an incremental read that did not record its watermark is taken as part."""
     doc = doc or {}
     method = doc.get("method", "full")
     if method not in ("full", "incremental") or doc.get("rows") or doc.get("since") or doc.get("until") \
             or doc.get("window"):
         return PART
+    if method == "incremental" and "watermark" not in doc:
+        return PART  # recorded before reads said their watermark: it may have read only new rows
     return NEW_ROWS if doc.get("watermark") else WHOLE

@@ -129,7 +129,7 @@ def test_only_a_whole_read_verifies_a_repair():
         rec = fd.reconcile([fd.Known(1, fp, "open", "二级")], found, covered)
         assert rec.resolved == []
     # an incremental table's first read (no watermark yet) and an --org read are whole
-    for sampling in ({"method": "incremental"}, {"method": "full", "orgs": ["A"]}):
+    for sampling in ({"method": "incremental", "watermark": None}, {"method": "full", "orgs": ["A"]}):
         _, covered = fd.candidates([{**result(**clean_a), "sampling": sampling}], [], P)
         assert covered == {fp}
     table_fp = "rule:mpi.organization:ORG-LEVEL:*"

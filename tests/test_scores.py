@@ -118,7 +118,7 @@ def test_a_quiet_night_is_compared_like_with_like():
     from healthqa.reports.scores import comparable as comparable_scores
 
     inc = {"method": "incremental", "watermark": "2026-11-24T02:00:00"}
-    first = [_res(f"OPV-{i}", "outpatient_visit", "pass", 0, 4000, sampling={"method": "incremental"})
+    first = [_res(f"OPV-{i}", "outpatient_visit", "pass", 0, 4000, sampling={"method": "incremental", "watermark": None})
              for i in range(12)] + [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
     quiet = [_res(f"OPV-{i}", "outpatient_visit", "not_applicable", 0, 0, sampling=inc) for i in range(12)] + \
         [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
