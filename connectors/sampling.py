@@ -46,6 +46,20 @@ class Scope:
         hi = min((t for t in (self.until, self.sampling.until) if t), default=None)
         return lo, hi
 
+    def describe(self) -> dict:
+        """The read as a rule result records it (its ``sampling``): the table's sampling, and what
+        narrowed it — institutions, an engineer's window, an incremental watermark. Whether the read
+        saw a finding's rows whole is decided from this record (``read_extent``)."""
+        doc = self.sampling.model_dump(mode="json", exclude_none=True)
+        if self.orgs:
+            doc["orgs"] = sorted(self.orgs)
+        if self.since or self.until:
+            doc["window"] = {"since": self.since.isoformat() if self.since else None,
+                             "until": self.until.isoformat() if self.until else None}
+        if self.sampling.method == "incremental":  # None: the first read, before there was a watermark
+            doc["watermark"] = self.watermark.isoformat() if self.watermark is not None else None
+        return doc
+
     @property
     def draws(self) -> bool:
         """True when rows are chosen by key (random or stratified) rather than streamed."""
@@ -77,3 +91,27 @@ def choose_keys(keys: pd.DataFrame, sampling: Sampling) -> np.ndarray:
     extra = max(want - len(taken), 0)
     chosen = np.concatenate([taken.to_numpy(), rest.to_numpy()[:extra]])
     return np.sort(shuffled["key"].to_numpy()[chosen])
+
+
+WHOLE, NEW_ROWS, PART = "whole", "new_rows", "part"
+
+
+def read_extent(doc: dict | None) -> str:
+    """How much of a table a recorded read (``Scope.describe``) saw:
+
+    - ``whole``: every row — of the table, or of each institution it was filtered to (``orgs``): a
+      full read without a cap or a time window, or an incremental read with no watermark yet;
+    - ``new_rows``: only the rows after an incremental watermark (a night's new arrivals);
+    - ``part``: a window, a random or stratified draw, or a capped read.
+
+    Only a ``whole`` read has seen every row a finding is about, so only it can verify a repair. A
+    record without these details (stored by an older version) is read as the configured sampling
+    says: full is whole; an incremental read that did not record its watermark is taken as part."""
+    doc = doc or {}
+    method = doc.get("method", "full")
+    if method not in ("full", "incremental") or doc.get("rows") or doc.get("since") or doc.get("until") \
+            or doc.get("window"):
+        return PART
+    if method == "incremental" and "watermark" not in doc:
+        return PART  # recorded before reads said their watermark: it may have read only new rows
+    return NEW_ROWS if doc.get("watermark") else WHOLE

@@ -4,24 +4,25 @@ The engineer validates one table, institution or window after a repair and asks 
 before?". Before is, rule by rule, the newest of:
 
 - the last ad-hoc validation of exactly this scope;
-- the last nightly audit that read the whole table (full sampling, no row cap) — it read every row
-  the scoped run reads. For a run scoped to institutions its counts are those institutions' own
-  (``by_org``), so the rates compare like with like. A nightly keeps no counts by time, so a run with
+- the last nightly audit that read the whole table (full sampling, no row cap, or an incremental
+  table's first read, before it had a watermark) — it read every row the scoped run reads. For a
+  run scoped to institutions its counts are those institutions' own (``by_org``), so the rates
+  compare like with like. A nightly keeps no counts by time, so a run with
   a time window is compared with the same window only.
 
-A nightly that sampled or read incrementally saw other rows: it is no baseline.
+A nightly that sampled or read only the rows after its watermark saw other rows: it is no baseline.
 """
 
 from __future__ import annotations
 
+from healthqa.connectors.sampling import WHOLE, read_extent
 from healthqa.store import AuditStore, StoredResult
 
 NIGHTLIES = 30  # how far back to look for a nightly that read the table whole
 
 
 def _whole_table(r: StoredResult) -> bool:
-    s = r.sampling or {}
-    return r.status != "error" and s.get("method", "full") == "full" and not s.get("rows")
+    return r.status != "error" and read_extent(r.sampling) == WHOLE and not (r.sampling or {}).get("orgs")
 
 
 def _pct_of(r: StoredResult, orgs: list[str]) -> float | None:

@@ -718,7 +718,7 @@ def _short_time(iso: str | None, missing: str, whole_day) -> str:
 @user_errors
 def report(
     config: ConfigOpt,
-    run: Annotated[int | None, typer.Option("--run", help="run id (default: the newest run with scores)")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="run id (default: the newest scored nightly audit)")] = None,
     quarter: Annotated[str | None, typer.Option("--quarter", help="the quarterly inspection report, e.g. 2026Q4")] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="also write the same report as PDF")] = False,
     out_dir: Annotated[Path | None, typer.Option(
@@ -735,7 +735,7 @@ def report(
         if quarter is not None:
             written = quarterly.write(cfg, store, quarterly.parse_quarter(quarter), folder, pdf=pdf)
         else:
-            run = run if run is not None else store.scores.latest_run()
+            run = run if run is not None else run_report.default_run(store)
             if run is None:
                 fail("稽核库中还没有评分的运行 no scored run in the audit store yet: run `healthqa run nightly` first")
             written = run_report.write(cfg, store, run, folder, pdf=pdf)

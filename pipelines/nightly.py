@@ -168,13 +168,15 @@ class Night:
         return self.res
 
     # -- what could not run ----------------------------------------------------------------------------
-    def failed(self, what: str, reason: str, fault: str, source: str | None = None) -> None:
+    def failed(self, what: str, reason: str, fault: str, source: str | None = None, table: str | None = None) -> None:
         reason = " ".join(str(reason).split())[:300]
         before = self.res.failures.get(what)  # a second table of the same source
         self.res.failures[what] = reason if before is None else f"{before}; {reason}"
         self.run.problem(f"{what}: {reason}")
-        self.res.faults.append({"source": source or what, "kind": fault, "reason": reason,
-                                "zh": FAULT_ZH.get(fault, fault) + f"：{what}"})
+        # a table's fault is keyed by the table: two tables of a source are two findings, and a later
+        # read of one table resolves its own
+        self.res.faults.append({"source": source or what, "kind": fault, "reason": reason, "subject": table,
+                                "table": table, "zh": FAULT_ZH.get(fault, fault) + f"：{what}" + (f".{table}" if table else "")})
 
     def check_failed(self, name: str, e: BaseException) -> None:
         if isinstance(e, SourceError):
@@ -185,9 +187,9 @@ class Night:
         """One table could not be validated: the source is failed with the table named (its other
         tables' results stand)."""
         if isinstance(e, SourceError):
-            self.failed(source, f"{table}: {e.reason}", _fault(e))
+            self.failed(source, f"{table}: {e.reason}", _fault(e), table=table if _fault(e) == "table_unreadable" else None)
         else:
-            self.failed(source, f"{table}: {type(e).__name__}: {e}", "run_incomplete")
+            self.failed(source, f"{table}: {type(e).__name__}: {e}", "run_incomplete", table=table)
 
     def source_failed(self, name: str, e: SourceError) -> None:
         self.failed(name, e.reason, _fault(e))

@@ -199,7 +199,7 @@ def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[st
             for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
                 v.add(chunk)
             _add_reference(reader, t, scope, v)
-            tv = TableValidation(source, t, v.rows, scope.sampling.model_dump(mode="json", exclude_none=True))
+            tv = TableValidation(source, t, v.rows, scope.describe())
             tv.results = v.results()
             out.append(tv)
     return out
@@ -237,6 +237,7 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
     mine = [r for r in rules if rule_types.get(r.type).whole_table == (part is None)]
     with open_source(cfg, source) as reader:
         scope = scope_for(reader, store, table)
+        sampling = scope.describe()  # the night's read of the table, not this part's bucket
         v = _validation(reader, table, scope, mine, _context(cfg, mine))
         if part is None:
             chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
@@ -247,7 +248,6 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
             v.add(chunk)
         if part is None:
             _add_reference(reader, table, scope, v)
-        sampling = reader.cfg.sampling_for(table).model_dump(mode="json", exclude_none=True)
         return TablePart(v.rows if part else 0, sampling, v.partial())
 
 

@@ -53,17 +53,19 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     if any(done.values()):  # assessed before (a re-run of the same stage): findings are not counted twice
         return Assessment(run_id, scored, [], len(done["persisting"]), len(done["reopened"]), len(done["resolved"]),
                           new_ids=[f.id for f in done["new"]])
-    faults = [*faults, *_score_drops(cfg, store, run_id, scored)]
+    faults = [*faults, *_score_drops(cfg, store, run_id, results)]
     found, covered = fd.candidates(results, faults, policy, _org_tables(results))
-    covered |= _reached_sources(results, faults)
+    covered |= _reached(results, faults)
     known = store.findings.known()
     by_id = {k.id: k for k in known}
-    rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level) for k in known], found, covered)
+    rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level, k.violations, k.rows_checked) for k in known],
+                       found, covered)
 
     store.findings.record_run(
         run_id,
         new=[_new_row(c, policy) for c in rec.new],
-        seen=[(k.id, _update(c, by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at)) for k, c in rec.persisting],
+        seen=[(k.id, _update(fd.seen_again(c, k), by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at))
+              for k, c in rec.persisting],
         reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
         resolved=[k.id for k in rec.resolved],
     )
@@ -93,11 +95,16 @@ def _org_tables(results: list[dict]) -> set[tuple[str, str]]:
     return {(r["source"], r["table"]) for r in results if r["table"] in canonical.tables() and canonical.table(r["table"]).org}
 
 
-def _reached_sources(results: list[dict], faults: Iterable[Mapping]) -> set[str]:
-    """A source this run read is no longer unreachable: its store fault is verified fixed."""
-    down = {f["source"] for f in faults}
-    return {fd.fault_fingerprint(src, kind) for src in {r["source"] for r in results} - down
-            for kind in ("store_unreachable",)}
+def _reached(results: list[dict], faults: Iterable[Mapping]) -> set[str]:
+    """A source this run read is no longer unreachable, and a table it validated is no longer
+    unreadable nor breaking the audit: those faults are verified fixed (any read of the table shows
+    that it can be read and validated)."""
+    down = {f["source"] for f in faults if f["kind"] == "store_unreachable"}
+    failed = {(f["source"], f.get("subject")) for f in faults}
+    read = {(r["source"], r["table"]) for r in results if r["status"] != "error"}
+    return ({fd.fault_fingerprint(src, "store_unreachable") for src, _ in read if src not in down}
+            | {fd.fault_fingerprint(src, kind, table) for src, table in read if (src, table) not in failed
+               for kind in ("table_unreadable", "run_incomplete")})
 
 
 def _previous_comparable(store: AuditStore, run_id: int) -> int | None:
@@ -113,27 +120,29 @@ def _previous_comparable(store: AuditStore, run_id: int) -> int | None:
     return prev
 
 
-def _score_drops(cfg: Config, store: AuditStore, run_id: int, scored: list[sc.Score]) -> list[dict]:
-    """A score that fell more than ``reports.score_drop_points`` and beyond its uncertainty. Such a
-    finding is closed by a person (acknowledge, resolve): the rule findings behind the drop carry the
-    verified part."""
+def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict]) -> list[dict]:
+    """A score that fell more than ``reports.score_drop_points`` and beyond its uncertainty, like
+    compared with like (``scores.comparable``). Such a finding is closed by a person (acknowledge,
+    resolve): the rule findings behind the drop carry the verified part."""
     prev_run = _previous_comparable(store, run_id)
     if prev_run is None:
         return []
-    before = {(r["level"], r["subject"]): r for r in store.scores.of_run(prev_run)}
+    earlier = rule_results(store, prev_run)
+    describe(earlier, cfg)
+    now_, before = sc.comparable(results, earlier, cfg.reports.weights, SCORE_DROP_LEVELS)
     out = []
-    for s in scored:
-        b = before.get((s.level, s.subject))
-        if s.level not in SCORE_DROP_LEVELS or b is None or s.conformance is None or b["conformance"] is None:
+    for key, s in now_.items():
+        prev = before.get(key)
+        if prev is None or s.conformance is None or prev.conformance is None:
             continue
-        prev = sc.Score.of(b)
         drop = prev.conformance - s.conformance
         if drop > cfg.reports.score_drop_points and sc.change(s, prev) == "fall":
-            subject = f"{s.level}:{s.subject}"
-            out.append({"source": "*", "kind": "score_drop", "subject": subject,
-                        "system": s.subject if s.level == "system" else None,
-                        "zh": f"质量得分下降 {drop:.1f} 分（{prev.conformance:.1f} → {s.conformance:.1f}）",
-                        "reason": f"score fell {drop:.1f} points ({prev.conformance:.1f} -> {s.conformance:.1f})"})
+            level, subject = key
+            out.append({"source": "*", "kind": "score_drop", "subject": f"{level}:{subject}",
+                        "system": subject if level == "system" else None,
+                        "zh": f"质量得分下降 {drop:.1f} 分（{prev.conformance:.1f} → {s.conformance:.1f}，同口径 like for like）",
+                        "reason": f"score fell {drop:.1f} points ({prev.conformance:.1f} -> {s.conformance:.1f}) "
+                                  f"over the same {s.checks} rules"})
     return out
 
 

@@ -3,8 +3,11 @@
 A finding is keyed by (rule, table, institution) — an institution is judged on its own rows — or by
 (source, fault). Its life: ``new`` (first seen) → ``open`` (seen again) → ``acknowledged`` (a person
 took it) → ``resolved`` → ``reopened`` if it comes back. Resolution is verified, never assumed: only a
-run that checked those rows and saw the rule pass (or reached the source again) resolves a finding; a
-run that did not look leaves it as it was.
+run that read every row the finding is about and saw the rule pass (or reached the source or table
+again) resolves a finding — a read of the whole table, or of the whole of that institution's rows
+(``connectors.sampling.read_extent``). A time window, a night's incremental rows or a sample saw only
+part of them: such a read can open a finding or add to it, never resolve it. A run that did not look
+leaves a finding as it was.
 
 This module is plain functions over plain data: ``candidates`` turns one run's rule results and
 faults into what is wrong (``Candidate``) and what was checked and found fine (``covered``);
@@ -15,9 +18,11 @@ resolved and reopened. The audit store keeps the result (``healthqa.store`` ``fi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from healthqa import codelists
+from healthqa.connectors.sampling import NEW_ROWS, WHOLE, read_extent
 from healthqa.store.findings import OPEN
 
 from .scores import excess
@@ -42,6 +47,7 @@ class Candidate:
     rows: int = 0
     threshold_pct: float | None = None
     examples: list[str] = field(default_factory=list)  # record keys, never personal values
+    extent: str = WHOLE  # how much of the finding's rows the run read (connectors.sampling.read_extent)
 
     @property
     def violation_pct(self) -> float | None:
@@ -61,6 +67,8 @@ class Known:
     fingerprint: str
     state: str
     level: str
+    violations: int = 0
+    rows: int = 0
 
 
 @dataclass
@@ -99,10 +107,15 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
         zh, en = r.get("zh") or rule_id, r.get("en") or rule_id
         feed = rule_id in policy.feed_rules
         per_org = r.get("by_org") or {}
+        # a pass verifies only rows the run read: every row of each institution it read (``whole``,
+        # filtered to institutions or not), and the table's own finding only from an unfiltered read
+        extent = read_extent(r.get("sampling"))
+        whole_orgs = extent == WHOLE
+        whole_table = whole_orgs and not (r.get("sampling") or {}).get("orgs")
         if feed:
-            found_feed, covered_feed = _feed(r, per_org, policy, zh, en)
+            found_feed, covered_feed = _feed(r, per_org, policy, zh, en, extent)
             found += found_feed
-            covered |= covered_feed
+            covered |= covered_feed if whole_table else set()
             continue
         if org_column_tables is None or (source, table) in org_column_tables:
             for org, c in per_org.items():
@@ -114,8 +127,8 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
                 if pct > threshold:
                     found.append(Candidate(fp, "rule", source, rule_id, policy.rule_level(r["severity"], v, n, threshold),
                                            zh, en, table, str(org), r.get("system"), v, n, threshold,
-                                           example_lines(r, str(org))))
-                else:
+                                           example_lines(r, str(org)), extent))
+                elif whole_orgs:
                     covered.add(fp)
             if per_org:
                 continue
@@ -124,14 +137,31 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
             n, v = int(r["denominator"] or 0), int(r["violations"] or 0)
             found.append(Candidate(fp, "rule", source, rule_id,
                                    policy.rule_level(r["severity"], v, n, threshold),
-                                   zh, en, table, None, r.get("system"), v, n, threshold, example_lines(r, None)))
-        else:
+                                   zh, en, table, None, r.get("system"), v, n, threshold, example_lines(r, None),
+                                   extent))
+        elif whole_table:
             covered.add(fp)
-    for f in faults:
-        found.append(Candidate(fault_fingerprint(f["source"], f["kind"], f.get("subject")), "fault", f["source"],
-                               f["kind"], policy.fault_level(f["kind"]), f.get("zh") or f["kind"],
-                               f.get("reason") or f["kind"], f.get("table"), f.get("subject"), f.get("system")))
+    faulted: set[str] = set()
+    for f in faults:  # ``subject`` tells faults of one kind apart; ``org`` is an institution's, if any
+        fp = fault_fingerprint(f["source"], f["kind"], f.get("subject"))
+        if fp in faulted:  # e.g. a source that went down under two of its tables: one finding
+            continue
+        faulted.add(fp)
+        found.append(Candidate(fp, "fault", f["source"], f["kind"], policy.fault_level(f["kind"]),
+                               f.get("zh") or f["kind"], f.get("reason") or f["kind"], f.get("table"), f.get("org"),
+                               f.get("system")))
     return found, covered
+
+
+def seen_again(c: Candidate, k: Known) -> Candidate:
+    """The candidate with the finding's counts after a run saw it again. A whole read measured the
+    finding afresh; a night's new rows were never counted before, so they add to what was known;
+    a window or a sample may count rows already known, so the larger count stands."""
+    if c.kind != "rule" or c.extent == WHOLE:
+        return c
+    if c.extent == NEW_ROWS:
+        return replace(c, violations=k.violations + c.violations, rows=k.rows + c.rows)
+    return c if c.violations >= k.violations else replace(c, violations=k.violations, rows=k.rows)
 
 
 def example_lines(result: Mapping, org: str | None, limit: int = 3) -> list[str]:
@@ -144,7 +174,8 @@ def example_lines(result: Mapping, org: str | None, limit: int = 3) -> list[str]
             for e in rows]
 
 
-def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str) -> tuple[list[Candidate], set[str]]:
+def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str,
+          extent: str = WHOLE) -> tuple[list[Candidate], set[str]]:
     """Upload feeds: one silent institution is an institution's fault (二级); every active
     institution silent is the exchange platform's (一级)."""
     source, system = r["source"], r.get("system")
@@ -153,14 +184,14 @@ def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str) -> tup
     if n and v == n:
         return [Candidate(system_fp, "fault", source, "system_feed_silent", policy.fault_level("system_feed_silent"),
                           f"全部机构数据上传中断：{zh}", f"every institution's feed is silent: {en}", r["table"],
-                          None, system, v, n)], set()
+                          None, system, v, n, extent=extent)], set()
     found, covered = [], {system_fp}
     for org, c in per_org.items():
         fp = fault_fingerprint(source, "org_feed_silent", str(org))
         if int(c.get("violations", 0)):
             found.append(Candidate(fp, "fault", source, "org_feed_silent", policy.fault_level("org_feed_silent"),
                                    f"机构数据上传中断：{zh}", f"institution feed silent: {en}", r["table"], str(org),
-                                   system, int(c["violations"]), int(c.get("denominator", 0))))
+                                   system, int(c["violations"]), int(c.get("denominator", 0)), extent=extent))
         elif int(c.get("denominator", 0)):
             covered.add(fp)
     return found, covered
@@ -188,9 +219,21 @@ def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[s
 
 def location(f, names=None) -> str:
     """Where a finding is, as people read it: source / table / institution (by name when a registry
-    is given: ``reports.institutions.Registry``)."""
+    is given: ``reports.institutions.Registry``); a finding about a whole system (a score drop, a
+    silent feed) names the system, one about the district-wide score says so."""
+    if f.subject == "score_drop":  # its subject is a score's, never an institution (older rows kept it there)
+        return system_label(f.system) if f.system else "全区 district-wide"
     org = (names.name(f.org_code) if names is not None else f.org_code) if f.org_code else None
-    return " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x) or "—"
+    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x)
+    if f.system and not org and f.kind == "fault":
+        where = " / ".join(x for x in (where, system_label(f.system)) if x)
+    return where or "—"
+
+
+def system_label(code: str) -> str:
+    """``系统 11 区域信息交换共享平台``: one of the contract's fourteen systems, by its code."""
+    name = codelists.load("systems")["codes"].get(str(code))
+    return f"系统 {code} {name}" if name else f"系统 system {code}"
 
 
 def more_urgent(a: str, b: str) -> str:

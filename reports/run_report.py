@@ -40,7 +40,9 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
 
         raise HealthqaError(f"run {run_id}: no such run in the audit store")
     scored = {(s["level"], s["subject"]): s for s in store.scores.of_run(run_id)}
-    prev_run = store.scores.previous_run(run_id)
+    series = series_of(run)
+    prev_run = next((h["run_id"] for h in reversed(store.scores.history("overall", "overall", 2, run_id - 1, **series))),
+                    None)
     before = {(s["level"], s["subject"]): s for s in store.scores.of_run(prev_run)} if prev_run else {}
     systems = codelists.load("systems")["codes"]
     orgs = registry(cfg)
@@ -50,15 +52,25 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         if f.org_code:
             open_by_org[f.org_code] = open_by_org.get(f.org_code, 0) + 1
 
+    results = rule_results(store, run_id)
+    describe(results, cfg)
+    # the change is read like with like: both runs' scores over the rules both judged, read alike
+    like_now, like_before = sc.comparable(results, rule_results(store, prev_run), cfg.reports.weights) \
+        if prev_run else ({}, {})
+
     def view(level: str, subject: str) -> dict | None:
         s = scored.get((level, subject))
         if s is None:
             return None
-        b = before.get((level, subject))
-        return {**s, "change": sc.change(sc.Score.of(s), sc.Score.of(b) if b else None)}
+        key = (level, subject)
+        if s["conformance"] is None:
+            change = "no data"  # no rule of it read a row this run
+        elif key in like_now:
+            change = sc.change(like_now[key], like_before[key])
+        else:
+            change = "not comparable" if key in before else "new"
+        return {**s, "change": change}
 
-    results = rule_results(store, run_id)
-    describe(results, cfg)
     notes = _notes(run, results, scored, orgs)
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
                                              "sampled": False, "low": None, "high": None, "change": "new"}
@@ -71,7 +83,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
                         "open_findings": open_by_org.get(code, 0)}
                        for lv, code in scored if lv == "org"),
                       key=lambda o: (o["conformance"] if o["conformance"] is not None else 101, o["code"]))
-    history = store.scores.history("overall", "overall", TREND_RUNS, before_run=run_id)
+    history = store.scores.history("overall", "overall", TREND_RUNS, before_run=run_id, **series)
     return {
         "title": f"数据质量稽核报告 run #{run_id}",
         "district": cfg.district.name,
@@ -100,6 +112,21 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "footer": f"healthqa {__version__} · 生成于 generated {_t(at)} · 仅含得分、计数、记录编号与脱敏值 — "
                   f"scores, counts, record keys and masked values only",
     }
+
+
+def default_run(store: AuditStore) -> int | None:
+    """The run a report shows unless told otherwise: the newest scored nightly audit (the district's
+    figures); an engineer's scoped run only while no night has been scored (its report is one
+    ``--run ID`` away otherwise)."""
+    return store.scores.latest_run(kind="nightly") or store.scores.latest_run()
+
+
+def series_of(run) -> dict:
+    """Which runs a run's trend and its change are read against (``store.scores.history``'s filter):
+    nightly audits for a nightly audit — the district-wide figures; for an engineer's scoped run, the
+    earlier runs of exactly its scope (one table, institution or window is never a point on the
+    district's trend)."""
+    return {"kind": "nightly"} if run.kind == "nightly" else {"kind": run.kind, "scope": run.scope}
 
 
 def write(cfg: Config, store: AuditStore, run_id: int, out_dir: str | Path, pdf: bool = False) -> render.Written:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from healthqa.connectors.sampling import NEW_ROWS, read_extent
 
 DIMENSIONS = ("完整性", "规范性", "一致性", "唯一性", "及时性", "关联性")
 LEVELS = ("overall", "system", "dimension", "table", "org")
@@ -174,7 +176,8 @@ def change(now: Score, before: Score | None, metric: str = "conformance") -> str
     return "rise" if a > b else "fall"
 
 
-CHANGE_ZH = {"rise": "上升", "fall": "下降", "no change": "无变化", "new": "首次"}
+CHANGE_ZH = {"rise": "上升", "fall": "下降", "no change": "无变化", "new": "首次", "not comparable": "不可比",
+             "no data": "无数据"}
 
 
 def observations(results: Iterable[Mapping], systems: Mapping[str, str] | None = None) -> list[Observation]:
@@ -213,3 +216,42 @@ def excess(violations: int, rows: int, threshold_pct: float) -> float:
     """Violating rows beyond what the rule tolerates: the impact by which rules and findings are
     ranked. 1,313 shared ID numbers outrank 33 of 99 deceased archives, whatever the percentages."""
     return max(0.0, violations - threshold_pct / 100.0 * rows)
+
+
+MIN_SHARED = 0.5  # a score on fewer than half the rules the earlier one stood on is another score
+
+
+def comparable(now: list[dict], before: list[dict], weights: Mapping[str, float] | None = None,
+               levels: Iterable[str] = LEVELS) -> tuple[dict, dict]:
+    """Two runs' scores at ``levels``, each over only what both runs judged alike: the
+    same rule on the same table, with a verdict over at least one row in each run, read the same way
+    (``connectors.sampling.read_extent``: a whole read is compared with a whole read, a night's new
+    rows with a night's new rows). A table a quiet night read no row of (its incremental rules not
+    applicable) drops out of both sides instead of leaving a system scored on one remaining rule;
+    a subject whose shared rules are fewer than half of those it was scored on before is not
+    compared at all. A night's new rows are a sample of the feed: their scores carry its interval,
+    so a handful of rows is no evidence of a fall. Returns {(level, subject): Score} for each run."""
+    levels = set(levels)
+
+    def basis(results):
+        out = {}
+        for r in results:
+            extent = read_extent(r.get("sampling"))
+            if r["status"] in ("pass", "fail") and int(r["denominator"] or 0) > 0:
+                out[(r["source"], r["table"], r["rule_id"])] = (r, extent)
+        return out
+
+    a, b = basis(now), basis(before)
+    shared = {k for k in a.keys() & b.keys() if a[k][1] == b[k][1]}
+
+    def scores(side):
+        obs = [replace(o, sampled=o.sampled or side[(o.source, o.table, o.rule_id)][1] == NEW_ROWS)
+               for o in observations([side[k][0] for k in sorted(shared)]) if o.org is None]
+        return {(s.level, s.subject): s for s in score(obs, weights) if s.level in levels}
+
+    now_s, before_s = scores(a), scores(b)
+    full_before = {(s.level, s.subject): s for s in score(
+        [o for o in observations(before) if o.org is None], weights) if s.level in levels}
+    keep = {k for k in now_s.keys() & before_s.keys()
+            if before_s[k].checks >= MIN_SHARED * full_before[k].checks}
+    return {k: now_s[k] for k in keep}, {k: before_s[k] for k in keep}

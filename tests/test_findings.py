@@ -112,3 +112,77 @@ def test_overdue():
         {"response": False, "fix": True}
     assert fd.overdue(due, acknowledged=True, resolved=True, now=datetime(2026, 12, 1)) == \
         {"response": False, "fix": False}
+
+
+def test_only_a_whole_read_verifies_a_repair():
+    """A pass on a window, on a night's new rows or on a sample verifies nothing about rows it did not
+    read; a read of an institution's rows whole verifies that institution's findings, not the table's."""
+    fp = "rule:mpi.person:MPI-ID-VALID:A"
+    clean_a = {"by_org": {"A": {"violations": 0, "denominator": 20}}, "status": "pass", "n": 20}
+    for sampling in ({"method": "full", "window": {"since": "2026-11-01T00:00:00", "until": None}},
+                     {"method": "incremental", "watermark": "2026-11-24T02:00:00"},
+                     {"method": "random", "rows": 500, "seed": 1}, {"method": "full", "rows": 100},
+                     {"method": "full", "since": "2026-11-01T00:00:00"}):
+        r = {**result(**clean_a), "sampling": sampling}
+        found, covered = fd.candidates([r], [], P)
+        assert found == [] and covered == set(), sampling
+        rec = fd.reconcile([fd.Known(1, fp, "open", "二级")], found, covered)
+        assert rec.resolved == []
+    # an incremental table's first read (no watermark yet) and an --org read are whole
+    for sampling in ({"method": "incremental", "watermark": None}, {"method": "full", "orgs": ["A"]}):
+        _, covered = fd.candidates([{**result(**clean_a), "sampling": sampling}], [], P)
+        assert covered == {fp}
+    table_fp = "rule:mpi.organization:ORG-LEVEL:*"
+    passing = result(rule="ORG-LEVEL", status="pass", n=40, table="organization")
+    assert fd.candidates([{**passing, "sampling": {"method": "full", "orgs": ["A"]}}], [], P)[1] == set()
+    assert fd.candidates([{**passing, "sampling": {"method": "full"}}], [], P)[1] == {table_fp}
+
+
+def test_a_partial_read_adds_to_a_finding():
+    known = fd.Known(1, "rule:mpi.person:MPI-ID-VALID:A", "open", "二级", violations=61, rows=900)
+    night = {**result(v=1, n=20, by_org={"A": {"violations": 1, "denominator": 20}}),
+             "sampling": {"method": "incremental", "watermark": "2026-11-24T02:00:00"}}
+    (c,), _ = fd.candidates([night], [], P)
+    assert (fd.seen_again(c, known).violations, fd.seen_again(c, known).rows) == (62, 920)  # new rows add
+    window = {**night, "sampling": {"method": "full", "window": {"since": "2026-11-01T00:00:00", "until": None}}}
+    (c,), _ = fd.candidates([window], [], P)
+    assert (fd.seen_again(c, known).violations, fd.seen_again(c, known).rows) == (61, 900)  # may re-count: larger
+    whole = {**night, "sampling": {"method": "full"}}
+    (c,), _ = fd.candidates([whole], [], P)
+    assert (fd.seen_again(c, known).violations, fd.seen_again(c, known).rows) == (1, 20)  # measured afresh
+
+
+def test_two_tables_of_a_source_that_fail_are_two_findings_each_resolved_by_its_own_read():
+    faults = [{"source": "drc", "kind": "table_unreadable", "subject": t, "table": t, "reason": "no such table"}
+              for t in ("lab_result", "inpatient_stay")]
+    found, _ = fd.candidates([], [*faults, faults[0]], P)  # the same fault twice: one finding
+    assert sorted(c.fingerprint for c in found) == ["fault:drc:table_unreadable:inpatient_stay",
+                                                    "fault:drc:table_unreadable:lab_result"]
+    assert all(c.org is None for c in found)
+
+
+def test_a_table_read_again_resolves_its_own_fault_only():
+    from healthqa.reports.assess import _reached
+
+    read = [result(table="lab_result", source="drc", status="pass", n=5)]
+    still = [{"source": "drc", "kind": "table_unreadable", "subject": "inpatient_stay"}]
+    covered = _reached(read, still)
+    assert "fault:drc:table_unreadable:lab_result" in covered and "fault:drc:store_unreachable" in covered
+    assert "fault:drc:table_unreadable:inpatient_stay" not in covered
+
+
+def test_a_system_finding_is_located_at_its_system():
+    from types import SimpleNamespace
+
+    def finding(**kw):
+        base = {"kind": "fault", "source": "*", "table_name": None, "org_code": None, "system": None,
+                "subject": "score_drop"}
+        return SimpleNamespace(**{**base, **kw})
+
+    assert fd.location(finding(system="11")) == "系统 11 区域信息交换共享平台"
+    assert fd.location(finding(system="11", org_code="system:11")) == "系统 11 区域信息交换共享平台"  # older rows
+    assert fd.location(finding()) == "全区 district-wide"
+    silent = finding(source="drc", table_name="organization", system="11", subject="system_feed_silent")
+    assert fd.location(silent) == "drc / organization / 系统 11 区域信息交换共享平台"
+    c, = fd.candidates([], [{"source": "*", "kind": "score_drop", "subject": "system:11", "system": "11"}], P)[0]
+    assert c.org is None and c.system == "11"

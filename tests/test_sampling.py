@@ -194,3 +194,23 @@ def test_stratified_draw_is_the_same_on_postgresql(demo, pg_db):
     a = sample(mpi(demo), "person", s)
     b = sample(source_cfg("sqlalchemy", url=pg_db, tables=["person"]), "person", s)
     assert sorted(a["archive_id"]) == sorted(b["archive_id"])
+
+
+def test_a_read_records_what_narrowed_it_and_how_much_it_saw():
+    from datetime import datetime
+
+    from healthqa.connectors.sampling import NEW_ROWS, PART, WHOLE, read_extent
+
+    night = config.Sampling(method="incremental")
+    first = Scope(sampling=night).describe()
+    assert first["watermark"] is None and read_extent(first) == WHOLE  # no watermark yet: every row
+    later = Scope(sampling=night, watermark=datetime(2026, 11, 24, 2)).describe()
+    assert later["watermark"] == "2026-11-24T02:00:00" and read_extent(later) == NEW_ROWS
+    org = Scope(sampling=config.Sampling(), orgs=("B", "A")).describe()
+    assert org["orgs"] == ["A", "B"] and read_extent(org) == WHOLE
+    window = Scope(sampling=config.Sampling(), since=datetime(2026, 11, 1)).describe()
+    assert window["window"] == {"since": "2026-11-01T00:00:00", "until": None} and read_extent(window) == PART
+    assert read_extent(Scope(sampling=config.Sampling(method="random", rows=10)).describe()) == PART
+    assert read_extent(Scope(sampling=config.Sampling(rows=10)).describe()) == PART
+    assert read_extent(None) == WHOLE  # results stored before reads were recorded: as configured
+    assert read_extent({"method": "incremental"}) == PART  # it may have read only new rows

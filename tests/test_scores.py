@@ -104,3 +104,37 @@ def test_sampling_kinds():
     assert not sc.is_sampled({"method": "incremental"})
     assert sc.is_sampled({"method": "random", "rows": 10})
     assert sc.is_sampled({"method": "full", "rows": 10})
+
+
+def _res(rule, table, status, v, n, system="11", sampling=None, source="drc"):
+    return {"source": source, "table": table, "rule_id": rule, "dimension": "完整性", "system": system,
+            "status": status, "violations": v, "denominator": n, "threshold_pct": 0.0, "by_org": {},
+            "sampling": sampling or {"method": "full"}}
+
+
+def test_a_quiet_night_is_compared_like_with_like():
+    """A night whose incremental tables read no row scores system 11 on the one rule left (the feed
+    register): compared over the rules both nights judged, nothing fell."""
+    from healthqa.reports.scores import comparable as comparable_scores
+
+    inc = {"method": "incremental", "watermark": "2026-11-24T02:00:00"}
+    first = [_res(f"OPV-{i}", "outpatient_visit", "pass", 0, 4000, sampling={"method": "incremental", "watermark": None})
+             for i in range(12)] + [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
+    quiet = [_res(f"OPV-{i}", "outpatient_visit", "not_applicable", 0, 0, sampling=inc) for i in range(12)] + \
+        [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
+    stored = {(s.level, s.subject): s for s in sc.score(sc.observations(quiet))}
+    before = {(s.level, s.subject): s for s in sc.score(sc.observations(first))}
+    assert before[("system", "11")].conformance - stored[("system", "11")].conformance > 5  # what raised the alarm
+    now, prev = comparable_scores(quiet, first)
+    assert ("system", "11") not in now and ("overall", "overall") not in now  # one shared rule of thirteen
+    assert now[("table", "drc.organization")] == prev[("table", "drc.organization")]  # the table itself: same
+    # the same rules read the same way are compared; a whole read is not compared with new rows
+    second = [_res(f"OPV-{i}", "outpatient_visit", "pass", 0, 30, sampling=inc) for i in range(12)] + \
+        [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
+    third = [_res(f"OPV-{i}", "outpatient_visit", "fail" if i == 0 else "pass", 3 if i == 0 else 0, 30,
+                  sampling=inc) for i in range(12)] + [_res("ORG-FEED-ACTIVE", "organization", "fail", 1, 14)]
+    now, prev = comparable_scores(third, second)
+    assert now[("system", "11")].checks == prev[("system", "11")].checks == 13
+    assert now[("system", "11")].sampled  # a night's new rows are a sample of the feed: an interval
+    now, prev = comparable_scores(second, first)
+    assert ("system", "11") not in now  # the first night read the table whole, the second its new rows

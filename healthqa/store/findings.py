@@ -92,25 +92,41 @@ class ScoreRecords:
             rows = s.execute(select(Score).where(Score.run_id == run_id).order_by(Score.id)).scalars().all()
             return [_as_dict(r) for r in rows]
 
-    def history(self, level: str, subject: str, last: int = 30, before_run: int | None = None) -> list[dict]:
-        """The subject's scores over the last ``last`` scored runs, oldest first, with the run's time."""
+    def history(self, level: str, subject: str, last: int = 30, before_run: int | None = None,
+                kind: str | None = None, scope: dict | None = None) -> list[dict]:
+        """The subject's scores over the last ``last`` scored runs, oldest first, with the run's time;
+        only runs of ``kind`` and of exactly ``scope`` when given (a trend is one kind of run: an
+        engineer's window beside a district-wide night is no trend)."""
         with self.store.session() as s:
-            q = (select(Score, Run.started_at).join(Run, Run.id == Score.run_id)
+            q = (select(Score, Run.started_at, Run.scope).join(Run, Run.id == Score.run_id)
                  .where(Score.level == level, Score.subject == subject))
             if before_run is not None:
                 q = q.where(Score.run_id <= before_run)
-            rows = s.execute(q.order_by(Score.run_id.desc()).limit(last)).all()
+            if kind is not None:
+                q = q.where(Run.kind == kind)
+            rows = []
+            for sc, at, run_scope in s.execute(q.order_by(Score.run_id.desc())):
+                if scope is None or run_scope == scope:  # JSON compared in Python: SQLite and PostgreSQL differ
+                    rows.append((sc, at))
+                if len(rows) == last:
+                    break
             return [{**_as_dict(sc), "at": at} for sc, at in reversed(rows)]
 
-    def latest_run(self) -> int | None:
+    def latest_run(self, kind: str | None = None) -> int | None:
+        """The newest run with scores (of ``kind`` when given)."""
         with self.store.session() as s:
-            return s.execute(select(Score.run_id).order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
+            q = select(Score.run_id).join(Run, Run.id == Score.run_id)
+            if kind is not None:
+                q = q.where(Run.kind == kind)
+            return s.execute(q.order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
 
-    def previous_run(self, run_id: int) -> int | None:
-        """The latest earlier run that has scores."""
+    def previous_run(self, run_id: int, kind: str | None = None) -> int | None:
+        """The latest earlier run that has scores (of ``kind`` when given)."""
         with self.store.session() as s:
-            return s.execute(select(Score.run_id).where(Score.run_id < run_id)
-                             .order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
+            q = select(Score.run_id).join(Run, Run.id == Score.run_id).where(Score.run_id < run_id)
+            if kind is not None:
+                q = q.where(Run.kind == kind)
+            return s.execute(q.order_by(Score.run_id.desc()).limit(1)).scalar_one_or_none()
 
 
 class FindingRecords:
