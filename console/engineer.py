@@ -8,6 +8,8 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from healthqa.pipelines.scope import TIME_EXAMPLES, window_bound
+
 from .auth import Who, check_csrf, role
 
 router = APIRouter(prefix="/validate")
@@ -23,13 +25,14 @@ def page(request: Request, who: Who = Depends(engineer)):
                                     runs=request.app.state.store.runs.recent(10, kind="validate"))
 
 
-def _when(text: str | None, field: str) -> datetime | None:
+def _when(text: str | None, field: str, upper: bool = False) -> datetime | None:
+    """The form's date (``upper``: to the end of that day, as ``healthqa validate --until``)."""
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        return window_bound(text, upper=upper)
     except ValueError:
-        raise HTTPException(400, f"{field}: 应为日期时间 YYYY-MM-DD[ HH:MM] / a date or time") from None
+        raise HTTPException(400, f"{field}: 应为日期时间 / a date or time: {TIME_EXAMPLES}") from None
 
 
 @router.post("", dependencies=[Depends(check_csrf)])
@@ -41,7 +44,7 @@ def start(request: Request, who: Who = Depends(engineer), source: str = Form(...
     bad = [t for t in tables or [] if t not in cfg.sources[source].tables]
     if bad:
         raise HTTPException(400, f"表 {', '.join(bad)} 不属于数据源 {source} / not mapped by the source")
-    lo, hi = _when(since, "since"), _when(until, "until")
+    lo, hi = _when(since, "since"), _when(until, "until", upper=True)
     if lo and hi and lo >= hi:
         raise HTTPException(400, "开始时间须早于结束时间 / since must be before until")
     job = request.app.state.jobs.start(cfg, request.app.state.store, who.name, source, list(tables or []),

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -146,23 +146,17 @@ def user_errors(fn):
     return wrapper
 
 
-TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
-
-
 def time_option(value: str | None, option: str, *, whole_day: bool = False) -> datetime | None:
     """A time given on the command line, in the platform's local time. ``whole_day``: a date alone is
     the end of that day (an upper bound: ``--until 2026-11-20`` takes the 20th's rows too)."""
+    from .scope import TIME_EXAMPLES, window_bound
+
     if value is None:
         return None
-    text = value.strip()
-    for i, f in enumerate(TIME_FORMATS):
-        try:
-            when = datetime.strptime(text, f)
-        except ValueError:
-            continue
-        return when + timedelta(days=1, microseconds=-1) if whole_day and i == 0 else when
-    fail(f"{option}: 无法识别的时间 not a date or time: {value!r}; "
-         "格式 expected 2026-11-20, 2026-11-20 08:30 or 2026-11-20T08:30:00")
+    try:
+        return window_bound(value, upper=whole_day)
+    except ValueError:
+        fail(f"{option}: 无法识别的时间 not a date or time: {value!r}; 格式 expected {TIME_EXAMPLES}")
 
 
 def _load(path: Path) -> config_mod.Config:

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from fastapi.routing import APIRoute
@@ -392,6 +393,24 @@ def test_engineer_runs_a_scoped_validation(app, store):
         r = client.get(str(r.url) + "/status")
     assert 'data-state="failed"' in r.text and "NO-SUCH-ORG" in r.text
     assert client.post("/validate", data={"source": "nosuch", "csrf_token": token}).status_code == 400
+
+
+def test_the_engineers_window_takes_the_whole_last_day(app, store):
+    """The form's dates are days: 'until 2026-11-20' takes the 20th's rows too, as the command line's
+    --until does; a time the form cannot have sent is refused with the accepted formats."""
+    client, token = logged_in(app, "eng1")
+    bad = client.post("/validate", data={"source": "drc", "tables": "outpatient_visit", "since": "20/11/2026",
+                                         "csrf_token": token})
+    assert bad.status_code == 400 and "2026-11-20 08:30" in bad.text
+    r = client.post("/validate", data={"source": "drc", "tables": "outpatient_visit", "since": "2026-11-20",
+                                       "until": "2026-11-20", "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303
+    job = app.state.jobs.get(int(r.headers["location"].rsplit("/", 1)[1]))
+    assert job.scope["since"] == datetime(2026, 11, 20) and job.scope["until"] == datetime(2026, 11, 20, 23, 59, 59, 999999)
+    for _ in range(240):  # let it end before the app does
+        if 'data-state="running"' not in client.get(r.headers["location"] + "/status").text:
+            break
+        time.sleep(0.5)
 
 
 def test_admin_manages_accounts_in_the_audit_log(app, store):
