@@ -575,7 +575,7 @@ def schedule(config: ConfigOpt):
     without one on a local Prefect API started for the command (its run history in PREFECT_HOME) —
     stop with Ctrl-C."""
     from .nightly_lock import serving_lock
-    from .prefect_api import check_server, local_api
+    from .prefect_api import check_server, local_api, server_url
 
     cfg = _load(config)
     with serving_lock(cfg):  # a second schedule is refused before anything starts
@@ -591,7 +591,7 @@ def schedule(config: ConfigOpt):
             api.wait()
         _print_deployments(deps)
         where = f"本地 Prefect API local Prefect API {api.url}" if api else \
-            f"Prefect 服务器 server {os.environ['PREFECT_API_URL']}"
+            f"Prefect 服务器 server {server_url()}"  # the environment's or a Prefect profile's
         out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
         serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
     out.print("已停止 stopped", highlight=False)
