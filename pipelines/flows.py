@@ -188,17 +188,16 @@ def _outcome(future) -> tuple[bool, object]:
 def nightly_audit(config_path: str) -> State:
     """The nightly audit of the configuration at ``config_path``."""
     cfg = config_mod.load(config_path)
-    orch = cfg.orchestration
-    retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
-                "retry_condition_fn": _worth_retrying}
     try:
-        return _night(cfg, retrying)
+        return _night(cfg)
     except NightlyInProgress as e:  # the lock taken since the command's own check: a message, no traceback
         return Failed(message=str(e), data=e)
 
 
-def _night(cfg: Config, retrying: dict) -> State:
+def _night(cfg: Config) -> State:
     orch = cfg.orchestration
+    retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
+                "retry_condition_fn": _worth_retrying}
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)

@@ -27,7 +27,7 @@ from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
 
 from .dedup import run_dedup
-from .nightly_lock import NightlyInProgress, nightly_lock  # noqa: F401 - NightlyInProgress: the stages' callers catch it
+from .nightly_lock import nightly_lock
 from .scope import suite_tables
 from .validate import TablePart, ValidationRun, combine_parts, validate_part, validate_source
 

@@ -496,7 +496,7 @@ def test_the_flow_refused_by_the_nightly_lock_fails_quietly(built, monkeypatch):
     from healthqa.pipelines import flows
     from healthqa.pipelines.nightly_lock import NightlyInProgress
 
-    def busy(cfg, retrying):
+    def busy(cfg):
         raise NightlyInProgress("另一次夜间稽核正在运行 another nightly audit is running on this audit store")
 
     folder, _ = built

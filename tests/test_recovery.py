@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from healthqa.pipelines.nightly import NightlyInProgress, run_nightly
+from healthqa.pipelines.nightly import run_nightly
+from healthqa.pipelines.nightly_lock import NightlyInProgress
 
 from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
 
