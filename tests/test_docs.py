@@ -146,17 +146,24 @@ def _options(cmd) -> set[str]:
     return {o for p in cmd.params if p.param_type_name == "option" for o in (*p.opts, *p.secondary_opts)}
 
 
-def _documented_commands() -> dict[str, set[str]]:
-    """docs/cli.md's ``## `healthqa …` `` sections and the options their bullets name (before the dash)."""
-    out: dict[str, set[str]] = {}
-    current = None
+def _documented_commands() -> dict[str, dict[str, str]]:
+    """docs/cli.md's ``## `healthqa …` `` sections: each option its bullet names (before the dash) with
+    the bullet's text."""
+    out: dict[str, dict[str, str]] = {}
+    current = bullet = None
     for line in CLI.read_text("utf-8").splitlines():
         if m := re.match(r"^## `(healthqa[a-z ]*)`$", line):
-            current = out.setdefault(m.group(1), set())
+            current = out.setdefault(m.group(1), {})
         elif line.startswith("## "):
             current = None
         elif current is not None and line.startswith("- `-"):
-            current |= set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", line.split(" — ")[0]))
+            bullet = dict.fromkeys(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", line.split(" — ")[0]), line)
+            current.update(bullet)
+        elif current is not None and bullet and line.startswith("  "):
+            for option in bullet:
+                current[option] += " " + line.strip()
+        else:
+            bullet = None
     return out
 
 
@@ -168,8 +175,16 @@ def test_cli_reference_names_every_command_and_option_and_nothing_else():
     assert not unknown, f"docs/cli.md documents no such command: {sorted(unknown)}"
     for path, options in documented.items():
         actual = _options(commands[path])
-        assert options == actual, f"{path}: documented but not an option {sorted(options - actual)}, " \
-                                  f"an option but not documented {sorted(actual - options)}"
+        assert set(options) == actual, f"{path}: documented but not an option {sorted(set(options) - actual)}, " \
+                                       f"an option but not documented {sorted(actual - set(options))}"
+
+
+def test_cli_reference_gives_each_default_as_the_program_has_it():
+    documented = _documented_commands()
+    for path, cmd in _commands().items():
+        for p in cmd.params:
+            if p.param_type_name == "option" and not p.is_flag and p.default is not None:
+                assert f"default `{p.default}`" in documented[path][p.opts[0]], f"{path} {p.opts[0]}: default {p.default}"
 
 
 def _exit_code_rows() -> dict[str, list[str]]:
