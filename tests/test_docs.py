@@ -223,12 +223,20 @@ def test_findings_export_fields_are_the_documented_ones():
 
 
 # -- the tests the documents name exist ------------------------------------------------------------
-NAMED_TEST = re.compile(r"`(?:tests/)?(test_\w+\.py)(?:::(\w+))?`")
+NAMED_TEST = re.compile(r"`((?:\w+/)*test_\w+\.py)(?:::(\w+))?`")
+
+
+def _test_module(name: str) -> Path | None:
+    """``tests/x/test_y.py`` as written, or a bare ``test_y.py`` wherever it is under ``tests/``."""
+    if "/" in name:
+        return ROOT / name if (ROOT / name).is_file() else None
+    found = list((ROOT / "tests").rglob(name))
+    return found[0] if len(found) == 1 else None
 
 
 @cache
-def _test_functions(module: str) -> set[str]:
-    tree = ast.parse((ROOT / "tests" / module).read_text("utf-8"))
+def _test_functions(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text("utf-8"))
     return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
 
 
@@ -240,9 +248,10 @@ def _named_tests(text: str) -> list[tuple[str, str]]:
 def test_every_test_a_document_names_exists(page):
     named = _named_tests(page.read_text("utf-8"))
     assert len(named) > 10
-    for module, function in named:
-        assert (ROOT / "tests" / module).is_file(), f"{page.name} names tests/{module}, which does not exist"
-        assert not function or function in _test_functions(module), f"{page.name} names {module}::{function}: no such test"
+    for name, function in named:
+        module = _test_module(name)
+        assert module, f"{page.name} names {name}, which is not one test module of tests/"
+        assert not function or function in _test_functions(module), f"{page.name} names {name}::{function}: no such test"
 
 
 def test_every_promise_names_its_tests():
