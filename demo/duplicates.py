@@ -190,7 +190,7 @@ class Aspect:
     variations: tuple[Variation, ...]
 
     def __call__(self, d: Draft) -> None:
-        draw = None  # one draw for all the bands, made when the first band is reached
+        draw = None  # one draw for all the bands, made at the first band of a variation the archive can take
         for v in self.variations:
             if not v.when(d) or (v.chance < 1 and d.rng.random() >= v.chance):
                 continue
