@@ -8,7 +8,7 @@ it reaches any driver, so a backend without a read-only mode is still never writ
 
 None of this binds the database server itself: a function a source's view calls runs with the view
 owner's rights, and what it does over other connections (``dblink_exec``) no client can stop. The real
-guarantee is a database role that may only SELECT (README, "What healthqa promises").
+guarantee is a database role that may only SELECT (docs/promises.md).
 """
 
 from __future__ import annotations

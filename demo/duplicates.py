@@ -1,19 +1,22 @@
 """Duplicate archives and hard negatives (docs/domain.md, "How duplicate archives arise").
 
-Duplicates: the same resident registered again at another institution, with the variations seen on
-this platform (ID missing, 15-digit, mistyped, adjacent digits transposed — also inside a 15-digit
-number or together with full-width digits —, `x`/`×`, full-width; homophones, traditional characters,
-stray spaces (with a different phone), the given-name characters swapped, `·` dropped, a newborn's
-temporary name; lunar-calendar, swapped, or imputed birthdays (YYYY-01-01, YYYY-MM-01, mostly with
-the ID number missing); a changed or missing phone; an address at another granularity).
+Duplicates: the same resident registered again at another institution. How a duplicate differs from
+its original is a catalogue, in the shape of ``defects.py``: each *variation* is one row (its name in
+``truth/duplicates.csv``, its band of a draw, which archives can take it, the defect it leaves), and
+the variations of one part of the archive (the ID number, the name, the birth date, the phone, the
+address) make an *aspect*, of which at most one variation applies. A few consequences between aspects
+(an imputed birthday usually comes without the ID number) are small functions in the same sequence.
 
 Hard negatives: different people who look alike — twins, a parent and a child sharing phone and
-address, and strangers with the same name and birth year. They must never be merged.
+address, and strangers with the same name and birth year — one function each in ``NEGATIVES``. They
+must never be merged.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -48,15 +51,13 @@ def _surname_len(name: str, world: World) -> int:
     return 2 if len(name) > 2 and name[:2] in set(world.surnames) else 1
 
 
-def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth):
-    """Twins, parent/child pairs and same-name strangers, added as new archives."""
-    n = len(people)
-    han = people["name"].str.len().between(2, 4) & ~people["name"].str.contains("·")
-    out = []
-    pairs = []
+# -- hard negatives ---------------------------------------------------------------------------
+# Each takes (world, rng, people, eligible, counters, rate) and returns the new archives and, row for
+# row, the archive each resembles.
 
-    # twins: same birth date, address, phone and archive office; similar given names
-    base = people[han & (people["_age"] < 70)].sample(n=max(1, int(n * rate * 0.4)), random_state=rng)
+def _twins(world, rng, people, han, counters, rate):
+    """Same birth date, address, phone and archive office; similar given names."""
+    base = people[han & (people["_age"] < 70)].sample(n=max(1, int(len(people) * rate * 0.4)), random_state=rng)
     tw = base.copy()
     sl = [_surname_len(x, world) for x in base["name"]]
     same_sex = rng.random(len(tw)) < 0.5
@@ -67,12 +68,13 @@ def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, 
     tw["id_number"] = make_ids(area, tw["_birth"], counters.id_order_codes(area, tw["_birth"], tw_sex))
     tw["archive_id"] = counters.archive_numbers(_archive_prefix(tw["archive_id"]))
     tw["status_code"], tw["_death"], tw["death_date"] = "1", pd.NaT, pd.NaT
-    out.append(tw)
-    pairs += [(a, b, "twins") for a, b in zip(base["archive_id"], tw["archive_id"])]
+    return tw, base["archive_id"]
 
-    # parent and child: same surname, address and phone, 20-38 years apart
+
+def _parent_child(world, rng, people, han, counters, rate):
+    """Same surname, address and phone, 20-38 years apart."""
     par = people[han & (people["_age"] >= 21) & (people["_age"] < 80) & (people["status_code"] == "1")]
-    par = par.sample(n=max(1, int(n * rate * 0.4)), random_state=rng)
+    par = par.sample(n=max(1, int(len(people) * rate * 0.4)), random_state=rng)
     ch = make_people(world, rng, len(par), counters)
     gap = rng.uniform(20, 38, len(par))
     age = np.clip(par["_age"].to_numpy() - gap, 0.1, None)
@@ -95,11 +97,12 @@ def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, 
     sex = ch["sex_code"].astype(int).to_numpy()
     ch["id_number"] = make_ids(area, ch["_birth"], counters.id_order_codes(area, ch["_birth"], sex))
     ch["archive_id"] = counters.archive_numbers(_archive_prefix(pd.Series(par["archive_id"].to_numpy(), index=ch.index)))
-    out.append(ch)
-    pairs += [(a, b, "parent_child") for a, b in zip(par["archive_id"], ch["archive_id"])]
+    return ch, par["archive_id"]
 
-    # strangers with the same name and birth year: another street, phone and ID
-    base = people[han & (people["_age"] >= 18)].sample(n=max(1, int(n * rate * 0.2)), random_state=rng)
+
+def _same_name_strangers(world, rng, people, han, counters, rate):
+    """Adults with the same name and birth year: another street, phone and ID."""
+    base = people[han & (people["_age"] >= 18)].sample(n=max(1, int(len(people) * rate * 0.2)), random_state=rng)
     st = make_people(world, rng, len(base), counters)
     st = st[st["_age"] >= 18].copy()
     base = base.iloc[: len(st)]
@@ -116,9 +119,21 @@ def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, 
     st["created_at"] = np.maximum(st["created_at"], st["_birth"] + pd.Timedelta(days=1))
     st["updated_at"] = np.maximum(st["updated_at"], st["created_at"])
     st["status_code"], st["_death"], st["death_date"] = "1", pd.NaT, pd.NaT
-    out.append(st)
-    pairs += [(a, b, "same_name_birth_year") for a, b in zip(base["archive_id"], st["archive_id"])]
+    return st, base["archive_id"]
 
+
+NEGATIVES = {"twins": _twins, "parent_child": _parent_child, "same_name_birth_year": _same_name_strangers}
+
+
+def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth):
+    """Every kind of ``NEGATIVES``, added as new archives; ``truth/hard_negatives.csv`` names the pairs."""
+    han = people["name"].str.len().between(2, 4) & ~people["name"].str.contains("·")
+    out = []
+    pairs = []
+    for kind, make in NEGATIVES.items():
+        new, resembles = make(world, rng, people, han, counters, rate)
+        out.append(new)
+        pairs += [(a, b, kind) for a, b in zip(resembles, new["archive_id"])]
     truth.rows("hard_negatives", pairs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -126,183 +141,309 @@ def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, 
     return new, {x for p in pairs for x in p[:2]}
 
 
-def _lunar(birth: pd.Timestamp, rng) -> pd.Timestamp:
-    return birth - pd.Timedelta(days=int(rng.integers(20, 51)))
+# -- duplicates -------------------------------------------------------------------------------
+@dataclass
+class Draft:
+    """One duplicate archive in the making: the original, its copy, what changed and the defects."""
+    world: World
+    rng: np.random.Generator
+    original: pd.Series
+    row: pd.Series
+    newborn: bool  # a baby's second archive: no ID card yet, a temporary name
+    changes: list[str] = field(default_factory=list)
+    defects: list[tuple[str, str, str]] = field(default_factory=list)  # (column, defect, detail)
+    other_phone: bool = False  # a name typed with a space came with another phone number
+
+    @property
+    def surname_len(self) -> int:
+        return _surname_len(self.row["name"], self.world)
+
+    @property
+    def given(self) -> str:
+        return self.row["name"][self.surname_len:]
 
 
-def _transposed(idn: str, rng) -> str:
+def _always(d: Draft) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Variation:
+    """One way a duplicate differs from its original, named ``change`` in ``truth/duplicates.csv``.
+
+    It applies when the archive can take it (``when``), its own odds come up (``chance``, drawn apart
+    from the aspect's draw) and the aspect's draw falls below ``below`` (bands, cumulative in catalogue
+    order, as ``defects.py`` stacks its rates); ``defect`` is the defect family and detail it leaves on
+    the aspect's column. ``apply`` changes the row and may note a second change or defect it causes."""
+    change: str
+    apply: Callable[[Draft], None]
+    below: float | None = None
+    when: Callable[[Draft], bool] = _always
+    chance: float = 1.0
+    defect: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Aspect:
+    """The variations of one part of the archive; at most one applies, the first that comes up."""
+    column: str
+    variations: tuple[Variation, ...]
+
+    def __call__(self, d: Draft) -> None:
+        draw = None  # one draw for all the bands, made at the first band of a variation the archive can take
+        for v in self.variations:
+            if not v.when(d) or (v.chance < 1 and d.rng.random() >= v.chance):
+                continue
+            if v.below is not None:
+                draw = d.rng.random() if draw is None else draw
+                if draw >= v.below:
+                    continue
+            d.changes.append(v.change)
+            v.apply(d)
+            if v.defect:
+                d.defects.append((self.column, *v.defect))
+            return
+
+
+def _set(column: str, value) -> Callable[[Draft], None]:
+    def apply(d: Draft) -> None:
+        d.row[column] = value
+    return apply
+
+
+# -- the ID number
+def _no_id(d: Draft) -> None:
+    d.row["id_number"], d.row["id_type_code"] = None, None
+
+
+def _legacy_15(d: Draft) -> None:
+    legacy = to_legacy15(pd.Series([d.original["id_number"]])).iat[0]
+    if d.rng.random() < 0.3 and legacy[12] != legacy[13]:
+        # two digits of the order code typed the wrong way round inside the legacy number
+        # (its date and its sex digit stay readable: nothing but the legacy form to report)
+        legacy = legacy[:12] + legacy[13] + legacy[12] + legacy[14:]
+        d.changes.append("id_transposed")
+    d.row["id_number"] = legacy
+
+
+def _transposed(d: Draft) -> None:
     """Two adjacent digits of the first 17 typed the wrong way round."""
-    s = list(idn)
-    i = int(rng.integers(0, 16))
+    s = list(d.original["id_number"])
+    i = int(d.rng.integers(0, 16))
     while s[i] == s[i + 1]:
         i = (i + 1) % 16
     s[i], s[i + 1] = s[i + 1], s[i]
-    return "".join(s)
+    d.row["id_number"] = "".join(s)
+    if d.rng.random() < 0.3:  # typed with a Chinese input method on as well
+        d.row["id_number"] = d.row["id_number"].translate(FULLWIDTH)
+        d.changes.append("id_fullwidth")
+
+
+def _mistyped(d: Draft) -> None:
+    s = list(d.original["id_number"])
+    i = int(d.rng.integers(0, 17))
+    s[i] = str((int(s[i]) + int(d.rng.integers(1, 10))) % 10)
+    d.row["id_number"] = "".join(s)
+
+
+def _fullwidth(d: Draft) -> None:
+    d.row["id_number"] = d.original["id_number"].translate(FULLWIDTH)
+
+
+def _lower_x(d: Draft) -> None:
+    d.row["id_number"] = d.original["id_number"][:-1] + ("x" if d.rng.random() < 0.6 else "×")
+
+
+IDENTITY = Aspect("id_number", (
+    Variation("id_missing", _no_id, below=0.15, defect=("id_missing", "duplicate")),
+    Variation("id_missing", _no_id, when=lambda d: d.newborn, defect=("id_missing", "duplicate")),
+    Variation("id_legacy_15", _legacy_15, below=0.23, when=lambda d: d.row["_birth"].year < 2000,
+              defect=("id_legacy_15", "duplicate")),
+    Variation("id_transposed", _transposed, below=0.28, defect=("id_invalid", "transposed digits")),
+    Variation("id_mistyped", _mistyped, below=0.33, defect=("id_invalid", "mistyped digit")),
+    Variation("id_fullwidth", _fullwidth, below=0.37, defect=("id_format", "full-width digits")),
+    # the household register: the same number, another document type
+    Variation("id_household_register", _set("id_type_code", "02"), below=0.41),
+))
+
+LOWER_X = Aspect("id_number", (
+    Variation("id_lower_x", _lower_x, chance=0.7, defect=("id_format", "lower-case x or ×"),
+              when=lambda d: d.original["id_number"].endswith("X") and d.row["id_number"] == d.original["id_number"]),
+))
+
+
+# -- the name
+def _newborn_name(d: Draft) -> None:
+    w = d.world
+    d.row["name"] = (d.row["name"][:d.surname_len] + w.given[2][d.rng.integers(len(w.given[2]))]
+                     + ("之子" if d.row["sex_code"] == "1" else "之女"))
+
+
+def _interpunct(d: Draft) -> None:
+    dot = d.rng.random() < 0.5
+    d.row["name"] = d.row["name"].replace("·", "." if dot else "")
+    if dot:
+        d.defects.append(("name", "name_invalid", "interpunct typed as ."))
+
+
+def _homophones(d: Draft) -> list[int]:
+    return [i for i, c in enumerate(d.given) if c in d.world.homophone]
+
+
+def _homophone(d: Draft) -> None:
+    sl, given = d.surname_len, d.given
+    homo = _homophones(d)
+    i = homo[int(d.rng.integers(len(homo)))]
+    alt = d.world.homophone[given[i]]
+    d.row["name"] = d.row["name"][:sl] + given[:i] + alt[int(d.rng.integers(len(alt)))] + given[i + 1:]
+
+
+def _traditional(d: Draft) -> None:
+    d.row["name"] = "".join(d.world.traditional.get(c, c) for c in d.row["name"])
+
+
+def _space(d: Draft) -> None:
+    sl = d.surname_len
+    d.row["name"] = d.row["name"][:sl] + " " + d.row["name"][sl:]
+    d.other_phone = d.rng.random() < 0.5  # and a different phone on the other archive
+
+
+def _swapped(d: Draft) -> None:
+    d.row["name"] = d.row["name"][:d.surname_len] + d.given[::-1]  # 刘艳华 / 刘华艳
+
+
+NAME = Aspect("name", (
+    Variation("name_newborn", _newborn_name, when=lambda d: d.newborn,
+              defect=("name_placeholder", "newborn temporary name")),
+    Variation("name_interpunct", _interpunct, when=lambda d: "·" in d.row["name"], chance=0.6),
+    Variation("name_homophone", _homophone, below=0.18, when=lambda d: bool(_homophones(d))),
+    Variation("name_traditional", _traditional, below=0.27,
+              when=lambda d: any(c in d.world.traditional for c in d.row["name"])),
+    Variation("name_space", _space, below=0.32, defect=("name_invalid", "space inside the name")),
+    Variation("name_swapped", _swapped, below=0.37, when=lambda d: len(d.given) == 2 and d.given[0] != d.given[1]),
+))
+
+
+# -- the birth date
+def _birth(d: Draft) -> pd.Timestamp:
+    return d.row["_birth"]
+
+
+def _lunar(d: Draft) -> None:
+    d.row["birth_date"] = _birth(d) - pd.Timedelta(days=int(d.rng.integers(20, 51)))
+
+
+def _day_month_swapped(d: Draft) -> None:
+    b = _birth(d)
+    d.row["birth_date"] = b.replace(month=b.day, day=b.month)
+
+
+def _year_only(d: Draft) -> None:
+    d.row["birth_date"] = _birth(d).replace(month=1, day=1)
+
+
+def _month_only(d: Draft) -> None:
+    d.row["birth_date"] = _birth(d).replace(day=1)
+
+
+BIRTH = Aspect("birth_date", (
+    Variation("birth_lunar", _lunar, below=0.10),
+    # only ever earlier: records stay after birth
+    Variation("birth_day_month_swapped", _day_month_swapped, below=0.13,
+              when=lambda d: _birth(d).day <= 12 and _birth(d).day < _birth(d).month),
+    # an imputed birthday: the year (YYYY-01-01) or the month (YYYY-MM-01) alone was known
+    Variation("birth_year_only", _year_only, below=0.16,
+              when=lambda d: not (_birth(d).month == 1 and _birth(d).day == 1)),
+    Variation("birth_month_only", _month_only, below=0.18, when=lambda d: _birth(d).day != 1),
+))
+
+
+def _born_before_registered(d: Draft) -> None:
+    """A birthday moved past the archive's creation is not kept: the archive keeps the true one."""
+    if d.row["birth_date"] > d.row["created_at"]:
+        d.row["birth_date"] = _birth(d)
+        d.changes = [c for c in d.changes if not c.startswith("birth_")]
+
+
+def _imputed_birth_without_id(d: Draft) -> None:
+    """An imputed birth date is typically the archive made without the ID card at hand."""
+    if any(c in ("birth_year_only", "birth_month_only") for c in d.changes) and d.row["id_number"] is not None \
+            and d.rng.random() < 0.7:
+        _no_id(d)
+        d.changes = [c for c in d.changes if not c.startswith("id_")] + ["id_missing"]
+        d.defects = [x for x in d.defects if x[0] != "id_number"] + [("id_number", "id_missing", "duplicate")]
+
+
+# -- phone and address
+def _new_phone(d: Draft) -> None:
+    d.row["phone"] = "1" + "3578"[d.rng.integers(4)] + f"{d.rng.integers(0, 10**9):09d}"
+
+
+PHONE = Aspect("phone", (
+    Variation("phone_changed", _new_phone, below=0.2),
+    Variation("phone_changed", _new_phone, when=lambda d: d.other_phone),
+    Variation("phone_missing", _set("phone", None), below=0.28, defect=("phone_missing", "duplicate")),
+))
+
+
+def _short_address(d: Draft) -> None:
+    d.row["address"] = d.row["address"].replace(d.world.district["prefix"], "")
+
+
+ADDRESS = Aspect("address", (
+    Variation("address_short", _short_address, below=0.3),
+    Variation("address_missing", _set("address", None), below=0.35, defect=("address_missing", "duplicate")),
+))
+
+# In this order: the draws of the random generator follow it, so the platform of a seed stays the same.
+CATALOGUE: tuple[Callable[[Draft], None], ...] = (
+    IDENTITY, LOWER_X, NAME, BIRTH, _born_before_registered, _imputed_birth_without_id, PHONE, ADDRESS)
+
+
+def _registered_again(world: World, rng, original: pd.Series, active: pd.DataFrame) -> Draft:
+    """The copy as another institution registers it: its own office, creation and update times, alive."""
+    r = original.copy()
+    r["org_code"] = active["org_code"].iat[rng.integers(len(active))]
+    while r["org_code"] == original["org_code"]:
+        r["org_code"] = active["org_code"].iat[rng.integers(len(active))]
+    as_of = pd.Timestamp(world.as_of)
+    lo = r["created_at"] + pd.Timedelta(days=1)
+    hi = as_of - pd.Timedelta(days=2)
+    r["created_at"] = lo + (hi - lo) * rng.random() if hi > lo else lo
+    r["updated_at"] = r["created_at"] + (as_of - pd.Timedelta(seconds=1) - r["created_at"]) * rng.random() ** 2
+    r["status_code"] = "1"
+    r["death_date"] = pd.NaT
+    newborn = r["_age"] < 1 and rng.random() < 0.7
+    return Draft(world, rng, original, r, newborn)
 
 
 def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth,
                exclude: set) -> pd.DataFrame:
-    """New archives for ``rate`` of the residents (one, sometimes two each), with variations."""
+    """New archives for ``rate`` of the residents (one, sometimes two each), varied per ``CATALOGUE``."""
     pool = people[~people["archive_id"].isin(exclude)]
     originals = pool.sample(n=int(len(people) * rate), random_state=rng)
     copies = np.where(rng.random(len(originals)) < 0.2, 2, 1)
-    rep = originals.loc[originals.index.repeat(copies)].copy()
+    rep = originals.loc[originals.index.repeat(copies)]
     orig_ids = rep["archive_id"].to_numpy()
     active = world.orgs()
-    as_of = pd.Timestamp(world.as_of)
-    rows = []
-    changes_log = []
-    defects = []  # (row position, column, defect, detail)
-    for pos, (_, r) in enumerate(rep.iterrows()):
-        r = r.copy()
-        ch = []
-        r["org_code"] = active["org_code"].iat[rng.integers(len(active))]
-        while r["org_code"] == rep["org_code"].iat[pos]:
-            r["org_code"] = active["org_code"].iat[rng.integers(len(active))]
-        lo = r["created_at"] + pd.Timedelta(days=1)
-        hi = as_of - pd.Timedelta(days=2)
-        r["created_at"] = lo + (hi - lo) * rng.random() if hi > lo else lo
-        r["updated_at"] = r["created_at"] + (as_of - pd.Timedelta(seconds=1) - r["created_at"]) * rng.random() ** 2
-        r["status_code"] = "1"
-        r["death_date"] = pd.NaT
-        newborn = r["_age"] < 1 and rng.random() < 0.7
+    drafts = []
+    for _, original in rep.iterrows():
+        d = _registered_again(world, rng, original, active)
+        for step in CATALOGUE:
+            step(d)
+        drafts.append(d)
 
-        # identity number
-        u = rng.random()
-        idn = r["id_number"]
-        if newborn or u < 0.15:
-            r["id_number"], r["id_type_code"] = None, None
-            ch.append("id_missing")
-            defects.append((pos, "id_number", "id_missing", "duplicate"))
-        elif u < 0.23 and r["_birth"].year < 2000:
-            legacy = to_legacy15(pd.Series([idn])).iat[0]
-            ch.append("id_legacy_15")
-            if rng.random() < 0.3 and legacy[12] != legacy[13]:
-                # two digits of the order code typed the wrong way round inside the legacy number
-                # (its date and its sex digit stay readable: nothing but the legacy form to report)
-                legacy = legacy[:12] + legacy[13] + legacy[12] + legacy[14:]
-                ch.append("id_transposed")
-            r["id_number"] = legacy
-            defects.append((pos, "id_number", "id_legacy_15", "duplicate"))
-        elif u < 0.28:
-            r["id_number"] = _transposed(idn, rng)
-            ch.append("id_transposed")
-            if rng.random() < 0.3:  # typed with a Chinese input method on as well
-                r["id_number"] = r["id_number"].translate(FULLWIDTH)
-                ch.append("id_fullwidth")
-            defects.append((pos, "id_number", "id_invalid", "transposed digits"))
-        elif u < 0.33:
-            s = list(idn)
-            i = int(rng.integers(0, 17))
-            s[i] = str((int(s[i]) + int(rng.integers(1, 10))) % 10)
-            r["id_number"] = "".join(s)
-            ch.append("id_mistyped")
-            defects.append((pos, "id_number", "id_invalid", "mistyped digit"))
-        elif u < 0.37:
-            r["id_number"] = idn.translate(FULLWIDTH)
-            ch.append("id_fullwidth")
-            defects.append((pos, "id_number", "id_format", "full-width digits"))
-        elif u < 0.41:
-            r["id_type_code"] = "02"  # household register: the same number, another document type
-            ch.append("id_household_register")
-        if idn.endswith("X") and r["id_number"] == idn and rng.random() < 0.7:
-            r["id_number"] = idn[:-1] + ("x" if rng.random() < 0.6 else "×")
-            ch.append("id_lower_x")
-            defects.append((pos, "id_number", "id_format", "lower-case x or ×"))
-
-        # name
-        other_phone = False
-        name = r["name"]
-        sl = _surname_len(name, world)
-        if newborn:
-            r["name"] = (name[:sl] + world.given[2][rng.integers(len(world.given[2]))]
-                         + ("之子" if r["sex_code"] == "1" else "之女"))
-            ch.append("name_newborn")
-            defects.append((pos, "name", "name_placeholder", "newborn temporary name"))
-        elif "·" in name and rng.random() < 0.6:
-            dot = rng.random() < 0.5
-            r["name"] = name.replace("·", "." if dot else "")
-            ch.append("name_interpunct")
-            if dot:
-                defects.append((pos, "name", "name_invalid", "interpunct typed as ."))
-        else:
-            v = rng.random()
-            given = name[sl:]
-            homo = [i for i, c in enumerate(given) if c in world.homophone]
-            trad = [c for c in name if c in world.traditional]
-            if v < 0.18 and homo:
-                i = homo[int(rng.integers(len(homo)))]
-                alt = world.homophone[given[i]]
-                r["name"] = name[:sl] + given[:i] + alt[int(rng.integers(len(alt)))] + given[i + 1:]
-                ch.append("name_homophone")
-            elif v < 0.27 and trad:
-                r["name"] = "".join(world.traditional.get(c, c) for c in name)
-                ch.append("name_traditional")
-            elif v < 0.32:
-                r["name"] = name[:sl] + " " + name[sl:]
-                ch.append("name_space")
-                defects.append((pos, "name", "name_invalid", "space inside the name"))
-                other_phone = rng.random() < 0.5  # and a different phone on the other archive
-            elif v < 0.37 and len(given) == 2 and given[0] != given[1]:
-                r["name"] = name[:sl] + given[::-1]  # 刘艳华 / 刘华艳
-                ch.append("name_swapped")
-
-        # birth date
-        v = rng.random()
-        b = r["_birth"]
-        if v < 0.10:
-            r["birth_date"] = _lunar(b, rng)
-            ch.append("birth_lunar")
-        elif v < 0.13 and b.day <= 12 and b.day < b.month:  # only ever earlier: records stay after birth
-            r["birth_date"] = b.replace(month=b.day, day=b.month)
-            ch.append("birth_day_month_swapped")
-        elif v < 0.16 and not (b.month == 1 and b.day == 1):
-            r["birth_date"] = b.replace(month=1, day=1)
-            ch.append("birth_year_only")
-        elif v < 0.18 and b.day != 1:
-            r["birth_date"] = b.replace(day=1)
-            ch.append("birth_month_only")
-        if r["birth_date"] > r["created_at"]:
-            r["birth_date"] = b
-            ch = [c for c in ch if not c.startswith("birth_")]
-        if any(c in ("birth_year_only", "birth_month_only") for c in ch) and r["id_number"] is not None \
-                and rng.random() < 0.7:
-            # an imputed birth date is typically the archive made without the ID card at hand
-            r["id_number"], r["id_type_code"] = None, None
-            ch = [c for c in ch if not c.startswith("id_")] + ["id_missing"]
-            defects = [d for d in defects if not (d[0] == pos and d[1] == "id_number")]
-            defects.append((pos, "id_number", "id_missing", "duplicate"))
-
-        # phone and address
-        v = rng.random()
-        if v < 0.2 or other_phone:
-            r["phone"] = "1" + "3578"[rng.integers(4)] + f"{rng.integers(0, 10**9):09d}"
-            ch.append("phone_changed")
-        elif v < 0.28:
-            r["phone"] = None
-            ch.append("phone_missing")
-            defects.append((pos, "phone", "phone_missing", "duplicate"))
-        v = rng.random()
-        if v < 0.3:
-            r["address"] = r["address"].replace(world.district["prefix"], "")
-            ch.append("address_short")
-        elif v < 0.35:
-            r["address"] = None
-            ch.append("address_missing")
-            defects.append((pos, "address", "address_missing", "duplicate"))
-        rows.append(r)
-        changes_log.append(ch)
-
-    dups = pd.DataFrame(rows).reset_index(drop=True)
+    dups = pd.DataFrame([d.row for d in drafts]).reset_index(drop=True)
     dups["archive_id"] = counters.archive_numbers(_archive_prefix(dups["archive_id"]))
-    for pos, col, defect, detail in defects:
-        truth.defect("person", [dups["archive_id"].iat[pos]], col, defect, detail)
+    for archive_id, d in zip(dups["archive_id"], drafts):
+        for col, defect, detail in d.defects:
+            truth.defect("person", [archive_id], col, defect, detail)
     # a changed birth date contradicts the ID number when the ID is still readable
-    for pos, ch in enumerate(changes_log):
-        if any(c.startswith("birth_") for c in ch) and not any(
-                c in ("id_missing", "id_transposed", "id_mistyped") for c in ch):
-            truth.defect("person", [dups["archive_id"].iat[pos]], "birth_date", "id_birth_mismatch", "duplicate")
-    truth.rows("duplicates", zip(dups["archive_id"], orig_ids, (";".join(c) for c in changes_log)))
+    for archive_id, d in zip(dups["archive_id"], drafts):
+        if any(c.startswith("birth_") for c in d.changes) and not any(
+                c in ("id_missing", "id_transposed", "id_mistyped") for c in d.changes):
+            truth.defect("person", [archive_id], "birth_date", "id_birth_mismatch", "duplicate")
+    truth.rows("duplicates", zip(dups["archive_id"], orig_ids, (";".join(d.changes) for d in drafts)))
     # every pair inside a cluster (original + one or two duplicates) is a true duplicate pair
     clusters: dict[str, list[str]] = {}
     for d, o in zip(dups["archive_id"], orig_ids):

@@ -197,3 +197,41 @@ def test_truth_pairs_name_archives_as_written(frames, demo):
         cols = ["left", "right"] if "left" in t else ["archive_id"]
         for c in cols:
             assert set(t[c]) <= ids, name
+
+
+def test_duplicate_changes_are_the_catalogue_variations(demo):
+    """``truth/duplicates.csv`` names only variations of ``duplicates.CATALOGUE``, the families docs/domain.md lists."""
+    from healthqa.demo import duplicates
+
+    named = {v.change for step in duplicates.CATALOGUE if isinstance(step, duplicates.Aspect) for v in step.variations}
+    changes = truth(demo, "duplicates")["changes"].str.split(";").explode()
+    seen = set(changes[changes != ""])
+    assert len(seen) > 10
+    assert seen <= named, sorted(seen - named)
+
+
+def test_an_aspect_applies_its_first_variation_that_comes_up_with_one_draw():
+    """Bands are cumulative over one draw per aspect, drawn only once a band is reached; a variation
+    the archive cannot take draws nothing — which keeps a seed's platform the same as rows are added."""
+    import numpy as np
+
+    from healthqa.demo.duplicates import Aspect, Draft, Variation
+
+    def note(d):
+        d.row["seen"] = True
+
+    aspect = Aspect("name", (
+        Variation("never", note, when=lambda d: False, chance=0.5),
+        Variation("low", note, below=0.3, defect=("name_invalid", "low")),
+        Variation("mid", note, below=0.6, when=lambda d: d.row["ok"]),
+        Variation("rest", note),
+    ))
+    for seed in range(40):
+        u = np.random.default_rng(seed).random()
+        for ok in (True, False):
+            d = Draft(None, np.random.default_rng(seed), pd.Series({"ok": ok}), pd.Series({"ok": ok}), False)
+            aspect(d)
+            expected = "low" if u < 0.3 else "mid" if u < 0.6 and ok else "rest"
+            assert d.changes == [expected]
+            assert d.defects == ([("name", "name_invalid", "low")] if expected == "low" else [])
+            assert d.rng.random() == np.random.default_rng(seed).random(2)[1]  # exactly one draw made

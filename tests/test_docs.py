@@ -2,15 +2,18 @@
 
 ``docs/rules.md`` and the tables of ``docs/canonical-model.md`` are generated from the code; the
 committed text must equal what the generator prints now (regenerate with
-``python -m healthqa.expectations.catalogue --write``). Every relative link of the README and of
+``python -m healthqa.expectations.catalogue --write``). ``docs/cli.md`` names exactly the commands and
+options of the program (read from the typer app, as ``--help`` shows them) and its exit codes; every
+test ``docs/cli.md`` and ``docs/promises.md`` name exists. Every relative link of the README and of
 ``docs/`` must name a file of the repository (and a heading that exists), and the domain notes must
 name every defect family and duplicate variation the synthetic platform injects.
 """
 
 from __future__ import annotations
 
-import inspect
+import ast
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -93,7 +96,8 @@ def test_links_point_inside_the_repository(page):
 
 def test_readme_lists_the_documentation():
     readme = (ROOT / "README.md").read_text("utf-8")
-    for doc in ("docs/design.md", "docs/canonical-model.md", "docs/domain.md", "docs/rules.md"):
+    for doc in ("docs/cli.md", "docs/promises.md", "docs/how-it-works.md", "docs/design.md",
+                "docs/canonical-model.md", "docs/domain.md", "docs/rules.md"):
         assert f"]({doc})" in readme, doc
 
 
@@ -103,8 +107,155 @@ def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
     text = (DOCS / "domain.md").read_text("utf-8")
     families = {d.name for table in defects.CATALOGUE.values() for d in table}
     families |= {"id_shared_active", "feed_silent"}  # injected by the platform builder, not the catalogue
-    variations = set(re.findall(r'ch\.append\("(\w+)"\)', inspect.getsource(duplicates)))
-    negatives = set(re.findall(r'"(twins|parent_child|same_name_birth_year)"', inspect.getsource(duplicates)))
+    variations = {v.change for step in duplicates.CATALOGUE if isinstance(step, duplicates.Aspect)
+                  for v in step.variations}
+    negatives = set(duplicates.NEGATIVES)
     assert len(families) > 30 and len(variations) > 15 and len(negatives) == 3
     missing = sorted(x for x in families | variations | negatives if f"`{x}`" not in text)
     assert not missing, f"docs/domain.md does not describe: {missing}"
+
+
+def test_readme_keeps_the_two_commands_of_a_newcomer():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/healthqa demo" in readme
+    assert ".venv/bin/python -m pytest" in readme
+
+
+# -- docs/cli.md against the program ---------------------------------------------------------------
+CLI = DOCS / "cli.md"
+
+
+def _commands() -> dict[str, object]:
+    """Every command of the program by its path (``healthqa findings ack``), as click sees the typer app."""
+    import typer
+
+    from healthqa.pipelines.cli import app
+
+    out = {}
+
+    def walk(cmd, path):
+        out[path] = cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "healthqa")
+    return out
+
+
+def _options(cmd) -> set[str]:
+    return {o for p in cmd.params if p.param_type_name == "option" for o in (*p.opts, *p.secondary_opts)}
+
+
+def _documented_commands() -> dict[str, dict[str, str]]:
+    """docs/cli.md's ``## `healthqa …` `` sections: each option its bullet names (before the dash) with
+    the bullet's text."""
+    out: dict[str, dict[str, str]] = {}
+    current = bullet = None
+    for line in CLI.read_text("utf-8").splitlines():
+        if m := re.match(r"^## `(healthqa[a-z ]*)`$", line):
+            current = out.setdefault(m.group(1), {})
+        elif line.startswith("## "):
+            current = None
+        elif current is not None and line.startswith("- `-"):
+            bullet = dict.fromkeys(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", line.split(" — ")[0]), line)
+            current.update(bullet)
+        elif current is not None and bullet and line.startswith("  "):
+            for option in bullet:
+                current[option] += " " + line.strip()
+        else:
+            bullet = None
+    return out
+
+
+def test_cli_reference_names_every_command_and_option_and_nothing_else():
+    commands, documented = _commands(), _documented_commands()
+    needed = {path for path, cmd in commands.items() if _options(cmd) or not getattr(cmd, "commands", None)}
+    assert not needed - set(documented), f"docs/cli.md has no section for {sorted(needed - set(documented))}"
+    unknown = set(documented) - set(commands)
+    assert not unknown, f"docs/cli.md documents no such command: {sorted(unknown)}"
+    for path, options in documented.items():
+        actual = _options(commands[path])
+        assert set(options) == actual, f"{path}: documented but not an option {sorted(set(options) - actual)}, " \
+                                       f"an option but not documented {sorted(actual - set(options))}"
+
+
+def test_cli_reference_gives_each_default_as_the_program_has_it():
+    documented = _documented_commands()
+    for path, cmd in _commands().items():
+        for p in cmd.params:
+            if p.param_type_name == "option" and not p.is_flag and p.default is not None:
+                assert f"default `{p.default}`" in documented[path][p.opts[0]], f"{path} {p.opts[0]}: default {p.default}"
+
+
+def _exit_code_rows() -> dict[str, list[str]]:
+    text = CLI.read_text("utf-8").split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if (m := re.match(r"^\| `(healthqa[a-z ]*)` \|", line))}
+
+
+def test_exit_codes_name_every_command_and_2_for_bad_usage():
+    commands, rows = _commands(), _exit_code_rows()
+    runs = {path for path, cmd in commands.items()
+            if not getattr(cmd, "commands", None) or getattr(cmd, "invoke_without_command", False)}
+    assert set(rows) == runs
+    for path, (ok, failed, usage, held_by) in rows.items():
+        assert ok != "—" and usage != "—", path
+        assert (failed != "—") == (path in ("healthqa validate", "healthqa run nightly", "healthqa demo")), path
+        assert _named_tests(held_by), f"{path}: no test named"
+
+
+@pytest.mark.parametrize("path", sorted(_exit_code_rows()))
+def test_a_mistyped_option_exits_2_on_every_command(path):
+    from typer.testing import CliRunner
+
+    from healthqa.pipelines.cli import app
+
+    res = CliRunner().invoke(app, [*path.split()[1:], "--no-such-option"], env={"COLUMNS": None})
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+
+
+def test_findings_export_fields_are_the_documented_ones():
+    from healthqa.reports.publish import EXPORT_FIELDS
+
+    block = CLI.read_text("utf-8").split("### `findings --json`", 1)[1].split("```")[1]
+    assert tuple(f.strip() for f in block.replace("\n", " ").split(",")) == EXPORT_FIELDS
+
+
+# -- the tests the documents name exist ------------------------------------------------------------
+NAMED_TEST = re.compile(r"`((?:\w+/)*test_\w+\.py)(?:::(\w+))?`")
+
+
+def _test_module(name: str) -> Path | None:
+    """``tests/x/test_y.py`` as written, or a bare ``test_y.py`` wherever it is under ``tests/``."""
+    if "/" in name:
+        return ROOT / name if (ROOT / name).is_file() else None
+    found = list((ROOT / "tests").rglob(name))
+    return found[0] if len(found) == 1 else None
+
+
+@cache
+def _test_functions(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text("utf-8"))
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _named_tests(text: str) -> list[tuple[str, str]]:
+    return NAMED_TEST.findall(text)
+
+
+@pytest.mark.parametrize("page", [CLI, DOCS / "promises.md"], ids=lambda p: p.name)
+def test_every_test_a_document_names_exists(page):
+    named = _named_tests(page.read_text("utf-8"))
+    assert len(named) > 10
+    for name, function in named:
+        module = _test_module(name)
+        assert module, f"{page.name} names {name}, which is not one test module of tests/"
+        assert not function or function in _test_functions(module), f"{page.name} names {name}::{function}: no such test"
+
+
+def test_every_promise_names_its_tests():
+    promises = re.findall(r"^- \*\*(.+?)\*\*(.*?)(?=^- \*\*|\Z)", (DOCS / "promises.md").read_text("utf-8"), re.M | re.S)
+    assert len(promises) >= 10
+    for title, body in promises:
+        assert _named_tests(body), f"the promise {title!r} names no test"
