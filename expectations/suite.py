@@ -131,8 +131,10 @@ def parse(path: Path | str, text: str) -> Suite:
             rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
             if isinstance(rule, dict) and rule.get("id"):
                 loc[1] = rule["id"]
-        where = ".".join(str(x) for x in loc)
-        raise ConfigError(f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
+        if msg.startswith("params"):  # a rule's parameter (Rule._type_and_params): its key joins the path
+            where, _, msg = f"{where}.{msg}".partition(": ")
+        raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:
         raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None
 
