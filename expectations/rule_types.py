@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from healthqa import codelists
 from healthqa import standards as st
@@ -104,10 +104,12 @@ def column_parameters(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[st
     return tuple(n for n, _ in cols), tuple(n for n, f in cols if not f.is_required())
 
 
-def _untyped_params(name: str, columns: tuple[str, ...], optional: tuple[str, ...]) -> type[BaseModel]:
-    """The model of a type registered without one: its column parameters, any other key allowed."""
-    fields: dict[str, Any] = {c: (OptionalColumn, None) if c in optional else (Column, ...) for c in columns}
-    return create_model(f"{_camel(name)}Params", __config__=ConfigDict(extra="allow", frozen=True), **fields)
+class PluginParams(BaseModel):
+    """The parameters of a type registered without a model: any key (its column parameters are
+    checked as column names when a suite loads). A class of its own, not one made per type, so that
+    rules travel to other processes (a process pool, a Dask worker) by pickle."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, .
         model = params
         columns, optional = column_parameters(params)
     else:
-        model = _untyped_params(name, columns, optional)
+        model = PluginParams
     domain = [c for c in columns if c not in optional]
     kind = ("ColumnValues", "ColumnPairValues")[len(domain) - 1] if len(domain) <= 2 else "MulticolumnValues"
 

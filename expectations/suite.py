@@ -55,6 +55,10 @@ class Rule(BaseModel):
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
         rt = rule_types.get(self.type)
+        for col in rt.columns:
+            # a column parameter may be optional for the type (id_type), but if given must be a column
+            if col in self.params and not isinstance(self.params[col], str):
+                raise ValueError(f"params.{col}: expected a column name")
         lacking = [c for c in rt.domain if c not in self.params]
         if lacking:
             raise ValueError(f"params: rule type {self.type} needs {', '.join(lacking)}")
@@ -87,8 +91,6 @@ def _params_error(rt: rule_types.RuleType, e: ValidationError) -> str:
         return f"params.{key}: unknown parameter of rule type {rt.name} (it takes {', '.join(rt.params.model_fields)})"
     if err["type"] == "missing":
         return f"params: rule type {rt.name} needs {key}"
-    if key in rt.columns and err["type"] == "string_type":
-        return f"params.{key}: expected a column name"
     msg = err["msg"].removeprefix("Value error, ")
     return f"params.{key}: {msg}" if key else f"params: {msg}"
 

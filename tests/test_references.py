@@ -123,6 +123,8 @@ def test_every_shipped_suite_loads_and_every_shipped_type_declares_its_parameter
     shipped = [rt for rt in rule_types.REGISTRY.values() if rt.origin.startswith("healthqa.expectations.")]
     assert len(shipped) > 30 and all(rt.typed for rt in shipped)
     assert rule_types.get("between").parse({"column": "sbp"}).min == float("-inf")  # a default, typed
+    rule = suite.builtin("health_exam").rules[0]  # results carry their rule to the flow, from any process
+    assert pickle.loads(pickle.dumps(rule)).typed_params == rule.typed_params
 
 
 def test_a_request_is_plain_data_a_task_can_carry():
