@@ -49,8 +49,9 @@ class ValidationRequest:
     all_keys: bool = False
 
     def __post_init__(self) -> None:  # lists from a command line or a form, kept as tuples (hashable, immutable)
-        object.__setattr__(self, "tables", tuple(self.tables))
-        object.__setattr__(self, "orgs", tuple(self.orgs))
+        for name in ("tables", "orgs"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))  # one name, not its letters
 
     @property
     def filtered(self) -> bool:
