@@ -11,7 +11,7 @@ runs in its own process; it reports the RSS after connecting (imports and connec
 and the peak RSS while reading (Linux's VmHWM, reset just before the read through
 /proc/self/clear_refs) every chunk through ``Reader.read`` and dropping it, as an audit stage that
 consumes chunks does. The read is bounded by ``chunk_rows`` when the peak above the baseline follows
-the chunk size rather than the table size. ``validate`` is ``validate_source`` on the same table
+the chunk size rather than the table size. ``validate`` is ``validate_adhoc`` on the same table
 end to end (reference data, the suite through Great Expectations chunk by chunk, the whole-table
 rules at the end): bounded when its peak, too, follows ``chunk_rows``.
 """
@@ -65,14 +65,14 @@ print(json.dumps({"kind": kind, "chunk_rows": chunk, "rows": rows, "chunks": chu
 
 VALIDATE = PEAK + r"""
 from healthqa import config
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 path, chunk = sys.argv[1], int(sys.argv[2])
 cfg = config.load(path)
 cfg.sources["mpi"].chunk_rows = chunk
 base = psutil.Process().memory_info().rss / 2**20
 reset_hwm()
 t0 = time.perf_counter()
-run = validate_source(cfg, "mpi", tables=["person"])
+run = validate_adhoc(cfg, ValidationRequest("mpi", tables=["person"]))
 wall = time.perf_counter() - t0
 peak = hwm()
 print(json.dumps({"kind": "validate (sqlite)", "chunk_rows": chunk, "rows": run.tables[0].rows, "chunks": None,

@@ -37,7 +37,7 @@ t0 = time.perf_counter()
 ids = []
 with store.runs.start("nightly", {"benchmark": True}) as run:
     for name in cfg.sources:
-        healthqa.validate_source(cfg, name, store=store, nightly=run)
+        healthqa.validate_nightly(cfg, store, run, healthqa.ValidationRequest(name))
 print(json.dumps({"run_id": run.id, "wall_s": time.perf_counter() - t0,
                   "results": len(store.results.of_run(run.id))}))
 """

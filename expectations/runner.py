@@ -128,12 +128,12 @@ class Validation:
         row_rules, table_rules = [], []
         for r in rules:
             absent = [c for c in r.columns if c not in self.columns]
-            lacking = [n for n in r.needs if n not in ctx.references]
+            unavailable = ctx.unavailable(r.needs)
             if absent:
                 where = ", ".join(f"{c} ({(missing_columns or {}).get(c, 'not mapped')})" for c in absent)
                 self.tallies[r.id] = _Tally(error=f"column missing: {where}")
-            elif lacking:
-                self.tallies[r.id] = _Tally(error=f"reference data not available: {', '.join(lacking)}")
+            elif unavailable:  # not run: only the rules that need the reference data, the others run
+                self.tallies[r.id] = _Tally(error=unavailable)
             else:
                 self.tallies[r.id] = _Tally()
                 (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
@@ -191,7 +191,7 @@ class Validation:
             probe = replace(chunk_ctx, cache=_Reads(chunk_ctx.cache))
             for r in self.table_rules:
                 with contextlib.suppress(Exception):  # the rule's own evaluation reports its error
-                    rule_types.get(r.type).fn(chunk, r.params, probe)
+                    rule_types.get(r.type).fn(chunk, r.typed_params, probe)
             self._carried = {k: [] for k in probe.cache.read if k in chunk_ctx.cache}
         for key, parts in list(self._carried.items()):
             value = chunk_ctx.cache.get(key)

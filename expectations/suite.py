@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from healthqa import canonical, codelists
 from healthqa.errors import ConfigError
@@ -50,6 +50,7 @@ class Rule(BaseModel):
     enabled: bool = True  # a site suite can switch a shipped rule off by repeating its id
     examples: Examples | None = None  # required of shipped rules (the tests run them)
     table: str = ""  # filled in from the suite
+    _typed: BaseModel = PrivateAttr()  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
 
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
@@ -61,7 +62,16 @@ class Rule(BaseModel):
         lacking = [c for c in rt.domain if c not in self.params]
         if lacking:
             raise ValueError(f"params: rule type {self.type} needs {', '.join(lacking)}")
+        try:
+            self._typed = rt.parse(self.params)
+        except ValidationError as e:
+            raise ValueError(_params_error(rt, e)) from None
         return self
+
+    @property
+    def typed_params(self) -> BaseModel:
+        """The parameters as the rule type's model (checked when the suite loaded)."""
+        return self._typed
 
     @property
     def columns(self) -> list[str]:
@@ -71,6 +81,18 @@ class Rule(BaseModel):
     @property
     def needs(self) -> set[str]:
         return rule_types.get(self.type).needs(self.params)
+
+
+def _params_error(rt: rule_types.RuleType, e: ValidationError) -> str:
+    """The first problem with a rule's parameters, naming the key: ``params.mni: unknown parameter``."""
+    err = e.errors()[0]
+    key = ".".join(str(x) for x in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"params.{key}: unknown parameter of rule type {rt.name} (it takes {', '.join(rt.params.model_fields)})"
+    if err["type"] == "missing":
+        return f"params: rule type {rt.name} needs {key}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"params.{key}: {msg}" if key else f"params: {msg}"
 
 
 class Suite(BaseModel):
@@ -99,12 +121,22 @@ class Suite(BaseModel):
 
 
 def parse(path: Path | str, text: str) -> Suite:
+    """A suite file's text as a Suite; a ConfigError names the file, the rule (by its id) and the key."""
     try:
-        return Suite.model_validate(yaml.safe_load(text))
+        data = yaml.safe_load(text)
+        return Suite.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
+        loc = list(err["loc"])
+        if len(loc) > 1 and loc[0] == "rules" and isinstance(loc[1], int):  # the rule by its id, not its index
+            rules = data.get("rules") if isinstance(data, dict) else None
+            rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+            if isinstance(rule, dict) and rule.get("id"):
+                loc[1] = rule["id"]
+        where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
+        if msg.startswith("params"):  # a rule's parameter (Rule._type_and_params): its key joins the path
+            where, _, msg = f"{where}.{msg}".partition(": ")
+        raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:
         raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None
 

@@ -6,7 +6,7 @@ where a function lives inside a room::
     import healthqa
 
     cfg = healthqa.load_config("healthqa-demo/healthqa.yml")
-    run = healthqa.validate_source(cfg, "mpi", tables=["person"])
+    run = healthqa.validate_adhoc(cfg, healthqa.ValidationRequest("mpi", tables=["person"]))
     result = healthqa.deduplicate(archives, healthqa.builtin_spec())
 
 Names resolve on first use (PEP 562): importing ``healthqa`` stays cheap (Great Expectations and
@@ -31,7 +31,9 @@ _API = {
     "generate_demo": ("healthqa.demo", "generate"),
     # validation
     "validate_frame": ("healthqa.expectations.runner", "validate_frame"),
-    "validate_source": ("healthqa.pipelines.validate", "validate_source"),
+    "ValidationRequest": ("healthqa.pipelines.validate", "ValidationRequest"),
+    "validate_adhoc": ("healthqa.pipelines.validate", "validate_adhoc"),
+    "validate_nightly": ("healthqa.pipelines.validate", "validate_nightly"),
     # duplicate archives
     "deduplicate": ("healthqa.dedup.engine", "deduplicate"),
     "cluster_keys": ("healthqa.dedup.engine", "cluster_keys"),

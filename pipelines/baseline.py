@@ -35,7 +35,7 @@ def _pct_of(r: StoredResult, orgs: list[str]) -> float | None:
 
 def before(store: AuditStore, scope: dict) -> dict[tuple[str, str, str], float | None]:
     """(source, table, rule id) -> the violation % the last run covering ``scope``'s rows found
-    (``scope`` as ``validate_source`` records it: source, tables, orgs, since, until)."""
+    (``scope`` as ``ValidationRequest.scope_doc`` records it: source, tables, orgs, since, until)."""
     found: dict[tuple[str, str, str], tuple[int, float | None]] = {}
     same = store.runs.last_success("validate", scope=scope)
     if same is not None:

@@ -400,10 +400,11 @@ def validate(
     require_matches(cfg, source, tables, tuple(org or ()), since, until)
     warm()  # Prefect's local API boots while the audit's modules load
     from .flows import run_validate_flow
+    from .validate import ValidationRequest
 
     with progress("校验 validating", len(tables)) as step:
-        run = run_validate_flow(str(cfg.path), source, tables=table or None, orgs=list(org or ()), since=since,
-                                until=until, on_table=step, filters_checked=True)
+        run = run_validate_flow(str(cfg.path), ValidationRequest(source, table or (), org or (), since, until),
+                                on_table=step, filters_checked=True)
     out.print(_validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in STATUS}
     out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "

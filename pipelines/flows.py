@@ -59,7 +59,7 @@ from .nightly import (
     validate_table_part,
 )
 from .nightly_lock import NightlyInProgress, nightly_lock
-from .validate import ValidationRun, partitions, validate_source
+from .validate import ValidationRequest, ValidationRun, partitions, validate_adhoc
 
 # the CLI's progress callback for the ad-hoc flow (a callable is no flow parameter: parameters are
 # stored by the Prefect API); the flow runs in the caller's thread and context
@@ -263,9 +263,8 @@ def adhoc_validate(config_path: str, source: str, tables: list[str] | None = Non
     try:
         cfg = config_mod.load(config_path)
         with AuditStore(cfg.store.url) as store:
-            return validate_source(cfg, source, tables=tables or None, orgs=tuple(orgs or ()), since=since,
-                                   until=until, store=store, on_table=ON_TABLE.get(),
-                                   filters_checked=FILTERS_CHECKED.get())
+            request = ValidationRequest(source, tables or (), orgs or (), since, until)
+            return validate_adhoc(cfg, request, store, on_table=ON_TABLE.get(), filters_checked=FILTERS_CHECKED.get())
     except HealthqaError as e:  # the engineer's mistake (a filter matching nothing): a message, no traceback
         return Failed(message=str(e), data=e)
 
@@ -350,16 +349,17 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
     return FlowOutcome(result, state)
 
 
-def run_validate_flow(config_path: str, source: str, tables: list[str] | None = None, orgs: list[str] | None = None,
-                      since: datetime | None = None, until: datetime | None = None,
-                      on_table: Callable[[str], None] | None = None, filters_checked: bool = False) -> ValidationRun:
-    """``healthqa validate``: the ad-hoc flow once, on the command's local Prefect API unless
-    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
+def run_validate_flow(config_path: str, request: ValidationRequest, on_table: Callable[[str], None] | None = None,
+                      filters_checked: bool = False) -> ValidationRun:
+    """``healthqa validate``: the ad-hoc flow once for ``request``, on the command's local Prefect API
+    unless ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
     ``filters_checked``: the caller has refused filters that match nothing (``require_matches``)."""
     tokens = ON_TABLE.set(on_table), FILTERS_CHECKED.set(filters_checked)
     try:
         with one_shot():
-            state = adhoc_validate(str(config_path), source, tables, orgs, since, until, return_state=True)
+            # the flow's parameters stay names, codes and times (a deployment's parameters are JSON)
+            state = adhoc_validate(str(config_path), request.source, list(request.tables) or None,
+                                   list(request.orgs), request.since, request.until, return_state=True)
     finally:
         ON_TABLE.reset(tokens[0])
         FILTERS_CHECKED.reset(tokens[1])

@@ -29,7 +29,7 @@ from healthqa.store import AuditStore, RunContext
 from .dedup import run_dedup
 from .nightly_lock import nightly_lock
 from .scope import suite_tables
-from .validate import TablePart, ValidationRun, combine_parts, validate_part, validate_source
+from .validate import TablePart, ValidationRequest, ValidationRun, combine_parts, validate_nightly, validate_part
 
 
 @dataclass
@@ -91,7 +91,7 @@ def validate_table(cfg: Config, run: RunContext, source: str, table: str, store:
     go back with the outcome and count only when the night takes it (``Night.validated``)."""
     staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
-        v = validate_source(cfg, source, tables=[table], store=st, nightly=staged, on_table=on_table)
+        v = validate_nightly(cfg, st, staged, ValidationRequest(source, (table,)), on_table)
     return TableOutcome(v, staged.pending_watermarks)
 
 

@@ -1,25 +1,27 @@
 """Validation as plain functions: read a source's tables under a scope, run their suites, keep results.
 
-Reference data that relational and timeliness rules need (the MPI's archive numbers, birth and death
-dates, the registered institutions, who uploaded in the last day) is read from whichever source maps
-the table, key columns only.
+What to validate is a ``ValidationRequest`` (plain data: a source, tables, institutions, a time window,
+whether to keep every violating key), validated through one of two entry points: ``validate_adhoc``
+(the engineer's check, a run of its own) and ``validate_nightly`` (tables within the nightly run,
+under their configured sampling). The reference data relational rules need comes from the providers
+declared beside the rule types (expectations/references.py), resolved per validation: a provider
+whose source cannot be read leaves only the rules that need it not run.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
 
 from healthqa import canonical
-from healthqa import standards as st
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
-from healthqa.expectations import rule_types
+from healthqa.expectations import references, rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import RuleResult, Validation, combine
@@ -30,7 +32,36 @@ from . import baseline
 from .extract import read_table, scope_for
 from .scope import require_matches, suite_tables, validation_scope
 
-UPLOAD_TABLES = ("outpatient_visit", "inpatient_stay", "lab_result")
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """What to validate: names, codes and times only, so that a Prefect flow or task can carry it.
+
+    ``tables``: canonical tables (none: every table the source maps that has a suite); ``orgs`` and
+    ``since`` / ``until``: the engineer's institutions and time window (an ad-hoc validation only);
+    ``all_keys``: keep every violating row's key, not only the smallest 50."""
+
+    source: str
+    tables: Sequence[str] = ()
+    orgs: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    all_keys: bool = False
+
+    def __post_init__(self) -> None:  # lists from a command line or a form, kept as tuples (hashable, immutable)
+        for name in ("tables", "orgs"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))  # one name, not its letters
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.orgs or self.since or self.until)
+
+    def scope_doc(self, tables: Sequence[str]) -> dict:
+        """The run's scope as the audit store keeps it (``baseline.before`` matches runs on it)."""
+        return {"source": self.source, "tables": list(tables), "orgs": list(self.orgs),
+                "since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None}
 
 
 @dataclass
@@ -66,94 +97,49 @@ def reference_time(cfg: Config) -> pd.Timestamp:
     return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(datetime.now()).floor("s")
 
 
-def _read_columns(cfg: Config, table: str, columns: list[str], scope: Scope | None = None) -> pd.DataFrame | None:
-    name = cfg.source_of(table)
-    if name is None:
-        return None
-    with open_source(cfg, name) as r:
-        present = r.present_columns(table)
-        if any(c not in present for c in columns):
-            return None
-        return r.read_all(table, scope or Scope(sampling=Sampling(method="full")), columns=columns)
-
-
-def build_references(cfg: Config, needs: set[str], as_of: pd.Timestamp) -> dict:
-    """Reference data for the rules that need it; what cannot be read is left out (those rules
-    then report an error saying so)."""
-    refs: dict = {}
-    if "person.archive_id" in needs or {"person.birth_date", "person.death_date"} & needs:
-        people = _read_columns(cfg, "person", ["archive_id", "birth_date", "death_date"]) \
-            if {"person.birth_date", "person.death_date"} & needs else _read_columns(cfg, "person", ["archive_id"])
-        if people is not None:
-            ids = st.text(people["archive_id"])
-            refs["person.archive_id"] = set(ids.dropna())
-            unique = ~ids.duplicated(keep=False) & ids.notna()  # an ambiguous archive number tells nothing
-            for col in ("birth_date", "death_date"):
-                if col in people:
-                    when = st.datetimes(people[col]).dt.normalize()
-                    s = pd.Series(when[unique].to_numpy(), index=ids[unique].to_numpy())
-                    refs[f"person.{col}"] = s.dropna()
-    if "organization.org_code" in needs:
-        orgs = _read_columns(cfg, "organization", ["org_code"])
-        if orgs is not None:
-            refs["organization.org_code"] = set(st.text(orgs["org_code"]).dropna())
-    if "uploads.last_day" in needs:
-        window = Scope(sampling=Sampling(method="full"), since=(as_of - timedelta(days=1)).to_pydatetime(),
-                       until=as_of.to_pydatetime())
-        seen: set[str] = set()
-        found = False
-        for t in UPLOAD_TABLES:
-            df = _read_columns(cfg, t, ["org_code", "upload_time"], window)
-            if df is not None:
-                found = True
-                seen |= set(st.text(df["org_code"]).dropna())
-        if found:
-            refs["uploads.last_day"] = seen
-    return refs
-
-
-def validate_source(cfg: Config, source: str, tables: list[str] | None = None, orgs: tuple[str, ...] = (),
-                    since: datetime | None = None, until: datetime | None = None, store: AuditStore | None = None,
-                    on_table: Callable[[str], None] | None = None, all_keys: bool = False,
-                    nightly: RunContext | None = None, filters_checked: bool = False) -> ValidationRun:
-    """Validate a source's tables (all mapped, or ``tables``) and record the results in the store.
-
-    Ad hoc (the engineer's command), it is a ``validate`` run of its own that reads its whole window;
-    filters that match no row are refused (NothingMatched) before the run starts, unless the caller
-    has just checked them (``filters_checked``: ``healthqa validate`` does, before its flow starts).
-    Within a nightly run (``nightly``), tables keep their configured sampling — incremental ones read
-    what arrived since the last successful night — and watermarks are staged on that run.
-    """
-    cfg.require_source(source, tables or ())
-    wanted = tables or suite_tables(cfg, source)
-    scope_doc = _scope_doc(source, wanted, orgs, since, until)
-    args = (cfg, source, wanted, orgs, since, until, store, on_table, all_keys)
-    if nightly is not None:
-        out = _validate_tables(*args, nightly)
-        store.results.record(nightly.id, _stored(out))
-        return ValidationRun(nightly.id, scope_doc, out)
+def validate_adhoc(cfg: Config, request: ValidationRequest, store: AuditStore | None = None, *,
+                   on_table: Callable[[str], None] | None = None, filters_checked: bool = False) -> ValidationRun:
+    """The engineer's check: the request's tables, institutions and window, read whole (incremental
+    sampling serves the nightly run), as a ``validate`` run of its own in ``store`` — then scored and
+    assessed, so that its passing rules resolve the findings on the rows it read. Filters that match
+    no row are refused (NothingMatched) before the run starts, unless the caller has just checked
+    them (``filters_checked``: ``healthqa validate`` does, before its flow starts). Without a store,
+    nothing is recorded. ``on_table`` is called with each table's name as its validation starts."""
+    cfg.require_source(request.source, request.tables)
+    wanted = list(request.tables) or suite_tables(cfg, request.source)
+    scope_doc = request.scope_doc(wanted)
     if not filters_checked:
-        require_matches(cfg, source, wanted, orgs, since, until)
+        require_matches(cfg, request.source, wanted, tuple(request.orgs), request.since, request.until)
     if store is None:
-        return ValidationRun(None, scope_doc, _validate_tables(*args, None))
+        return ValidationRun(None, scope_doc, _validate_tables(cfg, request, wanted, on_table))
     previous = baseline.before(store, scope_doc)  # the last run that read these rows
     with store.runs.start("validate", scope_doc) as run:
-        out = _validate_tables(*args, None)
+        out = _validate_tables(cfg, request, wanted, on_table)
         store.results.record(run.id, _stored(out))
-    # the engineer's run after a repair: its passing rules resolve the findings on the rows it read
     assessment = assess_run(cfg, store, run.id)
     return ValidationRun(run.id, scope_doc, out, previous, assessment)
 
 
-def _scope_doc(source: str, tables: list[str], orgs: tuple[str, ...] = (), since=None, until=None) -> dict:
-    return {"source": source, "tables": tables, "orgs": list(orgs),
-            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+def validate_nightly(cfg: Config, store: AuditStore, run: RunContext, request: ValidationRequest,
+                     on_table: Callable[[str], None] | None = None) -> ValidationRun:
+    """Tables within the nightly ``run``, recorded on it: each under its configured sampling —
+    incremental ones read what arrived since the last successful night, and their watermarks are
+    staged on ``run``. A nightly reads what its sampling says: a request with filters is refused."""
+    if request.filtered:
+        raise ValueError("a nightly validation takes no institution or time filters (its sampling decides)")
+    cfg.require_source(request.source, request.tables)
+    wanted = list(request.tables) or suite_tables(cfg, request.source)
+    out = _validate_tables(cfg, request, wanted, on_table, store, run)
+    store.results.record(run.id, _stored(out))
+    return ValidationRun(run.id, request.scope_doc(wanted), out)
 
 
-def _context(cfg: Config, rules) -> RuleContext:
+def _context(cfg: Config, rules: Sequence[suites.Rule]) -> RuleContext:
+    """The reference time, the district and the reference data ``rules`` need (unavailable ones
+    marked so: the rules needing them are not run, the others are)."""
     as_of = reference_time(cfg)
-    needs = set().union(*(r.needs for r in rules)) if rules else set()
-    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=build_references(cfg, needs, as_of))
+    needs: set[str] = set().union(*(r.needs for r in rules))
+    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of))
 
 
 def _part_of_table(scope: Scope) -> bool:
@@ -178,28 +164,28 @@ def _add_reference(reader, table: str, scope: Scope, v: Validation) -> None:
             v.add_reference(chunk)
 
 
-def _validate_tables(cfg: Config, source: str, wanted: list[str], orgs: tuple[str, ...], since, until,
-                     store: AuditStore | None, on_table, all_keys: bool,
-                     nightly: RunContext | None) -> list[TableValidation]:
+def _validate_tables(cfg: Config, request: ValidationRequest, wanted: list[str],
+                     on_table: Callable[[str], None] | None, store: AuditStore | None = None,
+                     nightly: RunContext | None = None) -> list[TableValidation]:
     suites.load_plugins(cfg.validation.plugins)
     rules = {t: suites.rules_for(t, cfg.validation.suites) for t in wanted}
     ctx = _context(cfg, [r for rs in rules.values() for r in rs])
     out: list[TableValidation] = []
-    with open_source(cfg, source) as reader:
+    with open_source(cfg, request.source) as reader:
         for t in wanted:
             if on_table:
                 on_table(t)
             if nightly is None:
-                scope = validation_scope(reader, t, orgs, since, until)
+                scope = validation_scope(reader, t, tuple(request.orgs), request.since, request.until)
                 chunks = reader.read(t, scope)
             else:
                 scope = scope_for(reader, store, t)
                 chunks = read_table(reader, t, scope, nightly)
-            v = _validation(reader, t, scope, rules[t], ctx, all_keys)
+            v = _validation(reader, t, scope, rules[t], ctx, request.all_keys)
             for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
                 v.add(chunk)
             _add_reference(reader, t, scope, v)
-            tv = TableValidation(source, t, v.rows, scope.describe())
+            tv = TableValidation(request.source, t, v.rows, scope.describe())
             tv.results = v.results()
             out.append(tv)
     return out
@@ -277,7 +263,7 @@ def combine_parts(cfg: Config, store: AuditStore, run: RunContext, source: str, 
     for p in parts:
         for k, when in p.watermarks.items():
             marks[k] = max(marks[k], when) if k in marks else when
-    return ValidationRun(run.id, _scope_doc(source, [table]), [tv]), marks
+    return ValidationRun(run.id, ValidationRequest(source, (table,)).scope_doc([table]), [tv]), marks
 
 
 def _stored(tables: list[TableValidation]) -> list[StoredResult]:

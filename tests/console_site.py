@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from healthqa import config
 from healthqa.pipelines.dedup import run_dedup
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 from healthqa.store import AuditStore
 
 from .conftest import demo_config, write_config
@@ -37,7 +37,7 @@ def build(demo: Path, folder: Path, store_url: str | None = None, console: dict 
     with AuditStore(loaded.store.url) as store:
         run_dedup(loaded, store)
         if validate:
-            validate_source(loaded, "mpi", tables=["person"], store=store)
+            validate_adhoc(loaded, ValidationRequest("mpi", tables=["person"]), store)
         for name, role in USERS.items():
             store.users.add(name, role, PASSWORD, actor="test")
     return path

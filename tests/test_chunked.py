@@ -14,7 +14,7 @@ from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import Validation, validate_frame
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
 from .conftest import PG_ADMIN, _temporary_database, demo_config, write_config
 from .test_validation import demo_cfg
@@ -23,7 +23,7 @@ from .test_validation import demo_cfg
 def _all(cfg: config.Config, **scope) -> dict:
     out = {}
     for source in cfg.sources:
-        run = validate_source(cfg, source, all_keys=True, **scope)
+        run = validate_adhoc(cfg, ValidationRequest(source, all_keys=True, **scope))
         for tv, r in run.results:
             out[r.rule.id] = (tv.rows, r.status, r.violations, r.denominator, r.sample_keys, r.by_org,
                               r.violating_keys, r.examples, r.error)
@@ -109,8 +109,8 @@ def _scoped_config(demo, tmp_path, mpi_url: str | None = None) -> config.Config:
 
 
 def _check_scoped(cfg, a, b, key):
-    full = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"]).results}
-    scoped = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"], orgs=(a,)).results}
+    full = {r.rule.id: r for _, r in validate_adhoc(cfg, ValidationRequest("mpi", tables=["person"])).results}
+    scoped = {r.rule.id: r for _, r in validate_adhoc(cfg, ValidationRequest("mpi", tables=["person"], orgs=(a,))).results}
     for rule_id in ("MPI-ARCHIVE-UNIQUE", "MPI-ID-ONE-ACTIVE"):
         f, s = full[rule_id], scoped[rule_id]
         # the scoped run counts its own rows only, each judged against the whole table
@@ -128,7 +128,7 @@ def test_scoped_run_compares_with_the_whole_table_sqlite(demo, tmp_path):
     denominators and counts cover A's rows only."""
     a, b, key = _scoped_platform(tmp_path, demo)
     cfg = _scoped_config(demo, tmp_path)
-    scoped = {r.rule.id: r for _, r in validate_source(cfg, "mpi", tables=["person"], orgs=(a,)).results}
+    scoped = {r.rule.id: r for _, r in validate_adhoc(cfg, ValidationRequest("mpi", tables=["person"], orgs=(a,))).results}
     assert key in scoped["MPI-ARCHIVE-UNIQUE"].sample_keys
     _check_scoped(cfg, a, b, key)
 
@@ -153,8 +153,8 @@ def test_scoped_visits_look_up_the_whole_person_table(demo, tmp_path):
         a, archive = c.execute("SELECT jgdm, dabh FROM tb_mzjzjl ORDER BY jzlsh LIMIT 1").fetchone()
     with sqlite3.connect(demo / "mpi.db") as c:
         owner = c.execute("SELECT JDJGDM FROM T_GRDA WHERE DABH = ?", (archive,)).fetchone()[0]
-    full = {r.rule.id: r for _, r in validate_source(cfg, "drc", tables=["outpatient_visit"]).results}
-    scoped = {r.rule.id: r for _, r in validate_source(cfg, "drc", tables=["outpatient_visit"], orgs=(a,)).results}
+    full = {r.rule.id: r for _, r in validate_adhoc(cfg, ValidationRequest("drc", ["outpatient_visit"])).results}
+    scoped = {r.rule.id: r for _, r in validate_adhoc(cfg, ValidationRequest("drc", ["outpatient_visit"], (a,))).results}
     r = scoped["OPV-ARCHIVE-EXISTS"]
     assert r.by_org == {a: full["OPV-ARCHIVE-EXISTS"].by_org[a]}
     assert owner != a or r.denominator > 0  # the archive exists in the MPI whoever created it

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 
 from healthqa.pipelines.nightly import run_nightly
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
 from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
 
@@ -19,15 +19,15 @@ def _open(store, rule: str, table: str = "outpatient_visit"):
 
 def test_a_time_window_resolves_nothing_it_did_not_read(platform):  # noqa: F811
     cfg, store, folder = platform
-    validate_source(cfg, "drc", tables=["outpatient_visit"], store=store)  # the whole table
+    validate_adhoc(cfg, ValidationRequest("drc", tables=["outpatient_visit"]), store)  # the whole table
     before = {f.id for f in store.findings.list(state="open") if f.table_name == "outpatient_visit"}
     assert before
     # a window that holds a few rows (and none of most institutions' bad ones)
     with sqlite3.connect(folder / "drc.db") as conn:
         _, hi = conn.execute("SELECT MIN(jzsj), MAX(jzsj) FROM tb_mzjzjl").fetchone()
     since = datetime.fromisoformat(hi).replace(hour=0, minute=0, second=0)
-    windowed = validate_source(cfg, "drc", tables=["outpatient_visit"], store=store, since=since,
-                               until=datetime.fromisoformat(hi))
+    windowed = validate_adhoc(cfg, ValidationRequest("drc", tables=["outpatient_visit"], since=since,
+                                                     until=datetime.fromisoformat(hi)), store)
     assert windowed.assessment.resolved == 0
     still = {f.id for f in store.findings.list(state="open") if f.table_name == "outpatient_visit"}
     assert before <= still
@@ -84,7 +84,7 @@ def test_scoped_runs_stay_out_of_the_districts_figures(platform):  # noqa: F811
                        if s["level"] == "system"}
     worst = min((f for f in store.findings.list(state="open") if f.table_name == "person" and f.org_code),
                 key=lambda f: -f.violations).org_code
-    scoped = validate_source(cfg, "mpi", tables=["person"], orgs=(worst,), store=store)
+    scoped = validate_adhoc(cfg, ValidationRequest("mpi", tables=["person"], orgs=(worst,)), store)
     scoped_systems = {s["subject"]: s["conformance"] for s in store.scores.of_run(scoped.run_id) if s["level"] == "system"}
     assert any(v is not None and v < nightly_systems[k] for k, v in scoped_systems.items())  # the org run is lower
 

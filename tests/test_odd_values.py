@@ -23,7 +23,7 @@ from healthqa.connectors.sources import reader
 from healthqa.connectors.values import normalise, parse_times
 from healthqa.errors import ConfigError
 from healthqa.pipelines.extract import read_table, scope_for
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc, validate_nightly
 from healthqa.store import AuditStore
 
 from .conftest import PG_ADMIN, _temporary_database, demo_config, write_config
@@ -46,7 +46,7 @@ def platform_copy(demo, tmp_path, **changes):
 def nightly_validation(cfg, source):
     """What the nightly run does for one source: validate it on a nightly run that stages watermarks."""
     with AuditStore(cfg.store.url) as store, store.runs.start("nightly") as run:
-        out = validate_source(cfg, source, store=store, nightly=run)
+        out = validate_nightly(cfg, store, run, ValidationRequest(source))
     with AuditStore(cfg.store.url) as store:
         wms = {t: store.watermarks.get(source, t, "upload_time") for t in ("outpatient_visit", "inpatient_stay")}
     return out, wms
@@ -98,7 +98,7 @@ def test_blobs_in_a_text_column_are_read_or_counted(demo, tmp_path):
         conn.execute("UPDATE T_GRDA SET XM = ? WHERE DABH = ?", ("张三".encode(), keys[0]))
         conn.execute("UPDATE T_GRDA SET XM = ? WHERE DABH = ?", ("李四".encode("gbk"), keys[1]))
         conn.execute("UPDATE T_GRDA SET XM = ? WHERE DABH = ?", (b"\xff\xfe\x00\x81\xff", keys[2]))
-    run = validate_source(cfg, "mpi", all_keys=True)
+    run = validate_adhoc(cfg, ValidationRequest("mpi", all_keys=True))
     person = next(t for t in run.tables if t.table == "person")
     plausible = next(r for r in person.results if r.rule.type == "name_plausible")
     assert keys[2] in plausible.violating_keys

@@ -14,7 +14,7 @@ pytest.importorskip("prefect")
 from healthqa import config  # noqa: E402
 from healthqa.pipelines.flows import run_nightly_flow, run_validate_flow  # noqa: E402
 from healthqa.pipelines.nightly import run_nightly  # noqa: E402
-from healthqa.pipelines.validate import partitions  # noqa: E402
+from healthqa.pipelines.validate import ValidationRequest, partitions  # noqa: E402
 
 from .conftest import absent, write_config  # noqa: E402
 from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
@@ -32,21 +32,22 @@ def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institu
     # an institution whose rate differs from the whole table's, in a rule it breaks
     rule, org = next((r, o) for r in stored if r.violations for o, c in r.by_org.items()
                      if c["violations"] and 100.0 * c["violations"] / c["denominator"] != r.violation_pct)
-    run = run_validate_flow(str(cfg.path), "mpi", tables=["person"], orgs=[org])
+    run = run_validate_flow(str(cfg.path), ValidationRequest("mpi", ["person"], [org]))
     counts = rule.by_org[org]
     assert run.previous[rule.key] == pytest.approx(100.0 * counts["violations"] / counts["denominator"])
     assert run.previous[rule.key] != pytest.approx(rule.violation_pct)  # that institution's, not the table's
     now = {(tv.source, tv.table, r.rule.id): r.violation_pct for tv, r in run.results}
     assert now[rule.key] == pytest.approx(run.previous[rule.key])  # nothing was repaired: no change
     # the unscoped table is compared with the nightly too; a time window has no nightly counts
-    assert run_validate_flow(str(cfg.path), "mpi", tables=["person"]).previous[rule.key] == pytest.approx(rule.violation_pct)
-    windowed = run_validate_flow(str(cfg.path), "mpi", tables=["person"], orgs=[org],
-                                 since=cfg.demo.as_of.replace(year=cfg.demo.as_of.year - 30))
+    whole = run_validate_flow(str(cfg.path), ValidationRequest("mpi", ["person"]))
+    assert whole.previous[rule.key] == pytest.approx(rule.violation_pct)
+    windowed = run_validate_flow(str(cfg.path), ValidationRequest(
+        "mpi", ["person"], [org], since=cfg.demo.as_of.replace(year=cfg.demo.as_of.year - 30)))
     assert windowed.previous == {}
     # an incremental feed's first night had no watermark yet and read the table whole: a baseline
     # (the nights after it read only their new rows, which are none: connectors.sampling.read_extent)
     first = {r.key: r.violation_pct for r in store.results.of_run(night.run_id) if r.table == "outpatient_visit"}
-    drc = run_validate_flow(str(cfg.path), "drc", tables=["outpatient_visit"])
+    drc = run_validate_flow(str(cfg.path), ValidationRequest("drc", ["outpatient_visit"]))
     assert first and drc.previous == pytest.approx(first)
 
 

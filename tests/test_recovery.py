@@ -20,13 +20,13 @@ SLOW_NIGHT = r"""
 import sys, time
 from healthqa import config
 from healthqa.pipelines import nightly
-real = nightly.validate_source
+real = nightly.validate_nightly
 def slow(*a, **kw):
     out = real(*a, **kw)
     print("validated", flush=True)
     time.sleep(60)  # killed here: after staging watermarks, before the run is finished
     return out
-nightly.validate_source = slow
+nightly.validate_nightly = slow
 nightly.run_nightly(config.load(sys.argv[1]))
 """
 

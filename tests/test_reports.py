@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from healthqa import config
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 from healthqa.reports.assess import assess_run
 from healthqa.store import AuditStore
 
@@ -30,8 +30,8 @@ def platform(demo, tmp_path):
 
 
 def night(cfg, store, sources=("mpi", "drc", "qc"), **scope):
-    """Scoped validations, each assessed by validate_source itself."""
-    return [validate_source(cfg, s, store=store, **scope).assessment for s in sources]
+    """Scoped validations, each assessed by validate_adhoc itself."""
+    return [validate_adhoc(cfg, ValidationRequest(s, **scope), store).assessment for s in sources]
 
 
 def test_scores_and_findings_of_a_night(platform):

@@ -146,7 +146,7 @@ def test_site_suite_adds_replaces_and_disables_rules(tmp_path, monkeypatch):
     import yaml
 
     from healthqa import config
-    from healthqa.pipelines.validate import validate_source
+    from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "person.yml").write_text(SITE_SUITE, encoding="utf-8")
@@ -159,7 +159,7 @@ def test_site_suite_adds_replaces_and_disables_rules(tmp_path, monkeypatch):
            "sources": {"x": {"kind": "csv", "path": str(tmp_path), "tables": {"person": {
                "file": "p.csv", "columns": {"archive_id": "DABH", "name": "XM", "phone": "LXDH"}}}}}}
     (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    run = validate_source(config.load(tmp_path / "c.yml"), "x", all_keys=True)
+    run = validate_adhoc(config.load(tmp_path / "c.yml"), ValidationRequest("x", all_keys=True))
     res = {r.rule.id: r for _, r in run.results}
     assert res["SITE-NAME-NOT-ZHANG-SAN"].violating_keys == ["33021100100100001"]
     assert res["SITE-ARCHIVE-ODD"].violating_keys == ["33021100100100002"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from healthqa import config
-from healthqa.pipelines.validate import validate_source
+from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
 from .conftest import demo_config, write_config
 
@@ -68,7 +68,7 @@ def validated(demo, tmp_path_factory):
     cfg = demo_cfg(demo, tmp_path_factory.mktemp("val"))
     results = {}
     for source in cfg.sources:
-        run = validate_source(cfg, source, all_keys=True)
+        run = validate_adhoc(cfg, ValidationRequest(source, all_keys=True))
         for tv, r in run.results:
             results[r.rule.id] = (tv.table, r)
     return results
@@ -119,7 +119,7 @@ def test_same_suite_same_results_on_database_servers(demo, tmp_path, request, se
     c = config.load(write_config(tmp_path / "healthqa.yml", cfg))
     got = {}
     for source in ("mpi", "drc", "qc"):
-        for _, r in validate_source(c, source).results:
+        for _, r in validate_adhoc(c, ValidationRequest(source)).results:
             got[r.rule.id] = (r.status, r.violations, r.denominator)
     expected = {k: (r.status, r.violations, r.denominator) for k, (_, r) in validated.items()}
     assert got == expected
