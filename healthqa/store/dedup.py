@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text
 
+from healthqa.clock import now
+
 from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
-from .store import now
 
 if TYPE_CHECKING:
     from .runs import RunContext
@@ -84,8 +85,8 @@ class DedupRecords:
 
     def decisions_seen(self, source: str):
         """When the newest successful dedup run of ``source`` read the steward decisions (its start,
-        for a run that did not say); None when there is no such run. The store's clock counts whole
-        seconds: a decision of that very second counts as not yet seen."""
+        for a run that did not say); None when there is no such run. A decision of that very instant
+        counts as not yet seen."""
         with self._store.session() as s:
             for scope, started in s.execute(select(Run.scope, Run.started_at).where(
                     Run.kind == "dedup", Run.status == "success").order_by(Run.id.desc())):

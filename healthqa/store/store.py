@@ -16,18 +16,19 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from healthqa.errors import HealthqaError, one_line
+from healthqa.errors import StoreError, one_line
 
+from .dedup import DedupRecords
+from .findings import FindingRecords, ScoreRecords
+from .locks import Locks
 from .models import Base
 from .results import Results
-from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
+from .review import Review
+from .runs import Runs, Watermarks
+from .users import Users
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_S = 30
-
-
-class StoreError(HealthqaError):
-    """The audit store cannot be opened or migrated."""
 
 
 def _owner_only(u) -> None:
@@ -131,43 +132,31 @@ class AuditStore:
         return Results(self)
 
     @cached_property
-    def dedup(self):
+    def dedup(self) -> DedupRecords:
         """Duplicate-archive pairs, clusters and steward decisions (``store/dedup.py``)."""
-        from .dedup import DedupRecords  # imported here: it imports this module
-
         return DedupRecords(self)
 
     @cached_property
-    def review(self):
+    def review(self) -> Review:
         """The steward's review: the queue, decisions with who made them, merges to export, the audit log."""
-        from .review import Review
-
         return Review(self)
 
     @cached_property
-    def locks(self):
+    def locks(self) -> Locks:
         """Locks that die with their process (runs, the nightly audit)."""
-        from .locks import Locks
-
         return Locks(self)
 
     @cached_property
-    def users(self):
+    def users(self) -> Users:
         """Console accounts: Argon2 hashes, normalised names, every change in the audit log."""
-        from .users import Users
-
         return Users(self)
 
     @cached_property
-    def scores(self):
+    def scores(self) -> ScoreRecords:
         """Quality scores of runs, and their history."""
-        from .findings import ScoreRecords
-
         return ScoreRecords(self)
 
     @cached_property
-    def findings(self):
+    def findings(self) -> FindingRecords:
         """Maintenance findings: what runs keep, what people read and change."""
-        from .findings import FindingRecords
-
         return FindingRecords(self)
