@@ -135,11 +135,11 @@ def model_markdown() -> str:
         out += [f"### {t.full_name} — {_cell(t.title)}", "", "; ".join(roles) + ".", "",
                 "| column | type | 名称 (standard) | value set | personal data | checked by |",
                 "|---|---|---|---|---|---|"]
-        for c in t.columns.values():
-            vs = value_sets.get((t.name, c.name), "—") if c.type == "code" else ""
+        for col in t.columns.values():
+            vs = value_sets.get((t.name, col.name), "—") if col.type == "code" else ""
             out.append(
-                f"| `{c.name}` | {c.type} | {_cell(c.title)} | {vs} | {c.pii or ''} "
-                f"| {', '.join(checks.get((t.name, c.name), [])) or '—'} |")
+                f"| `{col.name}` | {col.type} | {_cell(col.title)} | {vs} | {col.pii or ''} "
+                f"| {', '.join(checks.get((t.name, col.name), [])) or '—'} |")
         out.append("")
     return "\n".join(out)
 

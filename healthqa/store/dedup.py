@@ -221,9 +221,9 @@ class DedupRecords:
                 if rescored is not None:
                     again += list(zip(rescored["left"], rescored["right"]))
                 if again:  # pairs found or scored anew that an earlier run stored: replaced (one executemany)
-                    t = DedupPair.__table__
-                    s.connection().execute(t.delete().where(t.c.source == source, t.c.left_id == bindparam("l"),
-                                                            t.c.right_id == bindparam("r")),
+                    s.connection().execute(delete(DedupPair).where(DedupPair.source == source,
+                                                                   DedupPair.left_id == bindparam("l"),
+                                                                   DedupPair.right_id == bindparam("r")),
                                            [{"l": a, "r": b} for a, b in again])
             if replaced_clusters is None:
                 old = select(DedupCluster.id).where(DedupCluster.source == source,
@@ -233,9 +233,9 @@ class DedupRecords:
             else:
                 ids = sorted(set(replaced_clusters))
                 for k in range(0, len(ids), 500):
-                    part = ids[k:k + 500]
-                    s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(part)))
-                    s.execute(delete(DedupCluster).where(DedupCluster.id.in_(part)))
+                    some = ids[k:k + 500]
+                    s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(some)))
+                    s.execute(delete(DedupCluster).where(DedupCluster.id.in_(some)))
             _bulk(s, PAIRS_TABLE, rows, postgres)
             if clusters:
                 ids = _cluster_ids(s, [{"run_id": run_id, "source": source, "status": c["status"],
