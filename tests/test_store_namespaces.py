@@ -5,6 +5,8 @@ imports them: what they share with it (``StoreError``, the clock) lives in the c
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import healthqa.store
@@ -30,3 +32,11 @@ def test_no_namespace_imports_the_store_that_holds_it():
     for p in namespaces:
         imported = _runtime_imports(ast.parse(p.read_text(encoding="utf-8")))
         assert not imported & {".store", "healthqa.store.store", "healthqa.store"}, f"{p.name} imports the store"
+
+
+def test_opening_the_store_loads_neither_pandas_nor_argon2():
+    """Every command imports the store: its heavy namespaces load with their first question."""
+    probe = subprocess.run([sys.executable, "-c", "import sys, healthqa.store; "
+                            "print(sorted(m for m in ('pandas', 'numpy', 'argon2') if m in sys.modules))"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]", probe.stdout
