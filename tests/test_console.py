@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from healthqa import clock, config
-from healthqa.clock import now
 from healthqa.console.app import create_app, routes
 from healthqa.store import AuditStore
 from healthqa.store.models import DedupPair, StewardDecision
@@ -175,7 +174,7 @@ def test_a_pair_whose_archive_is_not_in_the_mpi_is_refused(app, store):
     (a, _), = _fresh(store)
     with store.session() as s:  # a suggestion naming an archive the MPI does not hold (deleted since the scan)
         s.add(DedupPair(run_id=store.review.latest_scan("mpi"), source="mpi", left_id=a, right_id="99999999999999999",
-                        score=0.7, decision="review", created_at=now()))
+                        score=0.7, decision="review", created_at=clock.now()))
     client, token = logged_in(app, "steward1")
     r = client.post(f"/review/pair/{a}/99999999999999999/decide", data={"decision": "not_same", "csrf_token": token})
     assert r.status_code == 409 and "不存在" in r.text
