@@ -12,7 +12,9 @@ ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "console
 EXCLUDE = ["*__pycache__*"]
 
 package_dir = {"healthqa": "healthqa"}
-packages = find_namespace_packages(include=["healthqa", "healthqa.*"], exclude=EXCLUDE)
+# healthqa/<room> are links to the rooms for the static tools (docs/design.md); the rooms come from their folders
+packages = find_namespace_packages(include=["healthqa", "healthqa.*"],
+                                   exclude=EXCLUDE + [f"healthqa.{room}{tail}" for room in ROOMS for tail in ("", ".*")])
 for room in ROOMS:
     if (Path(__file__).parent / room / "__init__.py").is_file():
         package_dir[f"healthqa.{room}"] = room

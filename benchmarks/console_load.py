@@ -251,7 +251,7 @@ def _load_pairs(store, store_url: str, keys, n: int) -> None:
     import numpy as np
     import psycopg
 
-    from healthqa.store.runs import now
+    from healthqa.clock import now
 
     rng = np.random.default_rng(5)
     with store.runs.start("dedup", {"source": "mpi", "benchmark": True}) as run:

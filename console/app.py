@@ -173,7 +173,7 @@ def _accounts() -> APIRouter:
 
 
 def _now_iso() -> str:
-    from healthqa.store.runs import now
+    from healthqa.clock import now
 
     return now().isoformat()
 

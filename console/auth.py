@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from healthqa.store.runs import now
+from healthqa.clock import now
 from healthqa.store.users import UserError, UserRecord, normalise_name
 
 CSRF_FIELD = "csrf_token"

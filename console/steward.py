@@ -258,7 +258,7 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
 
 
 def _now():
-    from healthqa.store.runs import now
+    from healthqa.clock import now
 
     return now()
 

@@ -160,7 +160,7 @@ def classify(P: pd.DataFrame, spec: Spec, model: FSModel, decisions: pd.DataFram
     """The candidate pairs (i, j) of the records ``P`` scored and decided — the stewards' model once
     they decided enough pairs, precision guards, the stewards' own verdicts — and the pairs worth
     keeping: columns left, right, score, decision, i, j, tf, a level column per field, steward."""
-    scorer = model
+    scorer: FSModel | SupervisedModel = model
     supervised = _supervised(P, spec, decisions, model)
     if supervised is not None:
         scorer = supervised  # the stewards' decisions outrank what EM could learn alone

@@ -94,10 +94,10 @@ def fhir_patients(m: Merge) -> list[dict]:
     def ident(v):
         return [{"system": ARCHIVE_SYSTEM, "value": v}]
 
-    retired = Patient(id=m.retired, active=False, identifier=ident(m.retired),
-                      link=[{"other": {"reference": f"Patient/{m.survivor}"}, "type": "replaced-by"}])
-    survivor = Patient(id=m.survivor, active=True, identifier=ident(m.survivor),
-                       link=[{"other": {"reference": f"Patient/{m.retired}"}, "type": "replaces"}])
+    retired = Patient.model_validate({"id": m.retired, "active": False, "identifier": ident(m.retired),
+                                      "link": [{"other": {"reference": f"Patient/{m.survivor}"}, "type": "replaced-by"}]})
+    survivor = Patient.model_validate({"id": m.survivor, "active": True, "identifier": ident(m.survivor),
+                                       "link": [{"other": {"reference": f"Patient/{m.retired}"}, "type": "replaces"}]})
     out = [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
     if m.decided_by:
         out.append(provenance(m))
@@ -109,10 +109,10 @@ def provenance(m: Merge) -> dict:
     from fhir.resources.R4B.provenance import Provenance
 
     recorded = datetime.fromisoformat(m.decided_at) if m.decided_at else datetime.now()
-    p = Provenance(id=f"merge-{m.retired}", target=[{"reference": f"Patient/{m.retired}"},
-                                                    {"reference": f"Patient/{m.survivor}"}],
-                   recorded=recorded.astimezone(), activity={"text": "merge / 合并"},
-                   agent=[{"who": {"display": m.decided_by or "unknown"}}])
+    p = Provenance.model_validate({"id": f"merge-{m.retired}", "target": [{"reference": f"Patient/{m.retired}"},
+                                                                          {"reference": f"Patient/{m.survivor}"}],
+                                   "recorded": recorded.astimezone(), "activity": {"text": "merge / 合并"},
+                                   "agent": [{"who": {"display": m.decided_by or "unknown"}}]})
     return json.loads(p.model_dump_json())
 
 

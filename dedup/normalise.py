@@ -57,7 +57,8 @@ def _char_readings(ch: str) -> tuple[str, ...]:
     have none (letters, digits) read as themselves."""
     from pypinyin import Style, pinyin
 
-    return tuple(pinyin(ch, style=Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])
+    # pypinyin takes an ``errors`` callable returning a list (its documentation); its annotation says str
+    return tuple(pinyin(ch, style=Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])  # type: ignore[arg-type,return-value]
 
 
 COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "司徒", "夏侯")

@@ -65,7 +65,7 @@ def build(folder: Path | str, tables: dict[str, list[RuleResult]], run_name: str
     folder = Path(folder)
     context = gx.get_context(mode="ephemeral")
     context.add_data_docs_site(SITE, {
-        "class_name": "SiteBuilder", "show_how_to_buttons": False,
+        "class_name": "SiteBuilder", "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]  # GE reads it
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder)},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
     run_id = RunIdentifier(run_name=run_name, run_time=run_time or datetime.now(UTC))
@@ -73,7 +73,7 @@ def build(folder: Path | str, tables: dict[str, list[RuleResult]], run_name: str
     for table, results in tables.items():
         suite = gx_bridge.expectation_suite(table, [r.rule for r in results])
         evrs = [_masked(r) for r in results]
-        ok = sum(e.success for e in evrs)
+        ok = sum(bool(e.success) for e in evrs)
         key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite.name), run_id, table)
         context.validation_results_store.set(key, ExpectationSuiteValidationResult(
             success=ok == len(evrs), results=evrs, suite_name=suite.name,
@@ -105,5 +105,8 @@ def _offline(folder: Path) -> None:
             return "" if copy is None else m.group(0).replace(url, f"{up}/vendor/{copy}")
 
         html = _REMOTE_TAG.sub(local, page.read_text("utf-8"))
-        html = _REMOTE_LOGO.sub(lambda m, up=up: f'src="{up}/images/{m.group(1)}"', html)
+        def logo(m: re.Match, up=up) -> str:
+            return f'src="{up}/images/{m.group(1)}"'
+
+        html = _REMOTE_LOGO.sub(logo, html)
         page.write_text(html, "utf-8")

@@ -125,7 +125,8 @@ class Validation:
         self._rule = {r.id: r for r in rules}
         self.columns = list(columns)
         self.tallies: dict[str, _Tally] = {}
-        row_rules, table_rules = [], []
+        row_rules: list[Rule] = []
+        table_rules: list[Rule] = []
         for r in rules:
             absent = [c for c in r.columns if c not in self.columns]
             unavailable = ctx.unavailable(r.needs)
@@ -188,11 +189,12 @@ class Validation:
         (a million ID numbers normalised and checked once, by the per-row rules, not again at the
         end). Which they read is learnt on the first chunk by running those rules' types on it."""
         if self._carried is None:
-            probe = replace(chunk_ctx, cache=_Reads(chunk_ctx.cache))
+            reads = _Reads(chunk_ctx.cache)
+            probe = replace(chunk_ctx, cache=reads)
             for r in self.table_rules:
                 with contextlib.suppress(Exception):  # the rule's own evaluation reports its error
                     rule_types.get(r.type).fn(chunk, r.typed_params, probe)
-            self._carried = {k: [] for k in probe.cache.read if k in chunk_ctx.cache}
+            self._carried = {k: [] for k in reads.read if k in chunk_ctx.cache}
         for key, parts in list(self._carried.items()):
             value = chunk_ctx.cache.get(key)
             if value is None:  # not made on this chunk (a rule failed): computed again at the end

@@ -12,10 +12,11 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from . import canonical
 from .errors import ConfigError, SourceError
@@ -368,7 +369,7 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "missing":
@@ -397,13 +398,16 @@ def _inside(base: Path, key: str, rel: str, errors: list[str]) -> str:
     return str((base / rel).resolve())
 
 
-def _resolve(base: Path, key: str, path: str | None, errors: list[str]) -> str | None:
+_P = TypeVar("_P", str, str | None)  # a path or URL that may be absent comes back as it went in
+
+
+def _resolve(base: Path, key: str, path: _P, errors: list[str]) -> _P:
     if not path or Path(path).is_absolute():
         return path
     return _inside(base, key, path, errors)
 
 
-def _resolve_sqlite(base: Path, key: str, url: str | None, errors: list[str]) -> str | None:
+def _resolve_sqlite(base: Path, key: str, url: _P, errors: list[str]) -> _P:
     if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url.removeprefix("sqlite:///")
         if rel and not rel.startswith((":memory:", "file:")):
@@ -450,7 +454,8 @@ def _database_identity(url: str | None = None, odbc: str | None = None) -> tuple
             return None
         backend = "mysql" if backend == "mariadb" else backend
         port = int(kv.get("port") or _DEFAULT_PORTS[backend])
-        return (backend, "local" if (host or "").lower() in _LOCAL else host.lower(), port, db)
+        host = (host or "").lower()
+        return (backend, "local" if host in _LOCAL else host, port, db)
     if not url:
         return None
     from sqlalchemy.engine import make_url

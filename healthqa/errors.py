@@ -33,6 +33,10 @@ class SourceUnreachable(SourceError):
         self.args = (f"source {source} unreachable: {self.reason}",)
 
 
+class StoreError(HealthqaError):
+    """The audit store cannot be opened or migrated, or refused a transaction."""
+
+
 class ReadOnlyViolation(HealthqaError):
     """Something tried to write through a source connection; sources are read-only by construction."""
 

@@ -101,7 +101,8 @@ def mask_address(value) -> str | None:
     if t is None:
         return None
     t = re.sub(r"\s", "", t)
-    prefix = _ADDRESS_PREFIX.match(t).group(0)
+    m = _ADDRESS_PREFIX.match(t)  # every level is optional: it matches, if only the empty string
+    prefix = m.group(0) if m else ""
     return prefix + HIDDEN if prefix != t else prefix
 
 

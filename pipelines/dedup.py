@@ -29,6 +29,7 @@ import pandas as pd
 
 from healthqa import canonical
 from healthqa import standards as st
+from healthqa.clock import now
 from healthqa.config import Config, Sampling, TableMap
 from healthqa.connectors.readers import KEY_BATCH
 from healthqa.connectors.sampling import Scope
@@ -41,7 +42,7 @@ from healthqa.dedup.model import FSModel
 from healthqa.dedup.night import screen
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
-from healthqa.store.runs import RunContext, now
+from healthqa.store.runs import RunContext
 
 WATERMARK = "dedup:updated_at"
 
@@ -183,7 +184,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     index.remove_legacy(cfg, folder, source)
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
     columns = spec.columns + extra
-    seen = now()  # the decisions made from this second on count as changed for the next night
+    seen = now()  # the decisions made from this moment on count as changed for the next night
     decisions = store.dedup.active_decisions(source)
     prior_model, wm, idx, why, stored = None, None, None, "full run", None
     if incremental:
@@ -348,7 +349,7 @@ def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
     archive into the survivor its steward chose — for a decision made without a choice, the
     survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
     carry out (``merge.in_order``)."""
-    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(), d.user)
+    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(timespec="seconds"), d.user)
                      for d in store.review.merges(source)])
 
 

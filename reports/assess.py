@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from healthqa import canonical
+from healthqa.clock import now
 from healthqa.config import Config
 from healthqa.expectations import suite as suites
 from healthqa.store import AuditStore
-from healthqa.store.store import now
 
 from . import findings as fd
 from . import scores as sc

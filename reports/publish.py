@@ -49,7 +49,8 @@ class Delivery:
 
 def finding_doc(f: FindingRow) -> dict:
     doc = {k: getattr(f, k) for k in EXPORT_FIELDS}
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in doc.items()}
+    # to the second, as exports always were (the store keeps microseconds to order events)
+    return {k: (v.isoformat(timespec="seconds") if isinstance(v, datetime) else v) for k, v in doc.items()}
 
 
 def export(findings: Iterable[FindingRow], path: str | Path) -> Path:

@@ -17,12 +17,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from healthqa import config
+from healthqa import clock, config
 from healthqa.console.app import create_app, routes
 from healthqa.store import AuditStore
 from healthqa.store.models import DedupPair, StewardDecision
 from healthqa.store.review import AlreadyDecided
-from healthqa.store.runs import now
 
 from .console_site import PASSWORD, build, csrf_of, logged_in, login
 
@@ -140,20 +139,21 @@ def test_failed_logins_slow_down_and_lock_the_account(site):
     app = create_app(config.Config.model_validate({**raw, "path": site}))
     client = TestClient(app)
     took = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        r = login(client, "eng1", "wrong-password-123")
-        took.append(time.perf_counter() - t0)
-        assert r.status_code == 401
-    assert took[1] >= 0.4 and took[2] >= 0.8  # each failure waits twice as long as the one before
-    assert "锁定" in r.text
-    r = login(client, "eng1")  # the right password while locked
-    assert r.status_code == 401 and "锁定" in r.text
-    log = app.state.store.review.audit(limit=50)
-    assert sum(a["action"] == "login_failed" and a["subject"] == "eng1" for a in log) >= 3
-    assert any(a["action"] == "login_refused_locked" and a["subject"] == "eng1" for a in log)
-    time.sleep(6.5)  # the lock (0.1 minutes) is over
-    assert login(client, "eng1").status_code == 303
+    with clock.frozen() as c:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            r = login(client, "eng1", "wrong-password-123")
+            took.append(time.perf_counter() - t0)
+            assert r.status_code == 401
+        assert took[1] >= 0.4 and took[2] >= 0.8  # each failure waits twice as long as the one before
+        assert "锁定" in r.text
+        r = login(client, "eng1")  # the right password while locked
+        assert r.status_code == 401 and "锁定" in r.text
+        log = app.state.store.review.audit(limit=50)
+        assert sum(a["action"] == "login_failed" and a["subject"] == "eng1" for a in log) >= 3
+        assert any(a["action"] == "login_refused_locked" and a["subject"] == "eng1" for a in log)
+        c.advance(seconds=6.5)  # the lock (0.1 minutes) is over
+        assert login(client, "eng1").status_code == 303
 
 
 def test_made_up_pair_is_refused(app, store):
@@ -174,7 +174,7 @@ def test_a_pair_whose_archive_is_not_in_the_mpi_is_refused(app, store):
     (a, _), = _fresh(store)
     with store.session() as s:  # a suggestion naming an archive the MPI does not hold (deleted since the scan)
         s.add(DedupPair(run_id=store.review.latest_scan("mpi"), source="mpi", left_id=a, right_id="99999999999999999",
-                        score=0.7, decision="review", created_at=now()))
+                        score=0.7, decision="review", created_at=clock.now()))
     client, token = logged_in(app, "steward1")
     r = client.post(f"/review/pair/{a}/99999999999999999/decide", data={"decision": "not_same", "csrf_token": token})
     assert r.status_code == 409 and "不存在" in r.text
@@ -211,7 +211,8 @@ def test_steward_merges_choosing_the_survivor_undoes_and_exports(app, store):
     assert rows[0] == "survivor,retired,decided_at,decided_by"
     assert any(line.startswith(f"{b},{a},") and line.endswith(",steward1") for line in rows)
     doc = json.loads(client.get("/review/export/json").text)
-    assert {"survivor": b, "retired": a, "decided_at": d.decided_at.isoformat(), "decided_by": "steward1"} in doc
+    assert {"survivor": b, "retired": a, "decided_at": d.decided_at.isoformat(timespec="seconds"),
+            "decided_by": "steward1"} in doc
     hl7 = client.get("/review/export/hl7").text
     assert f"MRG|{a}^^^ARCHIVE^PI" in hl7 and f"PID|||{b}^^^ARCHIVE^PI" in hl7 and "|steward1|" in hl7
     fhir = json.loads(client.get("/review/export/fhir").text)

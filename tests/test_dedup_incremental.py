@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 
 import pytest
 
-from healthqa import config
+from healthqa import clock, config
 from healthqa.dedup import index
 from healthqa.dedup import spec as specs
 from healthqa.pipelines.dedup import decide, run_dedup, undo
@@ -157,13 +156,14 @@ def test_a_night_learns_from_the_stewards_as_the_whole_mpi_does(night, tmp_path)
     pairs = store.dedup.pairs("mpi").sort_values(["left", "right"])
     matched = pairs[pairs["decision"] == "match"]
     assert len(matched) >= 35
-    for k, (a, b) in enumerate(zip(matched["left"], matched["right"])):
-        if k < 35:
-            decide(store, "mpi", a, b, "not_same" if k % 7 == 0 else "merge", user="li")
-    time.sleep(1)  # the store's clock counts seconds: a decision of the second a run reads them counts again
-    run_dedup(cfg, store, incremental=True)  # the decisions are taken in
-    sql(folder, f"UPDATE night SET GXSJ = '{LATER}'", "INSERT INTO T_GRDA SELECT * FROM night")
-    n, ref, mine, theirs = both_ways(cfg, State(cfg, tmp_path / "kept"))
+    with clock.frozen() as c:
+        for k, (a, b) in enumerate(zip(matched["left"], matched["right"])):
+            if k < 35:
+                decide(store, "mpi", a, b, "not_same" if k % 7 == 0 else "merge", user="li")
+        c.advance(seconds=1)  # a decision of the instant a run reads them would count again
+        run_dedup(cfg, store, incremental=True)  # the decisions are taken in
+        sql(folder, f"UPDATE night SET GXSJ = '{LATER}'", "INSERT INTO T_GRDA SELECT * FROM night")
+        n, ref, mine, theirs = both_ways(cfg, State(cfg, tmp_path / "kept"))
     assert n.result.stats["index"] == "used" and n.result.stats["supervised_on"] == ref.result.stats["supervised_on"] == 35
     assert n.result.stats["candidate_pairs"] > 20 and mine == theirs
 
@@ -189,14 +189,16 @@ def test_decisions_between_nights_count_both_ways(night, monkeypatch):
     read = DedupRecords.open_clusters
 
     def meanwhile(self, source):
+        frozen.advance(milliseconds=1)  # after the night read the decisions
         decide(store, "mpi", c, d, "not_same", user="li")
-        time.sleep(1.1)  # the run's own record starts a second later: the decision is older than it
+        frozen.advance(seconds=1.1)  # the run's own record starts later: the decision is older than it
         return read(self, source)
 
     monkeypatch.setattr(DedupRecords, "open_clusters", meanwhile)
-    run_dedup(cfg, store, incremental=True)
-    monkeypatch.undo()
-    assert run_dedup(cfg, store, incremental=True).result.stats["rescored_pairs"] >= 1  # (and those of this second)
+    with clock.frozen() as frozen:
+        run_dedup(cfg, store, incremental=True)
+        monkeypatch.undo()
+        assert run_dedup(cfg, store, incremental=True).result.stats["rescored_pairs"] >= 1  # (and those of this second)
     assert store.dedup.pairs("mpi").query("left == @c and right == @d")["decision"].tolist() == ["non_match"]
 
 

@@ -4,8 +4,10 @@ Callers ask it through its namespaces (``store.runs``, ``store.watermarks``, ``s
 and never import its ORM classes or write queries.
 """
 
+from healthqa.errors import StoreError
+
 from .results import StoredResult
 from .runs import RunContext, RunRecord
-from .store import AuditStore, StoreError
+from .store import AuditStore
 
 __all__ = ["AuditStore", "RunContext", "RunRecord", "StoreError", "StoredResult"]

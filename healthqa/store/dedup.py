@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text
 
+from healthqa.clock import now
+
 from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
-from .store import now
 
 if TYPE_CHECKING:
     from .runs import RunContext
@@ -84,8 +85,8 @@ class DedupRecords:
 
     def decisions_seen(self, source: str):
         """When the newest successful dedup run of ``source`` read the steward decisions (its start,
-        for a run that did not say); None when there is no such run. The store's clock counts whole
-        seconds: a decision of that very second counts as not yet seen."""
+        for a run that did not say); None when there is no such run. A decision of that very instant
+        counts as not yet seen."""
         with self._store.session() as s:
             for scope, started in s.execute(select(Run.scope, Run.started_at).where(
                     Run.kind == "dedup", Run.status == "success").order_by(Run.id.desc())):
@@ -220,9 +221,9 @@ class DedupRecords:
                 if rescored is not None:
                     again += list(zip(rescored["left"], rescored["right"]))
                 if again:  # pairs found or scored anew that an earlier run stored: replaced (one executemany)
-                    t = DedupPair.__table__
-                    s.connection().execute(t.delete().where(t.c.source == source, t.c.left_id == bindparam("l"),
-                                                            t.c.right_id == bindparam("r")),
+                    s.connection().execute(delete(DedupPair).where(DedupPair.source == source,
+                                                                   DedupPair.left_id == bindparam("l"),
+                                                                   DedupPair.right_id == bindparam("r")),
                                            [{"l": a, "r": b} for a, b in again])
             if replaced_clusters is None:
                 old = select(DedupCluster.id).where(DedupCluster.source == source,
@@ -232,9 +233,9 @@ class DedupRecords:
             else:
                 ids = sorted(set(replaced_clusters))
                 for k in range(0, len(ids), 500):
-                    part = ids[k:k + 500]
-                    s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(part)))
-                    s.execute(delete(DedupCluster).where(DedupCluster.id.in_(part)))
+                    some = ids[k:k + 500]
+                    s.execute(delete(DedupClusterMember).where(DedupClusterMember.cluster_id.in_(some)))
+                    s.execute(delete(DedupCluster).where(DedupCluster.id.in_(some)))
             _bulk(s, PAIRS_TABLE, rows, postgres)
             if clusters:
                 ids = _cluster_ids(s, [{"run_id": run_id, "source": source, "status": c["status"],

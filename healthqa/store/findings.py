@@ -7,13 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, or_, select
 
+from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
 from .models import AuditLog, Finding, FindingEvent, Run, Score
-from .store import AuditStore, now
+
+if TYPE_CHECKING:
+    from .store import AuditStore
 
 OPEN = ("new", "open", "acknowledged", "reopened")
 LEVEL_RANK = {"一级": 0, "二级": 1, "提示": 2}

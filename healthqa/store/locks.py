@@ -71,14 +71,14 @@ class Locks:
         """Whether a living process holds ``name`` (True when this database cannot tell)."""
         if not self.can_tell:
             return True
-        if self.kind == "sqlite" and not (self._folder / f"{name}.lock").exists():
+        if self._folder is not None and not (self._folder / f"{name}.lock").exists():
             return False
         try:
             with self.hold(name):
                 pass
         except Busy:
             return True
-        if self.kind == "sqlite":
+        if self._folder is not None:
             (self._folder / f"{name}.lock").unlink(missing_ok=True)
         return False
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select
 
-from healthqa.errors import HealthqaError
+from healthqa.clock import now
+from healthqa.errors import HealthqaError, StoreError
 
 from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User
-from .store import AuditStore, StoreError, now
+
+if TYPE_CHECKING:
+    from .store import AuditStore
 
 OPEN_PAIRS = ("review", "match")  # what the scan suggests a steward look at
 FINAL = ("merge", "not_same")  # decisions that close a pair for everyone (skip hides it from one steward)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from healthqa.clock import now
+
 from .models import Run, Watermark
 
 if TYPE_CHECKING:
@@ -23,10 +25,6 @@ if TYPE_CHECKING:
 
 STATUSES = ("running", "success", "partial", "failed")
 MESSAGE_CHARS = 2000
-
-
-def now() -> datetime:
-    return datetime.now().replace(microsecond=0)
 
 
 @dataclass

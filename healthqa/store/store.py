@@ -7,6 +7,7 @@ import os
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -16,18 +17,21 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from healthqa.errors import HealthqaError, one_line
+from healthqa.errors import StoreError, one_line
 
 from .models import Base
 from .results import Results
-from .runs import Runs, Watermarks, now  # noqa: F401 - now: the store's clock, imported from here by pipelines/dedup.py
+from .runs import Runs, Watermarks
+
+if TYPE_CHECKING:
+    from .dedup import DedupRecords
+    from .findings import FindingRecords, ScoreRecords
+    from .locks import Locks
+    from .review import Review
+    from .users import Users
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_S = 30
-
-
-class StoreError(HealthqaError):
-    """The audit store cannot be opened or migrated."""
 
 
 def _owner_only(u) -> None:
@@ -130,43 +134,45 @@ class AuditStore:
         """Validation results: record a run's, read a scope's previous ones."""
         return Results(self)
 
+    # The namespaces below load on first use: pandas and Argon2 come with the first question that
+    # needs them, not with every command (the command line imports the store at start).
     @cached_property
-    def dedup(self):
+    def dedup(self) -> DedupRecords:
         """Duplicate-archive pairs, clusters and steward decisions (``store/dedup.py``)."""
-        from .dedup import DedupRecords  # imported here: it imports this module
+        from .dedup import DedupRecords
 
         return DedupRecords(self)
 
     @cached_property
-    def review(self):
+    def review(self) -> Review:
         """The steward's review: the queue, decisions with who made them, merges to export, the audit log."""
         from .review import Review
 
         return Review(self)
 
     @cached_property
-    def locks(self):
+    def locks(self) -> Locks:
         """Locks that die with their process (runs, the nightly audit)."""
         from .locks import Locks
 
         return Locks(self)
 
     @cached_property
-    def users(self):
+    def users(self) -> Users:
         """Console accounts: Argon2 hashes, normalised names, every change in the audit log."""
         from .users import Users
 
         return Users(self)
 
     @cached_property
-    def scores(self):
+    def scores(self) -> ScoreRecords:
         """Quality scores of runs, and their history."""
         from .findings import ScoreRecords
 
         return ScoreRecords(self)
 
     @cached_property
-    def findings(self):
+    def findings(self) -> FindingRecords:
         """Maintenance findings: what runs keep, what people read and change."""
         from .findings import FindingRecords
 

@@ -13,16 +13,19 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
+from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
 from .models import AuditLog, User
-from .runs import now
-from .store import AuditStore
+
+if TYPE_CHECKING:
+    from .store import AuditStore
 
 ROLES = ("steward", "qc_manager", "engineer", "admin")
 NAME = re.compile(r"^[\w.-]{2,32}$")  # letters (Chinese too), digits, . _ -
