@@ -39,6 +39,16 @@ def demo(tmp_path_factory) -> Path:
     return folder
 
 
+TIERS = ("slow", "server", "browser")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``)."""
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(pytest.mark.fast)
+
+
 def demo_config(folder: Path) -> dict:
     return yaml.safe_load((folder / "healthqa.yml").read_text(encoding="utf-8"))
 
@@ -62,6 +72,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def _migrated_prefect_db(tmp_path_factory) -> Path:
+    """A Prefect database at its schema's head, migrated once a session (a fresh one costs seconds)."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect-template")
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent))
+    subprocess.run([prefect, "server", "database", "upgrade", "-y"], env=env, check=True, capture_output=True, timeout=300)
+    return home / "prefect.db"
+
+
+@pytest.fixture
+def prefect_home(tmp_path, _migrated_prefect_db) -> Path:
+    """A PREFECT_HOME of the test's own whose database is already migrated: a local API or server
+    started on it boots without migrating (what it does with the runs is each test's business)."""
+    import shutil
+
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    shutil.copy(_migrated_prefect_db, home / "prefect.db")
+    return home
 
 
 def absent(reason: str):

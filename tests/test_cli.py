@@ -13,6 +13,9 @@ from healthqa.pipelines.cli import app
 
 from .conftest import AS_OF
 
+pytestmark = pytest.mark.xdist_group("cli")  # one demo built by the CLI for the module
+
+
 runner = CliRunner()
 
 

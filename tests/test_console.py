@@ -26,6 +26,9 @@ from healthqa.store.runs import now
 
 from .console_site import PASSWORD, build, csrf_of, logged_in, login
 
+pytestmark = pytest.mark.xdist_group("console")  # one console site for the module
+
+
 PUBLIC = {"/login"}  # and the static files, which are mounted, not routes
 
 

@@ -16,6 +16,9 @@ from healthqa.pipelines.nightly_lock import NightlyInProgress
 
 from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
 
+pytestmark = pytest.mark.slow  # nights killed and run again in processes of their own
+
+
 SLOW_NIGHT = r"""
 import sys, time
 from healthqa import config
