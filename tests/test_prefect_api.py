@@ -19,7 +19,6 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
 
 pytestmark = pytest.mark.server
 
@@ -50,7 +49,7 @@ def servers_of(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path, prefect_home):  # noqa: F811
+def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path, prefect_home):
     """Behind a hospital network's proxy too: the local API is reached directly."""
     cfg, _, _ = platform
     home = prefect_home
@@ -65,7 +64,7 @@ def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platfor
     assert tasks >= 4  # three source checks and their tables, the duplicate scan, the scores: each a task run
 
 
-def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path):  # noqa: F811
+def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path):
     cfg, _, _ = platform
     home = tmp_path / "prefect-home"
     closed = f"postgresql+asyncpg://nobody@127.0.0.1:{_closed_port()}/prefect"  # its database refuses
@@ -83,7 +82,7 @@ def _closed_port() -> int:
     return free_port()
 
 
-def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):  # noqa: F811
+def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):
     """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
     The schedule's local API is a full server. Here once a minute at a second some 25 s ahead (a sixth
     cron field: seconds; its database is migrated already, so it boots in that time), its scheduler's
@@ -122,7 +121,7 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     assert servers_of(home) == []
 
 
-def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path, prefect_home):  # noqa: F811
+def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path, prefect_home):
     """A second schedule of the same site would audit every night twice; another site's schedule on
     the same PREFECT_HOME would take its deployments over: both refused at once, exit 2. Then
     ``kill -9``, which gives the command no chance to stop its local API: the server notices itself."""

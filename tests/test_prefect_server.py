@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("prefect")
 
 from .conftest import free_port  # noqa: E402
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
 
 pytestmark = pytest.mark.server
 
@@ -75,7 +74,7 @@ def prefect_server(prefect_home):
         _stop(server)
 
 
-def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform, prefect_server):  # noqa: F811
+def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform, prefect_server):
     cfg, store, _ = platform
     url, env = prefect_server
     pool = "healthqa-test"
@@ -116,7 +115,7 @@ def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform,
     assert store.scores.of_run(nightly[0].id)
 
 
-def test_deploy_without_a_server_says_so(platform):  # noqa: F811
+def test_deploy_without_a_server_says_so(platform):
     cfg, _, _ = platform
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     p = subprocess.run([str(BIN / "healthqa"), "deploy", "--config", str(cfg.path)], env=env,
