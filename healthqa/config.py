@@ -260,9 +260,11 @@ class Orchestration(_Strict):
     @field_validator("nightly_cron", "quarterly_cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        # five fields of minute hour day month weekday (Prefect checks the values when it schedules)
-        if not re.fullmatch(r"\s*([0-9*/,-]+\s+){4}[0-9*/,A-Za-z-]+\s*", v):
-            raise ValueError(f"not a cron expression of five fields: {v!r}")
+        # five fields of minute hour day month weekday (Prefect checks the values when it schedules),
+        # and optionally a sixth of seconds as Prefect's croniter reads it (`* * * * * */10`: every
+        # ten seconds), for trying a schedule out without waiting for the minute
+        if not re.fullmatch(r"\s*([0-9*/,-]+\s+){4}[0-9*/,A-Za-z-]+(\s+[0-9*/,-]+)?\s*", v):
+            raise ValueError(f"not a cron expression of five fields (a sixth: seconds): {v!r}")
         return v.strip()
 
     @field_validator("timezone")

@@ -12,6 +12,7 @@ from healthqa.pipelines import prefect_api  # noqa: F401
 
 # isort: split
 import os
+import shutil
 import socket
 import sqlite3
 import uuid
@@ -23,8 +24,10 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
+from healthqa import config
 from healthqa.demo import DemoOptions, generate
 from healthqa.demo.platform import PHYSICAL
+from healthqa.store import AuditStore
 
 AS_OF = datetime(2026, 11, 25)
 PG_ADMIN = os.environ.get("HEALTHQA_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
@@ -37,6 +40,16 @@ def demo(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
     return folder
+
+
+TIERS = ("slow", "server", "browser")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``)."""
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(pytest.mark.fast)
 
 
 def demo_config(folder: Path) -> dict:
@@ -62,6 +75,63 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def copy_platform(demo: Path, folder: Path):
+    """A writable copy of the demo platform in ``folder``: (configuration, its audit store, the folder)."""
+    for f in ("mpi.db", "drc.db", "qc.db"):
+        shutil.copy(demo / f, folder / f)
+    cfg = demo_config(demo)
+    cfg["store"] = {"url": f"sqlite:///{folder / 'audit.db'}"}
+    c = config.load(write_config(folder / "healthqa.yml", cfg))
+    return c, AuditStore(c.store.url), folder
+
+
+@pytest.fixture
+def platform(demo, tmp_path):
+    """A writable copy of the demo platform: (configuration, its audit store, the folder)."""
+    return copy_platform(demo, tmp_path)
+
+
+def build_with_cli(tmp_path_factory):
+    """An 800-person demo as `healthqa demo` builds it and audits it once: (folder, the command's result)."""
+    from .cli_run import invoke
+
+    folder = tmp_path_factory.mktemp("cli") / "demo"
+    res = invoke("demo", "--dir", folder, "--persons", 800, "--seed", 5, "--as-of", AS_OF.isoformat())
+    assert res.exit_code == 0, res.output
+    return folder, res
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """The CLI's demo for the modules that only read it and add nothing to its history (tests/test_cli.py,
+    which runs nights and validations on it, builds its own)."""
+    return build_with_cli(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def _migrated_prefect_db(tmp_path_factory) -> Path:
+    """A Prefect database at its schema's head, migrated once a session (a fresh one costs seconds)."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect-template")
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent))
+    subprocess.run([prefect, "server", "database", "upgrade", "-y"], env=env, check=True, capture_output=True, timeout=300)
+    return home / "prefect.db"
+
+
+@pytest.fixture
+def prefect_home(tmp_path, _migrated_prefect_db) -> Path:
+    """A PREFECT_HOME of the test's own whose database is already migrated: a local API or server
+    started on it boots without migrating (what it does with the runs is each test's business)."""
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    shutil.copy(_migrated_prefect_db, home / "prefect.db")
+    return home
 
 
 def absent(reason: str):

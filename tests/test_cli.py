@@ -7,26 +7,19 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from healthqa.pipelines.cli import app
 
-from .conftest import AS_OF
+from .cli_run import invoke, refused, runner
+from .conftest import AS_OF, build_with_cli
 
-runner = CliRunner()
-
-
-def invoke(*args):
-    # output into a pipe is 160 columns wide unless COLUMNS says otherwise (pytest-xdist sets it to 80)
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": None})
+pytestmark = pytest.mark.xdist_group("cli")  # the module's demo, built once
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli") / "demo"
-    res = invoke("demo", "--dir", folder, "--persons", 800, "--seed", 5, "--as-of", AS_OF.isoformat())
-    assert res.exit_code == 0, res.output
-    return folder, res
+    """The module's own demo: its tests add nights, validations and scans to its history."""
+    return build_with_cli(tmp_path_factory)
 
 
 def test_demo_builds_platform_and_runs_the_audit(built):
@@ -289,17 +282,6 @@ def _run_json(cfg, path, *args):
 
 
 # -- as each of its users meets it: help, misuse, refusals ---------------------------------------------
-
-def refused(res, fragment: str) -> str:
-    """Exit 2 with exactly one line on stderr, `错误 error: …`, and no exception escaping (no traceback)."""
-    assert res.exit_code == 2, res.output
-    assert isinstance(res.exception, SystemExit), res.exception
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("错误 error: ") and fragment in lines[0], lines[0]
-    assert "Traceback" not in res.output and "╭" not in res.stderr
-    return lines[0]
-
 
 def runs_in(folder):
     with sqlite3.connect(folder / "audit.db") as conn:

@@ -8,17 +8,19 @@ import sqlite3
 
 import pytest
 
-from .test_cli import built, invoke, refused  # noqa: F401 - built: the module's demo platform
+from .cli_run import invoke, refused
+
+pytestmark = pytest.mark.xdist_group("cli_readers")  # the session's demo (conftest.built), built on one worker
 
 
-def test_the_demo_ends_with_the_report(built):  # noqa: F811
+def test_the_demo_ends_with_the_report(built):
     folder, res = built
     out = res.output.replace("\n", "")
     assert "先打开稽核报告 open the report first" in out
     assert str(folder / "reports" / "run-") in out and list((folder / "reports").glob("run-*.html"))
 
 
-def test_report_of_the_latest_run_and_the_quarter(built, tmp_path):  # noqa: F811
+def test_report_of_the_latest_run_and_the_quarter(built, tmp_path):
     folder, _ = built
     cfg = folder / "healthqa.yml"
     res = invoke("report", "--config", cfg, "--out", tmp_path)
@@ -34,12 +36,12 @@ def test_report_of_the_latest_run_and_the_quarter(built, tmp_path):  # noqa: F81
     (["--run", "99999"], "run 99999: no such run"),
     (["--run", "1", "--quarter", "2026Q4"], "choose one"),
 ])
-def test_report_misuse_is_one_line(built, args, fragment):  # noqa: F811
+def test_report_misuse_is_one_line(built, args, fragment):
     folder, _ = built
     refused(invoke("report", "--config", folder / "healthqa.yml", *args), fragment)
 
 
-def test_findings_list_filter_and_change_from_a_terminal(built, tmp_path):  # noqa: F811
+def test_findings_list_filter_and_change_from_a_terminal(built, tmp_path):
     folder, _ = built
     cfg = folder / "healthqa.yml"
     res = invoke("findings", "--config", cfg, "--json", tmp_path / "f.json")
@@ -70,14 +72,14 @@ def test_findings_list_filter_and_change_from_a_terminal(built, tmp_path):  # no
     (["--level", "三级"], "--level: expected"),
     (["note", "1", "   "], "note: the text is empty"),
 ])
-def test_findings_misuse_is_one_line(built, args, fragment):  # noqa: F811
+def test_findings_misuse_is_one_line(built, args, fragment):
     folder, _ = built
     cfg = folder / "healthqa.yml"
     head, rest = (args[:2], args[2:]) if args[0] in ("ack", "note") else ([], args)
     refused(invoke("findings", *head, *rest, "--config", cfg), fragment)
 
 
-def test_runs_shows_last_night_at_a_glance(built):  # noqa: F811
+def test_runs_shows_last_night_at_a_glance(built):
     folder, _ = built
     res = invoke("runs", "--config", folder / "healthqa.yml", "--last", 5)
     assert res.exit_code == 0, res.output

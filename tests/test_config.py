@@ -76,6 +76,8 @@ def test_malformed_yaml_gives_line(tmp_path):
     (GOOD.replace("rows: 500, ", ""), "sources.mpi.sampling: sampling method 'stratified' needs 'rows'"),
     (GOOD.replace("rows: 500", "rows: -5"), "sources.mpi.sampling.rows: Input should be greater than 0"),
     ("sources: []", "sources: Input should be a valid dictionary"),
+    (GOOD + "orchestration: {nightly_cron: '0 2 * *'}", "orchestration.nightly_cron: not a cron expression"),
+    (GOOD + "orchestration: {nightly_cron: '* * * * * */10 1'}", "orchestration.nightly_cron: not a cron expression"),
     ("- just\n- a list", "expected a mapping of keys at the top level"),
 ])
 def test_bad_config_names_its_key(tmp_path, monkeypatch, text, expected):
@@ -83,6 +85,13 @@ def test_bad_config_names_its_key(tmp_path, monkeypatch, text, expected):
     msg = error_of(tmp_path, text)
     assert expected in msg, msg
     assert "Traceback" not in msg
+
+
+def test_a_cron_takes_five_fields_or_a_sixth_of_seconds(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPI_DB_URL", "sqlite:///x.db")
+    five = load_text(tmp_path, GOOD + "orchestration: {nightly_cron: ' 0 2 * * * '}")
+    six = load_text(tmp_path, GOOD + "orchestration: {nightly_cron: '* * * * * */10'}")
+    assert (five.orchestration.nightly_cron, six.orchestration.nightly_cron) == ("0 2 * * *", "* * * * * */10")
 
 
 def test_missing_file(tmp_path):

@@ -25,6 +25,9 @@ from healthqa.store.review import AlreadyDecided
 
 from .console_site import PASSWORD, build, csrf_of, logged_in, login
 
+pytestmark = pytest.mark.xdist_group("console")  # one console site for the module
+
+
 PUBLIC = {"/login"}  # and the static files, which are mounted, not routes
 
 
@@ -461,7 +464,7 @@ def _queued(page: str) -> list[tuple[str, str]]:
 
 
 def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path):
-    from .test_cli import invoke, refused
+    from .cli_run import invoke, refused
 
     refused(invoke("serve", "--config", tmp_path / "missing.yml"), "missing.yml")
 

@@ -22,6 +22,9 @@ from healthqa.store import AuditStore
 from .conftest import absent, free_port
 from .console_site import PASSWORD, build
 
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console_e2e")]  # one server and one browser
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

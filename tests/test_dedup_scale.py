@@ -22,6 +22,9 @@ from healthqa.store import AuditStore
 
 from .conftest import demo_config, write_config
 
+pytestmark = pytest.mark.xdist_group("dedup_scale")  # the module's larger MPI
+
+
 SPEC = specs.builtin()
 COLS = ("DABH archive_id, XM name, XBDM sex_code, CSRQ birth_date, SFZH id_number, LXDH phone, XZZ address, "
         "DAZT status_code, JDJGDM org_code, GXSJ updated_at")

@@ -18,6 +18,8 @@ from healthqa.demo.world import World
 from . import truthcheck as tc
 from .conftest import AS_OF, sqlite_frames
 
+pytestmark = pytest.mark.xdist_group("demo")  # one demo night for the module
+
 
 def canonical_frames(folder: Path) -> dict[str, pd.DataFrame]:
     out = {}

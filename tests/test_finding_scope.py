@@ -10,14 +10,12 @@ from datetime import datetime
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
-from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
-
 
 def _open(store, rule: str, table: str = "outpatient_visit"):
     return [f for f in store.findings.list(state="open") if f.subject == rule and f.table_name == table and f.org_code]
 
 
-def test_a_time_window_resolves_nothing_it_did_not_read(platform):  # noqa: F811
+def test_a_time_window_resolves_nothing_it_did_not_read(platform):
     cfg, store, folder = platform
     validate_adhoc(cfg, ValidationRequest("drc", tables=["outpatient_visit"]), store)  # the whole table
     before = {f.id for f in store.findings.list(state="open") if f.table_name == "outpatient_visit"}
@@ -36,7 +34,7 @@ def test_a_time_window_resolves_nothing_it_did_not_read(platform):  # noqa: F811
     assert sampling == {since.isoformat()}
 
 
-def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(platform):  # noqa: F811
+def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(platform):
     cfg, store, folder = platform
     first = run_nightly(cfg)  # no watermark yet: the incremental tables are read whole
     dx = _open(store, "OPV-DX-REQUIRED")
@@ -61,7 +59,7 @@ def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(platform):  
     assert first.assessment is not None and second.assessment.resolved == 0
 
 
-def test_a_quiet_night_raises_no_score_drop(platform):  # noqa: F811
+def test_a_quiet_night_raises_no_score_drop(platform):
     cfg, store, _ = platform
     run_nightly(cfg)
     quiet = run_nightly(cfg)  # nothing changed: incremental tables read 0 rows
@@ -72,7 +70,7 @@ def test_a_quiet_night_raises_no_score_drop(platform):  # noqa: F811
     assert events["resolved"] == [] and events["new"] == []
 
 
-def test_scoped_runs_stay_out_of_the_districts_figures(platform):  # noqa: F811
+def test_scoped_runs_stay_out_of_the_districts_figures(platform):
     """An --org run over a few rows, and a window, are reports of their own (``--run ID``): the default
     report, its trend and change, the dashboard's run and the quarter's first / last / lowest scores
     are the nightly audits'."""

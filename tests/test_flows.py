@@ -15,7 +15,6 @@ pytest.importorskip("prefect")
 from healthqa.pipelines.flows import run_nightly_flow  # noqa: E402
 
 from .test_report_render import personal_values  # noqa: E402
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
 
 
 def artifacts_of(flow_run_id):
@@ -41,7 +40,7 @@ def flow_run(state):
         return client.read_flow_run(state.state_details.flow_run_id)
 
 
-def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):  # noqa: F811
+def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
     cfg, store, folder = platform
@@ -72,7 +71,7 @@ def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):  #
     assert "MPI-ID-VALID" in text  # the artifacts do say which rules failed
 
 
-def test_a_source_that_cannot_be_read_fails_alone(platform):  # noqa: F811
+def test_a_source_that_cannot_be_read_fails_alone(platform):
     cfg, store, folder = platform
     text = cfg.path.read_text(encoding="utf-8") + "\norchestration: {retries: 1, retry_delay_s: [0]}\n"
     cfg.path.write_text(text, encoding="utf-8")
@@ -98,7 +97,7 @@ def test_a_source_that_cannot_be_read_fails_alone(platform):  # noqa: F811
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
 
 
-def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform):  # noqa: F811
+def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform):
     from healthqa.pipelines.flows import deployments
 
     cfg, _, _ = platform
@@ -125,7 +124,7 @@ def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform
         config.load(cfg.path)
 
 
-def test_the_quarterly_flow_writes_the_inspection_report(platform):  # noqa: F811
+def test_the_quarterly_flow_writes_the_inspection_report(platform):
     from healthqa.pipelines.flows import quarterly_report
 
     cfg, _, _ = platform
@@ -137,7 +136,7 @@ def test_the_quarterly_flow_writes_the_inspection_report(platform):  # noqa: F81
     assert Path(html).is_file() and Path(html).with_suffix(".pdf").is_file()
 
 
-def test_tasks_never_share_the_run_the_flow_stages_into(platform, monkeypatch):  # noqa: F811
+def test_tasks_never_share_the_run_the_flow_stages_into(platform, monkeypatch):
     """The flow stages each table's watermarks on its run while other tasks start, and Prefect walks a
     task's parameters in the worker's thread: a run object shared with the tasks changed size under
     that walk and failed a night ('dictionary changed size during iteration'). The tasks get a copy

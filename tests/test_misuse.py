@@ -8,7 +8,9 @@ import sqlite3
 import pytest
 import yaml
 
-from .test_cli import built, invoke, refused  # noqa: F401 - built: the module's demo platform
+from .cli_run import invoke, refused
+
+pytestmark = pytest.mark.xdist_group("cli_readers")  # the session's demo (conftest.built), built on one worker
 
 
 def variant(folder, tmp_path, **store):
@@ -32,7 +34,7 @@ def variant(folder, tmp_path, **store):
     (["validate", "--config", "{tmp}/nope.yml", "--source", "mpi"], "nope.yml"),
     (["validate", "--config", "{cfg}", "--source", "nosuch"], "no such source"),
 ])
-def test_misuse_is_one_line(built, tmp_path, args, fragment):  # noqa: F811
+def test_misuse_is_one_line(built, tmp_path, args, fragment):
     folder, _ = built
     args = [a.format(tmp=tmp_path, cfg=folder / "healthqa.yml") for a in args]
     refused(invoke(*args), fragment)
@@ -43,13 +45,13 @@ def test_misuse_is_one_line(built, tmp_path, args, fragment):  # noqa: F811
     ("postgresql+psycopg://root@127.0.0.1:1/none?connect_timeout=2", "audit store postgresql+psycopg://root@127.0.0.1:1"),
     ("nosuchdialect://x/y", "audit store nosuchdialect://x/y"),
 ])
-def test_a_bad_store_url_is_one_line(built, tmp_path, url, fragment):  # noqa: F811
+def test_a_bad_store_url_is_one_line(built, tmp_path, url, fragment):
     folder, _ = built
     res = invoke("validate", "--config", variant(folder, tmp_path, url=url), "--source", "mpi", "--table", "person")
     refused(res, fragment)
 
 
-def test_a_store_locked_beyond_its_busy_timeout_is_one_line(built, tmp_path, monkeypatch):  # noqa: F811
+def test_a_store_locked_beyond_its_busy_timeout_is_one_line(built, tmp_path, monkeypatch):
     """Another program takes the SQLite audit store while the validation works: recording its
     results fails in one line, exit 2, saying nothing of the step was written."""
     from healthqa.pipelines import validate as validate_mod

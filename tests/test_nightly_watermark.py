@@ -14,7 +14,6 @@ from healthqa.pipelines.flows import run_nightly_flow
 from healthqa.pipelines.nightly import run_nightly
 
 from .conftest import write_config
-from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
 
 
 def visit(conn, vid: str, upload: datetime) -> None:
@@ -23,7 +22,7 @@ def visit(conn, vid: str, upload: datetime) -> None:
                  (vid, archive, org, upload.strftime("%Y-%m-%d %H:%M:%S")))
 
 
-def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform):  # noqa: F811
+def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform):
     cfg, store, folder = platform
     run_nightly(cfg)
     with sqlite3.connect(folder / "drc.db") as conn:
@@ -48,7 +47,7 @@ def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform
 
 
 @pytest.mark.parametrize("partitions", [1, 2])
-def test_a_night_judges_its_rows_against_the_whole_table(platform, partitions):  # noqa: F811
+def test_a_night_judges_its_rows_against_the_whole_table(platform, partitions):
     """Rules that compare rows (here: follow-ups at most 92 days apart) see the night's rows beside
     every earlier one: tonight's follow-up of a patient last seen months ago is late, though the
     earlier follow-up was read on another night. The same when the table is validated in institution

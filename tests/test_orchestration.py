@@ -17,7 +17,6 @@ from healthqa.pipelines.nightly import run_nightly  # noqa: E402
 from healthqa.pipelines.validate import ValidationRequest, partitions  # noqa: E402
 
 from .conftest import absent, write_config  # noqa: E402
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
 
 
 def with_orchestration(cfg, text: str):
@@ -25,7 +24,7 @@ def with_orchestration(cfg, text: str):
     return config.load(cfg.path)
 
 
-def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institution(platform):  # noqa: F811
+def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institution(platform):
     cfg, store, _ = platform
     night = run_nightly(cfg)  # the MPI is read whole every night (full sampling)
     stored = [r for r in store.results.of_run(night.run_id) if r.source == "mpi" and r.by_org]
@@ -51,7 +50,7 @@ def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institu
     assert first and drc.previous == pytest.approx(first)
 
 
-def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(platform):  # noqa: F811
+def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(platform):
     from healthqa.pipelines.flows import dedup_scan_flow
     from healthqa.pipelines.nightly import dedup_scan
 
@@ -63,7 +62,7 @@ def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(platform):  # 
     assert store.runs.get(flowed.run_id).kind == "dedup" and store.runs.get(flowed.run_id).status == "success"
 
 
-def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypatch):  # noqa: F811
+def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypatch):
     """Eight tasks (threads) open the MPI at once; with max_concurrent_queries 1 they take turns."""
     from healthqa.connectors import readers
     from healthqa.connectors.sources import open_source
@@ -112,7 +111,7 @@ def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypa
         assert r1.count("person") == r2.count("person")
 
 
-def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(platform):  # noqa: F811
+def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(platform):
     """The plain functions the partition tasks run, on threads' terms: 4 institution buckets (some of
     the demo's few institutions share one, bucket 0 takes rows without a code) and the whole-table
     part, given in any order, combine into one pass's results; the parts' rows add up."""
@@ -140,7 +139,7 @@ def _night_as_counts(store, run_id):
                   for r in store.results.of_run(run_id))
 
 
-def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):  # noqa: F811
+def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):
     """Tables validated in 3 institution buckets plus a whole-table part, and the duplicate scan's
     comparisons in 3 blocking-key partitions, on 2 Dask workers: every rule's counts, status,
     institutions, sample keys and examples, every duplicate pair and watermark as one thread's."""

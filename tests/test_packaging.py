@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]  # one wheel built for the module
+
+
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = ("connectors", "expectations", "dedup", "reports", "pipelines", "console", "demo")
 

@@ -19,7 +19,9 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
+
+pytestmark = pytest.mark.server
+
 
 BIN = Path(sys.executable).parent
 
@@ -47,10 +49,10 @@ def servers_of(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path):  # noqa: F811
+def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path, prefect_home):
     """Behind a hospital network's proxy too: the local API is reached directly."""
     cfg, _, _ = platform
-    home = tmp_path / "prefect-home"
+    home = prefect_home
     unreachable = f"http://127.0.0.2:{_closed_port()}"
     p = run_nightly(cfg.path, home, HTTP_PROXY=unreachable, http_proxy=unreachable, HTTPS_PROXY=unreachable)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -62,7 +64,7 @@ def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platfor
     assert tasks >= 4  # three source checks and their tables, the duplicate scan, the scores: each a task run
 
 
-def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path):  # noqa: F811
+def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path):
     cfg, _, _ = platform
     home = tmp_path / "prefect-home"
     closed = f"postgresql+asyncpg://nobody@127.0.0.1:{_closed_port()}/prefect"  # its database refuses
@@ -80,17 +82,20 @@ def _closed_port() -> int:
     return free_port()
 
 
-def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path):  # noqa: F811
+def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):
     """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
-    The schedule's local API is a full server. Every minute here; its scheduler's loop and the
-    runner's polling shortened so that the test waits for the next minute, not for them."""
+    The schedule's local API is a full server. Here once a minute at a second some 25 s ahead (a sixth
+    cron field: seconds; its database is migrated already, so it boots in that time), its scheduler's
+    loop and the runner's polling shortened, so that the test waits for neither the next whole minute
+    nor them. (Every few seconds would start a second night while the first runs.)"""
     import yaml
 
     cfg, store, _ = platform
     doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
-    doc["orchestration"] = {"nightly_cron": "* * * * *"}
+    cron = f"* * * * * {(int(time.time()) + 25) % 60}"
+    doc["orchestration"] = {"nightly_cron": cron}
     cfg.path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    home = tmp_path / "prefect-home"
+    home = prefect_home
     env = no_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_RUNNER_POLL_FREQUENCY="2")
     log = (tmp_path / "schedule.log").open("w+")
     p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=env,
@@ -104,7 +109,7 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
         log.seek(0)
         said = log.read()
         assert runs and runs[0].status in ("success", "partial"), said[-3000:]
-        assert "nightly-audit/nightly  * * * * *  (Asia/Shanghai)" in said and "本地 Prefect API" in said
+        assert f"nightly-audit/nightly  {cron}  (Asia/Shanghai)" in said and "本地 Prefect API" in said
         p.send_signal(signal.SIGINT)  # Ctrl-C
         assert p.wait(timeout=60) == 0
     finally:
@@ -116,14 +121,14 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     assert servers_of(home) == []
 
 
-def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path):  # noqa: F811
+def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path, prefect_home):
     """A second schedule of the same site would audit every night twice; another site's schedule on
     the same PREFECT_HOME would take its deployments over: both refused at once, exit 2. Then
     ``kill -9``, which gives the command no chance to stop its local API: the server notices itself."""
     import yaml
 
     cfg, _, _ = platform
-    home = tmp_path / "prefect-home"
+    home = prefect_home
     other = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
     other["store"] = {"url": f"sqlite:///{tmp_path / 'other-site.db'}"}
     other_path = tmp_path / "other-site.yml"

@@ -18,7 +18,9 @@ import pytest
 pytest.importorskip("prefect")
 
 from .conftest import free_port  # noqa: E402
-from .test_reports import platform  # noqa: E402,F401 - a writable copy of the demo platform
+
+pytestmark = pytest.mark.server
+
 
 BIN = Path(sys.executable).parent
 
@@ -55,12 +57,12 @@ def _stop(p: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def prefect_server(tmp_path):
+def prefect_server(prefect_home):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": url,
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_API_URL": url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -72,7 +74,7 @@ def prefect_server(tmp_path):
         _stop(server)
 
 
-def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform, prefect_server):  # noqa: F811
+def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform, prefect_server):
     cfg, store, _ = platform
     url, env = prefect_server
     pool = "healthqa-test"
@@ -113,7 +115,7 @@ def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform,
     assert store.scores.of_run(nightly[0].id)
 
 
-def test_deploy_without_a_server_says_so(platform):  # noqa: F811
+def test_deploy_without_a_server_says_so(platform):
     cfg, _, _ = platform
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     p = subprocess.run([str(BIN / "healthqa"), "deploy", "--config", str(cfg.path)], env=env,

@@ -14,7 +14,8 @@ import pytest
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.pipelines.nightly_lock import NightlyInProgress
 
-from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
+pytestmark = pytest.mark.slow  # nights killed and run again in processes of their own
+
 
 SLOW_NIGHT = r"""
 import sys, time
@@ -38,7 +39,7 @@ def start_slow_night(cfg_path):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def stores(request, platform, pg_store_url):  # noqa: F811
+def stores(request, platform, pg_store_url):
     cfg, store, folder = platform
     if request.param == "postgresql":
         from healthqa.store import AuditStore

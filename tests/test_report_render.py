@@ -16,7 +16,9 @@ from healthqa.reports import quarterly, run_report
 from healthqa.reports.quarterly import Quarter, compliance
 from healthqa.store.findings import FindingRow
 
-from .test_reports import platform  # noqa: F401 - the fixture: a writable copy of the demo platform
+from .conftest import copy_platform
+
+pytestmark = pytest.mark.xdist_group("report_render")  # the module's night, built once
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=|url\(|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/""", re.I)
 
@@ -31,9 +33,10 @@ def personal_values(folder) -> set[str]:
     return {v for v in values - placeholders if len(v) >= 3 or (len(v) == 2 and not v.isascii())}
 
 
-@pytest.fixture
-def night(platform):  # noqa: F811
-    cfg, store, folder = platform
+@pytest.fixture(scope="module")
+def night(demo, tmp_path_factory):
+    """One night on a copy of the platform, read by the module's tests (they write only elsewhere)."""
+    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("night"))
     res = run_nightly(cfg)
     return cfg, store, folder, res
 
@@ -68,7 +71,7 @@ def test_the_pdf_says_the_same_in_chinese_with_a_cjk_font(night, tmp_path):
     assert "\ufffd" not in text
 
 
-def test_a_run_with_every_source_down_is_reported_plainly(platform):  # noqa: F811
+def test_a_run_with_every_source_down_is_reported_plainly(platform):
     cfg, store, folder = platform
     (folder / "gone").mkdir()
     for f in ("mpi.db", "drc.db", "qc.db"):
@@ -81,7 +84,7 @@ def test_a_run_with_every_source_down_is_reported_plainly(platform):  # noqa: F8
     assert "本次运行未完整完成" in html and "没有产生任何规则结果" in html
 
 
-def test_a_table_with_zero_rows_is_said_not_failed(platform):  # noqa: F811
+def test_a_table_with_zero_rows_is_said_not_failed(platform):
     cfg, store, folder = platform
     with sqlite3.connect(folder / "qc.db") as conn:
         conn.execute("DELETE FROM JK_TJJL")
@@ -93,7 +96,7 @@ def test_a_table_with_zero_rows_is_said_not_failed(platform):  # noqa: F811
     assert "数据质量稽核报告" in html
 
 
-def test_quarterly_report_over_scripted_nights(platform):  # noqa: F811
+def test_quarterly_report_over_scripted_nights(platform):
     cfg, store, folder = platform
     for _ in range(2):
         run_nightly(cfg)
@@ -114,7 +117,7 @@ def test_quarterly_report_over_scripted_nights(platform):  # noqa: F811
     assert "服务方" in html and "客户方" in html and not EXTERNAL.search(html)
 
 
-def test_a_quarter_without_runs_says_so(platform, tmp_path):  # noqa: F811
+def test_a_quarter_without_runs_says_so(platform, tmp_path):
     cfg, store, _ = platform
     html = quarterly.write(cfg, store, quarterly.parse_quarter("2025Q1"), tmp_path).html.read_text(encoding="utf-8")
     assert "本季度没有稽核运行记录" in html and "签字确认" in html

@@ -3,30 +3,10 @@ persisting across nights, resolved by the engineer's scoped run after a repair, 
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
-import pytest
-
-from healthqa import config
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 from healthqa.reports.assess import assess_run
-from healthqa.store import AuditStore
-
-from .conftest import demo_config, write_config
-
-
-@pytest.fixture
-def platform(demo, tmp_path):
-    for f in ("mpi.db", "drc.db", "qc.db"):
-        shutil.copy(demo / f, tmp_path / f)
-    cfg = demo_config(demo)
-    cfg["store"] = {"url": f"sqlite:///{tmp_path / 'audit.db'}"}
-    for src in cfg["sources"].values():
-        src["url"] = src["url"].replace(str(demo), str(tmp_path))
-    cfg_path = write_config(tmp_path / "healthqa.yml", cfg)
-    c = config.load(cfg_path)
-    return c, AuditStore(c.store.url), tmp_path
 
 
 def night(cfg, store, sources=("mpi", "drc", "qc"), **scope):

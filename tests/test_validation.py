@@ -11,6 +11,8 @@ from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
 from .conftest import demo_config, write_config
 
+pytestmark = pytest.mark.xdist_group("validation")  # the demo validated once for the module
+
 # rule -> the generator's defect family it must find; None: nothing of the kind is injected
 FAMILY = {
     "MPI-ARCHIVE-REQUIRED": None, "MPI-ARCHIVE-FORMAT": "archive_id_format",
