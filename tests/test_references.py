@@ -18,7 +18,6 @@ from healthqa.errors import ConfigError, SourceUnreachable
 from healthqa.expectations import references, rule_types, suite
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
-from .test_reports import platform  # noqa: F401 - a writable copy of the demo platform
 
 UNAVAILABLE = "参照数据不可用 reference unavailable: mpi unreachable"
 
@@ -27,7 +26,7 @@ def _needs_mpi(rule: suite.Rule) -> bool:
     return any(n.startswith("person.") for n in rule.needs)
 
 
-def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeypatch):  # noqa: F811
+def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeypatch):
     cfg, _, _ = platform
     opened = references.open_source
 
@@ -51,7 +50,7 @@ def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeyp
     assert results["OPV-ORG-REGISTERED"].status in ("pass", "fail") and results["OPV-ORG-REGISTERED"].denominator
 
 
-def test_with_the_mpi_moved_away_every_other_source_is_validated_and_stored(platform):  # noqa: F811
+def test_with_the_mpi_moved_away_every_other_source_is_validated_and_stored(platform):
     from healthqa.pipelines.nightly import run_nightly
 
     cfg, store, folder = platform
@@ -71,7 +70,7 @@ def test_with_the_mpi_moved_away_every_other_source_is_validated_and_stored(plat
             assert r.status != "error", (r.rule_id, r.error)
 
 
-def test_a_provider_needing_an_unmapped_column_is_unavailable_and_the_others_are_not(platform):  # noqa: F811
+def test_a_provider_needing_an_unmapped_column_is_unavailable_and_the_others_are_not(platform):
     cfg, _, _ = platform
     del cfg.sources["mpi"].tables["person"].columns["death_date"]
     got = references.resolve(cfg, {"person.archive_id", "person.death_date", "no.such"}, pd.Timestamp("2026-11-25"))
