@@ -18,7 +18,6 @@ from healthqa.errors import ConfigError, SourceUnreachable
 from healthqa.expectations import references, rule_types, suite
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
-
 UNAVAILABLE = "参照数据不可用 reference unavailable: mpi unreachable"
 
 
