@@ -8,6 +8,7 @@ whole component goes to review.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def clusters(n: int, i: np.ndarray, j: np.ndarray, valid_id: np.ndarray | None,
-             cannot_link: list[tuple[int, int]] = ()) -> list[Cluster]:
+             cannot_link: Sequence[tuple[int, int]] = ()) -> list[Cluster]:
     """Clusters of two or more records from match edges (i, j); ``valid_id``: the normalised valid
     ID number per record, or None where it has none; ``cannot_link``: pairs a steward marked as
     different people (a cluster holding both goes to review)."""

@@ -442,7 +442,9 @@ def dedup(
         help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
-    from .dedup import accepted_merges, run_dedup
+    from healthqa.dedup.merge import accepted_merges
+
+    from .dedup import run_dedup
 
     writable_file(json_out, "--json")
     cfg = _load(config)
