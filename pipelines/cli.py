@@ -149,7 +149,7 @@ def user_errors(fn):
 def time_option(value: str | None, option: str, *, whole_day: bool = False) -> datetime | None:
     """A time given on the command line, in the platform's local time. ``whole_day``: a date alone is
     the end of that day (an upper bound: ``--until 2026-11-20`` takes the 20th's rows too)."""
-    from .scope import TIME_EXAMPLES, window_bound
+    from healthqa.connectors.sampling import TIME_EXAMPLES, window_bound
 
     if value is None:
         return None

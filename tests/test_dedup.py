@@ -575,10 +575,10 @@ def test_a_given_model_is_used_as_it_is(demo, result):
 
 
 def test_the_console_reads_merges_without_the_pipelines():
-    """One decision path (``store.review``) and the merges beside their formats: the steward's pages
-    import nothing from ``pipelines/``."""
-    steward = (Path(__file__).parents[1] / "console" / "steward.py").read_text(encoding="utf-8")
-    assert "healthqa.pipelines" not in steward
+    """One decision path (``store.review``) and the merges beside their formats: the steward's and
+    the engineer's pages import nothing from ``pipelines/``."""
+    for page in ("steward.py", "engineer.py"):
+        assert "healthqa.pipelines" not in (Path(__file__).parents[1] / "console" / page).read_text(encoding="utf-8")
     from healthqa.store.dedup import DedupRecords
 
     assert not hasattr(DedupRecords, "decide") and not hasattr(DedupRecords, "undo")
