@@ -33,7 +33,6 @@ import pandas as pd
 from . import blocking, compare
 from .cluster import Cluster, choose_survivors, clusters, survivor_fields, traits
 from .engine import (
-    TRAIN_PAIRS,
     Candidates,
     DedupResult,
     cannot_link,
@@ -48,6 +47,8 @@ from .model import FSModel, Scorer, SupervisedModel, pair_tf
 from .night import Night
 from .normalise import prepare
 from .spec import Spec
+
+TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
 
 
 class CandidateMaker(Protocol):

@@ -19,7 +19,6 @@ from .cluster import Cluster
 from .model import Scorer, pair_tf
 from .spec import Spec
 
-TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
 KEEP_SCORE = 0.01  # non-match pairs scoring below this are counted, not kept
 
 
