@@ -10,7 +10,7 @@ Per size, each line in its own process (its own peak RSS), from the platform's S
 
 - ``healthqa dedup`` — the command a user runs, end to end: start-up, reading the MPI, normalising,
   matching, persisting pairs, clusters and explanations into a fresh audit store, the ``--json`` file.
-- healthqa engine — ``deduplicate()`` alone on frames already read (its normalisation included).
+- healthqa engine — ``Deduplicator(spec).deduplicate()`` alone on frames already read (its normalisation included).
 - Splink 5 (DuckDB) — from raw rows to its predictions table: reading the same table, its own
   preparation (ID numbers to 18 half-width digits, simplified names and their pinyin, addresses
   without the district prefix, the community for blocking), training and prediction; clustering timed
@@ -90,7 +90,7 @@ import healthqa
 with sqlite3.connect(f"{folder}/mpi.db") as conn:
     df = pd.read_sql_query(f"SELECT {COLS} FROM T_GRDA", conn)
 t0 = time.perf_counter()
-res = healthqa.deduplicate(df, healthqa.builtin_spec())
+res = healthqa.Deduplicator(healthqa.builtin_spec()).deduplicate(df)
 wall = time.perf_counter() - t0
 report(wall, zip(res.matches["left"], res.matches["right"]), healthqa.cluster_keys(res),
        records=len(df), candidate_pairs=res.stats["candidate_pairs"])

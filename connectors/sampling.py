@@ -7,7 +7,8 @@ Strategies (docs/design.md / the configuration's ``sampling``):
 - ``stratified``: like random, but every institution gets at least ``per_org_min`` rows (or all it has);
 - ``incremental``: rows whose time column is later than the last successful run's watermark.
 
-``since`` / ``until`` windows and institution filters apply to all of them. Readers push filters and
+``since`` / ``until`` windows (``window_bound``: a bound as an engineer types it, on the command
+line or in the console) and institution filters apply to all of them. Readers push filters and
 limits into SQL; random and stratified draws read only the key (and institution) column to choose
 rows, then fetch the chosen rows by key, so a large table is never loaded whole to sample it.
 """
@@ -15,12 +16,30 @@ rows, then fetch the chosen rows by key, so a large table is never loaded whole 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from healthqa.config import Sampling
+
+TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+TIME_EXAMPLES = "2026-11-20, 2026-11-20 08:30 or 2026-11-20T08:30:00"
+
+
+def window_bound(text: str, *, upper: bool = False) -> datetime:
+    """A bound of the engineer's time window as typed on the command line or in the console, in the
+    platform's local time; ValueError when it is none of ``TIME_FORMATS``. A date alone as the
+    ``upper`` bound is the end of that day — ``--until 2026-11-20`` takes the 20th's rows too —, as
+    the lower bound its start."""
+    text = text.strip()
+    for i, f in enumerate(TIME_FORMATS):
+        try:
+            when = datetime.strptime(text, f)
+        except ValueError:
+            continue
+        return when + timedelta(days=1, microseconds=-1) if upper and i == 0 else when
+    raise ValueError(f"not a date or time: {text!r}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from healthqa.pipelines.scope import TIME_EXAMPLES, window_bound
+from healthqa.connectors.sampling import TIME_EXAMPLES, window_bound
 
 from .auth import Who, check_csrf, role
 

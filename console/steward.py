@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
-from healthqa.pipelines.dedup import accepted_merges
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
 
 from . import archives as ar
@@ -248,7 +247,7 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
     if fmt not in FORMATS:
         raise HTTPException(404, f"格式应为 {', '.join(FORMATS)} / format: one of {', '.join(FORMATS)}")
     store, source = request.app.state.store, _source(request)
-    merges = accepted_merges(store, source)
+    merges = merge_out.accepted_merges(store, source)
     name, media = FORMATS[fmt]
     with tempfile.TemporaryDirectory() as tmp:
         body = merge_out.write_all(merges, Path(tmp))[fmt].read_bytes()

@@ -82,7 +82,7 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
         swapped[differ] = [given_swapped(x, y) for x, y in zip(a[differ], b[differ])]
     lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
-        swapped[present], 2, np.where(sim[present] >= 0.8, 1, 0))))
+        swapped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))
     return lv
 
 
@@ -95,7 +95,8 @@ def given_swapped(x: str, y: str) -> bool:
 def compare_name(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-    lv[present] = np.where(eq[present], 4, np.where(sim[present] >= 0.92, 2, np.where(sim[present] >= 0.8, 1, 0)))
+    close, similar = f.thresholds["close"], f.thresholds["similar"]
+    lv[present] = np.where(eq[present], 4, np.where(sim[present] >= close, 2, np.where(sim[present] >= similar, 1, 0)))
     if f.swap_with:
         lv[crossed(f, left, right) & present & ~eq] = 3
     return lv
@@ -113,14 +114,14 @@ def crossed(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
-    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.85, 1, 0))
+    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
     return lv
 
 
 def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
-    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= 0.8, 1, 0))
+    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
     return lv
 
 
@@ -166,19 +167,23 @@ def n_levels(f: FieldSpec) -> int:
 
 
 # -- the built-in kinds (every registry starts with them) ---------------------------------------------
+# A kind's ``thresholds`` are the least similarity (rapidfuzz's normalised Jaro–Winkler, Indel for
+# addresses) of the levels a similarity reaches: defaults only — a spec field states its own.
 BUILTIN = (
     ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy")),
     ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
                                "equal"),
-                   normalise.derive_name_zh, compare_name_zh),
+                   normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8}),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
-                   compare_name),
-    ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string),
+                   compare_name, thresholds={"close": 0.92, "similar": 0.8}),
+    ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string,
+                   thresholds={"similar": 0.85}),
     ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
                             "lunar calendar shift", "equal"),
                    normalise.derive_date, compare_date),
     ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact),
-    ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address),
+    ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address,
+                   thresholds={"similar": 0.8}),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact),
 )

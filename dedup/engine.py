@@ -1,55 +1,56 @@
-"""Deduplicate one table of person-like records: the whole pipeline as plain functions.
-
-    result = deduplicate(frame, spec)            # normalise, block, compare, EM, classify, cluster
-
-Steward decisions (``decisions``) are respected: a pair marked "not the same person" is never a
-match; a pair marked "merge" is. With enough decisions a supervised model replaces the EM weights.
+"""The pipeline's parts as plain functions over arrays and frames — what the ``Deduplicator``
+(``deduplicator.py``) and a night (``night.py``) are made of: the records' order, candidate pairs and
+their levels (also per blocking-key partition, a task a cluster can run), classification, the match
+edges clusters are made of, and the result a run returns.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from . import blocking, compare
-from .cluster import Cluster, choose_survivors, clusters, survivor_fields, traits
-from .model import FSModel, SupervisedModel, pair_tf
-from .normalise import prepare
+from . import blocking, compare, guards
+from .cluster import Cluster
+from .model import Scorer, pair_tf
 from .spec import Spec
 
-TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
 KEEP_SCORE = 0.01  # non-match pairs scoring below this are counted, not kept
+
+
+class Candidates(NamedTuple):
+    """Candidate pairs: record positions i < j, their (pairs, fields) comparison levels, and the
+    term frequency of each pair (NaN without a ``tf`` field)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    lv: np.ndarray
+    tf: np.ndarray
 
 
 @dataclass
 class DedupResult:
+    """What a run found: its pairs and clusters, the model that scored them, its statistics; and the
+    normalised records with their survivor traits (what the incremental index keeps)."""
+
     spec: Spec
     keys: np.ndarray  # record keys by position
     pairs: pd.DataFrame  # left, right, score, decision, i, j, and one level column per field
     clusters: list[Cluster]
-    model: FSModel | SupervisedModel
+    model: Scorer
     stats: dict = field(default_factory=dict)
-    fs_model: FSModel | None = None  # the unsupervised model (kept for incremental runs)
     prepared: pd.DataFrame | None = None  # the normalised records: the next incremental run's index
     order: np.ndarray | None = None  # record k (of keys, prepared) is row order[k] of the frame given
     traits: pd.DataFrame | None = None  # cluster.traits of the records in ``prepared``
-    # a night's: the stored clusters it leaves as they are (status, survivor, members by archive
-    # number) and the ids of those it replaces; None for a run that makes every cluster
-    kept_clusters: list[dict] | None = None
-    replaced_clusters: list[int] | None = None
-    rescored: pd.DataFrame | None = None  # a night's: decided pairs scored again (their decision changed)
 
     def cluster_docs(self) -> list[dict]:
-        """Every cluster after this run, by archive number: status, survivor, members (a night's
-        unchanged stored clusters included)."""
-        made = [{"status": c.status, "survivor": self.keys[c.survivor] if c.survivor is not None else None,
+        """Every cluster after this run, by archive number: status, survivor, members."""
+        return [{"status": c.status, "survivor": self.keys[c.survivor] if c.survivor is not None else None,
                  "members": self.members(c)} for c in self.clusters]
-        return (self.kept_clusters or []) + made
 
     def members(self, c: Cluster) -> list[str]:
         """A cluster's archive numbers (once each: the MPI may hold two rows under one number)."""
@@ -92,85 +93,15 @@ class DedupResult:
         return self.pairs[self.pairs["decision"] == "match"]
 
 
-def deduplicate(df: pd.DataFrame, spec: Spec, *, decisions: pd.DataFrame | None = None,
-                only: np.ndarray | None = None, seed: int = 1, org_levels: dict[str, str] | None = None,
-                progress: Callable[[str], None] | None = None, model: FSModel | None = None,
-                earlier: pd.DataFrame | None = None, candidates: Callable | None = None) -> DedupResult:
-    """``only``: the records to compare (an incremental run without a usable index: its new and
-    changed archives), with the ``model`` of the run before; ``earlier``: that run's match pairs
-    (columns left, right), which make the clusters together with this run's; ``candidates``: makes and
-    compares the candidate pairs (``compare_candidates`` by default; a caller may spread its
-    blocking-key partitions over workers, ``compare_parts`` joining them)."""
-    t0 = time.perf_counter()
-    say = progress or (lambda _: None)
-    fields = survivor_fields(df)
-    order = _order(df, spec)
-    df = df.iloc[order].reset_index(drop=True)
-    if only is not None:
-        only = np.asarray(only)[order]
-    say("normalising")
-    P = prepare(df, spec)
-    rng = np.random.default_rng(seed)
-    stats: dict = {"records": len(P)}
-    if model is None:
-        model = FSModel(spec)
-        say("estimating u from random pairs")
-        model.estimate_u(P, rng)
-
-    say("blocking and comparing")
-    bstats = blocking.BlockingStats()
-    i, j, lv, tf = (candidates or compare_candidates)(P, spec, only=only, stats=bstats)
-    stats["candidate_pairs"] = len(i)
-    stats["blocking"] = bstats.passes
-    n = len(P)
-    stats["reduction_ratio"] = 1 - len(i) / max(n * (n - 1) / 2, 1)
-
-    if not model.m:
-        say("training (EM)")
-        names = [f.name for f in spec.fields]
-        sessions = []
-        for t in spec.training:
-            ti, tj = blocking.training_pairs(P, t.block, TRAIN_PAIRS // max(len(spec.training), 1), rng)
-            sessions.append((compare.levels(P, spec, ti, tj), [names.index(f) for f in t.fields],
-                             pair_tf(P, spec, ti, tj)))
-        model.train(sessions)
-        _set_prior(model, spec, lv, tf, len(P), rng)
-    say("classifying")
-    pairs, supervised = classify(P, spec, model, decisions, i, j, lv, tf)
-    if supervised is not None:
-        stats["supervised_on"] = supervised.labels
-    keys = P["key"].to_numpy(dtype=object)
-
-    say("clustering")
-    valid_id = valid_ids(P, spec)
-    cannot = _cannot_link(keys, decisions)
-    ei, ej = match_edges(keys, pairs, earlier, only, decisions)
-    found = clusters(n, ei, ej, valid_id, cannot)
-    T = traits(df, fields)
-    choose_survivors(found, T, fields, valid_id, org_levels)
-    stats["seconds"] = time.perf_counter() - t0
-    stats.update({"matches": int((pairs["decision"] == "match").sum()),
-                  "review": int((pairs["decision"] == "review").sum()),
-                  "clusters": len(found), "clusters_to_review": sum(c.status == "review" for c in found)})
-    return DedupResult(spec, keys, pairs, found, supervised or model, stats, model, P, order, T)
-
-
-def classify(P: pd.DataFrame, spec: Spec, model: FSModel, decisions: pd.DataFrame | None, i: np.ndarray,
-             j: np.ndarray, lv: np.ndarray, tf: np.ndarray) -> tuple[pd.DataFrame, SupervisedModel | None]:
-    """The candidate pairs (i, j) of the records ``P`` scored and decided — the stewards' model once
-    they decided enough pairs, precision guards, the stewards' own verdicts — and the pairs worth
-    keeping: columns left, right, score, decision, i, j, tf, a level column per field, steward."""
-    scorer: FSModel | SupervisedModel = model
-    supervised = _supervised(P, spec, decisions, model)
-    if supervised is not None:
-        scorer = supervised  # the stewards' decisions outrank what EM could learn alone
+def classify(P: pd.DataFrame, spec: Spec, scorer: Scorer, decisions: pd.DataFrame | None, i: np.ndarray,
+             j: np.ndarray, lv: np.ndarray, tf: np.ndarray) -> pd.DataFrame:
+    """The candidate pairs (i, j) of the records ``P`` scored by ``scorer`` and decided — the
+    spec's thresholds, its guards, the stewards' own verdicts — and the pairs worth keeping: columns
+    left, right, score, decision, i, j, tf, a level column per field, steward."""
     score = scorer.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
     th = spec.thresholds
     decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
-    if spec.distinct_ids_guard and len(i):
-        decision = _distinct_ids(spec, lv, decision)
-    if spec.identity_evidence and len(i):
-        decision = _require_identity(spec, lv, decision)
+    decision = guards.apply(spec, lv, decision)
     keys = P["key"].to_numpy(dtype=object)
     keep = (decision != "non_match") | (score >= KEEP_SCORE)
     if decisions is not None and not decisions.empty:  # pairs a steward judged are always kept
@@ -182,7 +113,7 @@ def classify(P: pd.DataFrame, spec: Spec, model: FSModel, decisions: pd.DataFram
                           "tf": tf if tf.size else np.nan})
     for k, f in enumerate(spec.fields):
         pairs[f"lv_{f.name}"] = lv[:, k]
-    return _apply_decisions(pairs, decisions), supervised
+    return _apply_decisions(pairs, decisions)
 
 
 def valid_ids(P: pd.DataFrame, spec: Spec) -> np.ndarray | None:
@@ -193,7 +124,7 @@ def valid_ids(P: pd.DataFrame, spec: Spec) -> np.ndarray | None:
     return P[idf].where(P[f"{idf}__valid"] & ~P[f"{idf}__legacy"]).to_numpy(dtype=object) if idf else None
 
 
-def _order(df: pd.DataFrame, spec: Spec) -> np.ndarray:
+def record_order(df: pd.DataFrame, spec: Spec) -> np.ndarray:
     """The same records give the same result whatever order a database returned them in: by
     archive number, rows that share one (a defect of their own) by their content."""
     key = df[spec.key].astype(str).to_numpy()
@@ -206,12 +137,10 @@ def _order(df: pd.DataFrame, spec: Spec) -> np.ndarray:
 
 def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None = None,
                        part: tuple[int, int] | None = None, stats: blocking.BlockingStats | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate pairs of the normalised records ``P`` and their comparison levels: record
-    positions i < j, the (pairs, fields) level matrix, and the term frequency of each pair (NaN
-    without a ``tf`` field). ``part`` (k, n): only partition k of n of the blocking keys
-    (``blocking.candidate_pairs``) — a plain function a cluster can run per partition; the
-    partitions' pairs together are the whole run's."""
+                       ) -> Candidates:
+    """Candidate pairs of the normalised records ``P`` and their comparison levels. ``part`` (k, n):
+    only partition k of n of the blocking keys (``blocking.candidate_pairs``) — a plain function a
+    cluster can run per partition; the partitions' pairs together are the whole run's."""
     left, right, levels, tfs = [], [], [], []
     for i, j in blocking.candidate_pairs(P, spec, only=only, stats=stats, part=part):
         left.append(i.astype(np.int32))
@@ -223,7 +152,7 @@ def compare_candidates(P: pd.DataFrame, spec: Spec, *, only: np.ndarray | None =
     j = np.concatenate(right) if right else np.array([], dtype=np.int32)
     lv = np.concatenate(levels) if levels else np.zeros((0, len(spec.fields)), dtype=np.int8)
     tf = np.concatenate(tfs) if tfs else np.array([])
-    return i, j, lv, tf
+    return Candidates(i, j, lv, tf)
 
 
 def compare_part(P: pd.DataFrame, spec: Spec, part: tuple[int, int], only: np.ndarray | None = None) -> tuple:
@@ -232,7 +161,7 @@ def compare_part(P: pd.DataFrame, spec: Spec, part: tuple[int, int], only: np.nd
     return (*compare_candidates(P, spec, only=only, part=part, stats=stats), stats.passes)
 
 
-def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = None) -> tuple:
+def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = None) -> Candidates:
     """The partitions' ``compare_part`` results as one run's: the pairs in (i, j) order, the
     blocking statistics summed pass by pass."""
     i, j, lv, tf = (np.concatenate([p[k] for p in parts]) for k in range(4))
@@ -240,86 +169,17 @@ def compare_parts(parts: list[tuple], stats: blocking.BlockingStats | None = Non
     if stats is not None:
         for passes in zip(*(p[4] for p in parts)):
             stats.passes.append({"pass": passes[0]["pass"], "pairs": sum(d["pairs"] for d in passes)})
-    return i[order], j[order], lv[order], tf[order] if tf.size else tf
+    return Candidates(i[order], j[order], lv[order], tf[order] if tf.size else tf)
 
 
-def _set_prior(model: FSModel, spec: Spec, lv: np.ndarray, tf: np.ndarray, n: int, rng) -> None:
-    """The probability that two random records match — the prior the m/u Bayes factors update
-    (u comes from random pairs, so the prior must too). Counted Splink's way from a deterministic
-    rule and its recall: pairs with equal ID numbers, divided by the share of matches that keep
-    their ID intact (m of 'equal', learned by EM). Without an ID field, EM on the candidates."""
-    kinds = [f.kind for f in spec.fields]
-    names = [f.name for f in spec.fields]
-    k = names.index(spec.prior_from.field) if spec.prior_from else \
-        kinds.index("id_number_cn") if "id_number_cn" in kinds else None
-    if k is not None and len(lv):
-        top = model.n_levels(k) - 1
-        recall = spec.prior_from.recall if spec.prior_from else max(float(model.m[k][top]), 0.05)
-        expected = (lv[:, k] == top).sum() / recall
-        model.prior = float(np.clip(expected / max(n * (n - 1) / 2, 1), 1e-12, 0.5))
-    elif len(lv):
-        sample = rng.choice(len(lv), TRAIN_PAIRS, replace=False) if len(lv) > TRAIN_PAIRS else slice(None)
-        model.estimate_prior(lv[sample], tf[sample] if tf.size else None)
-
-
-def _distinct_ids(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
-    """Precision first: two different valid ID numbers are two people."""
-    kinds = [f.kind for f in spec.fields]
-    if "id_number_cn" not in kinds:
-        return decision
-    distinct = lv[:, kinds.index("id_number_cn")] == 0  # level 0: both valid, different
-    plausible = np.ones(len(lv), dtype=bool)
-    for k, f in enumerate(spec.fields):
-        if f.kind in ("name_zh", "name"):
-            plausible &= lv[:, k] >= 2  # close: given names swapped, same pinyin, or equal
-        if f.kind == "date":
-            plausible &= lv[:, k] == 4  # the same birth date
-    capped = np.where(plausible & (decision != "non_match"), "review", "non_match")
-    return np.where(distinct, capped, decision)
-
-
-def _require_identity(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> np.ndarray:
-    """A household is not a person: a match needs evidence about the person — the ID number (equal
-    or one typing error apart), or the name (same pinyin or equal) with the birth date — not phone
-    and address alone. A newborn's temporary name counts as no name: an agreeing birth date and sex
-    then stand in for it. Without such evidence a match goes to review when the names are alike, and is
-    a non-match when they differ (twins, parents and children)."""
-    col = {f.kind: k for k, f in enumerate(spec.fields)}
-    id_ok = lv[:, col["id_number_cn"]] >= 2 if "id_number_cn" in col else np.zeros(len(lv), dtype=bool)
-    name = lv[:, col["name_zh"]] if "name_zh" in col else lv[:, col["name"]] if "name" in col else None
-    date = lv[:, col["date"]] if "date" in col else None
-    if name is None or date is None:
-        return decision
-    sex = lv[:, col["exact"]] if "exact" in col else np.ones(len(lv), dtype=np.int8)
-    person = id_ok | ((name >= 2) & (date >= 1)) | ((name == -1) & (date >= 1) & (sex == 1))
-    weak = (decision == "match") & ~person
-    return np.where(weak, np.where(name == 1, "review", "non_match"), decision)
-
-
-def _supervised(P: pd.DataFrame, spec: Spec, decisions: pd.DataFrame | None, base: FSModel) -> SupervisedModel | None:
-    """A model trained on the stewards' merge / not-same decisions, once there are enough."""
-    if decisions is None or decisions.empty:
-        return None
-    d = decisions[decisions["decision"].isin(["merge", "not_same"])]
-    pos = {k: n for n, k in enumerate(P["key"])}
-    d = d[d["left"].isin(pos) & d["right"].isin(pos)]
-    if len(d) < SupervisedModel.MIN_LABELS:
-        return None
-    i = d["left"].map(pos).to_numpy()
-    j = d["right"].map(pos).to_numpy()
-    sup = SupervisedModel(spec, base)
-    y = (d["decision"] == "merge").to_numpy().astype(int)
-    return sup if sup.fit(compare.levels(P, spec, i, j), y, pair_tf(P, spec, i, j)) else None
-
-
-def _ordered(pairs: pd.DataFrame) -> pd.DataFrame:
+def ordered(pairs: pd.DataFrame) -> pd.DataFrame:
     """Pairs of archive numbers as the audit store keeps them: the smaller number left."""
     a, b = pairs["left"].to_numpy(dtype=object), pairs["right"].to_numpy(dtype=object)
     swap = b < a
     return pairs.assign(left=np.where(swap, b, a), right=np.where(swap, a, b))
 
 
-def _positions(keys: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def positions(keys: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Record positions of pairs of archive numbers. Where the MPI holds several rows under one
     number (a defect the validation rules report), the pair joins every row of each: the chaining
     guard then cuts the joins of two different valid ID numbers, so a run whose matches come from
@@ -330,15 +190,8 @@ def _positions(keys: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return e["p_l"].to_numpy(dtype=np.int64), e["p_r"].to_numpy(dtype=np.int64)
 
 
-def match_edges(keys: np.ndarray, pairs: pd.DataFrame, earlier: pd.DataFrame | None, only: np.ndarray | None,
-                decisions: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """What the clusters are made of, the same way in full and incremental runs (``key_edges``),
-    as record positions."""
-    redone = None if only is None else keys[np.asarray(only, dtype=bool)]
-    return _positions(keys, key_edges(pairs, earlier, redone, decisions))
-
-
-def key_edges(pairs: pd.DataFrame, earlier: pd.DataFrame | None, redone, decisions: pd.DataFrame | None) -> pd.DataFrame:
+def key_edges(pairs: pd.DataFrame, earlier: pd.DataFrame | None, redone: Iterable[str] | None,
+              decisions: pd.DataFrame | None) -> pd.DataFrame:
     """This run's match pairs, the ``earlier`` run's matches between archives this run did not
     compare again (``redone``: the archive numbers it did; None: all of them), and the stewards'
     merges — never a pair a steward marked as two people. Columns left, right: archive numbers,
@@ -347,13 +200,13 @@ def key_edges(pairs: pd.DataFrame, earlier: pd.DataFrame | None, redone, decisio
     if earlier is not None and len(earlier):
         e = earlier[["left", "right"]]
         if redone is not None:  # this run's verdict on the records it compared again replaces the old one
-            redone = pd.Index(redone)
-            e = e[~(e["left"].isin(redone) | e["right"].isin(redone))]
+            again = pd.Index(list(redone))
+            e = e[~(e["left"].isin(again) | e["right"].isin(again))]
         parts.append(e)
-    d = _ordered(decisions) if decisions is not None and not decisions.empty else \
+    d = ordered(decisions) if decisions is not None and not decisions.empty else \
         pd.DataFrame(columns=["left", "right", "decision"])
     parts.append(d.loc[d["decision"] == "merge", ["left", "right"]])
-    edges = _ordered(pd.concat(parts, ignore_index=True)).drop_duplicates()
+    edges = ordered(pd.concat(parts, ignore_index=True)).drop_duplicates()
     apart = d.loc[d["decision"] == "not_same", ["left", "right"]]
     if len(apart):
         edges = edges.merge(apart, how="left", indicator=True)
@@ -361,10 +214,10 @@ def key_edges(pairs: pd.DataFrame, earlier: pd.DataFrame | None, redone, decisio
     return edges
 
 
-def _cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:
+def cannot_link(keys: np.ndarray, decisions: pd.DataFrame | None) -> list[tuple[int, int]]:
     if decisions is None or decisions.empty:
         return []
-    i, j = _positions(keys, decisions.loc[decisions["decision"] == "not_same", ["left", "right"]])
+    i, j = positions(keys, decisions.loc[decisions["decision"] == "not_same", ["left", "right"]])
     return list(zip(i.tolist(), j.tolist()))
 
 

@@ -16,8 +16,8 @@ A name is taken once: registering another kind under a taken name is refused, ne
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "healthqa.comparison_kinds"
 NULL = -1  # the level of a pair where either side is missing
+MISSING = "missing"  # that level's label
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,29 @@ class ComparisonKind:
     name -> Series (the field's own name first; blocking may use any of them). ``compare(field,
     left, right)``: the level of each pair (an int8 array, ``NULL`` where a side is missing) from
     aligned arrays of the two sides' derived columns, named as ``columns`` lists them (suffixes of
-    the field name: ``""`` is the field's own column)."""
+    the field name: ``""`` is the field's own column). ``thresholds``: the levels a similarity
+    reaches, by label, with the least similarity each takes when a spec field does not say
+    (``compare`` reads the field's own, ``field.thresholds[label]``)."""
 
     name: str
     levels: tuple[str, ...]  # level names, lowest (0) to highest
     derive: Callable[[pd.Series, FieldSpec], dict[str, pd.Series]]
     compare: Callable[[FieldSpec, dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
     columns: tuple[str, ...] = ("",)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def level_name(self, level: int) -> str:
-        return "missing" if level == NULL else self.levels[level]
+        return MISSING if level == NULL else self.levels[level]
+
+    def level(self, label: str) -> int:
+        """The level a label names (``NULL`` for "missing"); ConfigError naming the known labels."""
+        if label == MISSING:
+            return NULL
+        try:
+            return self.levels.index(label)
+        except ValueError:
+            raise ConfigError(f"comparison kind {self.name!r} has no level {label!r} "
+                              f"(its levels: {', '.join(map(repr, (MISSING, *self.levels)))})") from None
 
 
 class Registry:

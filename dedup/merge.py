@@ -13,6 +13,10 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the core's store, for the annotation only: merge instructions are plain data
+    from healthqa.store import AuditStore
 
 # identifier system of the health-archive number (健康档案编号); the MPI may use its own OID instead
 ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
@@ -44,6 +48,15 @@ def in_order(merges: list[Merge]) -> list[Merge]:
             into[retired] = survivor
             out.append(Merge(survivor, retired, m.decided_at, m.decided_by))
     return out
+
+
+def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
+    """The merges stewards decided, from the stored decisions (no scan is run): each retires one
+    archive into the survivor its steward chose — for a decision made without a choice, the
+    survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
+    carry out (``in_order``)."""
+    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(timespec="seconds"), d.user)
+                     for d in store.review.merges(source) if d.survivor is not None and d.retired is not None])
 
 
 def write_csv(merges: list[Merge], path: Path) -> None:

@@ -11,6 +11,7 @@ evidence, on a rare name strong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,22 @@ from .compare import NULL, levels, n_levels
 from .spec import Spec
 
 EPS = 1e-6
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What scores pairs from their comparison levels — the Fellegi–Sunter model and the stewards'
+    supervised one alike: per field weights in bits (``explain`` shows them), the match probability,
+    and what the model learned, level by level. ``L``: an int8 (pairs, fields) level matrix; ``tf``:
+    the term frequency of each pair's agreed value (None without a ``tf`` field)."""
+
+    spec: Spec
+
+    def weights(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray: ...
+
+    def probability(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray: ...
+
+    def describe(self) -> list[dict]: ...
 
 
 @dataclass

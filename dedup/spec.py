@@ -1,10 +1,27 @@
-"""The comparison spec: which fields are compared how, the blocking passes, the thresholds."""
+"""The comparison spec: which fields are compared how (with each level's similarity threshold), the
+blocking passes, the match and review thresholds, and the guards — all data, levels named by label.
+
+A guard lowers decisions the model's score alone would make, by the fields' levels named as the kinds
+name them (``at_least("name", "same pinyin")``), never by a level's number::
+
+    guards:
+      - name: two valid ID numbers
+        lowers: [match, review]
+        when: [id_number is both valid, different]
+        review_if: [name at least given-name characters swapped, birth_date is equal]
+
+A pair the guard looks at (its decision in ``lowers``, every ``when`` test holding, no ``unless``
+alternative holding in full) goes to review when every ``review_if`` test holds, else is a
+non-match. A label no level of the field's kind has fails at load, naming it.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +40,9 @@ class FieldSpec(BaseModel):
     # into each other's columns, as Chinese names often are in split columns): a pair whose two
     # values are crossed between the fields gets the kind's "fields swapped" level
     swap_with: str | None = None
+    # the least similarity of each level a similarity reaches, by the level's label (the kind's
+    # ``thresholds`` name them); a level the spec leaves out takes the kind's default
+    thresholds: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("kind")
     @classmethod
@@ -34,6 +54,20 @@ class FieldSpec(BaseModel):
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _level_thresholds(self) -> FieldSpec:
+        from . import kinds
+
+        known = kinds.get(self.kind).thresholds
+        for label, value in self.thresholds.items():
+            if label not in known:
+                raise ValueError(f"field {self.name}: kind {self.kind!r} has no threshold for level {label!r} "
+                                 f"(levels with one: {', '.join(map(repr, known)) or 'none'})")
+            if not 0 < value <= 1:
+                raise ValueError(f"field {self.name}: threshold of level {label!r} must be in (0, 1], not {value}")
+        self.thresholds = {**known, **self.thresholds}
+        return self
 
 
 class Thresholds(BaseModel):
@@ -56,6 +90,62 @@ class PriorFrom(BaseModel):
     recall: float = Field(gt=0, le=1)
 
 
+class LevelTest(BaseModel):
+    """One field's comparison level, by label: ``is`` that level, or ``at_least`` it (in the kind's
+    order, lowest first; "missing" is below every level). In a spec file, one line of prose:
+    ``birth_date is equal``, ``name at least same pinyin``."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    is_: str | None = Field(None, alias="is")
+    at_least: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prose(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            m = re.fullmatch(r"\s*(\S+)\s+(is|at least)\s+(.+?)\s*", data)
+            if m is None:
+                raise ValueError(f"{data!r}: a level test reads 'FIELD is LEVEL' or 'FIELD at least LEVEL'")
+            return {"field": m[1], "is" if m[2] == "is" else "at_least": m[3]}
+        return data
+
+    @model_validator(mode="after")
+    def _one_test(self) -> LevelTest:
+        if (self.is_ is None) == (self.at_least is None):
+            raise ValueError(f"a level test of {self.field} takes one of 'is' and 'at_least'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.is_ if self.is_ is not None else self.at_least  # type: ignore[return-value]
+
+    def __str__(self) -> str:
+        return f"{self.field} {'is' if self.is_ is not None else 'at least'} {self.label}"
+
+
+def is_level(field: str, label: str) -> LevelTest:
+    return LevelTest.model_validate({"field": field, "is": label})
+
+
+def at_least(field: str, label: str) -> LevelTest:
+    return LevelTest.model_validate({"field": field, "at_least": label})
+
+
+class Guard(BaseModel):
+    """Lowers a decision the score alone would make (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    lowers: list[Literal["match", "review"]]  # the decisions it may lower
+    when: list[LevelTest] = Field(default_factory=list)  # the pairs it looks at: every test holds
+    unless: list[list[LevelTest]] = Field(default_factory=list)  # let be: one alternative holds in full
+    review_if: list[LevelTest] | None = None  # to review when every test holds, else a non-match
+
+    def tests(self) -> list[LevelTest]:
+        return [*self.when, *(t for alt in self.unless for t in alt), *(self.review_if or [])]
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plugins: list[str] = Field(default_factory=list)  # modules registering comparison kinds
@@ -66,9 +156,9 @@ class Spec(BaseModel):
     max_block_size: int = 200
     thresholds: Thresholds = Thresholds()
     training: list[Training] = Field(default_factory=list)
-    distinct_ids_guard: bool = True
     prior_from: PriorFrom | None = None  # default: the ID field, its recall learned by EM
-    identity_evidence: bool = True  # phone and address alone never make a match (see engine)
+    # stated by every spec (an empty list too): a spec that forgot them would trade precision silently
+    guards: list[Guard]
 
     @model_validator(mode="before")
     @classmethod
@@ -94,6 +184,26 @@ class Spec(BaseModel):
                 raise ValueError(f"field {f.name}: kind {f.kind!r} has no \"fields swapped\" level for swap_with")
         return self
 
+    @model_validator(mode="after")
+    def _guard_levels(self) -> Spec:
+        """Every guard names fields of the spec and levels their kinds have."""
+        from . import kinds
+
+        by_name = {f.name: f for f in self.fields}
+        for g in self.guards:
+            for t in g.tests():
+                f = by_name.get(t.field)
+                if f is None:
+                    raise ValueError(f"guard {g.name!r}: {t}: {t.field!r} is not a field of the spec")
+                try:
+                    kinds.get(f.kind).level(t.label)
+                except ConfigError as e:
+                    raise ValueError(f"guard {g.name!r}: {t}: {e}") from None
+        return self
+
+    def field_index(self, name: str) -> int:
+        return next(k for k, f in enumerate(self.fields) if f.name == name)
+
     @property
     def columns(self) -> list[str]:
         return list(dict.fromkeys([self.key] + [f.column for f in self.fields]))
@@ -113,8 +223,8 @@ def load(path: str | Path) -> Spec:
         raise ConfigError(f"{p}: comparison spec not found") from None
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "plugins"  # the plugins are loaded before any field
-        raise ConfigError(f"{p}: {where}: {err['msg']}") from None
+        where = ".".join(map(str, err["loc"]))  # none for what the whole spec checks (plugins, guards)
+        raise ConfigError(f"{p}: {where + ': ' if where else ''}{err['msg']}") from None
 
 
 @cache

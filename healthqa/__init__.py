@@ -7,7 +7,7 @@ where a function lives inside a room::
 
     cfg = healthqa.load_config("healthqa-demo/healthqa.yml")
     run = healthqa.validate_adhoc(cfg, healthqa.ValidationRequest("mpi", tables=["person"]))
-    result = healthqa.deduplicate(archives, healthqa.builtin_spec())
+    result = healthqa.Deduplicator(healthqa.builtin_spec()).deduplicate(archives)
 
 Names resolve on first use (PEP 562): importing ``healthqa`` stays cheap (Great Expectations and
 pandas load only when a room is used), and the core, which every room imports, imports no room.
@@ -35,7 +35,7 @@ _API = {
     "validate_adhoc": ("healthqa.pipelines.validate", "validate_adhoc"),
     "validate_nightly": ("healthqa.pipelines.validate", "validate_nightly"),
     # duplicate archives
-    "deduplicate": ("healthqa.dedup.engine", "deduplicate"),
+    "Deduplicator": ("healthqa.dedup.deduplicator", "Deduplicator"),
     "cluster_keys": ("healthqa.dedup.engine", "cluster_keys"),
     "normalise_archives": ("healthqa.dedup.normalise", "prepare"),
     "builtin_spec": ("healthqa.dedup.spec", "builtin"),

@@ -149,7 +149,7 @@ def user_errors(fn):
 def time_option(value: str | None, option: str, *, whole_day: bool = False) -> datetime | None:
     """A time given on the command line, in the platform's local time. ``whole_day``: a date alone is
     the end of that day (an upper bound: ``--until 2026-11-20`` takes the 20th's rows too)."""
-    from .scope import TIME_EXAMPLES, window_bound
+    from healthqa.connectors.sampling import TIME_EXAMPLES, window_bound
 
     if value is None:
         return None
@@ -443,7 +443,9 @@ def dedup(
         help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
-    from .dedup import accepted_merges, run_dedup
+    from healthqa.dedup.merge import accepted_merges
+
+    from .dedup import run_dedup
 
     writable_file(json_out, "--json")
     cfg = _load(config)

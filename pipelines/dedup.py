@@ -37,9 +37,9 @@ from healthqa.connectors.sources import open_source
 from healthqa.dedup import engine, evaluate, index
 from healthqa.dedup import spec as specs
 from healthqa.dedup.cluster import survivor_fields
-from healthqa.dedup.merge import Merge, in_order
+from healthqa.dedup.deduplicator import CandidateMaker, Deduplicator
 from healthqa.dedup.model import FSModel
-from healthqa.dedup.night import screen
+from healthqa.dedup.night import NightResult, Stored, Tonight
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
 from healthqa.store.runs import RunContext
@@ -172,7 +172,7 @@ def _local_times(s: pd.Series, tz: str) -> pd.Series:
 
 def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_path: str | None = None,
               truth: str | Path | None = None, incremental: bool = False,
-              progress: Callable[[str], None] | None = None, candidates: Callable | None = None) -> DedupRun:
+              progress: Callable[[str], None] | None = None, candidates: CandidateMaker | None = None) -> DedupRun:
     spec_path = spec_path or cfg.dedup.spec
     spec = specs.load(spec_path) if spec_path else specs.builtin()
     if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's
@@ -205,21 +205,21 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         else:
             df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
             _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
+    dd = Deduplicator(spec, model=prior_model, decisions=decisions, org_levels=_org_levels(cfg), progress=progress,
+                      candidates=candidates)
     if idx is not None:
-        result = screen(night.rows, spec, idx, prior_model, fields=idx.fields, records=night.records,
-                        gone=night.gone, earlier=store.dedup.matches(source), stored=store.dedup.open_clusters(source),
-                        decisions=decisions, changed=store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)),
-                        org_levels=_org_levels(cfg), progress=progress, candidates=candidates)
+        stored_state = Stored(store.dedup.matches(source), store.dedup.open_clusters(source),
+                              store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)))
+        result: engine.DedupResult = dd.night.screen(night, idx, stored_state)
         updated, row_hashes, redone = night.updated, night.row_hashes, sorted(night.keys | night.gone)
         result.stats.update(compared=len(night.keys), removed=len(night.gone))
     else:
-        result, updated, row_hashes, redone = _whole(df, spec, columns, decisions, prior_model, wm, incremental,
-                                                     cfg, store, source, progress, candidates)
+        result, updated, row_hashes, redone = _whole(df, dd, columns, wm, incremental, cfg, store, source)
     result.stats["index"] = why if incremental else "full run"
     token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
                                     "spec": spec_path or "builtin", "decisions_seen": seen.isoformat(),
-                                    "model": {**result.fs_model.to_dict(), "inputs": ident, "index": token}}) as ctx:
+                                    "model": {**dd.fs_model.to_dict(), "inputs": ident, "index": token}}) as ctx:
         if updated is not None and updated.notna().any():
             mark = updated.max().to_pydatetime()
             if wm is None or mark > wm:
@@ -243,8 +243,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     return run
 
 
-def _whole(df: pd.DataFrame, spec: specs.Spec, columns: list[str], decisions: pd.DataFrame, prior_model, wm,
-           incremental: bool, cfg: Config, store: AuditStore, source: str, progress, candidates):
+def _whole(df: pd.DataFrame, dd: Deduplicator, columns: list[str], wm, incremental: bool, cfg: Config,
+           store: AuditStore, source: str):
     """Every archive read and normalised: a full run, or a night without a usable index (the new
     and changed archives compared, undated ones all of them, against the rest)."""
     only = None
@@ -256,21 +256,19 @@ def _whole(df: pd.DataFrame, spec: specs.Spec, columns: list[str], decisions: pd
     elif incremental:
         only = np.ones(len(df), dtype=bool)
     earlier = store.dedup.matches(source) if incremental else None
-    result = engine.deduplicate(df, spec, decisions=decisions, only=only, org_levels=_org_levels(cfg),
-                                progress=progress, model=prior_model, earlier=earlier, candidates=candidates)
+    result = dd.deduplicate(df, only=only, earlier=earlier)
     redone = None
     if only is not None:  # and the archives stored pairs name that have left the MPI
-        keys = st.text(df[spec.key])
+        keys = st.text(df[dd.spec.key])
         stored = store.dedup.pairs(source)
         redone = sorted(set(keys[only]) | (set(stored["left"]) | set(stored["right"])) - set(keys))
     return result, updated, index.row_hash(df, columns, hash_rows), redone
 
 
 @dataclass
-class _Night:
-    rows: pd.DataFrame  # every row of the archive numbers to compare again
-    gone: set[str]  # archive numbers in the index no longer in the MPI
-    records: int  # the MPI's rows now
+class _Night(Tonight):
+    """The night's archives (``Tonight``), with what the run keeps of them."""
+
     updated: pd.Series  # the rows' update times (local)
     row_hashes: pd.Series  # the undated rows' value hashes (0 for the others)
     keys: set[str]  # the archive numbers of ``rows``
@@ -340,24 +338,8 @@ def _persist(store: AuditStore, run: RunContext, source: str, result: engine.Ded
     found = [{"status": c.status, "survivor": result.keys[c.survivor] if c.survivor is not None else None,
               "proposal": {"reason": c.reason, "fill_from": {f: result.keys[m] for f, m in c.proposal.items()}},
               "members": result.members(c)} for c in result.clusters]
-    store.dedup.save(run, source, pairs, found, redone=redone, replaced_clusters=result.replaced_clusters,
-                     rescored=result.rescored)
+    night = result if isinstance(result, NightResult) else None  # a night replaces only what it touched
+    store.dedup.save(run, source, pairs, found, redone=redone,
+                     replaced_clusters=night.replaced_clusters if night else None,
+                     rescored=night.rescored if night else None)
 
-
-def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
-    """The merges stewards decided, from the stored decisions (no scan is run): each retires one
-    archive into the survivor its steward chose — for a decision made without a choice, the
-    survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
-    carry out (``merge.in_order``)."""
-    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(timespec="seconds"), d.user)
-                     for d in store.review.merges(source)])
-
-
-def decide(store: AuditStore, source: str, left: str, right: str, decision: str, user: str | None = None,
-           note: str | None = None) -> None:
-    """Record a steward decision (the console's verbs; also used by tests and tools)."""
-    store.dedup.decide(source, left, right, decision, user=user, note=note)
-
-
-def undo(store: AuditStore, source: str, left: str, right: str, user: str | None = None) -> int:
-    return store.dedup.undo(source, left, right, user=user)

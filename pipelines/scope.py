@@ -5,7 +5,6 @@ refuses filters that match nothing before it loads the engine or starts a flow r
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from healthqa import canonical
@@ -14,24 +13,6 @@ from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.errors import HealthqaError
 from healthqa.expectations import suite as suites
-
-TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
-TIME_EXAMPLES = "2026-11-20, 2026-11-20 08:30 or 2026-11-20T08:30:00"
-
-
-def window_bound(text: str, *, upper: bool = False) -> datetime:
-    """A bound of the engineer's time window as typed on the command line or in the console, in the
-    platform's local time; ValueError when it is none of ``TIME_FORMATS``. A date alone as the
-    ``upper`` bound is the end of that day — ``--until 2026-11-20`` takes the 20th's rows too —, as
-    the lower bound its start."""
-    text = text.strip()
-    for i, f in enumerate(TIME_FORMATS):
-        try:
-            when = datetime.strptime(text, f)
-        except ValueError:
-            continue
-        return when + timedelta(days=1, microseconds=-1) if upper and i == 0 else when
-    raise ValueError(f"not a date or time: {text!r}")
 
 
 class NothingMatched(HealthqaError):

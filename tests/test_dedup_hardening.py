@@ -20,7 +20,7 @@ from healthqa import config
 from healthqa.dedup import index
 from healthqa.dedup import spec as specs
 from healthqa.pipelines.cli import app
-from healthqa.pipelines.dedup import DedupInputError, decide, run_dedup
+from healthqa.pipelines.dedup import DedupInputError, run_dedup
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.store import AuditStore
 from healthqa.store.runs import Watermarks
@@ -135,7 +135,7 @@ def test_a_run_that_fails_while_finishing_keeps_the_earlier_run(demo, tmp_path, 
     before, model = stored(store), store.dedup.last_model("mpi")
     mark = store.watermarks.get("mpi", "person", "dedup:updated_at")
     a, b = first.result.matches[["left", "right"]].iloc[0]
-    decide(store, "mpi", a, b, "not_same")  # the next full run would change the stored pairs
+    store.review.decide("mpi", a, b, "not_same", user_id=None, user=None)  # the next full run would change the stored pairs
 
     def lost(*_a, **_k):
         raise RuntimeError("connection to the audit store lost")

@@ -13,7 +13,7 @@ import pytest
 from healthqa import clock, config
 from healthqa.dedup import index
 from healthqa.dedup import spec as specs
-from healthqa.pipelines.dedup import decide, run_dedup, undo
+from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 from healthqa.store.dedup import DedupRecords
 
@@ -159,7 +159,8 @@ def test_a_night_learns_from_the_stewards_as_the_whole_mpi_does(night, tmp_path)
     with clock.frozen() as c:
         for k, (a, b) in enumerate(zip(matched["left"], matched["right"])):
             if k < 35:
-                decide(store, "mpi", a, b, "not_same" if k % 7 == 0 else "merge", user="li")
+                store.review.decide("mpi", a, b, "not_same" if k % 7 == 0 else "merge", user_id=None, user="li",
+                                    survivor=a)
         c.advance(seconds=1)  # a decision of the instant a run reads them would count again
         run_dedup(cfg, store, incremental=True)  # the decisions are taken in
         sql(folder, f"UPDATE night SET GXSJ = '{LATER}'", "INSERT INTO T_GRDA SELECT * FROM night")
@@ -173,13 +174,13 @@ def test_decisions_between_nights_count_both_ways(night, monkeypatch):
     store = AuditStore(cfg.store.url)
     pair = store.dedup.pairs("mpi").query("decision == 'match'").iloc[0]
     a, b = pair["left"], pair["right"]
-    decide(store, "mpi", a, b, "not_same", user="li")
+    d = store.review.decide("mpi", a, b, "not_same", user_id=None, user="li")
     quiet = run_dedup(cfg, store, incremental=True)  # nothing new in the MPI, one decision
     assert quiet.result.stats["rescored_pairs"] == 1
     row = store.dedup.pairs("mpi").query("left == @a and right == @b")
     assert row["decision"].tolist() == ["non_match"]  # never suggested again
     assert not any({a, b} <= set(c["members"]) and c["status"] == "proposed" for c in store.dedup.clusters("mpi"))
-    assert undo(store, "mpi", a, b) == 1
+    assert store.review.undo(d.id, user_id=None, user="li").undone_at is not None
     run_dedup(cfg, store, incremental=True)
     row = store.dedup.pairs("mpi").query("left == @a and right == @b")
     assert row["decision"].tolist() == ["match"]  # suggested again once the decision is undone
@@ -190,7 +191,7 @@ def test_decisions_between_nights_count_both_ways(night, monkeypatch):
 
     def meanwhile(self, source):
         frozen.advance(milliseconds=1)  # after the night read the decisions
-        decide(store, "mpi", c, d, "not_same", user="li")
+        store.review.decide("mpi", c, d, "not_same", user_id=None, user="li")
         frozen.advance(seconds=1.1)  # the run's own record starts later: the decision is older than it
         return read(self, source)
 

@@ -17,6 +17,7 @@ from stdnum.cn import ric
 
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
+from healthqa.dedup.deduplicator import Deduplicator
 from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 
@@ -99,7 +100,7 @@ def platform(tmp_path_factory):
     generate(folder, DemoOptions(persons=30_000, seed=29, as_of=datetime(2026, 11, 25)))
     with sqlite3.connect(folder / "mpi.db") as conn:
         df = pd.read_sql_query(f"SELECT {COLS} FROM T_GRDA", conn)
-    return folder, df, engine.deduplicate(df, SPEC)
+    return folder, df, Deduplicator(SPEC).deduplicate(df)
 
 
 def test_common_names_concentrate(platform):

@@ -1,7 +1,9 @@
 """The audit store's duplicate-archive records: suggested pairs, clusters, steward decisions.
 
-``store.dedup`` is the one place these tables are read and written: the dedup pipeline, the steward
-console and the reports ask it, and never write queries of their own. Plain data in and out
+``store.dedup`` is the one place the scan's tables are read and written: the dedup pipeline, the
+steward console and the reports ask it, and never write queries of their own. Steward decisions are
+read here (what a run respects) and recorded and undone in ``store.review`` alone (``decide``,
+``undo``: one path, with its audit log, for the console and tools alike). Plain data in and out
 (DataFrames, dicts); archives are named by their archive number, as the steward sees them.
 """
 
@@ -19,7 +21,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column
 
 from healthqa.clock import now
 
-from .models import AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
+from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
 
 if TYPE_CHECKING:
     from .runs import RunContext
@@ -46,31 +48,6 @@ class DedupRecords:
             return pd.DataFrame([{"left": r.left_id, "right": r.right_id, "decision": r.decision,
                                   "user_id": r.user_id, "decided_at": r.decided_at} for r in rows],
                                 columns=DECISION_COLUMNS).drop_duplicates(["left", "right"], keep="last")
-
-    def decide(self, source: str, left: str, right: str, decision: str, user: str | None = None,
-               note: str | None = None) -> None:
-        """Record a steward's decision on a pair, and who made it."""
-        if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-        a, b = sorted((left, right))
-        at = now()
-        with self._store.session() as s:
-            s.add(StewardDecision(source=source, left_id=a, right_id=b, decision=decision, note=note, decided_at=at))
-            s.add(AuditLog(at=at, user_name=user, action=f"steward_{decision}", subject=f"{a}|{b}",
-                           detail={"source": source}))
-
-    def undo(self, source: str, left: str, right: str, user: str | None = None) -> int:
-        """Undo the decisions in force on a pair (they are kept, marked undone); how many."""
-        a, b = sorted((left, right))
-        at = now()
-        with self._store.session() as s:
-            rows = s.execute(select(StewardDecision).where(
-                StewardDecision.source == source, StewardDecision.left_id == a, StewardDecision.right_id == b,
-                StewardDecision.undone_at.is_(None))).scalars().all()
-            for r in rows:
-                r.undone_at = at
-            s.add(AuditLog(at=at, user_name=user, action="steward_undo", subject=f"{a}|{b}", detail={"source": source}))
-            return len(rows)
 
     # -- what the runs found -------------------------------------------------------------------
     def last_model(self, source: str) -> dict | None:

@@ -193,12 +193,14 @@ class Review:
                                    StewardDecision.right_id == b, _in_force())).first()
         return _decided(*row) if row else None
 
-    def decide(self, source: str, left: str, right: str, decision: str, *, user_id: int, user: str,
+    def decide(self, source: str, left: str, right: str, decision: str, *, user_id: int | None, user: str | None,
                survivor: str | None = None, note: str | None = None, detail: dict | None = None) -> Decided:
-        """Record a steward's decision on a pair the scan suggested. At most one merge or
+        """Record a steward's decision on a pair the scan suggested, and write it to the audit log:
+        the one way a decision is made (the console, tools and tests alike). At most one merge or
         not-the-same-person is in force per pair: a pair already decided raises AlreadyDecided naming
         who decided it — also when two stewards decide it at the same moment (the database's unique
-        index refuses the second). ``survivor``: for a merge, the archive kept."""
+        index refuses the second). ``survivor``: for a merge, the archive kept. ``user_id`` None: a
+        tool's decision, without a console account."""
         if decision not in LABELS:
             raise ReviewError(f"decision must be one of {', '.join(LABELS)}, not {decision!r}")
         a, b = sorted((left, right))
@@ -238,8 +240,11 @@ class Review:
             raise ReviewError(f"decision {decision_id}: no such decision / 没有这条处理记录")
         return _decided(*row)
 
-    def undo(self, decision_id: int, *, user_id: int, user: str, within: timedelta) -> Decided:
-        """Undo one's own decision made within ``within``; it is kept, marked undone."""
+    def undo(self, decision_id: int, *, user_id: int | None, user: str | None,
+             within: timedelta | None = None) -> Decided:
+        """Undo one's own decision (made within ``within``: the console's limit; None for a tool's
+        own, which has none); it is kept, marked undone, and the undo written to the audit log. The
+        one way a decision is undone."""
         at = now()
         with self._store.session() as s:
             d = s.get(StewardDecision, decision_id)
@@ -247,7 +252,7 @@ class Review:
                 raise ReviewError("只能撤销自己的处理 / you can undo only your own decisions")
             if d.undone_at is not None:
                 raise ReviewError("这条处理已撤销 / this decision was already undone")
-            if at - d.decided_at > within:
+            if within is not None and at - d.decided_at > within:
                 raise ReviewError(f"超过 {int(within.total_seconds() // 60)} 分钟的处理不能撤销 / decisions older "
                                   f"than {int(within.total_seconds() // 60)} minutes cannot be undone")
             d.undone_at = at
