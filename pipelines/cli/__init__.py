@@ -21,7 +21,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -36,7 +35,6 @@ except ImportError:  # pragma: no cover - typer on top of click
     from click import exceptions as click_errors
 
 from healthqa import __version__
-from healthqa import config as config_mod
 from healthqa.errors import HealthqaError
 
 # `healthqa` with no arguments prints help; click >= 8.2 signals that with a usage error subclass
@@ -111,10 +109,6 @@ def user_errors(fn):
         except HealthqaError as e:
             fail(str(e), e.exit_code)
     return wrapper
-
-
-def load(path: Path) -> config_mod.Config:
-    return config_mod.load(path)
 
 
 def actor() -> str:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import app, load, progress, render, user_errors
+from . import app, progress, render, user_errors
 from .options import ConfigOpt, FlagValues, writable_file
 
 DEDUP_STEPS = ["normalising", "estimating u from random pairs", "blocking and comparing", "training (EM)",

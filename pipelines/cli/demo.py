@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import app, fail, load, progress, render, user_errors
+from . import app, fail, progress, render, user_errors
 from .options import time_option
 from .run import nightly
 

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import HELP, actor, app, fail, load, render, user_errors
+from . import HELP, actor, app, fail, render, user_errors
 from .options import ConfigOpt, writable_file
 
 findings_app = typer.Typer(context_settings=HELP,

@@ -6,9 +6,9 @@ import contextlib
 
 import typer
 
-from healthqa.config import Config
+from healthqa.config import Config, load
 
-from . import HELP, app, load, render, user_errors
+from . import HELP, app, render, user_errors
 from .options import ConfigOpt
 from .sources import show_checks
 

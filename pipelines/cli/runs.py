@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import app, fail, load, render, user_errors
+from . import app, fail, render, user_errors
 from .options import ConfigOpt
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from . import HELP, app, load, render, user_errors
+from healthqa.config import load
+
+from . import HELP, app, render, user_errors
 from .options import ConfigOpt
 
 sources_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="数据源 / sources")

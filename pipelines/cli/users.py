@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import HELP, actor, app, fail, load, user_errors
+from . import HELP, actor, app, fail, user_errors
 from .options import ConfigOpt
 
 users_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="用户 / users")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from . import app, fail, load, progress, render, user_errors
+from healthqa.config import load
+
+from . import app, fail, progress, render, user_errors
 from .options import ConfigOpt, time_option, writable_file
 
 
