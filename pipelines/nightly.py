@@ -66,10 +66,6 @@ class NightlyResult:
     deliveries: list[Delivery] = field(default_factory=list)
 
     @property
-    def rules_failed(self) -> bool:
-        return any(v.failed for v in self.validations.values())
-
-    @property
     def exit_code(self) -> int:
         """The audit's exit code: 0 it ran in full, whatever the data looked like (failing rules are
         findings, not a failed audit); 1 part of it could not run (a source unreachable or mis-mapped,
