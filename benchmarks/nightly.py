@@ -63,7 +63,7 @@ nightly.Night.finish = timed("report and publishing", nightly.Night.finish)
 imported = time.perf_counter() - t0
 res = nightly.run_nightly(config.load(sys.argv[1]))
 print(json.dumps({"imported_s": imported, "spans": spans, "status": res.status, "failures": res.failures}))
-import gc; gc.freeze()  # as the healthqa command ends (pipelines/cli.py main)
+import gc; gc.freeze()  # as the healthqa command ends (pipelines/cli/__init__.py main)
 """
 
 API_START = r"""

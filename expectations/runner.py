@@ -60,17 +60,6 @@ class RuleResult:
         }
 
 
-def format_pct(pct: float | None) -> str:
-    """Percentages with significant digits: 0.0004 % stays visible instead of rounding to 0.00 %."""
-    if pct is None:
-        return "—"
-    if pct == 0:
-        return "0%"
-    if pct >= 1:
-        return f"{pct:.2f}%"
-    return f"{pct:.2g}%"
-
-
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""

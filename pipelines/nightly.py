@@ -66,8 +66,12 @@ class NightlyResult:
     deliveries: list[Delivery] = field(default_factory=list)
 
     @property
-    def rules_failed(self) -> bool:
-        return any(v.failed for v in self.validations.values())
+    def exit_code(self) -> int:
+        """The audit's exit code: 0 it ran in full, whatever the data looked like (failing rules are
+        findings, not a failed audit); 1 part of it could not run (a source unreachable or mis-mapped,
+        a table or a stage)."""
+        checked = all(not isinstance(c, SourceError) and all(tc.ok for tc in c) for c in self.checks.values())
+        return 0 if checked and not self.failures else 1
 
 
 # -- the stages that read sources: plain data in, plain data out, so that they run anywhere (a thread,

@@ -89,6 +89,11 @@ class ValidationRun:
     def failed(self) -> bool:
         return any(r.status in ("fail", "error") for _, r in self.results)
 
+    @property
+    def exit_code(self) -> int:
+        """The engineer's check: 0 every rule passed, 1 a rule failed or could not run."""
+        return 1 if self.failed else 0
+
 
 def reference_time(cfg: Config) -> pd.Timestamp:
     """The platform's 'now': configured, else the demo's as-of time, else the current local time."""

@@ -524,7 +524,7 @@ def test_validate_mistakes_are_refused_before_prefect_starts(built, monkeypatch,
 def test_a_date_alone_for_until_takes_that_whole_day():
     from datetime import datetime
 
-    from healthqa.pipelines.cli import time_option
+    from healthqa.pipelines.cli.options import time_option
 
     assert time_option("2026-11-20", "--until", whole_day=True) == datetime(2026, 11, 20, 23, 59, 59, 999999)
     assert time_option("2026-11-20", "--since") == datetime(2026, 11, 20)

@@ -79,7 +79,7 @@ def test_missing_column_is_a_finding_not_a_crash():
 
 
 def test_tiny_rates_never_round_to_zero():
-    from healthqa.expectations.runner import format_pct
+    from healthqa.pipelines.cli.render import format_pct
 
     assert format_pct(100 * 1 / 1_000_000) == "0.0001%"
     assert format_pct(0.0) == "0%"

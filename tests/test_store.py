@@ -122,8 +122,10 @@ def test_pipelines_ask_the_store_and_write_no_queries():
 
     import healthqa.pipelines as pipelines
 
-    for name in ("validate", "nightly", "extract", "cli"):
-        tree = ast.parse((Path(pipelines.__file__).parent / f"{name}.py").read_text(encoding="utf-8"))
+    here = Path(pipelines.__file__).parent
+    for path in [here / f"{name}.py" for name in ("validate", "nightly", "extract")] + sorted((here / "cli").glob("*.py")):
+        name = path.relative_to(here).with_suffix("")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 mods = [node.module or ""]

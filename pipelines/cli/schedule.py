@@ -1,0 +1,103 @@
+"""``healthqa schedule``, ``deploy`` and ``serve``: the long-running and server-side commands."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from healthqa.config import load
+from healthqa.store import AuditStore
+
+from . import app, fail, render, user_errors
+from .options import ConfigOpt
+
+
+@app.command()
+@user_errors
+def schedule(config: ConfigOpt):
+    """按计划运行 / serve the nightly audit and the quarterly report on their schedules (keeps running).
+
+    Like `prefect serve`: the deployments `nightly-audit/nightly` and `quarterly-report/quarterly` run
+    on the cron strings of `orchestration` in its time zone (`dedup-scan/dedup-scan` and
+    `adhoc-validate/adhoc-validate` on demand), against the Prefect server of PREFECT_API_URL, or
+    without one on a local Prefect API started for the command (its run history in PREFECT_HOME) —
+    stop with Ctrl-C."""
+    from healthqa.pipelines.nightly_lock import serving_lock
+    from healthqa.pipelines.prefect_api import check_server, local_api, server_url
+
+    cfg = load(config)
+    with serving_lock(cfg):  # a second schedule is refused before anything starts
+        api = local_api(ephemeral=False)  # a full server: its scheduler turns the cron strings into runs
+        if api is None:  # before the flows load: a server that does not answer is said in a second or two
+            check_server(hint=", or unset it: the command then starts a local Prefect server")
+        from prefect import serve
+
+        from healthqa.pipelines.flows import deployments
+
+        deps = deployments(cfg)
+        if api is not None:
+            api.wait()
+        for d in deps:
+            app.out.print(render.deployment_line(d), highlight=False)
+        where = f"本地 Prefect API local Prefect API {api.url}" if api else \
+            f"Prefect 服务器 server {server_url()}"  # the environment's or a Prefect profile's
+        app.out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
+        serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
+    app.out.print("已停止 stopped", highlight=False)
+
+
+@app.command()
+@user_errors
+def deploy(config: ConfigOpt,
+           pool: Annotated[str, typer.Option("--pool", help="process work pool (created if missing)")] = "healthqa"):
+    """部署到 Prefect 服务器 / register the deployments on a Prefect server for a work pool's worker.
+
+    The server is the one of PREFECT_API_URL (`prefect server start` prints it); then start a worker
+    with `prefect worker start --pool POOL` on a machine where healthqa is installed. The nightly audit
+    and the quarterly report keep their cron schedules; dedup-scan and adhoc-validate run on demand."""
+    from healthqa.pipelines.prefect_api import check_server
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("PREFECT_API_URL is not set: point it at the Prefect server, e.g. "
+             "PREFECT_API_URL=http://127.0.0.1:4200/api (printed by `prefect server start`)")
+    cfg = load(config)
+    check_server()  # before the flows load (seconds): a server that does not answer is one line at once
+    from healthqa.pipelines.flows import deploy_to_pool, deployments
+
+    try:
+        deploy_to_pool(cfg, pool)
+    except Exception as e:  # noqa: BLE001 - an unreachable or refusing server is the user's to fix, in one line
+        fail(f"Prefect 服务器 server at {os.environ['PREFECT_API_URL']}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    for d in deployments(cfg):
+        app.out.print(render.deployment_line(d), highlight=False)
+    app.out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
+
+
+@app.command()
+@user_errors
+def serve(config: ConfigOpt,
+          host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8000):
+    """控制台 / the web console: the steward's review queue, the QC dashboard, the engineer's validation."""
+    import uvicorn
+
+    cfg = load(config)  # a bad configuration or store is one line here, before the server starts
+    AuditStore(cfg.store.url).close()
+    os.environ["HEALTHQA_CONFIG"] = str(config.resolve())
+    # the application loads for a few seconds (Great Expectations, pandas): say so, then say when it answers
+    app.err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
+    # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
+    config_ = uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                             access_log=False)
+    server = uvicorn.Server(config_)
+    _startup = server.startup
+
+    async def startup(sockets=None):
+        await _startup(sockets)
+        if server.started:
+            app.err.print(f"控制台已就绪 the console is ready: http://{host}:{port}/", highlight=False)
+
+    server.startup = startup
+    server.run()
