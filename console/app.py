@@ -3,7 +3,7 @@ named by ``HEALTHQA_CONFIG`` (how ``healthqa serve`` starts it under uvicorn, as
 
 Every route but the log-in page and the static files needs a session (``auth.current``); every
 state-changing route checks the CSRF token (``auth.check_csrf``); each role sees only its pages
-(``auth.role``). tests/test_console.py enumerates the routes and proves all three.
+(``auth.role``). tests/console/test_console.py enumerates the routes and proves all three.
 """
 
 from __future__ import annotations

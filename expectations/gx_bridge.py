@@ -81,7 +81,7 @@ logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
 # Great Expectations' private names this module relies on (its map-expectation verdict and output, the
 # steps of ``Validator.graph_validate`` that ``Plan`` takes one by one). GE may move them in any release,
-# so pyproject.toml pins GE to its minor series and tests/test_ge_private.py resolves each one: an
+# so pyproject.toml pins GE to its minor series and tests/expectations/test_ge_private.py resolves each one: an
 # upgrade that moves one fails there by name, before a rule runs. A new private use belongs here.
 GE_PRIVATE = (
     "great_expectations.expectations.expectation._mostly_success",

@@ -95,7 +95,7 @@ def platform(demo, tmp_path):
 
 def build_with_cli(tmp_path_factory):
     """An 800-person demo as `healthqa demo` builds it and audits it once: (folder, the command's result)."""
-    from .cli_run import invoke
+    from .pipelines.cli_run import invoke
 
     folder = tmp_path_factory.mktemp("cli") / "demo"
     res = invoke("demo", "--dir", folder, "--persons", 800, "--seed", 5, "--as-of", AS_OF.isoformat())
@@ -105,7 +105,7 @@ def build_with_cli(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """The CLI's demo for the modules that only read it and add nothing to its history (tests/test_cli.py,
+    """The CLI's demo for the modules that only read it and add nothing to its history (tests/pipelines/test_cli.py,
     which runs nights and validations on it, builds its own)."""
     return build_with_cli(tmp_path_factory)
 

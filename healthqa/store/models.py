@@ -1,5 +1,5 @@
 """Tables of the audit store. The schema is owned by the Alembic migrations beside this file;
-``tests/test_store.py`` proves that the migrations and these models agree."""
+``tests/core/test_store.py`` proves that the migrations and these models agree."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from healthqa.connectors.sources import reader
 from healthqa.errors import SourceError
 
-from .test_connectors import source_cfg
+from ..connectors.test_connectors import source_cfg
 
 LIMIT = 2  # seconds: every client-side limit in these tests
 
@@ -195,7 +195,7 @@ def test_nightly_goes_on_when_one_source_hangs(demo, pg_db, tmp_path, proxy):
     from healthqa import config
     from healthqa.pipelines.nightly import run_nightly
 
-    from .conftest import demo_config, write_config
+    from ..conftest import demo_config, write_config
 
     p, url = proxy(pg_db)
     cfg = demo_config(demo)

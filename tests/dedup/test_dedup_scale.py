@@ -21,7 +21,7 @@ from healthqa.dedup.deduplicator import Deduplicator
 from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 pytestmark = pytest.mark.xdist_group("dedup_scale")  # the module's larger MPI
 

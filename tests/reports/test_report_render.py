@@ -16,7 +16,7 @@ from healthqa.reports import quarterly, run_report
 from healthqa.reports.quarterly import Quarter, compliance
 from healthqa.store.findings import FindingRow
 
-from .conftest import copy_platform
+from ..conftest import copy_platform
 
 pytestmark = pytest.mark.xdist_group("report_render")  # the module's night, built once
 

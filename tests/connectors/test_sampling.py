@@ -15,7 +15,7 @@ from healthqa.connectors.sources import reader
 from healthqa.pipelines.extract import read_table, scope_for
 from healthqa.store import AuditStore
 
-from .conftest import AS_OF
+from ..conftest import AS_OF
 from .test_connectors import source_cfg
 
 

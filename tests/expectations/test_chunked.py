@@ -16,7 +16,7 @@ from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import Validation, validate_frame
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
-from .conftest import PG_ADMIN, _temporary_database, demo_config, write_config
+from ..conftest import PG_ADMIN, _temporary_database, demo_config, write_config
 from .test_validation import demo_cfg
 
 

@@ -17,7 +17,7 @@ from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 from healthqa.store.dedup import DedupRecords
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 LATER = "2026-11-25 01:00:00"  # after the demo's last update time: the watermark of a first run
 

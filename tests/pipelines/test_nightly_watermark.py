@@ -13,7 +13,7 @@ from healthqa import config
 from healthqa.pipelines.flows import run_nightly_flow
 from healthqa.pipelines.nightly import run_nightly
 
-from .conftest import write_config
+from ..conftest import write_config
 
 
 def visit(conn, vid: str, upload: datetime) -> None:

@@ -464,7 +464,7 @@ def _queued(page: str) -> list[tuple[str, str]]:
 
 
 def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path):
-    from .cli_run import invoke, refused
+    from ..pipelines.cli_run import invoke, refused
 
     refused(invoke("serve", "--config", tmp_path / "missing.yml"), "missing.yml")
 

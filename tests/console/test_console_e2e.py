@@ -19,7 +19,7 @@ import pytest
 from healthqa import config
 from healthqa.store import AuditStore
 
-from .conftest import absent, free_port
+from ..conftest import absent, free_port
 from .console_site import PASSWORD, build
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console_e2e")]  # one server and one browser

@@ -10,8 +10,8 @@ import pytest
 
 from healthqa.pipelines.cli import app
 
+from ..conftest import AS_OF, build_with_cli
 from .cli_run import invoke, refused, runner
-from .conftest import AS_OF, build_with_cli
 
 pytestmark = pytest.mark.xdist_group("cli")  # the module's demo, built once
 

@@ -14,7 +14,7 @@ pytest.importorskip("prefect")
 
 from healthqa.pipelines.flows import run_nightly_flow  # noqa: E402
 
-from .test_report_render import personal_values  # noqa: E402
+from ..reports.test_report_render import personal_values  # noqa: E402
 
 
 def artifacts_of(flow_run_id):

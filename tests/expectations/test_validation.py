@@ -9,7 +9,7 @@ import pytest
 from healthqa import config
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 pytestmark = pytest.mark.xdist_group("validation")  # the demo validated once for the module
 
@@ -47,11 +47,11 @@ FAMILY = {
     "FU-INTERVAL-92D": None, "FU-BP-ORDERED": "bp_inverted", "FU-GLUCOSE-RANGE": "glucose_out_of_range",
     "LAB-ORG-REGISTERED": None, "LAB-NOT-AFTER-DEATH": None, "EXAM-ORG-REGISTERED": None,
     "EXAM-NOT-AFTER-DEATH": None, "FU-ORG-REGISTERED": None, "FU-NOT-AFTER-DEATH": None,
-    # value-set conformance of the remaining coded columns (tests/test_value_sets.py)
+    # value-set conformance of the remaining coded columns (tests/core/test_value_sets.py)
     "MPI-ID-TYPE-CODE": None, "MPI-STATUS-CODE": None, "ORG-CODE-FORMAT": None, "ORG-ADCODE-EXISTS": None,
     "OPV-DEPT-CODE": None, "IPS-DISCHARGE-STATUS-CODE": None, "IPS-DX-CATEGORY": None,
     "LAB-ITEM-CODE": None, "LAB-FLAG-CODE": None,
-    # future upload times are not injected: the clean platform has none (tests/test_nightly_watermark.py makes one)
+    # future upload times are not injected: the clean platform has none (tests/pipelines/test_nightly_watermark.py makes one)
     "OPV-UPLOAD-NOT-FUTURE": None, "IPS-UPLOAD-NOT-FUTURE": None, "LAB-UPLOAD-NOT-FUTURE": None,
 }
 

@@ -14,7 +14,7 @@ from healthqa.connectors.sources import reader
 from healthqa.demo.platform import PHYSICAL
 from healthqa.errors import ReadOnlyViolation, SourceError, SourceUnreachable
 
-from .conftest import demo_config, sqlite_frames, write_config
+from ..conftest import demo_config, sqlite_frames, write_config
 
 TABLES = ["person", "outpatient_visit", "chronic_followup"]
 
@@ -319,7 +319,7 @@ def test_odbc_through_the_mariadb_driver(demo, mariadb_db, odbc_driver):
     from sqlalchemy.engine import make_url
 
     if "MariaDB Unicode" not in pyodbc.drivers():
-        from .conftest import absent
+        from ..conftest import absent
 
         absent("the ODBC driver 'MariaDB Unicode' is not installed; apt-get install odbc-mariadb")
     u = make_url(mariadb_db)
@@ -344,7 +344,7 @@ def test_odbc_reads_postgresql_a_chunk_at_a_time(odbc_driver):
     so reading 300,000 rows (about 70 MB) in chunks of 1,000 holds a chunk, not the table."""
     from sqlalchemy import create_engine, text
 
-    from .conftest import PG_ADMIN, _temporary_database
+    from ..conftest import PG_ADMIN, _temporary_database
 
     for url in _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)"):
         eng = create_engine(url)

@@ -14,7 +14,7 @@ from healthqa.pipelines.dedup import run_dedup
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 from healthqa.store import AuditStore
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 PASSWORD = "Zhenhai-2026-secret"
 USERS = {"steward1": "steward", "steward2": "steward", "qc1": "qc_manager", "eng1": "engineer", "admin1": "admin"}

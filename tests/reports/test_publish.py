@@ -17,7 +17,7 @@ import pytest
 from healthqa.reports import publish
 from healthqa.store.findings import FindingRow
 
-from .conftest import free_port
+from ..conftest import free_port
 
 
 def finding(i=1, level="一级", **kw):

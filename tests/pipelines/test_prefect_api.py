@@ -77,7 +77,7 @@ def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path
 
 
 def _closed_port() -> int:
-    from .conftest import free_port
+    from ..conftest import free_port
 
     return free_port()
 

@@ -26,7 +26,7 @@ from healthqa.pipelines.extract import read_table, scope_for
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc, validate_nightly
 from healthqa.store import AuditStore
 
-from .conftest import PG_ADMIN, _temporary_database, demo_config, write_config
+from ..conftest import PG_ADMIN, _temporary_database, demo_config, write_config
 from .test_connectors import source_cfg
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -193,7 +193,7 @@ def test_postgresql_timestamptz_watermark_is_local_time(pg_odd, tmp_path):
 def test_mariadb_blob_and_decimal_columns(tmp_path):
     """MariaDB hands a BLOB over as bytes and DECIMAL as Decimal: names decode (UTF-8 or GBK), a BLOB
     in no encoding is counted, archive numbers keep every digit."""
-    from .conftest import MARIADB_ADMIN
+    from ..conftest import MARIADB_ADMIN
 
     for url in _temporary_database(MARIADB_ADMIN, "MariaDB", "`"):
         eng = create_engine(url)

@@ -15,8 +15,8 @@ from healthqa.demo import DemoOptions, generate
 from healthqa.demo.platform import DISEASE_CODES, PHYSICAL
 from healthqa.demo.world import World
 
+from ..conftest import AS_OF, sqlite_frames
 from . import truthcheck as tc
-from .conftest import AS_OF, sqlite_frames
 
 pytestmark = pytest.mark.xdist_group("demo")  # one demo night for the module
 

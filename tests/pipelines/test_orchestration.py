@@ -16,7 +16,7 @@ from healthqa.pipelines.flows import run_nightly_flow, run_validate_flow  # noqa
 from healthqa.pipelines.nightly import run_nightly  # noqa: E402
 from healthqa.pipelines.validate import ValidationRequest, partitions  # noqa: E402
 
-from .conftest import absent, write_config  # noqa: E402
+from ..conftest import absent, write_config  # noqa: E402
 
 
 def with_orchestration(cfg, text: str):

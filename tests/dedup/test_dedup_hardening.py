@@ -25,7 +25,7 @@ from healthqa.pipelines.nightly import run_nightly
 from healthqa.store import AuditStore
 from healthqa.store.runs import Watermarks
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 NEW = "33021100100199999"  # an archive number the demo does not use
 

@@ -7,7 +7,7 @@ import pytest
 from healthqa import config
 from healthqa.errors import ConfigError
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 GOOD = """
 store: {url: "sqlite:///audit.db"}
@@ -114,7 +114,7 @@ def test_example_config_is_valid(monkeypatch):
                 "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD", "HEALTHQA_CONSOLE_SECRET"):
         monkeypatch.setenv(var, "sqlite:///x.db")
     monkeypatch.setenv("AUDIT_DB_URL", "sqlite:///audit.db")  # the store is never one of the sources
-    example = Path(__file__).parents[1] / "healthqa.example.yml"
+    example = Path(__file__).parents[2] / "healthqa.example.yml"
     cfg = config.load(example)
     assert {s.kind for s in cfg.sources.values()} == {"sqlalchemy", "odbc", "csv", "excel"}
     assert cfg.reports.webhook is not None and cfg.reports.mail.starttls

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from .conftest import free_port  # noqa: E402
+from ..conftest import free_port  # noqa: E402
 
 pytestmark = pytest.mark.server
 

@@ -25,7 +25,7 @@ from healthqa.errors import ConfigError
 from healthqa.pipelines.dedup import run_dedup
 from healthqa.store import AuditStore
 
-from .conftest import demo_config, write_config
+from ..conftest import demo_config, write_config
 
 pytestmark = pytest.mark.xdist_group("dedup")  # the module's duplicate scans
 
@@ -245,7 +245,7 @@ def test_cli_dedup_json_and_truth(demo, tmp_path):
 FEBRL_COLUMNS = {"archive_id": "rec_id", "given_name": "given_name", "family_name": "surname",
                  "birth_date": "date_of_birth", "id_number": "soc_sec_id", "address": "address_1",
                  "locality": "suburb", "postcode": "postcode"}
-FEBRL_SPEC = Path(__file__).parents[1] / "benchmarks" / "febrl.yml"
+FEBRL_SPEC = Path(__file__).parents[2] / "benchmarks" / "febrl.yml"
 
 
 def test_febrl4_deduplicates_from_the_generic_febrl_spec():
@@ -581,7 +581,7 @@ def test_the_console_reads_merges_without_the_pipelines():
     """One decision path (``store.review``) and the merges beside their formats: the steward's and
     the engineer's pages import nothing from ``pipelines/``."""
     for page in ("steward.py", "engineer.py"):
-        assert "healthqa.pipelines" not in (Path(__file__).parents[1] / "console" / page).read_text(encoding="utf-8")
+        assert "healthqa.pipelines" not in (Path(__file__).parents[2] / "console" / page).read_text(encoding="utf-8")
     from healthqa.store.dedup import DedupRecords
 
     assert not hasattr(DedupRecords, "decide") and not hasattr(DedupRecords, "undo")
