@@ -268,7 +268,7 @@ def test_a_rule_type_name_is_registered_once():
     from healthqa.expectations import rule_types
 
     with pytest.raises(ValueError, match=r"'not_null' is already registered by healthqa\.expectations\.rule_types"
-                                         r"\.not_null; tests\.test_rules\..*other_not_null cannot"):
+                                         r"\.not_null; tests\.expectations\.test_rules\..*other_not_null cannot"):
         @rule_types.rule_type("not_null", columns=("column",))
         def other_not_null(df, p, ctx):
             """Another not_null."""
