@@ -84,15 +84,19 @@ def _closed_port() -> int:
 
 def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):
     """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
-    The schedule's local API is a full server. Here once a minute at a second some 25 s ahead (a sixth
-    cron field: seconds; its database is migrated already, so it boots in that time), its scheduler's
-    loop and the runner's polling shortened, so that the test waits for neither the next whole minute
-    nor them. (Every few seconds would start a second night while the first runs.)"""
+    The schedule's local API is a full server. Here the cron names one moment some 30 s ahead, to the
+    second (a sixth cron field: seconds; the database is migrated already, so the server boots in that
+    time), its scheduler's loop and the runner's polling shortened, so that the test waits for neither
+    the next whole minute nor them — and no second night starts while the first is stopped."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
     import yaml
 
     cfg, store, _ = platform
     doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
-    cron = f"* * * * * {(int(time.time()) + 25) % 60}"
+    at = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=30)  # the schedules' time zone
+    cron = f"{at.minute} {at.hour} {at.day} {at.month} * {at.second}"
     doc["orchestration"] = {"nightly_cron": cron}
     cfg.path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     home = prefect_home
