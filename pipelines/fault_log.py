@@ -11,8 +11,9 @@ server's UI shows it too. Anything else (a bug) keeps its traceback on the termi
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from healthqa.config import Config
 from healthqa.errors import SourceError, SourceUnreachable
 
 LOG_NAME = "healthqa-faults.log"
+ENV = "HEALTHQA_FAULTS_LOG"  # the night's log file, for the task processes it starts
 
 
 def log_path(cfg: Config) -> Path:
@@ -82,22 +84,52 @@ def _consoles() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
 
 
-@contextmanager
-def faults_to_file(cfg: Config) -> Iterator[Path]:
-    """While the block runs, expected faults' tracebacks go to ``log_path(cfg)`` (created owner-only:
-    driver messages may name hosts and users), not to Prefect's console."""
-    path = log_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
+def _install(path: Path) -> Callable[[], None]:
+    """Divert expected faults from this process's Prefect consoles to ``path``; returns the undo."""
     file = logging.FileHandler(path, encoding="utf-8", delay=True)
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s task run %(task_run_name)s: %(message)s"))
     divert = _Divert(file)
     consoles = _consoles()
     for h in consoles:
         h.addFilter(divert)
-    try:
-        yield path
-    finally:
+
+    def undo() -> None:
         for h in consoles:
             h.removeFilter(divert)
         file.close()
+    return undo
+
+
+@contextmanager
+def faults_to_file(cfg: Config) -> Iterator[Path]:
+    """While the block runs, expected faults' tracebacks go to ``log_path(cfg)`` (created owner-only:
+    driver messages may name hosts and users), not to Prefect's console. Task processes started in
+    the block (a process pool, a local Dask cluster's workers) find the file in ``ENV`` and do the
+    same when they import the flows (``in_task_process``)."""
+    path = log_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    undo = _install(path)
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
+        undo()
+
+
+def in_task_process() -> None:
+    """In a process that runs a night's tasks (it imports the flows to unpickle them), divert as the
+    night's own process does; elsewhere nothing."""
+    global _in_task_process
+    path = os.environ.get(ENV)
+    if path and not _in_task_process:
+        _in_task_process = True
+        _install(Path(path))
+
+
+_in_task_process = False

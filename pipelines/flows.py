@@ -69,6 +69,7 @@ ON_TABLE: ContextVar = ContextVar("healthqa_on_table", default=None)
 FILTERS_CHECKED: ContextVar = ContextVar("healthqa_filters_checked", default=False)
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
+fault_log.in_task_process()  # a process pool's or Dask worker's import: its tracebacks go where the night's do
 
 
 # Tasks take plain data (the configuration, a run's id and start, names) and return plain data (rule

@@ -114,12 +114,15 @@ def test_the_function_blames_only_the_store_that_is_down(demo, tmp_path, down, c
     assert "Traceback" not in out + err
 
 
-def test_a_retry_is_one_line(demo, tmp_path):
-    path = _platform(demo, tmp_path, "qc", retries=1, retry_delay_s=[0.1])
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_a_retry_is_one_line(demo, tmp_path, runner):
+    """Whichever process runs the task: its retry is one line, its traceback goes to the log file."""
+    path = _platform(demo, tmp_path, "qc", retries=1, retry_delay_s=[0.1], task_runner=runner)
     ran = subprocess.run([sys.executable, "-m", "healthqa", "run", "nightly", "--config", str(path)],
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert ran.returncode == 1 and "Traceback" not in ran.stderr + ran.stdout, ran.stderr
     assert ran.stderr.count("qc 无法连接，0.1 s 后重试 retrying in 0.1 s (1/1)") == 1, ran.stderr
+    assert "Traceback" in (tmp_path / fault_log.LOG_NAME).read_text(encoding="utf-8")
 
 
 def test_a_bug_keeps_its_traceback_for_the_terminal():
