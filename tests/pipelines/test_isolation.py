@@ -24,7 +24,9 @@ from healthqa.pipelines.nightly import run_nightly
 from healthqa.reports.rules_run import rules_run
 from healthqa.store import AuditStore
 
-from .conftest import demo_config, write_config
+from ..conftest import copy_platform, demo_config, write_config
+
+pytestmark = pytest.mark.slow  # whole nights, four of them in processes of their own
 
 STORES = ("mpi", "drc", "qc")
 READ_FAULTS = {"store_unreachable", "table_unreadable", "run_incomplete"}
@@ -32,12 +34,8 @@ READ_FAULTS = {"store_unreachable", "table_unreadable", "run_incomplete"}
 
 def _platform(demo: Path, folder: Path, down: str, **orchestration) -> Path:
     """A copy of the demo platform with a fresh audit store and ``down``'s file moved away."""
-    for s in STORES:
-        shutil.copy(demo / f"{s}.db", folder / f"{s}.db")
-    cfg = demo_config(demo)
-    cfg["store"] = {"url": f"sqlite:///{folder / 'audit.db'}"}
-    for src in cfg["sources"].values():
-        src["url"] = src["url"].replace(str(demo), str(folder))
+    copy_platform(demo, folder)
+    cfg = demo_config(folder)
     cfg["reports"] = {**cfg.get("reports", {}), "out_dir": str(folder / "reports")}
     cfg["orchestration"] = {**cfg.get("orchestration", {}), "retries": 0, **orchestration}
     (folder / "gone").mkdir()
