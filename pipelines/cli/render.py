@@ -79,15 +79,13 @@ def nightly_table(res) -> Table:
 def dedup_line(st: dict, incremental: bool) -> str:
     """A duplicate scan in one line. A night's matches are those of the archives it compared (new,
     changed); its clusters are all the open ones, the night's and the earlier runs'."""
-    # the register's store was down: what the scan did without the institutions' levels
-    without = f"\n重复档案 duplicates: {st['institution_levels']}" if st.get("institution_levels") else ""
     if incremental and "compared" in st:
         removed = f", 删除 {st['removed']:,} removed" if st.get("removed") else ""
         return (f"重复档案 duplicates (incremental): 比对新增或变更档案 {st['compared']:,} new or changed archives "
                 f"compared{removed}; 新匹配 {st['matches']:,} new matches, 待审核 {st['review']:,} to review; "
-                f"现有聚类 {st['clusters']:,} open clusters among {st['records']:,} archives{without}")
+                f"现有聚类 {st['clusters']:,} open clusters among {st['records']:,} archives")
     return (f"重复档案 duplicates ({'incremental' if incremental else 'full'}): {st['matches']:,} matches, "
-            f"{st['review']:,} to review, {st['clusters']:,} clusters among {st['records']:,} archives{without}")
+            f"{st['review']:,} to review, {st['clusters']:,} clusters among {st['records']:,} archives")
 
 
 def assessment_line(a) -> str:
@@ -187,16 +185,15 @@ def deployment_line(d) -> str:
 
 
 def runs_table(runs) -> Table:
-    """``runs``: (run, its rule results, which of its rules ran — ``reports.rules_run.RulesRun`` or
-    None), newest first. A table's rows read are the most any of its rules applied to; when rules
-    could not run, how many and why come before the run's message."""
+    """``runs``: (run, its rule results, what could not run), newest first. A table's rows read are the
+    most any of its rules applied to."""
     t = Table(title="运行历史 runs", title_justify="left")
     for col, kw in (("# id", {"justify": "right"}), ("类型 kind", {}), ("开始 started", {}), ("耗时 took", {"justify": "right"}),
                     ("状态 state", {}), ("范围 scope", {}), ("读取行 rows", {"justify": "right"}),
                     ("未通过 failed", {"justify": "right"}), ("未能运行 could not run", {})):
         t.add_column(col, overflow="fold", **kw)
     style = {"success": "green", "partial": "yellow", "failed": "red", "running": "cyan"}
-    for r, results, ran in runs:
+    for r, results, could_not in runs:
         rows: dict[tuple[str, str], int] = {}
         for x in results:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
@@ -204,8 +201,7 @@ def runs_table(runs) -> Table:
         t.add_row(str(r.id), r.kind, f"{r.started_at:%Y-%m-%d %H:%M:%S}", "—" if took is None else f"{took:,.0f}s",
                   Text(r.status, style=style.get(r.status, "")), scope_text(r.scope or {}),
                   f"{sum(rows.values()):,}" if results else "—",
-                  str(sum(x.status == "fail" for x in results)) if results else "—",
-                  Text("\n".join(x for x in (ran.line() if ran and ran.could_not else "", r.message or "") if x)))
+                  str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
     return t
 
 

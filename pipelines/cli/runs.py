@@ -25,8 +25,13 @@ def runs(config: ConfigOpt,
 
     cfg = load(config)
     with AuditStore(cfg.store.url) as store:
-        history = [(r, results, rules_run(cfg, store, r.id, [asdict(x) for x in results]))
-                   for r in store.runs.recent(last) for results in [store.results.of_run(r.id)]]
+        history = []
+        for r in store.runs.recent(last):
+            results = store.results.of_run(r.id)
+            ran = rules_run(cfg, store, r.id, [asdict(x) for x in results])
+            # how many rules ran and which could not and why (when some could not), then the run's message
+            could_not = [ran.line()] if ran and ran.could_not else []
+            history.append((r, results, "\n".join(could_not + [r.message] if r.message else could_not)))
     app.out.print(render.runs_table(history))
 
 
