@@ -154,6 +154,8 @@ class Night:
 
     def deduplicated(self, summary: DedupSummary) -> None:
         self.res.dedup = summary
+        if summary.stats.get("institution_levels"):  # part of the scan's work was done without the register
+            self.run.problem(f"dedup: {summary.stats['institution_levels']}")
 
     def person_source(self) -> str | None:
         src = self.cfg.source_of("person")
