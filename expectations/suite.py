@@ -6,6 +6,7 @@ type checks and which parameters it takes. Every rule carries its own examples, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -150,6 +151,12 @@ def builtin(table: str) -> Suite:
 
 def builtin_tables() -> list[str]:
     return [t for t in canonical.tables() if resources.files(__package__).joinpath("suites", f"{t}.yml").is_file()]
+
+
+def tables_with_suite(tables: Iterable[str], site_dir: str | None = None) -> list[str]:
+    """Of ``tables``, those that have a suite: shipped, or the site's own ``<table>.yml`` in ``site_dir``."""
+    shipped = builtin_tables()
+    return [t for t in tables if t in shipped or (site_dir and (Path(site_dir) / f"{t}.yml").is_file())]
 
 
 def rules_for(table: str, site_dir: str | None = None) -> list[Rule]:

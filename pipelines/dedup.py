@@ -40,7 +40,7 @@ from healthqa.dedup.cluster import survivor_fields
 from healthqa.dedup.deduplicator import CandidateMaker, Deduplicator
 from healthqa.dedup.model import FSModel
 from healthqa.dedup.night import NightResult, Stored, Tonight
-from healthqa.errors import HealthqaError
+from healthqa.errors import HealthqaError, SourceError
 from healthqa.store import AuditStore
 from healthqa.store.runs import RunContext
 
@@ -102,15 +102,22 @@ def _js(v) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
-def _org_levels(cfg: Config) -> dict[str, str]:
+def _org_levels(cfg: Config) -> tuple[dict[str, str], str | None]:
+    """The register's level of each institution (a cluster's survivor is preferably an archive of a
+    higher-level institution) and, when the levels cannot be had, what the scan did without them:
+    the register's store down must not stop the duplicate scan of the MPI, only that preference."""
     src = cfg.source_of("organization")
     if src is None:
-        return {}
-    with open_source(cfg, src) as r:
-        if "level" not in r.present_columns("organization"):
-            return {}
-        df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "level"])
-    return dict(zip(st.text(df["org_code"]), st.text(df["level"])))
+        return {}, None
+    try:
+        with open_source(cfg, src) as r:
+            if "level" not in r.present_columns("organization"):
+                return {}, None
+            df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "level"])
+    except SourceError as e:
+        return {}, (f"未用机构等级选择保留档案 survivors chosen without institution levels "
+                    f"({str(e).removeprefix('source ')})")
+    return dict(zip(st.text(df["org_code"]), st.text(df["level"]))), None
 
 
 class DedupInputError(HealthqaError):
@@ -205,7 +212,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         else:
             df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
             _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
-    dd = Deduplicator(spec, model=prior_model, decisions=decisions, org_levels=_org_levels(cfg), progress=progress,
+    levels, without_levels = _org_levels(cfg)
+    dd = Deduplicator(spec, model=prior_model, decisions=decisions, org_levels=levels, progress=progress,
                       candidates=candidates)
     if idx is not None:
         stored_state = Stored(store.dedup.matches(source), store.dedup.open_clusters(source),
@@ -215,6 +223,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         result.stats.update(compared=len(night.keys), removed=len(night.gone))
     else:
         result, updated, row_hashes, redone = _whole(df, dd, columns, wm, incremental, cfg, store, source)
+    if without_levels:
+        result.stats["institution_levels"] = without_levels
     result.stats["index"] = why if incremental else "full run"
     token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,

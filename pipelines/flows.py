@@ -46,6 +46,7 @@ from healthqa.config import Config, Orchestration
 from healthqa.errors import ConfigError, HealthqaError, SourceError
 from healthqa.store import AuditStore, RunContext
 
+from . import fault_log
 from .nightly import (
     DedupSummary,
     Night,
@@ -68,6 +69,7 @@ ON_TABLE: ContextVar = ContextVar("healthqa_on_table", default=None)
 FILTERS_CHECKED: ContextVar = ContextVar("healthqa_filters_checked", default=False)
 
 QUIET = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False}
+fault_log.in_task_process()  # a process pool's or Dask worker's import: its tracebacks go where the night's do
 
 
 # Tasks take plain data (the configuration, a run's id and start, names) and return plain data (rule
@@ -198,7 +200,7 @@ def _night(cfg: Config) -> State:
     orch = cfg.orchestration
     retrying = {"retries": orch.retries, "retry_delay_seconds": list(orch.retry_delay_s),
                 "retry_condition_fn": _worth_retrying}
-    with AuditStore(cfg.store.url) as store, nightly_lock(store):
+    with AuditStore(cfg.store.url) as store, nightly_lock(store), fault_log.faults_to_file(cfg):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
             # the tasks get a copy that nothing mutates: the flow stages watermarks on ``run`` while
@@ -370,8 +372,13 @@ def run_validate_flow(config_path: str, request: ValidationRequest, on_table: Ca
 
 
 def _worth_retrying(task, task_run, state) -> bool:
-    """A source that could not be read (down, timing out) may answer later; a bug will not."""
-    return isinstance(_exception(state), SourceError)
+    """A source that could not be read (down, timing out) may answer later; a bug will not. Prefect
+    asks only while retries remain, so a yes is a retry about to happen: said in one line."""
+    e = _exception(state)
+    if not fault_log.expected(e):
+        return False
+    fault_log.announce_retry(e, task.retry_delay_seconds, task_run.run_count, task.retries)
+    return True
 
 
 def _exception(state: State) -> BaseException:

@@ -154,6 +154,8 @@ class Night:
 
     def deduplicated(self, summary: DedupSummary) -> None:
         self.res.dedup = summary
+        if summary.stats.get("institution_levels"):  # part of the scan's work was done without the register
+            self.run.problem(f"dedup: {summary.stats['institution_levels']}")
 
     def person_source(self) -> str | None:
         src = self.cfg.source_of("person")
@@ -175,6 +177,8 @@ class Night:
     def failed(self, what: str, reason: str, fault: str, source: str | None = None, table: str | None = None) -> None:
         reason = " ".join(str(reason).split())[:300]
         before = self.res.failures.get(what)  # a second table of the same source
+        if before is not None and reason in before.split("; "):
+            return  # the same fault seen again by another stage: said once, one finding
         self.res.failures[what] = reason if before is None else f"{before}; {reason}"
         self.run.problem(f"{what}: {reason}")
         # a table's fault is keyed by the table: two tables of a source are two findings, and a later

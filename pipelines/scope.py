@@ -5,8 +5,6 @@ refuses filters that match nothing before it loads the engine or starts a flow r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from healthqa import canonical
 from healthqa.config import Config
 from healthqa.connectors.sampling import Scope
@@ -63,5 +61,4 @@ def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str
 
 def suite_tables(cfg: Config, source: str) -> list[str]:
     """The source's mapped tables that have a suite (shipped, or the site's own)."""
-    return [t for t in cfg.sources[source].tables if t in suites.builtin_tables()
-            or (cfg.validation.suites and (Path(cfg.validation.suites) / f"{t}.yml").is_file())]
+    return suites.tables_with_suite(cfg.sources[source].tables, cfg.validation.suites)

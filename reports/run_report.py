@@ -21,6 +21,7 @@ from . import scores as sc
 from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
+from .rules_run import RulesRun, rules_run
 
 TREND_RUNS = 30
 WORST_RULES = 15
@@ -71,9 +72,11 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
             change = "not comparable" if key in before else "new"
         return {**s, "change": change}
 
-    notes = _notes(run, results, scored, orgs)
+    ran = rules_run(cfg, store, run_id, results)
+    notes = _notes(run, results, scored, orgs, ran)
+    # nothing scored is no data, never a "first" figure
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
-                                             "sampled": False, "low": None, "high": None, "change": "new"}
+                                             "sampled": False, "low": None, "high": None, "change": "no data"}
     sys_rows = [{**view("system", code), "code": code, "name": systems.get(code, "")}
                 for lv, code in scored if lv == "system"]
     dim_rows = [{**view("dimension", d), "en": DIMENSION_EN.get(d, "")} for lv, d in scored if lv == "dimension"]
@@ -91,6 +94,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
                 "status_zh": STATUS_ZH.get(run.status, run.status), "started_at": _t(run.started_at),
                 "finished_at": _t(run.finished_at), "scope_text": _scope_text(run.scope)},
         "notes": notes,
+        "rules_run": ran,
         "overall": overall,
         "systems": sys_rows,
         "dimensions": dim_rows,
@@ -166,11 +170,15 @@ def _dedup(cfg: Config, store: AuditStore) -> list[dict]:
     return out
 
 
-def _notes(run, results: list[dict], scored: dict, orgs) -> list[str]:
+def _notes(run, results: list[dict], scored: dict, orgs, ran: RulesRun | None = None) -> list[str]:
     """Plain statements for what would otherwise look like an error or an empty page."""
     notes = []
     if run.status in ("failed", "partial") and run.message:
         notes.append(f"本次运行未完整完成 — the run did not complete in full: {run.message}")
+    if ran is not None and ran.could_not:
+        notes.append(f"{ran.could_not:,} 条规则未能运行，{ran.ran:,} 条已运行 — {ran.could_not:,} of "
+                     f"{ran.ran + ran.could_not:,} rules could not run: "
+                     + ran.reasons() + "（规则见下 the rules: below）")
     if not results:
         notes.append("本次运行没有产生任何规则结果（数据源不可用或范围内无数据）— this run produced no rule result "
                      "(sources down, or nothing in its scope).")

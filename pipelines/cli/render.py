@@ -185,15 +185,15 @@ def deployment_line(d) -> str:
 
 
 def runs_table(runs) -> Table:
-    """``runs``: (run, its rule results), newest first. A table's rows read are the most any of its
-    rules applied to."""
+    """``runs``: (run, its rule results, what could not run), newest first. A table's rows read are the
+    most any of its rules applied to."""
     t = Table(title="运行历史 runs", title_justify="left")
     for col, kw in (("# id", {"justify": "right"}), ("类型 kind", {}), ("开始 started", {}), ("耗时 took", {"justify": "right"}),
                     ("状态 state", {}), ("范围 scope", {}), ("读取行 rows", {"justify": "right"}),
                     ("未通过 failed", {"justify": "right"}), ("未能运行 could not run", {})):
         t.add_column(col, overflow="fold", **kw)
     style = {"success": "green", "partial": "yellow", "failed": "red", "running": "cyan"}
-    for r, results in runs:
+    for r, results, could_not in runs:
         rows: dict[tuple[str, str], int] = {}
         for x in results:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
@@ -201,7 +201,7 @@ def runs_table(runs) -> Table:
         t.add_row(str(r.id), r.kind, f"{r.started_at:%Y-%m-%d %H:%M:%S}", "—" if took is None else f"{took:,.0f}s",
                   Text(r.status, style=style.get(r.status, "")), scope_text(r.scope or {}),
                   f"{sum(rows.values()):,}" if results else "—",
-                  str(sum(x.status == "fail" for x in results)) if results else "—", Text(r.message or ""))
+                  str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
     return t
 
 

@@ -32,6 +32,8 @@ def nightly(cfg: Config) -> int:
     app.out.print(render.nightly_table(res))
     if res.dedup:
         app.out.print(render.dedup_line(res.dedup.stats, res.dedup.incremental), highlight=False)
+        if res.dedup.stats.get("institution_levels"):  # the register's store was down: what the scan did without it
+            app.out.print(f"重复档案 duplicates: {res.dedup.stats['institution_levels']}", highlight=False)
     if res.assessment:
         app.out.print(render.assessment_line(res.assessment), highlight=False)
     for d in res.deliveries:

@@ -19,9 +19,19 @@ from .options import ConfigOpt
 def runs(config: ConfigOpt,
          last: Annotated[int, typer.Option("--last", min=1, max=1000, help="how many runs, newest first")] = 20):
     """运行历史 / the run history: when, what, state, duration, rows read, rules failed, what could not run."""
+    from dataclasses import asdict
+
+    from healthqa.reports.rules_run import rules_run
+
     cfg = load(config)
     with AuditStore(cfg.store.url) as store:
-        history = [(r, store.results.of_run(r.id)) for r in store.runs.recent(last)]
+        history = []
+        for r in store.runs.recent(last):
+            results = store.results.of_run(r.id)
+            ran = rules_run(cfg, store, r.id, [asdict(x) for x in results])
+            # how many rules ran and which could not and why (when some could not), then the run's message
+            could_not = [ran.line()] if ran and ran.could_not else []
+            history.append((r, results, "\n".join(could_not + [r.message] if r.message else could_not)))
     app.out.print(render.runs_table(history))
 
 
