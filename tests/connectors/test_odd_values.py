@@ -393,6 +393,7 @@ def test_excel_cells_read_as_the_sheet_shows_them(tmp_path):
     assert got["adcode"].tolist() == ["172.50"] * 3 + ["0.3", "12.5%"]
 
 
+@pytest.mark.slow
 def test_excel_sheet_is_streamed_in_chunks(tmp_path):
     """The workbook is opened read-only and the sheet streamed: reading 15,000 rows in chunks of 1,000
     holds a chunk, not the sheet (openpyxl's full load of it takes about 35 MB)."""

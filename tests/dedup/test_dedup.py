@@ -145,6 +145,7 @@ def _cfg(folder, tmp_path, url=None):
     return config.load(write_config(tmp_path / "healthqa.yml", cfg))
 
 
+@pytest.mark.slow
 def test_decisions_respected_across_runs_and_undo(demo, tmp_path):
     cfg = _cfg(demo, tmp_path)
     store = AuditStore(cfg.store.url)
@@ -214,6 +215,7 @@ def test_merge_instructions_parse_as_hl7_and_fhir(demo, tmp_path):
     assert pd.read_csv(files["csv"]).shape[0] == len(merges)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_same_results_from_postgresql(demo, pg_db, tmp_path):
     (tmp_path / "a").mkdir()
@@ -248,6 +250,7 @@ FEBRL_COLUMNS = {"archive_id": "rec_id", "given_name": "given_name", "family_nam
 FEBRL_SPEC = Path(__file__).parents[2] / "benchmarks" / "febrl.yml"
 
 
+@pytest.mark.slow
 def test_febrl4_deduplicates_from_the_generic_febrl_spec():
     """Any person-like table deduplicates from a spec: FEBRL4's two files, concatenated, with the
     one spec written for the FEBRL schema."""
@@ -292,6 +295,7 @@ def platform_20k(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_steward_decisions_train_a_model_that_does_better(platform_20k):
     """Without the household guards, EM merges households; a model trained on 300 steward
     decisions does measurably better on the pairs nobody decided."""
@@ -340,6 +344,7 @@ def test_incremental_run_with_nothing_new_changes_nothing(demo, tmp_path):
     assert again.as_json()["survivors"] == first.as_json()["survivors"]
 
 
+@pytest.mark.slow
 def test_thresholds_come_from_the_configuration(demo, tmp_path):
     import yaml
 
@@ -431,6 +436,7 @@ def test_names_entered_in_each_others_field_get_the_fields_swapped_level():
         specs.Spec.model_validate({**base, "fields": [{**base["fields"][0], "swap_with": "nobody"}, *base["fields"][1:]]})
 
 
+@pytest.mark.slow
 def test_incremental_run_finds_what_a_full_run_finds_for_the_new_archives(demo, tmp_path):
     """Archives added since the last run, matched against the index (its normalised fields and
     blocking hashes), get the candidate pairs and matches a fresh full run gives them."""

@@ -27,6 +27,9 @@ from healthqa.store.runs import Watermarks
 
 from ..conftest import demo_config, write_config
 
+pytestmark = pytest.mark.slow  # duplicate scans run again after damage
+
+
 NEW = "33021100100199999"  # an archive number the demo does not use
 
 

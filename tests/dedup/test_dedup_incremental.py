@@ -19,6 +19,9 @@ from healthqa.store.dedup import DedupRecords
 
 from ..conftest import demo_config, write_config
 
+pytestmark = pytest.mark.slow  # full and incremental scans compared
+
+
 LATER = "2026-11-25 01:00:00"  # after the demo's last update time: the watermark of a first run
 
 

@@ -23,7 +23,7 @@ from healthqa.store import AuditStore
 
 from ..conftest import demo_config, write_config
 
-pytestmark = pytest.mark.xdist_group("dedup_scale")  # the module's larger MPI
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dedup_scale")]  # the module's larger MPI
 
 
 SPEC = specs.builtin()

@@ -30,6 +30,7 @@ def _all(cfg: config.Config, **scope) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_chunk_rows(demo, tmp_path):
     """Every table of the synthetic platform, chunks of 97 rows against one chunk of 100,000: the same
     counts, statuses, sample keys, institution breakdowns, examples and violating keys for every rule —

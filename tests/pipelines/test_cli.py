@@ -13,7 +13,7 @@ from healthqa.pipelines.cli import app
 from ..conftest import AS_OF, build_with_cli
 from .cli_run import invoke, refused, runner
 
-pytestmark = pytest.mark.xdist_group("cli")  # the module's demo, built once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli")]  # the module's demo, built and audited once
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from .cli_run import invoke, refused
 
-pytestmark = pytest.mark.xdist_group("cli_readers")  # the session's demo (conftest.built), built on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_readers")]  # the session's demo (conftest.built)
 
 
 def test_the_demo_ends_with_the_report(built):

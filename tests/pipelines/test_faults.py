@@ -20,6 +20,9 @@ from healthqa.errors import SourceError
 
 from ..connectors.test_connectors import source_cfg
 
+pytestmark = pytest.mark.slow  # sources that hang until their deadlines
+
+
 LIMIT = 2  # seconds: every client-side limit in these tests
 
 

@@ -16,6 +16,8 @@ from healthqa.pipelines.flows import run_nightly_flow  # noqa: E402
 
 from ..reports.test_report_render import personal_values  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole nights as Prefect flows
+
 
 def artifacts_of(flow_run_id):
     from prefect.client.orchestration import get_client

@@ -10,7 +10,7 @@ import yaml
 
 from .cli_run import invoke, refused
 
-pytestmark = pytest.mark.xdist_group("cli_readers")  # the session's demo (conftest.built), built on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_readers")]  # the session's demo (conftest.built)
 
 
 def variant(folder, tmp_path, **store):

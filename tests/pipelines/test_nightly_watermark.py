@@ -15,6 +15,8 @@ from healthqa.pipelines.nightly import run_nightly
 
 from ..conftest import write_config
 
+pytestmark = pytest.mark.slow  # several nights each
+
 
 def visit(conn, vid: str, upload: datetime) -> None:
     archive, org = conn.execute("SELECT dabh, jgdm FROM tb_mzjzjl LIMIT 1").fetchone()

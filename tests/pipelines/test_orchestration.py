@@ -18,6 +18,8 @@ from healthqa.pipelines.validate import ValidationRequest, partitions  # noqa: E
 
 from ..conftest import absent, write_config  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole nights, on threads and on a Dask cluster
+
 
 def with_orchestration(cfg, text: str):
     cfg.path.write_text(cfg.path.read_text(encoding="utf-8") + f"\norchestration: {text}\n", encoding="utf-8")

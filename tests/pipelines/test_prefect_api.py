@@ -19,7 +19,6 @@ import pytest
 
 pytest.importorskip("prefect")
 
-
 pytestmark = pytest.mark.server
 
 

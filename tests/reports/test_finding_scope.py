@@ -7,8 +7,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
+import pytest
+
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
+
+pytestmark = pytest.mark.slow  # several nights each
 
 
 def _open(store, rule: str, table: str = "outpatient_visit"):

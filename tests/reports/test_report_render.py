@@ -18,7 +18,7 @@ from healthqa.store.findings import FindingRow
 
 from ..conftest import copy_platform
 
-pytestmark = pytest.mark.xdist_group("report_render")  # the module's night, built once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_render")]  # the module's night, built once
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=|url\(|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/""", re.I)
 
