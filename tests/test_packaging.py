@@ -9,6 +9,7 @@ that. The fresh environment borrows the dependencies of the running one through 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -41,8 +42,19 @@ def _expected_files() -> set[str]:
 def installed(tmp_path_factory) -> Path:
     """A fresh virtual environment with the wheel installed; returns its python."""
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, capture_output=True)
+    # built from a copy of the tracked files (links kept as links): the checkout itself is busy while
+    # the other worker's tests run (bytecode caches appear in it), and setuptools builds in the tree
+    source = tmp / "source"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in tracked:
+        (source / f).parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / f).is_symlink():
+            (source / f).symlink_to((ROOT / f).readlink())
+        elif (ROOT / f).is_file():
+            shutil.copy2(ROOT / f, source / f)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                            str(tmp / "dist"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     wheel = next((tmp / "dist").glob("healthqa-*.whl"))
     env = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)

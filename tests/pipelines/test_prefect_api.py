@@ -75,6 +75,12 @@ def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path
     assert servers_of(home) == []
 
 
+def _flow_run_states(home: Path) -> list[str]:
+    with sqlite3.connect(home / "prefect.db") as db:
+        return [s for (s,) in db.execute("SELECT r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id "
+                                         "WHERE f.name = 'nightly-audit' AND r.state_type NOT IN ('SCHEDULED', 'PENDING')")]
+
+
 def _closed_port() -> int:
     from ..conftest import free_port
 
@@ -109,12 +115,21 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
             time.sleep(2)
         while (runs := store.runs.recent(kind="nightly")) and runs[0].status == "running" and time.monotonic() < deadline:
             time.sleep(1)
+        # and Prefect's flow run has ended too (its process reports its state after the audit's last write)
+        while _flow_run_states(home) != ["COMPLETED"] and time.monotonic() < deadline:
+            time.sleep(1)
         log.seek(0)
         said = log.read()
         assert runs and runs[0].status in ("success", "partial"), said[-3000:]
+        assert _flow_run_states(home) == ["COMPLETED"], said[-3000:]
         assert f"nightly-audit/nightly  {cron}  (Asia/Shanghai)" in said and "本地 Prefect API" in said
         p.send_signal(signal.SIGINT)  # Ctrl-C
-        assert p.wait(timeout=60) == 0
+        try:
+            stopped = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stopped = None
+        log.seek(0)
+        assert stopped == 0, log.read()[-3000:]
     finally:
         if p.poll() is None:
             p.kill()
