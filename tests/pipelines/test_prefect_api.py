@@ -75,6 +75,12 @@ def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path
     assert servers_of(home) == []
 
 
+def ctrl_c_reaches_it() -> None:
+    """In the child before it starts: SIGINT as a terminal gives it. A test run started in the
+    background of a script (``pytest … &``) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _flow_run_states(home: Path) -> list[str]:
     with sqlite3.connect(home / "prefect.db") as db:
         return [s for (s,) in db.execute("SELECT r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id "
@@ -108,7 +114,7 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     env = no_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_RUNNER_POLL_FREQUENCY="2")
     log = (tmp_path / "schedule.log").open("w+")
     p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=env,
-                         stdout=log, stderr=subprocess.STDOUT, text=True)
+                         stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_reaches_it)
     try:
         deadline = time.monotonic() + 180
         while not store.runs.recent(kind="nightly") and time.monotonic() < deadline and p.poll() is None:
