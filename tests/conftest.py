@@ -46,10 +46,12 @@ TIERS = ("slow", "server", "browser")
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``)."""
+    """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``). The
+    others go first: two workers then end on short tests together, not one of them on a long one."""
     for item in items:
         if not any(item.get_closest_marker(t) for t in TIERS):
             item.add_marker(pytest.mark.fast)
+    items.sort(key=lambda item: item.get_closest_marker("fast") is not None)  # stable: file order within a tier
 
 
 def demo_config(folder: Path) -> dict:
