@@ -63,9 +63,9 @@ class RuleResult:
 def validate_frame(df: pd.DataFrame, table: str, rules: list[Rule], ctx: RuleContext,
                    missing_columns: dict[str, str] | None = None, all_keys: bool = False) -> list[RuleResult]:
     """Validate one table's rows with its rules; a rule whose columns are absent is an error result."""
-    v = Validation(table, rules, ctx, df.columns, missing_columns, all_keys)
-    v.add(df)
-    return v.results()
+    with Validation(table, rules, ctx, df.columns, missing_columns, all_keys) as v:
+        v.add(df)
+        return v.results()
 
 
 _freezing = threading.Lock()
@@ -138,6 +138,17 @@ class Validation:
         self.rows = 0
         self._frozen = False
         self._carried: dict[tuple, list[list]] | None = None  # conversion -> its parts, chunk by chunk
+
+    def __enter__(self) -> Validation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """A validation left before its results (the source failed mid-table, a task was cancelled)
+        gives the collector back, as ``partial`` does: frozen for good, the process's cyclic garbage
+        would never be collected again."""
+        if self._frozen:
+            _unfreeze()
+            self._frozen = False
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Validate one chunk's rows with the per-row rules; keep what the whole-table rules need."""

@@ -186,12 +186,12 @@ def _validate_tables(cfg: Config, request: ValidationRequest, wanted: list[str],
             else:
                 scope = scope_for(reader, store, t)
                 chunks = read_table(reader, t, scope, nightly)
-            v = _validation(reader, t, scope, rules[t], ctx, request.all_keys)
-            for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
-                v.add(chunk)
-            _add_reference(reader, t, scope, v)
-            tv = TableValidation(request.source, t, v.rows, scope.describe())
-            tv.results = v.results()
+            with _validation(reader, t, scope, rules[t], ctx, request.all_keys) as v:
+                for chunk in chunks:  # one chunk in memory at a time (chunk_rows)
+                    v.add(chunk)
+                _add_reference(reader, t, scope, v)
+                tv = TableValidation(request.source, t, v.rows, scope.describe())
+                tv.results = v.results()
             out.append(tv)
     return out
 
@@ -229,17 +229,17 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
     with open_source(cfg, source) as reader:
         scope = scope_for(reader, store, table)
         sampling = scope.describe()  # the night's read of the table, not this part's bucket
-        v = _validation(reader, table, scope, mine, _context(cfg, mine))
-        if part is None:
-            chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
-        else:
-            scope = _bucket(reader, table, scope, *part)
-            chunks = () if scope is None else read_table(reader, table, scope, nightly)
-        for chunk in chunks:
-            v.add(chunk)
-        if part is None:
-            _add_reference(reader, table, scope, v)
-        return TablePart(v.rows if part else 0, sampling, v.partial())
+        with _validation(reader, table, scope, mine, _context(cfg, mine)) as v:
+            if part is None:
+                chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
+            else:
+                scope = _bucket(reader, table, scope, *part)
+                chunks = () if scope is None else read_table(reader, table, scope, nightly)
+            for chunk in chunks:
+                v.add(chunk)
+            if part is None:
+                _add_reference(reader, table, scope, v)
+            return TablePart(v.rows if part else 0, sampling, v.partial())
 
 
 def _bucket(reader, table: str, scope: Scope, k: int, n: int) -> Scope | None:

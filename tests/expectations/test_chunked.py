@@ -193,3 +193,31 @@ def test_validations_in_parallel_keep_the_collector_frozen_until_the_last_ends()
     assert gc.get_freeze_count() > before  # the second still validates: still frozen
     second.results()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_validation_left_mid_table_gives_the_collector_back(platform, monkeypatch):
+    """The source fails after the first chunk: the table's validation ends without its results, and
+    the collector it froze is unfrozen — frozen for good, a long-running process (the console, the
+    schedule) would never collect its cyclic garbage again, and the next validation would not
+    unfreeze it either."""
+    import gc
+
+    from healthqa.connectors import readers
+    from healthqa.errors import SourceError
+
+    cfg, store, _ = platform
+    real_read = readers.Reader.read
+
+    def failing_after_one_chunk(self, table, scope=None, columns=None):
+        chunks = real_read(self, table, scope, columns)
+        yield next(chunks)
+        raise SourceError("mpi", "the connection dropped mid-table")
+
+    gc.unfreeze()  # whatever an earlier test of this process left
+    monkeypatch.setattr(readers.Reader, "read", failing_after_one_chunk)
+    with pytest.raises(SourceError, match="mid-table"):
+        validate_adhoc(cfg, ValidationRequest("mpi", tables=("person",)), store)
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(readers.Reader, "read", real_read)
+    run = validate_adhoc(cfg, ValidationRequest("mpi", tables=("person",)), store)  # and the next one unfreezes too
+    assert run.tables[0].rows > 0 and gc.get_freeze_count() == 0
