@@ -104,17 +104,13 @@ class _Reads:
                             if columns else pd.DataFrame()
             except SourceError as e:  # the source is down or the table unreadable: its references are not had
                 for key in keys:
-                    self.rows.setdefault(key, Unavailable(_reason(e)))
+                    self.rows.setdefault(key, Unavailable(e.fault))
 
     def _scope(self, window: timedelta | None) -> Scope:
         full = Sampling(method="full")
         if window is None:
             return Scope(sampling=full)
         return Scope(sampling=full, since=(self.as_of - window).to_pydatetime(), until=self.as_of.to_pydatetime())
-
-
-def _reason(e: SourceError) -> str:
-    return str(e).removeprefix("source ")  # "mpi unreachable: …", "mpi: table T_GRDA …"
 
 
 def resolve(cfg: Config, needs: Iterable[str], as_of: pd.Timestamp) -> dict[str, Any]:

@@ -24,6 +24,11 @@ class SourceError(HealthqaError):
     def __reduce__(self):  # rebuilt from its two fields when it crosses a process (a Dask worker's task)
         return type(self), (self.source, self.reason)
 
+    @property
+    def fault(self) -> str:
+        """The message led by the source's name, as a clause of another's: ``mpi unreachable: …``."""
+        return str(self).removeprefix("source ")
+
 
 class SourceUnreachable(SourceError):
     """A source could not be connected to at all."""

@@ -116,7 +116,7 @@ def _org_levels(cfg: Config) -> tuple[dict[str, str], str | None]:
             df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "level"])
     except SourceError as e:
         return {}, (f"未用机构等级选择保留档案 survivors chosen without institution levels "
-                    f"({str(e).removeprefix('source ')})")
+                    f"({e.fault})")
     return dict(zip(st.text(df["org_code"]), st.text(df["level"]))), None
 
 

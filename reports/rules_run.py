@@ -62,8 +62,8 @@ def rules_run(cfg: Config, store: AuditStore, run_id: int, results: Iterable[Map
         else:
             ran += 1
     read = {(r["source"], r["table"]) for r in results}
-    faults = [f for event in ("new", "persisting", "reopened") for f in store.findings.events_of_run(run_id)[event]
-              if f.kind == "fault"]
+    events = store.findings.events_of_run(run_id)  # one read of the run's findings, not one per kind of event
+    faults = [f for event in ("new", "persisting", "reopened") for f in events[event] if f.kind == "fault"]
     for source, table in _planned(cfg, run.scope or {}):
         if (source, table) not in read:
             rules = [r.id for r in suites.rules_for(table, cfg.validation.suites)]
