@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from healthqa import clock
 from healthqa.errors import HealthqaError, one_line
 
 
@@ -62,7 +63,7 @@ class Jobs:
             except Exception as e:  # noqa: BLE001 - the engineer reads the reason on the page, the console goes on
                 job.error, job.state = f"{type(e).__name__}: {one_line(e)}", "failed"
             finally:
-                job.finished_at = datetime.now()
+                job.finished_at = clock.now()
 
         threading.Thread(target=work, name=f"healthqa-validate-{job.id}", daemon=True).start()
         return job

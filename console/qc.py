@@ -4,12 +4,11 @@ the trend), the findings with filters and drill-down to rule results and masked 
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from healthqa import clock
 from healthqa.errors import HealthqaError
 from healthqa.reports import charts, quarterly, run_report
 from healthqa.reports.assess import describe, rule_results
@@ -63,7 +62,7 @@ def findings(request: Request, who: Who = Depends(qc)):
     rows = store.findings.list(**f)
     page = "findings_table.html.j2" if "HX-Request" in request.headers else "findings.html.j2"
     return request.app.state.render(request, page, who=who, rows=rows, f=request.query_params, levels=LEVELS,
-                                    states=STATES, orgs=registry(cfg), now=datetime.now())
+                                    states=STATES, orgs=registry(cfg), now=clock.now())
 
 
 @router.get("/findings/{finding_id}", response_class=HTMLResponse)
@@ -79,7 +78,7 @@ def finding(request: Request, finding_id: int, who: Who = Depends(qc)):
     for r in results:
         r["lines"] = example_lines(r, f.org_code, limit=10)  # masked
     return request.app.state.render(request, "finding.html.j2", who=who, f=f, results=results,
-                                    orgs=registry(cfg), now=datetime.now())
+                                    orgs=registry(cfg), now=clock.now())
 
 
 def _change(request: Request, finding_id: int, fn) -> RedirectResponse:
@@ -115,7 +114,7 @@ def reports(request: Request, who: Who = Depends(qc)):
     store = request.app.state.store
     runs = [r for r in store.runs.recent(50) if r.status != "running"]
     scored = {r.id for r in runs if store.scores.of_run(r.id)}
-    today = datetime.now()
+    today = clock.now()
     q = (today.month - 1) // 3 + 1
     quarters = []
     y, k = today.year, q

@@ -6,7 +6,8 @@ decisions a moment later must not share a timestamp, nor two failed log-ins of o
 reads the machine's local time; a ``Clock`` given a zone reads that zone's, so that "now in the
 configured ``timezone``" is one ``Clock(ZoneInfo(cfg.timezone))`` away.
 
-Tests do not sleep to let time pass: ``with clock.frozen() as c: … c.advance(seconds=7)`` stops the
+Reports, the console and the command line read the same clock for "now" (overdue, a run's reference
+time, a report's date). Tests do not sleep to let time pass: ``with clock.frozen() as c: … c.advance(seconds=7)`` stops the
 clock for every thread of the process (the console's handlers run in a thread pool) and moves it on.
 """
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from healthqa import canonical
+from healthqa import canonical, clock
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
@@ -99,7 +99,7 @@ def reference_time(cfg: Config) -> pd.Timestamp:
     """The platform's 'now': configured, else the demo's as-of time, else the current local time."""
     if cfg.validation.as_of:
         return pd.Timestamp(cfg.validation.as_of)
-    return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(datetime.now()).floor("s")
+    return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(clock.now()).floor("s")
 
 
 def validate_adhoc(cfg: Config, request: ValidationRequest, store: AuditStore | None = None, *,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from healthqa import __version__, codelists
+from healthqa import __version__, clock, codelists
 from healthqa.config import Config
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
@@ -82,7 +82,7 @@ def _met(rows: list[FindingRow], due_field: str, done_at, at: datetime) -> dict:
 
 
 def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | None = None) -> dict:
-    at = at or datetime.now()
+    at = at or clock.now()
     until = min(quarter.end, at)
     runs = store.runs.between(quarter.start, quarter.end)
     # the district's figures: nightly audits only (an engineer's run over one table, institution or

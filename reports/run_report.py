@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from healthqa import __version__, codelists
+from healthqa import __version__, clock, codelists
 from healthqa.config import Config
 from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow, urgency
@@ -34,7 +34,7 @@ KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重�
 
 
 def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = None) -> dict:
-    at = at or datetime.now()
+    at = at or clock.now()
     run = store.runs.get(run_id)
     if run is None:
         from healthqa.errors import HealthqaError

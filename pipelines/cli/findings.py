@@ -3,12 +3,12 @@ terminal (written to the audit log with the operating-system user)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from healthqa import clock
 from healthqa.config import load
 from healthqa.store import AuditStore
 
@@ -54,7 +54,7 @@ def findings_list(
     with AuditStore(cfg.store.url) as store:
         rows = store.findings.list(state=state, level=level, system=system, org=org, overdue=overdue)
     names = registry(cfg)
-    app.out.print(render.findings_table(rows, lambda f: location(f, names), datetime.now()))
+    app.out.print(render.findings_table(rows, lambda f: location(f, names), clock.now()))
     if json_out:
         export(rows, json_out)
         app.out.print(f"{json_out.suffix.lstrip('.').upper() or 'JSON'}: {json_out}", highlight=False)
