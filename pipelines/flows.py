@@ -312,11 +312,15 @@ def deployments(cfg, entrypoint_type=None) -> list:
     """The deployments of the configuration: the nightly audit and the quarterly inspection report
     on their cron strings in the configured time zone (``orchestration``); the full duplicate scan
     and the ad-hoc validation on demand (the latter with the engineer's ``source`` and filters)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     o, params = cfg.orchestration, {"config_path": str(cfg.path)}
     kw = {} if entrypoint_type is None else {"entrypoint_type": entrypoint_type}
-    return [nightly_audit.to_deployment(name="nightly", parameters=params,
+    # one nightly at a time, and a second one that the schedule or a person starts meanwhile is
+    # cancelled by the server before it runs (the nightly lock would refuse it later, as a failed run)
+    alone = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    return [nightly_audit.to_deployment(name="nightly", parameters=params, concurrency_limit=alone,
                                         schedule=Cron(o.nightly_cron, timezone=o.timezone), **kw),
             quarterly_report.to_deployment(name="quarterly", parameters=params,
                                            schedule=Cron(o.quarterly_cron, timezone=o.timezone), **kw),

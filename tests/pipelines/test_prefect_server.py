@@ -95,6 +95,9 @@ def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform,
             deps = {f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()}
             assert deps["nightly-audit/nightly"].work_pool_name == pool
             assert deps["nightly-audit/nightly"].parameters == {"config_path": str(cfg.path)}
+            # a second nightly meanwhile is cancelled by the server, not failed by the nightly lock
+            assert deps["nightly-audit/nightly"].global_concurrency_limit.limit == 1
+            assert deps["nightly-audit/nightly"].concurrency_options.collision_strategy == "CANCEL_NEW"
             sched = client.read_deployment_schedules(deps["nightly-audit/nightly"].id)[0].schedule
             assert (sched.cron, sched.timezone) == ("0 2 * * *", "Asia/Shanghai")
             run = client.create_flow_run_from_deployment(deps["nightly-audit/nightly"].id)
