@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,29 @@ def check_sources(config: Config) -> dict[str, list[TableCheck] | SourceError]:
     return out
 
 
+def arrival_mark_column(column: str) -> str:
+    """The watermark name of an arrival column (apart from the time columns' own)."""
+    return f"arrival:{column}"
+
+
 def scope_for(reader: Reader, store: AuditStore | None, table: str, **filters) -> Scope:
-    """The table's configured sampling, its watermark (incremental) and the command line's filters."""
+    """The table's configured sampling, its watermark (incremental) and the command line's filters.
+
+    An incremental read also takes late arrivals (docs/design.md "Late arrivals"): the rows loaded
+    after the last night's arrival mark where the table has an ``arrival_column``, else the rows of
+    the ``overlap_hours`` before the watermark that no night counted yet. A read capped at ``rows``
+    takes the oldest rows after the watermark only, as before (a re-read would eat its cap)."""
     sampling = reader.cfg.sampling_for(table)
-    wm = None
-    if sampling.method == "incremental" and store is not None:
-        tc = sampling.time_column or canonical.table(table).time
-        wm = store.watermarks.get(reader.name, table, tc) if tc else None
-    return Scope(sampling=sampling, watermark=wm, **filters)
+    if sampling.method != "incremental" or store is None:
+        return Scope(sampling=sampling, **filters)
+    tc = sampling.time_column or canonical.table(table).time
+    wm = store.watermarks.get(reader.name, table, tc) if tc else None
+    if sampling.rows:
+        return Scope(sampling=sampling, watermark=wm, **filters)
+    arrival = sampling.arrival_column
+    return Scope(sampling=sampling, watermark=wm, fresh_only=True, seen=store.watermarks.counted(reader.name, table),
+                 arrival_mark=store.watermarks.get(reader.name, table, arrival_mark_column(arrival)) if arrival else None,
+                 overlap=timedelta(0) if arrival else timedelta(hours=sampling.overlap_hours), **filters)
 
 
 def read_table(reader: Reader, table: str, scope: Scope, ctx: RunContext | None = None) -> Iterator[pd.DataFrame]:
@@ -79,6 +95,28 @@ def read_table(reader: Reader, table: str, scope: Scope, ctx: RunContext | None 
                     ", ".join(map(str, lines[:10])) + (" …" if len(lines) > 10 else ""))
     if ctx is not None and incremental and latest is not None:
         ctx.stage_watermark(reader.name, table, tc, latest.to_pydatetime())
+    if ctx is not None and scope.fresh_only:
+        _stage_counted(reader, table, scope, ctx, latest)
+
+
+def _stage_counted(reader: Reader, table: str, scope: Scope, ctx: RunContext, latest) -> None:
+    """What the next night need not count again, staged on the run: the keys of the rows it will
+    fetch again — inside the overlap before the watermark this night leaves, or whose time is no time
+    at all (counted once) — and the arrival mark (the latest load time fetched)."""
+    parts = reader.fetched.get(table) or []
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"key": [], "time": pd.Series(dtype="datetime64[ns]"), "timeless": pd.Series(dtype=bool), "arrived": []})
+    marks = [t for t in (scope.watermark, min(latest.to_pydatetime(), ctx.started_at) if latest is not None else None) if t]
+    again = rows["timeless"].astype(bool)
+    if marks and scope.overlap:
+        mark = pd.Timestamp(max(marks))
+        again |= (rows["time"] > mark - scope.overlap) & (rows["time"] <= mark)
+    ctx.stage_counted(reader.name, table, set(rows.loc[again, "key"]))
+    if scope.sampling.arrival_column:
+        arrived = pd.to_datetime(rows["arrived"], errors="coerce").dropna()
+        if len(arrived):
+            ctx.stage_watermark(reader.name, table, arrival_mark_column(scope.sampling.arrival_column),
+                                arrived.max().to_pydatetime())
 
 
 def _capped_watermark(reader: Reader, table: str, capped, latest, seen: list[np.ndarray]):
