@@ -65,8 +65,9 @@ class Reader(ABC):
         # values reach the rules with U+FFFD, and the lines are reported
         self.undecodable_lines: dict[str, list[int]] = {}
         self.capped: dict[str, Capped] = {}  # tables whose last incremental read stopped at its cap
-        # a night's read (``Scope.fresh_only``): key, time, whether the time is no time, and arrival
-        # of every row it fetched, counted or not — for what the next night need not count again
+        # a night's read (``Scope.fresh_only``) of a table its caller put here: key, time, whether the
+        # time is no time, and arrival of each row fetched, counted or not — for what the next night
+        # need not count again; the caller takes them off chunk by chunk
         self.fetched: dict[str, list[pd.DataFrame]] = {}
 
     def __enter__(self) -> Reader:
@@ -203,9 +204,8 @@ class Reader(ABC):
         self.capped.pop(table, None)
         taken = 0
         fetch = cols
-        if scope.fresh_only:  # the night's read: what it fetched is kept (``fetched``), what it counts filtered
+        if scope.fresh_only:  # the night's read: what it counts is filtered (and what it fetched kept)
             fetch = self._fresh_columns(table, scope, cols)
-            self.fetched[table] = []
         for df in self._stream(table, fetch, scope):
             if scope.fresh_only:
                 df = self._fresh(table, scope, fetch, df)
@@ -300,9 +300,10 @@ class Reader(ABC):
         raw = df[fetch[tc]] if tc in fetch else pd.Series(None, index=df.index, dtype=object)
         timeless = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         arrived = parse_times(df[self.arrival_column(table, scope)], self.tz) if scope.sampling.arrival_column else None
-        self.fetched[table].append(pd.DataFrame({"key": key.to_numpy(), "time": when.to_numpy(),
-                                                 "timeless": timeless.to_numpy(),
-                                                 "arrived": arrived.to_numpy() if arrived is not None else pd.NaT}))
+        if table in self.fetched:  # the caller keeps what was fetched (``pipelines.extract.read_table``)
+            self.fetched[table].append(pd.DataFrame({"key": key.to_numpy(), "time": when.to_numpy(),
+                                                     "timeless": timeless.to_numpy(),
+                                                     "arrived": arrived.to_numpy() if arrived is not None else pd.NaT}))
         lo, hi = scope.time_window
         keep = pd.Series(True, index=df.index)
         if lo is not None:

@@ -72,14 +72,22 @@ def read_table(reader: Reader, table: str, scope: Scope, ctx: RunContext | None 
     incremental = scope.sampling.method == "incremental"
     latest = None
     seen: list[np.ndarray] = []  # times read, kept only for a capped read (at most ``rows`` of them)
-    for df in reader.read(table, scope):
-        if incremental and tc in df and len(df):
-            when = parse_times(df[tc], reader.tz).dropna()
-            if len(when):
-                latest = max(latest, when.max()) if latest is not None else when.max()
-                if scope.sampling.rows:
-                    seen.append(when.to_numpy())
-        yield df
+    fetched = _Fetched(scope, ctx.started_at) if ctx is not None and scope.fresh_only else None
+    if fetched is not None:
+        reader.fetched[table] = []
+    try:
+        for df in reader.read(table, scope):
+            if incremental and tc in df and len(df):
+                when = parse_times(df[tc], reader.tz).dropna()
+                if len(when):
+                    latest = max(latest, when.max()) if latest is not None else when.max()
+                    if scope.sampling.rows:
+                        seen.append(when.to_numpy())
+            if fetched is not None:
+                fetched.take(reader.fetched[table], latest)
+            yield df
+    finally:
+        reader.fetched.pop(table, None)
     capped = reader.capped.get(table)
     if incremental and capped is not None:
         latest = _capped_watermark(reader, table, capped, latest, seen)
@@ -95,28 +103,55 @@ def read_table(reader: Reader, table: str, scope: Scope, ctx: RunContext | None 
                     ", ".join(map(str, lines[:10])) + (" …" if len(lines) > 10 else ""))
     if ctx is not None and incremental and latest is not None:
         ctx.stage_watermark(reader.name, table, tc, latest.to_pydatetime())
-    if ctx is not None and scope.fresh_only:
-        _stage_counted(reader, table, scope, ctx, latest)
+    if fetched is not None:
+        fetched.stage(ctx, reader.name, table, latest)
 
 
-def _stage_counted(reader: Reader, table: str, scope: Scope, ctx: RunContext, latest) -> None:
-    """What the next night need not count again, staged on the run: the keys of the rows it will
-    fetch again — inside the overlap before the watermark this night leaves, or whose time is no time
-    at all (counted once) — and the arrival mark (the latest load time fetched)."""
-    parts = reader.fetched.get(table) or []
-    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {"key": [], "time": pd.Series(dtype="datetime64[ns]"), "timeless": pd.Series(dtype=bool), "arrived": []})
-    marks = [t for t in (scope.watermark, min(latest.to_pydatetime(), ctx.started_at) if latest is not None else None) if t]
-    again = rows["timeless"].astype(bool)
-    if marks and scope.overlap:
-        mark = pd.Timestamp(max(marks))
-        again |= (rows["time"] > mark - scope.overlap) & (rows["time"] <= mark)
-    ctx.stage_counted(reader.name, table, set(rows.loc[again, "key"]))
-    if scope.sampling.arrival_column:
-        arrived = pd.to_datetime(rows["arrived"], errors="coerce").dropna()
+class _Fetched:
+    """What a night fetched that the next night will fetch again, taken off the reader chunk by chunk
+    (``Reader.fetched``): the rows inside the overlap before the watermark this night leaves, or whose
+    time is no time at all, and the latest load time (``arrival_column``). The watermark it leaves is
+    at least the lesser of the latest time counted and the run's start, so rows older than that bound
+    less the overlap are dropped as the read goes: a first night's whole read keeps about the overlap."""
+
+    def __init__(self, scope: Scope, started_at):
+        self.scope, self.started_at = scope, pd.Timestamp(started_at)
+        self.rows = pd.DataFrame({"key": pd.Series(dtype=object), "time": pd.Series(dtype="datetime64[ns]"),
+                                  "timeless": pd.Series(dtype=bool)})
+        self.arrived = None
+
+    def _mark(self, latest):
+        marks = [pd.Timestamp(t) for t in (self.scope.watermark,) if t is not None]
+        if latest is not None:
+            marks.append(min(latest, self.started_at))
+        return max(marks) if marks else None
+
+    def take(self, parts: list[pd.DataFrame], latest) -> None:
+        if not parts:
+            return
+        new = pd.concat(parts, ignore_index=True)
+        parts.clear()
+        arrived = pd.to_datetime(new["arrived"], errors="coerce").dropna()
         if len(arrived):
-            ctx.stage_watermark(reader.name, table, arrival_mark_column(scope.sampling.arrival_column),
-                                arrived.max().to_pydatetime())
+            self.arrived = max(self.arrived, arrived.max()) if self.arrived is not None else arrived.max()
+        self.rows = self._again(pd.concat([self.rows, new[["key", "time", "timeless"]]], ignore_index=True),
+                                latest, final=False)
+
+    def _again(self, rows: pd.DataFrame, latest, final: bool) -> pd.DataFrame:
+        mark = self._mark(latest)
+        keep = rows["timeless"].astype(bool)
+        if not self.scope.overlap:
+            return rows[keep]
+        if mark is None:  # no time read yet: nothing to measure the overlap from
+            return rows if not final else rows[keep]
+        near = rows["time"] > mark - self.scope.overlap
+        return rows[keep | ((near & (rows["time"] <= mark)) if final else near)]
+
+    def stage(self, ctx: RunContext, source: str, table: str, latest) -> None:
+        ctx.stage_counted(source, table, set(self._again(self.rows, latest, final=True)["key"]))
+        if self.scope.sampling.arrival_column and self.arrived is not None:
+            ctx.stage_watermark(source, table, arrival_mark_column(self.scope.sampling.arrival_column),
+                                self.arrived.to_pydatetime())
 
 
 def _capped_watermark(reader: Reader, table: str, capped, latest, seen: list[np.ndarray]):
