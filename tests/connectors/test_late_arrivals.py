@@ -8,11 +8,16 @@ import shutil
 import sqlite3
 from datetime import timedelta
 
+import pytest
+import yaml
+
 from healthqa import config
 from healthqa.connectors.sources import reader
+from healthqa.errors import ConfigError
 from healthqa.pipelines.extract import read_table, scope_for
 from healthqa.store import AuditStore
 
+from ..conftest import write_config
 from .test_sampling import drc
 
 TABLE = "outpatient_visit"
@@ -80,3 +85,11 @@ def test_a_load_stamp_reads_a_resent_batch_whatever_its_time(demo, tmp_path):
     assert nights.run() == ["RESENT-1"]
     assert nights.run() == []
     assert nights.store.watermarks.get("drc", TABLE, "arrival:RKSJ") is not None
+
+
+def test_an_arrival_column_is_only_for_incremental_sampling(demo, tmp_path):
+    doc = yaml.safe_load((demo / "healthqa.yml").read_text(encoding="utf-8"))
+    doc["sources"]["drc"]["tables"]["outpatient_visit"]["sampling"] = {"method": "full", "arrival_column": "rksj"}
+    with pytest.raises(ConfigError) as e:
+        config.load(write_config(tmp_path / "healthqa.yml", doc))
+    assert "sources.drc.tables.outpatient_visit.sampling.arrival_column" in str(e.value)

@@ -2,8 +2,8 @@
 
 Rows uploaded after a night with a time before its watermark (a clinic's late batch) are read by the
 next night: the demo re-reads the 48 h before the watermark and counts only the rows no night counted
-(docs/design.md "Late arrivals"); a source that stamps its loads is read by that column. A time in
-another format than ISO, or no time at all, is counted once — not fetched and counted every night."""
+(docs/design.md "Late arrivals"; tests/connectors/test_late_arrivals.py reads by a load stamp). A time
+in another format than ISO, or no time at all, is counted once — not fetched and counted every night."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-import yaml
 
-from healthqa import config
-from healthqa.errors import ConfigError
 from healthqa.pipelines.nightly import run_nightly
-
-from ..conftest import write_config
 
 pytestmark = pytest.mark.slow  # several nights each
 
@@ -58,10 +53,11 @@ def test_late_rows_are_validated_the_next_night_and_counted_once(platform):
     mark = store.watermarks.get("drc", "outpatient_visit", "upload_time")
     late = (mark - timedelta(hours=6)).strftime("%Y-%m-%d %H:%M:%S")  # before the watermark, inside 48 h
     with sqlite3.connect(folder / "drc.db") as conn:
-        org = conn.execute("SELECT jgdm FROM tb_mzjzjl WHERE jgdm IS NOT NULL ORDER BY jgdm DESC LIMIT 1").fetchone()[0]
+        org, other = (conn.execute(f"SELECT jgdm FROM tb_mzjzjl WHERE jgdm IS NOT NULL ORDER BY jgdm {o} LIMIT 1")
+                      .fetchone()[0] for o in ("DESC", "ASC"))
         for i in range(3):  # a clinic's late batch, without diagnoses
             visit(conn, f"LATE-{i}", late, dx=None, org=org)
-        visit(conn, "NOTIME-2", NO_TIME)  # arrives after the first night: counted the next night, once
+        visit(conn, "NOTIME-2", NO_TIME, org=other)  # arrives after the first night: counted the next night, once
     before = counts(store)
 
     second = run_nightly(cfg)
@@ -77,35 +73,3 @@ def test_late_rows_are_validated_the_next_night_and_counted_once(platform):
     assert read_rows(third)["outpatient_visit"] == 0
     assert counts(store) == after  # no finding counts a row twice
     assert not any(r.violations for r in results(store, third.run_id).values())
-
-
-def test_a_source_that_stamps_its_loads_is_read_by_that_column(platform):
-    """A load stamp (``arrival_column``) takes a re-sent batch whatever its time — here ten days
-    before the watermark, long before any overlap."""
-    _, store, folder = platform
-    with sqlite3.connect(folder / "drc.db") as conn:
-        conn.execute("ALTER TABLE tb_mzjzjl ADD COLUMN rksj TEXT")
-        conn.execute("UPDATE tb_mzjzjl SET rksj = scsj")
-    doc = yaml.safe_load((folder / "healthqa.yml").read_text(encoding="utf-8"))
-    doc["sources"]["drc"]["tables"]["outpatient_visit"]["sampling"] = {"method": "incremental",
-                                                                       "arrival_column": "RKSJ"}
-    cfg = config.load(write_config(folder / "healthqa.yml", doc))
-    run_nightly(cfg)
-    mark = store.watermarks.get("drc", "outpatient_visit", "upload_time")
-    with sqlite3.connect(folder / "drc.db") as conn:
-        visit(conn, "RESENT-1", (mark - timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S"), dx=None)
-        conn.execute("UPDATE tb_mzjzjl SET rksj = ? WHERE jzlsh = 'RESENT-1'",
-                     ((mark + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),))
-    second = run_nightly(cfg)
-    assert read_rows(second)["outpatient_visit"] == 1
-    assert results(store, second.run_id)["OPV-DX-REQUIRED"].sample_keys == ["RESENT-1"]
-    third = run_nightly(cfg)
-    assert read_rows(third)["outpatient_visit"] == 0  # loaded before the last night's mark: read once
-
-
-def test_an_arrival_column_is_only_for_incremental_sampling(demo, tmp_path):
-    doc = yaml.safe_load((demo / "healthqa.yml").read_text(encoding="utf-8"))
-    doc["sources"]["drc"]["tables"]["outpatient_visit"]["sampling"] = {"method": "full", "arrival_column": "rksj"}
-    with pytest.raises(ConfigError) as e:
-        config.load(write_config(tmp_path / "healthqa.yml", doc))
-    assert "sources.drc.tables.outpatient_visit.sampling.arrival_column" in str(e.value)
