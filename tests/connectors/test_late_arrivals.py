@@ -62,7 +62,7 @@ def test_a_late_row_inside_the_overlap_is_read_the_next_night_once(demo, tmp_pat
 
 
 def test_text_times_in_another_format_are_compared_as_times_and_no_time_counted_once(demo, tmp_path):
-    nights = Nights(demo, tmp_path, config.Sampling(method="incremental", overlap_hours=0))
+    nights = Nights(demo, tmp_path, config.Sampling(method="incremental"))
     nights.insert("NONISO-1", "2026/11/20 08:00:00")  # a time before the watermark, written otherwise
     nights.insert("NOTIME-1", "2026/13/45 08:00")  # no time at all
     first = nights.run()
@@ -92,4 +92,5 @@ def test_an_arrival_column_is_only_for_incremental_sampling(demo, tmp_path):
     doc["sources"]["drc"]["tables"]["outpatient_visit"]["sampling"] = {"method": "full", "arrival_column": "rksj"}
     with pytest.raises(ConfigError) as e:
         config.load(write_config(tmp_path / "healthqa.yml", doc))
-    assert "sources.drc.tables.outpatient_visit.sampling.arrival_column" in str(e.value)
+    assert "sources.drc.tables.outpatient_visit.sampling.arrival_column: 仅用于增量抽样 only for method 'incremental'" \
+        in str(e.value)
