@@ -119,7 +119,14 @@ class _FileReader(Reader):
             when = parse_times(df[cols[tc]], self.tz)
             keep = pd.Series(True, index=df.index)
             if lo:
-                keep &= (when > pd.Timestamp(lo)) | (when.isna() if scope.undated else False)
+                after = (when > pd.Timestamp(lo)) | (when.isna() if scope.undated else False)
+                if scope.fresh_only:  # a time that is no time: the reader counts it once (``Reader.read``)
+                    raw = df[cols[tc]]
+                    after |= when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+                if scope.arrivals:  # late arrivals: loaded since the last night, whatever their time
+                    arrived = parse_times(df[self.arrival_column(t, scope)], self.tz)
+                    after |= arrived > pd.Timestamp(scope.arrivals[1])
+                keep &= after
             if hi:
                 keep &= when <= pd.Timestamp(hi)
             df = df[keep]

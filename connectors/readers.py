@@ -18,9 +18,10 @@ from healthqa.errors import SourceError
 
 from . import gate
 from .sampling import Scope, choose_keys
-from .values import normalise, zone
+from .values import normalise, parse_times, zone
 
 KEY_BATCH = 1000  # keys per IN (...) list when fetching drawn rows
+ARRIVAL = "__arrival__"  # the arrival column's name inside a night's read (never a canonical column)
 
 
 @dataclass
@@ -64,6 +65,10 @@ class Reader(ABC):
         # values reach the rules with U+FFFD, and the lines are reported
         self.undecodable_lines: dict[str, list[int]] = {}
         self.capped: dict[str, Capped] = {}  # tables whose last incremental read stopped at its cap
+        # a night's read (``Scope.fresh_only``) of a table its caller put here: key, time, whether the
+        # time is no time, and arrival of each row fetched, counted or not — for what the next night
+        # need not count again; the caller takes them off chunk by chunk
+        self.fetched: dict[str, list[pd.DataFrame]] = {}
 
     def __enter__(self) -> Reader:
         # one of the source's max_concurrent_queries slots from connecting until closed (gate.py)
@@ -198,12 +203,17 @@ class Reader(ABC):
         cap = scope.sampling.rows if scope.sampling.method == "incremental" else None
         self.capped.pop(table, None)
         taken = 0
-        for df in self._stream(table, cols, scope):
+        fetch = cols
+        if scope.fresh_only:  # the night's read: what it counts is filtered (and what it fetched kept)
+            fetch = self._fresh_columns(table, scope, cols)
+        for df in self._stream(table, fetch, scope):
+            if scope.fresh_only:
+                df = self._fresh(table, scope, fetch, df)
             if cap is not None and taken + len(df) > cap:
                 rest = df.iloc[cap - taken:]
                 tc = self.time_column(table, scope)
                 if table not in self.capped:
-                    nxt = rest[cols[tc]].iloc[0] if tc in cols and len(rest) else None
+                    nxt = rest[fetch[tc]].iloc[0] if tc in fetch and len(rest) else None
                     self.capped[table] = Capped(rows=cap, next_time=nxt)
                 df = df.iloc[:cap - taken]
                 if taken and not len(df):
@@ -253,6 +263,58 @@ class Reader(ABC):
     def time_column(self, table: str, scope: Scope) -> str | None:
         """The canonical time column a window or watermark applies to."""
         return scope.sampling.time_column or canonical.table(table).time
+
+    def arrival_column(self, table: str, scope: Scope) -> str:
+        """The physical column the source stamps on loading a row (``sampling.arrival_column``), as
+        the source spells it; SourceError naming the key when the table has no such column."""
+        wanted = scope.sampling.arrival_column or ""
+        self.present_columns(table)  # the table's physical columns, read once
+        actual = self._physical_columns[table].get(wanted.lower())
+        if actual is None:
+            raise SourceError(self.name, f"tables.{table}.sampling.arrival_column: 列不存在 column {wanted} not found "
+                                         f"in table {self.physical_name(table)}")
+        return actual
+
+    def _fresh_columns(self, table: str, scope: Scope, cols: dict[str, str]) -> dict[str, str]:
+        """The columns a night's read fetches: the requested ones, the key, the time column and the
+        arrival column (the last two only to decide what is new; ``_canonical`` leaves them out)."""
+        out = dict(cols)
+        tc = self.time_column(table, scope)
+        present = self.present_columns(table)
+        if tc in present:
+            out.setdefault(tc, present[tc])
+        if scope.sampling.arrival_column:
+            arrival = self.arrival_column(table, scope)
+            if arrival not in out.values():
+                out[ARRIVAL] = arrival
+        return out
+
+    def _fresh(self, table: str, scope: Scope, fetch: dict[str, str], df: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a night's fetched chunk it counts. Kept for the next night (``fetched``): each
+        fetched row's key, time and arrival. Counted: rows whose time, read as a time, is after the
+        bound, or loaded after the arrival mark, or whose time is no time at all (counted once: its
+        key is then ``seen``) — but no row an earlier night counted (``scope.seen``)."""
+        tc = self.time_column(table, scope)
+        key = df[fetch[canonical.table(table).key]].astype(str)
+        when = parse_times(df[fetch[tc]], self.tz) if tc in fetch else pd.Series(pd.NaT, index=df.index)
+        raw = df[fetch[tc]] if tc in fetch else pd.Series(None, index=df.index, dtype=object)
+        timeless = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        arrived = parse_times(df[self.arrival_column(table, scope)], self.tz) if scope.sampling.arrival_column else None
+        if table in self.fetched:  # the caller keeps what was fetched (``pipelines.extract.read_table``)
+            self.fetched[table].append(pd.DataFrame({"key": key.to_numpy(), "time": when.to_numpy(),
+                                                     "timeless": timeless.to_numpy(),
+                                                     "arrived": arrived.to_numpy() if arrived is not None else pd.NaT}))
+        lo, hi = scope.time_window
+        keep = pd.Series(True, index=df.index)
+        if lo is not None:
+            keep = (when > pd.Timestamp(lo)) | timeless
+            if scope.arrivals and arrived is not None:
+                keep |= arrived > pd.Timestamp(scope.arrivals[1])
+        if hi is not None:
+            keep &= (when <= pd.Timestamp(hi)) | timeless
+        if scope.seen:
+            keep &= ~key.isin(scope.seen)
+        return df[keep.to_numpy()]
 
 
 def empty_frame(columns) -> pd.DataFrame:

@@ -5,7 +5,10 @@ Strategies (docs/design.md / the configuration's ``sampling``):
 - ``full``: every row (optionally capped at ``rows``);
 - ``random``: ``rows`` rows drawn with a reproducible ``seed``;
 - ``stratified``: like random, but every institution gets at least ``per_org_min`` rows (or all it has);
-- ``incremental``: rows whose time column is later than the last successful run's watermark.
+- ``incremental``: rows whose time column is later than the last successful run's watermark; the
+  nightly also reads late arrivals (rows loaded since the last night with an earlier time): those
+  loaded after the last night's ``arrival_column`` mark where the source stamps loads, else those
+  within ``overlap_hours`` before the watermark that no night counted yet (``Scope.seen``).
 
 ``since`` / ``until`` windows (``window_bound``: a bound as an engineer types it, on the command
 line or in the console) and institution filters apply to all of them. Readers push filters and
@@ -55,21 +58,37 @@ class Scope:
     # with a lower time bound, also the rows without a time (NULL or blank): the duplicate scan's
     # night reads those and tells the changed ones by a hash of their values
     undated: bool = False
+    # the nightly's incremental read (pipelines/extract.scope_for), late arrivals and rows counted once:
+    overlap: timedelta = timedelta(0)  # also re-read this long before the watermark (rows that came late)
+    arrival_mark: datetime | None = None  # with sampling.arrival_column: also the rows loaded after this
+    seen: frozenset[str] = frozenset()  # keys of rows an earlier night counted that this read fetches again
+    # leave out what no night should count again: rows of ``seen``, and rows the source's query
+    # returned whose time, read as a time, is not after the bound (text in another format than ISO)
+    fresh_only: bool = False
 
     @property
     def time_window(self) -> tuple[datetime | None, datetime | None]:
         """The effective (exclusive lower, inclusive-or-exclusive upper) bounds on the time column."""
         lo = max((t for t in (self.since, self.sampling.since) if t), default=None)
         if self.sampling.method == "incremental" and self.watermark:
-            lo = max(lo, self.watermark) if lo else self.watermark
+            mark = self.watermark - self.overlap
+            lo = max(lo, mark) if lo else mark
         hi = min((t for t in (self.until, self.sampling.until) if t), default=None)
         return lo, hi
+
+    @property
+    def arrivals(self) -> tuple[str, datetime] | None:
+        """(arrival column, mark): an incremental read also takes the rows loaded after the mark."""
+        col = self.sampling.arrival_column
+        if self.sampling.method == "incremental" and col and self.arrival_mark is not None and self.watermark:
+            return col, self.arrival_mark
+        return None
 
     def describe(self) -> dict:
         """The read as a rule result records it (its ``sampling``): the table's sampling, and what
         narrowed it — institutions, an engineer's window, an incremental watermark. Whether the read
         saw a finding's rows whole is decided from this record (``read_extent``)."""
-        doc = self.sampling.model_dump(mode="json", exclude_none=True)
+        doc = self.sampling.model_dump(mode="json", exclude_none=True, exclude={"overlap_hours"})
         if self.orgs:
             doc["orgs"] = sorted(self.orgs)
         if self.since or self.until:
@@ -77,6 +96,10 @@ class Scope:
                              "until": self.until.isoformat() if self.until else None}
         if self.sampling.method == "incremental":  # None: the first read, before there was a watermark
             doc["watermark"] = self.watermark.isoformat() if self.watermark is not None else None
+            if self.arrivals:
+                doc["arrived_after"] = self.arrivals[1].isoformat()
+            elif self.overlap and self.watermark is not None:
+                doc["overlap_hours"] = self.overlap.total_seconds() / 3600
         return doc
 
     @property

@@ -58,6 +58,14 @@ class _SqlBuilder(Reader):
             return value.replace(tzinfo=self.tz)
         return value
 
+    def _text_times(self, t: str, phys_col: str) -> bool:
+        """Whether the column's times are compared as text: a text column, or any column of SQLite
+        (which keeps times as text whatever the declared type)."""
+        return phys_col.lower() in self._text_columns.get(t, set()) or self._dbms() == "sqlite"
+
+    def _dbms(self) -> str:
+        return getattr(self, "dbms", "") or (self.engine.dialect.name if getattr(self, "engine", None) else "")
+
     def _where(self, t: str, scope: Scope) -> list:
         cols = self.present_columns(t)
         conds = []
@@ -75,11 +83,19 @@ class _SqlBuilder(Reader):
             c = column(cols[tc])
             if lo:
                 after = c > self._bind_time(t, cols[tc], lo)
-                if scope.undated:
-                    # blank text too; LTRIM/RTRIM are in every dialect, and Oracle's blank is NULL
-                    bare = func.ltrim(func.rtrim(c))
+                # LTRIM/RTRIM are in every dialect, and Oracle's blank is NULL
+                bare = func.ltrim(func.rtrim(c))
+                if scope.undated:  # blank text too
                     blank = [bare == "", bare.is_(None)] if cols[tc].lower() in self._text_columns.get(t, set()) else []
                     after = or_(after, c.is_(None), *blank)
+                elif scope.fresh_only and self._text_times(t, cols[tc]):
+                    # text in another format than ISO (2025/06/03 08:00) does not compare with the
+                    # bound as text: such rows are fetched and the reader compares their times as
+                    # times, and counts a time it cannot read once (``Reader.read``)
+                    after = or_(after, and_(c.is_not(None), bare != "", ~c.like("____-__-__%")))
+                if scope.arrivals:  # late arrivals: loaded since the last night, whatever their time
+                    a = self.arrival_column(t, scope)
+                    after = or_(after, column(a) > self._bind_time(t, a, scope.arrivals[1]))
                 conds.append(after)
             if hi:
                 conds.append(c <= self._bind_time(t, cols[tc], hi))

@@ -48,11 +48,23 @@ class Sampling(_Strict):
     time_column: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # incremental, late arrivals: a column the source stamps when a row is loaded (a load time or
+    # sequence, as the source spells it): rows loaded since the last night are read whatever their
+    # business time. Without one, the night re-reads ``overlap_hours`` before its watermark and
+    # counts only the rows it had not read before (docs/design.md "Late arrivals")
+    arrival_column: str | None = None
+    overlap_hours: Annotated[float, Field(ge=0)] = 48.0  # T+1 (24 h) upload rule plus a day's margin
 
     @model_validator(mode="after")
     def _rows_needed(self) -> Sampling:
         if self.method in ("random", "stratified") and self.rows is None:
             raise ValueError(f"sampling method {self.method!r} needs 'rows'")
+        if self.arrival_column is not None:
+            if self.method != "incremental":
+                raise ValueError(f"arrival_column: 仅用于增量抽样 only for method 'incremental' (late arrivals), "
+                                 f"not {self.method!r}")
+            if not self.arrival_column.strip():
+                raise ValueError("arrival_column: 列名为空 blank: name the column the source stamps when it loads a row")
         if self.since and self.until and self.since >= self.until:
             raise ValueError("'since' must be before 'until'")
         return self

@@ -50,6 +50,7 @@ class TableOutcome:
 
     validation: ValidationRun
     watermarks: dict[tuple[str, str, str], datetime]
+    counted: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # keys the next night leaves out
 
 
 @dataclass
@@ -96,7 +97,7 @@ def validate_table(cfg: Config, run: RunContext, source: str, table: str, store:
     staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
         v = validate_nightly(cfg, st, staged, ValidationRequest(source, (table,)), on_table)
-    return TableOutcome(v, staged.pending_watermarks)
+    return TableOutcome(v, staged.pending_watermarks, staged.pending_counted)
 
 
 def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None,
@@ -105,7 +106,7 @@ def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, p
     staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
         out = validate_part(cfg, st, staged, source, table, part)
-    out.watermarks = staged.pending_watermarks
+    out.watermarks, out.counted = staged.pending_watermarks, staged.pending_counted
     return out
 
 
@@ -139,7 +140,11 @@ class Night:
     def combined(self, source: str, table: str, parts: list[TablePart]) -> None:
         """A table validated in parts: its results combined and recorded, as one task's would be."""
         v, marks = combine_parts(self.cfg, self.store, self.run, source, table, parts)
-        self.validated(TableOutcome(v, marks))
+        counted: dict[tuple[str, str], set[str]] = {}
+        for p in parts:  # the institution buckets' keys add up to the table's
+            for k, keys in p.counted.items():
+                counted.setdefault(k, set()).update(keys)
+        self.validated(TableOutcome(v, marks, counted))
 
     def validated(self, outcome: TableOutcome) -> None:
         v = outcome.validation
@@ -151,6 +156,8 @@ class Night:
             mine.scope["tables"] += v.scope["tables"]
         for (source, table, column), value in outcome.watermarks.items():
             self.run.stage_watermark(source, table, column, value)
+        for (source, table), keys in outcome.counted.items():
+            self.run.stage_counted(source, table, keys)
 
     def deduplicated(self, summary: DedupSummary) -> None:
         self.res.dedup = summary

@@ -209,6 +209,7 @@ class TablePart:
     sampling: dict
     tallies: dict
     watermarks: dict = field(default_factory=dict)
+    counted: dict = field(default_factory=dict)  # (source, table) -> keys the next night leaves out
 
 
 def partitions(cfg: Config, source: str, table: str) -> int:

@@ -142,6 +142,18 @@ class Watermark(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class CountedKey(Base):
+    """Late arrivals: a row a successful night counted that the next night's read fetches again (its
+    time inside the overlap before the watermark, or no time at all); the next night leaves it out.
+    Each night replaces its tables' keys (``store.watermarks.counted``)."""
+
+    __tablename__ = "counted_keys"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+
+
 class DedupPair(Base):
     __tablename__ = "dedup_pairs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from healthqa.clock import now
 
-from .models import Run, Watermark
+from .models import CountedKey, Run, Watermark
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -36,6 +36,8 @@ class RunContext:
     kind: str
     started_at: datetime = field(default_factory=now)
     pending_watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    # late arrivals: per (source, table), the keys the next night fetches again and must not count
+    pending_counted: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     finished: bool = False  # its end was committed together with its results (``Runs.finish_in``)
 
@@ -50,6 +52,11 @@ class RunContext:
         k = (source, table, column)
         self.pending_watermarks[k] = max(value, self.pending_watermarks.get(k, value))
 
+    def stage_counted(self, source: str, table: str, keys) -> None:
+        """Keys this night counted that the next night's read fetches again (parts of a table add up);
+        they replace the table's kept keys when the run finishes, with the watermarks."""
+        self.pending_counted.setdefault((source, table), set()).update(keys)
+
     def problem(self, what: str) -> None:
         """Part of the run could not run (``what`` says which and why); the rest goes on."""
         self.problems.append(" ".join(str(what).split()))
@@ -59,10 +66,11 @@ class RunContext:
         """A part of the run whose staged watermarks count only if the part completes: when it raises,
         what it staged is dropped (and the exception goes on to the caller)."""
         staged = dict(self.pending_watermarks)
+        counted = {k: set(v) for k, v in self.pending_counted.items()}
         try:
             yield
         except BaseException:
-            self.pending_watermarks = staged
+            self.pending_watermarks, self.pending_counted = staged, counted
             raise
 
 
@@ -143,6 +151,7 @@ class Runs:
         row.message = " ".join(message.split())[:MESSAGE_CHARS] if message else None
         if status != "failed":
             self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
+            self._store.watermarks._keep_counted(s, ctx.id, ctx.pending_counted)
 
     def get(self, run_id: int) -> RunRecord | None:
         with self._store.session() as s:
@@ -192,6 +201,19 @@ class Watermarks:
         with self._store.session() as s:
             return {(w.source, w.table_name, w.time_column): w.value
                     for w in s.execute(select(Watermark)).scalars()}
+
+    def counted(self, source: str, table: str) -> frozenset[str]:
+        """Keys of rows a night counted that the next night's read fetches again (late arrivals)."""
+        with self._store.session() as s:
+            return frozenset(s.execute(select(CountedKey.key).where(
+                CountedKey.source == source, CountedKey.table_name == table)).scalars())
+
+    @staticmethod
+    def _keep_counted(s, run_id: int, keys: dict[tuple[str, str], set[str]]) -> None:
+        """Replace each staged table's counted keys, inside the session that finishes the run."""
+        for (source, table), ks in keys.items():
+            s.execute(delete(CountedKey).where(CountedKey.source == source, CountedKey.table_name == table))
+            s.add_all(CountedKey(source=source, table_name=table, key=k, run_id=run_id) for k in sorted(ks))
 
     @staticmethod
     def _advance(s, run_id: int, values: dict[tuple[str, str, str], datetime]) -> None:
