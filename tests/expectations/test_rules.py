@@ -20,7 +20,9 @@ def context_for(rule) -> RuleContext:
             refs[name] = pd.Series({k: pd.Timestamp(v) for k, v in value.items()})
         else:
             refs[name] = set(map(str, value))
-    return RuleContext(as_of=pd.Timestamp("2026-11-25"), references=refs)
+    codes = rule.examples.context.get("diagnosis_codes")  # a site's code list: code -> name
+    return RuleContext(as_of=pd.Timestamp("2026-11-25"), references=refs,
+                       diagnosis_codes={str(k): str(v) for k, v in codes.items()} if codes else None)
 
 
 def frame(rows, rule) -> pd.DataFrame:
