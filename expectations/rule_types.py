@@ -272,8 +272,7 @@ class _Cols:
         return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
 
     def icd10_problem(self, c):
-        known = frozenset(self.ctx.diagnosis_codes or ())
-        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), known))
+        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ())))
 
     def area_exists(self, c):
         def compute():

@@ -43,7 +43,7 @@ _LANDLINE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}$")
 # national clinical edition 2.0 / 医保版 2.0 (国家临床版): three characters after the dot, the first the WHO
 # subcategory or x where the category has none (E11.900, I10.x00, I48.x01), optionally x and a
 # three-digit extension (I15.800x005, N19.x00x002). Lower-case x is the editions' form; X is read too.
-_ICD = re.compile(r"^(?P<category>[A-Z]\d{2})(?:\.(?:(?P<who>\d{1,2})|(?P<sub>[\dxX])\d{2}(?:[xX]\d{3})?))?$")
+_ICD = re.compile(r"^(?P<category>[A-Z][0-9]{2})(?:\.(?:(?P<who>[0-9]{1,2})|(?P<sub>[0-9xX])[0-9]{2}(?:[xX][0-9]{3})?))?$")
 
 
 def missing(s: pd.Series) -> pd.Series:

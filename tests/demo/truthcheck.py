@@ -108,7 +108,7 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
         "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
         "id_sex_mismatch": keys(p, valid & p["sex_code"].isin(["1", "2"])
-                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1)
+                                & ((nid.str[16].map(lambda c: int(c) % 2 if isinstance(c, str) and c.isdigit() else -1) == 1)
                                    != (p["sex_code"] == "1")), k),
         "sex_invalid": keys(p, ~p["sex_code"].isin(["0", "1", "2", "9"]), k),
         "marital_invalid": keys(p, ~p["marital_code"].isin(MARITAL), k),
