@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
-from importlib import resources
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 import numpy as np

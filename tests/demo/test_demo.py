@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from healthqa import canonical
-from healthqa.demo import DemoOptions, generate
 from healthqa.codelists import read_diagnosis_codes
+from healthqa.demo import DemoOptions, generate
 from healthqa.demo.platform import DISEASE_CODES, PHYSICAL, SAMPLE_CODE_LIST
 from healthqa.demo.world import World
 
