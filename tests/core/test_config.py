@@ -256,7 +256,8 @@ def test_a_site_diagnosis_code_list_loads_as_csv_or_yaml(tmp_path, name, text):
     (tmp_path / name).write_text(text, encoding="utf-8")
     cfg = load_text(tmp_path, MINIMAL % name)
     assert cfg.validation.diagnosis_codes == str(tmp_path / name)
-    assert read_diagnosis_codes(cfg.validation.diagnosis_codes) == {"E11.900": "2型糖尿病", "I10.x00x032": "高血压病3级（极高危）"}
+    assert read_diagnosis_codes(cfg.validation.diagnosis_codes) == {"E11.900": "2型糖尿病",
+                                                                    "I10.x00x032": "高血压病3级（极高危）"}
 
 
 @pytest.mark.parametrize("name, text, why", [
