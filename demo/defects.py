@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -292,6 +293,23 @@ def _dx_unknown(df, idx, ctx):
     return [f"code {x}" for x in v]
 
 
+@cache
+def _listed_codes() -> frozenset[str]:
+    """The codes of the shipped sample code list, which the demo's configuration loads."""
+    from importlib import resources
+
+    from healthqa.codelists import read_diagnosis_codes
+
+    return frozenset(read_diagnosis_codes(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv"))))
+
+
+def _dx_name_mismatch(df, idx, ctx):
+    # another disease's name beside a code of the code list (a code picked from the wrong line)
+    v = _pick(ctx, ["急性阑尾炎", "股骨颈骨折", "龋病", "结膜炎", "腰痛"], len(idx))
+    _set(df, idx, "diagnosis_name", v)
+    return [f"name {x}" for x in v]
+
+
 def _discharge_before_admit(df, idx, ctx):
     # the admission time is moved past the discharge (by less than a day, so the upload lag and
     # the person's death date stay as they were)
@@ -310,6 +328,8 @@ VISIT = [
     Defect("diagnosis_malformed", "diagnosis_code", 0.003, _dx_malformed),
     Defect("diagnosis_unknown", "diagnosis_code", 0.002, _dx_unknown),
     Defect("diagnosis_missing", "diagnosis_code", 0.003, _null("diagnosis_code")),
+    Defect("diagnosis_name_mismatch", "diagnosis_name", 0.01, _dx_name_mismatch,
+           lambda df, ctx: df["diagnosis_code"].isin(_listed_codes())),
 ]
 
 STAY = [

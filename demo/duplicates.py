@@ -128,6 +128,8 @@ NEGATIVES = {"twins": _twins, "parent_child": _parent_child, "same_name_birth_ye
 def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth):
     """Every kind of ``NEGATIVES``, added as new archives; ``truth/hard_negatives.csv`` names the pairs."""
     han = people["name"].str.len().between(2, 4) & ~people["name"].str.contains("·")
+    if "_kind" in people:  # the valid records of a false-flag kind stay as they are (people.valid_kinds)
+        han &= people["_kind"].isna()
     out = []
     pairs = []
     for kind, make in NEGATIVES.items():

@@ -166,3 +166,45 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
     prefix = world.district["adcode"] + df["_street"] + pd.Series(comm_i + 1).map("{:03d}".format)
     df["archive_id"] = counters.archive_numbers(prefix)
     return df
+
+
+# Valid records of the kinds careless rules flag (docs/domain.md §7), per archive: rare characters
+# outside the BMP, compatibility ideographs, foreign passport holders with Latin names, Hong Kong /
+# Macau and Taiwan travel-permit holders. Realistic shares of a coastal district; at least one of
+# each kind in a chunk big enough, so that every kind is measured.
+VALID_KINDS = {"rare_character_name": 0.005, "compat_ideograph_name": 0.001, "foreign_passport": 0.003,
+               "hkmo_permit": 0.002, "taiwan_permit": 0.001}
+
+
+def valid_kinds(world: World, rng: np.random.Generator, df: pd.DataFrame) -> None:
+    """Turn a few archives into valid records of each kind in place; ``_kind`` names the kind."""
+    n = len(df)
+    df["_kind"] = None
+    han = df["name"].str.fullmatch(r"[\u4e00-\u9fff]{2,3}").eq(True).to_numpy()
+    free = np.flatnonzero(han)
+    rng.shuffle(free)
+    taken = 0
+    for kind, rate in VALID_KINDS.items():
+        k = min(max(1, int(rng.binomial(n, rate))) if n >= 200 else int(rng.binomial(n, rate)), len(free) - taken)
+        idx = df.index[free[taken:taken + k]]
+        taken += k
+        if k == 0:
+            continue
+        df.loc[idx, "_kind"] = kind
+        if kind in ("rare_character_name", "compat_ideograph_name"):
+            pool = world.rare_given if kind == "rare_character_name" else world.compat_given
+            df.loc[idx, "name"] = df.loc[idx, "name"].str[:-1] + _choice(rng, pool, k)
+            continue
+        if kind == "foreign_passport":
+            names, id_type = world.foreign_names, "03"
+            numbers = pd.Series(_choice(rng, list("EGKPS"), k)) + pd.Series(rng.integers(0, 10**8, k)).map("{:08d}".format)
+            df.loc[idx, "ethnicity_code"] = None  # GB/T 3304 codes Chinese nationals' ethnicities only
+        elif kind == "hkmo_permit":
+            names, id_type = world.hkmo_names, "06"
+            numbers = pd.Series(_choice(rng, list("HM"), k)) + pd.Series(rng.integers(0, 10**8, k)).map("{:08d}".format)
+        else:
+            names, id_type = world.tw_names, "07"
+            numbers = pd.Series(rng.integers(0, 10**8, k)).map("{:08d}".format)
+        df.loc[idx, "name"] = _choice(rng, names, k)
+        df.loc[idx, "id_type_code"] = id_type
+        df.loc[idx, "id_number"] = numbers.to_numpy()

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from . import clinical
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
-from .people import Counters, make_people
+from .people import Counters, make_people, valid_kinds
 from .truth import Truth, normalise_id
 from .world import World
 
@@ -55,6 +56,8 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
         "followup_id": "SFJLID", "archive_id": "GRDAH", "org_code": "SFJGDM", "disease": "JBLB",
         "followup_date": "SFRQ", "sbp": "SSY", "dbp": "SZY", "fasting_glucose": "KFXT", "next_date": "XCSFRQ"}),
 }
+SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
+
 # The QC vendor codes diseases 1/2; the configuration's value map turns them into htn/dm.
 DISEASE_CODES = {"htn": "1", "dm": "2"}
 STORES = {"drc": "区域卫生信息数据资源中心 data resource centre", "mpi": "居民主索引 MPI",
@@ -215,6 +218,19 @@ def _shared_ids(people: pd.DataFrame, truth: Truth) -> None:
                  "active archives share the ID number")
 
 
+_CLINICAL_EDITION = r"[A-Z]\d{2}\.[\dx]\d{2}(x\d{3})?"
+
+
+def _clinical_edition_codes(table: str, df: pd.DataFrame, truth: Truth) -> None:
+    """Records coded in the national clinical edition's form (E11.900, I15.800x005) that carry no
+    defect: valid records of the kind careless format rules flag (truth/valid_kinds.csv)."""
+    key = canonical.table(table).key
+    damaged = {k for t, k, *_ in truth.pending if t == table}
+    ext = df["diagnosis_code"].astype(str).str.fullmatch(_CLINICAL_EDITION) & ~df[key].isin(damaged)
+    keys = df.loc[ext, key]
+    truth.rows("valid_kinds", zip([table] * len(keys), keys, ["clinical_edition_code"] * len(keys)))
+
+
 def config_dict(opts: DemoOptions, folder: Path) -> dict:
     sources = {}
     for db, title in STORES.items():
@@ -242,6 +258,8 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
         "timezone": "Asia/Shanghai",
         "store": {"url": "sqlite:///audit.db"},
         "sources": sources,
+        # the shipped sample of the national clinical edition: the code-name rule reads it
+        "validation": {"diagnosis_codes": str(SAMPLE_CODE_LIST)},
         "demo": {"persons": opts.persons, "seed": opts.seed, "as_of": opts.as_of.isoformat(sep=" "),
                  "truth_dir": "truth"},
     }
@@ -267,9 +285,11 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         n = min(opts.chunk, opts.persons - done)
         rng = world.rng(1, chunk_no)
         people = make_people(world, rng, n, counters).assign(_dup=False, _hn=False)
+        valid_kinds(world, world.rng(6, chunk_no), people)  # a stream of its own: the rest stays as it was
         hn, hn_ids = hard_negatives(world, rng, people, counters, opts.hard_negative_rate, truth)
         people = _concat(people, hn.assign(_dup=False, _hn=True))
-        dups, dup_ids = duplicates(world, rng, people, counters, opts.duplicate_rate, truth, hn_ids)
+        kinds = set(people.loc[people["_kind"].notna(), "archive_id"])
+        dups, dup_ids = duplicates(world, rng, people, counters, opts.duplicate_rate, truth, hn_ids | kinds)
         people = _concat(people, dups.assign(_dup=True, _hn=False))
         people["_truth"] = people["archive_id"].isin(hn_ids | dup_ids)
 
@@ -287,7 +307,8 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
 
         ctx = Ctx(world=world, rng=world.rng(3, chunk_no), people=people)
         before = people["archive_id"].copy()
-        inject("person", "archive_id", people, ctx, truth, opts.defect_scale, protect=people["_dup"])
+        inject("person", "archive_id", people, ctx, truth, opts.defect_scale,
+               protect=people["_dup"] | people["_kind"].notna())
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
         for table, df in events.items():
@@ -296,10 +317,14 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             inject(table, canonical.table(table).key, df, ctx, truth, opts.defect_scale)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)
+            if table in ("outpatient_visit", "inpatient_stay"):
+                _clinical_edition_codes(table, df, truth)
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
         _shared_ids(people, truth)
+        kind = people[people["_kind"].notna()]
+        truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)
         truth.flush_defects()
         done += n

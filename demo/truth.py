@@ -32,6 +32,9 @@ class Truth:
         "duplicate_pairs": ["left", "right"],
         "duplicates": ["archive_id", "original_id", "changes"],
         "hard_negatives": ["left", "right", "kind"],
+        # valid records of the kinds careless rules flag (rare characters, passports, travel permits,
+        # national clinical edition codes): no rule may flag them
+        "valid_kinds": ["table", "key", "kind"],
     }
 
     def __init__(self, folder: Path):
@@ -53,6 +56,11 @@ class Truth:
         details = detail if isinstance(detail, (list, tuple, pd.Series)) else [detail] * len(keys)
         for k, d in zip(keys, details):
             self._pending.append((table, k, column, defect, d))
+
+    @property
+    def pending(self) -> list[tuple]:
+        """The defects logged since the last flush: (table, key, column, defect, detail)."""
+        return self._pending
 
     def flush_defects(self) -> None:
         for table, k, column, defect, d in self._pending:

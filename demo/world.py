@@ -92,6 +92,8 @@ class World:
         self.placeholder_names = n["placeholder_names"]
         self.placeholder_phones = n["placeholder_phones"]
         self.minority = n["minority"]
+        self.rare_given, self.compat_given = n["rare_given"], n["compat_given"]
+        self.foreign_names, self.hkmo_names, self.tw_names = n["foreign_names"], n["hkmo_names"], n["tw_names"]
         oe = pd.Series(n["other_ethnicities"], dtype=float)
         self.other_eth, self.other_eth_p = oe.index.to_numpy(), (oe / oe.sum()).to_numpy()
         mp = pd.Series(z["migrant_provinces"], dtype=float)

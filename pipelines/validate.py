@@ -18,6 +18,7 @@ from datetime import datetime
 import pandas as pd
 
 from healthqa import canonical, clock
+from healthqa.codelists import read_diagnosis_codes
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
@@ -144,7 +145,9 @@ def _context(cfg: Config, rules: Sequence[suites.Rule]) -> RuleContext:
     marked so: the rules needing them are not run, the others are)."""
     as_of = reference_time(cfg)
     needs: set[str] = set().union(*(r.needs for r in rules))
-    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of))
+    site_codes = read_diagnosis_codes(cfg.validation.diagnosis_codes) if cfg.validation.diagnosis_codes else None
+    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of),
+                       diagnosis_codes=site_codes)
 
 
 def _part_of_table(scope: Scope) -> bool:

@@ -235,3 +235,49 @@ def test_store_beside_the_sources_is_allowed(tmp_path, monkeypatch):
     monkeypatch.setenv("MPI_DB_URL", "postgresql+psycopg://reader@db/mpi")
     cfg = load_text(tmp_path, GOOD.replace("sqlite:///audit.db", "postgresql+psycopg://audit@db/healthqa_audit"))
     assert cfg.store.url.endswith("/healthqa_audit")
+
+
+MINIMAL = """
+store: {url: "sqlite:///audit.db"}
+sources:
+  mpi: {kind: csv, path: ., tables: {person: {file: p.csv, columns: {archive_id: DABH}}}}
+validation: {diagnosis_codes: %s}
+"""
+
+
+@pytest.mark.parametrize("name, text", [
+    ("codes.csv", "# 国临版 sample\ncode,name\nE11.900,2型糖尿病\nI10.X00X032,高血压病3级（极高危）\n"),
+    ("codes.yml", "codes:\n  E11.900: 2型糖尿病\n  I10.x00x032: 高血压病3级（极高危）\n"),
+])
+def test_a_site_diagnosis_code_list_loads_as_csv_or_yaml(tmp_path, name, text):
+    """validation.diagnosis_codes: relative to the configuration's folder; codes as looked up (x lower-case)."""
+    from healthqa.codelists import read_diagnosis_codes
+
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    cfg = load_text(tmp_path, MINIMAL % name)
+    assert cfg.validation.diagnosis_codes == str(tmp_path / name)
+    assert read_diagnosis_codes(cfg.validation.diagnosis_codes) == {"E11.900": "2型糖尿病",
+                                                                    "I10.x00x032": "高血压病3级（极高危）"}
+
+
+@pytest.mark.parametrize("name, text, why", [
+    ("missing.csv", None, "cannot be read"),
+    ("codes.csv", "code;name\nE11.900;2型糖尿病\n", "header with the columns code and name"),
+    ("codes.csv", "code,name\nE11.900,\n", "lacks a code or a name"),
+    ("codes.yml", "- E11.900\n", "mapping of code: name"),
+    ("codes.csv", "code,name\n", "holds no codes"),
+])
+def test_an_unreadable_diagnosis_code_list_is_refused_naming_its_key(tmp_path, name, text, why):
+    if text is not None:
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    msg = error_of(tmp_path, MINIMAL % name)
+    assert "validation.diagnosis_codes" in msg and why in msg, msg
+
+
+def test_the_shipped_sample_code_list_reads_and_the_demo_loads_it(demo):
+    from healthqa.codelists import read_diagnosis_codes
+    from healthqa.demo.platform import SAMPLE_CODE_LIST
+
+    codes = read_diagnosis_codes(str(SAMPLE_CODE_LIST))
+    assert codes["I15.800x005"] == "嗜铬细胞瘤性高血压" and codes["E11.900"] == "2型糖尿病"
+    assert demo_config(demo)["validation"]["diagnosis_codes"] == str(SAMPLE_CODE_LIST)

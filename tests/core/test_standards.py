@@ -106,3 +106,57 @@ def test_code_lists_cite_their_standard():
         assert cl["standard"] and cl["codes"], name
     assert codelists.codes("sex") == {"0", "1", "2", "9"}
     assert len(codelists.codes("ethnicity")) == 58
+
+
+# -- issue 19: valid Chinese records that were flagged ------------------------------------------
+@pytest.mark.parametrize("name, id_type, problem", [
+    ("李𠀀", "01", None), ("王𪚥", "01", None), ("张𰻞𰻞", None, None), ("陶𫖮", "01", None),  # extensions B, G, C
+    ("林\uf9f4", "01", None), ("\U0002f800明", "01", None), ("𠮷田", "01", None),  # compatibility ideographs
+    ("阿依古丽·买买提", "01", None), ("阿依古丽•买买提", "01", None), ("买买提・艾力", "01", None),  # look-alike dots: form
+    ("JOHN SMITH", "03", None), ("MARY-ANN O'NEIL", "03", None), ("J. R. SMITH", "03", None),
+    ("JOSÉ GARCÍA", "03", None), ("王伟", "03", None), ("CHAN TAI MAN", "06", None), ("陳大文", "06", None),
+    ("林志明", "07", None),
+    ("JOHN SMITH", "01", "characters"), ("JOHN SMITH", None, "characters"), ("LIN CHIH MING", "07", "characters"),
+    ("JOHN  SMITH", "03", "characters"), ("JOHN SMITH1", "03", "characters"), ("-JOHN", "03", "characters"),
+    ("·王伟", "01", "characters"), ("王伟·", "01", "characters"), ("王··伟", "01", "characters"), ("𠀀", "01", "length"),
+    ("J", "03", "length"),
+])
+def test_names_follow_their_document_and_every_plane(name, id_type, problem):
+    scripts = codelists.load("id_type")["name_scripts"]
+    latin = S(id_type).map(lambda t: "latin" in scripts.get(t, ["han"]))
+    assert first(st.name_problem(S(name), latin=latin)) == problem
+
+
+def test_look_alike_middle_dots_are_a_form_problem_of_their_own():
+    assert st.name_dot_variant(S("阿依古丽•买买提", "阿依古丽・买买提", "买买提‧艾力", "阿依古丽·买买提", None)).tolist() == \
+        [True, True, True, False, False]
+
+
+@pytest.mark.parametrize("code, problem, base", [
+    ("I15.800x005", None, "I15.8"), ("E11.900", None, "E11.9"), ("J18.900x001", None, "J18.9"),
+    ("K35.800x001", None, "K35.8"), ("I10.x00", None, "I10"), ("N19.x00x002", None, "N19"),
+    ("I10.X00X032", None, "I10"), ("S72.00", None, "S72.0"),
+    ("I15.700x001", "unknown_code", "I15.7"), ("I10.000", "unknown_code", "I10.0"), ("Y99.900", "unknown_category", "Y99.9"),
+    ("I15.800x05", "malformed", None), ("E11.9000", "malformed", None), ("I15.800y005", "malformed", None),
+    ("I10.x0", "malformed", None), ("I10.x", "malformed", None), ("I１0", "malformed", None),
+])
+def test_icd10_national_clinical_edition_forms_and_their_who_base(code, problem, base):
+    assert first(st.icd10_problem(S(code))) == problem
+    assert st.icd10_base(code) == base
+
+
+def test_a_site_code_list_vouches_for_its_codes():
+    assert first(st.icd10_problem(S("K35.900"))) == "unknown_code"  # retired by WHO in 2016
+    assert first(st.icd10_problem(S("K35.900"), frozenset({"K35.900"}))) is None
+
+
+@pytest.mark.parametrize("recorded, reference, agree", [
+    ("2型糖尿病", "2型糖尿病", True), ("Ⅱ型糖尿病", "2型糖尿病", True), ("２型 糖尿病", "2型糖尿病", True),
+    ("高血压3级(极高危)", "高血压病3级（极高危）", True), ("冠心病", "冠状动脉粥样硬化性心脏病", True),
+    ("脑梗塞", "脑梗死", True), ("高血压", "原发性高血压", True), ("2型糖尿病伴血糖控制不佳", "2型糖尿病", True),
+    ("1型糖尿病", "2型糖尿病", False), ("急性阑尾炎", "2型糖尿病", False), ("病", "2型糖尿病", False),
+    ("Essential hypertension", "Essential (primary) hypertension", True),
+    ("Acute appendicitis", "Essential (primary) hypertension", False),
+])
+def test_diagnosis_names_agree_normalised_with_synonyms(recorded, reference, agree):
+    assert st.diagnosis_names_agree(recorded, reference) is agree

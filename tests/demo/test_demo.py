@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from healthqa import canonical
+from healthqa.codelists import read_diagnosis_codes
 from healthqa.demo import DemoOptions, generate
-from healthqa.demo.platform import DISEASE_CODES, PHYSICAL
+from healthqa.demo.platform import DISEASE_CODES, PHYSICAL, SAMPLE_CODE_LIST
 from healthqa.demo.world import World
 
 from ..conftest import AS_OF, sqlite_frames
@@ -71,7 +72,7 @@ def test_clean_archives_have_valid_consistent_ids(frames, demo):
     p = frames["person"]
     defects = truth(demo, "defects")
     dirty = set(defects.loc[defects["table"] == "person", "key"])
-    clean = p[~p["archive_id"].isin(dirty)]
+    clean = p[~p["archive_id"].isin(dirty) & p["id_type_code"].isin(["01", "02"])]  # GB 11643 documents
     assert len(clean) > 0.8 * len(p)
     assert clean["id_number"].map(tc.id_valid).all()  # checksum, date and area against python-stdnum
     id_birth = pd.to_datetime(clean["id_number"].str[6:14], format="%Y%m%d")
@@ -147,9 +148,10 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     p = frames["person"]
     out = {("person", k): v for k, v in tc.person_checks(p, orgs, AS_OF).items()}
     units = World(as_of=AS_OF, seed=0).lab_items.set_index("code")["unit"]
+    code_list = read_diagnosis_codes(str(SAMPLE_CODE_LIST))
     for table in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam", "chronic_followup"):
         key = canonical.table(table).key
-        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units).items():
+        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list).items():
             out[(table, fam)] = ks
     return out
 
@@ -170,6 +172,28 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
     checked = {fam for _, fam in found}
     stated_families = set(d["defect"]) - {"feed_silent", "diagnosis_unknown"}
     assert stated_families <= checked  # every injected family has an independent check
+
+
+KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
+         "clinical_edition_code"}
+
+
+def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):
+    """The generator emits valid records of every kind careless rules flag (truth/valid_kinds.csv):
+    each kind present, each record what its kind says, and none of them carrying a defect by the
+    independent checks."""
+    kinds = truth(demo, "valid_kinds")
+    assert set(kinds["kind"]) == KINDS
+    p = frames["person"].set_index("archive_id")
+    per = {k: set(g["key"]) for k, g in kinds.groupby("kind")}
+    astral = p.loc[sorted(per["rare_character_name"]), "name"]
+    assert astral.map(lambda n: any(ord(c) > 0xFFFF for c in n)).all()
+    assert (p.loc[sorted(per["foreign_passport"]), "id_type_code"] == "03").all()
+    assert p.loc[sorted(per["foreign_passport"]), "name"].str.fullmatch(r"[A-Z][A-Z .'\-À-ÿ]+").all()
+    assert set(p.loc[sorted(per["hkmo_permit"]), "id_type_code"]) == {"06"}
+    found = _found(frames, demo)
+    carried = {(t, fam): ks & per[kind] for (t, fam), ks in found.items() for kind in per if ks & per[kind]}
+    assert not carried, carried
 
 
 def test_silent_feed_and_worse_institutions(frames, demo):

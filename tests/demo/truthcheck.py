@@ -7,6 +7,7 @@ Each check takes the canonical frames and returns the keys of the rows that carr
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from functools import cache
 
@@ -15,10 +16,11 @@ from stdnum import numdb
 from stdnum.cn import ric
 
 LOC = numdb.get("cn/loc")
-CJK_NAME = re.compile(r"^[\u4e00-\u9fff\u3400-\u4dbf·]{2,20}$")
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
-ICD = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Za-z]{1,4})?$")
+# WHO forms (I10, E11.9) and the national clinical edition 2.0's (E11.900, I10.x00, I15.800x005)
+ICD = re.compile(r"^[A-Z]\d{2}(\.(\d{1,2}|[\dx]\d{2}(x\d{3})?))?$")
+LATIN_DOCUMENTS = {"03", "05", "06", "99"}  # passports, driving licences, HK/Macau permits, other (WS 364 CV02.01.101)
 PLACEHOLDER_NAMES = {"测试", "无名氏", "不详", "未知", "新生儿", "测试患者", "无名"}
 PLACEHOLDER_PHONES = {"13800000000", "11111111111", "13888888888", "00000000", "12345678901"}
 ETHNICITY = {f"{i:02d}" for i in range(1, 57)} | {"97", "98"}
@@ -55,6 +57,26 @@ def id_valid(s) -> bool:
     return ric.calc_check_digit(s) == s[17] and area_exists(s[:6])
 
 
+def _han(ch: str) -> bool:
+    return unicodedata.name(ch, "").startswith(("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH"))
+
+
+def name_ok(name, id_type) -> bool:
+    """A name as the standards write it, judged character by character from Unicode's names: Han
+    characters of any plane with · between parts (2-20), or, on a passport or travel permit, Latin
+    letters with single spaces, hyphens, apostrophes and dots."""
+    if not isinstance(name, str):
+        return True
+    parts = name.split("·")
+    if all(p and all(_han(c) for c in p) for p in parts) and 2 <= len(name) - len(parts) + 1 <= 20:
+        return True
+    if id_type not in LATIN_DOCUMENTS or "  " in name:
+        return False
+    letters = [c for c in name if c not in " -'."]
+    return (len(letters) >= 2 and all("LATIN" in unicodedata.name(c, "") for c in letters)
+            and name[0] not in " -'." and name[-1] not in " -'")
+
+
 def blank(s: pd.Series) -> pd.Series:
     return s.isna() | (s.astype(str).str.strip() == "")
 
@@ -78,18 +100,19 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
     return {
         "name_missing": keys(p, blank(name), k),
         "name_placeholder": keys(p, name.isin(PLACEHOLDER_NAMES) | name.astype(str).str.endswith(("之子", "之女")), k),
-        "name_invalid": keys(p, ~blank(name) & ~name.astype(str).str.match(CJK_NAME), k),
+        "name_invalid": keys(p, ~blank(name) & ~pd.Series([name_ok(n, t) for n, t in zip(name, p["id_type_code"])],
+                                                           index=p.index), k),
         "id_missing": keys(p, blank(p["id_number"]), k),
         "id_invalid": keys(p, nid.notna() & (nid.str.len() == 18) & ~valid, k),
         "id_legacy_15": keys(p, raw.str.fullmatch(r"\d{15}"), k),
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
         "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
         "id_sex_mismatch": keys(p, valid & p["sex_code"].isin(["1", "2"])
-                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1)
+                                & ((nid.str[16].map(lambda c: int(c) % 2 if isinstance(c, str) and c.isdigit() else -1) == 1)
                                    != (p["sex_code"] == "1")), k),
         "sex_invalid": keys(p, ~p["sex_code"].isin(["0", "1", "2", "9"]), k),
         "marital_invalid": keys(p, ~p["marital_code"].isin(MARITAL), k),
-        "ethnicity_invalid": keys(p, ~p["ethnicity_code"].isin(ETHNICITY), k),
+        "ethnicity_invalid": keys(p, ~blank(p["ethnicity_code"]) & ~p["ethnicity_code"].isin(ETHNICITY), k),
         "phone_missing": keys(p, blank(p["phone"]), k),
         "phone_placeholder": keys(p, p["phone"].isin(PLACEHOLDER_PHONES), k),
         "phone_invalid": keys(p, ~blank(p["phone"]) & ~p["phone"].isin(PLACEHOLDER_PHONES)
@@ -115,7 +138,8 @@ def _person_attr(p, col):
     return q.set_index("archive_id")[col]
 
 
-def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str], key: str, lab_units=None) -> dict[str, set]:
+def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str], key: str, lab_units=None,
+                    code_list: dict[str, str] | None = None) -> dict[str, set]:
     out = {"orphan_archive": keys(df, ~df["archive_id"].isin(set(p["archive_id"])), key)}
     birth = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")
     death = pd.to_datetime(df["archive_id"].map(_person_attr(p, "death_date")), errors="coerce")
@@ -131,6 +155,9 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
         code = df["diagnosis_code"]
         out["diagnosis_malformed"] = keys(df, ~blank(code) & ~code.astype(str).str.match(ICD), key)
         out["diagnosis_missing"] = keys(df, blank(code), key)
+        if code_list is not None:  # the demo names each listed code as the list does
+            listed = code.map(code_list)
+            out["diagnosis_name_mismatch"] = keys(df, listed.notna() & (df["diagnosis_name"] != listed), key)
     if table == "inpatient_stay":
         out["upload_lag"] = keys(df, t("upload_time") - t("discharge_time") > DAY, key)
         out["discharge_before_admit"] = keys(df, t("discharge_time") < t("admit_time"), key)
@@ -161,3 +188,24 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
     if table == "chronic_followup":
         out["next_date_not_after"] = keys(df, t("next_date") <= t("followup_date"), key)
     return out
+
+
+def false_flags(valid_kinds: pd.DataFrame, flagged: dict[str, dict[str, set]]) -> dict[str, tuple[int, dict[str, int]]]:
+    """Per kind of valid record (truth/valid_kinds.csv): how many there are, and per rule how many of
+    them it flagged (``flagged``: rule -> table -> violating keys)."""
+    out = {}
+    for kind, grp in valid_kinds.groupby("kind"):
+        by_rule = {}
+        for rule, tables in flagged.items():
+            hit = len(set(grp["key"]) & tables.get(grp["table"].iloc[0], set()))
+            if hit:
+                by_rule[rule] = hit
+        out[kind] = (len(grp), by_rule)
+    return out
+
+
+def print_false_flags(summary: dict[str, tuple[int, dict[str, int]]]) -> None:
+    print("valid records flagged, per kind (假阳性 false flags):")
+    for kind, (n, by_rule) in sorted(summary.items()):
+        rules = ", ".join(f"{r} {c}" for r, c in sorted(by_rule.items())) or "none"
+        print(f"  {kind}: {sum(by_rule.values())} flags on {n} records ({rules})")

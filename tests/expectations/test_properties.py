@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from healthqa import canonical
+from healthqa import canonical, codelists
 from healthqa.connectors.values import decode, normalise, parse_times
 from healthqa.expectations import rule_types
 from healthqa.expectations import suite as suites
@@ -140,3 +140,120 @@ def test_rules_read_aware_dates_and_bytes_through_ge():
         keys = {k for r in results for k in r.violating_keys or []}
         assert not any(k.startswith("b'") for k in keys), keys
         assert all(set(r.by_org) <= {"ORG1"} for r in results)
+
+
+# -- valid records of the kinds careless rules flag (issue 19): no rule flags any of them -----------
+HAN_BMP = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5)
+HAN_RARE = st.one_of(*(st.characters(min_codepoint=lo, max_codepoint=hi) for lo, hi in (
+    (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0x2CEB0, 0x2EBE0),
+    (0x30000, 0x3134A), (0xF900, 0xFA6D), (0x2F800, 0x2FA1D))))
+LATIN_WORD = st.text(alphabet=string.ascii_uppercase, min_size=1, max_size=10)
+
+
+@st.composite
+def han_name(draw) -> str:
+    """A surname and a given name, with rare characters of the extension planes and compatibility
+    ideographs among them; sometimes a minority name of parts joined by ·."""
+    char = st.one_of(HAN_BMP, HAN_RARE)
+    part = st.text(alphabet=char, min_size=1, max_size=4)
+    parts = draw(st.lists(part, min_size=1, max_size=3))
+    name = "·".join(parts)
+    name = name if len(name) - name.count("·") >= 2 else name + draw(char)
+    placeholders = codelists.load("placeholders")
+    assume(name not in placeholders["names"] and not name.endswith(tuple(placeholders["name_suffixes"])))
+    return name
+
+
+@st.composite
+def latin_name(draw) -> str:
+    words = draw(st.lists(LATIN_WORD, min_size=2, max_size=4))
+    seps = draw(st.lists(st.sampled_from([" ", "-", "'", ". "]), min_size=len(words) - 1, max_size=len(words) - 1))
+    return words[0] + "".join(s + w for s, w in zip(seps, words[1:]))
+
+
+def _gb11643(birth: date, male: bool, order: int) -> str:
+    from stdnum.cn import ric
+
+    first17 = f"330211{birth:%Y%m%d}{order * 2 + (1 if male else 0):03d}"
+    return first17 + ric.calc_check_digit(first17 + "0")
+
+
+@st.composite
+def valid_person(draw) -> dict:
+    """A valid archive of one kind: a resident with a Han name (rare characters included), a
+    foreign passport holder with a Latin name, a Hong Kong/Macau or Taiwan permit holder."""
+    birth = draw(st.dates(min_value=date(1930, 1, 1), max_value=date(2020, 12, 31)))
+    male = draw(st.booleans())
+    kind = draw(st.sampled_from(["resident", "passport", "hkmo", "taiwan"]))
+    if kind == "resident":
+        id_type, number, name = "01", _gb11643(birth, male, draw(st.integers(0, 499))), draw(han_name())
+    elif kind == "passport":
+        id_type, name = "03", draw(st.one_of(latin_name(), han_name()))
+        number = draw(st.from_regex(r"[A-Z][0-9]{8}", fullmatch=True))
+    elif kind == "hkmo":
+        id_type, name = "06", draw(st.one_of(han_name(), latin_name()))
+        number = draw(st.from_regex(r"[HM][0-9]{8}", fullmatch=True))
+    else:
+        id_type, name, number = "07", draw(han_name()), draw(st.from_regex(r"[0-9]{8}", fullmatch=True))
+    return {"archive_id": "33021100100100001", "name": name, "sex_code": "1" if male else "2",
+            "birth_date": birth.isoformat(), "id_type_code": id_type, "id_number": number,
+            "ethnicity_code": "01" if kind == "resident" else None, "marital_code": "90", "phone": "13812345678",
+            "address": "浙江省宁波市镇海区骆驼街道", "adcode": "330211003", "org_code": "ORG1",
+            "doctor_id": "YS0001", "created_at": "2021-03-02 10:00:00", "updated_at": "2022-03-02 10:00:00",
+            "status_code": "1", "death_date": None}
+
+
+# existing WHO base codes: a category with subcategories, or one without (the edition writes x)
+BASES = ["I15.8", "E11.9", "J18.9", "K35.8", "I63.9", "I25.1", "I69.3", "E14.9", "Z98.8", "S72.0"]
+NO_SUBCATEGORY = ["I10", "N19", "R42", "I38", "R51"]
+SITE_CODES = {"E11.900": "2型糖尿病", "I15.800x005": "嗜铬细胞瘤性高血压", "I10.x00x032": "高血压病3级（极高危）"}
+
+
+@st.composite
+def clinical_edition_code(draw) -> tuple[str, str]:
+    """A national clinical edition 2.0 code (E11.900, I10.x00, I15.800x005) and a name for it."""
+    if draw(st.booleans()):
+        code = draw(st.sampled_from(sorted(SITE_CODES)))
+        return code, SITE_CODES[code]
+    head = draw(st.sampled_from(BASES)) if draw(st.booleans()) else draw(st.sampled_from(NO_SUBCATEGORY)) + ".x"
+    code = head + draw(st.from_regex(r"[0-9]{2}(x[0-9]{3})?", fullmatch=True))
+    return code, draw(st.text(alphabet=HAN_BMP, min_size=2, max_size=12))  # a Chinese name: not judged without a list
+
+
+def _flags(table: str, rows: list[dict], ctx) -> dict[str, list[int]]:
+    df = pd.DataFrame(rows, columns=list(canonical.table(table).columns))
+    out = {}
+    for _, r in (x for x in RULES if x[0] == table):
+        _, violates = rule_types.get(r.type).fn(df, r.params, ctx)
+        if violates.any():
+            out[r.id] = [i for i, v in enumerate(violates) if v]
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(valid_person(), min_size=1, max_size=6))
+def test_no_rule_flags_a_valid_archive_of_any_kind(people):
+    """Rare characters of any plane, minority names, passports with Latin names, travel permits."""
+    for i, p in enumerate(people):
+        p["archive_id"] = f"330211001001{i:05d}"
+        if p["id_type_code"] == "01":  # one number per resident (two active archives sharing one are a defect)
+            p["id_number"] = _gb11643(date.fromisoformat(p["birth_date"]), p["sex_code"] == "1", i)
+    as_of = pd.Timestamp("2026-11-25")
+    ctx = rule_types.RuleContext(as_of=as_of, references=_references(as_of))
+    flags = _flags("person", people, ctx)
+    assert not flags, {rule: [people[i]["name"] for i in rows] for rule, rows in flags.items()}
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(clinical_edition_code(), min_size=1, max_size=6))
+def test_no_rule_flags_a_valid_visit_or_stay_coded_in_the_clinical_edition(coded):
+    as_of = pd.Timestamp("2026-11-25")
+    ctx = rule_types.RuleContext(as_of=as_of, references=_references(as_of), diagnosis_codes=SITE_CODES)
+    visits = [{"visit_id": f"MZ{i}", "archive_id": "A1", "org_code": "ORG1", "dept_code": "03",
+               "visit_time": "2026-11-20 09:00:00", "diagnosis_code": c, "diagnosis_name": n, "doctor_id": "YS0001",
+               "upload_time": "2026-11-20 10:00:00"} for i, (c, n) in enumerate(coded)]
+    stays = [{"stay_id": f"ZY{i}", "archive_id": "A1", "org_code": "ORG1", "admit_time": "2026-11-10 09:00:00",
+              "discharge_time": "2026-11-20 09:00:00", "diagnosis_code": c, "discharge_status": "1",
+              "upload_time": "2026-11-20 10:00:00"} for i, (c, _) in enumerate(coded)]
+    assert not _flags("outpatient_visit", visits, ctx)
+    assert not _flags("inpatient_stay", stays, ctx)

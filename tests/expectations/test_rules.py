@@ -20,7 +20,9 @@ def context_for(rule) -> RuleContext:
             refs[name] = pd.Series({k: pd.Timestamp(v) for k, v in value.items()})
         else:
             refs[name] = set(map(str, value))
-    return RuleContext(as_of=pd.Timestamp("2026-11-25"), references=refs)
+    codes = rule.examples.context.get("diagnosis_codes")  # a site's code list: code -> name
+    return RuleContext(as_of=pd.Timestamp("2026-11-25"), references=refs,
+                       diagnosis_codes={str(k): str(v) for k, v in codes.items()} if codes else None)
 
 
 def frame(rows, rule) -> pd.DataFrame:
@@ -186,7 +188,8 @@ def test_two_validations_in_threads_give_the_sequential_results():
             "visit_id": [f"V{i}{n}" for n in range(6)], "archive_id": ["33021100100100001"] * 5 + ["X"],
             "org_code": ["A1"] * 6, "visit_time": ["2026-11-01 10:00:00"] * 6,
             "upload_time": ["2026-11-01 11:00:00"] * 3 + ["2026-11-05 11:00:00"] * 3,
-            "diagnosis_code": ["I10", "E11.9", "Q99.9", "X", None, "J06.9"], "dept_code": ["03"] * 6}))
+            "diagnosis_code": ["I10", "E11.9", "Q99.9", "X", None, "J06.9"], "dept_code": ["03"] * 6,
+            "diagnosis_name": ["高血压"] + [None] * 5}))
         contexts.append(RuleContext(as_of=pd.Timestamp("2026-11-25"), references={
             "person.archive_id": {"33021100100100001"}, "organization.org_code": {"A1"},
             "person.birth_date": pd.Series({"33021100100100001": pd.Timestamp(birth)}),
