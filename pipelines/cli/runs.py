@@ -13,7 +13,6 @@ from healthqa.store import AuditStore
 from . import app, fail, render, user_errors
 from .options import ConfigOpt
 
-
 PENDING = ("评估未完成 assessment pending: 得分与问题未能保存，下次夜间稽核或 `healthqa report --run {id}` 补做 "
            "scores and findings could not be stored; the next nightly run or `healthqa report --run {id}` assesses it")
 

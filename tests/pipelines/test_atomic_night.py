@@ -51,7 +51,7 @@ def uninterrupted(demo, tmp_path_factory):
         first = run_nightly(cfg)
     with frozen(NIGHT_2):
         run_nightly(cfg)
-    marks = {k: v for k, v in store.watermarks.all().items()}
+    marks = store.watermarks.all()
     store.close()
     return {"filed": filed_by(cfg.store.url, first.run_id), "scores": scores_of(cfg.store.url, first.run_id),
             "marks": marks, "findings": findings_of(cfg.store.url)}
