@@ -17,13 +17,14 @@ from sqlalchemy.engine import make_url
 from healthqa import config
 from healthqa.clock import frozen
 from healthqa.pipelines import nightly
+from healthqa.pipelines.flows import run_nightly_flow
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.store import AuditStore
 
 from ..conftest import PG_ADMIN, copy_platform
 from .cli_run import invoke
 
-pytestmark = pytest.mark.slow  # two nights on each of three copies of the demo
+pytestmark = pytest.mark.slow  # two nights on each of four copies of the demo
 
 NIGHT_1, NIGHT_2 = datetime(2026, 11, 26, 2, 0), datetime(2026, 11, 27, 2, 0)
 
@@ -99,8 +100,15 @@ def pg_terminated(store: AuditStore):
         admin.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeypatch, request, backend, uninterrupted):
+def flow_night(cfg):
+    return run_nightly_flow(str(cfg.path)).result
+
+
+@pytest.mark.parametrize("backend, night", [("sqlite", run_nightly), ("sqlite", flow_night),
+                                            pytest.param("postgresql", run_nightly, marks=pytest.mark.postgres)],
+                         ids=["sqlite", "sqlite-flow", "postgresql"])
+def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeypatch, request, backend, night,
+                                                         uninterrupted):
     cfg, store, folder = copy_platform(demo, tmp_path)
     store.close()
     fail = sqlite_full
@@ -120,26 +128,26 @@ def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeyp
 
     monkeypatch.setattr(nightly, "assess_run", failing)
     with frozen(NIGHT_1):
-        first = run_nightly(cfg)
+        first = night(cfg)
     monkeypatch.setattr(nightly, "assess_run", real)
     assert calls == [first.run_id]
 
     with AuditStore(url) as store:
         run = store.runs.get(first.run_id)
-        assert run.status == "partial" and first.exit_code == 1
-        assert re.search("database or disk is full" if backend == "sqlite" else "terminat|closed", run.message), run.message
-        assert "assessment pending" in run.message and run.assessment_pending
         # no watermark of the night moved: its rows are not yet accounted for (the duplicate scan is a
         # run of its own, whose pairs were stored whole: its watermark is its own)
         assert [k for k in store.watermarks.all() if not k[2].startswith("dedup:")] == []
         assert store.scores.of_run(first.run_id) == []  # nothing half-written: scores and findings, or neither
         assert store.findings.list() == []
+        assert run.status == "partial" and first.exit_code == 1
+        assert re.search("database or disk is full" if backend == "sqlite" else "terminat|closed", run.message), run.message
+        assert "assessment pending" in run.message and run.assessment_pending
         assert store.results.of_run(first.run_id)  # the rule results stored before the failure stand
     shown = invoke("runs", "--config", cfg.path)
     assert shown.exit_code == 0 and "assessment pending" in shown.output, shown.output
 
     with frozen(NIGHT_2):
-        second = run_nightly(cfg)
+        second = night(cfg)
     assert [a.run_id for a in second.caught_up] == [first.run_id]
     assert filed_by(url, first.run_id) == uninterrupted["filed"]  # every finding of that night, filed once
     assert scores_of(url, first.run_id) == uninterrupted["scores"]
