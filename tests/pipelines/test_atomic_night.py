@@ -104,11 +104,14 @@ def flow_night(cfg):
     return run_nightly_flow(str(cfg.path)).result
 
 
-@pytest.mark.parametrize("backend, night", [("sqlite", run_nightly), ("sqlite", flow_night),
-                                            pytest.param("postgresql", run_nightly, marks=pytest.mark.postgres)],
-                         ids=["sqlite", "sqlite-flow", "postgresql"])
-def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeypatch, request, backend, night,
+@pytest.mark.parametrize("backend, night, by_report", [
+    ("sqlite", run_nightly, True), ("sqlite", flow_night, False),
+    pytest.param("postgresql", run_nightly, False, marks=pytest.mark.postgres)],
+    ids=["sqlite-report", "sqlite-flow", "postgresql"])
+def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeypatch, request, backend, night, by_report,
                                                          uninterrupted):
+    """The failed night is assessed by the next night before it reads anything, or before that by
+    ``healthqa report --run N`` (``by_report``)."""
     cfg, store, folder = copy_platform(demo, tmp_path)
     store.close()
     fail = sqlite_full
@@ -146,14 +149,19 @@ def test_a_store_failure_during_assessment_loses_nothing(demo, tmp_path, monkeyp
     shown = invoke("runs", "--config", cfg.path)
     assert shown.exit_code == 0 and "assessment pending" in shown.output, shown.output
 
+    if by_report:
+        with frozen(NIGHT_1.replace(hour=8)):
+            written = invoke("report", "--config", cfg.path, "--run", first.run_id)
+        assert written.exit_code == 0 and f"assessed now: run {first.run_id}" in written.output, written.output
     with frozen(NIGHT_2):
         second = night(cfg)
-    assert [a.run_id for a in second.caught_up] == [first.run_id]
+    assert [a.run_id for a in second.caught_up] == ([] if by_report else [first.run_id])
     assert filed_by(url, first.run_id) == uninterrupted["filed"]  # every finding of that night, filed once
     assert scores_of(url, first.run_id) == uninterrupted["scores"]
     with AuditStore(url) as store:
         run = store.runs.get(first.run_id)
-        assert not run.assessment_pending and f"assessed later (run {second.run_id})" in run.message
+        assert not run.assessment_pending
+        assert f"assessed later ({'healthqa report' if by_report else f'run {second.run_id}'})" in run.message
         assert store.runs.get(second.run_id).status == "success"
         assert store.watermarks.all() == uninterrupted["marks"]  # the held ones advanced, then the night's own
     assert findings_of(url) == uninterrupted["findings"]  # and the next night goes on as if nothing happened
