@@ -203,6 +203,7 @@ def _night(cfg: Config) -> State:
     with AuditStore(cfg.store.url) as store, nightly_lock(store), fault_log.faults_to_file(cfg):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
+            night.catch_up()  # earlier nights whose assessment is pending, before anything is read
             # the tasks get a copy that nothing mutates: the flow stages watermarks on ``run`` while
             # other tasks start, and Prefect walks each task's parameters in the worker's thread
             # (a shared dict changing size under that walk failed a night in CI)
@@ -247,8 +248,8 @@ def _night(cfg: Config) -> State:
                     ok, value = _outcome(dedup)
                     night.deduplicated(value) if ok else night.stage_failed("dedup", value, src)
             state = _assess(night, return_state=True)
-            if state.is_failed():
-                night.stage_failed("reports", _exception(state))
+            if state.is_failed():  # nothing of it stored: held for the next night (``Night.assessment_failed``)
+                night.assessment_failed(_exception(state))
         res = _finish(night)  # in the flow's process, after the run is closed
     _artifacts(res)
     if res.failures:

@@ -6,7 +6,9 @@ duplicates (new and changed archives against the index), then score the night, r
 findings (a source that could not be read is a finding too), write the run report and publish.
 One broken source or stage never stops the rest: the run is then ``partial`` with what could not run as its message, and only
 the tables that were read advance their incremental watermarks. The run is finished — and its
-watermarks advance — only after the last stage.
+watermarks advance — in the transaction that stores its scores and findings: a night whose
+assessment could not be stored (the audit store full, its connection dropped) ends ``partial`` with
+its watermarks held, and the next night assesses it before reading anything (``Night.catch_up``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from healthqa.connectors.readers import TableCheck
 from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError, SourceUnreachable
 from healthqa.reports import run_report
-from healthqa.reports.assess import Assessment, assess_run
+from healthqa.reports.assess import Assessment, assess_pending, assess_run
 from healthqa.reports.publish import Delivery, publish_run
 from healthqa.store import AuditStore, RunContext
 
@@ -63,6 +65,7 @@ class NightlyResult:
     status: str = "running"  # the run's status once finished: success | partial
     faults: list[dict] = field(default_factory=list)  # what could not run, as findings see it
     assessment: Assessment | None = None
+    caught_up: list[Assessment] = field(default_factory=list)  # earlier nights assessed first (``Night.catch_up``)
     report: Path | None = None
     deliveries: list[Delivery] = field(default_factory=list)
 
@@ -168,9 +171,28 @@ class Night:
         src = self.cfg.source_of("person")
         return None if src is None or src in self.res.failures else src
 
+    def catch_up(self) -> None:
+        """Before anything is read: earlier nights whose scores and findings could not be stored are
+        assessed, oldest first, and their held watermarks advance with them — so this night reads
+        only what arrived after them (each row read once, each finding filed once). If that fails
+        too, the audit store is still unwell and the night stops here (the exception goes on):
+        reading on would read those nights' rows a second time."""
+        self.res.caught_up = assess_pending(self.cfg, self.store, by=f"run {self.run.id}")
+
     def assess(self) -> None:
-        """Scores and findings of the night, what could not run included."""
-        self.res.assessment = assess_run(self.cfg, self.store, self.run.id, self.res.faults)
+        """Scores and findings of the night, what could not run included, stored in one transaction
+        with the run's end and its watermarks."""
+        self.res.assessment = assess_run(self.cfg, self.store, self.run.id, self.res.faults,
+                                         then=lambda s: self.store.runs.finish_in(s, self.run))
+        self.run.finished = True
+
+    def assessment_failed(self, e: BaseException) -> None:
+        """The night's scores and findings could not be stored: none of them was (one transaction).
+        The run ends ``partial`` with its watermarks and faults held on its row, for the next night
+        (or ``healthqa report --run N``) to assess it."""
+        self.run.hold_assessment(self.res.faults)
+        self.failed("assessment", f"评估未完成，下次运行补做 assessment pending, the next run assesses it — "
+                    f"{type(e).__name__}: {e}", "run_incomplete", "*")
 
     def finish(self) -> NightlyResult:
         """After the run is closed: its report, then publishing (which never fails the night)."""
@@ -229,6 +251,7 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
     with AuditStore(cfg.store.url) as store, nightly_lock(store):
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
+            night.catch_up()
             for name in cfg.sources:
                 try:
                     tables = night.checked(name, check_source(cfg, name))
@@ -248,8 +271,8 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
                     night.stage_failed("dedup", e, src)
             try:
                 night.assess()
-            except Exception as e:  # noqa: BLE001 - the night's results are stored; say what is missing
-                night.stage_failed("reports", e)
+            except Exception as e:  # noqa: BLE001 - the night's results are stored; it is assessed again later
+                night.assessment_failed(e)
         return night.finish()
 
 

@@ -1,12 +1,15 @@
 """One run's assessment: score what it saw, turn what is wrong into findings, keep both.
 
 Called by the pipelines after a run has stored its rule results (the nightly audit, and the
-engineer's scoped validation — whose passing rules resolve the findings they verify).
+engineer's scoped validation — whose passing rules resolve the findings they verify). A run's scores
+and findings are written in one transaction — with the night's end and watermarks when the caller
+passes them (``then``) — so a store that fails half-way keeps neither; ``assess_pending`` assesses
+later the nights whose assessment could not be stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from healthqa import canonical
@@ -39,18 +42,23 @@ class Assessment:
                 "persisting": self.persisting, "reopened": self.reopened, "resolved": self.resolved}
 
 
-def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Mapping] = ()) -> Assessment:
+def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Mapping] = (),
+               then: Callable[[object], None] | None = None) -> Assessment:
     """Score run ``run_id`` and reconcile its findings. ``faults``: what could not run, as mappings
-    (source, kind, reason, optional subject/table/system) — a source down, a table unreadable."""
+    (source, kind, reason, optional subject/table/system) — a source down, a table unreadable.
+    Scores and findings are written in one transaction, and ``then(session)`` inside it (the night's
+    end and its watermarks): all of it is stored, or none."""
     policy = Policy.from_config(cfg.reports)
     results = rule_results(store, run_id)
     describe(results, cfg)
 
     scored = sc.score(sc.observations(results), cfg.reports.weights)
-    store.scores.replace(run_id, (asdict(s) for s in scored))
-
     done = store.findings.events_of_run(run_id)
     if any(done.values()):  # assessed before (a re-run of the same stage): findings are not counted twice
+        with store.session() as s:
+            store.scores.replace_in(s, run_id, (asdict(x) for x in scored))
+            if then is not None:
+                then(s)
         return Assessment(run_id, scored, [], len(done["persisting"]), len(done["reopened"]), len(done["resolved"]),
                           new_ids=[f.id for f in done["new"]])
     faults = [*faults, *_score_drops(cfg, store, run_id, results)]
@@ -61,15 +69,29 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level, k.violations, k.rows_checked) for k in known],
                        found, covered)
 
-    store.findings.record_run(
-        run_id,
-        new=[_new_row(c, policy) for c in rec.new],
-        seen=[(k.id, _update(fd.seen_again(c, k), by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at))
-              for k, c in rec.persisting],
-        reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
-        resolved=[k.id for k in rec.resolved],
-    )
+    with store.session() as s:
+        store.scores.replace_in(s, run_id, (asdict(x) for x in scored))
+        store.findings.record_run_in(
+            s, run_id,
+            new=[_new_row(c, policy) for c in rec.new],
+            seen=[(k.id, _update(fd.seen_again(c, k), by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at))
+                  for k, c in rec.persisting],
+            reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
+            resolved=[k.id for k in rec.resolved],
+        )
+        if then is not None:
+            then(s)
     return Assessment(run_id, scored, rec.new, len(rec.persisting), len(rec.reopened), len(rec.resolved))
+
+
+def assess_pending(cfg: Config, store: AuditStore, by: str, upto: int | None = None) -> list[Assessment]:
+    """The nightly runs whose scores and findings could not be stored (``store.runs.pending``), up to
+    run ``upto``, assessed now from their stored rule results, oldest first — findings reconciled in
+    the order the nights ran. Each one's held watermarks advance in the transaction that stores its
+    scores and findings. ``by``: who assessed them, for the run's message ("run 12")."""
+    return [assess_run(cfg, store, p.run_id, p.faults,
+                       then=lambda s, rid=p.run_id: store.runs.assessed_in(s, rid, by))
+            for p in store.runs.pending("nightly", upto)]
 
 
 def rule_results(store: AuditStore, run_id: int) -> list[dict]:

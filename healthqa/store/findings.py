@@ -88,8 +88,13 @@ class ScoreRecords:
     def replace(self, run_id: int, scores: Iterable[Mapping]) -> None:
         """The scores of a run; re-scoring the same run replaces them (idempotent)."""
         with self.store.session() as s:
-            s.execute(delete(Score).where(Score.run_id == run_id))
-            s.add_all(Score(run_id=run_id, **dict(sc)) for sc in scores)
+            self.replace_in(s, run_id, scores)
+
+    @staticmethod
+    def replace_in(s, run_id: int, scores: Iterable[Mapping]) -> None:
+        """``replace`` inside the caller's transaction ``s`` (a run's scores and findings commit together)."""
+        s.execute(delete(Score).where(Score.run_id == run_id))
+        s.add_all(Score(run_id=run_id, **dict(sc)) for sc in scores)
 
     def of_run(self, run_id: int) -> list[dict]:
         with self.store.session() as s:
@@ -146,34 +151,40 @@ class FindingRecords:
                    reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None) -> None:
         """Apply one run's reconciliation in one transaction. ``new``: full finding rows; ``seen`` and
         ``reopened``: (finding id, fields to update); ``resolved``: finding ids verified fixed."""
-        at = at or now()
         with self.store.session() as s:
-            for row in new:
-                f = Finding(**dict(row), state="new", first_run_id=run_id, last_run_id=run_id, opened_at=at,
-                            last_seen_at=at, reopened_count=0)
-                s.add(f)
-                s.flush()
-                s.add(FindingEvent(finding_id=f.id, run_id=run_id, at=at, event="new", detail=_counts(row)))
-            for fid, upd in seen:
-                f = s.get(Finding, fid)
-                for k, v in upd.items():
-                    setattr(f, k, v)
-                f.last_run_id, f.last_seen_at = run_id, at
-                if f.state == "new":
-                    f.state = "open"
-                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="persisting", detail=_counts(upd)))
-            for fid, upd in reopened:
-                f = s.get(Finding, fid)
-                for k, v in upd.items():
-                    setattr(f, k, v)
-                f.state, f.last_run_id, f.last_seen_at = "reopened", run_id, at
-                f.resolved_at = f.resolved_by = f.acknowledged_at = f.acknowledged_by = None
-                f.reopened_count += 1
-                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="reopened", detail=_counts(upd)))
-            for fid in resolved:
-                f = s.get(Finding, fid)
-                f.state, f.resolved_at, f.resolved_by, f.last_run_id = "resolved", at, f"run {run_id}", run_id
-                s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="resolved"))
+            self.record_run_in(s, run_id, new=new, seen=seen, reopened=reopened, resolved=resolved, at=at)
+
+    @staticmethod
+    def record_run_in(s, run_id: int, *, new: Iterable[Mapping], seen: Iterable[tuple[int, Mapping]],
+                      reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None) -> None:
+        """``record_run`` inside the caller's transaction ``s`` (a run's scores and findings commit together)."""
+        at = at or now()
+        for row in new:
+            f = Finding(**dict(row), state="new", first_run_id=run_id, last_run_id=run_id, opened_at=at,
+                        last_seen_at=at, reopened_count=0)
+            s.add(f)
+            s.flush()
+            s.add(FindingEvent(finding_id=f.id, run_id=run_id, at=at, event="new", detail=_counts(row)))
+        for fid, upd in seen:
+            f = s.get(Finding, fid)
+            for k, v in upd.items():
+                setattr(f, k, v)
+            f.last_run_id, f.last_seen_at = run_id, at
+            if f.state == "new":
+                f.state = "open"
+            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="persisting", detail=_counts(upd)))
+        for fid, upd in reopened:
+            f = s.get(Finding, fid)
+            for k, v in upd.items():
+                setattr(f, k, v)
+            f.state, f.last_run_id, f.last_seen_at = "reopened", run_id, at
+            f.resolved_at = f.resolved_by = f.acknowledged_at = f.acknowledged_by = None
+            f.reopened_count += 1
+            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="reopened", detail=_counts(upd)))
+        for fid in resolved:
+            f = s.get(Finding, fid)
+            f.state, f.resolved_at, f.resolved_by, f.last_run_id = "resolved", at, f"run {run_id}", run_id
+            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="resolved"))
 
     def events_of_run(self, run_id: int) -> dict[str, list[FindingRow]]:
         """The findings a run made new, saw again, reopened and resolved."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from healthqa.errors import HealthqaError
 
@@ -59,8 +60,11 @@ class Locks:
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _pg_key(name))
-                    conn.commit()
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _pg_key(name))
+                        conn.commit()
+                    except (OperationalError, InterfaceError):
+                        pass  # the connection was dropped (server restart, terminated): its locks went with it
         elif self._folder is not None:
             with flocked(self._folder / f"{name}.lock", name):
                 yield

@@ -27,6 +27,9 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     message: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(32))  # the token of the lock its process holds (store/locks.py)
+    # a night whose scores and findings could not be stored: its staged watermarks and faults, kept
+    # until the next night (or ``report --run``) assesses it (store/runs.py ``Runs.pending``)
+    assessment_pending: Mapped[dict | None] = mapped_column(JSON)
 
 
 class RuleResult(Base):

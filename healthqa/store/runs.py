@@ -2,7 +2,10 @@
 
 A run is started, does its work, and is finished exactly once: ``success`` when everything ran,
 ``partial`` when part of it could not run (a source down, a stage failed) and the rest did, ``failed``
-when it stopped. Incremental watermarks staged on the run advance when it finishes, unless it failed.
+when it stopped. Incremental watermarks staged on the run advance when it finishes, unless it failed
+or its assessment is pending: a night whose scores and findings could not be stored keeps its staged
+watermarks and faults on its row (``assessment_pending``) until a later run assesses it
+(``Runs.pending``, ``Runs.assessed_in``) — its rows are read once and its findings filed once.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, null, select
 
 from healthqa.clock import now
 
@@ -40,6 +43,7 @@ class RunContext:
     pending_counted: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     finished: bool = False  # its end was committed together with its results (``Runs.finish_in``)
+    held: list[dict] | None = None  # the faults of a night whose assessment is pending (``hold_assessment``)
 
     def stage_watermark(self, source: str, table: str, column: str, value: datetime | None) -> None:
         """A watermark never passes the run's own start: a row dated in the future is a defect for
@@ -56,6 +60,11 @@ class RunContext:
         """Keys this night counted that the next night's read fetches again (parts of a table add up);
         they replace the table's kept keys when the run finishes, with the watermarks."""
         self.pending_counted.setdefault((source, table), set()).update(keys)
+
+    def hold_assessment(self, faults: list[dict]) -> None:
+        """The run's scores and findings could not be stored: when it finishes, its staged watermarks
+        and ``faults`` are kept on its row for a later assessment instead of advancing."""
+        self.held = [dict(f) for f in faults]
 
     def problem(self, what: str) -> None:
         """Part of the run could not run (``what`` says which and why); the rest goes on."""
@@ -85,10 +94,20 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     message: str | None
+    assessment_pending: bool = False  # its scores and findings are still to be stored (``Runs.pending``)
+
+
+@dataclass(frozen=True)
+class PendingAssessment:
+    """A finished run whose scores and findings could not be stored: what it saw could not run."""
+
+    run_id: int
+    faults: list[dict]
 
 
 def _record(r: Run) -> RunRecord:
-    return RunRecord(r.id, r.kind, r.status, r.scope, r.started_at, r.finished_at, r.message)
+    return RunRecord(r.id, r.kind, r.status, r.scope, r.started_at, r.finished_at, r.message,
+                     r.assessment_pending is not None)
 
 
 class Runs:
@@ -149,9 +168,37 @@ class Runs:
         row = s.get(Run, ctx.id)
         row.status, row.finished_at = status, now()
         row.message = " ".join(message.split())[:MESSAGE_CHARS] if message else None
-        if status != "failed":
+        if status == "failed":
+            return
+        if ctx.held is not None:  # assessed later: the watermarks advance with its findings (``assessed_in``)
+            row.assessment_pending = {"faults": ctx.held, "watermarks": [
+                [src, table, col, value.isoformat()] for (src, table, col), value in ctx.pending_watermarks.items()],
+                "counted": [[src, table, sorted(keys)] for (src, table), keys in ctx.pending_counted.items()]}
+        else:
             self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
             self._store.watermarks._keep_counted(s, ctx.id, ctx.pending_counted)
+
+    def pending(self, kind: str = "nightly", upto: int | None = None) -> list[PendingAssessment]:
+        """The runs of ``kind`` (up to run ``upto`` when given) whose assessment is pending, oldest first."""
+        q = select(Run).where(Run.assessment_pending.is_not(None), Run.kind == kind).order_by(Run.id)
+        if upto is not None:
+            q = q.where(Run.id <= upto)
+        with self._store.session() as s:
+            return [PendingAssessment(r.id, list((r.assessment_pending or {}).get("faults") or []))
+                    for r in s.execute(q).scalars() if r.assessment_pending is not None]
+
+    def assessed_in(self, s, run_id: int, by: str) -> None:
+        """Run ``run_id``'s scores and findings are written in the caller's transaction ``s``: its held
+        watermarks advance in the same transaction, and nothing is pending any more."""
+        row = s.get(Run, run_id)
+        held = row.assessment_pending or {}
+        self._store.watermarks._advance(s, run_id, {(src, table, col): datetime.fromisoformat(value)
+                                                    for src, table, col, value in held.get("watermarks") or []})
+        self._store.watermarks._keep_counted(s, run_id, {(src, table): set(keys)
+                                                         for src, table, keys in held.get("counted") or []})
+        row.assessment_pending = null()  # SQL NULL, not the JSON document null
+        done = f"评估已补做 assessed later ({by})"
+        row.message = f"{row.message}; {done}"[:MESSAGE_CHARS] if row.message else done
 
     def get(self, run_id: int) -> RunRecord | None:
         with self._store.session() as s:

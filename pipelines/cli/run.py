@@ -34,6 +34,8 @@ def nightly(cfg: Config) -> int:
         app.out.print(render.dedup_line(res.dedup.stats, res.dedup.incremental), highlight=False)
         if res.dedup.stats.get("institution_levels"):  # the register's store was down: what the scan did without it
             app.out.print(f"重复档案 duplicates: {res.dedup.stats['institution_levels']}", highlight=False)
+    for a in res.caught_up:  # an earlier night whose scores and findings could not be stored, assessed first
+        app.out.print(f"评估已补做 run {a.run_id} assessed now — {render.assessment_line(a)}", highlight=False)
     if res.assessment:
         app.out.print(render.assessment_line(res.assessment), highlight=False)
     for d in res.deliveries:

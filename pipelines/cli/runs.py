@@ -13,6 +13,9 @@ from healthqa.store import AuditStore
 from . import app, fail, render, user_errors
 from .options import ConfigOpt
 
+PENDING = ("评估未完成 assessment pending: 得分与问题未能保存，下次夜间稽核或 `healthqa report --run {id}` 补做 "
+           "scores and findings could not be stored; the next nightly run or `healthqa report --run {id}` assesses it")
+
 
 @app.command()
 @user_errors
@@ -31,6 +34,8 @@ def runs(config: ConfigOpt,
             ran = rules_run(cfg, store, r.id, [asdict(x) for x in results])
             # how many rules ran and which could not and why (when some could not), then the run's message
             could_not = [ran.line()] if ran and ran.could_not else []
+            if r.assessment_pending:
+                could_not.insert(0, PENDING.format(id=r.id))
             history.append((r, results, "\n".join(could_not + [r.message] if r.message else could_not)))
     app.out.print(render.runs_table(history))
 
@@ -56,6 +61,8 @@ def report(
         if quarter is not None:
             written = quarterly.write(cfg, store, quarterly.parse_quarter(quarter), folder, pdf=pdf)
         else:
+            if run is not None and (r := store.runs.get(run)) is not None and r.assessment_pending:
+                _assess_pending(cfg, store, run)
             run = run if run is not None else run_report.default_run(store)
             if run is None:
                 fail("稽核库中还没有评分的运行 no scored run in the audit store yet: run `healthqa run nightly` first")
@@ -63,3 +70,14 @@ def report(
     app.out.print(f"HTML: {written.html}", highlight=False)
     if written.pdf:
         app.out.print(f"PDF: {written.pdf}", highlight=False)
+
+
+def _assess_pending(cfg, store: AuditStore, run: int) -> None:
+    """Run ``run``'s assessment could not be stored: it is assessed now (the earlier pending nights
+    first), under the nightly lock — a night catching up at the same moment would file them twice."""
+    from healthqa.pipelines.nightly_lock import nightly_lock
+    from healthqa.reports.assess import assess_pending
+
+    with nightly_lock(store):
+        done = assess_pending(cfg, store, by="healthqa report", upto=run)
+    app.out.print(f"评估已补做 assessed now: run {', '.join(str(a.run_id) for a in done)}", highlight=False)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 from healthqa.reports.assess import assess_run
 
@@ -81,6 +85,26 @@ def test_assessing_a_run_again_counts_nothing_twice(platform):
     assert again.persisting == 0 and again.new == [] and len(again.new_ids) == len(first.new)
     assert len(store.findings.list()) == len(first.new)
     assert list(store.findings.events_of_run(first.run_id)["persisting"]) == []
+
+
+def test_a_runs_scores_and_findings_are_stored_together_or_not_at_all(platform):
+    """The store fails as the findings are written (a full disk): the run's scores are not kept
+    either, and assessing it again later files them all once."""
+    cfg, store, _ = platform
+
+    def full(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("INSERT INTO FINDINGS"):
+            raise OperationalError(statement, {}, sqlite3.OperationalError("database or disk is full"))
+
+    event.listen(store.engine, "before_cursor_execute", full)
+    with pytest.raises(Exception, match="database or disk is full"):
+        night(cfg, store, sources=("mpi",))
+    event.remove(store.engine, "before_cursor_execute", full)
+    run_id = store.runs.recent(1)[0].id
+    assert store.results.of_run(run_id) and store.scores.of_run(run_id) == [] and store.findings.list() == []
+    again = assess_run(cfg, store, run_id)
+    assert again.new and store.scores.of_run(run_id)
+    assert {f.fingerprint for f in store.findings.list()} == {c.fingerprint for c in again.new}
 
 
 def test_people_change_findings_and_the_audit_log_says_who(platform):
