@@ -30,11 +30,10 @@ def dashboard(request: Request, who: Who = Depends(qc)):
     # the newest nightly audit (the whole platform); an engineer's scoped run only when there is none
     run_id = run_report.default_run(store)
     ctx = run_report.context(cfg, store, run_id) if run_id is not None else None
-    if ctx is not None:  # a small trend beside each system's and dimension's score
-        series = run_report.series_of(store.runs.get(run_id))
+    if ctx is not None:  # a small trend beside each system's and dimension's score, of the runs like this one
         for level, rows, key in (("system", ctx["systems"], "code"), ("dimension", ctx["dimensions"], "subject")):
             for row in rows:
-                history = store.scores.history(level, row[key], run_report.TREND_RUNS, before_run=run_id, **series)
+                history = ctx["earlier"].trend(level, row[key])
                 row["trend"] = charts.trend([(f"#{h['run_id']}", h["conformance"]) for h in history], width=220, height=70)
     open_findings = store.findings.list(state="open")
     overdue = store.findings.list(overdue=True)
