@@ -17,8 +17,8 @@ from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow, urgency
 
 from . import charts, render
-from . import series as se
 from . import scores as sc
+from . import series as se
 from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
