@@ -38,6 +38,7 @@ def dashboard(request: Request, who: Who = Depends(qc)):
     open_findings = store.findings.list(state="open")
     overdue = store.findings.list(overdue=True)
     return request.app.state.render(request, "dashboard.html.j2", who=who, r=ctx, run_id=run_id,
+                                    unscored=run_report.unscored_since(cfg, store, run_id),
                                     open_count=len(open_findings), overdue_count=len(overdue),
                                     by_level={lv: sum(f.level == lv for f in open_findings) for lv in LEVELS})
 

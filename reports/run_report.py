@@ -162,6 +162,20 @@ def default_run(store: AuditStore) -> int | None:
     return store.scores.latest_run(kind="nightly") or store.scores.latest_run()
 
 
+def unscored_since(cfg: Config, store: AuditStore, run_id: int | None) -> list[str]:
+    """A line for each nightly audit newer than ``run_id`` that scored nothing (every store down, the
+    run failed): the newest scored night is then not last night, and whoever reads it is told why."""
+    out = []
+    for r in reversed(store.runs.recent(TREND_RUNS, kind="nightly")):
+        if (run_id is None or r.id > run_id) and r.status != "running" and not store.scores.of_run(r.id):
+            ran = rules_run(cfg, store, r.id)
+            why = ran.line() if ran is not None and ran.could_not else (r.message or STATUS_ZH.get(r.status, r.status))
+            out.append(f"夜间稽核 #{r.id}（{_t(r.started_at)}，{STATUS_ZH.get(r.status, r.status)} {r.status}）没有得分，"
+                       f"以下为此前最近一次有得分的运行 — nightly audit #{r.id} scored nothing; shown is the newest "
+                       f"scored run before it: {why}")
+    return out
+
+
 def series_of(run) -> dict:
     """Which runs a run's trend and its change are read against (``store.scores.history``'s filter):
     nightly audits for a nightly audit — the district-wide figures; for an engineer's scoped run, the
