@@ -114,11 +114,11 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
     # window scores a part of it: its 87.5 % over 8 rows is no system's lowest of the quarter)
     scored = [(r, store.scores.of_run(r.id)) for r in nightly]
     scored = [(r, s) for r, s in scored if s]
+    results = {r.id: rule_results(store, r.id) for r in nightly}
     bases = {}
     for r, _ in scored:
-        results = rule_results(store, r.id)
-        describe(results, cfg)
-        bases[r.id] = series.bases(results)
+        describe(results[r.id], cfg)
+        bases[r.id] = series.bases(results[r.id])
     systems = codelists.load("systems")["codes"]
     orgs = registry(cfg)
     opened = store.findings.opened_between(quarter.start, quarter.end)
@@ -155,7 +155,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
     overall = _figures(points.get(("overall", "overall"), []), bases, ("overall", "overall"), few)
     not_run = []
     for r in nightly:
-        ran = rules_run(cfg, store, r.id)
+        ran = rules_run(cfg, store, r.id, results[r.id])
         if ran is not None and ran.could_not:
             not_run.append({"id": r.id, "at": f"{r.started_at:%Y-%m-%d}", "line": ran.line()})
 
