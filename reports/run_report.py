@@ -95,6 +95,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "findings_total": {k: len(events.get(k, [])) for k in ("new", "persisting", "reopened", "resolved")},
         "dedup": _dedup(cfg, store),
         "trend_runs": TREND_RUNS,
+        "few_rows": cfg.reports.few_rows,
         "charts": {
             "systems": charts.bars([(f"{r['code']} {r['name']}", r["conformance"], r["low"], r["high"]) for r in sys_rows],
                                    lo=_axis(sys_rows)),
