@@ -44,3 +44,7 @@ def test_the_dashboard_says_what_did_not_run_and_what_rests_on_few_rows(demo, tm
     assert "could not run" in dash and "数据源无法连接：qc" in dash  # the shown night's rules that did not run
     assert "仅 " in dash and " rows</span>" in dash  # system 11 on the register's few rows says so
     assert "首次 first" not in dash and ">no change<" not in dash  # nothing was first; changes in words
+    # the night that scored nothing keeps its report, which says why
+    assert f'href="/reports/run/{nothing}.html"' in client.get("/reports").text
+    report = client.get(f"/reports/run/{nothing}.html").text
+    assert "没有规则运行" in report and "every rule is within its threshold" not in report
