@@ -30,15 +30,15 @@ def dashboard(request: Request, who: Who = Depends(qc)):
     # the newest nightly audit (the whole platform); an engineer's scoped run only when there is none
     run_id = run_report.default_run(store)
     ctx = run_report.context(cfg, store, run_id) if run_id is not None else None
-    if ctx is not None:  # a small trend beside each system's and dimension's score
-        series = run_report.series_of(store.runs.get(run_id))
+    if ctx is not None:  # a small trend beside each system's and dimension's score, of the runs like this one
         for level, rows, key in (("system", ctx["systems"], "code"), ("dimension", ctx["dimensions"], "subject")):
             for row in rows:
-                history = store.scores.history(level, row[key], run_report.TREND_RUNS, before_run=run_id, **series)
+                history = ctx["earlier"].trend(level, row[key])
                 row["trend"] = charts.trend([(f"#{h['run_id']}", h["conformance"]) for h in history], width=220, height=70)
     open_findings = store.findings.list(state="open")
     overdue = store.findings.list(overdue=True)
     return request.app.state.render(request, "dashboard.html.j2", who=who, r=ctx, run_id=run_id,
+                                    unscored=run_report.unscored_since(cfg, store, run_id),
                                     open_count=len(open_findings), overdue_count=len(overdue),
                                     by_level={lv: sum(f.level == lv for f in open_findings) for lv in LEVELS})
 
@@ -121,7 +121,9 @@ def reports(request: Request, who: Who = Depends(qc)):
     for _ in range(4):
         quarters.append(f"{y}Q{k}")
         y, k = (y, k - 1) if k > 1 else (y - 1, 4)
-    return request.app.state.render(request, "reports.html.j2", who=who, runs=[r for r in runs if r.id in scored],
+    # a nightly audit that scored nothing (every store down) keeps its report: it says which rules could not run and why
+    listed = [r for r in runs if r.id in scored or r.kind == "nightly"]
+    return request.app.state.render(request, "reports.html.j2", who=who, runs=listed,
                                     quarters=quarters)
 
 

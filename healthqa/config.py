@@ -235,6 +235,9 @@ class Reports(_Strict):
     severity: SeverityPolicy = SeverityPolicy()
     deadlines: dict[Level, Deadline] = Field(default_factory=dict)  # over the contract's: 一级 2 h / 24 h, 二级 2 h
     score_drop_points: Annotated[float, Field(gt=0)] = 5.0  # a drop beyond this (and its uncertainty) is a finding
+    # a score resting on fewer rows read than this says so (仅 14 行 only 14 rows) and stays out of the
+    # trends, lowest and last figures of scores on more (reports/series.py)
+    few_rows: Annotated[int, Field(ge=1)] = 100
     out_dir: str = "reports"  # where run and quarterly reports are written (relative: to this file's folder)
     webhook: Webhook | None = None
     mail: Mail | None = None

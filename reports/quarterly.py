@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from healthqa import __version__, clock, codelists
@@ -17,10 +17,12 @@ from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow, urgency
 
-from . import charts, render
+from . import charts, render, series
+from .assess import describe, rule_results
 from .findings import location
 from .institutions import registry
-from .run_report import STATUS_ZH
+from .rules_run import rules_run
+from .run_report import KIND_ZH, STATUS_ZH
 
 RULE_LEVELS = ("一级", "二级")
 
@@ -33,6 +35,11 @@ class Quarter:
     @property
     def start(self) -> datetime:
         return datetime(self.year, 3 * self.q - 2, 1)
+
+    @property
+    def last_day(self) -> datetime:
+        """The quarter's last day (``end`` is the first moment after it)."""
+        return self.end - timedelta(days=1)
 
     @property
     def end(self) -> datetime:
@@ -50,17 +57,19 @@ def parse_quarter(text: str) -> Quarter:
 
 
 def compliance(findings: list[FindingRow], at: datetime) -> list[dict]:
-    """Deadline compliance by level for findings opened in the period: responses in time
-    (acknowledged, or resolved, by the response deadline) and fixes in time (resolved by the fix
-    deadline). A deadline not yet reached by ``at`` and not yet met is pending, not missed."""
+    """Deadline compliance by level for findings opened in the period: responses in time (a person
+    acknowledged or resolved it by the response deadline) and fixes in time (resolved by the fix
+    deadline). A finding a later read found fixed within its response time before anybody acknowledged
+    it recovered by itself: nobody responded to it, so it is counted apart, not as a response in time. A
+    deadline not yet reached by ``at`` and not yet met is pending, not missed."""
     out = []
     for level in RULE_LEVELS:
         rows = [f for f in findings if f.level == level]
-        responded = _met(rows, "response_due_at", lambda f: min((x for x in (f.acknowledged_at, f.resolved_at) if x),
-                                                               default=None), at)
+        recovered = [f for f in rows if _recovered(f)]
+        responded = _met([f for f in rows if not _recovered(f)], "response_due_at", _responded_at, at)
         fixed = _met(rows, "fix_due_at", lambda f: f.resolved_at, at)
-        out.append({"level": level, "opened": len(rows), **{f"response_{k}": v for k, v in responded.items()},
-                    **{f"fix_{k}": v for k, v in fixed.items()}})
+        out.append({"level": level, "opened": len(rows), "recovered": len(recovered),
+                    **{f"response_{k}": v for k, v in responded.items()}, **{f"fix_{k}": v for k, v in fixed.items()}})
     return out
 
 
@@ -81,13 +90,35 @@ def _met(rows: list[FindingRow], due_field: str, done_at, at: datetime) -> dict:
     return {"met": met, "missed": missed, "pending": pending, "rate": 100.0 * met / judged if judged else None}
 
 
+def _recovered(f: FindingRow) -> bool:
+    """Resolved by a run's read (``resolved_by`` "run N") within the response time, with no
+    acknowledgement by a person (one that outlived its response time unanswered was answered late)."""
+    return (f.resolved_at is not None and f.acknowledged_at is None and (f.resolved_by or "").startswith("run ")
+            and (f.response_due_at is None or f.resolved_at <= f.response_due_at))
+
+
+def _responded_at(f: FindingRow) -> datetime | None:
+    """When a person first answered the finding: acknowledged it, or resolved it by hand."""
+    by_hand = f.resolved_at if f.resolved_at is not None and not (f.resolved_by or "").startswith("run ") else None
+    return min((x for x in (f.acknowledged_at, by_hand) if x), default=None)
+
+
 def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | None = None) -> dict:
     at = at or clock.now()
     until = min(quarter.end, at)
     runs = store.runs.between(quarter.start, quarter.end)
+    # the audits are the nightly audits; a duplicate scan or an engineer's validation is listed apart
+    nightly = [r for r in runs if r.kind == "nightly"]
+    others = {f"{KIND_ZH.get(k, k)} {k}": sum(r.kind == k for r in runs) for k in sorted({r.kind for r in runs} - {"nightly"})}
     # the district's figures: nightly audits only (an engineer's run over one table, institution or
     # window scores a part of it: its 87.5 % over 8 rows is no system's lowest of the quarter)
-    scored = [r for r in runs if r.kind == "nightly" and store.scores.of_run(r.id)]
+    scored = [(r, store.scores.of_run(r.id)) for r in nightly]
+    scored = [(r, s) for r, s in scored if s]
+    results = {r.id: rule_results(store, r.id) for r in nightly}
+    bases = {}
+    for r, _ in scored:
+        describe(results[r.id], cfg)
+        bases[r.id] = series.bases(results[r.id])
     systems = codelists.load("systems")["codes"]
     orgs = registry(cfg)
     opened = store.findings.opened_between(quarter.start, quarter.end)
@@ -95,25 +126,23 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
     still_open = store.findings.open_at(until)
     notes = store.findings.notes_between(quarter.start, quarter.end)
 
-    by_system: dict[str, list[tuple[str, float | None]]] = {code: [] for code in systems}
-    overall: list[tuple[str, float | None]] = []
-    for r in scored:
-        for s in store.scores.of_run(r.id):
-            label = f"#{r.id} {r.started_at:%m-%d}"
-            if s["level"] == "system" and s["subject"] in by_system:
-                by_system[s["subject"]].append((label, s["conformance"]))
-            elif s["level"] == "overall":
-                overall.append((label, s["conformance"]))
+    points: dict[tuple[str, str], list[dict]] = {}
+    for r, run_scores in scored:
+        for s in run_scores:
+            if s["conformance"] is not None and s["level"] in ("system", "overall"):
+                points.setdefault((s["level"], s["subject"]), []).append(
+                    {"run_id": r.id, "at": r.started_at, "conformance": s["conformance"]})
+    few = cfg.reports.few_rows
     open_by_system: dict[str, list[FindingRow]] = {}
     for f in still_open:
         open_by_system.setdefault(f.system or "", []).append(f)
 
     system_rows = []
     for code, name in systems.items():
-        series = [v for _, v in by_system[code] if v is not None]
+        figures = _figures(points.get(("system", code), []), bases, ("system", code), few)
         problems = open_by_system.get(code, [])
         urgent = [f for f in problems if f.level in RULE_LEVELS]
-        if not series and not problems:
+        if figures["last"] is None and not problems:
             status = "未纳入稽核 not audited"
         elif any(f.level == "一级" for f in problems):
             status = "一级故障未关闭 level-1 fault open"
@@ -121,9 +150,14 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
             status = "二级问题未关闭 level-2 findings open"
         else:
             status = "正常 normal"
-        system_rows.append({"code": code, "name": name, "status": status, "first": series[0] if series else None,
-                            "last": series[-1] if series else None, "low": min(series) if series else None,
+        system_rows.append({"code": code, "name": name, "status": status, **figures,
                             "open": len(problems), "urgent": len(urgent)})
+    overall = _figures(points.get(("overall", "overall"), []), bases, ("overall", "overall"), few)
+    not_run = []
+    for r in nightly:
+        ran = rules_run(cfg, store, r.id, results[r.id])
+        if ran is not None and ran.could_not:
+            not_run.append({"id": r.id, "at": f"{r.started_at:%Y-%m-%d}", "line": ran.line()})
 
     merged = store.dedup.decisions_between(quarter.start, quarter.end)
     dedup_now = [{"source": s, **store.dedup.summary(s)} for s in cfg.sources]
@@ -133,12 +167,16 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "title": f"{quarter} 巡检报告 quarterly inspection report",
         "district": cfg.district.name,
         "quarter": str(quarter),
-        "period": f"{quarter.start:%Y-%m-%d} – {(quarter.end):%Y-%m-%d}",
+        "period": f"{quarter.start:%Y-%m-%d} – {quarter.last_day:%Y-%m-%d}",
         "as_of": f"{until:%Y-%m-%d %H:%M}",
-        "runs": {"total": len(runs), "scored": len(scored),
-                 "by_status": {STATUS_ZH.get(k, k): sum(r.status == k for r in runs) for k in {r.status for r in runs}}},
+        "runs": {"total": len(runs), "audits": len(nightly), "scored": len(scored), "others": others,
+                 "by_status": {f"{STATUS_ZH.get(k, k)} {k}": sum(r.status == k for r in nightly)
+                               for k in sorted({r.status for r in nightly})},
+                 "not_run": not_run},
         "systems": system_rows,
-        "trend": charts.trend(overall),
+        "overall": overall,
+        "few_rows": few,
+        "trend": charts.trend([(f"#{p['run_id']} {p['at']:%m-%d}", p["conformance"]) for p in overall["series"]]),
         "findings": {"opened": len(opened), "closed": len(closed), "open_at_end": len(still_open),
                      "compliance": compliance(opened, until),
                      "open_list": [_row(f, orgs, until) for f in sorted(still_open, key=urgency)[:25]]},
@@ -147,6 +185,19 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "recommendations": _recommend(system_rows, still_open, opened, orgs),
         "footer": f"healthqa {__version__} · 生成于 generated {at:%Y-%m-%d %H:%M} · 仅含得分、计数、记录编号与脱敏值",
     }
+
+
+def _figures(points: list[dict], bases: dict, key: tuple[str, str], few: int) -> dict:
+    """A subject's first, lowest and last score of the quarter, over only the runs whose score of it
+    stands on the basis of the newest one on enough rows (``series.reference``): a quiet night that
+    scored a system on one rule over 14 rows is not its "last" beside a whole read of 136,356.
+    ``few``: the caveat when even that rests on few rows; ``left_out``: the scores not comparable."""
+    ref = series.reference(points, bases, key, few)
+    like = series.like(points, bases, key, ref, few)
+    values = [p["conformance"] for p in like]
+    return {"first": values[0] if values else None, "last": values[-1] if values else None,
+            "low": min(values) if values else None, "last_run": f"#{like[-1]['run_id']} {like[-1]['at']:%m-%d}" if like else None,
+            "few": series.few_rows(ref, few), "left_out": len(points) - len(like), "series": like}
 
 
 def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path, pdf: bool = False) -> render.Written:

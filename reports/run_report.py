@@ -18,6 +18,7 @@ from healthqa.store.findings import FindingRow, urgency
 
 from . import charts, render
 from . import scores as sc
+from . import series as se
 from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
@@ -41,10 +42,6 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
 
         raise HealthqaError(f"run {run_id}: no such run in the audit store")
     scored = {(s["level"], s["subject"]): s for s in store.scores.of_run(run_id)}
-    series = series_of(run)
-    prev_run = next((h["run_id"] for h in reversed(store.scores.history("overall", "overall", 2, run_id - 1, **series))),
-                    None)
-    before = {(s["level"], s["subject"]): s for s in store.scores.of_run(prev_run)} if prev_run else {}
     systems = codelists.load("systems")["codes"]
     orgs = registry(cfg)
     events = store.findings.events_of_run(run_id)
@@ -55,28 +52,20 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
 
     results = rule_results(store, run_id)
     describe(results, cfg)
-    # the change is read like with like: both runs' scores over the rules both judged, read alike
-    like_now, like_before = sc.comparable(results, rule_results(store, prev_run), cfg.reports.weights) \
-        if prev_run else ({}, {})
+    earlier = Earlier(cfg, store, run, results)
 
     def view(level: str, subject: str) -> dict | None:
         s = scored.get((level, subject))
         if s is None:
             return None
-        key = (level, subject)
-        if s["conformance"] is None:
-            change = "no data"  # no rule of it read a row this run
-        elif key in like_now:
-            change = sc.change(like_now[key], like_before[key])
-        else:
-            change = "not comparable" if key in before else "new"
-        return {**s, "change": change}
+        return {**s, "change": earlier.change(level, subject, s), "few": earlier.few(level, subject)}
 
     ran = rules_run(cfg, store, run_id, results)
     notes = _notes(run, results, scored, orgs, ran)
     # nothing scored is no data, never a "first" figure
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
-                                             "sampled": False, "low": None, "high": None, "change": "no data"}
+                                             "sampled": False, "low": None, "high": None, "change": "no data",
+                                             "few": None}
     sys_rows = [{**view("system", code), "code": code, "name": systems.get(code, "")}
                 for lv, code in scored if lv == "system"]
     dim_rows = [{**view("dimension", d), "en": DIMENSION_EN.get(d, "")} for lv, d in scored if lv == "dimension"]
@@ -86,7 +75,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
                         "open_findings": open_by_org.get(code, 0)}
                        for lv, code in scored if lv == "org"),
                       key=lambda o: (o["conformance"] if o["conformance"] is not None else 101, o["code"]))
-    history = store.scores.history("overall", "overall", TREND_RUNS, before_run=run_id, **series)
+    history = earlier.trend("overall", "overall")
     return {
         "title": f"数据质量稽核报告 run #{run_id}",
         "district": cfg.district.name,
@@ -106,6 +95,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "findings_total": {k: len(events.get(k, [])) for k in ("new", "persisting", "reopened", "resolved")},
         "dedup": _dedup(cfg, store),
         "trend_runs": TREND_RUNS,
+        "few_rows": cfg.reports.few_rows,
         "charts": {
             "systems": charts.bars([(f"{r['code']} {r['name']}", r["conformance"], r["low"], r["high"]) for r in sys_rows],
                                    lo=_axis(sys_rows)),
@@ -113,9 +103,57 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
                                       lo=_axis(dim_rows)),
             "trend": charts.trend([(f"#{h['run_id']} {h['at']:%m-%d}", h["conformance"]) for h in history]),
         },
+        "earlier": earlier,  # the console's sparklines read the same runs like with like
         "footer": f"healthqa {__version__} · 生成于 generated {_t(at)} · 仅含得分、计数、记录编号与脱敏值 — "
                   f"scores, counts, record keys and masked values only",
     }
+
+
+class Earlier:
+    """A run's scores read against the earlier runs of its series (``series_of``), like with like.
+
+    A subject's change is read against the newest earlier run that scored it (a night with its store
+    down is skipped, not taken for the subject's first figure), over only the rules both runs judged
+    alike (``scores.comparable``); its trend holds only the runs whose score of it stands on the same
+    basis (``series.like``); a score on fewer rows than ``reports.few_rows`` says so."""
+
+    def __init__(self, cfg: Config, store: AuditStore, run, results: list[dict]):
+        self.cfg, self.store, self.run, self.results = cfg, store, run, results
+        self.series = series_of(run)
+        self.bases = {run.id: se.bases(results)}
+        self._results: dict[int, list[dict]] = {run.id: results}
+        self._compared: dict[int, tuple[dict, dict]] = {}
+
+    def results_of(self, run_id: int) -> list[dict]:
+        if run_id not in self._results:
+            self._results[run_id] = rule_results(self.store, run_id)
+            describe(self._results[run_id], self.cfg)
+            self.bases[run_id] = se.bases(self._results[run_id])
+        return self._results[run_id]
+
+    def change(self, level: str, subject: str, s: dict) -> str:
+        if s["conformance"] is None:
+            return "no data"  # no rule of it read a row this run
+        history = self.store.scores.history(level, subject, TREND_RUNS, before_run=self.run.id - 1, **self.series)
+        prior = [h["run_id"] for h in history if h["conformance"] is not None]
+        if not prior:  # scored before, but never on a row: nothing to compare with either
+            return "not comparable" if history else "new"
+        if prior[-1] not in self._compared:
+            self._compared[prior[-1]] = sc.comparable(self.results, self.results_of(prior[-1]), self.cfg.reports.weights)
+        like_now, like_before = self._compared[prior[-1]]
+        key = (level, subject)
+        return sc.change(like_now[key], like_before[key]) if key in like_now else "not comparable"
+
+    def few(self, level: str, subject: str) -> str | None:
+        return se.few_rows(self.bases[self.run.id].get((level, subject)), self.cfg.reports.few_rows)
+
+    def trend(self, level: str, subject: str) -> list[dict]:
+        """The subject's scores over the last runs that stand on the basis this run's does."""
+        history = self.store.scores.history(level, subject, TREND_RUNS, before_run=self.run.id, **self.series)
+        for h in history:
+            self.results_of(h["run_id"])
+        key = (level, subject)
+        return se.like(history, self.bases, key, self.bases[self.run.id].get(key), self.cfg.reports.few_rows)
 
 
 def default_run(store: AuditStore) -> int | None:
@@ -123,6 +161,20 @@ def default_run(store: AuditStore) -> int | None:
     figures); an engineer's scoped run only while no night has been scored (its report is one
     ``--run ID`` away otherwise)."""
     return store.scores.latest_run(kind="nightly") or store.scores.latest_run()
+
+
+def unscored_since(cfg: Config, store: AuditStore, run_id: int | None) -> list[str]:
+    """A line for each nightly audit newer than ``run_id`` that scored nothing (every store down, the
+    run failed): the newest scored night is then not last night, and whoever reads it is told why."""
+    out = []
+    for r in reversed(store.runs.recent(TREND_RUNS, kind="nightly")):
+        if (run_id is None or r.id > run_id) and r.status != "running" and not store.scores.of_run(r.id):
+            ran = rules_run(cfg, store, r.id)
+            why = ran.line() if ran is not None and ran.could_not else (r.message or STATUS_ZH.get(r.status, r.status))
+            out.append(f"夜间稽核 #{r.id}（{_t(r.started_at)}，{STATUS_ZH.get(r.status, r.status)} {r.status}）没有得分，"
+                       f"以下为此前最近一次有得分的运行 — nightly audit #{r.id} scored nothing; shown is the newest "
+                       f"scored run before it: {why}")
+    return out
 
 
 def series_of(run) -> dict:

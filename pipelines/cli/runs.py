@@ -63,9 +63,13 @@ def report(
         else:
             if run is not None and (r := store.runs.get(run)) is not None and r.assessment_pending:
                 _assess_pending(cfg, store, run)
+            default = run is None
             run = run if run is not None else run_report.default_run(store)
             if run is None:
                 fail("稽核库中还没有评分的运行 no scored run in the audit store yet: run `healthqa run nightly` first")
+            if default:  # the newest scored night is not last night: say which nights scored nothing
+                for line in run_report.unscored_since(cfg, store, run):
+                    app.out.print(line, highlight=False)
             written = run_report.write(cfg, store, run, folder, pdf=pdf)
     app.out.print(f"HTML: {written.html}", highlight=False)
     if written.pdf:
