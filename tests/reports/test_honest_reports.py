@@ -23,7 +23,7 @@ from healthqa.reports.quarterly import Quarter, compliance
 from healthqa.store import AuditStore
 
 from ..conftest import copy_platform, demo_config, write_config
-from .test_report_render import _f
+from .rows import finding_row as _f
 
 STORES = ("mpi", "drc", "qc")
 

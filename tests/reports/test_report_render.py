@@ -14,9 +14,9 @@ from healthqa import codelists
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.reports import quarterly, run_report
 from healthqa.reports.quarterly import Quarter, compliance
-from healthqa.store.findings import FindingRow
 
 from ..conftest import copy_platform
+from .rows import finding_row as _f
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_render")]  # the module's night, built once
 
@@ -130,14 +130,6 @@ def test_quarters_parse_and_bound():
     with pytest.raises(Exception, match="2026Q4"):
         quarterly.parse_quarter("2026Q5")
 
-
-def _f(i, level, opened, ack=None, resolved=None):
-    from healthqa.reports.severity import Policy
-
-    response, fix = Policy.default().due(level, opened)
-    return FindingRow(i, f"fp{i}", "rule", "mpi", "R", "person", None, "10", level, "t", "t", "open", 1, 10, 0.0, None,
-                      1, 1, opened, opened, response, fix, ack, "x" if ack else None, None, resolved,
-                      "x" if resolved else None, 0, None)
 
 
 def test_deadline_compliance_by_hand():
