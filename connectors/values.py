@@ -27,10 +27,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from healthqa.clock import DEFAULT_ZONE
 from healthqa.errors import ConfigError
 from healthqa.standards import decode  # one decoding of bytes, shared with the rules
 
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 _PLAIN = {"string", "empty", "integer", "floating", "mixed-integer-float", "boolean"}
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 
@@ -38,7 +38,7 @@ _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 def zone(name: str | None) -> ZoneInfo:
     """The configuration's ``timezone`` as a zone; an unknown name is a configuration error."""
     try:
-        return ZoneInfo(name or DEFAULT_TIMEZONE)
+        return ZoneInfo(name or DEFAULT_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"timezone: unknown time zone {name!r} (an IANA name such as Asia/Shanghai)") from None
 

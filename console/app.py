@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
+from healthqa import clock
 from healthqa import config as config_mod
 from healthqa.config import Config
 from healthqa.dedup import spec as specs
@@ -43,6 +44,7 @@ def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("healthqa.console", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["ROLE_ZH"] = ROLE_ZH
+    env.filters.update(clock.jinja_filters())  # every time on a page: {{ t|shown }}, in the platform's zone
     return Jinja2Templates(env=env)
 
 

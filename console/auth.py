@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from healthqa.clock import now
+from healthqa.clock import now, shown
 from healthqa.store.users import UserError, UserRecord, normalise_name
 
 CSRF_FIELD = "csrf_token"
@@ -125,7 +125,7 @@ class Throttle:
         until = await run_in_threadpool(self.locked_until, name)
         if until is not None:
             await run_in_threadpool(self.store.review.log, None, "login_refused_locked", subject, {"client": client})
-            return None, (f"账户已锁定，请于 {until:%H:%M} 后再试 / account locked until {until:%H:%M} "
+            return None, (f"账户已锁定，请于 {shown(until)} 后再试 / account locked until {shown(until)} "
                           "after repeated failed log-ins")
         async with self._verifying:
             user = await run_in_threadpool(self.store.users.authenticate, name, password)

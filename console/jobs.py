@@ -18,7 +18,7 @@ class Job:
     user: str
     scope: dict
     tables: list[str]
-    started_at: datetime = field(default_factory=datetime.now)
+    started_at: datetime = field(default_factory=clock.now)
     done_tables: list[str] = field(default_factory=list)
     state: str = "running"  # running | done | failed
     run_id: int | None = None

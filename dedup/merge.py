@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from healthqa import clock
+
 if TYPE_CHECKING:  # the core's store, for the annotation only: merge instructions are plain data
     from healthqa.store import AuditStore
 
@@ -26,7 +28,7 @@ ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
 class Merge:
     survivor: str
     retired: str
-    decided_at: str | None = None
+    decided_at: str | None = None  # ISO 8601 with the configured zone's offset
     decided_by: str | None = None  # the steward who decided it (console decisions)
 
 
@@ -55,7 +57,7 @@ def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
     archive into the survivor its steward chose — for a decision made without a choice, the
     survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
     carry out (``in_order``)."""
-    return in_order([Merge(d.survivor, d.retired, d.decided_at.isoformat(timespec="seconds"), d.user)
+    return in_order([Merge(d.survivor, d.retired, clock.iso(d.decided_at), d.user)
                      for d in store.review.merges(source) if d.survivor is not None and d.retired is not None])
 
 
@@ -75,7 +77,7 @@ def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when:
     """One HL7 v2.5 ADT^A40 message (ER7, segments separated by CR)."""
     from hl7apy.core import Message
 
-    ts = (when or datetime.now()).strftime("%Y%m%d%H%M%S")
+    ts = _hl7_time(when or clock.now())
     msg = Message("ADT_A39", version="2.5")  # A40 uses the ADT_A39 message structure
     msg.msh.msh_3 = "HEALTHQA"
     msg.msh.msh_4 = sending_facility
@@ -96,8 +98,10 @@ def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when:
     return msg.to_er7()
 
 
-def _hl7_time(text: str) -> str:
-    return datetime.fromisoformat(text).strftime("%Y%m%d%H%M%S")
+def _hl7_time(at: str | datetime) -> str:
+    """An HL7 v2.5 timestamp with the zone's offset (YYYYMMDDHHMMSS+ZZZZ): an MPI in another zone
+    reads the same instant."""
+    return clock.aware(at).strftime("%Y%m%d%H%M%S%z")
 
 
 def fhir_patients(m: Merge) -> list[dict]:
@@ -121,10 +125,10 @@ def provenance(m: Merge) -> dict:
     """Who decided the merge and when, as a FHIR R4 Provenance of both Patients."""
     from fhir.resources.R4B.provenance import Provenance
 
-    recorded = datetime.fromisoformat(m.decided_at) if m.decided_at else datetime.now()
+    recorded = clock.aware(m.decided_at or clock.now())  # an instant, not the host's zone
     p = Provenance.model_validate({"id": f"merge-{m.retired}", "target": [{"reference": f"Patient/{m.retired}"},
                                                                           {"reference": f"Patient/{m.survivor}"}],
-                                   "recorded": recorded.astimezone(), "activity": {"text": "merge / 合并"},
+                                   "recorded": recorded, "activity": {"text": "merge / 合并"},
                                    "agent": [{"who": {"display": m.decided_by or "unknown"}}]})
     return json.loads(p.model_dump_json())
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from healthqa import canonical
+from healthqa import canonical, clock
 from healthqa.config import dump
 
 from . import clinical
@@ -78,7 +78,7 @@ class DemoOptions:
 
     def __post_init__(self):
         if self.as_of is None:
-            self.as_of = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+            self.as_of = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass

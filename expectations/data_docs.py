@@ -26,6 +26,8 @@ from great_expectations.data_context.types.resource_identifiers import (
     ValidationResultIdentifier,
 )
 
+from healthqa import clock
+
 from . import gx_bridge
 from .runner import RuleResult
 
@@ -68,7 +70,10 @@ def build(folder: Path | str, tables: dict[str, list[RuleResult]], run_name: str
         "class_name": "SiteBuilder", "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]  # GE reads it
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder)},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
-    run_id = RunIdentifier(run_name=run_name, run_time=run_time or datetime.now(UTC))
+    # the run's instant by healthqa's clock, given to GE in UTC: GE names its run folders and pages
+    # by run_time as UTC (a 'Z' suffix), so a time in another zone would be labelled wrong there
+    run_time = run_time or clock.aware(clock.now())
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time.astimezone(UTC))
     keys = []
     for table, results in tables.items():
         suite = gx_bridge.expectation_suite(table, [r.rule for r in results])

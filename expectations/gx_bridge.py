@@ -74,6 +74,8 @@ from great_expectations.expectations.metrics.metric_provider import (  # noqa: E
 from great_expectations.validator.metric_configuration import MetricConfiguration  # noqa: E402
 from great_expectations.validator.validator import Validator  # noqa: E402
 
+from healthqa import clock  # noqa: E402
+
 from . import rule_types  # noqa: E402
 from .suite import Rule  # noqa: E402
 
@@ -137,7 +139,7 @@ class RuleEngine(PandasExecutionEngine):
 
 
 def _context_of(engine, domain_kwargs: dict) -> rule_types.RuleContext:
-    ctx = getattr(engine, "rule_context", None) or rule_types.RuleContext(as_of=pd.Timestamp.now())
+    ctx = getattr(engine, "rule_context", None) or rule_types.RuleContext(as_of=pd.Timestamp(clock.now()))
     # conversions shared between rules are only valid on the whole batch
     return replace(ctx, cache={}) if domain_kwargs.get("row_condition") else ctx
 

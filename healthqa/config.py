@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from . import canonical
+from . import canonical, clock
 from .errors import ConfigError, SourceError
 
 # A configuration is a few hundred values; far more after expanding its YAML aliases is an alias bomb
@@ -288,13 +288,17 @@ class Orchestration(_Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        return _known_zone(v)
 
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Asia/Shanghai)") from None
-        return v
+
+def _known_zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (an IANA name such as Asia/Shanghai)") from None
+    return v
 
 
 class Console(_Strict):
@@ -335,6 +339,11 @@ class Config(_Strict):
     console: Console = Console()
     demo: Demo | None = None
     path: Path | None = Field(default=None, exclude=True)  # the file it was loaded from
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _known_zone(v)
 
     def require_source(self, name: str, tables: Iterable[str] = ()) -> None:
         """A SourceError unless ``name`` is a configured source mapping each of ``tables`` — from the
@@ -550,6 +559,9 @@ def load(path: str | os.PathLike) -> Config:
     problems += [] if problems else _code_lists_readable(cfg)
     if problems:
         raise ConfigError("\n".join(f"{p}: {e}" for e in problems))
+    # the platform's zone is the zone of every time the process keeps and shows, whatever the host's
+    # (one configuration per process: the command, the console, a flow's workers each load theirs)
+    clock.set_zone(cfg.timezone)
     return cfg
 
 

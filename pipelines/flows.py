@@ -293,13 +293,12 @@ def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary
 def quarterly_report(config_path: str, quarter: str | None = None) -> str:
     """The inspection report (HTML and PDF) of ``quarter`` (e.g. 2026Q4), by default the quarter that
     ended last — the schedule runs it on the first day of the next."""
-    from datetime import date
-
+    from healthqa import clock
     from healthqa.reports import quarterly
 
     cfg = config_mod.load(config_path)
     if quarter is None:
-        today = date.today()
+        today = clock.now().date()  # the platform's day, not the host's
         q = (today.month - 1) // 3  # 0..3: the current quarter's index; the one before ended last
         quarter = f"{today.year - 1}Q4" if q == 0 else f"{today.year}Q{q}"
     with AuditStore(cfg.store.url) as store:

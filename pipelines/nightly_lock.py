@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from healthqa import clock
 from healthqa.config import Config
 from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
@@ -36,7 +37,7 @@ def nightly_lock(store: AuditStore) -> Iterator[None]:
             yield
     except Busy:
         running = [r for r in store.runs.recent(20, kind="nightly") if r.status == "running"]
-        since = f" (run {running[0].id}, started {running[0].started_at:%Y-%m-%d %H:%M})" if running else ""
+        since = f" (run {running[0].id}, started {clock.shown(running[0].started_at)})" if running else ""
         raise NightlyInProgress(f"另一次夜间稽核正在运行 another nightly audit is running on this audit store{since}; "
                                 "try again when it has ended") from None
 

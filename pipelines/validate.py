@@ -97,7 +97,7 @@ class ValidationRun:
 
 
 def reference_time(cfg: Config) -> pd.Timestamp:
-    """The platform's 'now': configured, else the demo's as-of time, else the current local time."""
+    """The platform's 'now': configured, else the demo's as-of time, else the clock's (the configured zone's) time."""
     if cfg.validation.as_of:
         return pd.Timestamp(cfg.validation.as_of)
     return pd.Timestamp(cfg.demo.as_of) if cfg.demo else pd.Timestamp(clock.now()).floor("s")

@@ -28,6 +28,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+from healthqa import clock
 from healthqa.store.findings import FindingRow
 
 from .findings import location
@@ -49,8 +50,9 @@ class Delivery:
 
 def finding_doc(f: FindingRow) -> dict:
     doc = {k: getattr(f, k) for k in EXPORT_FIELDS}
-    # to the second, as exports always were (the store keeps microseconds to order events)
-    return {k: (v.isoformat(timespec="seconds") if isinstance(v, datetime) else v) for k, v in doc.items()}
+    # to the second, as exports always were (the store keeps microseconds to order events), with the
+    # zone's offset: a ticket system elsewhere reads the deadline's instant, not a bare wall-clock time
+    return {k: (clock.iso(v) if isinstance(v, datetime) else v) for k, v in doc.items()}
 
 
 def export(findings: Iterable[FindingRow], path: str | Path) -> Path:
@@ -153,7 +155,7 @@ def email_level_one(smtp: Smtp, run_id: int, findings: Iterable[FindingRow], *, 
 
 
 def _t(v: datetime | None) -> str:
-    return v.strftime("%Y-%m-%d %H:%M") if v else "—"
+    return clock.shown(v)
 
 
 def publish_run(cfg, store, run_id: int, summary: Mapping) -> list[Delivery]:

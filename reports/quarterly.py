@@ -168,7 +168,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "district": cfg.district.name,
         "quarter": str(quarter),
         "period": f"{quarter.start:%Y-%m-%d} – {quarter.last_day:%Y-%m-%d}",
-        "as_of": f"{until:%Y-%m-%d %H:%M}",
+        "as_of": clock.shown(until),
         "runs": {"total": len(runs), "audits": len(nightly), "scored": len(scored), "others": others,
                  "by_status": {f"{STATUS_ZH.get(k, k)} {k}": sum(r.status == k for r in nightly)
                                for k in sorted({r.status for r in nightly})},
@@ -183,7 +183,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "dedup": {"decided": merged, "now": dedup_now},
         "notes": notes,
         "recommendations": _recommend(system_rows, still_open, opened, orgs),
-        "footer": f"healthqa {__version__} · 生成于 generated {at:%Y-%m-%d %H:%M} · 仅含得分、计数、记录编号与脱敏值",
+        "footer": f"healthqa {__version__} · 生成于 generated {clock.shown(at)} · 仅含得分、计数、记录编号与脱敏值",
     }
 
 

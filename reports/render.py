@@ -10,13 +10,16 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from healthqa import clock
 from healthqa.errors import HealthqaError
 
 
 @cache
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("healthqa.reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("healthqa.reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(clock.jinja_filters())  # a time in a template: {{ t|shown }}, in the platform's zone
+    return env
 
 
 def html(template: str, context: dict) -> str:

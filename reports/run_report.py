@@ -253,4 +253,4 @@ def _scope_text(scope: dict | None) -> str:
 
 
 def _t(v: datetime | None) -> str | None:
-    return v.strftime("%Y-%m-%d %H:%M") if v else None
+    return clock.shown(v) if v else None  # in the platform's zone, labelled

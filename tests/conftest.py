@@ -24,7 +24,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from healthqa import config
+from healthqa import clock, config
 from healthqa.demo import DemoOptions, generate
 from healthqa.demo.platform import PHYSICAL
 from healthqa.store import AuditStore
@@ -43,6 +43,14 @@ def demo(tmp_path_factory) -> Path:
 
 
 TIERS = ("slow", "server", "browser")
+
+
+@pytest.fixture(autouse=True)
+def _default_zone():
+    """Each test starts in the configuration's default zone: loading a configuration sets the process'
+    zone (``clock.set_zone``), and a test's configuration of another zone must not outlive it."""
+    yield
+    clock.set_zone(clock.DEFAULT_ZONE)
 
 
 def pytest_collection_modifyitems(items) -> None:

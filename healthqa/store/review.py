@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select
 
-from healthqa.clock import now
+from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
 
 from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User
@@ -38,9 +38,9 @@ class PairNotFound(ReviewError):
 
 class AlreadyDecided(ReviewError):
     def __init__(self, decided: Decided):
-        who = decided.user or "?"
-        super().__init__(f"这对档案已由 {who} 于 {decided.decided_at:%Y-%m-%d %H:%M:%S} 处理（{decided.label}）"
-                         f" / already decided by {who} at {decided.decided_at:%Y-%m-%d %H:%M:%S} ({decided.decision})")
+        who, at = decided.user or "?", shown(decided.decided_at, seconds=True)
+        super().__init__(f"这对档案已由 {who} 于 {at} 处理（{decided.label}）"
+                         f" / already decided by {who} at {at} ({decided.decision})")
         self.decided = decided
 
 

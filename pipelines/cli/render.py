@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
+from healthqa import clock
 from healthqa.errors import SourceError
 
 STATUS = {"pass": "[green]通过 pass[/]", "fail": "[red]不通过 fail[/]", "not_applicable": "[dim]不适用 n/a[/]",
@@ -198,7 +199,7 @@ def runs_table(runs) -> Table:
         for x in results:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-        t.add_row(str(r.id), r.kind, f"{r.started_at:%Y-%m-%d %H:%M:%S}", "—" if took is None else f"{took:,.0f}s",
+        t.add_row(str(r.id), r.kind, clock.shown(r.started_at, seconds=True), "—" if took is None else f"{took:,.0f}s",
                   Text(r.status, style=style.get(r.status, "")), scope_text(r.scope or {}),
                   f"{sum(rows.values()):,}" if results else "—",
                   str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
@@ -246,5 +247,4 @@ def findings_table(rows, location, now: datetime) -> Table:
 
 
 def _deadline(when: datetime | None, missed: bool) -> Text:
-    return Text((when.strftime("%m-%d %H:%M") if when else "—") + (" 逾期 overdue" if missed else ""),
-                style="red" if missed else "")
+    return Text(clock.shown(when) + (" 逾期 overdue" if missed else ""), style="red" if missed else "")

@@ -214,7 +214,7 @@ def test_steward_merges_choosing_the_survivor_undoes_and_exports(app, store):
     assert rows[0] == "survivor,retired,decided_at,decided_by"
     assert any(line.startswith(f"{b},{a},") and line.endswith(",steward1") for line in rows)
     doc = json.loads(client.get("/review/export/json").text)
-    assert {"survivor": b, "retired": a, "decided_at": d.decided_at.isoformat(timespec="seconds"),
+    assert {"survivor": b, "retired": a, "decided_at": clock.iso(d.decided_at),  # with the zone's offset
             "decided_by": "steward1"} in doc
     hl7 = client.get("/review/export/hl7").text
     assert f"MRG|{a}^^^ARCHIVE^PI" in hl7 and f"PID|||{b}^^^ARCHIVE^PI" in hl7 and "|steward1|" in hl7
@@ -506,3 +506,20 @@ def test_one_id_number_is_judged_as_a_column_judges_it(demo):
     column = st.id_valid(st.normalise_id(pd.Series(values, dtype=object))).tolist()
     assert [st.id_valid_one(v) for v in values] == column
     assert sum(column) > len(values) / 2  # most demo numbers are valid: the comparison means something
+
+
+def test_every_time_on_a_page_is_in_the_platform_zone_and_labelled(app, store):
+    """The console shows stored times (naive, the configured zone's) as ``2026-11-25 10:00 (UTC+8)``:
+    a finding's dates and deadlines, the run list, the accounts, the audit log to the second."""
+    f = next(x for x in store.findings.list(state="open") if x.response_due_at)
+    client, token = logged_in(app, "qc1")
+    client.post(f"/findings/{f.id}/note", data={"text": "zone check", "csrf_token": token})
+    page = client.get(f"/findings/{f.id}").text
+    for when in (f.opened_at, f.last_seen_at, f.response_due_at):
+        assert f"{when:%Y-%m-%d %H:%M} (UTC+8)" in page
+    assert re.search(r"<li>\d{4}-\d\d-\d\d \d\d:\d\d \(UTC\+8\) qc1: zone check</li>", page)
+    run = store.runs.recent(1)[0]
+    assert f"{run.started_at:%Y-%m-%d %H:%M} (UTC+8)" in client.get("/reports").text
+    admin, _ = logged_in(app, "admin1")
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(UTC\+8\)</td><td>qc1</td>", admin.get("/admin/audit").text)
+    assert "(UTC+8)" in admin.get("/admin/users").text

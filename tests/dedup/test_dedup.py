@@ -213,6 +213,14 @@ def test_merge_instructions_parse_as_hl7_and_fhir(demo, tmp_path):
     links = {(e.resource.id, e.resource.link[0].type) for e in bundle.entry}
     assert (merges[0].retired, "replaced-by") in links and (merges[0].survivor, "replaces") in links
     assert pd.read_csv(files["csv"]).shape[0] == len(merges)
+    # when a steward decided is an instant an MPI in any zone reads alike: the platform's offset
+    evn = parse_message(messages[0], find_groups=True).evn
+    assert evn.evn_6.value.endswith("+0800") and evn.evn_2.value.endswith("+0800")
+    assert all(d.endswith("+08:00") for d in pd.read_csv(files["csv"])["decided_at"])
+    from healthqa.dedup.merge import Merge, provenance
+
+    recorded = provenance(Merge("B", "A", "2026-11-25T10:00:00", "steward1"))["recorded"]
+    assert recorded == "2026-11-25T10:00:00+08:00"  # a stored naive time is the platform's, not the host's
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 import yaml
 
-from healthqa import config
+from healthqa import clock, config
 from healthqa.pipelines.flows import run_nightly_flow
 from healthqa.pipelines.nightly import run_nightly
 
@@ -28,7 +28,7 @@ def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform
     cfg, store, folder = platform
     run_nightly(cfg)
     with sqlite3.connect(folder / "drc.db") as conn:
-        visit(conn, "FUTURE-1", datetime.now() + timedelta(days=9))  # a clock set wrong at a clinic
+        visit(conn, "FUTURE-1", clock.now() + timedelta(days=9))  # a clock set wrong at a clinic
     second = run_nightly(cfg)
     run2 = store.runs.get(second.run_id)
     marks = {k: v for k, v in store.watermarks.all().items() if k[1] == "outpatient_visit"}
@@ -38,7 +38,7 @@ def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform
     assert future.status == "fail" and future.violations == 1 and future.sample_keys == ["FUTURE-1"]
 
     with sqlite3.connect(folder / "drc.db") as conn:  # a visit uploaded after that night's start
-        visit(conn, "LATE-1", datetime.now())
+        visit(conn, "LATE-1", clock.now())  # the platform's now, not the host's
     third = run_nightly(cfg)
     read = {tv.table: tv.rows for v in third.validations.values() for tv in v.tables}
     assert read["outpatient_visit"] >= 1

@@ -130,7 +130,8 @@ def test_level_one_findings_are_mailed(tmp_path):
 def test_exports(tmp_path):
     rows = [finding(), finding(2, level="提示", examples=["A", "B"])]
     doc = json.loads(publish.export(rows, tmp_path / "f.json").read_text(encoding="utf-8"))
-    assert [d["id"] for d in doc] == [1, 2] and doc[0]["response_due_at"] == "2026-11-25T04:00:00"
+    assert [d["id"] for d in doc] == [1, 2] and doc[0]["response_due_at"] == "2026-11-25T04:00:00+08:00"
     with open(publish.export(rows, tmp_path / "f.csv"), encoding="utf-8-sig", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert table[1]["level"] == "提示" and table[1]["examples"] == "A B" and table[0]["title_zh"] == "主索引无法连接"
+    assert table[0]["response_due_at"] == "2026-11-25T04:00:00+08:00"  # the instant, with the platform's offset
