@@ -48,6 +48,13 @@ class Counters:
         return order
 
 
+# prefixes the numbering plan allocates to mobile service (a subset: 154, 174 or 179 would be numbers
+# no one can hold, which MPI-PHONE-MOBILE-PREFIX finds)
+MOBILE_PREFIXES = [f"13{d}" for d in range(10)] + ["150", "151", "152", "153", "155", "156", "157", "158", "159",
+                                                   "166", "173", "175", "176", "177", "178", "191", "198", "199"] \
+    + [f"18{d}" for d in range(10)]
+
+
 def _choice(rng, values, n, p=None):
     return np.asarray(values)[rng.choice(len(values), size=n, p=p)]
 
@@ -125,7 +132,7 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
     mar = np.where((age >= 20) & (age < 28) & (rng.random(n) < 0.5), "10", mar)
     df["marital_code"] = mar
 
-    mobile = "1" + _choice(rng, list("3578"), n) + pd.Series(rng.integers(0, 10**9, n)).map("{:09d}".format)
+    mobile = _choice(rng, MOBILE_PREFIXES, n) + pd.Series(rng.integers(0, 10**8, n)).map("{:08d}".format)
     landline = "0574-8" + pd.Series(rng.integers(0, 10**7, n)).map("{:07d}".format)
     df["phone"] = np.where(rng.random(n) < 0.9, mobile, landline)
     num = rng.integers(1, 300, n).astype(str)
