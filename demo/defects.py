@@ -243,16 +243,21 @@ def _adcode_outside(df, idx, ctx):
                     if isinstance(df.at[i, "address"], str) and "镇海区" in df.at[i, "address"]]
 
 
+def _untold(df) -> pd.Series:
+    """Not an archive the truth files name (a duplicate or a hard negative): their look-alike fields stay."""
+    return ~df.get("_truth", pd.Series(False, index=df.index)).astype(bool)
+
+
 def _gb_type(df, ctx=None):
-    return _valid_id(df) & df["id_type_code"].isin(["01", "02"]) & ~df.get("_truth", pd.Series(False, index=df.index))
+    return _valid_id(df) & df["id_type_code"].isin(["01", "02"]) & _untold(df)
 
 
 def _local_street(df, ctx=None):
-    return df["adcode"].astype(str).str.fullmatch(r"330211\d{3}").eq(True)
+    return df["adcode"].astype(str).str.fullmatch(r"330211\d{3}").eq(True) & _untold(df)
 
 
 def _mobile(df, ctx=None):
-    return df["phone"].astype(str).str.fullmatch(r"1\d{10}").eq(True)
+    return df["phone"].astype(str).str.fullmatch(r"1\d{10}").eq(True) & _untold(df)
 
 
 PERSON = [

@@ -123,8 +123,8 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "id_type_mismatch": keys(p, (p["id_type_code"] == "03") & raw.str.fullmatch(r"\d{17}[\dX]"), k),
         "phone_prefix_unallocated": keys(p, phone.str.fullmatch(r"1\d{10}") & ~phone.isin(PLACEHOLDER_PHONES)
                                          & ~phone.str[:3].isin(ALLOCATED), k),
-        "address_area_mismatch": keys(p, p["address"].astype(str).map(_elsewhere) | [
-            _other_street(a, c) for a, c in zip(p["address"].astype(str), p["adcode"].astype(str))], k),
+        "address_area_mismatch": keys(p, p["address"].astype(str).map(_elsewhere) | pd.Series([
+            _other_street(a, c) for a, c in zip(p["address"].astype(str), p["adcode"].astype(str))], index=p.index), k),
     }
 
 

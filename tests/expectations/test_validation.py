@@ -183,7 +183,7 @@ def test_dirty_values_never_crash_and_are_counted(pg_db, tmp_path):
 
     with reader("dirty", src) as r:
         df = r.read_all("person")
-    rules = [x for x in suite.builtin("person").rules if set(x.columns) <= set(df.columns)]
+    rules = [x for x in suite.builtin("person").rules if set(x.columns) <= set(df.columns) and not x.needs]
     res = {x.rule.id: x for x in validate_frame(df, "person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")),
                                                 all_keys=True)}
     assert all(x.status in ("pass", "fail", "not_applicable") for x in res.values()), \
