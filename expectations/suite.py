@@ -155,7 +155,7 @@ def parse(path: Path | str, text: str) -> Suite:
             if isinstance(rule, dict) and rule.get("id"):
                 loc[1] = rule["id"]
         where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
-        if msg.startswith("params"):  # a rule's parameter (Rule._type_and_params): its key joins the path
+        if msg.startswith(("params", "dqd:")):  # a rule's parameter or DQD type (Rule._type_and_params): its key joins the path
             where, _, msg = f"{where}.{msg}".partition(": ")
         raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:
