@@ -207,7 +207,9 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     address = c.text(p.address)
     found = address.map(lambda a: tuple(dict.fromkeys(areas[m] for m in pattern.findall(a)))
                         if isinstance(a, str) else ())
-    code = c.text(p.adcode).str.replace(r"(00)+$", "", regex=True)
+    code = c.text(p.adcode)
+    county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
+    code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
     applies = c.area_exists(p.adcode) & found.map(bool)
     conflict = pd.Series([_address_conflict(f, k) if ok else False
                           for f, k, ok in zip(found, code, applies)], index=df.index, dtype=bool)
