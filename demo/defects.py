@@ -214,9 +214,16 @@ def _birth_placeholder(df, idx, ctx):
     return "birth date 1900-01-01 (a system default)", implied
 
 
-def _passport_with_id(df, idx, ctx):
-    _set(df, idx, "id_type_code", "03")
-    return "passport type with an 18-digit resident ID number"
+def _id_type_mismatch(df, idx, ctx):
+    # both directions: a passport type carrying the resident ID number, or the resident ID card type
+    # carrying a passport-shaped number (which is no valid GB 11643 number either)
+    kind = ctx.rng.integers(0, 2, len(idx))
+    passports = np.char.add("E", np.char.zfill(ctx.rng.integers(0, 10**8, len(idx)).astype(str), 8))
+    _set(df, idx, "id_type_code", np.where(kind == 0, "03", df.loc[idx, "id_type_code"]))
+    _set(df, idx, "id_number", np.where(kind == 0, df.loc[idx, "id_number"], passports))
+    implied = [(i, "id_number", "id_invalid") for i, k in zip(idx, kind) if k == 1]
+    return np.where(kind == 0, "passport type with an 18-digit resident ID number",
+                    "resident ID card type with a passport-shaped number").tolist(), implied
 
 
 def _phone_unallocated(df, idx, ctx):
@@ -293,7 +300,7 @@ PERSON = [
     Defect("alive_with_death_date", "death_date", 0.001, _alive_with_death_date,
            lambda df, ctx: (df["status_code"] == "1") & df["death_date"].isna()),
     Defect("birth_placeholder", "birth_date", 0.0008, _birth_placeholder),
-    Defect("id_type_mismatch", "id_type_code", 0.001, _passport_with_id, _gb_type),
+    Defect("id_type_mismatch", "id_type_code", 0.001, _id_type_mismatch, _gb_type),
     Defect("phone_prefix_unallocated", "phone", 0.001, _phone_unallocated, _mobile),
     Defect("address_area_mismatch", "address", 0.001, _address_elsewhere, _local_street),
 ]

@@ -84,17 +84,18 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
     shared = nid[active_valid].duplicated(keep=False)
     name = p["name"]
     phone = p["phone"].astype(str)
+    gb_type = p["id_type_code"].isin(["01", "02"]) | p["id_type_code"].isna()  # documents with a GB 11643 number
     return {
         "name_missing": keys(p, blank(name), k),
         "name_placeholder": keys(p, name.isin(PLACEHOLDER_NAMES) | name.astype(str).str.endswith(("之子", "之女")), k),
         "name_invalid": keys(p, ~blank(name) & ~name.astype(str).str.match(CJK_NAME), k),
         "id_missing": keys(p, blank(p["id_number"]), k),
-        "id_invalid": keys(p, nid.notna() & (nid.str.len() == 18) & ~valid, k),
+        "id_invalid": keys(p, nid.notna() & gb_type & ~valid, k),
         "id_legacy_15": keys(p, raw.str.fullmatch(r"\d{15}"), k),
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
         "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
         "id_sex_mismatch": keys(p, valid & p["sex_code"].isin(["1", "2"])
-                                & ((nid.str[16].map(lambda c: int(c) % 2 if c and c.isdigit() else -1) == 1)
+                                & ((nid.str[16].map(lambda c: int(c) % 2 if isinstance(c, str) and c.isdigit() else -1) == 1)
                                    != (p["sex_code"] == "1")), k),
         "sex_invalid": keys(p, ~p["sex_code"].isin(["0", "1", "2", "9"]), k),
         "marital_invalid": keys(p, ~p["marital_code"].isin(MARITAL), k),
@@ -120,7 +121,8 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "death_in_future": keys(p, death > pd.Timestamp(as_of), k),
         "alive_with_death_date": keys(p, (p["status_code"] == "1") & death.notna(), k),
         "birth_placeholder": keys(p, birth == pd.Timestamp("1900-01-01"), k),
-        "id_type_mismatch": keys(p, (p["id_type_code"] == "03") & raw.str.fullmatch(r"\d{17}[\dX]"), k),
+        "id_type_mismatch": keys(p, ((p["id_type_code"] == "03") & raw.str.fullmatch(r"\d{17}[\dX]"))
+                                 | (gb_type & raw.str.fullmatch(r"[A-Z]\d{8}")), k),
         "phone_prefix_unallocated": keys(p, phone.str.fullmatch(r"1\d{10}") & ~phone.isin(PLACEHOLDER_PHONES)
                                          & ~phone.str[:3].isin(ALLOCATED), k),
         "address_area_mismatch": keys(p, p["address"].astype(str).map(_elsewhere) | pd.Series([
