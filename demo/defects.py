@@ -440,8 +440,8 @@ VISIT = [
     Defect("diagnosis_malformed", "diagnosis_code", 0.003, _dx_malformed),
     Defect("diagnosis_unknown", "diagnosis_code", 0.002, _dx_unknown),
     Defect("diagnosis_missing", "diagnosis_code", 0.003, _null("diagnosis_code")),
-    Defect("record_id_duplicate", "visit_id", 0.001, _key_duplicate("visit_id"), _not_recent),
-    Defect("org_inactive", "org_code", 0.001, _org_inactive, _not_recent),
+    Defect("record_id_duplicate", "visit_id", 0.002, _key_duplicate("visit_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
     Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
 ]
 
@@ -451,8 +451,8 @@ STAY = [
     Defect("discharge_before_admit", "discharge_time", 0.005, _discharge_before_admit),
     Defect("record_after_death", "admit_time", 0.05, _after_death, _eligible_dead),
     Defect("diagnosis_malformed", "diagnosis_code", 0.004, _dx_malformed),
-    Defect("record_id_duplicate", "stay_id", 0.001, _key_duplicate("stay_id"), _not_recent),
-    Defect("org_inactive", "org_code", 0.001, _org_inactive, _not_recent),
+    Defect("record_id_duplicate", "stay_id", 0.008, _key_duplicate("stay_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
     Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
 ]
 
@@ -489,8 +489,8 @@ LAB = [
     Defect("lab_unit_invalid", "unit", 0.003, _lab_unit),
     Defect("lab_range_inverted", "ref_low", 0.002, _lab_range),
     Defect("lab_flag_inconsistent", "abnormal_flag", 0.004, _lab_flag),
-    Defect("record_id_duplicate", "result_id", 0.001, _key_duplicate("result_id"), _not_recent),
-    Defect("org_inactive", "org_code", 0.001, _org_inactive, _not_recent),
+    Defect("record_id_duplicate", "result_id", 0.002, _key_duplicate("result_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
 ]
 
 
@@ -524,8 +524,8 @@ EXAM = [
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.003,
            _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
-    Defect("record_id_duplicate", "exam_id", 0.001, _key_duplicate("exam_id"), _not_recent),
-    Defect("org_inactive", "org_code", 0.001, _org_inactive, _not_recent),
+    Defect("record_id_duplicate", "exam_id", 0.008, _key_duplicate("exam_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
 ]
 
 
@@ -546,8 +546,8 @@ FOLLOWUP = [
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.002,
            _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
-    Defect("record_id_duplicate", "followup_id", 0.001, _key_duplicate("followup_id"), _not_recent),
-    Defect("org_inactive", "org_code", 0.001, _org_inactive, _not_recent),
+    Defect("record_id_duplicate", "followup_id", 0.002, _key_duplicate("followup_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
 ]
 
 CATALOGUE = {
