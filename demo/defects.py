@@ -182,6 +182,92 @@ def _org_unregistered(df, idx, ctx):
     return "institution not in the registry"
 
 
+def _created_after_updated(df, idx, ctx):
+    # the creation moved past the last update (by at most ten days, and never into the future)
+    latest = pd.Timestamp(ctx.world.as_of) - pd.Timedelta(hours=1)
+    moved = df.loc[idx, "updated_at"] + pd.to_timedelta(ctx.rng.integers(3600, 10 * 86400, len(idx)), unit="s")
+    _set(df, idx, "created_at", moved.clip(upper=latest))
+    return "archive created after its last update"
+
+
+def _settled(df, ctx):
+    """Updated at least a day before the platform's now: a creation moved past it stays in the past."""
+    return df["updated_at"] < pd.Timestamp(ctx.world.as_of) - pd.Timedelta(days=1)
+
+
+def _death_in_future(df, idx, ctx):
+    _set(df, idx, "status_code", "2")
+    _set(df, idx, "death_date", pd.Timestamp(ctx.world.as_of).normalize() + pd.to_timedelta(
+        ctx.rng.integers(30, 3000, len(idx)), unit="D"))
+    return "death date in the future"
+
+
+def _alive_with_death_date(df, idx, ctx):
+    # dated the platform's today: the person's records all lie before it, so none is "after death"
+    _set(df, idx, "death_date", pd.Timestamp(ctx.world.as_of).normalize())
+    return "active archive with a death date"
+
+
+def _birth_placeholder(df, idx, ctx):
+    _set(df, idx, "birth_date", pd.Timestamp("1900-01-01"))
+    implied = [(i, "birth_date", "birth_implausible") for i in idx]
+    implied += [(i, "birth_date", "id_birth_mismatch") for i in idx if _valid_id(df.loc[[i]]).iat[0]]
+    return "birth date 1900-01-01 (a system default)", implied
+
+
+def _id_type_mismatch(df, idx, ctx):
+    # both directions: a passport type carrying the resident ID number, or the resident ID card type
+    # carrying a passport-shaped number (which is no valid GB 11643 number either)
+    kind = ctx.rng.integers(0, 2, len(idx))
+    passports = np.char.add("E", np.char.zfill(ctx.rng.integers(0, 10**8, len(idx)).astype(str), 8))
+    _set(df, idx, "id_type_code", np.where(kind == 0, "03", df.loc[idx, "id_type_code"]))
+    _set(df, idx, "id_number", np.where(kind == 0, df.loc[idx, "id_number"], passports))
+    implied = [(i, "id_number", "id_invalid") for i, k in zip(idx, kind) if k == 1]
+    return np.where(kind == 0, "passport type with an 18-digit resident ID number",
+                    "resident ID card type with a passport-shaped number").tolist(), implied
+
+
+def _phone_unallocated(df, idx, ctx):
+    prefix = _pick(ctx, ["154", "174", "179", "144", "160"], len(idx))
+    v = np.char.add(prefix.astype(str), np.char.zfill(ctx.rng.integers(0, 10**8, len(idx)).astype(str), 8))
+    _set(df, idx, "phone", v)
+    return [f"prefix {x}" for x in prefix]
+
+
+def _address_elsewhere(df, idx, ctx):
+    v = _pick(ctx, ["浙江省宁波市北仑区新碶街道明州路18号", "浙江省宁波市江北区庄桥街道天合家园3幢",
+                    "浙江省宁波市鄞州区钟公庙街道泰安西路9号", "浙江省宁波市镇海区招宝山街道车站路5号"], len(idx))
+    # the last lies in Zhenhai but in the street 330211001: for a record coded there, another district
+    same = (df.loc[idx, "adcode"].astype(str) == "330211001").to_numpy() & (np.char.find(v.astype(str), "招宝山") >= 0)
+    v = np.where(same, "浙江省宁波市北仑区新碶街道明州路18号", v)
+    _set(df, idx, "address", v)
+    return "address in another area than the area code"
+
+
+def _adcode_outside(df, idx, ctx):
+    detail = _codes("adcode", ["330206001", "330203002", "330281100"])(df, idx, ctx)
+    # the address still names its Zhenhai street: it no longer agrees with the code
+    return detail, [(i, "address", "address_area_mismatch") for i in idx
+                    if isinstance(df.at[i, "address"], str) and "镇海区" in df.at[i, "address"]]
+
+
+def _untold(df) -> pd.Series:
+    """Not an archive the truth files name (a duplicate or a hard negative): their look-alike fields stay."""
+    return ~df.get("_truth", pd.Series(False, index=df.index)).astype(bool)
+
+
+def _gb_type(df, ctx=None):
+    return _valid_id(df) & df["id_type_code"].isin(["01", "02"]) & _untold(df)
+
+
+def _local_street(df, ctx=None):
+    return df["adcode"].astype(str).str.fullmatch(r"330211\d{3}").eq(True) & _untold(df)
+
+
+def _mobile(df, ctx=None):
+    return df["phone"].astype(str).str.fullmatch(r"1\d{10}").eq(True) & _untold(df)
+
+
 PERSON = [
     Defect("name_missing", "name", 0.003, _name_missing),
     Defect("name_placeholder", "name", 0.002,
@@ -206,10 +292,18 @@ PERSON = [
     Defect("death_before_birth", "death_date", 0.0008, _death_before_birth),
     Defect("address_missing", "address", 0.002, _null("address")),
     Defect("adcode_invalid", "adcode", 0.001, _codes("adcode", ["339901001", "330299001", "33021"])),
-    Defect("adcode_outside_district", "adcode", 0.0015, _codes("adcode", ["330206001", "330203002", "330281100"])),
+    Defect("adcode_outside_district", "adcode", 0.0015, _adcode_outside),
     Defect("archive_id_format", "archive_id", 0.0015, _archive_format),
     Defect("archive_id_duplicate", "archive_id", 0.0005, _archive_duplicate),
     Defect("org_unregistered", "org_code", 0.001, _org_unregistered),
+    Defect("created_after_updated", "created_at", 0.001, _created_after_updated, _settled),
+    Defect("death_in_future", "death_date", 0.0008, _death_in_future),
+    Defect("alive_with_death_date", "death_date", 0.001, _alive_with_death_date,
+           lambda df, ctx: (df["status_code"] == "1") & df["death_date"].isna()),
+    Defect("birth_placeholder", "birth_date", 0.0008, _birth_placeholder),
+    Defect("id_type_mismatch", "id_type_code", 0.001, _id_type_mismatch, _gb_type),
+    Defect("phone_prefix_unallocated", "phone", 0.001, _phone_unallocated, _mobile),
+    Defect("address_area_mismatch", "address", 0.001, _address_elsewhere, _local_street),
 ]
 
 
@@ -318,6 +412,42 @@ def _discharge_before_admit(df, idx, ctx):
     return "discharge before admission"
 
 
+def _key_duplicate(key):
+    def f(df, idx, ctx):
+        # re-sent with other content: this row takes the key of another (settled) row of the chunk
+        others = df.index[_not_recent(df, ctx).to_numpy()].difference(idx)
+        _set(df, idx, key, df.loc[ctx.rng.choice(others, len(idx), replace=False), key].to_numpy())
+        return f"{key} re-used by another record"
+    return f
+
+
+def _dx_sex(df, idx, ctx):
+    sex = df.loc[idx, "archive_id"].map(_person(ctx, "sex_code"))
+    male = (sex == "1").to_numpy()
+    v = np.where(male, _pick(ctx, ["O80.x00", "N83.2", "C53.9", "O26.9"], len(idx)),
+                 _pick(ctx, ["N40.x00", "C61", "N45.9", "C62.9"], len(idx)))
+    _set(df, idx, "diagnosis_code", v)
+    return [f"code {x} for sex {s}" for x, s in zip(v, sex)]
+
+
+def _eligible_sex(df, ctx):
+    return df["archive_id"].map(_person(ctx, "sex_code")).isin(["1", "2"])
+
+
+def _org_inactive(df, idx, ctx):
+    inst = ctx.world.institutions
+    _set(df, idx, "org_code", _pick(ctx, inst.loc[~inst["active"].astype(bool), "org_code"].tolist(), len(idx)))
+    return "institution marked inactive in the register"
+
+
+def _not_recent(df, ctx):
+    """Not uploaded in the last two days: the silent feed's last day is dropped after injection, and
+    moving another institution's last upload away would silence it."""
+    if "upload_time" not in df:
+        return pd.Series(True, index=df.index)
+    return df["upload_time"] < pd.Timestamp(ctx.world.as_of) - pd.Timedelta(days=2)
+
+
 VISIT = [
     Defect("orphan_archive", "archive_id", 0.003, _orphan),
     Defect("org_unregistered", "org_code", 0.002, _org_unregistered),
@@ -330,6 +460,9 @@ VISIT = [
     Defect("diagnosis_missing", "diagnosis_code", 0.003, _null("diagnosis_code")),
     Defect("diagnosis_name_mismatch", "diagnosis_name", 0.01, _dx_name_mismatch,
            lambda df, ctx: df["diagnosis_code"].isin(_listed_codes())),
+    Defect("record_id_duplicate", "visit_id", 0.002, _key_duplicate("visit_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
+    Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
 ]
 
 STAY = [
@@ -338,6 +471,9 @@ STAY = [
     Defect("discharge_before_admit", "discharge_time", 0.005, _discharge_before_admit),
     Defect("record_after_death", "admit_time", 0.05, _after_death, _eligible_dead),
     Defect("diagnosis_malformed", "diagnosis_code", 0.004, _dx_malformed),
+    Defect("record_id_duplicate", "stay_id", 0.008, _key_duplicate("stay_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
+    Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
 ]
 
 
@@ -373,6 +509,8 @@ LAB = [
     Defect("lab_unit_invalid", "unit", 0.003, _lab_unit),
     Defect("lab_range_inverted", "ref_low", 0.002, _lab_range),
     Defect("lab_flag_inconsistent", "abnormal_flag", 0.004, _lab_flag),
+    Defect("record_id_duplicate", "result_id", 0.002, _key_duplicate("result_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
 ]
 
 
@@ -406,6 +544,8 @@ EXAM = [
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.003,
            _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
+    Defect("record_id_duplicate", "exam_id", 0.008, _key_duplicate("exam_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
 ]
 
 
@@ -426,6 +566,8 @@ FOLLOWUP = [
     Defect("bp_inverted", "sbp", 0.003, _bp_inverted, lambda df, ctx: df["dbp"] >= 60),
     Defect("glucose_out_of_range", "fasting_glucose", 0.002,
            _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
+    Defect("record_id_duplicate", "followup_id", 0.002, _key_duplicate("followup_id"), _not_recent),
+    Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
 ]
 
 CATALOGUE = {

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .identity import FULLWIDTH, make_ids, to_legacy15
-from .people import Counters, given_names, make_people
+from .people import Counters, given_names, make_people, mobile_numbers
 from .truth import Truth
 from .world import World
 
@@ -378,7 +378,8 @@ def _imputed_birth_without_id(d: Draft) -> None:
 
 # -- phone and address
 def _new_phone(d: Draft) -> None:
-    d.row["phone"] = "1" + "3578"[d.rng.integers(4)] + f"{d.rng.integers(0, 10**9):09d}"
+    drawn = "1" + "3578"[d.rng.integers(4)] + f"{d.rng.integers(0, 10**9):09d}"
+    d.row["phone"] = mobile_numbers(pd.Series([drawn])).iat[0]
 
 
 PHONE = Aspect("phone", (

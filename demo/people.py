@@ -48,6 +48,16 @@ class Counters:
         return order
 
 
+# 154, 174 and 179 are prefixes the numbering plan does not allocate: no one holds such a number
+# (MPI-PHONE-MOBILE-PREFIX finds them), so a drawn one becomes its neighbour
+UNALLOCATED = {"154": "155", "174": "175", "179": "178"}
+
+
+def mobile_numbers(numbers: pd.Series) -> pd.Series:
+    """Drawn mobile numbers (1, a digit of 3578, nine digits) with unallocated prefixes replaced."""
+    return numbers.str[:3].replace(UNALLOCATED) + numbers.str[3:]
+
+
 def _choice(rng, values, n, p=None):
     return np.asarray(values)[rng.choice(len(values), size=n, p=p)]
 
@@ -125,7 +135,7 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
     mar = np.where((age >= 20) & (age < 28) & (rng.random(n) < 0.5), "10", mar)
     df["marital_code"] = mar
 
-    mobile = "1" + _choice(rng, list("3578"), n) + pd.Series(rng.integers(0, 10**9, n)).map("{:09d}".format)
+    mobile = mobile_numbers("1" + _choice(rng, list("3578"), n) + pd.Series(rng.integers(0, 10**9, n)).map("{:09d}".format))
     landline = "0574-8" + pd.Series(rng.integers(0, 10**7, n)).map("{:07d}".format)
     df["phone"] = np.where(rng.random(n) < 0.9, mobile, landline)
     num = rng.integers(1, 300, n).astype(str)

@@ -142,15 +142,39 @@ def rules_markdown() -> str:
     for t in suite.builtin_tables():
         table = canonical.table(t)
         out += ["", f"### {table.full_name} — {_cell(table.title)}", "",
-                "| id | type | columns | parameters | 说明 / description | dimension | Kahn | standard | severity "
+                "| id | type | columns | parameters | 说明 / description | dimension | Kahn | DQD | standard | severity "
                 "| threshold % | system |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in suite.builtin(t).rules:
             out.append(
                 f"| {r.id} | {_code(r.type)} | {', '.join(_code(c) for c in r.columns)} | {_parameters(r)} "
-                f"| {_cell(r.zh)}<br>{_cell(r.en)} | {r.dimension} | {_code(r.kahn)} | {_cell(r.standard)} "
+                f"| {_cell(r.zh)}<br>{_cell(r.en)} | {r.dimension} | {_code(r.kahn)} "
+                f"| {', '.join(r.dqd_types) or '—'} | {_cell(r.standard)} "
                 f"| {r.severity} | {r.threshold:g} | {_cell(_system(r.system))} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _dqd_section(rules)) + "\n"
+
+
+def _dqd_section(rules: list[suite.Rule]) -> list[str]:
+    """Each OHDSI DQD check type: the rules that realise it, or why it does not apply (dqd.yml)."""
+    dqd = suite.dqd_catalogue()
+    realised: dict[str, list[str]] = {}
+    for r in rules:
+        for c in r.dqd_types:
+            realised.setdefault(c, []).append(r.id)
+    out = ["", "## OHDSI Data Quality Dashboard check types", "",
+           f"Every check type of DQD's catalogue ({_cell(dqd['source'])}) and how healthqa realises it: by the rules "
+           "that name it (a rule's `dqd`, by default its type's, [dqd.yml](../expectations/dqd.yml)), by the "
+           "machinery itself, or not at all and why. Rules whose DQD column is empty check facts of Chinese "
+           "registration data beyond DQD's catalogue (GB 11643 numbers, names, phones, addresses, upload timeliness).",
+           "", "| check type | level | Kahn | realised by | rules |", "|---|---|---|---|---|"]
+    for name, ct in dqd["check_types"].items():
+        if not ct["applies"]:
+            how, ids = f"does not apply: {_cell(ct['why'])}", "—"
+        else:
+            how = _cell(ct.get("realised_by", "rules"))
+            ids = ", ".join(realised.get(name, [])) or "—"
+        out.append(f"| `{name}` | {ct['level']} | {_code(ct['kahn'])} | {how} | {ids} |")
+    return out
 
 
 def value_set(rule: suite.Rule) -> str:

@@ -615,19 +615,21 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
 
 # -- time ---------------------------------------------------------------------------------------
 class DatePlausibleParams(ColumnParams):
-    min: date = Field(date(1900, 1, 1), description="the earliest date allowed")
+    min: date | None = Field(date(1900, 1, 1), description="the earliest date allowed (null: no lower bound)")
     max_age_years: int | None = Field(None, ge=0, description="at most this many years before the reference time")
 
 
 @rule_type("date_plausible", params=DatePlausibleParams,
            expectation="ExpectColumnValuesToBePlausibleDates")
 def date_plausible(df: pd.DataFrame, p: DatePlausibleParams, ctx: RuleContext) -> Outcome:
-    """A readable date not before ``min`` (default 1900-01-01), not after the reference time, and at
-    most ``max_age_years`` before it when given."""
+    """A readable date not before ``min`` (default 1900-01-01; null: no lower bound), not after the
+    reference time (no future dates), and at most ``max_age_years`` before it when given."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     d = c.when(p.column)
-    ok = d.notna() & (d >= pd.Timestamp(p.min)) & (d <= ctx.as_of)
+    ok = d.notna() & (d <= ctx.as_of)
+    if p.min is not None:
+        ok &= d >= pd.Timestamp(p.min)
     if p.max_age_years is not None:
         ok &= d >= ctx.as_of - pd.DateOffset(years=p.max_age_years)
     return applies, applies & ~ok
@@ -702,6 +704,8 @@ def registered_institutions(rows: Rows) -> set[str]:
 
 class ReferencesParams(ColumnParams):
     reference: str = Field(description="the reference data holding the allowed keys, e.g. person.archive_id")
+    absent: bool = Field(False, description="the value must NOT be in the reference (organization.inactive: "
+                                            "no record at an institution the register marks inactive)")
 
     @field_validator("reference")
     @classmethod
@@ -714,18 +718,24 @@ class ReferencesParams(ColumnParams):
 @rule_type("references", params=ReferencesParams,
            expectation="ExpectColumnValuesToReferenceExistingKeys")
 def references(df: pd.DataFrame, p: ReferencesParams, ctx: RuleContext) -> Outcome:
-    """The value exists in another table (``reference``: e.g. person.archive_id)."""
+    """The value exists in another table (``reference``: e.g. person.archive_id); with ``absent``, it
+    must not (an institution the register marks inactive)."""
     t = _Cols(df, ctx).text(p.column)
     applies = t.notna()
-    return applies, applies & ~ctx.member(p.reference, t)
+    found = ctx.member(p.reference, t)
+    return applies, applies & (found if p.absent else ~found)
+
+
+def _person_values(people: pd.DataFrame, values: pd.Series) -> pd.Series:
+    """A value of each archive number, by archive number; an ambiguous archive number tells nothing."""
+    ids = st.text(people["archive_id"])
+    unique = ~ids.duplicated(keep=False) & ids.notna()
+    return pd.Series(values[unique].to_numpy(), index=ids[unique].to_numpy()).dropna()
 
 
 def _person_dates(people: pd.DataFrame, column: str) -> pd.Series:
     """A date of each archive number, by archive number; an ambiguous archive number tells nothing."""
-    ids = st.text(people["archive_id"])
-    unique = ~ids.duplicated(keep=False) & ids.notna()
-    when = st.datetimes(people[column]).dt.normalize()
-    return pd.Series(when[unique].to_numpy(), index=ids[unique].to_numpy()).dropna()
+    return _person_values(people, st.datetimes(people[column]).dt.normalize())
 
 
 @reference("person.birth_date", reads={"person": ("archive_id", "birth_date")})
@@ -910,3 +920,7 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
     late = gap > pd.Timedelta(days=p.days)
     violates[late[late].index] = True
     return applies, violates
+
+
+# the rule types of the DQD check types and of Chinese registration facts (issue 19) register themselves
+from . import rule_types_dqd  # noqa: E402,F401

@@ -50,6 +50,8 @@ class Rule(BaseModel):
     system: str | None = None
     enabled: bool = True  # a site suite can switch a shipped rule off by repeating its id
     examples: Examples | None = None  # required of shipped rules (the tests run them)
+    # the OHDSI DQD check types the rule realises (dqd.yml); by default its type's, [] for none
+    dqd: list[str] | None = None
     table: str = ""  # filled in from the suite
     _typed: BaseModel = PrivateAttr()  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
 
@@ -63,6 +65,9 @@ class Rule(BaseModel):
         lacking = [c for c in rt.domain if c not in self.params]
         if lacking:
             raise ValueError(f"params: rule type {self.type} needs {', '.join(lacking)}")
+        unknown = [c for c in self.dqd or () if c not in dqd_check_types()]
+        if unknown:
+            raise ValueError(f"dqd: {', '.join(unknown)} is not a DQD check type (dqd.yml)")
         try:
             self._typed = rt.parse(self.params)
         except ValidationError as e:
@@ -75,6 +80,11 @@ class Rule(BaseModel):
         return self._typed
 
     @property
+    def dqd_types(self) -> list[str]:
+        """The DQD check types the rule realises: its own ``dqd``, else its type's default (dqd.yml)."""
+        return list(self.dqd) if self.dqd is not None else list(dqd_catalogue()["by_rule_type"].get(self.type, []))
+
+    @property
     def columns(self) -> list[str]:
         rt = rule_types.get(self.type)
         return list(dict.fromkeys(self.params[c] for c in rt.columns if c in self.params))
@@ -82,6 +92,16 @@ class Rule(BaseModel):
     @property
     def needs(self) -> set[str]:
         return rule_types.get(self.type).needs(self.params)
+
+
+@cache
+def dqd_catalogue() -> dict[str, Any]:
+    """OHDSI DQD's check types, whether each applies and why not, and each rule type's default (dqd.yml)."""
+    return yaml.safe_load(resources.files(__package__).joinpath("dqd.yml").read_text("utf-8"))
+
+
+def dqd_check_types() -> dict[str, dict[str, Any]]:
+    return dqd_catalogue()["check_types"]
 
 
 def _params_error(rt: rule_types.RuleType, e: ValidationError) -> str:
@@ -135,7 +155,7 @@ def parse(path: Path | str, text: str) -> Suite:
             if isinstance(rule, dict) and rule.get("id"):
                 loc[1] = rule["id"]
         where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
-        if msg.startswith("params"):  # a rule's parameter (Rule._type_and_params): its key joins the path
+        if msg.startswith(("params", "dqd:")):  # a rule's parameter or DQD type (Rule._type_and_params): its key joins the path
             where, _, msg = f"{where}.{msg}".partition(": ")
         raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:

@@ -32,6 +32,8 @@ def value_set_rules(table: str, column: str) -> list[suite.Rule]:
         if not r.enabled:
             continue
         param = VALUE_SET_TYPES.get(r.type)
+        if r.params.get("absent"):  # a set the value must stay out of (inactive institutions): no value set
+            continue
         # a value-set rule on the column, or a structure-only pattern that cites the column's standard
         if (param and r.params.get(param) == column) or (
                 r.type == "matches" and r.params["column"] == column and (table, column) in STRUCTURE_ONLY

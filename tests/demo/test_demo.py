@@ -149,9 +149,11 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     out = {("person", k): v for k, v in tc.person_checks(p, orgs, AS_OF).items()}
     units = World(as_of=AS_OF, seed=0).lab_items.set_index("code")["unit"]
     code_list = read_diagnosis_codes(str(SAMPLE_CODE_LIST))
+    reg = frames["organization"]
+    inactive = frozenset(reg.loc[reg["active"] == 0, "org_code"])
     for table in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam", "chronic_followup"):
         key = canonical.table(table).key
-        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list).items():
+        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list, inactive).items():
             out[(table, fam)] = ks
     return out
 

@@ -25,6 +25,14 @@ PLACEHOLDER_NAMES = {"测试", "无名氏", "不详", "未知", "新生儿", "�
 PLACEHOLDER_PHONES = {"13800000000", "11111111111", "13888888888", "00000000", "12345678901"}
 ETHNICITY = {f"{i:02d}" for i in range(1, 57)} | {"97", "98"}
 MARITAL = {"10", "20", "21", "22", "23", "30", "40", "90"}
+# mainland mobile prefixes of the numbering plan (工业和信息化部 电信网编码计划): 13x, 145-149, 15x but 154,
+# 162, 165-167, 170-173, 175-178, 18x, 19x but 194
+ALLOCATED = {f"13{d}" for d in range(10)} | {f"18{d}" for d in range(10)} | {
+    "145", "146", "147", "148", "149", "150", "151", "152", "153", "155", "156", "157", "158", "159", "162", "165", "166",
+    "167", "170", "171", "172", "173", "175", "176", "177", "178", "190", "191", "192", "193", "195", "196", "197", "198", "199"}
+NINGBO_ELSEWHERE = ("北仑区", "江北区", "鄞州区", "海曙区", "奉化区")
+ZHENHAI_STREETS = {"招宝山街道": "001", "蛟川街道": "002", "骆驼街道": "003", "庄市街道": "004", "贵驷街道": "005",
+                   "澥浦镇": "100", "九龙湖镇": "101"}
 FULL = str.maketrans("０１２３４５６７８９Ｘｘ×x", "0123456789XXXX")
 DAY = pd.Timedelta(days=1)
 
@@ -97,13 +105,15 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
     active_valid = valid & (p["status_code"] == "1")
     shared = nid[active_valid].duplicated(keep=False)
     name = p["name"]
+    phone = p["phone"].astype(str)
+    gb_type = p["id_type_code"].isin(["01", "02"]) | p["id_type_code"].isna()  # documents with a GB 11643 number
     return {
         "name_missing": keys(p, blank(name), k),
         "name_placeholder": keys(p, name.isin(PLACEHOLDER_NAMES) | name.astype(str).str.endswith(("之子", "之女")), k),
         "name_invalid": keys(p, ~blank(name) & ~pd.Series([name_ok(n, t) for n, t in zip(name, p["id_type_code"])],
                                                            index=p.index), k),
         "id_missing": keys(p, blank(p["id_number"]), k),
-        "id_invalid": keys(p, nid.notna() & (nid.str.len() == 18) & ~valid, k),
+        "id_invalid": keys(p, nid.notna() & gb_type & ~valid, k),
         "id_legacy_15": keys(p, raw.str.fullmatch(r"\d{15}"), k),
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
         "id_birth_mismatch": keys(p, valid & birth.notna() & (birth != id_birth), k),
@@ -130,7 +140,28 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "archive_id_duplicate": keys(p, p[k].duplicated(keep=False), k),
         "org_unregistered": keys(p, ~p["org_code"].isin(orgs), k),
         "id_shared_active": set(p.loc[shared[shared].index, k]),
+        "created_after_updated": keys(p, created > pd.to_datetime(p["updated_at"], errors="coerce"), k),
+        "death_in_future": keys(p, death > pd.Timestamp(as_of), k),
+        "alive_with_death_date": keys(p, (p["status_code"] == "1") & death.notna(), k),
+        "birth_placeholder": keys(p, birth == pd.Timestamp("1900-01-01"), k),
+        "id_type_mismatch": keys(p, ((p["id_type_code"] == "03") & raw.str.fullmatch(r"\d{17}[\dX]"))
+                                 | (gb_type & raw.str.fullmatch(r"[A-Z]\d{8}")), k),
+        "phone_prefix_unallocated": keys(p, phone.str.fullmatch(r"1\d{10}") & ~phone.isin(PLACEHOLDER_PHONES)
+                                         & ~phone.str[:3].isin(ALLOCATED), k),
+        "address_area_mismatch": keys(p, p["address"].astype(str).map(_elsewhere) | pd.Series([
+            _other_street(a, c) for a, c in zip(p["address"].astype(str), p["adcode"].astype(str))], index=p.index), k),
     }
+
+
+def _elsewhere(address: str) -> bool:
+    return any(d in address for d in NINGBO_ELSEWHERE)
+
+
+def _other_street(address: str, adcode: str) -> bool:
+    if len(adcode) != 9 or not area_exists(adcode):
+        return False
+    return ("镇海区" in address and not adcode.startswith("330211")) \
+        or any(s in address and adcode[6:] != code for s, code in ZHENHAI_STREETS.items())
 
 
 def _person_attr(p, col):
@@ -138,9 +169,25 @@ def _person_attr(p, col):
     return q.set_index("archive_id")[col]
 
 
+def _sex_limited(code) -> str | None:
+    """1 or 2 for an ICD-10 code of one sex's organs or of pregnancy (WHO ICD-10 block titles)."""
+    c = str(code).upper()[:3]
+    if c[:1] == "O" or "C51" <= c <= "C58" or "N70" <= c <= "N98":
+        return "2"
+    if "C60" <= c <= "C63" or "N40" <= c <= "N51":
+        return "1"
+    return None
+
+
 def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str], key: str, lab_units=None,
-                    code_list: dict[str, str] | None = None) -> dict[str, set]:
-    out = {"orphan_archive": keys(df, ~df["archive_id"].isin(set(p["archive_id"])), key)}
+                    code_list: dict[str, str] | None = None, inactive: frozenset[str] = frozenset()) -> dict[str, set]:
+    out = {"orphan_archive": keys(df, ~df["archive_id"].isin(set(p["archive_id"])), key),
+           "record_id_duplicate": keys(df, df[key].duplicated(keep=False), key),
+           "org_inactive": keys(df, df["org_code"].isin(inactive), key)}
+    if "diagnosis_code" in df:
+        limited = df["diagnosis_code"].map(_sex_limited)
+        sex = df["archive_id"].map(_person_attr(p, "sex_code"))
+        out["diagnosis_sex_implausible"] = keys(df, limited.notna() & sex.isin(["1", "2"]) & (limited != sex), key)
     birth = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")
     death = pd.to_datetime(df["archive_id"].map(_person_attr(p, "death_date")), errors="coerce")
     pb = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")

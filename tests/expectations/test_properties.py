@@ -62,7 +62,9 @@ def test_normalise_never_raises_and_counts_every_unreadable_bytes_value(values):
 def _references(as_of: pd.Timestamp) -> dict:
     born = pd.Series([pd.Timestamp("1980-01-02")], index=["A1"])
     return {"person.archive_id": {"A1", "A2"}, "person.birth_date": born, "person.death_date": born.iloc[:0],
-            "organization.org_code": {"ORG1"}, "uploads.last_day": {"ORG1"}}
+            "organization.org_code": {"ORG1"}, "uploads.last_day": {"ORG1"},
+            "person.sex_code": pd.Series(["1"], index=["A1"]), "organization.inactive": {"ORG2"},
+            "health_exam.archive_id": {"A1"}}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]

@@ -38,7 +38,7 @@ def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeyp
     run = validate_adhoc(cfg, ValidationRequest("drc", ["outpatient_visit"]))
     results = {r.rule.id: r for _, r in run.results}
     needing = {i for i, r in results.items() if _needs_mpi(r.rule)}
-    assert needing == {"OPV-ARCHIVE-EXISTS", "OPV-NOT-BEFORE-BIRTH", "OPV-NOT-AFTER-DEATH"}
+    assert needing == {"OPV-ARCHIVE-EXISTS", "OPV-NOT-BEFORE-BIRTH", "OPV-NOT-AFTER-DEATH", "OPV-DX-SEX"}
     for i in needing:
         assert results[i].status == "error" and results[i].error.startswith(UNAVAILABLE), results[i].error
         assert "connection refused" in results[i].error

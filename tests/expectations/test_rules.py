@@ -16,8 +16,9 @@ RULES = [r for t in suite.builtin_tables() for r in suite.builtin(t).rules]
 def context_for(rule) -> RuleContext:
     refs = {}
     for name, value in (rule.examples.context.get("references") or {}).items():
-        if isinstance(value, dict):  # archive -> date
-            refs[name] = pd.Series({k: pd.Timestamp(v) for k, v in value.items()})
+        if isinstance(value, dict):  # archive -> a date (person.birth_date) or a code (person.sex_code)
+            dated = name.endswith("_date")
+            refs[name] = pd.Series({k: pd.Timestamp(v) if dated else str(v) for k, v in value.items()})
         else:
             refs[name] = set(map(str, value))
     codes = rule.examples.context.get("diagnosis_codes")  # a site's code list: code -> name
@@ -193,7 +194,8 @@ def test_two_validations_in_threads_give_the_sequential_results():
         contexts.append(RuleContext(as_of=pd.Timestamp("2026-11-25"), references={
             "person.archive_id": {"33021100100100001"}, "organization.org_code": {"A1"},
             "person.birth_date": pd.Series({"33021100100100001": pd.Timestamp(birth)}),
-            "person.death_date": pd.Series({"33021100100100001": pd.NaT})}))
+            "person.death_date": pd.Series({"33021100100100001": pd.NaT}),
+            "person.sex_code": pd.Series({"33021100100100001": "1"}), "organization.inactive": set()}))
 
     def run(i):
         return [(r.rule.id, r.status, r.violations, r.denominator, r.sample_keys, r.error)

@@ -1,0 +1,252 @@
+"""Rule types for OHDSI DQD check types and facts of Chinese registration data the first library lacked.
+
+A diagnosis implausible for the person's sex (DQD plausibleGender), a value a state forbids (an active
+archive with a death date), a number whose form does not suit its document type, a mobile number
+outside the numbering plan, a placeholder date, an address naming another area than its area code,
+and the share of active archives without a record in a table every resident should have (DQD
+measurePersonCompleteness). The code lists they read are data in ``healthqa/codelists/``, each citing
+its source; the reference data they need is provided here, beside them (``@reference``). Imported by
+``rule_types`` (its last line), so registering a type needs nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import cache
+
+import pandas as pd
+from pydantic import Field, model_validator
+
+from healthqa import codelists
+from healthqa import standards as st
+
+from .references import Rows, reference
+from .rule_types import (
+    Column,
+    ColumnParams,
+    OptionalColumn,
+    Outcome,
+    RuleContext,
+    RuleParams,
+    _Cols,
+    _person,
+    _person_values,
+    rule_type,
+)
+
+_ICD_SHAPE = re.compile(r"[A-Z]\d{2}")
+
+
+# -- plausibleGender ------------------------------------------------------------------------------
+@reference("person.sex_code", reads={"person": ("archive_id", "sex_code")})
+def sex_codes(rows: Rows) -> pd.Series:
+    """The MPI's sex code (GB/T 2261.1) of each archive number."""
+    people = rows["person"]
+    return _person_values(people, st.text(people["sex_code"]))
+
+
+@cache
+def _sex_ranges(name: str) -> tuple[tuple[str, str, str], ...]:
+    """(low, high, the one sex code allowed) of each range of a code list of sex-limited codes."""
+    cl = codelists.load(name)
+    out = []
+    for sex, key in (("2", "female"), ("1", "male")):
+        for r in cl[key]:
+            lo, _, hi = str(r).upper().partition("-")
+            out.append((lo, hi or lo, sex))
+    return tuple(out)
+
+
+def _limited_to(code: str, ranges: tuple[tuple[str, str, str], ...]) -> str | None:
+    if not _ICD_SHAPE.match(code):
+        return None  # malformed: a format rule's business
+    for lo, hi, sex in ranges:
+        if lo <= code[:len(lo)] and code[:len(hi)] <= hi:
+            return sex
+    return None
+
+
+class GenderParams(RuleParams):
+    archive: Column = Field(description="the archive number of the person the record is about")
+    code: Column = Field(description="the diagnosis code (ICD-10, WHO or national clinical edition)")
+    code_list: str = Field("icd10_sex_specific", description="the code list of codes limited to one sex")
+
+
+@rule_type("plausible_gender", params=GenderParams, references=("person.sex_code",),
+           expectation="ExpectColumnPairValuesToBePlausibleForSex")
+def plausible_gender(df: pd.DataFrame, p: GenderParams, ctx: RuleContext) -> Outcome:
+    """A diagnosis limited to one sex (code list ``icd10_sex_specific``: pregnancy chapter O, female
+    and male genital organs, with their subdivisions) is recorded only for a person of that sex in the
+    MPI; persons of sex 0 or 9 (unknown, not stated) are not judged."""
+    c = _Cols(df, ctx)
+    code = c.text(p.code).str.upper()
+    ranges = _sex_ranges(p.code_list)
+    limited = code.map({v: _limited_to(v, ranges) for v in code.dropna().unique()})
+    sex = _person(ctx, c, p.archive, "sex_code")
+    applies = limited.notna() & sex.isin(["1", "2"])
+    return applies, applies & (limited != sex)
+
+
+# -- a value a state forbids ----------------------------------------------------------------------
+class AbsentWhenParams(RuleParams):
+    column: Column
+    if_column: Column
+    equals: bool | int | float | str = Field(description="the value of if_column in which column must be absent")
+
+
+@rule_type("absent_when", params=AbsentWhenParams,
+           expectation="ExpectColumnPairValuesToBeAbsentWhenForbidden")
+def absent_when(df: pd.DataFrame, p: AbsentWhenParams, ctx: RuleContext) -> Outcome:
+    """``column`` is absent whenever ``if_column`` equals ``equals`` (an active archive, status 1,
+    carries no death date): the other direction of ``required_when``."""
+    c = _Cols(df, ctx)
+    applies = c.text(p.if_column) == str(p.equals)
+    return applies, applies & c.present(p.column)
+
+
+# -- document type <-> number form ----------------------------------------------------------------
+class FormByCodeParams(RuleParams):
+    column: Column
+    code: Column = Field(description="the code that decides the form (the document type)")
+    forms: str = Field("id_number_forms", description="a code list whose `forms` give each code's pattern")
+
+
+@rule_type("form_by_code", params=FormByCodeParams,
+           expectation="ExpectColumnPairValuesToHaveFormOfTheirCode")
+def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Outcome:
+    """The value has the form the code list ``forms`` gives for the row's code: a resident identity
+    card's number is GB 11643-shaped, a passport's never is. Compared trimmed, half-width, upper-case
+    and without spaces; a code without a pattern is not judged."""
+    c = _Cols(df, ctx)
+    code = c.text(p.code)
+    value = st.normalise_id(df[p.column]).str.upper().str.replace(r"\s+", "", regex=True)
+    applies = pd.Series(False, index=df.index)
+    violates = pd.Series(False, index=df.index)
+    for k, pattern in codelists.load(p.forms)["forms"].items():
+        rows = (code == str(k)) & value.notna()
+        applies |= rows
+        violates |= rows & ~value.str.fullmatch(pattern).eq(True)
+    return applies, violates
+
+
+# -- mobile numbers by the numbering plan ---------------------------------------------------------
+@rule_type("mobile_prefix_allocated", params=ColumnParams,
+           expectation="ExpectColumnValuesToHaveAllocatedMobilePrefix")
+def mobile_prefix_allocated(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
+    """An 11-digit number beginning with 1 is a mainland mobile number: its prefix (three digits, four
+    where the plan allocates by four) is one the numbering plan allocates (code list
+    ``mobile_prefixes``). Placeholders are a rule of their own."""
+    c = _Cols(df, ctx)
+    t = c.text(p.column)
+    applies = t.str.fullmatch(r"1\d{10}").eq(True) & (c.phone_problem(p.column) != "placeholder")
+    allocated = set(map(str, codelists.load("mobile_prefixes")["prefixes"]))
+    return applies, applies & ~(t.str[:3].isin(allocated) | t.str[:4].isin(allocated))
+
+
+# -- placeholder dates ----------------------------------------------------------------------------
+@rule_type("date_not_placeholder", params=ColumnParams,
+           expectation="ExpectColumnValuesToNotBePlaceholderDate")
+def date_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
+    """Not a date systems put where none was known (placeholders.yml ``dates``: 1900-01-01, the
+    spreadsheet's 1899-12-30, SQL Server's 1753-01-01 …), whatever the time of day."""
+    c = _Cols(df, ctx)
+    d = c.when(p.column)
+    applies = d.notna()
+    placeholders = pd.to_datetime(pd.Series(codelists.load("placeholders")["dates"], dtype=str))
+    return applies, applies & d.dt.normalize().isin(set(placeholders))
+
+
+# -- events at an inactive institution ------------------------------------------------------------
+@reference("organization.inactive", reads={"organization": ("org_code", "active")})
+def inactive_institutions(rows: Rows) -> set[str]:
+    """The institutions the register marks inactive (deregistered, merged or closed)."""
+    org = rows["organization"]
+    active = st.text(org["active"]).str.lower()
+    return set(st.text(org["org_code"])[active.notna() & ~active.isin(["1", "true", "y", "yes"])].dropna())
+
+
+# -- address text <-> area code -------------------------------------------------------------------
+@cache
+def _area_names(name: str) -> tuple[dict[str, str], re.Pattern[str]]:
+    areas = {str(v): str(k) for k, v in codelists.load(name)["areas"].items()}
+    return areas, re.compile("|".join(map(re.escape, sorted(areas, key=len, reverse=True))))
+
+
+def _nested(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)
+
+
+def _address_conflict(found: tuple[str, ...], code: str) -> bool:
+    """Whether an area the address names lies outside the record's area code. A name whose parent
+    area the address names differently (重庆市江北区 against Ningbo's 江北区) is another place of
+    that name, not judged."""
+    parents = [f for f in found if len(f) <= 4]
+    for f in found:
+        if any(not _nested(f, q) for q in parents):
+            continue
+        if not _nested(f, code):
+            return True
+    return False
+
+
+class AddressAreaParams(RuleParams):
+    address: Column
+    adcode: Column
+    areas: str = Field("area_names", description="the code list of area names read from addresses")
+
+
+@rule_type("address_agrees_with_area_code", params=AddressAreaParams,
+           expectation="ExpectColumnPairValuesToAgreeAddressAndAreaCode")
+def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: RuleContext) -> Outcome:
+    """The provinces, cities, districts, streets and towns the address names (code list ``areas``)
+    contain the record's GB/T 2260 area code, or lie within it: an address in 北仑区 under a Zhenhai
+    code violates. Applies where the address names a listed area and the area code exists."""
+    c = _Cols(df, ctx)
+    areas, pattern = _area_names(p.areas)
+    address = c.text(p.address)
+    found = address.map(lambda a: tuple(dict.fromkeys(areas[m] for m in pattern.findall(a)))
+                        if isinstance(a, str) else ())
+    code = c.text(p.adcode)
+    county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
+    code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
+    applies = c.area_exists(p.adcode) & found.map(bool)
+    conflict = pd.Series([_address_conflict(f, k) if ok else False
+                          for f, k, ok in zip(found, code, applies)], index=df.index, dtype=bool)
+    return applies, applies & conflict
+
+
+# -- measurePersonCompleteness --------------------------------------------------------------------
+@reference("health_exam.archive_id", reads={"health_exam": ("archive_id",)}, window=timedelta(days=365))
+def examined_last_year(rows: Rows) -> set[str]:
+    """The archive numbers with a physical exam in the year before the reference time."""
+    return set(st.text(rows["health_exam"]["archive_id"]).dropna())
+
+
+class PersonHasRecordParams(RuleParams):
+    archive: Column
+    status: Column
+    birth: OptionalColumn = Field(None, description="the date of birth, when only residents of min_age are judged")
+    min_age: int | None = Field(None, ge=0, description="judge only residents at least this old at the reference time")
+    active: str = Field("1", description="the status code of an active archive")
+    reference: str = Field(description="the archive numbers that have a record (e.g. health_exam.archive_id)")
+
+    @model_validator(mode="after")
+    def _age_needs_birth(self) -> PersonHasRecordParams:
+        if (self.min_age is None) != (self.birth is None):
+            raise ValueError("give birth and min_age together")
+        return self
+
+
+@rule_type("person_has_record", params=PersonHasRecordParams,
+           expectation="ExpectColumnPairValuesToHaveARecordIn")
+def person_has_record(df: pd.DataFrame, p: PersonHasRecordParams, ctx: RuleContext) -> Outcome:
+    """Every active archive (of a resident at least ``min_age`` old) has a record in another table
+    over its period (``reference``: e.g. a physical exam in the last year); the rule's threshold is
+    the share of archives allowed none (DQD measurePersonCompleteness)."""
+    c = _Cols(df, ctx)
+    ids = c.text(p.archive)
+    applies = (c.text(p.status) == p.active) & ids.notna()
+    if p.birth is not None and p.min_age is not None:
+        applies &= c.when(p.birth) <= ctx.as_of - pd.DateOffset(years=p.min_age)
+    return applies, applies & ~ctx.member(p.reference, ids)
