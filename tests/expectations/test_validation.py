@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from healthqa import config
+from healthqa.expectations import suite as suites
 from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
 from ..conftest import demo_config, write_config
@@ -132,8 +133,14 @@ def test_no_rule_flags_a_valid_record_of_any_false_flag_kind(validated, demo, ca
     from ..demo import truthcheck as tc
 
     kinds = pd.read_csv(demo / "truth" / "valid_kinds.csv", dtype=str, keep_default_na=False)
+    # a resident with no health exam is no defect of the archive: the completeness rule measures the
+    # exam table's coverage of the residents (DQD measurePersonCompleteness), not the record
+    coverage = {r.id for t in {t for t, _ in validated.values()} for r in suites.rules_for(t)
+                if r.type == "person_has_record"}
     flagged: dict[str, dict[str, set]] = {}
     for rule_id, (table, r) in validated.items():
+        if rule_id in coverage:
+            continue
         flagged.setdefault(rule_id, {})[table] = set(r.violating_keys or [])
     summary = tc.false_flags(kinds, flagged)
     with capsys.disabled():
