@@ -144,6 +144,22 @@ class Runs:
         if status != "failed":
             self._store.watermarks._advance(s, ctx.id, ctx.pending_watermarks)
 
+    def note(self, run_id: int, what: str, *, partial: bool = False, scope: dict | None = None) -> None:
+        """What was learned about a run after it was recorded — its report or index could not be
+        written, it read more than it had to — added to its message (``healthqa runs`` shows it).
+        ``partial``: a ``success`` run did not deliver everything and becomes ``partial`` (its results
+        and watermarks stand). ``scope``: keys merged into its scope."""
+        with self._store.session() as s:
+            row = s.get(Run, run_id)
+            if row is None:
+                return
+            what = " ".join(str(what).split())
+            row.message = (f"{row.message}; {what}" if row.message else what)[:MESSAGE_CHARS]
+            if partial and row.status == "success":
+                row.status = "partial"
+            if scope:
+                row.scope = {**(row.scope or {}), **scope}  # a new document: JSON columns track assignment
+
     def get(self, run_id: int) -> RunRecord | None:
         with self._store.session() as s:
             row = s.get(Run, run_id)
