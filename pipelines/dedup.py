@@ -291,13 +291,24 @@ def whole_mpi_note(why: str, foreign: bool, stored: dict | None) -> str:
     return f"读取整个主索引 reading the whole MPI: {reason}"
 
 
-def _note(store: AuditStore, run_id: int, stats: dict) -> None:
-    """What the dedup run's counts cannot say, on the run (``healthqa runs``); an index not written
-    is kept with its model, so that the next night says why it reads the whole MPI."""
-    notes = [stats[k] for k in ("index_note", "index_error") if stats.get(k)]
+def notes(stats: dict) -> list[str]:
+    """What a duplicate scan's counts cannot say, in words (the terminal's and the run's): why it
+    read the whole MPI, an index it could not write, update times capped or unreadable."""
+    out = [stats[k] for k in ("index_note", "index_error") if stats.get(k)]
     if stats.get("updated_at_future"):
-        notes.append(future_note(stats["updated_at_future"]))
-    if not notes:
+        out.append(f"{stats['updated_at_future']:,} 份档案更新时间晚于运行开始，按运行开始计 archive(s) updated "
+                   "after the run's start, taken as of the run's start")
+    if stats.get("updated_at_unreadable"):
+        out.append(f"{stats['updated_at_unreadable']:,} 个更新时间无法识别，按无时间处理 update time(s) unreadable "
+                   "(e.g. 0000-00-00), taken as none")
+    return out
+
+
+def _note(store: AuditStore, run_id: int, stats: dict) -> None:
+    """``notes`` on the run (``healthqa runs``); an index not written is kept with its model, so
+    that the next night says why it reads the whole MPI."""
+    said = notes(stats)
+    if not said:
         return
     scope = None
     if stats.get("index_error"):
@@ -305,12 +316,7 @@ def _note(store: AuditStore, run_id: int, stats: dict) -> None:
         model = (run.scope or {}).get("model") if run else None
         scope = {"model": {**model, "index_error": stats["index"].removeprefix("not written: ")}} if model else None
     with suppress(Exception):  # the same full disk may refuse this too: the terminal still says it
-        store.runs.note(run_id, "; ".join(notes), scope=scope)
-
-
-def future_note(n: int) -> str:
-    return (f"{n:,} 份档案更新时间晚于运行开始，按运行开始计 archive(s) updated after the run's start, "
-            "taken as of the run's start")
+        store.runs.note(run_id, "; ".join(said), scope=scope)
 
 
 @dataclass
