@@ -47,7 +47,9 @@ def publish(cfg, store, run_id: int, summary: Mapping, channels: Iterable[str] =
     if "report" in channels:
         try:
             out.report = run_report.write(cfg, store, run_id, cfg.reports.out_dir).html
-        except Exception as e:  # noqa: BLE001 - a full or unwritable folder, or else: the night stands
+        except OSError as e:  # a full or unwritable folder: said with the folder, not a temporary file's name
+            out.undelivered["report"] = f"{e.strerror or e}: {cfg.reports.out_dir}"
+        except Exception as e:  # noqa: BLE001 - whatever else: the night stands
             out.undelivered["report"] = _why(e)
     sent = [c for c in channels if c != "report" and _configured(cfg, c)]
     if sent:
@@ -115,5 +117,5 @@ def _configured(cfg, channel: str) -> bool:
 
 def _why(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
-        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+        return e.strerror
     return " ".join(f"{type(e).__name__}: {e}".split())[:300]

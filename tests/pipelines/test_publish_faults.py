@@ -14,12 +14,13 @@ import yaml
 
 from healthqa import config
 from healthqa.dedup import index
+from healthqa.pipelines.cli import app
 from healthqa.pipelines.nightly import run_nightly
 from healthqa.reports import deliver
 
 from ..conftest import free_port, write_config
 from ..reports.test_publish import Receiver
-from .cli_run import invoke
+from .cli_run import runner
 
 pytestmark = pytest.mark.slow  # two nightly audits
 
@@ -65,8 +66,9 @@ def test_publishing_and_index_faults_make_the_night_partial_and_the_next_night_c
     assert "稽核报告未能写入 report not written (No space left on device" in run.message
     assert "webhook 未送达 webhook not delivered" in run.message
     assert "重复档案索引未能写入" in run.message and "the next night reads the whole MPI" in run.message
-    shown = invoke("runs", "--config", cfg.path, "--last", 3)
-    assert shown.exit_code == 0 and "发布未完成" in shown.output.replace("\n", "") or "发布未完成" in shown.output, shown.output
+    shown = runner.invoke(app, ["runs", "--config", str(cfg.path)], env={"COLUMNS": "2000"})  # one line a run
+    line = next(x for x in shown.output.splitlines() if x.startswith(f"│ {first.run_id:>4} │ nightly"))
+    assert "partial" in line and "发布未完成 publishing incomplete" in line and "重复档案索引未能写入" in line, shown.output
     assert set(deliver.pending(store)) == {first.run_id}
 
     rx = Receiver()
