@@ -287,7 +287,8 @@ def whole_mpi_note(why: str, foreign: bool, stored: dict | None) -> str:
                   "damaged": "索引已损坏 the index is damaged",
                   "another source": "索引属于其他配置 the index is another configuration's",
                   "stale": "索引与稽核库不符（稽核库或索引从副本恢复？）the index does not match the audit store "
-                           "(a store or index restored from a copy?)"}.get(why, why)
+                           "(a store or index restored from a copy?)",
+                  "full run": "没有上次的水位线 no watermark of an earlier run"}.get(why, why)
     return f"读取整个主索引 reading the whole MPI: {reason}"
 
 

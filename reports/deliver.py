@@ -93,7 +93,8 @@ def retry(cfg, store, current: int) -> list[Published]:
             continue
         again = publish(cfg, store, run_id, detail.get("summary") or {}, channels=detail["undelivered"])
         _record(store, again, detail.get("summary") or {}, tries=detail.get("tries", 0) + 1, first=False)
-        done = [c for c in detail["undelivered"] if c not in again.undelivered]
+        done = [c for c in detail["undelivered"] if c not in again.undelivered
+                and (c == "report" or any(d.channel == c and d.ok for d in again.deliveries))]
         if done:
             store.runs.note(run_id, f"已由 run {current} 补发 delivered by run {current}: {', '.join(done)}")
         out.append(again)
