@@ -19,6 +19,8 @@ from scipy.sparse.csgraph import connected_components
 from healthqa import codelists
 from healthqa import standards as st
 
+from .normalise import update_times
+
 
 @dataclass
 class Cluster:
@@ -78,7 +80,8 @@ def traits(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     for k, f in enumerate(fields):
         if f in records:
             present |= (~st.missing(records[f])).to_numpy().astype(np.int64) << k
-    updated = pd.to_datetime(records["updated_at"], errors="coerce", format="mixed").to_numpy("datetime64[s]") \
+    # mixed offset-aware and naive values, and ``0000-00-00 00:00:00`` (no time), are read alike
+    updated = update_times(records["updated_at"]).to_numpy("datetime64[s]") \
         if "updated_at" in records else np.full(len(records), np.datetime64("NaT"), dtype="datetime64[s]")
     org = st.text(records["org_code"]) if "org_code" in records else pd.Series(None, index=records.index, dtype=object)
     return pd.DataFrame({"present": present, "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),

@@ -12,6 +12,7 @@ the rows.
 from __future__ import annotations
 
 import re
+import warnings
 from functools import cache
 from itertools import islice, product
 
@@ -213,3 +214,36 @@ def _block_col(prepared: pd.DataFrame, name: str) -> str:
     # a date field blocks on its text form; everything else on the derived column of that name
     return f"{name}__text" if f"{name}__text" in prepared else name
 
+
+def update_times(s: pd.Series, tz: str | None = None) -> pd.Series:
+    """Update times as naive local times: a time with an offset is converted to ``tz`` (without one,
+    its own wall-clock time is kept), a naive time is taken as local; what cannot be read
+    (``0000-00-00 00:00:00``, text) is NaT. Offset-aware and naive values may be mixed in a column."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert(tz).dt.tz_localize(None) if tz else s.dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        return s
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns (later: raises) on mixed offsets; handled below
+        try:
+            t = pd.to_datetime(s, errors="coerce", format="mixed")
+        except (ValueError, TypeError, OverflowError):
+            t = pd.Series(s, dtype=object)
+    if isinstance(t.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(t.dtype):
+        return update_times(t, tz)
+
+    def one(v):
+        try:
+            v = pd.Timestamp(v)
+        except (ValueError, TypeError, OverflowError):
+            return pd.NaT
+        if v is pd.NaT or v.tzinfo is None:
+            return v
+        return (v.tz_convert(tz) if tz else v).tz_localize(None)
+
+    return pd.to_datetime(t.map(one), errors="coerce").astype("datetime64[ns]")
+
+
+def unreadable_times(raw: pd.Series, parsed: pd.Series) -> int:
+    """How many values hold something (not NULL, not blank) that is no time: malformed, counted."""
+    return int((parsed.isna().to_numpy() & ~st.missing(raw).to_numpy()).sum())

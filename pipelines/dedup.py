@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from healthqa.dedup.cluster import survivor_fields
 from healthqa.dedup.deduplicator import CandidateMaker, Deduplicator
 from healthqa.dedup.model import FSModel
 from healthqa.dedup.night import NightResult, Stored, Tonight
+from healthqa.dedup.normalise import unreadable_times, update_times
 from healthqa.errors import HealthqaError, SourceError
 from healthqa.store import AuditStore
 from healthqa.store.runs import RunContext
@@ -153,30 +154,6 @@ def _empty(s: pd.Series) -> bool:
     return all(st.missing(s.iloc[k:k + 10_000]).all() for k in range(0, len(s), 10_000))
 
 
-def _local_times(s: pd.Series, tz: str) -> pd.Series:
-    """Update times as naive local times of the configured zone: times with an offset are converted,
-    naive times are taken as local; what cannot be read is NaT."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas warns (later: raises) on mixed offsets; handled below
-        try:
-            t = pd.to_datetime(s, errors="coerce", format="mixed")
-        except (ValueError, TypeError):
-            t = pd.Series(s, dtype=object)
-    if isinstance(t.dtype, pd.DatetimeTZDtype):
-        return t.dt.tz_convert(tz).dt.tz_localize(None)
-    if t.dtype != object:
-        return t
-
-    def one(v):
-        try:
-            v = pd.Timestamp(v)
-        except (ValueError, TypeError):
-            return pd.NaT
-        return v.tz_convert(tz).tz_localize(None) if v is not pd.NaT and v.tzinfo else v
-
-    return pd.to_datetime(t.map(one), errors="coerce")
-
-
 def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_path: str | None = None,
               truth: str | Path | None = None, incremental: bool = False,
               progress: Callable[[str], None] | None = None, candidates: CandidateMaker | None = None) -> DedupRun:
@@ -192,13 +169,15 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
     extra = [c for c in ("updated_at", "org_code", "status_code", "created_at") if c in canonical.table(spec.table).columns]
     columns = spec.columns + extra
     seen = now()  # the decisions made from this moment on count as changed for the next night
+    cap = pd.Timestamp(seen)  # update times after the run's start are taken as of it (``_capped``)
+    cap = cap.tz_convert(cfg.timezone).tz_localize(None) if cap.tzinfo else cap
     decisions = store.dedup.active_decisions(source)
-    prior_model, wm, idx, why, stored = None, None, None, "full run", None
+    prior_model, wm, idx, why, stored, foreign = None, None, None, "full run", None, False
     if incremental:
         wm = store.watermarks.get(source, spec.table, WATERMARK)
         stored = store.dedup.last_model(source)
         if stored and stored.get("inputs") != ident:
-            stored = None  # learned on another table, mapping, spec or store: nothing to build on
+            stored, foreign = None, True  # learned on another table, mapping, spec or store: nothing to build on
         prior_model = FSModel.from_dict(spec, stored) if stored else None
         if wm is None or prior_model is None:
             incremental = False  # nothing to build on yet: a full run
@@ -208,7 +187,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             idx, why = index.load(index_dir, ident, stored.get("index"))
         if idx is not None:
             _check_inputs(_probe(r, spec), spec, source, r.mapping(spec.table), r.physical_name(spec.table))
-            night = _read_night(r, spec, columns, idx, pd.Timestamp(wm), cfg.timezone)
+            night = _read_night(r, spec, columns, idx, pd.Timestamp(wm), cfg.timezone, cap)
         else:
             df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
             _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
@@ -220,12 +199,16 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
                               store.dedup.decisions_changed(source, store.dedup.decisions_seen(source)))
         result: engine.DedupResult = dd.night.screen(night, idx, stored_state)
         updated, row_hashes, redone = night.updated, night.row_hashes, sorted(night.keys | night.gone)
-        result.stats.update(compared=len(night.keys), removed=len(night.gone))
+        result.stats.update(compared=len(night.keys), removed=len(night.gone), **night.times)
     else:
-        result, updated, row_hashes, redone = _whole(df, dd, columns, wm, incremental, cfg, store, source)
+        result, updated, row_hashes, redone, times = _whole(df, dd, columns, wm, incremental, cfg, store, source,
+                                                            cap)
+        result.stats.update(times)
     if without_levels:
         result.stats["institution_levels"] = without_levels
     result.stats["index"] = why if incremental else "full run"
+    if idx is None and dated and (foreign or stored):  # asked to read the night, reading the whole MPI
+        result.stats["index_note"] = whole_mpi_note(why, foreign, stored)
     token = uuid.uuid4().hex  # ties the index written below to this run's model
     with store.runs.start("dedup", {"source": source, "table": spec.table, "incremental": incremental,
                                     "spec": spec_path or "builtin", "decisions_seen": seen.isoformat(),
@@ -243,8 +226,11 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
             result.stats["index_write"] = index.append(idx, frame, sorted(night.gone), ident, token, ctx.id)
         else:
             index.save(index_dir, frame, survivor_fields(df), ident, token, ctx.id)
-    except OSError as e:
+    except OSError as e:  # a full disk: the run's results stand, the next night reads the whole MPI
         result.stats["index"] = f"not written: {e.strerror or e}"
+        result.stats["index_error"] = (f"重复档案索引未能写入，下次将读取整个主索引 the duplicate index could not be "
+                                       f"written ({e.strerror or e}): the next night reads the whole MPI")
+    _note(store, ctx.id, result.stats)
     run = DedupRun(ctx.id, source, result, incremental)
     if truth:
         t = evaluate.read_truth(truth)
@@ -254,13 +240,16 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
 
 
 def _whole(df: pd.DataFrame, dd: Deduplicator, columns: list[str], wm, incremental: bool, cfg: Config,
-           store: AuditStore, source: str):
+           store: AuditStore, source: str, start: pd.Timestamp):
     """Every archive read and normalised: a full run, or a night without a usable index (the new
     and changed archives compared, undated ones all of them, against the rest)."""
-    only = None
-    updated = _local_times(df["updated_at"], cfg.timezone) if "updated_at" in df else None
-    # archives without an update time are told changed by a hash of their values (the others by the time)
-    hash_rows = updated.isna() if updated is not None else None
+    only, times = None, {}
+    updated = None
+    if "updated_at" in df:
+        updated, future, times = _capped(df["updated_at"], cfg.timezone, start)
+    # archives without an update time, or with one after the run's start, are told changed by a hash
+    # of their values (the others by the time)
+    hash_rows = (updated.isna() | future) if updated is not None else None
     if incremental and updated is not None:
         only = ((updated > pd.Timestamp(wm)) | updated.isna()).to_numpy()
     elif incremental:
@@ -272,7 +261,63 @@ def _whole(df: pd.DataFrame, dd: Deduplicator, columns: list[str], wm, increment
         keys = st.text(df[dd.spec.key])
         stored = store.dedup.pairs(source)
         redone = sorted(set(keys[only]) | (set(stored["left"]) | set(stored["right"])) - set(keys))
-    return result, updated, index.row_hash(df, columns, hash_rows), redone
+    return result, updated, index.row_hash(df, columns, hash_rows), redone, times
+
+
+def _capped(raw: pd.Series, tz: str, start: pd.Timestamp) -> tuple[pd.Series, pd.Series, dict]:
+    """Update times as local times, those after the run's start capped at it (a clock set wrong at
+    a clinic is not a change every night: such an archive is told changed by its values, as an
+    undated one), which ones were capped, and the counts: capped, and unreadable (``0000-00-00``)."""
+    updated = update_times(raw, tz)
+    future = (updated > start).fillna(False)
+    counts = {"updated_at_future": int(future.sum()), "updated_at_unreadable": unreadable_times(raw, updated)}
+    return updated.mask(future, start), future, {k: v for k, v in counts.items() if v}
+
+
+def whole_mpi_note(why: str, foreign: bool, stored: dict | None) -> str:
+    """Why a night asked to screen only new and changed archives reads the whole MPI (said on the
+    terminal and in the run, never silently: on a large MPI it is minutes instead of seconds)."""
+    if foreign:
+        reason = ("上次的模型和索引属于其他数据源、映射、规格或稽核库 the last model and index belong to another "
+                  "source, mapping, spec or audit store")
+    elif stored and stored.get("index_error"):
+        reason = f"上次运行未能写入索引 the last run could not write its index ({stored['index_error']})"
+    else:
+        reason = {"missing": "索引不存在 the index is missing",
+                  "damaged": "索引已损坏 the index is damaged",
+                  "another source": "索引属于其他配置 the index is another configuration's",
+                  "stale": "索引与稽核库不符（稽核库或索引从副本恢复？）the index does not match the audit store "
+                           "(a store or index restored from a copy?)",
+                  "full run": "没有上次的水位线 no watermark of an earlier run"}.get(why, why)
+    return f"读取整个主索引 reading the whole MPI: {reason}"
+
+
+def notes(stats: dict) -> list[str]:
+    """What a duplicate scan's counts cannot say, in words (the terminal's and the run's): why it
+    read the whole MPI, an index it could not write, update times capped or unreadable."""
+    out = [stats[k] for k in ("index_note", "index_error") if stats.get(k)]
+    if stats.get("updated_at_future"):
+        out.append(f"{stats['updated_at_future']:,} 份档案更新时间晚于运行开始，按运行开始计 archive(s) updated "
+                   "after the run's start, taken as of the run's start")
+    if stats.get("updated_at_unreadable"):
+        out.append(f"{stats['updated_at_unreadable']:,} 个更新时间无法识别，按无时间处理 update time(s) unreadable "
+                   "(e.g. 0000-00-00), taken as none")
+    return out
+
+
+def _note(store: AuditStore, run_id: int, stats: dict) -> None:
+    """``notes`` on the run (``healthqa runs``); an index not written is kept with its model, so
+    that the next night says why it reads the whole MPI."""
+    said = notes(stats)
+    if not said:
+        return
+    scope = None
+    if stats.get("index_error"):
+        run = store.runs.get(run_id)
+        model = (run.scope or {}).get("model") if run else None
+        scope = {"model": {**model, "index_error": stats["index"].removeprefix("not written: ")}} if model else None
+    with suppress(Exception):  # the same full disk may refuse this too: the terminal still says it
+        store.runs.note(run_id, "; ".join(said), scope=scope)
 
 
 @dataclass
@@ -282,6 +327,7 @@ class _Night(Tonight):
     updated: pd.Series  # the rows' update times (local)
     row_hashes: pd.Series  # the undated rows' value hashes (0 for the others)
     keys: set[str]  # the archive numbers of ``rows``
+    times: dict  # counts of update times capped at the run's start and unreadable (``_capped``)
 
 
 def _probe(r, spec: specs.Spec) -> pd.DataFrame:
@@ -302,7 +348,8 @@ def _probe(r, spec: specs.Spec) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: pd.Timestamp, tz: str) -> _Night:
+def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: pd.Timestamp, tz: str,
+                start: pd.Timestamp) -> _Night:
     """The archives a night compares again, read without reading the MPI whole: the rows updated
     after the watermark or without an update time (the filter is the source's own SQL), every row
     of the archive numbers the index lacks or holds another number of rows of (from a read of the
@@ -324,10 +371,11 @@ def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: p
         nk = st.text(rows[key])
     rows = rows.reset_index(drop=True)
     nk = nk.reset_index(drop=True)
-    updated = _local_times(rows["updated_at"], tz) if len(rows) else pd.Series([], dtype="datetime64[ns]")
-    undated = updated.isna()
+    updated, future, times = _capped(rows["updated_at"], tz, start) if len(rows) else \
+        (pd.Series([], dtype="datetime64[ns]"), pd.Series([], dtype=bool), {})
+    undated = updated.isna() | future  # a time after the run's start tells nothing: the values do
     hashes = index.row_hash(rows, columns, undated)
-    changed = (updated > wm) | nk.isin(new | recount | fetch)
+    changed = ((updated > wm) & ~future) | nk.isin(new | recount | fetch)
     maybe = undated & ~changed
     if maybe.any():  # unchanged when the index holds this row's values under its number
         held = idx.take(idx.having("key", sorted(set(nk[maybe]))), ["key", index.ROW])
@@ -335,7 +383,7 @@ def _read_night(r, spec: specs.Spec, columns: list[str], idx: index.Index, wm: p
         changed |= maybe & ~pd.MultiIndex.from_arrays([nk, hashes.astype(np.uint64)]).isin(seen)
     redo = nk.isin(set(nk[changed])).to_numpy()
     return _Night(rows[redo].reset_index(drop=True), gone, len(keys), updated[redo].reset_index(drop=True),
-                  hashes[redo].reset_index(drop=True), set(nk[redo]))
+                  hashes[redo].reset_index(drop=True), set(nk[redo]), times)
 
 
 def _persist(store: AuditStore, run: RunContext, source: str, result: engine.DedupResult,

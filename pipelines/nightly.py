@@ -14,7 +14,7 @@ its watermarks held, and the next night assesses it before reading anything (``N
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +23,13 @@ from healthqa.config import Config
 from healthqa.connectors.readers import TableCheck
 from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError, SourceUnreachable
-from healthqa.reports import run_report
+from healthqa.reports import deliver
 from healthqa.reports.assess import Assessment, assess_pending, assess_run
-from healthqa.reports.publish import Delivery, publish_run
+from healthqa.reports.deliver import Published
+from healthqa.reports.publish import Delivery
 from healthqa.store import AuditStore, RunContext
 
+from .dedup import notes as dedup_notes
 from .dedup import run_dedup
 from .nightly_lock import nightly_lock
 from .scope import suite_tables
@@ -68,6 +70,8 @@ class NightlyResult:
     caught_up: list[Assessment] = field(default_factory=list)  # earlier nights assessed first (``Night.catch_up``)
     report: Path | None = None
     deliveries: list[Delivery] = field(default_factory=list)
+    retried: list[Published] = field(default_factory=list)  # earlier runs' undelivered publishing, sent again
+    notes: list[str] = field(default_factory=list)  # said on the run without making it partial
 
     @property
     def exit_code(self) -> int:
@@ -164,8 +168,13 @@ class Night:
 
     def deduplicated(self, summary: DedupSummary) -> None:
         self.res.dedup = summary
-        if summary.stats.get("institution_levels"):  # part of the scan's work was done without the register
-            self.run.problem(f"dedup: {summary.stats['institution_levels']}")
+        st = summary.stats
+        if st.get("institution_levels"):  # part of the scan's work was done without the register
+            self.run.problem(f"dedup: {st['institution_levels']}")
+        if st.get("index_error"):  # the scan's results stand; the next night reads the whole MPI
+            self.run.problem(f"dedup: {st['index_error']}")
+            self.res.failures["dedup"] = st["index_error"]
+        self.res.notes += [n for n in dedup_notes(st) if n != st.get("index_error")]
 
     def person_source(self) -> str | None:
         src = self.cfg.source_of("person")
@@ -195,11 +204,20 @@ class Night:
                     f"{type(e).__name__}: {e}", "run_incomplete", "*")
 
     def finish(self) -> NightlyResult:
-        """After the run is closed: its report, then publishing (which never fails the night)."""
+        """After the run is closed: its report, then publishing, then what earlier nights could not
+        deliver. Publishing never fails the night: what it could not deliver makes the run
+        ``partial`` with the reason (``reports/deliver.py``) and is tried again by the next night."""
         self.res.status = "partial" if self.run.problems else "success"
-        if self.res.assessment is not None:
-            self.res.report = run_report.write(self.cfg, self.store, self.run.id, self.cfg.reports.out_dir).html
-            self.res.deliveries = publish_run(self.cfg, self.store, self.run.id, self.res.assessment.summary())
+        if self.res.notes:
+            with suppress(Exception):  # a remark on the run; the terminal says it too
+                self.store.runs.note(self.run.id, "; ".join(self.res.notes))
+        a = self.res.assessment
+        mine, self.res.retried = deliver.after_night(self.cfg, self.store, self.run.id, a.summary() if a else None)
+        if mine is not None:
+            self.res.report, self.res.deliveries = mine.report, mine.deliveries
+            if mine.undelivered:
+                self.res.status = "partial"
+                self.res.failures["publish"] = mine.reason()
         return self.res
 
     # -- what could not run ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from healthqa import clock
 from healthqa.store.findings import FindingRow
 
 from .findings import location
+from .render import whole_file
 
 log = logging.getLogger("healthqa.reports.publish")
 
@@ -60,14 +61,15 @@ def export(findings: Iterable[FindingRow], path: str | Path) -> Path:
     Chinese text right), chosen by the file's suffix."""
     path = Path(path)
     docs = [finding_doc(f) for f in findings]
-    if path.suffix.lower() == ".csv":
-        with path.open("w", newline="", encoding="utf-8-sig") as fh:
-            w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
-            w.writeheader()
-            for d in docs:
-                w.writerow({**d, "examples": " ".join(map(str, d["examples"] or []))})
-    else:
-        path.write_text(json.dumps(docs, ensure_ascii=False, indent=1), encoding="utf-8")
+    with whole_file(path) as tmp:  # never a half export under its name
+        if path.suffix.lower() == ".csv":
+            with tmp.open("w", newline="", encoding="utf-8-sig") as fh:
+                w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+                w.writeheader()
+                for d in docs:
+                    w.writerow({**d, "examples": " ".join(map(str, d["examples"] or []))})
+        else:
+            tmp.write_text(json.dumps(docs, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
@@ -158,11 +160,14 @@ def _t(v: datetime | None) -> str:
     return clock.shown(v)
 
 
-def publish_run(cfg, store, run_id: int, summary: Mapping) -> list[Delivery]:
-    """Send a run's findings where the configuration says (``reports.webhook``, ``reports.mail``)."""
+def publish_run(cfg, store, run_id: int, summary: Mapping, channels: Iterable[str] = ("webhook", "email")
+                ) -> list[Delivery]:
+    """Send a run's findings where the configuration says (``reports.webhook``, ``reports.mail``),
+    over ``channels`` of them (a retry sends again only what was not delivered)."""
     out: list[Delivery] = []
     events = store.findings.events_of_run(run_id)
-    hook, mail = cfg.reports.webhook, cfg.reports.mail
+    hook = cfg.reports.webhook if "webhook" in channels else None
+    mail = cfg.reports.mail if "email" in channels else None
     if hook is not None:
         out.append(post_webhook(hook.url, run_payload(run_id, summary, events), hook.secret, attempts=hook.attempts,
                                 timeout_s=hook.timeout_s))

@@ -4,6 +4,9 @@ refused any URL, so that a report can never reach the network."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,8 +39,22 @@ def to_pdf(page: str, path: str | Path) -> Path:
     except (ImportError, OSError) as e:  # OSError: Pango or its fonts missing on this machine
         raise HealthqaError(f"PDF: WeasyPrint is not usable here ({' '.join(str(e).split())[:200]}); "
                             "install weasyprint and Debian's libpango-1.0-0 and fonts-noto-cjk") from None
-    HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(path))
+    with whole_file(Path(path)) as tmp:
+        HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(tmp))
     return Path(path)
+
+
+@contextmanager
+def whole_file(path: Path) -> Iterator[Path]:
+    """A file under its final name only once it is whole: written to a temporary file in the same
+    folder, then renamed over it (a full disk leaves neither a 0-byte nor a half report, and an
+    earlier report of the same name stays as it was)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -52,5 +69,6 @@ def write(template: str, context: dict, out_dir: str | Path, stem: str, pdf: boo
     out.mkdir(parents=True, exist_ok=True)
     page = html(template, context)
     path = out / f"{stem}.html"
-    path.write_text(page, encoding="utf-8")
+    with whole_file(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return Written(path, to_pdf(page, out / f"{stem}.pdf") if pdf else None)

@@ -337,6 +337,12 @@ class Review:
         with self._store.session() as s:
             s.add(AuditLog(at=now(), user_name=user, action=action, subject=subject, detail=detail))
 
+    def logged(self, action: str, limit: int = 200) -> list[dict]:
+        """The newest entries of one ``action`` (e.g. ``publish``), newest first."""
+        q = select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(limit)
+        with self._store.session() as s:
+            return [{"at": a.at, "subject": a.subject, "detail": a.detail} for a in s.execute(q).scalars()]
+
     def failures_since(self, name: str, since: datetime) -> list[datetime]:
         """Times of failed log-ins of ``name`` after ``since`` and after its last successful one."""
         with self._store.session() as s:

@@ -200,6 +200,22 @@ class Runs:
         done = f"评估已补做 assessed later ({by})"
         row.message = f"{row.message}; {done}"[:MESSAGE_CHARS] if row.message else done
 
+    def note(self, run_id: int, what: str, *, partial: bool = False, scope: dict | None = None) -> None:
+        """What was learned about a run after it was recorded — its report or index could not be
+        written, it read more than it had to — added to its message (``healthqa runs`` shows it).
+        ``partial``: a ``success`` run did not deliver everything and becomes ``partial`` (its results
+        and watermarks stand). ``scope``: keys merged into its scope."""
+        with self._store.session() as s:
+            row = s.get(Run, run_id)
+            if row is None:
+                return
+            what = " ".join(str(what).split())
+            row.message = (f"{row.message}; {what}" if row.message else what)[:MESSAGE_CHARS]
+            if partial and row.status == "success":
+                row.status = "partial"
+            if scope:
+                row.scope = {**(row.scope or {}), **scope}  # a new document: JSON columns track assignment
+
     def get(self, run_id: int) -> RunRecord | None:
         with self._store.session() as s:
             row = s.get(Run, run_id)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from healthqa.config import load
 from healthqa.store import AuditStore
@@ -38,7 +39,7 @@ def dedup(
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
     from healthqa.dedup.merge import accepted_merges
-    from healthqa.pipelines.dedup import run_dedup
+    from healthqa.pipelines.dedup import notes, run_dedup
 
     writable_file(json_out, "--json")
     cfg = load(config)
@@ -50,6 +51,8 @@ def dedup(
         merges = accepted_merges(store, run.source) if merge_instructions else None
     for t in render.dedup_tables(run, truth):
         app.out.print(t)
+    for note in notes(run.result.stats):  # a whole MPI read and why, an index not written, odd times
+        app.out.print(Text(f"注意 note: {note}", style="yellow"))
     if json_out:
         run.write_json(json_out)
         app.out.print(f"JSON: {json_out}", highlight=False)

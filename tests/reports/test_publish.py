@@ -135,3 +135,30 @@ def test_exports(tmp_path):
         table = list(csv.DictReader(fh))
     assert table[1]["level"] == "提示" and table[1]["examples"] == "A B" and table[0]["title_zh"] == "主索引无法连接"
     assert table[0]["response_due_at"] == "2026-11-25T04:00:00+08:00"  # the instant, with the platform's offset
+
+
+def test_a_report_on_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):
+    """A report or export is under its name only once whole: a full disk while writing leaves no
+    0-byte file and no temporary file, and an earlier report of the same name stays as it was."""
+    import errno
+    from pathlib import Path
+
+    from healthqa.reports import render
+
+    real = Path.write_text
+
+    def full(self, *a, **kw):
+        Path(self).touch()
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    (tmp_path / "run-3.html").write_text("the earlier report", encoding="utf-8")
+    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(render, "html", lambda template, context: "<html>page</html>")
+    for stem in ("run-1", "run-3"):
+        with pytest.raises(OSError):
+            render.write("run.html.j2", {}, tmp_path, stem)
+    with pytest.raises(OSError):
+        publish.export([finding()], tmp_path / "findings.json")
+    monkeypatch.setattr(Path, "write_text", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-3.html"]
+    assert (tmp_path / "run-3.html").read_text(encoding="utf-8") == "the earlier report"
