@@ -354,3 +354,25 @@ def test_data_docs_work_offline(tmp_path):
         local = re.findall(r'<(?:script|link)\b[^>]*(?:src|href)="([^"#]+\.(?:js|css))"', html)
         assert any("vendor/jquery" in u for u in local) and any("vendor/bootstrap-4.3.1.min.css" in u for u in local)
         assert all((page.parent / u).is_file() for u in local), page.name
+
+
+def test_a_kept_graph_judges_each_batch_by_its_own_context():
+    """A table's rules are compiled into GE's graph once per thread and kept for the next validation
+    of the same rules (a night validates the same tables as the night before): the kept graph must
+    read the new batch's rows and the new validation's reference data, never the earlier ones."""
+    from healthqa.expectations import gx_bridge
+
+    rule = next(r for r in RULES if r.id == "OPV-ARCHIVE-EXISTS")
+    rows = pd.DataFrame({"visit_id": ["V1", "V2", "V3"], "archive_id": ["A1", "A2", "B1"]})
+    graphs = gx_bridge._built_graphs()
+
+    def violating(known: set[str], df: pd.DataFrame) -> list:
+        ctx = RuleContext(as_of=pd.Timestamp("2026-11-25"), references={"person.archive_id": known})
+        (r,) = validate_frame(df, "outpatient_visit", [rule], ctx, all_keys=True)
+        return sorted(r.violating_keys or [])
+
+    assert violating({"A1", "A2"}, rows) == ["V3"]
+    kept = len(graphs)
+    assert violating({"B1"}, rows) == ["V1", "V2"]  # the second validation's references
+    assert violating({"B1"}, rows.iloc[:1]) == ["V1"]  # and its rows
+    assert len(graphs) == kept  # one graph served all three
