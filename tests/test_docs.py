@@ -246,7 +246,7 @@ def _named_tests(text: str) -> list[tuple[str, str]]:
     return NAMED_TEST.findall(text)
 
 
-@pytest.mark.parametrize("page", [CLI, DOCS / "promises.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [CLI, DOCS / "promises.md", ROOT / "README.md"], ids=lambda p: p.name)
 def test_every_test_a_document_names_exists(page):
     named = _named_tests(page.read_text("utf-8"))
     assert len(named) > 10
