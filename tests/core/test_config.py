@@ -256,9 +256,8 @@ def _refused_by_every_spelling(tmp_path, monkeypatch, source: str, host: str, po
     eng.dispose()
     monkeypatch.setenv("MPI_DB_URL", source)
     reached = []
-    for spelling in _host_spellings():
+    for spelling in [h for h in _host_spellings() if h != host]:
         store = source.replace(f"@{host}:{port}/", f"@{spelling}:{port}/")
-        assert store != source
         msg = error_of(tmp_path, GOOD.replace("sqlite:///audit.db", store))
         assert msg == f"{tmp_path / 'healthqa.yml'}: store.url: 审计库不能是数据源 mpi 的数据库，与 sources.mpi.url " \
                       f"是同一个库 (the audit store must not be the database of source mpi: it is the database of " \
