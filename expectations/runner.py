@@ -259,11 +259,10 @@ class Validation:
             in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
                                 np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
         for r in self.table_rules:  # one at a time, each on groups of its partition key's values
-            ev = self._evaluate_whole(r)
-            if ev.error:
-                self.tallies[r.id].error = ev.error
+            applies, violates, error = self._evaluate_whole(r)
+            if error:
+                self.tallies[r.id].error = error
                 continue
-            applies, violates = ev.applies, ev.violates
             for lo, hi, frame in self._kept.slices([self.t.key, self.t.org, *r.columns], TABLE_RULE_ROWS):
                 # tallied in reading order: the same sample keys and examples as one pass over the table
                 part = gx_bridge.Evaluation(pd.Series(applies[lo:hi]), pd.Series(violates[lo:hi]), None, None)
@@ -273,8 +272,8 @@ class Validation:
         self._keys = {}
         return dict(self.tallies)
 
-    def _evaluate_whole(self, r: Rule) -> gx_bridge.Evaluation:
-        """A whole-table rule's outcome for every kept row (NumPy booleans), or its error. Rows whose
+    def _evaluate_whole(self, r: Rule) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """A whole-table rule's outcome for every kept row (applies, violates), or its error. Rows whose
         partition keys differ never change each other's outcome, so the rows are evaluated in groups
         of keys (a hash's remainder) of about TABLE_RULE_ROWS rows each: only a group's columns and
         conversions are ever made whole, whatever the table's size."""
@@ -292,14 +291,14 @@ class Validation:
             cache = {} if self.scoped else self._carried_cache(mask)
             ev = plan.run(frame, replace(self.ctx, cache=cache))[r.id]
             if ev.error:
-                return ev
+                return applies, violates, ev.error
             rows = slice(None) if mask is None else np.flatnonzero(mask)
             applies[rows] = np.asarray(ev.applies, dtype=bool)
             violates[rows] = np.asarray(ev.violates, dtype=bool)
             del frame, cache, ev
             if groups > 1:  # the group's text conversions hold reference cycles (see _collect)
                 gc.collect()
-        return gx_bridge.Evaluation(applies, violates, None, None)  # type: ignore[arg-type]
+        return applies, violates, None
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
         t = self.t

@@ -10,6 +10,7 @@ so a configuration naming distinct databases never waits on DNS.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import socket
@@ -57,8 +58,8 @@ def database_identity(url: str | None = None, odbc: str | None = None) -> tuple 
             return ("sqlite", str(p.resolve()))
     backend = "mysql" if backend == "mariadb" else backend
     # libpq and the MySQL drivers also take the host from the query (?host=/run/postgresql)
-    host = u.host or u.query.get("host") or u.query.get("unix_socket") or ""
-    host = host[0] if isinstance(host, tuple) else host
+    given = u.host or u.query.get("host") or u.query.get("unix_socket") or ""
+    host = given[0] if isinstance(given, tuple) else given
     return (backend, host.lower(), u.port or DEFAULT_PORTS.get(backend), u.database)
 
 
@@ -87,7 +88,7 @@ def addresses(host: str) -> frozenset[str]:
     if not host or host.startswith("/") or host == "localhost":  # no host: a local socket
         return frozenset({THIS_MACHINE})
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError):
         return frozenset({host})
     local = local_addresses()
@@ -107,17 +108,13 @@ def addresses(host: str) -> frozenset[str]:
 def local_addresses() -> frozenset:
     """The addresses of this machine's own interfaces, and those its name resolves to."""
     found: set[str] = set()
-    try:
-        import psutil
+    with contextlib.suppress(Exception):  # interfaces unreadable: the host's name below still counts
+        import psutil  # type: ignore[import-untyped]
 
         found |= {a.address for addrs in psutil.net_if_addrs().values() for a in addrs
                   if a.family in (socket.AF_INET, socket.AF_INET6)}
-    except Exception:  # noqa: BLE001 - interfaces unreadable: the host's name below still counts
-        pass
-    try:
-        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
-    except (OSError, UnicodeError):
-        pass
+    with contextlib.suppress(OSError, UnicodeError):
+        found |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
     return frozenset(ip for ip in map(_ip, found) if ip is not None)
 
 
