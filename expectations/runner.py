@@ -196,7 +196,13 @@ class Validation:
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
         """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
         (a million ID numbers normalised and checked once, by the per-row rules, not again at the
-        end). Which they read is learnt on the first chunk by running those rules' types on it."""
+        end). Which they read is learnt on the first chunk by running those rules' types on it.
+        Only while the table fits in one group of TABLE_RULE_ROWS: beyond, they would be kept for
+        every row (about 100 bytes a row for the MPI's), so each group converts its own rows again
+        instead (time for memory: the peak then follows the group, not the table)."""
+        if self.rows + len(chunk) > TABLE_RULE_ROWS:
+            self._carried = {}
+            return
         if self._carried is None:
             reads = _Reads(chunk_ctx.cache)
             probe = replace(chunk_ctx, cache=reads)
