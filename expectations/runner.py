@@ -33,7 +33,7 @@ EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values 
 EXAMPLES_MAX = 200
 # rows a whole-table rule is evaluated on at once, about: a bigger table is evaluated in groups of
 # its partition key's values (RuleType.partition), so its peak memory follows this, not the table
-TABLE_RULE_ROWS = 200_000
+TABLE_RULE_ROWS = 100_000
 
 
 @dataclass
