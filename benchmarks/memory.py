@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,13 +119,17 @@ def main() -> None:
     ap.add_argument("--pg", default=None, help="a PostgreSQL admin URL; a temporary database is made there")
     ap.add_argument("--only", nargs="*", default=None, help="measure only these sources (sqlite csv excel "
                     "postgresql odbc validate)")
+    ap.add_argument("--dir", default=None, help="generate the platform here once and reuse it (default: a "
+                    "temporary folder)")
     a = ap.parse_args()
 
     import healthqa
 
     with tempfile.TemporaryDirectory() as d:
-        folder = Path(d)
-        healthqa.generate_demo(folder, healthqa.DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))
+        folder = Path(a.dir or d)
+        if not (folder / "healthqa.yml").exists():
+            healthqa.generate_demo(folder, healthqa.DemoOptions(persons=a.persons, as_of=datetime(2026, 11, 25)))
+        shutil.rmtree(folder / "csv", ignore_errors=True)  # the extracts of an earlier measurement
         cols, n = extracts(folder, a.excel_rows if not a.only or "excel" in a.only else 0)
         kinds = {
             "sqlite": {"kind": "sqlalchemy", "url": f"sqlite:///{folder / 'mpi.db'}",

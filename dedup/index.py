@@ -116,7 +116,15 @@ def identity(cfg: Config, source: str, spec: Spec) -> str:
 
 def path(folder: Path, source: str, ident: str) -> Path:
     """The index's folder in the data directory."""
-    return folder / f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-{ident[:16]}"
+    return folder / f"dedup-index-{_file_part(source)}-{ident[:16]}"
+
+
+def _file_part(source: str) -> str:
+    """A source's name as part of a file name: letters, digits and ``_.-``; a name too long for a
+    file name (255 bytes with the rest; sources may be named by 255 characters) is cut, with a hash
+    of the whole name so that two long names never share an index."""
+    name = re.sub(r'[^A-Za-z0-9_.-]', '_', source)
+    return name if len(name) <= 200 else f"{name[:64]}-{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def row_hash(df: pd.DataFrame, columns: list[str], which: pd.Series | None = None) -> pd.Series:
@@ -355,7 +363,8 @@ def _commit(folder: Path, manifest: dict) -> None:
 def remove_legacy(cfg: Config, folder: Path, source: str) -> None:
     """Delete the indexes earlier releases left: beside the configuration (world-readable), and
     the single Parquet files of the data directory."""
-    if cfg.path is not None:
-        (cfg.path.parent / LEGACY.format(source=source)).unlink(missing_ok=True)
+    legacy = LEGACY.format(source=source)
+    if cfg.path is not None and len(legacy.encode()) <= 255:  # a longer name never had a file
+        (cfg.path.parent / legacy).unlink(missing_ok=True)
     for f in folder.glob(f"dedup-index-{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}-*.parquet"):
         f.unlink(missing_ok=True)

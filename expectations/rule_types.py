@@ -130,6 +130,10 @@ class RuleType:
     # the whole table's columns, not chunk by chunk (runner.Validation)
     whole_table: bool = False
     typed: bool = True  # the function receives the model (False: a plugin's older form, the suite's dict)
+    # a whole-table type's partition key ``(df, params, ctx) -> Series``: rows of different keys never
+    # change each other's outcome, so the runner evaluates the type on groups of keys at a time
+    # (bounded memory on a big table); None: on the whole table at once
+    partition: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None
 
     @property
     def domain(self) -> tuple[str, ...]:
@@ -161,7 +165,8 @@ def _camel(name: str) -> str:
 
 def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, ...] = (), *,
               params: type[RuleParams] | None = None, expectation: str | None = None,
-              optional: tuple[str, ...] = (), whole_table: bool = False) -> Callable[[Any], Any]:
+              optional: tuple[str, ...] = (), whole_table: bool = False,
+              partition: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None) -> Callable[[Any], Any]:
     """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
     whose instances are such callables. ``params`` is the model of its parameters (a ``RuleParams``;
     its ``Column`` fields are the column parameters, ``OptionalColumn`` ones may be left out); a type
@@ -171,7 +176,8 @@ def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, .
     ``references``: the reference data it needs (providers: references.py). ``expectation`` is the
     type's GE class name (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one
     is made from the name. ``whole_table``: a row's outcome depends on other rows of the table (a
-    validation read in chunks keeps the type's columns and evaluates it once at the end).
+    validation read in chunks keeps the type's columns and evaluates it once at the end);
+    ``partition``: its key (see ``RuleType.partition``), receiving the model.
     A name is registered once: a second, different type of the same name is an error naming both."""
     model: type[BaseModel]
     if params is not None:
@@ -191,7 +197,7 @@ def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, .
         fn = impl() if isinstance(impl, type) else impl
         REGISTRY[name] = RuleType(name, fn, model, columns, references, (impl.__doc__ or "").strip(),
                                   expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin,
-                                  whole_table, typed=params is not None)
+                                  whole_table, typed=params is not None, partition=partition)
         return impl
     return register
 
@@ -364,7 +370,8 @@ def between(df: pd.DataFrame, p: BetweenParams, ctx: RuleContext) -> Outcome:
 
 
 @rule_type("unique", params=ColumnParams, whole_table=True,
-           expectation="ExpectColumnValuesToBeUniqueText")
+           expectation="ExpectColumnValuesToBeUniqueText",
+           partition=lambda df, p, ctx: _Cols(df, ctx).text(p.column))
 def unique(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """No two rows share the value (every row of a shared value violates)."""
     t = _Cols(df, ctx).text(p.column)
@@ -464,7 +471,8 @@ class OneActiveParams(RuleParams):
 
 
 @rule_type("one_active_per_id_number", params=OneActiveParams, whole_table=True,
-           expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId")
+           expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId",
+           partition=lambda df, p, ctx: _Cols(df, ctx).ids(p.id, p.id_type)[1])
 def one_active_per_id(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> Outcome:
     """At most one active archive (status 1) per normalised valid ID number: each sharer violates."""
     c = _Cols(df, ctx)
@@ -906,7 +914,8 @@ class IntervalParams(RuleParams):
 
 
 @rule_type("interval_at_most", params=IntervalParams, whole_table=True,
-           expectation="ExpectMulticolumnValuesToHaveIntervalsAtMost")
+           expectation="ExpectMulticolumnValuesToHaveIntervalsAtMost",
+           partition=lambda df, p, ctx: _Cols(df, ctx).text(p.archive))
 def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> Outcome:
     """Consecutive records of one person and group are at most ``days`` apart (the later one
     violates; a first record has no interval). Meaningful on complete histories."""

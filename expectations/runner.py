@@ -13,6 +13,7 @@ import contextlib
 import gc
 import heapq
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,6 +31,9 @@ from .suite import Rule
 SAMPLE_KEYS = 50  # the smallest keys of the violating rows: the same whatever order or partition they came in
 EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values masked
 EXAMPLES_MAX = 200
+# rows a whole-table rule is evaluated on at once, about: a bigger table is evaluated in groups of
+# its partition key's values (RuleType.partition), so its peak memory follows this, not the table
+TABLE_RULE_ROWS = 100_000
 
 
 @dataclass
@@ -133,6 +137,10 @@ class Validation:
             [self.t.key, *([self.t.org] if self.t.org else []), *match_columns,
              *(c for r in table_rules for c in r.columns)]) if c in self.columns] if table_rules else []
         self._kept = _Columns(self.narrow_columns)
+        # per whole-table rule, chunk by chunk: a 64-bit hash of each kept row's partition key (None:
+        # the type has none, or it failed: that rule is evaluated on the whole table at once)
+        self._keys: dict[str, list[np.ndarray] | None] = {
+            r.id: [] if rule_types.get(r.type).partition else None for r in table_rules}
         self._scoped_rows: list[np.ndarray] = []  # scoped run: hashes of the scoped rows' narrow values
         self._reference_rows: list[np.ndarray] = []
         self.rows = 0
@@ -162,13 +170,14 @@ class Validation:
                 self._scoped_rows.append(_row_hashes(chunk[self.narrow_columns]))
             else:
                 self._kept.add(chunk)
+        chunk_ctx = replace(self.ctx, cache={})
         if self.row_plan.rules:
-            chunk_ctx = replace(self.ctx, cache={})
             evaluations = self.row_plan.run(chunk, chunk_ctx)
             self._tally(chunk, evaluations, self.rows)
             del evaluations
-            if self.table_rules and not self.scoped:
-                self._carry(chunk, chunk_ctx)
+        if self.table_rules and not self.scoped:
+            self._carry(chunk, chunk_ctx)
+            self._partition_keys(chunk, chunk_ctx)
         self.rows += len(chunk)
         self._collect()
 
@@ -187,7 +196,13 @@ class Validation:
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
         """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
         (a million ID numbers normalised and checked once, by the per-row rules, not again at the
-        end). Which they read is learnt on the first chunk by running those rules' types on it."""
+        end). Which they read is learnt on the first chunk by running those rules' types on it.
+        Only while the table fits in one group of TABLE_RULE_ROWS: beyond, they would be kept for
+        every row (about 100 bytes a row for the MPI's), so each group converts its own rows again
+        instead (time for memory: the peak then follows the group, not the table)."""
+        if self.rows + len(chunk) > TABLE_RULE_ROWS:
+            self._carried = {}
+            return
         if self._carried is None:
             reads = _Reads(chunk_ctx.cache)
             probe = replace(chunk_ctx, cache=reads)
@@ -203,11 +218,26 @@ class Validation:
             parts.append([_compact(v) for v in (value if isinstance(value, tuple) else (value,))]
                          + [isinstance(value, tuple)])
 
-    def _carried_cache(self) -> dict:
+    def _partition_keys(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
+        """Hash each row's partition key for every whole-table rule that has one (the conversions it
+        reads were mostly made by the per-row rules already): 8 bytes a row, where the rule's own
+        columns are kept compactly beside it."""
+        for r in self.table_rules:
+            parts = self._keys.get(r.id)
+            if parts is None:
+                continue
+            try:
+                key = rule_types.get(r.type).partition(chunk, r.typed_params, chunk_ctx)  # type: ignore[misc]
+                parts.append(pd.util.hash_array(np.asarray(key, dtype=object), categorize=False))
+            except Exception:  # noqa: BLE001 - the rule is then evaluated whole; its own errors are its result's
+                self._keys[r.id] = None
+
+    def _carried_cache(self, mask: np.ndarray | None = None) -> dict:
+        """The carried conversions over all the rows, or over the rows of ``mask``."""
         out = {}
         for key, parts in (self._carried or {}).items():
             if sum(len(p[0]) for p in parts) == self.rows:  # every chunk's part is there
-                cols = [_whole([p[i] for p in parts]) for i in range(len(parts[0]) - 1)]
+                cols = [_whole([p[i] for p in parts], mask) for i in range(len(parts[0]) - 1)]
                 out[key] = tuple(cols) if parts[0][-1] else cols[0]
         return out
 
@@ -217,6 +247,7 @@ class Validation:
         chunk = chunk.reset_index(drop=True)
         self._reference_rows.append(_row_hashes(chunk[self.narrow_columns]))
         self._kept.add(chunk)
+        self._partition_keys(chunk, replace(self.ctx, cache={}))
 
     def results(self) -> list[RuleResult]:
         if not self.rows:  # an empty table: every rule runs on no row, as on any table
@@ -233,14 +264,47 @@ class Validation:
         if self.table_rules and self.scoped:
             in_scope = _matched(np.concatenate(self._reference_rows or [np.array([], "uint64")]),
                                 np.concatenate(self._scoped_rows or [np.array([], "uint64")]))
-        carried = {} if self.scoped else self._carried_cache()
+        for r in self.table_rules:  # one at a time, each on groups of its partition key's values
+            applies, violates, error = self._evaluate_whole(r)
+            if error:
+                self.tallies[r.id].error = error
+                continue
+            for lo, hi, frame in self._kept.slices([self.t.key, self.t.org, *r.columns], TABLE_RULE_ROWS):
+                # tallied in reading order: the same sample keys and examples as one pass over the table
+                part = gx_bridge.Evaluation(pd.Series(applies[lo:hi]), pd.Series(violates[lo:hi]), None, None)
+                self._tally(frame, {r.id: part}, lo, None if in_scope is None else in_scope[lo:hi])
         self._carried = None
-        for r in self.table_rules:  # one at a time, each with only its columns made whole
-            frame = self._kept.frame([self.t.key, self.t.org, *r.columns])
-            self._tally(frame, gx_bridge.Plan([r]).run(frame, replace(self.ctx, cache=dict(carried))), 0, in_scope)
-            del frame
         self._kept = _Columns([])
+        self._keys = {}
         return dict(self.tallies)
+
+    def _evaluate_whole(self, r: Rule) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """A whole-table rule's outcome for every kept row (applies, violates), or its error. Rows whose
+        partition keys differ never change each other's outcome, so the rows are evaluated in groups
+        of keys (a hash's remainder) of about TABLE_RULE_ROWS rows each: only a group's columns and
+        conversions are ever made whole, whatever the table's size."""
+        n = self._kept.rows
+        parts = self._keys.get(r.id)
+        hashes = np.concatenate(parts) if parts and sum(map(len, parts)) == n else None
+        groups = 1 if hashes is None else max(1, -(-n // TABLE_RULE_ROWS))
+        group = None if groups == 1 else (hashes % np.uint64(groups)).astype(np.uint32)  # type: ignore[operator]
+        del hashes
+        applies, violates = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        plan = gx_bridge.Plan([r])
+        for g in range(groups):
+            mask = None if group is None else group == g
+            frame = self._kept.frame([self.t.key, self.t.org, *r.columns], mask)
+            cache = {} if self.scoped else self._carried_cache(mask)
+            ev = plan.run(frame, replace(self.ctx, cache=cache))[r.id]
+            if ev.error:
+                return applies, violates, ev.error
+            rows = slice(None) if mask is None else np.flatnonzero(mask)
+            applies[rows] = np.asarray(ev.applies, dtype=bool)
+            violates[rows] = np.asarray(ev.violates, dtype=bool)
+            del frame, cache, ev
+            if groups > 1:  # the group's text conversions hold reference cycles (see _collect)
+                gc.collect()
+        return applies, violates, None
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
         t = self.t
@@ -409,8 +473,16 @@ def _compact(s):
     return np.array(s, copy=True)
 
 
-def _whole(pieces: list) -> pd.Series:
-    """The compact pieces of a column, chunk after chunk, as one Series over all the rows."""
+def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
+    """The compact pieces of a column, chunk after chunk, as one Series over all the rows (over the
+    rows of ``mask``, a boolean per row of all the pieces, when given)."""
+    if mask is not None:
+        taken, at = [], 0
+        for p in pieces:
+            m = mask[at:at + len(p)]
+            at += len(p)
+            taken.append(p.filter(pa.array(m)) if isinstance(p, pa.Array) else p[m])
+        pieces = taken
     parts = [pd.Series(p.to_numpy(zero_copy_only=False), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
              for p in pieces]
     return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
@@ -422,14 +494,36 @@ class _Columns:
 
     def __init__(self, names: list[str]):
         self.pieces: dict[str, list] = {c: [] for c in names}
+        self.lengths: list[int] = []  # rows of each chunk kept
 
     def add(self, chunk: pd.DataFrame) -> None:
         for c, pieces in self.pieces.items():
             pieces.append(_compact(chunk[c]))
+        self.lengths.append(len(chunk))
 
-    def frame(self, columns) -> pd.DataFrame:
-        """The kept ``columns`` (those of them that were kept) as one frame of all the rows."""
-        return pd.DataFrame({c: _whole(self.pieces[c]) for c in dict.fromkeys(columns) if c in self.pieces})
+    @property
+    def rows(self) -> int:
+        return sum(self.lengths)
+
+    def frame(self, columns, mask: np.ndarray | None = None) -> pd.DataFrame:
+        """The kept ``columns`` (those of them that were kept) as one frame of all the rows, or of
+        the rows of ``mask``."""
+        return pd.DataFrame({c: _whole(self.pieces[c], mask) for c in dict.fromkeys(columns) if c in self.pieces})
+
+    def slices(self, columns, rows: int) -> Iterator[tuple[int, int, pd.DataFrame]]:
+        """The kept ``columns`` in order, as frames of whole chunks of about ``rows`` rows at least:
+        (first row, row after the last, frame)."""
+        names = [c for c in dict.fromkeys(columns) if c in self.pieces]
+        i = lo = 0
+        while i < len(self.lengths) or lo == 0:
+            j, hi = i, lo
+            while j < len(self.lengths) and (j == i or hi - lo < rows):
+                hi += self.lengths[j]
+                j += 1
+            yield lo, hi, pd.DataFrame({c: _whole(self.pieces[c][i:j]) for c in names})
+            if j >= len(self.lengths):
+                return
+            i, lo = j, hi
 
 
 def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray) -> list[dict]:

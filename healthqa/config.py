@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from . import canonical, clock
+from .db_identity import database_identity, same_database
 from .errors import ConfigError, SourceError
 
 # A configuration is a few hundred values; far more after expanding its YAML aliases is an alias bomb
@@ -465,62 +466,31 @@ def _resolve_paths(cfg: Config, base: Path) -> list[str]:
     return errors
 
 
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
-_LOCAL = {"localhost", "127.0.0.1", "::1", ""}
+SOURCE_NAME_MAX = 255  # characters of a source's name the audit store holds (store/models.py)
 
 
-def _database_identity(url: str | None = None, odbc: str | None = None) -> tuple | None:
-    """What names one database, whatever the driver, user or spelling: the same SQLite file (by its
-    device and inode when it exists, else its resolved path), or backend, host, port and database.
-    ``None`` when it cannot be told (a DSN, an in-memory database)."""
-    if odbc:
-        kv = {k.strip().lower(): v.strip().strip("{}") for k, _, v in
-              (part.partition("=") for part in odbc.split(";")) if k.strip()}
-        driver = kv.get("driver", "").lower()
-        backend = next((b for b in ("postgresql", "mariadb", "mysql", "oracle") if b in driver), None)
-        host = kv.get("server") or kv.get("servername") or kv.get("host")
-        db = kv.get("database") or kv.get("db")
-        if not (backend and db):
-            return None
-        backend = "mysql" if backend == "mariadb" else backend
-        port = int(kv.get("port") or _DEFAULT_PORTS[backend])
-        host = (host or "").lower()
-        return (backend, "local" if host in _LOCAL else host, port, db)
-    if not url:
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        u = make_url(url)
-    except ArgumentError:
-        return None  # a malformed URL is reported where it is used
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        db = (u.database or "").removeprefix("file:").split("?")[0]
-        if not db or db == ":memory:":
-            return None
-        p = Path(db)
-        try:
-            st = p.stat()
-            return ("sqlite", st.st_dev, st.st_ino)
-        except OSError:
-            return ("sqlite", str(p.resolve()))
-    backend = "mysql" if backend == "mariadb" else backend
-    host = (u.host or "").lower()
-    return (backend, "local" if host in _LOCAL else host, u.port or _DEFAULT_PORTS.get(backend), u.database)
+def _source_names_fit(cfg: Config) -> list[str]:
+    """A source's name is stored with every result, finding and watermark of it: a longer one than the
+    store's columns hold would be refused by a PostgreSQL store the first time a result is written."""
+    return [f"sources.{name[:40]}…: 数据源名称过长，{len(name)} 个字符，最多 {SOURCE_NAME_MAX} 个 "
+            f"(a source's name is at most {SOURCE_NAME_MAX} characters, this one has {len(name)})"
+            for name in cfg.sources if len(name) > SOURCE_NAME_MAX]
 
 
 def _store_is_not_a_source(cfg: Config) -> list[str]:
     """The audit store writes tables; a source is never written to. The same database as both would
-    put the audit's tables into a platform's database (and its users into the audit's)."""
-    store = _database_identity(cfg.store.url)
+    put the audit's tables into a platform's database (and its users into the audit's), however the
+    host is spelled (``localhost``, the machine's name or LAN address, ``127.0.0.1``: db_identity)."""
+    store = database_identity(cfg.store.url)
     if store is None:
         return []
-    return [f"store.url: 审计库不能是数据源 {name} 的数据库 "
-            f"(the audit store must not be the database of source {name})"
-            for name, src in cfg.sources.items()
-            if _database_identity(src.url, src.connection_string) == store]
+    out = []
+    for name, src in cfg.sources.items():
+        if same_database(database_identity(src.url, src.connection_string), store):
+            key = f"sources.{name}.{'connection_string' if src.connection_string else 'url'}"
+            out.append(f"store.url: 审计库不能是数据源 {name} 的数据库，与 {key} 是同一个库 "
+                       f"(the audit store must not be the database of source {name}: it is the database of {key})")
+    return out
 
 
 def load(path: str | os.PathLike) -> Config:
@@ -555,7 +525,7 @@ def load(path: str | os.PathLike) -> Config:
             lines.append(f"{p}: {_line(_loc(err['loc']), _message(err))}")
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
     cfg.path = p.resolve()
-    problems = _resolve_paths(cfg, p.resolve().parent) + _store_is_not_a_source(cfg)
+    problems = _resolve_paths(cfg, p.resolve().parent) + _source_names_fit(cfg) + _store_is_not_a_source(cfg)
     problems += [] if problems else _code_lists_readable(cfg)
     if problems:
         raise ConfigError("\n".join(f"{p}: {e}" for e in problems))

@@ -8,7 +8,13 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from healthqa.config import SOURCE_NAME_MAX
+
 IN_FORCE = "undone_at IS NULL AND decision <> 'skip'"  # a steward decision that counts
+# a source's name (its configuration key, at most SOURCE_NAME_MAX characters), and what is built from
+# it: a finding's fingerprint, a score's subject "<source>.<table>" (migration 0004)
+SOURCE_NAME = SOURCE_NAME_MAX
+DERIVED_NAME = 512
 
 
 class Base(DeclarativeBase):
@@ -36,7 +42,7 @@ class RuleResult(Base):
     __tablename__ = "rule_results"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
     table_name: Mapped[str] = mapped_column(String(64))
     rule_id: Mapped[str] = mapped_column(String(64))
     columns: Mapped[list | None] = mapped_column(JSON)
@@ -65,7 +71,7 @@ class Score(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     level: Mapped[str] = mapped_column(String(16))  # overall | system | dimension | table | org
-    subject: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(String(DERIVED_NAME))
     pass_rate: Mapped[float | None] = mapped_column(Float)  # DQD: % of checks passed
     conformance: Mapped[float | None] = mapped_column(Float)  # row-weighted: % of checked rows conforming
     low: Mapped[float | None] = mapped_column(Float)  # 95 % Wilson interval of conformance (sampled runs)
@@ -87,9 +93,9 @@ class Finding(Base):
 
     __tablename__ = "findings"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    fingerprint: Mapped[str] = mapped_column(String(256), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(DERIVED_NAME), unique=True)
     kind: Mapped[str] = mapped_column(String(8))  # rule | fault
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
     subject: Mapped[str] = mapped_column(String(64))  # the rule id, or the fault kind
     table_name: Mapped[str | None] = mapped_column(String(64))
     org_code: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -137,7 +143,7 @@ class Watermark(Base):
     """Incremental sampling: the latest time-column value read by a successful run."""
 
     __tablename__ = "watermarks"
-    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME), primary_key=True)
     table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     time_column: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[datetime] = mapped_column(DateTime)
@@ -151,7 +157,7 @@ class CountedKey(Base):
     Each night replaces its tables' keys (``store.watermarks.counted``)."""
 
     __tablename__ = "counted_keys"
-    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME), primary_key=True)
     table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
@@ -161,7 +167,7 @@ class DedupPair(Base):
     __tablename__ = "dedup_pairs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
     left_id: Mapped[str] = mapped_column(String(64))
     right_id: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)
@@ -177,7 +183,7 @@ class DedupCluster(Base):
     __tablename__ = "dedup_clusters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
     survivor_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="proposed")  # proposed | review | merged | split
     proposal: Mapped[dict | None] = mapped_column(JSON)  # field-level survivorship proposals
@@ -195,7 +201,7 @@ class StewardDecision(Base):
 
     __tablename__ = "steward_decisions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
     left_id: Mapped[str] = mapped_column(String(64))
     right_id: Mapped[str] = mapped_column(String(64))
     decision: Mapped[str] = mapped_column(String(16))  # merge | not_same | skip
@@ -221,7 +227,7 @@ class ArchiveOrg(Base):
     number two MPI rows share (a defect) has both rows' institutions; '' is none."""
 
     __tablename__ = "archive_orgs"
-    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME), primary_key=True)
     archive_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     org_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     run_id: Mapped[int] = mapped_column(Integer)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+from sqlalchemy import create_engine, text
 
 from healthqa import config
 from healthqa.errors import ConfigError
 
-from ..conftest import demo_config, write_config
+from ..conftest import MARIADB_ADMIN, _temporary_database, demo_config, write_config
 
 GOOD = """
 store: {url: "sqlite:///audit.db"}
@@ -220,15 +223,77 @@ def test_store_that_is_a_source_is_refused(tmp_path, monkeypatch, store, source)
     (tmp_path / "link.db").symlink_to(tmp_path / "mpi.db")
     monkeypatch.setenv("MPI_DB_URL", source)
     msg = error_of(tmp_path, GOOD.replace("sqlite:///audit.db", store))
-    assert msg == f"{tmp_path / 'healthqa.yml'}: store.url: 审计库不能是数据源 mpi 的数据库 " \
-                  f"(the audit store must not be the database of source mpi)"
+    assert msg == f"{tmp_path / 'healthqa.yml'}: store.url: 审计库不能是数据源 mpi 的数据库，与 sources.mpi.url " \
+                  f"是同一个库 (the audit store must not be the database of source mpi: it is the database of " \
+                  f"sources.mpi.url)"
 
 
 def test_store_that_is_an_odbc_source_is_refused(tmp_path):
     text = GOOD.replace("kind: sqlalchemy", "kind: odbc").replace(
         "url: ${MPI_DB_URL}", "connection_string: Driver={PostgreSQL Unicode};Server=localhost;Database=mpi;Uid=r")
     msg = error_of(tmp_path, text.replace("sqlite:///audit.db", "postgresql+psycopg://audit@127.0.0.1/mpi"))
-    assert "store.url: 审计库不能是数据源 mpi 的数据库" in msg
+    assert "store.url: 审计库不能是数据源 mpi 的数据库，与 sources.mpi.connection_string 是同一个库" in msg
+
+
+def _host_spellings() -> list[str]:
+    """Every way a user may name this machine: its name, what the name resolves to, its LAN
+    addresses (the interfaces' own, not loopback), the loopback aliases."""
+    import psutil
+
+    lan = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+           if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    return list(dict.fromkeys(["localhost", socket.gethostname(), socket.gethostbyname(socket.gethostname()),
+                               *lan, "[::1]", "127.0.0.2"]))
+
+
+def _refused_by_every_spelling(tmp_path, monkeypatch, source: str, host: str, port: int) -> None:
+    """Issue 18: the store named by another spelling of the source's host is refused (13 audit tables
+    written into the MPI otherwise); where the spelling reaches the server, it is the source's very
+    database (a table made through the source's URL is seen through the store's)."""
+    eng = create_engine(source)
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE mpi_marker (x integer)"))
+    eng.dispose()
+    monkeypatch.setenv("MPI_DB_URL", source)
+    reached = []
+    for spelling in [h for h in _host_spellings() if h != host]:
+        store = source.replace(f"@{host}:{port}/", f"@{spelling}:{port}/")
+        msg = error_of(tmp_path, GOOD.replace("sqlite:///audit.db", store))
+        assert msg == f"{tmp_path / 'healthqa.yml'}: store.url: 审计库不能是数据源 mpi 的数据库，与 sources.mpi.url " \
+                      f"是同一个库 (the audit store must not be the database of source mpi: it is the database of " \
+                      f"sources.mpi.url)", (spelling, msg)
+        try:
+            probe = create_engine(store, connect_args={"connect_timeout": 2})
+            with probe.connect() as c:
+                c.execute(text("SELECT count(*) FROM mpi_marker"))
+            reached.append(spelling)
+            probe.dispose()
+        except Exception:  # noqa: BLE001 - a spelling the server does not listen on is still this machine
+            pass
+        # another database on the same machine, however spelled, is a store beside the sources
+        beside = store.replace(f":{port}/{source.rsplit('/', 1)[1].split('?')[0]}", f":{port}/healthqa_audit")
+        assert load_text(tmp_path, GOOD.replace("sqlite:///audit.db", beside)).store.url == beside
+    assert {"localhost", socket.gethostname()} <= set(reached), reached  # the danger is real
+
+
+@pytest.mark.postgres
+def test_store_naming_a_postgresql_source_by_another_host_spelling_is_refused(tmp_path, monkeypatch, pg_store_url):
+    _refused_by_every_spelling(tmp_path, monkeypatch, pg_store_url, "127.0.0.1", 5432)
+
+
+@pytest.mark.mariadb
+def test_store_naming_a_mariadb_source_by_another_host_spelling_is_refused(tmp_path, monkeypatch):
+    for url in _temporary_database(MARIADB_ADMIN, "MariaDB", "`"):
+        _refused_by_every_spelling(tmp_path, monkeypatch, url, "127.0.0.1", 3306)
+
+
+def test_store_reaching_a_sqlite_source_through_a_linked_folder_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mpi.db").write_bytes(b"")
+    (tmp_path / "alias").symlink_to(tmp_path / "data", target_is_directory=True)
+    monkeypatch.setenv("MPI_DB_URL", f"sqlite:///{tmp_path / 'data' / 'mpi.db'}")
+    msg = error_of(tmp_path, GOOD.replace("sqlite:///audit.db", "sqlite:///alias/mpi.db"))
+    assert "store.url: 审计库不能是数据源 mpi 的数据库，与 sources.mpi.url 是同一个库" in msg
 
 
 def test_store_beside_the_sources_is_allowed(tmp_path, monkeypatch):

@@ -177,3 +177,53 @@ def test_unreachable_store_is_one_line(tmp_path):
         AuditStore("postgresql+psycopg://root@127.0.0.1:1/none?connect_timeout=2")
     assert str(e.value).startswith("audit store postgresql+psycopg://root@127.0.0.1:1/none")
     assert len(str(e.value).splitlines()) == 1
+
+
+# a source named as a district names its systems: 100 characters, Chinese (issue 18)
+LONG = {name: (f"{name}：某某市某某区卫生健康信息平台居民电子健康档案与电子病历数据中心质量控制库" * 4)[:100]
+        for name in ("mpi", "drc", "qc")}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_long_source_names_work_on_a_postgresql_store(demo, tmp_path, pg_store_url):
+    """Issue 18: a source name over 64 characters broke a PostgreSQL store (``character varying(64)``)
+    the first time a result was written. A whole night with three 100-character Chinese names: every
+    result, score, finding, watermark and duplicate pair is stored under the full name."""
+    from healthqa import config as hconfig
+    from healthqa.pipelines.nightly import run_nightly
+
+    from ..conftest import copy_platform, demo_config, write_config
+
+    copy_platform(demo, tmp_path)
+    doc = demo_config(tmp_path)
+    doc["sources"] = {LONG[k]: v for k, v in doc["sources"].items()}
+    doc["store"] = {"url": pg_store_url}
+    cfg = hconfig.load(write_config(tmp_path / "healthqa.yml", doc))
+    night = run_nightly(cfg)
+    with AuditStore(pg_store_url) as store:
+        run = store.runs.get(night.run_id)
+        assert run.status == "success", run.message
+        results = store.results.of_run(night.run_id)
+        assert {r.source for r in results} == set(LONG.values())
+        with store.engine.connect() as c:
+            for table in ("findings", "watermarks", "dedup_pairs"):
+                stored = {s for (s,) in c.exec_driver_sql(f"SELECT DISTINCT source FROM {table}")}
+                assert stored and stored <= set(LONG.values()), (table, stored)
+            subjects = {s for (s,) in c.exec_driver_sql("SELECT subject FROM scores WHERE level = 'table'")}
+            assert f"{LONG['mpi']}.person" in subjects
+
+
+def test_a_source_name_longer_than_the_store_holds_is_refused(demo, tmp_path):
+    from healthqa import config as hconfig
+    from healthqa.errors import ConfigError
+
+    from ..conftest import demo_config, write_config
+
+    doc = demo_config(demo)
+    name = "数" * 256
+    doc["sources"][name] = doc["sources"].pop("qc")
+    with pytest.raises(ConfigError) as e:
+        hconfig.load(write_config(tmp_path / "healthqa.yml", doc))
+    assert f"sources.{'数' * 40}…: 数据源名称过长，256 个字符，最多 255 个 (a source's name is at most 255 characters, " \
+           f"this one has 256)" in str(e.value)
