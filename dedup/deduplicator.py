@@ -88,7 +88,7 @@ class Deduplicator:
                     earlier: pd.DataFrame | None = None) -> DedupResult:
         """Normalise, block, compare, learn (without a model), classify, cluster. ``only``: the
         records to compare (an incremental run without a usable index: its new and changed
-        archives), with the model of the run before; ``earlier``: that run's match pairs (columns
+        archives, with every row of their archive numbers), with the model of the run before; ``earlier``: that run's match pairs (columns
         left, right), which make the clusters together with this run's."""
         t0 = time.perf_counter()
         spec = self.spec
@@ -96,9 +96,12 @@ class Deduplicator:
         order = record_order(df, spec)
         df = df.iloc[order].reset_index(drop=True)
         if only is not None:
-            only = np.asarray(only)[order]
+            only = np.asarray(only, dtype=bool)[order]
         self.say("normalising")
         P = prepare(df, spec)
+        if only is not None:  # a number's stored pairs are replaced whole: every row of it is compared
+            key = P["key"]  # (as a night does), not only the changed one of two rows sharing a number
+            only = only | (key.isin(key[only].dropna().unique()) & key.notna()).to_numpy()
         rng = np.random.default_rng(self.seed)  # one stream, in this order: the same run gives the same result
         stats: dict = {"records": len(P)}
         if self.model is None:

@@ -591,6 +591,27 @@ def test_a_given_model_is_used_as_it_is(demo, result):
     assert again.pairs["score"].tolist() == result.pairs["score"].tolist()
 
 
+
+def test_a_night_compares_every_row_of_a_number_it_redoes(result):
+    """An MPI row added under an archive number already held (two rows, one number): the stored
+    pairs of that number are replaced whole, so the run compares every row of it — the unchanged
+    twin too — and keeps, per pair of numbers, the best of its rows' pairs, as a run over all rows
+    does (and as a night against the index does: it reads every row of a recounted number)."""
+    person = {"name": "孙宏军", "sex_code": "1", "birth_date": "1961-03-02", "id_number": None,
+              "phone": "0574-87870648", "status_code": "1", "org_code": "330211001"}
+    rows = pd.DataFrame([{**person, "archive_id": "A", "address": "浙江省宁波市镇海区招宝山街道城河西路5号",
+                          "updated_at": "2026-11-01 08:00:00"},
+                         {**person, "archive_id": "A", "address": "浙江省宁波市镇海区招宝山街道城河西路5号1号",
+                          "updated_at": "2026-11-25 01:00:00"},  # the new row, its address changed
+                         {**person, "archive_id": "B", "address": "浙江省宁波市镇海区招宝山街道城河西路5号",
+                          "updated_at": "2026-11-01 08:00:00"}])
+    model = result.model.to_dict()
+    whole = Deduplicator(SPEC, model=FSModel.from_dict(SPEC, model)).deduplicate(rows)
+    night = Deduplicator(SPEC, model=FSModel.from_dict(SPEC, model)).deduplicate(rows, only=[False, True, False])
+    assert night.stats["candidate_pairs"] == whole.stats["candidate_pairs"] == 3  # A-A, A-B, A'-B
+    cols = ["left", "right", "score", "decision"]
+    pd.testing.assert_frame_equal(night.kept()[cols].reset_index(drop=True), whole.kept()[cols].reset_index(drop=True))
+
 def test_the_console_reads_merges_without_the_pipelines():
     """One decision path (``store.review``) and the merges beside their formats: the steward's and
     the engineer's pages import nothing from ``pipelines/``."""
