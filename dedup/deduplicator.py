@@ -88,8 +88,9 @@ class Deduplicator:
                     earlier: pd.DataFrame | None = None) -> DedupResult:
         """Normalise, block, compare, learn (without a model), classify, cluster. ``only``: the
         records to compare (an incremental run without a usable index: its new and changed
-        archives, with every row of their archive numbers), with the model of the run before; ``earlier``: that run's match pairs (columns
-        left, right), which make the clusters together with this run's."""
+        archives, with every row of their archive numbers), with the model of the run before;
+        ``earlier``: that run's match pairs (columns left, right), which make the clusters together
+        with this run's."""
         t0 = time.perf_counter()
         spec = self.spec
         fields = survivor_fields(df)
