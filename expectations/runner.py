@@ -10,6 +10,8 @@ shown with significant digits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import heapq
 import threading
@@ -304,6 +306,7 @@ class Validation:
             del frame, cache, ev
             if groups > 1:  # the group's text conversions hold reference cycles (see _collect)
                 gc.collect()
+                _trim()
         return applies, violates, None
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
@@ -406,6 +409,24 @@ def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool
     return _results(rules, out, all_keys)
 
 
+def _trim() -> None:
+    """Give the pages a freed group's frames held back to the system (glibc keeps them otherwise, and
+    the next chunk or group lands elsewhere: the peak RSS would grow with the groups, not follow one)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") else None
+    except OSError:  # not glibc (musl, macOS): nothing to give back this way
+        return None
+
+
+_libc = _glibc()
+
+
 def _smallest(kept: list[str], more: list[str]) -> list[str]:
     return heapq.nsmallest(SAMPLE_KEYS, [*kept, *more]) if more else kept
 
@@ -465,12 +486,28 @@ class _Reads(dict):
         return super().__contains__(key)
 
 
-def _compact(s):
+def _compact(s, codes: bool = False):
     """A Series of one chunk kept compactly: text as Arrow strings, anything else as a copy of its
-    values (a view would keep the whole chunk's block of columns alive)."""
+    values (a view would keep the whole chunk's block of columns alive). ``codes``: text of few
+    distinct values (an institution, a status or type code) as dictionary codes, a byte or two a row
+    instead of its characters and an offset."""
     if isinstance(s, pd.Series) and s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
-        return pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True)
+        # 32-bit offsets: a chunk's text is far below 2 GB (large_string's 64-bit offsets cost 4 more bytes a value)
+        arr = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        if codes and len(arr):
+            coded = arr.dictionary_encode()
+            if len(coded.dictionary) <= min(len(arr) // 4, 2**15 - 1):
+                index = pa.int8() if len(coded.dictionary) < 2**7 else pa.int16()
+                return pa.DictionaryArray.from_arrays(coded.indices.cast(index), coded.dictionary)
+        return arr
     return np.array(s, copy=True)
+
+
+def _text(p: pa.Array) -> np.ndarray:
+    """A compact piece's values as Python objects (dictionary codes decoded; nulls as None)."""
+    if isinstance(p, pa.DictionaryArray):
+        p = p.dictionary_decode()
+    return p.to_numpy(zero_copy_only=False)
 
 
 def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
@@ -483,7 +520,7 @@ def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
             at += len(p)
             taken.append(p.filter(pa.array(m)) if isinstance(p, pa.Array) else p[m])
         pieces = taken
-    parts = [pd.Series(p.to_numpy(zero_copy_only=False), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
+    parts = [pd.Series(_text(p), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
              for p in pieces]
     return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
 
@@ -498,8 +535,13 @@ class _Columns:
 
     def add(self, chunk: pd.DataFrame) -> None:
         for c, pieces in self.pieces.items():
-            pieces.append(_compact(chunk[c]))
+            pieces.append(_compact(chunk[c], codes=True))
         self.lengths.append(len(chunk))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes kept, all columns (what the table's size costs, beside a hash a row per rule)."""
+        return sum(p.nbytes for pieces in self.pieces.values() for p in pieces)
 
     @property
     def rows(self) -> int:
