@@ -286,11 +286,11 @@ class Validation:
         of keys (a hash's remainder) of about TABLE_RULE_ROWS rows each: only a group's columns and
         conversions are ever made whole, whatever the table's size."""
         n = self._kept.rows
-        parts = self._keys.get(r.id)
+        parts = self._keys.pop(r.id, None)  # each rule's hashes freed once its groups are made
         hashes = np.concatenate(parts) if parts and sum(map(len, parts)) == n else None
         groups = 1 if hashes is None else max(1, -(-n // TABLE_RULE_ROWS))
         group = None if groups == 1 else (hashes % np.uint64(groups)).astype(np.uint32)  # type: ignore[operator]
-        del hashes
+        del hashes, parts
         applies, violates = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         plan = gx_bridge.Plan([r])
         for g in range(groups):
