@@ -35,7 +35,7 @@ EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values 
 EXAMPLES_MAX = 200
 # rows a whole-table rule is evaluated on at once, about: a bigger table is evaluated in groups of
 # its partition key's values (RuleType.partition), so its peak memory follows this, not the table
-TABLE_RULE_ROWS = 100_000
+TABLE_RULE_ROWS = 50_000
 
 
 @dataclass
@@ -194,6 +194,7 @@ class Validation:
         unfrozen when the last of them ends (``_freeze``), not the first — the others' collections
         would then walk every object for the rest of their tables."""
         gc.collect()
+        _trim()
 
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
         """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
@@ -287,10 +288,12 @@ class Validation:
         conversions are ever made whole, whatever the table's size."""
         n = self._kept.rows
         parts = self._keys.pop(r.id, None)  # each rule's hashes freed once its groups are made
-        hashes = np.concatenate(parts) if parts and sum(map(len, parts)) == n else None
-        groups = 1 if hashes is None else max(1, -(-n // TABLE_RULE_ROWS))
-        group = None if groups == 1 else (hashes % np.uint64(groups)).astype(np.uint32)  # type: ignore[operator]
-        del hashes, parts
+        whole = bool(parts) and sum(map(len, parts or [])) == n
+        groups = max(1, -(-n // TABLE_RULE_ROWS)) if whole else 1
+        # each row's group (a hash's remainder), chunk by chunk: 4 bytes a row, not the hashes' 8 made whole
+        group = None if groups == 1 else np.concatenate(
+            [(p % np.uint64(groups)).astype(np.uint32) for p in parts or []])
+        del parts
         applies, violates = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         plan = gx_bridge.Plan([r])
         for g in range(groups):
