@@ -102,7 +102,7 @@ class Validation:
     kept: counts, the first violating keys, counts per institution, a few examples. Rules that compare
     rows (a rule type registered ``whole_table``: uniqueness, one active archive per ID number,
     intervals between a person's records) keep the few columns they read, stored compactly (text
-    as Arrow strings), and are evaluated once on the whole table at the end. GE's verdict is taken on
+    as Arrow strings, codes as dictionary codes), and are evaluated at the end, in groups of rows. GE's verdict is taken on
     the totals, so every count and status is the one a single pass over the whole table gives.
 
     A scoped run (``scoped=True``: an institution or a time window) validates only the scoped rows,
@@ -530,7 +530,8 @@ def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
 
 class _Columns:
     """Columns of a table kept across chunks, compactly: text as Arrow strings (a few bytes a value
-    instead of a Python object each), other columns as the reader gave them."""
+    instead of a Python object each), codes of few distinct values as dictionary codes (a byte a
+    value), other columns as the reader gave them."""
 
     def __init__(self, names: list[str]):
         self.pieces: dict[str, list] = {c: [] for c in names}
