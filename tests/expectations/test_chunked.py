@@ -288,3 +288,23 @@ def test_the_state_kept_for_whole_table_rules_is_a_few_bytes_a_row(demo):
     assert [(r.status, r.violations, r.sample_keys, r.by_org, r.violating_keys, r.examples) for r in v.results()] == \
         [(r.status, r.violations, r.sample_keys, r.by_org, r.violating_keys, r.examples)
          for r in validate_frame(people, "person", rules, ctx, all_keys=True)]
+
+
+def test_freed_pages_are_given_back_after_each_chunk_and_group(monkeypatch):
+    """Issue 18: peak RSS is a high-water mark, and glibc keeps a freed chunk's or group's pages, so the
+    next lands beside them: the validation gives them back (``malloc_trim``) after each chunk and
+    each group of a whole-table rule (2 M rows: 672 -> 643 MB, benchmarks/RESULTS.md)."""
+    from healthqa.expectations import runner
+
+    trims: list[int] = []
+    monkeypatch.setattr(runner, "_trim", lambda: trims.append(1))
+    monkeypatch.setattr(runner, "TABLE_RULE_ROWS", 4)
+    rules = [r for r in suites.rules_for("person") if r.id == "MPI-ARCHIVE-UNIQUE"]
+    df = pd.DataFrame({"archive_id": [f"A{i % 7}" for i in range(20)], "org_code": ["X"] * 20})
+    v = Validation("person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")), df.columns)
+    for lo in range(0, 20, 5):
+        v.add(df.iloc[lo:lo + 5])
+    assert len(trims) == 4  # one a chunk
+    (r,) = v.results()
+    assert len(trims) == 4 + 5 and r.violations == 20  # and one a group (ceil(20 / 4)); each number twice or more
+    assert runner._glibc() is not None  # this is glibc: the real call is made, not skipped
