@@ -10,6 +10,8 @@ shown with significant digits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import heapq
 import threading
@@ -33,7 +35,7 @@ EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values 
 EXAMPLES_MAX = 200
 # rows a whole-table rule is evaluated on at once, about: a bigger table is evaluated in groups of
 # its partition key's values (RuleType.partition), so its peak memory follows this, not the table
-TABLE_RULE_ROWS = 100_000
+TABLE_RULE_ROWS = 50_000
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Validation:
     kept: counts, the first violating keys, counts per institution, a few examples. Rules that compare
     rows (a rule type registered ``whole_table``: uniqueness, one active archive per ID number,
     intervals between a person's records) keep the few columns they read, stored compactly (text
-    as Arrow strings), and are evaluated once on the whole table at the end. GE's verdict is taken on
+    as Arrow strings, codes as dictionary codes), and are evaluated at the end, in groups of rows. GE's verdict is taken on
     the totals, so every count and status is the one a single pass over the whole table gives.
 
     A scoped run (``scoped=True``: an institution or a time window) validates only the scoped rows,
@@ -192,6 +194,7 @@ class Validation:
         unfrozen when the last of them ends (``_freeze``), not the first — the others' collections
         would then walk every object for the rest of their tables."""
         gc.collect()
+        _trim()
 
     def _carry(self, chunk: pd.DataFrame, chunk_ctx: RuleContext) -> None:
         """Keep, compactly, the column conversions of this chunk that the whole-table rules will read
@@ -284,11 +287,13 @@ class Validation:
         of keys (a hash's remainder) of about TABLE_RULE_ROWS rows each: only a group's columns and
         conversions are ever made whole, whatever the table's size."""
         n = self._kept.rows
-        parts = self._keys.get(r.id)
-        hashes = np.concatenate(parts) if parts and sum(map(len, parts)) == n else None
-        groups = 1 if hashes is None else max(1, -(-n // TABLE_RULE_ROWS))
-        group = None if groups == 1 else (hashes % np.uint64(groups)).astype(np.uint32)  # type: ignore[operator]
-        del hashes
+        parts = self._keys.pop(r.id, None)  # each rule's hashes freed once its groups are made
+        whole = bool(parts) and sum(map(len, parts or [])) == n
+        groups = max(1, -(-n // TABLE_RULE_ROWS)) if whole else 1
+        # each row's group (a hash's remainder), chunk by chunk: 4 bytes a row, not the hashes' 8 made whole
+        group = None if groups == 1 else np.concatenate(
+            [(p % np.uint64(groups)).astype(np.uint32) for p in parts or []])
+        del parts
         applies, violates = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         plan = gx_bridge.Plan([r])
         for g in range(groups):
@@ -304,6 +309,7 @@ class Validation:
             del frame, cache, ev
             if groups > 1:  # the group's text conversions hold reference cycles (see _collect)
                 gc.collect()
+                _trim()
         return applies, violates, None
 
     def _tally(self, frame: pd.DataFrame, evaluations: dict, offset: int, in_scope: np.ndarray | None = None) -> None:
@@ -406,6 +412,24 @@ def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool
     return _results(rules, out, all_keys)
 
 
+def _trim() -> None:
+    """Give the pages a freed group's frames held back to the system (glibc keeps them otherwise, and
+    the next chunk or group lands elsewhere: the peak RSS would grow with the groups, not follow one)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") else None
+    except OSError:  # not glibc (musl, macOS): nothing to give back this way
+        return None
+
+
+_libc = _glibc()
+
+
 def _smallest(kept: list[str], more: list[str]) -> list[str]:
     return heapq.nsmallest(SAMPLE_KEYS, [*kept, *more]) if more else kept
 
@@ -465,12 +489,28 @@ class _Reads(dict):
         return super().__contains__(key)
 
 
-def _compact(s):
+def _compact(s, codes: bool = False):
     """A Series of one chunk kept compactly: text as Arrow strings, anything else as a copy of its
-    values (a view would keep the whole chunk's block of columns alive)."""
+    values (a view would keep the whole chunk's block of columns alive). ``codes``: text of few
+    distinct values (an institution, a status or type code) as dictionary codes, a byte or two a row
+    instead of its characters and an offset."""
     if isinstance(s, pd.Series) and s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string":
-        return pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True)
+        # 32-bit offsets: a chunk's text is far below 2 GB (large_string's 64-bit offsets cost 4 more bytes a value)
+        arr = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        if codes and len(arr):
+            coded = arr.dictionary_encode()
+            if len(coded.dictionary) <= min(len(arr) // 4, 2**15 - 1):
+                index = pa.int8() if len(coded.dictionary) < 2**7 else pa.int16()
+                return pa.DictionaryArray.from_arrays(coded.indices.cast(index), coded.dictionary)
+        return arr
     return np.array(s, copy=True)
+
+
+def _text(p: pa.Array) -> np.ndarray:
+    """A compact piece's values as Python objects (dictionary codes decoded; nulls as None)."""
+    if isinstance(p, pa.DictionaryArray):
+        p = p.dictionary_decode()
+    return p.to_numpy(zero_copy_only=False)
 
 
 def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
@@ -483,14 +523,15 @@ def _whole(pieces: list, mask: np.ndarray | None = None) -> pd.Series:
             at += len(p)
             taken.append(p.filter(pa.array(m)) if isinstance(p, pa.Array) else p[m])
         pieces = taken
-    parts = [pd.Series(p.to_numpy(zero_copy_only=False), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
+    parts = [pd.Series(_text(p), dtype=object) if isinstance(p, pa.Array) else pd.Series(p)
              for p in pieces]
     return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
 
 
 class _Columns:
     """Columns of a table kept across chunks, compactly: text as Arrow strings (a few bytes a value
-    instead of a Python object each), other columns as the reader gave them."""
+    instead of a Python object each), codes of few distinct values as dictionary codes (a byte a
+    value), other columns as the reader gave them."""
 
     def __init__(self, names: list[str]):
         self.pieces: dict[str, list] = {c: [] for c in names}
@@ -498,8 +539,13 @@ class _Columns:
 
     def add(self, chunk: pd.DataFrame) -> None:
         for c, pieces in self.pieces.items():
-            pieces.append(_compact(chunk[c]))
+            pieces.append(_compact(chunk[c], codes=True))
         self.lengths.append(len(chunk))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes kept, all columns (what the table's size costs, beside a hash a row per rule)."""
+        return sum(p.nbytes for pieces in self.pieces.values() for p in pieces)
 
     @property
     def rows(self) -> int:

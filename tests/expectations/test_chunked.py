@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sqlalchemy import create_engine
 
@@ -262,3 +263,48 @@ def test_whole_table_rules_are_evaluated_in_bounded_groups(demo, monkeypatch):
     assert max(evaluated) <= 450, evaluated  # never the whole table
     found = {r.rule.id: r.violations for r in grouped}
     assert found["MPI-ARCHIVE-UNIQUE"] > 0 and found["MPI-ID-ONE-ACTIVE"] > 0  # duplicates across groups' chunks
+
+
+def test_the_state_kept_for_whole_table_rules_is_a_few_bytes_a_row(demo):
+    """Issue 18: what grows with the table is what the whole-table rules keep of every row. Text of few
+    distinct values (institution, status and ID-type codes) is kept as dictionary codes and the rest
+    with 32-bit offsets: about 50 bytes a row for the MPI's five columns, where text with 64-bit
+    offsets took about 93 — and the results are still one pass's."""
+    from healthqa.demo.platform import PHYSICAL
+
+    people = pd.read_sql_query("SELECT * FROM T_GRDA", sqlite3.connect(demo / "mpi.db"))
+    people = people.rename(columns={p: c for c, p in PHYSICAL["person"][2].items()})
+    rules = suites.rules_for("person")
+    ctx = RuleContext(as_of=pd.Timestamp("2026-11-25"), references={"organization.org_code": {"X"}})
+    v = Validation("person", rules, ctx, people.columns, all_keys=True)
+    for lo in range(0, len(people), 500):
+        v.add(people.iloc[lo:lo + 500])
+    kept = v._kept.pieces
+    assert {"archive_id", "org_code", "id_number", "status_code", "id_type_code"} <= kept.keys()
+    per_row = sum(p.nbytes for pieces in kept.values() for p in pieces) / v.rows
+    assert per_row < 60, per_row
+    # every chunk's codes as codes, not their characters
+    assert all(isinstance(p, pa.DictionaryArray) for c in ("org_code", "status_code", "id_type_code") for p in kept[c])
+    assert [(r.status, r.violations, r.sample_keys, r.by_org, r.violating_keys, r.examples) for r in v.results()] == \
+        [(r.status, r.violations, r.sample_keys, r.by_org, r.violating_keys, r.examples)
+         for r in validate_frame(people, "person", rules, ctx, all_keys=True)]
+
+
+def test_freed_pages_are_given_back_after_each_chunk_and_group(monkeypatch):
+    """Issue 18: peak RSS is a high-water mark, and glibc keeps a freed chunk's or group's pages, so the
+    next lands beside them: the validation gives them back (``malloc_trim``) after each chunk and
+    each group of a whole-table rule (2 M rows: 672 -> 643 MB, benchmarks/RESULTS.md)."""
+    from healthqa.expectations import runner
+
+    trims: list[int] = []
+    monkeypatch.setattr(runner, "_trim", lambda: trims.append(1))
+    monkeypatch.setattr(runner, "TABLE_RULE_ROWS", 4)
+    rules = [r for r in suites.rules_for("person") if r.id == "MPI-ARCHIVE-UNIQUE"]
+    df = pd.DataFrame({"archive_id": [f"A{i % 7}" for i in range(20)], "org_code": ["X"] * 20})
+    v = Validation("person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")), df.columns)
+    for lo in range(0, 20, 5):
+        v.add(df.iloc[lo:lo + 5])
+    assert len(trims) == 4  # one a chunk
+    (r,) = v.results()
+    assert len(trims) == 4 + 5 and r.violations == 20  # and one a group (ceil(20 / 4)); each number twice or more
+    assert runner._glibc() is not None  # this is glibc: the real call is made, not skipped
