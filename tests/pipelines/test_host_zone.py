@@ -69,11 +69,15 @@ def _night(path: Path) -> dict:
     cfg = config.load(path)
     with AuditStore(cfg.store.url) as store:
         run = store.runs.recent(1, kind="nightly")[0]
+        # in a stable order: the flow's tasks store their tables in the order they end
         return {"run": (run.status, run.started_at, run.finished_at),
-                "results": [asdict(r) for r in store.results.of_run(run.id)],
-                "scores": [{k: v for k, v in s.items() if k != "id"} for s in store.scores.of_run(run.id)],
+                "results": sorted((asdict(r) for r in store.results.of_run(run.id)),
+                                  key=lambda r: (r["source"], r["table"], r["rule_id"])),
+                "scores": sorted(({k: v for k, v in s.items() if k != "id"} for s in store.scores.of_run(run.id)),
+                                 key=lambda s: (s["level"], str(s["subject"]))),
                 "watermarks": store.watermarks.all(),
-                "findings": [asdict(f) for f in store.findings.list(state=None)]}
+                "findings": sorted((asdict(f) for f in store.findings.list(state=None)),
+                                   key=lambda f: f["fingerprint"])}
 
 
 def test_the_same_night_on_a_utc_and_a_shanghai_host_gives_the_same_findings(demo, tmp_path):
