@@ -54,7 +54,7 @@ class RuleContext:
     # ``cache`` but shares these (``replace`` keeps the dict), so a million archive numbers are hashed
     # once, not once per chunk (``Series.isin`` on a set rebuilds its hash table on every call)
     indexes: dict[str, pd.Index] = field(default_factory=dict)
-    # the site's diagnosis code list (validation.diagnosis_codes): code (standards.icd10_key) -> name;
+    # the site's diagnosis code list (validation.diagnosis_codes): code (codelists.icd10_key) -> name;
     # None: no list loaded (the code-name rules fall back on WHO's names)
     diagnosis_codes: Mapping[str, str] | None = None
 
@@ -607,7 +607,7 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
 
     def judge(pair: tuple) -> bool | None:  # None: not applicable
         cd, nm = pair
-        listed = site.get(st.icd10_key(cd))
+        listed = site.get(codelists.icd10_key(cd))
         if listed is not None:
             return st.diagnosis_names_agree(nm, listed)
         who = st.who_icd10_names(cd)

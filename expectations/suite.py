@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from healthqa import canonical, codelists
 from healthqa.errors import ConfigError
 
-from . import rule_types
+if TYPE_CHECKING:
+    from . import rule_types
+
+
+def _types():
+    """The rule types (``rule_types.py``, with pandas and NumPy), loaded when a rule is first read:
+    which tables have a suite is known without them (``healthqa runs`` asks)."""
+    from . import rule_types
+
+    return rule_types
 
 Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
 Severity = Literal["一级", "二级", "提示"]
@@ -57,7 +66,7 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
-        rt = rule_types.get(self.type)
+        rt = _types().get(self.type)
         for col in rt.columns:
             # a column parameter may be optional for the type (id_type), but if given must be a column
             if col in self.params and not isinstance(self.params[col], str):
@@ -86,12 +95,12 @@ class Rule(BaseModel):
 
     @property
     def columns(self) -> list[str]:
-        rt = rule_types.get(self.type)
+        rt = _types().get(self.type)
         return list(dict.fromkeys(self.params[c] for c in rt.columns if c in self.params))
 
     @property
     def needs(self) -> set[str]:
-        return rule_types.get(self.type).needs(self.params)
+        return _types().get(self.type).needs(self.params)
 
 
 @cache
@@ -206,6 +215,6 @@ def load_plugins(modules: list[str]) -> None:
         except ValueError as e:  # a name registered twice
             raise ConfigError(f"validation.plugins: {m}: {e}") from None
     try:
-        rule_types.load_entry_points()
+        _types().load_entry_points()
     except (ImportError, ValueError) as e:
         raise ConfigError(str(e)) from None

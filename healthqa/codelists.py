@@ -22,13 +22,20 @@ def codes(name: str) -> frozenset[str]:
     return frozenset(str(c) for c in (cl["codes"] if "codes" in cl else cl["items"]))
 
 
+def icd10_key(code: str) -> str:
+    """A code as code lists are looked up: trimmed, the category letter upper-case, x lower-case.
+    (Here, not in ``standards``, so that a configuration's code list is read without pandas.)"""
+    c = code.strip()
+    return c[:1].upper() + c[1:].replace("X", "x")
+
+
 class CodeListError(ValueError):
     """A site's code list file cannot be read (the message says where and why)."""
 
 
 def read_diagnosis_codes(path: str) -> dict[str, str]:
     """A site's diagnosis code list (国家临床版 2.0, a province's edition): code -> name, codes as
-    ``standards.icd10_key`` looks them up. CSV (a header row with ``code`` and ``name``; lines
+    ``icd10_key`` looks them up. CSV (a header row with ``code`` and ``name``; lines
     starting with # are comments) or YAML (a mapping code: name, or ``codes:`` holding one)."""
     return dict(_read_diagnosis_codes(str(path), *_stamp(str(path))))
 
@@ -46,8 +53,6 @@ def _stamp(path: str) -> tuple[float, int]:
 @cache
 def _read_diagnosis_codes(path: str, mtime: float, size: int) -> tuple[tuple[str, str], ...]:
     import csv
-
-    from .standards import icd10_key
 
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:

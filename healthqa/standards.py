@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import codelists
+from .codelists import icd10_key
 
 _FULL_TO_HALF = str.maketrans("０１２３４５６７８９ＸｘxX×", "0123456789XXXXX")
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
@@ -310,12 +311,6 @@ def who_icd10_names(code: str) -> tuple[str, ...]:
     if base is None:
         return ()
     return tuple(dict.fromkeys(icd.get_description(c) for c in (base, base[:3]) if icd10_category_exists(c)))
-
-
-def icd10_key(code: str) -> str:
-    """A code as code lists are looked up: trimmed, the category letter upper-case, x lower-case."""
-    c = code.strip()
-    return c[:1].upper() + c[1:].replace("X", "x")
 
 
 # -- names and phones ------------------------------------------------------------------------

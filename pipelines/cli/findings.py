@@ -41,7 +41,6 @@ def findings_list(
         return
     from healthqa.reports.findings import location
     from healthqa.reports.institutions import registry
-    from healthqa.reports.publish import export
 
     if config is None:
         fail("--config is required (see `healthqa findings -h`)")
@@ -56,6 +55,8 @@ def findings_list(
     names = registry(cfg)
     app.out.print(render.findings_table(rows, lambda f: location(f, names), clock.now()))
     if json_out:
+        from healthqa.reports.publish import export
+
         export(rows, json_out)
         app.out.print(f"{json_out.suffix.lstrip('.').upper() or 'JSON'}: {json_out}", highlight=False)
 
