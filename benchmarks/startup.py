@@ -37,7 +37,7 @@ def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and its children) of one run of ``argv``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):  # validate exits 1 when a rule fails: the demo's data has defects

@@ -11,10 +11,10 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import iterparse
 
 import pandas as pd
-from openpyxl.worksheet.cell_range import CellRange
 
 from healthqa import canonical
 from healthqa.errors import SourceError, SourceUnreachable
@@ -23,6 +23,9 @@ from .cells import shown
 from .readers import Reader, empty_frame
 from .sampling import Scope
 from .values import parse_times
+
+if TYPE_CHECKING:  # openpyxl loads with the first workbook, not with every source
+    from openpyxl.worksheet.cell_range import CellRange
 
 # Chinese extracts are UTF-8 (often with a BOM) or GBK; GB18030 is the superset that reads GBK.
 AUTO_MIXED = "auto: utf-8 and gb18030 by row"  # what ``encoding`` reports for a file of both
@@ -314,6 +317,8 @@ class ExcelReader(_FileReader):
     def _merged(self, ws) -> list[CellRange]:
         """The sheet's merged ranges: read-only mode does not parse them, so they are read from the
         sheet's XML, streamed (``mergeCell`` elements come after the rows)."""
+        from openpyxl.worksheet.cell_range import CellRange
+
         out = []
         with self._book._archive.open(ws._worksheet_path) as fh:
             for _, el in iterparse(fh):

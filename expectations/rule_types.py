@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -215,6 +216,14 @@ def load_entry_points() -> list[str]:
             raise ImportError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINTS}): {e}") from e
         loaded.append(ep.name)
     return loaded
+
+
+@cache
+def entry_points_once() -> tuple[str, ...]:
+    """``load_entry_points`` once a process: scanning the installed packages' metadata costs a tenth
+    of a second or more, and a night validates table after table (``get`` looks again for a type
+    it does not know, installed since)."""
+    return tuple(load_entry_points())
 
 
 def get(name: str) -> RuleType:

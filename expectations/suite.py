@@ -215,6 +215,6 @@ def load_plugins(modules: list[str]) -> None:
         except ValueError as e:  # a name registered twice
             raise ConfigError(f"validation.plugins: {m}: {e}") from None
     try:
-        _types().load_entry_points()
+        _types().entry_points_once()
     except (ImportError, ValueError) as e:
         raise ConfigError(str(e)) from None
