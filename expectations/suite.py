@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from healthqa import canonical, codelists
+from healthqa import canonical, codelists, yamlfile
 from healthqa.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Rule(BaseModel):
 @cache
 def dqd_catalogue() -> dict[str, Any]:
     """OHDSI DQD's check types, whether each applies and why not, and each rule type's default (dqd.yml)."""
-    return yaml.safe_load(resources.files(__package__).joinpath("dqd.yml").read_text("utf-8"))
+    return yamlfile.safe_load(resources.files(__package__).joinpath("dqd.yml").read_text("utf-8"))
 
 
 def dqd_check_types() -> dict[str, dict[str, Any]]:
@@ -153,7 +153,7 @@ class Suite(BaseModel):
 def parse(path: Path | str, text: str) -> Suite:
     """A suite file's text as a Suite; a ConfigError names the file, the rule (by its id) and the key."""
     try:
-        data = yaml.safe_load(text)
+        data = yamlfile.safe_load(text)
         return Suite.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]

@@ -7,12 +7,14 @@ from importlib import resources
 
 import yaml
 
+from . import yamlfile
+
 
 @cache
 def load(name: str) -> dict:
     """The parsed code-list file ``codelists/<name>.yml``."""
     text = resources.files(__package__).joinpath("codelists", f"{name}.yml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return yamlfile.safe_load(text)
 
 
 def codes(name: str) -> frozenset[str]:
@@ -62,7 +64,7 @@ def _read_diagnosis_codes(path: str, mtime: float, size: int) -> tuple[tuple[str
     rows: list[tuple[str, str]] = []
     if path.lower().endswith((".yml", ".yaml")):
         try:
-            data = yaml.safe_load(text_)
+            data = yamlfile.safe_load(text_)
         except yaml.YAMLError as e:
             raise CodeListError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
         data = data.get("codes", data) if isinstance(data, dict) else data
