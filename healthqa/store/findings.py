@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 OPEN = ("new", "open", "acknowledged", "reopened")
 LEVEL_RANK = {"一级": 0, "二级": 1, "提示": 2}
+# the contract's 系统严重损坏 (severe system damage: a system under 30 % of its normal efficiency, or a
+# serious data error) asks for a 7×24 emergency response: findings of these fault kinds carry the flag
+# (reports/severe.py files the first two; a system's whole feed silent is 0 % of its normal)
+EMERGENCY = frozenset({"system_volume_collapse", "serious_data_error", "system_feed_silent"})
+
+
+def emergency(kind: str | None, subject: str | None) -> bool:
+    """Whether a finding (its kind and subject) is severe system damage under the contract (7×24)."""
+    return kind == "fault" and subject in EMERGENCY
 
 
 class FindingNotFound(HealthqaError):
@@ -69,6 +78,11 @@ class FindingRow:
     def violation_pct(self) -> float | None:
         return 100.0 * self.violations / self.rows_checked if self.rows_checked else None
 
+    @property
+    def emergency(self) -> bool:
+        """Severe system damage under the contract: a 7×24 emergency response (``EMERGENCY``)."""
+        return emergency(self.kind, self.subject)
+
     def overdue(self, at: datetime) -> dict[str, bool]:
         open_ = self.state in OPEN
         return {"response": bool(open_ and self.acknowledged_at is None and self.response_due_at
@@ -77,8 +91,9 @@ class FindingRow:
 
 
 def urgency(f: FindingRow) -> tuple:
-    """Most urgent first: the contract level, then the most violating rows."""
-    return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), -f.violations, f.id)
+    """Most urgent first: the contract level, a 7×24 emergency first within it, then the most
+    violating rows."""
+    return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), not f.emergency, -f.violations, f.id)
 
 
 class ScoreRecords:
