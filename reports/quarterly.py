@@ -205,7 +205,8 @@ def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path,
 
 
 def _row(f: FindingRow, orgs, at: datetime) -> dict:
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
+    return {"id": f.id, "level": f.level, "emergency": f.emergency, "title_zh": f.title_zh, "title_en": f.title_en,
+            "where": location(f, orgs),
             "opened": f"{f.opened_at:%Y-%m-%d}", "overdue": f.overdue(at)}
 
 

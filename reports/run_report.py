@@ -208,7 +208,8 @@ def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:
 
 
 def _finding(f: FindingRow, orgs, at: datetime) -> dict:
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
+    return {"id": f.id, "level": f.level, "emergency": f.emergency, "title_zh": f.title_zh, "title_en": f.title_en,
+            "where": location(f, orgs),
             "violations": f.violations, "rows_checked": f.rows_checked, "response_due": _t(f.response_due_at),
             "fix_due": _t(f.fix_due_at), "overdue": f.overdue(at), "state_zh": f"{STATE_ZH.get(f.state, f.state)} {f.state}"}
 

@@ -240,7 +240,8 @@ def findings_table(rows, location, now: datetime) -> Table:
         t.add_column(col, overflow="fold", **kw)
     for f in rows:
         due = f.overdue(now)
-        t.add_row(str(f.id), f.level, f.state, f"{f.title_zh}\n[dim]{f.title_en}[/]", location(f),
+        level = f.level + ("\n[bold red]7×24 应急[/]" if f.emergency else "")  # the contract's severe damage
+        t.add_row(str(f.id), level, f.state, f"{f.title_zh}\n[dim]{f.title_en}[/]", location(f),
                   f"{f.violations:,}/{f.rows_checked:,}" if f.rows_checked else "—",
                   _deadline(f.response_due_at, due["response"]), _deadline(f.fix_due_at, due["fix"]))
     return t

@@ -5,6 +5,8 @@ demo night is run."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 import time
 from datetime import date, datetime, timedelta
@@ -12,11 +14,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from rich.console import Console
 
 from healthqa import clock
 from healthqa.config import Config
+from healthqa.console.app import templates as console_templates
 from healthqa.errors import ConfigError
-from healthqa.reports import assess
+from healthqa.pipelines.cli import render
+from healthqa.reports import assess, publish, run_report
+from healthqa.reports.findings import location
+from healthqa.reports.render import _env as report_env
 from healthqa.reports.severe import COLLAPSE, JUMP, NORMAL, NOT_JUDGED, read_severe
 from healthqa.store import AuditStore, StoredResult
 
@@ -140,7 +147,7 @@ def test_a_day_not_audited_is_unknown_not_zero(cfg, store):
 
 
 def test_a_night_that_read_part_of_a_day_is_not_a_collapse(cfg, store):
-    history(store, {w: 1000 for w in (1, 2, 3, 4)})
+    history(store, dict.fromkeys((1, 2, 3, 4), 1000))
     audited(store, MONDAY, 1000)
     rerun = night(store, datetime(2026, 12, 8, 10, 0), 40)  # a second run the same morning: 8 hours' uploads
     assert volume(reading(cfg, store, rerun)).verdict == NOT_JUDGED
@@ -227,3 +234,37 @@ def test_the_severe_keys_are_validated_by_name(tmp_path, monkeypatch):
         load_text(tmp_path, GOOD + "reports: {severe: {volume_min_days: 5}}\n")
     with pytest.raises(ConfigError, match=r"reports\.severe\.volume_weeks: unknown key|reports\.severe\.weeks: unknown key"):
         load_text(tmp_path, GOOD + "reports: {severe: {weeks: 4}}\n")
+
+
+def test_the_emergency_flag_shows_wherever_the_level_shows(cfg, store, tmp_path, monkeypatch):
+    run_id = rates(store, [10, 12, 8, 10, 11], 200)
+    assess.assess_run(cfg, store, run_id)
+    events = store.findings.events_of_run(run_id)
+    [f] = [f for f in events["new"] if f.subject == "serious_data_error"]
+    # the webhook's payload and the exports
+    [doc] = [d for d in publish.run_payload(run_id, {}, events)["findings"]["new"] if d["subject"] == "serious_data_error"]
+    assert doc["emergency"] is True and doc["level"] == "一级"
+    with open(publish.export([f], tmp_path / "f.csv"), encoding="utf-8-sig", newline="") as fh:
+        assert next(csv.DictReader(fh))["emergency"] == "True"
+    # the e-mail of 一级 findings
+    sent = []
+
+    class Smtp:
+        def __init__(self, *a, **kw): pass
+        def __enter__(self): return self
+        def __exit__(self, *a): return False
+        def send_message(self, msg): sent.append(msg)
+
+    monkeypatch.setattr(publish.smtplib, "SMTP", Smtp)
+    assert publish.email_level_one(publish.Smtp("mail", to=("oncall@zh.example",)), run_id, [f]).ok
+    assert "7×24" in sent[0]["Subject"] and "[7×24 应急 emergency] 严重数据错误" in sent[0].get_content()
+    # the command line's findings list, the console's, the run report's
+    out = io.StringIO()
+    Console(file=out, width=200).print(render.findings_table([f], location, clock.now()))
+    assert "7×24 应急" in out.getvalue()
+    page = console_templates().env.get_template("findings_table.html.j2").render(rows=[f], now=clock.now(), orgs=None)
+    assert "7×24 应急" in page
+    macros = report_env().get_template("macros.html.j2").module
+    assert "7×24 应急" in str(macros.findings_table([run_report._finding(f, None, clock.now())]))
+    ordinary = store.findings.list()
+    assert not any(x.emergency for x in ordinary if x.subject != "serious_data_error")
