@@ -23,6 +23,7 @@ from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
 from .rules_run import RulesRun, rules_run
+from .severe import read_severe
 
 TREND_RUNS = 30
 WORST_RULES = 15
@@ -61,7 +62,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         return {**s, "change": earlier.change(level, subject, s), "few": earlier.few(level, subject)}
 
     ran = rules_run(cfg, store, run_id, results)
-    notes = _notes(run, results, scored, orgs, ran)
+    notes = _notes(run, results, scored, orgs, ran) + read_severe(cfg, store, run_id, results).notes()
     # nothing scored is no data, never a "first" figure
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
                                              "sampled": False, "low": None, "high": None, "change": "no data",

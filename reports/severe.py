@@ -106,6 +106,18 @@ class Reading:
     def not_judged(self) -> list[Judgement]:
         return [j for j in self.judgements if j.verdict == NOT_JUDGED]
 
+    def notes(self) -> list[str]:
+        """What the run report says about the tables whose day volume could not be judged (the
+        institutions' reasons are the same or a small normal: counted, not listed)."""
+        out = [f"严重损坏（上传量）未判断 severe damage (volume) not judged: {j.source}.{j.table}"
+               f"{f' {j.day}' if j.day else ''} — {j.why}"
+               for j in self.not_judged if j.kind == "system_volume_collapse"]
+        orgs = sum(j.kind == "org_volume_collapse" for j in self.not_judged)
+        if orgs:
+            out.append(f"{orgs} 个机构的上传量未判断（历史不足或正常量过小）— {orgs} institutions' volumes not judged "
+                       f"(too little history, or a normal below volume_min_rows)")
+        return out
+
 
 def table_read(run_id: int, started_at: datetime, results: Iterable) -> TableRead | None:
     """A run's read of a table from its stored results (StoredResult or dicts): the rows are the most

@@ -268,3 +268,11 @@ def test_the_emergency_flag_shows_wherever_the_level_shows(cfg, store, tmp_path,
     assert "7×24 应急" in str(macros.findings_table([run_report._finding(f, None, clock.now())]))
     ordinary = store.findings.list()
     assert not any(x.emergency for x in ordinary if x.subject != "serious_data_error")
+
+
+def test_the_run_report_says_what_was_not_judged(cfg, store):
+    history(store, {1: {"A": 1000, "clinic": 3}})
+    ctx = run_report.context(cfg, store, audited(store, MONDAY, 1000, {"A": 1000}))
+    [note] = [n for n in ctx["notes"] if "severe damage (volume) not judged" in n]
+    assert f"{SRC}.{TABLE} {MONDAY}" in note and "too little history" in note
+    assert any("2 institutions' volumes not judged" in n for n in ctx["notes"])
