@@ -17,7 +17,9 @@ what the nightly audits stored, with the parameters in ``reports.severe``:
   the same rules read the same way; at least ``error_min_runs`` of them) and above
   ``error_floor_pct`` is ``serious_data_error`` (一级).
 
-Both are judged on nightly runs only (an engineer's scoped check is not a day nor a like-for-like
+A volume judged normal on a later night resolves a collapse; a serious data error is resolved by
+its rate falling back under ``error_floor_pct`` (or the rule passing), never by its own high nights
+becoming the median. Both are judged on nightly runs only (an engineer's scoped check is not a day nor a like-for-like
 rate) and carry the 7×24 flag (``severity.EMERGENCY``) where they are 系统严重损坏. A day is known
 only when a night's incremental read covered it alone: nights 20 to 28 hours apart whose later one
 read the table (not a first whole read, a capped read, or a table that could not be read). A day
@@ -95,11 +97,12 @@ class Reading:
     covered: set[str] = field(default_factory=set)
     judgements: list[Judgement] = field(default_factory=list)
 
-    def add(self, j: Judgement, fault: dict | None = None) -> None:
+    def add(self, j: Judgement, fault: dict | None = None, covers: bool = True) -> None:
+        """``covers``: a normal verdict verifies the unit fine (resolves its open finding)."""
         self.judgements.append(j)
         if fault is not None:
             self.faults.append(fault)
-        elif j.verdict == NORMAL:
+        elif j.verdict == NORMAL and covers:
             self.covered.add(j.fingerprint)
 
     @property
@@ -174,9 +177,22 @@ def read_severe(cfg: Config, store: AuditStore, run_id: int, results: list[dict]
     if run is None or run.kind != "nightly":
         return out
     tables = sorted({(r["source"], r["table"]) for r in results})
+    silent = _silent(results, set(cfg.reports.severity.feed_rules))
     for source, table in tables:
-        _volumes(cfg.reports.severe, store, run, source, table, out)
+        _volumes(cfg.reports.severe, store, run, source, table, out, silent)
         _jumps(cfg, store, run, source, table, [r for r in results if (r["source"], r["table"]) == (source, table)], out)
+    return out
+
+
+def _silent(results: list[dict], feed_rules: set[str]) -> set[str | None]:
+    """The institutions tonight's feed rules found silent (None: every institution): a day of zero
+    rows from them is already filed as a silent feed, and is not filed again as a collapse."""
+    out: set[str | None] = set()
+    for r in results:
+        if r["rule_id"] in feed_rules and r["status"] == "fail":
+            n, v = int(r.get("denominator") or 0), int(r.get("violations") or 0)
+            out |= {None} if n and v == n else set()
+            out |= {str(o) for o, c in (r.get("by_org") or {}).items() if int(c.get("violations") or 0)}
     return out
 
 
@@ -185,7 +201,8 @@ def _system(table: str) -> str | None:
     return suites.builtin(table).system if table in suites.builtin_tables() else None
 
 
-def _volumes(p: Severe, store: AuditStore, run, source: str, table: str, out: Reading) -> None:
+def _volumes(p: Severe, store: AuditStore, run, source: str, table: str, out: Reading,
+             silent: set[str | None] = frozenset()) -> None:
     history = store.results.of_table(source, table, "nightly", upto=run.id,
                                      since=run.started_at - timedelta(weeks=p.volume_weeks, days=2))
     reads = [t for rid, started, status, rs in history if status in COUNTED or rid == run.id
@@ -203,18 +220,21 @@ def _volumes(p: Severe, store: AuditStore, run, source: str, table: str, out: Re
         return
     known = {d: r.rows for d, r in days.items() if d < day}
     _judge(p, Judgement("system_volume_collapse", source, table, NOT_JUDGED, day=day, value=days[day].rows),
-           known, where, system, out)
+           known, where, system, out, silent)
     if not canonical.table(table).org:
         return
     orgs = sorted({o for r in days.values() for o in r.by_org})
     for org in orgs:
         known = {d: r.by_org.get(org, 0) for d, r in days.items() if d < day}
         _judge(p, Judgement("org_volume_collapse", source, table, NOT_JUDGED, org=org, day=day,
-                            value=days[day].by_org.get(org, 0)), known, f"{where} / {org}", system, out)
+                            value=days[day].by_org.get(org, 0)), known, f"{where} / {org}", system, out, silent)
 
 
-def _judge(p: Severe, j: Judgement, known: Mapping[date, int], where: str, system: str | None, out: Reading) -> None:
+def _judge(p: Severe, j: Judgement, known: Mapping[date, int], where: str, system: str | None, out: Reading,
+           silent: set[str | None] = frozenset()) -> None:
     normal, n, why = normal_volume(j.day, known, p)
+    if not why and not j.value and j.org in silent:
+        why = "已报数据上传中断 filed as a silent feed (system_feed_silent / org_feed_silent)"
     j = Judgement(**{**asdict(j), "normal": normal, "known": n, "why": why})
     if why:
         out.add(j)
@@ -263,13 +283,14 @@ def _jumps(cfg: Config, store: AuditStore, run, source: str, table: str, results
         j = _jump(p, Judgement("serious_data_error", source, table, NOT_JUDGED, rule_id=r["rule_id"],
                                value=_rate([r])), past)
         jumped |= j.verdict == JUMP
-        _file_jump(j, r.get("zh") or r["rule_id"], r.get("en") or r["rule_id"], r.get("system"), out)
+        _file_jump(j, r.get("zh") or r["rule_id"], r.get("en") or r["rule_id"], r.get("system"), out, p.error_floor_pct)
     verdict = [r for r in results if r["status"] in ("pass", "fail")]
     j = _jump(p, Judgement("serious_data_error", source, table, NOT_JUDGED, value=_rate(verdict)),
               [_rate([x for x in rs if x["status"] in ("pass", "fail")]) for rs in comparable])
     if jumped and j.verdict == JUMP:  # the table's rate rose with its rules': one finding per cause
         j = Judgement(**{**asdict(j), "verdict": NOT_JUDGED, "why": "规则已报 reported by its rules"})
-    _file_jump(j, f"{source}.{table} 全表违规率", f"{source}.{table} violation rate over its rules", _system(table), out)
+    _file_jump(j, f"{source}.{table} 全表违规率", f"{source}.{table} violation rate over its rules", _system(table), out,
+               p.error_floor_pct)
 
 
 def _rate(results: list[dict]) -> float:
@@ -288,9 +309,11 @@ def _jump(p: Severe, j: Judgement, past: list[float]) -> Judgement:
     return Judgement(**{**asdict(j), "normal": normal, "known": len(past), "verdict": verdict})
 
 
-def _file_jump(j: Judgement, zh: str, en: str, system: str | None, out: Reading) -> None:
+def _file_jump(j: Judgement, zh: str, en: str, system: str | None, out: Reading, floor: float) -> None:
+    """A jump is filed; a finding of one is resolved by a rate back under the floor (or a passing
+    rule), not by its history catching up with it (a high rate for a week is the new median)."""
     if j.verdict != JUMP:
-        out.add(j)
+        out.add(j, covers=(j.value or 0.0) <= floor)
         return
     rate, normal = j.value or 0.0, j.normal or 0.0
     times = f"{rate / normal:.1f} 倍" if normal else "从 0 起"

@@ -276,3 +276,27 @@ def test_the_run_report_says_what_was_not_judged(cfg, store):
     [note] = [n for n in ctx["notes"] if "severe damage (volume) not judged" in n]
     assert f"{SRC}.{TABLE} {MONDAY}" in note and "too little history" in note
     assert any("2 institutions' volumes not judged" in n for n in ctx["notes"])
+
+
+def test_a_serious_data_error_lasts_until_the_rate_falls_back(cfg, store):
+    start = datetime(2026, 11, 20, 2, 0)
+    for i, v in enumerate([10, 12, 8, 10, 11] + [200] * 6):  # the high nights become the median …
+        last = night(store, start + timedelta(days=i), 1000, violations=v)
+        assess.assess_run(cfg, store, last)
+    assert next(j for j in reading(cfg, store, last).judgements if j.rule_id == RULE).verdict == NORMAL
+    [f] = [f for f in store.findings.list() if f.subject == "serious_data_error"]
+    assert f.state == "open"  # … which does not resolve the finding
+    assess.assess_run(cfg, store, night(store, start + timedelta(days=11), 1000, violations=10))
+    assert store.findings.get(f.id).state == "resolved"
+
+
+def test_a_day_of_no_rows_already_filed_as_a_silent_feed_is_not_filed_again(cfg, store):
+    history(store, {w: {"A": 500, "B": 500} for w in (1, 2, 3, 4)})
+    run_id = audited(store, MONDAY, 500, {"B": 500})  # A uploaded nothing on Monday
+    store.results.record(run_id, [StoredResult(SRC, "organization", "ORG-FEED-ACTIVE", "fail", 1, 2, 50.0, 0.0,
+                                               severity="一级", system="11",
+                                               by_org={"A": {"violations": 1, "denominator": 1},
+                                                       "B": {"violations": 0, "denominator": 1}})])
+    assess.assess_run(cfg, store, run_id)
+    subjects = sorted((f.subject, f.org_code) for f in store.findings.list())
+    assert ("org_feed_silent", "A") in subjects and ("org_volume_collapse", "A") not in subjects
