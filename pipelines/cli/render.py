@@ -254,12 +254,13 @@ FINDING_LINE_FIELDS = ("id", "level", "state", "rule", "finding", "where", "viol
 
 def findings_lines(rows, location, now: datetime) -> str:
     """Findings for a pipe or a file: a header, then one tab-separated line per finding with the rule
-    id as a column of its own (times ISO 8601; tabs and line breaks inside a value become spaces)."""
+    id as a column of its own (times as everywhere a person reads them; tabs and line breaks inside a
+    value become spaces)."""
     lines = ["\t".join(FINDING_LINE_FIELDS)]
     for f in rows:
         due = f.overdue(now)
         cells = (f.id, f.level, f.state, f.subject, f.title_zh, location(f), f.violations, f.rows_checked,
-                 clock.iso(f.response_due_at) or "", clock.iso(f.fix_due_at) or "",
+                 clock.shown(f.response_due_at, missing=""), clock.shown(f.fix_due_at, missing=""),
                  ",".join(k for k in ("response", "fix") if due[k]), f.assignee or "",
                  " | ".join(_note(n) for n in f.notes or []))
         lines.append("\t".join(" ".join(str(c).split()) for c in cells))
