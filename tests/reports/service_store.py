@@ -37,10 +37,10 @@ def _finding(level: str, org: str | None, violations: int, rows: int, examples: 
             "response_due_at": response, "fix_due_at": fix}
 
 
-def build(folder: Path) -> tuple[Path, dict[str, int]]:
-    """The configuration file, and the findings' ids by name."""
+def build(folder: Path, **extra) -> tuple[Path, dict[str, int]]:
+    """The configuration file (with ``extra`` sections, e.g. ``console``), and the findings' ids by name."""
     path = write_config(folder / "healthqa.yml", {"store": {"url": f"sqlite:///{folder / 'audit.db'}"}, "sources": {},
-                                                   "reports": {"out_dir": str(folder / "reports")}})
+                                                   "reports": {"out_dir": str(folder / "reports")}, **extra})
     cfg = config.load(path)
     with AuditStore(cfg.store.url) as store, clock.frozen(T0) as c:
         with store.runs.start("nightly", {"sources": ["mpi"]}) as run1:
