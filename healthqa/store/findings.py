@@ -76,6 +76,11 @@ class FindingRow:
                 "fix": bool(open_ and self.fix_due_at and at > self.fix_due_at)}
 
 
+# ``FindingRecords.list`` shadows ``list`` in its class: the methods after it name their types so
+Rows = list[FindingRow]
+Events = list[dict]
+
+
 def urgency(f: FindingRow) -> tuple:
     """Most urgent first: the contract level, then the most violating rows."""
     return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), -f.violations, f.id)
@@ -240,7 +245,7 @@ class FindingRecords:
             return FindingRow.of(f)
 
     def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
-             org: str | None = None, overdue: bool = False, at: datetime | None = None) -> list[FindingRow]:
+             org: str | None = None, overdue: bool = False, at: datetime | None = None) -> Rows:
         """Findings, most urgent first. ``state="open"`` means every state that is not resolved."""
         at = at or now()
         with self.store.session() as s:
@@ -261,16 +266,7 @@ class FindingRecords:
             rows = [FindingRow.of(f) for f in s.execute(q).scalars()]
         return sorted(rows, key=lambda f: (f.state == "resolved", *urgency(f)))
 
-    def get_many(self, finding_ids: Iterable[int]) -> list[FindingRow]:
-        """The findings of ``finding_ids`` in that order; every id that names no finding is named in
-        one FindingNotFound."""
-        ids = list(dict.fromkeys(finding_ids))
-        with self.store.session() as s:
-            found = {f.id: FindingRow.of(f) for f in s.execute(select(Finding).where(Finding.id.in_(ids))).scalars()}
-        _refuse_missing(ids, found)
-        return [found[i] for i in ids]
-
-    def events(self, finding_id: int) -> list[dict]:
+    def events(self, finding_id: int) -> Events:
         """What happened to a finding, oldest first: each run's verdict (new, persisting, resolved,
         reopened, with the counts it saw) and each person's action, with when and who."""
         with self.store.session() as s:
@@ -289,7 +285,7 @@ class FindingRecords:
         """Resolved by hand (e.g. not a defect). If a later run sees it again, it reopens."""
         return self.resolve_many([finding_id], user, note)[0]
 
-    def acknowledge_many(self, finding_ids: Iterable[int], user: str) -> list[FindingRow]:
+    def acknowledge_many(self, finding_ids: Iterable[int], user: str) -> Rows:
         """Acknowledge every finding of ``finding_ids`` or none (one unknown or resolved id refuses all)."""
         def change(f: Finding, at: datetime) -> dict:
             if f.state == "resolved":
@@ -298,7 +294,7 @@ class FindingRecords:
             return {}
         return self._change(finding_ids, user, "acknowledged", change)
 
-    def assign_many(self, finding_ids: Iterable[int], assignee: str, user: str) -> list[FindingRow]:
+    def assign_many(self, finding_ids: Iterable[int], assignee: str, user: str) -> Rows:
         def change(f: Finding, at: datetime) -> dict:
             before, f.assignee = f.assignee, assignee
             return {"from": before, "to": assignee}
@@ -314,7 +310,7 @@ class FindingRecords:
             return {"text": text}
         return self._change([finding_id], user, "note", change)[0]
 
-    def resolve_many(self, finding_ids: Iterable[int], user: str, note: str | None = None) -> list[FindingRow]:
+    def resolve_many(self, finding_ids: Iterable[int], user: str, note: str | None = None) -> Rows:
         """Resolve every finding of ``finding_ids`` by hand, or none."""
         def change(f: Finding, at: datetime) -> dict:
             if f.state == "resolved":
@@ -325,7 +321,7 @@ class FindingRecords:
             return {"note": note}
         return self._change(finding_ids, user, "resolved", change)
 
-    def _change(self, finding_ids: Iterable[int], user: str, event: str, change) -> list[FindingRow]:
+    def _change(self, finding_ids: Iterable[int], user: str, event: str, change) -> Rows:
         """``change`` applied to each finding in one transaction: every id unknown, or every finding
         the change refuses, is named in one error and nothing is changed (a list typed by hand with
         one wrong number must not leave half of it done)."""
