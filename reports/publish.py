@@ -39,7 +39,8 @@ log = logging.getLogger("healthqa.reports.publish")
 # ``emergency``: the contract's 系统严重损坏, a 7×24 emergency response (store.findings.EMERGENCY)
 EXPORT_FIELDS = ("id", "state", "level", "emergency", "kind", "source", "table_name", "org_code", "system", "subject", "title_zh",
                  "title_en", "violations", "rows_checked", "threshold_pct", "opened_at", "last_seen_at",
-                 "response_due_at", "fix_due_at", "acknowledged_by", "assignee", "resolved_at", "resolved_by", "examples")
+                 "response_due_at", "fix_due_at", "acknowledged_by", "assignee", "resolved_at", "resolved_by", "examples",
+                 "acknowledged_at", "notes")
 
 
 @dataclass
@@ -54,6 +55,7 @@ def finding_doc(f: FindingRow) -> dict:
     doc = {k: getattr(f, k) for k in EXPORT_FIELDS}
     # to the second, as exports always were (the store keeps microseconds to order events), with the
     # zone's offset: a ticket system elsewhere reads the deadline's instant, not a bare wall-clock time
+    doc["notes"] = [{**n, "at": clock.iso(n["at"]) if n.get("at") else None} for n in f.notes or []]
     return {k: (clock.iso(v) if isinstance(v, datetime) else v) for k, v in doc.items()}
 
 
@@ -68,7 +70,8 @@ def export(findings: Iterable[FindingRow], path: str | Path) -> Path:
                 w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
                 w.writeheader()
                 for d in docs:
-                    w.writerow({**d, "examples": " ".join(map(str, d["examples"] or []))})
+                    w.writerow({**d, "examples": " ".join(map(str, d["examples"] or [])),
+                                "notes": " | ".join(f"{n['at']} {n['by']}: {n['text']}" for n in d["notes"])})
         else:
             tmp.write_text(json.dumps(docs, ensure_ascii=False, indent=1), encoding="utf-8")
     return path

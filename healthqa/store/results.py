@@ -100,6 +100,15 @@ class Results:
                     found[r.run_id].append(_stored(r))
         return [(rid, started, status, found[rid]) for rid, started, status in picked]
 
+    def of_rule(self, source: str, table: str, rule_id: str, since_run: int = 0) -> list[tuple[int, StoredResult]]:
+        """Every run from ``since_run`` on that checked ``rule_id`` on ``source.table``, oldest first, with
+        its result: the evidence a service report shows before and after a repair."""
+        q = (select(RuleResult).where(RuleResult.source == source, RuleResult.table_name == table,
+                                      RuleResult.rule_id == rule_id, RuleResult.run_id >= since_run)
+             .order_by(RuleResult.run_id, RuleResult.id))
+        with self._store.session() as s:
+            return [(r.run_id, _stored(r)) for r in s.execute(q).scalars()]
+
     def previous(self, scope: dict, kind: str = "validate") -> dict[tuple[str, str, str], StoredResult]:
         """The results of the last successful run of ``kind`` over exactly this scope, by
         (source, table, rule id); empty when the scope never ran before."""
