@@ -1,12 +1,14 @@
 """The engine's parts as parts of the Python Record Linkage Toolkit (``recordlinkage``), for a data
 scientist who composes and evaluates a pipeline the toolkit's way:
 
-    P = records(df, spec)                                   # normalised, in the engine's order
-    pairs = SpecBlocking(spec).index(P)                     # the engine's candidate pairs
-    X = recordlinkage.Compare(features(spec)).compute(pairs, P)   # its comparison levels (and tf)
-    fs = FellegiSunterClassifier(spec, records=P).fit(X)    # its Fellegi–Sunter model, learned as it does
-    matches = fs.predict(X)                                 # its matches: threshold, then the guards
+    P = records(df, spec)                                        # normalised, in the engine's order
+    pairs = SpecBlocking(spec).index(P)                          # the engine's candidate pairs
+    X = recordlinkage.Compare(features(spec)).compute(pairs, P)  # its comparison levels (and tf)
+    fs = FellegiSunterClassifier(spec, records=P).fit(X)         # its Fellegi–Sunter model, learned as it does
+    matches = fs.predict(X)                                      # its matches: threshold, then the guards
     recordlinkage.precision(archive_pairs(truth), archive_pairs(matches, P))
+
+(docs/how-it-works.md shows it on FEBRL.)
 
 Adapters, not a second engine: each class wraps the function the engine itself calls — a feature
 its comparison kind's ``compare`` (``compare.py``, ``kinds.py``), the index ``blocking.candidate_pairs``,
@@ -15,8 +17,9 @@ pipeline gives the engine's pairs, and the engine keeps calling its own code dir
 MultiIndex or per-feature frame on its path). The engine deduplicates one table: to link two, concatenate
 them. Steward decisions and clustering stay the engine's (``Deduplicator``).
 
-The extension points used are the toolkit's documented ones, underscored (``_compute_vectorized``,
-``_dedup_index``, ``_fit``, ``_predict``, ``_prob_match``): pyproject.toml pins its minor series.
+The extension points are the toolkit's own, but underscored (``RL_PRIVATE``): pyproject.toml pins
+its minor series, and tests/dedup/test_recordlinkage_api.py resolves each one, so an upgrade that moves
+one fails there by name.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ from .model import FSModel, Scorer, SupervisedModel, agreed_tf
 from .normalise import block_column, prepare
 from .spec import FieldSpec, Spec
 
+# the toolkit's underscored hooks the classes below override (its base classes call them); a new one belongs here
+RL_PRIVATE = (
+    "recordlinkage.base.BaseIndexAlgorithm._dedup_index",
+    "recordlinkage.base.BaseIndexAlgorithm._link_index",
+    "recordlinkage.base.BaseCompareFeature._compute_vectorized",
+    "recordlinkage.base.BaseClassifier._fit",
+    "recordlinkage.base.BaseClassifier._predict",
+    "recordlinkage.base.BaseClassifier._prob_match",
+)
 TF = "tf"  # the label of the term-frequency feature (the classifier reads it by this name)
 POSITION = "record"  # the index's name when archive numbers repeat: the record's position
 
@@ -209,21 +221,26 @@ class FellegiSunterClassifier(BaseClassifier):
     ``fit`` learns as a run of the engine does, in its order and from the same random stream
     (``seed``): u from random pairs of ``records``, m by EM on the spec's training sessions, the prior
     from the candidates' vectors — so it needs the normalised ``records`` (``records(df, spec)``).
-    With ``match_index`` (the true matches among the vectors' pairs), the supervised model the stewards'
-    decisions train (``model.SupervisedModel``) is fitted on top, once there are enough of both kinds.
-    ``model``: a model learned before (a run's ``result.model``), used as it is — no fit needed.
+    ``model``: a Fellegi–Sunter model learned before (a run's ``dd.model``), used as it is: no fit
+    needed, and ``fit`` learns only what labels teach. With ``match_index`` (the true matches among the
+    vectors' pairs, in either order), the model the stewards' decisions train (``model.SupervisedModel``)
+    is fitted on top of the Fellegi–Sunter one, as a run does once stewards decided enough pairs.
     ``predict``: 1 for a match — the score at or above the spec's ``match`` threshold and no guard
     lowering it (``engine.decide``); ``decide`` gives the three-way decision (match / review / non_match)."""
 
-    def __init__(self, spec: Spec, *, records: pd.DataFrame | None = None, model: Scorer | None = None, seed: int = 1):
+    def __init__(self, spec: Spec, *, records: pd.DataFrame | None = None, model: FSModel | None = None, seed: int = 1):
         self.spec = spec
         self.records = records
         self.seed = seed
-        self.model: Scorer | None = model
+        self.given = model
+        self.model: Scorer | None = model  # what scores: the Fellegi–Sunter model, or the supervised one on top
 
     # the toolkit's public verbs, after the vectors are put in the spec's order (its base class hands
     # the private ones bare arrays, so the columns' order is the only name they have)
     def fit(self, comparison_vectors: pd.DataFrame, match_index: pd.MultiIndex | None = None) -> FellegiSunterClassifier:
+        if match_index is not None:  # the toolkit's FEBRL links come in either order; its pairs in one
+            swapped = match_index.swaplevel() if isinstance(match_index, pd.MultiIndex) else match_index
+            match_index = match_index.append(swapped).unique() if isinstance(match_index, pd.MultiIndex) else match_index
         super().fit(self._vectors(comparison_vectors), match_index)
         return self
 
@@ -261,21 +278,25 @@ class FellegiSunterClassifier(BaseClassifier):
         return scores(self.model, lv, tf)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
+        lv, tf = self._split(X)
+        fs = self.given if self.given is not None else self._learn(lv, tf)
+        self.model = fs
+        if y is not None:  # too few labels of either kind: the Fellegi–Sunter model alone (as a run does)
+            sup = SupervisedModel(self.spec, fs)
+            self.model = sup if sup.fit(lv, np.asarray(y, dtype=int), tf) else fs
+
+    def _learn(self, lv: np.ndarray, tf: np.ndarray | None) -> FSModel:
+        """The Fellegi–Sunter model a run of the engine learns on these records and candidates."""
         if self.records is None:
             raise ValueError("fitting learns u and m from the records: FellegiSunterClassifier(spec, records=records(df, spec))")
         P = self.records.reset_index(drop=True)
-        lv, tf = self._split(X)
         dd = Deduplicator(self.spec, seed=self.seed)
         rng = np.random.default_rng(self.seed)  # one stream, in the engine's order (Deduplicator.deduplicate)
         dd.training.estimate_u(P, rng)
         dd.training.estimate_m(P, rng)
         none = np.array([], dtype=np.int64)
         dd.training.estimate_prior(Candidates(none, none, lv, tf if tf is not None else np.array([])), len(P), rng)
-        fs: Scorer = dd.fs_model
-        if y is not None:
-            sup = SupervisedModel(self.spec, dd.fs_model)
-            fs = sup if sup.fit(lv, np.asarray(y, dtype=int), tf) else fs
-        self.model = fs
+        return dd.fs_model
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         lv, tf = self._split(X)
