@@ -20,7 +20,7 @@ from recordlinkage.base import BaseClassifier, BaseCompareFeature, BaseIndexAlgo
 from healthqa.dedup import compare, engine, evaluate, recordlinkage_api
 from healthqa.dedup import spec as specs
 from healthqa.dedup.deduplicator import Deduplicator
-from healthqa.dedup.model import SupervisedModel
+from healthqa.dedup.model import FSModel, SupervisedModel
 from healthqa.dedup.recordlinkage_api import (
     BUILTIN_FEATURES,
     RL_PRIVATE,
@@ -164,6 +164,27 @@ def test_every_builtin_kind_has_its_feature_computing_the_engines_levels():
     np.testing.assert_array_equal(X["born"], lv[:, SPEC.field_index("birth_date")])
     assert [compare.level_name(SPEC.fields[1], v) for v in X["name"]] == [
         "same pinyin", "given-name characters swapped", "different"]
+
+
+def test_a_plugin_kind_composes_through_compare_kind(monkeypatch):
+    """A site's own comparison kind (tests/dedup/dedup_plugin.py) is a feature as the built-ins are, and
+    a prediction in the toolkit's series form gives the same archive pairs as its index form."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    spec = specs.Spec.model_validate({"plugins": ["dedup_plugin"], "table": "person", "key": "archive_id",
+                                      "blocking": [["post_district"]], "guards": [],
+                                      "fields": [{"name": "post", "kind": "postcode", "column": "postcode"}]})
+    P = records(pd.DataFrame({"archive_id": list("dcba"), "postcode": ["315200", "315 200", "315299", None]}), spec)
+    [feature] = features(spec)
+    assert type(feature) is recordlinkage_api.CompareKind
+    pairs = SpecBlocking(spec).index(P)
+    X = recordlinkage.Compare([feature]).compute(pairs, P)
+    assert dict(zip(pairs, X["post"])) == {("c", "b"): 1, ("d", "b"): 1, ("d", "c"): 2}  # a has no postcode
+    fs = FellegiSunterClassifier(spec, model=FSModel(spec, m=[np.array([0.05, 0.05, 0.9])], u=[np.array([0.9, 0.099, 0.001])],
+                                                     prior=0.5))
+    with recordlinkage.option_context("classification.return_type", "series"):
+        series = fs.predict(X)
+    assert series.tolist() == (X["post"] == 2).astype(int).tolist()
+    assert archive_pairs(series).equals(archive_pairs(fs.predict(X))) and archive_pairs(series).tolist() == [("c", "d")]
 
 
 def test_raw_records_and_missing_vectors_are_refused_by_name():
