@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import inspect
 import re
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,21 @@ from healthqa.dedup.recordlinkage_api import (
     records,
 )
 
-from .test_dedup import SPEC, archives, truth
-
 ROOT = Path(__file__).resolve().parents[2]
+SPEC = specs.builtin()
+MPI = ("DABH archive_id, XM name, XBDM sex_code, CSRQ birth_date, SFZH id_number, LXDH phone, XZZ address, "
+       "DAZT status_code, JDJGDM org_code, GXSJ updated_at")  # the demo's T_GRDA as the person table's columns
 
-pytestmark = pytest.mark.xdist_group("dedup")  # a duplicate scan of the demo, as test_dedup.py's
+
+def archives(folder: Path) -> pd.DataFrame:
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        return pd.read_sql_query(f"SELECT {MPI} FROM T_GRDA", conn)
+
+
+def truth(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "truth" / "duplicate_pairs.csv", dtype=str)
+
+pytestmark = pytest.mark.xdist_group("recordlinkage_api")  # one worker runs the module's FEBRL and demo scans once
 
 
 def pipeline(df: pd.DataFrame, spec: specs.Spec):
