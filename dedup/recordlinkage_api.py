@@ -238,9 +238,8 @@ class FellegiSunterClassifier(BaseClassifier):
     # the toolkit's public verbs, after the vectors are put in the spec's order (its base class hands
     # the private ones bare arrays, so the columns' order is the only name they have)
     def fit(self, comparison_vectors: pd.DataFrame, match_index: pd.MultiIndex | None = None) -> FellegiSunterClassifier:
-        if match_index is not None:  # the toolkit's FEBRL links come in either order; its pairs in one
-            swapped = match_index.swaplevel() if isinstance(match_index, pd.MultiIndex) else match_index
-            match_index = match_index.append(swapped).unique() if isinstance(match_index, pd.MultiIndex) else match_index
+        if isinstance(match_index, pd.MultiIndex):  # the toolkit's FEBRL links come in either order, its pairs in one
+            match_index = match_index.append(match_index.swaplevel()).unique()
         super().fit(self._vectors(comparison_vectors), match_index)
         return self
 

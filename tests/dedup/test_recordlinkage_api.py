@@ -52,8 +52,8 @@ pytestmark = pytest.mark.xdist_group("recordlinkage_api")  # one worker runs the
 
 
 def pipeline(df: pd.DataFrame, spec: specs.Spec):
-    """The composition docs/how-it-works.md shows: normalised records, the spec's blocking, its
-    comparisons in recordlinkage.Compare."""
+    """The composition docs/how-it-works.md shows, up to the comparison vectors: normalised records,
+    the spec's blocking, its comparisons in recordlinkage.Compare."""
     P = records(df, spec)
     pairs = SpecBlocking(spec).index(P)
     return P, pairs, recordlinkage.Compare(features(spec)).compute(pairs, P)
@@ -128,11 +128,10 @@ def test_febrl1_labels_fit_the_stewards_model_as_the_engine_does(febrl1):
     spec, links, res, P, pairs, X = (febrl1[k] for k in ("febrl", "links", "res", "P", "pairs", "X"))
     fs = FellegiSunterClassifier(spec, model=res.model).fit(X, links)
     assert isinstance(fs.model, SupervisedModel) and fs.model.labels == len(X)
-    left, right = P.index[P.index.get_indexer(pairs.get_level_values(0))], pairs.get_level_values(1)
-    matched = pd.Series(0, index=pairs)
-    matched.loc[pairs.intersection(links.append(links.swaplevel()))] = 1
-    decisions = pd.DataFrame({"left": left, "right": right,
-                              "decision": np.where(matched.to_numpy() == 1, "merge", "not_same")})
+    matched = pairs.isin(links.append(links.swaplevel()))  # FEBRL's links in either order: fit reads both
+    assert matched.sum() == 500
+    decisions = pd.DataFrame({"left": pairs.get_level_values(0), "right": pairs.get_level_values(1),
+                              "decision": np.where(matched, "merge", "not_same")})
     sup = Deduplicator(spec, model=res.model, decisions=decisions).training.supervised(res.prepared)
     assert sup is not None
     np.testing.assert_allclose(np.concatenate(fs.model.coef), np.concatenate(sup.coef))
