@@ -221,14 +221,14 @@ class FellegiSunterClassifier(BaseClassifier):
     ``fit`` learns as a run of the engine does, in its order and from the same random stream
     (``seed``): u from random pairs of ``records``, m by EM on the spec's training sessions, the prior
     from the candidates' vectors — so it needs the normalised ``records`` (``records(df, spec)``).
-    ``model``: a Fellegi–Sunter model learned before (a run's ``dd.model``), used as it is: no fit
-    needed, and ``fit`` learns only what labels teach. With ``match_index`` (the true matches among the
+    ``model``: a model learned before (a run's ``result.model``), used as it is: no fit needed, and
+    ``fit`` learns only what labels teach, on top of its Fellegi–Sunter part. With ``match_index`` (the true matches among the
     vectors' pairs, in either order), the model the stewards' decisions train (``model.SupervisedModel``)
     is fitted on top of the Fellegi–Sunter one, as a run does once stewards decided enough pairs.
     ``predict``: 1 for a match — the score at or above the spec's ``match`` threshold and no guard
     lowering it (``engine.decide``); ``decide`` gives the three-way decision (match / review / non_match)."""
 
-    def __init__(self, spec: Spec, *, records: pd.DataFrame | None = None, model: FSModel | None = None, seed: int = 1):
+    def __init__(self, spec: Spec, *, records: pd.DataFrame | None = None, model: Scorer | None = None, seed: int = 1):
         self.spec = spec
         self.records = records
         self.seed = seed
@@ -278,8 +278,9 @@ class FellegiSunterClassifier(BaseClassifier):
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
         lv, tf = self._split(X)
-        fs = self.given if self.given is not None else self._learn(lv, tf)
-        self.model = fs
+        given = self.given.base if isinstance(self.given, SupervisedModel) else self.given
+        fs = given if isinstance(given, FSModel) else self._learn(lv, tf)
+        self.model = self.given if self.given is not None and y is None else fs
         if y is not None:  # too few labels of either kind: the Fellegi–Sunter model alone (as a run does)
             sup = SupervisedModel(self.spec, fs)
             self.model = sup if sup.fit(lv, np.asarray(y, dtype=int), tf) else fs
