@@ -241,7 +241,8 @@ def findings_table(rows, location, now: datetime) -> Table:
         t.add_column(col, overflow="fold", **kw)
     for f in rows:
         due = f.overdue(now)
-        level = Text(f.level) + (Text("\n7×24 应急", style="bold red") if f.emergency else Text(""))  # the contract's severe damage
+        # the contract's severe damage asks for a 7×24 response
+        level = Text(f.level) + (Text("\n7×24 应急", style="bold red") if f.emergency else Text(""))
         t.add_row(str(f.id), level, f.state, Text(f.title_zh) + Text(f"\n{f.subject} · {f.title_en}", style="dim"),
                   location(f), f"{f.violations:,}/{f.rows_checked:,}" if f.rows_checked else "—",
                   _deadline(f.response_due_at, due["response"]), _deadline(f.fix_due_at, due["fix"]),
@@ -260,7 +261,8 @@ def findings_lines(rows, location, now: datetime) -> str:
     lines = ["\t".join(FINDING_LINE_FIELDS)]
     for f in rows:
         due = f.overdue(now)
-        cells = (f.id, f.level + (" 7×24" if f.emergency else ""), f.state, f.subject, f.title_zh, location(f), f.violations, f.rows_checked,
+        cells = (f.id, f.level + (" 7×24" if f.emergency else ""), f.state, f.subject, f.title_zh, location(f),
+                 f.violations, f.rows_checked,
                  clock.shown(f.response_due_at, missing=""), clock.shown(f.fix_due_at, missing=""),
                  ",".join(k for k in ("response", "fix") if due[k]), f.assignee or "",
                  " | ".join(_note(n) for n in f.notes or []))
