@@ -52,7 +52,7 @@ class _Deferred(types.ModuleType):
     """A module GE imports but the rules never use, imported for real on its first use: GE imports
     every built-in expectation with the package, and two of them bring Altair (the KL-divergence
     expectation's charts) and scipy.stats (its entropy, the KS-test metrics) — a third of GE's import
-    time. Installed only while GE imports (``_importing_ge``), so anything else importing them gets
+    time. Installed only while GE imports (``_import_ge``), so anything else importing them gets
     the real modules."""
 
     def __getattr__(self, attr: str):
@@ -61,20 +61,20 @@ class _Deferred(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
-def _importing_ge(deferred: tuple[str, ...] = ("altair", "scipy.stats")):
+def _import_ge(deferred: tuple[str, ...] = ("altair", "scipy.stats")) -> None:
     """Import Great Expectations with ``deferred`` modules (those not imported yet) as ``_Deferred``."""
     placed = {name: _Deferred(name) for name in deferred if name not in sys.modules}
     sys.modules.update(placed)
     try:
-        import great_expectations
+        importlib.import_module("great_expectations")
     finally:
         for name, module in placed.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
-    return great_expectations
 
 
-gx = _importing_ge()
+_import_ge()
+import great_expectations as gx  # noqa: E402 - imported by _import_ge, here bound
 from great_expectations.compatibility import pydantic  # noqa: E402
 from great_expectations.core.batch import Batch  # noqa: E402
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult  # noqa: E402
