@@ -13,7 +13,7 @@ from healthqa import clock
 from healthqa.config import load
 from healthqa.store import AuditStore
 
-from . import HELP, actor, app, fail, render, user_errors
+from . import HELP, actor, app, fail, findings_view, user_errors
 from .options import ConfigOpt, writable_file
 
 findings_app = typer.Typer(context_settings=HELP,
@@ -57,9 +57,9 @@ def findings_list(
     names = registry(cfg)
     where = lambda f: location(f, names)  # noqa: E731
     if app.out.is_terminal:
-        app.out.print(render.findings_table(rows, where, clock.now()))
+        app.out.print(findings_view.findings_table(rows, where, clock.now()))
     else:  # a pipe or a file: one line per finding, for grep, cut and spreadsheets
-        typer.echo(render.findings_lines(rows, where, clock.now()), nl=False)
+        typer.echo(findings_view.findings_lines(rows, where, clock.now()), nl=False)
     if json_out:
         from healthqa.reports.publish import export
 
