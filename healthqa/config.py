@@ -305,7 +305,13 @@ def _known_zone(v: str) -> str:
 class Console(_Strict):
     """The web console (``healthqa serve``; console/)."""
 
-    secure_cookies: bool = False  # session cookies only over HTTPS (set true behind TLS)
+    # session cookies only over HTTPS; without it a cookie is Secure whenever the request came over
+    # HTTPS (directly, or as a trusted proxy's X-Forwarded-Proto says)
+    secure_cookies: bool = False
+    # addresses (or networks) of reverse proxies whose X-Forwarded-For / -Proto are believed; none by
+    # default: the client recorded in the audit log is the connection's own address
+    trusted_proxies: list[str] = Field(default_factory=list)
+    logins_per_client_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10  # then 429 (before any hashing)
     secret_key: str | None = None  # signs session cookies, from the environment; unset: a new key per start
     session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 8.0  # a session ends this long after log-in
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5  # failed log-ins in a row before the lock
