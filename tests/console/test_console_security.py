@@ -224,3 +224,19 @@ def test_an_admin_cannot_disable_themself_by_another_spelling_and_can_enable_aga
     r = invoke("users", "enable", "qc1", "--config", site_file(site, tmp_path))
     assert r.exit_code == 0, r.output
     assert app.state.store.users.get("qc1").active
+
+
+def test_a_role_given_from_the_terminal_ends_the_sessions(tmp_path):
+    from ..pipelines.cli_run import invoke, refused
+
+    site = small_site(tmp_path)
+    app = create_app(site)
+    client, _ = logged_in(app, "steward1")
+    path = site_file(site, tmp_path)
+    refused(invoke("users", "role", "steward1", "--role", "boss", "--config", path), "role")
+    assert client.get("/review/history", follow_redirects=False).status_code == 200  # nothing changed
+    r = invoke("users", "role", "STEWARD1", "--role", "engineer", "--config", path)
+    assert r.exit_code == 0, r.output
+    assert app.state.store.users.get("steward1").role == "engineer"
+    r = client.get("/review/history", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
