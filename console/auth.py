@@ -112,8 +112,10 @@ TOO_MANY = "登录尝试过于频繁，请一分钟后再试 / too many log-in a
 
 
 class ClientLimiter:
-    """At most ``per_minute`` log-in attempts from one client address in any minute (in memory: a
-    restart forgets it, the per-name count in the store does not)."""
+    """At most ``per_minute`` log-in attempts from one client address in any minute, a successful one
+    given back (a proxy not named in ``trusted_proxies`` shows every user as one address: a morning's
+    log-ins must not lock the office out). In memory: a restart forgets it, the per-name count in the
+    store does not."""
 
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
@@ -132,6 +134,12 @@ class ClientLimiter:
                 return False
             q.append(t)
             return True
+
+    def succeeded(self, client: str | None) -> None:
+        with self._lock:
+            q = self._seen.get(client or "?")
+            if q:
+                q.pop()
 
 
 class Throttle:
@@ -170,6 +178,7 @@ class Throttle:
                           "after repeated failed log-ins"), 401
         user = await self._hashing(users.authenticate, name, password)
         if user is not None:
+            self.clients.succeeded(client)
             await run_in_threadpool(users.attempt_succeeded, subject)
             await run_in_threadpool(self.store.review.log, user.name, "login", user.name, {"client": client})
             return user, None, 200
