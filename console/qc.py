@@ -2,8 +2,8 @@
 the trend), the findings with filters and drill-down to rule results and masked examples, acknowledge
 / assign / note, and the run and quarterly reports to open and download (HTML, PDF).
 
-Reports are rendered on demand only for what exists (a run in the store, a quarter with nightly
-audits; anything else is a 404 page, no file written) and once for the data they show: a report asked
+Reports are rendered on demand only for what exists (a run in the store, a quarter with runs in
+it; anything else is a 404 page, no file written) and once for the data they show: a report asked
 again is served from the file already rendered until a run or a finding changes (or, for a quarter
 not yet over, the hour turns: deadlines pass)."""
 
@@ -162,7 +162,8 @@ async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depe
         q.start, q.end  # noqa: B018 - a year the calendar has (0000Q1 and 9999Q4 have no bounds)
     except (HealthqaError, ValueError, OverflowError):
         raise HTTPException(404, f"季度应写作 2026Q4 / a quarter like 2026Q4, not {quarter!r}") from None
-    runs = [r for r in store.runs.between(q.start, q.end) if r.kind == "nightly"]
+    # the quarter's runs (nightly audits, and the validations and scans its report lists apart)
+    runs = store.runs.between(q.start, q.end)
     if not runs:  # no report of an empty quarter (nor a file for each of 0001Q1 … 9998Q4)
         raise HTTPException(404, f"{q.year} 年第 {q.q} 季度没有稽核记录，无季度报告 / no audits in {q}")
     at = clock.now()
