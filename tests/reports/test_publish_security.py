@@ -123,7 +123,8 @@ def test_the_webhook_goes_only_to_allowed_hosts_over_http():
 @pytest.mark.parametrize("webhook, key", [
     ("{url: 'file:///etc/passwd'}", "reports.webhook.url"),
     ("{url: 'ftp://tickets.zh.example/in'}", "reports.webhook.url"),
-    ("{url: 'https://evil.example/hook', allowed_hosts: [tickets.zh.example]}", "'evil.example' is not in reports.webhook.allowed_hosts"),
+    ("{url: 'https://evil.example/hook', allowed_hosts: [tickets.zh.example]}",
+     "'evil.example' is not in reports.webhook.allowed_hosts"),
 ])
 def test_a_webhook_url_that_is_not_allowed_is_a_config_error_naming_the_key(tmp_path, monkeypatch, webhook, key):
     monkeypatch.setenv("MPI_DB_URL", "sqlite:///mpi.db")
