@@ -143,7 +143,13 @@ class ClientLimiter:
 
 
 class Throttle:
-    """Log-in bounded before the password is hashed (per client, per name), hashed in a small pool."""
+    """Log-in bounded before the password is hashed (per client, per name), hashed in a small pool.
+
+    One address's log-ins wait in a line of their own (``IN_FLIGHT`` at a time) before the pool, so a
+    burst from one address never fills the pool's queue ahead of everyone else, and an office behind
+    one address is served in turn rather than refused."""
+
+    IN_FLIGHT = 2
 
     def __init__(self, store, max_failures: int, lockout: timedelta, delay_s: float, per_client: int = 10,
                  workers: int = 2):
@@ -152,6 +158,7 @@ class Throttle:
         # Argon2id takes 64 MiB and a core for a fraction of a second: a few at a time, in threads of
         # their own, so the event loop (every other page) never waits for one
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="healthqa-argon2")
+        self._lines: dict[str, tuple[asyncio.Semaphore, int]] = {}  # address -> its line, requests in it
 
     @staticmethod
     def subject(name: str) -> str:
@@ -167,10 +174,25 @@ class Throttle:
                       ) -> tuple[UserRecord | None, str | None, int]:
         """(user, None, 200) on success; (None, reason, HTTP status) otherwise, after the failure's delay."""
         subject = self.subject(name)
-        users = self.store.users
         if not self.clients.allow(client):
             await run_in_threadpool(self.store.review.log, None, "login_refused_rate", subject, {"client": client})
             return None, TOO_MANY, 429
+        key = client or "?"
+        line, waiting = self._lines.get(key) or (asyncio.Semaphore(self.IN_FLIGHT), 0)
+        self._lines[key] = (line, waiting + 1)
+        try:
+            async with line:
+                return await self._checked(subject, name, password, client)
+        finally:
+            line, waiting = self._lines[key]
+            if waiting > 1:
+                self._lines[key] = (line, waiting - 1)
+            else:
+                del self._lines[key]
+
+    async def _checked(self, subject: str, name: str, password: str, client: str | None
+                       ) -> tuple[UserRecord | None, str | None, int]:
+        users = self.store.users
         until = await run_in_threadpool(users.reserve_attempt, subject, self.max_failures, self.lockout)
         if until is not None:
             await run_in_threadpool(self.store.review.log, None, "login_refused_locked", subject, {"client": client})
