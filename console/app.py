@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from healthqa import clock
@@ -71,11 +72,17 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
     app.state.templates = templates()
     app.state.jobs = Jobs()
-    app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s)
+    app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
+                                  per_client=c.logins_per_client_per_minute)
     app.state.render = render
+    app.state.rendered = {}  # report files rendered on demand: (kind, id, ext) -> (the data's key, the file)
+    # no redirect to a slash-ended path: Starlette builds it from the request's Host header, which a
+    # client chooses (GET /static with Host: evil.example would be sent on to evil.example)
+    app.router.redirect_slashes = False
     app.add_middleware(SessionMiddleware, secret_key=c.secret_key or secrets.token_urlsafe(32),
                        session_cookie=SESSION_COOKIE, max_age=int(c.session_hours * 3600), same_site="lax",
                        https_only=c.secure_cookies)
+    app.add_middleware(SecureOverHttps)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -114,9 +121,36 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     return app
 
 
+class SecureOverHttps:
+    """The session cookie marked Secure whenever the request came over HTTPS (the scheme uvicorn
+    reports: the connection's own, or a trusted proxy's X-Forwarded-Proto), even without
+    ``console.secure_cookies``: a browser never sends it back over plain HTTP."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            return await self.app(scope, receive, send)
+
+        async def secure(message):
+            if message["type"] == "http.response.start":
+                headers = []
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"set-cookie" and v.startswith(SESSION_COOKIE.encode() + b"=") \
+                            and b"; secure" not in v.lower():
+                        v += b"; secure"
+                    headers.append((k, v))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, secure)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     yield
+    app.state.throttle.close()
     if app.state.archives is not None:
         app.state.archives.close()
     app.state.store.close()
@@ -153,16 +187,18 @@ def _accounts() -> APIRouter:
     @r.post("/login", dependencies=[Depends(check_csrf)])
     async def login(request: Request, username: str = Form(...), password: str = Form(...)):
         client = request.client.host if request.client else None
-        user, reason = await request.app.state.throttle.attempt(username, password, client)
+        user, reason, status = await request.app.state.throttle.attempt(username, password, client)
         if user is None:
-            return render(request, "login.html.j2", status_code=401, error=reason, username=username)
+            return render(request, "login.html.j2", status_code=status, error=reason, username=username)
+        sid = await run_in_threadpool(request.app.state.store.users.start_session, user.id)
         request.session.clear()  # a new session (and CSRF token) at log-in: no fixation
-        request.session.update(user=user.name, role=user.role, began=_now_iso(), cred=user.credential,
+        request.session.update(user=user.name, role=user.role, began=_now_iso(), cred=user.credential, sid=sid,
                                csrf=secrets.token_urlsafe(32))
         return RedirectResponse(HOME[user.role], status_code=303)
 
     @r.post("/logout", dependencies=[Depends(check_csrf)])
     def logout(request: Request, who=Depends(current)):
+        request.app.state.store.users.end_session(request.session["sid"])  # a kept copy of the cookie ends too
         request.app.state.store.review.log(who.name, "logout", who.name)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)

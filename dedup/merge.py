@@ -8,14 +8,13 @@ FHIR R4 ``Patient`` resources linked ``replaced-by`` (the retired one, made inac
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healthqa import clock
+from healthqa import clock, csvfile
 
 if TYPE_CHECKING:  # the core's store, for the annotation only: merge instructions are plain data
     from healthqa.store import AuditStore
@@ -63,7 +62,7 @@ def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
 
 def write_csv(merges: list[Merge], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(Merge.__dataclass_fields__))
+        w = csvfile.DictWriter(fh, fieldnames=list(Merge.__dataclass_fields__))
         w.writeheader()
         for m in merges:
             w.writerow(asdict(m))

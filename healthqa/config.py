@@ -241,10 +241,32 @@ class Deadline(_Strict):
 class Webhook(_Strict):
     """The maintenance ticket system's endpoint: each run's new, reopened and resolved findings."""
 
-    url: str
+    url: str  # http:// or https:// only; redirects are never followed (a 3xx is not a delivery)
     secret: str | None = None  # HMAC-SHA256 key, from the environment: ${HEALTHQA_WEBHOOK_SECRET}
     attempts: Annotated[int, Field(ge=1, le=10)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # when set, the only hosts the webhook may be sent to (the url's host must be one of them)
+    allowed_hosts: list[str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r} (file:, ftp: and the like are refused)")
+        return v
+
+    @model_validator(mode="after")
+    def _allowed(self) -> Webhook:
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(self.url).hostname or "").lower()
+        if self.allowed_hosts is not None and host not in {h.lower() for h in self.allowed_hosts}:
+            raise ValueError(f"url: host {host!r} is not in reports.webhook.allowed_hosts "
+                             f"({', '.join(self.allowed_hosts) or 'empty'})")
+        return self
 
 
 class Mail(_Strict):
@@ -257,6 +279,16 @@ class Mail(_Strict):
     password: str | None = None  # from the environment: ${HEALTHQA_SMTP_PASSWORD}
     sender: str = "healthqa@localhost"
     to: list[str] = Field(min_length=1)
+    # a password sent without STARTTLS crosses the network in clear: refused unless this says so
+    allow_plaintext_auth: bool = False
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> Mail:
+        if self.password and not self.starttls and not self.allow_plaintext_auth:
+            raise ValueError("starttls: false with a password would send the password in clear: set starttls: true, "
+                             "or reports.mail.allow_plaintext_auth: true to accept that "
+                             "(密码将以明文发送：请启用 starttls，或显式设置 allow_plaintext_auth: true)")
+        return self
 
 
 class Reports(_Strict):
@@ -336,7 +368,13 @@ def _known_zone(v: str) -> str:
 class Console(_Strict):
     """The web console (``healthqa serve``; console/)."""
 
-    secure_cookies: bool = False  # session cookies only over HTTPS (set true behind TLS)
+    # session cookies only over HTTPS; without it a cookie is Secure whenever the request came over
+    # HTTPS (directly, or as a trusted proxy's X-Forwarded-Proto says)
+    secure_cookies: bool = False
+    # addresses (or networks) of reverse proxies whose X-Forwarded-For / -Proto are believed; none by
+    # default: the client recorded in the audit log is the connection's own address
+    trusted_proxies: list[str] = Field(default_factory=list)
+    logins_per_client_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10  # then 429 (before any hashing)
     secret_key: str | None = None  # signs session cookies, from the environment; unset: a new key per start
     session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 8.0  # a session ends this long after log-in
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5  # failed log-ins in a row before the lock
@@ -344,6 +382,18 @@ class Console(_Strict):
     failed_login_delay_s: Annotated[float, Field(ge=0, le=10)] = 0.5  # the first failure's delay, doubling each time
     undo_minutes: Annotated[float, Field(gt=0)] = 30.0  # a steward may undo their own decision this long after
     page_size: Annotated[int, Field(ge=5, le=500)] = 50  # pairs per page of the review queue
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for p in v:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/24)") from None
+        return v
 
 
 class Demo(_Strict):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from healthqa.clock import now
 from healthqa.errors import HealthqaError
@@ -215,6 +215,12 @@ class FindingRecords:
             for event, f in rows:
                 out.setdefault(event, []).append(FindingRow.of(f))
         return out
+
+    def last_change(self) -> int:
+        """The newest event of any finding (a run's or a person's): a report of the findings rendered
+        before it may be out of date."""
+        with self.store.session() as s:
+            return s.execute(select(func.max(FindingEvent.id))).scalar_one_or_none() or 0
 
     def opened_between(self, start: datetime, end: datetime) -> list[FindingRow]:
         """Findings first opened in [start, end)."""

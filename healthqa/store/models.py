@@ -257,3 +257,27 @@ class AuditLog(Base):
     detail: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_audit_log_subject", "action", "subject", "at"),)  # failed log-ins of a name
+
+
+class LoginGuard(Base):
+    """Log-in attempts of one name (normalised, known or not) since its last success: counted before
+    the password is checked, in one transaction holding the row, so that guesses sent together cannot
+    all slip under ``max_failed_logins`` (migration 0007)."""
+
+    __tablename__ = "login_guards"
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed and still being checked
+    last_at: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ConsoleSession(Base):
+    """A console session, so that the server can end it: log-out, a new password, a disabled account
+    or a changed role end it whatever copy of the cookie is kept (migration 0007). ``id`` is the
+    SHA-256 of the random token the signed cookie carries."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    began_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -75,6 +75,18 @@ def deploy(config: ConfigOpt,
     app.out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
 
 
+def console_server(cfg, host: str, port: int):
+    """uvicorn's configuration of the console. Forwarded headers (X-Forwarded-For, -Proto) are
+    believed only from ``console.trusted_proxies``: uvicorn's own default believes any process on
+    127.0.0.1, so anything local could forge the client address the audit log records."""
+    import uvicorn
+
+    trusted = cfg.console.trusted_proxies
+    return uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                          access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) or "",
+                          server_header=False)
+
+
 @app.command()
 @user_errors
 def serve(config: ConfigOpt,
@@ -89,9 +101,7 @@ def serve(config: ConfigOpt,
     # the application loads for a few seconds (Great Expectations, pandas): say so, then say when it answers
     app.err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
     # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
-    config_ = uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
-                             access_log=False)
-    server = uvicorn.Server(config_)
+    server = uvicorn.Server(console_server(cfg, host, port))
     _startup = server.startup
 
     async def startup(sockets=None):

@@ -31,7 +31,8 @@ def build(demo: Path, folder: Path, store_url: str | None = None, console: dict 
         s["url"] = s["url"].replace("sqlite:///", f"sqlite:///{folder}/")
     cfg["reports"] = {**cfg.get("reports", {}), "out_dir": str(folder / "reports")}
     cfg["data_dir"] = str(folder / "data")
-    cfg["console"] = {"failed_login_delay_s": 0, **(console or {})}
+    # every test logs in from one address ("testclient"): the per-address bound is the security tests' to prove
+    cfg["console"] = {"failed_login_delay_s": 0, "logins_per_client_per_minute": 1000, **(console or {})}
     path = write_config(folder / "healthqa.yml", cfg)
     loaded = config.load(path)
     with AuditStore(loaded.store.url) as store:

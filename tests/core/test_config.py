@@ -117,6 +117,7 @@ def test_example_config_is_valid(monkeypatch):
                 "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD", "HEALTHQA_CONSOLE_SECRET"):
         monkeypatch.setenv(var, "sqlite:///x.db")
     monkeypatch.setenv("AUDIT_DB_URL", "sqlite:///audit.db")  # the store is never one of the sources
+    monkeypatch.setenv("HEALTHQA_WEBHOOK_URL", "https://tickets.example.cn/healthqa")  # http(s) only
     example = Path(__file__).parents[2] / "healthqa.example.yml"
     cfg = config.load(example)
     assert {s.kind for s in cfg.sources.values()} == {"sqlalchemy", "odbc", "csv", "excel"}
