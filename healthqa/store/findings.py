@@ -14,7 +14,7 @@ from sqlalchemy import delete, or_, select
 from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
-from .models import AuditLog, Finding, FindingEvent, Run, Score
+from .models import AuditLog, Finding, FindingEvent, Run, Score, stored_id
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -226,9 +226,9 @@ class FindingRecords:
     # -- what people read and do ----------------------------------------------------------------
     def get(self, finding_id: int) -> FindingRow:
         with self.store.session() as s:
-            f = s.get(Finding, finding_id)
+            f = s.get(Finding, finding_id) if stored_id(finding_id) else None
             if f is None:
-                raise FindingNotFound(f"finding {finding_id}: no such finding")
+                raise FindingNotFound(f"问题 {finding_id} 不存在 / finding {finding_id}: no such finding")
             return FindingRow.of(f)
 
     def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
@@ -291,9 +291,9 @@ class FindingRecords:
     def _change(self, finding_id: int, user: str, event: str, change) -> FindingRow:
         at = now()
         with self.store.session() as s:
-            f = s.get(Finding, finding_id)
+            f = s.get(Finding, finding_id) if stored_id(finding_id) else None
             if f is None:
-                raise FindingNotFound(f"finding {finding_id}: no such finding")
+                raise FindingNotFound(f"问题 {finding_id} 不存在 / finding {finding_id}: no such finding")
             detail = change(f, at)
             s.add(FindingEvent(finding_id=finding_id, at=at, event=event, actor=user, detail=detail or None))
             s.add(AuditLog(at=at, user_name=user, action=f"finding_{event}", subject=str(finding_id), detail=detail or None))
