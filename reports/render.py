@@ -33,12 +33,39 @@ def _no_fetch(url: str, *args, **kwargs):
     raise ValueError(f"reports load nothing from outside: {url}")
 
 
+# the Debian packages a PDF report needs: WeasyPrint's Pango and HarfBuzz, fontconfig, a CJK font
+PDF_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk"
+CJK_FONT_PACKAGE = "fonts-noto-cjk"
+
+
+def require_cjk_font() -> None:
+    """Refuse a PDF on a machine whose fonts have no Chinese: WeasyPrint would draw every character
+    as a box and succeed. Asked of fontconfig — what Pango, and so WeasyPrint, takes its fonts from,
+    under the same FONTCONFIG_FILE — with its own ``fc-list :lang=zh``."""
+    import shutil
+    import subprocess
+
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        raise HealthqaError(f"PDF: 找不到 fc-list，无法确认有中文字体 / fontconfig's fc-list is not installed, so no "
+                            f"Chinese font can be confirmed; apt-get install fontconfig {CJK_FONT_PACKAGE}")
+    try:
+        found = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HealthqaError(f"PDF: 无法列出字体 cannot list the fonts ({' '.join(str(e).split())[:200]})") from None
+    if not found.strip():
+        raise HealthqaError(f"PDF: 本机没有中文字体，汉字会显示为方框，未生成 PDF；请安装 {CJK_FONT_PACKAGE} / no Chinese "
+                            f"(CJK) font on this machine: every character would be a box; apt-get install "
+                            f"{CJK_FONT_PACKAGE}")
+
+
 def to_pdf(page: str, path: str | Path) -> Path:
+    """The page as PDF (``write`` has checked for a Chinese font first: ``require_cjk_font``)."""
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as e:  # OSError: Pango or its fonts missing on this machine
         raise HealthqaError(f"PDF: WeasyPrint is not usable here ({' '.join(str(e).split())[:200]}); "
-                            "install weasyprint and Debian's libpango-1.0-0 and fonts-noto-cjk") from None
+                            f"install weasyprint and Debian's {PDF_PACKAGES}") from None
     with whole_file(Path(path)) as tmp:
         HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(tmp))
     return Path(path)
@@ -65,6 +92,8 @@ class Written:
 
 def write(template: str, context: dict, out_dir: str | Path, stem: str, pdf: bool = False) -> Written:
     """Render ``template`` to ``out_dir/stem.html`` (and ``stem.pdf`` when asked)."""
+    if pdf:  # refused before anything is written: the HTML and its PDF come together
+        require_cjk_font()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = html(template, context)

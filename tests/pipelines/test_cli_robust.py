@@ -110,3 +110,15 @@ def demo_config_org(site) -> str:
         return conn.execute(f"SELECT {org['columns']['org_code']} FROM {org['table']} LIMIT 1").fetchone()[0]
 
 
+
+
+def test_a_pdf_without_a_chinese_font_is_refused_naming_the_package(site, tmp_path, monkeypatch):
+    """On a machine whose fonts have no Chinese (here: an empty fontconfig configuration), a PDF would
+    draw every character as a box; it is refused, naming the package, and nothing is written."""
+    empty = tmp_path / "fonts.conf"
+    empty.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n',
+                     encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(empty))
+    out = tmp_path / "reports"
+    refused(invoke("report", "--config", site[0], "--quarter", "2026Q4", "--pdf", "--out", out), "fonts-noto-cjk")
+    assert not out.exists() or not any(out.iterdir())
