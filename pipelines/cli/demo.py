@@ -72,7 +72,8 @@ def demo(
     t0 = time.perf_counter()
     with progress("生成档案 generating archives", persons) as step:
         result = generate(dir, opts, progress=lambda done, total: step(done=done))
-    app.out.print(Text("模拟平台已生成 synthetic platform built", "bold") + Text(f" in {time.perf_counter() - t0:.1f}s: {dir.resolve()}"))
+    app.out.print(Text("模拟平台已生成 synthetic platform built", "bold")
+                  + Text(f" in {time.perf_counter() - t0:.1f}s: {dir.resolve()}"))
     app.out.print(render.counts_table(result.counts))
     truth = result.folder / "truth"
     app.out.print(f"真值 truth: {truth}/defects.csv ({result.truth['defects']:,} defects), "
