@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
+from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
 
 from . import archives as ar
@@ -92,10 +93,10 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
         try:
             s, i = after.split("_")
             cursor = (float(s), int(i))
-            if not math.isfinite(cursor[0]):
-                raise ValueError(s)
+            if not math.isfinite(cursor[0]) or not stored_id(cursor[1]):  # not a cursor this page made
+                raise ValueError(after)
         except ValueError:
-            raise HTTPException(400, "after: bad cursor") from None
+            raise HTTPException(400, "after: 翻页位置无效 / not a cursor of this page") from None
     rows = store.review.queue(source, user_id=who.user.id, **f, after=cursor, limit=cfg.console.page_size)
     nxt = f"{rows[-1][1].score!r}_{rows[-1][0]}" if len(rows) == cfg.console.page_size else None
     return request.app.state.render(request, "queue.html.j2", who=who, rows=[p for _, p in rows], next=nxt,

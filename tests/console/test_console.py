@@ -623,6 +623,7 @@ def test_every_route_answers_odd_parameters_without_a_server_error(app, clients)
     ("steward", "POST", f"/review/undo/{10**30}", 409, "只能撤销自己的处理"),
     ("steward", "GET", "/review?until=9999-12-31", 200, None),
     ("steward", "GET", "/review?after=1e400_1", 400, "after"),
+    ("steward", "GET", f"/review?after=0.5_{10**30}", 400, "after"),
     ("steward", "GET", "/review?low=nan", 400, "low: 应为 0–1 之间的数"),
     ("qc_manager", "GET", f"/findings/{10**30}", 404, "不存在"),
     ("qc_manager", "GET", "/findings/abc", 422, "参数无效"),
