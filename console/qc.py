@@ -1,6 +1,7 @@
 """The QC manager's pages: scores (overall, by system, dimension and institution, with intervals and
 the trend), the findings with filters and drill-down to rule results and masked examples, acknowledge
-/ assign / note, and the run and quarterly reports to open and download (HTML, PDF)."""
+/ assign / note / resolve (one finding, or several ticked in the list: all of them or none), a
+finding's after-sales service report, and the run and quarterly reports to open and download (HTML, PDF)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from healthqa import clock
 from healthqa.errors import HealthqaError
-from healthqa.reports import charts, quarterly, run_report
+from healthqa.reports import charts, quarterly, run_report, service
 from healthqa.reports.assess import describe, rule_results
 from healthqa.reports.findings import example_lines
 from healthqa.reports.institutions import registry
@@ -107,6 +108,57 @@ def assign(request: Request, finding_id: int, assignee: str = Form(...), who: Wh
 @router.post("/findings/{finding_id}/note", dependencies=[Depends(check_csrf)])
 def note(request: Request, finding_id: int, text: str = Form(...), who: Who = Depends(qc)):
     return _change(request, finding_id, lambda fs: fs.note(finding_id, text, who.name))
+
+
+@router.post("/findings/{finding_id}/resolve", dependencies=[Depends(check_csrf)])
+def resolve(request: Request, finding_id: int, note: str = Form(""), who: Who = Depends(qc)):
+    return _change(request, finding_id, lambda fs: fs.resolve(finding_id, who.name, note.strip() or None))
+
+
+BULK = ("ack", "assign", "resolve")
+
+
+@router.post("/findings/bulk", dependencies=[Depends(check_csrf)])
+def bulk(request: Request, who: Who = Depends(qc), ids: list[int] | None = Form(None), action: str = Form(...),
+         assignee: str = Form(""), note: str = Form("")):
+    """The findings ticked in the list, acknowledged, assigned or resolved together: all of them or
+    none (an id that is gone, or one already resolved, refuses the whole request and names it)."""
+    if action not in BULK:
+        raise HTTPException(400, f"action: 应为 {', '.join(BULK)}")
+    if not ids:
+        raise HTTPException(400, "请勾选问题 / tick at least one finding")
+    fs, name = request.app.state.store.findings, who.name
+    assignee = " ".join(assignee.split())
+    if action == "assign" and not assignee:
+        raise HTTPException(400, "请填写负责人 / name who works on them")
+    do = {"ack": lambda: fs.acknowledge_many(ids, name), "assign": lambda: fs.assign_many(ids, assignee, name),
+          "resolve": lambda: fs.resolve_many(ids, name, note.strip() or None)}[action]
+    try:
+        do()
+    except FindingNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    except HealthqaError as e:
+        raise HTTPException(409, str(e)) from None
+    back = request.headers.get("referer") or ""
+    # back to the list as it was filtered (only a page of this site: the referer is the client's word)
+    target = back[back.index("/findings"):] if "/findings" in back and back.startswith(str(request.base_url)) else "/findings"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/findings/{finding_id}/report.{ext}")
+async def service_report(request: Request, finding_id: int, ext: str, who: Who = Depends(qc)):
+    """The finding's after-sales service report (售后服务报告), to print and sign."""
+    if ext not in ("html", "pdf"):
+        raise HTTPException(404, "html 或 pdf / html or pdf")
+    cfg, store = request.app.state.cfg, request.app.state.store
+    try:
+        written = await run_in_threadpool(service.write, cfg, store, finding_id,
+                                          _out_dir(request) / f"service-{finding_id}.html", ext == "pdf")
+    except FindingNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    except HealthqaError as e:
+        raise HTTPException(409, str(e)) from None
+    return _file(written, ext, f"service-{finding_id}")
 
 
 @router.get("/reports", response_class=HTMLResponse)

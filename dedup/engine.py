@@ -98,10 +98,8 @@ def classify(P: pd.DataFrame, spec: Spec, scorer: Scorer, decisions: pd.DataFram
     """The candidate pairs (i, j) of the records ``P`` scored by ``scorer`` and decided — the
     spec's thresholds, its guards, the stewards' own verdicts — and the pairs worth keeping: columns
     left, right, score, decision, i, j, tf, a level column per field, steward."""
-    score = scorer.probability(lv, tf if tf.size and not np.isnan(tf).all() else None) if len(i) else np.array([])
-    th = spec.thresholds
-    decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
-    decision = guards.apply(spec, lv, decision)
+    score = scores(scorer, lv, tf) if len(i) else np.array([])
+    decision = decide(spec, score, lv)
     keys = P["key"].to_numpy(dtype=object)
     keep = (decision != "non_match") | (score >= KEEP_SCORE)
     if decisions is not None and not decisions.empty:  # pairs a steward judged are always kept
@@ -114,6 +112,20 @@ def classify(P: pd.DataFrame, spec: Spec, scorer: Scorer, decisions: pd.DataFram
     for k, f in enumerate(spec.fields):
         pairs[f"lv_{f.name}"] = lv[:, k]
     return _apply_decisions(pairs, decisions)
+
+
+def scores(scorer: Scorer, lv: np.ndarray, tf: np.ndarray | None) -> np.ndarray:
+    """The match probability of each pair from its levels ``lv`` and term frequencies ``tf`` (NaN
+    throughout, or None, without a ``tf`` field)."""
+    return scorer.probability(lv, tf if tf is not None and tf.size and not np.isnan(tf).all() else None)
+
+
+def decide(spec: Spec, score: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    """Each pair's decision — match, review, non_match — by the spec's thresholds on its score, then
+    lowered by the spec's guards on its levels (the stewards' verdicts come after: ``classify``)."""
+    th = spec.thresholds
+    decision = np.where(score >= th.match, "match", np.where(score >= th.review, "review", "non_match"))
+    return guards.apply(spec, lv, decision)
 
 
 def valid_ids(P: pd.DataFrame, spec: Spec) -> np.ndarray | None:

@@ -159,7 +159,12 @@ def pair_tf(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) ->
     if not tf_fields:
         return None
     t = prepared[f"{tf_fields[0].name}__tf"].to_numpy(dtype=float)
-    return np.fmax(t[i], t[j])
+    return agreed_tf(t[i], t[j])
+
+
+def agreed_tf(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """A pair's term frequency from its two records' own: the larger (the weaker evidence)."""
+    return np.fmax(left, right)
 
 
 @dataclass

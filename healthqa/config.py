@@ -206,6 +206,36 @@ class SeverityPolicy(_Strict):
     feed_rules: list[str] = Field(default_factory=lambda: ["ORG-FEED-ACTIVE"])  # rules whose violations are feeds
 
 
+class Severe(_Strict):
+    """The contract's 系统严重损坏 (severe system damage, 7×24 emergency response) read from the data
+    (reports/severe.py, docs/domain.md "Severe damage"): a system working at under ``volume_ratio`` of
+    its normal efficiency, and serious data errors."""
+
+    # volume collapse: a day's rows below this share of the normal (the median of the same weekday
+    # over the last ``volume_weeks`` weeks) -> 一级 for a system, 二级 for an institution
+    volume_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    volume_weeks: Annotated[int, Field(ge=1, le=52)] = 4
+    volume_min_days: Annotated[int, Field(ge=1)] = 2  # same-weekday days known before a day is judged
+    volume_min_rows: Annotated[int, Field(ge=0)] = 20  # a normal below this is not judged (a clinic's 3 rows)
+    # serious data error: a rule's (a table's) violation rate above ``error_factor`` times the median
+    # of its last ``error_runs`` comparable runs (at least ``error_min_runs`` of them) and above
+    # ``error_floor_pct`` percent -> 一级 with the 7×24 flag
+    error_factor: Annotated[float, Field(gt=1)] = 3.0
+    error_runs: Annotated[int, Field(ge=1, le=100)] = 7
+    error_min_runs: Annotated[int, Field(ge=1)] = 3
+    error_floor_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+
+    @model_validator(mode="after")
+    def _within(self) -> Severe:
+        if self.volume_min_days > self.volume_weeks:
+            raise ValueError(f"volume_min_days: {self.volume_min_days} 超过 volume_weeks {self.volume_weeks} "
+                             f"(more same-weekday days asked for than the {self.volume_weeks} weeks looked at)")
+        if self.error_min_runs > self.error_runs:
+            raise ValueError(f"error_min_runs: {self.error_min_runs} 超过 error_runs {self.error_runs} "
+                             f"(more comparable runs asked for than the {self.error_runs} looked at)")
+        return self
+
+
 class Deadline(_Strict):
     response_hours: Annotated[float, Field(gt=0)] | None = None
     fix_hours: Annotated[float, Field(gt=0)] | None = None
@@ -242,6 +272,7 @@ class Reports(_Strict):
     # a score resting on fewer rows read than this says so (仅 14 行 only 14 rows) and stays out of the
     # trends, lowest and last figures of scores on more (reports/series.py)
     few_rows: Annotated[int, Field(ge=1)] = 100
+    severe: Severe = Severe()  # the contract's severe damage: volume collapse, serious data errors
     out_dir: str = "reports"  # where run and quarterly reports are written (relative: to this file's folder)
     webhook: Webhook | None = None
     mail: Mail | None = None

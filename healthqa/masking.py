@@ -130,3 +130,23 @@ def mask_frame(df: pd.DataFrame, table: str | canonical.Table) -> pd.DataFrame:
         if col.pii and col.name in out.columns:
             out[col.name] = mask_series(out[col.name], col.pii)
     return out
+
+
+def _pii_columns() -> dict[str, str]:
+    """Every column the canonical model marks personal, by name, with its kind."""
+    return {c.name: c.pii for t in canonical.tables().values() for c in t.columns.values() if c.pii}
+
+
+def mask_pairs(line: str) -> str:
+    """A line of ``column=value`` pairs (a finding's example: ``key · id_number=…, name=…``) with the
+    value of every personal column masked. Examples are masked when a run stores them; a document
+    that hands them to a customer masks again, so that a line stored by an older version (or typed by
+    hand) cannot carry a raw ID number onto paper. A value masked already stays as it is."""
+    kinds = _pii_columns()
+
+    def one(m: re.Match) -> str:
+        col, value = m.group(1), m.group(2)
+        if col not in kinds or STAR in value or value in ("", "∅"):
+            return m.group(0)
+        return f"{col}={MASKS[kinds[col]](value) or value}"
+    return re.sub(r"(\w+)=(.*?)(?=, \w+=|$)", one, line)

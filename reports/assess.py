@@ -20,6 +20,7 @@ from healthqa.store import AuditStore
 
 from . import findings as fd
 from . import scores as sc
+from .severe import read_severe
 from .severity import Policy
 
 SCORE_DROP_LEVELS = ("overall", "system")  # a drop there is a finding; finer levels are read in the report
@@ -61,9 +62,10 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
                 then(s)
         return Assessment(run_id, scored, [], len(done["persisting"]), len(done["reopened"]), len(done["resolved"]),
                           new_ids=[f.id for f in done["new"]])
-    faults = [*faults, *_score_drops(cfg, store, run_id, results)]
+    severe = read_severe(cfg, store, run_id, results)  # the contract's 系统严重损坏, read from the data
+    faults = [*faults, *_score_drops(cfg, store, run_id, results), *severe.faults]
     found, covered = fd.candidates(results, faults, policy, _org_tables(results))
-    covered |= _reached(results, faults)
+    covered |= _reached(results, faults) | severe.covered
     known = store.findings.known()
     by_id = {k.id: k for k in known}
     rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level, k.violations, k.rows_checked) for k in known],

@@ -247,3 +247,10 @@ def overdue(level_due: tuple[datetime | None, datetime | None], acknowledged: bo
     response_due, fix_due = level_due
     return {"response": bool(response_due and not acknowledged and not resolved and now > response_due),
             "fix": bool(fix_due and not resolved and now > fix_due)}
+
+
+def responded_at(f) -> datetime | None:
+    """When a person first answered a finding (a ``FindingRow``): acknowledged it, or resolved it by
+    hand (a run's ``resolved_by`` is "run N": no person answered)."""
+    by_hand = f.resolved_at if f.resolved_at is not None and not (f.resolved_by or "").startswith("run ") else None
+    return min((x for x in (f.acknowledged_at, by_hand) if x), default=None)

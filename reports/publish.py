@@ -36,9 +36,11 @@ from .render import whole_file
 
 log = logging.getLogger("healthqa.reports.publish")
 
-EXPORT_FIELDS = ("id", "state", "level", "kind", "source", "table_name", "org_code", "system", "subject", "title_zh",
+# ``emergency``: the contract's 系统严重损坏, a 7×24 emergency response (store.findings.EMERGENCY)
+EXPORT_FIELDS = ("id", "state", "level", "emergency", "kind", "source", "table_name", "org_code", "system", "subject", "title_zh",
                  "title_en", "violations", "rows_checked", "threshold_pct", "opened_at", "last_seen_at",
-                 "response_due_at", "fix_due_at", "acknowledged_by", "assignee", "resolved_at", "resolved_by", "examples")
+                 "response_due_at", "fix_due_at", "acknowledged_by", "assignee", "resolved_at", "resolved_by", "examples",
+                 "acknowledged_at", "notes")
 
 
 @dataclass
@@ -53,6 +55,7 @@ def finding_doc(f: FindingRow) -> dict:
     doc = {k: getattr(f, k) for k in EXPORT_FIELDS}
     # to the second, as exports always were (the store keeps microseconds to order events), with the
     # zone's offset: a ticket system elsewhere reads the deadline's instant, not a bare wall-clock time
+    doc["notes"] = [{**n, "at": clock.iso(n["at"]) if n.get("at") else None} for n in f.notes or []]
     return {k: (clock.iso(v) if isinstance(v, datetime) else v) for k, v in doc.items()}
 
 
@@ -67,7 +70,8 @@ def export(findings: Iterable[FindingRow], path: str | Path) -> Path:
                 w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
                 w.writeheader()
                 for d in docs:
-                    w.writerow({**d, "examples": " ".join(map(str, d["examples"] or []))})
+                    w.writerow({**d, "examples": " ".join(map(str, d["examples"] or [])),
+                                "notes": " | ".join(f"{n['at']} {n['by']}: {n['text']}" for n in d["notes"])})
         else:
             tmp.write_text(json.dumps(docs, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
@@ -126,16 +130,22 @@ def email_level_one(smtp: Smtp, run_id: int, findings: Iterable[FindingRow], *, 
                     backoff_s: float = 2.0) -> Delivery | None:
     """One e-mail listing the run's new and reopened 一级 findings with their deadlines; None when
     there are none (no mail is not a failure)."""
-    urgent = [f for f in findings if f.level == "一级"]
+    urgent = sorted((f for f in findings if f.level == "一级"), key=lambda f: not f.emergency)
     if not urgent or not smtp.to:
         return None
     msg = EmailMessage()
-    msg["Subject"] = f"[healthqa] 一级故障 {len(urgent)} 项 / {len(urgent)} level-1 fault(s) — run {run_id}"
+    severe = sum(f.emergency for f in urgent)
+    flag = f"[7×24 应急 emergency {severe}] " if severe else ""
+    msg["Subject"] = f"[healthqa] {flag}一级故障 {len(urgent)} 项 / {len(urgent)} level-1 fault(s) — run {run_id}"
     msg["From"], msg["To"] = smtp.sender, ", ".join(smtp.to)
     lines = ["以下一级故障需在 2 小时内到场、24 小时内修复（运维合同）。",
              "Level-1 faults: on site within 2 h, fixed within 24 h.", ""]
+    if severe:
+        lines += ["标记 7×24 的为系统严重损坏，需 7×24 小时应急响应（运维合同）。",
+                  "Those marked 7×24 are severe system damage: a 7×24 emergency response.", ""]
     for f in urgent:
-        lines += [f"#{f.id} {f.title_zh} — {f.title_en}", f"    {location(f)}",
+        lines += [f"#{f.id} {'[7×24 应急 emergency] ' if f.emergency else ''}{f.title_zh} — {f.title_en}",
+                  f"    {location(f)}",
                   f"    响应期限 response by: {_t(f.response_due_at)}", f"    修复期限 fix by: {_t(f.fix_due_at)}", ""]
     msg.set_content("\n".join(lines))
     last = ""

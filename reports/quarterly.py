@@ -17,9 +17,9 @@ from healthqa.errors import HealthqaError
 from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow, urgency
 
-from . import charts, render, series
+from . import charts, render, series, service
 from .assess import describe, rule_results
-from .findings import location
+from .findings import location, responded_at
 from .institutions import registry
 from .rules_run import rules_run
 from .run_report import KIND_ZH, STATUS_ZH
@@ -73,7 +73,7 @@ def compliance(findings: list[FindingRow], at: datetime) -> list[dict]:
     for level in RULE_LEVELS:
         rows = [f for f in findings if f.level == level]
         recovered = [f for f in rows if _recovered(f)]
-        responded = _met([f for f in rows if not _recovered(f)], "response_due_at", _responded_at, at)
+        responded = _met([f for f in rows if not _recovered(f)], "response_due_at", responded_at, at)
         fixed = _met(rows, "fix_due_at", lambda f: f.resolved_at, at)
         out.append({"level": level, "opened": len(rows), "recovered": len(recovered),
                     **{f"response_{k}": v for k, v in responded.items()}, **{f"fix_{k}": v for k, v in fixed.items()}})
@@ -102,12 +102,6 @@ def _recovered(f: FindingRow) -> bool:
     acknowledgement by a person (one that outlived its response time unanswered was answered late)."""
     return (f.resolved_at is not None and f.acknowledged_at is None and (f.resolved_by or "").startswith("run ")
             and (f.response_due_at is None or f.resolved_at <= f.response_due_at))
-
-
-def _responded_at(f: FindingRow) -> datetime | None:
-    """When a person first answered the finding: acknowledged it, or resolved it by hand."""
-    by_hand = f.resolved_at if f.resolved_at is not None and not (f.resolved_by or "").startswith("run ") else None
-    return min((x for x in (f.acknowledged_at, by_hand) if x), default=None)
 
 
 def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | None = None) -> dict:
@@ -187,6 +181,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         "findings": {"opened": len(opened), "closed": len(closed), "open_at_end": len(still_open),
                      "compliance": compliance(opened, until),
                      "open_list": [_row(f, orgs, until) for f in sorted(still_open, key=urgency)[:25]]},
+        "service_reports": service.quarter_lines(store, quarter.start, quarter.end, until),
         "dedup": {"decided": merged, "now": dedup_now},
         "notes": notes,
         "recommendations": _recommend(system_rows, still_open, opened, orgs),
@@ -212,7 +207,8 @@ def write(cfg: Config, store: AuditStore, quarter: Quarter, out_dir: str | Path,
 
 
 def _row(f: FindingRow, orgs, at: datetime) -> dict:
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
+    return {"id": f.id, "level": f.level, "emergency": f.emergency, "title_zh": f.title_zh, "title_en": f.title_en,
+            "where": location(f, orgs),
             "opened": f"{f.opened_at:%Y-%m-%d}", "overdue": f.overdue(at)}
 
 

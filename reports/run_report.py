@@ -23,6 +23,7 @@ from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
 from .rules_run import RulesRun, rules_run
+from .severe import read_severe
 
 TREND_RUNS = 30
 WORST_RULES = 15
@@ -61,7 +62,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         return {**s, "change": earlier.change(level, subject, s), "few": earlier.few(level, subject)}
 
     ran = rules_run(cfg, store, run_id, results)
-    notes = _notes(run, results, scored, orgs, ran)
+    notes = _notes(run, results, scored, orgs, ran) + read_severe(cfg, store, run_id, results).notes()
     # nothing scored is no data, never a "first" figure
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
                                              "sampled": False, "low": None, "high": None, "change": "no data",
@@ -208,7 +209,8 @@ def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:
 
 
 def _finding(f: FindingRow, orgs, at: datetime) -> dict:
-    return {"id": f.id, "level": f.level, "title_zh": f.title_zh, "title_en": f.title_en, "where": location(f, orgs),
+    return {"id": f.id, "level": f.level, "emergency": f.emergency, "title_zh": f.title_zh, "title_en": f.title_en,
+            "where": location(f, orgs),
             "violations": f.violations, "rows_checked": f.rows_checked, "response_due": _t(f.response_due_at),
             "fix_due": _t(f.fix_due_at), "overdue": f.overdue(at), "state_zh": f"{STATE_ZH.get(f.state, f.state)} {f.state}"}
 

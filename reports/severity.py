@@ -13,6 +13,11 @@ policy in configuration (``reports.severity``), with this default:
   record of a village clinic's eight is not a 2-hour call), when its suite severity allows it
   (``rule_cap``);
 - 提示 for every other failing rule: listed, no deadline.
+
+The contract's 系统严重损坏 (a system working at under 30 % of its normal efficiency, or serious data
+errors; 7×24 emergency response) is read from the data by reports/severe.py: a system's day volume
+collapsed (一级), an institution's (二级), a violation rate jumping far above its recent history (一级).
+Findings of the kinds in ``EMERGENCY`` carry the 7×24 flag wherever their level shows.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from healthqa.store.findings import EMERGENCY, emergency
+
+__all__ = ["EMERGENCY", "EMERGENCY_LABEL", "LEVELS", "LEVEL_EN", "Policy", "emergency"]
 
 LEVELS = ("一级", "二级", "提示")
 LEVEL_EN = {"一级": "level 1", "二级": "level 2", "提示": "notice"}
@@ -31,7 +40,12 @@ DEFAULT_FAULTS = {
     "org_feed_silent": "二级",  # one institution's interface stopped
     "table_unreadable": "二级",  # a mapped table could not be read (mapping, permissions)
     "score_drop": "二级",  # a score fell beyond the configured drop and its uncertainty
+    # 系统严重损坏 (reports/severe.py): a day's volume under 30 % of its same-weekday normal …
+    "system_volume_collapse": "一级",  # … of a system (its table): the system runs below 30 % of normal
+    "org_volume_collapse": "二级",  # … of one institution's uploads to a system
+    "serious_data_error": "一级",  # a violation rate jumped far above its comparable history
 }
+EMERGENCY_LABEL = "7×24 应急 emergency"
 DEFAULT_RULE_CAP = {"一级": "二级", "二级": "二级", "提示": "提示"}
 DEFAULT_DEADLINES = {"一级": (2.0, 24.0), "二级": (2.0, None), "提示": (None, None)}  # hours: response, fix
 

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 OPEN = ("new", "open", "acknowledged", "reopened")
 LEVEL_RANK = {"一级": 0, "二级": 1, "提示": 2}
+# the contract's 系统严重损坏 (severe system damage: a system under 30 % of its normal efficiency, or a
+# serious data error) asks for a 7×24 emergency response: findings of these fault kinds carry the flag
+# (reports/severe.py files the first two; a system's whole feed silent is 0 % of its normal)
+EMERGENCY = frozenset({"system_volume_collapse", "serious_data_error", "system_feed_silent"})
+
+
+def emergency(kind: str | None, subject: str | None) -> bool:
+    """Whether a finding (its kind and subject) is severe system damage under the contract (7×24)."""
+    return kind == "fault" and subject in EMERGENCY
 
 
 class FindingNotFound(HealthqaError):
@@ -69,6 +78,11 @@ class FindingRow:
     def violation_pct(self) -> float | None:
         return 100.0 * self.violations / self.rows_checked if self.rows_checked else None
 
+    @property
+    def emergency(self) -> bool:
+        """Severe system damage under the contract: a 7×24 emergency response (``EMERGENCY``)."""
+        return emergency(self.kind, self.subject)
+
     def overdue(self, at: datetime) -> dict[str, bool]:
         open_ = self.state in OPEN
         return {"response": bool(open_ and self.acknowledged_at is None and self.response_due_at
@@ -76,9 +90,15 @@ class FindingRow:
                 "fix": bool(open_ and self.fix_due_at and at > self.fix_due_at)}
 
 
+# ``FindingRecords.list`` shadows ``list`` in its class: the methods after it name their types so
+Rows = list[FindingRow]
+Events = list[dict]
+
+
 def urgency(f: FindingRow) -> tuple:
-    """Most urgent first: the contract level, then the most violating rows."""
-    return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), -f.violations, f.id)
+    """Most urgent first: the contract level, a 7×24 emergency first within it, then the most
+    violating rows."""
+    return (LEVEL_RANK.get(f.level, len(LEVEL_RANK)), not f.emergency, -f.violations, f.id)
 
 
 class ScoreRecords:
@@ -207,6 +227,14 @@ class FindingRecords:
             return [FindingRow.of(f) for f in s.execute(select(Finding).where(
                 Finding.resolved_at >= start, Finding.resolved_at < end).order_by(Finding.id)).scalars()]
 
+    def worked_between(self, start: datetime, end: datetime) -> list[FindingRow]:
+        """Findings a person acted on in [start, end) (acknowledged, assigned, noted, resolved by hand)."""
+        with self.store.session() as s:
+            worked = select(FindingEvent.finding_id).where(FindingEvent.actor.is_not(None), FindingEvent.at >= start,
+                                                           FindingEvent.at < end)
+            return [FindingRow.of(f) for f in s.execute(select(Finding).where(Finding.id.in_(worked))
+                                                        .order_by(Finding.id)).scalars()]
+
     def open_at(self, at: datetime) -> list[FindingRow]:
         """Findings opened before ``at`` and not resolved by then (as far as the store knows now)."""
         with self.store.session() as s:
@@ -232,7 +260,7 @@ class FindingRecords:
             return FindingRow.of(f)
 
     def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
-             org: str | None = None, overdue: bool = False, at: datetime | None = None) -> list[FindingRow]:
+             org: str | None = None, overdue: bool = False, at: datetime | None = None) -> Rows:
         """Findings, most urgent first. ``state="open"`` means every state that is not resolved."""
         at = at or now()
         with self.store.session() as s:
@@ -253,19 +281,39 @@ class FindingRecords:
             rows = [FindingRow.of(f) for f in s.execute(q).scalars()]
         return sorted(rows, key=lambda f: (f.state == "resolved", *urgency(f)))
 
+    def events(self, finding_id: int) -> Events:
+        """What happened to a finding, oldest first: each run's verdict (new, persisting, resolved,
+        reopened, with the counts it saw) and each person's action, with when and who."""
+        with self.store.session() as s:
+            rows = s.execute(select(FindingEvent).where(FindingEvent.finding_id == finding_id)
+                             .order_by(FindingEvent.id)).scalars()
+            return [{"at": e.at, "event": e.event, "run_id": e.run_id, "actor": e.actor, "detail": e.detail or {}}
+                    for e in rows]
+
     def acknowledge(self, finding_id: int, user: str) -> FindingRow:
-        def change(f: Finding, at: datetime) -> dict:
-            if f.state == "resolved":
-                raise HealthqaError(f"finding {finding_id} is resolved; nothing to acknowledge")
-            f.state, f.acknowledged_at, f.acknowledged_by = "acknowledged", at, user
-            return {}
-        return self._change(finding_id, user, "acknowledged", change)
+        return self.acknowledge_many([finding_id], user)[0]
 
     def assign(self, finding_id: int, assignee: str, user: str) -> FindingRow:
+        return self.assign_many([finding_id], assignee, user)[0]
+
+    def resolve(self, finding_id: int, user: str, note: str | None = None) -> FindingRow:
+        """Resolved by hand (e.g. not a defect). If a later run sees it again, it reopens."""
+        return self.resolve_many([finding_id], user, note)[0]
+
+    def acknowledge_many(self, finding_ids: Iterable[int], user: str) -> Rows:
+        """Acknowledge every finding of ``finding_ids`` or none (one unknown or resolved id refuses all)."""
+        def change(f: Finding, at: datetime) -> dict:
+            if f.state == "resolved":
+                raise HealthqaError(f"finding {f.id} is resolved; nothing to acknowledge")
+            f.state, f.acknowledged_at, f.acknowledged_by = "acknowledged", at, user
+            return {}
+        return self._change(finding_ids, user, "acknowledged", change)
+
+    def assign_many(self, finding_ids: Iterable[int], assignee: str, user: str) -> Rows:
         def change(f: Finding, at: datetime) -> dict:
             before, f.assignee = f.assignee, assignee
             return {"from": before, "to": assignee}
-        return self._change(finding_id, user, "assigned", change)
+        return self._change(finding_ids, user, "assigned", change)
 
     def note(self, finding_id: int, text: str, user: str) -> FindingRow:
         text = " ".join(text.split())
@@ -275,30 +323,60 @@ class FindingRecords:
         def change(f: Finding, at: datetime) -> dict:
             f.notes = [*(f.notes or []), {"at": at.isoformat(), "by": user, "text": text}]
             return {"text": text}
-        return self._change(finding_id, user, "note", change)
+        return self._change([finding_id], user, "note", change)[0]
 
-    def resolve(self, finding_id: int, user: str, note: str | None = None) -> FindingRow:
-        """Resolved by hand (e.g. not a defect). If a later run sees it again, it reopens."""
+    def resolve_many(self, finding_ids: Iterable[int], user: str, note: str | None = None) -> Rows:
+        """Resolve every finding of ``finding_ids`` by hand, or none."""
         def change(f: Finding, at: datetime) -> dict:
             if f.state == "resolved":
-                raise HealthqaError(f"finding {finding_id} is already resolved")
+                raise HealthqaError(f"finding {f.id} is already resolved")
             f.state, f.resolved_at, f.resolved_by = "resolved", at, user
             if note:
                 f.notes = [*(f.notes or []), {"at": at.isoformat(), "by": user, "text": " ".join(note.split())}]
             return {"note": note}
-        return self._change(finding_id, user, "resolved", change)
+        return self._change(finding_ids, user, "resolved", change)
 
-    def _change(self, finding_id: int, user: str, event: str, change) -> FindingRow:
+    def _change(self, finding_ids: Iterable[int], user: str, event: str, change) -> Rows:
+        """``change`` applied to each finding in one transaction: every id unknown, or every finding
+        the change refuses, is named in one error and nothing is changed (a list typed by hand with
+        one wrong number must not leave half of it done)."""
+        ids = list(dict.fromkeys(finding_ids))
+        if not ids:
+            raise HealthqaError("no finding ids given")
         at = now()
         with self.store.session() as s:
-            f = s.get(Finding, finding_id) if stored_id(finding_id) else None
-            if f is None:
-                raise FindingNotFound(f"问题 {finding_id} 不存在 / finding {finding_id}: no such finding")
-            detail = change(f, at)
-            s.add(FindingEvent(finding_id=finding_id, at=at, event=event, actor=user, detail=detail or None))
-            s.add(AuditLog(at=at, user_name=user, action=f"finding_{event}", subject=str(finding_id), detail=detail or None))
+            stored = [i for i in ids if stored_id(i)]  # a larger number names no finding (and overflows a driver)
+            found = {f.id: f for f in s.execute(select(Finding).where(Finding.id.in_(stored))).scalars()}
+            _refuse_missing(ids, found, changing=True)
+            refused, out = [], []
+            for fid in ids:
+                f = found[fid]
+                try:
+                    detail = change(f, at)
+                except HealthqaError as e:
+                    refused.append(str(e))
+                    continue
+                s.add(FindingEvent(finding_id=fid, at=at, event=event, actor=user, detail=detail or None))
+                s.add(AuditLog(at=at, user_name=user, action=f"finding_{event}", subject=str(fid), detail=detail or None))
+                out.append(f)
+            if refused:  # raised inside the transaction: it rolls back whatever the others changed
+                raise HealthqaError("; ".join(refused) + ("；均未更改 — nothing changed" if len(ids) > 1 else ""))
             s.flush()
-            return FindingRow.of(f)
+            return [FindingRow.of(f) for f in out]
+
+
+def _refuse_missing(ids: list[int], found, changing: bool = False) -> None:
+    """One error naming every id that names no finding (and, for a change of several, that none changed)."""
+    missing = [i for i in ids if i not in found]
+    if not missing:
+        return
+    said = f"finding {missing[0]}: no such finding" if len(missing) == 1 else \
+        f"findings {', '.join(map(str, missing))}: no such findings"
+    if changing and len(ids) > 1:
+        said = f"问题单 {', '.join(map(str, missing))} 不存在，均未更改 / {said} — nothing changed"
+    else:
+        said = f"问题单 {', '.join(map(str, missing))} 不存在 / {said}"
+    raise FindingNotFound(said)
 
 
 def _as_dict(row) -> dict:

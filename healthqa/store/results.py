@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from .models import RuleResult
+from .models import RuleResult, Run
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -72,6 +73,41 @@ class Results:
         with self._store.session() as s:
             rows = s.execute(select(RuleResult).where(RuleResult.run_id == run_id).order_by(RuleResult.id)).scalars()
             return [_stored(r) for r in rows]
+
+    def of_table(self, source: str, table: str, kind: str, *, upto: int, since: datetime | None = None,
+                 runs: int | None = None) -> list[tuple[int, datetime, str, list[StoredResult]]]:
+        """The runs of ``kind`` up to run ``upto`` (started at ``since`` or later; the newest ``runs``
+        of them when given) that have results on ``source``'s ``table``: (run id, started at, run
+        status, the table's results), oldest first. The history of a table's counts and rates
+        (reports/severe.py)."""
+        q = (select(Run.id, Run.started_at, Run.status)
+             .where(Run.kind == kind, Run.id <= upto,
+                    Run.id.in_(select(RuleResult.run_id).where(RuleResult.source == source,
+                                                               RuleResult.table_name == table)))
+             .order_by(Run.id.desc()))
+        if since is not None:
+            q = q.where(Run.started_at >= since)
+        if runs is not None:
+            q = q.limit(runs)
+        with self._store.session() as s:
+            picked = list(s.execute(q))[::-1]
+            found: dict[int, list[StoredResult]] = {rid: [] for rid, _, _ in picked}
+            if found:
+                rows = s.execute(select(RuleResult).where(RuleResult.run_id.in_(list(found)),
+                                                          RuleResult.source == source, RuleResult.table_name == table)
+                                 .order_by(RuleResult.id)).scalars()
+                for r in rows:
+                    found[r.run_id].append(_stored(r))
+        return [(rid, started, status, found[rid]) for rid, started, status in picked]
+
+    def of_rule(self, source: str, table: str, rule_id: str, since_run: int = 0) -> list[tuple[int, StoredResult]]:
+        """Every run from ``since_run`` on that checked ``rule_id`` on ``source.table``, oldest first, with
+        its result: the evidence a service report shows before and after a repair."""
+        q = (select(RuleResult).where(RuleResult.source == source, RuleResult.table_name == table,
+                                      RuleResult.rule_id == rule_id, RuleResult.run_id >= since_run)
+             .order_by(RuleResult.run_id, RuleResult.id))
+        with self._store.session() as s:
+            return [(r.run_id, _stored(r)) for r in s.execute(q).scalars()]
 
     def previous(self, scope: dict, kind: str = "validate") -> dict[tuple[str, str, str], StoredResult]:
         """The results of the last successful run of ``kind`` over exactly this scope, by

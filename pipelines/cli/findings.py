@@ -1,5 +1,6 @@
-"""``healthqa findings``: list maintenance findings; acknowledge, assign, note or resolve one from a
-terminal (written to the audit log with the operating-system user)."""
+"""``healthqa findings``: list maintenance findings; acknowledge, assign or resolve several at once,
+note one, from a terminal (written to the audit log with the operating-system user); write a
+finding's after-sales service report."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from . import HELP, actor, app, fail, render, user_errors
 from .options import ConfigOpt, writable_file
 
 findings_app = typer.Typer(context_settings=HELP,
-                           help="维护问题 / maintenance findings: list, acknowledge, assign, note, resolve")
+                           help="维护问题 / maintenance findings: list, acknowledge, assign, note, resolve, service report")
 app.add_typer(findings_app, name="findings")
 
 FINDING_STATES = ("open", "new", "acknowledged", "reopened", "resolved")
 FindingId = Annotated[int, typer.Argument(help="finding id (see `healthqa findings`)")]
+FindingIds = Annotated[list[int], typer.Argument(help="finding ids (see `healthqa findings`): all of them or none")]
 
 
 @findings_app.callback(invoke_without_command=True)
@@ -63,7 +65,11 @@ def findings_list(
         if org and not rows and not names.known(org) and not store.findings.list(state=None, org=org):
             raise NothingMatched(f"--org {org}", "机构登记和审计库中都没有此机构 no such institution in the register "
                                                  "or in any finding")
-    app.out.print(render.findings_table(rows, lambda f: location(f, names), clock.now()))
+    where = lambda f: location(f, names)  # noqa: E731
+    if app.out.is_terminal:
+        app.out.print(render.findings_table(rows, where, clock.now()))
+    else:  # a pipe or a file: one line per finding, for grep, cut and spreadsheets
+        typer.echo(render.findings_lines(rows, where, clock.now()), nl=False)
     if json_out:
         export(rows, json_out)
         app.out.print(f"{json_out.suffix.lstrip('.').upper() or 'JSON'}: {json_out}", highlight=False)
@@ -71,21 +77,26 @@ def findings_list(
 
 @findings_app.command("ack")
 @user_errors
-def findings_ack(finding_id: FindingId, config: ConfigOpt):
-    """确认问题 / acknowledge a finding (stops its response clock)."""
+def findings_ack(finding_ids: FindingIds, config: ConfigOpt):
+    """确认问题 / acknowledge findings (stops their response clock)."""
     with AuditStore(load(config).store.url) as store:
-        f = store.findings.acknowledge(finding_id, actor())
-    app.out.print(f"#{f.id} 已确认 acknowledged by {f.acknowledged_by}", highlight=False)
+        done = store.findings.acknowledge_many(finding_ids, actor())
+    for f in done:
+        app.out.print(f"#{f.id} 已确认 acknowledged by {f.acknowledged_by}", highlight=False)
 
 
 @findings_app.command("assign")
 @user_errors
-def findings_assign(finding_id: FindingId, assignee: Annotated[str, typer.Argument(help="who works on it")],
+def findings_assign(finding_ids: FindingIds, assignee: Annotated[str, typer.Argument(help="who works on them")],
                     config: ConfigOpt):
-    """分派问题 / assign a finding to someone."""
+    """分派问题 / assign findings to someone."""
+    assignee = " ".join(assignee.split())
+    if not assignee:
+        fail("assign: 负责人为空 the assignee is empty")
     with AuditStore(load(config).store.url) as store:
-        f = store.findings.assign(finding_id, assignee, actor())
-    app.out.print(f"#{f.id} 已分派 assigned to {f.assignee}", highlight=False)
+        done = store.findings.assign_many(finding_ids, assignee, actor())
+    for f in done:
+        app.out.print(f"#{f.id} 已分派 assigned to {f.assignee}", highlight=False)
 
 
 @findings_app.command("note")
@@ -99,9 +110,30 @@ def findings_note(finding_id: FindingId, text: Annotated[str, typer.Argument(hel
 
 @findings_app.command("resolve")
 @user_errors
-def findings_resolve(finding_id: FindingId, config: ConfigOpt,
+def findings_resolve(finding_ids: FindingIds, config: ConfigOpt,
                      note: Annotated[str | None, typer.Option("--note", help="why (e.g. not a defect)")] = None):
-    """手工关闭 / resolve a finding by hand; the next run that sees it again reopens it."""
+    """手工关闭 / resolve findings by hand; the next run that sees one again reopens it."""
     with AuditStore(load(config).store.url) as store:
-        f = store.findings.resolve(finding_id, actor(), note)
-    app.out.print(f"#{f.id} 已关闭 resolved by {f.resolved_by}", highlight=False)
+        done = store.findings.resolve_many(finding_ids, actor(), note)
+    for f in done:
+        app.out.print(f"#{f.id} 已关闭 resolved by {f.resolved_by}", highlight=False)
+
+
+@findings_app.command("report")
+@user_errors
+def findings_report(finding_id: FindingId, config: ConfigOpt,
+                    pdf: Annotated[bool, typer.Option("--pdf", help="also write the same report as PDF")] = False,
+                    out: Annotated[Path | None, typer.Option(
+                        "--out", dir_okay=False,
+                        help="the file to write (default: reports.out_dir/service-ID.html)")] = None):
+    """售后服务报告 / write a finding's after-sales service report (HTML, optionally PDF) for signing."""
+    from healthqa.reports import service
+
+    writable_file(out, "--out")
+    pdf = pdf or (out is not None and out.suffix.lower() == ".pdf")  # --out x.pdf asks for the PDF
+    cfg = load(config)
+    with AuditStore(cfg.store.url) as store:
+        written = service.write(cfg, store, finding_id, out, pdf=pdf)
+    app.out.print(f"HTML: {written.html}", highlight=False)
+    if written.pdf:
+        app.out.print(f"PDF: {written.pdf}", highlight=False)
