@@ -40,23 +40,50 @@ CJK_FONT_PACKAGE = "fonts-noto-cjk"
 
 def require_cjk_font() -> None:
     """Refuse a PDF on a machine whose fonts have no Chinese: WeasyPrint would draw every character
-    as a box and succeed. Asked of fontconfig — what Pango, and so WeasyPrint, takes its fonts from,
-    under the same FONTCONFIG_FILE — with its own ``fc-list :lang=zh``."""
-    import shutil
-    import subprocess
-
-    fc_list = shutil.which("fc-list")
-    if fc_list is None:
-        raise HealthqaError(f"PDF: 找不到 fc-list，无法确认有中文字体 / fontconfig's fc-list is not installed, so no "
-                            f"Chinese font can be confirmed; apt-get install fontconfig {CJK_FONT_PACKAGE}")
-    try:
-        found = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise HealthqaError(f"PDF: 无法列出字体 cannot list the fonts ({' '.join(str(e).split())[:200]})") from None
-    if not found.strip():
+    as a box and succeed. Asked of fontconfig — the library Pango, and so WeasyPrint, takes its fonts
+    from, under the same FONTCONFIG_FILE — as ``fc-list :lang=zh`` asks it."""
+    if chinese_fonts() == 0:
         raise HealthqaError(f"PDF: 本机没有中文字体，汉字会显示为方框，未生成 PDF；请安装 {CJK_FONT_PACKAGE} / no Chinese "
                             f"(CJK) font on this machine: every character would be a box; apt-get install "
                             f"{CJK_FONT_PACKAGE}")
+
+
+def chinese_fonts() -> int:
+    """How many fonts fontconfig knows that cover Chinese (``fc-list :lang=zh``), through libfontconfig
+    itself: the ``fc-list`` tool is a package of its own that Pango does not need."""
+    import ctypes
+    import ctypes.util
+
+    class FontSet(ctypes.Structure):
+        _fields_ = [("nfont", ctypes.c_int), ("sfont", ctypes.c_int), ("fonts", ctypes.c_void_p)]
+
+    try:
+        fc = ctypes.CDLL(ctypes.util.find_library("fontconfig") or "libfontconfig.so.1")
+    except OSError as e:
+        raise HealthqaError(f"PDF: 找不到 fontconfig 库 / libfontconfig cannot be loaded ({e}); apt-get install "
+                            f"{PDF_PACKAGES}") from None
+    ptr = ctypes.c_void_p
+    for name, res, args in (("FcInitLoadConfigAndFonts", ptr, []), ("FcNameParse", ptr, [ctypes.c_char_p]),
+                            ("FcObjectSetCreate", ptr, []), ("FcObjectSetAdd", ctypes.c_int, [ptr, ctypes.c_char_p]),
+                            ("FcFontList", ctypes.POINTER(FontSet), [ptr, ptr, ptr]),
+                            ("FcFontSetDestroy", None, [ctypes.POINTER(FontSet)]), ("FcObjectSetDestroy", None, [ptr]),
+                            ("FcPatternDestroy", None, [ptr]), ("FcConfigDestroy", None, [ptr])):
+        f = getattr(fc, name)
+        f.restype, f.argtypes = res, args
+    config = fc.FcInitLoadConfigAndFonts()  # a configuration of its own, read now (FONTCONFIG_FILE included)
+    pattern, objects = fc.FcNameParse(b":lang=zh"), fc.FcObjectSetCreate()
+    try:
+        fc.FcObjectSetAdd(objects, b"family")
+        found = fc.FcFontList(config, pattern, objects)
+        n = found.contents.nfont if found else 0
+        if found:
+            fc.FcFontSetDestroy(found)
+        return n
+    finally:
+        fc.FcObjectSetDestroy(objects)
+        fc.FcPatternDestroy(pattern)
+        if config:
+            fc.FcConfigDestroy(config)
 
 
 def to_pdf(page: str, path: str | Path) -> Path:
