@@ -33,8 +33,8 @@ def _no_fetch(url: str, *args, **kwargs):
     raise ValueError(f"reports load nothing from outside: {url}")
 
 
-# the Debian packages a PDF report needs: WeasyPrint's Pango and HarfBuzz, fontconfig, a CJK font
-PDF_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk"
+# the Debian packages a PDF report needs: WeasyPrint's Pango (with libfontconfig) and HarfBuzz, a CJK font
+PDF_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk"
 CJK_FONT_PACKAGE = "fonts-noto-cjk"
 
 
