@@ -3,15 +3,15 @@ skip, undo, reveal of a masked field (logged), the merge instructions, the stewa
 
 from __future__ import annotations
 
-import tempfile
-from datetime import datetime, timedelta
-from pathlib import Path
+import math
+from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
+from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
 
 from . import archives as ar
@@ -19,8 +19,9 @@ from .auth import Who, check_csrf, role
 
 router = APIRouter(prefix="/review")
 steward = role("steward")
-FORMATS = {"csv": ("merges.csv", "text/csv"), "json": ("merges.json", "application/json"),
-           "hl7": ("merges.hl7", "text/plain"), "fhir": ("merges.fhir.json", "application/fhir+json")}
+FORMATS = {fmt: (name, media) for (fmt, name), media in zip(merge_out.FILES.items(),
+                                                             ("text/csv", "application/json", "text/plain",
+                                                              "application/fhir+json"), strict=True)}
 FIELD_ZH = {"name": "姓名", "sex_code": "性别", "birth_date": "出生日期", "id_type_code": "证件类别",
             "id_number": "身份证件号码", "phone": "联系电话", "address": "现住址", "adcode": "行政区划",
             "org_code": "建档机构", "created_at": "建档时间", "updated_at": "更新时间", "status_code": "档案状态",
@@ -44,19 +45,24 @@ def _filters(request: Request) -> dict:
 
     def num(k):
         try:
-            return float(q[k]) if q.get(k) else None
+            v = float(q[k]) if q.get(k) else None
         except ValueError:
-            raise HTTPException(400, f"{k}: 应为 0–1 之间的数 / a number between 0 and 1") from None
+            v = math.nan
+        if v is not None and not 0 <= v <= 1:  # NaN too
+            raise HTTPException(400, f"{k}: 应为 0–1 之间的数 / a number between 0 and 1")
+        return v
 
     def day(k):
         try:
-            return datetime.fromisoformat(q[k]) if q.get(k) else None
+            # a date as the page's date field sends it; a time of day or an offset is not one
+            return datetime.combine(date.fromisoformat(q[k]), time()) if q.get(k) else None
         except ValueError:
             raise HTTPException(400, f"{k}: 应为日期 YYYY-MM-DD / a date") from None
 
     until = day("until")
+    # to the end of that day; the last day there is has no day after it: no upper bound then
     return {"org": q.get("org") or None, "low": num("low"), "high": num("high"), "since": day("since"),
-            "until": until + timedelta(days=1) if until else None}
+            "until": until + timedelta(days=1) if until and until.date() < date.max else None}
 
 
 def _query(request: Request) -> str:
@@ -87,8 +93,10 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
         try:
             s, i = after.split("_")
             cursor = (float(s), int(i))
+            if not math.isfinite(cursor[0]) or not stored_id(cursor[1]):  # not a cursor this page made
+                raise ValueError(after)
         except ValueError:
-            raise HTTPException(400, "after: bad cursor") from None
+            raise HTTPException(400, "after: 翻页位置无效 / not a cursor of this page") from None
     rows = store.review.queue(source, user_id=who.user.id, **f, after=cursor, limit=cfg.console.page_size)
     nxt = f"{rows[-1][1].score!r}_{rows[-1][0]}" if len(rows) == cfg.console.page_size else None
     return request.app.state.render(request, "queue.html.j2", who=who, rows=[p for _, p in rows], next=nxt,
@@ -249,11 +257,13 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
     store, source = request.app.state.store, _source(request)
     merges = merge_out.accepted_merges(store, source)
     name, media = FORMATS[fmt]
-    with tempfile.TemporaryDirectory() as tmp:
-        body = merge_out.write_all(merges, Path(tmp))[fmt].read_bytes()
-    store.review.log(who.name, "merge_export", source, {"format": fmt, "merges": len(merges)})
-    return Response(body, media_type=f"{media}; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    texts, kept, skipped = merge_out.render_all(merges)
+    # a merge that cannot be expressed is left out of the file, counted in the audit log and in a header
+    store.review.log(who.name, "merge_export", source,
+                     {"format": fmt, "merges": len(kept), "skipped": [[m.retired, m.survivor, why] for m, why in skipped]})
+    return Response(texts[fmt].encode("utf-8"), media_type=f"{media}; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "X-Healthqa-Merges-Skipped": str(len(skipped))})
 
 
 def _now():

@@ -20,12 +20,13 @@ from pydantic_core import ErrorDetails
 
 from . import canonical, clock
 from .db_identity import database_identity, same_database
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, SourceError, one_line
 
 # A configuration is a few hundred values; far more after expanding its YAML aliases is an alias bomb
 # ("billion laughs"), refused before anything walks the expanded tree.
 MAX_EXPANDED_VALUES = 20_000
 MAX_ALIASES = 200
+MAX_DEPTH = 64  # nesting levels of a YAML file: a configuration needs six, a spec four
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -43,7 +44,8 @@ class ColumnMap(_Strict):
 
 class Sampling(_Strict):
     method: Literal["full", "random", "stratified", "incremental"] = "full"
-    rows: Annotated[int, Field(gt=0)] | None = None
+    # at most a trillion: more than any table holds, and within every database's LIMIT
+    rows: Annotated[int, Field(gt=0, le=10**12)] | None = None
     seed: Annotated[int, Field(ge=0)] = 20250101
     per_org_min: Annotated[int, Field(ge=0)] = 20
     time_column: str | None = None
@@ -108,7 +110,8 @@ class Source(_Strict):
     # statement timeout plus a minute, so the server's own cancellation normally comes first)
     read_timeout_s: Annotated[int, Field(ge=1)] | None = None
     deadline_s: Annotated[int, Field(ge=1)] = 6 * 3600  # the whole source, from connecting on
-    chunk_rows: Annotated[int, Field(ge=100)] = 50_000
+    # at most ten million rows a chunk: memory follows chunk_rows (and a driver fetches at most 2^31-1)
+    chunk_rows: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
     sampling: Sampling = Sampling()
     tables: dict[str, TableMap]
 
@@ -480,12 +483,19 @@ def _loc(loc: tuple) -> str:
     return out
 
 
+# pydantic's messages are English: the kinds a number's mistakes come as get a Chinese lead
+_ZH = {"less_than_equal": "数值过大", "less_than": "数值过大", "greater_than": "数值过小", "greater_than_equal": "数值过小",
+       "int_parsing_size": "数值过大", "int_parsing": "应为整数", "int_from_float": "应为整数", "int_type": "应为整数",
+       "float_parsing": "应为数字", "finite_number": "应为有限的数字", "bool_parsing": "应为 true 或 false"}
+
+
 def _message(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
-    return err["msg"].removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{_ZH[err['type']]} {msg}" if err["type"] in _ZH else msg
 
 
 _SUBPATH = re.compile(r"^([\w\-.\[\]]+): (.*)$", re.S)
@@ -574,24 +584,32 @@ def _store_is_not_a_source(cfg: Config) -> list[str]:
     return out
 
 
-def load(path: str | os.PathLike) -> Config:
-    """Load, interpolate and validate a configuration file, or raise ConfigError."""
+def read_yaml(path: str | os.PathLike, what: str = "configuration file") -> Any:
+    """A YAML file of the user's (the configuration, a comparison spec) as plain data, or a one-line
+    ConfigError naming the file: missing, unreadable, not UTF-8, malformed, an alias bomb, a recursive
+    alias or nesting deeper than MAX_DEPTH — each refused before anything is built from it."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found") from None
+        raise ConfigError(f"{p}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read configuration ({e})") from None
+        raise ConfigError(f"{p}: 无法读取 cannot read {what} ({one_line(e)})") from None
     try:
-        raw = _safe_load(text)
-    except _AliasBomb as e:
+        return _safe_load(text)
+    except _Refused as e:
         raise ConfigError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: malformed YAML at {where}{problem}") from None
+        raise ConfigError(f"{p}: YAML 格式错误 malformed YAML at {where}{problem}") from None
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Load, interpolate and validate a configuration file, or raise ConfigError."""
+    p = Path(path)
+    raw = read_yaml(p)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of keys at the top level, found {type(raw).__name__}")
     errors: list[str] = []
@@ -629,21 +647,30 @@ def _code_lists_readable(cfg: Config) -> list[str]:
     return []
 
 
-class _AliasBomb(Exception):
-    pass
+class _Refused(Exception):
+    """A YAML file refused before it is built: an alias bomb, a recursive alias, too deep a nesting."""
 
 
 class _CountingLoader(yaml.SafeLoader):
     """PyYAML's safe loader, counting the aliases it meets while composing."""
 
     aliases = 0
+    depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                raise _AliasBomb(f"YAML 别名过多 (more than {MAX_ALIASES} aliases): refused")
-        return super().compose_node(parent, index)
+                raise _Refused(f"YAML 别名过多 (more than {MAX_ALIASES} aliases): refused")
+        # composing recurses once a level: a deeper file than any configuration is refused before
+        # it exhausts the interpreter's stack
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(f"YAML 嵌套过深 nested more than {MAX_DEPTH} levels: refused")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int:
@@ -653,7 +680,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int
     if key in memo:
         return memo[key]
     if key in path:
-        raise _AliasBomb("YAML 别名引用了自身 (a recursive alias): refused")
+        raise _Refused("YAML 别名引用了自身 (a recursive alias): refused")
     path.add(key)
     n = 1
     if isinstance(node, yaml.SequenceNode):
@@ -663,7 +690,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int
     path.discard(key)
     memo[key] = n
     if n > MAX_EXPANDED_VALUES:
-        raise _AliasBomb(f"YAML 别名展开过大 (aliases expand to more than {MAX_EXPANDED_VALUES:,} values): "
+        raise _Refused(f"YAML 别名展开过大 (aliases expand to more than {MAX_EXPANDED_VALUES:,} values): "
                          f"refused as an alias bomb")
     return n
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, or_, select
 from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
-from .models import AuditLog, Finding, FindingEvent, Run, Score
+from .models import AuditLog, Finding, FindingEvent, Run, Score, stored_id
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -260,9 +260,9 @@ class FindingRecords:
     # -- what people read and do ----------------------------------------------------------------
     def get(self, finding_id: int) -> FindingRow:
         with self.store.session() as s:
-            f = s.get(Finding, finding_id)
+            f = s.get(Finding, finding_id) if stored_id(finding_id) else None
             if f is None:
-                raise FindingNotFound(f"finding {finding_id}: no such finding")
+                raise FindingNotFound(f"问题 {finding_id} 不存在 / finding {finding_id}: no such finding")
             return FindingRow.of(f)
 
     def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
@@ -351,7 +351,8 @@ class FindingRecords:
             raise HealthqaError("no finding ids given")
         at = now()
         with self.store.session() as s:
-            found = {f.id: f for f in s.execute(select(Finding).where(Finding.id.in_(ids))).scalars()}
+            stored = [i for i in ids if stored_id(i)]  # a larger number names no finding (and overflows a driver)
+            found = {f.id: f for f in s.execute(select(Finding).where(Finding.id.in_(stored))).scalars()}
             _refuse_missing(ids, found, changing=True)
             refused, out = [], []
             for fid in ids:
@@ -379,6 +380,8 @@ def _refuse_missing(ids: list[int], found, changing: bool = False) -> None:
         f"findings {', '.join(map(str, missing))}: no such findings"
     if changing and len(ids) > 1:
         said = f"问题单 {', '.join(map(str, missing))} 不存在，均未更改 / {said} — nothing changed"
+    else:
+        said = f"问题单 {', '.join(map(str, missing))} 不存在 / {said}"
     raise FindingNotFound(said)
 
 

@@ -17,6 +17,16 @@ SOURCE_NAME = SOURCE_NAME_MAX
 DERIVED_NAME = 512
 
 
+# the largest id an id column holds on every store (PostgreSQL's ``integer``); a larger or a negative
+# number (a typo, a fuzzer) names no row, instead of a driver's overflow
+ID_RANGE = (1, 2**31 - 1)
+
+
+def stored_id(n: int) -> bool:
+    """Whether ``n`` can be the id of a stored row."""
+    return ID_RANGE[0] <= n <= ID_RANGE[1]
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select
 from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
 
-from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User
+from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User, stored_id
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -247,7 +247,7 @@ class Review:
         one way a decision is undone."""
         at = now()
         with self._store.session() as s:
-            d = s.get(StewardDecision, decision_id)
+            d = s.get(StewardDecision, decision_id) if stored_id(decision_id) else None
             if d is None or d.user_id != user_id:
                 raise ReviewError("只能撤销自己的处理 / you can undo only your own decisions")
             if d.undone_at is not None:

@@ -11,8 +11,8 @@ from rich.text import Text
 from healthqa import clock
 from healthqa.errors import SourceError
 
-STATUS = {"pass": "[green]通过 pass[/]", "fail": "[red]不通过 fail[/]", "not_applicable": "[dim]不适用 n/a[/]",
-          "error": "[magenta]错误 error[/]"}
+STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
+          "error": ("错误 error", "magenta")}
 
 
 def format_pct(pct: float | None) -> str:
@@ -33,7 +33,7 @@ def source_checks(results) -> tuple[list[Table | Text], list[str]]:
     problems: list[str] = []
     for name, res in results.items():
         if isinstance(res, SourceError):
-            shown.append(Text.from_markup(f"[bold]数据源 {name}[/]: [red]无法连接 unreachable[/] — {res.reason}"))
+            shown.append(Text.assemble((f"数据源 {name}", "bold"), ": ", ("无法连接 unreachable", "red"), f" — {res.reason}"))
             problems.append(f"sources.{name}: unreachable: {res.reason}")
             continue
         t = Table(title=f"数据源 source {name}", title_justify="left", show_lines=False)
@@ -41,17 +41,17 @@ def source_checks(results) -> tuple[list[Table | Text], list[str]]:
             t.add_column(col, overflow="fold")
         for tc in res:
             if not tc.exists:
-                status = "[red]表不存在 table missing[/]"
+                status = Text("表不存在 table missing", "red")
                 problems.append(f"sources.{name}.tables.{tc.canonical}.table: table {tc.physical} not found")
             elif tc.error:
-                status = f"[red]{tc.error}[/]"
+                status = Text(tc.error, "red")
                 problems.append(f"sources.{name}.tables.{tc.canonical}: {tc.error}")
             elif tc.missing_columns:
-                status = "[red]映射错误 mis-mapped[/]"
+                status = Text("映射错误 mis-mapped", "red")
                 problems += [f"sources.{name}.tables.{tc.canonical}.columns.{c}: column {p} not found in table {tc.physical}"
                              for c, p in tc.missing_columns.items()]
             else:
-                status = "[green]正常 ok[/]"
+                status = Text("正常 ok", "green")
             t.add_row(tc.canonical, tc.physical, "" if tc.rows is None else f"{tc.rows:,}",
                       ", ".join(f"{c}→{p}" for c, p in tc.missing_columns.items()),
                       ", ".join(tc.unmapped_columns), status)
@@ -128,7 +128,7 @@ def validation_table(run, source: str) -> Table:
     had_before = bool(run.previous)
     for tv, r in run.results:
         rule = Text.assemble((r.rule.id, "bold"), "\n", (r.rule.zh, "dim"))
-        status = Text.from_markup(STATUS[r.status])
+        status = Text(*STATUS[r.status])
         if r.error:
             status.append(" " + r.error)
         before = run.previous.get((tv.source, tv.table, r.rule.id))

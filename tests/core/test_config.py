@@ -77,7 +77,7 @@ def test_malformed_yaml_gives_line(tmp_path):
     (GOOD.replace("name: XM", "nmae: XM"), "sources.mpi.tables.person.columns.nmae: not a column of mpi.person"),
     (GOOD.replace("archive_id: DABH, ", ""), "sources.mpi.tables.person.columns: the key column 'archive_id' must be mapped"),
     (GOOD.replace("rows: 500, ", ""), "sources.mpi.sampling: sampling method 'stratified' needs 'rows'"),
-    (GOOD.replace("rows: 500", "rows: -5"), "sources.mpi.sampling.rows: Input should be greater than 0"),
+    (GOOD.replace("rows: 500", "rows: -5"), "sources.mpi.sampling.rows: 数值过小 Input should be greater than 0"),
     ("sources: []", "sources: Input should be a valid dictionary"),
     (GOOD + "orchestration: {nightly_cron: '0 2 * *'}", "orchestration.nightly_cron: not a cron expression"),
     (GOOD + "orchestration: {nightly_cron: '* * * * * */10 1'}", "orchestration.nightly_cron: not a cron expression"),
