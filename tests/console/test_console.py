@@ -628,7 +628,7 @@ def test_every_route_answers_odd_parameters_without_a_server_error(app, clients)
     ("qc_manager", "GET", f"/findings/{10**30}", 404, "不存在"),
     ("qc_manager", "GET", "/findings/abc", 422, "参数无效"),
     ("qc_manager", "GET", f"/reports/run/{10**30}.html", 404, "不存在"),
-    ("qc_manager", "GET", "/reports/quarter/9999Q4.html", 409, "年份应在"),
+    ("qc_manager", "GET", "/reports/quarter/9999Q4.html", 404, "年份应在"),
     ("admin", "GET", "/no/such/page", 404, "页面不存在"),
     ("admin", "DELETE", "/admin/users", 405, "不支持该请求方法"),
 ])

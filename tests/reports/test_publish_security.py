@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import healthqa
-from healthqa.dedup.merge import Merge, write_all, write_csv
+from healthqa.dedup.merge import Merge, write_all
 from healthqa.errors import ConfigError
 from healthqa.reports import publish
 
@@ -51,12 +51,12 @@ def test_the_findings_export_and_merge_instructions_carry_no_formula(tmp_path):
     assert table[0]["title_zh"] == "'" + ATTACKS[0] and table[1]["title_en"] == "'-2+3"
     # merges.csv, as `healthqa dedup` and the console's export write it (an archive number is the
     # source's text: an MPI may hold "-1024"; a steward's name is whatever the account was called)
-    files = write_all([Merge("-1024", "33021100100100417", "2026-12-01T08:00:00+08:00", "-steward")], tmp_path / "m")
+    files = write_all([Merge("-1024", "33021100100100417", "2026-12-01T08:00:00+08:00", "-steward")], tmp_path / "m").files
     row, = csv.DictReader(files["csv"].open(encoding="utf-8"))
     assert row == {"survivor": "'-1024", "retired": "33021100100100417", "decided_at": "2026-12-01T08:00:00+08:00",
                    "decided_by": "'-steward"}
-    write_csv([Merge("=HYPERLINK(\"x\")", "@A1")], tmp_path / "m.csv")
-    row, = csv.DictReader((tmp_path / "m.csv").open(encoding="utf-8"))
+    files = write_all([Merge("=HYPERLINK(\"x\")", "@A1")], tmp_path / "m").files
+    row, = csv.DictReader(files["csv"].open(encoding="utf-8"))
     assert row["survivor"] == "'=HYPERLINK(\"x\")" and row["retired"] == "'@A1"
 
 
