@@ -85,8 +85,17 @@ _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%
                  "%Y-%m-%dT%H:%M:%S")
 
 
+_UTC_OFFSET = re.compile(r"\d[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
 def datetimes(s: pd.Series) -> pd.Series:
-    """Dates and times, from datetime columns or from text in the formats vendors use."""
+    """Dates and times, from datetime columns or from text in the formats vendors use. A time with
+    a UTC offset (``2026-11-20T09:00:00+08:00``, ``…Z``) is the same instant in the platform's zone
+    (``clock.zone()``), naive like the others: offsets and local times compare as instants."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        from . import clock
+
+        return s.dt.tz_convert(clock.zone()).dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(s):
         return s
     text_ = text(s)
@@ -99,6 +108,13 @@ def datetimes(s: pd.Series) -> pd.Series:
         ok = got.notna()
         out[got[ok].index] = got[ok]
         todo[got[ok].index] = False
+    offset = todo & text_.str.contains(_UTC_OFFSET, na=False)
+    if offset.any():
+        from . import clock
+
+        aware = pd.to_datetime(text_[offset], errors="coerce", utc=True, format="mixed")
+        local = aware.dt.tz_convert(clock.zone()).dt.tz_localize(None)
+        out[local.index] = local
     return out
 
 
