@@ -347,7 +347,7 @@ PERSON = [
     Defect("created_in_future", "created_at", 0.0005, _created_in_future),
     Defect("updated_in_future", "updated_at", 0.0005, _updated_in_future),
     Defect("death_placeholder", "death_date", 0.0005, _death_placeholder),
-    Defect("created_placeholder", "created_at", 0.0005, _created_placeholder),
+    Defect("created_placeholder", "created_at", 0.001, _created_placeholder),
     Defect("name_dot_variant", "name", 0.0008, _name_dot_variant, lambda df, ctx: _untold(df)),
 ]
 
@@ -510,21 +510,33 @@ def _exam_in_future(df, idx, ctx):
     return "exam dated in the future"
 
 
+def _previous_followup(df) -> pd.Series:
+    """Each follow-up's series' last date before the series' last follow-up (NaT for a lone one)."""
+    g = df.groupby(["archive_id", "disease"], sort=False)["followup_date"]
+    return df["followup_date"].where(df["followup_date"] < g.transform("max")).groupby(
+        [df["archive_id"], df["disease"]]).transform("max")
+
+
 def _followup_in_future(df, idx, ctx):
-    d = pd.Timestamp(ctx.world.as_of).normalize() + pd.to_timedelta(ctx.rng.integers(1, 11, len(idx)), unit="D")
+    # the series' last follow-up moved past now but within the managed interval (92 days) of the one
+    # before it: only the date is wrong, the series stays regular
+    tomorrow = pd.Timestamp(ctx.world.as_of).normalize() + pd.Timedelta(days=1)
+    limit = (_previous_followup(df).loc[idx] + pd.Timedelta(days=92)).fillna(tomorrow + pd.Timedelta(days=10))
+    span = (limit - tomorrow).dt.days.clip(lower=0).to_numpy()
+    d = tomorrow + pd.to_timedelta((ctx.rng.random(len(idx)) * (span + 1)).astype(int), unit="D")
     _set(df, idx, "followup_date", d.to_numpy())
     _set(df, idx, "next_date", (d + pd.Timedelta(days=90)).to_numpy())
     return "follow-up dated in the future"
 
 
 def _last_of_recent_series(df, ctx):
-    """The last follow-up of a living person's series whose previous one is recent enough that a
-    follow-up 10 days from now keeps the managed interval (92 days)."""
+    """The last follow-up of a living person's series whose previous one is recent enough that a date
+    after now keeps the managed interval (92 days)."""
     g = df.groupby(["archive_id", "disease"], sort=False)["followup_date"]
-    prev = df["followup_date"].where(df["followup_date"] < g.transform("max")).groupby(
-        [df["archive_id"], df["disease"]]).transform("max")
-    soon = pd.Timestamp(ctx.world.as_of).normalize() + pd.Timedelta(days=10)
-    return (df["followup_date"] == g.transform("max")) & ((soon - prev).dt.days.le(92) | prev.isna()) & _alive(df, ctx)
+    tomorrow = pd.Timestamp(ctx.world.as_of).normalize() + pd.Timedelta(days=1)
+    prev = _previous_followup(df)
+    return (df["followup_date"] == g.transform("max")) & ((prev + pd.Timedelta(days=92) >= tomorrow) | prev.isna()) \
+        & _alive(df, ctx)
 
 
 def _org_inactive(df, idx, ctx):
@@ -569,7 +581,7 @@ STAY = [
     Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
     Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
     Defect("event_in_future", "admit_time", 0.002, _event_in_future("admit_time", "discharge_time"), _alive),
-    Defect("diagnosis_name_mismatch", "diagnosis_name", 0.01, _dx_name_mismatch,
+    Defect("diagnosis_name_mismatch", "diagnosis_name", 0.03, _dx_name_mismatch,
            lambda df, ctx: df["diagnosis_code"].isin(_listed_codes())),
 ]
 
@@ -608,7 +620,7 @@ LAB = [
     Defect("lab_flag_inconsistent", "abnormal_flag", 0.004, _lab_flag),
     Defect("record_id_duplicate", "result_id", 0.002, _key_duplicate("result_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
-    Defect("event_in_future", "sample_time", 0.001, _event_in_future("sample_time", "report_time"), _alive),
+    Defect("event_in_future", "sample_time", 0.002, _event_in_future("sample_time", "report_time"), _alive),
     Defect("sample_after_report", "sample_time", 0.002, _sample_after_report, _alive),
 ]
 
@@ -668,7 +680,7 @@ FOLLOWUP = [
            _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
     Defect("record_id_duplicate", "followup_id", 0.002, _key_duplicate("followup_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
-    Defect("event_in_future", "followup_date", 0.003, _followup_in_future, _last_of_recent_series),
+    Defect("event_in_future", "followup_date", 0.006, _followup_in_future, _last_of_recent_series),
 ]
 
 CATALOGUE = {
