@@ -555,7 +555,9 @@ def phone_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 @rule_type("phone_valid", params=ColumnParams,
            expectation="ExpectColumnValuesToBeValidPhone")
 def phone_valid(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
+    """A mobile number 1[3-9]+9 digits, a landline 0+area code+7-8 digits, or an international
+    number: + or 00, a country code and at most 15 digits (E.164; +86 judged as a mainland number).
+    A phone does not follow the document type: its country code says where it belongs."""
     c = _Cols(df, ctx)
     problem = c.phone_problem(p.column)
     applies = c.present(p.column) & (problem != "placeholder")
