@@ -226,3 +226,19 @@ def test_dirty_values_never_crash_and_are_counted(pg_db, tmp_path):
     assert res["MPI-SEX-CODE"].violating_keys == [DIRTY["DABH"][5]]  # ' 2' is trimmed; 男 is not a code
     assert DIRTY["DABH"][4] in res["MPI-NAME-PLAUSIBLE"].violating_keys  # mojibake
     assert DIRTY["DABH"][5] in res["MPI-NAME-PLACEHOLDER"].violating_keys
+
+
+def test_the_demo_names_each_family_s_rules_as_this_test_does(validated, demo):
+    """healthqa.demo.families (what `healthqa demo` prints its truth check with) maps each family to
+    the rules this test holds to it, and its summary of a night finds every family whole and no
+    valid record flagged."""
+    from types import SimpleNamespace
+
+    from healthqa.demo.families import RULES, summary
+
+    assert RULES == {fam: tuple(r for r, f in FAMILY.items() if f == fam) for fam in set(FAMILY.values()) - {None}}
+    results = [SimpleNamespace(table=t, rule_id=rid, violations=r.violations, sample_keys=r.violating_keys)
+               for rid, (t, r) in validated.items()]
+    families, kinds = summary(demo / "truth", results)
+    assert {(f.table, f.family): f.recall for f in families if f.recall < 1} == {}
+    assert {k.kind: k.flagged for k in kinds if k.flagged or not k.complete} == {}
