@@ -55,21 +55,30 @@ FAMILY = {
     # future upload times are not injected: the clean platform has none (tests/pipelines/test_nightly_watermark.py makes one)
     "OPV-UPLOAD-NOT-FUTURE": None, "IPS-UPLOAD-NOT-FUTURE": None, "LAB-UPLOAD-NOT-FUTURE": None,
     # DQD check types and registration facts (issue 19)
-    "MPI-CREATED-NOT-FUTURE": "created_in_future", "MPI-UPDATED-NOT-FUTURE": "updated_in_future", "MPI-DEATH-NOT-FUTURE": "death_in_future",
+    "MPI-CREATED-NOT-FUTURE": "created_in_future",
+    "MPI-UPDATED-NOT-FUTURE": "updated_in_future", "MPI-DEATH-NOT-FUTURE": "death_in_future",
     "MPI-CREATED-BEFORE-UPDATED": "created_after_updated", "MPI-ALIVE-NO-DEATH-DATE": "alive_with_death_date",
-    "MPI-BIRTH-PLACEHOLDER": "birth_placeholder", "MPI-DEATH-PLACEHOLDER": "death_placeholder", "MPI-CREATED-PLACEHOLDER": "created_placeholder", "MPI-ID-FORM-BY-TYPE": "id_type_mismatch",
+    "MPI-BIRTH-PLACEHOLDER": "birth_placeholder", "MPI-DEATH-PLACEHOLDER": "death_placeholder",
+    "MPI-CREATED-PLACEHOLDER": "created_placeholder", "MPI-ID-FORM-BY-TYPE": "id_type_mismatch",
     "MPI-PHONE-MOBILE-PREFIX": "phone_prefix_unallocated", "MPI-ADDRESS-AREA": "address_area_mismatch",
-    "OPV-VISIT-ID-UNIQUE": "record_id_duplicate", "OPV-VISIT-NOT-FUTURE": "event_in_future", "OPV-DX-SEX": "diagnosis_sex_implausible",
+    "OPV-VISIT-ID-UNIQUE": "record_id_duplicate",
+    "OPV-VISIT-NOT-FUTURE": "event_in_future", "OPV-DX-SEX": "diagnosis_sex_implausible",
     "OPV-ORG-ACTIVE": "org_inactive",
-    "IPS-STAY-ID-UNIQUE": "record_id_duplicate", "IPS-ADMIT-NOT-FUTURE": "event_in_future", "IPS-DISCHARGE-NOT-FUTURE": "event_in_future",
-    "IPS-UPLOAD-AFTER-DISCHARGE": "upload_before_event", "IPS-DX-NAME": "diagnosis_name_mismatch", "IPS-NOT-BEFORE-BIRTH": None, "IPS-DX-SEX": "diagnosis_sex_implausible",
+    "IPS-STAY-ID-UNIQUE": "record_id_duplicate", "IPS-ADMIT-NOT-FUTURE": "event_in_future",
+    "IPS-DISCHARGE-NOT-FUTURE": "event_in_future",
+    "IPS-UPLOAD-AFTER-DISCHARGE": "upload_before_event", "IPS-DX-NAME": "diagnosis_name_mismatch",
+    "IPS-NOT-BEFORE-BIRTH": None, "IPS-DX-SEX": "diagnosis_sex_implausible",
     "IPS-ORG-ACTIVE": "org_inactive",
-    "LAB-RESULT-ID-UNIQUE": "record_id_duplicate", "LAB-SAMPLE-NOT-FUTURE": "event_in_future", "LAB-REPORT-NOT-FUTURE": "event_in_future",
-    "LAB-REPORT-AFTER-SAMPLE": "sample_after_report", "LAB-UPLOAD-AFTER-REPORT": "upload_before_event", "LAB-NOT-BEFORE-BIRTH": None,
+    "LAB-RESULT-ID-UNIQUE": "record_id_duplicate",
+    "LAB-SAMPLE-NOT-FUTURE": "event_in_future", "LAB-REPORT-NOT-FUTURE": "event_in_future",
+    "LAB-REPORT-AFTER-SAMPLE": "sample_after_report",
+    "LAB-UPLOAD-AFTER-REPORT": "upload_before_event", "LAB-NOT-BEFORE-BIRTH": None,
     "LAB-ORG-ACTIVE": "org_inactive",
-    "EXAM-ID-UNIQUE": "record_id_duplicate", "EXAM-DATE-NOT-FUTURE": "event_in_future", "EXAM-NOT-BEFORE-BIRTH": None,
+    "EXAM-ID-UNIQUE": "record_id_duplicate",
+    "EXAM-DATE-NOT-FUTURE": "event_in_future", "EXAM-NOT-BEFORE-BIRTH": None,
     "EXAM-ORG-ACTIVE": "org_inactive",
-    "FU-ID-UNIQUE": "record_id_duplicate", "FU-DATE-NOT-FUTURE": "event_in_future", "FU-NOT-BEFORE-BIRTH": None,
+    "FU-ID-UNIQUE": "record_id_duplicate",
+    "FU-DATE-NOT-FUTURE": "event_in_future", "FU-NOT-BEFORE-BIRTH": None,
     "FU-ORG-ACTIVE": "org_inactive",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
@@ -236,7 +245,7 @@ def test_the_demo_names_each_family_s_rules_as_this_test_does(validated, demo):
 
     from healthqa.demo.families import RULES, summary
 
-    assert RULES == {fam: tuple(r for r, f in FAMILY.items() if f == fam) for fam in set(FAMILY.values()) - {None}}
+    assert {fam: tuple(r for r, f in FAMILY.items() if f == fam) for fam in set(FAMILY.values()) - {None}} == RULES
     results = [SimpleNamespace(table=t, rule_id=rid, violations=r.violations, sample_keys=r.violating_keys)
                for rid, (t, r) in validated.items()]
     families, kinds = summary(demo / "truth", results)
