@@ -261,11 +261,6 @@ def _created_in_future(df, idx, ctx):
     return "archive created in the future", [(i, "created_at", "created_after_updated") for i in idx]
 
 
-def _updated_in_future(df, idx, ctx):
-    _set(df, idx, "updated_at", _future_stamp(ctx, len(idx)).to_numpy())
-    return "archive updated in the future"
-
-
 def _death_placeholder(df, idx, ctx):
     _set(df, idx, "status_code", "2")
     _set(df, idx, "death_date", pd.Timestamp("1900-01-01"))
@@ -345,7 +340,6 @@ PERSON = [
     Defect("phone_prefix_unallocated", "phone", 0.001, _phone_unallocated, _mobile),
     Defect("address_area_mismatch", "address", 0.001, _address_elsewhere, _local_street),
     Defect("created_in_future", "created_at", 0.0005, _created_in_future),
-    Defect("updated_in_future", "updated_at", 0.0005, _updated_in_future),
     Defect("death_placeholder", "death_date", 0.0005, _death_placeholder),
     Defect("created_placeholder", "created_at", 0.001, _created_placeholder),
     Defect("name_dot_variant", "name", 0.0008, _name_dot_variant, lambda df, ctx: _untold(df)),

@@ -82,7 +82,6 @@ RULES: dict[str, tuple[str, ...]] = {
             "FU-ID-UNIQUE"),
     "sample_after_report": ("LAB-REPORT-AFTER-SAMPLE",),
     "sex_invalid": ("MPI-SEX-CODE",),
-    "updated_in_future": ("MPI-UPDATED-NOT-FUTURE",),
     "upload_before_event": ("OPV-UPLOAD-AFTER-VISIT", "IPS-UPLOAD-AFTER-DISCHARGE", "LAB-UPLOAD-AFTER-REPORT"),
     "upload_lag": ("OPV-UPLOAD-T1", "IPS-UPLOAD-T1", "LAB-UPLOAD-T1"),
     "weight_out_of_range": ("EXAM-WEIGHT-RANGE",),

@@ -112,7 +112,6 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
     name = p["name"]
     phone = p["phone"].astype(str)
     created_t = created
-    updated = pd.to_datetime(p["updated_at"], errors="coerce")
     now = pd.Timestamp(as_of)
     # a newborn's archive may lack its ID number for the first year (docs/domain.md)
     newborn = birth > now - pd.Timedelta(days=365)
@@ -158,7 +157,6 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "alive_with_death_date": keys(p, (p["status_code"] == "1") & death.notna(), k),
         "birth_placeholder": keys(p, (birth == pd.Timestamp("1900-01-01")) | epoch_unconfirmed, k),
         "created_in_future": keys(p, created_t > now, k),
-        "updated_in_future": keys(p, updated > now, k),
         "death_placeholder": keys(p, death == pd.Timestamp("1900-01-01"), k),
         "created_placeholder": keys(p, created_t == pd.Timestamp("1970-01-01"), k),
         "name_dot_variant": keys(p, name.astype(str).str.contains(f"[{DOTS[1:]}]"), k),
