@@ -210,7 +210,8 @@ def valid_kinds(world: World, rng: np.random.Generator, df: pd.DataFrame) -> Non
             pool = pool[(df["_birth"].to_numpy()[pool] > pd.Timestamp("1970-01-02"))]
         k = min(k, len(pool))
         idx = df.index[pool[:k]]
-        free = np.concatenate([free[:taken], pool[:k], np.setdiff1d(free[taken:], pool[:k], assume_unique=True)])
+        rest = free[taken:]
+        free = np.concatenate([free[:taken], pool[:k], rest[~np.isin(rest, pool[:k])]])  # still shuffled
         taken += k
         if k == 0:
             continue
