@@ -135,6 +135,23 @@ class _FileReader(Reader):
             df = df[keep]
         return df
 
+    def _filter_columns(self, t: str, scope: Scope) -> list[str]:
+        """The physical columns ``_filter`` reads under ``scope``: a read of a few columns (a
+        reference's archive numbers of the last year) still needs its time column to filter by."""
+        cols = self.present_columns(t)
+        mt = canonical.table(t)
+        out = []
+        if (scope.orgs or scope.org_missing) and mt.org in cols:
+            out.append(cols[mt.org])
+        lo, hi = scope.time_window
+        if lo or hi:
+            tc = self.time_column(t, scope)
+            if tc and tc in cols:
+                out.append(cols[tc])
+            if lo and scope.arrivals:
+                out.append(self.arrival_column(t, scope))
+        return out
+
     def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
         raise NotImplementedError
 
@@ -149,7 +166,7 @@ class _FileReader(Reader):
             return
         cap = scope.sampling.rows if scope.sampling.method == "full" else None
         seen = 0
-        for df in self._chunks(t, names):
+        for df in self._chunks(t, list(dict.fromkeys([*names, *self._filter_columns(t, scope)]))):
             df = self._filter(t, df, scope)
             if cap is not None:
                 df = df.iloc[: max(cap - seen, 0)]

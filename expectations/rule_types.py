@@ -321,11 +321,30 @@ class ColumnParams(RuleParams):
     column: Column
 
 
-@rule_type("not_null", params=ColumnParams,
+class NotNullParams(ColumnParams):
+    birth: OptionalColumn = Field(None, description="the date of birth, where a newborn may not have the value yet")
+    newborn_days: int | None = Field(None, ge=1, description="with birth: a person born fewer days than this "
+                                                             "before the reference time is not judged")
+
+    @model_validator(mode="after")
+    def _together(self) -> NotNullParams:
+        if (self.birth is None) != (self.newborn_days is None):
+            raise ValueError("give birth and newborn_days together")
+        return self
+
+
+@rule_type("not_null", params=NotNullParams,
            expectation="ExpectColumnValuesToNotBeMissing")
-def not_null(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """The value is present (not NULL, not an empty or blank string)."""
-    return _all(df), _Cols(df, ctx).missing(p.column)
+def not_null(df: pd.DataFrame, p: NotNullParams, ctx: RuleContext) -> Outcome:
+    """The value is present (not NULL, not an empty or blank string); with ``birth`` and
+    ``newborn_days``, a newborn's record is not judged (an ID number comes with the household
+    registration, after the archive is opened)."""
+    c = _Cols(df, ctx)
+    applies = _all(df)
+    if p.birth is not None and p.newborn_days is not None:
+        born = c.when(p.birth)
+        applies = ~(born > ctx.as_of - pd.Timedelta(days=p.newborn_days)).fillna(False)
+    return applies, applies & c.missing(p.column)
 
 
 class CodeListParams(ColumnParams):
@@ -545,7 +564,9 @@ def phone_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 @rule_type("phone_valid", params=ColumnParams,
            expectation="ExpectColumnValuesToBeValidPhone")
 def phone_valid(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
+    """A mobile number 1[3-9]+9 digits, a landline 0+area code+7-8 digits, or an international
+    number: + or 00, a country code and at most 15 digits (E.164; +86 judged as a mainland number).
+    A phone does not follow the document type: its country code says where it belongs."""
     c = _Cols(df, ctx)
     problem = c.phone_problem(p.column)
     applies = c.present(p.column) & (problem != "placeholder")
@@ -576,7 +597,8 @@ def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 def icd10_well_formed(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """A WHO code (letter, two digits, optionally a dot and one or two digits: I10, E11.9) or a
     national clinical edition 2.0 code (three characters after the dot, optionally x and three
-    digits: E11.900, I10.x00, I15.800x005); a code in the site's code list is well-formed."""
+    digits: E11.900, I10.x00, I15.800x005), alone or as a dagger-asterisk pair (A17.0†G01*, + for
+    †); a code in the site's code list is well-formed."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     return applies, applies & (c.icd10_problem(p.column) == "malformed")

@@ -43,6 +43,18 @@ def _refuse_rebuild(folder: Path) -> None:
          f"加 --force 重建 rebuild with --force, or choose another --dir")
 
 
+def _print_truth_check(cfg, truth: Path) -> None:
+    """The night's results against the truth: recall per defect family, false flags per valid kind."""
+    from healthqa.demo.families import summary
+
+    with AuditStore(cfg.store.url) as store:
+        run = next(iter(store.runs.recent(1, kind="nightly")), None)
+        if run is None:
+            return
+        families, kinds = summary(truth, store.results.of_run(run.id))
+    app.out.print(render.truth_check_table(families, kinds))
+
+
 @app.command()
 @user_errors
 def demo(
@@ -80,7 +92,9 @@ def demo(
                   f"duplicate_pairs.csv ({result.truth['duplicate_pairs']:,} pairs), "
                   f"hard_negatives.csv ({result.truth['hard_negatives']:,} pairs)", highlight=False)
     app.out.print(f"配置 configuration: {result.config}", highlight=False)
-    code = nightly(load(result.config))
+    cfg = load(result.config)
+    code = nightly(cfg)
+    _print_truth_check(cfg, truth)
     app.out.print(f"稽核库 audit store: {result.folder / 'audit.db'}", highlight=False)
     reports = sorted(Path(load(result.config).reports.out_dir).glob("run-*.html"), key=lambda p: p.stat().st_mtime)
     if reports:

@@ -180,6 +180,21 @@ def counts_table(counts: dict[str, int]) -> Table:
     return t
 
 
+def truth_check_table(families, kinds) -> Table:
+    """A demo night against the generator's truth: per family the rows injected and the most rows
+    one of its rules flagged; per kind of valid record the records any rule flagged (≥: only the kept
+    sample keys could be compared)."""
+    t = Table(title="真值核对 truth check", title_justify="left")
+    for col, kw in (("表 table", {}), ("缺陷族 family / 有效记录 valid kind", {}), ("注入 injected", {"justify": "right"}),
+                    ("检出 flagged", {"justify": "right"}), ("检出率 recall", {"justify": "right"})):
+        t.add_column(col, **kw)
+    for f in families:
+        t.add_row(f.table, f.family, f"{f.injected:,}", f"{f.flagged:,}", f"{f.recall:.0%}")
+    for k in kinds:
+        t.add_row("", f"{k.kind} (误报 false flags)", f"{k.records:,}", ("" if k.complete else "≥") + f"{k.flagged:,}", "")
+    return t
+
+
 def deployment_line(d) -> str:
     when = f"{d.schedules[0].schedule.cron}  ({d.schedules[0].schedule.timezone})" if d.schedules else "按需 on demand"
     return f"部署 deployment: {d.flow_name}/{d.name}  {when}"
