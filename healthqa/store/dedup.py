@@ -21,7 +21,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column
 
 from healthqa.clock import now
 
-from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
+from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardBatch, StewardDecision
 
 if TYPE_CHECKING:
     from .runs import RunContext
@@ -40,10 +40,14 @@ class DedupRecords:
     # -- steward decisions -------------------------------------------------------------------
     def active_decisions(self, source: str) -> pd.DataFrame:
         """The decisions in force (not undone), the latest per pair: columns left, right, decision,
-        user_id, decided_at."""
+        user_id, decided_at. The system's own merges above the auto-accept threshold are left out:
+        they repeat the scan's matches, and the stewards' model learns from people only."""
+        auto = select(StewardBatch.id).where(StewardBatch.kind == "auto")
         with self._store.session() as s:
             rows = s.execute(select(StewardDecision).where(StewardDecision.source == source,
-                                                           StewardDecision.undone_at.is_(None))
+                                                           StewardDecision.undone_at.is_(None),
+                                                           or_(StewardDecision.batch_id.is_(None),
+                                                               StewardDecision.batch_id.not_in(auto)))
                              .order_by(StewardDecision.decided_at, StewardDecision.id)).scalars().all()
             return pd.DataFrame([{"left": r.left_id, "right": r.right_id, "decision": r.decision,
                                   "user_id": r.user_id, "decided_at": r.decided_at} for r in rows],
