@@ -17,9 +17,8 @@ import pytest
 from healthqa import config
 from healthqa.console.app import create_app
 from healthqa.dedup import spec as specs
-from healthqa.pipelines.dedup import _auto_accept, notes
+from healthqa.pipelines.dedup import notes
 from healthqa.store import AuditStore
-from healthqa.store.models import StewardBatch
 
 from .console_site import add_twin_pair, build, logged_in
 
@@ -160,6 +159,9 @@ def test_agreement_levels_in_chinese_and_the_queue_masked_with_institution_names
 
 
 def test_the_system_accepts_above_the_threshold_as_system_never_a_held_pair(app, store, twin, site):
+    from healthqa.pipelines.dedup import _auto_accept
+    from healthqa.store.models import StewardBatch
+
     assert config.Config.model_fields["dedup"].default.auto_accept_above is None  # off by default
     spec = specs.builtin()
     got = _auto_accept(store, "mpi", spec, 0.999999)
