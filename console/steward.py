@@ -353,9 +353,9 @@ def band_accept(request: Request, batch_id: int, who: Who = Depends(steward)):
     store, source = request.app.state.store, _source(request)
     b = _mine(request, who, batch_id)
     records = request.app.state.archives.fetch(sorted({k for p in b.pairs for k in p}))
-    survivors = {}
-    for left, right in b.pairs:
-        survivors[(left, right)] = ar.propose(left, right, records, store.review.cluster_of(source, left)).survivor
+    cluster = store.review.survivors_of(source, (left for left, _ in b.pairs))
+    survivors = {(left, right): ar.propose(left, right, records, {"survivor": cluster.get(left)}).survivor
+                 for left, right in b.pairs}
     try:
         store.review.accept_batch(batch_id, survivors, user_id=who.user.id, user=who.name)
     except ReviewError as e:

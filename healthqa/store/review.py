@@ -207,6 +207,20 @@ class Review:
             return {"id": c.id, "status": c.status, "survivor": c.survivor_id, "proposal": c.proposal,
                     "members": list(members)}
 
+    def survivors_of(self, source: str, archives: Iterable[str]) -> dict[str, str | None]:
+        """Archive -> the survivor of the newest stored cluster holding it (one query, for a band)."""
+        want = sorted(set(archives))
+        out: dict[str, str | None] = {}
+        with self._store.session() as s:
+            for k in range(0, len(want), 500):
+                rows = s.execute(select(DedupClusterMember.archive_id, DedupCluster.survivor_id, DedupCluster.id)
+                                 .join(DedupCluster, DedupClusterMember.cluster_id == DedupCluster.id)
+                                 .where(DedupCluster.source == source,
+                                        DedupClusterMember.archive_id.in_(want[k:k + 500]))
+                                 .order_by(DedupCluster.id)).all()
+                out.update({a: sv for a, sv, _ in rows})  # the newest cluster last: it wins
+        return out
+
     def clusters_to_review(self, source: str, limit: int = 100) -> list[dict]:
         """Clusters the scan held back for a steward (they would chain two people), largest first."""
         with self._store.session() as s:
