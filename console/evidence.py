@@ -55,7 +55,7 @@ def held(spec: Spec, score: float, explanation: dict | None) -> Held | None:
     conflicts = [c["says"] for c in _words()["conflicts"] if c["field"] in names and levels.get(c["field"]) == c["level"]]
     row = guards.levels_of(spec, explanation)
     pattern = None
-    if conflicts and row is not None:
+    if row is not None:
         for p in _words()["patterns"]:
             tests = [LevelTest.model_validate(t) for t in p["when"]]
             if all(t.field in names for t in tests) and all(guards.holds(spec, t, row)[0] for t in tests):

@@ -342,20 +342,24 @@ def band_sample(request: Request, batch_id: int, who: Who = Depends(steward)):
         rows.append({"pair": pair, "fields": fields, "score": evidence.score_text(pair.score)})
     undoable = b.status == "accepted" and b.undone_at is None and b.decided_at is not None and \
         (_now() - b.decided_at).total_seconds() < request.app.state.cfg.console.undo_minutes * 60
+    merged = store.review.merged_by(b.id) if b.status == "accepted" else 0
     return request.app.state.render(request, "band.html.j2", who=who, batch=b, rows=rows, undoable=undoable,
-                                    score=evidence.score_text)
+                                    merged=merged)
 
 
 @router.post("/band/{batch_id}/accept", dependencies=[Depends(check_csrf)])
 def band_accept(request: Request, batch_id: int, who: Who = Depends(steward)):
     """No error in the sample: every pair of the band still open is merged, keeping the survivor
-    proposed for each (as the side-by-side page proposes it)."""
+    proposed for each (as the side-by-side page proposes it). A pair an archive of which has left
+    the MPI, or of one active and one deceased or moved-out archive, is left for one-by-one review
+    (the side-by-side page refuses, or asks to confirm, those)."""
     store, source = request.app.state.store, _source(request)
     b = _mine(request, who, batch_id)
     records = request.app.state.archives.fetch(sorted({k for p in b.pairs for k in p}))
     cluster = store.review.survivors_of(source, (left for left, _ in b.pairs))
     survivors = {(left, right): ar.propose(left, right, records, {"survivor": cluster.get(left)}).survivor
-                 for left, right in b.pairs}
+                 for left, right in b.pairs if left in records and right in records
+                 and bool(ar.inactive(records[left])) == bool(ar.inactive(records[right]))}
     try:
         store.review.accept_batch(batch_id, survivors, user_id=who.user.id, user=who.name)
     except ReviewError as e:

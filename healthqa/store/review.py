@@ -408,6 +408,11 @@ class Review:
                 raise ReviewError(f"batch {batch_id}: 没有这批处理 / no such batch")
             return _batch(b)
 
+    def merged_by(self, batch_id: int) -> int:
+        """How many merges a batch made (undone ones too)."""
+        with self._store.session() as s:
+            return s.execute(select(func.count()).where(StewardDecision.batch_id == batch_id)).scalar_one()
+
     def batches(self, source: str, *, ids: set[int] | None = None, user_id: int | None = None,
                 limit: int = 20) -> list[Batch]:
         """Batches of a source, newest first: by id, or one steward's latest."""
@@ -433,10 +438,11 @@ class Review:
 
     def accept_batch(self, batch_id: int, survivors: dict[tuple[str, str], str], *, user_id: int | None,
                      user: str | None) -> tuple[Batch, int]:
-        """The steward reviewed the sample and found no error: every pair of the band still open is
-        merged (keeping ``survivors[(left, right)]``), each decision naming the batch, each written
-        to the audit log with the band and the sample. Returns the batch and how many were merged
-        (a pair another steward decided meanwhile is left as they decided it)."""
+        """The steward reviewed the sample and found no error: every pair of the band still open that
+        ``survivors`` names is merged (keeping ``survivors[(left, right)]``; a pair it leaves out
+        stays in the queue), each decision naming the batch, each written to the audit log with the
+        band and the sample. Returns the batch and how many were merged (a pair another steward
+        decided meanwhile is left as they decided it)."""
         known = self.batch(batch_id)
         open_now = {(x.left, x.right) for x in self.band(known.source, known.low, known.high, user_id=user_id)}
         at = now()
@@ -445,9 +451,9 @@ class Review:
             band = {"batch": b.id, "band": [b.low, b.high], "sample": len(b.sample or [])}
             n = 0
             for left, right in (tuple(p) for p in b.pairs or []):
-                if (left, right) not in open_now:
+                survivor = survivors.get((left, right))
+                if (left, right) not in open_now or survivor not in (left, right):
                     continue
-                survivor = survivors.get((left, right), left)
                 s.add(StewardDecision(source=b.source, left_id=left, right_id=right, decision="merge", user_id=user_id,
                                       survivor_id=survivor, decided_at=at, batch_id=b.id))
                 s.add(AuditLog(at=at, user_name=user, action="steward_merge", subject=f"{left}|{right}",

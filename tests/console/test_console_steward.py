@@ -16,6 +16,7 @@ import pytest
 
 from healthqa import config
 from healthqa.console.app import create_app
+from healthqa.console.archives import inactive
 from healthqa.dedup import spec as specs
 from healthqa.pipelines.dedup import notes
 from healthqa.store import AuditStore
@@ -82,14 +83,20 @@ def test_a_band_is_accepted_through_its_sample_audited_exported_and_undone_as_on
     assert not any(store.review.in_force("mpi", *p) for p in b.pairs)  # nothing decided before the sample
     r = client.post(f"/review/band/{bid}/accept", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303
-    decided = [store.review.in_force("mpi", *p) for p in b.pairs]
+    # merged: every pair but those of one active and one deceased or moved-out archive (one by one)
+    records = app.state.archives.fetch(sorted({k for p in b.pairs for k in p}))
+    mixed = {p for p in b.pairs if bool(inactive(records[p[0]])) != bool(inactive(records[p[1]]))}
+    decided = [store.review.in_force("mpi", *p) for p in b.pairs if p not in mixed]
     assert all(d and d.decision == "merge" and d.user == "steward1" and d.batch_id == bid for d in decided)
+    assert not any(store.review.in_force("mpi", *p) for p in mixed)
+    merged = n - len(mixed)
+    assert f'<span id="merged">{merged}</span>' in client.get(f"/review/band/{bid}").text
     # the audit log: the band's acceptance with its sample, and every merge with the band and the sample size
     audit = store.review.audit(user="steward1", limit=5000)
     accept = next(e for e in audit if e["action"] == "steward_band_accept" and e["subject"] == f"batch {bid}")
-    assert accept["detail"]["sample"] == [list(p) for p in b.sample] and accept["detail"]["merged"] == n
+    assert accept["detail"]["sample"] == [list(p) for p in b.sample] and accept["detail"]["merged"] == merged
     merges = [e for e in audit if e["action"] == "steward_merge" and (e["detail"] or {}).get("batch") == bid]
-    assert len(merges) == n and all(e["detail"]["band"] == [float(low), float(high)]
+    assert len(merges) == merged and all(e["detail"]["band"] == [float(low), float(high)]
                                     and e["detail"]["sample"] == k for e in merges)
     # exported as decided: by the steward, on the band and its sample
     rows = list(csv.DictReader(io.StringIO(client.get("/review/export/csv").text)))
@@ -99,7 +106,7 @@ def test_a_band_is_accepted_through_its_sample_audited_exported_and_undone_as_on
     r = client.post(f"/review/band/{bid}/undo", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303
     assert not any(store.review.in_force("mpi", *p) for p in b.pairs)
-    assert any(e["action"] == "steward_undo_batch" and e["detail"]["undone"] == n
+    assert any(e["action"] == "steward_undo_batch" and e["detail"]["undone"] == merged
                for e in store.review.audit(user="steward1", limit=50))
     assert not [r for r in csv.DictReader(io.StringIO(client.get("/review/export/csv").text))
                 if f"batch {bid}" in r["basis"]]
