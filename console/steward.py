@@ -118,6 +118,10 @@ def _orgs(request: Request) -> Registry:
 
 
 def _held(request: Request, pair):
+    # a guard lowers decisions: a pair the scan still calls a match was not held back (most of a
+    # queue: their explanations need not be read again)
+    if pair.decision == "match":
+        return None
     return evidence.held(request.app.state.spec, pair.score, pair.explanation)
 
 
