@@ -73,7 +73,10 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.cfg, app.state.store, app.state.source = cfg, store, source
     app.state.archives = Archives(cfg, source) if source else None
     spec = specs.load(cfg.dedup.spec) if cfg.dedup.spec else specs.builtin()
+    if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's, as the scan applies them
+        spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
+    app.state.spec = spec  # its guards: why a pair was held back (console/evidence.py)
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,

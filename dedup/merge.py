@@ -38,7 +38,8 @@ class Merge:
     survivor: str
     retired: str
     decided_at: str | None = None  # ISO 8601 with the configured zone's offset
-    decided_by: str | None = None  # the steward who decided it (console decisions)
+    decided_by: str | None = None  # the steward who decided it (console decisions); "system" above the threshold
+    basis: str | None = None  # a bulk merge: the score band and the sample reviewed, or the auto-accept threshold
 
 
 def in_order(merges: list[Merge]) -> list[Merge]:
@@ -57,16 +58,17 @@ def in_order(merges: list[Merge]) -> list[Merge]:
         survivor, retired = final(m.survivor), final(m.retired)
         if survivor != retired:
             into[retired] = survivor
-            out.append(Merge(survivor, retired, m.decided_at, m.decided_by))
+            out.append(Merge(survivor, retired, m.decided_at, m.decided_by, m.basis))
     return out
 
 
 def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
     """The merges stewards decided, from the stored decisions (no scan is run): each retires one
     archive into the survivor its steward chose — for a decision made without a choice, the
-    survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
-    carry out (``in_order``)."""
-    return in_order([Merge(d.survivor, d.retired, clock.iso(d.decided_at), d.user)
+    survivor the scan proposed for its cluster — with who decided and when (the system's, above the
+    configured threshold: "system"), and for a bulk merge the band and sample or threshold behind
+    it, in an order an MPI can carry out (``in_order``)."""
+    return in_order([Merge(d.survivor, d.retired, clock.iso(d.decided_at), d.user, d.basis)
                      for d in store.review.merges(source) if d.survivor is not None and d.retired is not None])
 
 

@@ -142,6 +142,7 @@ class Guard(BaseModel):
     when: list[LevelTest] = Field(default_factory=list)  # the pairs it looks at: every test holds
     unless: list[list[LevelTest]] = Field(default_factory=list)  # let be: one alternative holds in full
     review_if: list[LevelTest] | None = None  # to review when every test holds, else a non-match
+    says: str | None = None  # why, in the steward's words (the console shows it on a pair it held back)
 
     def tests(self) -> list[LevelTest]:
         return [*self.when, *(t for alt in self.unless for t in alt), *(self.review_if or [])]

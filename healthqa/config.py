@@ -189,6 +189,9 @@ class Dedup(_Strict):
 
     spec: str | None = None  # a comparison spec file (default: the shipped person spec)
     thresholds: DedupThresholds | None = None  # overrides the spec's match / review thresholds
+    # after each scan, merge the open pairs scored at or above this that no guard held back, decided
+    # by "system" with the threshold (exported so); None (the default): stewards decide every pair
+    auto_accept_above: Annotated[float, Field(gt=0.5, le=1)] | None = None
 
 
 Level = Literal["一级", "二级", "提示"]
@@ -385,6 +388,11 @@ class Console(_Strict):
     failed_login_delay_s: Annotated[float, Field(ge=0, le=10)] = 0.5  # the first failure's delay, doubling each time
     undo_minutes: Annotated[float, Field(gt=0)] = 30.0  # a steward may undo their own decision this long after
     page_size: Annotated[int, Field(ge=5, le=500)] = 50  # pairs per page of the review queue
+    # score bands a steward may accept in bulk through a random sample (their lower edges; the last
+    # band reaches 1): match probabilities crowd near 1, so the edges are powers of ten from it
+    band_edges: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999])
+    band_sample_min: Annotated[int, Field(ge=1, le=1000)] = 30  # the least sample of a band reviewed
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -147,8 +147,17 @@ def dedup_tables(run, truth) -> list[Table]:
     t.add_column("数量 value", justify="right")
     night = [("本次比对的新增或变更档案 new or changed archives compared", st["compared"]),
              ("已删除档案 archives removed", st["removed"])] if "compared" in st else []
+    if "rescored_matches" in st:  # a night: its new suggestions apart from the pairs stewards decided
+        found = [("新匹配 new matches", st["matches"] - st["rescored_matches"]),
+                 ("新待审核 new to review", st["review"] - st["rescored_review"]),
+                 ("审核后重新评分（匹配）re-scored after steward decisions: matches", st["rescored_matches"]),
+                 ("审核后重新评分（待审核）re-scored after steward decisions: review", st["rescored_review"])]
+    else:
+        found = [("匹配 matches", st["matches"]), ("待审核 review", st["review"])]
+    if st.get("auto_accepted"):
+        found.append(("系统自动合并 merged by the system above the threshold", st["auto_accepted"]))
     for label, value in (("档案 archives", st["records"]), *night, ("候选对 candidate pairs", st["candidate_pairs"]),
-                         ("匹配 matches", st["matches"]), ("待审核 review", st["review"]),
+                         *found,
                          ("聚类 clusters", st["clusters"]), ("待审核聚类 clusters to review", st["clusters_to_review"])):
         t.add_row(label, f"{value:,}")
     t.add_row("缩减率 reduction ratio", f"{st['reduction_ratio']:.6f}")
