@@ -414,7 +414,7 @@ class Review:
 
     def batch(self, batch_id: int) -> Batch:
         with self._store.session() as s:
-            b = s.get(StewardBatch, batch_id)
+            b = s.get(StewardBatch, batch_id) if stored_id(batch_id) else None  # no row holds an id beyond the range
             if b is None:
                 raise ReviewError(f"batch {batch_id}: 没有这批处理 / no such batch")
             return _batch(b)
