@@ -169,49 +169,71 @@ def agreed_tf(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SupervisedModel:
-    """Logistic regression on the pairs the stewards decided, on top of Fellegi–Sunter.
+    """The Fellegi–Sunter model corrected by the pairs the stewards decided.
 
-    Its inputs are the Fellegi–Sunter evidence (in bits) and every field's agreement level, so it
-    keeps what EM learned and corrects it with this platform's own decisions (a household sharing
-    phone and address is not a person). Per field, its weight is the scaled Fellegi–Sunter weight
-    plus the learned correction of that level, so explanations keep the same shape.
+    The Fellegi–Sunter log-odds stays the model's backbone (an offset: its weight fixed at one);
+    what the decisions teach is a correction in bits of each field level's weight (a household's
+    shared phone and address are weak evidence of one person) and of the prior, by a logistic
+    regression whose corrections an L2 penalty shrinks towards zero — towards Fellegi–Sunter.
+
+    Why not a free logistic regression on the evidence and the levels (what this was): the pairs
+    stewards decide are those EM scored high enough to show, mostly matches, and among them a pair
+    that differs on a field agrees on nearly everything else. A free fit learns there that EM's
+    evidence matters little and that "different" is harmless, and merges the many undecided
+    candidates that differ on everything: on the 20k demo, 300 decisions took F1 from 0.97 to 0.88.
+    The penalty is chosen by cross-validation on the decisions among ``PENALTIES``, the strongest
+    being Fellegi–Sunter as it is (the stewards' model then only says so). It is never weaker than
+    one per bit² (a prior of about a bit on each correction): held-out decisions come from the
+    same selected pairs, so they cannot show how a large correction misjudges the pairs nobody
+    was shown — weaker penalties undid the gain at 600 decisions.
+
+    Per field, its weight is the Fellegi–Sunter weight plus the correction of its level, so
+    explanations keep the same shape.
     """
 
     spec: Spec
     base: FSModel
-    scale: float = 1.0
-    coef: list[np.ndarray] = field(default_factory=list)
-    intercept: float = 0.0
+    coef: list[np.ndarray] = field(default_factory=list)  # per field and level: the correction in bits
+    intercept: float = 0.0  # in bits: the prior's log-odds plus its correction
     labels: int = 0
+    penalty: float = 0.0  # the L2 penalty cross-validation chose
 
     MIN_LABELS = 30
+    PENALTIES = (1.0, 3.0, 10.0, 30.0, 1e6)  # in log-likelihood units (nats) per bit² of correction
+    FOLDS = 5
 
-    def _design(self, L: np.ndarray, tf: np.ndarray | None) -> np.ndarray:
-        cols = [self.base.weights(L, tf).sum(axis=1, keepdims=True)]
+    def _offset(self, L: np.ndarray, tf: np.ndarray | None) -> np.ndarray:
+        """The Fellegi–Sunter log-odds (bits) of each pair: the prior's plus the fields' weights."""
+        return np.log2(self.base.prior / (1 - self.base.prior)) + self.base.weights(L, tf).sum(axis=1)
+
+    def _design(self, L: np.ndarray) -> np.ndarray:
+        """An intercept and one column per field level (a missing field: none of its columns)."""
+        cols = [np.ones((len(L), 1))]
         for k, f in enumerate(self.spec.fields):
             cols.append(np.stack([(L[:, k] == lv) for lv in range(n_levels(f))], axis=1))
         return np.concatenate(cols, axis=1).astype(float)
 
     def fit(self, L: np.ndarray, y: np.ndarray, tf: np.ndarray | None = None) -> bool:
         """Train on labelled pairs; False (and nothing learned) with too few of either kind."""
+        y = np.asarray(y, dtype=float)
         if len(y) < self.MIN_LABELS or y.sum() < 3 or (1 - y).sum() < 3:
             return False
-        from sklearn.linear_model import LogisticRegression
-
-        X = self._design(L, tf)
-        lr = LogisticRegression(C=10.0, max_iter=5000).fit(X, y)
-        w = lr.coef_[0] / np.log(2)  # in bits, like Fellegi–Sunter weights
-        self.scale, self.coef, pos = float(w[0]), [], 1
+        # the offset clipped: one pair a steward judged against EM's certainty (or by mistake) should
+        # not outweigh all the others
+        z, X = np.clip(self._offset(L, tf), -60, 60), self._design(L)
+        self.penalty = _choose_penalty(z, X, y, self.PENALTIES, self.FOLDS)
+        theta = _fit_correction(z, X, y, self.penalty)
+        self.coef, pos = [], 1
         for f in self.spec.fields:
             n = n_levels(f)
-            self.coef.append(w[pos:pos + n])
+            self.coef.append(theta[pos:pos + n])
             pos += n
-        self.intercept = float(lr.intercept_[0] / np.log(2))
+        self.intercept = float(np.log2(self.base.prior / (1 - self.base.prior)) + theta[0])
         self.labels = int(len(y))
         return True
 
     def weights(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:
-        W = self.scale * self.base.weights(L, tf)
+        W = self.base.weights(L, tf)
         for k in range(L.shape[1]):
             ok = L[:, k] != NULL
             W[ok, k] += self.coef[k][L[ok, k]]
@@ -226,5 +248,63 @@ class SupervisedModel:
         for k, b in enumerate(base):
             b["supervised_on"] = self.labels
             for lv, level in enumerate(b["levels"]):
-                level["weight"] = self.scale * level["weight"] + float(self.coef[k][lv])
+                level["weight"] += float(self.coef[k][lv])
         return base
+
+
+LN2 = float(np.log(2))
+
+
+def _loss(z: np.ndarray, X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> float:
+    """Mean negative log-likelihood of labels ``y`` under log-odds (bits) ``z + X @ theta``."""
+    eta = LN2 * (z + X @ theta)
+    return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
+
+
+def _fit_correction(z: np.ndarray, X: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """The corrections (bits) maximising the log-likelihood of ``y`` with offset ``z`` less
+    ``penalty``/2 · |theta|² — Newton's method (a strictly convex problem of a few dozen
+    parameters: it converges to the same optimum whatever the pairs' order)."""
+    theta = np.zeros(X.shape[1])
+
+    def objective(t: np.ndarray) -> float:
+        return len(y) * _loss(z, X, y, t) + 0.5 * penalty * float(t @ t)
+
+    current = objective(theta)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-LN2 * (z + X @ theta)))
+        grad = LN2 * X.T @ (p - y) + penalty * theta
+        hess = LN2 ** 2 * (X.T * (p * (1 - p))) @ X + penalty * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:  # halve the step until the objective falls (Newton may overshoot far from the optimum)
+            new = objective(theta - t * step)
+            if new <= current or t < 1e-8:
+                break
+            t /= 2
+        theta, improved, current = theta - t * step, current - new, new
+        if improved < 1e-12 * max(1.0, abs(current)) or np.abs(t * step).max() < 1e-10:
+            break
+    return theta
+
+
+def _choose_penalty(z: np.ndarray, X: np.ndarray, y: np.ndarray, penalties: tuple[float, ...],
+                    folds: int) -> float:
+    """The penalty whose corrections predict held-out decisions best (k-fold, the folds stratified
+    by label and dealt in the order of the pairs' contents, not of their rows: the same decisions
+    in any order choose the same penalty); ties go to the stronger penalty."""
+    fold = np.empty(len(y), dtype=int)
+    order = np.lexsort((*X.T[::-1], z, y))
+    for label in (0, 1):
+        at = order[y[order] == label]
+        fold[at] = np.arange(len(at)) % folds
+    best, best_loss = penalties[-1], np.inf
+    for penalty in sorted(penalties, reverse=True):
+        loss = 0.0
+        for f in range(folds):
+            train, test = fold != f, fold == f
+            theta = _fit_correction(z[train], X[train], y[train], penalty)
+            loss += test.sum() * _loss(z[test], X[test], y[test], theta)
+        if loss < best_loss - 1e-9:
+            best, best_loss = penalty, loss
+    return best

@@ -306,27 +306,32 @@ def platform_20k(tmp_path_factory):
 @pytest.mark.slow
 def test_steward_decisions_train_a_model_that_does_better(platform_20k):
     """Without the household guards, EM merges households; a model trained on 300 steward
-    decisions does measurably better on the pairs nobody decided."""
+    decisions does better on the pairs nobody decided — whichever 300 the stewards happened to
+    decide: their work never makes the matcher worse (a free regression on the decided pairs,
+    mostly matches EM showed, did at most samples: F1 0.97 -> 0.88)."""
     loose = SPEC.model_copy(update={"guards": []})
     df = archives(platform_20k)
     t = truth(platform_20k)
     true = {tuple(sorted(p)) for p in zip(t["left"], t["right"])}
     before = Deduplicator(loose).deduplicate(df)
-    rng = np.random.default_rng(3)
-    sample = before.pairs.iloc[rng.choice(len(before.pairs), 300, replace=False)]  # what stewards saw
-    decisions = pd.DataFrame({"left": sample["left"], "right": sample["right"],
-                              "decision": ["merge" if tuple(sorted(p)) in true else "not_same"
-                                           for p in zip(sample["left"], sample["right"])]})
-    after = Deduplicator(loose, decisions=decisions).deduplicate(df)
-    assert after.stats.get("supervised_on") == len(decisions)
-    decided = {tuple(sorted(p)) for p in zip(decisions["left"], decisions["right"])}
-    true_rest = pd.DataFrame(sorted(true - decided), columns=["left", "right"])
 
-    def f1(res):
+    def f1(res, decided):  # on the pairs nobody decided
         found = [p for p in zip(res.matches["left"], res.matches["right"]) if tuple(sorted(p)) not in decided]
-        return evaluate.evaluate(found, [], true_rest)["pairs"]["f1"]
+        return evaluate.evaluate(found, [], pd.DataFrame(sorted(true - decided), columns=["left", "right"]))["pairs"]["f1"]
 
-    assert f1(after) > f1(before) + 0.01, (f1(before), f1(after))
+    gains = []
+    for seed in (3, 4, 5):  # which pairs the stewards saw
+        rng = np.random.default_rng(seed)
+        sample = before.pairs.iloc[rng.choice(len(before.pairs), 300, replace=False)]
+        decisions = pd.DataFrame({"left": sample["left"], "right": sample["right"],
+                                  "decision": ["merge" if tuple(sorted(p)) in true else "not_same"
+                                               for p in zip(sample["left"], sample["right"])]})
+        after = Deduplicator(loose, decisions=decisions).deduplicate(df)
+        assert after.stats.get("supervised_on") == len(decisions)
+        decided = {tuple(sorted(p)) for p in zip(decisions["left"], decisions["right"])}
+        gains.append((seed, f1(before, decided), f1(after, decided)))
+    assert all(a >= b - 0.002 for _, b, a in gains), gains  # never worse than EM alone, on any sample
+    assert np.mean([a - b for _, b, a in gains]) > 0.01, gains  # and better on average
 
 
 def _stored(store, source="mpi"):
