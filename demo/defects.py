@@ -228,7 +228,8 @@ def _id_type_mismatch(df, idx, ctx):
 
 
 def _phone_unallocated(df, idx, ctx):
-    prefix = _pick(ctx, ["154", "174", "179", "144", "160"], len(idx))
+    # never 174: its 1740 (satellite) and 1749 (emergency) blocks are allocated, and a random fourth digit hits them
+    prefix = _pick(ctx, ["154", "179", "144", "160", "194"], len(idx))
     v = np.char.add(prefix.astype(str), np.char.zfill(ctx.rng.integers(0, 10**8, len(idx)).astype(str), 8))
     _set(df, idx, "phone", v)
     return [f"prefix {x}" for x in prefix]
