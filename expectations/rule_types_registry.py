@@ -159,14 +159,17 @@ class DeathRegisteredParams(RuleParams):
     status: Column
     death: Column = Field(description="the archive's date of death")
     deceased: str = Field("2", description="the status code of a deceased archive")
+    reporting_days: int = Field(30, ge=0, description="a death older than this has been registered "
+                                                      "(younger ones may not be yet)")
 
 
 @rule_type("death_registered", params=DeathRegisteredParams, references=("death_registration.death_date",),
            expectation="ExpectMulticolumnValuesToHaveDeathRegistration")
 def death_registered(df: pd.DataFrame, p: DeathRegisteredParams, ctx: RuleContext) -> Outcome:
     """An archive marked deceased has a death registration of its normalised ID number, where the
-    registrations cover its date of death (between the earliest and the latest registered death:
-    a death before the registration source began, or too recent to be registered yet, is not judged)."""
+    registrations cover its date of death: not before the earliest registered death (the source
+    began then) and at least ``reporting_days`` (30) before the reference time (a recent death may
+    not be registered yet)."""
     c = _Cols(df, ctx)
     deaths = ctx.reference("death_registration.death_date")
     known = deaths.dropna()
@@ -175,7 +178,7 @@ def death_registered(df: pd.DataFrame, p: DeathRegisteredParams, ctx: RuleContex
     applies = (c.text(p.status) == p.deceased) & ids.notna() & d.notna()
     if known.empty:
         return applies & False, applies & False
-    applies &= (d >= known.min()) & (d <= known.max())
+    applies &= (d >= known.min()) & (d <= ctx.as_of.normalize() - pd.Timedelta(days=p.reporting_days))
     if "death_registration.death_date#ids" not in ctx.indexes:  # hashed once per validation, as ``member`` does
         ctx.indexes["death_registration.death_date#ids"] = pd.Index(deaths.index, dtype=object)
     registered = pd.Series(ctx.indexes["death_registration.death_date#ids"].get_indexer(ids) >= 0, index=df.index)
