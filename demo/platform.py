@@ -148,6 +148,8 @@ class _Writer:
         self.counts = dict.fromkeys(PHYSICAL, 0)
 
     def write(self, table: str, df: pd.DataFrame) -> None:
+        if df.empty:  # a chunk without deaths or moves (numpy's text functions refuse empty arrays)
+            return
         db, phys, cols = PHYSICAL[table]
         names = [c for c in canonical.table(table).columns if c in cols]
         sql = f"INSERT INTO {phys} ({', '.join(cols[c] for c in names)}) VALUES ({', '.join('?' * len(names))})"

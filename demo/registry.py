@@ -41,6 +41,11 @@ DAY = pd.Timedelta(days=1)
 REPORTING_DAYS = 30  # a death older than this is registered (MPI-DEATH-REGISTERED's allowance)
 
 
+def _numbers(prefix: str, chunk: int, start: int, n: int) -> list[str]:
+    """Record numbers as clinical.py makes them (prefix, chunk, sequence)."""
+    return [f"{prefix}{chunk:05d}{i:08d}" for i in range(start, start + n)]
+
+
 @dataclass
 class Collaboration:
     """A chunk's death registrations and moves, and what the clinical tables must learn of them."""
@@ -92,7 +97,7 @@ def collaborate(world: World, rng: np.random.Generator, people: pd.DataFrame, is
     hospitals = world.orgs("hospital")["org_code"].to_numpy()
     n = len(registered)
     regs = pd.DataFrame({
-        "registration_id": np.char.add(f"SW{chunk:05d}", np.char.zfill(np.arange(n).astype(str), 8)),
+        "registration_id": _numbers("SW", chunk, 0, n),
         "id_number": issued_ids[registered].to_numpy(),
         "name": people.loc[registered, "name"].to_numpy(),
         "death_date": reg_date.to_numpy(),
@@ -129,7 +134,7 @@ def _moves(world: World, rng: np.random.Generator, people: pd.DataFrame, chunk: 
     lost = (moves["direction"] == "1") & moves["archive_id"].isin(people.loc[within, "archive_id"]) \
         & (rng.random(len(moves)) < MOVE_OUT_LOST)
     moves = moves[~lost].reset_index(drop=True)
-    moves.insert(0, "move_id", np.char.add(f"QY{chunk:05d}", np.char.zfill(np.arange(len(moves)).astype(str), 8)))
+    moves.insert(0, "move_id", _numbers("QY", chunk, 0, len(moves)))
     moves["org_code"] = np.where(moves["direction"] == "1", moves["from_org"], moves["to_org"])
     moves["_late"] = rng.random(len(moves)) < LATE_MOVE
     moves["_u"] = rng.random(len(moves))
@@ -174,7 +179,7 @@ def phantom_followups(world: World, rng: np.random.Generator, followups: pd.Data
     new["followup_date"] = date[keep].to_numpy().astype("datetime64[D]")
     new["next_date"] = (date[keep] + pd.to_timedelta(rng.integers(85, 93, len(new)), unit="D")).to_numpy().astype("datetime64[D]")
     start = len(followups)
-    new["followup_id"] = np.char.add(f"SF{chunk:05d}", np.char.zfill(np.arange(start, start + len(new)).astype(str), 8))
+    new["followup_id"] = _numbers("SF", chunk, start, len(new))
     return pd.concat([followups, new], ignore_index=True)
 
 

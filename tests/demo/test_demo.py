@@ -155,6 +155,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
         key = canonical.table(table).key
         for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list, inactive).items():
             out[(table, fam)] = ks
+    out.update(tc.collaboration_checks(frames, AS_OF))
     return out
 
 
