@@ -22,7 +22,7 @@ from .rule_types import Column, Outcome, RuleContext, RuleParams, _Cols, _person
 
 def _ids(s: pd.Series) -> pd.Series:
     """ID numbers as the MPI's rules compare them (trimmed, half-width, upper-case X, 15 → 18 digits)."""
-    return st.normalise_id(s).str.upper()
+    return st.normalise_id(s)
 
 
 def _days(s: pd.Series) -> pd.Series:
@@ -116,6 +116,61 @@ def move_out_org(rows: Rows) -> pd.Series:
     return _moves_out(rows)["from_org"]
 
 
+# -- the other record of a violation (``counterpart``): findings name both records -------------------
+@reference("person.archives_by_id_number", reads={"person": ("archive_id", "id_number")})
+def archives_by_id_number(rows: Rows) -> pd.Series:
+    """The archive numbers of each normalised ID number, as text (``33021100100100001, …``)."""
+    p = rows["person"]
+    ids, arch = _ids(p["id_number"]), st.text(p["archive_id"])
+    keep = ids.notna() & arch.notna()
+    return arch[keep].groupby(ids[keep].to_numpy()).agg(lambda a: ", ".join(sorted(set(a))))
+
+
+@reference("death_registration.archive_registration", reads={"person": ("archive_id", "id_number"),
+                                                            "death_registration": ("registration_id", "id_number")})
+def registration_of_archive(rows: Rows) -> pd.Series:
+    """The death registration number of each archive number, through the archive's ID number."""
+    r = rows["death_registration"]
+    ids = _ids(r["id_number"])
+    reg = st.text(r["registration_id"])[ids.notna()].groupby(ids[ids.notna()].to_numpy()).min()
+    return id_number_of_archive({"person": rows["person"]}).map(reg).dropna()
+
+
+@reference("archive_move.move_out_id", reads={"archive_move": ("move_id", "archive_id", "direction", "move_date")})
+def move_out_id(rows: Rows) -> pd.Series:
+    """The record number of each archive number's latest move out."""
+    m = rows["archive_move"]
+    out = pd.DataFrame({"archive": st.text(m["archive_id"]), "id": st.text(m["move_id"]), "date": _days(m["move_date"])})
+    out = out[(st.text(m["direction"]) == "1") & out["archive"].notna()]
+    return out.sort_values("date").drop_duplicates("archive", keep="last").set_index("archive")["id"]
+
+
+def _named(table: str, keys: pd.Series) -> pd.Series:
+    return keys.map(lambda k: f"{table} {k}" if isinstance(k, str) and k else None)
+
+
+def _archives_of_registration(df: pd.DataFrame, p: RegisteredDeathParams, ctx: RuleContext) -> pd.Series:
+    return _named("mpi.person", _ids(df[p.id]).map(ctx.reference("person.archives_by_id_number")))
+
+
+def _registration_of_service(df: pd.DataFrame, p: AfterRegisteredDeathParams, ctx: RuleContext) -> pd.Series:
+    return _named("drc.death_registration",
+                  st.text(df[p.archive]).map(ctx.reference("death_registration.archive_registration")))
+
+
+def _move_out_of_record(df: pd.DataFrame, p: AfterMoveOutParams, ctx: RuleContext) -> pd.Series:
+    return _named("mpi.archive_move", st.text(df[p.archive]).map(ctx.reference("archive_move.move_out_id")))
+
+
+def _other_archives(df: pd.DataFrame, p: OneActiveAfterMoveParams, ctx: RuleContext) -> pd.Series:
+    arch = st.text(df[p.archive])
+    listed = arch.map(ctx.reference("person.id_number")).map(ctx.reference("person.archives_by_id_number"))
+    others = [", ".join(x for x in str(a).split(", ") if x != m) if isinstance(a, str) else None
+              for a, m in zip(listed, arch)]
+    return _named("mpi.person", pd.Series(others, index=df.index, dtype=object))
+
+
+
 # -- deaths -----------------------------------------------------------------------------------------
 class RegisteredDeathParams(RuleParams):
     id: Column = Field(description="the deceased's ID number (matched to the MPI normalised)")
@@ -123,6 +178,7 @@ class RegisteredDeathParams(RuleParams):
 
 @rule_type("registered_death_archive_closed", params=RegisteredDeathParams,
            references=("person.active_archives_by_id_number", "person.known_id_numbers"),
+           counterpart=_archives_of_registration, linked=("person.archives_by_id_number",),
            expectation="ExpectColumnValuesToHaveClosedArchiveAfterDeath")
 def registered_death_archive_closed(df: pd.DataFrame, p: RegisteredDeathParams, ctx: RuleContext) -> Outcome:
     """A registered death leaves no active archive (status 1) of the deceased in the MPI (matched by
@@ -141,6 +197,7 @@ class DeathDateAgreesParams(RuleParams):
 
 @rule_type("registered_death_date_agrees", params=DeathDateAgreesParams,
            references=("person.id_number.first_death_date", "person.id_number.last_death_date"),
+           counterpart=_archives_of_registration, linked=("person.archives_by_id_number",),
            expectation="ExpectColumnPairValuesToAgreeWithArchiveDeathDate")
 def registered_death_date_agrees(df: pd.DataFrame, p: DeathDateAgreesParams, ctx: RuleContext) -> Outcome:
     """The registered date of death and the death date of every MPI archive of the same normalised ID
@@ -192,6 +249,7 @@ class AfterRegisteredDeathParams(RuleParams):
 
 @rule_type("not_after_registered_death", params=AfterRegisteredDeathParams,
            references=("death_registration.archive_death_date",),
+           counterpart=_registration_of_service, linked=("death_registration.archive_registration",),
            expectation="ExpectColumnPairValuesToBeNotAfterRegisteredDeath")
 def not_after_registered_death(df: pd.DataFrame, p: AfterRegisteredDeathParams, ctx: RuleContext) -> Outcome:
     """No service is dated after the day of the person's registered death (the death registration of
@@ -212,6 +270,7 @@ class AfterMoveOutParams(RuleParams):
 
 
 @rule_type("not_after_move_out", params=AfterMoveOutParams, references=("archive_move.move_out_date", "archive_move.move_out_org"),
+           counterpart=_move_out_of_record, linked=("archive_move.move_out_id",),
            expectation="ExpectMulticolumnValuesToBeNotAfterMoveOut")
 def not_after_move_out(df: pd.DataFrame, p: AfterMoveOutParams, ctx: RuleContext) -> Outcome:
     """The institution an archive moved out of (迁出) files no record under it dated after the move.
@@ -257,6 +316,7 @@ class OneActiveAfterMoveParams(RuleParams):
 
 @rule_type("one_active_after_move", params=OneActiveAfterMoveParams,
            references=("person.id_number", "person.status_code", "person.active_archives_by_id_number"),
+           counterpart=_other_archives, linked=("person.archives_by_id_number",),
            expectation="ExpectColumnPairValuesToLeaveOneActiveArchiveAfterMove")
 def one_active_after_move(df: pd.DataFrame, p: OneActiveAfterMoveParams, ctx: RuleContext) -> Outcome:
     """After a move in (direction 2) the resident has no active archive but the one that moved: an
@@ -269,3 +329,4 @@ def one_active_after_move(df: pd.DataFrame, p: OneActiveAfterMoveParams, ctx: Ru
     itself = (arch.map(ctx.reference("person.status_code")) == "1").astype(int)  # the moved archive, if active
     applies = (c.text(p.direction) == "2") & ids.notna()
     return applies, applies & (active - itself > 0)
+
