@@ -28,6 +28,9 @@ import pandas as pd
 from .truth import Truth, normalise_id
 from .world import World
 
+# the defect families this module writes to the truth (docs/domain.md names each)
+FAMILIES = ("death_archive_active", "death_date_disagrees", "death_unregistered", "service_after_registered_death",
+            "followup_after_move", "move_in_without_out", "two_active_after_move")
 REGISTERED_SHARE = 0.95  # deaths registered; the rest: death_unregistered
 DATE_OFF_SHARE = 0.04  # registrations dated 2-20 days after the death
 OPEN_SHARE = 0.05  # deaths whose archive was never closed
