@@ -88,7 +88,7 @@ def registered_deaths(rows: Rows) -> pd.Series:
     return _days(r["death_date"])[ids.notna()].groupby(ids[ids.notna()].to_numpy()).min()
 
 
-@reference("death_registration.archive_death_date", reads={"person": ("archive_id", "id_number"),
+@reference("person.registered_death_date", reads={"person": ("archive_id", "id_number"),
                                                           "death_registration": ("id_number", "death_date")})
 def registered_death_of_archive(rows: Rows) -> pd.Series:
     """The registered date of death of each archive number, through the archive's ID number."""
@@ -248,7 +248,7 @@ class AfterRegisteredDeathParams(RuleParams):
 
 
 @rule_type("not_after_registered_death", params=AfterRegisteredDeathParams,
-           references=("death_registration.archive_death_date",),
+           references=("person.registered_death_date",),
            counterpart=_registration_of_service, linked=("death_registration.archive_registration",),
            expectation="ExpectColumnPairValuesToBeNotAfterRegisteredDeath")
 def not_after_registered_death(df: pd.DataFrame, p: AfterRegisteredDeathParams, ctx: RuleContext) -> Outcome:
@@ -256,7 +256,7 @@ def not_after_registered_death(df: pd.DataFrame, p: AfterRegisteredDeathParams, 
     the archive's ID number), whatever the archive itself says."""
     c = _Cols(df, ctx)
     death = ctx.memo(("registered_death", p.archive),
-                     lambda: c.text(p.archive).map(ctx.reference("death_registration.archive_death_date")))
+                     lambda: c.text(p.archive).map(ctx.reference("person.registered_death_date")))
     t = c.when(p.time)
     applies = death.notna() & t.notna()
     return applies, applies & (t.dt.normalize() > death)

@@ -137,7 +137,7 @@ def test_without_the_registrations_only_their_rules_cannot_run():
     from healthqa.expectations.references import Unavailable
 
     rules = suite.builtin("outpatient_visit").rules
-    ctx = RuleContext(as_of=AS_OF, references={"death_registration.archive_death_date": Unavailable(
+    ctx = RuleContext(as_of=AS_OF, references={"person.registered_death_date": Unavailable(
         "no source maps death_registration")})
     from healthqa import canonical
 

@@ -72,8 +72,9 @@ def _references(as_of: pd.Timestamp) -> dict:
             "person.id_number.first_death_date": born.set_axis(["11010519491231002X"]),
             "person.id_number.last_death_date": born.set_axis(["11010519491231002X"]),
             "death_registration.death_date": born.set_axis(["11010519491231002X"]),
-            "death_registration.archive_death_date": born, "archive_move.move_out_date": born,
-            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A1"])}
+            # A2 died and moved out (A1's records are the valid ones the other tests judge)
+            "person.registered_death_date": born.set_axis(["A2"]), "archive_move.move_out_date": born.set_axis(["A2"]),
+            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"])}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]
