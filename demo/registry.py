@@ -80,7 +80,8 @@ def collaborate(world: World, rng: np.random.Generator, people: pd.DataFrame, is
 
     # unregistered deaths within the registrations' coverage (REPORTING_DAYS old, after the earliest)
     d = people.loc[order, "_death"]
-    unregistered = share(1 - REGISTERED_SHARE, order[((d > d.median()) & (d < as_of - pd.Timedelta(days=REPORTING_DAYS))).to_numpy()])
+    reportable = (d > d.median()) & (d < as_of - pd.Timedelta(days=REPORTING_DAYS))
+    unregistered = share(1 - REGISTERED_SHARE, order[reportable.to_numpy()])
     registered = dead.difference(unregistered, sort=False)
     rest = order.difference(unregistered, sort=False)
     # archives never closed: only clean ones, so the person catalogue's truth stays as written

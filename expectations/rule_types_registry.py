@@ -269,7 +269,8 @@ class AfterMoveOutParams(RuleParams):
     date: Column = Field(description="when the record was made")
 
 
-@rule_type("not_after_move_out", params=AfterMoveOutParams, references=("archive_move.move_out_date", "archive_move.move_out_org"),
+@rule_type("not_after_move_out", params=AfterMoveOutParams,
+           references=("archive_move.move_out_date", "archive_move.move_out_org"),
            counterpart=_move_out_of_record, linked=("archive_move.move_out_id",),
            expectation="ExpectMulticolumnValuesToBeNotAfterMoveOut")
 def not_after_move_out(df: pd.DataFrame, p: AfterMoveOutParams, ctx: RuleContext) -> Outcome:

@@ -66,7 +66,8 @@ def _references(as_of: pd.Timestamp) -> dict:
             "person.sex_code": pd.Series(["1"], index=["A1"]), "organization.inactive": {"ORG2"},
             "health_exam.archive_id": {"A1"},
             # the archive collaboration (deaths and moves)
-            "person.known_id_numbers": {"11010519491231002X"}, "person.id_number": pd.Series(["11010519491231002X"], index=["A1"]),
+            "person.known_id_numbers": {"11010519491231002X"},
+            "person.id_number": pd.Series(["11010519491231002X"], index=["A1"]),
             "person.active_archives_by_id_number": pd.Series([2], index=["11010519491231002X"]),
             "person.status_code": pd.Series(["1"], index=["A1"]),
             "person.id_number.first_death_date": born.set_axis(["11010519491231002X"]),
