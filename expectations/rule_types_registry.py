@@ -170,7 +170,6 @@ def _other_archives(df: pd.DataFrame, p: OneActiveAfterMoveParams, ctx: RuleCont
     return _named("mpi.person", pd.Series(others, index=df.index, dtype=object))
 
 
-
 # -- deaths -----------------------------------------------------------------------------------------
 class RegisteredDeathParams(RuleParams):
     id: Column = Field(description="the deceased's ID number (matched to the MPI normalised)")
