@@ -11,10 +11,10 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import iterparse
 
 import pandas as pd
-from openpyxl.worksheet.cell_range import CellRange
 
 from healthqa import canonical
 from healthqa.errors import SourceError, SourceUnreachable
@@ -23,6 +23,9 @@ from .cells import shown
 from .readers import Reader, empty_frame
 from .sampling import Scope
 from .values import parse_times
+
+if TYPE_CHECKING:  # openpyxl loads with the first workbook, not with every source
+    from openpyxl.worksheet.cell_range import CellRange
 
 # Chinese extracts are UTF-8 (often with a BOM) or GBK; GB18030 is the superset that reads GBK.
 AUTO_MIXED = "auto: utf-8 and gb18030 by row"  # what ``encoding`` reports for a file of both
@@ -132,6 +135,23 @@ class _FileReader(Reader):
             df = df[keep]
         return df
 
+    def _filter_columns(self, t: str, scope: Scope) -> list[str]:
+        """The physical columns ``_filter`` reads under ``scope``: a read of a few columns (a
+        reference's archive numbers of the last year) still needs its time column to filter by."""
+        cols = self.present_columns(t)
+        mt = canonical.table(t)
+        out = []
+        if (scope.orgs or scope.org_missing) and mt.org in cols:
+            out.append(cols[mt.org])
+        lo, hi = scope.time_window
+        if lo or hi:
+            tc = self.time_column(t, scope)
+            if tc and tc in cols:
+                out.append(cols[tc])
+            if lo and scope.arrivals:
+                out.append(self.arrival_column(t, scope))
+        return out
+
     def _chunks(self, t: str, usecols: list[str]) -> Iterator[pd.DataFrame]:
         raise NotImplementedError
 
@@ -146,7 +166,7 @@ class _FileReader(Reader):
             return
         cap = scope.sampling.rows if scope.sampling.method == "full" else None
         seen = 0
-        for df in self._chunks(t, names):
+        for df in self._chunks(t, list(dict.fromkeys([*names, *self._filter_columns(t, scope)]))):
             df = self._filter(t, df, scope)
             if cap is not None:
                 df = df.iloc[: max(cap - seen, 0)]
@@ -314,6 +334,8 @@ class ExcelReader(_FileReader):
     def _merged(self, ws) -> list[CellRange]:
         """The sheet's merged ranges: read-only mode does not parse them, so they are read from the
         sheet's XML, streamed (``mergeCell`` elements come after the rows)."""
+        from openpyxl.worksheet.cell_range import CellRange
+
         out = []
         with self._book._archive.open(ws._worksheet_path) as fh:
             for _, el in iterparse(fh):

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from healthqa.config import Sampling
+
+if TYPE_CHECKING:  # NumPy and pandas load with the first draw: reports and the CLI read scopes without them
+    import numpy as np
+    import pandas as pd
 
 TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 TIME_EXAMPLES = "2026-11-20, 2026-11-20 08:30 or 2026-11-20T08:30:00"
@@ -114,6 +116,8 @@ def choose_keys(keys: pd.DataFrame, sampling: Sampling) -> np.ndarray:
     Keys are sorted first, so the draw depends on the seed and the set of keys, never on the order a
     database happened to return them in.
     """
+    import numpy as np
+
     keys = keys.dropna(subset=["key"]).drop_duplicates("key").sort_values("key", kind="stable")
     rng = np.random.default_rng(sampling.seed)
     n = len(keys)

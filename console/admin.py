@@ -1,4 +1,4 @@
-"""The administrator's pages: console accounts (add, disable, set a password: the same ``store.users``
+"""The administrator's pages: console accounts (add, disable, enable, change the role of, set a password: the same ``store.users``
 as ``healthqa users``, each change in the audit log with the administrator's name) and the audit log."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from healthqa.store.users import ROLES, UserError
+from healthqa.store.users import ROLES, UserError, normalise_name
 
 from .auth import Who, check_csrf, role
 
@@ -34,11 +34,32 @@ def add(request: Request, who: Who = Depends(admin), name: str = Form(...), user
     return _user_change(lambda: request.app.state.store.users.add(name, user_role, password, actor=who.name))
 
 
+def _yourself(name: str, who: Who) -> bool:
+    """``name`` is the administrator's own account in any spelling the store takes for it (LiHua,
+    ｌｉｈｕａ, " lihua "): compared as the store names accounts, not as typed."""
+    try:
+        return normalise_name(name) == normalise_name(who.name)
+    except UserError:
+        return False
+
+
 @router.post("/users/{name}/disable", dependencies=[Depends(check_csrf)])
 def disable(request: Request, name: str, who: Who = Depends(admin)):
-    if name == who.name:
+    if _yourself(name, who):
         raise HTTPException(400, "不能停用自己的账户 / you cannot disable your own account")
     return _user_change(lambda: request.app.state.store.users.disable(name, actor=who.name))
+
+
+@router.post("/users/{name}/enable", dependencies=[Depends(check_csrf)])
+def enable(request: Request, name: str, who: Who = Depends(admin)):
+    return _user_change(lambda: request.app.state.store.users.enable(name, actor=who.name))
+
+
+@router.post("/users/{name}/role", dependencies=[Depends(check_csrf)])
+def set_role(request: Request, name: str, who: Who = Depends(admin), user_role: str = Form(..., alias="role")):
+    if _yourself(name, who):
+        raise HTTPException(400, "不能更改自己的角色 / you cannot change your own role")
+    return _user_change(lambda: request.app.state.store.users.set_role(name, user_role, actor=who.name))
 
 
 @router.post("/users/{name}/passwd", dependencies=[Depends(check_csrf)])

@@ -8,16 +8,20 @@ state-changing route checks the CSRF token (``auth.check_csrf``); each role sees
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from healthqa import clock
@@ -33,6 +37,7 @@ from .archives import Archives
 from .auth import HOME, ROLE_ZH, LoginRequired, Throttle, check_csrf, csrf_token, current
 from .jobs import Jobs
 
+log = logging.getLogger(__name__)
 CONFIG_ENV = "HEALTHQA_CONFIG"
 SESSION_COOKIE = "healthqa_session"
 # scripts only from the console itself; the run reports it serves carry their own inline styles
@@ -68,14 +73,23 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.cfg, app.state.store, app.state.source = cfg, store, source
     app.state.archives = Archives(cfg, source) if source else None
     spec = specs.load(cfg.dedup.spec) if cfg.dedup.spec else specs.builtin()
+    if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's, as the scan applies them
+        spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
+    app.state.spec = spec  # its guards: why a pair was held back (console/evidence.py)
     app.state.templates = templates()
     app.state.jobs = Jobs()
-    app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s)
+    app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
+                                  per_client=c.logins_per_client_per_minute)
     app.state.render = render
+    app.state.rendered = {}  # report files rendered on demand: (kind, id, ext) -> (the data's key, the file)
+    # no redirect to a slash-ended path: Starlette builds it from the request's Host header, which a
+    # client chooses (GET /static with Host: evil.example would be sent on to evil.example)
+    app.router.redirect_slashes = False
     app.add_middleware(SessionMiddleware, secret_key=c.secret_key or secrets.token_urlsafe(32),
                        session_cookie=SESSION_COOKIE, max_age=int(c.session_hours * 3600), same_site="lax",
                        https_only=c.secure_cookies)
+    app.add_middleware(SecureOverHttps)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -94,18 +108,27 @@ def create_app(cfg: Config | None = None) -> FastAPI:
         return Response("请先登录 / log in first", status_code=401, headers={"HX-Redirect": "/login"},
                         media_type="text/plain; charset=utf-8")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        if "HX-Request" in request.headers:
-            return HTMLResponse(f'<p class="error">{_esc(exc.detail)}</p>', status_code=exc.status_code)
-        return render(request, "error.html.j2", status_code=exc.status_code, message=exc.detail,
-                      who=_maybe_user(request))
+    # Starlette's own (a URL no route serves, a method a route does not take) as well as the routes'
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error_page(request, exc.status_code, _reason(request, exc), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return error_page(request, 422, _invalid(exc))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        # a bug: the traceback goes to the server's log, the user gets the page and the time to quote
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_page(request, 500, f"内部错误，已记入服务器日志（{clock.shown(clock.now())}）/ internal error, "
+                                         "written to the server's log")
 
     @app.exception_handler(HealthqaError)
     async def healthqa_error(request: Request, exc: HealthqaError):
         # a source or the store that cannot answer now: one line for the user, never a traceback
         status = 503 if isinstance(exc, SourceError | StoreError) else 409
-        return await http_error(request, HTTPException(status, one_line(exc)))
+        return error_page(request, status, one_line(exc))
 
     app.mount("/static", StaticFiles(packages=[("healthqa.console", "static")]), name="static")
     app.state.routers = [_accounts(), steward.router, qc.router, engineer.router, admin.router]
@@ -114,9 +137,36 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     return app
 
 
+class SecureOverHttps:
+    """The session cookie marked Secure whenever the request came over HTTPS (the scheme uvicorn
+    reports: the connection's own, or a trusted proxy's X-Forwarded-Proto), even without
+    ``console.secure_cookies``: a browser never sends it back over plain HTTP."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            return await self.app(scope, receive, send)
+
+        async def secure(message):
+            if message["type"] == "http.response.start":
+                headers = []
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"set-cookie" and v.startswith(SESSION_COOKIE.encode() + b"=") \
+                            and b"; secure" not in v.lower():
+                        v += b"; secure"
+                    headers.append((k, v))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, secure)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     yield
+    app.state.throttle.close()
     if app.state.archives is not None:
         app.state.archives.close()
     app.state.store.close()
@@ -128,6 +178,40 @@ def routes(app: FastAPI):
         for r in router.routes:
             for method in sorted(r.methods):
                 yield method, r.path
+
+
+def error_page(request: Request, status: int, message: str, headers: dict | None = None) -> Response:
+    """Every error the console answers: the styled page (Chinese first) with the reason and the
+    status for a browser, the fragment for htmx, ``{"detail": …}`` for a client that asks for JSON."""
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    if "HX-Request" in request.headers:
+        return HTMLResponse(f'<p class="error">{_esc(message)}</p>', status_code=status, headers=headers)
+    return render(request, "error.html.j2", status_code=status, message=message, who=_maybe_user(request))
+
+
+# Starlette's reasons are English only: each status a Chinese-first line
+REASONS = {404: "页面不存在 / not found", 405: "不支持该请求方法 / method not allowed",
+           400: "请求无效 / bad request", 422: "参数无效 / invalid parameters"}
+
+
+def _reason(request: Request, exc: StarletteHTTPException) -> str:
+    from http import HTTPStatus
+
+    if isinstance(exc, HTTPException) or exc.detail != HTTPStatus(exc.status_code).phrase:
+        return str(exc.detail)  # the routes' own reasons are Chinese first already
+    line = REASONS.get(exc.status_code, f"{exc.status_code} {exc.detail}")
+    return f"{line}: {request.url.path}" if exc.status_code == 404 else line
+
+
+def _invalid(exc: RequestValidationError) -> str:
+    """Which parameter was wrong and why, one line."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("path", "query", "body"))
+        parts.append(f"{where}: {err.get('msg', '')}")
+    return f"{REASONS[422]}: " + "; ".join(parts)[:300]
 
 
 def _esc(text) -> str:
@@ -153,16 +237,18 @@ def _accounts() -> APIRouter:
     @r.post("/login", dependencies=[Depends(check_csrf)])
     async def login(request: Request, username: str = Form(...), password: str = Form(...)):
         client = request.client.host if request.client else None
-        user, reason = await request.app.state.throttle.attempt(username, password, client)
+        user, reason, status = await request.app.state.throttle.attempt(username, password, client)
         if user is None:
-            return render(request, "login.html.j2", status_code=401, error=reason, username=username)
+            return render(request, "login.html.j2", status_code=status, error=reason, username=username)
+        sid = await run_in_threadpool(request.app.state.store.users.start_session, user.id)
         request.session.clear()  # a new session (and CSRF token) at log-in: no fixation
-        request.session.update(user=user.name, role=user.role, began=_now_iso(), cred=user.credential,
+        request.session.update(user=user.name, role=user.role, began=_now_iso(), cred=user.credential, sid=sid,
                                csrf=secrets.token_urlsafe(32))
         return RedirectResponse(HOME[user.role], status_code=303)
 
     @r.post("/logout", dependencies=[Depends(check_csrf)])
     def logout(request: Request, who=Depends(current)):
+        request.app.state.store.users.end_session(request.session["sid"])  # a kept copy of the cookie ends too
         request.app.state.store.review.log(who.name, "logout", who.name)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)

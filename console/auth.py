@@ -1,12 +1,19 @@
 """Who is asking: log-in against ``store.users`` (Argon2id), the session, the CSRF token, roles.
 
 The session is Starlette's signed cookie (itsdangerous), HttpOnly and SameSite=Lax, Secure when
-``console.secure_cookies`` is set; it holds the user's name, a CSRF token and when it began, never a
-password or a personal value. Every request re-reads the account, so a disabled user or a changed
-role takes effect at once. Every state-changing request carries the session's CSRF token (a form
-field or the ``X-CSRF-Token`` header htmx sends). Failed log-ins are written to the audit log; each
-one waits longer than the last, and ``max_failed_logins`` in a row lock the account for
-``lockout_minutes`` — counted in the audit log, so a restart forgets nothing.
+``console.secure_cookies`` is set or the request came over HTTPS; it holds the user's name, a CSRF
+token, when it began and the token of its row in the store's ``console_sessions``, never a password or
+a personal value. Every request re-reads the session's row and the account, so log-out, a new
+password, a disabled account or a changed role end the session on the server, whatever copy of the
+cookie is kept. Every state-changing request carries the session's CSRF token (a form field or the
+``X-CSRF-Token`` header htmx sends).
+
+Log-in is bounded before any password is hashed: a client (its address) gets
+``logins_per_client_per_minute`` attempts (then 429), and a name ``max_failed_logins`` attempts in a
+row, counted atomically in the store before the check (``Users.reserve_attempt``), so guesses sent
+together cannot all be checked; the last allowed failure locks the name for ``lockout_minutes``. The
+Argon2id verification runs in a small thread pool of its own, off the event loop. Failed log-ins are
+also written to the audit log, and each one waits longer than the last.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -67,21 +78,22 @@ async def check_csrf(request: Request) -> None:
 
 
 def current(request: Request) -> Who:
-    """The logged-in user of a valid, unexpired session whose account is still active, with the role
-    and the password it logged in with."""
+    """The logged-in user of a valid, unexpired session nobody ended (``console_sessions``) whose
+    account is still active, with the role and the password it logged in with."""
     s = request.session
-    name, began = s.get("user"), s.get("began")
-    if not name or not began:
+    name, began, sid = s.get("user"), s.get("began"), s.get("sid")
+    if not name or not began or not sid:
         raise LoginRequired
     cfg = request.app.state.cfg.console
-    if datetime.fromisoformat(began) + timedelta(hours=cfg.session_hours) < now():
+    since = now() - timedelta(hours=cfg.session_hours)
+    if datetime.fromisoformat(began) < since:
         s.clear()
         raise LoginRequired
     try:
-        user = request.app.state.store.users.get(name)
+        user = request.app.state.store.users.session_user(sid, since)
     except UserError:
         user = None
-    if user is None or not user.active or user.role != s.get("role") or user.credential != s.get("cred"):
+    if user is None or user.name != name or user.role != s.get("role") or user.credential != s.get("cred"):
         s.clear()
         raise LoginRequired
     return Who(user, csrf_token(request))
@@ -96,14 +108,57 @@ def role(*roles: str):
     return dep
 
 
-class Throttle:
-    """Failed log-ins slow down and lock the account (counted in the audit log)."""
+TOO_MANY = "登录尝试过于频繁，请一分钟后再试 / too many log-in attempts from this address: try again in a minute"
 
-    def __init__(self, store, max_failures: int, lockout: timedelta, delay_s: float):
+
+class ClientLimiter:
+    """At most ``per_minute`` log-in attempts from one client address in any minute, a successful one
+    given back (a proxy not named in ``trusted_proxies`` shows every user as one address: a morning's
+    log-ins must not lock the office out). In memory: a restart forgets it, the per-name count in the
+    store does not."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str | None) -> bool:
+        key, t = client or "?", time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:  # many addresses: forget those quiet for a minute
+                self._seen = {k: q for k, q in self._seen.items() if q and q[-1] > t - 60}
+            q = self._seen.setdefault(key, deque())
+            while q and q[0] <= t - 60:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return False
+            q.append(t)
+            return True
+
+    def succeeded(self, client: str | None) -> None:
+        with self._lock:
+            q = self._seen.get(client or "?")
+            if q:
+                q.pop()
+
+
+class Throttle:
+    """Log-in bounded before the password is hashed (per client, per name), hashed in a small pool.
+
+    One address's log-ins wait in a line of their own (``IN_FLIGHT`` at a time) before the pool, so a
+    burst from one address never fills the pool's queue ahead of everyone else, and an office behind
+    one address is served in turn rather than refused."""
+
+    IN_FLIGHT = 2
+
+    def __init__(self, store, max_failures: int, lockout: timedelta, delay_s: float, per_client: int = 10,
+                 workers: int = 2):
         self.store, self.max_failures, self.lockout, self.delay_s = store, max_failures, lockout, delay_s
-        # one Argon2id verification at a time (each takes 64 MiB and every core for a fraction of a
-        # second): a morning's log-ins queue up instead of stalling every page for everyone
-        self._verifying = asyncio.Semaphore(1)
+        self.clients = ClientLimiter(per_client)
+        # Argon2id takes 64 MiB and a core for a fraction of a second: a few at a time, in threads of
+        # their own, so the event loop (every other page) never waits for one
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="healthqa-argon2")
+        self._lines: dict[str, tuple[asyncio.Semaphore, int]] = {}  # address -> its line, requests in it
 
     @staticmethod
     def subject(name: str) -> str:
@@ -112,30 +167,50 @@ class Throttle:
         except UserError:
             return " ".join(name.split())[:64] or "?"
 
-    def locked_until(self, name: str) -> datetime | None:
-        fails = self.store.review.failures_since(self.subject(name), now() - self.lockout)
-        if len(fails) >= self.max_failures:
-            until = fails[self.max_failures - 1] + self.lockout
-            return until if until > now() else None
-        return None
+    async def _hashing(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def attempt(self, name: str, password: str, client: str | None) -> tuple[UserRecord | None, str | None]:
-        """(user, None) on success; (None, reason) otherwise, after the failure's delay."""
+    async def attempt(self, name: str, password: str, client: str | None
+                      ) -> tuple[UserRecord | None, str | None, int]:
+        """(user, None, 200) on success; (None, reason, HTTP status) otherwise, after the failure's delay."""
         subject = self.subject(name)
-        until = await run_in_threadpool(self.locked_until, name)
+        if not self.clients.allow(client):
+            await run_in_threadpool(self.store.review.log, None, "login_refused_rate", subject, {"client": client})
+            return None, TOO_MANY, 429
+        key = client or "?"
+        line, waiting = self._lines.get(key) or (asyncio.Semaphore(self.IN_FLIGHT), 0)
+        self._lines[key] = (line, waiting + 1)
+        try:
+            async with line:
+                return await self._checked(subject, name, password, client)
+        finally:
+            line, waiting = self._lines[key]
+            if waiting > 1:
+                self._lines[key] = (line, waiting - 1)
+            else:
+                del self._lines[key]
+
+    async def _checked(self, subject: str, name: str, password: str, client: str | None
+                       ) -> tuple[UserRecord | None, str | None, int]:
+        users = self.store.users
+        until = await run_in_threadpool(users.reserve_attempt, subject, self.max_failures, self.lockout)
         if until is not None:
             await run_in_threadpool(self.store.review.log, None, "login_refused_locked", subject, {"client": client})
             return None, (f"账户已锁定，请于 {shown(until)} 后再试 / account locked until {shown(until)} "
-                          "after repeated failed log-ins")
-        async with self._verifying:
-            user = await run_in_threadpool(self.store.users.authenticate, name, password)
+                          "after repeated failed log-ins"), 401
+        user = await self._hashing(users.authenticate, name, password)
         if user is not None:
+            self.clients.succeeded(client)
+            await run_in_threadpool(users.attempt_succeeded, subject)
             await run_in_threadpool(self.store.review.log, user.name, "login", user.name, {"client": client})
-            return user, None
+            return user, None, 200
+        n = await run_in_threadpool(users.attempt_failed, subject, self.max_failures, self.lockout)
         await run_in_threadpool(self.store.review.log, None, "login_failed", subject, {"client": client})
-        n = len(await run_in_threadpool(self.store.review.failures_since, subject, now() - self.lockout))
         await asyncio.sleep(min(self.delay_s * 2 ** max(n - 1, 0), 8.0))
         if n >= self.max_failures:
             return None, (f"连续 {n} 次登录失败，账户锁定 {int(self.lockout.total_seconds() // 60)} 分钟 / "
-                          f"account locked for {int(self.lockout.total_seconds() // 60)} minutes")
-        return None, "用户名或密码错误 / wrong user name or password"
+                          f"account locked for {int(self.lockout.total_seconds() // 60)} minutes"), 401
+        return None, "用户名或密码错误 / wrong user name or password", 401
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,7 +1,12 @@
 """The QC manager's pages: scores (overall, by system, dimension and institution, with intervals and
 the trend), the findings with filters and drill-down to rule results and masked examples, acknowledge
 / assign / note / resolve (one finding, or several ticked in the list: all of them or none), a
-finding's after-sales service report, and the run and quarterly reports to open and download (HTML, PDF)."""
+finding's after-sales service report, and the run and quarterly reports to open and download (HTML, PDF).
+
+Reports are rendered on demand only for what exists (a run in the store, a quarter with runs in
+it; anything else is a 404 page, no file written) and once for the data they show: a report asked
+again is served from the file already rendered until a run or a finding changes (or, for a quarter
+not yet over, the hour turns: deadlines pass)."""
 
 from __future__ import annotations
 
@@ -190,12 +195,12 @@ async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(q
     if ext not in ("html", "pdf"):
         raise HTTPException(404, "html 或 pdf / html or pdf")
     cfg, store = request.app.state.cfg, request.app.state.store
-    if store.runs.get(run_id) is None:
+    run = store.runs.get(run_id)
+    if run is None:
         raise HTTPException(404, f"运行 {run_id} 不存在 / no such run")
-    try:
-        written = await run_in_threadpool(run_report.write, cfg, store, run_id, _out_dir(request), ext == "pdf")
-    except HealthqaError as e:
-        raise HTTPException(409, str(e)) from None
+    key = (run.status, run.finished_at, store.findings.last_change())
+    written = await _rendered(request, ("run", run_id, ext), key, run_report.write, cfg, store, run_id,
+                              _out_dir(request), ext == "pdf")
     return _file(written, ext, f"run-{run_id}")
 
 
@@ -203,13 +208,38 @@ async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(q
 async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depends(qc)):
     if ext not in ("html", "pdf"):
         raise HTTPException(404, "html 或 pdf / html or pdf")
+    cfg, store = request.app.state.cfg, request.app.state.store
     try:
         q = quarterly.parse_quarter(quarter)
-        written = await run_in_threadpool(quarterly.write, request.app.state.cfg, request.app.state.store, q,
-                                          _out_dir(request), ext == "pdf")
+        q.start, q.end  # noqa: B018 - a year the calendar has (0000Q1 and 9999Q4 have no bounds)
+    except HealthqaError as e:  # its own words: the form, or the years a quarter can have
+        raise HTTPException(404, str(e).removeprefix("--quarter: ")) from None
+    except (ValueError, OverflowError):
+        raise HTTPException(404, f"季度应写作 2026Q4 / a quarter like 2026Q4, not {quarter!r}") from None
+    # the quarter's runs (nightly audits, and the validations and scans its report lists apart)
+    runs = store.runs.between(q.start, q.end)
+    if not runs:  # no report of an empty quarter (nor a file for each of 0001Q1 … 9998Q4)
+        raise HTTPException(404, f"{q.year} 年第 {q.q} 季度没有稽核记录，无季度报告 / no audits in {q}")
+    at = clock.now()
+    key = (tuple((r.id, r.status, r.finished_at) for r in runs), store.findings.last_change(),
+           None if at >= q.end else f"{at:%Y%m%d%H}")
+    written = await _rendered(request, ("quarter", str(q), ext), key, quarterly.write, cfg, store, q,
+                              _out_dir(request), ext == "pdf")
+    return _file(written, ext, f"quarter-{q}")
+
+
+async def _rendered(request: Request, what: tuple, key: tuple, write, *args):
+    """The report ``what`` rendered by ``write(*args)``, or its file already rendered for ``key``."""
+    cache = request.app.state.rendered
+    hit = cache.get(what)
+    if hit is not None and hit[0] == key and hit[1].html.exists() and (hit[1].pdf is None or hit[1].pdf.exists()):
+        return hit[1]
+    try:
+        written = await run_in_threadpool(write, *args)
     except HealthqaError as e:
         raise HTTPException(409, str(e)) from None
-    return _file(written, ext, f"quarter-{q}")
+    cache[what] = (key, written)
+    return written
 
 
 def _file(written, ext: str, stem: str):

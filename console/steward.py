@@ -1,26 +1,34 @@
 """The data steward's pages: the review queue, a pair side by side, merge / not the same person /
-skip, undo, reveal of a masked field (logged), the merge instructions, the steward's own history."""
+skip, undo, reveal of a masked field (logged), the merge instructions, the steward's own history;
+and a score band accepted in bulk after the steward reviewed a random sample of it (one pair marked
+not the same rejects the band), undone as one. A pair a guard held back is explained in words,
+never in a band, and has no primary merge button."""
 
 from __future__ import annotations
 
-import tempfile
-from datetime import datetime, timedelta
-from pathlib import Path
+import math
+import time
+from datetime import date, datetime, timedelta
+from datetime import time as day_time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
-from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError
+from healthqa.reports.institutions import Registry, registry
+from healthqa.store.models import stored_id
+from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
 
 from . import archives as ar
+from . import evidence
 from .auth import Who, check_csrf, role
 
 router = APIRouter(prefix="/review")
 steward = role("steward")
-FORMATS = {"csv": ("merges.csv", "text/csv"), "json": ("merges.json", "application/json"),
-           "hl7": ("merges.hl7", "text/plain"), "fhir": ("merges.fhir.json", "application/fhir+json")}
+FORMATS = {fmt: (name, media) for (fmt, name), media in zip(merge_out.FILES.items(),
+                                                             ("text/csv", "application/json", "text/plain",
+                                                              "application/fhir+json"), strict=True)}
 FIELD_ZH = {"name": "姓名", "sex_code": "性别", "birth_date": "出生日期", "id_type_code": "证件类别",
             "id_number": "身份证件号码", "phone": "联系电话", "address": "现住址", "adcode": "行政区划",
             "org_code": "建档机构", "created_at": "建档时间", "updated_at": "更新时间", "status_code": "档案状态",
@@ -44,19 +52,24 @@ def _filters(request: Request) -> dict:
 
     def num(k):
         try:
-            return float(q[k]) if q.get(k) else None
+            v = float(q[k]) if q.get(k) else None
         except ValueError:
-            raise HTTPException(400, f"{k}: 应为 0–1 之间的数 / a number between 0 and 1") from None
+            v = math.nan
+        if v is not None and not 0 <= v <= 1:  # NaN too
+            raise HTTPException(400, f"{k}: 应为 0–1 之间的数 / a number between 0 and 1")
+        return v
 
     def day(k):
         try:
-            return datetime.fromisoformat(q[k]) if q.get(k) else None
+            # a date as the page's date field sends it; a time of day or an offset is not one
+            return datetime.combine(date.fromisoformat(q[k]), day_time()) if q.get(k) else None
         except ValueError:
             raise HTTPException(400, f"{k}: 应为日期 YYYY-MM-DD / a date") from None
 
     until = day("until")
+    # to the end of that day; the last day there is has no day after it: no upper bound then
     return {"org": q.get("org") or None, "low": num("low"), "high": num("high"), "since": day("since"),
-            "until": until + timedelta(days=1) if until else None}
+            "until": until + timedelta(days=1) if until and until.date() < date.max else None}
 
 
 def _query(request: Request) -> str:
@@ -87,15 +100,70 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
         try:
             s, i = after.split("_")
             cursor = (float(s), int(i))
+            if not math.isfinite(cursor[0]) or not stored_id(cursor[1]):  # not a cursor this page made
+                raise ValueError(after)
         except ValueError:
-            raise HTTPException(400, "after: bad cursor") from None
+            raise HTTPException(400, "after: 翻页位置无效 / not a cursor of this page") from None
     rows = store.review.queue(source, user_id=who.user.id, **f, after=cursor, limit=cfg.console.page_size)
     nxt = f"{rows[-1][1].score!r}_{rows[-1][0]}" if len(rows) == cfg.console.page_size else None
-    return request.app.state.render(request, "queue.html.j2", who=who, rows=[p for _, p in rows], next=nxt,
+    pairs = [p for _, p in rows]
+    return request.app.state.render(request, "queue.html.j2", who=who, rows=_queue_rows(request, pairs), next=nxt,
                                     query=_query(request), f=request.query_params,
                                     counts=store.review.count_mine(who.user.id, _now().replace(hour=0, minute=0, second=0)),
                                     recent=store.review.recent(who.user.id, 10), labels=LABELS,
-                                    undo_minutes=cfg.console.undo_minutes, now=_now())
+                                    undo_minutes=cfg.console.undo_minutes, now=_now(),
+                                    bands=_bands(request, who),
+                                    batches=store.review.batches(source, user_id=who.user.id, limit=5))
+
+
+def _orgs(request: Request) -> Registry:
+    """Institution names by code (the organisation registry), read at most every ten minutes."""
+    st = request.app.state
+    cached = getattr(st, "org_names", None)
+    if cached is None or time.monotonic() - cached[0] > 600:
+        cached = (time.monotonic(), registry(st.cfg))
+        st.org_names = cached
+    return cached[1]
+
+
+def _held(request: Request, pair):
+    # a guard lowers decisions: a pair the scan still calls a match was not held back (most of a
+    # queue: their explanations need not be read again)
+    if pair.decision == "match":
+        return None
+    return evidence.held(request.app.state.spec, pair.score, pair.explanation)
+
+
+def _queue_rows(request: Request, pairs) -> list[dict]:
+    """The queue's rows: each archive by its masked name, birth year and institution's name; the
+    score with the digits that tell it apart; the guard that held it back, if one did."""
+    records = request.app.state.archives.fetch(sorted({k for p in pairs for k in (p.left, p.right)})) if pairs else {}
+    orgs = _orgs(request)
+
+    def who_(k: str) -> dict:
+        r = records.get(k, {})
+        born = (r.get("birth_date") or "")[:4]
+        return {"id": k, "name": ar.shown(r.get("name"), "name", False) or "—", "born": born or "—",
+                "org": orgs.name(r.get("org_code")) if r.get("org_code") else "—"}
+
+    return [{"pair": p, "a": who_(p.left), "b": who_(p.right), "score": evidence.score_text(p.score),
+             "held": _held(request, p)} for p in pairs]
+
+
+def _bands(request: Request, who: Who) -> list[dict]:
+    """The score bands of the open pairs (pairs a guard held back left out), each with how many it
+    holds and the sample a steward reviews to accept it."""
+    cfg, store = request.app.state.cfg, request.app.state.store
+    edges = evidence.bands(cfg.console.band_edges)
+    pairs = [p for p in store.review.band(_source(request), edges[0][0], 1.0, user_id=who.user.id)
+             if _held(request, p) is None]
+    out = []
+    for low, high in edges:
+        n = sum(low <= p.score and (p.score < high or high >= 1) for p in pairs)
+        if n:
+            out.append({"low": low, "high": high, "n": n,
+                        "sample": sample_size(n, cfg.console.band_sample_min)})
+    return out
 
 
 @router.get("/next")
@@ -124,10 +192,15 @@ def clusters(request: Request, who: Who = Depends(steward)):
 def _row(request: Request, pair, col: str, a: str | None, b: str | None, revealed: bool) -> dict:
     """One field of the side-by-side table: both values with their differences marked, the level of
     agreement and the weight the scan gave it."""
+    same = a == b
+    if col == "org_code":  # the institution's name, not its 18-character code
+        orgs = _orgs(request)
+        a, b = (orgs.name(v) if v else v for v in (a, b))
     ha, hb = ar.highlight(a, b)
     why = (pair.explanation or {}).get(_spec_field(request, col), {})
-    return {"col": col, "zh": FIELD_ZH.get(col, col), "a": ha, "b": hb, "same": a == b, "pii": ar.pii_kind(col) is not None,
-            "revealed": revealed, "level": why.get("level"), "weight": why.get("weight")}
+    level = why.get("level")
+    return {"col": col, "zh": FIELD_ZH.get(col, col), "a": ha, "b": hb, "same": same, "pii": ar.pii_kind(col) is not None,
+            "revealed": revealed, "level": evidence.level_zh(level) if level else None, "weight": why.get("weight")}
 
 
 def _suggested(store, source: str, left: str, right: str):
@@ -155,7 +228,7 @@ def _compare(request: Request, who: Who, left: str, right: str, *, warning: str 
         cluster=cluster, missing=missing, decided=store.review.in_force(source, pair.left, pair.right),
         inactive={k: ar.inactive(r) for k, r in records.items()}, warning=warning, need_confirm=need_confirm,
         chosen=chosen or proposal.survivor, query=_query(request), labels=LABELS,
-        last=_undoable(request, who))
+        last=_undoable(request, who), held=_held(request, pair), score=evidence.score_text(pair.score))
 
 
 def _undoable(request: Request, who: Who):
@@ -232,6 +305,105 @@ def undo(request: Request, decision_id: int, who: Who = Depends(steward)):
     return RedirectResponse(f"/review/pair/{d.left}/{d.right}", status_code=303)
 
 
+def _band_edges(request: Request, low: float, high: float) -> tuple[float, float]:
+    if not (0 <= low < high <= 1):
+        raise HTTPException(400, "得分段应为 0 ≤ low < high ≤ 1 / a band is 0 <= low < high <= 1")
+    return low, high
+
+
+@router.post("/band", dependencies=[Depends(check_csrf)])
+def band_start(request: Request, who: Who = Depends(steward), low: float = Form(...), high: float = Form(...)):
+    """Begin accepting a score band: its open pairs (none a guard held back) and a random sample of
+    them for the steward to review; nothing is decided yet."""
+    store, source, cfg = request.app.state.store, _source(request), request.app.state.cfg
+    low, high = _band_edges(request, low, high)
+    pairs = [p for p in store.review.band(source, low, high, user_id=who.user.id) if _held(request, p) is None]
+    try:
+        b = store.review.start_batch(source, low, high, pairs, user_id=who.user.id, user=who.name,
+                                     least=cfg.console.band_sample_min)
+    except ReviewError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/review/band/{b.id}", status_code=303)
+
+
+def _mine(request: Request, who: Who, batch_id: int):
+    try:
+        b = request.app.state.store.review.batch(batch_id)
+    except ReviewError as e:
+        raise HTTPException(404, str(e)) from None
+    if b.user_id != who.user.id:
+        raise HTTPException(404, f"batch {batch_id}: 没有这批处理 / no such batch of yours")
+    return b
+
+
+@router.get("/band/{batch_id}", response_class=HTMLResponse)
+def band_sample(request: Request, batch_id: int, who: Who = Depends(steward)):
+    """The band's random sample, each pair side by side in one row of masked values and Chinese
+    agreement levels: "not the same" on any rejects the band; none marked, the steward accepts it."""
+    b = _mine(request, who, batch_id)
+    records = request.app.state.archives.fetch(sorted({k for p in b.sample for k in p}))
+    store, source = request.app.state.store, _source(request)
+    rows = []
+    for left, right in b.sample:
+        try:
+            pair = store.review.pair(source, left, right)
+        except PairNotFound:
+            continue
+        a, z = records.get(left, {}), records.get(right, {})
+        fields = [_row(request, pair, col, ar.shown(a.get(col), col, False), ar.shown(z.get(col), col, False), False)
+                  for col in ("name", "sex_code", "birth_date", "id_number", "phone", "address", "org_code")]
+        rows.append({"pair": pair, "fields": fields, "score": evidence.score_text(pair.score)})
+    undoable = b.status == "accepted" and b.undone_at is None and b.decided_at is not None and \
+        (_now() - b.decided_at).total_seconds() < request.app.state.cfg.console.undo_minutes * 60
+    merged = store.review.merged_by(b.id) if b.status == "accepted" else 0
+    return request.app.state.render(request, "band.html.j2", who=who, batch=b, rows=rows, undoable=undoable,
+                                    merged=merged)
+
+
+@router.post("/band/{batch_id}/accept", dependencies=[Depends(check_csrf)])
+def band_accept(request: Request, batch_id: int, who: Who = Depends(steward)):
+    """No error in the sample: every pair of the band still open is merged, keeping the survivor
+    proposed for each (as the side-by-side page proposes it). A pair an archive of which has left
+    the MPI, or of one active and one deceased or moved-out archive, is left for one-by-one review
+    (the side-by-side page refuses, or asks to confirm, those)."""
+    store, source = request.app.state.store, _source(request)
+    b = _mine(request, who, batch_id)
+    records = request.app.state.archives.fetch(sorted({k for p in b.pairs for k in p}))
+    cluster = store.review.survivors_of(source, (left for left, _ in b.pairs))
+    survivors = {(left, right): ar.propose(left, right, records, {"survivor": cluster.get(left)}).survivor
+                 for left, right in b.pairs if left in records and right in records
+                 and bool(ar.inactive(records[left])) == bool(ar.inactive(records[right]))}
+    try:
+        store.review.accept_batch(batch_id, survivors, user_id=who.user.id, user=who.name)
+    except ReviewError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/review/band/{batch_id}", status_code=303)
+
+
+@router.post("/band/{batch_id}/reject", dependencies=[Depends(check_csrf)])
+def band_reject(request: Request, batch_id: int, who: Who = Depends(steward), left: str = Form(...),
+                right: str = Form(...)):
+    """A pair of the sample is not the same person: recorded so, and the band is rejected (its other
+    pairs stay in the queue, one by one)."""
+    _mine(request, who, batch_id)
+    try:
+        request.app.state.store.review.reject_batch(batch_id, left, right, user_id=who.user.id, user=who.name)
+    except ReviewError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/review/band/{batch_id}", status_code=303)
+
+
+@router.post("/band/{batch_id}/undo", dependencies=[Depends(check_csrf)])
+def band_undo(request: Request, batch_id: int, who: Who = Depends(steward)):
+    _mine(request, who, batch_id)
+    try:
+        request.app.state.store.review.undo_batch(batch_id, user_id=who.user.id, user=who.name,
+                                                  within=timedelta(minutes=request.app.state.cfg.console.undo_minutes))
+    except ReviewError as e:
+        raise HTTPException(409, str(e)) from None
+    return RedirectResponse(f"/review/band/{batch_id}", status_code=303)
+
+
 @router.get("/history", response_class=HTMLResponse)
 def history(request: Request, who: Who = Depends(steward)):
     store = request.app.state.store
@@ -249,11 +421,13 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
     store, source = request.app.state.store, _source(request)
     merges = merge_out.accepted_merges(store, source)
     name, media = FORMATS[fmt]
-    with tempfile.TemporaryDirectory() as tmp:
-        body = merge_out.write_all(merges, Path(tmp))[fmt].read_bytes()
-    store.review.log(who.name, "merge_export", source, {"format": fmt, "merges": len(merges)})
-    return Response(body, media_type=f"{media}; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    texts, kept, skipped = merge_out.render_all(merges)
+    # a merge that cannot be expressed is left out of the file, counted in the audit log and in a header
+    store.review.log(who.name, "merge_export", source,
+                     {"format": fmt, "merges": len(kept), "skipped": [[m.retired, m.survivor, why] for m, why in skipped]})
+    return Response(texts[fmt].encode("utf-8"), media_type=f"{media}; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "X-Healthqa-Merges-Skipped": str(len(skipped))})
 
 
 def _now():

@@ -8,20 +8,29 @@ FHIR R4 ``Patient`` resources linked ``replaced-by`` (the retired one, made inac
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import io
 import json
-from dataclasses import asdict, dataclass
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healthqa import clock
+from healthqa import clock, csvfile
 
 if TYPE_CHECKING:  # the core's store, for the annotation only: merge instructions are plain data
     from healthqa.store import AuditStore
 
 # identifier system of the health-archive number (健康档案编号); the MPI may use its own OID instead
 ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
+# what FHIR R4 allows as a resource id (``id`` datatype); an archive number is often something else
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# HL7 v2 delimiters and the escape sequence each is written as (the escape character itself first)
+HL7_ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"),
+               ("\r", "\\X0D\\"), ("\n", "\\X0A\\"))
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,8 @@ class Merge:
     survivor: str
     retired: str
     decided_at: str | None = None  # ISO 8601 with the configured zone's offset
-    decided_by: str | None = None  # the steward who decided it (console decisions)
+    decided_by: str | None = None  # the steward who decided it (console decisions); "system" above the threshold
+    basis: str | None = None  # a bulk merge: the score band and the sample reviewed, or the auto-accept threshold
 
 
 def in_order(merges: list[Merge]) -> list[Merge]:
@@ -48,29 +58,48 @@ def in_order(merges: list[Merge]) -> list[Merge]:
         survivor, retired = final(m.survivor), final(m.retired)
         if survivor != retired:
             into[retired] = survivor
-            out.append(Merge(survivor, retired, m.decided_at, m.decided_by))
+            out.append(Merge(survivor, retired, m.decided_at, m.decided_by, m.basis))
     return out
 
 
 def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
     """The merges stewards decided, from the stored decisions (no scan is run): each retires one
     archive into the survivor its steward chose — for a decision made without a choice, the
-    survivor the scan proposed for its cluster — with who decided and when, in an order an MPI can
-    carry out (``in_order``)."""
-    return in_order([Merge(d.survivor, d.retired, clock.iso(d.decided_at), d.user)
+    survivor the scan proposed for its cluster — with who decided and when (the system's, above the
+    configured threshold: "system"), and for a bulk merge the band and sample or threshold behind
+    it, in an order an MPI can carry out (``in_order``)."""
+    return in_order([Merge(d.survivor, d.retired, clock.iso(d.decided_at), d.user, d.basis)
                      for d in store.review.merges(source) if d.survivor is not None and d.retired is not None])
 
 
-def write_csv(merges: list[Merge], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(Merge.__dataclass_fields__))
-        w.writeheader()
-        for m in merges:
-            w.writerow(asdict(m))
+def _csv(merges: list[Merge]) -> str:
+    buf = io.StringIO(newline="")
+    w = csvfile.DictWriter(buf, fieldnames=list(Merge.__dataclass_fields__))
+    w.writeheader()
+    for m in merges:
+        w.writerow(asdict(m))
+    return buf.getvalue()
 
 
-def write_json(merges: list[Merge], path: Path) -> None:
-    path.write_text(json.dumps([asdict(m) for m in merges], ensure_ascii=False, indent=2), encoding="utf-8")
+def _json(merges: list[Merge]) -> str:
+    return json.dumps([asdict(m) for m in merges], ensure_ascii=False, indent=2)
+
+
+def hl7_escaped(value: str) -> str:
+    """A value as HL7 v2 text: its delimiters (``| ^ & ~ \\``) and line breaks as escape sequences, so
+    that an archive number holding one stays one component."""
+    for raw, esc in HL7_ESCAPES:
+        value = value.replace(raw, esc)
+    return value
+
+
+def fhir_id(key: str) -> str:
+    """The FHIR resource id of an archive: its number when that is a valid FHIR id, else a stable
+    id derived from it (``hq-`` and 40 hex digits of its SHA-256) — the same archive gets the same id
+    in every export; the number itself stays in the Patient's identifier."""
+    if FHIR_ID.fullmatch(key):
+        return key
+    return "hq-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
 
 
 def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when: datetime | None = None) -> str:
@@ -89,12 +118,12 @@ def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when:
     msg.evn.evn_1 = "A40"
     msg.evn.evn_2 = ts
     if m.decided_by:
-        msg.evn.evn_5 = m.decided_by  # EVN-5 operator ID: the steward who decided the merge
+        msg.evn.evn_5 = hl7_escaped(m.decided_by)  # EVN-5 operator ID: the steward who decided the merge
     if m.decided_at:
         msg.evn.evn_6 = _hl7_time(m.decided_at)  # EVN-6 event occurred: when they decided it
     patient = msg.add_group("ADT_A39_PATIENT")
-    patient.pid.pid_3 = f"{m.survivor}^^^ARCHIVE^PI"
-    patient.mrg.mrg_1 = f"{m.retired}^^^ARCHIVE^PI"
+    patient.pid.pid_3 = f"{hl7_escaped(m.survivor)}^^^ARCHIVE^PI"
+    patient.mrg.mrg_1 = f"{hl7_escaped(m.retired)}^^^ARCHIVE^PI"
     return msg.to_er7()
 
 
@@ -111,10 +140,13 @@ def fhir_patients(m: Merge) -> list[dict]:
     def ident(v):
         return [{"system": ARCHIVE_SYSTEM, "value": v}]
 
-    retired = Patient.model_validate({"id": m.retired, "active": False, "identifier": ident(m.retired),
-                                      "link": [{"other": {"reference": f"Patient/{m.survivor}"}, "type": "replaced-by"}]})
-    survivor = Patient.model_validate({"id": m.survivor, "active": True, "identifier": ident(m.survivor),
-                                       "link": [{"other": {"reference": f"Patient/{m.retired}"}, "type": "replaces"}]})
+    # resource ids as FHIR allows them (``fhir_id``); the archive numbers as they are, as identifiers
+    retired = Patient.model_validate({"id": fhir_id(m.retired), "active": False, "identifier": ident(m.retired),
+                                      "link": [{"other": {"reference": f"Patient/{fhir_id(m.survivor)}"},
+                                                "type": "replaced-by"}]})
+    survivor = Patient.model_validate({"id": fhir_id(m.survivor), "active": True, "identifier": ident(m.survivor),
+                                       "link": [{"other": {"reference": f"Patient/{fhir_id(m.retired)}"},
+                                                 "type": "replaces"}]})
     out = [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
     if m.decided_by:
         out.append(provenance(m))
@@ -126,22 +158,82 @@ def provenance(m: Merge) -> dict:
     from fhir.resources.R4B.provenance import Provenance
 
     recorded = clock.aware(m.decided_at or clock.now())  # an instant, not the host's zone
-    p = Provenance.model_validate({"id": f"merge-{m.retired}", "target": [{"reference": f"Patient/{m.retired}"},
-                                                                          {"reference": f"Patient/{m.survivor}"}],
+    p = Provenance.model_validate({"id": fhir_id(f"merge-{m.retired}"),
+                                   "target": [{"reference": f"Patient/{fhir_id(m.retired)}"},
+                                              {"reference": f"Patient/{fhir_id(m.survivor)}"}],
                                    "recorded": recorded, "activity": {"text": "merge / 合并"},
                                    "agent": [{"who": {"display": m.decided_by or "unknown"}}]})
     return json.loads(p.model_dump_json())
 
 
-def write_all(merges: list[Merge], folder: Path) -> dict[str, Path]:
-    """merges.csv, merges.json, merges.hl7 (one ADT^A40 per merge), merges.fhir.json (a Bundle)."""
+@dataclass
+class Written:
+    """The files an export wrote, and the merges it could not write (each with its reason): a merge
+    that cannot be expressed in a format is left out of every format, so that the four files always
+    carry the same merges."""
+
+    files: dict[str, Path]
+    merges: int
+    skipped: list[tuple[Merge, str]] = field(default_factory=list)
+
+    def line(self) -> str | None:
+        """What was left out, one line, Chinese first (None when nothing was)."""
+        if not self.skipped:
+            return None
+        what = "; ".join(f"{m.retired} → {m.survivor}: {why}" for m, why in self.skipped[:3])
+        more = f" …(+{len(self.skipped) - 3})" if len(self.skipped) > 3 else ""
+        return (f"{len(self.skipped)} 条合并无法导出，已跳过，其余 {self.merges} 条已写出 / "
+                f"{len(self.skipped)} merge(s) could not be exported and were left out: {what}{more}")
+
+
+def _records(m: Merge, control_id: str) -> tuple[str, list[dict]]:
+    return adt_a40(m, control_id), fhir_patients(m)
+
+
+def render_all(merges: list[Merge]) -> tuple[dict[str, str], list[Merge], list[tuple[Merge, str]]]:
+    """The four formats' text, the merges they carry and the merges left out with the reason. One
+    merge that cannot be expressed (an archive number no escaping makes valid) never breaks the
+    export of the others."""
+    kept: list[Merge] = []
+    skipped: list[tuple[Merge, str]] = []
+    hl7: list[str] = []
+    entries: list[dict] = []
+    for m in merges:
+        try:
+            message, resources = _records(m, f"HQ{len(kept) + 1:08d}")
+        except Exception as e:  # noqa: BLE001 - any library's refusal of one record: that record is left out
+            skipped.append((m, " ".join(str(e).split())[:200]))
+            continue
+        kept.append(m)
+        hl7.append(message)
+        entries += [{"resource": r} for r in resources]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    return ({"csv": _csv(kept), "json": _json(kept), "hl7": "\n".join(hl7),
+             "fhir": json.dumps(bundle, ensure_ascii=False, indent=2)}, kept, skipped)
+
+
+FILES = {"csv": "merges.csv", "json": "merges.json", "hl7": "merges.hl7", "fhir": "merges.fhir.json"}
+
+
+def write_all(merges: list[Merge], folder: Path) -> Written:
+    """merges.csv, merges.json, merges.hl7 (one ADT^A40 per merge), merges.fhir.json (a Bundle), each
+    written whole or not at all (a temporary file renamed over the old one): nothing is written
+    until every format has been made."""
+    texts, kept, skipped = render_all(merges)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"csv": folder / "merges.csv", "json": folder / "merges.json", "hl7": folder / "merges.hl7",
-           "fhir": folder / "merges.fhir.json"}
-    write_csv(merges, out["csv"])
-    write_json(merges, out["json"])
-    out["hl7"].write_text("\n".join(adt_a40(m, f"HQ{k:08d}") for k, m in enumerate(merges, 1)), encoding="utf-8")
-    bundle = {"resourceType": "Bundle", "type": "collection",
-              "entry": [{"resource": r} for m in merges for r in fhir_patients(m)]}
-    out["fhir"].write_text(json.dumps(bundle, ensure_ascii=False, indent=2), encoding="utf-8")
-    return out
+    out = {fmt: folder / name for fmt, name in FILES.items()}
+    for fmt, path in out.items():
+        _write_atomically(path, texts[fmt])
+    return Written(out, len(kept), skipped)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """The file whole or the old one untouched: a temporary file beside it, renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -160,14 +160,28 @@ class Night:
             c.survivor = c.survivor + len(C) if c.survivor is not None else None
             c.proposal = {f: m + len(C) for f, m in c.proposal.items()}
         stats["seconds"] = time.perf_counter() - t0
+        again_m, again_r = _rescored_counts(pairs, rescored)
         stats.update({"matches": int((pairs["decision"] == "match").sum()),
                       "review": int((pairs["decision"] == "review").sum()),
+                      # the summary tells the night's new suggestions from the pairs scored again
+                      # because a steward decided or undid them (those are not new matches)
+                      "rescored_matches": again_m, "rescored_review": again_r,
                       "clusters": len(kept) + len(found),
                       "clusters_to_review": sum(k["status"] == "review" for k in kept) + sum(c.status == "review" for c in found),
                       "clusters_made": len(found), "clusters_replaced": len(replaced_ids)})
         keys_all = np.concatenate([C["key"].to_numpy(dtype=object), lkeys])
         return NightResult(spec, keys_all, pairs, found, scorer, stats, PN, order, TN,
                            kept_clusters=kept, replaced_clusters=replaced_ids, rescored=rescored)
+
+
+def _rescored_counts(pairs: pd.DataFrame, rescored: pd.DataFrame) -> tuple[int, int]:
+    """Of the night's match and review pairs, how many were scored again after a steward decision."""
+    if not len(rescored) or not len(pairs):
+        return 0, 0
+    again = pd.MultiIndex.from_frame(ordered(rescored[["left", "right"]]))
+    hit = pd.MultiIndex.from_frame(ordered(pairs[["left", "right"]])).isin(again)
+    return int((hit & (pairs["decision"] == "match").to_numpy()).sum()), \
+        int((hit & (pairs["decision"] == "review").to_numpy()).sum())
 
 
 def _nonzero(h: pd.Series) -> np.ndarray:

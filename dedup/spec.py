@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from healthqa.config import read_yaml
 from healthqa.errors import ConfigError
 
 
@@ -141,6 +142,7 @@ class Guard(BaseModel):
     when: list[LevelTest] = Field(default_factory=list)  # the pairs it looks at: every test holds
     unless: list[list[LevelTest]] = Field(default_factory=list)  # let be: one alternative holds in full
     review_if: list[LevelTest] | None = None  # to review when every test holds, else a non-match
+    says: str | None = None  # why, in the steward's words (the console shows it on a pair it held back)
 
     def tests(self) -> list[LevelTest]:
         return [*self.when, *(t for alt in self.unless for t in alt), *(self.review_if or [])]
@@ -217,14 +219,13 @@ def _levels(kind: str) -> tuple[str, ...]:
 
 def load(path: str | Path) -> Spec:
     p = Path(path)
+    raw = read_yaml(p, "comparison spec")
     try:
-        return Spec.model_validate(yaml.safe_load(p.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: comparison spec not found") from None
+        return Spec.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(map(str, err["loc"]))  # none for what the whole spec checks (plugins, guards)
-        raise ConfigError(f"{p}: {where + ': ' if where else ''}{err['msg']}") from None
+        raise ConfigError(f"{p}: 比对规格无效 invalid comparison spec: {where + ': ' if where else ''}{err['msg']}") from None
 
 
 @cache

@@ -100,6 +100,7 @@ def stays(world: World, rng, people: pd.DataFrame, chunk: int) -> pd.DataFrame:
         "admit_time": admit,
         "discharge_time": discharge,
         "diagnosis_code": dx["code"].to_numpy(),
+        "diagnosis_name": dx["name"].to_numpy(),  # WS 445 出院诊断名称, as the code list names the code
         "discharge_status": np.array(world.discharge_status)[
             rng.choice(len(world.discharge_status), n, p=[0.85, 0.05, 0.05, 0.04, 0.01])],
         "upload_time": discharge + lag * SEC,

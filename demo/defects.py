@@ -251,6 +251,39 @@ def _adcode_outside(df, idx, ctx):
                     if isinstance(df.at[i, "address"], str) and "镇海区" in df.at[i, "address"]]
 
 
+def _future_stamp(ctx, n: int, days: int = 365) -> pd.Series:
+    """Times 1 to ``days`` days after the platform's now (a clock set wrong, a date typed a year ahead)."""
+    return pd.Timestamp(ctx.world.as_of) + pd.to_timedelta(ctx.rng.integers(86400, days * 86400, n), unit="s")
+
+
+def _created_in_future(df, idx, ctx):
+    _set(df, idx, "created_at", _future_stamp(ctx, len(idx)).to_numpy())
+    return "archive created in the future", [(i, "created_at", "created_after_updated") for i in idx]
+
+
+def _death_placeholder(df, idx, ctx):
+    _set(df, idx, "status_code", "2")
+    _set(df, idx, "death_date", pd.Timestamp("1900-01-01"))
+    return "death date 1900-01-01 (a system default)", [(i, "death_date", "death_before_birth") for i in idx]
+
+
+def _created_placeholder(df, idx, ctx):
+    # the Unix epoch of a system that lost the creation time; later births now come after it
+    epoch = pd.Timestamp("1970-01-01")
+    implied = [(i, "created_at", "birth_after_created") for i in idx if df.at[i, "birth_date"] > epoch]
+    _set(df, idx, "created_at", epoch)
+    return "creation time 1970-01-01 00:00:00 (the Unix epoch)", implied
+
+
+def _name_dot_variant(df, idx, ctx):
+    # a minority name typed with a look-alike of the middle dot (GB 18030 A1A4 is U+00B7)
+    given = _pick(ctx, ["阿依古丽", "热依拉", "买买提", "古丽娜尔", "阿卜杜拉"], len(idx))
+    family = _pick(ctx, ["买买提", "吐尔逊", "艾力", "阿不都", "热合曼"], len(idx))
+    dots = _pick(ctx, ["\u2022", "\u30fb", "\u2027"], len(idx))
+    _set(df, idx, "name", [g + d + f for g, d, f in zip(given, dots, family)])
+    return [f"separator U+{ord(d):04X}" for d in dots]
+
+
 def _untold(df) -> pd.Series:
     """Not an archive the truth files name (a duplicate or a hard negative): their look-alike fields stay."""
     return ~df.get("_truth", pd.Series(False, index=df.index)).astype(bool)
@@ -273,7 +306,9 @@ PERSON = [
     Defect("name_placeholder", "name", 0.002,
            lambda df, idx, ctx: (_set(df, idx, "name", _pick(ctx, ctx.world.placeholder_names, len(idx))), "placeholder")[1]),
     Defect("name_invalid", "name", 0.002, _name_invalid),
-    Defect("id_missing", "id_number", 0.004, _id_missing),
+    # a newborn's archive may lack its number (MPI-ID-REQUIRED spares the first year): not a defect there
+    Defect("id_missing", "id_number", 0.004, _id_missing,
+           lambda df, ctx: df["birth_date"] <= pd.Timestamp(ctx.world.as_of) - pd.Timedelta(days=366)),
     Defect("id_invalid", "id_number", 0.004, _id_invalid, _valid_id),
     Defect("id_legacy_15", "id_number", 0.002, _id_legacy, lambda df, ctx: _valid_id(df) & (df["birth_date"].dt.year < 2000)),
     Defect("id_format", "id_number", 0.003, _id_format, _valid_id),
@@ -304,6 +339,10 @@ PERSON = [
     Defect("id_type_mismatch", "id_type_code", 0.001, _id_type_mismatch, _gb_type),
     Defect("phone_prefix_unallocated", "phone", 0.001, _phone_unallocated, _mobile),
     Defect("address_area_mismatch", "address", 0.001, _address_elsewhere, _local_street),
+    Defect("created_in_future", "created_at", 0.0005, _created_in_future),
+    Defect("death_placeholder", "death_date", 0.0005, _death_placeholder),
+    Defect("created_placeholder", "created_at", 0.001, _created_placeholder),
+    Defect("name_dot_variant", "name", 0.0008, _name_dot_variant, lambda df, ctx: _untold(df)),
 ]
 
 
@@ -434,6 +473,66 @@ def _eligible_sex(df, ctx):
     return df["archive_id"].map(_person(ctx, "sex_code")).isin(["1", "2"])
 
 
+def _alive(df, ctx):
+    """Records of archives without a death date: a record moved later crosses no death day."""
+    return df["archive_id"].map(_person(ctx, "death_date")).isna() & df["archive_id"].isin(_person(ctx, "death_date").index)
+
+
+def _event_in_future(*times: str):
+    """The event's times moved 1 to 60 days past the platform's now, the upload left as it was (so
+    it now lies before the event: that defect is logged too, where the table's rule judges it)."""
+    def f(df, idx, ctx):
+        start = pd.Timestamp(ctx.world.as_of).normalize() + pd.to_timedelta(ctx.rng.integers(1, 61, len(idx)), unit="D") \
+            + pd.to_timedelta(ctx.rng.integers(8 * 3600, 17 * 3600, len(idx)), unit="s")
+        first = df.loc[idx, times[0]]
+        for c in times:
+            df.loc[idx, c] = (df.loc[idx, c] - first + start.to_numpy()).to_numpy()
+        implied = [(i, "upload_time", "upload_before_event") for i in idx] if "upload_time" in df else []
+        return "event dated in the future", implied
+    return f
+
+
+def _sample_after_report(df, idx, ctx):
+    later = df.loc[idx, "report_time"] + pd.to_timedelta(ctx.rng.integers(600, 3 * 3600, len(idx)), unit="s")
+    _set(df, idx, "sample_time", later.to_numpy())
+    return "sampled after the report"
+
+
+def _exam_in_future(df, idx, ctx):
+    d = pd.Timestamp(ctx.world.as_of).normalize() + pd.to_timedelta(ctx.rng.integers(1, 61, len(idx)), unit="D")
+    _set(df, idx, "exam_date", d.to_numpy())
+    return "exam dated in the future"
+
+
+def _previous_followup(df) -> pd.Series:
+    """Each follow-up's series' last date before the series' last follow-up (NaT for a lone one)."""
+    g = df.groupby(["archive_id", "disease"], sort=False)["followup_date"]
+    return df["followup_date"].where(df["followup_date"] < g.transform("max")).groupby(
+        [df["archive_id"], df["disease"]]).transform("max")
+
+
+def _followup_in_future(df, idx, ctx):
+    # the series' last follow-up moved past now but within the managed interval (92 days) of the one
+    # before it: only the date is wrong, the series stays regular
+    tomorrow = pd.Timestamp(ctx.world.as_of).normalize() + pd.Timedelta(days=1)
+    limit = (_previous_followup(df).loc[idx] + pd.Timedelta(days=92)).fillna(tomorrow + pd.Timedelta(days=10))
+    span = (limit - tomorrow).dt.days.clip(lower=0).to_numpy()
+    d = tomorrow + pd.to_timedelta((ctx.rng.random(len(idx)) * (span + 1)).astype(int), unit="D")
+    _set(df, idx, "followup_date", d.to_numpy())
+    _set(df, idx, "next_date", (d + pd.Timedelta(days=90)).to_numpy())
+    return "follow-up dated in the future"
+
+
+def _last_of_recent_series(df, ctx):
+    """The last follow-up of a living person's series whose previous one is recent enough that a date
+    after now keeps the managed interval (92 days)."""
+    g = df.groupby(["archive_id", "disease"], sort=False)["followup_date"]
+    tomorrow = pd.Timestamp(ctx.world.as_of).normalize() + pd.Timedelta(days=1)
+    prev = _previous_followup(df)
+    return (df["followup_date"] == g.transform("max")) & ((prev + pd.Timedelta(days=92) >= tomorrow) | prev.isna()) \
+        & _alive(df, ctx)
+
+
 def _org_inactive(df, idx, ctx):
     inst = ctx.world.institutions
     _set(df, idx, "org_code", _pick(ctx, inst.loc[~inst["active"].astype(bool), "org_code"].tolist(), len(idx)))
@@ -463,6 +562,7 @@ VISIT = [
     Defect("record_id_duplicate", "visit_id", 0.002, _key_duplicate("visit_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
     Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
+    Defect("event_in_future", "visit_time", 0.001, _event_in_future("visit_time"), _alive),
 ]
 
 STAY = [
@@ -474,6 +574,9 @@ STAY = [
     Defect("record_id_duplicate", "stay_id", 0.008, _key_duplicate("stay_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
     Defect("diagnosis_sex_implausible", "diagnosis_code", 0.002, _dx_sex, _eligible_sex),
+    Defect("event_in_future", "admit_time", 0.002, _event_in_future("admit_time", "discharge_time"), _alive),
+    Defect("diagnosis_name_mismatch", "diagnosis_name", 0.03, _dx_name_mismatch,
+           lambda df, ctx: df["diagnosis_code"].isin(_listed_codes())),
 ]
 
 
@@ -511,6 +614,8 @@ LAB = [
     Defect("lab_flag_inconsistent", "abnormal_flag", 0.004, _lab_flag),
     Defect("record_id_duplicate", "result_id", 0.002, _key_duplicate("result_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
+    Defect("event_in_future", "sample_time", 0.002, _event_in_future("sample_time", "report_time"), _alive),
+    Defect("sample_after_report", "sample_time", 0.002, _sample_after_report, _alive),
 ]
 
 
@@ -546,6 +651,7 @@ EXAM = [
            _scale("fasting_glucose", [95.0, 0.3, 126.0, 55.0], "glucose outside 1-35 mmol/L")),
     Defect("record_id_duplicate", "exam_id", 0.008, _key_duplicate("exam_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.008, _org_inactive, _not_recent),
+    Defect("event_in_future", "exam_date", 0.003, _exam_in_future, _alive),
 ]
 
 
@@ -568,6 +674,7 @@ FOLLOWUP = [
            _scale("fasting_glucose", [95.0, 0.3, 126.0], "glucose outside 1-35 mmol/L")),
     Defect("record_id_duplicate", "followup_id", 0.002, _key_duplicate("followup_id"), _not_recent),
     Defect("org_inactive", "org_code", 0.002, _org_inactive, _not_recent),
+    Defect("event_in_future", "followup_date", 0.006, _followup_in_future, _last_of_recent_series),
 ]
 
 CATALOGUE = {

@@ -438,8 +438,12 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
 
     dups = pd.DataFrame([d.row for d in drafts]).reset_index(drop=True)
     dups["archive_id"] = counters.archive_numbers(_archive_prefix(dups["archive_id"]))
+    # a baby under one year may not have its ID number yet: no defect (MPI-ID-REQUIRED, docs/domain.md)
+    infant = pd.Timestamp(world.as_of) - pd.Timedelta(days=365)
     for archive_id, d in zip(dups["archive_id"], drafts):
         for col, defect, detail in d.defects:
+            if defect == "id_missing" and pd.Timestamp(d.row["birth_date"]) > infant:
+                continue
             truth.defect("person", [archive_id], col, defect, detail)
     # a changed birth date contradicts the ID number when the ID is still readable
     for archive_id, d in zip(dups["archive_id"], drafts):

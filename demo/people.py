@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .identity import make_ids
+from .identity import check_chars, make_ids
 from .world import World
 
 # Age pyramid of an ageing coastal district, by 5-year band (0-4 … 95-99).
@@ -183,7 +183,13 @@ def make_people(world: World, rng: np.random.Generator, n: int, counters: Counte
 # Macau and Taiwan travel-permit holders. Realistic shares of a coastal district; at least one of
 # each kind in a chunk big enough, so that every kind is measured.
 VALID_KINDS = {"rare_character_name": 0.005, "compat_ideograph_name": 0.001, "foreign_passport": 0.003,
-               "hkmo_permit": 0.002, "taiwan_permit": 0.001}
+               "hkmo_permit": 0.002, "taiwan_permit": 0.001, "residence_permit": 0.001,
+               "epoch_birthday": 0.0005, "newborn_without_id": 0.002}
+# foreign numbers of the foreign residents (ITU-T E.164, written with the country code as they give it)
+FOREIGN_PHONES = {"foreign_passport": ["+1 415 555 ", "+44 7700 900", "+81 90 1234 ", "+49 151 2345 "],
+                  "hkmo_permit": ["+852 9123 ", "+853 6612 "], "taiwan_permit": ["+886 912 345 "]}
+# 港澳台居民居住证: GB 11643 numbers whose address code is 810000, 820000 or 830000 (id_type.yml)
+PERMIT_AREAS = {"810000": "+852 6123 ", "820000": "+853 6688 ", "830000": "+886 987 654 "}
 
 
 def valid_kinds(world: World, rng: np.random.Generator, df: pd.DataFrame) -> None:
@@ -194,13 +200,38 @@ def valid_kinds(world: World, rng: np.random.Generator, df: pd.DataFrame) -> Non
     free = np.flatnonzero(han)
     rng.shuffle(free)
     taken = 0
+    as_of = pd.Timestamp(world.as_of)
     for kind, rate in VALID_KINDS.items():
         k = min(max(1, int(rng.binomial(n, rate))) if n >= 200 else int(rng.binomial(n, rate)), len(free) - taken)
-        idx = df.index[free[taken:taken + k]]
+        pool = free[taken:]
+        if kind == "newborn_without_id":  # born in the last 300 days: no household registration yet
+            pool = pool[(df["_birth"].to_numpy()[pool] > as_of - pd.Timedelta(days=300))]
+        elif kind == "epoch_birthday":  # born after 1970: the birth moves earlier, before every record
+            pool = pool[(df["_birth"].to_numpy()[pool] > pd.Timestamp("1970-01-02"))]
+        k = min(k, len(pool))
+        idx = df.index[pool[:k]]
+        rest = free[taken:]
+        free = np.concatenate([free[:taken], pool[:k], rest[~np.isin(rest, pool[:k])]])  # still shuffled
         taken += k
         if k == 0:
             continue
         df.loc[idx, "_kind"] = kind
+        if kind == "newborn_without_id":
+            df.loc[idx, ["id_number", "id_type_code"]] = None
+            continue
+        if kind in ("epoch_birthday", "residence_permit"):
+            ids = df.loc[idx, "id_number"].astype(str)
+            if kind == "epoch_birthday":  # a real 1970-01-01 birthday, carried by the ID number
+                epoch = pd.Timestamp("1970-01-01")
+                df.loc[idx, ["birth_date", "_birth"]] = epoch
+                first17 = ids.str[:6] + "19700101" + ids.str[14:17]
+            else:
+                area = pd.Series(_choice(rng, list(PERMIT_AREAS), k), index=idx)
+                first17 = area + ids.str[6:17]
+                df.loc[idx, "phone"] = (area.map(PERMIT_AREAS) + pd.Series(rng.integers(0, 10**4, k), index=idx)
+                                        .map("{:04d}".format)).to_numpy()
+            df.loc[idx, "id_number"] = (first17 + check_chars(first17)).to_numpy()
+            continue
         if kind in ("rare_character_name", "compat_ideograph_name"):
             pool = world.rare_given if kind == "rare_character_name" else world.compat_given
             df.loc[idx, "name"] = df.loc[idx, "name"].str[:-1] + _choice(rng, pool, k)
@@ -218,3 +249,6 @@ def valid_kinds(world: World, rng: np.random.Generator, df: pd.DataFrame) -> Non
         df.loc[idx, "name"] = _choice(rng, names, k)
         df.loc[idx, "id_type_code"] = id_type
         df.loc[idx, "id_number"] = numbers.to_numpy()
+        foreign = rng.random(k) < 0.5  # half of them give a number of home
+        df.loc[idx[foreign], "phone"] = (pd.Series(_choice(rng, FOREIGN_PHONES[kind], int(foreign.sum())))
+                                         + pd.Series(rng.integers(0, 10**4, int(foreign.sum()))).map("{:04d}".format)).to_numpy()

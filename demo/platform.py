@@ -44,7 +44,8 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
         "diagnosis_code": "zdbm", "diagnosis_name": "zdmc", "doctor_id": "jzysgh", "upload_time": "scsj"}),
     "inpatient_stay": ("drc", "tb_zyjl", {
         "stay_id": "zylsh", "archive_id": "dabh", "org_code": "jgdm", "admit_time": "rysj",
-        "discharge_time": "cysj", "diagnosis_code": "cyzdbm", "discharge_status": "lyfs", "upload_time": "scsj"}),
+        "discharge_time": "cysj", "diagnosis_code": "cyzdbm", "diagnosis_name": "cyzdmc", "discharge_status": "lyfs",
+        "upload_time": "scsj"}),
     "lab_result": ("drc", "tb_jyjg", {
         "result_id": "jybgmxid", "archive_id": "dabh", "org_code": "jgdm", "item_code": "jyxmdm",
         "item_name": "jyxmmc", "value": "jgz", "unit": "jldw", "ref_low": "ckxx", "ref_high": "cksx",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
+
+from healthqa import csvfile
 
 FULL_TO_HALF = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789XX")
 
@@ -45,7 +46,7 @@ class Truth:
         for name, cols in self.FILES.items():
             fh = (folder / f"{name}.csv").open("w", newline="", encoding="utf-8")
             self._fh[name] = fh
-            self._w[name] = csv.writer(fh)
+            self._w[name] = csvfile.Writer(fh)
             self._w[name].writerow(cols)
         self.counts: dict[str, int] = dict.fromkeys(self.FILES, 0)
         self.defect_counts: dict[tuple[str, str], int] = {}

@@ -18,7 +18,9 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import great_expectations as gx
+from .gx_bridge import gx  # Great Expectations as the bridge imports it (its unused heavy parts deferred)
+
+# isort: split
 from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.resource_identifiers import (

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -54,7 +55,7 @@ class RuleContext:
     # ``cache`` but shares these (``replace`` keeps the dict), so a million archive numbers are hashed
     # once, not once per chunk (``Series.isin`` on a set rebuilds its hash table on every call)
     indexes: dict[str, pd.Index] = field(default_factory=dict)
-    # the site's diagnosis code list (validation.diagnosis_codes): code (standards.icd10_key) -> name;
+    # the site's diagnosis code list (validation.diagnosis_codes): code (codelists.icd10_key) -> name;
     # None: no list loaded (the code-name rules fall back on WHO's names)
     diagnosis_codes: Mapping[str, str] | None = None
 
@@ -227,6 +228,14 @@ def load_entry_points() -> list[str]:
     return loaded
 
 
+@cache
+def entry_points_once() -> tuple[str, ...]:
+    """``load_entry_points`` once a process: scanning the installed packages' metadata costs a tenth
+    of a second or more, and a night validates table after table (``get`` looks again for a type
+    it does not know, installed since)."""
+    return tuple(load_entry_points())
+
+
 def get(name: str) -> RuleType:
     if name not in REGISTRY:
         load_entry_points()  # a type an installed package adds
@@ -322,11 +331,30 @@ class ColumnParams(RuleParams):
     column: Column
 
 
-@rule_type("not_null", params=ColumnParams,
+class NotNullParams(ColumnParams):
+    birth: OptionalColumn = Field(None, description="the date of birth, where a newborn may not have the value yet")
+    newborn_days: int | None = Field(None, ge=1, description="with birth: a person born fewer days than this "
+                                                             "before the reference time is not judged")
+
+    @model_validator(mode="after")
+    def _together(self) -> NotNullParams:
+        if (self.birth is None) != (self.newborn_days is None):
+            raise ValueError("give birth and newborn_days together")
+        return self
+
+
+@rule_type("not_null", params=NotNullParams,
            expectation="ExpectColumnValuesToNotBeMissing")
-def not_null(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """The value is present (not NULL, not an empty or blank string)."""
-    return _all(df), _Cols(df, ctx).missing(p.column)
+def not_null(df: pd.DataFrame, p: NotNullParams, ctx: RuleContext) -> Outcome:
+    """The value is present (not NULL, not an empty or blank string); with ``birth`` and
+    ``newborn_days``, a newborn's record is not judged (an ID number comes with the household
+    registration, after the archive is opened)."""
+    c = _Cols(df, ctx)
+    applies = _all(df)
+    if p.birth is not None and p.newborn_days is not None:
+        born = c.when(p.birth)
+        applies = ~(born > ctx.as_of - pd.Timedelta(days=p.newborn_days)).fillna(False)
+    return applies, applies & c.missing(p.column)
 
 
 class CodeListParams(ColumnParams):
@@ -546,7 +574,9 @@ def phone_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 @rule_type("phone_valid", params=ColumnParams,
            expectation="ExpectColumnValuesToBeValidPhone")
 def phone_valid(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """A mobile number 1[3-9]+9 digits, or a landline 0+area code+7-8 digits."""
+    """A mobile number 1[3-9]+9 digits, a landline 0+area code+7-8 digits, or an international
+    number: + or 00, a country code and at most 15 digits (E.164; +86 judged as a mainland number).
+    A phone does not follow the document type: its country code says where it belongs."""
     c = _Cols(df, ctx)
     problem = c.phone_problem(p.column)
     applies = c.present(p.column) & (problem != "placeholder")
@@ -577,7 +607,8 @@ def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
 def icd10_well_formed(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
     """A WHO code (letter, two digits, optionally a dot and one or two digits: I10, E11.9) or a
     national clinical edition 2.0 code (three characters after the dot, optionally x and three
-    digits: E11.900, I10.x00, I15.800x005); a code in the site's code list is well-formed."""
+    digits: E11.900, I10.x00, I15.800x005), alone or as a dagger-asterisk pair (A17.0†G01*, + for
+    †); a code in the site's code list is well-formed."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     return applies, applies & (c.icd10_problem(p.column) == "malformed")
@@ -617,7 +648,7 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
 
     def judge(pair: tuple) -> bool | None:  # None: not applicable
         cd, nm = pair
-        listed = site.get(st.icd10_key(cd))
+        listed = site.get(codelists.icd10_key(cd))
         if listed is not None:
             return st.diagnosis_names_agree(nm, listed)
         who = st.who_icd10_names(cd)

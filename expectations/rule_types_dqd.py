@@ -145,16 +145,31 @@ def mobile_prefix_allocated(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext)
 
 
 # -- placeholder dates ----------------------------------------------------------------------------
-@rule_type("date_not_placeholder", params=ColumnParams,
+class PlaceholderDateParams(ColumnParams):
+    # not a column parameter: read where the table has it, as the ID rules read the document type
+    id: str | None = Field(None, description="the ID number column: a date of ``dates_unless_confirmed`` "
+                                             "(the Unix epoch) is real where a valid GB 11643 number carries it")
+    id_type: str | None = Field(None, description="the document type column (only GB 11643 types confirm)")
+
+
+@rule_type("date_not_placeholder", params=PlaceholderDateParams,
            expectation="ExpectColumnValuesToNotBePlaceholderDate")
-def date_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
+def date_not_placeholder(df: pd.DataFrame, p: PlaceholderDateParams, ctx: RuleContext) -> Outcome:
     """Not a date systems put where none was known (placeholders.yml ``dates``: 1900-01-01, the
-    spreadsheet's 1899-12-30, SQL Server's 1753-01-01 …), whatever the time of day."""
+    spreadsheet's 1899-12-30, SQL Server's 1753-01-01 …, whatever the time of day), nor a zero date
+    (0000-00-00); the Unix epoch 1970-01-01 is one too, unless the row's valid GB 11643 number
+    (``id``) carries that very date."""
     c = _Cols(df, ctx)
-    d = c.when(p.column)
-    applies = d.notna()
-    placeholders = pd.to_datetime(pd.Series(codelists.load("placeholders")["dates"], dtype=str))
-    return applies, applies & d.dt.normalize().isin(set(placeholders))
+    d = c.when(p.column).dt.normalize()
+    ph = codelists.load("placeholders")
+    zero = c.text(p.column).isin(set(ph.get("zero_dates", ())))
+    applies = d.notna() | zero
+    fixed = pd.to_datetime(pd.Series(ph["dates"], dtype=str))
+    suspect = d.isin(set(pd.to_datetime(pd.Series(ph.get("dates_unless_confirmed", []), dtype=str))))
+    if p.id and p.id in df:
+        _, norm, valid = c.ids(p.id, p.id_type if p.id_type in df else None)
+        suspect &= ~(valid & (st.id_birth_date(norm) == d))
+    return applies, applies & (d.isin(set(fixed)) | suspect | zero)
 
 
 # -- events at an inactive institution ------------------------------------------------------------

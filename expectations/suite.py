@@ -10,15 +10,24 @@ from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from healthqa import canonical, codelists
+from healthqa import canonical, codelists, yamlfile
 from healthqa.errors import ConfigError
 
-from . import rule_types
+if TYPE_CHECKING:
+    from . import rule_types
+
+
+def _types():
+    """The rule types (``rule_types.py``, with pandas and NumPy), loaded when a rule is first read:
+    which tables have a suite is known without them (``healthqa runs`` asks)."""
+    from . import rule_types
+
+    return rule_types
 
 Dimension = Literal["完整性", "规范性", "一致性", "唯一性", "及时性", "关联性"]
 Severity = Literal["一级", "二级", "提示"]
@@ -57,7 +66,7 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
-        rt = rule_types.get(self.type)
+        rt = _types().get(self.type)
         for col in rt.columns:
             # a column parameter may be optional for the type (id_type), but if given must be a column
             if col in self.params and not isinstance(self.params[col], str):
@@ -86,23 +95,23 @@ class Rule(BaseModel):
 
     @property
     def columns(self) -> list[str]:
-        rt = rule_types.get(self.type)
+        rt = _types().get(self.type)
         return list(dict.fromkeys(self.params[c] for c in rt.columns if c in self.params))
 
     @property
     def needs(self) -> set[str]:
-        return rule_types.get(self.type).needs(self.params)
+        return _types().get(self.type).needs(self.params)
 
     @property
     def linked(self) -> set[str]:
         """Reference data that names the other record of a violation (resolved if it can be)."""
-        return set(rule_types.get(self.type).linked)
+        return set(_types().get(self.type).linked)
 
 
 @cache
 def dqd_catalogue() -> dict[str, Any]:
     """OHDSI DQD's check types, whether each applies and why not, and each rule type's default (dqd.yml)."""
-    return yaml.safe_load(resources.files(__package__).joinpath("dqd.yml").read_text("utf-8"))
+    return yamlfile.safe_load(resources.files(__package__).joinpath("dqd.yml").read_text("utf-8"))
 
 
 def dqd_check_types() -> dict[str, dict[str, Any]]:
@@ -149,7 +158,7 @@ class Suite(BaseModel):
 def parse(path: Path | str, text: str) -> Suite:
     """A suite file's text as a Suite; a ConfigError names the file, the rule (by its id) and the key."""
     try:
-        data = yaml.safe_load(text)
+        data = yamlfile.safe_load(text)
         return Suite.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
@@ -211,6 +220,6 @@ def load_plugins(modules: list[str]) -> None:
         except ValueError as e:  # a name registered twice
             raise ConfigError(f"validation.plugins: {m}: {e}") from None
     try:
-        rule_types.load_entry_points()
+        _types().entry_points_once()
     except (ImportError, ValueError) as e:
         raise ConfigError(str(e)) from None

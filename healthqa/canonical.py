@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-import yaml
+from . import yamlfile
 
 COLUMN_TYPES = {"text", "code", "date", "datetime", "int", "float", "bool"}
 
@@ -45,7 +45,7 @@ class Table:
 @cache
 def tables() -> dict[str, Table]:
     """All canonical tables by short name, in the model file's order."""
-    raw = yaml.safe_load(resources.files(__package__).joinpath("canonical_model.yml").read_text("utf-8"))
+    raw = yamlfile.safe_load(resources.files(__package__).joinpath("canonical_model.yml").read_text("utf-8"))
     out: dict[str, Table] = {}
     for full, spec in raw.items():
         store, name = full.split(".", 1)

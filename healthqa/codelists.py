@@ -7,12 +7,14 @@ from importlib import resources
 
 import yaml
 
+from . import yamlfile
+
 
 @cache
 def load(name: str) -> dict:
     """The parsed code-list file ``codelists/<name>.yml``."""
     text = resources.files(__package__).joinpath("codelists", f"{name}.yml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return yamlfile.safe_load(text)
 
 
 def codes(name: str) -> frozenset[str]:
@@ -22,13 +24,20 @@ def codes(name: str) -> frozenset[str]:
     return frozenset(str(c) for c in (cl["codes"] if "codes" in cl else cl["items"]))
 
 
+def icd10_key(code: str) -> str:
+    """A code as code lists are looked up: trimmed, the category letter upper-case, x lower-case.
+    (Here, not in ``standards``, so that a configuration's code list is read without pandas.)"""
+    c = code.strip()
+    return c[:1].upper() + c[1:].replace("X", "x")
+
+
 class CodeListError(ValueError):
     """A site's code list file cannot be read (the message says where and why)."""
 
 
 def read_diagnosis_codes(path: str) -> dict[str, str]:
     """A site's diagnosis code list (国家临床版 2.0, a province's edition): code -> name, codes as
-    ``standards.icd10_key`` looks them up. CSV (a header row with ``code`` and ``name``; lines
+    ``icd10_key`` looks them up. CSV (a header row with ``code`` and ``name``; lines
     starting with # are comments) or YAML (a mapping code: name, or ``codes:`` holding one)."""
     return dict(_read_diagnosis_codes(str(path), *_stamp(str(path))))
 
@@ -47,8 +56,6 @@ def _stamp(path: str) -> tuple[float, int]:
 def _read_diagnosis_codes(path: str, mtime: float, size: int) -> tuple[tuple[str, str], ...]:
     import csv
 
-    from .standards import icd10_key
-
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             text_ = fh.read()
@@ -57,7 +64,7 @@ def _read_diagnosis_codes(path: str, mtime: float, size: int) -> tuple[tuple[str
     rows: list[tuple[str, str]] = []
     if path.lower().endswith((".yml", ".yaml")):
         try:
-            data = yaml.safe_load(text_)
+            data = yamlfile.safe_load(text_)
         except yaml.YAMLError as e:
             raise CodeListError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
         data = data.get("codes", data) if isinstance(data, dict) else data

@@ -20,12 +20,13 @@ from pydantic_core import ErrorDetails
 
 from . import canonical, clock
 from .db_identity import database_identity, same_database
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, SourceError, one_line
 
 # A configuration is a few hundred values; far more after expanding its YAML aliases is an alias bomb
 # ("billion laughs"), refused before anything walks the expanded tree.
 MAX_EXPANDED_VALUES = 20_000
 MAX_ALIASES = 200
+MAX_DEPTH = 64  # nesting levels of a YAML file: a configuration needs six, a spec four
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -43,7 +44,8 @@ class ColumnMap(_Strict):
 
 class Sampling(_Strict):
     method: Literal["full", "random", "stratified", "incremental"] = "full"
-    rows: Annotated[int, Field(gt=0)] | None = None
+    # at most a trillion: more than any table holds, and within every database's LIMIT
+    rows: Annotated[int, Field(gt=0, le=10**12)] | None = None
     seed: Annotated[int, Field(ge=0)] = 20250101
     per_org_min: Annotated[int, Field(ge=0)] = 20
     time_column: str | None = None
@@ -108,7 +110,8 @@ class Source(_Strict):
     # statement timeout plus a minute, so the server's own cancellation normally comes first)
     read_timeout_s: Annotated[int, Field(ge=1)] | None = None
     deadline_s: Annotated[int, Field(ge=1)] = 6 * 3600  # the whole source, from connecting on
-    chunk_rows: Annotated[int, Field(ge=100)] = 50_000
+    # at most ten million rows a chunk: memory follows chunk_rows (and a driver fetches at most 2^31-1)
+    chunk_rows: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
     sampling: Sampling = Sampling()
     tables: dict[str, TableMap]
 
@@ -186,6 +189,9 @@ class Dedup(_Strict):
 
     spec: str | None = None  # a comparison spec file (default: the shipped person spec)
     thresholds: DedupThresholds | None = None  # overrides the spec's match / review thresholds
+    # after each scan, merge the open pairs scored at or above this that no guard held back, decided
+    # by "system" with the threshold (exported so); None (the default): stewards decide every pair
+    auto_accept_above: Annotated[float, Field(gt=0.5, le=1)] | None = None
 
 
 Level = Literal["一级", "二级", "提示"]
@@ -241,10 +247,32 @@ class Deadline(_Strict):
 class Webhook(_Strict):
     """The maintenance ticket system's endpoint: each run's new, reopened and resolved findings."""
 
-    url: str
+    url: str  # http:// or https:// only; redirects are never followed (a 3xx is not a delivery)
     secret: str | None = None  # HMAC-SHA256 key, from the environment: ${HEALTHQA_WEBHOOK_SECRET}
     attempts: Annotated[int, Field(ge=1, le=10)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # when set, the only hosts the webhook may be sent to (the url's host must be one of them)
+    allowed_hosts: list[str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r} (file:, ftp: and the like are refused)")
+        return v
+
+    @model_validator(mode="after")
+    def _allowed(self) -> Webhook:
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(self.url).hostname or "").lower()
+        if self.allowed_hosts is not None and host not in {h.lower() for h in self.allowed_hosts}:
+            raise ValueError(f"url: host {host!r} is not in reports.webhook.allowed_hosts "
+                             f"({', '.join(self.allowed_hosts) or 'empty'})")
+        return self
 
 
 class Mail(_Strict):
@@ -257,6 +285,16 @@ class Mail(_Strict):
     password: str | None = None  # from the environment: ${HEALTHQA_SMTP_PASSWORD}
     sender: str = "healthqa@localhost"
     to: list[str] = Field(min_length=1)
+    # a password sent without STARTTLS crosses the network in clear: refused unless this says so
+    allow_plaintext_auth: bool = False
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> Mail:
+        if self.password and not self.starttls and not self.allow_plaintext_auth:
+            raise ValueError("starttls: false with a password would send the password in clear: set starttls: true, "
+                             "or reports.mail.allow_plaintext_auth: true to accept that "
+                             "(密码将以明文发送：请启用 starttls，或显式设置 allow_plaintext_auth: true)")
+        return self
 
 
 class Reports(_Strict):
@@ -336,7 +374,13 @@ def _known_zone(v: str) -> str:
 class Console(_Strict):
     """The web console (``healthqa serve``; console/)."""
 
-    secure_cookies: bool = False  # session cookies only over HTTPS (set true behind TLS)
+    # session cookies only over HTTPS; without it a cookie is Secure whenever the request came over
+    # HTTPS (directly, or as a trusted proxy's X-Forwarded-Proto says)
+    secure_cookies: bool = False
+    # addresses (or networks) of reverse proxies whose X-Forwarded-For / -Proto are believed; none by
+    # default: the client recorded in the audit log is the connection's own address
+    trusted_proxies: list[str] = Field(default_factory=list)
+    logins_per_client_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10  # then 429 (before any hashing)
     secret_key: str | None = None  # signs session cookies, from the environment; unset: a new key per start
     session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 8.0  # a session ends this long after log-in
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5  # failed log-ins in a row before the lock
@@ -344,6 +388,23 @@ class Console(_Strict):
     failed_login_delay_s: Annotated[float, Field(ge=0, le=10)] = 0.5  # the first failure's delay, doubling each time
     undo_minutes: Annotated[float, Field(gt=0)] = 30.0  # a steward may undo their own decision this long after
     page_size: Annotated[int, Field(ge=5, le=500)] = 50  # pairs per page of the review queue
+    # score bands a steward may accept in bulk through a random sample (their lower edges; the last
+    # band reaches 1): match probabilities crowd near 1, so the edges are powers of ten from it
+    band_edges: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999])
+    band_sample_min: Annotated[int, Field(ge=1, le=1000)] = 30  # the least sample of a band reviewed
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for p in v:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/24)") from None
+        return v
 
 
 class Demo(_Strict):
@@ -430,12 +491,19 @@ def _loc(loc: tuple) -> str:
     return out
 
 
+# pydantic's messages are English: the kinds a number's mistakes come as get a Chinese lead
+_ZH = {"less_than_equal": "数值过大", "less_than": "数值过大", "greater_than": "数值过小", "greater_than_equal": "数值过小",
+       "int_parsing_size": "数值过大", "int_parsing": "应为整数", "int_from_float": "应为整数", "int_type": "应为整数",
+       "float_parsing": "应为数字", "finite_number": "应为有限的数字", "bool_parsing": "应为 true 或 false"}
+
+
 def _message(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
-    return err["msg"].removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{_ZH[err['type']]} {msg}" if err["type"] in _ZH else msg
 
 
 _SUBPATH = re.compile(r"^([\w\-.\[\]]+): (.*)$", re.S)
@@ -524,24 +592,32 @@ def _store_is_not_a_source(cfg: Config) -> list[str]:
     return out
 
 
-def load(path: str | os.PathLike) -> Config:
-    """Load, interpolate and validate a configuration file, or raise ConfigError."""
+def read_yaml(path: str | os.PathLike, what: str = "configuration file") -> Any:
+    """A YAML file of the user's (the configuration, a comparison spec) as plain data, or a one-line
+    ConfigError naming the file: missing, unreadable, not UTF-8, malformed, an alias bomb, a recursive
+    alias or nesting deeper than MAX_DEPTH — each refused before anything is built from it."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found") from None
+        raise ConfigError(f"{p}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read configuration ({e})") from None
+        raise ConfigError(f"{p}: 无法读取 cannot read {what} ({one_line(e)})") from None
     try:
-        raw = _safe_load(text)
-    except _AliasBomb as e:
+        return _safe_load(text)
+    except _Refused as e:
         raise ConfigError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: malformed YAML at {where}{problem}") from None
+        raise ConfigError(f"{p}: YAML 格式错误 malformed YAML at {where}{problem}") from None
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Load, interpolate and validate a configuration file, or raise ConfigError."""
+    p = Path(path)
+    raw = read_yaml(p)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of keys at the top level, found {type(raw).__name__}")
     errors: list[str] = []
@@ -579,21 +655,30 @@ def _code_lists_readable(cfg: Config) -> list[str]:
     return []
 
 
-class _AliasBomb(Exception):
-    pass
+class _Refused(Exception):
+    """A YAML file refused before it is built: an alias bomb, a recursive alias, too deep a nesting."""
 
 
 class _CountingLoader(yaml.SafeLoader):
     """PyYAML's safe loader, counting the aliases it meets while composing."""
 
     aliases = 0
+    depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                raise _AliasBomb(f"YAML 别名过多 (more than {MAX_ALIASES} aliases): refused")
-        return super().compose_node(parent, index)
+                raise _Refused(f"YAML 别名过多 (more than {MAX_ALIASES} aliases): refused")
+        # composing recurses once a level: a deeper file than any configuration is refused before
+        # it exhausts the interpreter's stack
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(f"YAML 嵌套过深 nested more than {MAX_DEPTH} levels: refused")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int:
@@ -603,7 +688,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int
     if key in memo:
         return memo[key]
     if key in path:
-        raise _AliasBomb("YAML 别名引用了自身 (a recursive alias): refused")
+        raise _Refused("YAML 别名引用了自身 (a recursive alias): refused")
     path.add(key)
     n = 1
     if isinstance(node, yaml.SequenceNode):
@@ -613,7 +698,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int
     path.discard(key)
     memo[key] = n
     if n > MAX_EXPANDED_VALUES:
-        raise _AliasBomb(f"YAML 别名展开过大 (aliases expand to more than {MAX_EXPANDED_VALUES:,} values): "
+        raise _Refused(f"YAML 别名展开过大 (aliases expand to more than {MAX_EXPANDED_VALUES:,} values): "
                          f"refused as an alias bomb")
     return n
 

@@ -42,6 +42,18 @@ class StoreError(HealthqaError):
     """The audit store cannot be opened or migrated, or refused a transaction."""
 
 
+class NothingMatched(HealthqaError):
+    """A user's filters (institution codes, a time window, a system) match nothing: a typo or a wrong
+    window, not a clean bill of health — exit 2 like any other misuse, never an empty answer."""
+
+    def __init__(self, filters: str, where: str):
+        self.filters, self.where = filters, where
+        super().__init__(f"没有匹配的记录 nothing matched {filters}: {where}")
+
+    def __reduce__(self):  # rebuilt from its two fields when it crosses a process
+        return type(self), (self.filters, self.where)
+
+
 class ReadOnlyViolation(HealthqaError):
     """Something tried to write through a source connection; sources are read-only by construction."""
 

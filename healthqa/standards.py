@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import codelists
+from .codelists import icd10_key
 
 _FULL_TO_HALF = str.maketrans("０１２３４５６７８９ＸｘxX×", "0123456789XXXXX")
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
@@ -39,6 +40,10 @@ _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _LATIN_NAME = re.compile(f"^[{_LATIN}]+(?:(?:[-'\u2019 ]|\\. ?)[{_LATIN}]+)*\\.?$")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}$")
+# an international number (ITU-T E.164: a country code and at most 15 digits in all) after + or 00;
+# +86 / 0086 is a mainland number written internationally (its area code loses the leading 0)
+_PHONE_SEPARATORS = r"[\s\-().]"
+_INTERNATIONAL = re.compile(r"^(?:\+|00)(?:86(?P<mainland>\d+)|(?P<foreign>(?!86)[1-9]\d{6,14}))$")
 # ICD-10 code forms: WHO (I10, E11.9, and the fifth characters of some chapters, S72.00) and the
 # national clinical edition 2.0 / 医保版 2.0 (国家临床版): three characters after the dot, the first the WHO
 # subcategory or x where the category has none (E11.900, I10.x00, I48.x01), optionally x and a
@@ -85,8 +90,17 @@ _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%
                  "%Y-%m-%dT%H:%M:%S")
 
 
+_UTC_OFFSET = re.compile(r"\d[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
 def datetimes(s: pd.Series) -> pd.Series:
-    """Dates and times, from datetime columns or from text in the formats vendors use."""
+    """Dates and times, from datetime columns or from text in the formats vendors use. A time with
+    a UTC offset (``2026-11-20T09:00:00+08:00``, ``…Z``) is the same instant in the platform's zone
+    (``clock.zone()``), naive like the others: offsets and local times compare as instants."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        from . import clock
+
+        return s.dt.tz_convert(clock.zone()).dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(s):
         return s
     text_ = text(s)
@@ -99,6 +113,13 @@ def datetimes(s: pd.Series) -> pd.Series:
         ok = got.notna()
         out[got[ok].index] = got[ok]
         todo[got[ok].index] = False
+    offset = todo & text_.str.contains(_UTC_OFFSET, na=False)
+    if offset.any():
+        from . import clock
+
+        aware = pd.to_datetime(text_[offset], errors="coerce", utc=True, format="mixed")
+        local = aware.dt.tz_convert(clock.zone()).dt.tz_localize(None)
+        out[local.index] = local
     return out
 
 
@@ -137,6 +158,14 @@ def area_ever_existed(code6: str) -> bool:
     return len(code6) == 6 and code6.isdigit() and len(parts) == 2 and bool(parts[1][1])
 
 
+@cache
+def id_area_valid(code6: str) -> bool:
+    """An address code a GB 11643 number may carry: a GB/T 2260 county-level code that ever existed,
+    or one of the codes residence permits of Hong Kong, Macau and Taiwan residents carry (810000,
+    820000, 830000: id_type.yml ``residence_permit_areas``; 830000 is no GB/T 2260 code)."""
+    return area_ever_existed(code6) or code6 in set(map(str, codelists.load("id_type").get("residence_permit_areas", ())))
+
+
 def id_problem(normalised: pd.Series) -> pd.Series:
     """Per normalised number: None if valid per GB 11643, else length | characters | date | checksum | area."""
     s = normalised
@@ -155,7 +184,7 @@ def id_problem(normalised: pd.Series) -> pd.Series:
     out[wrong] = "checksum"
     ok &= ~wrong
     area = s[ok].str[:6]
-    exists = area.map(area_ever_existed)
+    exists = area.map(id_area_valid)
     out[exists[~exists].index] = "area"
     return out
 
@@ -180,7 +209,7 @@ def id_valid_one(value) -> bool:
         return False
     if pd.isna(pd.to_datetime(t[6:14], format="%Y%m%d", errors="coerce")):  # pandas' range, as id_problem
         return False
-    return area_ever_existed(t[:6])
+    return id_area_valid(t[:6])
 
 
 def id_birth_date(normalised: pd.Series) -> pd.Series:
@@ -211,9 +240,19 @@ def icd10_base(code: str) -> str | None:
     return m["category"] + ("." + first if first.isdigit() else "")
 
 
+# dual classification (ICD-10 volume 2, 3.1.3): an aetiology code marked with a dagger († or +) and
+# a manifestation code marked with an asterisk, written together (A17.0†G01*) or each alone
+_DUAL = re.compile(r"^(?P<dagger>[^†+*]+)[†+](?P<asterisk>[^†+*]+)\*$")
+
+
 def _icd10_judge(code: str, known: frozenset[str]) -> str | None:
     if icd10_key(code) in known:  # the site's own code list (国临版, a province's) vouches for it
         return None
+    dual = _DUAL.match(code)
+    if dual:
+        return _icd10_judge(dual["dagger"], known) or _icd10_judge(dual["asterisk"], known)
+    if len(code) > 3 and code[-1] in "†+*":
+        return _icd10_judge(code[:-1], known)
     base = icd10_base(code)
     if base is None:
         return "malformed"
@@ -312,12 +351,6 @@ def who_icd10_names(code: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(icd.get_description(c) for c in (base, base[:3]) if icd10_category_exists(c)))
 
 
-def icd10_key(code: str) -> str:
-    """A code as code lists are looked up: trimmed, the category letter upper-case, x lower-case."""
-    c = code.strip()
-    return c[:1].upper() + c[1:].replace("X", "x")
-
-
 # -- names and phones ------------------------------------------------------------------------
 def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Series | None = None,
                  han: pd.Series | None = None, latin_max_len: int = 50) -> pd.Series:
@@ -355,13 +388,21 @@ def name_dot_variant(s: pd.Series) -> pd.Series:
 
 
 def phone_problem(s: pd.Series) -> pd.Series:
-    """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits); else placeholder | format."""
+    """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits), or an
+    international number (+ or 00, a country code and at most 15 digits, ITU-T E.164; separators
+    allowed; a mainland one, +86, judged as a mainland number); else placeholder | format.
+
+    Unlike a name, a phone number does not follow the document type: its country code says where it
+    belongs, and a resident may well carry a Hong Kong number, a foreigner a mainland one."""
     ph = codelists.load("placeholders")
     t = text(s)
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
     placeholder = present & t.isin(ph["phones"])
     out[placeholder] = "placeholder"
-    fine = t.str.match(_MOBILE).eq(True) | t.str.match(_LANDLINE).eq(True)
+    intl = t.str.replace(_PHONE_SEPARATORS, "", regex=True).str.extract(_INTERNATIONAL, expand=True)
+    mainland = intl["mainland"].dropna()
+    fine = t.str.match(_MOBILE).eq(True) | t.str.match(_LANDLINE).eq(True) | intl["foreign"].notna()
+    fine[mainland.index] |= mainland.str.match(r"^(?:1[3-9]\d{9}|[1-9]\d{1,2}[1-9]\d{6,7})$").eq(True)
     out[present & ~placeholder & ~fine] = "format"
     return out

@@ -34,7 +34,7 @@ from healthqa.config import Config, Sampling, TableMap
 from healthqa.connectors.readers import KEY_BATCH
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
-from healthqa.dedup import engine, evaluate, index
+from healthqa.dedup import engine, evaluate, guards, index
 from healthqa.dedup import spec as specs
 from healthqa.dedup.cluster import survivor_fields
 from healthqa.dedup.deduplicator import CandidateMaker, Deduplicator
@@ -230,6 +230,8 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         result.stats["index"] = f"not written: {e.strerror or e}"
         result.stats["index_error"] = (f"重复档案索引未能写入，下次将读取整个主索引 the duplicate index could not be "
                                        f"written ({e.strerror or e}): the next night reads the whole MPI")
+    if cfg.dedup.auto_accept_above is not None:
+        result.stats.update(_auto_accept(store, source, spec, cfg.dedup.auto_accept_above))
     _note(store, ctx.id, result.stats)
     run = DedupRun(ctx.id, source, result, incremental)
     if truth:
@@ -237,6 +239,15 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         run.evaluation = evaluate.evaluate(zip(result.matches["left"], result.matches["right"]),
                                            engine.cluster_keys(result), t)
     return run
+
+
+def _auto_accept(store: AuditStore, source: str, spec, threshold: float) -> dict:
+    """The open pairs the scan matched at or above ``threshold`` that no guard held back, merged by
+    "system" as one batch (``dedup.auto_accept_above``; off by default)."""
+    pairs = [p for p in store.review.band(source, threshold, 1.0, user_id=None)
+             if p.decision == "match" and guards.held_back(spec, p.score, p.explanation) is None]
+    store.review.auto_accept(source, threshold, pairs)
+    return {"auto_accepted": len(pairs), "auto_accept_above": threshold}
 
 
 def _whole(df: pd.DataFrame, dd: Deduplicator, columns: list[str], wm, incremental: bool, cfg: Config,
@@ -302,6 +313,17 @@ def notes(stats: dict) -> list[str]:
     if stats.get("updated_at_unreadable"):
         out.append(f"{stats['updated_at_unreadable']:,} 个更新时间无法识别，按无时间处理 update time(s) unreadable "
                    "(e.g. 0000-00-00), taken as none")
+    again = stats.get("rescored_matches", 0) + stats.get("rescored_review", 0)
+    if again:  # not new suggestions: the pairs a steward decided or undid, scored again
+        new_m = stats["matches"] - stats["rescored_matches"]
+        new_r = stats["review"] - stats["rescored_review"]
+        out.append(f"新匹配 {new_m:,} 对、新待审核 {new_r:,} 对；另有 {again:,} 对是数据管理员处理后重新评分的"
+                   f"（匹配 {stats['rescored_matches']:,}、待审核 {stats['rescored_review']:,}），不是新发现 — "
+                   f"{new_m:,} new match(es), {new_r:,} new to review; {again:,} pair(s) re-scored after "
+                   "steward decisions, not new")
+    if stats.get("auto_accepted"):
+        out.append(f"{stats['auto_accepted']:,} 对得分 ≥ {stats['auto_accept_above']} 的档案对由系统自动合并 "
+                   f"(system), 可在控制台撤销前导出核对 — merged by the system above the configured threshold")
     return out
 
 

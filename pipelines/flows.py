@@ -357,8 +357,9 @@ def run_nightly_flow(config_path: str) -> FlowOutcome:
 
 def run_validate_flow(config_path: str, request: ValidationRequest, on_table: Callable[[str], None] | None = None,
                       filters_checked: bool = False) -> ValidationRun:
-    """``healthqa validate``: the ad-hoc flow once for ``request``, on the command's local Prefect API
-    unless ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
+    """The ad-hoc flow once for ``request`` (``healthqa validate`` on a Prefect server; without one the
+    command calls ``validate_adhoc`` itself), on the command's local Prefect API unless
+    ``PREFECT_API_URL`` points at a server; its errors for the engineer are raised as they are.
     ``filters_checked``: the caller has refused filters that match nothing (``require_matches``)."""
     tokens = ON_TABLE.set(on_table), FILTERS_CHECKED.set(filters_checked)
     try:

@@ -33,10 +33,12 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from healthqa.errors import HealthqaError
 
@@ -183,6 +185,39 @@ def server_url() -> str | None:
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value()
+
+
+def named_server() -> str | None:
+    """The Prefect server the settings name (``server_url``), or None — without loading Prefect's
+    settings (a second) when none of the places Prefect reads them from can name one: no
+    ``PREFECT_API_URL`` in the environment, no ``prefect.toml``, no Prefect keys in ``.env`` or
+    ``pyproject.toml`` here, and an active profile without ``PREFECT_API_URL``. Any doubt: Prefect's answer."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    return server_url() if _settings_may_name_a_server() else None
+
+
+def _settings_may_name_a_server() -> bool:
+    here = Path.cwd()
+    if (here / "prefect.toml").exists():
+        return True
+    for name, mark in ((".env", "PREFECT_"), ("pyproject.toml", "tool.prefect")):
+        try:
+            if mark in (here / name).read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            pass
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # Prefect's own profiles then: none names a server but "local", never active
+        return bool(os.environ.get("PREFECT_PROFILE"))
+    except (OSError, ValueError):
+        return True
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    profile = (profiles.get("profiles") or {}).get(active)
+    return not isinstance(profile, dict) or "PREFECT_API_URL" in profile
 
 
 _api: LocalAPI | None = None

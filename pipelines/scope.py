@@ -9,13 +9,8 @@ from healthqa import canonical
 from healthqa.config import Config
 from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
-from healthqa.errors import HealthqaError
+from healthqa.errors import NothingMatched
 from healthqa.expectations import suite as suites
-
-
-class NothingMatched(HealthqaError):
-    """The engineer's filters (institution codes, time window) match no row: a typo or a wrong
-    window, not a clean bill of health — every rule would be 'not applicable'."""
 
 
 def _filters_apply(reader, table: str, org: bool, window: bool) -> bool:
@@ -56,7 +51,7 @@ def require_matches(cfg: Config, source: str, tables: list[str], orgs: tuple[str
                                           f"--until {until.isoformat(sep=' ', timespec='seconds')}" if until else ""]))
             where = (f"in source {source} ({', '.join(applies)})" if applies else
                      f"the filter applies to none of {', '.join(tables)} (no institution or time column)")
-            raise NothingMatched(f"没有匹配的记录 nothing matched {what}: {where}")
+            raise NothingMatched(what, where)
 
 
 def suite_tables(cfg: Config, source: str) -> list[str]:

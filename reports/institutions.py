@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from healthqa import standards as st
 from healthqa.config import Config, Sampling
 from healthqa.connectors.sampling import Scope
-from healthqa.connectors.sources import open_source
 from healthqa.errors import HealthqaError
 
 
@@ -31,6 +29,10 @@ def registry(cfg: Config) -> Registry:
     src = cfg.source_of("organization")
     if src is None:
         return Registry()
+    # the readers (pandas) load with the first registry read, not with every report module
+    from healthqa import standards as st
+    from healthqa.connectors.sources import open_source
+
     try:
         with open_source(cfg, src) as r:
             df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "name"])

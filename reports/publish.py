@@ -12,7 +12,6 @@ freshness (reject old timestamps to stop replays).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import json
@@ -21,6 +20,7 @@ import smtplib
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from healthqa import clock
+from healthqa import clock, csvfile
 from healthqa.store.findings import FindingRow
 
 from .findings import location
@@ -67,7 +67,7 @@ def export(findings: Iterable[FindingRow], path: str | Path) -> Path:
     with whole_file(path) as tmp:  # never a half export under its name
         if path.suffix.lower() == ".csv":
             with tmp.open("w", newline="", encoding="utf-8-sig") as fh:
-                w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+                w = csvfile.DictWriter(fh, fieldnames=EXPORT_FIELDS)
                 w.writeheader()
                 for d in docs:
                     w.writerow({**d, "examples": " ".join(map(str, d["examples"] or [])),
@@ -87,9 +87,24 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+# http and https only (no file:, ftp: or data: handler) and no redirect handler: a 3xx is an HTTPError,
+# not a delivery, so the findings go to the configured URL or nowhere
+_OPENER = urllib.request.OpenerDirector()
+for _handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                 urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+    _OPENER.add_handler(_handler)
+
+
 def post_webhook(url: str, payload: Mapping, secret: str | None = None, *, attempts: int = 3, timeout_s: float = 5.0,
-                 backoff_s: float = 1.0) -> Delivery:
-    """POST the payload; retry on connection errors and 5xx/429 with exponential backoff."""
+                 backoff_s: float = 1.0, allowed_hosts: Iterable[str] | None = None) -> Delivery:
+    """POST the payload to ``url`` (http or https, a host of ``allowed_hosts`` when given); retry on
+    connection errors and 5xx/429 with exponential backoff. Delivered only on a 2xx from ``url``
+    itself: a redirect is not followed."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return Delivery("webhook", False, 0, f"reports.webhook.url: not http(s): {parts.scheme}:")
+    if allowed_hosts is not None and (parts.hostname or "").lower() not in {h.lower() for h in allowed_hosts}:
+        return Delivery("webhook", False, 0, f"reports.webhook.url: host {parts.hostname!r} not in allowed_hosts")
     body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     last = ""
     for attempt in range(1, attempts + 1):
@@ -99,11 +114,14 @@ def post_webhook(url: str, payload: Mapping, secret: str | None = None, *, attem
         if secret:
             headers["X-Healthqa-Signature"] = sign(secret, ts, body)
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, body, headers, method="POST"),
-                                        timeout=timeout_s) as r:
-                return Delivery("webhook", True, attempt, f"HTTP {r.status}")
+            with _OPENER.open(urllib.request.Request(url, body, headers, method="POST"), timeout=timeout_s) as r:
+                if 200 <= r.status < 300 and r.geturl() == url:
+                    return Delivery("webhook", True, attempt, f"HTTP {r.status}")
+                last = f"HTTP {r.status}"
+                break
         except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}"
+            last = f"HTTP {e.code}" + (f" (redirect to {e.headers.get('Location')} not followed)"
+                                       if 300 <= e.code < 400 else "")
             if e.code < 500 and e.code != 429:
                 break  # the receiver refused the request itself: retrying will not help
         except (urllib.error.URLError, OSError, TimeoutError) as e:
@@ -180,7 +198,7 @@ def publish_run(cfg, store, run_id: int, summary: Mapping, channels: Iterable[st
     mail = cfg.reports.mail if "email" in channels else None
     if hook is not None:
         out.append(post_webhook(hook.url, run_payload(run_id, summary, events), hook.secret, attempts=hook.attempts,
-                                timeout_s=hook.timeout_s))
+                                timeout_s=hook.timeout_s, allowed_hosts=hook.allowed_hosts))
     if mail is not None:
         sent = email_level_one(Smtp(mail.host, mail.port, mail.starttls, mail.username, mail.password, mail.sender,
                                     tuple(mail.to)), run_id, [*events["new"], *events["reopened"]])

@@ -49,11 +49,18 @@ class Quarter:
         return f"{self.year}Q{self.q}"
 
 
+QUARTER_YEARS = (1900, 9998)
+
+
 def parse_quarter(text: str) -> Quarter:
     m = re.fullmatch(r"\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*", text)
     if not m:
-        raise HealthqaError(f"--quarter: expected a quarter like 2026Q4, got {text!r}")
-    return Quarter(int(m.group(1)), int(m.group(2)))
+        raise HealthqaError(f"--quarter: 应为季度，如 2026Q4 / expected a quarter like 2026Q4, got {text!r}")
+    year = int(m.group(1))
+    if not QUARTER_YEARS[0] <= year <= QUARTER_YEARS[1]:  # a typo, and beyond 9998 no date ends the quarter
+        raise HealthqaError(f"--quarter: 年份应在 {QUARTER_YEARS[0]}–{QUARTER_YEARS[1]} 之间 / the year must be "
+                            f"from {QUARTER_YEARS[0]} to {QUARTER_YEARS[1]}, got {text.strip()!r}")
+    return Quarter(year, int(m.group(2)))
 
 
 def compliance(findings: list[FindingRow], at: datetime) -> list[dict]:

@@ -33,12 +33,66 @@ def _no_fetch(url: str, *args, **kwargs):
     raise ValueError(f"reports load nothing from outside: {url}")
 
 
+# the Debian packages a PDF report needs: WeasyPrint's Pango (with libfontconfig) and HarfBuzz, a CJK font
+PDF_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk"
+CJK_FONT_PACKAGE = "fonts-noto-cjk"
+
+
+def require_cjk_font() -> None:
+    """Refuse a PDF on a machine whose fonts have no Chinese: WeasyPrint would draw every character
+    as a box and succeed. Asked of fontconfig — the library Pango, and so WeasyPrint, takes its fonts
+    from, under the same FONTCONFIG_FILE — as ``fc-list :lang=zh`` asks it."""
+    if chinese_fonts() == 0:
+        raise HealthqaError(f"PDF: 本机没有中文字体，汉字会显示为方框，未生成 PDF；请安装 {CJK_FONT_PACKAGE} / no Chinese "
+                            f"(CJK) font on this machine: every character would be a box; apt-get install "
+                            f"{CJK_FONT_PACKAGE}")
+
+
+def chinese_fonts() -> int:
+    """How many fonts fontconfig knows that cover Chinese (``fc-list :lang=zh``), through libfontconfig
+    itself: the ``fc-list`` tool is a package of its own that Pango does not need."""
+    import ctypes
+    import ctypes.util
+
+    class FontSet(ctypes.Structure):
+        _fields_ = [("nfont", ctypes.c_int), ("sfont", ctypes.c_int), ("fonts", ctypes.c_void_p)]
+
+    try:
+        fc = ctypes.CDLL(ctypes.util.find_library("fontconfig") or "libfontconfig.so.1")
+    except OSError as e:
+        raise HealthqaError(f"PDF: 找不到 fontconfig 库 / libfontconfig cannot be loaded ({e}); apt-get install "
+                            f"{PDF_PACKAGES}") from None
+    ptr = ctypes.c_void_p
+    for name, res, args in (("FcInitLoadConfigAndFonts", ptr, []), ("FcNameParse", ptr, [ctypes.c_char_p]),
+                            ("FcObjectSetCreate", ptr, []), ("FcObjectSetAdd", ctypes.c_int, [ptr, ctypes.c_char_p]),
+                            ("FcFontList", ctypes.POINTER(FontSet), [ptr, ptr, ptr]),
+                            ("FcFontSetDestroy", None, [ctypes.POINTER(FontSet)]), ("FcObjectSetDestroy", None, [ptr]),
+                            ("FcPatternDestroy", None, [ptr]), ("FcConfigDestroy", None, [ptr])):
+        f = getattr(fc, name)
+        f.restype, f.argtypes = res, args
+    config = fc.FcInitLoadConfigAndFonts()  # a configuration of its own, read now (FONTCONFIG_FILE included)
+    pattern, objects = fc.FcNameParse(b":lang=zh"), fc.FcObjectSetCreate()
+    try:
+        fc.FcObjectSetAdd(objects, b"family")
+        found = fc.FcFontList(config, pattern, objects)
+        n = found.contents.nfont if found else 0
+        if found:
+            fc.FcFontSetDestroy(found)
+        return n
+    finally:
+        fc.FcObjectSetDestroy(objects)
+        fc.FcPatternDestroy(pattern)
+        if config:
+            fc.FcConfigDestroy(config)
+
+
 def to_pdf(page: str, path: str | Path) -> Path:
+    """The page as PDF (``write`` has checked for a Chinese font first: ``require_cjk_font``)."""
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as e:  # OSError: Pango or its fonts missing on this machine
         raise HealthqaError(f"PDF: WeasyPrint is not usable here ({' '.join(str(e).split())[:200]}); "
-                            "install weasyprint and Debian's libpango-1.0-0 and fonts-noto-cjk") from None
+                            f"install weasyprint and Debian's {PDF_PACKAGES}") from None
     with whole_file(Path(path)) as tmp:
         HTML(string=page, url_fetcher=_no_fetch).write_pdf(str(tmp))
     return Path(path)
@@ -65,6 +119,8 @@ class Written:
 
 def write(template: str, context: dict, out_dir: str | Path, stem: str, pdf: bool = False) -> Written:
     """Render ``template`` to ``out_dir/stem.html`` (and ``stem.pdf`` when asked)."""
+    if pdf:  # refused before anything is written: the HTML and its PDF come together
+        require_cjk_font()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = html(template, context)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 
 from healthqa.config import Config
 from healthqa.expectations import suite as suites
-from healthqa.expectations.references import UNAVAILABLE
 from healthqa.store import AuditStore
 
 NOT_READ = "表未读取 table not read"
@@ -93,6 +92,8 @@ def _not_read(source: str, table: str, faults: list) -> str:
 def _why(error: str) -> str:
     """A rule's error as a reason shared by the rules it stopped: reference data unavailable for the
     same cause is one reason, whichever references each rule needed (the names in brackets)."""
+    from healthqa.expectations.references import UNAVAILABLE  # with pandas: only for a run with errors
+
     if error.startswith(UNAVAILABLE) and error.endswith(")") and " (" in error:
         return error.rsplit(" (", 1)[0]
     return " ".join(error.split())[:200] or "错误 error"

@@ -41,7 +41,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
     if run is None:
         from healthqa.errors import HealthqaError
 
-        raise HealthqaError(f"run {run_id}: no such run in the audit store")
+        raise HealthqaError(f"运行 {run_id} 不存在 / run {run_id}: no such run in the audit store")
     scored = {(s["level"], s["subject"]): s for s in store.scores.of_run(run_id)}
     systems = codelists.load("systems")["codes"]
     orgs = registry(cfg)

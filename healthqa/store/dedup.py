@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text
+from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text, true
 
 from healthqa.clock import now
 
-from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision
+from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardBatch, StewardDecision
 
 if TYPE_CHECKING:
     from .runs import RunContext
@@ -38,12 +38,16 @@ class DedupRecords:
         self._store = store
 
     # -- steward decisions -------------------------------------------------------------------
-    def active_decisions(self, source: str) -> pd.DataFrame:
+    def active_decisions(self, source: str, *, people_only: bool = True) -> pd.DataFrame:
         """The decisions in force (not undone), the latest per pair: columns left, right, decision,
-        user_id, decided_at."""
+        user_id, decided_at. The system's own merges above the auto-accept threshold are left out:
+        they repeat the scan's matches, and the stewards' model learns from people only
+        (``people_only`` False: those too, for counting what is decided)."""
+        auto = select(StewardBatch.id).where(StewardBatch.kind == "auto")
+        mine = or_(StewardDecision.batch_id.is_(None), StewardDecision.batch_id.not_in(auto)) if people_only else true()
         with self._store.session() as s:
             rows = s.execute(select(StewardDecision).where(StewardDecision.source == source,
-                                                           StewardDecision.undone_at.is_(None))
+                                                           StewardDecision.undone_at.is_(None), mine)
                              .order_by(StewardDecision.decided_at, StewardDecision.id)).scalars().all()
             return pd.DataFrame([{"left": r.left_id, "right": r.right_id, "decision": r.decision,
                                   "user_id": r.user_id, "decided_at": r.decided_at} for r in rows],
@@ -140,7 +144,7 @@ class DedupRecords:
         """Counts for reports: pairs suggested (match) and to review, decisions in force (merged,
         rejected as not the same person), and suggestions no steward has decided yet (pending)."""
         pairs = self.pairs(source)
-        decided = self.active_decisions(source)
+        decided = self.active_decisions(source, people_only=False)
         final = decided[decided["decision"].isin(["merge", "not_same"])]
         open_pairs = pairs[pairs["decision"].isin(["match", "review"])]
         done = set(zip(final["left"], final["right"], strict=True))

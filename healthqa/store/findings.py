@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
-from .models import AuditLog, Finding, FindingEvent, Run, Score
+from .models import AuditLog, Finding, FindingEvent, Run, Score, stored_id
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -216,6 +216,12 @@ class FindingRecords:
                 out.setdefault(event, []).append(FindingRow.of(f))
         return out
 
+    def last_change(self) -> int:
+        """The newest event of any finding (a run's or a person's): a report of the findings rendered
+        before it may be out of date."""
+        with self.store.session() as s:
+            return s.execute(select(func.max(FindingEvent.id))).scalar_one_or_none() or 0
+
     def opened_between(self, start: datetime, end: datetime) -> list[FindingRow]:
         """Findings first opened in [start, end)."""
         with self.store.session() as s:
@@ -254,9 +260,9 @@ class FindingRecords:
     # -- what people read and do ----------------------------------------------------------------
     def get(self, finding_id: int) -> FindingRow:
         with self.store.session() as s:
-            f = s.get(Finding, finding_id)
+            f = s.get(Finding, finding_id) if stored_id(finding_id) else None
             if f is None:
-                raise FindingNotFound(f"finding {finding_id}: no such finding")
+                raise FindingNotFound(f"问题 {finding_id} 不存在 / finding {finding_id}: no such finding")
             return FindingRow.of(f)
 
     def list(self, *, state: str | None = None, level: str | None = None, system: str | None = None,
@@ -345,7 +351,8 @@ class FindingRecords:
             raise HealthqaError("no finding ids given")
         at = now()
         with self.store.session() as s:
-            found = {f.id: f for f in s.execute(select(Finding).where(Finding.id.in_(ids))).scalars()}
+            stored = [i for i in ids if stored_id(i)]  # a larger number names no finding (and overflows a driver)
+            found = {f.id: f for f in s.execute(select(Finding).where(Finding.id.in_(stored))).scalars()}
             _refuse_missing(ids, found, changing=True)
             refused, out = [], []
             for fid in ids:
@@ -373,6 +380,8 @@ def _refuse_missing(ids: list[int], found, changing: bool = False) -> None:
         f"findings {', '.join(map(str, missing))}: no such findings"
     if changing and len(ids) > 1:
         said = f"问题单 {', '.join(map(str, missing))} 不存在，均未更改 / {said} — nothing changed"
+    else:
+        said = f"问题单 {', '.join(map(str, missing))} 不存在 / {said}"
     raise FindingNotFound(said)
 
 

@@ -17,6 +17,16 @@ SOURCE_NAME = SOURCE_NAME_MAX
 DERIVED_NAME = 512
 
 
+# the largest id an id column holds on every store (PostgreSQL's ``integer``); a larger or a negative
+# number (a typo, a fuzzer) names no row, instead of a driver's overflow
+ID_RANGE = (1, 2**31 - 1)
+
+
+def stored_id(n: int) -> bool:
+    """Whether ``n`` can be the id of a stored row."""
+    return ID_RANGE[0] <= n <= ID_RANGE[1]
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -210,15 +220,39 @@ class StewardDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime)
     survivor_id: Mapped[str | None] = mapped_column(String(64))  # a merge: the archive the steward kept
+    batch_id: Mapped[int | None] = mapped_column(Integer)  # a merge of an accepted score band (StewardBatch)
 
     __table_args__ = (
         Index("ix_steward_pair", "source", "left_id", "right_id"),
+        Index("ix_steward_batch", "batch_id"),
         # one merge / not-the-same-person in force per pair: a second steward at the same moment is
         # refused by the database (no lost update)
         Index("uq_steward_in_force", "source", "left_id", "right_id", unique=True,
               sqlite_where=text(IN_FORCE), postgresql_where=text(IN_FORCE)),
         Index("ix_steward_user", "user_id", "decided_at"),
     )
+
+
+class StewardBatch(Base):
+    """A bulk decision: a score band a steward accepted after reviewing a random sample of it (``kind``
+    band), or the pairs the system accepted above the configured threshold (``kind`` auto). Never
+    deleted; an undo sets ``undone_at`` here and on each of its decisions."""
+
+    __tablename__ = "steward_batches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME))
+    kind: Mapped[str] = mapped_column(String(8))  # band | auto
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)  # auto: the configured threshold
+    pairs: Mapped[list | None] = mapped_column(JSON)  # [[left, right], …] the band held when it began
+    sample: Mapped[list | None] = mapped_column(JSON)  # [[left, right], …] the pairs the steward reviewed
+    status: Mapped[str] = mapped_column(String(16))  # sampling | accepted | rejected
+    error: Mapped[list | None] = mapped_column(JSON)  # [left, right] the sample's pair marked not the same
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ArchiveOrg(Base):
@@ -257,3 +291,27 @@ class AuditLog(Base):
     detail: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_audit_log_subject", "action", "subject", "at"),)  # failed log-ins of a name
+
+
+class LoginGuard(Base):
+    """Log-in attempts of one name (normalised, known or not) since its last success: counted before
+    the password is checked, in one transaction holding the row, so that guesses sent together cannot
+    all slip under ``max_failed_logins`` (migration 0007)."""
+
+    __tablename__ = "login_guards"
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed and still being checked
+    last_at: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ConsoleSession(Base):
+    """A console session, so that the server can end it: log-out, a new password, a disabled account
+    or a changed role end it whatever copy of the cookie is kept (migration 0007). ``id`` is the
+    SHA-256 of the random token the signed cookie carries."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    began_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)

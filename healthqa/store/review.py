@@ -1,14 +1,19 @@
 """The steward's review in the audit store (``store.review``): the queue of suggested pairs, least
 certain first; one pair as the scan stored it; decisions that refer only to pairs the scan produced,
 with one merge / not-the-same-person in force per pair (a second steward is told who decided);
-undo of one's own recent decision; the merges to export, each with its steward and time; and the
-audit log the console writes (log-ins, reveals) and reads.
+undo of one's own recent decision; bulk decisions (``StewardBatch``): a score band accepted after a
+steward reviewed a random sample of it with no error, or the pairs above the configured threshold
+accepted by the system, each undone as one; the merges to export, each with its steward (or
+"system") and time, and the band behind it; and the audit log the console writes (log-ins,
+reveals) and reads.
 
 It sits beside ``store.dedup`` (the scan's records) and reads the same tables; the scan writes them.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +24,18 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select
 from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
 
-from .models import ArchiveOrg, AuditLog, DedupCluster, DedupClusterMember, DedupPair, Run, StewardDecision, User
+from .models import (
+    ArchiveOrg,
+    AuditLog,
+    DedupCluster,
+    DedupClusterMember,
+    DedupPair,
+    Run,
+    StewardBatch,
+    StewardDecision,
+    User,
+    stored_id,
+)
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -45,6 +61,14 @@ class AlreadyDecided(ReviewError):
 
 
 LABELS = {"merge": "合并", "not_same": "不是同一人", "skip": "跳过"}
+SYSTEM = "system"  # who decided the merges accepted above the configured threshold
+SAMPLE_MIN = 30  # the least sample of a score band a steward reviews (all of a smaller band)
+
+
+def sample_size(n: int, least: int = SAMPLE_MIN) -> int:
+    """Pairs of a band of ``n`` a steward reviews before accepting it: all of a small band, at least
+    ``least``, and √n of a large one (a band of 1,145: 34)."""
+    return min(n, max(least, math.ceil(math.sqrt(n))))
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,8 @@ class Decided:
     decided_at: datetime
     undone_at: datetime | None
     note: str | None = None
+    batch_id: int | None = None
+    basis: str | None = None  # a bulk merge: the band and sample, or the threshold, behind it
 
     @property
     def label(self) -> str:
@@ -88,9 +114,41 @@ def _pair(p: DedupPair) -> PairRow:
     return PairRow(p.source, p.left_id, p.right_id, p.score, p.decision, p.explanation, p.created_at, p.run_id)
 
 
-def _decided(d: StewardDecision, user: str | None) -> Decided:
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    source: str
+    kind: str  # band | auto
+    user_id: int | None
+    low: float
+    high: float
+    threshold: float | None
+    pairs: list[tuple[str, str]]
+    sample: list[tuple[str, str]]
+    status: str  # sampling | accepted | rejected
+    error: tuple[str, str] | None
+    created_at: datetime
+    decided_at: datetime | None
+    undone_at: datetime | None
+
+    @property
+    def basis(self) -> str:
+        """What the batch's merges rest on, in words (the export's ``basis``)."""
+        if self.kind == "auto":
+            return f"auto-accept score >= {self.threshold!r} (batch {self.id})"
+        return (f"band {self.low!r}-{self.high!r}, sample {len(self.sample)} of {len(self.pairs)} reviewed "
+                f"without error (batch {self.id})")
+
+
+def _batch(b: StewardBatch) -> Batch:
+    return Batch(b.id, b.source, b.kind, b.user_id, b.low, b.high, b.threshold,
+                 [tuple(p) for p in b.pairs or []], [tuple(p) for p in b.sample or []], b.status,
+                 tuple(b.error) if b.error else None, b.created_at, b.decided_at, b.undone_at)
+
+
+def _decided(d: StewardDecision, user: str | None, basis: str | None = None) -> Decided:
     return Decided(d.id, d.source, d.left_id, d.right_id, d.decision, d.survivor_id, user, d.user_id, d.decided_at,
-                   d.undone_at, d.note)
+                   d.undone_at, d.note, d.batch_id, basis)
 
 
 def _in_force():
@@ -110,13 +168,13 @@ class Review:
         """Pairs the scan suggested that nobody has closed (and this steward has not skipped), least
         certain first: review pairs below match pairs, each by score ascending (the index
         ``ix_dedup_pairs_queue``). ``after``: the (score, pair id) a previous page ended on. Rows come
-        without their explanation (a list does not show it; ``pair`` reads it)."""
+        with their explanation (a page of them: the guard that held a pair back is read from it)."""
         p = DedupPair
         d = StewardDecision
         closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
                                 d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
-        q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id).where(
-            p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
+        q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id,
+                   p.explanation).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
         if low is not None:
             q = q.where(p.score >= low)
         if high is not None:
@@ -133,7 +191,8 @@ class Review:
             q = q.where(or_(p.score > after[0], and_(p.score == after[0], p.id > after[1])))
         q = q.order_by(p.score, p.id).limit(limit)
         with self._store.session() as s:
-            return [(pid, PairRow(src, a, b, score, d, None, at, run)) for pid, src, a, b, score, d, at, run in s.execute(q)]
+            return [(pid, PairRow(src, a, b, score, d, why, at, run))
+                    for pid, src, a, b, score, d, at, run, why in s.execute(q)]
 
     def pair(self, source: str, left: str, right: str) -> PairRow:
         """The pair as the scan stored it; PairNotFound for anything the scan did not suggest."""
@@ -158,6 +217,20 @@ class Review:
                                 .order_by(DedupClusterMember.archive_id)).scalars().all()
             return {"id": c.id, "status": c.status, "survivor": c.survivor_id, "proposal": c.proposal,
                     "members": list(members)}
+
+    def survivors_of(self, source: str, archives: Iterable[str]) -> dict[str, str | None]:
+        """Archive -> the survivor of the newest stored cluster holding it (one query, for a band)."""
+        want = sorted(set(archives))
+        out: dict[str, str | None] = {}
+        with self._store.session() as s:
+            for k in range(0, len(want), 500):
+                rows = s.execute(select(DedupClusterMember.archive_id, DedupCluster.survivor_id, DedupCluster.id)
+                                 .join(DedupCluster, DedupClusterMember.cluster_id == DedupCluster.id)
+                                 .where(DedupCluster.source == source,
+                                        DedupClusterMember.archive_id.in_(want[k:k + 500]))
+                                 .order_by(DedupCluster.id)).all()
+                out.update({a: sv for a, sv, _ in rows})  # the newest cluster last: it wins
+        return out
 
     def clusters_to_review(self, source: str, limit: int = 100) -> list[dict]:
         """Clusters the scan held back for a steward (they would chain two people), largest first."""
@@ -247,7 +320,7 @@ class Review:
         one way a decision is undone."""
         at = now()
         with self._store.session() as s:
-            d = s.get(StewardDecision, decision_id)
+            d = s.get(StewardDecision, decision_id) if stored_id(decision_id) else None
             if d is None or d.user_id != user_id:
                 raise ReviewError("只能撤销自己的处理 / you can undo only your own decisions")
             if d.undone_at is not None:
@@ -277,9 +350,11 @@ class Review:
             rows = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
                              .where(StewardDecision.source == source, StewardDecision.decision == "merge",
                                     _in_force()).order_by(StewardDecision.decided_at, StewardDecision.id)).all()
+        batches = {b.id: b for b in self.batches(source, ids={d.batch_id for d, _ in rows if d.batch_id})}
         out = []
         for d, name in rows:
-            x = _decided(d, name)
+            b = batches.get(d.batch_id) if d.batch_id else None
+            x = _decided(d, SYSTEM if b is not None and b.kind == "auto" else name, b.basis if b else None)
             if x.survivor is None:
                 c = self.cluster_of(source, x.left)
                 sv = c["survivor"] if c and c["survivor"] in (x.left, x.right) else x.left
@@ -302,6 +377,170 @@ class Review:
                 StewardDecision.user_id == user_id, StewardDecision.decided_at >= since,
                 StewardDecision.undone_at.is_(None)).group_by(StewardDecision.decision)).all()
         return dict.fromkeys(LABELS, 0) | dict(rows)
+
+    # -- bulk decisions: a score band through its sample, the system above a threshold --------------
+    def band(self, source: str, low: float, high: float, *, user_id: int | None) -> list[PairRow]:
+        """The open pairs (as ``queue`` has them for this steward) scored from ``low`` up to below
+        ``high`` (up to 1 inclusive when ``high`` is 1), with their explanations, by score. The
+        caller leaves out the pairs a guard held back (``dedup.guards.held_back``)."""
+        p, d = DedupPair, StewardDecision
+        closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
+                                d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+        top = p.score <= high if high >= 1 else p.score < high
+        q = (select(p).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed, p.score >= low, top)
+             .order_by(p.score, p.id))
+        with self._store.session() as s:
+            return [_pair(x) for x in s.execute(q).scalars()]
+
+    def start_batch(self, source: str, low: float, high: float, pairs: list[PairRow], *, user_id: int | None,
+                    user: str | None, least: int = SAMPLE_MIN, seed: int | None = None) -> Batch:
+        """A band to accept: its pairs now, and a random sample of them (``sample_size``) for the
+        steward to review before anything is decided."""
+        if not pairs:
+            raise ReviewError(f"得分段 {low}–{high} 没有可批量处理的档案对 / no pair of this band can be decided in bulk")
+        members = [[x.left, x.right] for x in pairs]
+        rng = random.Random(seed)
+        sample = sorted(rng.sample(members, sample_size(len(members), least)))
+        at = now()
+        with self._store.session() as s:
+            b = StewardBatch(source=source, kind="band", user_id=user_id, low=low, high=high, pairs=members,
+                             sample=sample, status="sampling", created_at=at)
+            s.add(b)
+            s.flush()
+            s.add(AuditLog(at=at, user_name=user, action="steward_band_sample", subject=f"batch {b.id}",
+                           detail={"source": source, "band": [low, high], "pairs": len(members), "sample": sample}))
+            s.flush()
+            return _batch(b)
+
+    def batch(self, batch_id: int) -> Batch:
+        with self._store.session() as s:
+            b = s.get(StewardBatch, batch_id) if stored_id(batch_id) else None  # no row holds an id beyond the range
+            if b is None:
+                raise ReviewError(f"batch {batch_id}: 没有这批处理 / no such batch")
+            return _batch(b)
+
+    def merged_by(self, batch_id: int) -> int:
+        """How many merges a batch made (undone ones too)."""
+        with self._store.session() as s:
+            return s.execute(select(func.count()).where(StewardDecision.batch_id == batch_id)).scalar_one()
+
+    def batches(self, source: str, *, ids: set[int] | None = None, user_id: int | None = None,
+                limit: int = 20) -> list[Batch]:
+        """Batches of a source, newest first: by id, or one steward's latest."""
+        q = select(StewardBatch).where(StewardBatch.source == source)
+        if ids is not None:
+            if not ids:
+                return []
+            q = q.where(StewardBatch.id.in_(sorted(ids)))
+        else:
+            q = q.limit(limit)
+        if user_id is not None:
+            q = q.where(StewardBatch.user_id == user_id)
+        with self._store.session() as s:
+            return [_batch(b) for b in s.execute(q.order_by(StewardBatch.id.desc())).scalars()]
+
+    def _open_batch(self, s, batch_id: int, user_id: int | None) -> StewardBatch:
+        b = s.get(StewardBatch, batch_id)
+        if b is None or b.user_id != user_id:
+            raise ReviewError("只能处理自己的批次 / you can act only on your own batch")
+        if b.status != "sampling":
+            raise ReviewError(f"这批已处理（{b.status}）/ this batch was already {b.status}")
+        return b
+
+    def accept_batch(self, batch_id: int, survivors: dict[tuple[str, str], str], *, user_id: int | None,
+                     user: str | None) -> tuple[Batch, int]:
+        """The steward reviewed the sample and found no error: every pair of the band still open that
+        ``survivors`` names is merged (keeping ``survivors[(left, right)]``; a pair it leaves out
+        stays in the queue), each decision naming the batch, each written to the audit log with the
+        band and the sample. Returns the batch and how many were merged (a pair another steward
+        decided meanwhile is left as they decided it)."""
+        known = self.batch(batch_id)
+        open_now = {(x.left, x.right) for x in self.band(known.source, known.low, known.high, user_id=user_id)}
+        at = now()
+        with self._store.session() as s:
+            b = self._open_batch(s, batch_id, user_id)
+            band = {"batch": b.id, "band": [b.low, b.high], "sample": len(b.sample or [])}
+            n = 0
+            for left, right in (tuple(p) for p in b.pairs or []):
+                survivor = survivors.get((left, right))
+                if (left, right) not in open_now or survivor not in (left, right):
+                    continue
+                s.add(StewardDecision(source=b.source, left_id=left, right_id=right, decision="merge", user_id=user_id,
+                                      survivor_id=survivor, decided_at=at, batch_id=b.id))
+                s.add(AuditLog(at=at, user_name=user, action="steward_merge", subject=f"{left}|{right}",
+                               detail={"source": b.source, "survivor": survivor, **band}))
+                n += 1
+            b.status, b.decided_at = "accepted", at
+            s.add(AuditLog(at=at, user_name=user, action="steward_band_accept", subject=f"batch {b.id}",
+                           detail={"source": b.source, "band": [b.low, b.high], "merged": n, "sample": b.sample}))
+            s.flush()
+            return _batch(b), n
+
+    def reject_batch(self, batch_id: int, left: str, right: str, *, user_id: int | None, user: str | None) -> Batch:
+        """The steward marked a pair of the sample not the same person: that is recorded as their
+        decision, and the band is rejected — nothing else of it is decided; its pairs stay in the
+        queue, one by one."""
+        a, b_ = sorted((left, right))
+        with self._store.session() as s:
+            b = self._open_batch(s, batch_id, user_id)
+            if [a, b_] not in (b.sample or []):
+                raise ReviewError(f"{a} / {b_}: 不在这批的样本中 / not in this batch's sample")
+            source, band = b.source, [b.low, b.high]
+        self.decide(source, a, b_, "not_same", user_id=user_id, user=user,
+                    detail={"batch": batch_id, "band": band, "sample_error": True})
+        at = now()
+        with self._store.session() as s:
+            b = self._open_batch(s, batch_id, user_id)
+            b.status, b.decided_at, b.error = "rejected", at, [a, b_]
+            s.add(AuditLog(at=at, user_name=user, action="steward_band_reject", subject=f"batch {b.id}",
+                           detail={"source": source, "band": band, "error": [a, b_], "sample": b.sample}))
+            s.flush()
+            return _batch(b)
+
+    def undo_batch(self, batch_id: int, *, user_id: int | None, user: str | None,
+                   within: timedelta | None = None) -> int:
+        """Undo every decision of an accepted batch at once (one's own, within ``within``); the
+        decisions are kept, marked undone. Returns how many were undone."""
+        at = now()
+        with self._store.session() as s:
+            b = s.get(StewardBatch, batch_id)
+            if b is None or b.user_id != user_id:
+                raise ReviewError("只能撤销自己的批次 / you can undo only your own batch")
+            if b.status != "accepted" or b.undone_at is not None:
+                raise ReviewError("这批未被接受或已撤销 / this batch was not accepted, or was already undone")
+            if within is not None and b.decided_at is not None and at - b.decided_at > within:
+                raise ReviewError(f"超过 {int(within.total_seconds() // 60)} 分钟的处理不能撤销 / decisions older "
+                                  f"than {int(within.total_seconds() // 60)} minutes cannot be undone")
+            ds = s.execute(select(StewardDecision).where(StewardDecision.batch_id == b.id,
+                                                         StewardDecision.undone_at.is_(None))).scalars().all()
+            for d in ds:
+                d.undone_at = at
+            b.undone_at = at
+            s.add(AuditLog(at=at, user_name=user, action="steward_undo_batch", subject=f"batch {b.id}",
+                           detail={"source": b.source, "band": [b.low, b.high], "undone": len(ds)}))
+            s.flush()
+            return len(ds)
+
+    def auto_accept(self, source: str, threshold: float, pairs: list[PairRow]) -> Batch | None:
+        """The system's merges of ``pairs`` (the open pairs scored at or above ``threshold`` that no
+        guard held back: the caller's), one batch decided by "system" with the threshold; the
+        survivor is the one the scan proposed for the cluster (``merges``)."""
+        if not pairs:
+            return None
+        at = now()
+        members = [[x.left, x.right] for x in pairs]
+        with self._store.session() as s:
+            b = StewardBatch(source=source, kind="auto", user_id=None, low=threshold, high=1.0, threshold=threshold,
+                             pairs=members, sample=[], status="accepted", created_at=at, decided_at=at)
+            s.add(b)
+            s.flush()
+            for left, right in members:
+                s.add(StewardDecision(source=source, left_id=left, right_id=right, decision="merge", user_id=None,
+                                      decided_at=at, batch_id=b.id))
+            s.add(AuditLog(at=at, user_name=SYSTEM, action="auto_accept", subject=f"batch {b.id}",
+                           detail={"source": source, "threshold": threshold, "merged": len(members)}))
+            s.flush()
+            return _batch(b)
 
     # -- the institutions of archives (the queue's filter) ----------------------------------------
     def orgs_run(self, source: str) -> int | None:

@@ -21,7 +21,7 @@ from sqlalchemy import delete, null, select
 
 from healthqa.clock import now
 
-from .models import CountedKey, Run, Watermark
+from .models import CountedKey, Run, Watermark, stored_id
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -217,6 +217,8 @@ class Runs:
                 row.scope = {**(row.scope or {}), **scope}  # a new document: JSON columns track assignment
 
     def get(self, run_id: int) -> RunRecord | None:
+        if not stored_id(run_id):
+            return None
         with self._store.session() as s:
             row = s.get(Run, run_id)
             return _record(row) if row else None

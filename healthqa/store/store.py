@@ -113,10 +113,13 @@ class AuditStore:
 
     def counts(self) -> dict[str, int]:
         """Rows in each table the store holds (what deleting it would lose), without migrating it."""
-        present = set(inspect(self.engine).get_table_names())
-        with self.engine.connect() as conn:
-            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                    for t in Base.metadata.sorted_tables if t.name in present}
+        try:
+            present = set(inspect(self.engine).get_table_names())
+            with self.engine.connect() as conn:
+                return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                        for t in Base.metadata.sorted_tables if t.name in present}
+        except SQLAlchemyError as e:  # not a database at all (any file named audit.db), or not readable
+            raise StoreError(f"审计库无法读取 audit store {self._shown} cannot be read: {one_line(e)}") from None
 
     # -- what the store answers, one namespace per subject ------------------------------------
     @cached_property

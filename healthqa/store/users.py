@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select, update
 
 from healthqa.clock import now
 from healthqa.errors import HealthqaError
 
-from .models import AuditLog, User
+from .models import AuditLog, ConsoleSession, LoginGuard, User
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -98,6 +100,7 @@ class Users:
             u = self._get(s, name)
             check_password(password, name)
             u.password_hash = _HASHER.hash(password)
+            _end_sessions(s, u.id)
             s.add(AuditLog(at=now(), user_name=actor, action="user_passwd", subject=name))
 
     def disable(self, name: str, actor: str) -> None:
@@ -105,7 +108,91 @@ class Users:
         with self._store.session() as s:
             u = self._get(s, name)
             u.active = False
+            _end_sessions(s, u.id)
             s.add(AuditLog(at=now(), user_name=actor, action="user_disable", subject=name))
+
+    def enable(self, name: str, actor: str) -> None:
+        """A disabled account active again (its password unchanged; its old sessions stay ended)."""
+        name = normalise_name(name)
+        with self._store.session() as s:
+            u = self._get(s, name)
+            u.active = True
+            s.add(AuditLog(at=now(), user_name=actor, action="user_enable", subject=name))
+
+    def set_role(self, name: str, role: str, actor: str) -> None:
+        """A new role; the account's sessions end (the next log-in has the new role's pages)."""
+        name = normalise_name(name)
+        if role not in ROLES:
+            raise UserError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+        with self._store.session() as s:
+            u = self._get(s, name)
+            before, u.role = u.role, role
+            _end_sessions(s, u.id)
+            s.add(AuditLog(at=now(), user_name=actor, action="user_role", subject=name,
+                           detail={"before": before, "role": role}))
+
+    # -- sessions the server can end ----------------------------------------------------------
+    def start_session(self, user_id: int) -> str:
+        """A new session of the user: the token its cookie carries (the store keeps only its digest)."""
+        token = secrets.token_urlsafe(32)
+        with self._store.session() as s:
+            # sessions are at most a week long (config: session_hours): older rows are of no use
+            s.execute(delete(ConsoleSession).where(ConsoleSession.began_at < now() - timedelta(days=8)))
+            s.add(ConsoleSession(id=_digest(token), user_id=user_id, began_at=now()))
+        return token
+
+    def session_user(self, token: str, since: datetime) -> UserRecord | None:
+        """The account of a session begun after ``since`` that nobody ended, when it is active."""
+        with self._store.session() as s:
+            u = s.execute(select(User).join(ConsoleSession, ConsoleSession.user_id == User.id)
+                          .where(ConsoleSession.id == _digest(token), ConsoleSession.ended_at.is_(None),
+                                 ConsoleSession.began_at > since)).scalar_one_or_none()
+            return _record(u) if u is not None and u.active else None
+
+    def end_session(self, token: str) -> None:
+        with self._store.session() as s:
+            s.execute(update(ConsoleSession).where(ConsoleSession.id == _digest(token),
+                                                   ConsoleSession.ended_at.is_(None)).values(ended_at=now()))
+
+    # -- log-in attempts, counted before the password is checked ------------------------------
+    def reserve_attempt(self, subject: str, max_failures: int, lockout: timedelta) -> datetime | None:
+        """Count one log-in attempt of ``subject`` before its password is checked; None when it may
+        be checked, else until when the name is locked. The check and the count are one conditional
+        UPDATE in one transaction, so attempts sent at the same moment are counted one after the
+        other: at most ``max_failures`` of them are ever checked."""
+        at = now()
+        try:
+            with self._store.session() as s:
+                if s.get(LoginGuard, subject) is None:
+                    s.add(LoginGuard(subject=subject, attempts=0))
+        except StoreError:  # another attempt made the row at the same moment: it is there
+            pass
+        g = LoginGuard
+        with self._store.session() as s:
+            # a lock that is over, or attempts older than the lock-out, are forgotten
+            s.execute(update(g).where(g.subject == subject, or_(g.locked_until <= at, g.last_at < at - lockout))
+                      .values(attempts=0, locked_until=None))
+            counted = s.execute(update(g).where(g.subject == subject, g.attempts < max_failures,
+                                                or_(g.locked_until.is_(None), g.locked_until <= at))
+                                .values(attempts=g.attempts + 1, last_at=at)).rowcount
+            if counted == 1:
+                return None
+            until = s.execute(select(g.locked_until).where(g.subject == subject)).scalar_one_or_none()
+            return until or at + lockout  # attempts still being checked fill the allowance: locked as well
+
+    def attempt_failed(self, subject: str, max_failures: int, lockout: timedelta) -> int:
+        """A reserved attempt that failed; the name's failures in a row. The last allowed one locks it."""
+        with self._store.session() as s:
+            g = s.get(LoginGuard, subject, with_for_update=True)
+            if g is None:
+                return 0
+            if g.attempts >= max_failures and g.locked_until is None:
+                g.locked_until = now() + lockout
+            return g.attempts
+
+    def attempt_succeeded(self, subject: str) -> None:
+        with self._store.session() as s:
+            s.execute(update(LoginGuard).where(LoginGuard.subject == subject).values(attempts=0, locked_until=None))
 
     def authenticate(self, name: str, password: str) -> UserRecord | None:
         """The user when the name and password match an active account; None otherwise (the same
@@ -137,6 +224,15 @@ class Users:
         if u is None:
             raise UserError(f"user {name!r}: no such user / 用户不存在")
         return u
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _end_sessions(s, user_id: int) -> None:
+    s.execute(update(ConsoleSession).where(ConsoleSession.user_id == user_id, ConsoleSession.ended_at.is_(None))
+              .values(ended_at=now()))
 
 
 def _record(u: User) -> UserRecord:

@@ -72,8 +72,10 @@ def _consoles() -> tuple[Console, Console]:
     for grep and for whoever reads the log (tables keep their columns)."""
     columns = os.environ.get("COLUMNS", "").isdigit()
     pipe = not sys.stdout.isatty() and not columns
-    return (Console(width=160 if pipe else None, soft_wrap=pipe),
-            Console(stderr=True, soft_wrap=not sys.stderr.isatty() and not columns))
+    # no console markup: a string printed is shown as it is, whatever brackets a table name, a path or
+    # a message holds (`T_GRDA[/]`); styles are given as Rich Text, never as markup in a string
+    return (Console(width=160 if pipe else None, soft_wrap=pipe, markup=False),
+            Console(stderr=True, soft_wrap=not sys.stderr.isatty() and not columns, markup=False))
 
 
 class HealthqaApp(typer.Typer):

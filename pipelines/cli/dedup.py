@@ -59,6 +59,8 @@ def dedup(
     if merges is not None:
         from healthqa.dedup.merge import write_all
 
-        files = write_all(merges, merge_instructions)
-        app.out.print(f"合并指令 merge instructions ({len(merges)} accepted merges): "
-                      + ", ".join(str(f) for f in files.values()), highlight=False)
+        written = write_all(merges, merge_instructions)
+        app.out.print(f"合并指令 merge instructions ({written.merges} accepted merges): "
+                      + ", ".join(str(f) for f in written.files.values()), highlight=False)
+        if written.skipped:
+            app.err.print(Text(f"注意 note: {written.line()}", style="yellow"))

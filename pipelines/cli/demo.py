@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from healthqa.config import load
+from healthqa.errors import StoreError
 from healthqa.store import AuditStore
 
 from . import app, fail, progress, render, user_errors
@@ -31,11 +33,26 @@ def _refuse_rebuild(folder: Path) -> None:
         return
     lost = ""
     if (folder / "audit.db").exists():
-        with AuditStore(f"sqlite:///{(folder / 'audit.db').resolve()}", upgrade=False) as old:
-            counts = old.counts()
-        lost = "; 将丢失 would lose " + ", ".join(f"{label} {counts.get(t, 0):,}" for t, label in AT_STAKE)
+        try:
+            with AuditStore(f"sqlite:///{(folder / 'audit.db').resolve()}", upgrade=False) as old:
+                counts = old.counts()
+            lost = "; 将丢失 would lose " + ", ".join(f"{label} {counts.get(t, 0):,}" for t, label in AT_STAKE)
+        except StoreError as e:  # a file of another kind named audit.db: said, and kept unless --force
+            lost = f"; {e}"
     fail(f"目录已有模拟平台 {folder} already holds a platform ({', '.join(present)}){lost}; "
          f"加 --force 重建 rebuild with --force, or choose another --dir")
+
+
+def _print_truth_check(cfg, truth: Path) -> None:
+    """The night's results against the truth: recall per defect family, false flags per valid kind."""
+    from healthqa.demo.families import summary
+
+    with AuditStore(cfg.store.url) as store:
+        run = next(iter(store.runs.recent(1, kind="nightly")), None)
+        if run is None:
+            return
+        families, kinds = summary(truth, store.results.of_run(run.id))
+    app.out.print(render.truth_check_table(families, kinds))
 
 
 @app.command()
@@ -67,17 +84,20 @@ def demo(
     t0 = time.perf_counter()
     with progress("生成档案 generating archives", persons) as step:
         result = generate(dir, opts, progress=lambda done, total: step(done=done))
-    app.out.print(f"[bold]模拟平台已生成 synthetic platform built[/] in {time.perf_counter() - t0:.1f}s: {dir.resolve()}")
+    app.out.print(Text("模拟平台已生成 synthetic platform built", "bold")
+                  + Text(f" in {time.perf_counter() - t0:.1f}s: {dir.resolve()}"))
     app.out.print(render.counts_table(result.counts))
     truth = result.folder / "truth"
     app.out.print(f"真值 truth: {truth}/defects.csv ({result.truth['defects']:,} defects), "
                   f"duplicate_pairs.csv ({result.truth['duplicate_pairs']:,} pairs), "
                   f"hard_negatives.csv ({result.truth['hard_negatives']:,} pairs)", highlight=False)
     app.out.print(f"配置 configuration: {result.config}", highlight=False)
-    code = nightly(load(result.config))
+    cfg = load(result.config)
+    code = nightly(cfg)
+    _print_truth_check(cfg, truth)
     app.out.print(f"稽核库 audit store: {result.folder / 'audit.db'}", highlight=False)
     reports = sorted(Path(load(result.config).reports.out_dir).glob("run-*.html"), key=lambda p: p.stat().st_mtime)
     if reports:
-        app.out.print(f"[bold]先打开稽核报告 open the report first:[/] {reports[-1]}", highlight=False)
+        app.out.print(Text("先打开稽核报告 open the report first:", "bold") + Text(f" {reports[-1]}"), highlight=False)
     # the demo's data carries defects on purpose: failing rules are its point, not an error
     raise typer.Exit(code)

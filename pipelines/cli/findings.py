@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from healthqa import clock
+from healthqa import clock, codelists
 from healthqa.config import load
+from healthqa.errors import NothingMatched
 from healthqa.store import AuditStore
 
-from . import HELP, actor, app, fail, render, user_errors
+from . import HELP, actor, app, fail, findings_view, user_errors
 from .options import ConfigOpt, writable_file
 
 findings_app = typer.Typer(context_settings=HELP,
@@ -43,7 +44,6 @@ def findings_list(
         return
     from healthqa.reports.findings import location
     from healthqa.reports.institutions import registry
-    from healthqa.reports.publish import export
 
     if config is None:
         fail("--config is required (see `healthqa findings -h`)")
@@ -53,15 +53,25 @@ def findings_list(
         fail(f"--level: expected 一级, 二级 or 提示, got {level!r}")
     writable_file(json_out, "--json")
     cfg = load(config)
+    systems = codelists.load("systems")["codes"]
+    if system and system not in systems:  # refused like validate's filters that match nothing
+        raise NothingMatched(f"--system {system}", f"不是合同的十四个系统之一 not one of the contract's systems "
+                                                   f"({', '.join(systems)})")
+    names = registry(cfg)
     with AuditStore(cfg.store.url) as store:
         rows = store.findings.list(state=state, level=level, system=system, org=org, overdue=overdue)
-    names = registry(cfg)
+        # an institution neither registered nor named by any finding is a typo, not "no findings"
+        if org and not rows and not names.known(org) and not store.findings.list(state=None, org=org):
+            raise NothingMatched(f"--org {org}", "机构登记和审计库中都没有此机构 no such institution in the register "
+                                                 "or in any finding")
     where = lambda f: location(f, names)  # noqa: E731
     if app.out.is_terminal:
-        app.out.print(render.findings_table(rows, where, clock.now()))
+        app.out.print(findings_view.findings_table(rows, where, clock.now()))
     else:  # a pipe or a file: one line per finding, for grep, cut and spreadsheets
-        typer.echo(render.findings_lines(rows, where, clock.now()), nl=False)
+        typer.echo(findings_view.findings_lines(rows, where, clock.now()), nl=False)
     if json_out:
+        from healthqa.reports.publish import export
+
         export(rows, json_out)
         app.out.print(f"{json_out.suffix.lstrip('.').upper() or 'JSON'}: {json_out}", highlight=False)
 

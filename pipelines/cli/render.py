@@ -11,8 +11,8 @@ from rich.text import Text
 from healthqa import clock
 from healthqa.errors import SourceError
 
-STATUS = {"pass": "[green]通过 pass[/]", "fail": "[red]不通过 fail[/]", "not_applicable": "[dim]不适用 n/a[/]",
-          "error": "[magenta]错误 error[/]"}
+STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
+          "error": ("错误 error", "magenta")}
 
 
 def format_pct(pct: float | None) -> str:
@@ -33,7 +33,7 @@ def source_checks(results) -> tuple[list[Table | Text], list[str]]:
     problems: list[str] = []
     for name, res in results.items():
         if isinstance(res, SourceError):
-            shown.append(Text.from_markup(f"[bold]数据源 {name}[/]: [red]无法连接 unreachable[/] — {res.reason}"))
+            shown.append(Text.assemble((f"数据源 {name}", "bold"), ": ", ("无法连接 unreachable", "red"), f" — {res.reason}"))
             problems.append(f"sources.{name}: unreachable: {res.reason}")
             continue
         t = Table(title=f"数据源 source {name}", title_justify="left", show_lines=False)
@@ -41,17 +41,17 @@ def source_checks(results) -> tuple[list[Table | Text], list[str]]:
             t.add_column(col, overflow="fold")
         for tc in res:
             if not tc.exists:
-                status = "[red]表不存在 table missing[/]"
+                status = Text("表不存在 table missing", "red")
                 problems.append(f"sources.{name}.tables.{tc.canonical}.table: table {tc.physical} not found")
             elif tc.error:
-                status = f"[red]{tc.error}[/]"
+                status = Text(tc.error, "red")
                 problems.append(f"sources.{name}.tables.{tc.canonical}: {tc.error}")
             elif tc.missing_columns:
-                status = "[red]映射错误 mis-mapped[/]"
+                status = Text("映射错误 mis-mapped", "red")
                 problems += [f"sources.{name}.tables.{tc.canonical}.columns.{c}: column {p} not found in table {tc.physical}"
                              for c, p in tc.missing_columns.items()]
             else:
-                status = "[green]正常 ok[/]"
+                status = Text("正常 ok", "green")
             t.add_row(tc.canonical, tc.physical, "" if tc.rows is None else f"{tc.rows:,}",
                       ", ".join(f"{c}→{p}" for c, p in tc.missing_columns.items()),
                       ", ".join(tc.unmapped_columns), status)
@@ -128,7 +128,7 @@ def validation_table(run, source: str) -> Table:
     had_before = bool(run.previous)
     for tv, r in run.results:
         rule = Text.assemble((r.rule.id, "bold"), "\n", (r.rule.zh, "dim"))
-        status = Text.from_markup(STATUS[r.status])
+        status = Text(*STATUS[r.status])
         if r.error:
             status.append(" " + r.error)
         before = run.previous.get((tv.source, tv.table, r.rule.id))
@@ -147,8 +147,17 @@ def dedup_tables(run, truth) -> list[Table]:
     t.add_column("数量 value", justify="right")
     night = [("本次比对的新增或变更档案 new or changed archives compared", st["compared"]),
              ("已删除档案 archives removed", st["removed"])] if "compared" in st else []
+    if "rescored_matches" in st:  # a night: its new suggestions apart from the pairs stewards decided
+        found = [("新匹配 new matches", st["matches"] - st["rescored_matches"]),
+                 ("新待审核 new to review", st["review"] - st["rescored_review"]),
+                 ("审核后重新评分（匹配）re-scored after steward decisions: matches", st["rescored_matches"]),
+                 ("审核后重新评分（待审核）re-scored after steward decisions: review", st["rescored_review"])]
+    else:
+        found = [("匹配 matches", st["matches"]), ("待审核 review", st["review"])]
+    if st.get("auto_accepted"):
+        found.append(("系统自动合并 merged by the system above the threshold", st["auto_accepted"]))
     for label, value in (("档案 archives", st["records"]), *night, ("候选对 candidate pairs", st["candidate_pairs"]),
-                         ("匹配 matches", st["matches"]), ("待审核 review", st["review"]),
+                         *found,
                          ("聚类 clusters", st["clusters"]), ("待审核聚类 clusters to review", st["clusters_to_review"])):
         t.add_row(label, f"{value:,}")
     t.add_row("缩减率 reduction ratio", f"{st['reduction_ratio']:.6f}")
@@ -177,6 +186,21 @@ def counts_table(counts: dict[str, int]) -> Table:
     t.add_column("行数 rows", justify="right")
     for k, v in counts.items():
         t.add_row(k, f"{v:,}")
+    return t
+
+
+def truth_check_table(families, kinds) -> Table:
+    """A demo night against the generator's truth: per family the rows injected and the most rows
+    one of its rules flagged; per kind of valid record the records any rule flagged (≥: only the kept
+    sample keys could be compared)."""
+    t = Table(title="真值核对 truth check", title_justify="left")
+    for col, kw in (("表 table", {}), ("缺陷族 family / 有效记录 valid kind", {}), ("注入 injected", {"justify": "right"}),
+                    ("检出 flagged", {"justify": "right"}), ("检出率 recall", {"justify": "right"})):
+        t.add_column(col, **kw)
+    for f in families:
+        t.add_row(f.table, f.family, f"{f.injected:,}", f"{f.flagged:,}", f"{f.recall:.0%}")
+    for k in kinds:
+        t.add_row("", f"{k.kind} (误报 false flags)", f"{k.records:,}", ("" if k.complete else "≥") + f"{k.flagged:,}", "")
     return t
 
 
@@ -229,50 +253,3 @@ def _short_time(iso: str | None, missing: str, whole_day) -> str:
     if when.time() == whole_day:
         return f"{when:%Y-%m-%d}"
     return f"{when:%Y-%m-%d %H:%M}" if when.second == 0 and not when.microsecond else f"{when:%Y-%m-%d %H:%M:%S}"
-
-
-def findings_table(rows, location, now: datetime) -> Table:
-    """Findings with where they are (``location(finding)``), their deadlines (the missed ones red),
-    who works on them and their notes."""
-    t = Table(title=f"维护问题 findings ({len(rows)})", title_justify="left")
-    for col, kw in (("# id", {"justify": "right"}), ("级别 level", {}), ("状态 state", {}), ("问题 finding", {}),
-                    ("位置 where", {}), ("违规/检查 rows", {"justify": "right"}), ("响应期限 response", {}),
-                    ("修复期限 fix", {}), ("负责人 assignee", {}), ("备注 notes", {})):
-        t.add_column(col, overflow="fold", **kw)
-    for f in rows:
-        due = f.overdue(now)
-        # the contract's severe damage asks for a 7×24 response
-        level = Text(f.level) + (Text("\n7×24 应急", style="bold red") if f.emergency else Text(""))
-        t.add_row(str(f.id), level, f.state, Text(f.title_zh) + Text(f"\n{f.subject} · {f.title_en}", style="dim"),
-                  location(f), f"{f.violations:,}/{f.rows_checked:,}" if f.rows_checked else "—",
-                  _deadline(f.response_due_at, due["response"]), _deadline(f.fix_due_at, due["fix"]),
-                  Text(f.assignee or "—"), Text("\n".join(_note(n) for n in f.notes or []) or "—"))
-    return t
-
-
-FINDING_LINE_FIELDS = ("id", "level", "state", "rule", "finding", "where", "violations", "rows_checked",
-                       "response_due_at", "fix_due_at", "overdue", "assignee", "notes")
-
-
-def findings_lines(rows, location, now: datetime) -> str:
-    """Findings for a pipe or a file: a header, then one tab-separated line per finding with the rule
-    id as a column of its own (times as everywhere a person reads them; tabs and line breaks inside a
-    value become spaces)."""
-    lines = ["\t".join(FINDING_LINE_FIELDS)]
-    for f in rows:
-        due = f.overdue(now)
-        cells = (f.id, f.level + (" 7×24" if f.emergency else ""), f.state, f.subject, f.title_zh, location(f),
-                 f.violations, f.rows_checked,
-                 clock.shown(f.response_due_at, missing=""), clock.shown(f.fix_due_at, missing=""),
-                 ",".join(k for k in ("response", "fix") if due[k]), f.assignee or "",
-                 " | ".join(_note(n) for n in f.notes or []))
-        lines.append("\t".join(" ".join(str(c).split()) for c in cells))
-    return "\n".join(lines) + "\n"
-
-
-def _note(n: dict) -> str:
-    return f"{n.get('by', '')}: {n.get('text', '')}"
-
-
-def _deadline(when: datetime | None, missed: bool) -> Text:
-    return Text(clock.shown(when) + (" 逾期 overdue" if missed else ""), style="red" if missed else "")

@@ -52,7 +52,7 @@ def nightly(cfg: Config) -> int:
         if p.undelivered:
             app.out.print(Text(f"run {p.run_id}: {p.reason()}", style="red"))
     if res.report:
-        app.out.print(f"[bold]稽核报告 report:[/] {res.report}", highlight=False)
+        app.out.print(Text("稽核报告 report:", "bold") + Text(f" {res.report}"), highlight=False)
     return res.exit_code
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Annotated
 
@@ -75,6 +76,36 @@ def deploy(config: ConfigOpt,
     app.out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
 
 
+def console_server(cfg, host: str, port: int):
+    """uvicorn's configuration of the console. Forwarded headers (X-Forwarded-For, -Proto) are
+    believed only from ``console.trusted_proxies``: uvicorn's own default believes any process on
+    127.0.0.1, so anything local could forge the client address the audit log records."""
+    import uvicorn
+
+    trusted = cfg.console.trusted_proxies
+    return uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                          access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) or "",
+                          server_header=False)
+
+
+def _require_free(host: str, port: int) -> None:
+    """Refuse an address the console cannot listen on (a port another program holds, a host that is
+    not this machine's) in one line, before the application loads: uvicorn would log its own error
+    and exit 1 after the seconds the load takes."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is free
+            probe.bind(addr)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            fail(f"无法监听 cannot listen on {host}:{port}: 端口已被占用 the port is in use — 换一个 --port choose another")
+        fail(f"无法监听 cannot listen on {host}:{port}: {e.strerror or e} — 检查 --host check the address")
+
+
 @app.command()
 @user_errors
 def serve(config: ConfigOpt,
@@ -85,13 +116,12 @@ def serve(config: ConfigOpt,
 
     cfg = load(config)  # a bad configuration or store is one line here, before the server starts
     AuditStore(cfg.store.url).close()
+    _require_free(host, port)
     os.environ["HEALTHQA_CONFIG"] = str(config.resolve())
     # the application loads for a few seconds (Great Expectations, pandas): say so, then say when it answers
     app.err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
     # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
-    config_ = uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
-                             access_log=False)
-    server = uvicorn.Server(config_)
+    server = uvicorn.Server(console_server(cfg, host, port))
     _startup = server.startup
 
     async def startup(sockets=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.text import Text
 
 from healthqa.config import load
 
@@ -20,7 +21,7 @@ def show_checks(results) -> bool:
     for x in shown:
         app.out.print(x)
     for p in problems:
-        app.err.print(f"[red]错误 error:[/] {p}", highlight=False, soft_wrap=True)
+        app.err.print(Text("错误 error:", "red") + Text(f" {p}"), highlight=False, soft_wrap=True)
     return not problems
 
 

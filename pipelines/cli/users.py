@@ -62,3 +62,22 @@ def users_disable(name: UserName, config: ConfigOpt):
     with AuditStore(load(config).store.url) as store:
         store.users.disable(name, actor=actor())
     app.out.print(Text(f"已停用 disabled: {name}"))
+
+
+@users_app.command("enable")
+@user_errors
+def users_enable(name: UserName, config: ConfigOpt):
+    """重新启用用户 / enable a disabled user again (with the password they had)."""
+    with AuditStore(load(config).store.url) as store:
+        store.users.enable(name, actor=actor())
+    app.out.print(Text(f"已启用 enabled: {name}"))
+
+
+@users_app.command("role")
+@user_errors
+def users_role(name: UserName, config: ConfigOpt,
+               role: Annotated[str, typer.Option("--role", help="steward | qc_manager | engineer | admin")]):
+    """更改角色 / give a user another role (their open console sessions end)."""
+    with AuditStore(load(config).store.url) as store:
+        store.users.set_role(name, role, actor=actor())
+    app.out.print(Text(f"已更改角色 role changed: {name} ({role})"))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from healthqa.config import load
+from healthqa.store import AuditStore
 
 from . import app, fail, progress, render, user_errors
 from .options import ConfigOpt, time_option, writable_file
@@ -35,27 +36,36 @@ def validate(
     """
     import json
 
-    from healthqa.pipelines.prefect_api import warm
-
     since, until = time_option(since_text, "--since"), time_option(until_text, "--until", whole_day=True)
     writable_file(json_out, "--json")
     cfg = load(config)
     if since and until and since >= until:
         fail("--since 须早于 must be before --until")
     cfg.require_source(source, table or ())  # a mistyped name is refused before anything starts
+    from healthqa.pipelines.prefect_api import named_server, warm
     from healthqa.pipelines.scope import require_matches, suite_tables
 
     tables = table or suite_tables(cfg, source)
     # filters that match nothing are refused before Prefect, the rule engine or a flow run starts
     # (counted at the source: a second)
     require_matches(cfg, source, tables, tuple(org or ()), since, until)
-    warm()  # Prefect's local API boots while the audit's modules load
-    from healthqa.pipelines.flows import run_validate_flow
-    from healthqa.pipelines.validate import ValidationRequest
+    # A Prefect server named by the settings runs it as the flow `adhoc-validate` (its UI shows the
+    # run); without one, the same function runs here: a Prefect API started for one flow run would
+    # cost seconds and keep nothing the audit store does not (`healthqa runs`)
+    server = named_server()
+    if server:
+        warm()  # checks that the server answers
+    from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
+    request = ValidationRequest(source, table or (), org or (), since, until)
     with progress("校验 validating", len(tables)) as step:
-        run = run_validate_flow(str(cfg.path), ValidationRequest(source, table or (), org or (), since, until),
-                                on_table=step, filters_checked=True)
+        if server:
+            from healthqa.pipelines.flows import run_validate_flow
+
+            run = run_validate_flow(str(cfg.path), request, on_table=step, filters_checked=True)
+        else:
+            with AuditStore(cfg.store.url) as store:
+                run = validate_adhoc(cfg, request, store, on_table=step, filters_checked=True)
     app.out.print(render.validation_table(run, source))
     counts = {s: sum(1 for _, r in run.results if r.status == s) for s in render.STATUS}
     app.out.print(f"通过 {counts['pass']}，不通过 {counts['fail']}，不适用 {counts['not_applicable']}，错误 {counts['error']} "

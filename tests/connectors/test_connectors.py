@@ -110,7 +110,8 @@ def test_odbc_random_sample_matches_sqlalchemy(demo, pg_db, odbc_driver):
     scope = Scope(sampling=config.Sampling(method="random", rows=150, seed=11))
     a = read(source_cfg("odbc", connection_string=_odbc_string(pg_db), tables=["person"]), "person", scope=scope)
     b = read(source_cfg("sqlalchemy", url=f"sqlite:///{demo / 'mpi.db'}", tables=["person"]), "person", scope=scope)
-    assert len(a) == 150
+    # 150 keys are drawn; a key issued twice (the demo's archive_id_duplicate) brings both its rows
+    assert a["archive_id"].nunique() == 150
     assert sorted(a["archive_id"]) == sorted(b["archive_id"])
 
 
@@ -135,7 +136,8 @@ def test_csv_reads_utf8_and_gbk(demo, tmp_path, encoding):
         return v is None or v.encode("gbk", "replace").decode("gbk") == v
 
     keep = exp["name"].map(gbk_safe)
-    assert keep.sum() > len(exp) - 10
+    # all but a few: the rare characters, look-alike dots and mojibake the demo injects have no GBK form
+    assert keep.mean() > 0.99
     assert got["name"][keep].tolist() == exp["name"][keep].tolist()  # Chinese names survive GBK
     assert got["address"].tolist() == exp["address"].tolist()
 

@@ -31,7 +31,8 @@ def build(demo: Path, folder: Path, store_url: str | None = None, console: dict 
         s["url"] = s["url"].replace("sqlite:///", f"sqlite:///{folder}/")
     cfg["reports"] = {**cfg.get("reports", {}), "out_dir": str(folder / "reports")}
     cfg["data_dir"] = str(folder / "data")
-    cfg["console"] = {"failed_login_delay_s": 0, **(console or {})}
+    # every test logs in from one address ("testclient"): the per-address bound is the security tests' to prove
+    cfg["console"] = {"failed_login_delay_s": 0, "logins_per_client_per_minute": 1000, **(console or {})}
     path = write_config(folder / "healthqa.yml", cfg)
     loaded = config.load(path)
     with AuditStore(loaded.store.url) as store:
@@ -59,3 +60,26 @@ def logged_in(app, name: str, password: str = PASSWORD) -> tuple[TestClient, str
     r = login(client, name, password)
     assert r.status_code == 303, r.text
     return client, csrf_of(client.get(r.headers["location"]).text)
+
+
+# a twin pair as the scan stores it: the model all but sure (same surname and birth date, phone and
+# address), the guard "two valid ID numbers" holding it back for review
+TWIN_EXPLANATION = {"id_number": {"level": "both valid, different", "weight": -9.1},
+                    "name": {"level": "given-name characters swapped", "weight": 6.2},
+                    "birth_date": {"level": "equal", "weight": 8.4}, "sex": {"level": "different", "weight": -2.9},
+                    "phone": {"level": "equal", "weight": 9.7}, "address": {"level": "equal", "weight": 7.5}}
+
+
+def add_twin_pair(store: AuditStore, source: str = "mpi") -> tuple[str, str]:
+    """A suggested pair of two archives of the MPI (each of another pair) that a guard held back:
+    score 0.9999991, review."""
+    from healthqa import clock
+    from healthqa.store.models import DedupPair
+
+    lefts = [p.left for _, p in store.review.queue(source, user_id=None, limit=40)]
+    with store.session() as s:
+        a, b = next((a, b) for a, b in (sorted(x) for x in zip(lefts[::-1], lefts[-2::-1], strict=False))
+                    if a != b and s.query(DedupPair).filter_by(source=source, left_id=a, right_id=b).count() == 0)
+        s.add(DedupPair(run_id=store.review.latest_scan(source), source=source, left_id=a, right_id=b,
+                        score=0.9999991, decision="review", explanation=TWIN_EXPLANATION, created_at=clock.now()))
+    return a, b

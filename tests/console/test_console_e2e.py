@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from healthqa import config
 from healthqa.store import AuditStore
 
 from ..conftest import absent, free_port
-from .console_site import PASSWORD, build
+from .console_site import PASSWORD, add_twin_pair, build
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console_e2e")]  # one server and one browser
 
@@ -175,4 +176,30 @@ def test_engineer_runs_a_scoped_validation(server, browser):
     page.wait_for_selector("#job[data-state=done], #job[data-state=failed]", timeout=180_000)
     text = page.locator("#job").inner_text()
     assert "完成 done" in text and "这次校验解决的问题" in text, text
+    page.context.close()
+
+
+def test_steward_accepts_a_score_band_through_its_sample_undoes_it_and_sees_a_twin_pair_explained(server, browser):
+    url, site = server
+    store = AuditStore(config.load(site).store.url)
+    twin = add_twin_pair(store)
+    page = _login(browser, url, "steward2")
+    page.wait_for_url(url + "/review")
+    page.keyboard.press("b")  # the top score band: its random sample
+    page.wait_for_selector("#sample")
+    bid = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    b = store.review.batch(bid)
+    assert twin not in b.pairs and len(b.sample) == min(len(b.pairs), max(30, math.ceil(math.sqrt(len(b.pairs)))))
+    assert page.locator("#sample button.not-same").count() == len(b.sample)
+    page.keyboard.press("a")  # no error in the sample: the band is accepted
+    page.wait_for_selector("#undo-batch")
+    decided = [store.review.in_force("mpi", *p) for p in b.pairs]  # (a pair of one deceased archive: one by one)
+    assert any(decided) and all(d is None or d.batch_id == bid for d in decided)
+    page.keyboard.press("u")  # and undone as one
+    page.wait_for_selector("#band-state >> text=已撤销")
+    assert not any(store.review.in_force("mpi", *p) for p in b.pairs)
+    page.goto(f"{url}/review/pair/{twin[0]}/{twin[1]}")
+    assert "性别不同、身份证号均有效且不同 — 可能为双胞胎" in page.locator("#held").inner_text()
+    assert "primary" not in (page.locator("#merge").get_attribute("class") or "")
+    assert page.locator("button.primary").inner_text().startswith("不是同一人")
     page.context.close()

@@ -77,7 +77,7 @@ def test_malformed_yaml_gives_line(tmp_path):
     (GOOD.replace("name: XM", "nmae: XM"), "sources.mpi.tables.person.columns.nmae: not a column of mpi.person"),
     (GOOD.replace("archive_id: DABH, ", ""), "sources.mpi.tables.person.columns: the key column 'archive_id' must be mapped"),
     (GOOD.replace("rows: 500, ", ""), "sources.mpi.sampling: sampling method 'stratified' needs 'rows'"),
-    (GOOD.replace("rows: 500", "rows: -5"), "sources.mpi.sampling.rows: Input should be greater than 0"),
+    (GOOD.replace("rows: 500", "rows: -5"), "sources.mpi.sampling.rows: 数值过小 Input should be greater than 0"),
     ("sources: []", "sources: Input should be a valid dictionary"),
     (GOOD + "orchestration: {nightly_cron: '0 2 * *'}", "orchestration.nightly_cron: not a cron expression"),
     (GOOD + "orchestration: {nightly_cron: '* * * * * */10 1'}", "orchestration.nightly_cron: not a cron expression"),
@@ -117,6 +117,7 @@ def test_example_config_is_valid(monkeypatch):
                 "HEALTHQA_WEBHOOK_SECRET", "HEALTHQA_SMTP_PASSWORD", "HEALTHQA_CONSOLE_SECRET"):
         monkeypatch.setenv(var, "sqlite:///x.db")
     monkeypatch.setenv("AUDIT_DB_URL", "sqlite:///audit.db")  # the store is never one of the sources
+    monkeypatch.setenv("HEALTHQA_WEBHOOK_URL", "https://tickets.example.cn/healthqa")  # http(s) only
     example = Path(__file__).parents[2] / "healthqa.example.yml"
     cfg = config.load(example)
     assert {s.kind for s in cfg.sources.values()} == {"sqlalchemy", "odbc", "csv", "excel"}

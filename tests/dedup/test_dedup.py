@@ -202,7 +202,7 @@ def test_merge_instructions_parse_as_hl7_and_fhir(demo, tmp_path):
         store.review.decide("mpi", a, b, "merge", user_id=None, user=None, survivor=a)
     merges = accepted_merges(store, "mpi")
     assert len(merges) >= 1 and all(m.survivor != m.retired for m in merges)
-    files = write_all(merges, tmp_path / "out")
+    files = write_all(merges, tmp_path / "out").files
     messages = files["hl7"].read_bytes().decode("utf-8").split("\n")  # segments end in CR
     assert len(messages) == len(merges)
     for text, m in zip(messages, merges):

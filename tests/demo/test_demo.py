@@ -153,7 +153,8 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     inactive = frozenset(reg.loc[reg["active"] == 0, "org_code"])
     for table in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam", "chronic_followup"):
         key = canonical.table(table).key
-        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list, inactive).items():
+        for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list, inactive,
+                                          AS_OF).items():
             out[(table, fam)] = ks
     out.update(tc.collaboration_checks(frames, AS_OF))
     return out
@@ -178,7 +179,7 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
 
 
 KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
-         "clinical_edition_code"}
+         "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id"}
 
 
 def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):

@@ -17,6 +17,11 @@ from stdnum.cn import ric
 
 LOC = numdb.get("cn/loc")
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# ITU-T E.164: + or 00, a country code other than China's, at most 15 digits (separators aside)
+INTERNATIONAL = re.compile(r"^(\+|00)(?!86)[1-9]\d{6,14}$")
+# 港澳台居民居住证 numbers (国办发〔2018〕81号): GB 11643 with the address codes of Hong Kong, Macau, Taiwan
+PERMIT_AREAS = {"810000", "820000", "830000"}
+DOTS = "·•・‧･∙⋅"  # the middle dot U+00B7 and the look-alikes input methods give for it
 LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
 # WHO forms (I10, E11.9) and the national clinical edition 2.0's (E11.900, I10.x00, I15.800x005)
 ICD = re.compile(r"^[A-Z]\d{2}(\.(\d{1,2}|[\dx]\d{2}(x\d{3})?))?$")
@@ -62,7 +67,7 @@ def id_valid(s) -> bool:
         date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
     except ValueError:
         return False
-    return ric.calc_check_digit(s) == s[17] and area_exists(s[:6])
+    return ric.calc_check_digit(s) == s[17] and (area_exists(s[:6]) or s[:6] in PERMIT_AREAS)
 
 
 def _han(ch: str) -> bool:
@@ -75,7 +80,7 @@ def name_ok(name, id_type) -> bool:
     letters with single spaces, hyphens, apostrophes and dots."""
     if not isinstance(name, str):
         return True
-    parts = name.split("·")
+    parts = re.split(f"[{DOTS}]", name)
     if all(p and all(_han(c) for c in p) for p in parts) and 2 <= len(name) - len(parts) + 1 <= 20:
         return True
     if id_type not in LATIN_DOCUMENTS or "  " in name:
@@ -106,13 +111,19 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
     shared = nid[active_valid].duplicated(keep=False)
     name = p["name"]
     phone = p["phone"].astype(str)
+    created_t = created
+    now = pd.Timestamp(as_of)
+    # a newborn's archive may lack its ID number for the first year (docs/domain.md)
+    newborn = birth > now - pd.Timedelta(days=365)
+    epoch_unconfirmed = (birth == pd.Timestamp("1970-01-01")) & ~(valid & (id_birth == birth))
+    international = phone.str.replace(r"[\s\-().]", "", regex=True).str.match(INTERNATIONAL)
     gb_type = p["id_type_code"].isin(["01", "02"]) | p["id_type_code"].isna()  # documents with a GB 11643 number
     return {
         "name_missing": keys(p, blank(name), k),
         "name_placeholder": keys(p, name.isin(PLACEHOLDER_NAMES) | name.astype(str).str.endswith(("之子", "之女")), k),
         "name_invalid": keys(p, ~blank(name) & ~pd.Series([name_ok(n, t) for n, t in zip(name, p["id_type_code"])],
                                                            index=p.index), k),
-        "id_missing": keys(p, blank(p["id_number"]), k),
+        "id_missing": keys(p, blank(p["id_number"]) & ~newborn, k),
         "id_invalid": keys(p, nid.notna() & gb_type & ~valid, k),
         "id_legacy_15": keys(p, raw.str.fullmatch(r"\d{15}"), k),
         "id_format": keys(p, valid & (nid != raw) & ~raw.str.fullmatch(r"\d{15}"), k),
@@ -126,7 +137,8 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "phone_missing": keys(p, blank(p["phone"]), k),
         "phone_placeholder": keys(p, p["phone"].isin(PLACEHOLDER_PHONES), k),
         "phone_invalid": keys(p, ~blank(p["phone"]) & ~p["phone"].isin(PLACEHOLDER_PHONES)
-                              & ~p["phone"].astype(str).str.match(MOBILE) & ~p["phone"].astype(str).str.match(LANDLINE), k),
+                              & ~p["phone"].astype(str).str.match(MOBILE) & ~p["phone"].astype(str).str.match(LANDLINE)
+                              & ~international, k),
         "birth_implausible": keys(p, (birth < pd.Timestamp("1900-01-01"))
                                   | (birth < pd.Timestamp(as_of) - pd.DateOffset(years=120)), k),
         "birth_after_created": keys(p, birth > created, k),
@@ -143,7 +155,11 @@ def person_checks(p: pd.DataFrame, orgs: set[str], as_of) -> dict[str, set]:
         "created_after_updated": keys(p, created > pd.to_datetime(p["updated_at"], errors="coerce"), k),
         "death_in_future": keys(p, death > pd.Timestamp(as_of), k),
         "alive_with_death_date": keys(p, (p["status_code"] == "1") & death.notna(), k),
-        "birth_placeholder": keys(p, birth == pd.Timestamp("1900-01-01"), k),
+        "birth_placeholder": keys(p, (birth == pd.Timestamp("1900-01-01")) | epoch_unconfirmed, k),
+        "created_in_future": keys(p, created_t > now, k),
+        "death_placeholder": keys(p, death == pd.Timestamp("1900-01-01"), k),
+        "created_placeholder": keys(p, created_t == pd.Timestamp("1970-01-01"), k),
+        "name_dot_variant": keys(p, name.astype(str).str.contains(f"[{DOTS[1:]}]"), k),
         "id_type_mismatch": keys(p, ((p["id_type_code"] == "03") & raw.str.fullmatch(r"\d{17}[\dX]"))
                                  | (gb_type & raw.str.fullmatch(r"[A-Z]\d{8}")), k),
         "phone_prefix_unallocated": keys(p, phone.str.fullmatch(r"1\d{10}") & ~phone.isin(PLACEHOLDER_PHONES)
@@ -180,7 +196,8 @@ def _sex_limited(code) -> str | None:
 
 
 def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str], key: str, lab_units=None,
-                    code_list: dict[str, str] | None = None, inactive: frozenset[str] = frozenset()) -> dict[str, set]:
+                    code_list: dict[str, str] | None = None, inactive: frozenset[str] = frozenset(),
+                    as_of=None) -> dict[str, set]:
     out = {"orphan_archive": keys(df, ~df["archive_id"].isin(set(p["archive_id"])), key),
            "record_id_duplicate": keys(df, df[key].duplicated(keep=False), key),
            "org_inactive": keys(df, df["org_code"].isin(inactive), key)}
@@ -193,6 +210,12 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
     pb = pd.to_datetime(df["archive_id"].map(_person_attr(p, "birth_date")), errors="coerce")
     plausible_death = death > pb
     t = lambda c: pd.to_datetime(df[c], errors="coerce")  # noqa: E731
+    now = pd.Timestamp(as_of) if as_of is not None else None
+    event_times = {"outpatient_visit": ["visit_time"], "inpatient_stay": ["admit_time", "discharge_time"],
+                   "lab_result": ["sample_time", "report_time"], "health_exam": ["exam_date"],
+                   "chronic_followup": ["followup_date"]}[table]
+    if now is not None:
+        out["event_in_future"] = keys(df, pd.concat([t(c) > now for c in event_times], axis=1).any(axis=1), key)
     if table == "outpatient_visit":
         out["org_unregistered"] = keys(df, ~df["org_code"].isin(orgs), key)
         out["upload_lag"] = keys(df, t("upload_time") - t("visit_time") > DAY, key)
@@ -208,9 +231,13 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
     if table == "inpatient_stay":
         out["upload_lag"] = keys(df, t("upload_time") - t("discharge_time") > DAY, key)
         out["discharge_before_admit"] = keys(df, t("discharge_time") < t("admit_time"), key)
+        out["upload_before_event"] = keys(df, t("upload_time") < t("discharge_time"), key)
         out["record_after_death"] = keys(df, plausible_death & (t("admit_time") > death + DAY), key)
         code = df["diagnosis_code"]
         out["diagnosis_malformed"] = keys(df, ~blank(code) & ~code.astype(str).str.match(ICD), key)
+        if code_list is not None:
+            listed = code.map(code_list)
+            out["diagnosis_name_mismatch"] = keys(df, listed.notna() & (df["diagnosis_name"] != listed), key)
     if table == "lab_result":
         v = pd.to_numeric(df["value"], errors="coerce")
         lo, hi = df["ref_low"].astype(float), df["ref_high"].astype(float)
@@ -218,6 +245,8 @@ def clinical_checks(table: str, df: pd.DataFrame, p: pd.DataFrame, orgs: set[str
         out["lab_value_non_numeric"] = keys(df, v.isna() & ~blank(df["value"]), key)
         out["lab_unit_invalid"] = keys(df, df["unit"] != df["item_code"].map(lab_units), key)
         out["lab_range_inverted"] = keys(df, lo > hi, key)
+        out["upload_before_event"] = keys(df, t("upload_time") < t("report_time"), key)
+        out["sample_after_report"] = keys(df, t("sample_time") > t("report_time"), key)
         flag = pd.Series(["H" if x > high else "L" if x < low else "N" for x, low, high in zip(v, lo, hi)], index=df.index)
         out["lab_flag_inconsistent"] = keys(df, v.notna() & (lo <= hi) & (flag != df["abnormal_flag"]), key)
     if table == "health_exam":

@@ -77,7 +77,7 @@ VALID = {
     "tw-permit": row(id_type_code="07", id_number="01234567"),
     "deceased": row(status_code="2", death_date="2025-05-01"),
     "moved-away": row(status_code="3"),
-    "epoch-birthday": row(birth_date="1970-01-01"),
+    "epoch-birthday": row(birth_date="1970-01-01", id_number="11010519700101002X"),  # the ID number vouches for it
     "town": row(address="镇海区九龙湖镇汶溪村", adcode="330211101"),
     "chongqing": row(address="重庆市江北区观音桥步行街8号", adcode="500105"),
     "street-only": row(address="庄市街道兴庄路3号", adcode="330211004"),

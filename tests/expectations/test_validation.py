@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("validation")  # the demo validated once fo
 FAMILY = {
     "MPI-ARCHIVE-REQUIRED": None, "MPI-ARCHIVE-FORMAT": "archive_id_format",
     "MPI-ARCHIVE-UNIQUE": "archive_id_duplicate", "MPI-NAME-REQUIRED": "name_missing",
-    "MPI-NAME-PLACEHOLDER": "name_placeholder", "MPI-NAME-PLAUSIBLE": "name_invalid", "MPI-NAME-FORM": None,
+    "MPI-NAME-PLACEHOLDER": "name_placeholder", "MPI-NAME-PLAUSIBLE": "name_invalid", "MPI-NAME-FORM": "name_dot_variant",
     "MPI-SEX-CODE": "sex_invalid", "MPI-MARITAL-CODE": "marital_invalid", "MPI-ETHNICITY-CODE": "ethnicity_invalid",
     "MPI-ID-REQUIRED": "id_missing", "MPI-ID-VALID": "id_invalid", "MPI-ID-LEGACY15": "id_legacy_15",
     "MPI-ID-FORM": "id_format", "MPI-ID-BIRTH": "id_birth_mismatch", "MPI-ID-SEX": "id_sex_mismatch",
@@ -55,21 +55,32 @@ FAMILY = {
     # future upload times are not injected: the clean platform has none (tests/pipelines/test_nightly_watermark.py makes one)
     "OPV-UPLOAD-NOT-FUTURE": None, "IPS-UPLOAD-NOT-FUTURE": None, "LAB-UPLOAD-NOT-FUTURE": None,
     # DQD check types and registration facts (issue 19)
-    "MPI-CREATED-NOT-FUTURE": None, "MPI-UPDATED-NOT-FUTURE": None, "MPI-DEATH-NOT-FUTURE": "death_in_future",
+    "MPI-CREATED-NOT-FUTURE": "created_in_future",
+    # future update times are not injected: the person table's time column, which the incremental duplicate
+    # scan treats as a case of its own (tests/dedup/test_dedup_times_and_index.py makes one)
+    "MPI-UPDATED-NOT-FUTURE": None, "MPI-DEATH-NOT-FUTURE": "death_in_future",
     "MPI-CREATED-BEFORE-UPDATED": "created_after_updated", "MPI-ALIVE-NO-DEATH-DATE": "alive_with_death_date",
-    "MPI-BIRTH-PLACEHOLDER": "birth_placeholder", "MPI-DEATH-PLACEHOLDER": None, "MPI-ID-FORM-BY-TYPE": "id_type_mismatch",
+    "MPI-BIRTH-PLACEHOLDER": "birth_placeholder", "MPI-DEATH-PLACEHOLDER": "death_placeholder",
+    "MPI-CREATED-PLACEHOLDER": "created_placeholder", "MPI-ID-FORM-BY-TYPE": "id_type_mismatch",
     "MPI-PHONE-MOBILE-PREFIX": "phone_prefix_unallocated", "MPI-ADDRESS-AREA": "address_area_mismatch",
-    "OPV-VISIT-ID-UNIQUE": "record_id_duplicate", "OPV-VISIT-NOT-FUTURE": None, "OPV-DX-SEX": "diagnosis_sex_implausible",
+    "OPV-VISIT-ID-UNIQUE": "record_id_duplicate",
+    "OPV-VISIT-NOT-FUTURE": "event_in_future", "OPV-DX-SEX": "diagnosis_sex_implausible",
     "OPV-ORG-ACTIVE": "org_inactive",
-    "IPS-STAY-ID-UNIQUE": "record_id_duplicate", "IPS-ADMIT-NOT-FUTURE": None, "IPS-DISCHARGE-NOT-FUTURE": None,
-    "IPS-UPLOAD-AFTER-DISCHARGE": None, "IPS-NOT-BEFORE-BIRTH": None, "IPS-DX-SEX": "diagnosis_sex_implausible",
+    "IPS-STAY-ID-UNIQUE": "record_id_duplicate", "IPS-ADMIT-NOT-FUTURE": "event_in_future",
+    "IPS-DISCHARGE-NOT-FUTURE": "event_in_future",
+    "IPS-UPLOAD-AFTER-DISCHARGE": "upload_before_event", "IPS-DX-NAME": "diagnosis_name_mismatch",
+    "IPS-NOT-BEFORE-BIRTH": None, "IPS-DX-SEX": "diagnosis_sex_implausible",
     "IPS-ORG-ACTIVE": "org_inactive",
-    "LAB-RESULT-ID-UNIQUE": "record_id_duplicate", "LAB-SAMPLE-NOT-FUTURE": None, "LAB-REPORT-NOT-FUTURE": None,
-    "LAB-REPORT-AFTER-SAMPLE": None, "LAB-UPLOAD-AFTER-REPORT": None, "LAB-NOT-BEFORE-BIRTH": None,
+    "LAB-RESULT-ID-UNIQUE": "record_id_duplicate",
+    "LAB-SAMPLE-NOT-FUTURE": "event_in_future", "LAB-REPORT-NOT-FUTURE": "event_in_future",
+    "LAB-REPORT-AFTER-SAMPLE": "sample_after_report",
+    "LAB-UPLOAD-AFTER-REPORT": "upload_before_event", "LAB-NOT-BEFORE-BIRTH": None,
     "LAB-ORG-ACTIVE": "org_inactive",
-    "EXAM-ID-UNIQUE": "record_id_duplicate", "EXAM-DATE-NOT-FUTURE": None, "EXAM-NOT-BEFORE-BIRTH": None,
+    "EXAM-ID-UNIQUE": "record_id_duplicate",
+    "EXAM-DATE-NOT-FUTURE": "event_in_future", "EXAM-NOT-BEFORE-BIRTH": None,
     "EXAM-ORG-ACTIVE": "org_inactive",
-    "FU-ID-UNIQUE": "record_id_duplicate", "FU-DATE-NOT-FUTURE": None, "FU-NOT-BEFORE-BIRTH": None,
+    "FU-ID-UNIQUE": "record_id_duplicate",
+    "FU-DATE-NOT-FUTURE": "event_in_future", "FU-NOT-BEFORE-BIRTH": None,
     "FU-ORG-ACTIVE": "org_inactive",
     # the archive collaboration: deaths and moves (issue 21)
     "DEATH-REG-ID-REQUIRED": None, "DEATH-REG-DATE-REQUIRED": None, "DEATH-REG-DATE-NOT-FUTURE": None,
@@ -238,3 +249,19 @@ def test_dirty_values_never_crash_and_are_counted(pg_db, tmp_path):
     assert res["MPI-SEX-CODE"].violating_keys == [DIRTY["DABH"][5]]  # ' 2' is trimmed; 男 is not a code
     assert DIRTY["DABH"][4] in res["MPI-NAME-PLAUSIBLE"].violating_keys  # mojibake
     assert DIRTY["DABH"][5] in res["MPI-NAME-PLACEHOLDER"].violating_keys
+
+
+def test_the_demo_names_each_family_s_rules_as_this_test_does(validated, demo):
+    """healthqa.demo.families (what `healthqa demo` prints its truth check with) maps each family to
+    the rules this test holds to it, and its summary of a night finds every family whole and no
+    valid record flagged."""
+    from types import SimpleNamespace
+
+    from healthqa.demo.families import RULES, summary
+
+    assert {fam: tuple(r for r, f in FAMILY.items() if f == fam) for fam in set(FAMILY.values()) - {None}} == RULES
+    results = [SimpleNamespace(table=t, rule_id=rid, violations=r.violations, sample_keys=r.violating_keys)
+               for rid, (t, r) in validated.items()]
+    families, kinds = summary(demo / "truth", results)
+    assert {(f.table, f.family): f.recall for f in families if f.recall < 1} == {}
+    assert {k.kind: k.flagged for k in kinds if k.flagged or not k.complete} == {}

@@ -392,6 +392,8 @@ def small(tmp_path):
     folder = tmp_path / "small"
     res = invoke("demo", "--dir", folder, "--persons", 100, "--seed", 3, "--as-of", AS_OF.isoformat())
     assert res.exit_code == 0, res.output
+    # the night against the truth: recall per defect family, false flags per valid kind
+    assert "真值核对 truth check" in res.stdout and "id_invalid" in res.stdout and "误报 false flags" in res.stdout
     return folder
 
 

@@ -20,7 +20,7 @@ from healthqa import clock
 from healthqa.config import Config
 from healthqa.console.app import templates as console_templates
 from healthqa.errors import ConfigError
-from healthqa.pipelines.cli import render
+from healthqa.pipelines.cli import findings_view
 from healthqa.reports import assess, publish, run_report
 from healthqa.reports.findings import location
 from healthqa.reports.render import _env as report_env
@@ -260,7 +260,7 @@ def test_the_emergency_flag_shows_wherever_the_level_shows(cfg, store, tmp_path,
     assert "7×24" in sent[0]["Subject"] and "[7×24 应急 emergency] 严重数据错误" in sent[0].get_content()
     # the command line's findings list, the console's, the run report's
     out = io.StringIO()
-    Console(file=out, width=200).print(render.findings_table([f], location, clock.now()))
+    Console(file=out, width=200).print(findings_view.findings_table([f], location, clock.now()))
     assert "7×24 应急" in out.getvalue()
     page = console_templates().env.get_template("findings_table.html.j2").render(rows=[f], now=clock.now(), orgs=None)
     assert "7×24 应急" in page

@@ -1,0 +1,140 @@
+"""Which rules find each defect family the generator injects, and how the audit of a demo night
+compares with the truth: per family the rows injected and the rows its rules flagged, per kind of
+valid record how many any rule flagged.
+
+Rule ids are names here, not imports: the generator stays apart from the rules it is measured against
+(the import contract). ``tests/expectations/test_validation.py`` holds each rule to exactly its
+family's rows; ``healthqa demo`` prints this module's summary of the night it ran, from the counts and
+sample keys its results keep (no second validation: the demo costs what it did).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# family (truth/defects.csv) -> the rules that find it, in any table (docs/domain.md "What goes wrong")
+RULES: dict[str, tuple[str, ...]] = {
+    "adcode_invalid": ("MPI-ADCODE-EXISTS",),
+    "adcode_outside_district": ("MPI-ADCODE-IN-DISTRICT",),
+    "address_area_mismatch": ("MPI-ADDRESS-AREA",),
+    "address_missing": ("MPI-ADDRESS-REQUIRED",),
+    "alive_with_death_date": ("MPI-ALIVE-NO-DEATH-DATE",),
+    "archive_id_duplicate": ("MPI-ARCHIVE-UNIQUE",),
+    "archive_id_format": ("MPI-ARCHIVE-FORMAT",),
+    "birth_after_created": ("MPI-BIRTH-BEFORE-CREATED",),
+    "birth_implausible": ("MPI-BIRTH-PLAUSIBLE",),
+    "birth_placeholder": ("MPI-BIRTH-PLACEHOLDER",),
+    "bmi_inconsistent": ("EXAM-BMI",),
+    "bp_inverted": ("EXAM-BP-ORDERED", "FU-BP-ORDERED"),
+    "bp_out_of_range": ("EXAM-SBP-RANGE", "EXAM-DBP-RANGE"),
+    "created_after_updated": ("MPI-CREATED-BEFORE-UPDATED",),
+    "created_in_future": ("MPI-CREATED-NOT-FUTURE",),
+    "created_placeholder": ("MPI-CREATED-PLACEHOLDER",),
+    "death_archive_active": ("DEATH-REG-ARCHIVE-CLOSED",),
+    "death_before_birth": ("MPI-DEATH-AFTER-BIRTH",),
+    "death_date_disagrees": ("DEATH-REG-DATE-AGREES",),
+    "death_date_missing": ("MPI-DEATH-DATE-REQUIRED",),
+    "death_in_future": ("MPI-DEATH-NOT-FUTURE",),
+    "death_placeholder": ("MPI-DEATH-PLACEHOLDER",),
+    "death_unregistered": ("MPI-DEATH-REGISTERED",),
+    "diagnosis_malformed": ("OPV-DX-FORMAT", "IPS-DX-FORMAT"),
+    "diagnosis_missing": ("OPV-DX-REQUIRED",),
+    "diagnosis_name_mismatch": ("OPV-DX-NAME", "IPS-DX-NAME"),
+    "diagnosis_sex_implausible": ("OPV-DX-SEX", "IPS-DX-SEX"),
+    "diagnosis_unknown": ("OPV-DX-CATEGORY",),
+    "discharge_before_admit": ("IPS-DISCHARGE-AFTER-ADMIT",),
+    "ethnicity_invalid": ("MPI-ETHNICITY-CODE",),
+    "event_in_future": ("OPV-VISIT-NOT-FUTURE", "IPS-ADMIT-NOT-FUTURE", "IPS-DISCHARGE-NOT-FUTURE",
+            "LAB-SAMPLE-NOT-FUTURE", "LAB-REPORT-NOT-FUTURE", "EXAM-DATE-NOT-FUTURE", "FU-DATE-NOT-FUTURE"),
+    "feed_silent": ("ORG-FEED-ACTIVE",),
+    "followup_after_move": ("FU-NOT-AFTER-MOVE-OUT",),
+    "glucose_out_of_range": ("EXAM-GLUCOSE-RANGE", "FU-GLUCOSE-RANGE"),
+    "height_out_of_range": ("EXAM-HEIGHT-RANGE",),
+    "id_birth_mismatch": ("MPI-ID-BIRTH",),
+    "id_format": ("MPI-ID-FORM",),
+    "id_invalid": ("MPI-ID-VALID",),
+    "id_legacy_15": ("MPI-ID-LEGACY15",),
+    "id_missing": ("MPI-ID-REQUIRED",),
+    "id_sex_mismatch": ("MPI-ID-SEX",),
+    "id_shared_active": ("MPI-ID-ONE-ACTIVE",),
+    "id_type_mismatch": ("MPI-ID-FORM-BY-TYPE",),
+    "lab_flag_inconsistent": ("LAB-FLAG-CONSISTENT",),
+    "lab_range_inverted": ("LAB-RANGE-ORDERED",),
+    "lab_unit_invalid": ("LAB-UNIT",),
+    "lab_value_non_numeric": ("LAB-VALUE-NUMERIC",),
+    "marital_invalid": ("MPI-MARITAL-CODE",),
+    "move_in_without_out": ("MOVE-IN-HAS-OUT",),
+    "name_dot_variant": ("MPI-NAME-FORM",),
+    "name_invalid": ("MPI-NAME-PLAUSIBLE",),
+    "name_missing": ("MPI-NAME-REQUIRED",),
+    "name_placeholder": ("MPI-NAME-PLACEHOLDER",),
+    "next_date_not_after": ("FU-NEXT-AFTER",),
+    "org_inactive": ("OPV-ORG-ACTIVE", "IPS-ORG-ACTIVE", "LAB-ORG-ACTIVE", "EXAM-ORG-ACTIVE", "FU-ORG-ACTIVE"),
+    "org_unregistered": ("MPI-ORG-REGISTERED", "OPV-ORG-REGISTERED"),
+    "orphan_archive": ("OPV-ARCHIVE-EXISTS", "IPS-ARCHIVE-EXISTS", "LAB-ARCHIVE-EXISTS", "EXAM-ARCHIVE-EXISTS",
+            "FU-ARCHIVE-EXISTS"),
+    "phone_invalid": ("MPI-PHONE-VALID",),
+    "phone_missing": ("MPI-PHONE-REQUIRED",),
+    "phone_placeholder": ("MPI-PHONE-PLACEHOLDER",),
+    "phone_prefix_unallocated": ("MPI-PHONE-MOBILE-PREFIX",),
+    "record_after_death": ("OPV-NOT-AFTER-DEATH", "IPS-NOT-AFTER-DEATH"),
+    "record_before_birth": ("OPV-NOT-BEFORE-BIRTH",),
+    "record_id_duplicate": ("OPV-VISIT-ID-UNIQUE", "IPS-STAY-ID-UNIQUE", "LAB-RESULT-ID-UNIQUE", "EXAM-ID-UNIQUE",
+            "FU-ID-UNIQUE"),
+    "sample_after_report": ("LAB-REPORT-AFTER-SAMPLE",),
+    "service_after_registered_death": ("OPV-NOT-AFTER-REGISTERED-DEATH", "IPS-NOT-AFTER-REGISTERED-DEATH",
+                                       "EXAM-NOT-AFTER-REGISTERED-DEATH", "FU-NOT-AFTER-REGISTERED-DEATH"),
+    "sex_invalid": ("MPI-SEX-CODE",),
+    "two_active_after_move": ("MOVE-ONE-ACTIVE",),
+    "upload_before_event": ("OPV-UPLOAD-AFTER-VISIT", "IPS-UPLOAD-AFTER-DISCHARGE", "LAB-UPLOAD-AFTER-REPORT"),
+    "upload_lag": ("OPV-UPLOAD-T1", "IPS-UPLOAD-T1", "LAB-UPLOAD-T1"),
+    "weight_out_of_range": ("EXAM-WEIGHT-RANGE",),
+}
+# measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
+MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})
+
+
+@dataclass(frozen=True)
+class FamilyRecall:
+    table: str
+    family: str
+    injected: int
+    flagged: int  # the most rows any of the family's rules flagged in the table (all its rows when one rule finds them)
+
+    @property
+    def recall(self) -> float:
+        return min(self.flagged, self.injected) / self.injected if self.injected else 1.0
+
+
+@dataclass(frozen=True)
+class KindFlags:
+    kind: str
+    records: int
+    flagged: int  # records of the kind among the flagged keys the results keep
+    complete: bool  # every flagged key was kept (else ``flagged`` is a lower bound)
+
+
+def summary(truth_dir: Path, results: Iterable) -> tuple[list[FamilyRecall], list[KindFlags]]:
+    """Per (table, family) of the truth the rows injected and flagged, and per valid kind the records
+    flagged; ``results``: a run's stored results (table, rule_id, violations, sample_keys)."""
+    results = list(results)
+    defects = pd.read_csv(truth_dir / "defects.csv", dtype=str, keep_default_na=False)
+    kinds = pd.read_csv(truth_dir / "valid_kinds.csv", dtype=str, keep_default_na=False)
+    by_rule = {(r.table, r.rule_id): r.violations for r in results}
+    families = []
+    for (table, family), grp in defects.groupby(["table", "defect"]):
+        counts = [by_rule[table, rule] for rule in RULES.get(family, ()) if (table, rule) in by_rule]
+        families.append(FamilyRecall(table, family, grp["key"].nunique(), max(counts, default=0)))
+    flags = []
+    for kind, grp in kinds.groupby("kind"):
+        keys = set(grp["key"])
+        table = grp["table"].iloc[0]
+        rows = [r for r in results if r.table == table and r.rule_id not in MEASURES and r.violations]
+        hit = set().union(*(set(map(str, r.sample_keys or [])) & keys for r in rows))
+        complete = all(len(r.sample_keys or []) >= r.violations for r in rows)
+        flags.append(KindFlags(kind, len(keys), len(hit), complete))
+    return families, flags
