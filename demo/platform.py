@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical
+from . import clinical, registry
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -56,6 +56,13 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "chronic_followup": ("qc", "JK_MBSF", {
         "followup_id": "SFJLID", "archive_id": "GRDAH", "org_code": "SFJGDM", "disease": "JBLB",
         "followup_date": "SFRQ", "sbp": "SSY", "dbp": "SZY", "fasting_glucose": "KFXT", "next_date": "XCSFRQ"}),
+    # the archive collaboration (demo/registry.py): death registrations and archive moves
+    "death_registration": ("drc", "tb_swdj", {
+        "registration_id": "swdjbh", "id_number": "sfzh", "name": "xm", "death_date": "swrq", "org_code": "djjgdm",
+        "cause_code": "gbsydm", "registered_at": "djsj"}),
+    "archive_move": ("mpi", "T_DAQY", {
+        "move_id": "QYJLBH", "archive_id": "DABH", "org_code": "JLJGDM", "direction": "QYFX", "from_org": "QCJGDM",
+        "to_org": "QRJGDM", "move_date": "QYRQ"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -142,6 +149,8 @@ class _Writer:
         self.counts = dict.fromkeys(PHYSICAL, 0)
 
     def write(self, table: str, df: pd.DataFrame) -> None:
+        if df.empty:  # a chunk without deaths or moves (numpy's text functions refuse empty arrays)
+            return
         db, phys, cols = PHYSICAL[table]
         names = [c for c in canonical.table(table).columns if c in cols]
         sql = f"INSERT INTO {phys} ({', '.join(cols[c] for c in names)}) VALUES ({', '.join('?' * len(names))})"
@@ -243,7 +252,7 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            if table == "organization":
+            if table in ("organization", "death_registration"):  # registrations arrive late: read whole
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -308,22 +317,35 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
 
         ctx = Ctx(world=world, rng=world.rng(3, chunk_no), people=people)
         before = people["archive_id"].copy()
+        issued = people["id_number"].copy()  # as issued: the number a death certificate carries
         inject("person", "archive_id", people, ctx, truth, opts.defect_scale,
                protect=people["_dup"] | people["_kind"].notna())
+        collab = registry.collaborate(world, world.rng(7, chunk_no), people, issued,
+                                     events["chronic_followup"]["archive_id"], chunk_no, truth)
+        registered = registry.registered_by_archive(people, collab.registrations)
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
             inject(table, canonical.table(table).key, df, ctx, truth, opts.defect_scale)
+            if table == "chronic_followup":
+                df = registry.phantom_followups(world, world.rng(8, chunk_no), df, collab.open_archives,
+                                                registered, chunk_no)
+                moves = registry.date_moves(world, collab.moves, df)
+                registry.move_truth(people, moves, df, truth)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)
+            registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
         _shared_ids(people, truth)
+        registry.death_truth(people, collab.registrations, opts.as_of, truth)
+        writer.write("death_registration", collab.registrations)
+        writer.write("archive_move", moves)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)

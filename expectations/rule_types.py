@@ -135,6 +135,11 @@ class RuleType:
     # change each other's outcome, so the runner evaluates the type on groups of keys at a time
     # (bounded memory on a big table); None: on the whole table at once
     partition: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None
+    # the other record a violation concerns (a finding names both): ``(df, params, ctx) -> Series``
+    # of "table key" texts, from the references ``linked`` names — resolved when they can be, never
+    # a reason not to run the rule
+    counterpart: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None
+    linked: tuple[str, ...] = ()
 
     @property
     def domain(self) -> tuple[str, ...]:
@@ -167,7 +172,9 @@ def _camel(name: str) -> str:
 def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, ...] = (), *,
               params: type[RuleParams] | None = None, expectation: str | None = None,
               optional: tuple[str, ...] = (), whole_table: bool = False,
-              partition: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None) -> Callable[[Any], Any]:
+              partition: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None,
+              counterpart: Callable[[pd.DataFrame, Any, RuleContext], pd.Series] | None = None,
+              linked: tuple[str, ...] = ()) -> Callable[[Any], Any]:
     """Register a rule type: a function ``(df, params, ctx) -> (applies, violates)``, or a class
     whose instances are such callables. ``params`` is the model of its parameters (a ``RuleParams``;
     its ``Column`` fields are the column parameters, ``OptionalColumn`` ones may be left out); a type
@@ -178,7 +185,9 @@ def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, .
     type's GE class name (GE's style, e.g. ``ExpectColumnValuesToBeValidGb11643Id``); by default one
     is made from the name. ``whole_table``: a row's outcome depends on other rows of the table (a
     validation read in chunks keeps the type's columns and evaluates it once at the end);
-    ``partition``: its key (see ``RuleType.partition``), receiving the model.
+    ``partition``: its key (see ``RuleType.partition``), receiving the model. ``counterpart``: the
+    other record each violating row concerns, from the references ``linked`` names (the examples of
+    a finding name both records; a reference not had leaves it out).
     A name is registered once: a second, different type of the same name is an error naming both."""
     model: type[BaseModel]
     if params is not None:
@@ -198,7 +207,8 @@ def rule_type(name: str, columns: tuple[str, ...] = (), references: tuple[str, .
         fn = impl() if isinstance(impl, type) else impl
         REGISTRY[name] = RuleType(name, fn, model, columns, references, (impl.__doc__ or "").strip(),
                                   expectation or f"Expect{kind}ToSatisfy{_camel(name)}", optional, origin,
-                                  whole_table, typed=params is not None, partition=partition)
+                                  whole_table, typed=params is not None, partition=partition,
+                                  counterpart=counterpart, linked=linked)
         return impl
     return register
 
@@ -962,5 +972,6 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
     return applies, violates
 
 
-# the rule types of the DQD check types and of Chinese registration facts (issue 19) register themselves
-from . import rule_types_dqd  # noqa: E402,F401
+# the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
+# collaboration (deaths and moves, issue 21), register themselves
+from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401

@@ -355,7 +355,7 @@ class Validation:
             if len(rows) and (orgs or len(tl.examples) < EXAMPLES_PER_ORG * 3):
                 picked = _pick(rows, names[codes[rows]] if orgs else None, tl)
                 if len(picked):
-                    tl.examples = _first_orgs(tl.examples + _examples(frame, t, self._rule[rule_id], picked))
+                    tl.examples = _first_orgs(tl.examples + _examples(frame, t, self._rule[rule_id], picked, self.ctx))
 
 
 @dataclass
@@ -572,11 +572,16 @@ class _Columns:
             i, lo = j, hi
 
 
-def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray) -> list[dict]:
+def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarray,
+              ctx: RuleContext | None = None) -> list[dict]:
     """Violating rows as the QC manager sees them: record key, institution and the rule's columns,
-    with personal values masked (DESIGN's masks)."""
+    with personal values masked (DESIGN's masks), and the other record the violation concerns where
+    the rule type names one (``linked``: a registered death's archive)."""
     cols = [c for c in dict.fromkeys([t.key, *([t.org] if t.org else []), *rule.columns]) if c in df.columns]
     shown = mask_frame(df.iloc[picked][cols], t).astype(object).where(lambda x: x.notna(), None)
+    linked = _counterparts(df.iloc[picked], rule, ctx)
+    if linked is not None:
+        shown["linked"] = linked.to_numpy()
     out = []
     for rec in shown.to_dict("records"):
         key = rec.pop(t.key, None)
@@ -584,3 +589,16 @@ def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarr
         out.append({"key": None if key is None else str(key), "org": None if org is None else str(org),
                     "values": {c: None if v is None else str(v) for c, v in rec.items()}})
     return out
+
+
+def _counterparts(rows: pd.DataFrame, rule: Rule, ctx: RuleContext | None) -> pd.Series | None:
+    """The other record each row's violation concerns (``RuleType.counterpart``), or None: no such
+    type, or its references not had (the example then names the one record)."""
+    rt = rule_types.get(rule.type)
+    if rt.counterpart is None or ctx is None or ctx.unavailable(set(rt.linked)):
+        return None
+    try:
+        got = rt.counterpart(rows.reset_index(drop=True), rule.typed_params, replace(ctx, cache={}))
+    except (LookupError, KeyError, ValueError, TypeError):
+        return None
+    return got.astype(object).where(got.notna(), None)

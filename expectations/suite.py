@@ -102,6 +102,11 @@ class Rule(BaseModel):
     def needs(self) -> set[str]:
         return _types().get(self.type).needs(self.params)
 
+    @property
+    def linked(self) -> set[str]:
+        """Reference data that names the other record of a violation (resolved if it can be)."""
+        return set(_types().get(self.type).linked)
+
 
 @cache
 def dqd_catalogue() -> dict[str, Any]:

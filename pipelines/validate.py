@@ -144,7 +144,7 @@ def _context(cfg: Config, rules: Sequence[suites.Rule]) -> RuleContext:
     """The reference time, the district and the reference data ``rules`` need (unavailable ones
     marked so: the rules needing them are not run, the others are)."""
     as_of = reference_time(cfg)
-    needs: set[str] = set().union(*(r.needs for r in rules))
+    needs: set[str] = set().union(*(r.needs | r.linked for r in rules))
     site_codes = read_diagnosis_codes(cfg.validation.diagnosis_codes) if cfg.validation.diagnosis_codes else None
     return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of),
                        diagnosis_codes=site_codes)

@@ -156,6 +156,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
         for fam, ks in tc.clinical_checks(table, frames[table], p, orgs, key, units, code_list, inactive,
                                           AS_OF).items():
             out[(table, fam)] = ks
+    out.update(tc.collaboration_checks(frames, AS_OF))
     return out
 
 

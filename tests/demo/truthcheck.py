@@ -285,3 +285,68 @@ def print_false_flags(summary: dict[str, tuple[int, dict[str, int]]]) -> None:
     for kind, (n, by_rule) in sorted(summary.items()):
         rules = ", ".join(f"{r} {c}" for r, c in sorted(by_rule.items())) or "none"
         print(f"  {kind}: {sum(by_rule.values())} flags on {n} records ({rules})")
+
+
+def collaboration_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], set]:
+    """The archive collaboration (docs/domain.md, "Deaths and moves"): registrations against the MPI
+    by ID number, services after a registered death, and the archive moves."""
+    p, regs, moves = f["person"], f["death_registration"], f["archive_move"]
+    pid = p["id_number"].map(norm_id)
+    pdeath = pd.to_datetime(p["death_date"], errors="coerce")
+    rid = regs["id_number"].map(norm_id)
+    rdate = pd.to_datetime(regs["death_date"], errors="coerce")
+    out: dict[tuple[str, str], set] = {}
+    # a registered death whose archive (any archive of the number) is still active
+    active_ids = set(pid[(p["status_code"] == "1") & pid.notna()])
+    out[("death_registration", "death_archive_active")] = keys(regs, rid.isin(active_ids), "registration_id")
+    # death dates more than a day apart, against every archive of the number
+    disagree = set()
+    for key, i, d in zip(regs["registration_id"], rid, rdate):
+        archived = pdeath[(pid == i) & pdeath.notna()]
+        if pd.notna(d) and ((archived - d).abs() > DAY).any():
+            disagree.add(key)
+    out[("death_registration", "death_date_disagrees")] = disagree
+    # a deceased archive without a registration, from the earliest registration to 30 days ago
+    covered = (pdeath >= rdate.min()) & (pdeath <= pd.Timestamp(as_of) - pd.Timedelta(days=30))
+    out[("person", "death_unregistered")] = keys(p, (p["status_code"] == "2") & pid.notna() & covered
+                                                 & ~pid.isin(set(rid)), "archive_id")
+    # services dated after the day of the registered death
+    registered = pd.Series(rdate.to_numpy(), index=rid).groupby(level=0).min()
+    unique = p.drop_duplicates("archive_id", keep=False)
+    death_of = pd.Series(unique["id_number"].map(norm_id).map(registered).to_numpy(), index=unique["archive_id"])
+    for table, col in (("outpatient_visit", "visit_time"), ("inpatient_stay", "admit_time"),
+                       ("health_exam", "exam_date"), ("chronic_followup", "followup_date")):
+        df = f[table]
+        day = pd.to_datetime(df[col], errors="coerce").dt.floor("D")
+        out[(table, "service_after_registered_death")] = keys(df, day > df["archive_id"].map(death_of),
+                                                             canonical_key(table))
+    # moves: a move in from a registered institution without its move out
+    registered_orgs = set(f["organization"]["org_code"])
+    outs = moves[moves["direction"] == "1"]
+    pairs = set(zip(outs["archive_id"], outs["from_org"], outs["to_org"]))
+    ins = moves[moves["direction"] == "2"]
+    out[("archive_move", "move_in_without_out")] = {
+        m for m, a, s, t in zip(ins["move_id"], ins["archive_id"], ins["from_org"], ins["to_org"])
+        if s in registered_orgs and (a, s, t) not in pairs}
+    # after a move in, another active archive of the same resident
+    ident = unique.set_index("archive_id")["id_number"].map(norm_id)
+    actives = p[p["status_code"] == "1"]
+    two = set()
+    for m, a in zip(ins["move_id"], ins["archive_id"]):
+        i = ident.get(a)
+        if isinstance(i, str) and ((actives["id_number"].map(norm_id) == i) & (actives["archive_id"] != a)).any():
+            two.add(m)
+    out[("archive_move", "two_active_after_move")] = two
+    # follow-ups by the old institution after the archive's last move out
+    last_out = outs.assign(d=pd.to_datetime(outs["move_date"])).sort_values("d").groupby("archive_id").last()
+    fu = f["chronic_followup"]
+    when = fu["archive_id"].map(last_out["d"])
+    out[("chronic_followup", "followup_after_move")] = keys(
+        fu, (fu["org_code"] == fu["archive_id"].map(last_out["from_org"])) & (pd.to_datetime(fu["followup_date"]) > when),
+        "followup_id")
+    return out
+
+
+def canonical_key(table: str) -> str:
+    return {"outpatient_visit": "visit_id", "inpatient_stay": "stay_id", "health_exam": "exam_id",
+            "chronic_followup": "followup_id"}[table]

@@ -64,7 +64,18 @@ def _references(as_of: pd.Timestamp) -> dict:
     return {"person.archive_id": {"A1", "A2"}, "person.birth_date": born, "person.death_date": born.iloc[:0],
             "organization.org_code": {"ORG1"}, "uploads.last_day": {"ORG1"},
             "person.sex_code": pd.Series(["1"], index=["A1"]), "organization.inactive": {"ORG2"},
-            "health_exam.archive_id": {"A1"}}
+            "health_exam.archive_id": {"A1"},
+            # the archive collaboration (deaths and moves)
+            "person.known_id_numbers": {"11010519491231002X"},
+            "person.id_number": pd.Series(["11010519491231002X"], index=["A1"]),
+            "person.active_archives_by_id_number": pd.Series([2], index=["11010519491231002X"]),
+            "person.status_code": pd.Series(["1"], index=["A1"]),
+            "person.id_number.first_death_date": born.set_axis(["11010519491231002X"]),
+            "person.id_number.last_death_date": born.set_axis(["11010519491231002X"]),
+            "death_registration.death_date": born.set_axis(["11010519491231002X"]),
+            # A2 died and moved out (A1's records are the valid ones the other tests judge)
+            "person.registered_death_date": born.set_axis(["A2"]), "archive_move.move_out_date": born.set_axis(["A2"]),
+            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"])}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]

@@ -22,7 +22,10 @@ UNAVAILABLE = "参照数据不可用 reference unavailable: mpi unreachable"
 
 
 def _needs_mpi(rule: suite.Rule) -> bool:
-    return any(n.startswith("person.") for n in rule.needs)
+    """Whether a reference the rule needs reads a table of the MPI's store (person, archive_move)."""
+    from healthqa import canonical
+
+    return any(canonical.table(t).store == "mpi" for n in rule.needs for t in references.PROVIDERS[n].reads)
 
 
 def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeypatch):
@@ -38,7 +41,8 @@ def test_an_unreachable_provider_leaves_only_its_rules_not_run(platform, monkeyp
     run = validate_adhoc(cfg, ValidationRequest("drc", ["outpatient_visit"]))
     results = {r.rule.id: r for _, r in run.results}
     needing = {i for i, r in results.items() if _needs_mpi(r.rule)}
-    assert needing == {"OPV-ARCHIVE-EXISTS", "OPV-NOT-BEFORE-BIRTH", "OPV-NOT-AFTER-DEATH", "OPV-DX-SEX"}
+    assert needing == {"OPV-ARCHIVE-EXISTS", "OPV-NOT-BEFORE-BIRTH", "OPV-NOT-AFTER-DEATH", "OPV-DX-SEX",
+                       "OPV-NOT-AFTER-REGISTERED-DEATH"}
     for i in needing:
         assert results[i].status == "error" and results[i].error.startswith(UNAVAILABLE), results[i].error
         assert "connection refused" in results[i].error

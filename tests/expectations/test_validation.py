@@ -82,6 +82,18 @@ FAMILY = {
     "FU-ID-UNIQUE": "record_id_duplicate",
     "FU-DATE-NOT-FUTURE": "event_in_future", "FU-NOT-BEFORE-BIRTH": None,
     "FU-ORG-ACTIVE": "org_inactive",
+    # the archive collaboration: deaths and moves (issue 21)
+    "DEATH-REG-ID-REQUIRED": None, "DEATH-REG-DATE-REQUIRED": None, "DEATH-REG-DATE-NOT-FUTURE": None,
+    "DEATH-REG-CAUSE-FORMAT": None, "DEATH-REG-CAUSE-CATEGORY": None, "DEATH-REG-ORG-REGISTERED": None,
+    "DEATH-REG-ARCHIVE-CLOSED": "death_archive_active", "DEATH-REG-DATE-AGREES": "death_date_disagrees",
+    "MPI-DEATH-REGISTERED": "death_unregistered",
+    "OPV-NOT-AFTER-REGISTERED-DEATH": "service_after_registered_death",
+    "IPS-NOT-AFTER-REGISTERED-DEATH": "service_after_registered_death",
+    "EXAM-NOT-AFTER-REGISTERED-DEATH": "service_after_registered_death",
+    "FU-NOT-AFTER-REGISTERED-DEATH": "service_after_registered_death",
+    "FU-NOT-AFTER-MOVE-OUT": "followup_after_move", "MOVE-DIRECTION-CODE": None, "MOVE-ARCHIVE-EXISTS": None,
+    "MOVE-ORG-REGISTERED": None,
+    "MOVE-IN-HAS-OUT": "move_in_without_out", "MOVE-ONE-ACTIVE": "two_active_after_move",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
