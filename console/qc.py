@@ -213,7 +213,7 @@ async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depe
         q = quarterly.parse_quarter(quarter)
         q.start, q.end  # noqa: B018 - a year the calendar has (0000Q1 and 9999Q4 have no bounds)
     except HealthqaError as e:  # its own words: the form, or the years a quarter can have
-        raise HTTPException(404, str(e).removeprefix("--quarter: ")) from None
+        raise HTTPException(404, f"无此季度报告 no such quarterly report: {str(e).removeprefix('--quarter: ')}") from None
     except (ValueError, OverflowError):
         raise HTTPException(404, f"季度应写作 2026Q4 / a quarter like 2026Q4, not {quarter!r}") from None
     # the quarter's runs (nightly audits, and the validations and scans its report lists apart)

@@ -403,6 +403,8 @@ def phone_problem(s: pd.Series) -> pd.Series:
     intl = t.str.replace(_PHONE_SEPARATORS, "", regex=True).str.extract(_INTERNATIONAL, expand=True)
     mainland = intl["mainland"].dropna()
     fine = t.str.match(_MOBILE).eq(True) | t.str.match(_LANDLINE).eq(True) | intl["foreign"].notna()
-    fine[mainland.index] |= mainland.str.match(r"^(?:1[3-9]\d{9}|[1-9]\d{1,2}[1-9]\d{6,7})$").eq(True)
+    # after +86 a landline's area code loses its 0: 10 (Beijing) or 2x-9xx; none other begins with 1,
+    # so a short 13x-19x number is a broken mobile, not a landline
+    fine[mainland.index] |= mainland.str.match(r"^(?:1[3-9]\d{9}|(?:10|[2-9]\d{1,2})[1-9]\d{6,7})$").eq(True)
     out[present & ~placeholder & ~fine] = "format"
     return out
