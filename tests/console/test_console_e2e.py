@@ -203,3 +203,41 @@ def test_steward_accepts_a_score_band_through_its_sample_undoes_it_and_sees_a_tw
     assert "primary" not in (page.locator("#merge").get_attribute("class") or "")
     assert page.locator("button.primary").inner_text().startswith("不是同一人")
     page.context.close()
+
+
+# pages a crawl must not follow: leaving, downloads, and what changes state through a GET-looking link
+_NOT_FOLLOWED = ("/logout", "/export/", ".pdf", "/static/", "/next")
+
+
+@pytest.mark.parametrize("user", ["steward1", "qc1", "eng1", "admin1"])
+def test_every_page_a_role_reaches_renders_offline_without_an_error(server, browser, user):
+    """Each role follows every link of the console it is shown (up to 40 pages): each page answers
+    below 400 in Chinese (``lang=zh-CN``, a title), no script fails, nothing is fetched from another
+    host (no CDN: the console works offline) and no resource it asks for is missing."""
+    url, _ = server
+    page = _login(browser, url, user)
+    page.wait_for_load_state()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else problems.append(f"off the machine: {r.url}"))
+    seen: set[str] = set()
+    todo = [page.url.split("#")[0]]
+    while todo and len(seen) < 40:
+        at = todo.pop(0)
+        if at in seen:
+            continue
+        seen.add(at)
+        answer = page.goto(at)
+        assert answer is not None and answer.status < 400, (user, at, answer and answer.status)
+        page.wait_for_load_state()
+        assert page.locator("html").get_attribute("lang") == "zh-CN" and page.title().strip(), (user, at)
+        for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            href = href.split("#")[0]
+            if href.startswith(url) and not any(n in href for n in _NOT_FOLLOWED) and href not in seen:
+                todo.append(href)
+    assert not problems, (user, problems)
+    assert len(seen) >= 2, (user, seen)  # the role's pages were reached, not only the one it lands on
+    page.context.close()
