@@ -119,8 +119,8 @@ class Validation:
                  match_columns: tuple[str, ...] = ()):
         self.t = canonical.table(table)
         self.rules, self.ctx, self.all_keys, self.scoped = rules, ctx, all_keys, scoped
-        self._rule = {r.id: r for r in rules}
         self._watch = ctx.watch.get(table)
+        self._rule = {r.id: r for r in rules}
         self.columns = list(columns)
         self.tallies: dict[str, _Tally] = {}
         row_rules: list[Rule] = []
@@ -134,7 +134,7 @@ class Validation:
             elif unavailable:  # not run: only the rules that need the reference data, the others run
                 self.tallies[r.id] = _Tally(error=unavailable)
             else:
-                self.tallies[r.id] = _Tally()
+                self.tallies[r.id] = _Tally(watched_keys=None if self._watch is None else [])
                 (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
         self.row_plan, self.table_rules = gx_bridge.Plan(row_rules), table_rules
         # the columns kept across chunks for the whole-table rules: theirs, the key and the institution
@@ -347,8 +347,8 @@ class Validation:
             if self.all_keys:
                 tl.violating_keys = tl.violating_keys or []
                 tl.violating_keys.extend(found)
-            if self._watch is not None:
-                tl.watched_keys = (tl.watched_keys or []) + [k for k in found if k in self._watch]
+            if self._watch is not None and found and tl.watched_keys is not None:
+                tl.watched_keys.extend(k for k in found if k in self._watch)
             if orgs and applies.any():
                 # every institution the rule applied to, clean ones too: a finding on an institution is
                 # resolved only by a run that saw its rows pass (reports/findings.py)

@@ -48,8 +48,8 @@ def _stored(r: RuleResult) -> StoredResult:
     return StoredResult(source=r.source, table=r.table_name, rule_id=r.rule_id, status=r.status,
                         violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                         threshold_pct=r.threshold_pct, columns=r.columns, dimension=r.dimension, kahn=r.kahn,
-                        severity=r.severity, system=r.system, sample_keys=r.sample_keys, watched_keys=r.watched_keys, examples=r.examples,
-                        by_org=r.by_org, sampling=r.sampling,
+                        severity=r.severity, system=r.system, sample_keys=r.sample_keys, examples=r.examples,
+                        watched_keys=r.watched_keys, by_org=r.by_org, sampling=r.sampling,
                         error=r.error)
 
 
