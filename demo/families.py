@@ -5,7 +5,10 @@ valid record how many any rule flagged.
 Rule ids are names here, not imports: the generator stays apart from the rules it is measured against
 (the import contract). ``tests/expectations/test_validation.py`` holds each rule to exactly its
 family's rows; ``healthqa demo`` prints this module's summary of the night it ran, from the counts and
-sample keys its results keep (no second validation: the demo costs what it did).
+keys its results keep (no second validation: the demo costs what it did). The night watches the
+valid records (``watched``: RuleContext.watch), so each rule's result keeps every valid record it
+flagged however many rows it flagged, and the false flags are counted exactly, not among the 50
+sample keys only.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ RULES: dict[str, tuple[str, ...]] = {
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})
 
 
+def watched(truth_dir: Path) -> dict[str, frozenset[str]]:
+    """Per table the keys of the valid records of every kind (truth/valid_kinds.csv): what a demo
+    night's rules keep every violation of (record keys only, as their sample keys)."""
+    kinds = pd.read_csv(truth_dir / "valid_kinds.csv", dtype=str, keep_default_na=False)
+    return {table: frozenset(grp["key"]) for table, grp in kinds.groupby("table")}
+
+
 @dataclass(frozen=True)
 class FamilyRecall:
     table: str
@@ -114,13 +124,15 @@ class FamilyRecall:
 class KindFlags:
     kind: str
     records: int
-    flagged: int  # records of the kind among the flagged keys the results keep
-    complete: bool  # every flagged key was kept (else ``flagged`` is a lower bound)
+    flagged: int  # records of the kind any rule flagged (its watched keys, else its kept sample keys)
+    complete: bool  # every rule's flags on the kind are known (else ``flagged`` is a lower bound)
 
 
 def summary(truth_dir: Path, results: Iterable) -> tuple[list[FamilyRecall], list[KindFlags]]:
     """Per (table, family) of the truth the rows injected and flagged, and per valid kind the records
-    flagged; ``results``: a run's stored results (table, rule_id, violations, sample_keys)."""
+    flagged; ``results``: a run's stored results (table, rule_id, violations, sample_keys,
+    watched_keys). A rule's flags on the valid records are its watched keys when the run watched them
+    (the demo's night does), else the sample keys it kept, complete only when it kept them all."""
     results = list(results)
     defects = pd.read_csv(truth_dir / "defects.csv", dtype=str, keep_default_na=False)
     kinds = pd.read_csv(truth_dir / "valid_kinds.csv", dtype=str, keep_default_na=False)
@@ -134,7 +146,17 @@ def summary(truth_dir: Path, results: Iterable) -> tuple[list[FamilyRecall], lis
         keys = set(grp["key"])
         table = grp["table"].iloc[0]
         rows = [r for r in results if r.table == table and r.rule_id not in MEASURES and r.violations]
-        hit = set().union(*(set(map(str, r.sample_keys or [])) & keys for r in rows))
-        complete = all(len(r.sample_keys or []) >= r.violations for r in rows)
+        hit = set().union(*(set(map(str, _flagged(r))) & keys for r in rows))
+        complete = all(_watched(r) is not None or len(r.sample_keys or []) >= r.violations for r in rows)
         flags.append(KindFlags(kind, len(keys), len(hit), complete))
     return families, flags
+
+
+def _watched(result) -> list[str] | None:
+    return getattr(result, "watched_keys", None)
+
+
+def _flagged(result) -> list[str]:
+    """The keys a result shows flagged among the valid records: all of them when it watched them."""
+    w = _watched(result)
+    return w if w is not None else (result.sample_keys or [])

@@ -58,6 +58,10 @@ class RuleContext:
     # the site's diagnosis code list (validation.diagnosis_codes): code (codelists.icd10_key) -> name;
     # None: no list loaded (the code-name rules fall back on WHO's names)
     diagnosis_codes: Mapping[str, str] | None = None
+    # table -> keys whose violations are kept whatever their number (RuleResult.watched_keys): the demo
+    # watches its valid records of every kind, so that its truth check counts false flags exactly, not
+    # only among the capped sample keys; empty (every real site): nothing more is kept
+    watch: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def member(self, name: str, values: pd.Series) -> pd.Series:
         """Whether each value is in the reference set ``name``."""

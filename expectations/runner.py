@@ -48,6 +48,8 @@ class RuleResult:
     by_org: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
     violating_keys: list[str] | None = None  # every violating row's key, when asked for
+    # the violating rows among the context's watched keys (RuleContext.watch), all of them; None: none watched
+    watched_keys: list[str] | None = None
     # a few violating rows: key, institution and the rule's columns, personal values masked
     examples: list[dict] = field(default_factory=list)
 
@@ -117,6 +119,7 @@ class Validation:
                  match_columns: tuple[str, ...] = ()):
         self.t = canonical.table(table)
         self.rules, self.ctx, self.all_keys, self.scoped = rules, ctx, all_keys, scoped
+        self._watch = ctx.watch.get(table)
         self._rule = {r.id: r for r in rules}
         self.columns = list(columns)
         self.tallies: dict[str, _Tally] = {}
@@ -131,7 +134,7 @@ class Validation:
             elif unavailable:  # not run: only the rules that need the reference data, the others run
                 self.tallies[r.id] = _Tally(error=unavailable)
             else:
-                self.tallies[r.id] = _Tally()
+                self.tallies[r.id] = _Tally(watched_keys=None if self._watch is None else [])
                 (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
         self.row_plan, self.table_rules = gx_bridge.Plan(row_rules), table_rules
         # the columns kept across chunks for the whole-table rules: theirs, the key and the institution
@@ -338,11 +341,14 @@ class Validation:
             rows = np.flatnonzero(violates)
             tl.violations += len(rows)
             tl.denominator += int(applies.sum())
-            if len(rows):
-                tl.sample_keys = _smallest(tl.sample_keys, keys(rows))
+            found = keys(rows) if len(rows) else []
+            if found:
+                tl.sample_keys = _smallest(tl.sample_keys, found)
             if self.all_keys:
                 tl.violating_keys = tl.violating_keys or []
-                tl.violating_keys.extend(keys(rows))
+                tl.violating_keys.extend(found)
+            if self._watch is not None and found and tl.watched_keys is not None:
+                tl.watched_keys.extend(k for k in found if k in self._watch)
             if orgs and applies.any():
                 # every institution the rule applied to, clean ones too: a finding on an institution is
                 # resolved only by a run that saw its rows pass (reports/findings.py)
@@ -367,6 +373,7 @@ class _Tally:
     denominator: int = 0
     sample_keys: list[str] = field(default_factory=list)
     violating_keys: list[str] | None = None
+    watched_keys: list[str] | None = None  # None: no key watched (RuleContext.watch)
     by_org: dict[str, list[int]] = field(default_factory=dict)  # institution -> [violations, denominator]
     examples: list[dict] = field(default_factory=list)
     shown: dict[str, int] = field(default_factory=dict)  # examples taken per institution
@@ -385,6 +392,7 @@ def _results(rules: list[Rule], tallies: dict[str, _Tally], all_keys: bool) -> l
         out.append(RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
                               {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
                               violating_keys=tl.violating_keys if all_keys else None,
+                              watched_keys=None if tl.watched_keys is None else sorted(tl.watched_keys),
                               examples=tl.examples))
     return out
 
@@ -404,6 +412,8 @@ def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool
             m.sample_keys = _smallest(m.sample_keys, tl.sample_keys)
             if tl.violating_keys is not None:
                 m.violating_keys = (m.violating_keys or []) + tl.violating_keys
+            if tl.watched_keys is not None:
+                m.watched_keys = (m.watched_keys or []) + tl.watched_keys
             for o, (v, d) in tl.by_org.items():
                 c = m.by_org.setdefault(o, [0, 0])
                 c[0] += v

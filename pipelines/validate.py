@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -147,7 +148,18 @@ def _context(cfg: Config, rules: Sequence[suites.Rule]) -> RuleContext:
     needs: set[str] = set().union(*(r.needs | r.linked for r in rules))
     site_codes = read_diagnosis_codes(cfg.validation.diagnosis_codes) if cfg.validation.diagnosis_codes else None
     return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of),
-                       diagnosis_codes=site_codes)
+                       diagnosis_codes=site_codes, watch=_watch(cfg))
+
+
+def _watch(cfg: Config) -> dict[str, frozenset[str]]:
+    """The demo's valid records, whose every flag its truth check counts (demo/families.py); a
+    site's configuration has no demo section: nothing watched, nothing more kept."""
+    if cfg.demo is None:
+        return {}
+    from healthqa.demo.families import watched  # the generator's package, loaded for a demo only
+
+    truth = Path(cfg.demo.truth_dir)
+    return watched(truth) if (truth / "valid_kinds.csv").is_file() else {}
 
 
 def _part_of_table(scope: Scope) -> bool:
@@ -280,6 +292,6 @@ def _stored(tables: list[TableValidation]) -> list[StoredResult]:
                          violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                          threshold_pct=r.rule.threshold, columns=r.rule.columns, dimension=r.rule.dimension,
                          kahn=r.rule.kahn, severity=r.rule.severity, system=r.rule.system,
-                         sample_keys=r.sample_keys, examples=r.examples,
+                         sample_keys=r.sample_keys, watched_keys=r.watched_keys, examples=r.examples,
                          by_org=r.by_org, sampling=tv.sampling, error=r.error)
             for tv in tables for r in tv.results]

@@ -66,6 +66,9 @@ class RuleResult(Base):
     violation_pct: Mapped[float | None] = mapped_column(Float)
     threshold_pct: Mapped[float | None] = mapped_column(Float)
     sample_keys: Mapped[list | None] = mapped_column(JSON)
+    # the violating rows among the keys the run watched (the demo's valid records), every one; None:
+    # the run watched none (RuleContext.watch)
+    watched_keys: Mapped[list | None] = mapped_column(JSON)
     examples: Mapped[list | None] = mapped_column(JSON)  # violating rows, personal values masked
     by_org: Mapped[dict | None] = mapped_column(JSON)
     sampling: Mapped[dict | None] = mapped_column(JSON)

@@ -33,6 +33,7 @@ class StoredResult:
     severity: str | None = None
     system: str | None = None  # the owning system among the contract's fourteen
     sample_keys: list[str] | None = None
+    watched_keys: list[str] | None = None  # every violating key among those the run watched (the demo's)
     examples: list[dict] | None = None  # violating rows with masked values (expectations/runner.py)
     by_org: dict | None = None
     sampling: dict | None = None
@@ -48,7 +49,7 @@ def _stored(r: RuleResult) -> StoredResult:
                         violations=r.violations, denominator=r.denominator, violation_pct=r.violation_pct,
                         threshold_pct=r.threshold_pct, columns=r.columns, dimension=r.dimension, kahn=r.kahn,
                         severity=r.severity, system=r.system, sample_keys=r.sample_keys, examples=r.examples,
-                        by_org=r.by_org, sampling=r.sampling,
+                        watched_keys=r.watched_keys, by_org=r.by_org, sampling=r.sampling,
                         error=r.error)
 
 

@@ -191,8 +191,8 @@ def counts_table(counts: dict[str, int]) -> Table:
 
 def truth_check_table(families, kinds) -> Table:
     """A demo night against the generator's truth: per family the rows injected and the most rows
-    one of its rules flagged; per kind of valid record the records any rule flagged (≥: only the kept
-    sample keys could be compared)."""
+    one of its rules flagged; per kind of valid record the records any rule flagged, exactly when the
+    night watched the valid records (a demo's does), else ≥ (only the kept sample keys compared)."""
     t = Table(title="真值核对 truth check", title_justify="left")
     for col, kw in (("表 table", {}), ("缺陷族 family / 有效记录 valid kind", {}), ("注入 injected", {"justify": "right"}),
                     ("检出 flagged", {"justify": "right"}), ("检出率 recall", {"justify": "right"})):

@@ -115,6 +115,21 @@ def test_previous_results_are_the_last_successful_run_of_the_same_scope(tmp_path
     assert store.runs.last_success("dedup") is None
 
 
+def test_a_result_keeps_its_watched_keys_and_none_when_nothing_was_watched(tmp_path):
+    """rule_results.watched_keys (migration 0009): every flagged key among those the run watched
+    (the demo's valid records, for its exact truth check); NULL for a run that watched none."""
+    from healthqa.store import StoredResult
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with store.runs.start("nightly", {}) as run:
+        store.results.record(run.id, [
+            StoredResult("drc", "outpatient_visit", "OPV-DX-FORMAT", "fail", 900, 9000, 10.0, 5.0,
+                         sample_keys=[f"V{i:04d}" for i in range(50)], watched_keys=["V0777"]),
+            StoredResult("mpi", "person", "MPI-ID-VALID", "pass", 0, 100, 0.0, 0.0, sample_keys=[])])
+    got = {r.rule_id: r for r in store.results.of_run(run.id)}
+    assert got["OPV-DX-FORMAT"].watched_keys == ["V0777"] and got["MPI-ID-VALID"].watched_keys is None
+
+
 def test_pipelines_ask_the_store_and_write_no_queries():
     """The rooms that use the audit store go through its namespaces: no ORM class, no SQLAlchemy."""
     import ast

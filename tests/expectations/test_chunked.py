@@ -308,3 +308,38 @@ def test_freed_pages_are_given_back_after_each_chunk_and_group(monkeypatch):
     (r,) = v.results()
     assert len(trims) == 4 + 5 and r.violations == 20  # and one a group (ceil(20 / 4)); each number twice or more
     assert runner._glibc() is not None  # this is glibc: the real call is made, not skipped
+
+
+def test_watched_keys_are_kept_every_one_beyond_the_sample_in_chunks_and_parts():
+    """The demo's truth check counts false flags exactly (issue 19): the keys a validation watches
+    (RuleContext.watch) are kept whenever a rule flags them, however many rows it flags — a row
+    rule's and a whole-table rule's alike, chunk by chunk and across parts combined — while the
+    sample keys stay the 50 smallest."""
+    from healthqa.expectations.runner import SAMPLE_KEYS, combine
+
+    rules = [r for r in suites.rules_for("person") if r.id in ("MPI-NAME-REQUIRED", "MPI-ARCHIVE-UNIQUE")]
+    ids = [f"33021100100100{i:04d}" for i in range(200)]
+    # every row lacks a name; the last two rows repeat the archive number of the row before them
+    df = pd.DataFrame({"archive_id": ids[:198] + [ids[197], ids[197]], "org_code": "A", "name": ""})
+    watch = {"person": frozenset({ids[150], ids[197], ids[3]})}
+    ctx = RuleContext(as_of=pd.Timestamp("2026-11-25"), watch=watch)
+    v = Validation("person", rules, ctx, df.columns)
+    for lo in range(0, len(df), 70):
+        v.add(df.iloc[lo:lo + 70])
+    got = {r.rule.id: r for r in v.results()}
+    assert got["MPI-NAME-REQUIRED"].violations == 200 and len(got["MPI-NAME-REQUIRED"].sample_keys) == SAMPLE_KEYS
+    assert ids[150] not in got["MPI-NAME-REQUIRED"].sample_keys  # beyond the sample: only watching keeps it
+    assert sorted(set(got["MPI-NAME-REQUIRED"].watched_keys)) == sorted({ids[3], ids[150], ids[197]})
+    assert set(got["MPI-ARCHIVE-UNIQUE"].watched_keys) == {ids[197]}
+    # two parts of the table, each validated on its own, combined: the same watched keys
+    name = [r for r in rules if r.id == "MPI-NAME-REQUIRED"]
+    parts = []
+    for half in (df.iloc[:100], df.iloc[100:]):
+        p = Validation("person", name, ctx, df.columns)
+        p.add(half)
+        parts.append(p.partial())
+    assert set(combine(name, parts)[0].watched_keys) == {ids[3], ids[150], ids[197]}
+    # nothing watched (every site): nothing more kept
+    plain = Validation("person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")), df.columns)
+    plain.add(df)
+    assert all(r.watched_keys is None for r in plain.results())
