@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from healthqa import codelists
+from healthqa import standards as st
+
 from .identity import FULLWIDTH, make_ids, to_legacy15
 from .people import Counters, given_names, make_people, mobile_numbers
 from .truth import Truth
@@ -447,9 +450,18 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
             truth.defect("person", [archive_id], col, defect, detail)
     # a changed birth date contradicts the ID number when the ID is still readable
     for archive_id, d in zip(dups["archive_id"], drafts):
-        if any(c.startswith("birth_") for c in d.changes) and not any(
-                c in ("id_missing", "id_transposed", "id_mistyped") for c in d.changes):
+        # (a legacy 15-digit number's transposed order-code digits leave its date readable)
+        unreadable = {"id_missing", "id_mistyped"} | ({"id_transposed"} if "id_legacy_15" not in d.changes else set())
+        if any(c.startswith("birth_") for c in d.changes) and not unreadable & set(d.changes):
             truth.defect("person", [archive_id], "birth_date", "id_birth_mismatch", "duplicate")
+    # an epoch birthday (1970-01-01) is real only where a valid ID number in the same record carries
+    # it (MPI-BIRTH-PLACEHOLDER): a copy whose ID number was lost or mistyped leaves the date unconfirmed
+    epoch = pd.to_datetime(pd.Series(codelists.load("placeholders").get("dates_unless_confirmed", []), dtype=str))
+    born = pd.to_datetime(dups["birth_date"], errors="coerce").dt.normalize()
+    ids = st.normalise_id(st.text(dups["id_number"]))
+    unconfirmed = born.isin(set(epoch)) & ~(st.id_valid(ids) & (st.id_birth_date(ids) == born))
+    truth.defect("person", dups.loc[unconfirmed, "archive_id"].tolist(), "birth_date", "birth_placeholder",
+                 "epoch birthday no longer carried by the ID number")
     truth.rows("duplicates", zip(dups["archive_id"], orig_ids, (";".join(d.changes) for d in drafts)))
     # every pair inside a cluster (original + one or two duplicates) is a true duplicate pair
     clusters: dict[str, list[str]] = {}
