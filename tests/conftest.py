@@ -11,6 +11,7 @@ from __future__ import annotations
 from healthqa.pipelines import prefect_api  # noqa: F401
 
 # isort: split
+import dataclasses
 import os
 import shutil
 import socket
@@ -101,6 +102,39 @@ def copy_platform(demo: Path, folder: Path):
 def platform(demo, tmp_path):
     """A writable copy of the demo platform: (configuration, its audit store, the folder)."""
     return copy_platform(demo, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def demo_after_night(demo, tmp_path_factory):
+    """The demo platform after one nightly audit — its audit store, reports and duplicate index —
+    and that night's result; built once a worker, read-only: tests take a copy (``after_night``).
+    The index survives the copy: its identity is relative to a self-contained folder."""
+    from healthqa.pipelines.nightly import run_nightly
+
+    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("after-night"))
+    result = run_nightly(cfg)
+    store.close()
+    return folder, result
+
+
+def copy_after_night(snapshot, folder: Path, **changes):
+    """A writable copy of ``demo_after_night`` in ``folder``: (configuration, its audit store, the
+    folder, the first night's result). ``changes``: top-level configuration keys to set."""
+    src, result = snapshot
+    shutil.copytree(src, folder, dirs_exist_ok=True)
+    raw = demo_config(folder)
+    raw["store"] = {"url": f"sqlite:///{folder / 'audit.db'}"}
+    raw.update(changes)
+    c = config.load(write_config(folder / "healthqa.yml", raw))
+    if result.report is not None:  # the copy's own report
+        result = dataclasses.replace(result, report=folder / result.report.relative_to(src))
+    return c, AuditStore(c.store.url), folder, result
+
+
+@pytest.fixture
+def after_night(demo_after_night, tmp_path):
+    """A writable copy of the demo platform after one night (``copy_after_night``)."""
+    return copy_after_night(demo_after_night, tmp_path)
 
 
 def build_with_cli(tmp_path_factory):
