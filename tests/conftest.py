@@ -54,13 +54,32 @@ def _default_zone():
     clock.set_zone(clock.DEFAULT_ZONE)
 
 
-def pytest_collection_modifyitems(items) -> None:
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own (``_name_xdist_groups``)
+def pytest_collection_modifyitems(config, items) -> None:
     """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``). The
     others go first: two workers then end on short tests together, not one of them on a long one."""
+    _name_xdist_groups(config, items)
     for item in items:
         if not any(item.get_closest_marker(t) for t in TIERS):
             item.add_marker(pytest.mark.fast)
     items.sort(key=lambda item: item.get_closest_marker("fast") is not None)  # stable: file order within a tier
+
+
+def _name_xdist_groups(config, items) -> None:
+    """``--dist loadgroup`` on pytest 9.2: pytest-xdist 3.8 names a test's group by rewriting
+    ``item._nodeid``, which pytest 9.2's structured node ids no longer read — every ``xdist_group``
+    was silently ignored and each group's module fixture built on both workers, and again whenever
+    another module's test ran between two of the group's (pytest-xdist issue #1386, fix in PR #1388).
+    On a worker, a grouped test whose id lacks its ``@group`` suffix gets it here, as xdist would."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
 def demo_config(folder: Path) -> dict:
