@@ -54,15 +54,18 @@ def _default_zone():
     clock.set_zone(clock.DEFAULT_ZONE)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-xdist's own (``_name_xdist_groups``)
-def pytest_collection_modifyitems(config, items) -> None:
+def pytest_collection_modifyitems(items) -> None:
     """Every test that is not slow, a server's or a browser's is in the fast tier (``-m fast``). The
     others go first: two workers then end on short tests together, not one of them on a long one."""
-    _name_xdist_groups(config, items)
     for item in items:
         if not any(item.get_closest_marker(t) for t in TIERS):
             item.add_marker(pytest.mark.fast)
     items.sort(key=lambda item: item.get_closest_marker("fast") is not None)  # stable: file order within a tier
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker sends the collected ids
+def pytest_collection_finish(session) -> None:
+    _name_xdist_groups(session.config, session.items)
 
 
 def _name_xdist_groups(config, items) -> None:
