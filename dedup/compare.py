@@ -60,7 +60,7 @@ def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     both_valid = left[f"{f.name}__valid"].astype(bool) & right[f"{f.name}__valid"].astype(bool)
     legacy = left[f"{f.name}__legacy"].astype(bool) | right[f"{f.name}__legacy"].astype(bool)
     near = np.zeros(len(a), dtype=bool)
-    todo = present & ~eq
+    todo = present & ~eq & _maybe_near(a, b, present & ~eq)
     if todo.any():
         x, y = list(a[todo]), list(b[todo])
         dist = process.cpdist(x, y, scorer=DamerauLevenshtein.distance, workers=-1)
@@ -72,6 +72,28 @@ def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     return lv
 
 
+def _maybe_near(a: np.ndarray, b: np.ndarray, todo: np.ndarray, width: int = 32) -> np.ndarray:
+    """Which pairs can be one edit apart or two of the first 17 characters swapped: lengths at most
+    one apart, and equal lengths differing in at most two places, or the first 17 characters in
+    exactly two. Positions compared as arrays (most pairs, random ones above all, differ in many), so
+    the edit distances run on the few left; values longer than ``width`` are all kept."""
+    keep = todo.copy()
+    idx = np.flatnonzero(todo)
+    if not len(idx):
+        return keep
+    x, y = a[idx].astype(str), b[idx].astype(str)
+    if max(x.dtype.itemsize, y.dtype.itemsize) // 4 > width:
+        return keep
+    w = max(x.dtype.itemsize, y.dtype.itemsize) // 4
+    cx = x.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)  # padded with 0: no character
+    cy = y.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
+    lx, ly = np.char.str_len(x), np.char.str_len(y)
+    differ = cx != cy
+    hamming = differ.sum(axis=1)
+    keep[idx] = (np.abs(lx - ly) == 1) | ((lx == ly) & (hamming <= 2)) | (differ[:, :17].sum(axis=1) == 2)
+    return keep
+
+
 def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
@@ -79,11 +101,38 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     swapped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
-        same_pinyin[differ] = [bool(readings(x) & readings(y)) for x, y in zip(a[differ], b[differ])]
-        swapped[differ] = [given_swapped(x, y) for x, y in zip(a[differ], b[differ])]
+        # per distinct name, not per pair: a million pairs hold a few thousand names
+        codes, names = pd.factorize(np.concatenate([a[differ], b[differ]]))
+        x, y = codes[: len(differ)], codes[len(differ):]
+        same_pinyin[differ] = _share_reading(names, x, y)
+        swapped[differ] = _given_swapped(names, x, y)
     lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
         swapped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))
     return lv
+
+
+def _share_reading(names, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``readings(names[x]) & readings(names[y])`` per pair: equal ids where both names have one
+    reading (most), a set intersection for the rest."""
+    sets = [readings(n) for n in names]
+    ids = {r: i for i, r in enumerate({r for s in sets for r in s})}
+    one = np.array([ids[next(iter(s))] if len(s) == 1 else -1 for s in sets], dtype=np.int64)
+    out = (one[x] == one[y]) & (one[x] >= 0)
+    for p in np.flatnonzero((one[x] < 0) | (one[y] < 0)):
+        out[p] = bool(sets[x[p]] & sets[y[p]])
+    return out
+
+
+def _given_swapped(names, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``given_swapped(names[x], names[y])`` per pair, from each name's key (length, surname, sorted
+    given name) under either surname length: the surname's length is the first name's."""
+    k = np.array([2 if n[:2] in normalise.COMPOUND_SURNAMES else 1 for n in names])
+    keys = [[f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}" for n in names] for j in (1, 2)]
+    codes, _ = pd.factorize(np.array(keys[0] + keys[1], dtype=object))
+    by = np.stack([codes[: len(names)], codes[len(names):]])  # by[k - 1, name]: its key under k
+    long = np.array([len(n) for n in names]) - k >= 2
+    kx = k[x] - 1
+    return long[x] & (by[kx, x] == by[kx, y])
 
 
 def given_swapped(x: str, y: str) -> bool:

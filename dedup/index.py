@@ -98,16 +98,44 @@ def _without_secret(value: str | None) -> str | None:
         return re.sub(r"(?i)\b(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)", "", value)
 
 
+def _inside(value: str | None, base: Path | None) -> str | None:
+    """A file path or SQLite URL inside ``base`` as relative to it (``sqlite:///drc.db``); anything
+    else as it is."""
+    if not value or base is None:
+        return value
+    prefix = "sqlite:///" if value.startswith("sqlite:////") else ""
+    file = Path(value.removeprefix(prefix)) if prefix or not value.startswith("sqlite:") else None
+    if file is None or not file.is_absolute():
+        return value
+    try:
+        return prefix + file.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return value
+
+
+def _self_contained(cfg: Config) -> Path | None:
+    """The configuration's folder when the index lives inside it (the default data directory beside a
+    SQLite audit store there): a platform folder copied or moved whole keeps its index. An index in a
+    data directory elsewhere (which other configurations may share) is named by absolute paths."""
+    if cfg.path is None:
+        return None
+    base = cfg.path.resolve().parent
+    d = Path(cfg.data_dir) if cfg.data_dir else default_data_dir(cfg.store.url)
+    return base if d.resolve().is_relative_to(base) else None
+
+
 def identity(cfg: Config, source: str, spec: Spec) -> str:
     """A hash of what the index is an index of: the source (kind, where, physical table, mapped
-    columns), the comparison spec, and the audit store whose runs it follows."""
+    columns), the comparison spec, and the audit store whose runs it follows. Files inside a
+    self-contained configuration folder (``_self_contained``) count relative to it."""
     src = cfg.sources[source]
     tm = src.tables[spec.table]
-    what = {"kind": src.kind, "url": _without_secret(src.url), "dsn": src.dsn,
-            "connection_string": _without_secret(src.connection_string), "path": src.path,
+    base = _self_contained(cfg)
+    what = {"kind": src.kind, "url": _inside(_without_secret(src.url), base), "dsn": src.dsn,
+            "connection_string": _without_secret(src.connection_string), "path": _inside(src.path, base),
             "table": [tm.schema_, tm.table or tm.file or tm.sheet],
             "columns": {c: tm.physical(c) for c in spec.columns if c in tm.columns},
-            "spec": spec.model_dump(mode="json"), "store": _without_secret(cfg.store.url),
+            "spec": spec.model_dump(mode="json"), "store": _inside(_without_secret(cfg.store.url), base),
             # a model learned with other comparison levels cannot score this run's
             "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields},
             "layout": 2}  # segments of Arrow files with survivor traits (1: one Parquet file)

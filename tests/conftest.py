@@ -11,6 +11,7 @@ from __future__ import annotations
 from healthqa.pipelines import prefect_api  # noqa: F401
 
 # isort: split
+import dataclasses
 import os
 import shutil
 import socket
@@ -62,6 +63,28 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: item.get_closest_marker("fast") is not None)  # stable: file order within a tier
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker sends the collected ids
+def pytest_collection_finish(session) -> None:
+    _name_xdist_groups(session.config, session.items)
+
+
+def _name_xdist_groups(config, items) -> None:
+    """``--dist loadgroup`` on pytest 9.2: pytest-xdist 3.8 names a test's group by rewriting
+    ``item._nodeid``, which pytest 9.2's structured node ids no longer read — every ``xdist_group``
+    was silently ignored and each group's module fixture built on both workers, and again whenever
+    another module's test ran between two of the group's (pytest-xdist issue #1386, fix in PR #1388).
+    On a worker, a grouped test whose id lacks its ``@group`` suffix gets it here, as xdist would."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def demo_config(folder: Path) -> dict:
     return yaml.safe_load((folder / "healthqa.yml").read_text(encoding="utf-8"))
 
@@ -101,6 +124,39 @@ def copy_platform(demo: Path, folder: Path):
 def platform(demo, tmp_path):
     """A writable copy of the demo platform: (configuration, its audit store, the folder)."""
     return copy_platform(demo, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def demo_after_night(demo, tmp_path_factory):
+    """The demo platform after one nightly audit — its audit store, reports and duplicate index —
+    and that night's result; built once a worker, read-only: tests take a copy (``after_night``).
+    The index survives the copy: its identity is relative to a self-contained folder."""
+    from healthqa.pipelines.nightly import run_nightly
+
+    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("after-night"))
+    result = run_nightly(cfg)
+    store.close()
+    return folder, result
+
+
+def copy_after_night(snapshot, folder: Path, **changes):
+    """A writable copy of ``demo_after_night`` in ``folder``: (configuration, its audit store, the
+    folder, the first night's result). ``changes``: top-level configuration keys to set."""
+    src, result = snapshot
+    shutil.copytree(src, folder, dirs_exist_ok=True)
+    raw = demo_config(folder)
+    raw["store"] = {"url": f"sqlite:///{folder / 'audit.db'}"}
+    raw.update(changes)
+    c = config.load(write_config(folder / "healthqa.yml", raw))
+    if result.report is not None:  # the copy's own report
+        result = dataclasses.replace(result, report=folder / result.report.relative_to(src))
+    return c, AuditStore(c.store.url), folder, result
+
+
+@pytest.fixture
+def after_night(demo_after_night, tmp_path):
+    """A writable copy of the demo platform after one night (``copy_after_night``)."""
+    return copy_after_night(demo_after_night, tmp_path)
 
 
 def build_with_cli(tmp_path_factory):

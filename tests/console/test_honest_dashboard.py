@@ -8,12 +8,11 @@ import shutil
 
 import pytest
 
-from healthqa import config
 from healthqa.console.app import create_app
 from healthqa.pipelines.nightly import run_nightly
 
-from ..conftest import demo_config, write_config
-from .console_site import build, logged_in
+from ..conftest import copy_after_night
+from .console_site import PASSWORD, USERS, logged_in
 
 pytestmark = pytest.mark.slow  # three nights
 
@@ -24,13 +23,14 @@ def _move(folder, stores, to):
                     folder / (f"gone/{s}.db" if to == "gone" else f"{s}.db"))
 
 
-def test_the_dashboard_says_what_did_not_run_and_what_rests_on_few_rows(demo, tmp_path):
-    path = build(demo, tmp_path, validate=False)
-    raw = demo_config(tmp_path)
-    raw["orchestration"] = {**raw.get("orchestration", {}), "retries": 0}
-    cfg = config.load(write_config(path, raw))
+def test_the_dashboard_says_what_did_not_run_and_what_rests_on_few_rows(demo_after_night, tmp_path):
+    """The first night is the session's (``demo_after_night``), every source up."""
+    cfg, store, _, _ = copy_after_night(demo_after_night, tmp_path, console={"failed_login_delay_s": 0},
+                                        orchestration={"retries": 0})
+    with store:
+        for name, role in USERS.items():
+            store.users.add(name, role, PASSWORD, actor="test")
     (tmp_path / "gone").mkdir()
-    run_nightly(cfg)
     _move(tmp_path, ["qc"], "gone")
     shown = run_nightly(cfg).run_id
     _move(tmp_path, ["mpi", "drc"], "gone")

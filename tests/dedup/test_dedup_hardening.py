@@ -359,3 +359,24 @@ def test_sqlite_audit_store_is_owner_only(tmp_path):
     old.chmod(0o644)
     AuditStore(f"sqlite:///{old}").close()
     assert mode(old) == 0o600
+
+
+def test_a_platform_folder_copied_whole_keeps_its_index_identity(demo, tmp_path):
+    """A folder holding the configuration, its SQLite sources, audit store and (default) data directory,
+    copied or moved whole, is the same index's; with a data directory outside the folder, which other
+    configurations may share, the folder's absolute place still tells two copies apart."""
+    spec = specs.builtin()
+    cfgs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        raw = demo_config(demo)
+        raw["store"] = {"url": f"sqlite:///{folder / 'audit.db'}"}  # absolute, as a copy's is written
+        cfgs.append(config.load(write_config(folder / "healthqa.yml", raw)))
+    assert index.identity(cfgs[0], "mpi", spec) == index.identity(cfgs[1], "mpi", spec)
+    shared = []
+    for c in cfgs:
+        raw = demo_config(c.path.parent)
+        raw["data_dir"] = str(tmp_path / "shared")
+        shared.append(config.load(write_config(c.path, raw)))
+    assert index.identity(shared[0], "mpi", spec) != index.identity(shared[1], "mpi", spec)

@@ -24,7 +24,8 @@ from healthqa.store import AuditStore
 from ..conftest import PG_ADMIN, copy_platform
 from .cli_run import invoke
 
-pytestmark = pytest.mark.slow  # two nights on each of four copies of the demo
+# two nights on each of four copies of the demo; the uninterrupted copy built once (one worker)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("atomic_night")]
 
 NIGHT_1, NIGHT_2 = datetime(2026, 11, 26, 2, 0), datetime(2026, 11, 27, 2, 0)
 

@@ -24,9 +24,8 @@ def visit(conn, vid: str, upload: datetime) -> None:
                  (vid, archive, org, upload.strftime("%Y-%m-%d %H:%M:%S")))
 
 
-def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(platform):
-    cfg, store, folder = platform
-    run_nightly(cfg)
+def test_a_future_dated_row_does_not_move_the_watermark_and_is_reported(after_night):
+    cfg, store, folder, _ = after_night
     with sqlite3.connect(folder / "drc.db") as conn:
         visit(conn, "FUTURE-1", clock.now() + timedelta(days=9))  # a clock set wrong at a clinic
     second = run_nightly(cfg)

@@ -15,7 +15,7 @@ from healthqa.store import AuditStore
 
 from .cli_run import invoke
 
-pytestmark = pytest.mark.slow  # two reports written (about 6 s)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_readers")]  # two reports; the session's CLI demo (built)
 
 
 def test_the_command_line_and_reports_label_their_times(built, tmp_path):

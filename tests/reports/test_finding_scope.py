@@ -39,9 +39,8 @@ def test_a_time_window_resolves_nothing_it_did_not_read(platform):
     assert sampling == {since.isoformat()}
 
 
-def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(platform):
-    cfg, store, folder = platform
-    first = run_nightly(cfg)  # no watermark yet: the incremental tables are read whole
+def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(after_night):
+    cfg, store, folder, first = after_night  # no watermark yet: the incremental tables were read whole
     dx = _open(store, "OPV-DX-REQUIRED")
     assert dx, "the platform injects visits without a diagnosis code"
     target = max(dx, key=lambda f: f.violations)
@@ -64,25 +63,25 @@ def test_a_nights_new_rows_resolve_nothing_and_add_to_what_is_known(platform):
     assert first.assessment is not None and second.assessment.resolved == 0
 
 
-def test_a_quiet_night_raises_no_score_drop(platform):
-    cfg, store, _ = platform
-    run_nightly(cfg)
+def test_a_quiet_night_raises_no_score_drop(after_night):
+    cfg, store, _, _ = after_night
     quiet = run_nightly(cfg)  # nothing changed: incremental tables read 0 rows
     read = {tv.table: tv.rows for v in quiet.validations.values() for tv in v.tables}
     assert read["outpatient_visit"] == 0
     events = store.findings.events_of_run(quiet.run_id)
     assert not [f for f in events["new"] if f.subject == "score_drop"]
     assert events["resolved"] == [] and events["new"] == []
+    # the copied folder's duplicate index is its own (its identity is relative to the folder)
+    assert quiet.dedup.incremental and quiet.dedup.stats["index"] == "used", quiet.dedup.stats
 
 
-def test_scoped_runs_stay_out_of_the_districts_figures(platform):
+def test_scoped_runs_stay_out_of_the_districts_figures(after_night):
     """An --org run over a few rows, and a window, are reports of their own (``--run ID``): the default
     report, its trend and change, the dashboard's run and the quarter's first / last / lowest scores
     are the nightly audits'."""
     from healthqa.reports import quarterly, run_report
 
-    cfg, store, _ = platform
-    night = run_nightly(cfg)
+    cfg, store, _, night = after_night
     nightly_systems = {s["subject"]: s["conformance"] for s in store.scores.of_run(night.run_id)
                        if s["level"] == "system"}
     worst = min((f for f in store.findings.list(state="open") if f.table_name == "person" and f.org_code),

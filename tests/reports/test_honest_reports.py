@@ -22,7 +22,7 @@ from healthqa.reports import quarterly, run_report
 from healthqa.reports.quarterly import Quarter, compliance
 from healthqa.store import AuditStore
 
-from ..conftest import copy_platform, demo_config, write_config
+from ..conftest import copy_after_night, demo_config, write_config
 from .rows import finding_row as _f
 
 STORES = ("mpi", "drc", "qc")
@@ -39,16 +39,18 @@ def _back(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def nights(demo, tmp_path_factory):
-    """(configuration, store, run ids of the four nights)."""
+def nights(demo_after_night, tmp_path_factory):
+    """(configuration, store, run ids of the four nights); the first is the session's
+    (``demo_after_night``), whose sources were all up."""
     folder = tmp_path_factory.mktemp("honest")
-    copy_platform(demo, folder)
+    cfg, store, _, first = copy_after_night(demo_after_night, folder)
+    store.close()
     raw = demo_config(folder)
     raw["reports"] = {**raw.get("reports", {}), "out_dir": str(folder / "reports")}
     raw["orchestration"] = {**raw.get("orchestration", {}), "retries": 0}
     cfg = config.load(write_config(folder / "healthqa.yml", raw))
     (folder / "gone").mkdir()
-    ids = [run_nightly(cfg).run_id]
+    ids = [first.run_id]
     _away(folder, "qc")
     ids.append(run_nightly(cfg).run_id)
     _back(folder)
@@ -62,6 +64,7 @@ def nights(demo, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("honest_nights")  # the module's four nights, built once
 def test_after_an_outage_nothing_is_first_and_no_change_is_read_against_an_unlike_night(nights):
     cfg, store, (whole, qc_down, quiet, all_down) = nights
     ctx = run_report.context(cfg, store, quiet)
@@ -83,6 +86,7 @@ def test_after_an_outage_nothing_is_first_and_no_change_is_read_against_an_unlik
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("honest_nights")  # the module's four nights, built once
 def test_a_score_on_few_rows_says_so_and_is_no_quarters_last_figure(nights):
     cfg, store, (whole, qc_down, quiet, all_down) = nights
     ctx = run_report.context(cfg, store, quiet)
@@ -104,6 +108,7 @@ def test_a_score_on_few_rows_says_so_and_is_no_quarters_last_figure(nights):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("honest_nights")  # the module's four nights, built once
 def test_the_quarter_counts_nightly_audits_and_the_nights_whose_rules_did_not_run(nights):
     cfg, store, (whole, qc_down, quiet, all_down) = nights
     now = clock.now()

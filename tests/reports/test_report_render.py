@@ -15,7 +15,7 @@ from healthqa.pipelines.nightly import run_nightly
 from healthqa.reports import quarterly, run_report
 from healthqa.reports.quarterly import Quarter, compliance
 
-from ..conftest import copy_platform
+from ..conftest import copy_after_night
 from .rows import finding_row as _f
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_render")]  # the module's night, built once
@@ -34,11 +34,9 @@ def personal_values(folder) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def night(demo, tmp_path_factory):
+def night(demo_after_night, tmp_path_factory):
     """One night on a copy of the platform, read by the module's tests (they write only elsewhere)."""
-    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("night"))
-    res = run_nightly(cfg)
-    return cfg, store, folder, res
+    return copy_after_night(demo_after_night, tmp_path_factory.mktemp("night"))
 
 
 def test_the_nightly_writes_an_offline_report_without_personal_data(night):
