@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .findings import FindingRecords, ScoreRecords
     from .locks import Locks
     from .review import Review
+    from .tokens import Tokens
     from .users import Users
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -166,6 +167,13 @@ class AuditStore:
         from .users import Users
 
         return Users(self)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """Machines' API tokens (the match API): hashed, revocable, every change in the audit log."""
+        from .tokens import Tokens
+
+        return Tokens(self)
 
     @cached_property
     def scores(self) -> ScoreRecords:
