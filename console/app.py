@@ -32,7 +32,7 @@ from healthqa.errors import HealthqaError, SourceError, one_line
 from healthqa.store import AuditStore
 from healthqa.store.store import StoreError
 
-from . import admin, engineer, qc, steward
+from . import admin, engineer, match, qc, steward
 from .archives import Archives
 from .auth import HOME, ROLE_ZH, LoginRequired, Throttle, check_csrf, csrf_token, current
 from .jobs import Jobs
@@ -134,6 +134,9 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.routers = [_accounts(), steward.router, qc.router, engineer.router, admin.router]
     for router in app.state.routers:
         app.include_router(router)
+    # machines' routes: an API token, never a session (console/match.py)
+    app.state.machine_routers = [match.router]
+    match.install(app)
     return app
 
 

@@ -393,6 +393,11 @@ class Console(_Strict):
     band_edges: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999])
     band_sample_min: Annotated[int, Field(ge=1, le=1000)] = 30  # the least sample of a band reviewed
+    # the match API (POST /fhir/Patient/$match, /api/match): identifier systems read as the resident
+    # ID card's number (an identifier whose value is a valid GB 11643 number is read as one whatever
+    # its system), and the calls one API token may make in any minute (then 429)
+    match_id_systems: list[str] = Field(default_factory=lambda: ["urn:oid:2.16.156.10011.1.3"])
+    match_calls_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -163,6 +163,6 @@ def main() -> None:
 # Each module registers its commands on the app. `healthqa -h` lists the commands in the order they
 # were registered, then the command groups in theirs: these lines keep the order of the help.
 # isort: off
-from . import sources, run, users, findings  # noqa: E402, F401 - the command groups
+from . import sources, run, users, tokens, findings  # noqa: E402, F401 - the command groups
 from . import validate, dedup, demo, schedule, runs  # noqa: E402, F401 - the commands
 # isort: on
