@@ -309,7 +309,7 @@ def _masked(f: Found) -> dict:
     return {"name": masking.mask_name(v.get("name")), "id_number": masking.mask_id_number(v.get("id_number")),
             "phone": masking.mask_phone(v.get("phone")), "address": masking.mask_address(v.get("address")),
             "birth_date": birth.date().isoformat() if hasattr(birth, "date") else birth,
-            "sex": SEX_TO_GENDER.get(str(v.get("sex")), None) if v.get("sex") is not None else None}
+            "sex": SEX_TO_GENDER.get(str(v.get("sex"))) if v.get("sex") is not None else None}
 
 
 # -- FHIR out ----------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class Matcher:
         """The indexed archives sharing a block with ``record`` (canonical columns of the spec's
         table), scored and decided as the scan does, best first; one entry per archive number."""
         spec, idx = self.spec, self.idx
-        df = pd.DataFrame([{**{c: None for c in spec.columns}, **record, spec.key: CANDIDATE}])
+        df = pd.DataFrame([{**dict.fromkeys(spec.columns), **record, spec.key: CANDIDATE}])
         PN = prepare(df, spec)
         want = [idx.having(block_column(p), _nonzero(PN[block_column(p)])) for p in range(len(spec.blocking))]
         pos = np.unique(np.concatenate(want)) if want else np.array([], dtype=np.int64)

@@ -70,6 +70,7 @@ def _routes(app):
     for r in app.routes:
         assert isinstance(r, Mount) and r.path == "/static" or getattr(r, "original_router", r) in app.state.routers \
             or isinstance(r, APIRoute) and any(r.path == x.path for rt in app.state.routers for x in rt.routes) \
+            or getattr(r, "original_router", None) in app.state.machine_routers \
             or isinstance(r, APIRoute) and r.path in machine, r
     for method, template in routes(app):
         path = re.sub(r"\{(\w+)\}", lambda m: "1" if m.group(1).endswith("_id") else "x", template)

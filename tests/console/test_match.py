@@ -209,3 +209,9 @@ def test_a_token_has_a_rate_limit(site, token):
     c = TestClient(create_app(cfg), headers={"Authorization": f"Bearer {token}"})
     codes = [c.post("/api/match", json={"name": "张云"}).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_a_token_name_is_taken_once(site, token):
+    res = invoke("tokens", "add", "his-vendor", "--config", site)
+    assert res.exit_code == 2 and "already exists" in res.stderr
+    assert invoke("tokens", "revoke", "nobody", "--config", site).exit_code == 2
