@@ -74,9 +74,18 @@ class Matcher:
     def match(self, record: dict) -> list[Found]:
         """The indexed archives sharing a block with ``record`` (canonical columns of the spec's
         table), scored and decided as the scan does, best first; one entry per archive number."""
+        return self.match_many([record])[0]
+
+    def match_many(self, records: list[dict]) -> list[list[Found]]:
+        """``match`` of each record: normalised together (``prepare`` works column-wise, so many
+        records cost about what one does), then each matched on its own, as if it were alone."""
+        spec = self.spec
+        df = pd.DataFrame([{**dict.fromkeys(spec.columns), **r, spec.key: CANDIDATE} for r in records])
+        P = prepare(df, spec)
+        return [self._one(P.iloc[[k]].reset_index(drop=True)) for k in range(len(records))]
+
+    def _one(self, PN: pd.DataFrame) -> list[Found]:
         spec, idx = self.spec, self.idx
-        df = pd.DataFrame([{**dict.fromkeys(spec.columns), **record, spec.key: CANDIDATE}])
-        PN = prepare(df, spec)
         want = [idx.having(block_column(p), _nonzero(PN[block_column(p)])) for p in range(len(spec.blocking))]
         pos = np.unique(np.concatenate(want)) if want else np.array([], dtype=np.int64)
         if not len(pos):

@@ -215,3 +215,24 @@ def test_a_token_name_is_taken_once(site, token):
     res = invoke("tokens", "add", "his-vendor", "--config", site)
     assert res.exit_code == 2 and "already exists" in res.stderr
     assert invoke("tokens", "revoke", "nobody", "--config", site).exit_code == 2
+
+
+def test_calls_matched_together_answer_as_one_by_one(demo, site):
+    from healthqa.dedup import spec as specs
+    from healthqa.dedup.match import Matcher
+
+    cfg = config.load(site)
+    with AuditStore(cfg.store.url) as store:
+        m, why = Matcher.open(cfg, store, specs.builtin(), "mpi")
+    assert m is not None, why
+    keys = [t["left"] for t in truth(demo, "hard_negatives.csv")[:3]] + [d["archive_id"] for d in truth(demo, "duplicates.csv")[:3]]
+    records = []
+    for k in keys:
+        a = archive(site.parent, k)
+        records.append({"name": a["name"], "sex_code": a["sex"], "birth_date": a["birth_date"],
+                        "id_number": a["id_number"], "phone": a["phone"], "address": a["address"]})
+    together = m.match_many(records)
+    alone = [m.match(r) for r in records]
+    assert [[(f.key, f.score, f.decision) for f in x] for x in together] == \
+        [[(f.key, f.score, f.decision) for f in x] for x in alone]
+    assert all(together)
