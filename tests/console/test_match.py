@@ -225,7 +225,8 @@ def test_calls_matched_together_answer_as_one_by_one(demo, site):
     with AuditStore(cfg.store.url) as store:
         m, why = Matcher.open(cfg, store, specs.builtin(), "mpi")
     assert m is not None, why
-    keys = [t["left"] for t in truth(demo, "hard_negatives.csv")[:3]] + [d["archive_id"] for d in truth(demo, "duplicates.csv")[:3]]
+    keys = [t["left"] for t in truth(demo, "hard_negatives.csv")[:3]] + \
+        [d["archive_id"] for d in truth(demo, "duplicates.csv")[:3]]
     records = []
     for k in keys:
         a = archive(site.parent, k)
