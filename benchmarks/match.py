@@ -2,6 +2,7 @@
 
     python benchmarks/match.py                          # 100,000 persons, 400 calls
     python benchmarks/match.py --persons 500000 --calls 1000 --dir /tmp/healthqa-match-500k
+    python benchmarks/match.py --batch 1               # every call normalised on its own (the peer)
 
 What it does: generates the demo platform (``--persons`` residents, as-of 2026-11-25) into ``--dir``
 once, runs the duplicate scan once (``run_dedup``: the model and the index the match API reads),
@@ -68,7 +69,7 @@ def _registrations(folder: Path, n: int) -> list[dict]:
     return out
 
 
-def _serve(cfg) -> int:
+def _serve(cfg, batch: int) -> int:
     import socket
 
     import uvicorn
@@ -78,7 +79,9 @@ def _serve(cfg) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(cfg)
+    app.state.match_batcher.MAX_BATCH = batch  # 1: every call normalised on its own
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--batch", type=int, default=64, help="calls normalised together at most (1: one by one)")
     args = ap.parse_args()
     import httpx
 
@@ -105,7 +109,7 @@ def main() -> None:
     cfg, store, token = _platform(folder, args.persons)
     print(f"index: {store.dedup.last_model('mpi') and 'present'}")
     bodies = _registrations(folder, args.calls)
-    port = _serve(cfg)
+    port = _serve(cfg, args.batch)
     url = f"http://127.0.0.1:{port}/fhir/Patient/$match"
     headers = {"Authorization": f"Bearer {token}"}
     grades: dict[str, int] = {}
