@@ -321,7 +321,7 @@ class ConsoleSession(Base):
 
 
 class ApiToken(Base):
-    """A machine's key to the match API (``healthqa tokens``; migration 0009): only the SHA-256 of
+    """A machine's key to the match API (``healthqa tokens``; migration 0010): only the SHA-256 of
     the random token is kept (32 random bytes need no slow hash), shown once when made; a revoked
     token stays, with when, so the audit log's entries still name a known token."""
 

@@ -3,16 +3,16 @@
 ``api_tokens`` keeps a token's name, role, the SHA-256 of the token (never the token), when it was
 made and when it was revoked.
 
-Revision ID: 0009_api_tokens
-Revises: 0008_batches
+Revision ID: 0010_api_tokens
+Revises: 0009_watched_keys
 Create Date: 2026-12-07 16:05:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_api_tokens'
-down_revision = '0008_batches'
+revision = '0010_api_tokens'
+down_revision = '0009_watched_keys'
 branch_labels = None
 depends_on = None
 
