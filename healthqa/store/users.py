@@ -21,10 +21,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, or_, select, update
 
 from healthqa.clock import now
-from healthqa.errors import HealthqaError
+from healthqa.errors import HealthqaError, StoreError
 
 from .models import AuditLog, ConsoleSession, LoginGuard, User
-from .store import StoreError
 
 if TYPE_CHECKING:
     from .store import AuditStore
