@@ -3,13 +3,12 @@ prints or decides an exit code; the commands do."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.table import Table
 from rich.text import Text
 
 from healthqa import clock
 from healthqa.errors import SourceError
+from healthqa.reports.labels import kind_text, scope_text, status_text
 
 STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
           "error": ("错误 error", "magenta")}
@@ -223,33 +222,8 @@ def runs_table(runs) -> Table:
         for x in results:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-        t.add_row(str(r.id), r.kind, clock.shown(r.started_at, seconds=True), "—" if took is None else f"{took:,.0f}s",
-                  Text(r.status, style=style.get(r.status, "")), scope_text(r.scope or {}),
+        t.add_row(str(r.id), kind_text(r.kind), clock.shown(r.started_at, seconds=True), "—" if took is None else f"{took:,.0f}s",
+                  Text(status_text(r.status), style=style.get(r.status, "")), scope_text(r.scope),
                   f"{sum(rows.values()):,}" if results else "—",
                   str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
     return t
-
-
-def scope_text(scope: dict) -> str:
-    """A run's scope in one short cell: its source(s) and tables, then the engineer's institutions
-    and time window when it had them (a scoped run must not look like a whole-table one)."""
-    what = scope.get("source") or ",".join(scope.get("sources") or [])
-    if scope.get("tables"):
-        what += ": " + ",".join(scope["tables"])
-    if scope.get("orgs"):
-        what += " · 机构 org " + ",".join(scope["orgs"])
-    since, until = scope.get("since"), scope.get("until")
-    if since or until:
-        what += f" · {_short_time(since, '…', datetime.min.time())}→{_short_time(until, '…', datetime.max.time())}"
-    return what
-
-
-def _short_time(iso: str | None, missing: str, whole_day) -> str:
-    """A window bound as a user types it: the date alone when the bound is ``whole_day`` (the start of
-    the day for --since, its end for --until: ``options.time_option``)."""
-    if not iso:
-        return missing
-    when = datetime.fromisoformat(iso)
-    if when.time() == whole_day:
-        return f"{when:%Y-%m-%d}"
-    return f"{when:%Y-%m-%d %H:%M}" if when.second == 0 and not when.microsecond else f"{when:%Y-%m-%d %H:%M:%S}"

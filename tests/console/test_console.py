@@ -374,6 +374,19 @@ def test_qc_manager_filters_findings_acts_and_opens_reports(app, store):
     assert q.status_code == 200 and "2026" in q.text
 
 
+def test_recent_runs_show_state_and_scope_chinese_first(app, store):
+    scope = {"source": "mpi", "tables": ["person"], "orgs": ["ORG9"], "since": None, "until": None}
+    with store.runs.start("validate", scope) as run:
+        pass
+    client, _ = logged_in(app, "eng1")
+    page = client.get("/validate").text
+    assert f"run #{run.id}" in page
+    assert "完成 success · 数据源 mpi · 表 居民健康档案（主索引） person · 机构 ORG9" in page
+    client, _ = logged_in(app, "qc1")
+    reports = client.get("/reports").text
+    assert "夜间稽核 nightly" in reports and "完成 success" in reports
+
+
 def test_engineer_runs_a_scoped_validation(app, store):
     client, token = logged_in(app, "eng1")
     r = client.post("/validate", data={"source": "mpi", "tables": "person", "csrf_token": token}, follow_redirects=False)
