@@ -200,7 +200,8 @@ def _worst(results: list[dict]) -> list[dict]:
     for r in failing:
         r["excess"] = sc.excess(r["violations"], r["denominator"], r["threshold_pct"] or 0.0)
         r["examples"] = example_lines(r, None)
-    return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
+    return sorted(failing, key=lambda r: sc.worst_first(r["violations"], r["denominator"], r["threshold_pct"],
+                                                      r["violation_pct"]))[:WORST_RULES]
 
 
 def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:

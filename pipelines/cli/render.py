@@ -9,6 +9,7 @@ from rich.text import Text
 from healthqa import clock
 from healthqa.errors import SourceError
 from healthqa.reports.labels import kind_text, scope_text, status_text
+from healthqa.reports.scores import worst_first
 
 STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
           "error": ("错误 error", "magenta")}
@@ -67,13 +68,19 @@ def nightly_table(res) -> Table:
     for name, v in res.validations.items():
         for tv in v.tables:
             status = [r.status for r in tv.results]
-            worst = max((r for r in tv.results if r.status == "fail"), key=lambda r: r.violation_pct or 0, default=None)
+            worst = worst_rule(tv.results)
             t.add_row(name, tv.table, tv.sampling.get("method", ""), f"{tv.rows:,}", str(status.count("pass")),
                       str(status.count("fail")), str(status.count("error")),
                       f"{worst.rule.id} {format_pct(worst.violation_pct)}" if worst else "")
     for name, reason in res.failures.items():
         t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     return t
+
+
+def worst_rule(results):
+    """A table's worst failing rule, ranked as the run report ranks them (rows beyond tolerance)."""
+    return min((r for r in results if r.status == "fail"), default=None,
+               key=lambda r: worst_first(r.violations, r.denominator, r.rule.threshold, r.violation_pct))
 
 
 def dedup_line(st: dict, incremental: bool) -> str:
