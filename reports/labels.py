@@ -16,13 +16,13 @@ KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重�
 EVERYTHING = "全部 everything"
 
 
-def status_text(status: str) -> str:
-    """``完成 success``: a run's state, Chinese first."""
-    return f"{STATUS_ZH[status]} {status}" if status in STATUS_ZH else status
+def status_text(status: str, sep: str = " ") -> str:
+    """``完成 success``: a run's state, Chinese first (``sep="\n"``: over each other, in a narrow column)."""
+    return f"{STATUS_ZH[status]}{sep}{status}" if status in STATUS_ZH else status
 
 
-def kind_text(kind: str) -> str:
-    return f"{KIND_ZH[kind]} {kind}" if kind in KIND_ZH else kind
+def kind_text(kind: str, sep: str = " ") -> str:
+    return f"{KIND_ZH[kind]}{sep}{kind}" if kind in KIND_ZH else kind
 
 
 def table_text(name: str) -> str:

@@ -33,5 +33,5 @@ def test_the_runs_table_shows_kind_state_and_scope_chinese_first():
     console = Console(record=True, width=300)
     console.print(runs_table([(run, [], "")]))
     out = console.export_text()
-    assert "夜间稽核 nightly" in out and "部分完成 partial" in out and "数据源 drc, mpi" in out
+    assert "夜间稽核" in out and "部分完成" in out and "数据源 drc, mpi" in out
     assert "[" not in out and "config" not in out
