@@ -83,7 +83,7 @@ def test_runs_shows_last_night_at_a_glance(built):
     folder, _ = built
     res = invoke("runs", "--config", folder / "healthqa.yml", "--last", 5)
     assert res.exit_code == 0, res.output
-    rows = [line for line in res.output.splitlines() if "nightly" in line]
-    assert rows and "success" in rows[-1]
+    rows = [line for line in res.output.splitlines() if "夜间稽核" in line]  # a run's first line: Chinese over English
+    assert rows and rows[-1].split("│")[5].strip() == "完成"
     assert any(ch.isdigit() for ch in rows[-1].split("│")[7])  # rows read
     refused(invoke("runs", "--config", folder / "healthqa.yml", "--last", 0), "--last")
