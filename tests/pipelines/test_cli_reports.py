@@ -87,3 +87,12 @@ def test_runs_shows_last_night_at_a_glance(built):
     assert rows and rows[-1].split("│")[5].strip() == "完成"
     assert any(ch.isdigit() for ch in rows[-1].split("│")[7])  # rows read
     refused(invoke("runs", "--config", folder / "healthqa.yml", "--last", 0), "--last")
+
+
+def test_the_demo_ends_saying_how_to_open_the_console(built):
+    folder, res = built
+    cfg = folder / "healthqa.yml"
+    tail = res.output.rsplit("先打开稽核报告", 1)[-1]
+    assert "打开控制台 open the console" in tail
+    assert f"healthqa users add NAME --role steward --config {cfg}" in tail
+    assert f"healthqa serve --config {cfg}" in tail
