@@ -230,7 +230,8 @@ def runs_table(runs) -> Table:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         # kind and state Chinese over English: narrow columns leave the width to what could not run
-        t.add_row(str(r.id), kind_text(r.kind, "\n"), clock.shown(r.started_at, seconds=True), "—" if took is None else f"{took:,.0f}s",
+        t.add_row(str(r.id), kind_text(r.kind, "\n"), clock.shown(r.started_at, seconds=True),
+                  "—" if took is None else f"{took:,.0f}s",
                   Text(status_text(r.status, "\n"), style=style.get(r.status, "")), scope_text(r.scope),
                   f"{sum(rows.values()):,}" if results else "—",
                   str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
