@@ -109,7 +109,9 @@ def delivery_line(d) -> Text:
                 style="green" if d.ok else "red")
 
 
-def _change(now: float | None, before: float | None, had_before: bool) -> str:
+def change_text(now: float | None, before: float | None, had_before: bool) -> str:
+    """较上次: a rule's violation rate against the last run of the same scope (``run.previous``), as
+    the terminal and the console's validation page show it."""
     if not had_before:
         return "新 new"
     if now is None or before is None:
@@ -140,7 +142,7 @@ def validation_table(run, source: str) -> Table:
         before = run.previous.get((tv.source, tv.table, r.rule.id))
         t.add_row(rule, f"{tv.table}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}", f"{r.denominator:,}",
                   format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
-                  _change(r.violation_pct, before, had_before))
+                  change_text(r.violation_pct, before, had_before))
     return t
 
 
