@@ -8,7 +8,7 @@ from rich.text import Text
 
 from healthqa import clock
 from healthqa.errors import SourceError
-from healthqa.reports.labels import kind_text, scope_text, status_text
+from healthqa.reports.labels import kind_text, scope_text, status_text, table_text
 from healthqa.reports.scores import worst_first
 
 STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
@@ -69,7 +69,7 @@ def nightly_table(res) -> Table:
         for tv in v.tables:
             status = [r.status for r in tv.results]
             worst = worst_rule(tv.results)
-            t.add_row(name, tv.table, tv.sampling.get("method", ""), f"{tv.rows:,}", str(status.count("pass")),
+            t.add_row(name, table_text(tv.table), tv.sampling.get("method", ""), f"{tv.rows:,}", str(status.count("pass")),
                       str(status.count("fail")), str(status.count("error")),
                       f"{worst.rule.id} {format_pct(worst.violation_pct)}" if worst else "")
     for name, reason in res.failures.items():
@@ -140,8 +140,8 @@ def validation_table(run, source: str) -> Table:
         if r.error:
             status.append(" " + r.error)
         before = run.previous.get((tv.source, tv.table, r.rule.id))
-        t.add_row(rule, f"{tv.table}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}", f"{r.denominator:,}",
-                  format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
+        t.add_row(rule, f"{table_text(tv.table)}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}",
+                  f"{r.denominator:,}", format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
                   change_text(r.violation_pct, before, had_before))
     return t
 

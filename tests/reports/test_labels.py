@@ -35,3 +35,15 @@ def test_the_runs_table_shows_kind_state_and_scope_chinese_first():
     out = console.export_text()
     assert "夜间稽核" in out and "部分完成" in out and "数据源 drc, mpi" in out
     assert "[" not in out and "config" not in out
+
+
+def test_the_terminal_tables_name_canonical_tables_chinese_first():
+    from healthqa.pipelines.cli.render import nightly_table
+
+    rule = SimpleNamespace(id="OPV-DX-REQUIRED", threshold=0.0)
+    failing = SimpleNamespace(rule=rule, status="fail", violations=3, denominator=10, violation_pct=30.0)
+    tv = SimpleNamespace(table="outpatient_visit", sampling={"method": "full"}, rows=10, results=[failing])
+    res = SimpleNamespace(run_id=3, status="success", validations={"drc": SimpleNamespace(tables=[tv])}, failures={})
+    console = Console(record=True, width=300)
+    console.print(nightly_table(res))
+    assert "门诊就诊记录 outpatient_visit" in console.export_text()
