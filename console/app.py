@@ -29,6 +29,7 @@ from healthqa import config as config_mod
 from healthqa.config import Config
 from healthqa.dedup import spec as specs
 from healthqa.errors import HealthqaError, SourceError, one_line
+from healthqa.reports import labels
 from healthqa.store import AuditStore
 from healthqa.store.store import StoreError
 
@@ -49,6 +50,9 @@ def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("healthqa.console", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["ROLE_ZH"] = ROLE_ZH
+    # runs' kinds, states, scopes and tables as the CLI and the reports show them (reports/labels.py)
+    env.filters.update(scope_text=labels.scope_text, status_text=labels.status_text, kind_text=labels.kind_text,
+                       table_text=labels.table_text)
     env.filters.update(clock.jinja_filters())  # every time on a page: {{ t|shown }}, in the platform's zone
     return Jinja2Templates(env=env)
 

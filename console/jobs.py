@@ -24,6 +24,7 @@ class Job:
     run_id: int | None = None
     counts: dict = field(default_factory=dict)
     failed_rules: list[dict] = field(default_factory=list)
+    passed_rules: list[dict] = field(default_factory=list)  # the rules that pass now (a repair shows here)
     resolved: list = field(default_factory=list)  # FindingRow: the findings this run resolved
     summary: dict | None = None
     error: str | None = None
@@ -37,6 +38,7 @@ class Jobs:
 
     def start(self, cfg, store, user: str, source: str, tables: list[str], orgs: tuple[str, ...],
               since: datetime | None, until: datetime | None) -> Job:
+        from healthqa.pipelines.cli.render import change_text
         from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
 
         with self._lock:
@@ -51,9 +53,14 @@ class Jobs:
                 job.run_id = run.run_id
                 statuses = [r.status for _, r in run.results]
                 job.counts = {s: statuses.count(s) for s in ("pass", "fail", "not_applicable", "error")}
-                job.failed_rules = [{"rule_id": r.rule.id, "table": t.table, "status": r.status,
-                                     "violations": r.violations, "denominator": r.denominator}
-                                    for t, r in run.results if r.status in ("fail", "error")]
+                # each rule with its change against the last run of the same scope (the CLI's 较上次)
+                had_before = bool(run.previous)
+                rows = [{"rule_id": r.rule.id, "table": t.table, "status": r.status, "zh": r.rule.zh,
+                         "violations": r.violations, "denominator": r.denominator,
+                         "change": change_text(r.violation_pct, run.previous.get((t.source, t.table, r.rule.id)),
+                                               had_before)} for t, r in run.results]
+                job.failed_rules = [x for x in rows if x["status"] in ("fail", "error")]
+                job.passed_rules = [x for x in rows if x["status"] == "pass"]
                 if run.run_id is not None:
                     job.resolved = store.findings.events_of_run(run.run_id).get("resolved", [])
                 job.summary = run.assessment.summary() if run.assessment else None

@@ -191,13 +191,15 @@ def _out_dir(request: Request):
 
 
 @router.get("/reports/run/{run_id}.{ext}")
-async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(qc)):
+async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(role("qc_manager", "engineer"))):
     if ext not in ("html", "pdf"):
         raise HTTPException(404, "html 或 pdf / html or pdf")
     cfg, store = request.app.state.cfg, request.app.state.store
     run = store.runs.get(run_id)
     if run is None:
         raise HTTPException(404, f"运行 {run_id} 不存在 / no such run")
+    if who.role == "engineer" and run.kind != "validate":  # the engineer reads the reports of scoped validations
+        raise HTTPException(403, "无权访问此页面 / the engineer opens the reports of validations only")
     key = (run.status, run.finished_at, store.findings.last_change())
     written = await _rendered(request, ("run", run_id, ext), key, run_report.write, cfg, store, run_id,
                               _out_dir(request), ext == "pdf")

@@ -512,7 +512,19 @@ class OneActiveParams(RuleParams):
     active: str = Field("1", description="the status code of an active archive")
 
 
+def _sharers(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> pd.Series:
+    """The other archives of each row's ID number (the duplicate archives the finding is about): the
+    MPI's archive numbers, read from the table's key (``archive_id``), the row's own left out."""
+    _, norm, _ = _Cols(df, ctx).ids(p.id, p.id_type)
+    own = st.text(df["archive_id"]) if "archive_id" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    listed = norm.map(ctx.reference("person.archives_by_id_number"))
+    others = [", ".join(x for x in a.split(", ") if x != m) or None if isinstance(a, str) else None
+              for a, m in zip(listed, own)]
+    return pd.Series([f"mpi.person {o}" if o else None for o in others], index=df.index, dtype=object)
+
+
 @rule_type("one_active_per_id_number", params=OneActiveParams, whole_table=True,
+           counterpart=_sharers, linked=("person.archives_by_id_number",),
            expectation="ExpectColumnPairValuesToHaveOneActiveArchivePerId",
            partition=lambda df, p, ctx: _Cols(df, ctx).ids(p.id, p.id_type)[1])
 def one_active_per_id(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> Outcome:

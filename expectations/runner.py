@@ -595,7 +595,9 @@ def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarr
     out = []
     for rec in shown.to_dict("records"):
         key = rec.pop(t.key, None)
-        org = rec.pop(t.org, None) if t.org else None
+        # the institution a row belongs to; kept among the values too when it is what the rule checks
+        # (an unregistered institution code: an org code is no personal data)
+        org = (rec.get(t.org) if t.org in rule.columns else rec.pop(t.org, None)) if t.org else None
         out.append({"key": None if key is None else str(key), "org": None if org is None else str(org),
                     "values": {c: None if v is None else str(v) for c, v in rec.items()}})
     return out

@@ -76,9 +76,8 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
         store.findings.record_run_in(
             s, run_id,
             new=[_new_row(c, policy) for c in rec.new],
-            seen=[(k.id, _update(fd.seen_again(c, k), by_id[k.id].level, policy, escalate_from=by_id[k.id].opened_at))
-                  for k, c in rec.persisting],
-            reopened=[(k.id, _update(c, c.level, policy)) for k, c in rec.reopened],
+            seen=[(k.id, _update(fd.seen_again(c, k), policy, before=by_id[k.id])) for k, c in rec.persisting],
+            reopened=[(k.id, _update(c, policy)) for k, c in rec.reopened],
             resolved=[k.id for k in rec.resolved],
         )
         if then is not None:
@@ -171,15 +170,23 @@ def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict
 
 
 def _new_row(c: fd.Candidate, policy: Policy) -> dict:
-    return {"fingerprint": c.fingerprint, **_update(c, c.level, policy)}
+    return {"fingerprint": c.fingerprint, **_update(c, policy)}
 
 
-def _update(c: fd.Candidate, level_before: str, policy: Policy, escalate_from=None) -> dict:
-    """Fields a run sets on a finding. The level only escalates while a finding is open (a finding
-    does not drop from 二级 to 提示 because one night was better); deadlines follow the level."""
-    level = fd.more_urgent(c.level, level_before)
-    response_due, fix_due = policy.due(level, now() if escalate_from is None or level != level_before else escalate_from)
+def _update(c: fd.Candidate, policy: Policy, before=None) -> dict:
+    """Fields a run sets on a finding. The level is the night's (it follows the rate up and down);
+    the deadlines are those of the level from now, but never later than the ones a finding still open
+    (``before``) already has: an escalation brings them forward, a de-escalation does not extend
+    them, a re-escalation does not start them again (docs/how-it-works.md)."""
+    response_due, fix_due = policy.due(c.level, now())
+    if before is not None:
+        response_due, fix_due = _earlier(before.response_due_at, response_due), _earlier(before.fix_due_at, fix_due)
     return {"kind": c.kind, "source": c.source, "subject": c.subject, "table_name": c.table, "org_code": c.org,
-            "system": c.system, "level": level, "title_zh": c.title_zh, "title_en": c.title_en,
+            "system": c.system, "level": c.level, "title_zh": c.title_zh, "title_en": c.title_en,
             "violations": c.violations, "rows_checked": c.rows, "threshold_pct": c.threshold_pct,
             "examples": c.examples, "response_due_at": response_due, "fix_due_at": fix_due}
+
+
+def _earlier(a, b):
+    """The earlier of two deadlines; a missing one (no deadline) never wins over a running one."""
+    return b if a is None else a if b is None else min(a, b)

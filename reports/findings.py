@@ -26,7 +26,7 @@ from healthqa.connectors.sampling import NEW_ROWS, WHOLE, read_extent
 from healthqa.store.findings import OPEN
 
 from .scores import excess
-from .severity import LEVELS, Policy
+from .severity import Policy
 
 
 @dataclass
@@ -234,10 +234,6 @@ def system_label(code: str) -> str:
     """``系统 11 区域信息交换共享平台``: one of the contract's fourteen systems, by its code."""
     name = codelists.load("systems")["codes"].get(str(code))
     return f"系统 {code} {name}" if name else f"系统 system {code}"
-
-
-def more_urgent(a: str, b: str) -> str:
-    return min(a, b, key=LEVELS.index)
 
 
 def overdue(level_due: tuple[datetime | None, datetime | None], acknowledged: bool, resolved: bool,

@@ -21,8 +21,8 @@ from . import charts, render, series, service
 from .assess import describe, rule_results
 from .findings import location, responded_at
 from .institutions import registry
+from .labels import KIND_ZH, STATUS_ZH
 from .rules_run import rules_run
-from .run_report import KIND_ZH, STATUS_ZH
 
 RULE_LEVELS = ("一级", "二级")
 

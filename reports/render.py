@@ -16,11 +16,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from healthqa import clock
 from healthqa.errors import HealthqaError
 
+from . import labels
+
 
 @cache
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("healthqa.reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["table_text"] = labels.table_text  # a canonical table: its Chinese title, then its name
     env.filters.update(clock.jinja_filters())  # a time in a template: {{ t|shown }}, in the platform's zone
     return env
 

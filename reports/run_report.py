@@ -22,6 +22,7 @@ from . import series as se
 from .assess import describe, rule_results
 from .findings import example_lines, location
 from .institutions import registry
+from .labels import KIND_ZH, STATUS_ZH, scope_text
 from .rules_run import RulesRun, rules_run
 from .severe import read_severe
 
@@ -31,8 +32,6 @@ FINDINGS_SHOWN = 50  # per list, most urgent first; the rest are one `healthqa f
 DIMENSION_EN = {"完整性": "completeness", "规范性": "conformity", "一致性": "consistency", "唯一性": "uniqueness",
                 "及时性": "timeliness", "关联性": "referential integrity"}
 STATE_ZH = {"new": "新增", "open": "未关闭", "acknowledged": "已确认", "resolved": "已解决", "reopened": "重新出现"}
-STATUS_ZH = {"success": "完成", "partial": "部分完成", "failed": "失败", "running": "运行中", "crashed": "中断"}
-KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重复档案筛查"}
 
 
 def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = None) -> dict:
@@ -82,7 +81,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "district": cfg.district.name,
         "run": {"id": run.id, "kind": run.kind, "kind_zh": KIND_ZH.get(run.kind, run.kind), "status": run.status,
                 "status_zh": STATUS_ZH.get(run.status, run.status), "started_at": _t(run.started_at),
-                "finished_at": _t(run.finished_at), "scope_text": _scope_text(run.scope)},
+                "finished_at": _t(run.finished_at), "scope_text": scope_text(run.scope)},
         "notes": notes,
         "rules_run": ran,
         "overall": overall,
@@ -201,7 +200,8 @@ def _worst(results: list[dict]) -> list[dict]:
     for r in failing:
         r["excess"] = sc.excess(r["violations"], r["denominator"], r["threshold_pct"] or 0.0)
         r["examples"] = example_lines(r, None)
-    return sorted(failing, key=lambda r: (-r["excess"], -(r["violation_pct"] or 0)))[:WORST_RULES]
+    return sorted(failing, key=lambda r: sc.worst_first(r["violations"], r["denominator"], r["threshold_pct"],
+                                                      r["violation_pct"]))[:WORST_RULES]
 
 
 def _most_urgent(rows: list[FindingRow]) -> list[FindingRow]:
@@ -245,13 +245,6 @@ def _notes(run, results: list[dict], scored: dict, orgs, ran: RulesRun | None = 
     if not orgs.available:
         notes.append("机构注册表不可读，机构以代码显示 — the institution registry could not be read; codes shown.")
     return notes
-
-
-def _scope_text(scope: dict | None) -> str:
-    if not scope:
-        return "全部 everything"
-    parts = [f"{k}={v}" for k, v in scope.items() if v not in (None, [], {}, "") and k != "model"]
-    return ", ".join(parts) or "全部 everything"
 
 
 def _t(v: datetime | None) -> str | None:

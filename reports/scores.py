@@ -218,6 +218,12 @@ def excess(violations: int, rows: int, threshold_pct: float) -> float:
     return max(0.0, violations - threshold_pct / 100.0 * rows)
 
 
+def worst_first(violations: int, rows: int, threshold_pct: float | None, violation_pct: float | None) -> tuple:
+    """The sort key that puts the worst failing rule first, wherever rules are ranked (the run report's
+    worst rules, the terminal's worst rule of a table): rows beyond tolerance, then the rate."""
+    return -excess(violations, rows, threshold_pct or 0.0), -(violation_pct or 0.0)
+
+
 MIN_SHARED = 0.5  # a score on fewer than half the rules the earlier one stood on is another score
 
 

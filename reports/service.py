@@ -26,7 +26,7 @@ from healthqa.store.findings import FindingRow
 from . import render
 from .findings import location, responded_at, system_label
 from .institutions import registry
-from .run_report import KIND_ZH, STATUS_ZH
+from .labels import KIND_ZH, STATUS_ZH, scope_text
 from .severity import LEVEL_EN, Policy
 
 AFTER = 3  # the latest re-validations shown (the newest decides; the page stays one A4 page)
@@ -96,24 +96,11 @@ def evidence(store: AuditStore, f: FindingRow, events: list[dict]) -> list[dict]
         verdict = by_run.get(r["run_id"], {}).get("event")
         out.append({**r, "kind": f"{KIND_ZH.get(run.kind, run.kind)} {run.kind}" if run else "—",
                     "status": STATUS_ZH.get(run.status, run.status) if run else "—",
-                    "at": clock.shown(run.started_at) if run else "—", "scope": _scope(run.scope if run else None),
+                    "at": clock.shown(run.started_at) if run else "—", "scope": scope_text(run.scope) if run else "—",
                     "verdict": EVENT_ZH.get(verdict, "未改变问题单 left it as it was") if verdict else
                     "未改变问题单 left it as it was",
                     "role": "发现 filed it" if r["run_id"] == f.first_run_id else "复核 re-validation"})
     return out
-
-
-def _scope(scope: dict | None) -> str:
-    if not scope:
-        return "全部 everything"
-    parts = [scope.get("source") or ",".join(scope.get("sources") or [])]
-    if scope.get("tables"):
-        parts.append("表 " + ",".join(scope["tables"]))
-    if scope.get("orgs"):
-        parts.append("机构 " + ",".join(scope["orgs"]))
-    if scope.get("since") or scope.get("until"):
-        parts.append(f"{scope.get('since') or '…'} → {scope.get('until') or '…'}")
-    return " · ".join(p for p in parts if p) or "全部 everything"
 
 
 def context(cfg: Config, store: AuditStore, finding_id: int, at: datetime | None = None) -> dict:

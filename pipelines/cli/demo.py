@@ -99,5 +99,9 @@ def demo(
     reports = sorted(Path(load(result.config).reports.out_dir).glob("run-*.html"), key=lambda p: p.stat().st_mtime)
     if reports:
         app.out.print(Text("先打开稽核报告 open the report first:", "bold") + Text(f" {reports[-1]}"), highlight=False)
+    # then the console: it needs an account first (a steward reviews the duplicates the night found)
+    app.out.print(Text("打开控制台 open the console:", "bold"), highlight=False)
+    app.out.print(f"  healthqa users add NAME --role steward --config {result.config}", highlight=False, soft_wrap=True)
+    app.out.print(f"  healthqa serve --config {result.config}", highlight=False, soft_wrap=True)
     # the demo's data carries defects on purpose: failing rules are its point, not an error
     raise typer.Exit(code)

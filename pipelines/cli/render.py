@@ -3,13 +3,13 @@ prints or decides an exit code; the commands do."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.table import Table
 from rich.text import Text
 
 from healthqa import clock
 from healthqa.errors import SourceError
+from healthqa.reports.labels import kind_text, scope_text, status_text, table_text
+from healthqa.reports.scores import worst_first
 
 STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
           "error": ("错误 error", "magenta")}
@@ -68,13 +68,19 @@ def nightly_table(res) -> Table:
     for name, v in res.validations.items():
         for tv in v.tables:
             status = [r.status for r in tv.results]
-            worst = max((r for r in tv.results if r.status == "fail"), key=lambda r: r.violation_pct or 0, default=None)
-            t.add_row(name, tv.table, tv.sampling.get("method", ""), f"{tv.rows:,}", str(status.count("pass")),
+            worst = worst_rule(tv.results)
+            t.add_row(name, table_text(tv.table), tv.sampling.get("method", ""), f"{tv.rows:,}", str(status.count("pass")),
                       str(status.count("fail")), str(status.count("error")),
                       f"{worst.rule.id} {format_pct(worst.violation_pct)}" if worst else "")
     for name, reason in res.failures.items():
         t.add_row(name, "", "", "", "", "", "", Text(reason, style="red"))
     return t
+
+
+def worst_rule(results):
+    """A table's worst failing rule, ranked as the run report ranks them (rows beyond tolerance)."""
+    return min((r for r in results if r.status == "fail"), default=None,
+               key=lambda r: worst_first(r.violations, r.denominator, r.rule.threshold, r.violation_pct))
 
 
 def dedup_line(st: dict, incremental: bool) -> str:
@@ -103,7 +109,9 @@ def delivery_line(d) -> Text:
                 style="green" if d.ok else "red")
 
 
-def _change(now: float | None, before: float | None, had_before: bool) -> str:
+def change_text(now: float | None, before: float | None, had_before: bool) -> str:
+    """较上次: a rule's violation rate against the last run of the same scope (``run.previous``), as
+    the terminal and the console's validation page show it."""
     if not had_before:
         return "新 new"
     if now is None or before is None:
@@ -132,9 +140,9 @@ def validation_table(run, source: str) -> Table:
         if r.error:
             status.append(" " + r.error)
         before = run.previous.get((tv.source, tv.table, r.rule.id))
-        t.add_row(rule, f"{tv.table}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}", f"{r.denominator:,}",
-                  format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
-                  _change(r.violation_pct, before, had_before))
+        t.add_row(rule, f"{table_text(tv.table)}\n{r.rule.dimension} {r.rule.severity}", f"{r.violations:,}",
+                  f"{r.denominator:,}", format_pct(r.violation_pct), f"≤{format_pct(r.rule.threshold)}", status,
+                  change_text(r.violation_pct, before, had_before))
     return t
 
 
@@ -223,33 +231,10 @@ def runs_table(runs) -> Table:
         for x in results:
             rows[(x.source, x.table)] = max(rows.get((x.source, x.table), 0), x.denominator)
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-        t.add_row(str(r.id), r.kind, clock.shown(r.started_at, seconds=True), "—" if took is None else f"{took:,.0f}s",
-                  Text(r.status, style=style.get(r.status, "")), scope_text(r.scope or {}),
+        # kind and state Chinese over English: narrow columns leave the width to what could not run
+        t.add_row(str(r.id), kind_text(r.kind, "\n"), clock.shown(r.started_at, seconds=True),
+                  "—" if took is None else f"{took:,.0f}s",
+                  Text(status_text(r.status, "\n"), style=style.get(r.status, "")), scope_text(r.scope),
                   f"{sum(rows.values()):,}" if results else "—",
                   str(sum(x.status == "fail" for x in results)) if results else "—", Text(could_not))
     return t
-
-
-def scope_text(scope: dict) -> str:
-    """A run's scope in one short cell: its source(s) and tables, then the engineer's institutions
-    and time window when it had them (a scoped run must not look like a whole-table one)."""
-    what = scope.get("source") or ",".join(scope.get("sources") or [])
-    if scope.get("tables"):
-        what += ": " + ",".join(scope["tables"])
-    if scope.get("orgs"):
-        what += " · 机构 org " + ",".join(scope["orgs"])
-    since, until = scope.get("since"), scope.get("until")
-    if since or until:
-        what += f" · {_short_time(since, '…', datetime.min.time())}→{_short_time(until, '…', datetime.max.time())}"
-    return what
-
-
-def _short_time(iso: str | None, missing: str, whole_day) -> str:
-    """A window bound as a user types it: the date alone when the bound is ``whole_day`` (the start of
-    the day for --since, its end for --until: ``options.time_option``)."""
-    if not iso:
-        return missing
-    when = datetime.fromisoformat(iso)
-    if when.time() == whole_day:
-        return f"{when:%Y-%m-%d}"
-    return f"{when:%Y-%m-%d %H:%M}" if when.second == 0 and not when.microsecond else f"{when:%Y-%m-%d %H:%M:%S}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from healthqa.config import load
+from healthqa.reports.labels import kind_text, status_text
 from healthqa.store import AuditStore
 
 from . import app, fail, render, user_errors
@@ -45,8 +48,48 @@ def schedule(config: ConfigOpt):
         where = f"本地 Prefect API local Prefect API {api.url}" if api else \
             f"Prefect 服务器 server {server_url()}"  # the environment's or a Prefect profile's
         app.out.print(f"按计划运行中 serving on {where} — Ctrl-C 停止 stops", highlight=False)
-        serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_runs, args=(cfg, stop), name="healthqa-run-lines", daemon=True)
+        watcher.start()
+        try:
+            serve(*deps, print_starting_message=False)  # returns on Ctrl-C or SIGTERM, its runs stopped
+        finally:
+            stop.set()
     app.out.print("已停止 stopped", highlight=False)
+
+
+WATCH_SECONDS = 5.0  # how often the schedule looks for runs that ended
+
+
+def run_line(run, out_dir: Path) -> str:
+    """One ended run as the schedule prints it: ``运行 run 24 夜间稽核 nightly 完成 success 4 s 报告 report …``."""
+    took = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+    line = f"运行 run {run.id} {kind_text(run.kind)} {status_text(run.status)}"
+    if took is not None:
+        line += f" {took:,.0f} s"
+    report = Path(out_dir) / f"run-{run.id}.html"
+    return line + (f" 报告 report {report}" if report.exists() else "")
+
+
+def ended_runs(store: AuditStore, after: int, printed: set[int]) -> list:
+    """The runs after run ``after`` that ended and were not yet printed, oldest first (a run that
+    started earlier may end later: each is printed once, when it ends)."""
+    return sorted((r for r in store.runs.recent(50) if r.id > after and r.status != "running" and r.id not in printed),
+                  key=lambda r: r.id)
+
+
+def _watch_runs(cfg, stop: threading.Event) -> None:
+    """A line per run the schedule's flows end (read from the audit store, which every flow writes)."""
+    with AuditStore(cfg.store.url) as store:
+        newest = store.runs.recent(1)
+        after, printed = (newest[0].id if newest else 0), set()
+        while not stop.wait(WATCH_SECONDS):
+            try:
+                for r in ended_runs(store, after, printed):
+                    printed.add(r.id)
+                    app.out.print(run_line(r, Path(cfg.reports.out_dir)), highlight=False)
+            except Exception as e:  # noqa: BLE001 - an unreadable store one moment must not end the schedule
+                app.err.print(f"运行记录暂不可读 runs not readable: {type(e).__name__}", highlight=False)
 
 
 @app.command()

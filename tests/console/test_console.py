@@ -378,6 +378,41 @@ def test_qc_manager_filters_findings_acts_and_opens_reports(app, store):
     assert q.status_code == 200 and "2026" in q.text
 
 
+def test_recent_runs_show_state_and_scope_chinese_first(app, store):
+    scope = {"source": "mpi", "tables": ["person"], "orgs": ["ORG9"], "since": None, "until": None}
+    with store.runs.start("validate", scope) as run:
+        pass
+    client, _ = logged_in(app, "eng1")
+    page = client.get("/validate").text
+    assert f"run #{run.id}" in page
+    assert "完成 success · 数据源 mpi · 表 居民健康档案（主索引） person · 机构 ORG9" in page
+    client, _ = logged_in(app, "qc1")
+    kinds = re.findall(r"<tr><td>#\d+</td><td>([^<]*)</td>", client.get("/reports").text)
+    assert kinds and all(k in ("夜间稽核 nightly", "专项校验 validate", "重复档案筛查 dedup") for k in kinds), kinds
+
+
+def test_the_validation_page_shows_change_passing_rules_and_its_report(app, store):
+    client, token = logged_in(app, "eng1")
+    org = next(f.org_code for f in store.findings.list() if f.org_code)  # one institution: a short run
+    r = client.post("/validate", data={"source": "mpi", "tables": "person", "orgs": org, "csrf_token": token})
+    for _ in range(240):
+        if 'data-state="running"' not in r.text:
+            break
+        time.sleep(0.5)
+        r = client.get(str(r.url).removesuffix("/status") + "/status")
+    status = r.text
+    assert 'data-state="done"' in status, status
+    run_id = int(re.search(r"run #(\d+)", status).group(1))
+    assert "较上次 change" in status and 'id="passed-rules"' in status  # the rules that pass now, with their change
+    passed = status.split('id="passed-rules"', 1)[1]
+    assert "居民健康档案（主索引） person" in passed and re.search(r'<td class="num">(=|新 new|[↑↓] [+−][\d.]+%)</td>', passed)
+    assert f'href="/reports/run/{run_id}.html"' in status
+    report = client.get(f"/reports/run/{run_id}.html")
+    assert report.status_code == 200 and "稽核报告" in report.text
+    other = next(r.id for r in store.runs.recent(500) if r.kind != "validate")
+    assert client.get(f"/reports/run/{other}.html").status_code == 403  # the engineer's validations' reports only
+
+
 def test_engineer_runs_a_scoped_validation(app, store):
     client, token = logged_in(app, "eng1")
     r = client.post("/validate", data={"source": "mpi", "tables": "person", "csrf_token": token}, follow_redirects=False)

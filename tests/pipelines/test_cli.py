@@ -552,9 +552,10 @@ def test_until_a_day_reads_that_day_and_runs_shows_the_scope(built):
     res = runner.invoke(app, ["runs", "--config", str(cfg), "--last", "3"], env={"COLUMNS": "400"})  # no folding
     assert res.exit_code == 0, res.output
     out = res.stdout
-    assert f"drc: outpatient_visit · 机构 org {org} · 2026-11-18 08:00→…" in out
-    assert "drc: outpatient_visit · 2026-11-18→2026-11-24 " in out  # the day given, not 23:59:59.999999
-    assert "drc: outpatient_visit · 2026-11-18→2026-11-24 00:00 " in out  # up to midnight: not the whole day
+    visits = "数据源 drc · 表 门诊就诊记录 outpatient_visit"
+    assert f"{visits} · 机构 {org} · 2026-11-18 08:00→…" in out
+    assert f"{visits} · 2026-11-18→2026-11-24 " in out  # the day given, not 23:59:59.999999
+    assert f"{visits} · 2026-11-18→2026-11-24 00:00 " in out  # up to midnight: not the whole day
 
 
 @pytest.mark.parametrize("value", ["2026/11/20", "20-11-2026", "yesterday", "2026-13-01"])

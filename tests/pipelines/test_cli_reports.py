@@ -83,7 +83,16 @@ def test_runs_shows_last_night_at_a_glance(built):
     folder, _ = built
     res = invoke("runs", "--config", folder / "healthqa.yml", "--last", 5)
     assert res.exit_code == 0, res.output
-    rows = [line for line in res.output.splitlines() if "nightly" in line]
-    assert rows and "success" in rows[-1]
+    rows = [line for line in res.output.splitlines() if "夜间稽核" in line]  # a run's first line: Chinese over English
+    assert rows and rows[-1].split("│")[5].strip() == "完成"
     assert any(ch.isdigit() for ch in rows[-1].split("│")[7])  # rows read
     refused(invoke("runs", "--config", folder / "healthqa.yml", "--last", 0), "--last")
+
+
+def test_the_demo_ends_saying_how_to_open_the_console(built):
+    folder, res = built
+    cfg = folder / "healthqa.yml"
+    tail = res.output.rsplit("先打开稽核报告", 1)[-1]
+    assert "打开控制台 open the console" in tail
+    assert f"healthqa users add NAME --role steward --config {cfg}" in tail
+    assert f"healthqa serve --config {cfg}" in tail

@@ -67,8 +67,8 @@ def test_publishing_and_index_faults_make_the_night_partial_and_the_next_night_c
     assert "webhook 未送达 webhook not delivered" in run.message
     assert "重复档案索引未能写入" in run.message and "the next night reads the whole MPI" in run.message
     shown = runner.invoke(app, ["runs", "--config", str(cfg.path)], env={"COLUMNS": "2000"})  # one line a run
-    line = next(x for x in shown.output.splitlines() if x.startswith(f"│ {first.run_id:>4} │ nightly"))
-    assert "partial" in line and "发布未完成 publishing incomplete" in line and "重复档案索引未能写入" in line, shown.output
+    line = next(x for x in shown.output.splitlines() if x.startswith(f"│ {first.run_id:>4} │ 夜间稽核"))
+    assert "部分完成" in line and "发布未完成 publishing incomplete" in line and "重复档案索引未能写入" in line, shown.output
     assert set(deliver.pending(store)) == {first.run_id}
 
     rx = Receiver()
