@@ -295,7 +295,9 @@ def test_two_stewards_on_one_pair_no_lost_update(app, store):
         client, token = clients[k]
         start.wait()
         answers[k] = client.post(f"/review/pair/{a}/{b}/decide",
-                                 data={"decision": "merge" if k == 0 else "not_same", "survivor": a, "csrf_token": token},
+                                 # (confirmed: the pair drawn may keep a deceased archive; the race is the point here)
+                                 data={"decision": "merge" if k == 0 else "not_same", "survivor": a, "csrf_token": token,
+                                       "confirm_inactive": "yes"},
                                  follow_redirects=False)
 
     threads = [threading.Thread(target=decide, args=(k,)) for k in (0, 1)]
