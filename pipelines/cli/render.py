@@ -8,8 +8,6 @@ from rich.text import Text
 
 from healthqa import clock
 from healthqa.errors import SourceError
-from healthqa.reports.labels import kind_text, scope_text, status_text, table_text
-from healthqa.reports.scores import worst_first
 
 STATUS = {"pass": ("通过 pass", "green"), "fail": ("不通过 fail", "red"), "not_applicable": ("不适用 n/a", "dim"),
           "error": ("错误 error", "magenta")}
@@ -61,6 +59,7 @@ def source_checks(results) -> tuple[list[Table | Text], list[str]]:
 
 def nightly_table(res) -> Table:
     """A night's tables: rows read, rules passed and failed, the worst rule; and what could not run."""
+    from healthqa.reports.labels import table_text  # loaded with the command, not the CLI
     t = Table(title=f"夜间稽核 nightly audit (run {res.run_id}, {res.status})", title_justify="left")
     for col in ("数据源 source", "标准表 table", "抽样 sampling", "行数 rows", "通过 pass", "不通过 fail",
                 "错误 error", "最差规则 worst rule"):
@@ -79,6 +78,7 @@ def nightly_table(res) -> Table:
 
 def worst_rule(results):
     """A table's worst failing rule, ranked as the run report ranks them (rows beyond tolerance)."""
+    from healthqa.reports.scores import worst_first
     return min((r for r in results if r.status == "fail"), default=None,
                key=lambda r: worst_first(r.violations, r.denominator, r.rule.threshold, r.violation_pct))
 
@@ -125,6 +125,7 @@ def change_text(now: float | None, before: float | None, had_before: bool) -> st
 def validation_table(run, source: str) -> Table:
     """Every rule with what it means and its threshold, so a pass at 0.9 % beside a fail at 0.13 %
     explains itself. Rule ids are never cut: at narrow widths they fold onto the next line."""
+    from healthqa.reports.labels import table_text  # loaded with the command, not the CLI
     t = Table(title=f"校验结果 validation (run {run.run_id}, source {source})", title_justify="left")
     # headers in two lines (Chinese over English) so that short numbers get narrow columns
     t.add_column("规则 rule\n含义 meaning", overflow="fold")
@@ -220,6 +221,7 @@ def deployment_line(d) -> str:
 def runs_table(runs) -> Table:
     """``runs``: (run, its rule results, what could not run), newest first. A table's rows read are the
     most any of its rules applied to."""
+    from healthqa.reports.labels import kind_text, scope_text, status_text  # loaded with the command, not the CLI
     t = Table(title="运行历史 runs", title_justify="left")
     for col, kw in (("# id", {"justify": "right"}), ("类型 kind", {}), ("开始 started", {}), ("耗时 took", {"justify": "right"}),
                     ("状态 state", {}), ("范围 scope", {}), ("读取行 rows", {"justify": "right"}),

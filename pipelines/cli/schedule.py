@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from healthqa.config import load
-from healthqa.reports.labels import kind_text, status_text
 from healthqa.store import AuditStore
 
 from . import app, fail, render, user_errors
@@ -63,6 +62,8 @@ WATCH_SECONDS = 5.0  # how often the schedule looks for runs that ended
 
 def run_line(run, out_dir: Path) -> str:
     """One ended run as the schedule prints it: ``运行 run 24 夜间稽核 nightly 完成 success 4 s 报告 report …``."""
+    from healthqa.reports.labels import kind_text, status_text  # loaded with the command, not the CLI
+
     took = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
     line = f"运行 run {run.id} {kind_text(run.kind)} {status_text(run.status)}"
     if took is not None:
