@@ -153,8 +153,7 @@ def bulk(request: Request, who: Who = Depends(qc), ids: list[int] | None = Form(
 @router.get("/findings/{finding_id}/report.{ext}")
 async def service_report(request: Request, finding_id: int, ext: str, who: Who = Depends(qc)):
     """The finding's after-sales service report (售后服务报告), to print and sign."""
-    if ext not in ("html", "pdf"):
-        raise HTTPException(404, "html 或 pdf / html or pdf")
+    _report_format(ext)
     cfg, store = request.app.state.cfg, request.app.state.store
     try:
         written = await run_in_threadpool(service.write, cfg, store, finding_id,
@@ -192,8 +191,7 @@ def _out_dir(request: Request):
 
 @router.get("/reports/run/{run_id}.{ext}")
 async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(role("qc_manager", "engineer"))):
-    if ext not in ("html", "pdf"):
-        raise HTTPException(404, "html 或 pdf / html or pdf")
+    _report_format(ext)
     cfg, store = request.app.state.cfg, request.app.state.store
     run = store.runs.get(run_id)
     if run is None:
@@ -208,8 +206,7 @@ async def run_file(request: Request, run_id: int, ext: str, who: Who = Depends(r
 
 @router.get("/reports/quarter/{quarter}.{ext}")
 async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depends(qc)):
-    if ext not in ("html", "pdf"):
-        raise HTTPException(404, "html 或 pdf / html or pdf")
+    _report_format(ext)
     cfg, store = request.app.state.cfg, request.app.state.store
     try:
         q = quarterly.parse_quarter(quarter)
@@ -228,6 +225,12 @@ async def quarter_file(request: Request, quarter: str, ext: str, who: Who = Depe
     written = await _rendered(request, ("quarter", str(q), ext), key, quarterly.write, cfg, store, q,
                               _out_dir(request), ext == "pdf")
     return _file(written, ext, f"quarter-{q}")
+
+
+def _report_format(ext: str) -> None:
+    """A report is served as HTML or PDF; any other ending names nothing."""
+    if ext not in ("html", "pdf"):
+        raise HTTPException(404, "html 或 pdf / html or pdf")
 
 
 async def _rendered(request: Request, what: tuple, key: tuple, write, *args):
