@@ -19,6 +19,7 @@ from healthqa.store.findings import FindingRow, urgency
 
 from . import charts, render, series, service
 from .assess import describe, rule_results
+from .coverage import coverage
 from .findings import location, responded_at
 from .institutions import registry
 from .labels import KIND_ZH, STATUS_ZH
@@ -121,6 +122,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         describe(results[r.id], cfg)
         bases[r.id] = series.bases(results[r.id])
     systems = codelists.load("systems")["codes"]
+    covered = {c.code: c for c in coverage(cfg)}
     orgs = registry(cfg)
     opened = store.findings.opened_between(quarter.start, quarter.end)
     closed = store.findings.resolved_between(quarter.start, quarter.end)
@@ -143,8 +145,11 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         figures = _figures(points.get(("system", code), []), bases, ("system", code), few)
         problems = open_by_system.get(code, [])
         urgent = [f for f in problems if f.level in RULE_LEVELS]
-        if figures["last"] is None and not problems:
-            status = "未纳入稽核 not audited"
+        cov = covered[code]
+        if not cov.audited and not problems:
+            status = cov.note()
+        elif figures["last"] is None and not problems:
+            status = "本季无评分 no score this quarter"
         elif any(f.level == "一级" for f in problems):
             status = "一级故障未关闭 level-1 fault open"
         elif urgent:
@@ -152,6 +157,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         else:
             status = "正常 normal"
         system_rows.append({"code": code, "name": name, "status": status, **figures,
+                            "note": cov.note() if cov.audited else None,
                             "open": len(problems), "urgent": len(urgent)})
     overall = _figures(points.get(("overall", "overall"), []), bases, ("overall", "overall"), few)
     not_run = []
@@ -227,6 +233,10 @@ def _recommend(systems: list[dict], still_open: list[FindingRow], opened: list[F
     late = [f for f in opened if f.level in RULE_LEVELS and f.acknowledged_at is None and f.resolved_at is None]
     if late:
         out.append(f"本季度 {len(late)} 项一级/二级问题尚未确认，建议按合同时限（2 小时内响应）落实值守。")
+    unmapped = [s for s in systems if s["status"].startswith("未纳入稽核")]
+    if unmapped:
+        out.append(f"系统 {'、'.join(s['code'] for s in unmapped)} 未纳入稽核（其数据表未在配置中映射），"
+                   "建议与厂商确认表结构后补充映射，使巡检覆盖合同全部十四个系统。")
     if not out:
         out.append("本季度未发现需要专项整改的问题，建议保持现有巡检频次。")
     return out

@@ -20,6 +20,7 @@ from . import charts, render
 from . import scores as sc
 from . import series as se
 from .assess import describe, rule_results
+from .coverage import coverage
 from .findings import example_lines, location
 from .institutions import registry
 from .labels import KIND_ZH, STATUS_ZH, scope_text
@@ -31,6 +32,7 @@ WORST_RULES = 15
 FINDINGS_SHOWN = 50  # per list, most urgent first; the rest are one `healthqa findings` away
 DIMENSION_EN = {"完整性": "completeness", "规范性": "conformity", "一致性": "consistency", "唯一性": "uniqueness",
                 "及时性": "timeliness", "关联性": "referential integrity"}
+NO_ROWS = "本次未读到数据 no rows read this run"
 STATE_ZH = {"new": "新增", "open": "未关闭", "acknowledged": "已确认", "resolved": "已解决", "reopened": "重新出现"}
 
 
@@ -66,8 +68,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
                                              "sampled": False, "low": None, "high": None, "change": "no data",
                                              "few": None}
-    sys_rows = [{**view("system", code), "code": code, "name": systems.get(code, "")}
-                for lv, code in scored if lv == "system"]
+    sys_rows = _system_rows(cfg, run, scored, view, systems)
     dim_rows = [{**view("dimension", d), "en": DIMENSION_EN.get(d, "")} for lv, d in scored if lv == "dimension"]
     table_rows = [view("table", t) for lv, t in scored if lv == "table"]
     org_rows = sorted(({"code": code, "name": orgs.name(code), "registered": orgs.known(code), **scored[("org", code)],
@@ -97,7 +98,8 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "trend_runs": TREND_RUNS,
         "few_rows": cfg.reports.few_rows,
         "charts": {
-            "systems": charts.bars([(f"{r['code']} {r['name']}", r["conformance"], r["low"], r["high"]) for r in sys_rows],
+            "systems": charts.bars([(f"{r['code']} {r['name']}", r["conformance"], r["low"], r["high"])
+                                    for r in sys_rows if r["checks"]],
                                    lo=_axis(sys_rows)),
             "dimensions": charts.bars([(r["subject"], r["conformance"], r["low"], r["high"]) for r in dim_rows],
                                       lo=_axis(dim_rows)),
@@ -222,6 +224,25 @@ def _dedup(cfg: Config, store: AuditStore) -> list[dict]:
         if s["suggested"] or s["review"] or s["merged"] or s["rejected"]:
             out.append({"source": source, **s})
     return out
+
+
+def _system_rows(cfg: Config, run, scored: dict, view, systems: dict) -> list[dict]:
+    """The systems the run scored, in the contract's order; a nightly audit (the whole platform) lists
+    all fourteen, each it did not score with why: its tables not mapped (``coverage``) or no rows read."""
+    covered = {c.code: c for c in coverage(cfg)}
+    rows = {}
+    for lv, code in scored:
+        if lv == "system":
+            row = rows[code] = {**view("system", code), "code": code, "name": systems.get(code, "")}
+            # the configuration now: a table mapped no more does not unsay the score of this run
+            partly = covered[code].note() if code in covered and covered[code].audited else None
+            row["note"] = partly or (NO_ROWS if row["conformance"] is None else None)
+    if run.kind == "nightly":
+        for code, c in covered.items():
+            rows.setdefault(code, {"code": code, "name": c.name, "conformance": None, "pass_rate": None, "checks": 0,
+                                   "passed": 0, "low": None, "high": None, "change": "no data", "few": None,
+                                   "note": c.note() or NO_ROWS})
+    return sorted(rows.values(), key=lambda r: int(r["code"]) if r["code"].isdigit() else 99)
 
 
 def _notes(run, results: list[dict], scored: dict, orgs, ran: RulesRun | None = None) -> list[str]:
