@@ -288,7 +288,7 @@ def test_retiring_an_active_archive_into_a_deceased_one_needs_confirmation(app, 
 def test_two_stewards_on_one_pair_no_lost_update(app, store):
     (a, b), = _fresh(store)
     clients = [logged_in(app, "steward1"), logged_in(app, "steward2")]
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=60)  # a thread that dies before the barrier fails the test, never hangs it
     answers = {}
 
     def decide(k):
@@ -300,11 +300,12 @@ def test_two_stewards_on_one_pair_no_lost_update(app, store):
                                        "confirm_inactive": "yes"},
                                  follow_redirects=False)
 
-    threads = [threading.Thread(target=decide, args=(k,)) for k in (0, 1)]
+    threads = [threading.Thread(target=decide, args=(k,), daemon=True) for k in (0, 1)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and len(answers) == 2, answers
     codes = sorted(r.status_code for r in answers.values())
     assert codes == [303, 409], codes
     winner = store.review.in_force("mpi", a, b)
@@ -337,11 +338,12 @@ def test_concurrent_decisions_on_postgresql_keep_one(demo, tmp_path, pg_store_ur
             with lock:
                 results.append((a, b, k, out))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
     for a, b in pairs:
         outcomes = [o for x, y, _, o in results if (x, y) == (a, b)]
         assert outcomes.count("ok") == 1 and len(outcomes) == 2
