@@ -68,7 +68,7 @@ def findings(request: Request, who: Who = Depends(qc)):
     rows = store.findings.list(**f)
     page = "findings_table.html.j2" if "HX-Request" in request.headers else "findings.html.j2"
     return request.app.state.render(request, page, who=who, rows=rows, f=request.query_params, levels=LEVELS,
-                                    states=STATES, orgs=registry(cfg), now=clock.now())
+                                    states=STATES, orgs=registry(cfg, store), now=clock.now())
 
 
 @router.get("/findings/{finding_id}", response_class=HTMLResponse)
@@ -84,7 +84,7 @@ def finding(request: Request, finding_id: int, who: Who = Depends(qc)):
     for r in results:
         r["lines"] = example_lines(r, f.org_code, limit=10)  # masked
     return request.app.state.render(request, "finding.html.j2", who=who, f=f, results=results,
-                                    orgs=registry(cfg), now=clock.now())
+                                    orgs=registry(cfg, store), now=clock.now())
 
 
 def _change(request: Request, finding_id: int, fn) -> RedirectResponse:

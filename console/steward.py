@@ -117,11 +117,12 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
 
 
 def _orgs(request: Request) -> Registry:
-    """Institution names by code (the organisation registry), read at most every ten minutes."""
+    """Institution names by code (the organisation registry as the audit store keeps it), looked up at
+    most every ten minutes."""
     st = request.app.state
     cached = getattr(st, "org_names", None)
     if cached is None or time.monotonic() - cached[0] > 600:
-        cached = (time.monotonic(), registry(st.cfg))
+        cached = (time.monotonic(), registry(st.cfg, st.store))
         st.org_names = cached
     return cached[1]
 

@@ -26,6 +26,7 @@ from healthqa.errors import SourceError, SourceUnreachable
 from healthqa.reports import deliver
 from healthqa.reports.assess import Assessment, assess_pending, assess_run
 from healthqa.reports.deliver import Published
+from healthqa.reports.institutions import refresh
 from healthqa.reports.publish import Delivery
 from healthqa.store import AuditStore, RunContext
 
@@ -211,6 +212,8 @@ class Night:
         if self.res.notes:
             with suppress(Exception):  # a remark on the run; the terminal says it too
                 self.store.runs.note(self.run.id, "; ".join(self.res.notes))
+        if self.cfg.source_of("organization") not in self.res.failures:  # the report names institutions as of tonight
+            refresh(self.cfg, self.store)
         a = self.res.assessment
         mine, self.res.retried = deliver.after_night(self.cfg, self.store, self.run.id, a.summary() if a else None)
         if mine is not None:

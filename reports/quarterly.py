@@ -123,7 +123,7 @@ def context(cfg: Config, store: AuditStore, quarter: Quarter, at: datetime | Non
         bases[r.id] = series.bases(results[r.id])
     systems = codelists.load("systems")["codes"]
     covered = {c.code: c for c in coverage(cfg)}
-    orgs = registry(cfg)
+    orgs = registry(cfg, store)
     opened = store.findings.opened_between(quarter.start, quarter.end)
     closed = store.findings.resolved_between(quarter.start, quarter.end)
     still_open = store.findings.open_at(until)

@@ -45,7 +45,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         raise HealthqaError(f"运行 {run_id} 不存在 / run {run_id}: no such run in the audit store")
     scored = {(s["level"], s["subject"]): s for s in store.scores.of_run(run_id)}
     systems = codelists.load("systems")["codes"]
-    orgs = registry(cfg)
+    orgs = registry(cfg, store)
     events = store.findings.events_of_run(run_id)
     open_by_org: dict[str, int] = {}
     for f in store.findings.list(state="open"):

@@ -109,7 +109,7 @@ def context(cfg: Config, store: AuditStore, finding_id: int, at: datetime | None
     events = store.findings.events(finding_id)
     policy = Policy.from_config(cfg.reports)
     response_h, fix_h = policy.deadlines.get(f.level, (None, None))
-    orgs = registry(cfg) if f.org_code else None
+    orgs = registry(cfg, store) if f.org_code else None
     runs = evidence(store, f, events)
     filed = next((r for r in runs if r["run_id"] == f.first_run_id), None)
     after = [r for r in runs if r["run_id"] != f.first_run_id][-AFTER:]

@@ -332,3 +332,14 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class InstitutionName(Base):
+    """The register of institutions as the last read of it found it (migration 0011): reports, the
+    findings listing and the console name institutions from here, so that a source that is down or
+    slow to answer holds none of them up. Each night refreshes it; ``read_at`` says when."""
+
+    __tablename__ = "institution_names"
+    org_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    read_at: Mapped[datetime] = mapped_column(DateTime)

@@ -26,6 +26,7 @@ from .runs import Runs, Watermarks
 if TYPE_CHECKING:
     from .dedup import DedupRecords
     from .findings import FindingRecords, ScoreRecords
+    from .institutions import Institutions
     from .locks import Locks
     from .review import Review
     from .tokens import Tokens
@@ -174,6 +175,13 @@ class AuditStore:
         from .tokens import Tokens
 
         return Tokens(self)
+
+    @cached_property
+    def institutions(self) -> Institutions:
+        """The register of institutions as the last read of it found it (names for reports)."""
+        from .institutions import Institutions
+
+        return Institutions(self)
 
     @cached_property
     def scores(self) -> ScoreRecords:

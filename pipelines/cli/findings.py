@@ -57,8 +57,8 @@ def findings_list(
     if system and system not in systems:  # refused like validate's filters that match nothing
         raise NothingMatched(f"--system {system}", f"不是合同的十四个系统之一 not one of the contract's systems "
                                                    f"({', '.join(systems)})")
-    names = registry(cfg)
     with AuditStore(cfg.store.url) as store:
+        names = registry(cfg, store)
         rows = store.findings.list(state=state, level=level, system=system, org=org, overdue=overdue)
         # an institution neither registered nor named by any finding is a typo, not "no findings"
         if org and not rows and not names.known(org) and not store.findings.list(state=None, org=org):
