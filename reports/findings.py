@@ -25,6 +25,7 @@ from healthqa import codelists
 from healthqa.connectors.sampling import NEW_ROWS, WHOLE, read_extent
 from healthqa.store.findings import OPEN
 
+from .labels import table_text
 from .scores import excess
 from .severity import Policy
 
@@ -224,7 +225,8 @@ def location(f, names=None) -> str:
     if f.subject == "score_drop":  # its subject is a score's, never an institution (older rows kept it there)
         return system_label(f.system) if f.system else "全区 district-wide"
     org = (names.name(f.org_code) if names is not None else f.org_code) if f.org_code else None
-    where = " / ".join(x for x in (f.source if f.source != "*" else None, f.table_name, org) if x)
+    table = table_text(f.table_name) if f.table_name else None  # 门诊就诊记录 outpatient_visit
+    where = " / ".join(x for x in (f.source if f.source != "*" else None, table, org) if x)
     if f.system and not org and f.kind == "fault":
         where = " / ".join(x for x in (where, system_label(f.system)) if x)
     return where or "—"

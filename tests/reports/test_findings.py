@@ -183,6 +183,6 @@ def test_a_system_finding_is_located_at_its_system():
     assert fd.location(finding(system="11", org_code="system:11")) == "系统 11 区域信息交换共享平台"  # older rows
     assert fd.location(finding()) == "全区 district-wide"
     silent = finding(source="drc", table_name="organization", system="11", subject="system_feed_silent")
-    assert fd.location(silent) == "drc / organization / 系统 11 区域信息交换共享平台"
+    assert fd.location(silent) == "drc / 医疗卫生机构 organization / 系统 11 区域信息交换共享平台"
     c, = fd.candidates([], [{"source": "*", "kind": "score_drop", "subject": "system:11", "system": "11"}], P)[0]
     assert c.org is None and c.system == "11"
