@@ -84,6 +84,8 @@ def month_no(t: pd.Series) -> pd.Series:
 
 def month_text(m: np.ndarray | pd.Series) -> np.ndarray:
     m = np.asarray(m, dtype=np.int64)
+    if not len(m):  # numpy's text functions refuse empty arrays
+        return np.array([], dtype=str)
     return np.char.add(np.char.add((m // 12).astype(str), "-"), np.char.zfill((m % 12 + 1).astype(str), 2))
 
 
