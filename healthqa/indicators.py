@@ -73,8 +73,21 @@ def indicators() -> dict[str, Indicator]:
 
 
 def org_key(s: pd.Series) -> pd.Series:
-    """Institution codes as the figures and the detail are matched: trimmed, upper-case."""
-    return st.text(s).str.upper()
+    """Institution codes as the figures and the detail are matched: trimmed, upper-case (each
+    distinct code converted once: a table has a few dozen institutions and a million rows)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    keys = st.text(pd.Series(uniques, dtype=object)).str.upper().to_numpy()
+    out = np.where(codes >= 0, keys[np.maximum(codes, 0)] if len(keys) else None, None)
+    return pd.Series(out, index=s.index, dtype=object)
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    """Each value's number among the distinct trimmed texts (-1: missing): counted as integers."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if not len(uniques):
+        return codes
+    text_codes, _ = pd.factorize(st.text(pd.Series(uniques, dtype=object)), use_na_sentinel=True)
+    return np.where(codes >= 0, text_codes[np.maximum(codes, 0)], -1)
 
 
 def month_no(t: pd.Series) -> pd.Series:
@@ -100,41 +113,46 @@ def _keys(months: pd.Series, orgs: pd.Series) -> pd.Index:
     return pd.Index(np.char.add(np.char.add(month_text(months), "|"), orgs.to_numpy(dtype=str)))
 
 
-def _by_month(frame: pd.DataFrame) -> pd.Series:
-    """Distinct ``v`` per (month ``m``, institution ``o``) and per month over the district."""
-    per_org = frame.dropna(subset=["o"]).drop_duplicates(["m", "o", "v"]).groupby(["m", "o"]).size()
+def _by_month(frame: pd.DataFrame, orgs: np.ndarray) -> pd.Series:
+    """Distinct ``v`` per (month ``m``, institution ``o``: its number in ``orgs``, -1 none) and per
+    month over the district; all three columns integers."""
+    per_org = frame[frame["o"] >= 0].drop_duplicates(["m", "o", "v"]).groupby(["m", "o"]).size()
     total = frame.drop_duplicates(["m", "v"]).groupby("m").size()
     values = np.concatenate([per_org.to_numpy(), total.to_numpy()]).astype(float)
+    if not len(values):
+        return pd.Series(dtype=float, index=pd.Index([], dtype=object))
     months = pd.Series(np.concatenate([per_org.index.get_level_values(0), total.index]))
-    orgs = pd.Series(np.concatenate([per_org.index.get_level_values(1).astype(str), [TOTAL] * len(total)]))
-    return pd.Series(values, index=_keys(months, orgs) if len(values) else pd.Index([], dtype=object))
+    names = np.concatenate([orgs[per_org.index.get_level_values(1).to_numpy()].astype(str), [TOTAL] * len(total)])
+    return pd.Series(values, index=_keys(months, pd.Series(names)))
 
 
-def _detail(ind: Indicator, df: pd.DataFrame) -> pd.DataFrame:
+def _detail(ind: Indicator, df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The detail's counted values, institutions and months as integers, and the institutions' keys."""
     keep = pd.Series(True, index=df.index)
     for c, allowed in ind.where.items():
         keep &= st.text(df[c]).isin(allowed)
     df = df[keep]
     t = st.datetimes(df[ind.time])
-    frame = pd.DataFrame({"v": st.text(df[ind.count]), "o": org_key(df[ind.org]), "t": t, "m": month_no(t)})
-    return frame.dropna(subset=["v", "m"])
+    org, orgs = pd.factorize(org_key(df[ind.org]), use_na_sentinel=True)
+    frame = pd.DataFrame({"v": _codes(df[ind.count]), "o": org, "t": t, "m": month_no(t)})
+    frame = frame[(frame["v"] >= 0) & frame["m"].notna()]
+    return frame.assign(m=frame["m"].astype(np.int64)), np.asarray(orgs, dtype=object)
 
 
 def _count(ind: Indicator, df: pd.DataFrame) -> Recomputed:
-    frame = _detail(ind, df)
+    frame, orgs = _detail(ind, df)
     first = frame["t"].min()
-    frame = frame.assign(m=frame["m"].astype(np.int64))
-    return Recomputed(_by_month(frame), NOTHING if pd.isna(first) else first.normalize())
+    return Recomputed(_by_month(frame.drop(columns="t"), orgs), NOTHING if pd.isna(first) else first.normalize())
 
 
 def _managed(ind: Indicator, df: pd.DataFrame) -> Recomputed:
-    frame = _detail(ind, df)
+    frame, orgs = _detail(ind, df)
     first = frame["t"].min()
-    m = frame["m"].astype(np.int64).to_numpy()
+    frame = frame.drop(columns="t").drop_duplicates()
     # each record counts in its month and the ``months - 1`` after it (the trailing window ending there)
-    spread = pd.concat([frame.assign(m=m + k) for k in range(ind.months)], ignore_index=True)
+    spread = pd.concat([frame.assign(m=frame["m"] + k) for k in range(ind.months)], ignore_index=True)
     covers = NOTHING if pd.isna(first) else first.normalize() + pd.DateOffset(months=ind.months - 1)
-    return Recomputed(_by_month(spread), covers)
+    return Recomputed(_by_month(spread, orgs), covers)
 
 
 def _archives(ind: Indicator, df: pd.DataFrame) -> Recomputed:
@@ -151,21 +169,18 @@ def _archives(ind: Indicator, df: pd.DataFrame) -> Recomputed:
     start = created[ok].clip(lower=lo).astype(np.int64)
     stop = end[ok].clip(upper=now + 1).astype(np.int64)
     live = start < stop
-    orgs = org_key(df["org_code" if ind.org not in df else ind.org])[ok][live].fillna(TOTAL + "?")
-    events = pd.DataFrame({"o": pd.concat([orgs, orgs]).to_numpy(),
-                           "m": np.concatenate([start[live], stop[live]]),
-                           "d": np.concatenate([np.ones(live.sum()), -np.ones(live.sum())])})
-    months = np.arange(lo, now + 1)
-    if events.empty:
-        return Recomputed(pd.Series(dtype=float), _month_start(lo))
-    grid = events.pivot_table(index="m", columns="o", values="d", aggfunc="sum").reindex(months, fill_value=0)
-    counts = grid.fillna(0).cumsum()
-    per_org = counts.drop(columns=[TOTAL + "?"], errors="ignore").stack()
-    per_org = per_org[per_org > 0]
-    total = counts.sum(axis=1)
-    values = np.concatenate([per_org.to_numpy(), total.to_numpy()])
-    keys = _keys(pd.Series(np.concatenate([per_org.index.get_level_values(0), total.index])),
-                 pd.Series(np.concatenate([per_org.index.get_level_values(1).astype(str), [TOTAL] * len(total)])))
+    org, names = pd.factorize(org_key(df[ind.org])[ok][live], use_na_sentinel=True)
+    org = np.where(org >= 0, org, len(names))  # no institution: the district total only
+    width = now + 2 - lo
+    grid = np.zeros((len(names) + 1, width), dtype=np.int64)  # institution x month: +1 created, -1 closed
+    np.add.at(grid, (org, start[live].to_numpy() - lo), 1)
+    np.add.at(grid, (org, stop[live].to_numpy() - lo), -1)
+    counts = grid.cumsum(axis=1)[:, :-1]  # months lo..now
+    o, m = np.nonzero(counts[:-1] > 0)
+    total = counts.sum(axis=0)
+    values = np.concatenate([counts[o, m], total]).astype(float)
+    keys = _keys(pd.Series(np.concatenate([m, np.arange(width - 1)]) + lo),
+                 pd.Series(np.concatenate([np.asarray(names, dtype=object)[o].astype(str), [TOTAL] * (width - 1)])))
     created_first = created.min()
     return Recomputed(pd.Series(values, index=keys), _month_start(lo) if created_first < lo else None)
 
