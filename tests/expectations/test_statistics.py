@@ -124,7 +124,7 @@ def test_the_recomputation_reads_only_the_columns_it_counts_of_mapped_tables():
     p = references.PROVIDERS["statistic.HTN_MANAGED"]
     assert dict(p.reads) == {"chronic_followup": ("archive_id", "org_code", "followup_date", "disease")}
     assert p.window is None  # the whole table, never the night's sample
-    assert set(f"statistic.{c}" for c in ind.indicators()) <= set(references.PROVIDERS)
+    assert {f"statistic.{c}" for c in ind.indicators()} <= set(references.PROVIDERS)
 
 
 def test_an_empty_table_and_missing_columns_do_not_crash():
