@@ -170,3 +170,27 @@ def test_an_unknown_method_in_the_indicator_list_is_an_error_naming_the_entry(mo
     finally:
         monkeypatch.undo()
         ind.indicators.cache_clear()
+
+
+def test_on_the_demo_a_detail_table_not_mapped_leaves_its_figures_not_judged(demo, tmp_path):
+    """The demo's figures, read through the configuration: with the visits and follow-ups unmapped,
+    their indicators' figures are not judged and the rule says why; the others still are."""
+    from healthqa import config
+    from healthqa.pipelines.validate import ValidationRequest, validate_adhoc
+
+    from ..conftest import demo_config, write_config
+
+    cfg = demo_config(demo)
+    cfg["store"]["url"] = f"sqlite:///{tmp_path / 'audit.db'}"
+    for s in cfg["sources"].values():
+        s["url"] = s["url"].replace("sqlite:///", f"sqlite:///{demo}/")
+    del cfg["sources"]["drc"]["tables"]["outpatient_visit"]
+    del cfg["sources"]["qc"]["tables"]["chronic_followup"]
+    run = validate_adhoc(config.load(write_config(tmp_path / "healthqa.yml", cfg)),
+                         ValidationRequest("drc", tables=("published_statistic",), all_keys=True))
+    (res,) = [r for _, r in run.results if r.rule.id == "STAT-AGREES-DETAIL"]
+    assert "no source maps outpatient_visit" in res.error and "statistic.HTN_MANAGED" in res.error
+    assert res.status in ("pass", "fail") and res.denominator > 0
+    pub = pd.read_csv(demo / "truth" / "defects.csv", dtype=str)
+    wrong = set(pub.loc[pub["defect"] == "statistic_disagrees", "key"])
+    assert res.violating_keys and set(res.violating_keys) < wrong  # those of the indicators still judged
