@@ -64,7 +64,8 @@ def indicators() -> dict[str, Indicator]:
     out = {}
     for code, spec in codelists.load(CODE_LIST)["codes"].items():
         spec = dict(spec)
-        spec.setdefault("org", canonical.table(spec["table"]).org or "org_code")
+        if "org" not in spec:
+            spec["org"] = canonical.table(spec["table"]).org or "org_code"
         spec["where"] = {c: tuple(map(str, v if isinstance(v, list) else [v])) for c, v in (spec.get("where") or {}).items()}
         if spec["method"] not in METHODS:
             raise ValueError(f"{CODE_LIST}.yml {code}: unknown method {spec['method']!r} (known: {', '.join(METHODS)})")
