@@ -96,6 +96,14 @@ RULES: dict[str, tuple[str, ...]] = {
     "upload_before_event": ("OPV-UPLOAD-AFTER-VISIT", "IPS-UPLOAD-AFTER-DISCHARGE", "LAB-UPLOAD-AFTER-REPORT"),
     "upload_lag": ("OPV-UPLOAD-T1", "IPS-UPLOAD-T1", "LAB-UPLOAD-T1"),
     "weight_out_of_range": ("EXAM-WEIGHT-RANGE",),
+    # decision support: the published figures (demo/statistics.py)
+    "statistic_disagrees": ("STAT-AGREES-DETAIL",),
+    "statistic_duplicate": ("STAT-PUBLISHED-ONCE",),
+    "statistic_indicator_unknown": ("STAT-INDICATOR-CODE",),
+    "statistic_org_unregistered": ("STAT-ORG-REGISTERED",),
+    "statistic_period_future": ("STAT-PERIOD-NOT-FUTURE",),
+    "statistic_period_malformed": ("STAT-PERIOD-FORMAT",),
+    "statistic_value_malformed": ("STAT-VALUE-NUMBER",),
 }
 # measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})

@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, registry
+from . import clinical, registry, statistics
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -63,6 +63,10 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "archive_move": ("mpi", "T_DAQY", {
         "move_id": "QYJLBH", "archive_id": "DABH", "org_code": "JLJGDM", "direction": "QYFX", "from_org": "QCJGDM",
         "to_org": "QRJGDM", "move_date": "QYRQ"}),
+    # decision support (demo/statistics.py): the monthly figures the platform publishes
+    "published_statistic": ("drc", "tb_tjzbfb", {
+        "statistic_id": "fbbh", "indicator_code": "zbdm", "period": "tjq", "org_code": "jgdm", "value": "zbz",
+        "published_at": "fbsj"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -252,7 +256,8 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            if table in ("organization", "death_registration"):  # registrations arrive late: read whole
+            # registrations arrive late, a published figure may be corrected any time: read whole
+            if table in ("organization", "death_registration", "published_statistic"):
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -289,6 +294,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
     for code in world.institutions.loc[world.institutions["silent"], "org_code"]:
         truth.defect("organization", [code], "upload_time", "feed_silent", "no upload in the last day")
 
+    figures = statistics.Figures()  # the published figures, recomputed from each chunk's detail as written
     done = 0
     chunk_no = 0
     while done < opts.persons:
@@ -339,6 +345,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
+            figures.add(table, df)
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
@@ -349,12 +356,15 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)
+        figures.add("person", people)
         truth.flush_defects()
         done += n
         chunk_no += 1
         if progress:
             progress(done, opts.persons)
 
+    writer.write("published_statistic", statistics.publish(world, world.rng(14), figures, truth))
+    truth.flush_defects()
     writer.close()
     truth.close()
     cfg = folder / "healthqa.yml"

@@ -988,6 +988,7 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
     return applies, violates
 
 
-# the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
-# collaboration (deaths and moves, issue 21), register themselves
-from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401
+# the rule types of the DQD check types and of Chinese registration facts (issue 19), of the archive
+# collaboration (deaths and moves, issue 21) and of decision support's published figures (issue 20)
+# register themselves
+from . import rule_types_dqd, rule_types_registry, rule_types_statistic  # noqa: E402,F401

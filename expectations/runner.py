@@ -134,7 +134,8 @@ class Validation:
             elif unavailable:  # not run: only the rules that need the reference data, the others run
                 self.tallies[r.id] = _Tally(error=unavailable)
             else:
-                self.tallies[r.id] = _Tally(watched_keys=None if self._watch is None else [])
+                self.tallies[r.id] = _Tally(watched_keys=None if self._watch is None else [],
+                                            note=_not_had(r, ctx))
                 (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
         self.row_plan, self.table_rules = gx_bridge.Plan(row_rules), table_rules
         # the columns kept across chunks for the whole-table rules: theirs, the key and the institution
@@ -371,6 +372,7 @@ class _Tally:
     error: str | None = None
     violations: int = 0
     denominator: int = 0
+    note: str | None = None  # what the rule could not judge (_not_had), shown beside its status
     sample_keys: list[str] = field(default_factory=list)
     violating_keys: list[str] | None = None
     watched_keys: list[str] | None = None  # None: no key watched (RuleContext.watch)
@@ -393,8 +395,17 @@ def _results(rules: list[Rule], tallies: dict[str, _Tally], all_keys: bool) -> l
                               {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
                               violating_keys=tl.violating_keys if all_keys else None,
                               watched_keys=None if tl.watched_keys is None else sorted(tl.watched_keys),
-                              examples=tl.examples))
+                              examples=tl.examples, error=tl.note))
     return out
+
+
+def _not_had(r: Rule, ctx: RuleContext) -> str | None:
+    """Why some rows of a rule were not judged: the reference data its type uses where it is had
+    (``linked`` without a ``counterpart``: a published figure's recomputation from detail whose table
+    is not mapped), named beside the rule's status — a rule that then judged no row reads "not
+    applicable" with the reason, not an unexplained n/a."""
+    rt = rule_types.get(r.type)
+    return ctx.unavailable(set(rt.linked)) if rt.linked and rt.counterpart is None else None
 
 
 def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool = False) -> list[RuleResult]:
@@ -407,6 +418,7 @@ def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool
         for rule_id, tl in part.items():
             m = out.setdefault(rule_id, _Tally())
             m.error = m.error or tl.error
+            m.note = m.note or tl.note
             m.violations += tl.violations
             m.denominator += tl.denominator
             m.sample_keys = _smallest(m.sample_keys, tl.sample_keys)

@@ -350,3 +350,65 @@ def collaboration_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, s
 def canonical_key(table: str) -> str:
     return {"outpatient_visit": "visit_id", "inpatient_stay": "stay_id", "health_exam": "exam_id",
             "chronic_followup": "followup_id"}[table]
+
+
+def statistic_checks(f: dict[str, pd.DataFrame], as_of, district: str = "330211") -> dict[tuple[str, str], set]:
+    """The decision-support platform's published figures (docs/domain.md, "Published figures"): each
+    figure against its indicator counted again here, month by month, from the detail frames as the
+    indicator list describes it (healthqa/codelists/statistic_indicators.yml), and the figures' form."""
+    import yaml
+
+    from healthqa import codelists
+
+    spec = yaml.safe_load(codelists.resources.files("healthqa").joinpath(
+        "codelists", "statistic_indicators.yml").read_text("utf-8"))["codes"]
+    pub = f["published_statistic"].copy()
+    as_of = pd.Timestamp(as_of)
+    code = pub["indicator_code"].astype(str).str.strip().str.upper()
+    period = pub["period"].astype(str).str.strip()
+    org = pub["org_code"].astype(str).str.strip().str.upper()
+    value = pd.to_numeric(pub["value"], errors="coerce")
+    well_formed = period.str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])")
+    start = pd.to_datetime(period.where(well_formed) + "-01", errors="coerce")
+    next_start = start + pd.DateOffset(months=1)
+    registered = set(f["organization"]["org_code"].astype(str).str.strip().str.upper())
+
+    def when(s):
+        return pd.to_datetime(s, errors="coerce", format="mixed")
+
+    recount = pd.Series(float("nan"), index=pub.index)
+    for i in pub.index[well_formed & code.isin(spec) & (next_start + pd.Timedelta(days=7) <= as_of)]:
+        s = spec[code[i]]
+        detail = f[s["table"]]
+        lo, hi = start[i], next_start[i]
+        if s["method"] == "archives":
+            created, death = when(detail["created_at"]), when(detail["death_date"])
+            alive = (detail["status_code"] == "1") | ((detail["status_code"] == "2") & (death >= hi))
+            rows = detail[(created < hi) & alive]
+        else:
+            t = when(detail[s["time"]])
+            for col, allowed in (s.get("where") or {}).items():
+                t = t.where(detail[col].isin(allowed))
+            months = s.get("months", 1) if s["method"] == "managed" else 1
+            first = t.min().normalize()
+            lo = hi - pd.DateOffset(months=months)
+            if lo < first:  # the detail does not cover the whole window
+                continue
+            rows = detail[(t >= lo) & (t < hi)]
+        orgs = detail.loc[rows.index, "org_code"].astype(str).str.strip().str.upper()
+        mine = rows if org[i] == district else rows[orgs == org[i]]
+        recount[i] = len(mine) if s["method"] == "archives" else mine[s["count"]].nunique()
+    judged = recount.notna() & value.notna()
+    off = judged & ((value - recount).abs() > (0.01 * recount).clip(lower=1))
+    key = code + "|" + period + "|" + org
+    number = value.notna() & (value >= 0)
+    return {
+        ("published_statistic", "statistic_disagrees"): keys(pub, off, "statistic_id"),
+        ("published_statistic", "statistic_org_unregistered"): keys(pub, ~org.isin(registered) & (org != district),
+                                                                    "statistic_id"),
+        ("published_statistic", "statistic_value_malformed"): keys(pub, pub["value"].notna() & ~number, "statistic_id"),
+        ("published_statistic", "statistic_duplicate"): keys(pub, key.duplicated(keep=False), "statistic_id"),
+        ("published_statistic", "statistic_indicator_unknown"): keys(pub, ~code.isin(spec), "statistic_id"),
+        ("published_statistic", "statistic_period_malformed"): keys(pub, ~well_formed, "statistic_id"),
+        ("published_statistic", "statistic_period_future"): keys(pub, well_formed & (start > as_of), "statistic_id"),
+    }

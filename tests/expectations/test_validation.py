@@ -94,6 +94,12 @@ FAMILY = {
     "FU-NOT-AFTER-MOVE-OUT": "followup_after_move", "MOVE-DIRECTION-CODE": None, "MOVE-ARCHIVE-EXISTS": None,
     "MOVE-ORG-REGISTERED": None,
     "MOVE-IN-HAS-OUT": "move_in_without_out", "MOVE-ONE-ACTIVE": "two_active_after_move",
+    # decision support: the published figures (issue 20)
+    "STAT-AGREES-DETAIL": "statistic_disagrees", "STAT-INDICATOR-CODE": "statistic_indicator_unknown",
+    "STAT-INDICATOR-REQUIRED": None, "STAT-PERIOD-FORMAT": "statistic_period_malformed",
+    "STAT-PERIOD-NOT-FUTURE": "statistic_period_future", "STAT-VALUE-REQUIRED": None,
+    "STAT-VALUE-NUMBER": "statistic_value_malformed", "STAT-ORG-REGISTERED": "statistic_org_unregistered",
+    "STAT-PUBLISHED-ONCE": "statistic_duplicate",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
