@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, registry
+from . import clinical, infectious, registry
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -63,6 +63,11 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "archive_move": ("mpi", "T_DAQY", {
         "move_id": "QYJLBH", "archive_id": "DABH", "org_code": "JLJGDM", "direction": "QYFX", "from_org": "QCJGDM",
         "to_org": "QRJGDM", "move_date": "QYRQ"}),
+    # infectious-disease reporting (demo/infectious.py): the network direct reporting's cards
+    "infectious_report": ("drc", "tb_crbbgk", {
+        "card_id": "bgkbh", "archive_id": "dabh", "id_number": "yxzjh", "name": "hzxm", "org_code": "bgdwdm",
+        "diagnosis_code": "zdbm", "disease_name": "jbmc", "diagnosis_time": "zdsj", "reported_at": "bgsj",
+        "doctor_id": "bgys", "visit_id": "jzlsh", "status": "bgkzt"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -252,7 +257,8 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            if table in ("organization", "death_registration"):  # registrations arrive late: read whole
+            # registrations arrive late, and duplicate report cards are judged on every card: read whole
+            if table in ("organization", "death_registration", "infectious_report"):
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -325,6 +331,8 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registered = registry.registered_by_archive(people, collab.registrations)
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
+        cases: list[pd.DataFrame] = []
+        taken: set = set()  # archives and ID numbers given a notifiable diagnosis (one case each)
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -336,6 +344,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
                 registry.move_truth(people, moves, df, truth)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)
+            if table in infectious.SHARE:
+                df, case = infectious.diagnose(world, world.rng(9, chunk_no, len(cases)), table, df, people, issued,
+                                               truth, taken)
+                cases.append(case)
             registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
@@ -346,6 +358,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registry.death_truth(people, collab.registrations, opts.as_of, truth)
         writer.write("death_registration", collab.registrations)
         writer.write("archive_move", moves)
+        cards = infectious.report(world, world.rng(10, chunk_no), cases, chunk_no, truth)
+        infectious.card_truth(cards, cases, set(people["archive_id"]), opts.as_of, truth)
+        writer.write("infectious_report", cards)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)
