@@ -96,6 +96,11 @@ RULES: dict[str, tuple[str, ...]] = {
     "upload_before_event": ("OPV-UPLOAD-AFTER-VISIT", "IPS-UPLOAD-AFTER-DISCHARGE", "LAB-UPLOAD-AFTER-REPORT"),
     "upload_lag": ("OPV-UPLOAD-T1", "IPS-UPLOAD-T1", "LAB-UPLOAD-T1"),
     "weight_out_of_range": ("EXAM-WEIGHT-RANGE",),
+    # infectious-disease reporting (demo/infectious.py)
+    "infectious_card_orphan": ("INF-ARCHIVE-EXISTS",),
+    "infectious_report_duplicate": ("INF-CARD-UNIQUE",),
+    "infectious_report_late": ("INF-REPORT-TIMELY",),
+    "infectious_unreported": ("OPV-INFECTIOUS-REPORTED", "IPS-INFECTIOUS-REPORTED"),
 }
 # measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})

@@ -49,6 +49,10 @@ H = pd.Timedelta(hours=1)
 SEC = np.timedelta64(1, "s")
 
 
+def _doctors(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.array([f"YS{x:04d}" for x in rng.integers(1, 400, n)], dtype=object)
+
+
 def _pick(rng: np.random.Generator, table: list, n: int) -> list[tuple]:
     w = np.array([x[-1] for x in table], dtype=float)
     return [table[i] for i in rng.choice(len(table), n, p=w / w.sum())]
@@ -97,7 +101,7 @@ def diagnose(world: World, rng: np.random.Generator, table: str, df: pd.DataFram
         admit = pd.to_datetime(df.loc[chosen, "admit_time"]).to_numpy()
         stay = np.minimum(tc - admit, np.timedelta64(2, "D"))
         diagnosed = admit + (stay * rng.random(n)).astype("timedelta64[ns]")
-        doctor = np.char.add("YS", np.char.zfill(rng.integers(1, 400, n).astype(str), 4))
+        doctor = _doctors(rng, n)
     timely = diagnosed + (limit_s * (0.05 + 0.75 * rng.random(n))).astype(np.int64) * SEC
     late = diagnosed + (limit_s + 3600 * (1 + 71 * rng.random(n))).astype(np.int64) * SEC
     cases = pd.DataFrame({
@@ -129,7 +133,7 @@ def _orphans(world: World, rng: np.random.Generator, n: int, chunk: int) -> pd.D
         "org_code": hosp[rng.integers(0, len(hosp), n)], "diagnosis_code": [p[0] for p in picks],
         "disease_name": [p[1] for p in picks], "diagnosis_time": diagnosed,
         "reported_at": diagnosed + hours * (0.05 + 0.75 * rng.random(n)),
-        "doctor_id": np.char.add("YS", np.char.zfill(rng.integers(1, 400, n).astype(str), 4)),
+        "doctor_id": _doctors(rng, n),
         "visit_id": None, "status": "1"})
 
 
@@ -152,10 +156,15 @@ def _duplicates(world: World, rng: np.random.Generator, first: pd.DataFrame, del
     return d
 
 
+def _all(cases: list[pd.DataFrame]) -> pd.DataFrame:
+    cases = [c for c in cases if len(c)]
+    return pd.concat(cases, ignore_index=True) if cases else pd.DataFrame()
+
+
 def report(world: World, rng: np.random.Generator, cases: list[pd.DataFrame], chunk: int, truth: Truth) -> pd.DataFrame:
     """The chunk's cards: the reported cases, their duplicates, and cards of unknown archives; the
     truth of the cards and of the cases' visits and stays."""
-    c = pd.concat(cases, ignore_index=True) if cases else pd.DataFrame()
+    c = _all(cases)
     if c.empty:
         return c
     c = c[c["_fate"] != "missing"]
@@ -203,7 +212,7 @@ def card_truth(cards: pd.DataFrame, cases: list[pd.DataFrame], archives: set, as
                  [f"second card of the case of {v}" for v in dup.values()])
     # a case's visit or stay: no card (not deleted) of its archive and disease within the limit
     first = live.assign(_r=reported[live.index]).groupby(["archive_id", "_d"])["_r"].min()
-    done = pd.concat(cases, ignore_index=True) if cases else pd.DataFrame()
+    done = _all(cases)
     for table, grp in done.groupby("_table"):
         limit = pd.to_datetime(grp["_t"]) + pd.to_timedelta(grp["diagnosis_code"].map(HOURS).astype(float).to_numpy(), unit="h")
         got = pd.Series([first.get((a, DISEASE[cd]), pd.NaT) for a, cd in zip(grp["archive_id"], grp["diagnosis_code"])],

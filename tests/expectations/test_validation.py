@@ -94,6 +94,13 @@ FAMILY = {
     "FU-NOT-AFTER-MOVE-OUT": "followup_after_move", "MOVE-DIRECTION-CODE": None, "MOVE-ARCHIVE-EXISTS": None,
     "MOVE-ORG-REGISTERED": None,
     "MOVE-IN-HAS-OUT": "move_in_without_out", "MOVE-ONE-ACTIVE": "two_active_after_move",
+    # infectious-disease reporting (issue 20)
+    "OPV-INFECTIOUS-REPORTED": "infectious_unreported", "IPS-INFECTIOUS-REPORTED": "infectious_unreported",
+    "INF-DX-REQUIRED": None, "INF-DX-FORMAT": None, "INF-DX-CATEGORY": None, "INF-DX-NOTIFIABLE": None,
+    "INF-STATUS-CODE": None, "INF-DIAGNOSIS-NOT-FUTURE": None, "INF-REPORT-NOT-FUTURE": None,
+    "INF-REPORT-AFTER-DIAGNOSIS": None, "INF-REPORT-TIMELY": "infectious_report_late",
+    "INF-CARD-UNIQUE": "infectious_report_duplicate", "INF-ARCHIVE-EXISTS": "infectious_card_orphan",
+    "INF-ORG-REGISTERED": None,
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
