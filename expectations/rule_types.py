@@ -988,8 +988,6 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
     return applies, violates
 
 
-# the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
-# collaboration (deaths and moves, issue 21), register themselves
-from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401
-# infectious-disease reporting (system 13, issue 20)
-from . import rule_types_infectious  # noqa: E402,F401
+# the rule types of the DQD check types and of Chinese registration facts (issue 19), of the archive
+# collaboration (deaths and moves, issue 21) and of infectious-disease reporting (issue 20) register themselves
+from . import rule_types_dqd, rule_types_infectious, rule_types_registry  # noqa: E402,F401

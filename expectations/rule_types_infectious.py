@@ -228,8 +228,8 @@ def _first_of_duplicate(df: pd.DataFrame, p: UniqueCardParams, ctx: RuleContext)
     t, card = c.when(p.diagnosed), c.text(p.card)
     listed = ctx.reference("infectious_report.cards_by_person")
     out = []
-    for a, i, d, when, me in zip(_key(c.text(p.archive), disease), _key(st.normalise_id(df[p.id_number]), disease),
-                                 disease, t, card):
+    for a, i, when, me in zip(_key(c.text(p.archive), disease), _key(st.normalise_id(df[p.id_number]), disease),
+                              t, card):
         first = None
         for k in (a, i):
             cards = listed.get(k) if isinstance(k, str) else None
