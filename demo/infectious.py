@@ -138,13 +138,16 @@ def _orphans(world: World, rng: np.random.Generator, n: int, chunk: int) -> pd.D
 
 
 def _duplicates(world: World, rng: np.random.Generator, first: pd.DataFrame, deleted: bool) -> pd.DataFrame:
-    """Second cards of reported cases, diagnosed 1 hour to 10 days after the first and reported in
-    time, by another hospital; half of them without the archive number (the reporter did not look it
-    up: the ID number tells the person). ``deleted``: the review deleted them (status 2)."""
+    """Second cards of reported cases, diagnosed 1 hour to 10 days after the first (at the latest two
+    days before now) and reported in time, by another hospital; half of them without the archive
+    number (the reporter did not look it up: the ID number tells the person). ``deleted``: the review
+    deleted them (status 2)."""
     d = first.copy()
     n = len(d)
     hours = pd.to_timedelta(d["diagnosis_code"].map(HOURS).astype(float).to_numpy(), unit="h")
-    d["diagnosis_time"] = pd.to_datetime(d["diagnosis_time"]) + H * (1 + 239 * rng.random(n))
+    # never later than two days before now (the first was at least five days before): not in the future
+    latest = pd.Timestamp(world.as_of) - pd.Timedelta(days=2)
+    d["diagnosis_time"] = (pd.to_datetime(d["diagnosis_time"]) + H * (1 + 239 * rng.random(n))).clip(upper=latest)
     d["reported_at"] = d["diagnosis_time"] + hours * (0.05 + 0.75 * rng.random(n))
     hosp = world.orgs("hospital")["org_code"].to_numpy()
     d["org_code"] = hosp[rng.integers(0, len(hosp), n)]
