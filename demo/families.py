@@ -104,6 +104,11 @@ RULES: dict[str, tuple[str, ...]] = {
     "statistic_period_future": ("STAT-PERIOD-NOT-FUTURE",),
     "statistic_period_malformed": ("STAT-PERIOD-FORMAT",),
     "statistic_value_malformed": ("STAT-VALUE-NUMBER",),
+    # infectious-disease reporting (demo/infectious.py)
+    "infectious_card_orphan": ("INF-ARCHIVE-EXISTS",),
+    "infectious_report_duplicate": ("INF-CARD-UNIQUE",),
+    "infectious_report_late": ("INF-REPORT-TIMELY",),
+    "infectious_unreported": ("OPV-INFECTIOUS-REPORTED", "IPS-INFECTIOUS-REPORTED"),
 }
 # measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})

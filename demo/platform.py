@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, registry, statistics
+from . import clinical, infectious, registry, statistics
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -67,6 +67,11 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "published_statistic": ("drc", "tb_tjzbfb", {
         "statistic_id": "fbbh", "indicator_code": "zbdm", "period": "tjq", "org_code": "jgdm", "value": "zbz",
         "published_at": "fbsj"}),
+    # infectious-disease reporting (demo/infectious.py): the network direct reporting's cards
+    "infectious_report": ("drc", "tb_crbbgk", {
+        "card_id": "bgkbh", "archive_id": "dabh", "id_number": "yxzjh", "name": "hzxm", "org_code": "bgdwdm",
+        "diagnosis_code": "zdbm", "disease_name": "jbmc", "diagnosis_time": "zdsj", "reported_at": "bgsj",
+        "doctor_id": "bgys", "visit_id": "jzlsh", "status": "bgkzt"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -256,8 +261,9 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            # registrations arrive late, a published figure may be corrected any time: read whole
-            if table in ("organization", "death_registration", "published_statistic"):
+            # registrations arrive late, a published figure may be corrected any time, and duplicate
+            # report cards are judged on every card: read whole
+            if table in ("organization", "death_registration", "published_statistic", "infectious_report"):
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -331,6 +337,8 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registered = registry.registered_by_archive(people, collab.registrations)
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
+        cases: list[pd.DataFrame] = []
+        taken: set = set()  # archives and ID numbers given a notifiable diagnosis (one case each)
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -342,6 +350,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
                 registry.move_truth(people, moves, df, truth)
             if "upload_time" in df:
                 df = _drop_silent_feed(world, df)
+            if table in infectious.SHARE:
+                df, case = infectious.diagnose(world, world.rng(9, chunk_no, len(cases)), table, df, people, issued,
+                                               truth, taken)
+                cases.append(case)
             registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
@@ -353,6 +365,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registry.death_truth(people, collab.registrations, opts.as_of, truth)
         writer.write("death_registration", collab.registrations)
         writer.write("archive_move", moves)
+        cards = infectious.report(world, world.rng(10, chunk_no), cases, chunk_no, truth)
+        infectious.card_truth(cards, cases, set(people["archive_id"]), opts.as_of, truth)
+        writer.write("infectious_report", cards)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)

@@ -412,3 +412,75 @@ def statistic_checks(f: dict[str, pd.DataFrame], as_of, district: str = "330211"
         ("published_statistic", "statistic_period_malformed"): keys(pub, ~well_formed, "statistic_id"),
         ("published_statistic", "statistic_period_future"): keys(pub, well_formed & (start > as_of), "statistic_id"),
     }
+# 传染病防治法 第三条、第四条 (2013年修正) and the NHC's adjustments, as ICD-10 categories: the diseases
+# the law names, by the WHO category each falls in (a subcategory where only it is the disease); the
+# limits of 传染病信息报告管理规范（2015年版）: 2 hours for class A and for 肺炭疽 and SARS, else 24
+TWO_HOURS = ("A00", "A20", "A22.1", "U04")
+NOTIFIABLE = {
+    "A00": "霍乱", "A20": "鼠疫", "A22.1": "肺炭疽", "U04": "传染性非典型肺炎", "A22": "炭疽", "U07.1": "新冠", "U07.2": "新冠",
+    **{f"B{n}": "艾滋病" for n in range(20, 25)}, **{f"B{n}": "病毒性肝炎" for n in range(15, 20)}, "A80": "脊髓灰质炎",
+    "B05": "麻疹", "A98.5": "流行性出血热", "A82": "狂犬病", "A83.0": "乙脑", "A90": "登革热", "A91": "登革热", "A97": "登革热",
+    "A03": "痢疾", "A06.0": "痢疾", "A15": "肺结核", "A16": "肺结核", "A01": "伤寒", "A39": "流脑", "A37": "百日咳",
+    "A36": "白喉", "A33": "新生儿破伤风", "A38": "猩红热", "A23": "布病", "A54": "淋病",
+    **{f"A{n}": "梅毒" for n in range(50, 54)},
+    "A27": "钩体病", "B65": "血吸虫病", **{f"B{n}": "疟疾" for n in range(50, 55)}, "B04": "猴痘", "J10": "流感", "J11": "流感",
+    "B26": "腮腺炎", "B06": "风疹", "B30.3": "急性出血性结膜炎", "A30": "麻风病", "A75.0": "斑疹伤寒", "A75.2": "斑疹伤寒",
+    "B55.0": "黑热病", "B67": "包虫病", "B74": "丝虫病", "B08.4": "手足口病", "A02.0": "感染性腹泻", "A04": "感染性腹泻",
+    "A07": "感染性腹泻", "A08": "感染性腹泻", "A09.0": "感染性腹泻",
+}
+
+
+def notifiable(code) -> tuple[str, int] | None:
+    """(disease, limit in hours) of a code: its subcategory (A22.1) before its category (A22)."""
+    if not isinstance(code, str):
+        return None
+    c = code.strip().upper()
+    for k in (c[:5], c[:3]):
+        if k in NOTIFIABLE:
+            return NOTIFIABLE[k], 2 if k in TWO_HOURS else 24
+    return None
+
+
+def infectious_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], set]:
+    """Infectious-disease reports (docs/domain.md, "Infectious-disease reports"), from the records:
+    cards late, duplicate (same archive or ID number and disease, diagnosed within 30 days of the
+    previous card), for archives the MPI does not hold; visits and stays whose notifiable diagnosis
+    has no card of the archive and disease reported within the limit after the visit or discharge."""
+    cards = f["infectious_report"]
+    live = cards[cards["status"] != "2"]
+    found = cards["diagnosis_code"].map(notifiable)
+    hours = pd.to_timedelta(found.map(lambda x: x[1] if x else None).astype(float), unit="h")
+    diagnosed, reported = pd.to_datetime(cards["diagnosis_time"]), pd.to_datetime(cards["reported_at"])
+    out = {("infectious_report", "infectious_report_late"): keys(cards, reported - diagnosed > hours, "card_id"),
+           ("infectious_report", "infectious_card_orphan"): keys(
+               cards, cards["archive_id"].notna() & ~cards["archive_id"].isin(set(f["person"]["archive_id"])), "card_id")}
+    disease = found.map(lambda x: x[0] if x else None)
+    dup = set()
+    for person in (live["archive_id"], live["id_number"].map(norm_id)):
+        seen: dict[tuple, pd.Timestamp] = {}
+        order = sorted(zip(diagnosed[live.index], live["card_id"], person, disease[live.index]), key=lambda r: (r[0], r[1]))
+        for when, card, who, dis in order:
+            if who is None or who != who or dis is None:
+                continue
+            last = seen.get((who, dis))
+            if last is not None and when - last <= pd.Timedelta(days=30):
+                dup.add(card)
+            seen[(who, dis)] = when
+    out[("infectious_report", "infectious_report_duplicate")] = dup
+    first: dict[tuple, pd.Timestamp] = {}
+    for a, dis, r in zip(live["archive_id"], disease[live.index], reported[live.index]):
+        if isinstance(a, str) and dis and (a, dis) not in first or (isinstance(a, str) and dis and r < first[(a, dis)]):
+            first[(a, dis)] = r
+    for table, col, key in (("outpatient_visit", "visit_time", "visit_id"), ("inpatient_stay", "discharge_time", "stay_id")):
+        df = f[table]
+        late = set()
+        for k, a, code, t in zip(df[key], df["archive_id"], df["diagnosis_code"], pd.to_datetime(df[col], errors="coerce")):
+            n = notifiable(code)
+            if n is None or pd.isna(t) or not isinstance(a, str):
+                continue
+            deadline = t + pd.Timedelta(hours=n[1])
+            got = first.get((a, n[0]))
+            if deadline <= pd.Timestamp(as_of) and (got is None or got > deadline):
+                late.add(k)
+        out[(table, "infectious_unreported")] = late
+    return out

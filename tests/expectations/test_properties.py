@@ -75,7 +75,12 @@ def _references(as_of: pd.Timestamp) -> dict:
             "death_registration.death_date": born.set_axis(["11010519491231002X"]),
             # A2 died and moved out (A1's records are the valid ones the other tests judge)
             "person.registered_death_date": born.set_axis(["A2"]), "archive_move.move_out_date": born.set_axis(["A2"]),
-            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"])}
+            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"]),
+            # infectious-disease reports: A1's tuberculosis was reported
+            "infectious_report.first_report_date": born.set_axis(["A1|pulmonary_tb"]),
+            "infectious_report.first_card": pd.Series(["C1"], index=["A1|pulmonary_tb"]),
+            "infectious_report.cards_by_person": pd.Series([[(pd.Timestamp("2026-11-01"), "C1")]],
+                                                           index=["A1|pulmonary_tb"], dtype=object)}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]

@@ -196,7 +196,8 @@ def test_two_validations_in_threads_give_the_sequential_results():
             "person.birth_date": pd.Series({"33021100100100001": pd.Timestamp(birth)}),
             "person.death_date": pd.Series({"33021100100100001": pd.NaT}),
             "person.sex_code": pd.Series({"33021100100100001": "1"}), "organization.inactive": set(),
-            "person.registered_death_date": pd.Series(dtype="datetime64[ns]")}))
+            "person.registered_death_date": pd.Series(dtype="datetime64[ns]"),
+            "infectious_report.first_report_date": pd.Series(dtype="datetime64[ns]")}))
 
     def run(i):
         return [(r.rule.id, r.status, r.violations, r.denominator, r.sample_keys, r.error)

@@ -100,6 +100,13 @@ FAMILY = {
     "STAT-PERIOD-NOT-FUTURE": "statistic_period_future", "STAT-VALUE-REQUIRED": None,
     "STAT-VALUE-NUMBER": "statistic_value_malformed", "STAT-ORG-REGISTERED": "statistic_org_unregistered",
     "STAT-PUBLISHED-ONCE": "statistic_duplicate",
+    # infectious-disease reporting (issue 20)
+    "OPV-INFECTIOUS-REPORTED": "infectious_unreported", "IPS-INFECTIOUS-REPORTED": "infectious_unreported",
+    "INF-DX-REQUIRED": None, "INF-DX-FORMAT": None, "INF-DX-CATEGORY": None, "INF-DX-NOTIFIABLE": None,
+    "INF-STATUS-CODE": None, "INF-DIAGNOSIS-NOT-FUTURE": None, "INF-REPORT-NOT-FUTURE": None,
+    "INF-REPORT-AFTER-DIAGNOSIS": None, "INF-REPORT-TIMELY": "infectious_report_late",
+    "INF-CARD-UNIQUE": "infectious_report_duplicate", "INF-ARCHIVE-EXISTS": "infectious_card_orphan",
+    "INF-ORG-REGISTERED": None,
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
