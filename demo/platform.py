@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, registry
+from . import access, clinical, registry
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -63,6 +63,13 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "archive_move": ("mpi", "T_DAQY", {
         "move_id": "QYJLBH", "archive_id": "DABH", "org_code": "JLJGDM", "direction": "QYFX", "from_org": "QCJGDM",
         "to_org": "QRJGDM", "move_date": "QYRQ"}),
+    # the practitioner register and the health-record browser's access log (demo/access.py)
+    "practitioner": ("drc", "tb_ysxx", {
+        "doctor_id": "ysgh", "org_code": "jgdm", "name": "xm", "title_code": "zcdm", "active": "sfzg",
+        "registered_at": "zcsj"}),
+    "record_access": ("drc", "tb_dadyrz", {
+        "access_id": "dylsh", "doctor_id": "dyysgh", "org_code": "dyjgdm", "archive_id": "dabh", "accessed_at": "dysj",
+        "viewed": "dynr", "purpose_code": "dymd", "terminal": "zdbh"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -252,7 +259,7 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            if table in ("organization", "death_registration"):  # registrations arrive late: read whole
+            if table in ("organization", "death_registration", "practitioner"):  # registers; late registrations: read whole
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -286,6 +293,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
     truth = Truth(folder / "truth")
     writer = _Writer(folder)
     writer.write("organization", _organizations(world))
+    register = access.register(world, world.rng(9))
+    writer.write("practitioner", register)
+    logs = []  # the access log, written whole at the end (a bulk session's hour spans the chunks)
     for code in world.institutions.loc[world.institutions["silent"], "org_code"]:
         truth.defect("organization", [code], "upload_time", "feed_silent", "no upload in the last day")
 
@@ -325,6 +335,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registered = registry.registered_by_archive(people, collab.registrations)
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
+        written = {}
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -339,6 +350,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
+            written[table] = df
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
@@ -348,6 +360,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         writer.write("archive_move", moves)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
+        damaged: dict[str, set] = {}
+        for t, k, *_ in truth.pending:
+            damaged.setdefault(t, set()).add(k)
+        logs.append(access.accesses(world, world.rng(10, chunk_no), people, written, damaged, register, chunk_no, truth))
         writer.write("person", people)
         truth.flush_defects()
         done += n
@@ -355,6 +371,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         if progress:
             progress(done, opts.persons)
 
+    log = pd.concat(logs, ignore_index=True)
+    access.bulk_truth(log, truth)
+    truth.flush_defects()
+    writer.write("record_access", log)
     writer.close()
     truth.close()
     cfg = folder / "healthqa.yml"
