@@ -8,7 +8,7 @@ the encounter or within the weeks around it. A few QC and public-health openings
 relationship (valid records of the kind a careless rule flags: ``exempt_purpose_access``).
 
 Defects: openings by an unregistered number (``access_doctor_unregistered``), by a doctor of another
-institution (``access_doctor_other_org``) or one who left (``access_doctor_inactive``); openings of
+institution or by one who left it (``access_doctor_not_of_org``, the detail says which); openings of
 archives the institution has no care relationship with (``access_without_care``); bulk sessions, one
 doctor opening 55-80 archives in an hour (``access_bulk``: every opening of that user-hour); openings
 of deceased or moved-out archives after they closed (``access_closed_archive``); openings dated in the
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from .truth import Truth
-from .world import DOCTORS, World
+from .world import DOCTORS, World, staff_numbers
 
-FAMILIES = ("access_doctor_unregistered", "access_doctor_other_org", "access_doctor_inactive", "access_without_care",
+FAMILIES = ("access_doctor_unregistered", "access_doctor_not_of_org", "access_without_care",
             "access_bulk", "access_closed_archive", "access_in_future")
 ACCESS_SHARE = 0.25  # care records a doctor opens the archive for
 EXEMPT_SHARE = 0.004  # residents whose archive QC or public-health staff open (valid, no care needed)
@@ -57,7 +57,7 @@ def register(world: World, rng: np.random.Generator) -> pd.DataFrame:
     surname = world.surnames[rng.choice(len(world.surnames), DOCTORS, p=world.surname_p)]
     start = np.datetime64(world.start, "s")
     return pd.DataFrame({
-        "doctor_id": np.char.add("YS", np.char.zfill(d.astype(str), 4)),
+        "doctor_id": staff_numbers(d),
         "org_code": org,
         "name": np.char.add(surname.astype(str), given.astype(str)),
         "title_code": TITLES[rng.integers(0, len(TITLES), DOCTORS)],
@@ -143,7 +143,7 @@ def accesses(world: World, rng: np.random.Generator, people: pd.DataFrame, event
     acc = _defects(world, rng, acc, people, reg, inactive, open_, as_of)
     acc = acc.sort_values("accessed_at", kind="stable").reset_index(drop=True)
     acc.insert(0, "access_id", [f"DY{chunk:05d}{i:08d}" for i in range(len(acc))])
-    acc["terminal"] = np.char.add("WS-", np.char.zfill(rng.integers(1, 300, len(acc)).astype(str), 3))
+    acc["terminal"] = np.array([f"WS-{x:03d}" for x in rng.integers(1, 300, len(acc))], dtype=object)
     _truth(acc, people, reg, _care(events), as_of, truth)
     kind = acc[acc["_kind"].notna()]
     truth.rows("valid_kinds", zip(["record_access"] * len(kind), kind["access_id"], kind["_kind"]))
@@ -157,7 +157,7 @@ def _defects(world: World, rng, acc: pd.DataFrame, people: pd.DataFrame, reg: pd
     n = len(valid)
     cut = np.cumsum([round(s * n) for s in (UNREGISTERED, OTHER_ORG, INACTIVE, NO_CARE, FUTURE)])
     unreg, other, left, nocare, future = np.split(pick[:cut[-1]], cut[:-1])
-    acc.loc[unreg, "doctor_id"] = np.char.add("YS9", np.char.zfill(rng.integers(1, 999, len(unreg)).astype(str), 3))
+    acc.loc[unreg, "doctor_id"] = staff_numbers(rng.integers(9001, 10000, len(unreg)))
     orgs = world.institutions["org_code"].to_numpy()
     for rows, shift in ((other, 1), (nocare, None)):
         home = acc.loc[rows, "org_code"].to_numpy()
@@ -211,10 +211,9 @@ def _truth(acc: pd.DataFrame, people: pd.DataFrame, reg: pd.DataFrame, care: pd.
     active = set(reg.loc[reg["active"] == 1, "org_code"] + "|" + reg.loc[reg["active"] == 1, "doctor_id"])
     gone = set(reg.loc[reg["active"] == 0, "org_code"] + "|" + reg.loc[reg["active"] == 0, "doctor_id"])
     wrong = known & ~pair.isin(active)
-    truth.defect("record_access", k[wrong & pair.isin(gone)], "doctor_id", "access_doctor_inactive",
-                 "doctor no longer in post at the institution")
-    truth.defect("record_access", k[wrong & ~pair.isin(gone)], "doctor_id", "access_doctor_other_org",
-                 "doctor registered at another institution")
+    truth.defect("record_access", k[wrong], "doctor_id", "access_doctor_not_of_org",
+                 np.where(pair[wrong].isin(gone), "doctor no longer in post at the institution",
+                          "doctor registered at another institution").tolist())
     archives = set(people["archive_id"])
     judged = acc["archive_id"].isin(archives) & ~acc["purpose_code"].isin(EXEMPT)
     no_care = judged & ~_covered(care, acc["org_code"], acc["archive_id"], acc["accessed_at"])

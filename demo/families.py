@@ -96,6 +96,13 @@ RULES: dict[str, tuple[str, ...]] = {
     "upload_before_event": ("OPV-UPLOAD-AFTER-VISIT", "IPS-UPLOAD-AFTER-DISCHARGE", "LAB-UPLOAD-AFTER-REPORT"),
     "upload_lag": ("OPV-UPLOAD-T1", "IPS-UPLOAD-T1", "LAB-UPLOAD-T1"),
     "weight_out_of_range": ("EXAM-WEIGHT-RANGE",),
+    # the health-record browser's access log (demo/access.py)
+    "access_bulk": ("ACCESS-BULK",),
+    "access_closed_archive": ("ACCESS-CLOSED-ARCHIVE",),
+    "access_doctor_not_of_org": ("ACCESS-DOCTOR-OF-ORG",),
+    "access_doctor_unregistered": ("ACCESS-DOCTOR-REGISTERED",),
+    "access_in_future": ("ACCESS-TIME-PLAUSIBLE",),
+    "access_without_care": ("ACCESS-CARE-RELATIONSHIP",),
 }
 # measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})

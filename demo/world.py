@@ -56,6 +56,11 @@ def county_codes(provinces: tuple[str, ...]) -> dict[str, list[str]]:
 DOCTORS = 399  # the doctor numbers the clinical records carry (YS0001-YS0399)
 
 
+def staff_numbers(d) -> np.ndarray:
+    """Doctor numbers as the platform writes them (YS0001); an empty draw gives an empty array."""
+    return np.array([f"YS{int(x):04d}" for x in np.asarray(d).ravel()], dtype=object)
+
+
 def org_code(i: int) -> str:
     """A unified social credit code (GB 32100) for the i-th institution: 12 = public institution."""
     body = f"12330211{470250000 + i * 1731:09d}"
@@ -128,7 +133,7 @@ class World:
         i = np.where(known, i, 0).astype(np.int64)
         count = (DOCTORS - 1 - i) // n + 1  # numbers 1 + i + n*k up to DOCTORS
         d = np.where(known, 1 + i + n * (np.asarray(r) % count), np.asarray(r) % DOCTORS + 1)
-        return np.char.add("YS", np.char.zfill(d.astype(str), 4))
+        return staff_numbers(d)
 
     def home_org(self, street_codes: pd.Series) -> pd.Series:
         """The primary-care institution that keeps the archives of a street's residents."""

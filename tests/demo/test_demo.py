@@ -157,6 +157,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
                                           AS_OF).items():
             out[(table, fam)] = ks
     out.update(tc.collaboration_checks(frames, AS_OF))
+    out.update(tc.access_checks(frames, AS_OF))
     return out
 
 
@@ -179,7 +180,7 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
 
 
 KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
-         "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id"}
+         "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id", "exempt_purpose_access"}
 
 
 def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):

@@ -94,6 +94,14 @@ FAMILY = {
     "FU-NOT-AFTER-MOVE-OUT": "followup_after_move", "MOVE-DIRECTION-CODE": None, "MOVE-ARCHIVE-EXISTS": None,
     "MOVE-ORG-REGISTERED": None,
     "MOVE-IN-HAS-OUT": "move_in_without_out", "MOVE-ONE-ACTIVE": "two_active_after_move",
+    # the practitioner register and the health-record browser's access log (issue 20)
+    "PRAC-ID-UNIQUE": None, "PRAC-ORG-REGISTERED": None, "PRAC-NAME-REQUIRED": None, "PRAC-TITLE-CODE": None,
+    "PRAC-REGISTERED-NOT-FUTURE": None, "ACCESS-ID-UNIQUE": None, "ACCESS-DOCTOR-REQUIRED": None,
+    "ACCESS-ARCHIVE-EXISTS": None, "ACCESS-ORG-REGISTERED": None, "ACCESS-PURPOSE-CODE": None,
+    "ACCESS-PURPOSE-REQUIRED": None, "ACCESS-VIEWED-CODES": None,
+    "ACCESS-TIME-PLAUSIBLE": "access_in_future", "ACCESS-DOCTOR-REGISTERED": "access_doctor_unregistered",
+    "ACCESS-DOCTOR-OF-ORG": "access_doctor_not_of_org", "ACCESS-CARE-RELATIONSHIP": "access_without_care",
+    "ACCESS-BULK": "access_bulk", "ACCESS-CLOSED-ARCHIVE": "access_closed_archive",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
