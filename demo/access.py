@@ -80,8 +80,8 @@ def _active_doctor(world: World, rng, org: np.ndarray, inactive: set[str]) -> np
 
 def _care(events: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every care record as written: (key ORG|ARCHIVE, day)."""
-    parts = [pd.DataFrame({"k": df["org_code"].astype(str).str.strip().str.upper() + "|"
-                                + df["archive_id"].astype(str).str.strip().str.upper(),
+    parts = [pd.DataFrame({"k": df["org_code"].astype(str).str.strip() + "|"
+                                + df["archive_id"].astype(str).str.strip(),
                            "d": pd.to_datetime(df[col], errors="coerce", format="mixed").dt.normalize()})
              for table, df in events.items() if table in CARE for col in CARE[table]]
     return pd.concat(parts, ignore_index=True).dropna().drop_duplicates()
@@ -89,7 +89,7 @@ def _care(events: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def _covered(care: pd.DataFrame, org: pd.Series, archive: pd.Series, when: pd.Series) -> pd.Series:
     """Whether the institution has a care day of the archive from 90 days before to 30 after."""
-    key = org.str.strip().str.upper() + "|" + archive.str.strip().str.upper()
+    key = org.str.strip() + "|" + archive.str.strip()
     day = pd.to_datetime(when, errors="coerce").dt.normalize()
     c = care[care["k"].isin(set(key))]
     m = pd.DataFrame({"k": key.to_numpy(), "day": day.to_numpy(), "row": np.arange(len(key))}).merge(c, on="k")
@@ -204,10 +204,10 @@ def _defects(world: World, rng, acc: pd.DataFrame, people: pd.DataFrame, reg: pd
 def _truth(acc: pd.DataFrame, people: pd.DataFrame, reg: pd.DataFrame, care: pd.DataFrame, as_of, truth: Truth) -> None:
     """The families of the chunk's openings, read off the records as written (bulk: ``bulk_truth``)."""
     k = acc["access_id"]
-    doctor = acc["doctor_id"].str.strip().str.upper()
+    doctor = acc["doctor_id"].str.strip()
     known = doctor.isin(set(reg["doctor_id"]))
     truth.defect("record_access", k[~known], "doctor_id", "access_doctor_unregistered", "doctor not in the register")
-    pair = acc["org_code"].str.strip().str.upper() + "|" + doctor
+    pair = acc["org_code"].str.strip() + "|" + doctor
     active = set(reg.loc[reg["active"] == 1, "org_code"] + "|" + reg.loc[reg["active"] == 1, "doctor_id"])
     gone = set(reg.loc[reg["active"] == 0, "org_code"] + "|" + reg.loc[reg["active"] == 0, "doctor_id"])
     wrong = known & ~pair.isin(active)
@@ -232,6 +232,6 @@ def _truth(acc: pd.DataFrame, people: pd.DataFrame, reg: pd.DataFrame, care: pd.
 def bulk_truth(log: pd.DataFrame, truth: Truth) -> None:
     """Every opening of a user-hour in which the user opened more than PER_HOUR distinct archives."""
     hour = pd.to_datetime(log["accessed_at"]).dt.floor("h")
-    n = log.groupby([log["doctor_id"].str.strip().str.upper(), hour])["archive_id"].transform("nunique")
+    n = log.groupby([log["doctor_id"].str.strip(), hour])["archive_id"].transform("nunique")
     truth.defect("record_access", log.loc[n > PER_HOUR, "access_id"], "accessed_at", "access_bulk",
                  f"more than {PER_HOUR} archives opened by one user in an hour")

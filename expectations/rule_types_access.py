@@ -40,9 +40,9 @@ CARE_EVENTS: tuple[tuple[str, str, str], ...] = (
 
 
 def _code(s: pd.Series) -> pd.Series:
-    """Institution codes and staff numbers as keys compare them: trimmed, upper case (a register
-    typed ``ys0012`` or `` 12330211… `` names the same doctor or institution)."""
-    return st.text(s).str.upper()
+    """Institution codes and staff numbers as keys compare them: trimmed text (as ``references``
+    compares them: `` H1 `` is H1, ``h1`` is another code, which the registration rules flag)."""
+    return st.text(s).astype(object)
 
 
 def _key(org: pd.Series, other: pd.Series) -> pd.Series:
@@ -68,7 +68,7 @@ def active_practitioners(rows: Rows) -> set[str]:
     """``ORG|DOCTOR`` of every register entry in post (active): the doctors each institution may
     act through. A doctor registered at two institutions (多点执业) has an entry at each."""
     r = rows["practitioner"]
-    active = st.text(r["active"]).str.lower().isin({"1", "true", "t", "y", "yes", "是"})
+    active = st.text(r["active"]).astype(object).str.lower().isin({"1", "true", "t", "y", "yes", "是"})
     return set(_key(r["org_code"], r["doctor_id"])[active].dropna())
 
 
@@ -103,8 +103,7 @@ def practitioner_of_org(df: pd.DataFrame, p: PractitionerOfOrgParams, ctx: RuleC
     doctor at the accessing institution). Applies to doctors the register knows: an unregistered one
     is a finding of its own (``references`` practitioner.doctor_id)."""
     c = _Cols(df, ctx)
-    doctor = c.text(p.doctor).str.upper()
-    applies = ctx.member("practitioner.doctor_id", doctor) & c.present(p.org)
+    applies = ctx.member("practitioner.doctor_id", c.text(p.doctor)) & c.present(p.org)
     pair = _key(df[p.org], df[p.doctor])
     return applies, applies & ~ctx.member("practitioner.active_at", pair)
 
@@ -164,7 +163,7 @@ class BulkAccessParams(RuleParams):
 
 
 def _user(df: pd.DataFrame, p: BulkAccessParams, ctx: RuleContext) -> pd.Series:
-    return _Cols(df, ctx).text(p.user).str.upper()
+    return _Cols(df, ctx).text(p.user)
 
 
 @rule_type("bulk_access", params=BulkAccessParams, whole_table=True, partition=_user,

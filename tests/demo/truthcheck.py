@@ -354,7 +354,7 @@ def access_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], se
     access, unless the purpose is QC (2) or public health (3); at most 50 archives per user and clock
     hour; closed archives (deceased after the death date, moved out) noted; no access in the future."""
     acc, reg, p = f["record_access"], f["practitioner"], f["person"]
-    up = lambda s: s.astype(str).str.strip().str.upper()  # noqa: E731 - codes compare trimmed, upper case
+    up = lambda s: s.astype(str).str.strip()  # noqa: E731 - codes compare trimmed
     doctor, org, arch = up(acc["doctor_id"]), up(acc["org_code"]), up(acc["archive_id"])
     t = pd.to_datetime(acc["accessed_at"], errors="coerce")
     out: dict[tuple[str, str], set] = {}
