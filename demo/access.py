@@ -70,29 +70,39 @@ def register(world: World, rng: np.random.Generator) -> pd.DataFrame:
 def _active_doctor(world: World, rng, org: np.ndarray, inactive: set[str]) -> np.ndarray:
     """A doctor in post at each institution (redrawn while the draw left)."""
     doc = world.doctor_for(org, rng.integers(0, DOCTORS, len(org)))
+    gone = np.array(sorted(inactive), dtype=object)
     for _ in range(8):
-        left = np.isin(doc, list(inactive))
+        left = np.isin(doc, gone)
         if not left.any():
             break
         doc[left] = world.doctor_for(org[left], rng.integers(0, DOCTORS, int(left.sum())))
     return doc
 
 
+def _strip(s: pd.Series) -> np.ndarray:
+    return np.strings.strip(s.to_numpy().astype(str))
+
+
+def _days(s: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.to_numpy().astype("datetime64[D]")
+    return pd.to_datetime(s, errors="coerce", format="mixed").to_numpy().astype("datetime64[D]")
+
+
 def _care(events: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every care record as written: (key ORG|ARCHIVE, day)."""
-    parts = [pd.DataFrame({"k": df["org_code"].astype(str).str.strip() + "|"
-                                + df["archive_id"].astype(str).str.strip(),
-                           "d": pd.to_datetime(df[col], errors="coerce", format="mixed").dt.normalize()})
+    parts = [pd.DataFrame({"k": np.strings.add(np.strings.add(_strip(df["org_code"]), "|"), _strip(df["archive_id"])),
+                           "d": _days(df[col])})
              for table, df in events.items() if table in CARE for col in CARE[table]]
     return pd.concat(parts, ignore_index=True).dropna().drop_duplicates()
 
 
 def _covered(care: pd.DataFrame, org: pd.Series, archive: pd.Series, when: pd.Series) -> pd.Series:
     """Whether the institution has a care day of the archive from 90 days before to 30 after."""
-    key = org.str.strip() + "|" + archive.str.strip()
-    day = pd.to_datetime(when, errors="coerce").dt.normalize()
-    c = care[care["k"].isin(set(key))]
-    m = pd.DataFrame({"k": key.to_numpy(), "day": day.to_numpy(), "row": np.arange(len(key))}).merge(c, on="k")
+    key = np.strings.add(np.strings.add(_strip(org), "|"), _strip(archive))
+    day = _days(when)
+    c = care[care["k"].isin(pd.Index(key))]
+    m = pd.DataFrame({"k": key, "day": day, "row": np.arange(len(key))}).merge(c, on="k")
     ok = (m["d"] >= m["day"] - BEFORE) & (m["d"] <= m["day"] + AFTER)
     out = np.zeros(len(key), dtype=bool)
     out[m.loc[ok, "row"].to_numpy()] = True
@@ -109,14 +119,13 @@ def accesses(world: World, rng: np.random.Generator, people: pd.DataFrame, event
     bad = damaged.get("person", set())
     open_ = p.loc[(p["status_code"] == "1") & p["death_date"].isna() & p["_death"].isna() & ~p["archive_id"].isin(bad),
                   "archive_id"]
-    open_set = set(open_)
+    open_set = pd.Index(open_)  # hashed once: a set is turned into an array by every isin
     rows = []
     for table, df in events.items():  # openings that follow care: clean records of open archives
         key = {"outpatient_visit": "visit_id", "inpatient_stay": "stay_id", "lab_result": "result_id",
                "health_exam": "exam_id", "chronic_followup": "followup_id"}[table]
-        ok = df["archive_id"].isin(open_set) & ~df[key].isin(damaged.get(table, set()))
-        ok &= rng.random(len(df)) < ACCESS_SHARE
-        e = df[ok]
+        e = df[rng.random(len(df)) < ACCESS_SHARE]
+        e = e[(e["archive_id"].isin(open_set) & ~e[key].isin(pd.Index(list(damaged.get(table, ()))))).to_numpy()]
         t = pd.to_datetime(e[CARE[table][0]]).to_numpy().astype("datetime64[s]")
         at_once = rng.random(len(e)) < 0.7  # during the encounter, else in the weeks around it
         offset = np.where(at_once, rng.integers(60, 2 * 3600, len(e)),
@@ -178,7 +187,8 @@ def _defects(world: World, rng, acc: pd.DataFrame, people: pd.DataFrame, reg: pd
     closed = p[p["status_code"].isin(["2", "3"])]
     closed = closed.sample(frac=CLOSED_SHARE, random_state=rng.integers(1 << 31)) if len(closed) else closed
     death = pd.to_datetime(closed["death_date"], errors="coerce").to_numpy().astype("datetime64[s]")
-    after = np.where(np.isnat(death), as_of - rng.integers(2, 200, len(closed)) * np.timedelta64(1, "D"),
+    recent = ~np.isnat(death) & (death >= np.datetime64(world.start, "s"))  # not a placeholder or damaged date
+    after = np.where(~recent, as_of - rng.integers(2, 200, len(closed)) * np.timedelta64(1, "D"),
                      death + rng.integers(1, 60, len(closed)) * np.timedelta64(1, "D"))
     keep = after < as_of
     closed, after = closed[keep], after[keep]
@@ -214,14 +224,14 @@ def _truth(acc: pd.DataFrame, people: pd.DataFrame, reg: pd.DataFrame, care: pd.
     truth.defect("record_access", k[wrong], "doctor_id", "access_doctor_not_of_org",
                  np.where(pair[wrong].isin(gone), "doctor no longer in post at the institution",
                           "doctor registered at another institution").tolist())
-    archives = set(people["archive_id"])
-    judged = acc["archive_id"].isin(archives) & ~acc["purpose_code"].isin(EXEMPT)
+    judged = acc["archive_id"].isin(people["archive_id"]) & ~acc["purpose_code"].isin(EXEMPT)
     no_care = judged & ~_covered(care, acc["org_code"], acc["archive_id"], acc["accessed_at"])
     truth.defect("record_access", k[no_care], "org_code", "access_without_care",
                  "no care relationship of the institution with the archive")
     p = people.drop_duplicates("archive_id", keep=False).set_index("archive_id")
     status = acc["archive_id"].map(p["status_code"].astype(str).str.strip())
-    death = acc["archive_id"].map(pd.to_datetime(p["death_date"], errors="coerce"))
+    closed = p[p["status_code"].astype(str).str.strip().isin(["2", "3"])]
+    death = acc["archive_id"].map(pd.Series(_days(closed["death_date"]), index=closed.index).astype("datetime64[ns]"))
     day = pd.to_datetime(acc["accessed_at"]).dt.normalize()
     shut = status.isin(["2", "3"]) & ~((status == "2") & death.notna() & (day <= death))
     truth.defect("record_access", k[shut], "archive_id", "access_closed_archive", "closed archive opened")
