@@ -75,7 +75,10 @@ def _references(as_of: pd.Timestamp) -> dict:
             "death_registration.death_date": born.set_axis(["11010519491231002X"]),
             # A2 died and moved out (A1's records are the valid ones the other tests judge)
             "person.registered_death_date": born.set_axis(["A2"]), "archive_move.move_out_date": born.set_axis(["A2"]),
-            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"])}
+            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"]),
+            # the practitioner register and the care records (the access log)
+            "practitioner.doctor_id": {"YS0001", "YS0002"}, "practitioner.active_at": {"ORG1|YS0001"},
+            "care.archive_org_date": born.set_axis(["ORG1|A1"])}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]
