@@ -989,7 +989,6 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
 
 
 # the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
-# collaboration (deaths and moves, issue 21), register themselves
-from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401
-# the health-record browser's access log (system 1) and the practitioner register (system 6), issue 20
-from . import rule_types_access  # noqa: E402,F401
+# collaboration (deaths and moves, issue 21), and of the health-record browser's access log (issue 20),
+# register themselves
+from . import rule_types_access, rule_types_dqd, rule_types_registry  # noqa: E402,F401
