@@ -139,10 +139,14 @@ def test_what_was_viewed_is_a_list_of_codes(viewed, bad):
     assert violating("ACCESS-VIEWED-CODES", accesses(viewed=[viewed])) == (["D1"] if bad else [])
 
 
-def test_register_findings_mask_the_practitioners_name():
+def test_register_findings_and_extracts_mask_the_practitioners_name():
+    from healthqa.masking import mask_frame
+
     rules = [r for r in suite.builtin("practitioner").rules if r.id == "PRAC-ID-UNIQUE"]
     (res,) = validate_frame(REGISTER.assign(doctor_id=["YS0001", "YS0001", "YS3", "YS4", "YS5"]), "practitioner",
                             rules, RuleContext(as_of=AS_OF), all_keys=True)
     assert res.violations == 2
     shown = " ".join(str(e["values"]) for e in res.examples)
     assert "王伟" not in shown and "李娜" not in shown
+    masked = mask_frame(REGISTER, "practitioner")  # what any extract of the register shows
+    assert not set(masked["name"]) & set(REGISTER["name"]) and masked["doctor_id"].tolist() == REGISTER["doctor_id"].tolist()
