@@ -72,7 +72,7 @@ def visits(world: World, rng, people: pd.DataFrame, chunk: int) -> pd.DataFrame:
         "visit_time": vt,
         "diagnosis_code": dx["code"].to_numpy(),
         "diagnosis_name": dx["name"].to_numpy(),
-        "doctor_id": np.char.add("YS", np.char.zfill(rng.integers(1, 400, n).astype(str), 4)),
+        "doctor_id": world.doctor_for(org, rng.integers(1, 400, n)),  # a doctor of the institution
         "upload_time": vt + lag * SEC,
         "_person": idx,
     })

@@ -109,6 +109,13 @@ RULES: dict[str, tuple[str, ...]] = {
     "infectious_report_duplicate": ("INF-CARD-UNIQUE",),
     "infectious_report_late": ("INF-REPORT-TIMELY",),
     "infectious_unreported": ("OPV-INFECTIOUS-REPORTED", "IPS-INFECTIOUS-REPORTED"),
+    # the health-record browser's access log (demo/access.py)
+    "access_bulk": ("ACCESS-BULK",),
+    "access_closed_archive": ("ACCESS-CLOSED-ARCHIVE",),
+    "access_doctor_not_of_org": ("ACCESS-DOCTOR-OF-ORG",),
+    "access_doctor_unregistered": ("ACCESS-DOCTOR-REGISTERED",),
+    "access_in_future": ("ACCESS-TIME-PLAUSIBLE",),
+    "access_without_care": ("ACCESS-CARE-RELATIONSHIP",),
 }
 # measures judge a table's coverage, not a record (DQD measurePersonCompleteness): no false flags
 MEASURES = frozenset({"MPI-EXAM-COMPLETENESS"})

@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, infectious, registry, statistics
+from . import access, clinical, infectious, registry, statistics
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -72,6 +72,13 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
         "card_id": "bgkbh", "archive_id": "dabh", "id_number": "yxzjh", "name": "hzxm", "org_code": "bgdwdm",
         "diagnosis_code": "zdbm", "disease_name": "jbmc", "diagnosis_time": "zdsj", "reported_at": "bgsj",
         "doctor_id": "bgys", "visit_id": "jzlsh", "status": "bgkzt"}),
+    # the practitioner register and the health-record browser's access log (demo/access.py)
+    "practitioner": ("drc", "tb_ysxx", {
+        "doctor_id": "ysgh", "org_code": "jgdm", "name": "xm", "title_code": "zcdm", "active": "sfzg",
+        "registered_at": "zcsj"}),
+    "record_access": ("drc", "tb_dadyrz", {
+        "access_id": "dylsh", "doctor_id": "dyysgh", "org_code": "dyjgdm", "archive_id": "dabh", "accessed_at": "dysj",
+        "viewed": "dynr", "purpose_code": "dymd", "terminal": "zdbh"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -261,9 +268,9 @@ def config_dict(opts: DemoOptions, folder: Path) -> dict:
             if table == "chronic_followup":
                 mapped["disease"] = {"column": cols["disease"], "values": {v: k for k, v in DISEASE_CODES.items()}}
             tables[table] = {"table": phys, "columns": mapped}
-            # registrations arrive late, a published figure may be corrected any time, and duplicate
-            # report cards are judged on every card: read whole
-            if table in ("organization", "death_registration", "published_statistic", "infectious_report"):
+            # registers; registrations arrive late, a published figure may be corrected any time, and
+            # duplicate report cards are judged on every card: read whole
+            if table in ("organization", "practitioner", "death_registration", "published_statistic", "infectious_report"):
                 tables[table]["sampling"] = {"method": "full"}
         sources[db] = {"kind": "sqlalchemy", "description": title, "url": f"sqlite:///{db}.db",
                        "max_connections": 2, "statement_timeout_s": 300,
@@ -297,6 +304,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
     truth = Truth(folder / "truth")
     writer = _Writer(folder)
     writer.write("organization", _organizations(world))
+    register = access.register(world, world.rng(13))
+    writer.write("practitioner", register)
+    logs = []  # the access log, written whole at the end (a bulk session's hour spans the chunks)
     for code in world.institutions.loc[world.institutions["silent"], "org_code"]:
         truth.defect("organization", [code], "upload_time", "feed_silent", "no upload in the last day")
 
@@ -339,6 +349,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
         cases: list[pd.DataFrame] = []
         taken: set = set()  # archives and ID numbers given a notifiable diagnosis (one case each)
+        written = {}
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -358,6 +369,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
             figures.add(table, df)
+            written[table] = df
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
@@ -370,6 +382,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         writer.write("infectious_report", cards)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
+        damaged: dict[str, set] = {}
+        for t, k, *_ in truth.pending:
+            damaged.setdefault(t, set()).add(k)
+        logs.append(access.accesses(world, world.rng(11, chunk_no), people, written, damaged, register, chunk_no, truth))
         writer.write("person", people)
         figures.add("person", people)
         truth.flush_defects()
@@ -379,7 +395,10 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             progress(done, opts.persons)
 
     writer.write("published_statistic", statistics.publish(world, world.rng(14), figures, truth))
+    log = pd.concat(logs, ignore_index=True)
+    access.bulk_truth(log, truth)
     truth.flush_defects()
+    writer.write("record_access", log)
     writer.close()
     truth.close()
     cfg = folder / "healthqa.yml"

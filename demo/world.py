@@ -53,6 +53,14 @@ def county_codes(provinces: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
+DOCTORS = 399  # the doctor numbers the clinical records carry (YS0001-YS0399)
+
+
+def staff_numbers(d) -> np.ndarray:
+    """Doctor numbers as the platform writes them (YS0001); an empty draw gives an empty array."""
+    return np.array([f"YS{int(x):04d}" for x in np.asarray(d).ravel()], dtype=object)
+
+
 def org_code(i: int) -> str:
     """A unified social credit code (GB 32100) for the i-th institution: 12 = public institution."""
     body = f"12330211{470250000 + i * 1731:09d}"
@@ -114,6 +122,18 @@ class World:
         if active_only:
             inst = inst[inst["active"]]
         return inst if kind is None else inst[inst["kind"] == kind]
+
+    def doctor_for(self, org: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The doctor of institution ``org`` a draw ``r`` (an integer, 0 <= r) picks: doctor numbers
+        YS0001-YS0399 are dealt round the institutions, so each works at one (the practitioner register,
+        demo/access.py); a code the register does not hold keeps the plain draw."""
+        n = len(self.institutions)
+        i = pd.Series(np.asarray(org)).map(pd.Series(np.arange(n), index=self.institutions["org_code"])).to_numpy()
+        known = ~np.isnan(i.astype(float))
+        i = np.where(known, i, 0).astype(np.int64)
+        count = (DOCTORS - 1 - i) // n + 1  # numbers 1 + i + n*k up to DOCTORS
+        d = np.where(known, 1 + i + n * (np.asarray(r) % count), np.asarray(r) % DOCTORS + 1)
+        return staff_numbers(d)
 
     def home_org(self, street_codes: pd.Series) -> pd.Series:
         """The primary-care institution that keeps the archives of a street's residents."""

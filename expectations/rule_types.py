@@ -989,6 +989,12 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
 
 
 # the rule types of the DQD check types and of Chinese registration facts (issue 19), of the archive
-# collaboration (deaths and moves, issue 21), of decision support's published figures and of
-# infectious-disease reporting (issue 20) register themselves
-from . import rule_types_dqd, rule_types_infectious, rule_types_registry, rule_types_statistic  # noqa: E402,F401
+# collaboration (deaths and moves, issue 21), and of the health-record browser's access log, decision
+# support's published figures and infectious-disease reporting (issue 20) register themselves
+from . import (  # noqa: E402,F401
+    rule_types_access,
+    rule_types_dqd,
+    rule_types_infectious,
+    rule_types_registry,
+    rule_types_statistic,
+)

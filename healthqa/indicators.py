@@ -73,10 +73,19 @@ def indicators() -> dict[str, Indicator]:
     return out
 
 
+def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's number among the distinct values (-1: missing); values that cannot be hashed as
+    they are (a signalling NaN a driver may hand over) are compared as their text."""
+    try:
+        return pd.factorize(s, use_na_sentinel=True)
+    except TypeError:
+        return pd.factorize(st.text(s), use_na_sentinel=True)
+
+
 def org_key(s: pd.Series) -> pd.Series:
     """Institution codes as the figures and the detail are matched: trimmed, upper-case (each
     distinct code converted once: a table has a few dozen institutions and a million rows)."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    codes, uniques = _factorize(s)
     keys = st.text(pd.Series(uniques, dtype=object)).str.upper().to_numpy()
     out = np.where(codes >= 0, keys[np.maximum(codes, 0)] if len(keys) else None, None)
     return pd.Series(out, index=s.index, dtype=object)
@@ -84,7 +93,7 @@ def org_key(s: pd.Series) -> pd.Series:
 
 def _codes(s: pd.Series) -> np.ndarray:
     """Each value's number among the distinct trimmed texts (-1: missing): counted as integers."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    codes, uniques = _factorize(s)
     if not len(uniques):
         return codes
     text_codes, _ = pd.factorize(st.text(pd.Series(uniques, dtype=object)), use_na_sentinel=True)

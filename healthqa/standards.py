@@ -83,7 +83,7 @@ def text(s: pd.Series) -> pd.Series:
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         t = s.str.strip()  # the common case, all text: vectorised
         return t.where(t.notna() & (t != ""), None)
-    return s.map(_one_text)
+    return s.map(_one_text).astype(object)  # text even when empty (an empty float column stays float otherwise)
 
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S",

@@ -159,6 +159,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     out.update(tc.collaboration_checks(frames, AS_OF))
     out.update(tc.statistic_checks(frames, AS_OF))  # decision support's published figures
     out.update(tc.infectious_checks(frames, AS_OF))
+    out.update(tc.access_checks(frames, AS_OF))
     return out
 
 
@@ -182,7 +183,7 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
 
 KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
          "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id",
-         "district_total", "deleted_duplicate_card"}
+         "district_total", "deleted_duplicate_card", "exempt_purpose_access"}
 
 
 def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):

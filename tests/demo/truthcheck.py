@@ -347,6 +347,45 @@ def collaboration_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, s
     return out
 
 
+def access_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], set]:
+    """The health-record browser's access log (docs/domain.md, "The health-record browser"), from the
+    issue's text: a registered doctor in post at the accessing institution; a care record (visit, stay,
+    lab, exam, follow-up) of the archive at that institution from 90 days before to 30 days after the
+    access, unless the purpose is QC (2) or public health (3); at most 50 archives per user and clock
+    hour; closed archives (deceased after the death date, moved out) noted; no access in the future."""
+    acc, reg, p = f["record_access"], f["practitioner"], f["person"]
+    up = lambda s: s.astype(str).str.strip()  # noqa: E731 - codes compare trimmed
+    doctor, org, arch = up(acc["doctor_id"]), up(acc["org_code"]), up(acc["archive_id"])
+    t = pd.to_datetime(acc["accessed_at"], errors="coerce")
+    out: dict[tuple[str, str], set] = {}
+    known = doctor.isin(set(up(reg["doctor_id"])))
+    out[("record_access", "access_doctor_unregistered")] = keys(acc, ~known, "access_id")
+    on = reg[reg["active"].astype(str) == "1"]
+    in_post = set(zip(up(on["org_code"]), up(on["doctor_id"])))
+    out[("record_access", "access_doctor_not_of_org")] = keys(
+        acc, known & ~pd.Series([(o, d) in in_post for o, d in zip(org, doctor)], index=acc.index), "access_id")
+    care = pd.concat([pd.DataFrame({"org": up(f[table]["org_code"]), "arch": up(f[table]["archive_id"]),
+                                    "day": pd.to_datetime(f[table][col], errors="coerce", format="mixed").dt.floor("D")})
+                      for table, col in (("outpatient_visit", "visit_time"), ("inpatient_stay", "admit_time"),
+                                         ("inpatient_stay", "discharge_time"), ("lab_result", "sample_time"),
+                                         ("health_exam", "exam_date"), ("chronic_followup", "followup_date"))])
+    a = pd.DataFrame({"org": org, "arch": arch, "day": t.dt.floor("D"), "key": acc["access_id"]})
+    m = a.merge(care, on=["org", "arch"], suffixes=("", "_care"))
+    near = m[(m["day_care"] >= m["day"] - pd.Timedelta(days=90)) & (m["day_care"] <= m["day"] + pd.Timedelta(days=30))]
+    judged = arch.isin(set(up(p["archive_id"]))) & ~acc["purpose_code"].isin(["2", "3"])
+    out[("record_access", "access_without_care")] = keys(acc, judged & ~acc["access_id"].isin(set(near["key"])),
+                                                        "access_id")
+    per_hour = a.assign(doctor=doctor, hour=t.dt.floor("h"), arch=arch).groupby(["doctor", "hour"])["arch"]
+    out[("record_access", "access_bulk")] = keys(acc, per_hour.transform("nunique") > 50, "access_id")
+    single = p.drop_duplicates("archive_id", keep=False).set_index("archive_id")
+    status = acc["archive_id"].map(single["status_code"])
+    death = acc["archive_id"].map(pd.to_datetime(single["death_date"], errors="coerce"))
+    open_then = (status == "2") & (t.dt.floor("D") <= death)
+    out[("record_access", "access_closed_archive")] = keys(acc, status.isin(["2", "3"]) & ~open_then, "access_id")
+    out[("record_access", "access_in_future")] = keys(acc, t > pd.Timestamp(as_of), "access_id")
+    return out
+
+
 def canonical_key(table: str) -> str:
     return {"outpatient_visit": "visit_id", "inpatient_stay": "stay_id", "health_exam": "exam_id",
             "chronic_followup": "followup_id"}[table]

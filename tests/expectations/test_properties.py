@@ -80,7 +80,10 @@ def _references(as_of: pd.Timestamp) -> dict:
             "infectious_report.first_report_date": born.set_axis(["A1|pulmonary_tb"]),
             "infectious_report.first_card": pd.Series(["C1"], index=["A1|pulmonary_tb"]),
             "infectious_report.cards_by_person": pd.Series([[(pd.Timestamp("2026-11-01"), "C1")]],
-                                                           index=["A1|pulmonary_tb"], dtype=object)}
+                                                           index=["A1|pulmonary_tb"], dtype=object),
+            # the practitioner register and the care records (the access log)
+            "practitioner.doctor_id": {"YS0001", "YS0002"}, "practitioner.active_at": {"ORG1|YS0001"},
+            "care.archive_org_date": born.set_axis(["ORG1|A1"])}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]

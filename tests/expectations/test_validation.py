@@ -107,6 +107,14 @@ FAMILY = {
     "INF-REPORT-AFTER-DIAGNOSIS": None, "INF-REPORT-TIMELY": "infectious_report_late",
     "INF-CARD-UNIQUE": "infectious_report_duplicate", "INF-ARCHIVE-EXISTS": "infectious_card_orphan",
     "INF-ORG-REGISTERED": None,
+    # the practitioner register and the health-record browser's access log (issue 20)
+    "PRAC-ID-UNIQUE": None, "PRAC-ORG-REGISTERED": None, "PRAC-NAME-REQUIRED": None, "PRAC-TITLE-CODE": None,
+    "PRAC-REGISTERED-NOT-FUTURE": None, "ACCESS-ID-UNIQUE": None, "ACCESS-DOCTOR-REQUIRED": None,
+    "ACCESS-ARCHIVE-EXISTS": None, "ACCESS-ORG-REGISTERED": None, "ACCESS-PURPOSE-CODE": None,
+    "ACCESS-PURPOSE-REQUIRED": None, "ACCESS-VIEWED-CODES": None,
+    "ACCESS-TIME-PLAUSIBLE": "access_in_future", "ACCESS-DOCTOR-REGISTERED": "access_doctor_unregistered",
+    "ACCESS-DOCTOR-OF-ORG": "access_doctor_not_of_org", "ACCESS-CARE-RELATIONSHIP": "access_without_care",
+    "ACCESS-BULK": "access_bulk", "ACCESS-CLOSED-ARCHIVE": "access_closed_archive",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
