@@ -86,8 +86,11 @@ def _system(code: str | None) -> str:
 def _parameters(rule: suite.Rule) -> str:
     """A rule's parameters other than its columns (code list, bounds, pattern, reference …)."""
     columns = set(rule_types.get(rule.type).columns)
-    return ", ".join(_code(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
-                     for k, v in rule.params.items() if k not in columns) or "—"
+    shown = [_code(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+             for k, v in rule.params.items() if k not in columns]
+    # the rows it applies to (its ``where``): "where referral_type in 1"
+    shown += [_code(f"where {c} in {', '.join(map(str, v))}") for c, v in (rule.where or {}).items()]
+    return ", ".join(shown) or "—"
 
 
 def rules_markdown() -> str:

@@ -249,6 +249,29 @@ def get(name: str) -> RuleType:
         raise KeyError(f"unknown rule type {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
 
 
+def restrict(df: pd.DataFrame, where: Mapping[str, Any] | None, applies: pd.Series, violates: pd.Series) -> Outcome:
+    """A rule's ``where`` (suite.Rule.where): it applies only to the rows whose every named column
+    holds one of the listed values, compared as trimmed text (a blank or missing value is in no
+    list). The rule's type decides the rest; ``where`` only narrows its denominator (and numerator)."""
+    if not where:
+        return applies, violates
+    keep = pd.Series(True, index=df.index)
+    for column, values in where.items():
+        keep &= st.text(df[column]).isin({str(v).strip() for v in values}).to_numpy()
+    return applies & keep, violates & keep
+
+
+def evaluate(type_name: str, df: pd.DataFrame, params: Mapping[str, Any] | BaseModel, ctx: RuleContext,
+             where: Mapping[str, Any] | None = None) -> Outcome:
+    """A rule's outcome on ``df``: its type's (applies, violates) over every row of ``df``, restricted
+    to the rows its ``where`` keeps. The one place an outcome is made (GE's metric, gx_bridge, and
+    ``suite.Rule.evaluate`` call it)."""
+    applies, violates = get(type_name).fn(df, params, ctx)
+    applies = applies.reindex(df.index, fill_value=False).astype(bool)
+    violates = violates.reindex(df.index, fill_value=False).astype(bool) & applies
+    return restrict(df, where, applies, violates)
+
+
 # -- column conversions ----------------------------------------------------------------------------
 def _number(s: pd.Series) -> pd.Series:
     """Numbers, whether stored as numbers or as text; unreadable values become NaN."""

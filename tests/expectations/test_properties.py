@@ -99,7 +99,7 @@ def test_every_rule_type_survives_any_value(table, data):
     for df in (raw, normalise(raw, SHANGHAI)[0]):
         ctx = rule_types.RuleContext(as_of=as_of, references=_references(as_of))
         for _, r in (x for x in RULES if x[0] == table):
-            applies, violates = rule_types.get(r.type).fn(df, r.params, ctx)
+            applies, violates = r.evaluate(df, ctx)
             assert len(applies) == len(df) and len(violates) == len(df), r.id
             assert not (violates & ~applies).any(), r.id
 
@@ -127,7 +127,7 @@ def test_every_format_rule_counts_an_unreadable_value():
         for res in results:
             rule = res.rule
             seen.add(rule.type)
-            applies, violates = rule_types.get(rule.type).fn(df, rule.params, ctx)
+            applies, violates = rule.evaluate(df, ctx)
             if rule.type in FORM_RULES and applies.iloc[0]:
                 assert violates.iloc[0], f"{rule.id} ({rule.type}) passed an unreadable value"
     assert seen >= FORM_RULES, FORM_RULES - seen
@@ -237,7 +237,7 @@ def _flags(table: str, rows: list[dict], ctx) -> dict[str, list[int]]:
     df = pd.DataFrame(rows, columns=list(canonical.table(table).columns))
     out = {}
     for _, r in (x for x in RULES if x[0] == table):
-        _, violates = rule_types.get(r.type).fn(df, r.params, ctx)
+        _, violates = r.evaluate(df, ctx)
         if violates.any():
             out[r.id] = [i for i, v in enumerate(violates) if v]
     return out
