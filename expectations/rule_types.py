@@ -162,7 +162,8 @@ class RuleType:
 
     def needs(self, params: Mapping[str, Any]) -> set[str]:
         """Reference data a rule of this type needs with these parameters."""
-        return set(self.references) | ({params["reference"]} if "reference" in params else set())
+        return set(self.references) | ({params["reference"]} if "reference" in params else set()) \
+            | set(params.get("evidence") or ())  # the records a closed loop may be proven by (rule_types_referral)
 
 
 REGISTRY: dict[str, RuleType] = {}
@@ -1014,3 +1015,4 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
 # the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
 # collaboration (deaths and moves, issue 21), register themselves
 from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401
+from . import rule_types_referral  # noqa: E402,F401
