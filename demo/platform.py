@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import clinical, registry
+from . import clinical, referrals, registry
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -63,6 +63,15 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "archive_move": ("mpi", "T_DAQY", {
         "move_id": "QYJLBH", "archive_id": "DABH", "org_code": "JLJGDM", "direction": "QYFX", "from_org": "QCJGDM",
         "to_org": "QRJGDM", "move_date": "QYRQ"}),
+    # the referral systems and the resource centre's slots (demo/referrals.py)
+    "referral": ("drc", "tb_zzd", {
+        "referral_id": "zzdh", "referral_type": "zzlx", "direction": "zzfx", "archive_id": "dabh", "from_org": "zcjgdm",
+        "to_org": "zrjgdm", "doctor_id": "sqysgh", "diagnosis_code": "zzzdbm", "diagnosis_name": "zzzdmc",
+        "requested_at": "sqsj", "slot_id": "hybh", "appointment_date": "yyrq", "appointment_period": "yysd",
+        "dept_code": "yyksdm", "exam_item": "jcxmdm", "status": "zzzt", "arrived_at": "dzsj", "updated_at": "gxsj"}),
+    "schedule_slot": ("drc", "tb_hypb", {
+        "slot_id": "hybh", "org_code": "jgdm", "kind": "zylb", "dept_code": "ksdm", "exam_item": "jcxmdm",
+        "slot_date": "pbrq", "period": "sd", "capacity": "kysl", "booked": "yysl", "published_at": "fbsj"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -325,6 +334,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registered = registry.registered_by_archive(people, collab.registrations)
         moved = before != people["archive_id"]
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
+        written: dict[str, pd.DataFrame] = {}  # the clinical tables as written: what referrals lead to
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -339,6 +349,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
             registry.service_truth(table, canonical.table(table).key, df, registered, truth)
             if table in ("outpatient_visit", "inpatient_stay"):
                 _clinical_edition_codes(table, df, truth)
+            written[table] = df
             if table == "chronic_followup":
                 df = df.assign(disease=df["disease"].map(DISEASE_CODES))
             writer.write(table, df)
@@ -346,6 +357,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         registry.death_truth(people, collab.registrations, opts.as_of, truth)
         writer.write("death_registration", collab.registrations)
         writer.write("archive_move", moves)
+        refs, slots = referrals.make(world, world.rng(9, chunk_no), people, written, chunk_no, truth)
+        writer.write("referral", refs)
+        writer.write("schedule_slot", slots)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         writer.write("person", people)

@@ -195,6 +195,10 @@ def parse(path: Path | str, text: str) -> Suite:
         where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
         if msg.startswith(("params", "dqd:")):  # a rule's parameter or DQD type (Rule._type_and_params): its key joins the path
             where, _, msg = f"{where}.{msg}".partition(": ")
+        elif msg.startswith("where.") and where.endswith(".where"):  # Rule._where_lists names the column
+            where, _, msg = f"{where.removesuffix('.where')}.{msg}".partition(": ")
+        elif not where:  # a suite-wide check (Suite._check) names the rule and key itself
+            where, _, msg = msg.partition(": ")
         raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:
         raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None
