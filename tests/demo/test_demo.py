@@ -157,6 +157,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
                                           AS_OF).items():
             out[(table, fam)] = ks
     out.update(tc.collaboration_checks(frames, AS_OF))
+    out.update(tc.referral_checks(frames, AS_OF))
     return out
 
 
