@@ -110,7 +110,9 @@ def rules_markdown() -> str:
         "columns, with its own description, dimension, Kahn category, standard, severity, threshold (tolerated "
         "% of violating rows; 0 = any violation fails) and owning system. How the dimensions and Kahn categories "
         "are used is explained in [domain.md](domain.md#quality-dimensions); a site adds or replaces rules "
-        "without code (see [design.md](design.md#configuration)).",
+        "without code (see [design.md](design.md#configuration)). A rule's `where` (`where: {referral_type: [\"1\"]}`) "
+        "confines it to the rows whose named columns hold one of the listed values (compared as trimmed text); "
+        "it is shown among the rule's parameters as `where COLUMN in …`.",
         "",
         "| dimension | rules |",
         "|---|---|",

@@ -108,6 +108,9 @@ def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
     families = {d.name for table in defects.CATALOGUE.values() for d in table}
     families |= {"id_shared_active", "feed_silent"}  # injected by the platform builder, not the catalogue
     families |= set(registry.FAMILIES)  # the archive collaboration's records (deaths and moves)
+    from healthqa.demo import referrals
+
+    families |= set(referrals.FAMILIES)  # the referrals and the resource centre's slots
     variations = {v.change for step in duplicates.CATALOGUE if isinstance(step, duplicates.Aspect)
                   for v in step.variations}
     negatives = set(duplicates.NEGATIVES)
