@@ -42,6 +42,8 @@ TYPE = {"outpatient_visit": "1", "lab_result": "2", "inpatient_stay": "3"}
 UNPROVEN = {"1": "arrival_without_visit", "2": "arrival_without_exam_record", "3": "arrival_without_stay"}
 OPEN = {"1": "open_loop_outpatient", "2": "open_loop_exam", "3": "open_loop_inpatient"}
 EVIDENCE = {"1": ("outpatient_visit",), "2": ("lab_result", "health_exam"), "3": ("inpatient_stay",)}
+ARRIVED_COLUMNS = ("referral_type", "direction", "archive_id", "from_org", "to_org", "diagnosis_code", "diagnosis_name",
+                   "appointment_date", "appointment_period", "dept_code", "exam_item", "status", "arrived_at")
 WINDOW_DAYS = 3  # the closed-loop rules' window (REF-*-CLOSED-LOOP days)
 
 
@@ -113,7 +115,7 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
                 "exam_item": sel["item_code"].to_numpy() if table == "lab_result" else None,
                 "status": "3", "arrived_at": t.to_numpy(),
             }))
-    arrived = pd.concat(parts, ignore_index=True)
+    arrived = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(ARRIVED_COLUMNS))
     arrived = arrived[arrived["from_org"] != arrived["to_org"]].reset_index(drop=True)
     # the exam referrals' reason: the resident's most frequent diagnoses (labs carry none)
     dx = world.op_dx
@@ -209,9 +211,8 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
 def _others(world: World, rng, home: pd.Series, hospitals, departments, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
     """Referrals not (yet) arrived: booked into future slots, cancelled, rejected, just requested."""
     archives = home.index.to_numpy()
-    if n == 0 or not len(archives):
-        return pd.DataFrame()
-    a = archives[rng.integers(0, len(archives), n)]
+    n = n if len(archives) else 0
+    a = archives[rng.integers(0, max(len(archives), 1), n)]
     status = rng.choice(["2", "4", "5", "1"], n, p=[0.35, 0.35, 0.1, 0.2])
     typ = rng.choice(["1", "2", "3"], n, p=[0.6, 0.25, 0.15])
     offset = np.where(status == "2", rng.integers(1, 12, n), rng.integers(-200, 12, n))
