@@ -75,7 +75,13 @@ def _references(as_of: pd.Timestamp) -> dict:
             "death_registration.death_date": born.set_axis(["11010519491231002X"]),
             # A2 died and moved out (A1's records are the valid ones the other tests judge)
             "person.registered_death_date": born.set_axis(["A2"]), "archive_move.move_out_date": born.set_axis(["A2"]),
-            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"])}
+            "archive_move.move_out_org": pd.Series(["ORG1"], index=["A2"]),
+            # referrals and slots: a published slot HY1 of ORG1, A1's records at ORG1 on its birthday
+            "organization.tier": pd.Series([1.0, 2.0], index=["ORG1", "ORG3"]), "schedule_slot.slot_id": {"HY1"},
+            "schedule_slot.org_code": pd.Series(["ORG1"], index=["HY1"]), "schedule_slot.slot_date": born.set_axis(["HY1"]),
+            "schedule_slot.period": pd.Series(["1"], index=["HY1"]),
+            **{f"{t}.archive_org_day": {"A1|ORG1|1980-01-02"}
+               for t in ("outpatient_visit", "inpatient_stay", "lab_result", "health_exam")}}
 
 
 RULES = [(t, r) for t in suites.builtin_tables() for r in suites.rules_for(t)]
