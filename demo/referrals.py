@@ -33,8 +33,9 @@ FAMILIES = ("referral_direction_wrong", "slot_unknown", "appointment_outside_slo
             "open_loop_exam", "open_loop_inpatient", "arrival_recorded_late", "request_unanswered",
             "slot_overbooked")  # and diagnosis_malformed, org_inactive (families of the clinical tables too)
 SHARE = {"outpatient_visit": 0.03, "down": 0.01, "lab_result": 0.03, "inpatient_stay": 0.15}
-OTHER_SHARE = 0.002  # per resident: booked (future), cancelled, rejected, requested referrals
+OTHER_SHARE = 0.02  # per resident: booked (future), cancelled, rejected, requested referrals
 DEFECT_SHARE = 0.02  # of the referrals (or slots) a family may take, at least one while there are enough
+FEW_SHARE = 0.05  # of the few cancelled or requested referrals
 DAY = pd.Timedelta(days=1)
 TIME = {"outpatient_visit": "visit_time", "lab_result": "sample_time", "inpatient_stay": "admit_time",
         "health_exam": "exam_date"}
@@ -51,18 +52,20 @@ def _numbers(prefix: str, chunk: int, n: int) -> list[str]:
     return [f"{prefix}{chunk:05d}{i:08d}" for i in range(n)]
 
 
-def _day_keys(archive, org, day: pd.Series) -> pd.Series:
-    return pd.Series(archive, index=day.index).astype(str) + "|" + pd.Series(org, index=day.index).astype(str) \
-        + "|" + day.dt.strftime("%Y-%m-%d")
+def _day_keys(archive, org, day: pd.Series) -> pd.Index:
+    """``archive|org|YYYY-MM-DD`` of each row (``…|NaT`` where the day is unreadable: matches nothing)."""
+    days = np.datetime_as_string(pd.to_datetime(day).to_numpy().astype("datetime64[D]"), unit="D")
+    return pd.Index(pd.Series(archive).astype(str).to_numpy() + "|" + pd.Series(org).astype(str).to_numpy() + "|" + days)
 
 
-def evidence_days(frames: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
-    """Per clinical table the days ``archive|org|day`` it has a record on (every record, as written)."""
+def evidence_days(frames: dict[str, pd.DataFrame], archives: set[str]) -> dict[str, pd.Index]:
+    """Per clinical table the days ``archive|org|day`` it has a record (as written) of ``archives`` on."""
     out = {}
     for table, col in TIME.items():
         df = frames[table]
-        day = pd.to_datetime(df[col], errors="coerce").dt.normalize()
-        out[table] = set(_day_keys(df["archive_id"].to_numpy(), df["org_code"].to_numpy(), day).dropna())
+        df = df[df["archive_id"].isin(archives).to_numpy()]
+        day = pd.to_datetime(df[col], errors="coerce")
+        out[table] = _day_keys(df["archive_id"], df["org_code"], day).unique()
     return out
 
 
@@ -87,16 +90,17 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
     keys = {"outpatient_visit": "visit_id", "lab_result": "result_id", "inpatient_stay": "stay_id"}
     for table, key in keys.items():
         df = frames[table]
-        clean = ~df[key].isin({k for t, k in damaged if t == table}).to_numpy() & df["archive_id"].isin(home.index).to_numpy()
         at = df["org_code"].map(kind).to_numpy()
-        t = pd.to_datetime(df[TIME[table]], errors="coerce")
-        ok = clean & t.notna().to_numpy() & (t < as_of).to_numpy()
-        up = df[ok & (at == "hospital") & (rng.random(len(df)) < SHARE[table])]
-        frames_ = [(up, "1")]
+        up = (at == "hospital") & (rng.random(len(df)) < SHARE[table])
+        chosen = [(up, "1")]
         if table == "outpatient_visit":  # down-referrals: a hospital sends the resident back to a centre
-            down = df[ok & np.isin(at, ["chc", "thc"]) & (rng.random(len(df)) < SHARE["down"])]
-            frames_.append((down, "2"))
-        for sel, direction in frames_:
+            chosen.append((np.isin(at, ["chc", "thc"]) & (rng.random(len(df)) < SHARE["down"]), "2"))
+        for mask, direction in chosen:
+            sel = df[mask]  # of the sampled records, the clean ones of residents with a home centre
+            sel = sel[~sel[key].isin({k for t, k in damaged if t == table}).to_numpy()
+                      & sel["archive_id"].isin(home.index).to_numpy()]
+            t = pd.to_datetime(sel[TIME[table]], errors="coerce")
+            sel = sel[(t.notna() & (t < as_of)).to_numpy()]
             sel = sel.assign(_day=pd.to_datetime(sel[TIME[table]]).dt.normalize())
             sel = sel.drop_duplicates(["archive_id", "org_code", "_day"])
             n = len(sel)
@@ -123,7 +127,7 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
     pick = rng.integers(0, len(dx), need.sum())
     arrived.loc[need, "diagnosis_code"] = dx["code"].to_numpy()[pick]
     arrived.loc[need, "diagnosis_name"] = dx["name"].to_numpy()[pick]
-    others = _others(world, rng, home, hospitals, departments, as_of, int(len(p) * OTHER_SHARE * 5))
+    others = _others(world, rng, home, hospitals, departments, as_of, int(len(p) * OTHER_SHARE))
     with warnings.catch_warnings():  # all-NA columns of one kind of referral (no exam items of stays) are expected
         warnings.simplefilter("ignore", FutureWarning)
         refs = pd.concat([arrived, others], ignore_index=True)
@@ -152,15 +156,15 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
 
     status, typ = refs["status"], refs["referral_type"]
     # the closed loop broken: an arrival 20 days before any record of the archive at the receiving institution
-    evidence = evidence_days(frames)
+    evidence = evidence_days(frames, set(refs["archive_id"]))
+    shifted = pd.to_datetime(refs["appointment_date"]) - 20 * DAY
     for code, family in UNPROVEN.items():
         cand = (status == "3") & (typ == code)
-        shifted = pd.to_datetime(refs["appointment_date"]) - 20 * DAY
-        proven = pd.Series(False, index=refs.index)
+        proven = np.zeros(len(refs), dtype=bool)
         for k in range(WINDOW_DAYS + 1):
-            key = _day_keys(refs["archive_id"].to_numpy(), refs["to_org"].to_numpy(), shifted + k * DAY)
+            key = _day_keys(refs["archive_id"], refs["to_org"], shifted + k * DAY)
             for table in EVIDENCE[code]:
-                proven |= key.isin(evidence[table])
+                proven |= evidence[table].get_indexer(key) >= 0
         idx = take(cand & ~proven)
         for c in ("appointment_date", "requested_at", "arrived_at", "updated_at"):
             refs.loc[idx, c] = pd.to_datetime(refs.loc[idx, c]) - 20 * DAY
@@ -179,14 +183,14 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
     slots = _slots(rng, refs, chunk, as_of)
     # slot defects on referrals: cancelled ones, whose slot counts none of them
     cancelled = refs["status"] == "4"
-    idx = take(cancelled)
+    idx = take(cancelled, FEW_SHARE)
     refs.loc[idx, "slot_id"] = [f"HY{chunk:05d}9{i:07d}" for i in range(len(idx))]
     truth.defect("referral", refs.loc[idx, "referral_id"], "slot_id", "slot_unknown", "slot never published")
-    idx = take(cancelled)
+    idx = take(cancelled, FEW_SHARE)
     refs.loc[idx, "appointment_date"] = pd.to_datetime(refs.loc[idx, "appointment_date"]) + DAY
     truth.defect("referral", refs.loc[idx, "referral_id"], "appointment_date", "appointment_outside_slot",
                  "appointment a day after its slot")
-    idx = take(cancelled & (pd.to_datetime(refs["appointment_date"]) < as_of.normalize() - 2 * DAY))
+    idx = take(cancelled & (pd.to_datetime(refs["appointment_date"]) < as_of.normalize() - 2 * DAY), FEW_SHARE)
     refs.loc[idx, "requested_at"] = pd.to_datetime(refs.loc[idx, "appointment_date"]) + DAY + pd.Timedelta(hours=10)
     refs.loc[idx, "updated_at"] = pd.to_datetime(refs.loc[idx, "requested_at"]) + pd.Timedelta(hours=1)
     truth.defect("referral", refs.loc[idx, "referral_id"], "requested_at", "appointment_before_request",
@@ -195,7 +199,7 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
     refs.loc[idx, "direction"] = "2"
     truth.defect("referral", refs.loc[idx, "referral_id"], "direction", "referral_direction_wrong",
                  "up-referral labelled down")
-    idx = take(refs["status"] == "1")
+    idx = take(refs["status"] == "1", FEW_SHARE)
     refs.loc[idx, "requested_at"] = as_of - pd.to_timedelta(rng.integers(10, 40, len(idx)), unit="D")
     refs.loc[idx, "updated_at"] = refs.loc[idx, "requested_at"]
     truth.defect("referral", refs.loc[idx, "referral_id"], "requested_at", "request_unanswered", "request unanswered")
