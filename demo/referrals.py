@@ -177,7 +177,8 @@ def make(world: World, rng: np.random.Generator, people: pd.DataFrame, frames: d
         refs.loc[idx, "status"], refs.loc[idx, "arrived_at"] = "2", pd.NaT
         truth.defect("referral", refs.loc[idx, "referral_id"], "status", family, "booked, slot passed, not closed")
     idx = take((status == "3") & (pd.to_datetime(refs["arrived_at"]) < as_of - 12 * DAY))
-    refs.loc[idx, "updated_at"] = pd.to_datetime(refs.loc[idx, "arrived_at"]) + pd.to_timedelta(rng.integers(4, 10, len(idx)), unit="D")
+    late = pd.to_timedelta(rng.integers(4, 10, len(idx)), unit="D")
+    refs.loc[idx, "updated_at"] = pd.to_datetime(refs.loc[idx, "arrived_at"]) + late
     truth.defect("referral", refs.loc[idx, "referral_id"], "updated_at", "arrival_recorded_late", "arrival recorded days late")
 
     slots = _slots(rng, refs, chunk, as_of)

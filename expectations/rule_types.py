@@ -1013,6 +1013,5 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
 
 
 # the rule types of the DQD check types and of Chinese registration facts (issue 19), and of the archive
-# collaboration (deaths and moves, issue 21), register themselves
-from . import rule_types_dqd, rule_types_registry  # noqa: E402,F401
-from . import rule_types_referral  # noqa: E402,F401
+# collaboration (deaths and moves, issue 21), and of the referrals and slots (issue 20), register themselves
+from . import rule_types_dqd, rule_types_referral, rule_types_registry  # noqa: E402,F401

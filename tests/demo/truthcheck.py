@@ -388,9 +388,9 @@ def referral_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], 
     for row in r.itertuples():
         k = row.referral_id
         t_from, t_to = tier.get(row.from_org), tier.get(row.to_org)
-        if t_from is not None and t_to is not None and t_from == t_from and t_to == t_to:
-            if (row.direction == "1" and t_to <= t_from) or (row.direction == "2" and t_to >= t_from):
-                out[("referral", "referral_direction_wrong")].add(k)
+        known = t_from is not None and t_to is not None and t_from == t_from and t_to == t_to
+        if known and ((row.direction == "1" and t_to <= t_from) or (row.direction == "2" and t_to >= t_from)):
+            out[("referral", "referral_direction_wrong")].add(k)
         appt = pd.to_datetime(row.appointment_date, errors="coerce")
         if isinstance(row.slot_id, str):
             s = slot.get(row.slot_id)
@@ -414,6 +414,7 @@ def referral_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], 
         if not (isinstance(row.diagnosis_code, str) and ICD.match(row.diagnosis_code)):
             out[("referral", "diagnosis_malformed")].add(k)
     inactive = set(org.loc[org["active"] == 0, "org_code"])
-    out[("schedule_slot", "slot_overbooked")] = keys(slots, slots["booked"].astype(int) > slots["capacity"].astype(int), "slot_id")
+    over = slots["booked"].astype(int) > slots["capacity"].astype(int)
+    out[("schedule_slot", "slot_overbooked")] = keys(slots, over, "slot_id")
     out[("schedule_slot", "org_inactive")] = keys(slots, slots["org_code"].isin(inactive), "slot_id")
     return out

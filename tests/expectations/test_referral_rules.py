@@ -85,7 +85,8 @@ def test_a_where_column_not_mapped_is_an_error_result_not_a_crash():
 # -- direction -------------------------------------------------------------------------------------
 def test_institution_tiers_from_the_register_with_codes_as_vendors_write_them():
     org = pd.DataFrame({"org_code": [" h2 ", "C1", "PH", "DUP", "DUP", None],
-                        "level": ["二级甲等医院", "社区卫生服务中心", "专业公共卫生机构", "一级医院", "村卫生室", "三级甲等医院"]})
+                        "level": ["二级甲等医院", "社区卫生服务中心", "专业公共卫生机构", "一级医院", "村卫生室",
+                                  "三级甲等医院"]})
     tiers = references.PROVIDERS["organization.tier"].make({"organization": org})
     assert tiers.to_dict() == {"H2": 2.0, "C1": 1.0}  # no tier for public health; an ambiguous code tells nothing
 
