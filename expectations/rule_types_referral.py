@@ -11,6 +11,7 @@ One table holds the three kinds of referral; a rule is confined to one kind by i
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
@@ -25,14 +26,37 @@ EVIDENCE_SUFFIX = ".archive_org_day"
 
 def _org(s: pd.Series) -> pd.Series:
     """Institution codes as the referral rules compare them: trimmed, upper-case (a USCC's letters)."""
-    return st.text(s).str.upper()
+    t = st.text(s).astype(object)
+    ok = t.notna().to_numpy()
+    out = pd.Series(None, index=t.index, dtype=object)
+    if ok.any():  # (``.str`` refuses a column with no text at all)
+        out[ok] = t[ok].str.upper()
+    return out
 
 
-def _day_keys(archive: pd.Series, org: pd.Series, day: pd.Series) -> pd.Series:
-    """``archive|ORG|YYYY-MM-DD`` of each row (None where one of them is missing)."""
-    d = day.dt.strftime("%Y-%m-%d")
-    key = archive + "|" + org + "|" + d
-    return key.where(archive.notna() & org.notna() & d.notna(), None)
+def _day_hashes(archive: pd.Series, org: pd.Series, day: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit hash of each row's (archive, institution, day), and whether all three are there:
+    millions of records' days held as 8 bytes each, not as text (kept apart from the mask: a float
+    column would round the hashes)."""
+    days = day.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype("int64")
+    frame = pd.DataFrame({"a": archive.to_numpy(dtype=object), "o": org.to_numpy(dtype=object), "d": days})
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype="uint64")
+    return hashed, (archive.notna() & org.notna() & day.notna()).to_numpy()
+
+
+def _evidence_index(ctx: RuleContext, name: str) -> pd.Index:
+    """The reference ``name`` as an index of day hashes, made once per validation: a provider's hashes
+    as they are, or keys written as text ``archive|ORG|YYYY-MM-DD`` (a rule's examples) hashed."""
+    cached = f"{name}#days"
+    if cached not in ctx.indexes:
+        ref = ctx.reference(name)
+        if not (isinstance(ref, pd.Index) and ref.dtype == "uint64"):
+            text = pd.Series([str(k) for k in ref] or [""], dtype=object)
+            parts = text.str.split("|", n=2, expand=True).reindex(columns=range(3)).astype(object)
+            hashed, present = _day_hashes(st.text(parts[0]), _org(parts[1]), st.datetimes(parts[2]).dt.normalize())
+            ref = pd.Index(np.unique(hashed[present]), dtype="uint64")
+        ctx.indexes[cached] = ref
+    return ctx.indexes[cached]
 
 
 # -- reference data ---------------------------------------------------------------------------------
@@ -82,12 +106,13 @@ def slot_period(rows: Rows) -> pd.Series:
 
 def _evidence(table: str, time: str):
     """A provider of the days a table has a record of an archive at an institution."""
-    def make(rows: Rows) -> set[str]:
+    def make(rows: Rows) -> pd.Index:
         df = rows[table]
-        return set(_day_keys(st.text(df["archive_id"]), _org(df["org_code"]),
-                             st.datetimes(df[time]).dt.normalize()).dropna())
-    make.__doc__ = (f"The days ``archive|ORG|YYYY-MM-DD`` on which {table} has a record ({time}) of an "
-                    "archive at an institution: what proves a referral's arrival.")
+        hashed, present = _day_hashes(st.text(df["archive_id"]), _org(df["org_code"]),
+                                      st.datetimes(df[time]).dt.normalize())
+        return pd.Index(np.unique(hashed[present]), dtype="uint64")
+    make.__doc__ = (f"The days on which {table} has a record ({time}) of an archive at an institution, as "
+                    "hashes of (archive, institution, day): what proves a referral's arrival.")
     make.__qualname__ = f"evidence_{table}"
     return reference(f"{table}{EVIDENCE_SUFFIX}", reads={table: ("archive_id", "org_code", time)})(make)
 
@@ -185,9 +210,9 @@ def referral_closed_loop(df: pd.DataFrame, p: ClosedLoopParams, ctx: RuleContext
     day = c.when(p.date).dt.normalize()
     found = pd.Series(False, index=df.index)
     for k in range(p.days + 1):
-        keys = _day_keys(archive, org, day + pd.Timedelta(days=k))
+        hashed, present = _day_hashes(archive, org, day + pd.Timedelta(days=k))
         for name in p.evidence:
-            found |= ctx.member(name, keys).to_numpy() & keys.notna().to_numpy()
+            found |= (_evidence_index(ctx, name).get_indexer(hashed) >= 0) & present
     return applies, applies & ~found
 
 

@@ -141,7 +141,8 @@ def test_closed_loop_evidence_within_the_window_at_the_receiving_institution():
     visits = pd.DataFrame({"archive_id": ["A1", " A2"], "org_code": ["h2", "H2"],
                            "visit_time": ["2026-11-20 09:00:00", "2026-11-19T18:00:00Z"]})  # A2: the 20th locally
     evidence = references.PROVIDERS["outpatient_visit.archive_org_day"].make({"outpatient_visit": visits})
-    assert evidence == {"A1|H2|2026-11-20", "A2|H2|2026-11-20"}
+    assert len(evidence) == 2 and evidence.dtype == "uint64"  # A1 and A2 seen at H2 on the 20th, as hashes
+    as_text = {"outpatient_visit.archive_org_day": {"A1|H2|2026-11-20", "A2|H2|2026-11-20"}}  # as examples write them
     rt = rule_types.get("referral_closed_loop")
     df = pd.DataFrame({"archive_id": ["A1", "A1", "A1", "A1", "A2", "A1", None, "A1"],
                        "to_org": ["H2 ", "H2", "H2", "H3", "h2", "H2", "H2", "H2"],
@@ -149,10 +150,11 @@ def test_closed_loop_evidence_within_the_window_at_the_receiving_institution():
                                             "2026-11-21", "2026-11-20", None]})
     p = {"archive": "archive_id", "org": "to_org", "date": "appointment_date",
          "evidence": ["outpatient_visit.archive_org_day"], "days": 3}
-    applies, violates = rt.fn(df, p, _ctx(**{"outpatient_visit.archive_org_day": evidence}))
-    assert applies.tolist() == [True, True, True, True, True, True, False, True]
-    # the day itself and 3 days before it prove it; 4 days before, another institution, a day after, no date: not
-    assert violates.tolist() == [False, False, True, True, False, True, False, True]
+    for refs in ({"outpatient_visit.archive_org_day": evidence}, as_text):
+        applies, violates = rt.fn(df, p, _ctx(**refs))
+        assert applies.tolist() == [True, True, True, True, True, True, False, True]
+        # the day itself and 3 days before it prove it; 4 days before, another institution, a day after, no date: not
+        assert violates.tolist() == [False, False, True, True, False, True, False, True]
 
 
 def test_closed_loop_names_what_proves_an_arrival():
