@@ -184,3 +184,18 @@ def test_open_loop_relative_to_the_reference_time():
     # the 21st + 3 days is before the 25th; the 22nd + 3 is not; an unreadable date has passed
     assert applies.tolist() == [True, False, True, True, True, True, False]
     assert violates.tolist() == [True, False, True, False, True, False, False]
+
+
+def test_each_kind_of_referral_counts_in_its_own_system():
+    """A referral rule confined to one kind (``where: {referral_type: [...]}``) counts in that kind's
+    contract system (referral_type.yml ``systems``); each of 7, 8 and 9 has its closed and open loop."""
+    from healthqa import codelists
+
+    systems = codelists.load("referral_type")["systems"]
+    by_system: dict[str, set[str]] = {}
+    for r in suite.builtin("referral").rules:
+        kinds = (r.where or {}).get("referral_type")
+        if kinds:
+            assert {systems[str(k)] for k in kinds} == {r.system}, r.id
+            by_system.setdefault(r.system, set()).add(r.type)
+    assert by_system == dict.fromkeys(("7", "8", "9"), {"referral_closed_loop", "referral_open_loop"})
