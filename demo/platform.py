@@ -21,7 +21,7 @@ import pandas as pd
 from healthqa import canonical, clock
 from healthqa.config import dump
 
-from . import access, clinical, infectious, registry, statistics
+from . import access, clinical, infectious, referrals, registry, statistics
 from .defects import Ctx, inject
 from .duplicates import duplicates, hard_negatives
 from .identity import check_chars
@@ -79,6 +79,15 @@ PHYSICAL: dict[str, tuple[str, str, dict[str, str]]] = {
     "record_access": ("drc", "tb_dadyrz", {
         "access_id": "dylsh", "doctor_id": "dyysgh", "org_code": "dyjgdm", "archive_id": "dabh", "accessed_at": "dysj",
         "viewed": "dynr", "purpose_code": "dymd", "terminal": "zdbh"}),
+    # the referral systems and the resource centre's slots (demo/referrals.py)
+    "referral": ("drc", "tb_zzd", {
+        "referral_id": "zzdh", "referral_type": "zzlx", "direction": "zzfx", "archive_id": "dabh", "from_org": "zcjgdm",
+        "to_org": "zrjgdm", "doctor_id": "sqysgh", "diagnosis_code": "zzzdbm", "diagnosis_name": "zzzdmc",
+        "requested_at": "sqsj", "slot_id": "hybh", "appointment_date": "yyrq", "appointment_period": "yysd",
+        "dept_code": "yyksdm", "exam_item": "jcxmdm", "status": "zzzt", "arrived_at": "dzsj", "updated_at": "gxsj"}),
+    "schedule_slot": ("drc", "tb_hypb", {
+        "slot_id": "hybh", "org_code": "jgdm", "kind": "zylb", "dept_code": "ksdm", "exam_item": "jcxmdm",
+        "slot_date": "pbrq", "period": "sd", "capacity": "kysl", "booked": "yysl", "published_at": "fbsj"}),
 }
 SAMPLE_CODE_LIST = Path(str(resources.files("healthqa").joinpath("codelists", "icd10_clinical_sample.csv")))
 
@@ -349,7 +358,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         renamed = dict(zip(before[moved], people.loc[moved, "archive_id"]))  # records follow their archive
         cases: list[pd.DataFrame] = []
         taken: set = set()  # archives and ID numbers given a notifiable diagnosis (one case each)
-        written = {}
+        written: dict[str, pd.DataFrame] = {}  # the clinical tables as written: what referrals and accesses follow
         for table, df in events.items():
             if renamed:
                 df["archive_id"] = df["archive_id"].map(lambda a, renamed=renamed: renamed.get(a, a))
@@ -380,6 +389,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         cards = infectious.report(world, world.rng(10, chunk_no), cases, chunk_no, truth)
         infectious.card_truth(cards, cases, set(people["archive_id"]), opts.as_of, truth)
         writer.write("infectious_report", cards)
+        refs, slots = referrals.make(world, world.rng(12, chunk_no), people, written, chunk_no, truth)
+        writer.write("referral", refs)
+        writer.write("schedule_slot", slots)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))
         damaged: dict[str, set] = {}

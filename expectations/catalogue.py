@@ -86,8 +86,11 @@ def _system(code: str | None) -> str:
 def _parameters(rule: suite.Rule) -> str:
     """A rule's parameters other than its columns (code list, bounds, pattern, reference …)."""
     columns = set(rule_types.get(rule.type).columns)
-    return ", ".join(_code(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
-                     for k, v in rule.params.items() if k not in columns) or "—"
+    shown = [_code(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+             for k, v in rule.params.items() if k not in columns]
+    # the rows it applies to (its ``where``): "where referral_type in 1"
+    shown += [_code(f"where {c} in {', '.join(map(str, v))}") for c, v in (rule.where or {}).items()]
+    return ", ".join(shown) or "—"
 
 
 def rules_markdown() -> str:
@@ -107,7 +110,9 @@ def rules_markdown() -> str:
         "columns, with its own description, dimension, Kahn category, standard, severity, threshold (tolerated "
         "% of violating rows; 0 = any violation fails) and owning system. How the dimensions and Kahn categories "
         "are used is explained in [domain.md](domain.md#quality-dimensions); a site adds or replaces rules "
-        "without code (see [design.md](design.md#configuration)).",
+        "without code (see [design.md](design.md#configuration)). A rule's `where` (`where: {referral_type: [\"1\"]}`) "
+        "confines it to the rows whose named columns hold one of the listed values (compared as trimmed text); "
+        "it is shown among the rule's parameters as `where COLUMN in …`.",
         "",
         "| dimension | rules |",
         "|---|---|",

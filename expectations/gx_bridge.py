@@ -233,15 +233,14 @@ def expectation_class(type_name: str) -> type:
     def outcome(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
         df = execution_engine.get_domain_records(domain_kwargs=metric_domain_kwargs)
         ctx = _context_of(execution_engine, metric_domain_kwargs)
-        # the registered function at call time: a module re-imported re-registers its types
-        applies, violates = rule_types.get(type_name).fn(df, metric_value_kwargs["params"], ctx)
-        applies = applies.reindex(df.index, fill_value=False).astype(bool)
-        violates = violates.reindex(df.index, fill_value=False).astype(bool) & applies
-        return applies, violates
+        # the registered function at call time (a module re-imported re-registers its types), on
+        # the rows the rule's ``where`` keeps
+        return rule_types.evaluate(type_name, df, metric_value_kwargs["params"], ctx,
+                                   metric_value_kwargs.get("where"))
 
     type(f"{rt.expectation}Outcome", (MetricProvider,), {
         "__module__": __name__, "metric_name": f"{name}.outcome", "domain_keys": dom.keys,
-        "value_keys": ("params",), "_outcome": metric_value(engine=PandasExecutionEngine)(outcome)})
+        "value_keys": ("params", "where"), "_outcome": metric_value(engine=PandasExecutionEngine)(outcome)})
 
     def condition(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
         _, compute_kwargs, accessor_kwargs = execution_engine.get_compute_domain(metric_domain_kwargs, dom.kind)
@@ -252,23 +251,26 @@ def expectation_class(type_name: str) -> type:
                                                                   runtime_configuration)
         if metric.metric_name == f"{name}.condition":  # the condition is read off the outcome
             deps["outcome"] = MetricConfiguration(f"{name}.outcome", metric.metric_domain_kwargs,
-                                                  {"params": metric.metric_value_kwargs["params"]})
+                                                  {"params": metric.metric_value_kwargs["params"],
+                                                   "where": metric.metric_value_kwargs.get("where")})
         return deps
 
     type(f"{rt.expectation}Values", (dom.provider,), {
         "__module__": __name__, "condition_metric_name": name, "condition_domain_keys": dom.keys,
-        "condition_value_keys": ("params",), "filter_column_isnull": False,
+        "condition_value_keys": ("params", "where"), "filter_column_isnull": False,
         "_get_evaluation_dependencies": classmethod(dependencies),
         "_condition": metric_partial(engine=PandasExecutionEngine, domain_type=dom.kind,
                                      partial_fn_type=MetricPartialFunctionTypes.MAP_CONDITION_SERIES)(condition)})
 
     fields = {"params": pydantic.Field(default_factory=dict, description="the rule's parameters (its suite's YAML)"),
+              "where": pydantic.Field(default_factory=dict, description="the rows the rule applies to: column -> "
+                                                                        "the values kept (its suite's ``where``)"),
               **dom.defaults}
     return type(rt.expectation, (_RuleExpectation, dom.base), {
         "__module__": __name__, "__doc__": rt.doc,
-        "__annotations__": {"params": dict, "rule_type": ClassVar[str], **dict.fromkeys(dom.defaults, str)},
+        "__annotations__": {"params": dict, "where": dict, "rule_type": ClassVar[str], **dict.fromkeys(dom.defaults, str)},
         **fields, "domain_keys": dom.base.domain_keys + tuple(k for k in dom.defaults if k not in dom.base.domain_keys),
-        "map_metric": name, "rule_type": rt.name, "success_keys": ("mostly", "params")})
+        "map_metric": name, "rule_type": rt.name, "success_keys": ("mostly", "params", "where")})
 
 
 def notes(rule: Rule) -> str:
@@ -289,7 +291,7 @@ def expectation_for(rule: Rule):
     domain = ({"column": cols[0]} if len(cols) == 1 else {"column_A": cols[0], "column_B": cols[1]}
               if len(cols) == 2 else {"column_list": cols})
     return expectation_class(rule.type)(
-        **domain, params=rule.params, mostly=1 - rule.threshold / 100, severity=SEVERITY[rule.severity],
+        **domain, params=rule.params, where=rule.where or {}, mostly=1 - rule.threshold / 100, severity=SEVERITY[rule.severity],
         description=f"{rule.zh}（{rule.en}）", notes=notes(rule),
         meta={"rule_id": rule.id, "table": rule.table, "dimension": rule.dimension, "kahn": rule.kahn,
               "standard": rule.standard, "system": rule.system, "severity": rule.severity,

@@ -162,7 +162,8 @@ class RuleType:
 
     def needs(self, params: Mapping[str, Any]) -> set[str]:
         """Reference data a rule of this type needs with these parameters."""
-        return set(self.references) | ({params["reference"]} if "reference" in params else set())
+        return set(self.references) | ({params["reference"]} if "reference" in params else set()) \
+            | set(params.get("evidence") or ())  # the records a closed loop may be proven by (rule_types_referral)
 
 
 REGISTRY: dict[str, RuleType] = {}
@@ -247,6 +248,29 @@ def get(name: str) -> RuleType:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown rule type {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
+
+
+def restrict(df: pd.DataFrame, where: Mapping[str, Any] | None, applies: pd.Series, violates: pd.Series) -> Outcome:
+    """A rule's ``where`` (suite.Rule.where): it applies only to the rows whose every named column
+    holds one of the listed values, compared as trimmed text (a blank or missing value is in no
+    list). The rule's type decides the rest; ``where`` only narrows its denominator (and numerator)."""
+    if not where:
+        return applies, violates
+    keep = pd.Series(True, index=df.index)
+    for column, values in where.items():
+        keep &= st.text(df[column]).isin({str(v).strip() for v in values}).to_numpy()
+    return applies & keep, violates & keep
+
+
+def evaluate(type_name: str, df: pd.DataFrame, params: Mapping[str, Any] | BaseModel, ctx: RuleContext,
+             where: Mapping[str, Any] | None = None) -> Outcome:
+    """A rule's outcome on ``df``: its type's (applies, violates) over every row of ``df``, restricted
+    to the rows its ``where`` keeps. The one place an outcome is made (GE's metric, gx_bridge, and
+    ``suite.Rule.evaluate`` call it)."""
+    applies, violates = get(type_name).fn(df, params, ctx)
+    applies = applies.reindex(df.index, fill_value=False).astype(bool)
+    violates = violates.reindex(df.index, fill_value=False).astype(bool) & applies
+    return restrict(df, where, applies, violates)
 
 
 # -- column conversions ----------------------------------------------------------------------------
@@ -989,12 +1013,14 @@ def interval_at_most(df: pd.DataFrame, p: IntervalParams, ctx: RuleContext) -> O
 
 
 # the rule types of the DQD check types and of Chinese registration facts (issue 19), of the archive
-# collaboration (deaths and moves, issue 21), and of the health-record browser's access log, decision
-# support's published figures and infectious-disease reporting (issue 20) register themselves
+# collaboration (deaths and moves, issue 21), and of the health-record browser's access log, the
+# referrals and slots, decision support's published figures and infectious-disease reporting (issue 20)
+# register themselves
 from . import (  # noqa: E402,F401
     rule_types_access,
     rule_types_dqd,
     rule_types_infectious,
+    rule_types_referral,
     rule_types_registry,
     rule_types_statistic,
 )

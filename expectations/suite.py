@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from healthqa import canonical, codelists, yamlfile
 from healthqa.errors import ConfigError
@@ -61,6 +61,9 @@ class Rule(BaseModel):
     examples: Examples | None = None  # required of shipped rules (the tests run them)
     # the OHDSI DQD check types the rule realises (dqd.yml); by default its type's, [] for none
     dqd: list[str] | None = None
+    # the rows the rule applies to: column -> the values kept (compared as trimmed text), e.g.
+    # ``where: {referral_type: ["1"]}``: the outpatient referrals of a table of all referrals
+    where: dict[str, list[str | int]] | None = None
     table: str = ""  # filled in from the suite
     _typed: BaseModel = PrivateAttr()  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
 
@@ -83,6 +86,24 @@ class Rule(BaseModel):
             raise ValueError(_params_error(rt, e)) from None
         return self
 
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_lists(cls, where: Any) -> Any:
+        """``where: {status: "3"}`` is ``where: {status: ["3"]}``; an empty list keeps no row: an error."""
+        if not isinstance(where, dict):
+            return where
+        out = {}
+        for column, values in where.items():
+            values = values if isinstance(values, list) else [values]
+            if not values or any(v is None or isinstance(v, (dict, list, float)) for v in values):
+                raise ValueError(f"where.{column}: expected a value or a list of values (text or integers)")
+            out[column] = values
+        return out
+
+    def evaluate(self, df: Any, ctx: Any) -> tuple[Any, Any]:
+        """The rule's outcome (applies, violates) on ``df``, its ``where`` applied (rule_types.evaluate)."""
+        return _types().evaluate(self.type, df, self.typed_params, ctx, self.where)
+
     @property
     def typed_params(self) -> BaseModel:
         """The parameters as the rule type's model (checked when the suite loaded)."""
@@ -96,7 +117,7 @@ class Rule(BaseModel):
     @property
     def columns(self) -> list[str]:
         rt = _types().get(self.type)
-        return list(dict.fromkeys(self.params[c] for c in rt.columns if c in self.params))
+        return list(dict.fromkeys([*(self.params[c] for c in rt.columns if c in self.params), *(self.where or ())]))
 
     @property
     def needs(self) -> set[str]:
@@ -149,6 +170,9 @@ class Suite(BaseModel):
             if r.id in seen:
                 raise ValueError(f"rules.{r.id}: duplicate rule id")
             seen.add(r.id)
+            for c in r.where or ():
+                if c not in t.columns:
+                    raise ValueError(f"rules.{r.id}.where.{c}: not a column of {t.full_name}")
             for c in r.columns:
                 if c not in t.columns:
                     raise ValueError(f"rules.{r.id}.params: {c!r} is not a column of {t.full_name}")
@@ -171,6 +195,10 @@ def parse(path: Path | str, text: str) -> Suite:
         where, msg = ".".join(str(x) for x in loc), err["msg"].removeprefix("Value error, ")
         if msg.startswith(("params", "dqd:")):  # a rule's parameter or DQD type (Rule._type_and_params): its key joins the path
             where, _, msg = f"{where}.{msg}".partition(": ")
+        elif msg.startswith("where.") and where.endswith(".where"):  # Rule._where_lists names the column
+            where, _, msg = f"{where.removesuffix('.where')}.{msg}".partition(": ")
+        elif not where:  # a suite-wide check (Suite._check) names the rule and key itself
+            where, _, msg = msg.partition(": ")
         raise ConfigError(f"{path}: {where}: {msg}") from None
     except (yaml.YAMLError, KeyError) as e:
         raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None

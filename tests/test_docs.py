@@ -102,7 +102,7 @@ def test_readme_lists_the_documentation():
 
 
 def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
-    from healthqa.demo import access, defects, duplicates, infectious, registry, statistics
+    from healthqa.demo import access, defects, duplicates, infectious, referrals, registry, statistics
 
     text = (DOCS / "domain.md").read_text("utf-8")
     families = {d.name for table in defects.CATALOGUE.values() for d in table}
@@ -111,6 +111,7 @@ def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
     families |= set(statistics.FAMILIES)  # decision support's published figures
     families |= set(infectious.FAMILIES)  # infectious-disease report cards
     families |= set(access.FAMILIES)  # the health-record browser's access log
+    families |= set(referrals.FAMILIES)  # the referrals and the resource centre's slots
     variations = {v.change for step in duplicates.CATALOGUE if isinstance(step, duplicates.Aspect)
                   for v in step.variations}
     negatives = set(duplicates.NEGATIVES)

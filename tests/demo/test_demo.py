@@ -160,6 +160,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     out.update(tc.statistic_checks(frames, AS_OF))  # decision support's published figures
     out.update(tc.infectious_checks(frames, AS_OF))
     out.update(tc.access_checks(frames, AS_OF))
+    out.update(tc.referral_checks(frames, AS_OF))
     return out
 
 

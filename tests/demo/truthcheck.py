@@ -523,3 +523,71 @@ def infectious_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str]
                 late.add(k)
         out[(table, "infectious_unreported")] = late
     return out
+
+
+# -- referrals and the resource centre's slots (docs/domain.md, "Referrals and schedules") -----------
+# 分级诊疗 tiers of the register's levels: hospitals by grade, grassroots centres 1, their outposts 0
+TIERS = {"三级甲等医院": 3, "三级乙等医院": 3, "二级甲等医院": 2, "二级乙等医院": 2, "一级医院": 1, "社区卫生服务中心": 1,
+         "乡镇卫生院": 1, "社区卫生服务站": 0, "村卫生室": 0}
+ARRIVAL_RECORDS = {"1": [("outpatient_visit", "visit_time")], "2": [("lab_result", "sample_time"), ("health_exam", "exam_date")],
+                   "3": [("inpatient_stay", "admit_time")]}
+
+
+def referral_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], set]:
+    """Referrals read against the register's levels, the published slots and the clinical records,
+    row by row from the issue's text: an up-referral to a higher tier; the booked slot exists and holds
+    the appointment; an arrival is proven by a record at the receiving institution within 3 days of
+    the appointment (the closed loop); a booked referral 3 days past its day is an open loop; an
+    arrival recorded within 72 hours; a request answered within 7 days."""
+    r, slots, org = f["referral"], f["schedule_slot"], f["organization"]
+    now = pd.Timestamp(as_of)
+    tier = dict(zip(org["org_code"], org["level"].map(TIERS)))
+    slot = {row.slot_id: row for row in slots.itertuples()}
+    days = {}
+    for code, sources in ARRIVAL_RECORDS.items():
+        seen = set()
+        for table, col in sources:
+            df = f[table]
+            for a, o, t in zip(df["archive_id"], df["org_code"], pd.to_datetime(df[col], errors="coerce")):
+                if pd.notna(t):
+                    seen.add((a, o, t.date()))
+        days[code] = seen
+    out: dict[tuple[str, str], set] = {("referral", fam): set() for fam in (
+        "referral_direction_wrong", "slot_unknown", "appointment_outside_slot", "appointment_before_request",
+        "arrival_without_visit", "arrival_without_exam_record", "arrival_without_stay", "open_loop_outpatient",
+        "open_loop_exam", "open_loop_inpatient", "arrival_recorded_late", "request_unanswered", "diagnosis_malformed")}
+    unproven = {"1": "arrival_without_visit", "2": "arrival_without_exam_record", "3": "arrival_without_stay"}
+    open_ = {"1": "open_loop_outpatient", "2": "open_loop_exam", "3": "open_loop_inpatient"}
+    for row in r.itertuples():
+        k = row.referral_id
+        t_from, t_to = tier.get(row.from_org), tier.get(row.to_org)
+        known = t_from is not None and t_to is not None and t_from == t_from and t_to == t_to
+        if known and ((row.direction == "1" and t_to <= t_from) or (row.direction == "2" and t_to >= t_from)):
+            out[("referral", "referral_direction_wrong")].add(k)
+        appt = pd.to_datetime(row.appointment_date, errors="coerce")
+        if isinstance(row.slot_id, str):
+            s = slot.get(row.slot_id)
+            if s is None:
+                out[("referral", "slot_unknown")].add(k)
+            elif s.org_code != row.to_org or pd.Timestamp(s.slot_date) != appt or s.period != row.appointment_period:
+                out[("referral", "appointment_outside_slot")].add(k)
+        req = pd.to_datetime(row.requested_at)
+        if pd.notna(appt) and appt < req.normalize():
+            out[("referral", "appointment_before_request")].add(k)
+        if row.status == "3":
+            window = {(appt + pd.Timedelta(days=d)).date() for d in range(4)}
+            if not any((row.archive_id, row.to_org, d) in days[row.referral_type] for d in window):
+                out[("referral", unproven[row.referral_type])].add(k)
+            if pd.to_datetime(row.updated_at) - pd.to_datetime(row.arrived_at) > pd.Timedelta(hours=72):
+                out[("referral", "arrival_recorded_late")].add(k)
+        if row.status == "2" and appt + pd.Timedelta(days=3) < now.normalize():
+            out[("referral", open_[row.referral_type])].add(k)
+        if row.status == "1" and req.normalize() + pd.Timedelta(days=7) < now.normalize():
+            out[("referral", "request_unanswered")].add(k)
+        if not (isinstance(row.diagnosis_code, str) and ICD.match(row.diagnosis_code)):
+            out[("referral", "diagnosis_malformed")].add(k)
+    inactive = set(org.loc[org["active"] == 0, "org_code"])
+    over = slots["booked"].astype(int) > slots["capacity"].astype(int)
+    out[("schedule_slot", "slot_overbooked")] = keys(slots, over, "slot_id")
+    out[("schedule_slot", "org_inactive")] = keys(slots, slots["org_code"].isin(inactive), "slot_id")
+    return out

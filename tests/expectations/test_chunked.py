@@ -74,7 +74,7 @@ def test_validate_frame_is_one_chunk_of_a_validation(demo, tmp_path):
     compared = 0
     for r in chunked:
         if rule_types.get(r.rule.type).whole_table:
-            applies, violates = rule_types.get(r.rule.type).fn(people, r.rule.params, RuleContext(as_of=ctx.as_of))
+            applies, violates = r.rule.evaluate(people, RuleContext(as_of=ctx.as_of))
             assert (r.violations, r.denominator) == (int(violates.sum()), int(applies.sum())), r.rule.id
             assert r.violating_keys == people["archive_id"][violates].astype(str).tolist(), r.rule.id
             compared += r.violations > 0

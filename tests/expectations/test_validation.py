@@ -115,6 +115,24 @@ FAMILY = {
     "ACCESS-TIME-PLAUSIBLE": "access_in_future", "ACCESS-DOCTOR-REGISTERED": "access_doctor_unregistered",
     "ACCESS-DOCTOR-OF-ORG": "access_doctor_not_of_org", "ACCESS-CARE-RELATIONSHIP": "access_without_care",
     "ACCESS-BULK": "access_bulk", "ACCESS-CLOSED-ARCHIVE": "access_closed_archive",
+    # referrals (systems 7, 8, 9) and the resource centre's slots (6) (issue 20)
+    "REF-ID-UNIQUE": None, "REF-TYPE-CODE": None, "REF-DIRECTION-CODE": None, "REF-STATUS-CODE": None,
+    "REF-PERIOD-CODE": None, "REF-DEPT-CODE": None, "REF-EXAM-ITEM-CODE": None, "REF-ARCHIVE-EXISTS": None,
+    "REF-FROM-ORG-REGISTERED": None, "REF-TO-ORG-REGISTERED": None, "REF-TO-ORG-ACTIVE": None,
+    "REF-DIRECTION-LEVEL": "referral_direction_wrong", "REF-DX-REQUIRED": None, "REF-DX-FORMAT": "diagnosis_malformed",
+    "REF-DX-CATEGORY": None, "REF-REQUESTED-NOT-FUTURE": None,
+    "REF-APPOINTMENT-AFTER-REQUEST": "appointment_before_request", "REF-SLOT-REQUIRED": None,
+    "REF-SLOT-EXISTS": "slot_unknown", "REF-SLOT-MATCH": "appointment_outside_slot", "REF-ARRIVED-AT-REQUIRED": None,
+    "REF-ARRIVED-AFTER-REQUEST": None, "REF-ARRIVED-NOT-FUTURE": None, "REF-UPDATED-NOT-FUTURE": None,
+    "REF-UPDATED-AFTER-ARRIVAL": None, "REF-ARRIVAL-RECORDED-72H": "arrival_recorded_late",
+    "REF-REQUEST-ANSWERED": "request_unanswered", "REF-OUT-CLOSED-LOOP": "arrival_without_visit",
+    "REF-EXAM-CLOSED-LOOP": "arrival_without_exam_record", "REF-IN-CLOSED-LOOP": "arrival_without_stay",
+    "REF-OUT-OPEN-LOOP": "open_loop_outpatient", "REF-EXAM-OPEN-LOOP": "open_loop_exam",
+    "REF-IN-OPEN-LOOP": "open_loop_inpatient",
+    "SLOT-ID-UNIQUE": None, "SLOT-ORG-REGISTERED": None, "SLOT-ORG-ACTIVE": "org_inactive", "SLOT-KIND-CODE": None,
+    "SLOT-PERIOD-CODE": None, "SLOT-DEPT-CODE": None, "SLOT-DEPT-REQUIRED": None, "SLOT-EXAM-ITEM-CODE": None,
+    "SLOT-DATE-REQUIRED": None, "SLOT-PUBLISHED-NOT-FUTURE": None, "SLOT-PUBLISHED-BEFORE-DATE": None,
+    "SLOT-CAPACITY-COUNT": None, "SLOT-BOOKED-COUNT": None, "SLOT-BOOKED-WITHIN-CAPACITY": "slot_overbooked",
 }
 # measures (DQD measurePersonCompleteness): a share of archives, judged against the rule's threshold
 MEASURES = {"MPI-EXAM-COMPLETENESS"}
