@@ -24,6 +24,7 @@ from .coverage import coverage
 from .findings import example_lines, location
 from .institutions import registry
 from .labels import KIND_ZH, STATUS_ZH, scope_text
+from .referral_loop import loop_rows
 from .rules_run import RulesRun, rules_run
 from .severe import read_severe
 
@@ -91,6 +92,7 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         "tables": table_rows,
         "orgs": org_rows,
         "worst_rules": _worst(results),
+        "referral_loop": loop_rows(cfg, results, orgs),
         "findings": {k: [_finding(f, orgs, at) for f in _most_urgent(events.get(k, []))]
                      for k in ("new", "persisting", "reopened", "resolved")},
         "findings_total": {k: len(events.get(k, [])) for k in ("new", "persisting", "reopened", "resolved")},

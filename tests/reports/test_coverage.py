@@ -93,6 +93,7 @@ def test_the_nights_report_and_the_quarterly_show_every_system(after_night):
     html = result.report.read_text(encoding="utf-8")
     for code, name in codelists.load("systems")["codes"].items():
         assert f"{code} {name}" in html
+    assert "转诊闭环率" in html and "宁波市镇海区人民医院" in html.split("转诊闭环率", 1)[1]  # by receiving institution
     from healthqa.reports import quarterly
 
     day = store.runs.get(result.run_id).started_at
