@@ -391,6 +391,7 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         writer.write("infectious_report", cards)
         refs, slots = referrals.make(world, world.rng(12, chunk_no), people, written, chunk_no, truth)
         writer.write("referral", refs)
+        figures.add("referral", refs)
         writer.write("schedule_slot", slots)
         kind = people[people["_kind"].notna()]
         truth.rows("valid_kinds", zip(["person"] * len(kind), kind["archive_id"], kind["_kind"]))

@@ -434,7 +434,7 @@ def statistic_checks(f: dict[str, pd.DataFrame], as_of, district: str = "330211"
             if lo < first:  # the detail does not cover the whole window
                 continue
             rows = detail[(t >= lo) & (t < hi)]
-        orgs = detail.loc[rows.index, "org_code"].astype(str).str.strip().str.upper()
+        orgs = detail.loc[rows.index, s.get("org", "org_code")].astype(str).str.strip().str.upper()
         mine = rows if org[i] == district else rows[orgs == org[i]]
         recount[i] = len(mine) if s["method"] == "archives" else mine[s["count"]].nunique()
     judged = recount.notna() & value.notna()
