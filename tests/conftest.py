@@ -131,14 +131,23 @@ def platform(demo, tmp_path):
 @pytest.fixture(scope="session")
 def demo_after_night(demo, tmp_path_factory):
     """The demo platform after one nightly audit — its audit store, reports and duplicate index —
-    and that night's result; built once a worker, read-only: tests take a copy (``after_night``).
+    and that night's result; built once a run, read-only: tests take a copy (``after_night``).
     The index survives the copy: its identity is relative to a self-contained folder."""
+    import pickle
+
     from healthqa.pipelines.nightly import run_nightly
 
-    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("after-night"))
-    result = run_nightly(cfg)
-    store.close()
-    return folder, result
+    # built once a run for every worker (``across_workers``), in place: the result names its folder
+    with across_workers(tmp_path_factory, "after-night") as folder:
+        saved = folder.with_name("after-night.pickle")  # written last: the snapshot is whole once it exists
+        if not saved.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed building it left
+            folder.mkdir()
+            cfg, store, _ = copy_platform(demo, folder)
+            result = run_nightly(cfg)
+            store.close()
+            saved.write_bytes(pickle.dumps(result))
+        return folder, pickle.loads(saved.read_bytes())
 
 
 def copy_after_night(snapshot, folder: Path, **changes):
