@@ -230,7 +230,7 @@ def prefect_api_url() -> str:
     in a subprocess otherwise boots a local API of its own (about 6 s of CPU, the longest step of a
     small night). A test of the local API itself (tests/pipelines/test_prefect_api.py) does not use it."""
     api = prefect_api.local_api()
-    return api.wait() if api is not None else os.environ["PREFECT_API_URL"]
+    return api.wait() if api is not None else prefect_api.server_url()  # a server the settings name
 
 
 def command_env(api_url: str, **extra: str) -> dict:
