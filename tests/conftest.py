@@ -17,6 +17,8 @@ import shutil
 import socket
 import sqlite3
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -129,14 +131,23 @@ def platform(demo, tmp_path):
 @pytest.fixture(scope="session")
 def demo_after_night(demo, tmp_path_factory):
     """The demo platform after one nightly audit — its audit store, reports and duplicate index —
-    and that night's result; built once a worker, read-only: tests take a copy (``after_night``).
+    and that night's result; built once a run, read-only: tests take a copy (``after_night``).
     The index survives the copy: its identity is relative to a self-contained folder."""
+    import pickle
+
     from healthqa.pipelines.nightly import run_nightly
 
-    cfg, store, folder = copy_platform(demo, tmp_path_factory.mktemp("after-night"))
-    result = run_nightly(cfg)
-    store.close()
-    return folder, result
+    # built once a run for every worker (``across_workers``), in place: the result names its folder
+    with across_workers(tmp_path_factory, "after-night") as folder:
+        saved = folder.with_name("after-night.pickle")  # written last: the snapshot is whole once it exists
+        if not saved.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed building it left
+            folder.mkdir()
+            cfg, store, _ = copy_platform(demo, folder)
+            result = run_nightly(cfg)
+            store.close()
+            saved.write_bytes(pickle.dumps(result))
+        return folder, pickle.loads(saved.read_bytes())
 
 
 def copy_after_night(snapshot, folder: Path, **changes):
@@ -176,18 +187,56 @@ def built(tmp_path_factory):
     return build_with_cli(tmp_path_factory)
 
 
+@contextmanager
+def across_workers(tmp_path_factory, name: str) -> Iterator[Path]:
+    """A folder ``name`` of this test run, the same for all its xdist workers (a worker's own base
+    folder otherwise), held under an exclusive lock for the block: the first worker builds what the
+    others then reuse — once a run instead of once a worker (the workers share two cores)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N, the run's: the workers' own are pytest-N/popen-gwK
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield base / name
+
+
 @pytest.fixture(scope="session")
 def _migrated_prefect_db(tmp_path_factory) -> Path:
-    """A Prefect database at its schema's head, migrated once a session (a fresh one costs seconds)."""
+    """A Prefect database at its schema's head, migrated once a run for every worker (a fresh one
+    costs seconds of CPU); tests copy it (``prefect_home``)."""
     import subprocess
     import sys
 
-    home = tmp_path_factory.mktemp("prefect-template")
-    env = {**os.environ, "PREFECT_HOME": str(home)}
-    env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
-    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent))
-    subprocess.run([prefect, "server", "database", "upgrade", "-y"], env=env, check=True, capture_output=True, timeout=300)
+    with across_workers(tmp_path_factory, "prefect-template") as home:
+        if not (home / "prefect.db").is_file():
+            building = home.with_name(home.name + ".building")
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir()
+            env = {**os.environ, "PREFECT_HOME": str(building)}
+            env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+            prefect = shutil.which("prefect", path=str(Path(sys.executable).parent))
+            subprocess.run([prefect, "server", "database", "upgrade", "-y"], env=env, check=True, capture_output=True,
+                           timeout=300)
+            building.rename(home)  # whole or not at all: a failed migration leaves no template behind
     return home / "prefect.db"
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> str:
+    """The Prefect API of this worker — the local API its in-process flows run on (``prefect_api``),
+    started once — for the commands a test starts as processes of their own: ``healthqa run nightly``
+    in a subprocess otherwise boots a local API of its own (about 6 s of CPU, the longest step of a
+    small night). A test of the local API itself (tests/pipelines/test_prefect_api.py) does not use it."""
+    api = prefect_api.local_api()
+    return api.wait() if api is not None else prefect_api.server_url()  # a server the settings name
+
+
+def command_env(api_url: str, **extra: str) -> dict:
+    """The environment of a ``healthqa`` command a test starts: this one's, its flows on ``api_url``
+    (``prefect_api_url``) and the local API reached directly (``NO_PROXY``, as ``prefect_api`` sets)."""
+    return {**os.environ, "PREFECT_API_URL": api_url, **extra}
 
 
 @pytest.fixture

@@ -126,11 +126,10 @@ def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform
         config.load(cfg.path)
 
 
-def test_the_quarterly_flow_writes_the_inspection_report(platform):
+def test_the_quarterly_flow_writes_the_inspection_report(after_night):
     from healthqa.pipelines.flows import quarterly_report
 
-    cfg, _, _ = platform
-    run_nightly_flow(str(cfg.path))
+    cfg, _, _, _ = after_night  # a night to report on: the session's (conftest.demo_after_night)
     html = quarterly_report(str(cfg.path), "2026Q4")
     assert html.endswith("inspection-2026Q4.html")
     from pathlib import Path

@@ -12,7 +12,6 @@ every upload of the last 8 hours under …-UPLOAD-NOT-FUTURE.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 from healthqa import clock
 from healthqa.store import AuditStore
 
-from ..conftest import copy_platform, demo_config, write_config
+from ..conftest import command_env, copy_platform, demo_config, write_config
 
 pytestmark = pytest.mark.slow  # two nights of the small demo, each in a process of its own
 
@@ -55,9 +54,9 @@ def _platform(demo: Path, folder: Path, at: datetime) -> Path:
     return write_config(folder / "healthqa.yml", cfg)
 
 
-def _healthqa(tz: str, at: datetime, *args) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
-    env.update(TZ=tz, COLUMNS="200", **{clock.NOW_ENV: at.isoformat()})
+def _healthqa(api_url: str, tz: str, at: datetime, *args) -> subprocess.CompletedProcess:
+    """A command on a host of zone ``tz``, its flows on the worker's Prefect API (``prefect_api_url``)."""
+    env = command_env(api_url, TZ=tz, COLUMNS="200", **{clock.NOW_ENV: at.isoformat()})
     return subprocess.run([sys.executable, "-m", "healthqa", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=600)
 
@@ -81,15 +80,16 @@ def _night(path: Path) -> dict:
                                     for f in store.findings.list(state=None)), key=lambda f: f["fingerprint"])}
 
 
-def test_the_same_night_on_a_utc_and_a_shanghai_host_gives_the_same_findings(demo, tmp_path):
+def test_the_same_night_on_a_utc_and_a_shanghai_host_gives_the_same_findings(demo, tmp_path, prefect_api_url):
     at = datetime.now(SHANGHAI).replace(microsecond=0)  # one instant for both hosts
     nights, exports = {}, {}
     for tz in ("UTC", "Asia/Shanghai"):
         path = _platform(demo, tmp_path / tz.replace("/", "-"), at)
-        ran = _healthqa(tz, at, "run", "nightly", "--config", path)
+        ran = _healthqa(prefect_api_url, tz, at, "run", "nightly", "--config", path)
         assert ran.returncode in (0, 1) and "Traceback" not in ran.stdout + ran.stderr, ran.stdout + ran.stderr
         nights[tz] = _night(path)
-        listed = _healthqa(tz, at, "findings", "--config", path, "--state", "open", "--json", path.parent / "f.json")
+        listed = _healthqa(prefect_api_url, tz, at, "findings", "--config", path, "--state", "open",
+                           "--json", path.parent / "f.json")
         assert listed.returncode == 0, listed.stderr
         assert "(UTC+8)" in listed.stdout  # the deadlines on the terminal, labelled
         exports[tz] = sorted(({k: v for k, v in d.items() if k != "id"}  # ids: the order of filing

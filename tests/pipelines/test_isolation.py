@@ -1,7 +1,8 @@
 """Issue 18, first criterion: one store down blames only that store.
 
 Each of the three demo stores is moved away in turn (retries 0), and the nightly audit runs as a user
-runs it (``healthqa run nightly`` in a process of its own, so that the terminal is the real one) and
+runs it (``healthqa run nightly`` in a process of its own, so that the terminal is the real one; its
+flows on the worker's Prefect API, ``conftest.prefect_api_url``, not on a local API of its own) and
 as the plain function (``run_nightly``). The other stores' tables are all validated and stored, with
 rows; exactly one 一级 fault finding exists and it names the store that is down; no traceback reaches
 stdout or stderr; the exit code is 1; the report says which rules could not run and why. With the
@@ -24,7 +25,7 @@ from healthqa.pipelines.nightly import run_nightly
 from healthqa.reports.rules_run import rules_run
 from healthqa.store import AuditStore
 
-from ..conftest import copy_platform, demo_config, write_config
+from ..conftest import command_env, copy_platform, demo_config, write_config
 
 pytestmark = pytest.mark.slow  # whole nights, four of them in processes of their own
 
@@ -79,10 +80,10 @@ def _night_blames_only(cfg: config.Config, run_id: int, down: str) -> str:
 
 
 @pytest.mark.parametrize("down", STORES)
-def test_the_command_blames_only_the_store_that_is_down(demo, tmp_path, down):
+def test_the_command_blames_only_the_store_that_is_down(demo, tmp_path, down, prefect_api_url):
     path = _platform(demo, tmp_path, down)
     ran = subprocess.run([sys.executable, "-m", "healthqa", "run", "nightly", "--config", str(path)],
-                         capture_output=True, text=True, env={**_env(), "COLUMNS": "200"}, timeout=600)
+                         capture_output=True, text=True, env=command_env(prefect_api_url, COLUMNS="200"), timeout=600)
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "Traceback" not in ran.stdout and "Traceback" not in ran.stderr, ran.stderr
     assert "could not run" in ran.stdout or "无法连接" in ran.stdout + ran.stderr
@@ -95,7 +96,7 @@ def test_the_command_blames_only_the_store_that_is_down(demo, tmp_path, down):
     if down == "drc":
         assert "survivors chosen without institution levels (drc unreachable" in ran.stdout
     runs = subprocess.run([sys.executable, "-m", "healthqa", "runs", "--config", str(path)],
-                          capture_output=True, text=True, env={**_env(), "COLUMNS": "400"}, timeout=120)
+                          capture_output=True, text=True, env=command_env(prefect_api_url, COLUMNS="400"), timeout=120)
     assert runs.returncode == 0 and "未能运行 could not run" in runs.stdout and f"数据源无法连接：{down}" in runs.stdout
 
 
@@ -115,11 +116,11 @@ def test_the_function_blames_only_the_store_that_is_down(demo, tmp_path, down, c
 
 
 @pytest.mark.parametrize("runner", ["threads", "processes"])
-def test_a_retry_is_one_line(demo, tmp_path, runner):
+def test_a_retry_is_one_line(demo, tmp_path, runner, prefect_api_url):
     """Whichever process runs the task: its retry is one line, its traceback goes to the log file."""
     path = _platform(demo, tmp_path, "qc", retries=1, retry_delay_s=[0.1], task_runner=runner)
     ran = subprocess.run([sys.executable, "-m", "healthqa", "run", "nightly", "--config", str(path)],
-                         capture_output=True, text=True, env=_env(), timeout=600)
+                         capture_output=True, text=True, env=command_env(prefect_api_url), timeout=600)
     assert ran.returncode == 1 and "Traceback" not in ran.stderr + ran.stdout, ran.stderr
     assert ran.stderr.count("qc 无法连接，0.1 s 后重试 retrying in 0.1 s (1/1)") == 1, ran.stderr
     assert "Traceback" in (tmp_path / fault_log.LOG_NAME).read_text(encoding="utf-8")
@@ -135,8 +136,3 @@ def test_a_bug_keeps_its_traceback_for_the_terminal():
     divert = fault_log._Divert(logging.NullHandler())
     assert divert.filter(record)  # shown
 
-
-def _env() -> dict:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}

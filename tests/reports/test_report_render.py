@@ -94,10 +94,9 @@ def test_a_table_with_zero_rows_is_said_not_failed(platform):
     assert "数据质量稽核报告" in html
 
 
-def test_quarterly_report_over_scripted_nights(platform):
-    cfg, store, folder = platform
-    for _ in range(2):
-        run_nightly(cfg)
+def test_quarterly_report_over_scripted_nights(after_night):
+    cfg, store, folder, _ = after_night  # the first night is the session's (conftest.demo_after_night)
+    run_nightly(cfg)
     f = store.findings.list(state="open")[0]
     store.findings.acknowledge(f.id, "qc")
     store.findings.note(f.id, "机构反馈：接口改造中，预计下周完成", "qc")
