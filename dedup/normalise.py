@@ -177,8 +177,14 @@ def prepare_one(record: dict, spec: Spec) -> dict:
         if f.tf:  # a value's frequency among the records prepared: one record, 1
             out[f"{f.name}__tf"] = np.nan if _null(out[f.name]) else 1.0
     for p, fields in enumerate(spec.blocking):
-        out[block_column(p)] = int(block_hash(pd.Series([blocking_key_one(out, fields)], dtype=object))[0])
+        key = blocking_key_one(out, fields)
+        out[block_column(p)] = 0 if key is None else int(_hash_one(key))
     return out
+
+
+def _hash_one(key) -> np.int64:
+    """``block_hash`` of one key (pandas' hash of one value: uncategorised, the same hash)."""
+    return pd.util.hash_array(np.array([key], dtype=object), categorize=False).view(np.int64)[0]
 
 
 def _null(v) -> bool:
@@ -242,7 +248,10 @@ def derive_date_one(raw, f: FieldSpec) -> dict:
     return {f.name: d, f"{f.name.split('_')[0]}_year": str(d.year), f"{f.name}__text": d.strftime("%Y-%m-%d")}
 
 
-_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]([0-9]{2}):([0-9]{2}):([0-9]{2}))?")
+_PLAIN_DATES = (  # the shapes of _DATE_FORMATS read directly: year, month, day[, hour, minute, second]
+    re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]([0-9]{2}):([0-9]{2}):([0-9]{2}))?"),
+    re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2})(?: ([0-9]{2}):([0-9]{2}):([0-9]{2}))?"),
+    re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})"))
 
 
 def _datetime_one(raw) -> pd.Timestamp:
@@ -255,7 +264,8 @@ def _datetime_one(raw) -> pd.Timestamp:
     t = st.text_one(raw)
     if t is None:
         return pd.NaT
-    if (m := _ISO_DATE.fullmatch(t)) and 1678 <= int(m.group(1)) <= 2261:
+    m = next((m for p in _PLAIN_DATES if (m := p.fullmatch(t))), None)
+    if m and 1678 <= int(m.group(1)) <= 2261:  # within pandas' range
         try:
             return pd.Timestamp(*(int(g) for g in m.groups() if g is not None))
         except ValueError:  # no such day or time: as the column-wise code judges it
