@@ -37,10 +37,15 @@ def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> 
     return out
 
 
+PARALLEL_PAIRS = 20_000  # fewer pairs are compared in the calling thread: starting workers costs more
+
+
 def _sim(a, b, present, scorer) -> np.ndarray:
     out = np.zeros(len(a))
-    if present.any():
-        out[present] = process.cpdist(list(a[present]), list(b[present]), scorer=scorer, workers=-1)
+    n = int(present.sum())
+    if n:
+        out[present] = process.cpdist(list(a[present]), list(b[present]), scorer=scorer,
+                                      workers=-1 if n >= PARALLEL_PAIRS else 1)
     return out
 
 

@@ -236,20 +236,30 @@ class Index:
     def take(self, positions: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
         """The rows at ``positions`` (in that order) as a frame of ``columns`` (all but the
         bookkeeping ones by default)."""
+        return self._taken(positions, columns).to_pandas()
+
+    def take_arrays(self, positions: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
+        """``take`` as a NumPy array per column (text as objects, None where missing): for a few
+        rows, without building a frame (the registration check's per-call cost)."""
+        t = self._taken(positions, columns)
+        return {c: t.column(c).to_numpy(zero_copy_only=False) for c in columns}
+
+    def _taken(self, positions: np.ndarray, columns: list[str] | None) -> pa.Table:
         positions = np.asarray(positions, dtype=np.int64)
         seg = np.searchsorted(self.offsets, positions, side="right") - 1
         cols = columns or [c for c in self.tables[0].column_names if c != GONE]
+        if not len(positions):
+            return self.tables[0].select(cols).slice(0, 0)
+        if len(self.tables) == 1:
+            return self.tables[0].select(cols).take(pa.array(positions))
         parts, order = [], []
         for s in np.unique(seg):
             at = np.flatnonzero(seg == s)
             parts.append(self.tables[s].select(cols).take(pa.array(positions[at] - self.offsets[s])))
             order.append(at)
-        if not parts:
-            return self.tables[0].select(cols).slice(0, 0).to_pandas()
-        frame = pa.concat_tables(parts).to_pandas()
         back = np.empty(len(positions), dtype=np.int64)
         back[np.concatenate(order)] = np.arange(len(positions))
-        return frame.take(back).reset_index(drop=True)
+        return pa.concat_tables(parts).take(pa.array(back))
 
     def counts(self, column: str, values) -> tuple[dict, int]:
         """How many live rows hold each of ``values`` in ``column``, and how many hold any value."""

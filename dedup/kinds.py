@@ -40,8 +40,9 @@ class ComparisonKind:
     """``derive(raw, field)``: the field's derived columns from its raw column, as a dict of
     name -> Series (the field's own name first; blocking may use any of them); ``derive_one``
     (optional): the same of one value, row-wise. ``compare(field, left, right)``: the level of each
-    pair (an int8 array, ``NULL`` where a side is missing) from aligned arrays of the two sides' derived columns, named as ``columns`` lists them (suffixes of
-    the field name: ``""`` is the field's own column). ``thresholds``: the levels a similarity
+    pair (an int8 array, ``NULL`` where a side is missing) from aligned arrays of the two sides'
+    derived columns, named as ``columns`` lists them (suffixes of the field name: ``""`` is the
+    field's own column). ``thresholds``: the levels a similarity
     reaches, by label, with the least similarity each takes when a spec field does not say
     (``compare`` reads the field's own, ``field.thresholds[label]``)."""
 
