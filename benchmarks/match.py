@@ -83,7 +83,7 @@ def _serve(cfg, batch: int) -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(cfg)
-    app.state.match_batcher.MAX_BATCH = batch  # 1: every call normalised on its own
+    app.state.match_batcher.MAX_BATCH = batch  # 1: every call matched and audited on its own
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -251,3 +251,47 @@ def test_the_matchers_shortcuts_find_what_the_scans_index_code_finds(demo, site)
         assert np.allclose(mine, C["name__tf"].to_numpy(dtype=float), equal_nan=True, rtol=0, atol=0)
         found = m.match(r)
         assert found and found[0].key == k or any(f.key == k for f in found)
+
+
+def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_own():
+    """The match thread writes the audit entries of the calls waiting together in one transaction,
+    before any of them answers; a call whose answer fails answers with its own error."""
+    import threading
+    from types import SimpleNamespace
+
+    from healthqa.console.match import Batcher
+
+    held, commits = threading.Event(), []
+    matcher = SimpleNamespace(match=lambda record: [record])
+    matchers = SimpleNamespace(get=lambda: (matcher, "used"))
+    store = SimpleNamespace(review=SimpleNamespace(log_many=lambda entries: commits.append(list(entries))))
+    b = Batcher(matchers, store)
+
+    def finish(found, m):
+        if found[0] == "first":
+            held.wait(5)  # the others queue up meanwhile
+        if found[0] == "bad":
+            raise ValueError("bad record")
+        return found[0].upper(), ("vendor", "match", None, {"record": found[0]})
+
+    answers: dict = {}
+
+    def call(r):
+        try:
+            answers[r] = b.match(r, finish)
+        except ValueError as e:
+            answers[r] = str(e)
+
+    threads = [threading.Thread(target=call, args=(r,)) for r in ("first", "second", "third", "bad")]
+    threads[0].start()
+    while b._thread is None:
+        pass
+    for t in threads[1:]:
+        t.start()
+    while b._queue.qsize() < 3:
+        pass
+    held.set()
+    for t in threads:
+        t.join(5)
+    assert answers == {"first": "FIRST", "second": "SECOND", "third": "THIRD", "bad": "bad record"}
+    assert [[e[3]["record"] for e in c] for c in commits] == [["first"], ["second", "third"]]
