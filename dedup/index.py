@@ -246,20 +246,15 @@ class Index:
 
     def _taken(self, positions: np.ndarray, columns: list[str] | None) -> pa.Table:
         positions = np.asarray(positions, dtype=np.int64)
-        seg = np.searchsorted(self.offsets, positions, side="right") - 1
         cols = columns or [c for c in self.tables[0].column_names if c != GONE]
         if not len(positions):
             return self.tables[0].select(cols).slice(0, 0)
-        if len(self.tables) == 1:
-            return self.tables[0].select(cols).take(pa.array(positions))
-        parts, order = [], []
-        for s in np.unique(seg):
-            at = np.flatnonzero(seg == s)
-            parts.append(self.tables[s].select(cols).take(pa.array(positions[at] - self.offsets[s])))
-            order.append(at)
-        back = np.empty(len(positions), dtype=np.int64)
-        back[np.concatenate(order)] = np.arange(len(positions))
-        return pa.concat_tables(parts).take(pa.array(back))
+        seg = np.searchsorted(self.offsets, positions, side="right") - 1
+        schema = self.tables[0].select(cols).schema
+        # a delta segment may type a column it holds no value of as null: its pieces cast to the base's type
+        return pa.table([_take_grouped(seg, positions - self.offsets[seg],
+                                       lambda s, at, c=c: _take_chunked(self.tables[s].column(c), at)
+                                       .cast(schema.field(c).type)) for c in cols], schema=schema)
 
     def counts(self, column: str, values) -> tuple[dict, int]:
         """How many live rows hold each of ``values`` in ``column``, and how many hold any value."""
@@ -275,6 +270,31 @@ class Index:
             return {}, total
         vc = pc.value_counts(pa.chunked_array([c for f in found for c in f.chunks], pa.string()))
         return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())), total
+
+
+def _take_grouped(group: np.ndarray, at: np.ndarray, take) -> pa.Array:
+    """``take(g, at[group == g])`` for each group ``g``, put back in the order of ``at``."""
+    groups = np.unique(group)
+    if len(groups) == 1:
+        return take(int(groups[0]), at)
+    pieces, where = [], []
+    for g in groups:
+        sel = np.flatnonzero(group == g)
+        pieces.append(take(int(g), at[sel]))
+        where.append(sel)
+    back = np.empty(len(at), dtype=np.int64)
+    back[np.concatenate(where)] = np.arange(len(at))
+    return pa.concat_arrays(pieces).take(pa.array(back))
+
+
+def _take_chunked(col: pa.ChunkedArray, at: np.ndarray) -> pa.Array:
+    """``col.take(at)`` chunk by chunk: pyarrow's take of a column of several chunks joins them first
+    (a copy of the whole column — tens of milliseconds at a million rows — for a few rows)."""
+    if col.num_chunks == 1:
+        return col.chunk(0).take(pa.array(at))
+    bounds = np.cumsum([0] + [len(ch) for ch in col.chunks])
+    chunk = np.searchsorted(bounds, at, side="right") - 1
+    return _take_grouped(chunk, at - bounds[chunk], lambda k, a: col.chunk(k).take(pa.array(a)))
 
 
 def load(folder: Path, ident: str, token: str | None) -> tuple[Index | None, str]:
