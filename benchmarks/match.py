@@ -76,7 +76,7 @@ def _registrations(folder: Path, n: int) -> list[dict]:
     return out
 
 
-def _serve(cfg, batch: int) -> int:
+def _serve(cfg, batch: int):
     import socket
 
     import uvicorn
@@ -92,7 +92,7 @@ def _serve(cfg, batch: int) -> int:
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    return port
+    return port, app
 
 
 def _figures(label: str, ms: list[float], seconds: float) -> None:
@@ -127,7 +127,7 @@ def main() -> None:
     bodies = _registrations(folder, args.calls)
     if args.wal:
         _journal(folder, "WAL")
-    port = _serve(cfg, args.batch)
+    port, app = _serve(cfg, args.batch)
     url = f"http://127.0.0.1:{port}/fhir/Patient/$match"
     headers = {"Authorization": f"Bearer {token}"}
     grades: dict[str, int] = {}
@@ -164,6 +164,8 @@ def main() -> None:
     print(f"top grade of each answer: {grades}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.wal:
+        app.state.store.close()
+        store.close()
         _journal(folder, "DELETE")
 
 
