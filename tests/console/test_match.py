@@ -261,7 +261,9 @@ def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_
 
     from healthqa.console.match import Batcher
 
-    held, commits = threading.Event(), []
+    import time
+
+    held, entered, commits = threading.Event(), threading.Event(), []
     matcher = SimpleNamespace(match=lambda record: [record])
     matchers = SimpleNamespace(get=lambda: (matcher, "used"))
     store = SimpleNamespace(review=SimpleNamespace(log_many=lambda entries: commits.append(list(entries))))
@@ -269,6 +271,7 @@ def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_
 
     def finish(found, m):
         if found[0] == "first":
+            entered.set()
             held.wait(5)  # the others queue up meanwhile
         if found[0] == "bad":
             raise ValueError("bad record")
@@ -284,14 +287,14 @@ def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_
 
     threads = [threading.Thread(target=call, args=(r,)) for r in ("first", "second", "third", "bad")]
     threads[0].start()
-    while b._thread is None:
-        pass
+    assert entered.wait(5)  # the match thread is on the first call, alone
     for t in threads[1:]:
         t.start()
-    while b._queue.qsize() < 3:
-        pass
+    deadline = time.monotonic() + 5
+    while b._queue.qsize() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     held.set()
     for t in threads:
         t.join(5)
     assert answers == {"first": "FIRST", "second": "SECOND", "third": "THIRD", "bad": "bad record"}
-    assert [[e[3]["record"] for e in c] for c in commits] == [["first"], ["second", "third"]]
+    assert [sorted(e[3]["record"] for e in c) for c in commits] == [["first"], ["second", "third"]]
