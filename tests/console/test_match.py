@@ -257,11 +257,10 @@ def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_
     """The match thread writes the audit entries of the calls waiting together in one transaction,
     before any of them answers; a call whose answer fails answers with its own error."""
     import threading
+    import time
     from types import SimpleNamespace
 
     from healthqa.console.match import Batcher
-
-    import time
 
     held, entered, commits = threading.Event(), threading.Event(), []
     matcher = SimpleNamespace(match=lambda record: [record])
