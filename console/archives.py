@@ -64,6 +64,22 @@ class Archives:
         with open_source(self.cfg, self.source) as r:
             return r.read_all(TABLE, Scope(sampling=Sampling(method="full")), columns=["org_code"])
 
+    def moved(self) -> set[str]:
+        """The archive numbers a move record (``archive_move``, 迁入/迁出) names; none when the source
+        maps no such table or cannot read it now."""
+        from healthqa.config import Sampling
+        from healthqa.connectors.sampling import Scope
+
+        src = self.cfg.sources.get(self.source)
+        if src is None or "archive_move" not in (src.tables or {}):
+            return set()
+        try:
+            with open_source(self.cfg, self.source) as r:
+                df = r.read_all("archive_move", Scope(sampling=Sampling(method="full")), columns=["archive_id"])
+        except SourceError:  # a move table that cannot be read labels nothing; the queue still opens
+            return set()
+        return set(st.text(df["archive_id"]).dropna()) if "archive_id" in df else set()
+
     def _open(self):
         if self._reader is None or time.monotonic() - self._opened > REOPEN_S:
             self._close()

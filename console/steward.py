@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
+from healthqa.dedup import migration
 from healthqa.reports.institutions import Registry, registry
 from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
@@ -135,9 +136,27 @@ def _held(request: Request, pair):
     return evidence.held(request.app.state.spec, pair.score, pair.explanation)
 
 
+def _moved(request: Request) -> set[str]:
+    """The archive numbers a move record names (the source's ``archive_move``), read at most every
+    ten minutes."""
+    st = request.app.state
+    cached = getattr(st, "moved_archives", None)
+    if cached is None or time.monotonic() - cached[0] > 600:
+        cached = (time.monotonic(), st.archives.moved())
+        st.moved_archives = cached
+    return cached[1]
+
+
+def _kind(request: Request, keys: list[str], records: dict[str, dict]) -> str | None:
+    """迁移 migration for archives of one resident active at two institutions after a move."""
+    mine = {k: records[k] for k in keys if k in records}
+    return migration.LABEL if migration.is_migration(mine, _moved(request)) else None
+
+
 def _queue_rows(request: Request, pairs) -> list[dict]:
     """The queue's rows: each archive by its masked name, birth year and institution's name; the
-    score with the digits that tell it apart; the guard that held it back, if one did."""
+    score with the digits that tell it apart; the guard that held it back, if one did; 迁移 migration
+    when the two are a move's loose end."""
     records = request.app.state.archives.fetch(sorted({k for p in pairs for k in (p.left, p.right)})) if pairs else {}
     orgs = _orgs(request)
 
@@ -148,7 +167,7 @@ def _queue_rows(request: Request, pairs) -> list[dict]:
                 "org": orgs.name(r.get("org_code")) if r.get("org_code") else "—"}
 
     return [{"pair": p, "a": who_(p.left), "b": who_(p.right), "score": evidence.score_text(p.score),
-             "held": _held(request, p)} for p in pairs]
+             "held": _held(request, p), "kind": _kind(request, [p.left, p.right], records)} for p in pairs]
 
 
 def _bands(request: Request, who: Who) -> list[dict]:
@@ -185,8 +204,10 @@ def next_pair(request: Request, who: Who = Depends(steward)):
 def clusters(request: Request, who: Who = Depends(steward)):
     store, source = request.app.state.store, _source(request)
     found = store.review.clusters_to_review(source)
+    records = request.app.state.archives.fetch(sorted({k for c in found for k in c["members"]})) if found else {}
     for c in found:
         c["pairs"] = store.review.pairs_within(source, c["members"])
+        c["kind"] = _kind(request, c["members"], records)
     return request.app.state.render(request, "clusters.html.j2", who=who, clusters=found)
 
 

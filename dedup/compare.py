@@ -37,10 +37,15 @@ def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> 
     return out
 
 
+PARALLEL_PAIRS = 20_000  # fewer pairs are compared in the calling thread: starting workers costs more
+
+
 def _sim(a, b, present, scorer) -> np.ndarray:
     out = np.zeros(len(a))
-    if present.any():
-        out[present] = process.cpdist(list(a[present]), list(b[present]), scorer=scorer, workers=-1)
+    n = int(present.sum())
+    if n:
+        out[present] = process.cpdist(list(a[present]), list(b[present]), scorer=scorer,
+                                      workers=-1 if n >= PARALLEL_PAIRS else 1)
     return out
 
 
@@ -220,19 +225,23 @@ def n_levels(f: FieldSpec) -> int:
 # addresses) of the levels a similarity reaches: defaults only — a spec field states its own.
 BUILTIN = (
     ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
-                   normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy")),
+                   normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
+                   derive_one=normalise.derive_id_number_one),
     ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
                                "equal"),
-                   normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8}),
+                   normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8},
+                   derive_one=normalise.derive_name_zh_one),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
-                   compare_name, thresholds={"close": 0.92, "similar": 0.8}),
+                   compare_name, thresholds={"close": 0.92, "similar": 0.8}, derive_one=normalise.derive_text_one),
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string,
-                   thresholds={"similar": 0.85}),
+                   thresholds={"similar": 0.85}, derive_one=normalise.derive_text_one),
     ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
                             "lunar calendar shift", "equal"),
-                   normalise.derive_date, compare_date),
-    ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact),
+                   normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
+    ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact,
+                   derive_one=normalise.derive_phone_one),
     ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address,
-                   thresholds={"similar": 0.8}),
-    ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact),
+                   thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
+    ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
+                   derive_one=normalise.derive_text_one),
 )

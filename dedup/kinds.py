@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,10 +38,11 @@ MISSING = "missing"  # that level's label
 @dataclass(frozen=True)
 class ComparisonKind:
     """``derive(raw, field)``: the field's derived columns from its raw column, as a dict of
-    name -> Series (the field's own name first; blocking may use any of them). ``compare(field,
-    left, right)``: the level of each pair (an int8 array, ``NULL`` where a side is missing) from
-    aligned arrays of the two sides' derived columns, named as ``columns`` lists them (suffixes of
-    the field name: ``""`` is the field's own column). ``thresholds``: the levels a similarity
+    name -> Series (the field's own name first; blocking may use any of them); ``derive_one``
+    (optional): the same of one value, row-wise. ``compare(field, left, right)``: the level of each
+    pair (an int8 array, ``NULL`` where a side is missing) from aligned arrays of the two sides'
+    derived columns, named as ``columns`` lists them (suffixes of the field name: ``""`` is the
+    field's own column). ``thresholds``: the levels a similarity
     reaches, by label, with the least similarity each takes when a spec field does not say
     (``compare`` reads the field's own, ``field.thresholds[label]``)."""
 
@@ -51,6 +52,10 @@ class ComparisonKind:
     compare: Callable[[FieldSpec, dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
     columns: tuple[str, ...] = ("",)
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    # ``derive`` of one raw value, row-wise: {column: value}, the values ``derive`` gives a column of
+    # that one value (the registration check normalises one record per call); None: ``derive`` is
+    # used on the one value
+    derive_one: Callable[[Any, FieldSpec], dict[str, Any]] | None = None
 
     def level_name(self, level: int) -> str:
         return MISSING if level == NULL else self.levels[level]

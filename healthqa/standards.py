@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,9 @@ def _one_text(v):
         return str(int(v))  # a code or number stored as a number: 1.0 reads as '1'
     t = str(v).strip()
     return t or None
+
+
+text_one = _one_text  # one value as ``text`` reads a column's
 
 
 def text(s: pd.Series) -> pd.Series:
@@ -198,18 +201,35 @@ def id_valid_one(value) -> bool:
     archives, where a column's pandas machinery costs more than the check (tests prove both agree)."""
     from stdnum.iso7064 import mod_11_2
 
-    t = _one_text(value)
+    t = normalise_id_one(value)
     if t is None:
         return False
+    if not re.fullmatch(r"\d{17}[\dX]", t) or mod_11_2.calc_check_digit(t[:17]) != t[17]:
+        return False
+    if not _id_date_ok(t[6:14]):
+        return False
+    return id_area_valid(t[:6])
+
+
+@lru_cache(maxsize=65536)
+def _id_date_ok(yyyymmdd: str) -> bool:
+    """A birth date an ID number may carry: one pandas reads (its range, as ``id_problem``)."""
+    return not pd.isna(pd.to_datetime(yyyymmdd, format="%Y%m%d", errors="coerce"))
+
+
+def normalise_id_one(value) -> str | None:
+    """One number as ``normalise_id`` reads a column: trimmed, half-width, upper-case X, a 15-digit
+    legacy number expanded to 18 digits with its check character."""
+    from stdnum.iso7064 import mod_11_2
+
+    t = _one_text(value)
+    if t is None:
+        return None
     t = t.translate(_FULL_TO_HALF).replace(" ", "")
     if re.fullmatch(r"\d{15}", t):
         t = t[:6] + "19" + t[6:]
         t += mod_11_2.calc_check_digit(t)
-    if not re.fullmatch(r"\d{17}[\dX]", t) or mod_11_2.calc_check_digit(t[:17]) != t[17]:
-        return False
-    if pd.isna(pd.to_datetime(t[6:14], format="%Y%m%d", errors="coerce")):  # pandas' range, as id_problem
-        return False
-    return id_area_valid(t[:6])
+    return t
 
 
 def id_birth_date(normalised: pd.Series) -> pd.Series:
@@ -382,9 +402,20 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Se
     return out
 
 
+def name_placeholder_one(t: str | None) -> bool:
+    """Whether one trimmed name is a placeholder, as ``name_problem`` judges a column's."""
+    ph = codelists.load("placeholders")
+    return t is not None and (t in ph["names"] or t.endswith(tuple(ph["name_suffixes"])))
+
+
 def name_dot_variant(s: pd.Series) -> pd.Series:
     """Whether a name separates its parts with a dot-like character other than · (U+00B7)."""
     return text(s).str.contains(f"[{MIDDLE_DOT_VARIANTS}]", regex=True).eq(True)
+
+
+def phone_placeholder_one(t: str | None) -> bool:
+    """Whether one trimmed phone number is a placeholder, as ``phone_problem`` judges a column's."""
+    return t is not None and t in codelists.load("placeholders")["phones"]
 
 
 def phone_problem(s: pd.Series) -> pd.Series:

@@ -573,8 +573,15 @@ class Review:
 
     # -- the audit log ---------------------------------------------------------------------------
     def log(self, user: str | None, action: str, subject: str | None = None, detail: dict | None = None) -> None:
+        self.log_many([(user, action, subject, detail)])
+
+    def log_many(self, entries: list[tuple[str | None, str, str | None, dict | None]]) -> None:
+        """Entries (user, action, subject, detail) in one transaction: one commit for calls that
+        arrive together (the match API's)."""
+        if not entries:
+            return
         with self._store.session() as s:
-            s.add(AuditLog(at=now(), user_name=user, action=action, subject=subject, detail=detail))
+            s.add_all([AuditLog(at=now(), user_name=u, action=a, subject=sub, detail=d) for u, a, sub, d in entries])
 
     def logged(self, action: str, limit: int = 200) -> list[dict]:
         """The newest entries of one ``action`` (e.g. ``publish``), newest first."""

@@ -217,23 +217,83 @@ def test_a_token_name_is_taken_once(site, token):
     assert invoke("tokens", "revoke", "nobody", "--config", site).exit_code == 2
 
 
-def test_calls_matched_together_answer_as_one_by_one(demo, site):
+def test_the_matchers_shortcuts_find_what_the_scans_index_code_finds(demo, site):
+    """The matcher looks blocks up by binary search and term frequencies up in counts made once, and
+    derives the candidate row-wise: the same rows, frequencies and scores as the scan's own index
+    functions (``Index.having``, ``night._term_frequencies``) and ``prepare`` give."""
+    import numpy as np
+    import pandas as pd
+
     from healthqa.dedup import spec as specs
-    from healthqa.dedup.match import Matcher
+    from healthqa.dedup.match import CANDIDATE, Matcher
+    from healthqa.dedup.night import _term_frequencies
+    from healthqa.dedup.normalise import block_column, prepare, prepare_one
 
     cfg = config.load(site)
+    spec = specs.builtin()
     with AuditStore(cfg.store.url) as store:
-        m, why = Matcher.open(cfg, store, specs.builtin(), "mpi")
+        m, why = Matcher.open(cfg, store, spec, "mpi")
     assert m is not None, why
     keys = [t["left"] for t in truth(demo, "hard_negatives.csv")[:3]] + \
         [d["archive_id"] for d in truth(demo, "duplicates.csv")[:3]]
-    records = []
     for k in keys:
         a = archive(site.parent, k)
-        records.append({"name": a["name"], "sex_code": a["sex"], "birth_date": a["birth_date"],
-                        "id_number": a["id_number"], "phone": a["phone"], "address": a["address"]})
-    together = m.match_many(records)
-    alone = [m.match(r) for r in records]
-    assert [[(f.key, f.score, f.decision) for f in x] for x in together] == \
-        [[(f.key, f.score, f.decision) for f in x] for x in alone]
-    assert all(together)
+        r = {"archive_id": CANDIDATE, "name": a["name"], "sex_code": a["sex"], "birth_date": a["birth_date"],
+             "id_number": a["id_number"], "phone": a["phone"], "address": a["address"]}
+        row = prepare_one(r, spec)
+        PN = prepare(pd.DataFrame([r]), spec)
+        hashes = [row[block_column(p)] for p in range(len(spec.blocking))]
+        scanned = np.unique(np.concatenate([m.idx.having(block_column(p), [h]) for p, h in enumerate(hashes) if h]))
+        assert len(scanned) and m.rows(hashes).tolist() == scanned.tolist()
+        C = pd.concat([m.idx.take(scanned, ["key", "name"]), PN[["key", "name"]]], ignore_index=True)
+        _term_frequencies(C, spec, m.idx, PN, set())
+        mine = m.term_frequencies({"name": C["name"].to_numpy(dtype=object)}, row)["name__tf"]
+        assert np.allclose(mine, C["name__tf"].to_numpy(dtype=float), equal_nan=True, rtol=0, atol=0)
+        found = m.match(r)
+        assert found and found[0].key == k or any(f.key == k for f in found)
+
+
+def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_own():
+    """The match thread writes the audit entries of the calls waiting together in one transaction,
+    before any of them answers; a call whose answer fails answers with its own error."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from healthqa.console.match import Batcher
+
+    held, entered, commits = threading.Event(), threading.Event(), []
+    matcher = SimpleNamespace(match=lambda record: [record])
+    matchers = SimpleNamespace(get=lambda: (matcher, "used"))
+    store = SimpleNamespace(review=SimpleNamespace(log_many=lambda entries: commits.append(list(entries))))
+    b = Batcher(matchers, store)
+
+    def finish(found, m):
+        if found[0] == "first":
+            entered.set()
+            held.wait(5)  # the others queue up meanwhile
+        if found[0] == "bad":
+            raise ValueError("bad record")
+        return found[0].upper(), ("vendor", "match", None, {"record": found[0]})
+
+    answers: dict = {}
+
+    def call(r):
+        try:
+            answers[r] = b.match(r, finish)
+        except ValueError as e:
+            answers[r] = str(e)
+
+    threads = [threading.Thread(target=call, args=(r,)) for r in ("first", "second", "third", "bad")]
+    threads[0].start()
+    assert entered.wait(5)  # the match thread is on the first call, alone
+    for t in threads[1:]:
+        t.start()
+    deadline = time.monotonic() + 5
+    while b._queue.qsize() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held.set()
+    for t in threads:
+        t.join(5)
+    assert answers == {"first": "FIRST", "second": "SECOND", "third": "THIRD", "bad": "bad record"}
+    assert [sorted(e[3]["record"] for e in c) for c in commits] == [["first"], ["second", "third"]]
