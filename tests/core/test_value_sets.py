@@ -18,6 +18,7 @@ VALUE_SET_TYPES = {
     "area_code_exists": "column",  # GB/T 2260, every code that ever existed
     "icd10_category_exists": "column",  # WHO ICD-10 categories
     "references": "column",  # a registry held by another table (institutions, archives)
+    "org_registered_or_district": "column",  # the institution registry, or the district's own code (a total)
 }
 # The institution registry is itself the value set of every other org_code; its own codes can only be
 # checked for the structure of their code system (GB 32100), which a pattern does.

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from healthqa import config
 from healthqa.pipelines.cli import app
 
 from ..conftest import AS_OF, build_with_cli
@@ -31,8 +32,12 @@ def test_demo_builds_platform_and_runs_the_audit(built):
     with sqlite3.connect(folder / "audit.db") as conn:
         assert conn.execute("SELECT kind, status FROM runs").fetchall() == [("nightly", "success"), ("dedup", "success")]
         assert conn.execute("SELECT COUNT(*) FROM dedup_pairs WHERE decision = 'match'").fetchone()[0] > 0
-        wm = conn.execute("SELECT COUNT(*) FROM watermarks").fetchone()[0]
-    assert wm == 4  # the three incremental clinical feeds and the dedup scan
+        marks = {(s, t) for s, t in conn.execute("SELECT source, table_name FROM watermarks")}
+    cfg = config.load(folder / "healthqa.yml")
+    incremental = {(s, t) for s, src in cfg.sources.items() for t in src.tables
+                   if src.sampling_for(t).method == "incremental"}
+    # the incremental feeds (visits, stays, labs, accesses, referrals, slots) and the dedup scan
+    assert len(incremental) == 6 and marks == incremental | {("mpi", "person")}
 
 
 def test_sources_check_on_demo(built):

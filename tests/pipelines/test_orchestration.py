@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from healthqa.pipelines.flows import run_nightly_flow, run_validate_flow  # noqa
 from healthqa.pipelines.nightly import run_nightly  # noqa: E402
 from healthqa.pipelines.validate import ValidationRequest, partitions  # noqa: E402
 
-from ..conftest import absent, write_config  # noqa: E402
+from ..conftest import AS_OF, absent, write_config  # noqa: E402
 
 pytestmark = pytest.mark.slow  # whole nights, on threads and on a Dask cluster
 
@@ -172,7 +173,13 @@ def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thre
     a, b = _night_as_counts(store, threads.result.run_id), _night_as_counts(dask_store, on_dask.result.run_id)
     assert len(a) > 50 and a == b  # every rule, every count, every institution's count
     assert _pairs(folder / "audit.db") and _pairs(folder / "audit.db") == _pairs(twin / "audit.db")
-    assert store.watermarks.all() and list(store.watermarks.all().values()) == list(dask_store.watermarks.all().values())
+    # a feed with rows dated after the read (the access log's future-dated defect) is marked up to the
+    # read's own time, which two nights cannot share; every other watermark is the data's
+    marks, dask_marks = list(store.watermarks.all().values()), list(dask_store.watermarks.all().values())
+    later = [i for i, v in enumerate(marks) if v > AS_OF + timedelta(days=1)]
+    assert marks and len(later) <= 1 and [v > AS_OF + timedelta(days=1) for v in dask_marks] == [
+        i in later for i in range(len(marks))]
+    assert [v for i, v in enumerate(marks) if i not in later] == [v for i, v in enumerate(dask_marks) if i not in later]
     # the full duplicate scan as a flow of its own, in blocking-key partitions on Dask, as on threads
     from healthqa.pipelines.flows import dedup_scan_flow
 
