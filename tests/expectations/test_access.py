@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 from healthqa.expectations import suite
-from healthqa.expectations.references import PROVIDERS
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import validate_frame
+
+from .crafted_rows import context, run_rule
 
 AS_OF = pd.Timestamp("2026-11-25")
 
@@ -42,21 +43,8 @@ ROWS = {"practitioner": REGISTER, "person": PERSON, "outpatient_visit": VISITS, 
         "chronic_followup": FOLLOWUPS}
 
 
-def context(rules, rows=ROWS) -> RuleContext:
-    """The references the rules need, made by their providers from the crafted rows; a table not in
-    ``rows`` is not mapped (a provider reading any of several tables takes those that are)."""
-    refs = {}
-    for n in set().union(*(r.needs for r in rules)):
-        p = PROVIDERS[n]
-        have = {t: rows[t][list(c)] for t, c in p.reads.items() if t in rows}
-        refs[n] = p.make(have)
-    return RuleContext(as_of=AS_OF, references=refs)
-
-
 def violating(rule_id: str, df: pd.DataFrame, rows=ROWS) -> list[str]:
-    rules = [r for r in suite.builtin("record_access").rules if r.id == rule_id]
-    (res,) = validate_frame(df, "record_access", rules, context(rules, rows), all_keys=True)
-    assert res.status in ("pass", "fail", "not_applicable"), (res.status, res.error)
+    res = run_rule("record_access", rule_id, df, rows, AS_OF, statuses=("pass", "fail", "not_applicable"))
     return sorted(res.violating_keys or [])
 
 
@@ -128,7 +116,7 @@ def test_an_empty_log_and_a_log_without_optional_columns():
         assert violating(rule, empty) == []
     no_purpose = accesses(archive_id=["PB"], org_code=["S1"], accessed_at=["2026-11-02 09:00:00"])
     rules = [r for r in suite.builtin("record_access").rules if r.id == "ACCESS-CARE-RELATIONSHIP"]
-    (res,) = validate_frame(no_purpose, "record_access", rules, context(rules), all_keys=True,
+    (res,) = validate_frame(no_purpose, "record_access", rules, context(rules, ROWS, AS_OF), all_keys=True,
                             missing_columns={"purpose_code": "dymd"})
     assert res.status == "error" and "purpose_code" in res.error  # an unmapped purpose is said, not assumed
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from healthqa.expectations import suite
-from healthqa.expectations.references import PROVIDERS
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.runner import validate_frame
+
+from .crafted_rows import run_rule
 
 AS_OF = pd.Timestamp("2026-11-25")
 ID_A, ID_B, ID_C, ID_D = "11010519491231002X", "110105194912310037", "330211195001011234", "330211196002021236"
@@ -56,16 +57,8 @@ ORGS = pd.DataFrame({"org_code": ["S1", "S2", "H1", "H2"], "active": [1, 1, 1, 1
 ROWS = {"person": PERSON, "death_registration": REGISTRATIONS, "archive_move": MOVES, "organization": ORGS}
 
 
-def context(rules) -> RuleContext:
-    names = set().union(*(r.needs | r.linked for r in rules))
-    refs = {n: PROVIDERS[n].make({t: ROWS[t][list(c)] for t, c in PROVIDERS[n].reads.items()}) for n in names}
-    return RuleContext(as_of=AS_OF, references=refs)
-
-
 def violating(table: str, rule_id: str, df: pd.DataFrame) -> tuple[list[str], list[dict]]:
-    rules = [r for r in suite.builtin(table).rules if r.id == rule_id]
-    (res,) = validate_frame(df, table, rules, context(rules), all_keys=True)
-    assert res.status in ("pass", "fail"), (res.status, res.error)
+    res = run_rule(table, rule_id, df, ROWS, AS_OF)
     return sorted(res.violating_keys or []), res.examples
 
 

@@ -15,10 +15,11 @@ import pytest
 
 from healthqa import canonical
 from healthqa.expectations import suite
-from healthqa.expectations.references import PROVIDERS
 from healthqa.expectations.rule_types import RuleContext
 from healthqa.expectations.rule_types_infectious import notifiable
 from healthqa.expectations.runner import validate_frame
+
+from .crafted_rows import context, run_rule
 
 AS_OF = pd.Timestamp("2026-11-25")
 ID_A, ID_B, ID_C = "11010519491231002X", "110105194912310037", "330211195001011234"
@@ -54,16 +55,8 @@ STAYS = pd.DataFrame([
 ROWS = {"person": PERSON, "organization": ORGS, "infectious_report": CARDS}
 
 
-def context(rules) -> RuleContext:
-    names = set().union(*(r.needs | r.linked for r in rules))
-    refs = {n: PROVIDERS[n].make({t: ROWS[t][list(c)] for t, c in PROVIDERS[n].reads.items()}) for n in names}
-    return RuleContext(as_of=AS_OF, references=refs)
-
-
 def violating(table: str, rule_id: str, df: pd.DataFrame) -> tuple[list[str], list[dict]]:
-    rules = [r for r in suite.builtin(table).rules if r.id == rule_id]
-    (res,) = validate_frame(df, table, rules, context(rules), all_keys=True)
-    assert res.status in ("pass", "fail"), (res.status, res.error)
+    res = run_rule(table, rule_id, df, ROWS, AS_OF)
     return sorted(res.violating_keys or []), res.examples
 
 
@@ -107,10 +100,10 @@ def test_a_duplicate_card_names_the_first_card_of_the_case_and_masks_the_id_numb
 def test_an_empty_card_table_and_a_missing_column():
     rules = suite.builtin("infectious_report").rules
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in canonical.table("infectious_report").columns})
-    for r in validate_frame(empty, "infectious_report", rules, context(rules)):
+    for r in validate_frame(empty, "infectious_report", rules, context(rules, ROWS, AS_OF)):
         assert r.status == "not_applicable" and r.violations == 0, (r.rule.id, r.status, r.error)
     res = {r.rule.id: r for r in validate_frame(CARDS.drop(columns="diagnosis_time"), "infectious_report", rules,
-                                                context(rules), missing_columns={"diagnosis_time": "zdsj"})}
+                                                context(rules, ROWS, AS_OF), missing_columns={"diagnosis_time": "zdsj"})}
     assert res["INF-REPORT-TIMELY"].status == "error" and res["INF-CARD-UNIQUE"].status == "error"
     assert res["INF-ARCHIVE-EXISTS"].status == "fail"
 
