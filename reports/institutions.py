@@ -39,9 +39,7 @@ class Registry:
 def registry(cfg: Config, store: AuditStore | None = None) -> Registry:
     """The registry as the audit store last kept it; read from its source (and kept) when the store
     holds none, or when there is no store."""
-    if cfg.source_of("organization") is None:
-        return Registry()
-    if store is not None:
+    if store is not None and cfg.source_of("organization") is not None:
         with suppress(HealthqaError):  # a store that cannot answer: the source may
             names, at = store.institutions.names()
             if at is not None:

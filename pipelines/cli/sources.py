@@ -36,6 +36,6 @@ def sources_check(config: ConfigOpt):
     ok = show_checks(check_sources(cfg))
     # not an error: a site may not hold a system's data, but the reports will say it is not audited
     for c in coverage(cfg):
-        if c.note():
-            app.out.print(Text(f"系统 system {c.code} {c.name}: {c.note()}", "yellow"), highlight=False, soft_wrap=True)
+        if note := c.note():
+            app.out.print(Text(f"系统 system {c.code} {c.name}: {note}", "yellow"), highlight=False, soft_wrap=True)
     raise typer.Exit(0 if ok else 2)
