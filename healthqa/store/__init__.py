@@ -8,6 +8,6 @@ from healthqa.errors import StoreError
 
 from .results import StoredResult
 from .runs import RunContext, RunRecord
-from .store import AuditStore
+from .store import AuditStore, delete_sqlite_store
 
-__all__ = ["AuditStore", "RunContext", "RunRecord", "StoreError", "StoredResult"]
+__all__ = ["AuditStore", "RunContext", "RunRecord", "StoreError", "StoredResult", "delete_sqlite_store"]

@@ -179,12 +179,20 @@ class FindingRecords:
                       reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None) -> None:
         """``record_run`` inside the caller's transaction ``s`` (a run's scores and findings commit together)."""
         at = at or now()
-        for row in new:
-            f = Finding(**dict(row), state="new", first_run_id=run_id, last_run_id=run_id, opened_at=at,
-                        last_seen_at=at, reopened_count=0)
-            s.add(f)
-            s.flush()
-            s.add(FindingEvent(finding_id=f.id, run_id=run_id, at=at, event="new", detail=_counts(row)))
+        new, seen, reopened, resolved = list(new), list(seen), list(reopened), list(resolved)
+        # the new findings in one flush (one batched INSERT … RETURNING for their ids, not a round trip
+        # each), then their events in the same order
+        made = [Finding(**dict(row), state="new", first_run_id=run_id, last_run_id=run_id, opened_at=at,
+                        last_seen_at=at, reopened_count=0) for row in new]
+        s.add_all(made)
+        s.flush()
+        s.add_all([FindingEvent(finding_id=f.id, run_id=run_id, at=at, event="new", detail=_counts(row))
+                   for f, row in zip(made, new, strict=True)])
+        # the findings the run saw again, reopened or resolved, loaded in one query: ``s.get`` below then
+        # finds each in the session
+        known = [fid for fid, _ in seen] + [fid for fid, _ in reopened] + list(resolved)
+        for start in range(0, len(known), 500):
+            s.execute(select(Finding).where(Finding.id.in_(known[start:start + 500]))).scalars().all()
         for fid, upd in seen:
             f = s.get(Finding, fid)
             for k, v in upd.items():

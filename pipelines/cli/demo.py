@@ -12,7 +12,7 @@ from rich.text import Text
 
 from healthqa.config import load
 from healthqa.errors import StoreError
-from healthqa.store import AuditStore
+from healthqa.store import AuditStore, delete_sqlite_store
 
 from . import app, fail, progress, render, user_errors
 from .options import time_option
@@ -80,7 +80,7 @@ def demo(
 
     opts = DemoOptions(persons=persons, seed=seed, as_of=as_of)
     # a new platform gets a new audit store: old watermarks would hide the new data
-    (dir / "audit.db").unlink(missing_ok=True)
+    delete_sqlite_store(dir / "audit.db")
     t0 = time.perf_counter()
     with progress("生成档案 generating archives", persons) as step:
         result = generate(dir, opts, progress=lambda done, total: step(done=done))

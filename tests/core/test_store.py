@@ -242,3 +242,27 @@ def test_a_source_name_longer_than_the_store_holds_is_refused(demo, tmp_path):
         hconfig.load(write_config(tmp_path / "healthqa.yml", doc))
     assert f"sources.{'数' * 40}…: 数据源名称过长，256 个字符，最多 255 个 (a source's name is at most 255 characters, " \
            f"this one has 256)" in str(e.value)
+
+
+def test_a_sqlite_store_writes_ahead_and_syncs_each_commit(tmp_path):
+    """WAL: a commit does not create, sync and delete a journal file (13–26 ms here); FULL: a commit
+    is on disk when it returns. A reader sees a writer's committed rows while the writer holds the file."""
+    import sqlite3
+
+    db = tmp_path / "audit.db"
+    with AuditStore(f"sqlite:///{db}") as store:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        with store.runs.start("validate") as run, sqlite3.connect(db) as other:  # another process' view
+            assert other.execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone() == ("running",)
+
+
+def test_deleting_a_sqlite_store_deletes_its_wal_companions(tmp_path):
+    from healthqa.store import delete_sqlite_store
+
+    db = tmp_path / "audit.db"
+    for name in ("audit.db", "audit.db-wal", "audit.db-shm", "audit.db-journal", "keep.db"):
+        (tmp_path / name).write_bytes(b"x")
+    delete_sqlite_store(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.db"]
