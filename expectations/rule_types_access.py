@@ -159,28 +159,70 @@ class BulkAccessParams(RuleParams):
     user: Column = Field(description="who opened the archives (the staff number)")
     archive: Column
     time: Column
-    per_hour: int = Field(50, gt=0, description="the most distinct archives one user opens in a clock hour")
+    per_hour: int = Field(50, gt=0, description="the most distinct archives one user opens within any 60 minutes")
 
 
 def _user(df: pd.DataFrame, p: BulkAccessParams, ctx: RuleContext) -> pd.Series:
     return _Cols(df, ctx).text(p.user)
 
 
+HOUR_MS = 3_600_000
+
+
 @rule_type("bulk_access", params=BulkAccessParams, whole_table=True, partition=_user,
            expectation="ExpectMulticolumnValuesToNotBeBulkAccess")
 def bulk_access(df: pd.DataFrame, p: BulkAccessParams, ctx: RuleContext) -> Outcome:
-    """One user opens at most ``per_hour`` (50) distinct archives in a clock hour (09:00-09:59);
-    every access of a user-hour above it violates (the finding is the session, not its 51st row).
-    Applies to accesses with a user, an archive and a readable time."""
+    """One user opens at most ``per_hour`` (50) distinct archives within any 60 minutes (a sliding
+    window, not the clock hour: a session of 90 openings from 10:40 to 11:15 is one session, not two
+    of 45); every opening inside a window above it violates (the finding is the session, not its
+    51st row). Applies to accesses with a user, an archive and a readable time."""
     c = _Cols(df, ctx)
     user, archive, t = _user(df, p, ctx), c.text(p.archive), c.when(p.time)
     applies = user.notna() & archive.notna() & t.notna()
-    hour = t.dt.floor("h")
-    frame = pd.DataFrame({"u": user, "h": hour, "a": archive})[applies]
-    distinct = frame.groupby(["u", "h"])["a"].transform("nunique")
     violates = pd.Series(False, index=df.index)
-    violates[distinct.index[(distinct > p.per_hour).to_numpy()]] = True
+    if applies.any():
+        rows = np.flatnonzero(applies.to_numpy())
+        hit = _in_bursts(user.to_numpy()[rows], archive.to_numpy()[rows], t.to_numpy()[rows], p.per_hour)
+        violates.iloc[rows[hit]] = True
     return applies, violates
+
+
+def _in_bursts(user: np.ndarray, archive: np.ndarray, when: np.ndarray, limit: int) -> np.ndarray:
+    """For each opening: is it inside a span of under 60 minutes in which its user opened more than
+    ``limit`` distinct archives. Openings are counted with array arithmetic first — a user whose any
+    60 minutes hold at most ``limit`` openings cannot hold more distinct archives — and only the few
+    users above that are walked opening by opening to count distinct archives exactly."""
+    u, _ = pd.factorize(user)
+    a, _ = pd.factorize(archive)
+    ms = (when.astype("datetime64[ms]").astype(np.int64))
+    ms = ms - ms.min()
+    order = np.lexsort((ms, u))
+    # one key line for all users, each user's openings a stretch of it more than an hour from the next
+    key = u[order].astype(np.int64) * (int(ms.max()) + 2 * HOUR_MS) + ms[order]
+    first = np.searchsorted(key, key - HOUR_MS + 1, side="left")  # the earliest opening under 60 minutes before
+    many = (np.arange(len(key)) - first + 1) > limit
+    out = np.zeros(len(key), dtype=bool)
+    if many.any():
+        mark = np.zeros(len(key) + 1, dtype=np.int64)  # +1 at a burst's first opening, -1 after its last
+        suspects = np.isin(u[order], np.unique(u[order][many]))
+        seen: dict[int, int] = {}
+        start = None
+        for i in np.flatnonzero(suspects):
+            if start is None or u[order[i]] != u[order[start]]:
+                seen.clear()
+                start = i
+            while start < first[i]:  # drop the openings that fell out of the 60 minutes ending here
+                left = a[order[start]]
+                seen[left] -= 1
+                if not seen[left]:
+                    del seen[left]
+                start += 1
+            seen[a[order[i]]] = seen.get(a[order[i]], 0) + 1
+            if len(seen) > limit:
+                mark[start] += 1
+                mark[i + 1] -= 1
+        out[order] = np.cumsum(mark[:-1]) > 0
+    return out
 
 
 # -- closed archives ----------------------------------------------------------------------------------

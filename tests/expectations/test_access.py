@@ -101,6 +101,25 @@ def test_bulk_access_flags_the_whole_user_hour():
     assert violating("ACCESS-BULK", df.iloc[1:]) == []  # 50 distinct archives in the hour: within the limit
 
 
+def test_bulk_access_is_judged_in_any_60_minutes_not_the_clock_hour():
+    """A session straddling 11:00 (30 openings before, 30 after) is one session of 60; a steady 40
+    openings an hour all day is not a burst; the same archive opened again counts once."""
+    straddling = [f"2026-11-20 10:{40 + i // 2:02d}:{(i % 2) * 30:02d}" for i in range(30)]
+    straddling += [f"2026-11-20 11:{i // 2:02d}:{(i % 2) * 30:02d}" for i in range(30)]
+    steady = [str(pd.Timestamp("2026-11-20 08:00") + pd.Timedelta(seconds=90 * i)) for i in range(320)]
+    again = ["2026-11-20 09:00:00"] * 50 + ["2026-11-20 09:30:00"] * 20
+    df = accesses(doctor_id=["YS0001"] * 60 + ["YS0002"] * 320 + ["YS0003"] * 70,
+                  archive_id=[f"P{i}" for i in range(60)] + [f"Q{i}" for i in range(320)]
+                  + [f"R{i}" for i in range(50)] + [f"R{i}" for i in range(20)],
+                  accessed_at=straddling + steady + again)
+    assert sorted(violating("ACCESS-BULK", df)) == sorted(f"D{i}" for i in range(1, 61))
+    # 59 minutes 59 seconds later the 51st archive is in the window; a whole hour later it is not
+    edge = accesses(doctor_id=["YS0004"] * 51, archive_id=[f"S{i}" for i in range(51)],
+                    accessed_at=["2026-11-20 14:00:00"] * 50 + ["2026-11-20 14:59:59"])
+    assert len(violating("ACCESS-BULK", edge)) == 51
+    assert violating("ACCESS-BULK", edge.assign(accessed_at=["2026-11-20 14:00:00"] * 50 + ["2026-11-20 15:00:00"])) == []
+
+
 def test_closed_archives_are_noted_after_they_closed():
     df = accesses(archive_id=["PA", "PC", "PC", "PD", "PE", "PZ", "PC"],
                   accessed_at=["2026-11-20 09:00:00", "2026-10-01 23:00:00", "2026-10-02 08:00:00",
