@@ -33,6 +33,8 @@ UNREGISTERED, OTHER_ORG, INACTIVE, NO_CARE, FUTURE = 0.004, 0.004, 0.003, 0.005,
 CLOSED_SHARE = 0.05  # of the closed archives (deceased, moved out), opened after they closed
 BULK_SESSIONS = 2  # per chunk
 PER_HOUR = 50  # ACCESS-BULK's limit
+MULTI_SITE_SHARE = 0.08  # of the active hospital doctors, also registered at a community centre (多点执业)
+MULTI_SITE_OPENINGS = 0.1  # of a community centre's openings, by one of its multi-site doctors
 BEFORE, AFTER = pd.Timedelta(days=90), pd.Timedelta(days=30)  # ACCESS-CARE-RELATIONSHIP's window
 EXEMPT = ("2", "3")  # QC, public health (codelists/access_purpose.yml exempt_from_care)
 TITLES = np.array(["231", "232", "233", "234", "251", "252", "253", "254", "243", "263"])
@@ -56,7 +58,7 @@ def register(world: World, rng: np.random.Generator) -> pd.DataFrame:
                      world.given[2][rng.integers(0, len(world.given[2]), DOCTORS)])
     surname = world.surnames[rng.choice(len(world.surnames), DOCTORS, p=world.surname_p)]
     start = np.datetime64(world.start, "s")
-    return pd.DataFrame({
+    reg = pd.DataFrame({
         "doctor_id": staff_numbers(d),
         "org_code": org,
         "name": np.char.add(surname.astype(str), given.astype(str)),
@@ -65,6 +67,21 @@ def register(world: World, rng: np.random.Generator) -> pd.DataFrame:
         "registered_at": start - rng.integers(30, 15 * 365, DOCTORS) * np.timedelta64(1, "D")
         - rng.integers(0, 86400, DOCTORS) * np.timedelta64(1, "s"),
     })
+    return pd.concat([reg, _second_sites(world, rng, reg)], ignore_index=True)
+
+
+def _second_sites(world: World, rng: np.random.Generator, reg: pd.DataFrame) -> pd.DataFrame:
+    """多点执业: some active hospital doctors also practise at a community health centre, registered
+    there too — one row per (doctor, institution), the same doctor number (医师执业注册管理办法
+    第十二条: a physician may add practice sites to the registration)."""
+    hospitals = set(world.orgs("hospital")["org_code"])
+    centres = world.orgs().query("kind in ('chc', 'thc')")["org_code"].to_numpy()
+    pool = reg[(reg["active"] == 1) & reg["org_code"].isin(hospitals)]
+    if pool.empty or not len(centres):
+        return reg.iloc[:0]
+    extra = pool.sample(frac=MULTI_SITE_SHARE, random_state=rng.integers(1 << 31))
+    return extra.assign(org_code=centres[rng.integers(0, len(centres), len(extra))],
+                        registered_at=extra["registered_at"] + rng.integers(30, 900, len(extra)) * np.timedelta64(1, "D"))
 
 
 def _active_doctor(world: World, rng, org: np.ndarray, inactive: set[str]) -> np.ndarray:
@@ -149,6 +166,7 @@ def accesses(world: World, rng: np.random.Generator, people: pd.DataFrame, event
             "purpose_code": np.array(EXEMPT)[rng.integers(0, 2, len(ex))], "viewed": "01",
             "doctor_id": _active_doctor(world, rng, org, inactive), "_kind": "exempt_purpose_access"})],
             ignore_index=True)
+    _multi_site(world.rng(15, chunk), acc, reg)
     acc = _defects(world, rng, acc, people, reg, inactive, open_, as_of)
     acc = acc.sort_values("accessed_at", kind="stable").reset_index(drop=True)
     acc.insert(0, "access_id", [f"DY{chunk:05d}{i:08d}" for i in range(len(acc))])
@@ -157,6 +175,20 @@ def accesses(world: World, rng: np.random.Generator, people: pd.DataFrame, event
     kind = acc[acc["_kind"].notna()]
     truth.rows("valid_kinds", zip(["record_access"] * len(kind), kind["access_id"], kind["_kind"]))
     return acc.drop(columns="_kind")
+
+
+def _multi_site(rng: np.random.Generator, acc: pd.DataFrame, reg: pd.DataFrame) -> None:
+    """Some care openings at a community centre are by a hospital doctor registered there too (a
+    valid kind: ``multi_site_practitioner``); chosen before the defects, which leave them alone."""
+    second = reg[reg["doctor_id"].duplicated(keep="first") & (reg["active"] == 1)]
+    if second.empty:
+        return
+    by_org = second.groupby("org_code")["doctor_id"].agg(list)
+    here = np.flatnonzero((acc["_kind"].isna() & acc["org_code"].isin(by_org.index)).to_numpy())
+    pick = here[rng.random(len(here)) < MULTI_SITE_OPENINGS]
+    docs = acc["org_code"].iloc[pick].map(by_org).to_numpy()
+    acc.loc[pick, "doctor_id"] = [d[int(rng.integers(0, len(d)))] for d in docs]
+    acc.loc[pick, "_kind"] = "multi_site_practitioner"
 
 
 def _defects(world: World, rng, acc: pd.DataFrame, people: pd.DataFrame, reg: pd.DataFrame, inactive: set[str],

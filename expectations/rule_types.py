@@ -435,14 +435,22 @@ def between(df: pd.DataFrame, p: BetweenParams, ctx: RuleContext) -> Outcome:
     return applies, applies & ~ok
 
 
-@rule_type("unique", params=ColumnParams, whole_table=True,
+class UniqueParams(ColumnParams):
+    per: OptionalColumn = Field(None, description="unique within each value of this column only (a practitioner's "
+                                                  "number per institution: 多点执业, one row per practice site)")
+
+
+@rule_type("unique", params=UniqueParams, whole_table=True,
            expectation="ExpectColumnValuesToBeUniqueText",
            partition=lambda df, p, ctx: _Cols(df, ctx).text(p.column))
-def unique(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> Outcome:
-    """No two rows share the value (every row of a shared value violates)."""
-    t = _Cols(df, ctx).text(p.column)
+def unique(df: pd.DataFrame, p: UniqueParams, ctx: RuleContext) -> Outcome:
+    """No two rows share the value — within each value of ``per`` when given — (every row of a
+    shared value violates)."""
+    c = _Cols(df, ctx)
+    t = c.text(p.column)
     applies = t.notna()
-    return applies, applies & t.duplicated(keep=False)
+    key = t if p.per is None else t + "\x1f" + c.text(p.per).fillna("")
+    return applies, applies & key.duplicated(keep=False)
 
 
 # -- GB 11643 identity numbers -------------------------------------------------------------------

@@ -184,7 +184,7 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
 
 KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
          "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id",
-         "district_total", "deleted_duplicate_card", "exempt_purpose_access"}
+         "district_total", "deleted_duplicate_card", "exempt_purpose_access", "multi_site_practitioner"}
 
 
 def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):
@@ -200,6 +200,11 @@ def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):
     assert (p.loc[sorted(per["foreign_passport"]), "id_type_code"] == "03").all()
     assert p.loc[sorted(per["foreign_passport"]), "name"].str.fullmatch(r"[A-Z][A-Z .'\-À-ÿ]+").all()
     assert set(p.loc[sorted(per["hkmo_permit"]), "id_type_code"]) == {"06"}
+    # 多点执业: each such opening's doctor is registered at the opening institution and at another one
+    reg, acc = frames["practitioner"], frames["record_access"].set_index("access_id")
+    sites = reg.groupby("doctor_id")["org_code"].agg(set)
+    multi = acc.loc[sorted(per["multi_site_practitioner"])]
+    assert all(org in sites[doc] and len(sites[doc]) == 2 for doc, org in zip(multi["doctor_id"], multi["org_code"]))
     found = _found(frames, demo)
     carried = {(t, fam): ks & per[kind] for (t, fam), ks in found.items() for kind in per if ks & per[kind]}
     assert not carried, carried

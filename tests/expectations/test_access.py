@@ -146,10 +146,20 @@ def test_what_was_viewed_is_a_list_of_codes(viewed, bad):
     assert violating("ACCESS-VIEWED-CODES", accesses(viewed=[viewed])) == (["D1"] if bad else [])
 
 
+def test_a_practitioner_registered_at_two_institutions_is_no_duplicate():
+    """多点执业: one row per (doctor, institution); the same doctor twice at one institution is."""
+    rules = [r for r in suite.builtin("practitioner").rules if r.id == "PRAC-POST-UNIQUE"]
+    (res,) = validate_frame(REGISTER, "practitioner", rules, RuleContext(as_of=AS_OF), all_keys=True)
+    assert res.violations == 0  # YS0004 at S1 and at H1
+    twice = REGISTER.assign(org_code=["H1", " H1", "S1", "S1", "S1 "])
+    (res,) = validate_frame(twice, "practitioner", rules, RuleContext(as_of=AS_OF), all_keys=True)
+    assert res.violations == 2
+
+
 def test_register_findings_and_extracts_mask_the_practitioners_name():
     from healthqa.masking import mask_frame
 
-    rules = [r for r in suite.builtin("practitioner").rules if r.id == "PRAC-ID-UNIQUE"]
+    rules = [r for r in suite.builtin("practitioner").rules if r.id == "PRAC-POST-UNIQUE"]
     (res,) = validate_frame(REGISTER.assign(doctor_id=["YS0001", "YS0001", "YS3", "YS4", "YS5"]), "practitioner",
                             rules, RuleContext(as_of=AS_OF), all_keys=True)
     assert res.violations == 2

@@ -108,7 +108,7 @@ FAMILY = {
     "INF-CARD-UNIQUE": "infectious_report_duplicate", "INF-ARCHIVE-EXISTS": "infectious_card_orphan",
     "INF-ORG-REGISTERED": None,
     # the practitioner register and the health-record browser's access log (issue 20)
-    "PRAC-ID-UNIQUE": None, "PRAC-ORG-REGISTERED": None, "PRAC-NAME-REQUIRED": None, "PRAC-TITLE-CODE": None,
+    "PRAC-POST-UNIQUE": None, "PRAC-ORG-REGISTERED": None, "PRAC-NAME-REQUIRED": None, "PRAC-TITLE-CODE": None,
     "PRAC-REGISTERED-NOT-FUTURE": None, "ACCESS-ID-UNIQUE": None, "ACCESS-DOCTOR-REQUIRED": None,
     "ACCESS-ARCHIVE-EXISTS": None, "ACCESS-ORG-REGISTERED": None, "ACCESS-PURPOSE-CODE": None,
     "ACCESS-PURPOSE-REQUIRED": None, "ACCESS-VIEWED-CODES": None,
