@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -81,6 +82,8 @@ def create_app(cfg: Config | None = None) -> FastAPI:
         spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
     app.state.spec = spec  # its guards: why a pair was held back (console/evidence.py)
+    # the queue's score bands: every pair counted by band, kept until a scan writes pairs again
+    app.state.bands_lock, app.state.band_base, app.state.held_memo = threading.Lock(), None, {}
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,

@@ -172,18 +172,58 @@ def _queue_rows(request: Request, pairs) -> list[dict]:
 
 def _bands(request: Request, who: Who) -> list[dict]:
     """The score bands of the open pairs (pairs a guard held back left out), each with how many it
-    holds and the sample a steward reviews to accept it."""
-    cfg, store = request.app.state.cfg, request.app.state.store
+    holds and the sample a steward reviews to accept it. Counted without reading a pair: every
+    suggested pair by band (grouped in the store, kept per process until a scan writes pairs again)
+    less those closed for this steward (read from the decisions); whether a group was held back is
+    decided once per kind of evidence (``evidence.held``)."""
+    cfg, store, st = request.app.state.cfg, request.app.state.store, request.app.state
+    source = _source(request)
     edges = evidence.bands(cfg.console.band_edges)
-    pairs = [p for p in store.review.band(_source(request), edges[0][0], 1.0, user_id=who.user.id)
-             if _held(request, p) is None]
+    lows = [low for low, _ in edges]
+    spec = st.spec
+    fields = [f.name for f in spec.fields]
+    cuts = [spec.thresholds.review, spec.thresholds.match]
+    key = (source, tuple(lows), store.review.pairs_version())
+    with st.bands_lock:  # one steward counts the million pairs; the others wait for that count
+        cached = getattr(st, "band_base", None)
+        if cached is None or cached[0] != key:
+            groups = store.review.band_groups(source, lows, fields, cuts)
+            cached = st.band_base = (key, _band_counts(request, groups, len(lows)))
+    closed = _band_counts(request, store.review.band_groups(source, lows, fields, cuts, closed_for=who.user.id,
+                                                            closed=True), len(lows))
     out = []
-    for low, high in edges:
-        n = sum(low <= p.score and (p.score < high or high >= 1) for p in pairs)
+    for k, (low, high) in enumerate(edges):
+        n = cached[1][k] - closed[k]
         if n:
-            out.append({"low": low, "high": high, "n": n,
-                        "sample": sample_size(n, cfg.console.band_sample_min)})
+            out.append({"low": low, "high": high, "n": n, "sample": sample_size(n, cfg.console.band_sample_min)})
     return out
+
+
+def _band_counts(request: Request, groups, bands: int) -> list[int]:
+    """Pairs no guard held back, by band, from the store's groups (``Review.band_groups``)."""
+    spec = request.app.state.spec
+    th = spec.thresholds
+    out = [0] * bands
+    for g in groups:
+        if g.band < 0:
+            continue
+        if g.decision != "match":  # as ``_held``: a pair the scan still calls a match was not held back
+            # a score standing for the group's: the guard reads only which thresholds it reaches
+            score = th.match if g.reaches[1] else th.review if g.reaches[0] else -math.inf
+            explanation = {f: {"level": lv} for f, lv in zip([f.name for f in spec.fields], g.levels, strict=True)
+                           if lv is not None}
+            if _held_group(request, g.decision, score, explanation):
+                continue
+        out[g.band] += g.n
+    return out
+
+
+def _held_group(request: Request, decision: str, score: float, explanation: dict) -> bool:
+    memo = request.app.state.held_memo
+    k = (decision, score, tuple(sorted((f, v["level"]) for f, v in explanation.items())))
+    if k not in memo:
+        memo[k] = evidence.held(request.app.state.spec, score, explanation or None) is not None
+    return memo[k]
 
 
 @router.get("/next")

@@ -187,3 +187,68 @@ def test_the_system_accepts_above_the_threshold_as_system_never_a_held_pair(app,
 def test_the_nights_summary_tells_new_matches_from_pairs_rescored_after_decisions():
     said = " ".join(notes({"matches": 7, "review": 3, "rescored_matches": 2, "rescored_review": 1}))
     assert "新匹配 5 对" in said and "新待审核 2 对" in said and "3 对是数据管理员处理后重新评分的" in said
+
+
+def _bands_read_pair_by_pair(app, store, user_id: int) -> dict[tuple[float, float], int]:
+    """The bands as the queue counted them before issue 23: every open pair read, the held ones left out."""
+    from healthqa.console import evidence
+
+    edges = evidence.bands(app.state.cfg.console.band_edges)
+    pairs = [p for p in store.review.band("mpi", edges[0][0], 1.0, user_id=user_id)
+             if p.decision == "match" or evidence.held(app.state.spec, p.score, p.explanation) is None]
+    counts = {(lo, hi): sum(lo <= p.score and (p.score < hi or hi >= 1) for p in pairs) for lo, hi in edges}
+    return {k: n for k, n in counts.items() if n}
+
+
+def test_the_bands_counted_by_group_are_the_pairs_counted_one_by_one_and_follow_every_decision(app, store, twin,
+                                                                                               monkeypatch):
+    """The queue's score bands are counted in the store by groups of alike pairs (kept until a scan
+    writes pairs) less the pairs closed for the steward: the same counts as reading every pair, after
+    merges, not-the-same, one's own and another's skips, an undo, a pair added and a new scan's run."""
+    from healthqa.store.models import Run
+
+    # the queue never reads the open pairs one by one (1,000,000 of them: seconds and gigabytes a page)
+    monkeypatch.setattr(app.state.store.review, "band", lambda *a, **k: pytest.fail("the queue read every pair"))
+    one, t1 = logged_in(app, "steward1")
+    two, t2 = logged_in(app, "steward2")
+    ids = {u.name: u.id for u in store.users.list()}
+
+    def shown(client):
+        return {(float(lo), float(hi)): n for lo, hi, n, _ in _bands(client.get("/review").text)}
+
+    def same():
+        assert shown(one) == _bands_read_pair_by_pair(app, store, ids["steward1"])
+        assert shown(two) == _bands_read_pair_by_pair(app, store, ids["steward2"])
+
+    same()
+    open_ = [p for _, p in store.review.queue("mpi", user_id=None, limit=200)][-12:]  # the high bands
+    before = shown(one)
+    for (p, decision, who) in zip(open_, ["merge", "not_same", "skip", "skip"], ["steward1", "steward2", "steward1",
+                                                                                 "steward2"], strict=False):
+        store.review.decide("mpi", p.left, p.right, decision, user_id=ids[who], user=who,
+                            survivor=p.left if decision == "merge" else None)
+    same()
+    assert sum(shown(one).values()) == sum(before.values()) - 3  # the merge, the not-same, one's own skip
+    last = store.review.recent(ids["steward1"], 1)[0]
+    store.review.undo(last.id, user_id=ids["steward1"], user="steward1")
+    same()
+    # a decision made through the console shows at once, in the queue and in its bands
+    p = open_[5]
+    before_page = one.get(f"/review?low={p.score!r}&high={p.score!r}").text
+    r = one.post(f"/review/pair/{p.left}/{p.right}/decide", data={"decision": "not_same", "csrf_token": t1},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    row = f'<a href="/review/pair/{p.left}/{p.right}?low='  # a row of the queue (its links keep the filter)
+    assert row in before_page and row not in one.get(f"/review?low={p.score!r}&high={p.score!r}").text
+    same()
+    # a scan re-scores pairs inside its run: counted again (a pair moved from the highest band to the lowest)
+    from healthqa.store.models import DedupPair
+
+    top = max(before)
+    with store.runs.start("dedup", {"source": "mpi"}), store.session() as s:
+        moved = s.query(DedupPair).filter(DedupPair.source == "mpi", DedupPair.decision == "match",
+                                          DedupPair.score >= top[0]).first()
+        moved.score = 0.6
+    same()
+    with store.session() as s:
+        assert s.get(Run, store.review.pairs_version()[0]).status == "success"
