@@ -41,6 +41,7 @@ from .jobs import Jobs
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "HEALTHQA_CONFIG"
+SESSION_KEY_ENV = "HEALTHQA_SESSION_KEY"  # set by ``healthqa serve --workers N`` (pipelines/cli/schedule.py)
 SESSION_COOKIE = "healthqa_session"
 # scripts only from the console itself; the run reports it serves carry their own inline styles
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -49,7 +50,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 
 def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("healthqa.console", "templates"), autoescape=select_autoescape(["j2", "html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # packaged: no stat per page
     env.globals["ROLE_ZH"] = ROLE_ZH
     # runs' kinds, states, scopes and tables as the CLI and the reports show them (reports/labels.py)
     env.filters.update(scope_text=labels.scope_text, status_text=labels.status_text, kind_text=labels.kind_text,
@@ -93,7 +94,9 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     # no redirect to a slash-ended path: Starlette builds it from the request's Host header, which a
     # client chooses (GET /static with Host: evil.example would be sent on to evil.example)
     app.router.redirect_slashes = False
-    app.add_middleware(SessionMiddleware, secret_key=c.secret_key or secrets.token_urlsafe(32),
+    # unset: the key ``healthqa serve --workers N`` made for all its workers, else a new one per start
+    key = c.secret_key or os.environ.get(SESSION_KEY_ENV) or secrets.token_urlsafe(32)
+    app.add_middleware(SessionMiddleware, secret_key=key,
                        session_cookie=SESSION_COOKIE, max_age=int(c.session_hours * 3600), same_site="lax",
                        https_only=c.secure_cookies)
     app.add_middleware(SecureOverHttps)
