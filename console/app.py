@@ -84,7 +84,8 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
     app.state.spec = spec  # its guards: why a pair was held back (console/evidence.py)
     # the queue's score bands: every pair counted by band, kept until a scan writes pairs again
-    app.state.bands_lock, app.state.band_base, app.state.held_memo = threading.Lock(), None, {}
+    app.state.bands_lock, app.state.band_base, app.state.band_counting = threading.Lock(), None, {}
+    app.state.held_memo = {}
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
@@ -178,6 +179,11 @@ class SecureOverHttps:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    if app.state.source is not None:  # the queue's score bands counted before a steward asks (a thread)
+        try:
+            await run_in_threadpool(steward.band_base, app, app.state.source)
+        except HealthqaError as e:  # a store that cannot answer now: the first queue page asks again
+            log.warning("score bands not counted at start: %s", one_line(e))
     yield
     app.state.throttle.close()
     if app.state.archives is not None:

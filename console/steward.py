@@ -6,7 +6,9 @@ never in a band, and has no primary merge button."""
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
@@ -25,6 +27,8 @@ from . import archives as ar
 from . import evidence
 from .auth import Who, check_csrf, role
 
+log = logging.getLogger(__name__)
+BANDS_WAIT_S = 2.0  # a queue page waits this long for its bands' count (a small store's takes milliseconds)
 router = APIRouter(prefix="/review")
 steward = role("steward")
 FORMATS = {fmt: (name, media) for (fmt, name), media in zip(merge_out.FILES.items(),
@@ -133,20 +137,20 @@ def _held(request: Request, pair):
     # queue: their explanations need not be read again)
     if pair.decision == "match":
         return None
-    return _held_by(request, pair.score, pair.explanation)
+    return _held_by(request.app.state, pair.score, pair.explanation)
 
 
-def _held_by(request: Request, score: float, explanation: dict | None):
+def _held_by(state, score: float, explanation: dict | None):
     """``evidence.held``, once per kind of evidence: what it says depends only on the thresholds the
     score reaches and each field's level (numpy for one pair costs ~0.4 ms; a queue page has 50)."""
-    th = request.app.state.spec.thresholds
+    th = state.spec.thresholds
     levels = tuple(sorted((k, v.get("level")) for k, v in (explanation or {}).items() if isinstance(v, dict)))
     key = (score >= th.review, score >= th.match, levels, explanation is None or not explanation)
-    memo = request.app.state.held_memo
+    memo = state.held_memo
     if key not in memo:
         if len(memo) > 100_000:  # explanations of another spec's labels, without end: start again
             memo.clear()
-        memo[key] = evidence.held(request.app.state.spec, score, explanation)
+        memo[key] = evidence.held(state.spec, score, explanation)
     return memo[key]
 
 
@@ -185,39 +189,76 @@ def _queue_rows(request: Request, pairs) -> list[dict]:
              "held": _held(request, p), "kind": _kind(request, [p.left, p.right], records)} for p in pairs]
 
 
-def _bands(request: Request, who: Who) -> list[dict]:
+def _bands(request: Request, who: Who) -> list[dict] | None:
     """The score bands of the open pairs (pairs a guard held back left out), each with how many it
-    holds and the sample a steward reviews to accept it. Counted without reading a pair: every
-    suggested pair by band (grouped in the store, kept per process until a scan writes pairs again)
-    less those closed for this steward (read from the decisions); whether a group was held back is
-    decided once per kind of evidence (``evidence.held``)."""
-    cfg, store, st = request.app.state.cfg, request.app.state.store, request.app.state
+    holds and the sample a steward reviews to accept it; None while they are being counted.
+    Counted without reading a pair: every suggested pair by band (grouped in the store, in a thread
+    of its own — 1,000,000 pairs take PostgreSQL ~20 s — and kept per process until a scan writes
+    pairs again) less those closed for this steward (read from the decisions on every page)."""
+    cfg, store, state = request.app.state.cfg, request.app.state.store, request.app.state
     source = _source(request)
     edges = evidence.bands(cfg.console.band_edges)
-    lows = [low for low, _ in edges]
-    spec = st.spec
-    fields = [f.name for f in spec.fields]
-    cuts = [spec.thresholds.review, spec.thresholds.match]
-    key = (source, tuple(lows), store.review.pairs_version())
-    with st.bands_lock:  # one steward counts the million pairs; the others wait for that count
-        cached = getattr(st, "band_base", None)
-        if cached is None or cached[0] != key:
-            groups = store.review.band_groups(source, lows, fields, cuts)
-            cached = st.band_base = (key, _band_counts(request, groups, len(lows)))
-    closed = _band_counts(request, store.review.band_groups(source, lows, fields, cuts, closed_for=who.user.id,
-                                                            closed=True), len(lows))
+    base = band_base(request.app, source, wait_s=BANDS_WAIT_S)
+    if base is None:
+        return None
+    closed = _band_counts(state, store.review.band_groups(source, *_band_query(state), closed_for=who.user.id,
+                                                           closed=True), len(edges))
     out = []
     for k, (low, high) in enumerate(edges):
-        n = cached[1][k] - closed[k]
+        n = base[k] - closed[k]
         if n:
             out.append({"low": low, "high": high, "n": n, "sample": sample_size(n, cfg.console.band_sample_min)})
     return out
 
 
-def _band_counts(request: Request, groups, bands: int) -> list[int]:
+def _band_query(state) -> tuple[list[float], list[str], list[float]]:
+    """The bands' lower edges, the spec's fields and its thresholds: what ``band_groups`` groups by."""
+    spec = state.spec
+    return ([low for low, _ in evidence.bands(state.cfg.console.band_edges)], [f.name for f in spec.fields],
+            [spec.thresholds.review, spec.thresholds.match])
+
+
+def band_base(app, source: str, wait_s: float | None = 0) -> list[int] | None:
+    """Every suggested pair no guard held back, by band, as the store holds them now; None while a
+    thread of its own counts them (started here when the pairs changed), after waiting ``wait_s``
+    seconds for it (None: until it is done).
+    The console's start begins the count (``console/app.py``), before any steward asks."""
+    state = app.state
+    key = (source, tuple(_band_query(state)[0]), app.state.store.review.pairs_version())
+    with state.bands_lock:
+        if state.band_base is not None and state.band_base[0] == key:
+            return state.band_base[1]
+        running = state.band_counting.get(key)
+        if running is None:
+            running = state.band_counting[key] = threading.Thread(target=_count_bands, args=(app, key),
+                                                                  name="healthqa-bands", daemon=True)
+            running.start()
+    if wait_s is None or wait_s > 0:
+        running.join(wait_s)
+        with state.bands_lock:
+            return state.band_base[1] if state.band_base is not None and state.band_base[0] == key else None
+    return None
+
+
+def _count_bands(app, key) -> None:
+    state = app.state
+    try:
+        groups = state.store.review.band_groups(key[0], *_band_query(state))
+        counts = _band_counts(state, groups, len(key[1]))
+        with state.bands_lock:
+            state.band_base = (key, counts)
+    except Exception:  # noqa: BLE001 - a store that cannot answer now: the next page asks again
+        log.warning("score bands of %s not counted", key[0], exc_info=True)
+    finally:
+        with state.bands_lock:
+            state.band_counting.pop(key, None)
+
+
+def _band_counts(state, groups, bands: int) -> list[int]:
     """Pairs no guard held back, by band, from the store's groups (``Review.band_groups``)."""
-    spec = request.app.state.spec
+    spec = state.spec
     th = spec.thresholds
+    names = [f.name for f in spec.fields]
     out = [0] * bands
     for g in groups:
         if g.band < 0:
@@ -225,9 +266,8 @@ def _band_counts(request: Request, groups, bands: int) -> list[int]:
         if g.decision != "match":  # as ``_held``: a pair the scan still calls a match was not held back
             # a score standing for the group's: the guard reads only which thresholds it reaches
             score = th.match if g.reaches[1] else th.review if g.reaches[0] else -math.inf
-            explanation = {f: {"level": lv} for f, lv in zip([f.name for f in spec.fields], g.levels, strict=True)
-                           if lv is not None}
-            if _held_by(request, score, explanation or None) is not None:
+            explanation = {f: {"level": lv} for f, lv in zip(names, g.levels, strict=True) if lv is not None}
+            if _held_by(state, score, explanation or None) is not None:
                 continue
         out[g.band] += g.n
     return out

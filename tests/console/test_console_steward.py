@@ -252,3 +252,34 @@ def test_the_bands_counted_by_group_are_the_pairs_counted_one_by_one_and_follow_
     same()
     with store.session() as s:
         assert s.get(Run, store.review.pairs_version()[0]).status == "success"
+
+
+def test_the_bands_are_counted_in_a_thread_and_the_queue_says_so_meanwhile(app, monkeypatch):
+    """A million pairs take PostgreSQL ~20 s to count by band: the queue's page does not wait for it —
+    it says the bands are being counted, shows the queue, and shows the bands once counted."""
+    import threading
+    import time
+
+    from healthqa.console import steward
+
+    gate = threading.Event()
+    real = app.state.store.review.band_groups
+
+    def slow(*a, closed=False, **k):
+        if not closed:
+            gate.wait(20)
+        return real(*a, closed=closed, **k)
+
+    monkeypatch.setattr(app.state.store.review, "band_groups", slow)
+    monkeypatch.setattr(steward, "BANDS_WAIT_S", 0.1)
+    app.state.band_base = None  # as after a new scan
+    client, _ = logged_in(app, "steward1")
+    page = client.get("/review").text
+    assert 'id="bands-counting"' in page and 'id="bands"' not in page and 'class="queue"' in page
+    gate.set()
+    for _ in range(100):
+        page = client.get("/review").text
+        if 'id="bands"' in page:
+            break
+        time.sleep(0.1)
+    assert _bands(page) and 'id="bands-counting"' not in page
