@@ -328,6 +328,7 @@ def _plan(store_url: str) -> str:
 
 def _cpu_sampler(pid: int, db: str) -> list:
     """CPU seconds of the server and of the PostgreSQL backends of ``db``, sampled twice a second."""
+    import contextlib
     import threading
 
     import psutil
@@ -346,12 +347,16 @@ def _cpu_sampler(pid: int, db: str) -> list:
             kids = []
         return total(p) + sum(total(k) for k in kids if k.is_running())
 
+    seen: dict[int, float] = {}  # backend pid -> its CPU when last seen (backends come and go with the pool)
+
     def loop():
         while server.is_running():
             try:
-                backends = [p for p in psutil.process_iter(["name", "cmdline"])
-                            if p.info["name"] and "postgres" in p.info["name"] and db in " ".join(p.info["cmdline"] or [])]
-                samples.append((time.time(), tree(server), sum(total(p) for p in backends)))
+                for p in psutil.process_iter(["name", "cmdline"]):
+                    if p.info["name"] and "postgres" in p.info["name"] and db in " ".join(p.info["cmdline"] or []):
+                        with contextlib.suppress(psutil.Error):
+                            seen[p.pid] = max(seen.get(p.pid, 0.0), total(p))
+                samples.append((time.time(), tree(server), sum(seen.values())))
             except psutil.Error:
                 pass
             time.sleep(0.5)

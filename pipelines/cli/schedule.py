@@ -180,7 +180,7 @@ def serve(config: ConfigOpt,
     if workers > 1:  # uvicorn's own process manager: the workers share the listening socket
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(server_cfg, target=uvicorn.Server(server_cfg).run, sockets=[server_cfg.bind_socket()]).run()
+        Multiprocess(server_cfg, sockets=[server_cfg.bind_socket()]).run()
         return
     server = uvicorn.Server(server_cfg)
     _startup = server.startup

@@ -292,7 +292,7 @@ def test_every_worker_of_serve_knows_the_session(tmp_path, monkeypatch):
                 r = c.post("/login", data={"username": "qc1", "password": PASSWORD, "csrf_token": token},
                            follow_redirects=False)
                 assert r.status_code == 303, r.text[:300]
-                cookies.append(c.cookies.get(SESSION_COOKIE))
+                cookies.append(r.cookies[SESSION_COOKIE])
         for cookie in cookies * 3:
             with fresh(cookie) as c:
                 r = c.get("/", follow_redirects=False)
