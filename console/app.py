@@ -102,15 +102,7 @@ def create_app(cfg: Config | None = None) -> FastAPI:
                        https_only=c.secure_cookies)
     app.add_middleware(SecureOverHttps)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")  # pages may hold revealed values
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):
@@ -149,6 +141,35 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.machine_routers = [match.router]
     match.install(app)
     return app
+
+
+class SecurityHeaders:
+    """The headers every answer carries: the Content-Security-Policy, no MIME sniffing, the referrer
+    kept to the console, and no caching of pages (they may hold revealed values; static files may be
+    cached). Plain ASGI: a ``@app.middleware("http")`` function costs a task and a stream per request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        static = scope["path"].startswith("/static/")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                have = {k.lower() for k, _ in headers}
+                headers = [(k, v) for k, v in headers if k.lower() not in (b"x-content-type-options", b"referrer-policy")]
+                if b"content-security-policy" not in have:
+                    headers.append((b"content-security-policy", CSP.encode()))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+                if not static and b"cache-control" not in have:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class SecureOverHttps:

@@ -375,7 +375,10 @@ def decide(request: Request, left: str, right: str, who: Who = Depends(steward),
     if decision not in LABELS:
         raise HTTPException(400, f"decision: 应为 {', '.join(LABELS)} / one of {', '.join(LABELS)}")
     pair = _suggested(store, source, left, right)
-    records = request.app.state.archives.fetch([pair.left, pair.right])
+    # a merge reads both archives from the MPI now (one gone, deceased or moved out is refused or
+    # confirmed as it is now); the others as the comparison page just showed them
+    records = request.app.state.archives.fetch([pair.left, pair.right],
+                                               max_age=None if decision == "merge" else ar.SHOWN_S)
     missing = [k for k in (pair.left, pair.right) if k not in records]
     if missing:
         raise HTTPException(409, f"档案 {', '.join(missing)} 在主索引中不存在，不能处理 / archive {', '.join(missing)} "

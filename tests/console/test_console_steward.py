@@ -283,3 +283,30 @@ def test_the_bands_are_counted_in_a_thread_and_the_queue_says_so_meanwhile(app, 
             break
         time.sleep(0.1)
     assert _bands(page) and 'id="bands-counting"' not in page
+
+
+def test_the_comparison_opened_from_the_queue_reads_no_source_and_a_merge_reads_the_mpi_again(app, store,
+                                                                                              monkeypatch):
+    """The queue's page reads its archives from the MPI once; the comparison a steward opens from it a
+    moment later shows them as read (no pandas normalisation per click); a merge reads both archives
+    again and is refused when the MPI no longer holds one — whatever the page showed."""
+    archives = app.state.archives
+    archives._kept.clear()  # (earlier tests' pages read some a moment ago)
+    reads: list[list[str]] = []
+    real = archives._read
+    monkeypatch.setattr(archives, "_read", lambda keys: reads.append(list(keys)) or real(keys))
+    client, token = logged_in(app, "steward1")
+    page = client.get("/review?low=0.6").text
+    assert reads  # the page's archives, read once
+    left, right = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)[0]
+    reads.clear()
+    assert left in client.get(f"/review/pair/{left}/{right}").text
+    assert reads == []  # as the queue read them
+    monkeypatch.setattr(archives, "_read", lambda keys: reads.append(list(keys)) or {})  # gone from the MPI since
+    r = client.post(f"/review/pair/{left}/{right}/decide", data={"decision": "merge", "survivor": left,
+                                                                 "csrf_token": token})
+    assert r.status_code == 409 and "不存在" in r.text and sorted(reads[-1]) == sorted([left, right])
+    assert store.review.in_force("mpi", left, right) is None  # nothing recorded
+    # read again after a while: the page shows the MPI as it is then
+    archives._kept.clear()
+    assert "在主索引中不存在" in client.get(f"/review/pair/{left}/{right}").text
