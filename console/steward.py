@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
 from healthqa.dedup import migration
+from healthqa.errors import HealthqaError
 from healthqa.reports.institutions import Registry, registry
 from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
@@ -121,15 +122,29 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
                                     batches=store.review.batches(source, user_id=who.user.id, limit=5))
 
 
+ORGS_CHECK_S = 30.0  # how often a process asks the store whether the register was read again
+ORGS_KEEP_S = 600.0  # names kept at most this long when the store holds no copy of the register
+
+
 def _orgs(request: Request) -> Registry:
-    """Institution names by code (the organisation registry as the audit store keeps it), looked up at
-    most every ten minutes."""
+    """Institution names by code (the organisation registry as the audit store keeps it), kept per
+    process: every ``ORGS_CHECK_S`` one cheap question (when was the register read?) tells whether
+    the nightly refresh changed them."""
     st = request.app.state
-    cached = getattr(st, "org_names", None)
-    if cached is None or time.monotonic() - cached[0] > 600:
-        cached = (time.monotonic(), registry(st.cfg, st.store))
-        st.org_names = cached
-    return cached[1]
+    cached = getattr(st, "org_names", None)  # (checked at, the register's read time, the names)
+    t = time.monotonic()
+    if cached is not None and t - cached[0] <= ORGS_CHECK_S:
+        return cached[2]
+    try:
+        at = st.store.institutions.read_at()
+    except HealthqaError:
+        at = None
+    if cached is not None and (at == cached[1] if at is not None else t - cached[0] <= ORGS_KEEP_S):
+        st.org_names = (t, cached[1], cached[2]) if at is not None else cached
+        return cached[2]
+    reg = registry(st.cfg, st.store)
+    st.org_names = (t, reg.read_at, reg)
+    return reg
 
 
 def _held(request: Request, pair):

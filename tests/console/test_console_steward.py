@@ -310,3 +310,25 @@ def test_the_comparison_opened_from_the_queue_reads_no_source_and_a_merge_reads_
     # read again after a while: the page shows the MPI as it is then
     archives._kept.clear()
     assert "在主索引中不存在" in client.get(f"/review/pair/{left}/{right}").text
+
+
+def test_institution_names_follow_the_registers_refresh(app, store, monkeypatch):
+    """Institution names are kept per process, and a refresh of the register (the nightly's, kept in
+    the store) shows on the next queue page once the process asks again (every ORGS_CHECK_S)."""
+    from healthqa import clock
+    from healthqa.console import steward
+
+    client, _ = logged_in(app, "steward1")
+    (_, p), = store.review.queue("mpi", user_id=None, limit=1)
+    code = app.state.archives.fetch([p.left])[p.left]["org_code"]
+    names, _ = store.institutions.names()
+    old = names[code]
+    assert old in client.get("/review").text
+    store.institutions.replace({**names, code: "镇海区测试更名卫生院"}, clock.now())
+    assert "镇海区测试更名卫生院" not in client.get("/review").text  # kept: not asked again yet
+    monkeypatch.setattr(steward, "ORGS_CHECK_S", 0.0)
+    try:
+        assert "镇海区测试更名卫生院" in client.get("/review").text
+    finally:
+        store.institutions.replace(names, clock.now())
+        client.get("/review")
