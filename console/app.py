@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -40,6 +41,7 @@ from .jobs import Jobs
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "HEALTHQA_CONFIG"
+SESSION_KEY_ENV = "HEALTHQA_SESSION_KEY"  # set by ``healthqa serve --workers N`` (pipelines/cli/schedule.py)
 SESSION_COOKIE = "healthqa_session"
 # scripts only from the console itself; the run reports it serves carry their own inline styles
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -48,7 +50,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 
 def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("healthqa.console", "templates"), autoescape=select_autoescape(["j2", "html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # packaged: no stat per page
     env.globals["ROLE_ZH"] = ROLE_ZH
     # runs' kinds, states, scopes and tables as the CLI and the reports show them (reports/labels.py)
     env.filters.update(scope_text=labels.scope_text, status_text=labels.status_text, kind_text=labels.kind_text,
@@ -81,6 +83,9 @@ def create_app(cfg: Config | None = None) -> FastAPI:
         spec = spec.model_copy(update={"thresholds": specs.Thresholds(**cfg.dedup.thresholds.model_dump())})
     app.state.spec_fields = {f.column: f.name for f in spec.fields}  # canonical column -> its explanation key
     app.state.spec = spec  # its guards: why a pair was held back (console/evidence.py)
+    # the queue's score bands: every pair counted by band, kept until a scan writes pairs again
+    app.state.bands_lock, app.state.band_base, app.state.band_counting = threading.Lock(), None, {}
+    app.state.held_memo = {}
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
@@ -90,20 +95,14 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     # no redirect to a slash-ended path: Starlette builds it from the request's Host header, which a
     # client chooses (GET /static with Host: evil.example would be sent on to evil.example)
     app.router.redirect_slashes = False
-    app.add_middleware(SessionMiddleware, secret_key=c.secret_key or secrets.token_urlsafe(32),
+    # unset: the key ``healthqa serve --workers N`` made for all its workers, else a new one per start
+    key = c.secret_key or os.environ.get(SESSION_KEY_ENV) or secrets.token_urlsafe(32)
+    app.add_middleware(SessionMiddleware, secret_key=key,
                        session_cookie=SESSION_COOKIE, max_age=int(c.session_hours * 3600), same_site="lax",
                        https_only=c.secure_cookies)
     app.add_middleware(SecureOverHttps)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")  # pages may hold revealed values
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):
@@ -144,6 +143,35 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     return app
 
 
+class SecurityHeaders:
+    """The headers every answer carries: the Content-Security-Policy, no MIME sniffing, the referrer
+    kept to the console, and no caching of pages (they may hold revealed values; static files may be
+    cached). Plain ASGI: a ``@app.middleware("http")`` function costs a task and a stream per request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        static = scope["path"].startswith("/static/")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                have = {k.lower() for k, _ in headers}
+                headers = [(k, v) for k, v in headers if k.lower() not in (b"x-content-type-options", b"referrer-policy")]
+                if b"content-security-policy" not in have:
+                    headers.append((b"content-security-policy", CSP.encode()))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+                if not static and b"cache-control" not in have:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class SecureOverHttps:
     """The session cookie marked Secure whenever the request came over HTTPS (the scheme uvicorn
     reports: the connection's own, or a trusted proxy's X-Forwarded-Proto), even without
@@ -172,6 +200,11 @@ class SecureOverHttps:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    if app.state.source is not None:  # the queue's score bands counted before a steward asks (a thread)
+        try:
+            await run_in_threadpool(steward.band_base, app, app.state.source)
+        except HealthqaError as e:  # a store that cannot answer now: the first queue page asks again
+            log.warning("score bands not counted at start: %s", one_line(e))
     yield
     app.state.throttle.close()
     if app.state.archives is not None:

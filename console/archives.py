@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from html import escape
 
@@ -23,6 +24,7 @@ from healthqa.masking import MASKS
 
 TABLE = "person"
 REOPEN_S = 600  # a cached reader is reopened this often (its deadline runs from connecting)
+SHOWN_S = 60.0  # an archive the queue or a comparison showed is read again after this long
 INACTIVE = {"2": "死亡 deceased", "3": "迁出 moved out"}
 SHOWN = ["name", "sex_code", "birth_date", "id_type_code", "id_number", "phone", "address", "adcode", "org_code",
          "created_at", "updated_at", "status_code", "death_date"]
@@ -30,16 +32,46 @@ SHOWN = ["name", "sex_code", "birth_date", "id_type_code", "id_number", "phone",
 
 class Archives:
     """Reads archives of the MPI by archive number, one reader per source kept open a while (a
-    reader per click would reconnect for every comparison)."""
+    reader per click would reconnect for every comparison). Each archive read is kept for a short
+    while (``fetch(…, max_age=…)``): the queue's page and the comparison a steward opens from it a
+    moment later name the same archives, and a read normalises them through pandas (~10 ms). A
+    decision reads them again (``max_age`` None): it checks the MPI as it is now."""
+
+    KEPT = 20_000  # archives kept at most (the oldest read go first)
 
     def __init__(self, cfg: Config, source: str):
         self.cfg, self.source = cfg, source
         self._lock = threading.Lock()
         self._reader = None
         self._opened = 0.0
+        self._kept: OrderedDict[str, tuple[float, dict | None]] = OrderedDict()  # key -> (read at, row or absent)
 
-    def fetch(self, keys: list[str]) -> dict[str, dict]:
-        """archive number -> its canonical values (unmasked: callers mask), for the keys the MPI holds."""
+    def fetch(self, keys: list[str], max_age: float | None = None) -> dict[str, dict]:
+        """archive number -> its canonical values (unmasked: callers mask), for the keys the MPI holds;
+        those read less than ``max_age`` seconds ago as they were read then (None: all read now)."""
+        t = time.monotonic()
+        out: dict[str, dict] = {}
+        want = list(dict.fromkeys(str(k) for k in keys))
+        if max_age is not None:
+            with self._lock:
+                for k in list(want):
+                    hit = self._kept.get(k)
+                    if hit is not None and t - hit[0] <= max_age:
+                        if hit[1] is not None:
+                            out[k] = dict(hit[1])
+                        want.remove(k)
+        if not want:
+            return out
+        read = self._read(want)
+        with self._lock:
+            for k in want:
+                self._kept[k] = (t, read.get(k))
+                self._kept.move_to_end(k)
+            while len(self._kept) > self.KEPT:
+                self._kept.popitem(last=False)
+        return {**out, **read}
+
+    def _read(self, keys: list[str]) -> dict[str, dict]:
         with self._lock:
             for attempt in (1, 2):
                 try:
@@ -50,10 +82,13 @@ class Archives:
                     self._close()
                     if attempt == 2:
                         raise
-        out = {}
+        out: dict[str, dict] = {}
         key = canonical.table(TABLE).key
-        for row in df.to_dict("records"):
-            out.setdefault(str(row[key]), {c: _plain(row.get(c)) for c in SHOWN if c in df.columns})
+        cols = [c for c in SHOWN if c in df.columns]
+        # column by column (``to_dict("records")`` and a value-by-value pass cost more than the read)
+        values = zip(*(map(_plain, df[c].tolist()) for c in cols), strict=True) if cols else iter(())
+        for k, row in zip(df[key].astype(str).tolist() if len(df) else [], values, strict=False):
+            out.setdefault(k, dict(zip(cols, row, strict=True)))
         return out
 
     def orgs(self) -> pd.DataFrame:

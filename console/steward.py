@@ -6,7 +6,9 @@ never in a band, and has no primary merge button."""
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
@@ -17,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
 from healthqa.dedup import migration
+from healthqa.errors import HealthqaError
 from healthqa.reports.institutions import Registry, registry
 from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
@@ -25,6 +28,8 @@ from . import archives as ar
 from . import evidence
 from .auth import Who, check_csrf, role
 
+log = logging.getLogger(__name__)
+BANDS_WAIT_S = 2.0  # a queue page waits this long for its bands' count (a small store's takes milliseconds)
 router = APIRouter(prefix="/review")
 steward = role("steward")
 FORMATS = {fmt: (name, media) for (fmt, name), media in zip(merge_out.FILES.items(),
@@ -117,15 +122,29 @@ def queue(request: Request, who: Who = Depends(steward), after: str | None = Non
                                     batches=store.review.batches(source, user_id=who.user.id, limit=5))
 
 
+ORGS_CHECK_S = 30.0  # how often a process asks the store whether the register was read again
+ORGS_KEEP_S = 600.0  # names kept at most this long when the store holds no copy of the register
+
+
 def _orgs(request: Request) -> Registry:
-    """Institution names by code (the organisation registry as the audit store keeps it), looked up at
-    most every ten minutes."""
+    """Institution names by code (the organisation registry as the audit store keeps it), kept per
+    process: every ``ORGS_CHECK_S`` one cheap question (when was the register read?) tells whether
+    the nightly refresh changed them."""
     st = request.app.state
-    cached = getattr(st, "org_names", None)
-    if cached is None or time.monotonic() - cached[0] > 600:
-        cached = (time.monotonic(), registry(st.cfg, st.store))
-        st.org_names = cached
-    return cached[1]
+    cached = getattr(st, "org_names", None)  # (checked at, the register's read time, the names)
+    t = time.monotonic()
+    if cached is not None and t - cached[0] <= ORGS_CHECK_S:
+        return cached[2]
+    try:
+        at = st.store.institutions.read_at()
+    except HealthqaError:
+        at = None
+    if cached is not None and (at == cached[1] if at is not None else t - cached[0] <= ORGS_KEEP_S):
+        st.org_names = (t, cached[1], cached[2]) if at is not None else cached
+        return cached[2]
+    reg = registry(st.cfg, st.store)
+    st.org_names = (t, reg.read_at, reg)
+    return reg
 
 
 def _held(request: Request, pair):
@@ -133,7 +152,21 @@ def _held(request: Request, pair):
     # queue: their explanations need not be read again)
     if pair.decision == "match":
         return None
-    return evidence.held(request.app.state.spec, pair.score, pair.explanation)
+    return _held_by(request.app.state, pair.score, pair.explanation)
+
+
+def _held_by(state, score: float, explanation: dict | None):
+    """``evidence.held``, once per kind of evidence: what it says depends only on the thresholds the
+    score reaches and each field's level (numpy for one pair costs ~0.4 ms; a queue page has 50)."""
+    th = state.spec.thresholds
+    levels = tuple(sorted((k, v.get("level")) for k, v in (explanation or {}).items() if isinstance(v, dict)))
+    key = (score >= th.review, score >= th.match, levels, explanation is None or not explanation)
+    memo = state.held_memo
+    if key not in memo:
+        if len(memo) > 100_000:  # explanations of another spec's labels, without end: start again
+            memo.clear()
+        memo[key] = evidence.held(state.spec, score, explanation)
+    return memo[key]
 
 
 def _moved(request: Request) -> set[str]:
@@ -157,7 +190,8 @@ def _queue_rows(request: Request, pairs) -> list[dict]:
     """The queue's rows: each archive by its masked name, birth year and institution's name; the
     score with the digits that tell it apart; the guard that held it back, if one did; 迁移 migration
     when the two are a move's loose end."""
-    records = request.app.state.archives.fetch(sorted({k for p in pairs for k in (p.left, p.right)})) if pairs else {}
+    records = request.app.state.archives.fetch(sorted({k for p in pairs for k in (p.left, p.right)}),
+                                               max_age=ar.SHOWN_S) if pairs else {}
     orgs = _orgs(request)
 
     def who_(k: str) -> dict:
@@ -170,19 +204,87 @@ def _queue_rows(request: Request, pairs) -> list[dict]:
              "held": _held(request, p), "kind": _kind(request, [p.left, p.right], records)} for p in pairs]
 
 
-def _bands(request: Request, who: Who) -> list[dict]:
+def _bands(request: Request, who: Who) -> list[dict] | None:
     """The score bands of the open pairs (pairs a guard held back left out), each with how many it
-    holds and the sample a steward reviews to accept it."""
-    cfg, store = request.app.state.cfg, request.app.state.store
+    holds and the sample a steward reviews to accept it; None while they are being counted.
+    Counted without reading a pair: every suggested pair by band (grouped in the store, in a thread
+    of its own — 1,000,000 pairs take PostgreSQL ~20 s — and kept per process until a scan writes
+    pairs again) less those closed for this steward (read from the decisions on every page)."""
+    cfg, store, state = request.app.state.cfg, request.app.state.store, request.app.state
+    source = _source(request)
     edges = evidence.bands(cfg.console.band_edges)
-    pairs = [p for p in store.review.band(_source(request), edges[0][0], 1.0, user_id=who.user.id)
-             if _held(request, p) is None]
+    base = band_base(request.app, source, wait_s=BANDS_WAIT_S)
+    if base is None:
+        return None
+    closed = _band_counts(state, store.review.band_groups(source, *_band_query(state), closed_for=who.user.id,
+                                                           closed=True), len(edges))
     out = []
-    for low, high in edges:
-        n = sum(low <= p.score and (p.score < high or high >= 1) for p in pairs)
+    for k, (low, high) in enumerate(edges):
+        n = base[k] - closed[k]
         if n:
-            out.append({"low": low, "high": high, "n": n,
-                        "sample": sample_size(n, cfg.console.band_sample_min)})
+            out.append({"low": low, "high": high, "n": n, "sample": sample_size(n, cfg.console.band_sample_min)})
+    return out
+
+
+def _band_query(state) -> tuple[list[float], list[str], list[float]]:
+    """The bands' lower edges, the spec's fields and its thresholds: what ``band_groups`` groups by."""
+    spec = state.spec
+    return ([low for low, _ in evidence.bands(state.cfg.console.band_edges)], [f.name for f in spec.fields],
+            [spec.thresholds.review, spec.thresholds.match])
+
+
+def band_base(app, source: str, wait_s: float | None = 0) -> list[int] | None:
+    """Every suggested pair no guard held back, by band, as the store holds them now; None while a
+    thread of its own counts them (started here when the pairs changed), after waiting ``wait_s``
+    seconds for it (None: until it is done).
+    The console's start begins the count (``console/app.py``), before any steward asks."""
+    state = app.state
+    key = (source, tuple(_band_query(state)[0]), app.state.store.review.pairs_version())
+    with state.bands_lock:
+        if state.band_base is not None and state.band_base[0] == key:
+            return state.band_base[1]
+        running = state.band_counting.get(key)
+        if running is None:
+            running = state.band_counting[key] = threading.Thread(target=_count_bands, args=(app, key),
+                                                                  name="healthqa-bands", daemon=True)
+            running.start()
+    if wait_s is None or wait_s > 0:
+        running.join(wait_s)
+        with state.bands_lock:
+            return state.band_base[1] if state.band_base is not None and state.band_base[0] == key else None
+    return None
+
+
+def _count_bands(app, key) -> None:
+    state = app.state
+    try:
+        groups = state.store.review.band_groups(key[0], *_band_query(state))
+        counts = _band_counts(state, groups, len(key[1]))
+        with state.bands_lock:
+            state.band_base = (key, counts)
+    except Exception:  # noqa: BLE001 - a store that cannot answer now: the next page asks again
+        log.warning("score bands of %s not counted", key[0], exc_info=True)
+    finally:
+        with state.bands_lock:
+            state.band_counting.pop(key, None)
+
+
+def _band_counts(state, groups, bands: int) -> list[int]:
+    """Pairs no guard held back, by band, from the store's groups (``Review.band_groups``)."""
+    spec = state.spec
+    th = spec.thresholds
+    names = [f.name for f in spec.fields]
+    out = [0] * bands
+    for g in groups:
+        if g.band < 0:
+            continue
+        if g.decision != "match":  # as ``_held``: a pair the scan still calls a match was not held back
+            # a score standing for the group's: the guard reads only which thresholds it reaches
+            score = th.match if g.reaches[1] else th.review if g.reaches[0] else -math.inf
+            explanation = {f: {"level": lv} for f, lv in zip(names, g.levels, strict=True) if lv is not None}
+            if _held_by(state, score, explanation or None) is not None:
+                continue
+        out[g.band] += g.n
     return out
 
 
@@ -237,7 +339,8 @@ def _compare(request: Request, who: Who, left: str, right: str, *, warning: str 
              need_confirm: bool = False, chosen: str | None = None):
     store, source = request.app.state.store, _source(request)
     pair = _suggested(store, source, left, right)
-    records = request.app.state.archives.fetch([pair.left, pair.right])
+    # as the queue's page read them a moment ago (a decision reads them again: ``decide``)
+    records = request.app.state.archives.fetch([pair.left, pair.right], max_age=ar.SHOWN_S)
     missing = [k for k in (pair.left, pair.right) if k not in records]
     cluster = store.review.cluster_of(source, pair.left)
     proposal = ar.propose(pair.left, pair.right, records, cluster)
@@ -287,7 +390,10 @@ def decide(request: Request, left: str, right: str, who: Who = Depends(steward),
     if decision not in LABELS:
         raise HTTPException(400, f"decision: 应为 {', '.join(LABELS)} / one of {', '.join(LABELS)}")
     pair = _suggested(store, source, left, right)
-    records = request.app.state.archives.fetch([pair.left, pair.right])
+    # a merge reads both archives from the MPI now (one gone, deceased or moved out is refused or
+    # confirmed as it is now); the others as the comparison page just showed them
+    records = request.app.state.archives.fetch([pair.left, pair.right],
+                                               max_age=None if decision == "merge" else ar.SHOWN_S)
     missing = [k for k in (pair.left, pair.right) if k not in records]
     if missing:
         raise HTTPException(409, f"档案 {', '.join(missing)} 在主索引中不存在，不能处理 / archive {', '.join(missing)} "

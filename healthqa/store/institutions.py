@@ -28,6 +28,12 @@ class Institutions:
             at = s.execute(select(func.max(InstitutionName.read_at))).scalar_one()
         return dict(rows), at
 
+    def read_at(self) -> datetime | None:
+        """When the register was last read (``None``: never): one cheap question, to know whether
+        names kept elsewhere are still the store's."""
+        with self._store.session() as s:
+            return s.execute(select(func.max(InstitutionName.read_at))).scalar_one()
+
     def replace(self, names: Mapping[str, str], at: datetime | None = None) -> None:
         """The register as read now, whole: codes it no longer holds go (one transaction)."""
         at = at or now()

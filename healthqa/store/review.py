@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select
 
 from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
@@ -81,6 +81,17 @@ class PairRow:
     explanation: dict | None
     created_at: datetime
     run_id: int
+
+
+@dataclass(frozen=True)
+class BandGroup:
+    """Suggested pairs alike for a score band's count (``Review.band_groups``)."""
+
+    band: int  # index of the band's lower edge
+    decision: str  # the scan's: match | review
+    reaches: tuple[bool, ...]  # the score at or above each cut (the spec's thresholds)
+    levels: tuple[str | None, ...]  # each field's agreement level in the explanation
+    n: int
 
 
 @dataclass(frozen=True)
@@ -391,6 +402,42 @@ class Review:
              .order_by(p.score, p.id))
         with self._store.session() as s:
             return [_pair(x) for x in s.execute(q).scalars()]
+
+    def band_groups(self, source: str, edges: list[float], fields: list[str], cuts: list[float], *,
+                    closed_for: int | None = None, closed: bool = False) -> list[BandGroup]:
+        """The suggested pairs scored from ``edges[0]`` up to 1, counted in groups that decide a
+        band's count without reading a pair: the band (the index of the last edge at or below the
+        score), the scan's decision, whether the score reaches each of ``cuts`` (the thresholds),
+        and the agreement level of each of ``fields`` in the explanation. All the open-decision
+        pairs (``closed`` False: the decisions are not read), or only those closed for the steward
+        ``closed_for`` (a merge or not-the-same-person in force, or their own skip) — read from the
+        decisions, through the pairs' unique index. A band's open pairs are the first count less
+        the second (the queue's bands: ``console/steward.py``)."""
+        p, d = DedupPair, StewardDecision
+        bucket = case(*((p.score >= e, k) for k, e in reversed(list(enumerate(edges)))), else_=-1)
+        reach = [case((p.score >= c, 1), else_=0) for c in cuts]
+        levels = [p.explanation[f]["level"].as_string() for f in fields]
+        cols = [bucket, p.decision, *reach, *levels]
+        q = select(*cols, func.count()).where(p.source == source, p.decision.in_(OPEN_PAIRS), p.score >= edges[0],
+                                              p.score <= 1.0)
+        if closed:
+            keys = (select(d.source, d.left_id, d.right_id).distinct()
+                    .where(d.source == source, d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == closed_for))
+                    .subquery())
+            q = q.join(keys, and_(p.source == keys.c.source, p.left_id == keys.c.left_id, p.right_id == keys.c.right_id))
+        q = q.group_by(*cols)
+        with self._store.session() as s:
+            return [BandGroup(int(r[0]), r[1], tuple(bool(x) for x in r[2:2 + len(cuts)]),
+                              tuple(r[2 + len(cuts):2 + len(cuts) + len(fields)]), int(r[-1])) for r in s.execute(q)]
+
+    def pairs_version(self) -> tuple:
+        """What changes whenever the suggested pairs may have, in one cheap query (two index ends):
+        the newest dedup run and its state (a scan writes its pairs inside its run; the state moves
+        when it ends), and the newest pair's id (a pair added outside a run, as a tool or test may)."""
+        run = select(Run.id).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1).scalar_subquery()
+        state = select(Run.status).where(Run.id == run).scalar_subquery()
+        with self._store.session() as s:
+            return tuple(s.execute(select(run, state, select(func.max(DedupPair.id)).scalar_subquery())).one())
 
     def start_batch(self, source: str, low: float, high: float, pairs: list[PairRow], *, user_id: int | None,
                     user: str | None, least: int = SAMPLE_MIN, seed: int | None = None) -> Batch:

@@ -120,7 +120,10 @@ def deploy(config: ConfigOpt,
     app.out.print(f"工作池 work pool: {pool} — start a worker: prefect worker start --pool {pool}", highlight=False)
 
 
-def console_server(cfg, host: str, port: int):
+SESSION_KEY_ENV = "HEALTHQA_SESSION_KEY"  # the session cookies' key of this start, shared by its workers
+
+
+def console_server(cfg, host: str, port: int, workers: int = 1):
     """uvicorn's configuration of the console. Forwarded headers (X-Forwarded-For, -Proto) are
     believed only from ``console.trusted_proxies``: uvicorn's own default believes any process on
     127.0.0.1, so anything local could forge the client address the audit log records."""
@@ -129,7 +132,7 @@ def console_server(cfg, host: str, port: int):
     trusted = cfg.console.trusted_proxies
     return uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
                           access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) or "",
-                          server_header=False)
+                          server_header=False, workers=workers)
 
 
 def _require_free(host: str, port: int) -> None:
@@ -154,7 +157,9 @@ def _require_free(host: str, port: int) -> None:
 @user_errors
 def serve(config: ConfigOpt,
           host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8000):
+          port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8000,
+          workers: Annotated[int, typer.Option("--workers", min=1, max=32,
+                                               help="processes serving the console (1: one process)")] = 1):
     """控制台 / the web console: the steward's review queue, the QC dashboard, the engineer's validation."""
     import uvicorn
 
@@ -162,10 +167,22 @@ def serve(config: ConfigOpt,
     AuditStore(cfg.store.url).close()
     _require_free(host, port)
     os.environ["HEALTHQA_CONFIG"] = str(config.resolve())
+    if workers > 1 and not cfg.console.secret_key:
+        # every worker signs and reads the same session cookies: one key for this start, not one per process
+        import secrets
+
+        os.environ[SESSION_KEY_ENV] = secrets.token_urlsafe(32)
     # the application loads for a few seconds (Great Expectations, pandas): say so, then say when it answers
-    app.err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)", highlight=False)
+    app.err.print(f"控制台启动中 starting the console: http://{host}:{port}/  (Ctrl-C 停止 to stop)"
+                  + (f", {workers} 个进程 worker processes" if workers > 1 else ""), highlight=False)
     # started by name: the console sits above pipelines (import-linter layers), so the CLI never imports it
-    server = uvicorn.Server(console_server(cfg, host, port))
+    server_cfg = console_server(cfg, host, port, workers)
+    if workers > 1:  # uvicorn's own process manager: the workers share the listening socket
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(server_cfg, sockets=[server_cfg.bind_socket()]).run()
+        return
+    server = uvicorn.Server(server_cfg)
     _startup = server.startup
 
     async def startup(sockets=None):

@@ -244,3 +244,65 @@ def test_a_role_given_from_the_terminal_ends_the_sessions(tmp_path):
     assert app.state.store.users.get("steward1").role == "engineer"
     r = client.get("/review/history", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+@pytest.mark.server
+def test_every_worker_of_serve_knows_the_session(tmp_path, monkeypatch):
+    """``healthqa serve --workers 2``: the form of one worker process and the log-in of the other agree
+    (one key signs the cookies of the start, though no ``console.secret_key`` is set), every later
+    request is served whichever process takes it, and log-out ends the session in both (sessions
+    are rows of the audit store)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import httpx
+
+    from ..conftest import free_port
+
+    monkeypatch.delenv("HEALTHQA_SESSION_KEY", raising=False)
+    site = site_file(small_site(tmp_path), tmp_path)
+    port = free_port()
+    cli = Path(sys.executable).with_name("healthqa")
+    proc = subprocess.Popen([str(cli), "serve", "--config", site, "--port", str(port), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(base + "/login", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"healthqa serve ended: {proc.stdout.read().decode()}")
+                time.sleep(0.25)
+        time.sleep(2)  # the second worker is up too
+
+        def fresh(cookie=None):  # a new connection each time: the kernel hands it to either worker
+            return httpx.Client(base_url=base, cookies={SESSION_COOKIE: cookie} if cookie else None)
+
+        cookies = []
+        for _ in range(6):  # form and log-in on separate connections
+            with fresh() as c:
+                token = csrf_of(c.get("/login").text)
+                kept = c.cookies.get(SESSION_COOKIE)
+            with fresh(kept) as c:
+                r = c.post("/login", data={"username": "qc1", "password": PASSWORD, "csrf_token": token},
+                           follow_redirects=False)
+                assert r.status_code == 303, r.text[:300]
+                cookies.append(r.cookies[SESSION_COOKIE])
+        for cookie in cookies * 3:
+            with fresh(cookie) as c:
+                r = c.get("/", follow_redirects=False)
+                assert r.headers["location"] == "/dashboard"
+        with fresh(cookies[0]) as c:
+            token = csrf_of(c.get("/reports").text)
+            assert c.post("/logout", headers={"X-CSRF-Token": token}, follow_redirects=False).status_code == 303
+        for _ in range(6):
+            with fresh(cookies[0]) as c:
+                assert c.get("/", follow_redirects=False).headers["location"] == "/login"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -187,3 +187,148 @@ def test_the_system_accepts_above_the_threshold_as_system_never_a_held_pair(app,
 def test_the_nights_summary_tells_new_matches_from_pairs_rescored_after_decisions():
     said = " ".join(notes({"matches": 7, "review": 3, "rescored_matches": 2, "rescored_review": 1}))
     assert "新匹配 5 对" in said and "新待审核 2 对" in said and "3 对是数据管理员处理后重新评分的" in said
+
+
+def _bands_read_pair_by_pair(app, store, user_id: int) -> dict[tuple[float, float], int]:
+    """The bands as the queue counted them before issue 23: every open pair read, the held ones left out."""
+    from healthqa.console import evidence
+
+    edges = evidence.bands(app.state.cfg.console.band_edges)
+    pairs = [p for p in store.review.band("mpi", edges[0][0], 1.0, user_id=user_id)
+             if p.decision == "match" or evidence.held(app.state.spec, p.score, p.explanation) is None]
+    counts = {(lo, hi): sum(lo <= p.score and (p.score < hi or hi >= 1) for p in pairs) for lo, hi in edges}
+    return {k: n for k, n in counts.items() if n}
+
+
+def test_the_bands_counted_by_group_are_the_pairs_counted_one_by_one_and_follow_every_decision(app, store, twin,
+                                                                                               monkeypatch):
+    """The queue's score bands are counted in the store by groups of alike pairs (kept until a scan
+    writes pairs) less the pairs closed for the steward: the same counts as reading every pair, after
+    merges, not-the-same, one's own and another's skips, an undo, a pair added and a new scan's run."""
+    from healthqa.store.models import Run
+
+    # the queue never reads the open pairs one by one (1,000,000 of them: seconds and gigabytes a page)
+    monkeypatch.setattr(app.state.store.review, "band", lambda *a, **k: pytest.fail("the queue read every pair"))
+    one, t1 = logged_in(app, "steward1")
+    two, t2 = logged_in(app, "steward2")
+    ids = {u.name: u.id for u in store.users.list()}
+
+    def shown(client):
+        return {(float(lo), float(hi)): n for lo, hi, n, _ in _bands(client.get("/review").text)}
+
+    def same():
+        assert shown(one) == _bands_read_pair_by_pair(app, store, ids["steward1"])
+        assert shown(two) == _bands_read_pair_by_pair(app, store, ids["steward2"])
+
+    same()
+    open_ = [p for _, p in store.review.queue("mpi", user_id=None, limit=200)][-12:]  # the high bands
+    before = shown(one)
+    for (p, decision, who) in zip(open_, ["merge", "not_same", "skip", "skip"], ["steward1", "steward2", "steward1",
+                                                                                 "steward2"], strict=False):
+        store.review.decide("mpi", p.left, p.right, decision, user_id=ids[who], user=who,
+                            survivor=p.left if decision == "merge" else None)
+    same()
+    assert sum(shown(one).values()) == sum(before.values()) - 3  # the merge, the not-same, one's own skip
+    last = store.review.recent(ids["steward1"], 1)[0]
+    store.review.undo(last.id, user_id=ids["steward1"], user="steward1")
+    same()
+    # a decision made through the console shows at once, in the queue and in its bands
+    p = open_[5]
+    before_page = one.get(f"/review?low={p.score!r}&high={p.score!r}").text
+    r = one.post(f"/review/pair/{p.left}/{p.right}/decide", data={"decision": "not_same", "csrf_token": t1},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    row = f'<a href="/review/pair/{p.left}/{p.right}?low='  # a row of the queue (its links keep the filter)
+    assert row in before_page and row not in one.get(f"/review?low={p.score!r}&high={p.score!r}").text
+    same()
+    # a scan re-scores pairs inside its run: counted again (a pair moved from the highest band to the lowest)
+    from healthqa.store.models import DedupPair
+
+    top = max(before)
+    with store.runs.start("dedup", {"source": "mpi"}), store.session() as s:
+        moved = s.query(DedupPair).filter(DedupPair.source == "mpi", DedupPair.decision == "match",
+                                          DedupPair.score >= top[0]).first()
+        moved.score = 0.6
+    same()
+    with store.session() as s:
+        assert s.get(Run, store.review.pairs_version()[0]).status == "success"
+
+
+def test_the_bands_are_counted_in_a_thread_and_the_queue_says_so_meanwhile(app, monkeypatch):
+    """A million pairs take PostgreSQL ~20 s to count by band: the queue's page does not wait for it —
+    it says the bands are being counted, shows the queue, and shows the bands once counted."""
+    import threading
+    import time
+
+    from healthqa.console import steward
+
+    gate = threading.Event()
+    real = app.state.store.review.band_groups
+
+    def slow(*a, closed=False, **k):
+        if not closed:
+            gate.wait(20)
+        return real(*a, closed=closed, **k)
+
+    monkeypatch.setattr(app.state.store.review, "band_groups", slow)
+    monkeypatch.setattr(steward, "BANDS_WAIT_S", 0.1)
+    app.state.band_base = None  # as after a new scan
+    client, _ = logged_in(app, "steward1")
+    page = client.get("/review").text
+    assert 'id="bands-counting"' in page and 'id="bands"' not in page and 'class="queue"' in page
+    gate.set()
+    for _ in range(100):
+        page = client.get("/review").text
+        if 'id="bands"' in page:
+            break
+        time.sleep(0.1)
+    assert _bands(page) and 'id="bands-counting"' not in page
+
+
+def test_the_comparison_opened_from_the_queue_reads_no_source_and_a_merge_reads_the_mpi_again(app, store,
+                                                                                              monkeypatch):
+    """The queue's page reads its archives from the MPI once; the comparison a steward opens from it a
+    moment later shows them as read (no pandas normalisation per click); a merge reads both archives
+    again and is refused when the MPI no longer holds one — whatever the page showed."""
+    archives = app.state.archives
+    archives._kept.clear()  # (earlier tests' pages read some a moment ago)
+    reads: list[list[str]] = []
+    real = archives._read
+    monkeypatch.setattr(archives, "_read", lambda keys: reads.append(list(keys)) or real(keys))
+    client, token = logged_in(app, "steward1")
+    page = client.get("/review?low=0.6").text
+    assert reads  # the page's archives, read once
+    left, right = re.findall(r'href="/review/pair/(\d+)/(\d+)', page)[0]
+    reads.clear()
+    assert left in client.get(f"/review/pair/{left}/{right}").text
+    assert reads == []  # as the queue read them
+    monkeypatch.setattr(archives, "_read", lambda keys: reads.append(list(keys)) or {})  # gone from the MPI since
+    r = client.post(f"/review/pair/{left}/{right}/decide", data={"decision": "merge", "survivor": left,
+                                                                 "csrf_token": token})
+    assert r.status_code == 409 and "不存在" in r.text and sorted(reads[-1]) == sorted([left, right])
+    assert store.review.in_force("mpi", left, right) is None  # nothing recorded
+    # read again after a while: the page shows the MPI as it is then
+    archives._kept.clear()
+    assert "在主索引中不存在" in client.get(f"/review/pair/{left}/{right}").text
+
+
+def test_institution_names_follow_the_registers_refresh(app, store, monkeypatch):
+    """Institution names are kept per process, and a refresh of the register (the nightly's, kept in
+    the store) shows on the next queue page once the process asks again (every ORGS_CHECK_S)."""
+    from healthqa import clock
+    from healthqa.console import steward
+
+    client, _ = logged_in(app, "steward1")
+    (_, p), = store.review.queue("mpi", user_id=None, limit=1)
+    code = app.state.archives.fetch([p.left])[p.left]["org_code"]
+    names, _ = store.institutions.names()
+    old = names[code]
+    assert old in client.get("/review").text
+    store.institutions.replace({**names, code: "镇海区测试更名卫生院"}, clock.now())
+    assert "镇海区测试更名卫生院" not in client.get("/review").text  # kept: not asked again yet
+    monkeypatch.setattr(steward, "ORGS_CHECK_S", 0.0)
+    try:
+        assert "镇海区测试更名卫生院" in client.get("/review").text
+    finally:
+        store.institutions.replace(names, clock.now())
+        client.get("/review")
