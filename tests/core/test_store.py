@@ -242,3 +242,36 @@ def test_a_source_name_longer_than_the_store_holds_is_refused(demo, tmp_path):
         hconfig.load(write_config(tmp_path / "healthqa.yml", doc))
     assert f"sources.{'数' * 40}…: 数据源名称过长，256 个字符，最多 255 个 (a source's name is at most 255 characters, " \
            f"this one has 256)" in str(e.value)
+
+
+def test_the_newest_migration_read_from_the_files_is_alembics_head():
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from healthqa.store.store import MIGRATIONS, head
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_a_store_at_the_newest_migration_opens_without_alembic(tmp_path):
+    """Every command opens the store: one query says it is current; Alembic loads only to upgrade."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    probe = "import sys; from healthqa.store import AuditStore; AuditStore(sys.argv[1]); print('alembic' in sys.modules)"
+    opened = [subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout.strip()
+              for _ in range(2)]
+    assert opened == ["True", "False"]  # a new store is created through Alembic; a current one is not
+
+
+def test_a_store_behind_the_newest_migration_is_still_upgraded(tmp_path):
+    from healthqa.store.store import head
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditStore(url).downgrade("0010_api_tokens")
+    with AuditStore(url) as store:
+        assert store.revision() == head()
+        assert "institution_names" in inspect(store.engine).get_table_names()
