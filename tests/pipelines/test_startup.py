@@ -171,3 +171,26 @@ def test_installed_rule_types_are_looked_up_once_a_process_not_once_a_table(monk
     for _table in range(3):
         suite.load_plugins([])
     assert len(scans) <= 1, scans
+
+
+@pytest.mark.slow  # imports Great Expectations in a process of its own
+def test_expectation_classes_are_built_for_the_rule_types_used_once_each():
+    """Building a GE expectation class (a pydantic model and three metric providers) for each of the
+    sixty-odd rule types at import was a tenth of a scoped validation: only the types used are
+    built, once, also when threads ask for the same one at the same moment."""
+    probe = """
+import sys, threading
+from healthqa.expectations import gx_bridge, rule_types, suite
+print(len(gx_bridge._CLASSES))
+got = []
+threads = [threading.Thread(target=lambda: got.append(gx_bridge.expectation_class("not_null"))) for _ in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(len(set(map(id, got))), sorted(gx_bridge._CLASSES))
+rule = suite.rules_for("organization")[0]
+print(type(gx_bridge.expectation_for(rule)).__name__ == rule_types.get(rule.type).expectation, len(rule_types.REGISTRY) > 20)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "0", out.stdout
+    assert lines[1] == "1 ['not_null']", out.stdout
+    assert lines[2] == "True True", out.stdout
