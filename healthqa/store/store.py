@@ -4,8 +4,8 @@
 Every command opens the store, and a store is nearly always at the newest migration already: opening
 reads its revision (one query) and compares it with the newest migration's, read from the migration
 files' ``revision`` / ``down_revision`` lines (``head``); only a store behind it (or new, or not
-ours) loads Alembic to upgrade it (Alembic's import and its walk of the migration scripts were a
-fifth of a second of every command)."""
+ours) loads Alembic to upgrade it (Alembic's import and its walk of the migration scripts were
+about a fifth of a CPU second of every command)."""
 
 from __future__ import annotations
 
