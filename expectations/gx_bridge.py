@@ -39,7 +39,6 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -223,9 +222,25 @@ class _RuleExpectation:
             unexpected_rows=metrics.get(f"{prefix}.unexpected_rows"))
 
 
-@cache
+_CLASSES: dict[str, type] = {}
+_CLASSES_LOCK = threading.Lock()
+
+
 def expectation_class(type_name: str) -> type:
-    """The GE expectation class of a rule type, with its metrics (built once per type)."""
+    """The GE expectation class of a rule type, with its metrics: built on its first use, once a
+    process (under a lock: validations in threads share it). Only the types a validation's rules use
+    are built — the scoped validation of one table builds a handful of the sixty-odd classes, each
+    a pydantic model of GE's with three metric providers registered."""
+    cls = _CLASSES.get(type_name)
+    if cls is None:
+        with _CLASSES_LOCK:
+            cls = _CLASSES.get(type_name)
+            if cls is None:
+                cls = _CLASSES[type_name] = _expectation_class(type_name)
+    return cls
+
+
+def _expectation_class(type_name: str) -> type:
     rt = rule_types.get(type_name)
     dom = _domain(rt)
     name = f"{dom.prefix}.healthqa_{rt.name}"
@@ -469,8 +484,3 @@ def verdict(rule: Rule, applicable: int, unexpected: int) -> bool:
     """GE's verdict for a rule's counts: at least ``mostly`` (1 - threshold) of the applicable rows
     pass, as the rule's expectation decides on one batch; used on the totals of a chunked validation."""
     return applicable == 0 or _mostly_success(applicable, unexpected, expectation_for(rule).mostly)
-
-
-# the shipped types' classes are built at import, before any validation thread starts
-for _name in list(rule_types.REGISTRY):
-    expectation_class(_name)

@@ -28,7 +28,7 @@ from healthqa.connectors.sampling import Scope
 from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError
 
-UNAVAILABLE = "参照数据不可用 reference unavailable"
+from . import UNAVAILABLE
 
 Rows = dict[str, pd.DataFrame]  # canonical table -> the provider's columns of its rows
 

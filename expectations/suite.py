@@ -7,6 +7,7 @@ type checks and which parameters it takes. Every rule carries its own examples, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -233,6 +234,56 @@ def rules_for(table: str, site_dir: str | None = None) -> list[Rule]:
                 raise ConfigError(f"{f}: table: expected {table}, found {site.table}")
             rules.update({r.id: r for r in site.rules})
     return [r for r in rules.values() if r.enabled]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A rule as reports name it: its id, type, texts, system and ``where`` — not its parameters."""
+
+    id: str
+    type: str
+    zh: str
+    en: str
+    system: str | None
+    table: str
+    where: dict[str, list[str | int]] | None = None
+
+    @classmethod
+    def of(cls, r: Rule) -> Listed:
+        return cls(r.id, r.type, r.zh, r.en, r.system, r.table, r.where)
+
+
+def listed(table: str, site_dir: str | None = None) -> list[Listed]:
+    """``rules_for``'s rules as reports name them. The shipped suites are read as plain YAML (the
+    tests check them whole): a report, the run history and the findings load no rule types (with
+    pandas and NumPy) to name rules. A site's own suite for the table is read by ``rules_for``,
+    checked as a validation reads it (a site suite's mistake is reported wherever it is read)."""
+    if site_dir and (Path(site_dir) / f"{table}.yml").is_file():
+        return [Listed.of(r) for r in rules_for(table, site_dir)]
+    return list(_shipped_listed(table)) if table in builtin_tables() else []
+
+
+@cache
+def _shipped_data(table: str) -> dict:
+    """A shipped suite's YAML as plain data (not to be changed: cached)."""
+    return yamlfile.safe_load(resources.files(__package__).joinpath("suites", f"{table}.yml").read_text("utf-8"))
+
+
+@cache
+def _shipped_listed(table: str) -> tuple[Listed, ...]:
+    data = _shipped_data(table)
+    system = data.get("system") or "10"
+
+    def where(w: dict | None) -> dict | None:  # as Rule._where_lists writes it: a value alone is a list of one
+        return None if w is None else {c: v if isinstance(v, list) else [v] for c, v in w.items()}
+
+    return tuple(Listed(r["id"], r["type"], r["zh"], r["en"], r.get("system") or system, table, where(r.get("where")))
+                 for r in data["rules"] if r.get("enabled", True))
+
+
+def shipped_system(table: str) -> str | None:
+    """The contract system owning a canonical table: its shipped suite's ``system`` (None: no suite)."""
+    return (_shipped_data(table).get("system") or "10") if table in builtin_tables() else None
 
 
 def load_plugins(modules: list[str]) -> None:

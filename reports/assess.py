@@ -105,7 +105,7 @@ def describe(results: list[dict], cfg: Config) -> None:
     rules = {}
     for table in {r["table"] for r in results}:
         if table in canonical.tables():
-            rules.update({r.id: r for r in suites.rules_for(table, cfg.validation.suites)})
+            rules.update({r.id: r for r in suites.listed(table, cfg.validation.suites)})
     for r in results:
         rule = rules.get(r["rule_id"])
         if rule is not None:

@@ -45,7 +45,7 @@ def coverage(cfg: Config) -> list[SystemCoverage]:
     site = cfg.validation.suites
     by_system: dict[str, list[str]] = {}
     for table in suites.tables_with_suite(canonical.tables(), site):
-        for r in suites.rules_for(table, site):
+        for r in suites.listed(table, site):
             tables = by_system.setdefault(r.system or "", [])
             if table not in tables:
                 tables.append(table)

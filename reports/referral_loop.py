@@ -29,7 +29,7 @@ def loop_rows(cfg: Config, results: Iterable[Mapping], orgs: Registry) -> list[d
         return []
     types = codelists.load("referral_type")["codes"]
     rules: dict[str, dict[str, Mapping]] = {}  # type code -> closed/open -> result
-    for rule in suites.rules_for("referral", cfg.validation.suites):
+    for rule in suites.listed("referral", cfg.validation.suites):
         kind = KINDS.get(rule.type)
         if kind and rule.id in by_id:
             for code in (rule.where or {}).get("referral_type", []):

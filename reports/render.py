@@ -5,13 +5,14 @@ refused any URL, so that a report can never reach the network."""
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined, select_autoescape
 
 from healthqa import clock
 from healthqa.errors import HealthqaError
@@ -19,10 +20,39 @@ from healthqa.errors import HealthqaError
 from . import labels
 
 
+class _CompiledTemplates(FileSystemBytecodeCache):
+    """The templates compiled once, kept by Jinja2 in a folder of the user's own (``_jinja2-cache-<uid>``
+    in the temporary folder, mode 0700, refused when another user owns it), keyed by each template's
+    text: a report command compiles none of them again (a twentieth of a second a report). A cache
+    that cannot be read or written is no cache: the templates are compiled as before."""
+
+    def load_bytecode(self, bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - an unreadable or damaged entry: compile the template
+            bucket.reset()
+
+    def dump_bytecode(self, bucket) -> None:
+        with suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+_OPTIONS = {"autoescape": select_autoescape(["j2", "html"]), "undefined": StrictUndefined, "trim_blocks": True,
+            "lstrip_blocks": True}
+
+
+def _bytecode_cache() -> BytecodeCache | None:
+    # the compiled code depends on these options: another set of them is another cache entry
+    tag = zlib.crc32(repr(sorted((k, v) for k, v in _OPTIONS.items() if k != "autoescape")).encode())
+    try:
+        return _CompiledTemplates(pattern=f"__healthqa_reports_{tag:08x}_%s.cache")
+    except (OSError, RuntimeError):  # no temporary folder of ours (RuntimeError: not safe to use)
+        return None
+
+
 @cache
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("healthqa.reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("healthqa.reports", "templates"), bytecode_cache=_bytecode_cache(), **_OPTIONS)
     env.filters["table_text"] = labels.table_text  # a canonical table: its Chinese title, then its name
     env.filters.update(clock.jinja_filters())  # a time in a template: {{ t|shown }}, in the platform's zone
     return env

@@ -65,7 +65,7 @@ def rules_run(cfg: Config, store: AuditStore, run_id: int, results: Iterable[Map
     faults = [f for event in ("new", "persisting", "reopened") for f in events[event] if f.kind == "fault"]
     for source, table in _planned(cfg, run.scope or {}):
         if (source, table) not in read:
-            rules = [r.id for r in suites.rules_for(table, cfg.validation.suites)]
+            rules = [r.id for r in suites.listed(table, cfg.validation.suites)]
             not_run.setdefault(_not_read(source, table, faults), []).extend(rules)
     return RulesRun(ran, dict(sorted(((why, ids) for why, ids in not_run.items() if ids), key=lambda kv: -len(kv[1]))))
 
@@ -92,7 +92,7 @@ def _not_read(source: str, table: str, faults: list) -> str:
 def _why(error: str) -> str:
     """A rule's error as a reason shared by the rules it stopped: reference data unavailable for the
     same cause is one reason, whichever references each rule needed (the names in brackets)."""
-    from healthqa.expectations.references import UNAVAILABLE  # with pandas: only for a run with errors
+    from healthqa.expectations import UNAVAILABLE
 
     if error.startswith(UNAVAILABLE) and error.endswith(")") and " (" in error:
         return error.rsplit(" (", 1)[0]

@@ -198,7 +198,7 @@ def _silent(results: list[dict], feed_rules: set[str]) -> set[str | None]:
 
 def _system(table: str) -> str | None:
     """The contract system that owns a table's data: its suite's ``system``."""
-    return suites.builtin(table).system if table in suites.builtin_tables() else None
+    return suites.shipped_system(table)
 
 
 def _volumes(p: Severe, store: AuditStore, run, source: str, table: str, out: Reading,

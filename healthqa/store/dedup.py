@@ -5,6 +5,7 @@ steward console and the reports ask it, and never write queries of their own. St
 read here (what a run respects) and recorded and undone in ``store.review`` alone (``decide``,
 ``undo``: one path, with its audit log, for the console and tools alike). Plain data in and out
 (DataFrames, dicts); archives are named by their archive number, as the steward sees them.
+pandas loads with the first question answered by a frame: a report's counts (``summary``) need none.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import DateTime, Float, Integer, String, Text, bindparam, column, delete, insert, or_, select, table, text, true
 
 from healthqa.clock import now
@@ -24,6 +23,8 @@ from healthqa.clock import now
 from .models import DedupCluster, DedupClusterMember, DedupPair, Run, StewardBatch, StewardDecision
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .runs import RunContext
     from .store import AuditStore
 
@@ -43,6 +44,8 @@ class DedupRecords:
         user_id, decided_at. The system's own merges above the auto-accept threshold are left out:
         they repeat the scan's matches, and the stewards' model learns from people only
         (``people_only`` False: those too, for counting what is decided)."""
+        import pandas as pd
+
         auto = select(StewardBatch.id).where(StewardBatch.kind == "auto")
         mine = or_(StewardDecision.batch_id.is_(None), StewardDecision.batch_id.not_in(auto)) if people_only else true()
         with self._store.session() as s:
@@ -79,6 +82,8 @@ class DedupRecords:
     def decisions_changed(self, source: str, since) -> pd.DataFrame:
         """The pairs whose steward decision was made or undone at or after ``since``: columns left,
         right (once each)."""
+        import pandas as pd
+
         if since is None:
             return pd.DataFrame(columns=["left", "right"])
         with self._store.session() as s:
@@ -90,6 +95,8 @@ class DedupRecords:
     def open_clusters(self, source: str) -> pd.DataFrame:
         """The stored clusters awaiting a steward (proposed, review), a row per member: columns
         cluster_id, status, survivor, archive_id."""
+        import pandas as pd
+
         with self._store.session() as s:
             rows = s.execute(select(DedupClusterMember.cluster_id, DedupCluster.status, DedupCluster.survivor_id,
                                     DedupClusterMember.archive_id)
@@ -100,6 +107,8 @@ class DedupRecords:
 
     def matches(self, source: str) -> pd.DataFrame:
         """The stored match pairs of ``source``: columns left, right."""
+        import pandas as pd
+
         with self._store.session() as s:
             rows = s.execute(select(DedupPair.left_id, DedupPair.right_id).where(
                 DedupPair.source == source, DedupPair.decision == "match")).all()
@@ -127,6 +136,8 @@ class DedupRecords:
 
     def pairs(self, source: str) -> pd.DataFrame:
         """Stored pairs: columns left, right, score, decision, run_id."""
+        import pandas as pd
+
         with self._store.session() as s:
             rows = s.execute(select(DedupPair.left_id, DedupPair.right_id, DedupPair.score, DedupPair.decision,
                                     DedupPair.run_id).where(DedupPair.source == source)).all()
@@ -143,16 +154,18 @@ class DedupRecords:
     def summary(self, source: str) -> dict[str, int]:
         """Counts for reports: pairs suggested (match) and to review, decisions in force (merged,
         rejected as not the same person), and suggestions no steward has decided yet (pending)."""
-        pairs = self.pairs(source)
-        decided = self.active_decisions(source, people_only=False)
-        final = decided[decided["decision"].isin(["merge", "not_same"])]
-        open_pairs = pairs[pairs["decision"].isin(["match", "review"])]
-        done = set(zip(final["left"], final["right"], strict=True))
-        pending = sum((a, b) not in done and (b, a) not in done
-                      for a, b in zip(open_pairs["left"], open_pairs["right"], strict=True))
-        return {"suggested": int((pairs["decision"] == "match").sum()), "review": int((pairs["decision"] == "review").sum()),
-                "merged": int((final["decision"] == "merge").sum()), "rejected": int((final["decision"] == "not_same").sum()),
-                "pending": int(pending)}
+        with self._store.session() as s:  # plain rows, no frames: a report loads no pandas for these counts
+            pairs = s.execute(select(DedupPair.left_id, DedupPair.right_id, DedupPair.decision)
+                              .where(DedupPair.source == source)).all()
+            latest = {(a, b): d for a, b, d in s.execute(  # the decision in force per pair: the latest not undone
+                select(StewardDecision.left_id, StewardDecision.right_id, StewardDecision.decision)
+                .where(StewardDecision.source == source, StewardDecision.undone_at.is_(None))
+                .order_by(StewardDecision.decided_at, StewardDecision.id))}
+        final = [d for d in latest.values() if d in ("merge", "not_same")]
+        done = {pair for pair, d in latest.items() if d in ("merge", "not_same")}
+        pending = sum((a, b) not in done and (b, a) not in done for a, b, d in pairs if d in ("match", "review"))
+        return {"suggested": sum(d == "match" for *_, d in pairs), "review": sum(d == "review" for *_, d in pairs),
+                "merged": final.count("merge"), "rejected": final.count("not_same"), "pending": pending}
 
     def save(self, run: RunContext, source: str, pairs: pd.DataFrame | list[dict], clusters: list[dict],
              redone: Iterable[str] | None = None, replaced_clusters: Iterable[int] | None = None,
@@ -172,6 +185,9 @@ class DedupRecords:
         Written in bulk (a district's run keeps hundreds of thousands of pairs): multi-row INSERTs
         through the driver's executemany, COPY on PostgreSQL, cluster ids from INSERT … RETURNING;
         no ORM object per row."""
+        import numpy as np
+        import pandas as pd
+
         at, run_id = now(), run.id
         pairs = pd.DataFrame(pairs, columns=None if isinstance(pairs, pd.DataFrame) or pairs else PAIR_COLUMNS)
         pairs = pairs.reset_index(drop=True)

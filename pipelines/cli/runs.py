@@ -51,7 +51,7 @@ def report(
         "--out", file_okay=False, help="folder to write to (default: the configuration's reports.out_dir)")] = None,
 ):
     """稽核报告 / write the run report, or the quarterly inspection report (HTML, optionally PDF)."""
-    from healthqa.reports import quarterly, run_report
+    from healthqa.reports import run_report  # the quarterly report (pandas) loads for --quarter only
 
     if run is not None and quarter is not None:
         fail("--run and --quarter: choose one")
@@ -59,6 +59,8 @@ def report(
     folder = out_dir or Path(cfg.reports.out_dir)
     with AuditStore(cfg.store.url) as store:
         if quarter is not None:
+            from healthqa.reports import quarterly
+
             written = quarterly.write(cfg, store, quarterly.parse_quarter(quarter), folder, pdf=pdf)
         else:
             if run is not None and (r := store.runs.get(run)) is not None and r.assessment_pending:

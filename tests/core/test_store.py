@@ -266,3 +266,35 @@ def test_deleting_a_sqlite_store_deletes_its_wal_companions(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     delete_sqlite_store(db)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.db"]
+
+def test_the_newest_migration_read_from_the_files_is_alembics_head():
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from healthqa.store.store import MIGRATIONS, head
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_a_store_at_the_newest_migration_opens_without_alembic(tmp_path):
+    """Every command opens the store: one query says it is current; Alembic loads only to upgrade."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    probe = "import sys; from healthqa.store import AuditStore; AuditStore(sys.argv[1]); print('alembic' in sys.modules)"
+    opened = [subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout.strip()
+              for _ in range(2)]
+    assert opened == ["True", "False"]  # a new store is created through Alembic; a current one is not
+
+
+def test_a_store_behind_the_newest_migration_is_still_upgraded(tmp_path):
+    from healthqa.store.store import head
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditStore(url).downgrade("0010_api_tokens")
+    with AuditStore(url) as store:
+        assert store.revision() == head()
+        assert "institution_names" in inspect(store.engine).get_table_names()

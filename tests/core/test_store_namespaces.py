@@ -40,3 +40,25 @@ def test_opening_the_store_loads_neither_pandas_nor_argon2():
                             "print(sorted(m for m in ('pandas', 'numpy', 'argon2') if m in sys.modules))"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "[]", probe.stdout
+
+
+def test_the_dedup_summary_counts_the_decisions_in_force_without_pandas(tmp_path):
+    """A report's duplicate counts: pairs suggested and to review, decisions in force (the latest of a
+    pair, undone ones left out), and the suggestions nobody has decided — read as plain rows."""
+    from healthqa.store import AuditStore
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    kinds = ["match", "match", "match", "review", "non_match", "match"]
+    pairs = [{"left": f"A{i}", "right": f"B{i}", "score": 0.9, "decision": d} for i, d in enumerate(kinds)]
+    with store.runs.start("dedup", {"source": "mpi"}) as run:
+        store.dedup.save(run, "mpi", pairs, [])
+    store.review.decide("mpi", "A0", "B0", "merge", user_id=None, user="li", survivor="A0")
+    undone = store.review.decide("mpi", "A1", "B1", "not_same", user_id=None, user="li")
+    store.review.undo(undone.id, user_id=None, user="li")
+    store.review.decide("mpi", "B2", "A2", "not_same", user_id=None, user="li")
+    store.review.decide("mpi", "A3", "B3", "skip", user_id=None, user="li")
+    wrong = store.review.decide("mpi", "A5", "B5", "merge", user_id=None, user="li", survivor="A5")
+    store.review.undo(wrong.id, user_id=None, user="li")
+    store.review.decide("mpi", "A5", "B5", "not_same", user_id=None, user="li")  # decided again
+    assert store.dedup.summary("mpi") == {"suggested": 4, "review": 1, "merged": 1, "rejected": 2, "pending": 2}
+    store.close()

@@ -58,6 +58,45 @@ def test_runs_and_findings_load_no_rule_engine_prefect_or_web_stack(tmp_path):
     assert not set(after_findings) & NOT_FOR_READING, after_findings
 
 
+def test_report_loads_no_rule_types_nor_pandas(no_prefect_settings):
+    """``healthqa report`` names each rule from the suites read as plain data (``suite.listed``), counts
+    duplicate pairs from plain rows, and loads the quarterly report's modules for ``--quarter`` only:
+    neither the rule types nor pandas, NumPy or pyarrow load to write a run's report (once the audit
+    store keeps the institution register: the first report reads it from its source)."""
+    cfg = _platform(no_prefect_settings)
+    res = invoke("validate", "--config", cfg, "--source", "ext", "--table", "organization")
+    assert res.exit_code in (0, 1), res.output
+    assert invoke("report", "-c", cfg, "--run", "1", "--out", no_prefect_settings / "reports").exit_code == 0
+    out = subprocess.run([sys.executable, "-c", _PROBE + "print(sorted(m for m in sys.modules if m.startswith('healthqa.exp')))",
+                          f"report -c {cfg} --run 1 --out {no_prefect_settings / 'reports'}"],
+                         capture_output=True, text=True, cwd=no_prefect_settings)
+    assert out.returncode == 0, out.stderr
+    loaded, ours = (eval(line) for line in out.stdout.splitlines() if line.startswith("["))
+    assert (no_prefect_settings / "reports" / "run-1.html").is_file()
+    assert not set(loaded) & (NOT_FOR_READING | {"pandas", "numpy", "pyarrow", "openpyxl"}), loaded
+    assert "healthqa.expectations.rule_types" not in ours, ours
+
+
+def test_reports_name_the_rules_as_the_validation_reads_them(tmp_path):
+    """``suite.listed`` (plain YAML) gives every shipped suite's enabled rules as ``rules_for`` does;
+    a site's own suite for a table is read through ``rules_for`` (checked, its rule types loaded)."""
+    from healthqa.expectations import suite
+
+    for table in suite.builtin_tables():
+        assert suite.listed(table) == [suite.Listed.of(r) for r in suite.rules_for(table)], table
+        assert suite.shipped_system(table) == suite.builtin(table).system
+    site = tmp_path / "suites"
+    site.mkdir()
+    first = suite.builtin("organization").rules[0]
+    (site / "organization.yml").write_text(yaml.safe_dump({"table": "organization", "rules": [
+        {**first.model_dump(by_alias=True, exclude={"table", "examples"}, exclude_none=True), "zh": "本地改写"}]},
+        allow_unicode=True), encoding="utf-8")
+    mine = suite.listed("organization", str(site))
+    assert mine == [suite.Listed.of(r) for r in suite.rules_for("organization", str(site))]
+    assert next(r for r in mine if r.id == first.id).zh == "本地改写"
+    assert suite.listed("person", str(site)) == suite.listed("person")  # no site file for it: the shipped suite
+
+
 @pytest.fixture
 def no_prefect_settings(tmp_path, monkeypatch):
     """No Prefect server in the environment, the working folder or the Prefect profiles."""
@@ -132,3 +171,26 @@ def test_installed_rule_types_are_looked_up_once_a_process_not_once_a_table(monk
     for _table in range(3):
         suite.load_plugins([])
     assert len(scans) <= 1, scans
+
+
+@pytest.mark.slow  # imports Great Expectations in a process of its own
+def test_expectation_classes_are_built_for_the_rule_types_used_once_each():
+    """Building a GE expectation class (a pydantic model and three metric providers) for each of the
+    sixty-odd rule types at import was a tenth of a scoped validation: only the types used are
+    built, once, also when threads ask for the same one at the same moment."""
+    probe = """
+import sys, threading
+from healthqa.expectations import gx_bridge, rule_types, suite
+print(len(gx_bridge._CLASSES))
+got = []
+threads = [threading.Thread(target=lambda: got.append(gx_bridge.expectation_class("not_null"))) for _ in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(len(set(map(id, got))), sorted(gx_bridge._CLASSES))
+rule = suite.rules_for("organization")[0]
+print(type(gx_bridge.expectation_for(rule)).__name__ == rule_types.get(rule.type).expectation, len(rule_types.REGISTRY) > 20)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "0", out.stdout
+    assert lines[1] == "1 ['not_null']", out.stdout
+    assert lines[2] == "True True", out.stdout

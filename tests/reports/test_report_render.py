@@ -143,3 +143,22 @@ def test_deadline_compliance_by_hand():
     assert one["response_rate"] == pytest.approx(100 / 3)
     assert (two["opened"], two["response_met"], two["response_missed"], two["response_pending"]) == (2, 1, 0, 1)
     assert two["fix_met"] == two["fix_missed"] == 0  # 二级 has no fix deadline in the contract
+
+
+def test_compiled_templates_are_kept_and_a_damaged_entry_is_compiled_again(tmp_path):
+    """A report command compiles its templates once a machine, not once a run; an entry that cannot
+    be read is compiled again, never an error."""
+    from jinja2 import DictLoader, Environment
+
+    from healthqa.reports.render import _CompiledTemplates
+
+    kept = _CompiledTemplates(directory=str(tmp_path))
+
+    def render(x: int) -> str:
+        return Environment(loader=DictLoader({"t.j2": "{{ x }}!"}), bytecode_cache=kept).get_template("t.j2").render(x=x)
+
+    assert render(1) == "1!"
+    [entry] = tmp_path.iterdir()
+    assert render(2) == "2!"
+    entry.write_bytes(b"damaged")
+    assert render(3) == "3!"
