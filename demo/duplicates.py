@@ -148,6 +148,19 @@ def _household_member(world, rng, base, counters, age, sex, surname) -> pd.DataF
     return m
 
 
+def _adjacent_twins(world, rng, people, han, counters, rate):
+    """Twins as ``_twins``, numbered one after the other by the register: their ID numbers differ in the
+    order code's last digit and the check character (the elder's number is renumbered with the pair)."""
+    tw, base = _twins(world, rng, people, han, counters, rate)
+    idx = base.index
+    area = tw["id_number"].str[:6]
+    a, b = counters.twin_order_codes(area, tw["_birth"], people.loc[idx, "sex_code"].astype(int).to_numpy(),
+                                     tw["sex_code"].astype(int).to_numpy())
+    people.loc[idx, "id_number"] = make_ids(area.set_axis(idx), people.loc[idx, "_birth"], a).to_numpy()
+    tw["id_number"] = make_ids(area, tw["_birth"], b)
+    return tw, base
+
+
 def _spouses(world, rng, people, han, counters, rate):
     """Husband and wife: the same address, phone and archive office; another surname, ages a few years apart."""
     base = people[han & (people["_age"] >= 23) & (people["_age"] < 85) & (people["status_code"] == "1")]
@@ -171,7 +184,7 @@ def _siblings(world, rng, people, han, counters, rate):
 
 NEGATIVES = {"twins": _twins, "parent_child": _parent_child, "same_name_birth_year": _same_name_strangers}
 # the harder MPI (DemoOptions.hard) has more of a household at one address and phone
-HARD_NEGATIVES = {**NEGATIVES, "spouses": _spouses, "siblings": _siblings}
+HARD_NEGATIVES = {**NEGATIVES, "twins": _adjacent_twins, "spouses": _spouses, "siblings": _siblings}
 
 
 def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth,
