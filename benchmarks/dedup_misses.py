@@ -74,6 +74,13 @@ def main(folder: Path) -> None:
                      if clustered.get(a) is not None and clustered.get(a) == clustered.get(b))
     print(f"false matches {len(false):,}: hard negatives among them {Counter(kinds[p] for p in false if p in kinds)}; "
           f"hard negatives in one cluster by kind {dict(merged)}")
+    fields = [c for c in res.pairs.columns if c.startswith("lv_")]
+    for p in false[:10]:
+        r = res.pairs[(res.pairs["left"] == p[0]) & (res.pairs["right"] == p[1])].iloc[0]
+        print(f"  {kinds.get(p, 'not a hard negative')}: "
+              + " | ".join("/".join(mask(rows.at[a, c]) for c in ("name", "id_number", "birth_date", "sex_code", "phone"))
+                           for a in p)
+              + f"  score {r['score']:.4f}; levels " + ", ".join(f"{f[3:]}={int(r[f])}" for f in fields))
 
 
 if __name__ == "__main__":
