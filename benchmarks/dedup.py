@@ -3,6 +3,8 @@
     python benchmarks/dedup.py                        # 100k and 1M persons
     python benchmarks/dedup.py 200000 --dir /tmp/x    # chosen sizes, platforms kept under /tmp/x
     python benchmarks/dedup.py incremental 1000000    # 5,000 new archives against the rest, end to end
+    python benchmarks/dedup.py 200000 --hard          # the harder MPI (issue 23), both Splink configurations
+    python benchmarks/dedup.py 1000000 --hard --no-recommended   # leave a Splink line out (also --no-lean)
 
 FEBRL1-4 through the CLI beside Splink: ``python benchmarks/febrl.py``.
 
@@ -18,8 +20,27 @@ Per size, each line in its own process (its own peak RSS), from the platform's S
   random records match from deterministic rules and their recall, u from random sampling, several EM
   sessions on different blocking rules, term-frequency adjustments on names (and phones), name
   comparisons on characters and on pinyin, ``DateOfBirthComparison``. The same four blocking passes as
-  healthqa. Its F1 is given at 0.99 (healthqa's match threshold) and at the threshold that maximises
-  its F1 on the truth (which healthqa is not given).
+  healthqa.
+- Splink 5 (DuckDB), lean — the configuration issue 23 gives, as a peer built it for a Chinese MPI:
+  preparation once per distinct value (NFKC, upper case, spaces removed for ID numbers and names; full
+  pinyin and surname pinyin of the name; birth year); blocking on ID number, on phone, on name pinyin +
+  birth year, on birth date + sex + area code (the archive's 行政区划代码); Jaro–Winkler on name pinyin
+  at 0.95/0.88 with term frequencies, exact name, Levenshtein on the ID number at 1/2,
+  ``DateOfBirthComparison``, exact sex, exact phone, Jaro–Winkler on the address at 0.95/0.85; prior
+  from the ID-number rule at recall 0.7; u from 2x10^6 random pairs; EM once blocked on name pinyin +
+  birth year and once on ID number; predictions at 0.5.
+
+Each Splink configuration is reported at 0.99 (healthqa's match threshold) and at 0.5 (pairs and
+clusters at that threshold), and with its F1 at the threshold that maximises it on the truth (which
+healthqa is not given); its wall is from raw rows to its predictions, clustering timed beside it.
+
+``--hard`` measures on the harder MPI (``DemoOptions(hard=True)``, folder ``bench-hard-N``): three
+times the households sharing a phone and an address (twins with adjacent ID order codes, parents and
+children, and spouses and siblings too — all hard negatives in ``truth/hard_negatives.csv``), common
+full names 2.5 times as common, typing errors in most fields of a duplicate (homophones, transposed or
+mistyped digits in ID and phone, a character dropped, a birth day one off, house numbers and flats
+written otherwise), and duplicates with neither ID number nor phone. ``benchmarks/dedup_misses.py``
+counts, by kind, the true pairs healthqa's engine misses there and the hard negatives it merges.
 
 All sides are scored against the platform's truth: pairwise precision, recall and F1 on the pairs
 called matches, F1 on the pairs implied by the clusters, and the hard negatives (twins, parent/child,
@@ -29,6 +50,9 @@ minutes is stopped and a lighter one (EM and u on fewer pairs) measured instead.
 Floors (issue 11), at 1M: ``healthqa dedup`` end to end <= 1.0x Splink's end-to-end wall, engine <=
 0.5x, peak RSS <= 3 GB, precision >= 0.999, recall >= 0.985, F1 >= Splink's best-threshold F1, no hard
 negative merged; incremental (5,000 new against 1M) <= 15 s end to end; FEBRL1-3: F1 >= Splink's.
+Floors (issue 23), on the harder MPI at 200k and 1M: ``healthqa dedup`` end to end <= 1.0x the lean
+Splink's end-to-end wall, engine <= 0.5x; peak RSS <= 2.5 GB at 1M; precision >= 0.9995, recall >=
+0.995, no hard negative merged.
 """
 
 from __future__ import annotations
@@ -62,11 +86,14 @@ def prf(found):
     p, r = tp / max(len(found), 1), tp / max(len(true), 1)
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
-def report(wall, matches, clusters, rss=None, **extra):
+def scores(matches, clusters):
     merged = {tuple(sorted(p)) for c in clusters for p in combinations(sorted(c), 2)}
+    return {"pairs": prf({tuple(sorted(p)) for p in matches}), "clusters": prf(merged),
+            "hard_negatives_merged": len(negatives & merged)}
+
+def report(wall, matches, clusters, rss=None, **extra):
     print(json.dumps({"wall_s": wall, "rss_mb": rss or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "pairs": prf({tuple(sorted(p)) for p in matches}), "clusters": prf(merged),
-                      "hard_negatives_merged": len(negatives & merged), **extra}))
+                      **scores(matches, clusters), **extra}))
 """
 
 # the command as the user runs it, in a fresh audit store; the child's own peak RSS
@@ -131,7 +158,30 @@ def prepare(df):
                          "address_community": addr.str.extract(r"^(.{2,8}?(?:街道|镇|乡).{1,8}?(?:社区|村|小区))", expand=False)})
 """
 
-SPLINK = COMMON + SPLINK_PREP + r"""
+# both configurations' scores: pairs and clusters at 0.99 (healthqa's match threshold) and at 0.5 (the
+# lean configuration's), F1 at every threshold of the predictions (sorted, true pairs counted cumulatively)
+SPLINK_SCORE = r"""
+def splink_report(linker, pred, p, wall, **extra):
+    key = [tuple(sorted(x)) for x in zip(p["unique_id_l"], p["unique_id_r"])]
+    prob = p["match_probability"].to_numpy()
+    order = np.argsort(-prob, kind="stable")
+    tp = np.cumsum(np.array([key[k] in true for k in order]))
+    f1 = 2 * tp / (np.arange(1, len(tp) + 1) + len(true))
+    best = int(np.argmax(f1)) if len(f1) else 0
+    at, cluster_s = {}, 0.0
+    for th in (0.99, 0.5):
+        t1 = time.perf_counter()
+        c = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, th).as_pandas_dataframe()
+        cluster_s += time.perf_counter() - t1
+        groups = [list(g) for _, g in c.groupby("cluster_id")["unique_id"] if len(g) > 1]
+        matches = [k for k, pr in zip(key, prob) if pr >= th]
+        at[str(th)] = {**scores(matches, groups), "hard_negative_pairs": len(negatives & set(matches))}
+    print(json.dumps({"wall_s": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "at": at,
+                      "best_f1": float(f1[best]) if len(f1) else 0.0,
+                      "best_threshold": float(prob[order][best]) if len(f1) else None, "cluster_s": cluster_s, **extra}))
+"""
+
+SPLINK = COMMON + SPLINK_PREP + SPLINK_SCORE + r"""
 import logging
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -176,22 +226,68 @@ for rule in (block_on("name_py", "birth_year"), block_on("birth_date"), block_on
 pred = linker.inference.predict(threshold_match_probability=0.01)
 p = pred.as_pandas_dataframe()
 wall = time.perf_counter() - t0
-t1 = time.perf_counter()
-c = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, 0.99).as_pandas_dataframe()
-cluster_s = time.perf_counter() - t1
-groups = [list(g) for _, g in c.groupby("cluster_id")["unique_id"] if len(g) > 1]
-# F1 at every threshold: sort by probability, count true pairs cumulatively
-key = [tuple(sorted(x)) for x in zip(p["unique_id_l"], p["unique_id_r"])]
-order = np.argsort(-p["match_probability"].to_numpy(), kind="stable")
-hit = np.array([key[k] in true for k in order])
-tp = np.cumsum(hit)
-f1 = 2 * tp / (np.arange(1, len(tp) + 1) + len(true))
-best = int(np.argmax(f1)) if len(f1) else 0
-at99 = p["match_probability"] >= 0.99
-report(wall, [k for k, m in zip(key, at99) if m], groups, records=len(d), prep_s=t_prep, cluster_s=cluster_s,
-       best_f1=float(f1[best]) if len(f1) else 0.0,
-       best_threshold=float(p["match_probability"].to_numpy()[order][best]) if len(f1) else None,
-       config="light" if light else "recommended")
+splink_report(linker, pred, p, wall, records=len(d), prep_s=t_prep, config="light" if light else "recommended")
+"""
+
+# The lean configuration of issue 23, exactly as the issue gives it: preparation once per distinct value
+# (NFKC, upper case, spaces removed for ID numbers and names; full and surname pinyin of the name; birth
+# year), four blocking passes, seven comparisons, the prior from the ID-number rule at recall 0.7, u from
+# 2x10^6 random pairs, EM once on name pinyin + birth year and once on ID number, predictions at 0.5.
+SPLINK_LEAN = COMMON + SPLINK_SCORE + r"""
+import logging, unicodedata
+import numpy as np
+from pypinyin import lazy_pinyin
+import splink.comparison_library as cl
+from splink import Linker, SettingsCreator, block_on
+from splink.backends.duckdb import DuckDBAPI
+logging.getLogger("splink").setLevel(logging.WARNING)
+
+def per_distinct(s, f):
+    s = s.astype("string")
+    u = s.dropna().unique()
+    return s.map(dict(zip(u, map(f, u))))
+
+def clean(v):
+    v = unicodedata.normalize("NFKC", v).upper().replace(" ", "")
+    return v or None
+
+t0 = time.perf_counter()
+with sqlite3.connect(f"{folder}/mpi.db") as conn:
+    raw = pd.read_sql_query(f"SELECT {COLS}, XZQHDM area_code FROM T_GRDA", conn)
+name = per_distinct(raw["name"], clean)
+py = per_distinct(name, lambda v: tuple(lazy_pinyin(v)))
+birth = pd.to_datetime(raw["birth_date"], errors="coerce", format="mixed")
+d = pd.DataFrame({"unique_id": raw["archive_id"], "id_number": per_distinct(raw["id_number"], clean), "name": name,
+                  "name_py": py.map("".join, na_action="ignore"), "surname_py": py.map(lambda t: t[0], na_action="ignore"),
+                  "birth_date": birth.dt.strftime("%Y-%m-%d"), "birth_year": birth.dt.year.astype("Int64").astype("string"),
+                  "sex": raw["sex_code"], "phone": raw["phone"], "address": raw["address"], "area_code": raw["area_code"]})
+t_prep = time.perf_counter() - t0
+settings = SettingsCreator(
+    link_type="dedupe_only",
+    comparisons=[
+        cl.JaroWinklerAtThresholds("name_py", [0.95, 0.88]).configure(term_frequency_adjustments=True),
+        cl.ExactMatch("name"),
+        cl.LevenshteinAtThresholds("id_number", [1, 2]),
+        cl.DateOfBirthComparison("birth_date", input_is_string=True),
+        cl.ExactMatch("sex"),
+        cl.ExactMatch("phone"),
+        cl.JaroWinklerAtThresholds("address", [0.95, 0.85]),
+    ],
+    blocking_rules_to_generate_predictions=[
+        block_on("id_number"), block_on("phone"), block_on("name_py", "birth_year"),
+        block_on("birth_date", "sex", "area_code"),
+    ],
+    retain_intermediate_calculation_columns=False,
+)
+linker = Linker(DuckDBAPI().register(d), settings)
+linker.training.estimate_probability_two_random_records_match([block_on("id_number")], recall=0.7)
+linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
+for rule in (block_on("name_py", "birth_year"), block_on("id_number")):
+    linker.training.estimate_parameters_using_expectation_maximisation(rule)
+pred = linker.inference.predict(threshold_match_probability=0.5)
+p = pred.as_pandas_dataframe()
+wall = time.perf_counter() - t0
+splink_report(linker, pred, p, wall, records=len(d), prep_s=t_prep, config="lean")
 """
 
 INCREMENTAL = r"""
@@ -250,51 +346,71 @@ def fresh_config(folder: Path, work: Path, mpi: str = "mpi.db") -> Path:
     return path
 
 
-def platform(n: int, base: Path) -> Path:
-    folder = base / f"bench-{n}"
+def platform(n: int, base: Path, hard: bool = False) -> Path:
+    folder = base / (f"bench-hard-{n}" if hard else f"bench-{n}")
     if not (folder / "mpi.db").exists():
         import healthqa
 
-        healthqa.generate_demo(folder, healthqa.DemoOptions(persons=n, as_of=datetime(2026, 11, 25)))
+        opts = healthqa.DemoOptions(persons=n, as_of=datetime(2026, 11, 25))
+        if hard:  # the harder MPI (DemoOptions.hard), with three times the households of the default
+            opts = healthqa.DemoOptions(persons=n, as_of=datetime(2026, 11, 25), hard=True, hard_negative_rate=0.03)
+        healthqa.generate_demo(folder, opts)
     return folder
 
 
-def line(n: int, side: str, r: dict | None) -> None:
-    if r is None:
-        print(f"{n:>9,} {side:<22} did not finish within {SPLINK_LIMIT_S} s", flush=True)
-        return
-    extra = ""
-    if "best_f1" in r:
-        extra = (f"  best-threshold F1 {r['best_f1']:.4f} at {r['best_threshold']:.3f}; "
-                 f"prep {r['prep_s']:.1f} s, clustering {r['cluster_s']:.1f} s")
-    if "engine_s" in r:
-        extra = f"  engine inside {r['engine_s']:.1f} s, JSON {r['json_mb']:.0f} MB"
-    print(f"{n:>9,} {side:<22} {r['records']:>9,} {r['wall_s']:>7.1f} {r['rss_mb']:>7,.0f} {r['pairs']['precision']:>7.4f} "
+def row(n: int, side: str, r: dict, extra: str = "") -> None:
+    print(f"{n:>9,} {side:<26} {r['records']:>9,} {r['wall_s']:>7.1f} {r['rss_mb']:>7,.0f} {r['pairs']['precision']:>7.4f} "
           f"{r['pairs']['recall']:>7.4f} {r['pairs']['f1']:>7.4f} {r['clusters']['f1']:>9.4f} {r['hard_negatives_merged']:>8}"
           + extra, flush=True)
 
 
-def main(sizes: list[int], base: Path) -> None:
-    print(f"# dedup benchmark {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    print(f"{'persons':>9} {'side':<22} {'archives':>9} {'wall s':>7} {'RSS MB':>7} {'P':>7} {'R':>7} {'F1':>7}"
+def line(n: int, side: str, r: dict | None) -> None:
+    if r is None:
+        print(f"{n:>9,} {side:<26} did not finish within {SPLINK_LIMIT_S} s", flush=True)
+        return
+    if "at" in r:  # a Splink configuration: a row at 0.99 and a row at 0.5, its best threshold beside them
+        for th, at in r["at"].items():
+            extra = f"  hard-negative pairs called matches {at['hard_negative_pairs']}"
+            if th == "0.99":
+                extra += (f"; best-threshold F1 {r['best_f1']:.4f} at {r['best_threshold']:.3f}; "
+                          f"prep {r['prep_s']:.1f} s, clustering at both {r['cluster_s']:.1f} s")
+            row(n, f"{side} at {th}", {**r, **at}, extra)
+        return
+    extra = f"  engine inside {r['engine_s']:.1f} s, JSON {r['json_mb']:.0f} MB" if "engine_s" in r else ""
+    row(n, side, r, extra)
+
+
+def main(sizes: list[int], base: Path, hard: bool = False, skip: set[str] = frozenset()) -> None:
+    print(f"# dedup benchmark {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
+          + (", the harder MPI" if hard else ""))
+    print(f"{'persons':>9} {'side':<26} {'archives':>9} {'wall s':>7} {'RSS MB':>7} {'P':>7} {'R':>7} {'F1':>7}"
           f" {'clusterF1':>9} {'hard neg':>8}")
     for n in sizes:
-        folder = platform(n, base)
+        folder = platform(n, base, hard)
         with tempfile.TemporaryDirectory() as work:
             cfg = fresh_config(folder, Path(work))
             cli = child(CLI, folder, cfg, Path(work) / "dedup.json")
         line(n, "healthqa dedup (CLI)", cli)
         eng = child(ENGINE, folder)
         line(n, "healthqa engine", eng)
-        sp = child(SPLINK, folder, "recommended", timeout=SPLINK_LIMIT_S)
-        line(n, "Splink 5 recommended", sp)
-        if sp is None:
-            sp = child(SPLINK, folder, "light", timeout=SPLINK_LIMIT_S)
-            line(n, "Splink 5 light", sp)
-        if sp is not None:
-            print(f"{'':>9} ratios: CLI {cli['wall_s'] / sp['wall_s']:.2f}x Splink's wall, engine "
-                  f"{eng['wall_s'] / sp['wall_s']:.2f}x; F1 {cli['pairs']['f1']:.4f} vs Splink {sp['pairs']['f1']:.4f} "
-                  f"at 0.99, {sp['best_f1']:.4f} at its best threshold", flush=True)
+        peers = {}
+        if "recommended" not in skip:
+            sp = child(SPLINK, folder, "recommended", timeout=SPLINK_LIMIT_S)
+            line(n, "Splink recommended", sp)
+            if sp is None:
+                sp = child(SPLINK, folder, "light", timeout=SPLINK_LIMIT_S)
+                line(n, "Splink light", sp)
+            peers["recommended" if sp is None or sp["config"] == "recommended" else "light"] = sp
+        if "lean" not in skip:
+            peers["lean"] = child(SPLINK_LEAN, folder, timeout=SPLINK_LIMIT_S)
+            line(n, "Splink lean", peers["lean"])
+        for name, sp in peers.items():
+            if sp is None:
+                continue
+            print(f"{'':>9} vs Splink {name}: CLI {cli['wall_s'] / sp['wall_s']:.2f}x its wall, engine "
+                  f"{eng['wall_s'] / sp['wall_s']:.2f}x; F1 {cli['pairs']['f1']:.4f} vs its "
+                  f"{sp['at']['0.99']['pairs']['f1']:.4f} at 0.99, {sp['at']['0.5']['pairs']['f1']:.4f} at 0.5, "
+                  f"{sp['best_f1']:.4f} at its best threshold {sp['best_threshold']:.3f}", flush=True)
 
 
 def incremental(n: int, base: Path) -> None:
@@ -322,7 +438,10 @@ if __name__ == "__main__":
         k = args.index("--dir")
         base = Path(args[k + 1])
         del args[k:k + 2]
+    hard = "--hard" in args
+    skip = {a.removeprefix("--no-") for a in args if a in ("--no-recommended", "--no-lean")}
+    args = [a for a in args if not a.startswith("--")]
     if args[:1] == ["incremental"]:
         incremental(int(args[1]) if len(args) > 1 else 1_000_000, base)
     else:
-        main([int(a) for a in args] or [100_000, 1_000_000], base)
+        main([int(a) for a in args] or [100_000, 1_000_000], base, hard, skip)

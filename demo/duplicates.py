@@ -14,6 +14,7 @@ must never be merged.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,17 +126,76 @@ def _same_name_strangers(world, rng, people, han, counters, rate):
     return st, base["archive_id"]
 
 
+def _household_member(world, rng, base, counters, age, sex, surname) -> pd.DataFrame:
+    """New residents living with ``base`` (row for row): its address, phone, area code and archive office."""
+    m = make_people(world, rng, len(base), counters)
+    as_of = pd.Timestamp(world.as_of.date())
+    birth = pd.Series(as_of - pd.to_timedelta((age * 365.25).astype(int) + 1, unit="D"), index=m.index)
+    m["_birth"] = m["birth_date"] = birth
+    m["_age"] = age
+    m["_death"] = m["death_date"] = pd.NaT
+    m["status_code"] = "1"
+    m["sex_code"] = sex.astype(str)
+    m["created_at"] = np.maximum(m["created_at"], birth + pd.Timedelta(days=1))
+    m["updated_at"] = np.maximum(m["updated_at"], m["created_at"])
+    m["marital_code"] = np.where(age < 20, "10", m["marital_code"])
+    m["name"] = [s + g for s, g in zip(surname, given_names(world, rng, sex))]
+    for col in ("address", "phone", "adcode", "_street", "org_code"):
+        m[col] = base[col].to_numpy()
+    area = m["id_number"].str[:6]
+    m["id_number"] = make_ids(area, m["_birth"], counters.id_order_codes(area, m["_birth"], sex))
+    m["archive_id"] = counters.archive_numbers(_archive_prefix(pd.Series(base["archive_id"].to_numpy(), index=m.index)))
+    return m
+
+
+def _adjacent_twins(world, rng, people, han, counters, rate):
+    """Twins as ``_twins``, numbered one after the other by the register: their ID numbers differ in the
+    order code's last digit and the check character (the elder's number is renumbered with the pair)."""
+    tw, base = _twins(world, rng, people, han, counters, rate)
+    idx = base.index
+    area = tw["id_number"].str[:6]
+    a, b = counters.twin_order_codes(area, tw["_birth"], people.loc[idx, "sex_code"].astype(int).to_numpy(),
+                                     tw["sex_code"].astype(int).to_numpy())
+    people.loc[idx, "id_number"] = make_ids(area.set_axis(idx), people.loc[idx, "_birth"], a).to_numpy()
+    tw["id_number"] = make_ids(area, tw["_birth"], b)
+    return tw, base
+
+
+def _spouses(world, rng, people, han, counters, rate):
+    """Husband and wife: the same address, phone and archive office; another surname, ages a few years apart."""
+    base = people[han & (people["_age"] >= 23) & (people["_age"] < 85) & (people["status_code"] == "1")]
+    base = base.sample(n=max(1, int(len(people) * rate * 0.3)), random_state=rng)
+    age = np.clip(base["_age"].to_numpy() + rng.normal(0, 3, len(base)), 20.5, None)
+    sex = 3 - base["sex_code"].astype(int).to_numpy()
+    surname = world.surnames[rng.choice(len(world.surnames), size=len(base), p=world.surname_p)]
+    return _household_member(world, rng, base, counters, age, sex, surname), base["archive_id"]
+
+
+def _siblings(world, rng, people, han, counters, rate):
+    """Brothers and sisters at home: the same surname, address and phone, born one to six years apart."""
+    base = people[han & (people["_age"] >= 8) & (people["_age"] < 60) & (people["status_code"] == "1")]
+    base = base.sample(n=max(1, int(len(people) * rate * 0.3)), random_state=rng)
+    gap = rng.uniform(1, 6, len(base)) * np.where(rng.random(len(base)) < 0.5, -1, 1)
+    age = np.clip(base["_age"].to_numpy() + gap, 0.2, None)
+    sex = np.where(rng.random(len(base)) < 0.5, 1, 2)
+    surname = [nm[:_surname_len(nm, world)] for nm in base["name"]]
+    return _household_member(world, rng, base, counters, age, sex, surname), base["archive_id"]
+
+
 NEGATIVES = {"twins": _twins, "parent_child": _parent_child, "same_name_birth_year": _same_name_strangers}
+# the harder MPI (DemoOptions.hard) has more of a household at one address and phone
+HARD_NEGATIVES = {**NEGATIVES, "twins": _adjacent_twins, "spouses": _spouses, "siblings": _siblings}
 
 
-def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth):
-    """Every kind of ``NEGATIVES``, added as new archives; ``truth/hard_negatives.csv`` names the pairs."""
+def hard_negatives(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth,
+                   kinds: dict = NEGATIVES):
+    """Every kind of ``kinds``, added as new archives; ``truth/hard_negatives.csv`` names the pairs."""
     han = people["name"].str.len().between(2, 4) & ~people["name"].str.contains("·")
     if "_kind" in people:  # the valid records of a false-flag kind stay as they are (people.valid_kinds)
         han &= people["_kind"].isna()
     out = []
     pairs = []
-    for kind, make in NEGATIVES.items():
+    for kind, make in kinds.items():
         new, resembles = make(world, rng, people, han, counters, rate)
         out.append(new)
         pairs += [(a, b, kind) for a, b in zip(resembles, new["archive_id"])]
@@ -406,6 +466,136 @@ CATALOGUE: tuple[Callable[[Draft], None], ...] = (
     IDENTITY, LOWER_X, NAME, BIRTH, _born_before_registered, _imputed_birth_without_id, PHONE, ADDRESS)
 
 
+# -- the harder MPI (DemoOptions.hard, benchmarks/dedup.py --hard): typing errors in most fields and
+# archives with neither ID number nor phone, as in a real district's MPI. Each applies only to a part
+# the catalogue left as it was, after it, so the default platform's draws stay what they were.
+def _untouched(*prefixes: str) -> Callable[[Draft], bool]:
+    return lambda d: not any(c.startswith(prefixes) for c in d.changes)
+
+
+def _birth_day_mistyped(d: Draft) -> None:
+    """The day typed one off (12 for 13) or its digits the wrong way round (21 for 12)."""
+    b = _birth(d)
+    day = b.day + (1 if d.rng.random() < 0.5 else -1)
+    if 10 < b.day <= 28 and b.day % 10 and d.rng.random() < 0.5:
+        day = int(str(b.day)[::-1])
+    d.row["birth_date"] = b.replace(day=min(max(day, 1), 28))
+    if d.row["birth_date"] == b:
+        d.row["birth_date"] = b.replace(day=2 if b.day == 1 else b.day - 1)
+
+
+HARD_BIRTH = Aspect("birth_date", (
+    Variation("birth_day_mistyped", _birth_day_mistyped, below=0.12, when=_untouched("birth_")),
+))
+
+
+def _phone_digits(d: Draft) -> tuple[list[str], int]:
+    """The phone's characters and where its subscriber digits start (after 1xx or 0574-8)."""
+    p = d.row["phone"]
+    return list(p), (3 if p.startswith("1") else 6)
+
+
+def _phone_transposed(d: Draft) -> None:
+    s, lo = _phone_digits(d)
+    i = int(d.rng.integers(lo, len(s) - 1))
+    while s[i] == s[i + 1] and i > lo:
+        i -= 1
+    s[i], s[i + 1] = s[i + 1], s[i]
+    d.row["phone"] = "".join(s)
+
+
+def _phone_mistyped(d: Draft) -> None:
+    s, lo = _phone_digits(d)
+    i = int(d.rng.integers(lo, len(s)))
+    s[i] = str((int(s[i]) + int(d.rng.integers(1, 10))) % 10)
+    d.row["phone"] = "".join(s)
+
+
+def _ordinary_phone(d: Draft) -> bool:
+    p = d.row["phone"]
+    return isinstance(p, str) and p == d.original["phone"] and (
+        (len(p) == 11 and p.isdigit() and p.startswith("1")) or (len(p) == 13 and p.startswith("0574-8")))
+
+
+HARD_PHONE = Aspect("phone", (
+    Variation("phone_transposed", _phone_transposed, below=0.18, when=_ordinary_phone),
+    Variation("phone_mistyped", _phone_mistyped, below=0.3, when=_ordinary_phone),
+))
+
+
+def _house_number(d: Draft) -> None:
+    """A digit of the house number (…路12号 for …路13号) typed wrong."""
+    a = d.row["address"]
+    m = re.search(r"(\d+)号", a)
+    num = m.group(1)
+    i = int(d.rng.integers(len(num)))
+    new = num[:i] + str((int(num[i]) + int(d.rng.integers(1, 9))) % 10) + num[i + 1:]
+    if new.lstrip("0") == "" or new == num:
+        new = num + "1"
+    d.row["address"] = a[:m.start(1)] + new.lstrip("0") + a[m.end(1):]
+
+
+def _flat_dropped(d: Draft) -> None:
+    """The building and flat left out (…路12号 for …路12号3幢502室)."""
+    d.row["address"] = re.sub(r"号\d+幢\d+室$", "号", d.row["address"])
+
+
+def _flat_written_short(d: Draft) -> None:
+    """The building and flat written the short way (12号3-502 or 12号3栋502)."""
+    sep = "-" if d.rng.random() < 0.5 else "栋"
+    d.row["address"] = re.sub(r"(\d+)幢(\d+)室$", rf"\1{sep}\2", d.row["address"])
+
+
+def _has(pattern: str) -> Callable[[Draft], bool]:
+    return lambda d: isinstance(d.row["address"], str) and re.search(pattern, d.row["address"]) is not None
+
+
+HARD_ADDRESS = Aspect("address", (
+    Variation("address_house_number", _house_number, below=0.15, when=_has(r"\d+号")),
+    Variation("address_flat_dropped", _flat_dropped, below=0.27, when=_has(r"号\d+幢\d+室$")),
+    Variation("address_flat_short", _flat_written_short, below=0.4, when=_has(r"\d+幢\d+室$")),
+))
+
+
+def _char_dropped(d: Draft) -> None:
+    """One character of a two-character given name left out (王小明 for 王晓明's 王明)."""
+    d.row["name"] = d.row["name"][:d.surname_len] + d.given[int(d.rng.integers(2))]
+
+
+HARD_NAME = Aspect("name", (
+    Variation("name_homophone", _homophone, below=0.25, when=lambda d: _untouched("name_")(d) and bool(_homophones(d))),
+    Variation("name_swapped", _swapped, below=0.32,
+              when=lambda d: _untouched("name_")(d) and len(d.given) == 2 and d.given[0] != d.given[1]),
+    Variation("name_char_dropped", _char_dropped, below=0.36, when=lambda d: _untouched("name_")(d) and len(d.given) == 2),
+))
+
+HARD_IDENTITY = Aspect("id_number", (
+    Variation("id_transposed", _transposed, below=0.12, defect=("id_invalid", "transposed digits"),
+              when=lambda d: _untouched("id_")(d) and not d.newborn),
+    Variation("id_mistyped", _mistyped, below=0.2, defect=("id_invalid", "mistyped digit"),
+              when=lambda d: _untouched("id_")(d) and not d.newborn),
+))
+
+
+def _neither_id_nor_phone(d: Draft) -> None:
+    """Registered with neither the ID card nor a phone at hand: name, birth date, sex and address only."""
+    if d.rng.random() >= 0.06:
+        return
+    if d.row["id_number"] is not None:
+        _no_id(d)
+        d.changes = [c for c in d.changes if not c.startswith("id_")] + ["id_missing"]
+        d.defects = [x for x in d.defects if x[0] != "id_number"] + [("id_number", "id_missing", "duplicate")]
+    if d.row["phone"] is not None:
+        d.row["phone"] = None
+        d.changes = [c for c in d.changes if not c.startswith("phone_")] + ["phone_missing"]
+        d.defects = [x for x in d.defects if x[0] != "phone"] + [("phone", "phone_missing", "duplicate")]
+
+
+HARD_CATALOGUE: tuple[Callable[[Draft], None], ...] = (
+    IDENTITY, LOWER_X, NAME, BIRTH, HARD_BIRTH, _born_before_registered, _imputed_birth_without_id, PHONE, ADDRESS,
+    HARD_IDENTITY, HARD_NAME, HARD_PHONE, HARD_ADDRESS, _neither_id_nor_phone)
+
+
 def _registered_again(world: World, rng, original: pd.Series, active: pd.DataFrame) -> Draft:
     """The copy as another institution registers it: its own office, creation and update times, alive."""
     r = original.copy()
@@ -424,8 +614,8 @@ def _registered_again(world: World, rng, original: pd.Series, active: pd.DataFra
 
 
 def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate: float, truth: Truth,
-               exclude: set) -> pd.DataFrame:
-    """New archives for ``rate`` of the residents (one, sometimes two each), varied per ``CATALOGUE``."""
+               exclude: set, catalogue: tuple[Callable[[Draft], None], ...] = CATALOGUE) -> pd.DataFrame:
+    """New archives for ``rate`` of the residents (one, sometimes two each), varied per ``catalogue``."""
     pool = people[~people["archive_id"].isin(exclude)]
     originals = pool.sample(n=int(len(people) * rate), random_state=rng)
     copies = np.where(rng.random(len(originals)) < 0.2, 2, 1)
@@ -435,7 +625,7 @@ def duplicates(world: World, rng, people: pd.DataFrame, counters: Counters, rate
     drafts = []
     for _, original in rep.iterrows():
         d = _registered_again(world, rng, original, active)
-        for step in CATALOGUE:
+        for step in catalogue:
             step(d)
         drafts.append(d)
 

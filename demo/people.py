@@ -47,6 +47,23 @@ class Counters:
             raise OverflowError("ran out of ID order codes for one area and birth date")
         return order
 
+    def twin_order_codes(self, area: pd.Series, birth: pd.Series, sex_a: np.ndarray,
+                         sex_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Order codes for twins registered together, one after the other: 031 and 033 for two boys,
+        031 and 032 for a boy and a girl (the next free place of both their keys)."""
+        day = birth.dt.strftime("%Y%m%d").to_numpy()
+        out_a, out_b = np.empty(len(area), dtype=np.int64), np.empty(len(area), dtype=np.int64)
+        for n, (ar, d, sa, sb) in enumerate(zip(area.to_numpy(), day, sex_a, sex_b)):
+            ka, kb = f"{ar}{d}{sa}", f"{ar}{d}{sb}"
+            k = max(self.id_order.get(ka, 0), self.id_order.get(kb, 0))
+            kb_ = k + 1 if ka == kb else k
+            out_a[n], out_b[n] = 2 * k + (1 if sa == 1 else 2), 2 * kb_ + (1 if sb == 1 else 2)
+            self.id_order[ka] = max(self.id_order.get(ka, 0), k + 1)
+            self.id_order[kb] = max(self.id_order.get(kb, 0), kb_ + 1)
+        if (out_a > 999).any() or (out_b > 999).any():
+            raise OverflowError("ran out of ID order codes for one area and birth date")
+        return out_a, out_b
+
 
 # 154, 174 and 179 are prefixes the numbering plan does not allocate: no one holds such a number
 # (MPI-PHONE-MOBILE-PREFIX finds them), so a drawn one becomes its neighbour

@@ -23,7 +23,7 @@ from healthqa.config import dump
 
 from . import access, clinical, infectious, referrals, registry, statistics
 from .defects import Ctx, inject
-from .duplicates import duplicates, hard_negatives
+from .duplicates import CATALOGUE, HARD_CATALOGUE, HARD_NEGATIVES, NEGATIVES, duplicates, hard_negatives
 from .identity import check_chars
 from .people import Counters, make_people, valid_kinds
 from .truth import Truth, normalise_id
@@ -108,6 +108,11 @@ class DemoOptions:
     hard_negative_rate: float = 0.01
     defect_scale: float = 1.0  # multiplies every defect rate of the catalogue
     chunk: int = 50_000
+    # the harder MPI of ``benchmarks/dedup.py --hard``: more households at one address and phone
+    # (spouses and siblings beside twins and parents), common full names more than twice as common,
+    # typing errors in most fields of a duplicate, archives with neither ID number nor phone
+    # (duplicates.HARD_CATALOGUE, HARD_NEGATIVES). Off, the platform of a seed is what it always was.
+    hard: bool = False
 
     def __post_init__(self):
         if self.as_of is None:
@@ -309,6 +314,8 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     world = World(as_of=opts.as_of, seed=opts.seed)
+    if opts.hard:
+        world.common_share *= 2.5
     counters = Counters()
     truth = Truth(folder / "truth")
     writer = _Writer(folder)
@@ -327,10 +334,12 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
         rng = world.rng(1, chunk_no)
         people = make_people(world, rng, n, counters).assign(_dup=False, _hn=False)
         valid_kinds(world, world.rng(6, chunk_no), people)  # a stream of its own: the rest stays as it was
-        hn, hn_ids = hard_negatives(world, rng, people, counters, opts.hard_negative_rate, truth)
+        hn, hn_ids = hard_negatives(world, rng, people, counters, opts.hard_negative_rate, truth,
+                                    HARD_NEGATIVES if opts.hard else NEGATIVES)
         people = _concat(people, hn.assign(_dup=False, _hn=True))
         kinds = set(people.loc[people["_kind"].notna(), "archive_id"])
-        dups, dup_ids = duplicates(world, rng, people, counters, opts.duplicate_rate, truth, hn_ids | kinds)
+        dups, dup_ids = duplicates(world, rng, people, counters, opts.duplicate_rate, truth, hn_ids | kinds,
+                                   HARD_CATALOGUE if opts.hard else CATALOGUE)
         people = _concat(people, dups.assign(_dup=True, _hn=False))
         people["_truth"] = people["archive_id"].isin(hn_ids | dup_ids)
 
