@@ -552,7 +552,7 @@ def test_guards_name_levels_by_label_and_unknown_labels_fail_at_load(tmp_path):
 def test_a_guard_lowers_decisions_by_the_levels_it_names():
     from healthqa.dedup import guards, kinds
 
-    lv = np.full((4, len(SPEC.fields)), -1, dtype=np.int8)  # missing unless named
+    lv = np.full((6, len(SPEC.fields)), -1, dtype=np.int8)  # missing unless named
 
     def row(r, **levels):
         for name, label in levels.items():
@@ -563,9 +563,12 @@ def test_a_guard_lowers_decisions_by_the_levels_it_names():
     row(1, id_number="both valid, different", name="different", birth_date="equal")  # two people
     row(2, phone="equal", address="equal", name="similar characters")  # a household, names alike
     row(3, id_number="equal", phone="equal")  # the ID number is evidence enough
-    decided = guards.apply(SPEC, lv, np.array(["match"] * 4))
-    assert decided.tolist() == ["review", "non_match", "review", "match"]
-    assert guards.apply(SPEC.model_copy(update={"guards": []}), lv, np.array(["match"] * 4)).tolist() == ["match"] * 4
+    # twins whose numbers a defect left one digit apart: the names differ (the steward decides) ...
+    row(4, id_number="one edit apart", name="different", birth_date="equal", phone="equal", address="equal")
+    row(5, id_number="one edit apart", name="same pinyin", birth_date="equal")  # ... a mistyped number keeps the name
+    decided = guards.apply(SPEC, lv, np.array(["match"] * 6))
+    assert decided.tolist() == ["review", "non_match", "review", "match", "review", "match"]
+    assert guards.apply(SPEC.model_copy(update={"guards": []}), lv, np.array(["match"] * 6)).tolist() == ["match"] * 6
 
 
 # -- the Deduplicator: verbs grouped by purpose ---------------------------------------------------------
