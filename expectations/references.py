@@ -134,7 +134,27 @@ class SharedReads:
                 held.reads[k] = held.reads.get(k, 0) + 1
             return held.frames[k]
 
-    def held(self, source: str, key: Key, as_of: pd.Timestamp) -> pd.DataFrame | None:
+    def whole(self, cfg: Config, source: str, table: str, columns: Iterable[str]) -> pd.DataFrame:
+        """``columns`` of the whole ``table`` (those the source maps), from the night's read of it —
+        made now (with every column the night wants of it) when no task of this process has read it
+        yet. Raises SourceError when the source cannot be read."""
+        key: Key = (table, None)
+        columns = list(columns)
+        got = self.held(source, key, None)
+        if got is None or any(c not in got.columns for c in columns):
+            with open_source(cfg, source) as reader:
+                present = reader.present_columns(table)
+                columns = [c for c in columns if c in present]
+                night = set(self.columns(key) or ())
+                if got is None and set(columns) <= night:
+                    every = [c for c in sorted(night) if c in present]
+                    got = self.read(source, key, None, lambda: reader.read_all(
+                        table, Scope(sampling=Sampling(method="full")), columns=every))
+                elif got is None or any(c not in got.columns for c in columns):  # not planned: read apart
+                    return reader.read_all(table, Scope(sampling=Sampling(method="full")), columns=columns)
+        return got[columns]
+
+    def held(self, source: str, key: Key, as_of: pd.Timestamp | None) -> pd.DataFrame | None:
         """The rows of ``key`` if this process already read them tonight."""
         h = _NIGHTS.get(self.night)
         return None if h is None else h.frames.get((source, *key, as_of if key[1] is not None else None))

@@ -93,8 +93,9 @@ def _validate_part(cfg: Config, run: RunContext, source: str, table: str, part: 
 
 
 @task(name="duplicate scan", **QUIET)
-def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1) -> DedupSummary:
-    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
+def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1, shared: SharedReads | None = None) -> DedupSummary:
+    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None,
+                      shared=shared)
 
 
 def _dedup_parts(orch: Orchestration) -> int:
@@ -254,7 +255,7 @@ def _night(cfg: Config) -> State:
                             for p in [*((k, n) for k in range(n)), None]]
                 src = night.person_source()
                 dedup = None if src is None else runner.submit(_dedup.with_options(**retrying), {
-                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch)})
+                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch), "shared": shared})
                 for (name, t), future in tables.items():
                     if isinstance(future, list):
                         outcomes = [_outcome(f) for f in future]

@@ -132,13 +132,14 @@ def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, p
 
 
 def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None,
-               candidates: Callable | None = None) -> DedupSummary:
+               candidates: Callable | None = None, shared: SharedReads | None = None) -> DedupSummary:
     """Duplicate screening of the archives in ``source`` — new and changed archives against the index
     (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own.
     ``candidates``: how candidate pairs are made and compared (``engine.compare_candidates``'s
-    signature; the flow passes one that spreads blocking-key partitions over a Dask cluster)."""
+    signature; the flow passes one that spreads blocking-key partitions over a Dask cluster).
+    ``shared``: the night's reads (the register's levels)."""
     with _store(cfg, store) as st:
-        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates)
+        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates, shared=shared)
     return DedupSummary(run.run_id, run.source, run.incremental, run.result.stats)
 
 
@@ -324,12 +325,12 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
                             night.validated(validate_table(cfg, run, name, t, store, on_table, shared))
                         except Exception as e:  # noqa: BLE001 - one table that cannot run never stops the others
                             night.table_failed(name, t, e)
-            src = night.person_source()
-            if src is not None:
-                try:
-                    night.deduplicated(dedup_scan(cfg, src, store=store))
-                except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
-                    night.stage_failed("dedup", e, src)
+                src = night.person_source()
+                if src is not None:
+                    try:
+                        night.deduplicated(dedup_scan(cfg, src, store=store, shared=shared))
+                    except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
+                        night.stage_failed("dedup", e, src)
             try:
                 night.assess()
             except Exception as e:  # noqa: BLE001 - the night's results are stored; it is assessed again later

@@ -142,13 +142,16 @@ def validate_nightly(cfg: Config, store: AuditStore, run: RunContext, request: V
     return ValidationRun(run.id, request.scope_doc(wanted), out)
 
 
-# the register's columns a night's report names institutions with (reports/institutions.refresh)
+# the register's columns a night's report names institutions with (reports/institutions.refresh),
+# and those the duplicate scan prefers survivors by (pipelines/dedup._org_levels)
 REGISTER_COLUMNS = ("org_code", "name")
+LEVEL_COLUMNS = ("org_code", "level")
 
 
 def night_reads(cfg: Config, night: int) -> references.SharedReads:
     """The night's shared reference reads (``references.SharedReads``): the columns every table task
-    of the night wants of each reference table — and the register's names for the night's report."""
+    of the night wants of each reference table — and the register's names and levels for the night's
+    report and duplicate scan."""
     suites.load_plugins(cfg.validation.plugins)
     needs: set[str] = set()
     for source in cfg.sources:
@@ -156,7 +159,7 @@ def night_reads(cfg: Config, night: int) -> references.SharedReads:
             needs.update(*(r.needs | r.linked for r in suites.rules_for(t, cfg.validation.suites)))
     wanted = references.wanted_columns(cfg, needs)
     if cfg.source_of("organization") is not None:
-        wanted.setdefault(("organization", None), set()).update(REGISTER_COLUMNS)
+        wanted.setdefault(("organization", None), set()).update(REGISTER_COLUMNS + LEVEL_COLUMNS)
     return references.SharedReads.plan(night, wanted)
 
 

@@ -32,7 +32,7 @@ def nightly(cfg: Config) -> int:
             res = run_nightly_flow(str(cfg.path)).result
     show_checks(res.checks)
     if res.runner:  # the task runner the night chose (orchestration.task_runner: auto) and why
-        app.out.print(Text(res.runner, style="dim"), highlight=False)
+        app.out.print(Text(res.runner, style="dim"), highlight=False, soft_wrap=True)
     app.out.print(render.nightly_table(res))
     if res.dedup:
         app.out.print(render.dedup_line(res.dedup.stats, res.dedup.incremental), highlight=False)
