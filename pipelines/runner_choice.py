@@ -30,7 +30,7 @@ MIN_ROWS = 1_000_000  # rows in the mapped tables below which a cluster's start-
 FLOW_NEED = 700 * MB  # the flow's own process: Prefect, the audit store, the night's bookkeeping
 WORKER_BASE = 450 * MB  # a worker's interpreter with pandas, the rule engine and Prefect loaded
 BYTES_PER_CHUNK_ROW = 2048  # one chunk of a table, all its columns, with the validation's copies
-BYTES_PER_TABLE_ROW = 200  # the largest table's whole-table columns (keys, times, codes) held at once
+BYTES_PER_TABLE_ROW = 700  # the largest table's whole-table columns and the references held (3.4 GB for 2 at 500k)
 
 
 @dataclass(frozen=True)
