@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from healthqa.config import Config, Orchestration
 
 MB = 2**20
-MIN_ROWS = 1_000_000  # rows in the mapped tables below which a cluster's start-up does not pay
+MIN_ROWS = 250_000  # rows in the mapped tables below which a cluster's start-up does not pay (RESULTS.md)
 FLOW_NEED = 700 * MB  # the flow's own process: Prefect, the audit store, the night's bookkeeping
 WORKER_BASE = 450 * MB  # a worker's interpreter with pandas, the rule engine and Prefect loaded
 BYTES_PER_CHUNK_ROW = 2048  # one chunk of a table, all its columns, with the validation's copies

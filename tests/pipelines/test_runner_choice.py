@@ -55,7 +55,9 @@ def test_fewer_workers_when_cpus_or_memory_allow_fewer(base):
     assert rc.choose(cfg, BIG, 10_000, dask=True, cpus=16, memory=tight).orch.dask.workers == 5
     # the largest table counts: a big one needs more a worker, so fewer fit
     assert rc.worker_need(5_000_000, 50_000) > rc.worker_need(10_000, 50_000) + 900 * 2**20
-    assert rc.choose(cfg, BIG, 5_000_000, dask=True, cpus=16, memory=tight).orch.dask.workers < 5
+    fewer = rc.choose(cfg, BIG, 1_000_000, dask=True, cpus=16, memory=tight)
+    assert fewer.orch.task_runner == "dask" and 2 <= fewer.orch.dask.workers < 5
+    assert rc.choose(cfg, BIG, 5_000_000, dask=True, cpus=16, memory=tight).orch.task_runner == "threads"
 
 
 @pytest.mark.parametrize("explicit", ["threads", "processes", "dask"])
