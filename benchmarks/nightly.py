@@ -15,7 +15,9 @@ sampled (Dask workers included):
 - ``threads1``: ``healthqa run nightly`` (the Prefect flow on its local API) with one task at a
   time — the same work as ``plain`` plus Prefect, so the difference is Prefect's cost;
 - ``threads``: ``healthqa run nightly`` with the default task runner (two threads);
-- ``dask``: ``healthqa run nightly`` on a local Dask cluster of two worker processes (prefect-dask).
+- ``dask``: ``healthqa run nightly`` on a local Dask cluster of two worker processes (prefect-dask);
+- ``default``: ``healthqa run nightly`` with no ``orchestration`` section: the runner ``auto`` picks
+  (pipelines/runner_choice.py; the line it prints is recorded).
 
 Per stage: the Prefect task runs' start and end times (read back from the run's Prefect API), or the
 plain stages' own timers. Prefect's start-up (the local API, pipelines/prefect_api.py) is timed on its own in a fresh
@@ -190,11 +192,13 @@ def night(folder: Path, mode: str) -> dict:
         out = json.loads(p.stdout.strip().splitlines()[-1])
     else:
         mine = folder / f"healthqa-{mode}.yml"
-        mine.write_text(cfg.read_text(encoding="utf-8") + f"\norchestration: {ORCH[mode]}\n", encoding="utf-8")
+        orch = f"\norchestration: {ORCH[mode]}\n" if mode in ORCH else ""
+        mine.write_text(cfg.read_text(encoding="utf-8") + orch, encoding="utf-8")
         wall, rss, p = run_measured([str(BIN / "healthqa"), "run", "nightly", "--config", str(mine)], env)
         assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
         q = subprocess.run([sys.executable, "-c", TASK_RUNS], env=env, capture_output=True, text=True, check=True)
         out = json.loads(q.stdout.strip().splitlines()[-1])
+        out["runner"] = next((line.strip() for line in p.stdout.splitlines() if "task runner:" in line), None)
     return {"mode": mode, "wall_s": wall, "peak_rss_mb": rss, **out}
 
 
@@ -236,7 +240,8 @@ def main() -> None:
             print(f"{mode:9s} end to end {r['wall_s']:6.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB  " +
                   "  ".join(f"{k} {total:.1f} (span {span:.1f})" for k, (total, span) in st.items()) +
                   f"  (table tasks: {len(validations)}, longest {max(validations, default=0):.1f} s)"
-                  + (f"  flow run {r['flow_s']:.1f} s" if "flow_s" in r else ""), flush=True)
+                  + (f"  flow run {r['flow_s']:.1f} s" if "flow_s" in r else "")
+                  + (f"\n   {r['runner']}" if r.get("runner") else ""), flush=True)
             print("   load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
     if "plain" in results and "threads1" in results:
         # the stages' own seconds move with the machine's load from one night to the next; the time

@@ -9,13 +9,17 @@ A rule type names what it needs (``@rule_type(..., references=("person.birth_dat
 ``reference`` parameter), so a relational rule type and its provider live together in ``expectations/``.
 
 ``resolve`` gives a validation the values its rules need: each table is read once, with the union of
-the columns its needed providers read. A provider whose source cannot be read, or whose table or
+the columns its needed providers read. A night shares its reads across its table tasks
+(``SharedReads``): each reference table is read once a night (once per worker process on a local
+Dask cluster), with the union of the columns every task of the night wants of it, and held — only
+those columns — until the night ends. A provider whose source cannot be read, or whose table or
 columns are not mapped, yields ``Unavailable(reason)``; only the rules that need it are not run
 (status ``error``, the reason Chinese first), and the table's other rules run as usual.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -81,30 +85,155 @@ def unavailable_message(names: Iterable[str], reasons: Iterable[str]) -> str:
     return f"{UNAVAILABLE}: {'; '.join(dict.fromkeys(reasons))} ({', '.join(names)})"
 
 
+Key = tuple[str, "timedelta | None"]  # (canonical table, window)
+
+
+def wanted_columns(cfg: Config, needs: Iterable[str]) -> dict[Key, set[str]]:
+    """The columns the providers of ``needs`` read, by (mapped table, window)."""
+    wanted: dict[Key, set[str]] = {}
+    for name in set(needs):
+        p = PROVIDERS.get(name)
+        if p is None:
+            continue
+        for t, cols in p.reads.items():
+            if cfg.source_of(t) is not None:
+                wanted.setdefault((t, p.window), set()).update(cols)
+    return wanted
+
+
+@dataclass(frozen=True)
+class SharedReads:
+    """A night's whole-table reference reads, shared by its table tasks: a handle that a task carries
+    (its night and the columns the night's tasks want of each table — never rows, so that it goes to
+    a process or a Dask worker as it is). Rows are held in the process that read them, by night: the
+    first task to want a (table, window) reads it with every column in ``wanted`` (the union over the
+    night's tasks), the others take the columns they need from it. The flow's process releases its
+    night's rows when the night ends (``release``); a worker process holds one night's at most."""
+
+    night: int
+    wanted: tuple[tuple[Key, tuple[str, ...]], ...]
+
+    @classmethod
+    def plan(cls, night: int, wanted: Mapping[Key, Iterable[str]]) -> SharedReads:
+        return cls(night, tuple(sorted(((k, tuple(sorted(v))) for k, v in wanted.items()),
+                                           key=lambda kv: (kv[0][0], str(kv[0][1])))))
+
+    def columns(self, key: Key) -> tuple[str, ...] | None:
+        return dict(self.wanted).get(key)
+
+    def read(self, source: str, key: Key, as_of: pd.Timestamp, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """The night's rows of ``key`` from ``source``: ``read()`` by the first task that asks, held
+        for the others (a read that fails is not held: the next task tries again)."""
+        held = _held(self.night)
+        k = (source, *key, as_of if key[1] is not None else None)  # a window ends at the reference time
+        with held.guard:
+            lock = held.locks.setdefault(k, threading.Lock())
+        with lock:  # one reader a table; the tasks wanting it meanwhile wait for its rows
+            if k not in held.frames:
+                held.frames[k] = read()
+                held.reads[k] = held.reads.get(k, 0) + 1
+            return held.frames[k]
+
+    def whole(self, cfg: Config, source: str, table: str, columns: Iterable[str]) -> pd.DataFrame:
+        """``columns`` of the whole ``table`` (those the source maps), from the night's read of it —
+        made now (with every column the night wants of it) when no task of this process has read it
+        yet. Raises SourceError when the source cannot be read."""
+        key: Key = (table, None)
+        columns = list(columns)
+        got = self.held(source, key, None)
+        if got is None or any(c not in got.columns for c in columns):
+            with open_source(cfg, source) as reader:
+                present = reader.present_columns(table)
+                columns = [c for c in columns if c in present]
+                night = set(self.columns(key) or ())
+                if got is None and set(columns) <= night:
+                    every = [c for c in sorted(night) if c in present]
+                    got = self.read(source, key, None, lambda: reader.read_all(
+                        table, Scope(sampling=Sampling(method="full")), columns=every))
+                elif got is None or any(c not in got.columns for c in columns):  # not planned: read apart
+                    return reader.read_all(table, Scope(sampling=Sampling(method="full")), columns=columns)
+        return got[columns]
+
+    def held(self, source: str, key: Key, as_of: pd.Timestamp | None) -> pd.DataFrame | None:
+        """The rows of ``key`` if this process already read them tonight."""
+        h = _NIGHTS.get(self.night)
+        return None if h is None else h.frames.get((source, *key, as_of if key[1] is not None else None))
+
+
+@dataclass
+class _Held:
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    locks: dict = field(default_factory=dict)
+    frames: dict = field(default_factory=dict)
+    reads: dict = field(default_factory=dict)  # how often each was read (a test's check: once)
+
+
+_NIGHTS: dict[int, _Held] = {}
+_NIGHTS_GUARD = threading.Lock()
+
+
+def _held(night: int) -> _Held:
+    with _NIGHTS_GUARD:
+        h = _NIGHTS.get(night)
+        if h is None:
+            _NIGHTS.clear()  # one night a process: a worker kept from an earlier night lets its rows go
+            h = _NIGHTS[night] = _Held()
+        return h
+
+
+def release(shared: SharedReads | None) -> None:
+    """The night's rows held in this process let go (the night has ended)."""
+    if shared is not None:
+        with _NIGHTS_GUARD:
+            _NIGHTS.pop(shared.night, None)
+
+
+def held_rows(shared: SharedReads, source: str, table: str, columns: Iterable[str]) -> pd.DataFrame | None:
+    """``columns`` of the whole ``table`` this process read tonight, if it did with all of them."""
+    got = shared.held(source, (table, None), pd.Timestamp(0))
+    columns = list(columns)
+    return None if got is None or any(c not in got.columns for c in columns) else got[columns]
+
+
 @dataclass
 class _Reads:
-    """One resolution's reads: each (source, table, window) once, with every column asked for."""
+    """One resolution's reads: each (source, table, window) once, with every column asked for — or
+    taken from the night's shared reads (``shared``)."""
 
     cfg: Config
     as_of: pd.Timestamp
+    shared: SharedReads | None = None
     wanted: dict[tuple[str, timedelta | None], set[str]] = field(default_factory=dict)
     rows: dict[tuple[str, timedelta | None], pd.DataFrame | Unavailable] = field(default_factory=dict)
 
     def read_all(self) -> None:
         by_source: dict[str, list[tuple[str, timedelta | None]]] = {}
         for key in self.wanted:  # only mapped tables are wanted (``resolve``)
-            by_source.setdefault(str(self.cfg.source_of(key[0])), []).append(key)
+            source = str(self.cfg.source_of(key[0]))
+            got = None if self.shared is None else self.shared.held(source, key, self.as_of)
+            if got is not None:  # read tonight by another task of this process: the source not opened
+                self.rows[key] = got
+                continue
+            by_source.setdefault(source, []).append(key)
         for source, keys in by_source.items():
             try:
                 with open_source(self.cfg, source) as reader:
-                    for table, window in keys:
-                        present = reader.present_columns(table)
-                        columns = [c for c in sorted(self.wanted[table, window]) if c in present]
-                        self.rows[table, window] = reader.read_all(table, self._scope(window), columns=columns) \
-                            if columns else pd.DataFrame()
+                    for key in keys:
+                        self.rows[key] = self._read(reader, source, key)
             except SourceError as e:  # the source is down or the table unreadable: its references are not had
                 for key in keys:
                     self.rows.setdefault(key, Unavailable(e.fault))
+
+    def _read(self, reader, source: str, key: Key) -> pd.DataFrame:
+        table, window = key
+        present = reader.present_columns(table)
+        night = None if self.shared is None else self.shared.columns(key)
+        wanted = self.wanted[key] if night is None else set(night) | self.wanted[key]
+        columns = [c for c in sorted(wanted) if c in present]
+
+        def read() -> pd.DataFrame:
+            return reader.read_all(table, self._scope(window), columns=columns) if columns else pd.DataFrame()
+        return read() if night is None else self.shared.read(source, key, self.as_of, read)
 
     def _scope(self, window: timedelta | None) -> Scope:
         full = Sampling(method="full")
@@ -113,11 +242,12 @@ class _Reads:
         return Scope(sampling=full, since=(self.as_of - window).to_pydatetime(), until=self.as_of.to_pydatetime())
 
 
-def resolve(cfg: Config, needs: Iterable[str], as_of: pd.Timestamp) -> dict[str, Any]:
+def resolve(cfg: Config, needs: Iterable[str], as_of: pd.Timestamp, shared: SharedReads | None = None) -> dict[str, Any]:
     """The values of the references ``needs`` names at the reference time ``as_of``: each its
-    provider's value, or ``Unavailable`` with the reason (a name no provider declares included)."""
+    provider's value, or ``Unavailable`` with the reason (a name no provider declares included).
+    ``shared``: the night's reads, shared with its other table tasks."""
     out: dict[str, Any] = {}
-    reads = _Reads(cfg, as_of)
+    reads = _Reads(cfg, as_of, shared)
     providers = []
     for name in sorted(set(needs)):
         p = PROVIDERS.get(name)

@@ -314,7 +314,8 @@ class Reports(_Strict):
 
 
 class DaskRunner(_Strict):
-    """``orchestration.task_runner: dask``: a cluster's scheduler, or a local cluster of ``workers``."""
+    """``orchestration.task_runner: dask``: a cluster's scheduler, or a local cluster of ``workers``
+    (``auto`` starts at most ``workers``, fewer when the CPUs or the memory allow fewer)."""
 
     address: str | None = None  # tcp://scheduler:8786 of a running cluster; None: a LocalCluster per run
     workers: Annotated[int, Field(ge=1, le=256)] = 2  # the LocalCluster's worker count (one thread each)
@@ -325,8 +326,10 @@ class Orchestration(_Strict):
     """How the Prefect flows run the audit (pipelines/flows.py)."""
 
     # where the flow's tasks (a source's check, a table's validation, the duplicate scan) run:
-    # threads of the flow's process, a process pool, or Dask through prefect-dask (the dask extra)
-    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    # threads of the flow's process, a process pool, or Dask through prefect-dask (the dask extra);
+    # auto: a local Dask cluster where the night is big and the machine's CPUs and memory allow it,
+    # else one thread (pipelines/runner_choice.py: the rule, said on the night's output)
+    task_runner: Literal["auto", "threads", "processes", "dask"] = "auto"
     workers: Annotated[int, Field(ge=1, le=64)] = 2  # threads or processes at once (threads, processes)
     dask: DaskRunner = DaskRunner()
     # a table's validation as this many tasks, its institutions' codes hashed into as many buckets, and

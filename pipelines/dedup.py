@@ -42,6 +42,7 @@ from healthqa.dedup.model import FSModel
 from healthqa.dedup.night import NightResult, Stored, Tonight
 from healthqa.dedup.normalise import unreadable_times, update_times
 from healthqa.errors import HealthqaError, SourceError
+from healthqa.expectations.references import SharedReads
 from healthqa.store import AuditStore
 from healthqa.store.runs import RunContext
 
@@ -103,18 +104,24 @@ def _js(v) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
-def _org_levels(cfg: Config) -> tuple[dict[str, str], str | None]:
+def _org_levels(cfg: Config, shared: SharedReads | None = None) -> tuple[dict[str, str], str | None]:
     """The register's level of each institution (a cluster's survivor is preferably an archive of a
     higher-level institution) and, when the levels cannot be had, what the scan did without them:
-    the register's store down must not stop the duplicate scan of the MPI, only that preference."""
+    the register's store down must not stop the duplicate scan of the MPI, only that preference.
+    ``shared``: the night's reads (the register read once a night)."""
     src = cfg.source_of("organization")
     if src is None:
         return {}, None
     try:
-        with open_source(cfg, src) as r:
-            if "level" not in r.present_columns("organization"):
+        if shared is not None:
+            df = shared.whole(cfg, src, "organization", ["org_code", "level"])
+            if "level" not in df.columns:
                 return {}, None
-            df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "level"])
+        else:
+            with open_source(cfg, src) as r:
+                if "level" not in r.present_columns("organization"):
+                    return {}, None
+                df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "level"])
     except SourceError as e:
         return {}, (f"未用机构等级选择保留档案 survivors chosen without institution levels "
                     f"({e.fault})")
@@ -156,7 +163,8 @@ def _empty(s: pd.Series) -> bool:
 
 def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_path: str | None = None,
               truth: str | Path | None = None, incremental: bool = False,
-              progress: Callable[[str], None] | None = None, candidates: CandidateMaker | None = None) -> DedupRun:
+              progress: Callable[[str], None] | None = None, candidates: CandidateMaker | None = None,
+              shared: SharedReads | None = None) -> DedupRun:
     spec_path = spec_path or cfg.dedup.spec
     spec = specs.load(spec_path) if spec_path else specs.builtin()
     if cfg.dedup.thresholds:  # the site's thresholds outrank the spec's
@@ -191,7 +199,7 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         else:
             df = r.read_all(spec.table, Scope(sampling=Sampling(method="full")), columns=columns)
             _check_inputs(df, spec, source, r.mapping(spec.table), r.physical_name(spec.table))
-    levels, without_levels = _org_levels(cfg)
+    levels, without_levels = _org_levels(cfg, shared)
     dd = Deduplicator(spec, model=prior_model, decisions=decisions, org_levels=levels, progress=progress,
                       candidates=candidates)
     if idx is not None:

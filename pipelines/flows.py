@@ -44,9 +44,10 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from healthqa import config as config_mod
 from healthqa.config import Config, Orchestration
 from healthqa.errors import ConfigError, HealthqaError, SourceError
+from healthqa.expectations.references import SharedReads
 from healthqa.store import AuditStore, RunContext
 
-from . import fault_log
+from . import fault_log, runner_choice
 from .nightly import (
     DedupSummary,
     Night,
@@ -81,18 +82,20 @@ def _check(cfg: Config, name: str) -> list:
 
 
 @task(name="validate", **QUIET)
-def _validate(cfg: Config, run: RunContext, source: str, table: str) -> TableOutcome:
-    return validate_table(cfg, run, source, table)
+def _validate(cfg: Config, run: RunContext, source: str, table: str, shared: SharedReads | None = None) -> TableOutcome:
+    return validate_table(cfg, run, source, table, shared=shared)
 
 
 @task(name="validate part", **QUIET)
-def _validate_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None) -> TablePart:
-    return validate_table_part(cfg, run, source, table, part)
+def _validate_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None,
+                   shared: SharedReads | None = None) -> TablePart:
+    return validate_table_part(cfg, run, source, table, part, shared=shared)
 
 
 @task(name="duplicate scan", **QUIET)
-def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1) -> DedupSummary:
-    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None)
+def _dedup(cfg: Config, source: str, incremental: bool, dask_parts: int = 1, shared: SharedReads | None = None) -> DedupSummary:
+    return dedup_scan(cfg, source, incremental, candidates=_compare_on_dask(dask_parts) if dask_parts > 1 else None,
+                      shared=shared)
 
 
 def _dedup_parts(orch: Orchestration) -> int:
@@ -136,9 +139,17 @@ class FlowOutcome:
     state: State
 
 
+def _counted(checks: dict) -> tuple[int | None, int | None]:
+    """The rows of the tables the answering sources counted, between them, and the largest table's
+    (None, None: nothing counted yet — the runner is as configured)."""
+    counts = [tc.rows or 0 for ok, value in checks.values() if ok for tc in value]
+    return (sum(counts), max(counts, default=0)) if checks else (None, None)
+
+
 def task_runner(orch: Orchestration):
-    """The task runner of ``orchestration.task_runner``: threads (default), a process pool, or Dask
-    (a cluster at ``dask.address``, else a LocalCluster of ``dask.workers`` workers)."""
+    """The task runner of ``orchestration.task_runner``: threads, a process pool, or Dask (a cluster
+    at ``dask.address``, else a LocalCluster of ``dask.workers`` workers); ``auto`` not yet decided
+    (``runner_choice.choose``) is one thread."""
     if orch.task_runner == "processes":
         return ProcessPoolTaskRunner(max_workers=orch.workers)
     if orch.task_runner == "dask":
@@ -153,7 +164,7 @@ def task_runner(orch: Orchestration):
             return DaskTaskRunner(address=d.address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": d.workers, "threads_per_worker": 1,
                                               "processes": d.processes, "dashboard_address": ":0"})
-    return ThreadPoolTaskRunner(max_workers=orch.workers)
+    return ThreadPoolTaskRunner(max_workers=1 if orch.task_runner == "auto" else orch.workers)
 
 
 @contextmanager
@@ -208,14 +219,24 @@ def _night(cfg: Config) -> State:
             # other tasks start, and Prefect walks each task's parameters in the worker's thread
             # (a shared dict changing size under that walk failed a night in CI)
             ticket = RunContext(run.id, run.kind, run.started_at)
-            with _api_for_children(orch), task_runner(orch) as runner:
+            checks: dict = {}
+            if orch.task_runner == "auto":  # the sources' counts decide the runner: checked first, on threads
+                with ThreadPoolTaskRunner(max_workers=max(1, len(cfg.sources))) as checker:
+                    checks = {name: checker.submit(_check.with_options(name=f"source {name}", **retrying),
+                                                   {"cfg": cfg, "name": name}) for name in cfg.sources}
+                    checks = {name: _outcome(future) for name, future in checks.items()}
+            choice = runner_choice.choose(cfg, *_counted(checks))
+            night.runner(choice.line())
+            orch = choice.orch
+            with _api_for_children(orch), task_runner(orch) as runner, night.shared_reads(orch) as shared:
                 # independent branches: a source that cannot be read never stops the others; its
                 # tables start as soon as it has answered
-                checks = {name: runner.submit(_check.with_options(name=f"source {name}", **retrying),
-                                              {"cfg": cfg, "name": name}) for name in cfg.sources}
+                if not checks:
+                    checks = {name: runner.submit(_check.with_options(name=f"source {name}", **retrying),
+                                                  {"cfg": cfg, "name": name}) for name in cfg.sources}
                 tables = {}
                 for name, future in checks.items():
-                    ok, value = _outcome(future)
+                    ok, value = future if isinstance(future, tuple) else _outcome(future)
                     if not ok:
                         night.check_failed(name, value)
                         continue
@@ -224,17 +245,17 @@ def _night(cfg: Config) -> State:
                         if n == 1:
                             tables[name, t] = runner.submit(
                                 _validate.with_options(name=f"validate {name}.{t}", **retrying),
-                                {"cfg": cfg, "run": ticket, "source": name, "table": t})
+                                {"cfg": cfg, "run": ticket, "source": name, "table": t, "shared": shared})
                             continue
                         # the per-row rules by institution bucket, the whole-table rules apart
                         tables[name, t] = [runner.submit(
                             _validate_part.with_options(name=f"validate {name}.{t} {'whole-table' if p is None else p}",
                                                         **retrying),
-                            {"cfg": cfg, "run": ticket, "source": name, "table": t, "part": p})
+                            {"cfg": cfg, "run": ticket, "source": name, "table": t, "part": p, "shared": shared})
                             for p in [*((k, n) for k in range(n)), None]]
                 src = night.person_source()
                 dedup = None if src is None else runner.submit(_dedup.with_options(**retrying), {
-                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch)})
+                    "cfg": cfg, "source": src, "incremental": True, "dask_parts": _dedup_parts(orch), "shared": shared})
                 for (name, t), future in tables.items():
                     if isinstance(future, list):
                         outcomes = [_outcome(f) for f in future]
@@ -278,7 +299,7 @@ def dedup_scan_flow(config_path: str, source: str | None = None) -> DedupSummary
     blocks), a ``dedup`` run of its own; the nightly audit screens only new and changed archives."""
     cfg = config_mod.load(config_path)
     source = cfg.source_of("person", source, required=True)
-    orch = cfg.orchestration
+    orch = runner_choice.choose(cfg, None).orch  # auto: one thread (a single task unless on Dask)
     with _api_for_children(orch), task_runner(orch) as runner:
         out = runner.submit(_dedup.with_options(name=f"duplicate scan {source}"),
                             {"cfg": cfg, "source": source, "incremental": False, "dask_parts": _dedup_parts(orch)}).result()

@@ -13,8 +13,8 @@ its watermarks held, and the next night assesses it before reading anything (``N
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,8 @@ from healthqa.config import Config
 from healthqa.connectors.readers import TableCheck
 from healthqa.connectors.sources import open_source
 from healthqa.errors import SourceError, SourceUnreachable
+from healthqa.expectations import references
+from healthqa.expectations.references import SharedReads
 from healthqa.reports import deliver
 from healthqa.reports.assess import Assessment, assess_pending, assess_run
 from healthqa.reports.deliver import Published
@@ -34,7 +36,16 @@ from .dedup import notes as dedup_notes
 from .dedup import run_dedup
 from .nightly_lock import nightly_lock
 from .scope import suite_tables
-from .validate import TablePart, ValidationRequest, ValidationRun, combine_parts, validate_nightly, validate_part
+from .validate import (
+    REGISTER_COLUMNS,
+    TablePart,
+    ValidationRequest,
+    ValidationRun,
+    combine_parts,
+    night_reads,
+    validate_nightly,
+    validate_part,
+)
 
 
 @dataclass
@@ -73,6 +84,7 @@ class NightlyResult:
     deliveries: list[Delivery] = field(default_factory=list)
     retried: list[Published] = field(default_factory=list)  # earlier runs' undelivered publishing, sent again
     notes: list[str] = field(default_factory=list)  # said on the run without making it partial
+    runner: str | None = None  # the flow's task runner and why (runner_choice.Choice.line), Chinese first
 
     @property
     def exit_code(self) -> int:
@@ -98,34 +110,36 @@ def _store(cfg: Config, store: AuditStore | None):
 
 
 def validate_table(cfg: Config, run: RunContext, source: str, table: str, store: AuditStore | None = None,
-                   on_table: Callable[[str], None] | None = None) -> TableOutcome:
+                   on_table: Callable[[str], None] | None = None, shared: SharedReads | None = None) -> TableOutcome:
     """Validate one table within the nightly ``run`` (its configured sampling: incremental tables read
     what arrived since the last successful night) and record its results. The watermarks it stages
-    go back with the outcome and count only when the night takes it (``Night.validated``)."""
+    go back with the outcome and count only when the night takes it (``Night.validated``).
+    ``shared``: the night's reference reads, shared with its other table tasks (``Night.shared_reads``)."""
     staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
-        v = validate_nightly(cfg, st, staged, ValidationRequest(source, (table,)), on_table)
+        v = validate_nightly(cfg, st, staged, ValidationRequest(source, (table,)), on_table, shared)
     return TableOutcome(v, staged.pending_watermarks, staged.pending_counted)
 
 
 def validate_table_part(cfg: Config, run: RunContext, source: str, table: str, part: tuple[int, int] | None,
-                        store: AuditStore | None = None) -> TablePart:
+                        store: AuditStore | None = None, shared: SharedReads | None = None) -> TablePart:
     """One part of a table's nightly validation (``validate.validate_part``), for ``Night.combined``."""
     staged = RunContext(run.id, run.kind, run.started_at)
     with _store(cfg, store) as st:
-        out = validate_part(cfg, st, staged, source, table, part)
+        out = validate_part(cfg, st, staged, source, table, part, shared)
     out.watermarks, out.counted = staged.pending_watermarks, staged.pending_counted
     return out
 
 
 def dedup_scan(cfg: Config, source: str, incremental: bool = True, store: AuditStore | None = None,
-               candidates: Callable | None = None) -> DedupSummary:
+               candidates: Callable | None = None, shared: SharedReads | None = None) -> DedupSummary:
     """Duplicate screening of the archives in ``source`` — new and changed archives against the index
     (``incremental``; a full run the first time) or all of them — as a ``dedup`` run of its own.
     ``candidates``: how candidate pairs are made and compared (``engine.compare_candidates``'s
-    signature; the flow passes one that spreads blocking-key partitions over a Dask cluster)."""
+    signature; the flow passes one that spreads blocking-key partitions over a Dask cluster).
+    ``shared``: the night's reads (the register's levels)."""
     with _store(cfg, store) as st:
-        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates)
+        run = run_dedup(cfg, st, source=source, incremental=incremental, candidates=candidates, shared=shared)
     return DedupSummary(run.run_id, run.source, run.incremental, run.result.stats)
 
 
@@ -138,6 +152,32 @@ class Night:
     def __init__(self, cfg: Config, store: AuditStore, run: RunContext):
         self.cfg, self.store, self.run = cfg, store, run
         self.res = NightlyResult(run.id, {})
+        self.register = None  # the register's names as the night read them (``shared_reads``), for the report
+
+    @contextmanager
+    def shared_reads(self, orch=None) -> Iterator[SharedReads | None]:
+        """The night's shared reference reads for its table tasks (``references.SharedReads``), let
+        go when the block ends — but for the register's names, kept for the night's report. None on
+        a cluster of the site's (``dask.address``): its workers outlive the night, so its tasks read
+        their references each as before."""
+        if orch is not None and orch.task_runner == "dask" and orch.dask.address:
+            yield None
+            return
+        shared = night_reads(self.cfg, self.run.id)
+        try:
+            yield shared
+        finally:
+            src = self.cfg.source_of("organization")
+            if src is not None:
+                self.register = references.held_rows(shared, src, "organization", REGISTER_COLUMNS)
+            references.release(shared)
+
+    def runner(self, line: str) -> None:
+        """Which task runner the flow chose, and why: said on the night's output and in the log."""
+        import logging
+
+        self.res.runner = line
+        logging.getLogger("healthqa").info(line)
 
     # -- what the stages sent back --------------------------------------------------------------------
     def checked(self, name: str, checks: list[TableCheck]) -> list[str]:
@@ -213,7 +253,7 @@ class Night:
             with suppress(Exception):  # a remark on the run; the terminal says it too
                 self.store.runs.note(self.run.id, "; ".join(self.res.notes))
         if self.cfg.source_of("organization") not in self.res.failures:  # the report names institutions as of tonight
-            refresh(self.cfg, self.store)
+            refresh(self.cfg, self.store, rows=self.register)
         a = self.res.assessment
         mine, self.res.retried = deliver.after_night(self.cfg, self.store, self.run.id, a.summary() if a else None)
         if mine is not None:
@@ -273,23 +313,24 @@ def run_nightly(cfg: Config, on_table: Callable[[str], None] | None = None) -> N
         with store.runs.start("nightly", nightly_scope(cfg)) as run:
             night = Night(cfg, store, run)
             night.catch_up()
-            for name in cfg.sources:
-                try:
-                    tables = night.checked(name, check_source(cfg, name))
-                except SourceError as e:
-                    night.check_failed(name, e)
-                    continue
-                for t in tables:
+            with night.shared_reads() as shared:
+                for name in cfg.sources:
                     try:
-                        night.validated(validate_table(cfg, run, name, t, store, on_table))
-                    except Exception as e:  # noqa: BLE001 - one table that cannot run never stops the others
-                        night.table_failed(name, t, e)
-            src = night.person_source()
-            if src is not None:
-                try:
-                    night.deduplicated(dedup_scan(cfg, src, store=store))
-                except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
-                    night.stage_failed("dedup", e, src)
+                        tables = night.checked(name, check_source(cfg, name))
+                    except SourceError as e:
+                        night.check_failed(name, e)
+                        continue
+                    for t in tables:
+                        try:
+                            night.validated(validate_table(cfg, run, name, t, store, on_table, shared))
+                        except Exception as e:  # noqa: BLE001 - one table that cannot run never stops the others
+                            night.table_failed(name, t, e)
+                src = night.person_source()
+                if src is not None:
+                    try:
+                        night.deduplicated(dedup_scan(cfg, src, store=store, shared=shared))
+                    except Exception as e:  # noqa: BLE001 - the night's other results must still be reported
+                        night.stage_failed("dedup", e, src)
             try:
                 night.assess()
             except Exception as e:  # noqa: BLE001 - the night's results are stored; it is assessed again later

@@ -128,7 +128,8 @@ def validate_adhoc(cfg: Config, request: ValidationRequest, store: AuditStore | 
 
 
 def validate_nightly(cfg: Config, store: AuditStore, run: RunContext, request: ValidationRequest,
-                     on_table: Callable[[str], None] | None = None) -> ValidationRun:
+                     on_table: Callable[[str], None] | None = None,
+                     shared: references.SharedReads | None = None) -> ValidationRun:
     """Tables within the nightly ``run``, recorded on it: each under its configured sampling —
     incremental ones read what arrived since the last successful night, and their watermarks are
     staged on ``run``. A nightly reads what its sampling says: a request with filters is refused."""
@@ -136,18 +137,40 @@ def validate_nightly(cfg: Config, store: AuditStore, run: RunContext, request: V
         raise ValueError("a nightly validation takes no institution or time filters (its sampling decides)")
     cfg.require_source(request.source, request.tables)
     wanted = list(request.tables) or suite_tables(cfg, request.source)
-    out = _validate_tables(cfg, request, wanted, on_table, store, run)
+    out = _validate_tables(cfg, request, wanted, on_table, store, run, shared)
     store.results.record(run.id, _stored(out))
     return ValidationRun(run.id, request.scope_doc(wanted), out)
 
 
-def _context(cfg: Config, rules: Sequence[suites.Rule]) -> RuleContext:
+# the register's columns a night's report names institutions with (reports/institutions.refresh),
+# and those the duplicate scan prefers survivors by (pipelines/dedup._org_levels)
+REGISTER_COLUMNS = ("org_code", "name")
+LEVEL_COLUMNS = ("org_code", "level")
+
+
+def night_reads(cfg: Config, night: int) -> references.SharedReads:
+    """The night's shared reference reads (``references.SharedReads``): the columns every table task
+    of the night wants of each reference table — and the register's names and levels for the night's
+    report and duplicate scan."""
+    suites.load_plugins(cfg.validation.plugins)
+    needs: set[str] = set()
+    for source in cfg.sources:
+        for t in suite_tables(cfg, source):
+            needs.update(*(r.needs | r.linked for r in suites.rules_for(t, cfg.validation.suites)))
+    wanted = references.wanted_columns(cfg, needs)
+    if cfg.source_of("organization") is not None:
+        wanted.setdefault(("organization", None), set()).update(REGISTER_COLUMNS + LEVEL_COLUMNS)
+    return references.SharedReads.plan(night, wanted)
+
+
+def _context(cfg: Config, rules: Sequence[suites.Rule], shared: references.SharedReads | None = None) -> RuleContext:
     """The reference time, the district and the reference data ``rules`` need (unavailable ones
-    marked so: the rules needing them are not run, the others are)."""
+    marked so: the rules needing them are not run, the others are); ``shared``: the night's reads."""
     as_of = reference_time(cfg)
     needs: set[str] = set().union(*(r.needs | r.linked for r in rules))
     site_codes = read_diagnosis_codes(cfg.validation.diagnosis_codes) if cfg.validation.diagnosis_codes else None
-    return RuleContext(as_of=as_of, district=cfg.district.adcode, references=references.resolve(cfg, needs, as_of),
+    return RuleContext(as_of=as_of, district=cfg.district.adcode,
+                       references=references.resolve(cfg, needs, as_of, shared),
                        diagnosis_codes=site_codes, watch=_watch(cfg))
 
 
@@ -186,10 +209,11 @@ def _add_reference(reader, table: str, scope: Scope, v: Validation) -> None:
 
 def _validate_tables(cfg: Config, request: ValidationRequest, wanted: list[str],
                      on_table: Callable[[str], None] | None, store: AuditStore | None = None,
-                     nightly: RunContext | None = None) -> list[TableValidation]:
+                     nightly: RunContext | None = None,
+                     shared: references.SharedReads | None = None) -> list[TableValidation]:
     suites.load_plugins(cfg.validation.plugins)
     rules = {t: suites.rules_for(t, cfg.validation.suites) for t in wanted}
-    ctx = _context(cfg, [r for rs in rules.values() for r in rs])
+    ctx = _context(cfg, [r for rs in rules.values() for r in rs], shared)
     out: list[TableValidation] = []
     with open_source(cfg, request.source) as reader:
         for t in wanted:
@@ -235,7 +259,7 @@ def partitions(cfg: Config, source: str, table: str) -> int:
 
 
 def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: str, table: str,
-                  part: tuple[int, int] | None) -> TablePart:
+                  part: tuple[int, int] | None, shared: references.SharedReads | None = None) -> TablePart:
     """``part`` (k, n): the per-row rules on the rows of the institutions whose codes hash into bucket
     k of n (bucket 0 also takes the rows without a code); None: the whole-table rules, on the columns
     they read of every row the night reads. Watermarks are staged on ``nightly``."""
@@ -245,7 +269,7 @@ def validate_part(cfg: Config, store: AuditStore, nightly: RunContext, source: s
     with open_source(cfg, source) as reader:
         scope = scope_for(reader, store, table)
         sampling = scope.describe()  # the night's read of the table, not this part's bucket
-        with _validation(reader, table, scope, mine, _context(cfg, mine)) as v:
+        with _validation(reader, table, scope, mine, _context(cfg, mine, shared)) as v:
             if part is None:
                 chunks = reader.read(table, scope, columns=v.narrow_columns) if v.narrow_columns else ()
             else:

@@ -47,14 +47,16 @@ def registry(cfg: Config, store: AuditStore | None = None) -> Registry:
     return refresh(cfg, store)
 
 
-def refresh(cfg: Config, store: AuditStore | None = None) -> Registry:
+def refresh(cfg: Config, store: AuditStore | None = None, rows=None) -> Registry:
     """The registry read from its source now, and kept in ``store`` when given; unavailable (codes
-    shown as they are) when the source cannot be read."""
+    shown as they are) when the source cannot be read. ``rows``: its ``org_code`` and ``name`` as the
+    night already read them (``Night.shared_reads``): not read again."""
     src = cfg.source_of("organization")
     if src is None:
         return Registry()
+    if rows is not None:
+        return _kept(Registry(_names(rows), True, clock.now()), store)
     # the readers (pandas) load with a read of the registry, not with every report module
-    from healthqa import standards as st
     from healthqa.connectors.sampling import Scope
     from healthqa.connectors.sources import open_source
 
@@ -63,9 +65,17 @@ def refresh(cfg: Config, store: AuditStore | None = None) -> Registry:
             df = r.read_all("organization", Scope(sampling=Sampling(method="full")), columns=["org_code", "name"])
     except HealthqaError:
         return Registry()
-    at = clock.now()
-    reg = Registry(dict(zip(st.text(df["org_code"]), st.text(df["name"]), strict=True)), True, at)
+    return _kept(Registry(_names(df), True, clock.now()), store)
+
+
+def _names(df) -> dict[str, str]:
+    from healthqa import standards as st
+
+    return dict(zip(st.text(df["org_code"]), st.text(df["name"]), strict=True))
+
+
+def _kept(reg: Registry, store: AuditStore | None) -> Registry:
     if store is not None:
         with suppress(HealthqaError):  # the names are still good for this report
-            store.institutions.replace(reg.names, at)
+            store.institutions.replace(reg.names, reg.read_at)
     return reg

@@ -31,6 +31,8 @@ def nightly(cfg: Config) -> int:
         with app.err.status("夜间稽核 nightly audit …", spinner="dots") if app.err.is_terminal else contextlib.nullcontext():
             res = run_nightly_flow(str(cfg.path)).result
     show_checks(res.checks)
+    if res.runner:  # the task runner the night chose (orchestration.task_runner: auto) and why
+        app.out.print(Text(res.runner, style="dim"), highlight=False, soft_wrap=True)
     app.out.print(render.nightly_table(res))
     if res.dedup:
         app.out.print(render.dedup_line(res.dedup.stats, res.dedup.incremental), highlight=False)
