@@ -219,16 +219,24 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     code violates. Applies where the address names a listed area and the area code exists."""
     c = _Cols(df, ctx)
     areas, pattern = _area_names(p.areas)
-    address = c.text(p.address)
-    found = address.map(lambda a: tuple(dict.fromkeys(areas[m] for m in pattern.findall(a)))
-                        if isinstance(a, str) else ())
+    findall = pattern.findall
+    named = [tuple(findall(a)) if isinstance(a, str) else () for a in c.text(p.address)]  # the names it holds
     code = c.text(p.adcode)
     county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
     code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
-    applies = c.area_exists(p.adcode) & found.map(bool)
-    conflict = pd.Series([_address_conflict(f, k) if ok else False
-                          for f, k, ok in zip(found, code, applies)], index=df.index, dtype=bool)
-    return applies, applies & conflict
+    applies = c.area_exists(p.adcode) & pd.Series(list(map(bool, named)), index=df.index, dtype=bool)
+    # judged once per distinct (names, code): a district's addresses name the same few areas
+    judged: dict[tuple, bool] = {}
+
+    def conflict(names: tuple[str, ...], k: str) -> bool:
+        got = judged.get((names, k))
+        if got is None:
+            got = judged[names, k] = _address_conflict(tuple(dict.fromkeys(areas[m] for m in names)), k)
+        return got
+
+    violates = pd.Series([conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)],
+                         index=df.index, dtype=bool)
+    return applies, applies & violates
 
 
 # -- measurePersonCompleteness --------------------------------------------------------------------
