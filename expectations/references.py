@@ -81,6 +81,29 @@ def unavailable_message(names: Iterable[str], reasons: Iterable[str]) -> str:
     return f"{UNAVAILABLE}: {'; '.join(dict.fromkeys(reasons))} ({', '.join(names)})"
 
 
+class _Shared(dict):
+    """The rows one provider reads (a ``Rows``), beside the conversions of them made so far by the
+    resolution's providers (``shared``)."""
+
+    def __init__(self, made: dict):
+        super().__init__()
+        self.made = made
+
+
+def shared(rows: Rows, table: str, column: str, convert: Callable[[pd.Series], Any]) -> Any:
+    """``convert(rows[table][column])``, made once per resolution however many providers ask for it
+    (the MPI's ID numbers normalised once, not by each of the five providers reading them; each
+    archive number's text once, not by each value looked up by archive number). Made anew for rows
+    a resolution did not read (a test's crafted rows)."""
+    made = getattr(rows, "made", None)
+    if made is None:
+        return convert(rows[table][column])
+    key = (table, column, convert)
+    if key not in made:
+        made[key] = convert(rows[table][column])
+    return made[key]
+
+
 @dataclass
 class _Reads:
     """One resolution's reads: each (source, table, window) once, with every column asked for."""
@@ -89,6 +112,7 @@ class _Reads:
     as_of: pd.Timestamp
     wanted: dict[tuple[str, timedelta | None], set[str]] = field(default_factory=dict)
     rows: dict[tuple[str, timedelta | None], pd.DataFrame | Unavailable] = field(default_factory=dict)
+    made: dict[timedelta | None, dict] = field(default_factory=dict)  # window -> shared conversions
 
     def read_all(self) -> None:
         by_source: dict[str, list[tuple[str, timedelta | None]]] = {}
@@ -139,7 +163,7 @@ def resolve(cfg: Config, needs: Iterable[str], as_of: pd.Timestamp) -> dict[str,
 
 
 def _made(p: Provider, reads: _Reads) -> Any:
-    rows: Rows = {}
+    rows: Rows = _Shared(reads.made.setdefault(p.window, {}))
     lacking: list[str] = []
     for t, cols in p.reads.items():
         got = reads.rows.get((t, p.window))

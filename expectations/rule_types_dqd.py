@@ -42,8 +42,7 @@ _ICD_SHAPE = re.compile(r"[A-Z]\d{2}")
 @reference("person.sex_code", reads={"person": ("archive_id", "sex_code")})
 def sex_codes(rows: Rows) -> pd.Series:
     """The MPI's sex code (GB/T 2261.1) of each archive number."""
-    people = rows["person"]
-    return _person_values(people, st.text(people["sex_code"]))
+    return _person_values(rows, st.text(rows["person"]["sex_code"]))
 
 
 @cache
