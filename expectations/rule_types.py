@@ -344,10 +344,13 @@ class _Cols:
     def ids(self, id_col: str, id_type: str | None) -> tuple[pd.Series, pd.Series, pd.Series]:
         """(raw, normalised number, valid GB 11643 number on a GB 11643 document)."""
         def compute() -> tuple[pd.Series, pd.Series, pd.Series]:
-            raw = self.df[id_col]
-            norm = st.normalise_id(raw)
-            return raw, norm, st.id_valid(norm) & self.gb11643_type(id_type)
+            norm = self.normalised_id(id_col)
+            return self.df[id_col], norm, st.id_valid(norm) & self.gb11643_type(id_type)
         return self._m(("ids", id_col, id_type), compute)
+
+    def normalised_id(self, c: str) -> pd.Series:
+        """ID numbers as the rules compare them (``standards.normalise_id``)."""
+        return self._m(("normalised_id", c), lambda: st.normalise_id(self.df[c]))
 
 
 def _all(df: pd.DataFrame) -> pd.Series:

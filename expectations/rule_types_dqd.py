@@ -119,7 +119,7 @@ def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Out
     and without spaces; a code without a pattern is not judged."""
     c = _Cols(df, ctx)
     code = c.text(p.code)
-    value = st.normalise_id(df[p.column]).str.upper().str.replace(r"\s+", "", regex=True)
+    value = c.normalised_id(p.column).str.upper().str.replace(r"\s+", "", regex=True)
     applies = pd.Series(False, index=df.index)
     violates = pd.Series(False, index=df.index)
     for k, pattern in codelists.load(p.forms)["forms"].items():
