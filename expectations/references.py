@@ -194,6 +194,28 @@ def held_rows(shared: SharedReads, source: str, table: str, columns: Iterable[st
     columns = list(columns)
     return None if got is None or any(c not in got.columns for c in columns) else got[columns]
 
+class _Shared(dict):
+    """The rows one provider reads (a ``Rows``), beside the conversions of them made so far by the
+    resolution's providers (``shared``)."""
+
+    def __init__(self, made: dict):
+        super().__init__()
+        self.made = made
+
+
+def shared(rows: Rows, table: str, column: str, convert: Callable[[pd.Series], Any]) -> Any:
+    """``convert(rows[table][column])``, made once per resolution however many providers ask for it
+    (the MPI's ID numbers normalised once, not by each of the five providers reading them; each
+    archive number's text once, not by each value looked up by archive number). Made anew for rows
+    a resolution did not read (a test's crafted rows)."""
+    made = getattr(rows, "made", None)
+    if made is None:
+        return convert(rows[table][column])
+    key = (table, column, convert)
+    if key not in made:
+        made[key] = convert(rows[table][column])
+    return made[key]
+
 
 @dataclass
 class _Reads:
@@ -205,6 +227,7 @@ class _Reads:
     shared: SharedReads | None = None
     wanted: dict[tuple[str, timedelta | None], set[str]] = field(default_factory=dict)
     rows: dict[tuple[str, timedelta | None], pd.DataFrame | Unavailable] = field(default_factory=dict)
+    made: dict[timedelta | None, dict] = field(default_factory=dict)  # window -> shared conversions
 
     def read_all(self) -> None:
         by_source: dict[str, list[tuple[str, timedelta | None]]] = {}
@@ -269,7 +292,7 @@ def resolve(cfg: Config, needs: Iterable[str], as_of: pd.Timestamp, shared: Shar
 
 
 def _made(p: Provider, reads: _Reads) -> Any:
-    rows: Rows = {}
+    rows: Rows = _Shared(reads.made.setdefault(p.window, {}))
     lacking: list[str] = []
     for t, cols in p.reads.items():
         got = reads.rows.get((t, p.window))

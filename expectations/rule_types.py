@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from healthqa import codelists
 from healthqa import standards as st
 
-from .references import PROVIDERS, Rows, Unavailable, reference, unavailable_message
+from .references import PROVIDERS, Rows, Unavailable, reference, shared, unavailable_message
 
 Outcome = tuple[pd.Series, pd.Series]  # (applies, violates)
 
@@ -344,10 +344,13 @@ class _Cols:
     def ids(self, id_col: str, id_type: str | None) -> tuple[pd.Series, pd.Series, pd.Series]:
         """(raw, normalised number, valid GB 11643 number on a GB 11643 document)."""
         def compute() -> tuple[pd.Series, pd.Series, pd.Series]:
-            raw = self.df[id_col]
-            norm = st.normalise_id(raw)
-            return raw, norm, st.id_valid(norm) & self.gb11643_type(id_type)
+            norm = self.normalised_id(id_col)
+            return self.df[id_col], norm, st.id_valid(norm) & self.gb11643_type(id_type)
         return self._m(("ids", id_col, id_type), compute)
+
+    def normalised_id(self, c: str) -> pd.Series:
+        """ID numbers as the rules compare them (``standards.normalise_id``)."""
+        return self._m(("normalised_id", c), lambda: st.normalise_id(self.df[c]))
 
 
 def _all(df: pd.DataFrame) -> pd.Series:
@@ -790,7 +793,7 @@ def upload_within(df: pd.DataFrame, p: UploadWithinParams, ctx: RuleContext) -> 
 @reference("person.archive_id", reads={"person": ("archive_id",)})
 def archive_ids(rows: Rows) -> set[str]:
     """The archive numbers of the MPI."""
-    return set(st.text(rows["person"]["archive_id"]).dropna())
+    return set(shared(rows, "person", "archive_id", _archive_keys)[0].dropna())
 
 
 @reference("organization.org_code", reads={"organization": ("org_code",)})
@@ -823,28 +826,35 @@ def references(df: pd.DataFrame, p: ReferencesParams, ctx: RuleContext) -> Outco
     return applies, applies & (found if p.absent else ~found)
 
 
-def _person_values(people: pd.DataFrame, values: pd.Series) -> pd.Series:
-    """A value of each archive number, by archive number; an ambiguous archive number tells nothing."""
-    ids = st.text(people["archive_id"])
-    unique = ~ids.duplicated(keep=False) & ids.notna()
-    return pd.Series(values[unique].to_numpy(), index=ids[unique].to_numpy()).dropna()
+def _archive_keys(archive_id: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Archive numbers as text, which rows hold an unambiguous one, and those numbers."""
+    ids = st.text(archive_id)
+    unique = (~ids.duplicated(keep=False) & ids.notna()).to_numpy()
+    return ids, unique, ids.to_numpy()[unique]
 
 
-def _person_dates(people: pd.DataFrame, column: str) -> pd.Series:
+def _person_values(rows: Rows, values: pd.Series) -> pd.Series:
+    """A value of each archive number of ``rows["person"]`` (``values``: one a row), by archive number;
+    an ambiguous archive number tells nothing."""
+    _, unique, keys = shared(rows, "person", "archive_id", _archive_keys)
+    return pd.Series(values.to_numpy()[unique], index=keys).dropna()
+
+
+def _person_dates(rows: Rows, column: str) -> pd.Series:
     """A date of each archive number, by archive number; an ambiguous archive number tells nothing."""
-    return _person_values(people, st.datetimes(people[column]).dt.normalize())
+    return _person_values(rows, st.datetimes(rows["person"][column]).dt.normalize())
 
 
 @reference("person.birth_date", reads={"person": ("archive_id", "birth_date")})
 def birth_dates(rows: Rows) -> pd.Series:
     """The MPI's date of birth of each archive number."""
-    return _person_dates(rows["person"], "birth_date")
+    return _person_dates(rows, "birth_date")
 
 
 @reference("person.death_date", reads={"person": ("archive_id", "death_date")})
 def death_dates(rows: Rows) -> pd.Series:
     """The MPI's date of death of each archive number."""
-    return _person_dates(rows["person"], "death_date")
+    return _person_dates(rows, "death_date")
 
 
 def _person(ctx: RuleContext, c: _Cols, archive_col: str, attr: str) -> pd.Series:

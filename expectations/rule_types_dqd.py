@@ -42,8 +42,7 @@ _ICD_SHAPE = re.compile(r"[A-Z]\d{2}")
 @reference("person.sex_code", reads={"person": ("archive_id", "sex_code")})
 def sex_codes(rows: Rows) -> pd.Series:
     """The MPI's sex code (GB/T 2261.1) of each archive number."""
-    people = rows["person"]
-    return _person_values(people, st.text(people["sex_code"]))
+    return _person_values(rows, st.text(rows["person"]["sex_code"]))
 
 
 @cache
@@ -120,7 +119,7 @@ def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Out
     and without spaces; a code without a pattern is not judged."""
     c = _Cols(df, ctx)
     code = c.text(p.code)
-    value = st.normalise_id(df[p.column]).str.upper().str.replace(r"\s+", "", regex=True)
+    value = c.normalised_id(p.column).str.upper().str.replace(r"\s+", "", regex=True)
     applies = pd.Series(False, index=df.index)
     violates = pd.Series(False, index=df.index)
     for k, pattern in codelists.load(p.forms)["forms"].items():
@@ -219,16 +218,24 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     code violates. Applies where the address names a listed area and the area code exists."""
     c = _Cols(df, ctx)
     areas, pattern = _area_names(p.areas)
-    address = c.text(p.address)
-    found = address.map(lambda a: tuple(dict.fromkeys(areas[m] for m in pattern.findall(a)))
-                        if isinstance(a, str) else ())
+    findall = pattern.findall
+    named = [tuple(findall(a)) if isinstance(a, str) else () for a in c.text(p.address)]  # the names it holds
     code = c.text(p.adcode)
     county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
     code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
-    applies = c.area_exists(p.adcode) & found.map(bool)
-    conflict = pd.Series([_address_conflict(f, k) if ok else False
-                          for f, k, ok in zip(found, code, applies)], index=df.index, dtype=bool)
-    return applies, applies & conflict
+    applies = c.area_exists(p.adcode) & pd.Series(list(map(bool, named)), index=df.index, dtype=bool)
+    # judged once per distinct (names, code): a district's addresses name the same few areas
+    judged: dict[tuple, bool] = {}
+
+    def conflict(names: tuple[str, ...], k: str) -> bool:
+        got = judged.get((names, k))
+        if got is None:
+            got = judged[names, k] = _address_conflict(tuple(dict.fromkeys(areas[m] for m in names)), k)
+        return got
+
+    violates = pd.Series([conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)],
+                         index=df.index, dtype=bool)
+    return applies, applies & violates
 
 
 # -- measurePersonCompleteness --------------------------------------------------------------------

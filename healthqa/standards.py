@@ -84,8 +84,9 @@ text_one = _one_text  # one value as ``text`` reads a column's
 def text(s: pd.Series) -> pd.Series:
     """Values as trimmed text, whatever type the source gave them; missing and blank values as None."""
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-        t = s.str.strip()  # the common case, all text: vectorised
-        return t.where(t.notna() & (t != ""), None)
+        # the common case, all text: one pass (``s.str.strip()`` then a blank test took three)
+        return pd.Series([(v.strip() or None) if isinstance(v, str) else None for v in s.to_numpy()],
+                         index=s.index, name=s.name, dtype=object)
     return s.map(_one_text).astype(object)  # text even when empty (an empty float column stays float otherwise)
 
 

@@ -343,3 +343,36 @@ def test_watched_keys_are_kept_every_one_beyond_the_sample_in_chunks_and_parts()
     plain = Validation("person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")), df.columns)
     plain.add(df)
     assert all(r.watched_keys is None for r in plain.results())
+
+
+def test_whole_table_groups_are_collected_with_the_collector_frozen(monkeypatch):
+    """Issue 23, part 4: each group of a whole-table rule is followed by a garbage collection; with the
+    collector given back before the groups, each walked every object of the process (GE's, the
+    reference data's: 15 s of a 200,000-archive profile). The collector stays frozen until the
+    whole-table rules are done, and is given back after."""
+    import gc
+
+    from healthqa.expectations import runner
+
+    frozen: list[int] = []  # the collector's frozen objects at each collection the validation asks for
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(gc, name)
+
+        def collect(self, *args):
+            frozen.append(gc.get_freeze_count())
+            return gc.collect(*args)
+
+    gc.unfreeze()  # whatever an earlier test of this process left
+    monkeypatch.setattr(runner, "gc", Recording())
+    monkeypatch.setattr(runner, "TABLE_RULE_ROWS", 4)
+    rules = [r for r in suites.rules_for("person") if r.id == "MPI-ARCHIVE-UNIQUE"]
+    df = pd.DataFrame({"archive_id": [f"A{i % 7}" for i in range(20)], "org_code": ["X"] * 20})
+    v = Validation("person", rules, RuleContext(as_of=pd.Timestamp("2026-11-25")), df.columns)
+    for lo in range(0, 20, 5):
+        v.add(df.iloc[lo:lo + 5])
+    (r,) = v.results()
+    assert r.violations == 20 and len(frozen) == 4 + 5  # a chunk's and a group's collections
+    assert all(n > 0 for n in frozen), frozen
+    assert gc.get_freeze_count() == 0

@@ -139,3 +139,18 @@ def test_without_the_registrations_only_their_rules_cannot_run():
     results = {r.rule.id: r for r in validate_frame(df, "outpatient_visit", rules, ctx)}
     assert "death_registration" in results["OPV-NOT-AFTER-REGISTERED-DEATH"].error
     assert results["OPV-DX-REQUIRED"].status == "fail"
+
+
+def test_the_archives_of_each_id_number_are_listed_sorted_and_once():
+    """The examples' other archives (``person.archives_by_id_number``), made without a Python call per
+    ID number (issue 23, part 4): an ID number of one archive lists it; of several, each archive
+    number once, sorted, whatever the ID number's written form; blanks on either side are left out."""
+    from healthqa.expectations.rule_types_registry import archives_by_id_number
+
+    rows = pd.DataFrame({
+        "archive_id": ["PB2", "PB1", "PB1", " PA ", "PC", None, "PE", ""],
+        "id_number": [ID_B, ID_B.lower(), "  " + ID_B, ID_A, ID_C, ID_D, None, ID_D],
+    })
+    got = archives_by_id_number({"person": rows})
+    assert got.index.is_unique
+    assert got.to_dict() == {ID_A: "PA", ID_B: "PB1, PB2", ID_C: "PC"}

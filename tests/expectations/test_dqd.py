@@ -137,3 +137,15 @@ def test_a_crafted_visit_set_is_caught_whole_and_no_clean_record_flagged():
     found = {r.rule.id: set(r.violating_keys) for r in validate_frame(visits, "outpatient_visit", rules, ctx, all_keys=True)}
     assert found == {"OPV-VISIT-ID-UNIQUE": {"V5"}, "OPV-DX-SEX": {"V6", "V7", "V8"}, "OPV-ORG-ACTIVE": {"V9"},
                      "OPV-VISIT-NOT-FUTURE": {"V10"}}
+
+
+def test_an_address_is_judged_against_each_rows_own_code():
+    """The address rule judges each distinct (areas named, area code) once (issue 23, part 4): the same
+    address under a code it agrees with and one it does not is still judged row by row."""
+    beilun, zhenhai = "浙江省宁波市北仑区新碶街道明州路18号", "宁波市镇海区庄市街道兴庄路9号"
+    cases = {"z-ok": (zhenhai, "330211"), "b-bad": (beilun, "330211"), "b-ok": (beilun, "330206"),
+             "z-bad": (zhenhai, "330206"), "b-bad2": (beilun, "330211"), "z-ok2": (zhenhai, "330211004")}
+    df = pd.DataFrame([{**CLEAN, "archive_id": k, "address": a, "adcode": c} for k, (a, c) in cases.items()])
+    rules = [r for r in suite.builtin("person").rules if r.id == "MPI-ADDRESS-AREA"]
+    (res,) = validate_frame(df, "person", rules, RuleContext(as_of=AS_OF), all_keys=True)
+    assert res.denominator == 6 and set(res.violating_keys) == {"b-bad", "z-bad", "b-bad2"}
