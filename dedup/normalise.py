@@ -40,8 +40,11 @@ def _t2s():
 
 def _per_distinct(s: pd.Series, fn) -> pd.Series:
     """Apply ``fn`` to each distinct non-null value once and map the results back."""
-    distinct = s.dropna().unique()
-    return s.map(dict(zip(distinct, (fn(v) for v in distinct))))
+    codes, distinct = pd.factorize(s, use_na_sentinel=True)
+    derived = np.empty(len(distinct) + 1, dtype=object)  # the last entry, at code -1: a missing value
+    derived[:-1] = [fn(v) for v in distinct]
+    derived[-1] = np.nan
+    return pd.Series(derived[codes], index=s.index, name=s.name)
 
 
 def name_zh(s: pd.Series) -> pd.Series:

@@ -54,6 +54,10 @@ _ICD = re.compile(r"^(?P<category>[A-Z][0-9]{2})(?:\.(?:(?P<who>[0-9]{1,2})|(?P<
 
 def missing(s: pd.Series) -> pd.Series:
     """NULL, NaN or a blank string."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        # ``text(s).isna()`` without making the text: blank is empty or all whitespace (what strip removes)
+        return pd.Series(np.fromiter((not isinstance(v, str) or not v or v.isspace() for v in s.to_numpy()),
+                                     dtype=bool, count=len(s)), index=s.index, name=s.name)
     return text(s).isna()
 
 
