@@ -55,9 +55,22 @@ _ICD = re.compile(r"^(?P<category>[A-Z][0-9]{2})(?:\.(?:(?P<who>[0-9]{1,2})|(?P<
 def missing(s: pd.Series) -> pd.Series:
     """NULL, NaN or a blank string."""
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-        # ``text(s).isna()`` without making the text: blank is empty or all whitespace (what strip removes)
-        return pd.Series(np.fromiter((not isinstance(v, str) or not v or v.isspace() for v in s.to_numpy()),
-                                     dtype=bool, count=len(s)), index=s.index, name=s.name)
+        # ``text(s).isna()`` without making the text: blank is empty or all whitespace (what strip
+        # removes), told by Arrow's string kernels (whose whitespace is Python's, code point for
+        # code point: tests/dedup/test_vectorised_standards.py); text Arrow cannot hold (a lone
+        # surrogate) value by value
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            a = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowException, UnicodeError):
+            blank = np.fromiter((not isinstance(v, str) or not v or v.isspace() for v in s.to_numpy()),
+                                dtype=bool, count=len(s))
+        else:
+            blank = pc.or_kleene(pc.utf8_is_space(a), pc.equal(pc.utf8_length(a), 0)).fill_null(True)
+            blank = blank.to_numpy(zero_copy_only=False)
+        return pd.Series(blank, index=s.index, name=s.name)
     return text(s).isna()
 
 

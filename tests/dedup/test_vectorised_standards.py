@@ -112,3 +112,22 @@ def test_id_problem_on_many_random_numbers():
 def test_id_problem_keeps_the_index(index):
     s = pd.Series(["11010519491231002X", None, "1"], index=index, dtype=object)
     assert st.id_problem(s).index.equals(s.index)
+
+
+def test_arrow_whitespace_is_pythons():
+    """``missing`` tells blanks with Arrow's kernels: its whitespace must be Python's, everywhere."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    arrow = pc.utf8_is_space(pa.array(chars)).to_numpy(zero_copy_only=False)
+    assert arrow.tolist() == [c.isspace() for c in chars]
+
+
+def test_missing_as_before():
+    values = ["", " ", "\u3000", "\u00a0\u2003", "\t\n", "a", " a ", "\x1c", "\u200b", "\ud800", None, float("nan"),
+              "王", "𠀀", "\x00"]
+    for vals in (values, [v for v in values if v != "\ud800"], [None, None], ["x"], [1, None, " "], []):
+        s = pd.Series(vals, dtype=object, index=np.arange(len(vals)) + 10, name="c")
+        got = st.missing(s)
+        assert got.tolist() == ref_text(s).isna().tolist() and got.index.equals(s.index) and got.dtype == bool
