@@ -19,7 +19,7 @@ from rapidfuzz.distance import DamerauLevenshtein, Hamming, Indel, JaroWinkler
 
 from . import kinds, normalise
 from .kinds import NULL, ComparisonKind
-from .normalise import readings
+from .normalise import _char_readings, readings
 from .spec import FieldSpec, Spec
 
 
@@ -28,13 +28,19 @@ def field_columns(f: FieldSpec) -> list[str]:
     return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else [])
 
 
-def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
+           fields: list[int] | None = None) -> np.ndarray:
     """An (n_pairs, n_fields) int8 matrix of comparison levels: per field, its kind's ``compare`` on
-    the two sides' derived columns (``i``, ``j``: record positions), vectorised over all pairs."""
+    the two sides' derived columns (``i``, ``j``: record positions), vectorised over all pairs.
+    ``fields``: only these fields' columns are compared (an EM session learns a few; the others
+    are left ``NULL``)."""
     out = np.zeros((len(i), len(spec.fields)), dtype=np.int8)
     if not len(i):
         return out
     for k, f in enumerate(spec.fields):
+        if fields is not None and k not in fields:
+            out[:, k] = NULL
+            continue
         cols = {c: prepared[c].to_numpy() for c in field_columns(f)}
         out[:, k] = kinds.get(f.kind).compare(f, {c: v[i] for c, v in cols.items()}, {c: v[j] for c, v in cols.items()})
     return out
@@ -179,8 +185,12 @@ class _NameTable:
         return rows
 
     def _add(self, n: str) -> int:
-        ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in sorted(readings(n))]
         k = 2 if n[:2] in normalise.COMPOUND_SURNAMES else 1
+        if all(len(_char_readings(ch)) == 1 for ch in n[:k]):  # ``readings``' one product: each character's first
+            rs = [" ".join(_char_readings(ch)[0] for ch in n)]
+        else:
+            rs = sorted(readings(n))
+        ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in rs]
         keys = [self.key_ids.setdefault(f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}", len(self.key_ids))
                 for j in (1, 2)]
         for col, v in zip(self._cols, (ids[0] if len(ids) == 1 else -1, k, *keys, int(len(n) - k >= 2),

@@ -122,8 +122,11 @@ def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
     return (streets.fillna("").astype(str) + "/" + comm.astype(str)).where(comm.notna())
 
 
+_SPACE = re.compile(r"\s")
+
+
 def _address_one(v: str) -> str | None:
-    return _ADDRESS_PREFIX.sub("", re.sub(r"\s", "", v)) or None
+    return _ADDRESS_PREFIX.sub("", _SPACE.sub("", v)) or None
 
 
 def _street_one(v: str) -> str | None:
