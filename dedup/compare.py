@@ -214,6 +214,12 @@ class _NameTable:
 _NAMES = _NameTable()
 
 
+def forget_names() -> None:
+    """Let the name table go (a run's comparisons are done: its memory is the run's to use)."""
+    global _NAMES
+    _NAMES = _NameTable()
+
+
 def given_swapped(x: str, y: str) -> bool:
     """The same surname and the given name's characters in another order (刘艳华 / 刘华艳)."""
     k = 2 if x[:2] in normalise.COMPOUND_SURNAMES else 1

@@ -121,6 +121,7 @@ class Deduplicator:
             self.training.estimate_prior(cand, n, rng)
         self.say("classifying")
         pairs, scorer = self.inference.predict(P, cand)
+        compare.forget_names()  # the run compares no more names
         if isinstance(scorer, SupervisedModel):
             stats["supervised_on"] = scorer.labels
         keys = P["key"].to_numpy(dtype=object)
