@@ -9,6 +9,9 @@ kinds are listed at the end of this module; plugins add their own (``kinds.py``)
 
 from __future__ import annotations
 
+from itertools import repeat
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 from rapidfuzz import process
@@ -16,7 +19,7 @@ from rapidfuzz.distance import DamerauLevenshtein, Hamming, Indel, JaroWinkler
 
 from . import kinds, normalise
 from .kinds import NULL, ComparisonKind
-from .normalise import readings
+from .normalise import _char_readings, readings
 from .spec import FieldSpec, Spec
 
 
@@ -25,13 +28,19 @@ def field_columns(f: FieldSpec) -> list[str]:
     return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else [])
 
 
-def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
+           fields: list[int] | None = None) -> np.ndarray:
     """An (n_pairs, n_fields) int8 matrix of comparison levels: per field, its kind's ``compare`` on
-    the two sides' derived columns (``i``, ``j``: record positions), vectorised over all pairs."""
+    the two sides' derived columns (``i``, ``j``: record positions), vectorised over all pairs.
+    ``fields``: only these fields' columns are compared (an EM session learns a few; the others
+    are left ``NULL``)."""
     out = np.zeros((len(i), len(spec.fields)), dtype=np.int8)
     if not len(i):
         return out
     for k, f in enumerate(spec.fields):
+        if fields is not None and k not in fields:
+            out[:, k] = NULL
+            continue
         cols = {c: prepared[c].to_numpy() for c in field_columns(f)}
         out[:, k] = kinds.get(f.kind).compare(f, {c: v[i] for c, v in cols.items()}, {c: v[j] for c, v in cols.items()})
     return out
@@ -109,35 +118,106 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         # per distinct name, not per pair: a million pairs hold a few thousand names
         codes, names = pd.factorize(np.concatenate([a[differ], b[differ]]))
         x, y = codes[: len(differ)], codes[len(differ):]
-        same_pinyin[differ] = _share_reading(names, x, y)
-        swapped[differ] = _given_swapped(names, x, y)
+        rows = _NAMES.rows(names)
+        same_pinyin[differ] = _share_reading(rows, x, y)
+        swapped[differ] = _given_swapped(rows, x, y)
     lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
         swapped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))
     return lv
 
 
-def _share_reading(names, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``readings(names[x]) & readings(names[y])`` per pair: equal ids where both names have one
-    reading (most), a set intersection for the rest."""
-    sets = [readings(n) for n in names]
-    ids = {r: i for i, r in enumerate({r for s in sets for r in s})}
-    one = np.array([ids[next(iter(s))] if len(s) == 1 else -1 for s in sets], dtype=np.int64)
+def _share_reading(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``readings(names[x]) & readings(names[y])`` per pair (``rows``: the names' rows of the name
+    table): equal ids where both names have one reading (most), and where either has several,
+    whether some reading id of one is among the other's (pairs numbered, their (pair, reading id)
+    keys matched as arrays)."""
+    t = _NAMES.arrays()
+    one = t.one[rows]
     out = (one[x] == one[y]) & (one[x] >= 0)
-    for p in np.flatnonzero((one[x] < 0) | (one[y] < 0)):
-        out[p] = bool(sets[x[p]] & sets[y[p]])
+    several = np.flatnonzero((one[x] < 0) | (one[y] < 0))
+    if len(several):
+        width = np.int64(len(_NAMES.reading_ids) + 1)
+        px, idx = _expand(t, rows[x[several]])
+        py, idy = _expand(t, rows[y[several]])
+        hit = np.isin(px * width + idx, py * width + idy)
+        out[several[np.unique(px[hit])]] = True
     return out
 
 
-def _given_swapped(names, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _expand(t, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``rows``' reading ids with the position of its row: (positions, ids)."""
+    n = t.count[rows]
+    end = np.cumsum(n)
+    pos = np.repeat(np.arange(len(rows), dtype=np.int64), n)
+    return pos, t.flat[np.arange(end[-1] if len(end) else 0) - np.repeat(end - n - t.start[rows], n)]
+
+
+def _given_swapped(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``given_swapped(names[x], names[y])`` per pair, from each name's key (length, surname, sorted
     given name) under either surname length: the surname's length is the first name's."""
-    k = np.array([2 if n[:2] in normalise.COMPOUND_SURNAMES else 1 for n in names])
-    keys = [[f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}" for n in names] for j in (1, 2)]
-    codes, _ = pd.factorize(np.array(keys[0] + keys[1], dtype=object))
-    by = np.stack([codes[: len(names)], codes[len(names):]])  # by[k - 1, name]: its key under k
-    long = np.array([len(n) for n in names]) - k >= 2
-    kx = k[x] - 1
-    return long[x] & (by[kx, x] == by[kx, y])
+    t = _NAMES.arrays()
+    by = t.keys[rows].T  # by[k - 1, name]: its key under k
+    kx = t.k[rows][x] - 1
+    return t.long[rows][x] & (by[kx, x] == by[kx, y])
+
+
+class _NameTable:
+    """Per distinct name, what its comparisons need as integers: the ids of its readings (and of
+    the one reading, -1 when several), its surname's length, the ids of its swap keys under a
+    surname of one and of two characters, whether its given name has two characters or more. Kept
+    for the process: a run's comparisons (u's random pairs, each EM session, the candidates) meet
+    the same names again, and a name is found by one look-up instead of being read anew each time.
+    Equal ids are equal readings and keys: the levels are those of comparing the texts."""
+
+    def __init__(self):
+        self.row: dict[str, int] = {}
+        self.reading_ids: dict[str, int] = {}
+        self.key_ids: dict[str, int] = {}
+        self._cols: list[list[int]] = [[] for _ in range(6)]  # one, k, key1, key2, long, start
+        self._count: list[int] = []
+        self._flat: list[int] = []
+        self._arrays = None
+
+    def rows(self, names) -> np.ndarray:
+        rows = np.fromiter(map(self.row.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        for p in np.flatnonzero(rows < 0):
+            rows[p] = self._add(names[p])
+        return rows
+
+    def _add(self, n: str) -> int:
+        k = 2 if n[:2] in normalise.COMPOUND_SURNAMES else 1
+        if all(len(_char_readings(ch)) == 1 for ch in n[:k]):  # ``readings``' one product: each character's first
+            rs = [" ".join(_char_readings(ch)[0] for ch in n)]
+        else:
+            rs = sorted(readings(n))
+        ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in rs]
+        keys = [self.key_ids.setdefault(f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}", len(self.key_ids))
+                for j in (1, 2)]
+        for col, v in zip(self._cols, (ids[0] if len(ids) == 1 else -1, k, *keys, int(len(n) - k >= 2),
+                                       len(self._flat))):
+            col.append(v)
+        self._count.append(len(ids))
+        self._flat += ids
+        self._arrays = None
+        self.row[n] = len(self.row)
+        return self.row[n]
+
+    def arrays(self):
+        if self._arrays is None:
+            one, k, key1, key2, long, start = (np.array(c, dtype=np.int64) for c in self._cols)
+            self._arrays = SimpleNamespace(one=one, k=k, keys=np.stack([key1, key2], axis=1), long=long.astype(bool),
+                                           start=start, count=np.array(self._count, dtype=np.int64),
+                                           flat=np.array(self._flat, dtype=np.int64))
+        return self._arrays
+
+
+_NAMES = _NameTable()
+
+
+def forget_names() -> None:
+    """Let the name table go (a run's comparisons are done: its memory is the run's to use)."""
+    global _NAMES
+    _NAMES = _NameTable()
 
 
 def given_swapped(x: str, y: str) -> bool:

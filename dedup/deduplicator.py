@@ -121,6 +121,7 @@ class Deduplicator:
             self.training.estimate_prior(cand, n, rng)
         self.say("classifying")
         pairs, scorer = self.inference.predict(P, cand)
+        compare.forget_names()  # the run compares no more names
         if isinstance(scorer, SupervisedModel):
             stats["supervised_on"] = scorer.labels
         keys = P["key"].to_numpy(dtype=object)
@@ -171,8 +172,8 @@ class Training:
         sessions = []
         for t in spec.training:
             ti, tj = blocking.training_pairs(P, t.block, TRAIN_PAIRS // max(len(spec.training), 1), rng)
-            sessions.append((compare.levels(P, spec, ti, tj), [names.index(f) for f in t.fields],
-                             pair_tf(P, spec, ti, tj)))
+            learns = [names.index(f) for f in t.fields]  # the session's EM reads these fields' levels alone
+            sessions.append((compare.levels(P, spec, ti, tj, fields=learns), learns, pair_tf(P, spec, ti, tj)))
         model.train(sessions)
 
     def estimate_prior(self, cand: Candidates, n: int, rng: np.random.Generator | None = None) -> None:

@@ -123,12 +123,12 @@ class FSModel:
         W = np.zeros(L.shape, dtype=float)
         for k in range(L.shape[1]):
             col = L[:, k]
-            ok = col != NULL
-            m, u = self.m[k][col[ok]], self.u[k][col[ok]]
-            if tf is not None and self.spec.fields[k].tf:
-                top = col[ok] == self.n_levels(k) - 1
-                u = np.where(top, np.maximum(tf[ok], EPS), u)
-            W[ok, k] = np.log2(np.maximum(m, EPS) / np.maximum(u, EPS))
+            # one weight per level, looked up per pair (the last entry, at NULL = -1, is 0: missing)
+            table = np.append(np.log2(np.maximum(self.m[k], EPS) / np.maximum(self.u[k], EPS)), 0.0)
+            W[:, k] = table[col]
+            if tf is not None and self.spec.fields[k].tf:  # the top level's u is the value's frequency
+                top = np.flatnonzero(col == self.n_levels(k) - 1)
+                W[top, k] = np.log2(np.maximum(self.m[k][col[top]], EPS) / np.maximum(tf[top], EPS))
         return W
 
     def probability(self, L: np.ndarray, tf: np.ndarray | None = None) -> np.ndarray:

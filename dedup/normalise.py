@@ -19,6 +19,7 @@ from itertools import islice, product
 import numpy as np
 import pandas as pd
 
+from healthqa import codelists
 from healthqa import standards as st
 
 from .spec import FieldSpec, Spec
@@ -39,15 +40,18 @@ def _t2s():
 
 def _per_distinct(s: pd.Series, fn) -> pd.Series:
     """Apply ``fn`` to each distinct non-null value once and map the results back."""
-    distinct = s.dropna().unique()
-    return s.map(dict(zip(distinct, (fn(v) for v in distinct))))
+    codes, distinct = pd.factorize(s, use_na_sentinel=True)
+    derived = np.empty(len(distinct) + 1, dtype=object)  # the last entry, at code -1: a missing value
+    derived[:-1] = [fn(v) for v in distinct]
+    derived[-1] = np.nan
+    return pd.Series(derived[codes], index=s.index, name=s.name)
 
 
 def name_zh(s: pd.Series) -> pd.Series:
-    """Normalised Chinese name, or None for a missing or placeholder name."""
+    """Normalised Chinese name, or None for a missing or placeholder name (``name_problem``'s
+    placeholder, without its other checks)."""
     t = st.text(s)
-    problem = st.name_problem(t)
-    t = t.where(problem != "placeholder")
+    t = t.where([v is None or not st.name_placeholder_one(v) for v in t.to_numpy()])
     return _per_distinct(t, _name_zh_one)
 
 
@@ -93,11 +97,14 @@ def name_key(name: str) -> str:
     return first_reading(name[:k]) + "".join(sorted(_char_readings(ch)[0] for ch in name[k:]))
 
 
+_NOT_DIGIT = re.compile(r"\D")
+
+
 def phone(s: pd.Series) -> pd.Series:
-    t = st.text(s)
-    t = t.where(st.phone_problem(t) != "placeholder")
-    digits = t.str.replace(r"\D", "", regex=True)
-    return digits.where(digits.str.len() >= 7)
+    """Digits only (7 or more), placeholders (``phone_problem``'s) dropped: one pass per value."""
+    placeholders = frozenset(codelists.load("placeholders")["phones"])
+    digits = [None if v is None or v in placeholders else _NOT_DIGIT.sub("", v) for v in st.text(s).to_numpy()]
+    return pd.Series([v if v is not None and len(v) >= 7 else np.nan for v in digits], index=s.index, dtype=object)
 
 
 def address(s: pd.Series) -> pd.Series:
@@ -115,8 +122,11 @@ def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
     return (streets.fillna("").astype(str) + "/" + comm.astype(str)).where(comm.notna())
 
 
+_SPACE = re.compile(r"\s")
+
+
 def _address_one(v: str) -> str | None:
-    return _ADDRESS_PREFIX.sub("", re.sub(r"\s", "", v)) or None
+    return _ADDRESS_PREFIX.sub("", _SPACE.sub("", v)) or None
 
 
 def _street_one(v: str) -> str | None:
@@ -206,12 +216,16 @@ def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     """The 18-digit form, its validity, whether it was a 15-digit legacy number (whose check
     character is computed here, so its validity says nothing about typing errors), and the
     area + birth-date prefix."""
-    norm = st.normalise_id(raw)
-    n = norm.where(norm.str.len() == 18)
-    prefix = n.str[:14]
-    legacy = n.notna() & st.text(raw).str.replace(" ", "", regex=False).str.len().eq(15)
-    return {f.name: n, f"{f.name}__valid": st.id_valid(norm), f"{f.name}__legacy": legacy,
-            f"{f.name}_prefix14": prefix.where(prefix.str.fullmatch(r"\d{14}").eq(True))}
+    t = st.text(raw)
+    norm = st.normalise_id(t)
+    n = [v if v is not None and len(v) == 18 else np.nan for v in norm.to_numpy()]
+    legacy = [v is not None and len(v.replace(" ", "")) == 15 for v in t.to_numpy()]
+    # ``\d{14}``: 14 decimal digits, what str.isdecimal says of 14 characters
+    prefix = [np.nan if v is np.nan or not v[:14].isdecimal() else v[:14] for v in n]
+    idx = raw.index
+    return {f.name: pd.Series(n, index=idx, dtype=object), f"{f.name}__valid": st.id_valid(norm),
+            f"{f.name}__legacy": pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n),
+            f"{f.name}_prefix14": pd.Series(prefix, index=idx, dtype=object)}
 
 
 def derive_id_number_one(raw, f: FieldSpec) -> dict:

@@ -21,6 +21,7 @@ from .codelists import icd10_key
 _FULL_TO_HALF = str.maketrans("０１２３４５６７８９ＸｘxX×", "0123456789XXXXX")
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _CHECK = np.array(list("10X98765432"))
+_CHECK_CODE = np.array([ord(ch) for ch in "10X98765432"])
 # Han characters of a name: the unified ideographs of the BMP (and extension A), the supplementary
 # planes' extensions B-I (生僻字 of real names: 𠀀 U+20000, 𪚥, 𰻞), the compatibility ideographs of both
 # planes, and 〇. Python's ``re`` matches astral characters as single characters (str is code points).
@@ -53,6 +54,23 @@ _ICD = re.compile(r"^(?P<category>[A-Z][0-9]{2})(?:\.(?:(?P<who>[0-9]{1,2})|(?P<
 
 def missing(s: pd.Series) -> pd.Series:
     """NULL, NaN or a blank string."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        # ``text(s).isna()`` without making the text: blank is empty or all whitespace (what strip
+        # removes), told by Arrow's string kernels (whose whitespace is Python's, code point for
+        # code point: tests/dedup/test_vectorised_standards.py); text Arrow cannot hold (a lone
+        # surrogate) value by value
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            a = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowException, UnicodeError):
+            blank = np.fromiter((not isinstance(v, str) or not v or v.isspace() for v in s.to_numpy()),
+                                dtype=bool, count=len(s))
+        else:
+            blank = pc.or_kleene(pc.utf8_is_space(a), pc.equal(pc.utf8_length(a), 0)).fill_null(True)
+            blank = blank.to_numpy(zero_copy_only=False)
+        return pd.Series(blank, index=s.index, name=s.name)
     return text(s).isna()
 
 
@@ -140,13 +158,14 @@ def check_characters(first17: pd.Series) -> pd.Series:
 
 def normalise_id(s: pd.Series) -> pd.Series:
     """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
-    t = text(s).str.translate(_FULL_TO_HALF).str.replace(" ", "", regex=False)
-    legacy = t.str.fullmatch(r"\d{15}").eq(True)
-    if legacy.any():
-        first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
-        t = t.copy()
-        t[legacy] = first17 + check_characters(first17)
-    return t
+    t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "") for v in text(s).to_numpy()]
+    # a legacy number: 15 decimal digits (``\\d{15}``: str.isdecimal is what ``\\d`` matches)
+    legacy = [k for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isdecimal()]
+    if legacy:
+        first17 = pd.Series([t[k][:6] + "19" + t[k][6:] for k in legacy], dtype=object)
+        for k, v, c in zip(legacy, first17, check_characters(first17)):
+            t[k] = v + c
+    return pd.Series(t, index=s.index, dtype=object)
 
 
 @cache
@@ -171,8 +190,50 @@ def id_area_valid(code6: str) -> bool:
 
 
 def id_problem(normalised: pd.Series) -> pd.Series:
-    """Per normalised number: None if valid per GB 11643, else length | characters | date | checksum | area."""
+    """Per normalised number: None if valid per GB 11643, else length | characters | date | checksum | area.
+
+    Array arithmetic over the numbers' characters as an (n, 18) array: the shape, the check
+    character (ISO 7064 MOD 11-2), the birth date (judged once per distinct date, as pandas reads
+    it) and the area (once per distinct code). Numbers with a character beyond ASCII (a digit of
+    another script, which ``\\d`` accepts) are judged by ``_id_problem_text``."""
     s = normalised
+    vals = s.to_numpy(dtype=object)
+    out = np.full(len(vals), None, dtype=object)
+    present = pd.notna(vals)
+    length = np.fromiter((len(v) if isinstance(v, str) else -1 for v in vals), dtype=np.int64, count=len(vals))
+    out[present & (length != 18)] = "length"
+    rows = np.flatnonzero(present & (length == 18))
+    if len(rows):
+        c = vals[rows].astype("<U18").view(np.uint32).reshape(len(rows), 18)
+        wide = (c > 127).any(axis=1)
+        if wide.any():  # judged as text: rare
+            out[rows[wide]] = _id_problem_text(pd.Series(vals[rows[wide]], dtype=object)).to_numpy()
+            rows, c = rows[~wide], c[~wide]
+        d = c.astype(np.int64) - 48
+        digit = (d >= 0) & (d <= 9)
+        shape = digit[:, :17].all(axis=1) & (digit[:, 17] | (c[:, 17] == 88))  # 88: X
+        out[rows[~shape]] = "characters"
+        rows, d = rows[shape], d[shape]
+        ymd = d[:, 6:14] @ (10 ** np.arange(7, -1, -1))
+        dates, inverse = np.unique(ymd, return_inverse=True)
+        readable = pd.to_datetime(pd.Series([f"{v:08d}" for v in dates], dtype=object), format="%Y%m%d",
+                                  errors="coerce").notna().to_numpy()[inverse.ravel()]
+        out[rows[~readable]] = "date"
+        rows, d = rows[readable], d[readable]
+        check = (d[:, :17] @ _WEIGHTS) % 11
+        wrong = _CHECK_CODE[check] != d[:, 17] + 48
+        out[rows[wrong]] = "checksum"
+        rows, d = rows[~wrong], d[~wrong]
+        area = d[:, :6] @ (10 ** np.arange(5, -1, -1))
+        codes, inverse = np.unique(area, return_inverse=True)
+        known = np.array([id_area_valid(f"{v:06d}") for v in codes], dtype=bool)[inverse.ravel()]
+        out[rows[~known]] = "area"
+    return pd.Series(out, index=s.index, dtype=object)
+
+
+def _id_problem_text(s: pd.Series) -> pd.Series:
+    """``id_problem`` with regular expressions and pandas' text methods: the numbers holding a
+    character beyond ASCII (a full-width or other script's digit), where ``\\d`` reads any digit."""
     out = pd.Series(None, index=s.index, dtype=object)
     present = s.notna()
     bad_len = present & (s.str.len() != 18)
