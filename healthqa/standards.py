@@ -148,7 +148,7 @@ def datetimes(s: pd.Series) -> pd.Series:
 # -- GB 11643 identity numbers ---------------------------------------------------------------
 def check_characters(first17: pd.Series) -> pd.Series:
     """ISO 7064 MOD 11-2 check characters of 17-digit strings (others give None)."""
-    ok = first17.str.fullmatch(r"\d{17}").eq(True)
+    ok = first17.str.fullmatch(r"[0-9]{17}").eq(True)  # ASCII digits: GB 11643 has no others
     out = pd.Series(None, index=first17.index, dtype=object)
     if ok.any():
         digits = np.frombuffer("".join(first17[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 17) - 48
@@ -159,8 +159,9 @@ def check_characters(first17: pd.Series) -> pd.Series:
 def normalise_id(s: pd.Series) -> pd.Series:
     """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
     t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "") for v in text(s).to_numpy()]
-    # a legacy number: 15 decimal digits (``\\d{15}``: str.isdecimal is what ``\\d`` matches)
-    legacy = [k for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isdecimal()]
+    # a legacy number: 15 ASCII digits (a digit of another script is no GB 11643 digit: the number
+    # stays as typed, and is judged by its characters)
+    legacy = [k for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isascii() and v.isdecimal()]
     if legacy:
         first17 = pd.Series([t[k][:6] + "19" + t[k][6:] for k in legacy], dtype=object)
         for k, v, c in zip(legacy, first17, check_characters(first17)):
@@ -239,7 +240,7 @@ def _id_problem_text(s: pd.Series) -> pd.Series:
     bad_len = present & (s.str.len() != 18)
     out[bad_len] = "length"
     shape = present & ~bad_len
-    bad_chars = shape & ~s.str.fullmatch(r"\d{17}[\dX]").eq(True)
+    bad_chars = shape & ~s.str.fullmatch(r"[0-9]{17}[0-9X]").eq(True)
     out[bad_chars] = "characters"
     ok = shape & ~bad_chars
     dates = pd.to_datetime(s[ok].str[6:14], format="%Y%m%d", errors="coerce")
@@ -266,7 +267,7 @@ def id_valid_one(value) -> bool:
     t = normalise_id_one(value)
     if t is None:
         return False
-    if not re.fullmatch(r"\d{17}[\dX]", t) or mod_11_2.calc_check_digit(t[:17]) != t[17]:
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", t) or mod_11_2.calc_check_digit(t[:17]) != t[17]:
         return False
     if not _id_date_ok(t[6:14]):
         return False
@@ -288,7 +289,7 @@ def normalise_id_one(value) -> str | None:
     if t is None:
         return None
     t = t.translate(_FULL_TO_HALF).replace(" ", "")
-    if re.fullmatch(r"\d{15}", t):
+    if re.fullmatch(r"[0-9]{15}", t):
         t = t[:6] + "19" + t[6:]
         t += mod_11_2.calc_check_digit(t)
     return t

@@ -29,7 +29,7 @@ def ref_text(s: pd.Series) -> pd.Series:
 
 def ref_normalise_id(s: pd.Series) -> pd.Series:
     t = ref_text(s).str.translate(st._FULL_TO_HALF).str.replace(" ", "", regex=False)
-    legacy = t.str.fullmatch(r"\d{15}").eq(True)
+    legacy = t.str.fullmatch(r"[0-9]{15}").eq(True)  # ASCII digits only (a digit of another script is none)
     if legacy.any():
         first17 = t[legacy].str[:6] + "19" + t[legacy].str[6:]
         t = t.copy()
@@ -51,7 +51,7 @@ HARD = [
     _id("33010216770921123"), _id("33010216770922123"), _id("33010222620411123"), _id("33010222620412123"),
     _id("81000019900101123"), _id("82000019900101123"), _id("83000019900101123"), _id("84000019900101123"),
     _id("99010519491231002"), _id("11010319700101001"), "1101051949123100AX", "11010519491231002XX",
-    "11010519491231002", "1" * 18, "0" * 18, "X" * 18, "٣٣٠١٠٢١٩٨٠٠١٠٢١٢٣٤", "٣٣٠١٠٢١٩٨٠٠١٠٢١٢" + "X",
+    "11010519491231002", "1" * 18, "0" * 18, "X" * 18, "٣٣٠١٠٢١٩٨٠٠١٠٢١٢٣٤", "٣٣٠١٠٢١٩٨٠٠١٠٢١٢" + "X", "٣٣٠٢١١٨٠٠١١٢٠١٣",
     "33010219800102123\x00", "王" * 18, "abc", "", "   ", None, float("nan"), 330102800102123,
     11010519491231002.0, "𠀀" * 18,
 ]
@@ -61,8 +61,21 @@ def _equal(a: pd.Series, b: pd.Series) -> bool:
     return len(a) == len(b) and all((pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(a, b))
 
 
-def _safe(values):  # the reference cannot take digits of other scripts in 15-digit numbers (nor can the old code)
-    return [v for v in values if not (isinstance(v, str) and any(ord(c) > 127 and c.isdecimal() for c in v))]
+def _safe(values):
+    return list(values)
+
+
+def test_digits_of_another_script_are_no_id_number_and_no_crash():
+    """A 15-digit number in Arabic-Indic or Devanagari digits crashed the expansion of legacy numbers
+    (their check character was computed by encoding the digits as ASCII); an 18-character one in
+    such digits read as valid (``\\d`` matches any script's digits). Neither is a GB 11643 number."""
+    arabic15 = "".join(chr(0x660 + int(c)) for c in "330211800112013")
+    deva18 = "".join(chr(0x966 + int(c)) for c in _id("33021119800112013"))
+    s = pd.Series([arabic15, deva18], dtype=object)
+    norm = st.normalise_id(s)
+    assert norm.tolist() == [arabic15, deva18] == [st.normalise_id_one(v) for v in s]
+    assert st.id_problem(norm).tolist() == ["length", "characters"]
+    assert not st.id_valid(norm).any() and not any(st.id_valid_one(v) for v in s)
 
 
 def test_text_reads_as_before():
