@@ -221,7 +221,7 @@ def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     n = [v if v is not None and len(v) == 18 else np.nan for v in norm.to_numpy()]
     legacy = [v is not None and len(v.replace(" ", "")) == 15 for v in t.to_numpy()]
     # ``\d{14}``: 14 decimal digits, what str.isdecimal says of 14 characters
-    prefix = [np.nan if v is np.nan or not v[:14].isdecimal() else v[:14] for v in n]
+    prefix = [v[:14] if isinstance(v, str) and v[:14].isdecimal() else np.nan for v in n]
     idx = raw.index
     return {f.name: pd.Series(n, index=idx, dtype=object), f"{f.name}__valid": st.id_valid(norm),
             f"{f.name}__legacy": pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n),

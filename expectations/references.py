@@ -256,7 +256,7 @@ class _Reads:
 
         def read() -> pd.DataFrame:
             return reader.read_all(table, self._scope(window), columns=columns) if columns else pd.DataFrame()
-        return read() if night is None else self.shared.read(source, key, self.as_of, read)
+        return read() if night is None or self.shared is None else self.shared.read(source, key, self.as_of, read)
 
     def _scope(self, window: timedelta | None) -> Scope:
         full = Sampling(method="full")

@@ -161,11 +161,11 @@ def normalise_id(s: pd.Series) -> pd.Series:
     t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "") for v in text(s).to_numpy()]
     # a legacy number: 15 ASCII digits (a digit of another script is no GB 11643 digit: the number
     # stays as typed, and is judged by its characters)
-    legacy = [k for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isascii() and v.isdecimal()]
+    legacy = [(k, v) for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isascii() and v.isdecimal()]
     if legacy:
-        first17 = pd.Series([t[k][:6] + "19" + t[k][6:] for k in legacy], dtype=object)
-        for k, v, c in zip(legacy, first17, check_characters(first17)):
-            t[k] = v + c
+        first17 = pd.Series([v[:6] + "19" + v[6:] for _, v in legacy], dtype=object)
+        for (k, _), v17, c in zip(legacy, first17, check_characters(first17), strict=True):
+            t[k] = v17 + c
     return pd.Series(t, index=s.index, dtype=object)
 
 

@@ -72,12 +72,14 @@ def head() -> str:
     """The newest migration's revision, from the migration files without Alembic: the one revision
     no other names as its ``down_revision`` (``tests/core/test_store.py`` holds it equal to
     Alembic's head). A branch or a file the pattern cannot read raises: upgrade through Alembic."""
-    revisions, downs = set(), set()
+    revisions: set[str] = set()
+    downs: set[str | None] = set()
     for f in (MIGRATIONS / "versions").glob("*.py"):
-        found = {k: v or None for k, v in _REVISION_LINE.findall(f.read_text(encoding="utf-8"))}
-        if "revision" not in found or "down_revision" not in found:
+        found: dict[str, str | None] = {k: v or None for k, v in _REVISION_LINE.findall(f.read_text(encoding="utf-8"))}
+        revision = found.get("revision")
+        if revision is None or "down_revision" not in found:
             raise ValueError(f"{f.name}: no revision / down_revision line")
-        revisions.add(found["revision"])
+        revisions.add(revision)
         downs.add(found["down_revision"])
     heads = revisions - downs
     if len(heads) != 1:
