@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from healthqa import config
@@ -42,6 +47,24 @@ def build(demo: Path, folder: Path, store_url: str | None = None, console: dict 
         for name, role in USERS.items():
             store.users.add(name, role, PASSWORD, actor="test")
     return path
+
+
+def serve(site: Path | str, port: int, *args: str, tries: int = 240) -> tuple[subprocess.Popen, str]:
+    """``healthqa serve`` on ``port`` as a process of its own, once its log-in page answers: (the
+    process, its base URL). A server that ends before answering fails the test with its output."""
+    cli = Path(sys.executable).with_name("healthqa")
+    proc = subprocess.Popen([str(cli), "serve", "--config", str(site), "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"healthqa serve ended: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
+            time.sleep(0.25)
+    return proc, url
 
 
 def csrf_of(html: str) -> str:

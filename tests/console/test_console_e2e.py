@@ -9,10 +9,6 @@ import csv
 import io
 import math
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,7 @@ from healthqa import config
 from healthqa.store import AuditStore
 
 from ..conftest import absent, free_port
-from .console_site import PASSWORD, add_twin_pair, build
+from .console_site import PASSWORD, add_twin_pair, build, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console_e2e")]  # one server and one browser
 
@@ -40,18 +36,7 @@ def server(demo, tmp_path_factory):
     folder = tmp_path_factory.mktemp("console-e2e")
     site = build(demo, folder)
     port = free_port()
-    cli = Path(sys.executable).with_name("healthqa")
-    proc = subprocess.Popen([str(cli), "serve", "--config", str(site), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/login", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"healthqa serve ended: {proc.stdout.read().decode()}")
-            time.sleep(0.25)
+    proc, url = serve(site, port, tries=120)
     yield url, site
     proc.terminate()
     proc.wait(timeout=20)

@@ -252,32 +252,18 @@ def test_every_worker_of_serve_knows_the_session(tmp_path, monkeypatch):
     (one key signs the cookies of the start, though no ``console.secret_key`` is set), every later
     request is served whichever process takes it, and log-out ends the session in both (sessions
     are rows of the audit store)."""
-    import subprocess
-    import sys
     import time
-    import urllib.request
-    from pathlib import Path
 
     import httpx
 
     from ..conftest import free_port
+    from .console_site import serve
 
     monkeypatch.delenv("HEALTHQA_SESSION_KEY", raising=False)
     site = site_file(small_site(tmp_path), tmp_path)
     port = free_port()
-    cli = Path(sys.executable).with_name("healthqa")
-    proc = subprocess.Popen([str(cli), "serve", "--config", site, "--port", str(port), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(site, port, "--workers", "2")
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(base + "/login", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"healthqa serve ended: {proc.stdout.read().decode()}")
-                time.sleep(0.25)
         time.sleep(2)  # the second worker is up too
 
         def fresh(cookie=None):  # a new connection each time: the kernel hands it to either worker
