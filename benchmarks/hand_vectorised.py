@@ -48,7 +48,9 @@ DUAL = re.compile(r"^([^†+*]+)[†+]([^†+*]+)\*$")
 
 # -- reading -----------------------------------------------------------------------------------------
 def text(s: pd.Series) -> pd.Series:
-    """Trimmed text, blank as None (the columns here are all text)."""
+    """Trimmed text, blank as None; a number stored as a number as its digits (1 reads as '1')."""
+    if s.dtype != object:
+        return s.map(lambda v: None if v != v else str(int(v)) if float(v).is_integer() else str(v)).astype(object)
     return pd.Series([(v.strip() or None) if isinstance(v, str) else None for v in s.to_numpy()],
                      index=s.index, dtype=object)
 
@@ -468,7 +470,7 @@ def main() -> None:
         with sqlite3.connect(f"{folder}/qc.db") as qc:
             ex = pd.read_sql_query("SELECT GRDAH AS archive_id, TJRQ AS exam_date FROM JK_TJJL", qc)
         d = when(text(ex["exam_date"]))
-        examined = set(text(ex["archive_id"])[(d >= lo) & (d <= hi)].dropna())
+        examined = set(text(ex["archive_id"])[(d > lo) & (d <= hi)].dropna())  # the read's window: (lo, hi]
         counts = person_rules(people, orgs, examined, deaths)
         n = len(people)
     else:
