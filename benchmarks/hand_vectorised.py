@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import time
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -474,7 +475,7 @@ def main() -> None:
         counts = person_rules(people, orgs, examined, deaths)
         n = len(people)
     else:
-        cfg = yaml.safe_load(open(f"{folder}/healthqa.yml", encoding="utf-8"))
+        cfg = yaml.safe_load(Path(folder, "healthqa.yml").read_text(encoding="utf-8"))
         path = (cfg.get("validation") or {}).get("diagnosis_codes")
         site = codelists.read_diagnosis_codes(path) if path else {}
         with sqlite3.connect(f"{folder}/drc.db") as drc:
