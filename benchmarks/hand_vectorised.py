@@ -56,6 +56,12 @@ def text(s: pd.Series) -> pd.Series:
                      index=s.index, dtype=object)
 
 
+def lookup(s: pd.Series, fn) -> pd.Series:
+    """``fn`` of each value, called once per distinct value (columns of codes repeat a few values)."""
+    u = s.dropna().unique()
+    return s.map(dict(zip(u, map(fn, u))))
+
+
 def when(t: pd.Series) -> pd.Series:
     """Dates and times in the formats the sources write (trimmed text in), NaT where unreadable."""
     out = pd.to_datetime(t, format="%Y-%m-%d %H:%M:%S", errors="coerce")
@@ -92,8 +98,9 @@ def id_area(code: str) -> bool:
 def id_valid(n: pd.Series) -> pd.Series:
     """18 ASCII characters, a readable birth date, the check character, an area that ever existed."""
     ok = n[n.str.fullmatch(r"[0-9]{17}[0-9X]").eq(True)]
-    date_ok = pd.to_datetime(ok.str[6:14], format="%Y%m%d", errors="coerce").notna().to_numpy()
-    area_ok = ok.str[:6].map(id_area).to_numpy(dtype=bool)
+    days, inverse = np.unique(ok.str[6:14].to_numpy(dtype=str), return_inverse=True)
+    date_ok = pd.to_datetime(days, format="%Y%m%d", errors="coerce").notna()[inverse.ravel()]
+    area_ok = lookup(ok.str[:6], id_area).to_numpy(dtype=bool)
     v = pd.Series(False, index=n.index)
     v[ok.index] = date_ok & area_ok & (checks(ok.str[:17]) == ok.str[17].to_numpy())
     return v
@@ -245,8 +252,7 @@ def area_rules(T: dict, out: dict) -> None:
     """MPI-ADDRESS-REQUIRED, MPI-ADCODE-EXISTS (6 or 9 digits, county ever existed), -IN-DISTRICT,
     MPI-ADDRESS-AREA (the areas the address names contain the code or lie in it)."""
     ad = T["adcode"]
-    exists = ad.str.fullmatch(r"\d{6}(\d{3})?").eq(True) & ad.str[:6].map(
-        lambda c: isinstance(c, str) and st.area_ever_existed(c)).astype(bool)
+    exists = ad.str.fullmatch(r"\d{6}(\d{3})?").eq(True) & lookup(ad.str[:6], st.area_ever_existed).eq(True)
     out["MPI-ADDRESS-REQUIRED"] = int(T["address"].isna().sum())
     out["MPI-ADCODE-EXISTS"] = int((ad.notna() & ~exists).sum())
     out["MPI-ADCODE-IN-DISTRICT"] = int((exists & ~ad.str.startswith(DISTRICT).eq(True)).sum())
