@@ -283,6 +283,8 @@ def linked_rules(T: dict, out: dict, examined: set, deaths: pd.Series) -> None:
 
 
 def person_rules(p: pd.DataFrame, orgs: set, examined: set, deaths: pd.Series) -> dict[str, int]:
+    """The 43 rules of expectations/suites/person.yml. ``T``: each column as trimmed text, the dates
+    read once; id_rules adds the normalised and valid ID numbers the date and linked rules use."""
     T = {c: text(p[c]) for c in p.columns}
     T["raw_id"] = p["id_number"]
     T["birth"], T["created"] = when(T["birth_date"]), when(T["created_at"])
@@ -387,6 +389,8 @@ def diagnosis_rules(v: dict, out: dict, site: dict, sex: pd.Series) -> None:
 
 def visit_rules(v: pd.DataFrame, people: pd.DataFrame, orgs: set, inactive: set, site: dict,
                 registered: pd.Series, first_report: pd.Series) -> dict[str, int]:
+    """The 18 rules of expectations/suites/outpatient_visit.yml; the person's birth, death, sex and
+    registered death by archive number (an archive number two archives share tells nothing)."""
     out: dict[str, int] = {}
     V = {c: text(v[c]) for c in v.columns}
     P = {c: text(people[c]) for c in people.columns}
