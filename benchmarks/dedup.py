@@ -6,6 +6,11 @@
     python benchmarks/dedup.py 200000 --hard          # the harder MPI (issue 23), both Splink configurations
     python benchmarks/dedup.py 1000000 --hard --no-recommended   # leave a Splink line out (also --no-lean)
 
+The incremental line is a night's only when the code it imports stays the same from the full run to
+the night (a changed spec rightly makes the night read the whole MPI): it hashes that code before
+and after and fails with the reason, the run's own included, when the night did not use its index.
+Run it from a tree nobody edits (a worktree or an export of a commit), not a checkout being merged into.
+
 FEBRL1-4 through the CLI beside Splink: ``python benchmarks/febrl.py``.
 
 Per size, each line in its own process (its own peak RSS), from the platform's SQLite MPI:
