@@ -6,6 +6,11 @@
     python benchmarks/dedup.py 200000 --hard          # the harder MPI (issue 23), both Splink configurations
     python benchmarks/dedup.py 1000000 --hard --no-recommended   # leave a Splink line out (also --no-lean)
 
+The incremental line is a night's only when the code it imports stays the same from the full run to
+the night (a changed spec rightly makes the night read the whole MPI): it hashes that code before
+and after and fails with the reason, the run's own included, when the night did not use its index.
+Run it from a tree nobody edits (a worktree or an export of a commit), not a checkout being merged into.
+
 FEBRL1-4 through the CLI beside Splink: ``python benchmarks/febrl.py``.
 
 Per size, each line in its own process (its own peak RSS), from the platform's SQLite MPI:
@@ -290,7 +295,28 @@ wall = time.perf_counter() - t0
 splink_report(linker, pred, p, wall, records=len(d), prep_s=t_prep, config="lean")
 """
 
-INCREMENTAL = r"""
+# The code a run imports (this PYTHONPATH's healthqa, its linked folders followed), as a hash of its
+# sources and specs: a tree edited between the full run and the night (a merge into the checkout
+# being measured) changes the spec, and the night then rightly reads the whole MPI.
+CODE = r"""
+def code(root=None):
+    import hashlib, os
+    if root is None:
+        import healthqa
+        root = os.path.dirname(healthqa.__file__)
+    paths = []
+    for d, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        paths += [os.path.join(d, f) for f in files if f.endswith((".py", ".yml", ".yaml", ".json"))]
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(os.path.relpath(p, root).encode())
+        with open(p, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:12]
+"""
+
+INCREMENTAL = CODE + r"""
 import json, os, resource, subprocess, sys, time
 import numpy as np
 import pandas as pd
@@ -309,15 +335,19 @@ with sqlite3.connect(f"{folder}/mpi-night.db") as conn:
     pick = ",".join(str(rows[k]) for k in np.random.default_rng(5).choice(len(rows), 5000, replace=False))
     conn.execute(f"CREATE TABLE night AS SELECT * FROM T_GRDA WHERE rowid IN ({pick})")
     conn.execute(f"DELETE FROM T_GRDA WHERE rowid IN ({pick})")
+before = code()
 full = run("--full")
+between = code()
 with sqlite3.connect(f"{folder}/mpi-night.db") as conn:
     conn.execute("UPDATE night SET GXSJ = '2026-11-26 01:00:00'")
     conn.execute("INSERT INTO T_GRDA SELECT * FROM night")
 wall = run("--incremental")
+after = code()
 doc = json.load(open(out, encoding="utf-8"))
 print(json.dumps({"full_s": full, "wall_s": wall, "records": doc["stats"]["records"],
                   "candidate_pairs": doc["stats"]["candidate_pairs"], "engine_s": doc["stats"]["seconds"],
                   "index": doc["stats"].get("index"), "incremental": doc["incremental"],
+                  "index_note": doc["stats"].get("index_note"), "code": [before, between, after],
                   "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
@@ -428,7 +458,26 @@ def incremental(n: int, base: Path) -> None:
             (folder / "mpi-night.db").unlink(missing_ok=True)
     print(f"incremental: 5,000 new archives among {r['records']:,}: `healthqa dedup --incremental` "
           f"{r['wall_s']:.1f} s end to end (engine {r['engine_s']:.1f} s; the full run before it {r['full_s']:.1f} s), "
-          f"{r['candidate_pairs']:,} candidate pairs, index {r['index']}, peak RSS {r['rss_mb']:,.0f} MB", flush=True)
+          f"{r['candidate_pairs']:,} candidate pairs, index {r['index']}, peak RSS {r['rss_mb']:,.0f} MB, "
+          f"load {os.getloadavg()[0]:.2f}, code {r['code'][0]}", flush=True)
+    night = nightly(r)
+    if night is not None:  # a figure that is not a night's: said, and the command fails
+        raise SystemExit(f"incremental: NOT a nightly figure: {night}")
+
+
+def nightly(r: dict) -> str | None:
+    """Why the incremental line is not what a nightly user gets (None: it is): the code changed
+    between the full run and the night (e.g. a merge into the checkout being measured: a changed
+    spec makes the night read the whole MPI, as it should after an upgrade), or the night did not
+    use its index (the run's own reason, ``index_note``)."""
+    before, between, after = r["code"]
+    if len({before, between, after}) > 1:
+        return (f"the code under PYTHONPATH changed during the benchmark (before the full run {before}, "
+                f"before the night {between}, after it {after}); measure a tree nobody edits (a worktree or "
+                f"an export of a commit), not a checkout being merged into")
+    if not r["incremental"] or r["index"] != "used":
+        return f"the night read the whole MPI (index: {r['index']}): {r.get('index_note') or 'no reason given'}"
+    return None
 
 
 if __name__ == "__main__":

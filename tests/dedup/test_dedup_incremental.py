@@ -64,6 +64,16 @@ def night(demo, tmp_path):
     return folder, cfg
 
 
+def copy_store(source, target) -> None:
+    """A SQLite audit store copied through SQLite (its online backup): the store is in write-ahead-log
+    mode, so the file alone misses the commits still in its WAL while a connection is open, and a file
+    copied over a live store would have that store's WAL replayed onto it."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
 class State:
     """The audit store and data folder of a configuration, kept aside and put back: the same night
     is then run once against the index and once without it (the reference)."""
@@ -75,11 +85,11 @@ class State:
     def keep(self) -> None:
         shutil.rmtree(self.where, ignore_errors=True)
         self.where.mkdir()
-        shutil.copy(self.db, self.where / "audit.db")
+        copy_store(self.db, self.where / "audit.db")
         shutil.copytree(self.cfg.data_dir, self.where / "data")
 
     def back(self, index_too: bool) -> None:
-        shutil.copy(self.where / "audit.db", self.db)
+        copy_store(self.where / "audit.db", self.db)
         shutil.rmtree(self.cfg.data_dir)
         if index_too:
             shutil.copytree(self.where / "data", self.cfg.data_dir)

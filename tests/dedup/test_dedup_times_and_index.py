@@ -4,7 +4,6 @@ offset-aware times, archives dated in the future, and an index that does not mat
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pandas as pd
@@ -16,6 +15,7 @@ from healthqa.store import AuditStore
 
 from ..pipelines.cli_run import invoke
 from .test_dedup_hardening import add_duplicate, configure, found_new, platform
+from .test_dedup_incremental import copy_store
 
 
 def test_zero_dates_beside_offset_aware_times_are_no_time():
@@ -67,9 +67,9 @@ def test_incremental_dedup_against_an_index_of_another_store_copy_says_so(demo, 
     cfg = configure(folder, tmp_path / "healthqa.yml")
     db = cfg.store.url.removeprefix("sqlite:///")
     run_dedup(cfg, AuditStore(cfg.store.url), incremental=True)
-    shutil.copy(db, tmp_path / "backup.db")
+    copy_store(db, tmp_path / "backup.db")  # through SQLite: the store is in WAL mode
     run_dedup(cfg, AuditStore(cfg.store.url), incremental=True)
-    shutil.copy(tmp_path / "backup.db", db)
+    copy_store(tmp_path / "backup.db", db)
     res = invoke("dedup", "--config", cfg.path, "--incremental")
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
