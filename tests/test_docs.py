@@ -123,7 +123,7 @@ def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
 def test_readme_keeps_the_two_commands_of_a_newcomer():
     readme = (ROOT / "README.md").read_text("utf-8")
     assert "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/healthqa demo" in readme
-    test_command = ".venv/bin/python -m pytest -n 2 --dist loadgroup"
+    test_command = ".venv/bin/python -m pytest -n 4 --dist loadgroup"
     assert test_command in readme  # the README's test command is what CI runs
     assert test_command in (ROOT / ".ci" / "run").read_text("utf-8")
 
