@@ -95,7 +95,7 @@ def _closed_port() -> int:
 
 def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):
     """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
-    The schedule's local API is a full server. Here the cron names one moment some 30 s ahead, to the
+    The schedule's local API is a full server. Here the cron names one moment some 60 s ahead, to the
     second (a sixth cron field: seconds; the database is migrated already, so the server boots in that
     time), its scheduler's loop and the runner's polling shortened, so that the test waits for neither
     the next whole minute nor them — and no second night starts while the first is stopped."""
@@ -106,7 +106,9 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
 
     cfg, store, _ = platform
     doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
-    at = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=30)  # the schedules' time zone
+    # the schedules' time zone; 60 s: the server's boot, the deployments and the runner took over 30 s
+    # with four test workers on two cores, and a moment already past never comes
+    at = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=60)
     cron = f"{at.minute} {at.hour} {at.day} {at.month} * {at.second}"
     doc["orchestration"] = {"nightly_cron": cron}
     cfg.path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -116,7 +118,7 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     p = subprocess.Popen([str(BIN / "healthqa"), "schedule", "--config", str(cfg.path)], env=env,
                          stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_reaches_it)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         while not store.runs.recent(kind="nightly") and time.monotonic() < deadline and p.poll() is None:
             time.sleep(2)
         while (runs := store.runs.recent(kind="nightly")) and runs[0].status == "running" and time.monotonic() < deadline:
