@@ -367,19 +367,11 @@ def diagnosis_rules(v: dict, out: dict, site: dict, sex: pd.Series) -> None:
     out["OPV-DX-FORMAT"] = int((problem == "malformed").sum())
     out["OPV-DX-CATEGORY"] = int((problem == "unknown").sum())
 
-    def agree(cd, nm):
-        listed = site.get(codelists.icd10_key(cd))
-        if listed is not None:
-            return st.diagnosis_names_agree(nm, listed)
-        who = st.who_icd10_names(cd)
-        if not who or st.is_han_text(nm):
-            return None
-        return any(st.diagnosis_names_agree(nm, w) for w in who)
 
     name = v["diagnosis_name"]
     both = dx.notna() & name.notna()
     pairs = pd.Series(list(zip(dx[both], name[both])), dtype=object)
-    verdict = pairs.map({pr: agree(*pr) for pr in pairs.unique()})
+    verdict = pairs.map({pr: st.diagnosis_name_agrees(*pr, site) for pr in pairs.unique()})
     out["OPV-DX-NAME"] = int(verdict.eq(False).sum())
     up = dx.str.upper()
     limited = up.map({c: limited_to(c) for c in up.dropna().unique()})

@@ -696,18 +696,8 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
     site = ctx.diagnosis_codes or {}
     pairs = pd.Series(list(zip(code, name)), index=df.index)
     both = code.notna() & name.notna()
-
-    def judge(pair: tuple) -> bool | None:  # None: not applicable
-        cd, nm = pair
-        listed = site.get(codelists.icd10_key(cd))
-        if listed is not None:
-            return st.diagnosis_names_agree(nm, listed)
-        who = st.who_icd10_names(cd)
-        if not who or st.is_han_text(nm):
-            return None
-        return any(st.diagnosis_names_agree(nm, w) for w in who)
-
-    distinct = {pr: judge(pr) for pr in dict.fromkeys(pairs[both])}
+    distinct = {(cd, nm): st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
+                for cd, nm in dict.fromkeys(pairs[both])}
     verdict = pairs.where(both).map(lambda pr: distinct.get(pr) if isinstance(pr, tuple) else None)
     applies = both & verdict.notna()
     return applies, applies & verdict.eq(False)

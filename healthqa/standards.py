@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from functools import cache, lru_cache
 
 import numpy as np
@@ -432,6 +433,19 @@ def who_icd10_names(code: str) -> tuple[str, ...]:
     if base is None:
         return ()
     return tuple(dict.fromkeys(icd.get_description(c) for c in (base, base[:3]) if icd10_category_exists(c)))
+
+
+def diagnosis_name_agrees(code: str, name: str, site: Mapping[str, str]) -> bool | None:
+    """Whether a recorded diagnosis name agrees with its code's: the site's code list's name where
+    the code is in it (``site``: ICD-10 key -> name), else any of WHO's English names; None when it
+    cannot be judged (no name known for the code, or a Chinese name against WHO's English ones)."""
+    listed = site.get(codelists.icd10_key(code))
+    if listed is not None:
+        return diagnosis_names_agree(name, listed)
+    who = who_icd10_names(code)
+    if not who or is_han_text(name):
+        return None
+    return any(diagnosis_names_agree(name, w) for w in who)
 
 
 # -- names and phones ------------------------------------------------------------------------
