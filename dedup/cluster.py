@@ -99,7 +99,8 @@ def traits(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
         status = st.text(records["status_code"]).to_numpy(dtype=object)
         for code, rank in STANDING.items():
             standing[status == code] = rank
-    return pd.DataFrame({"standing": standing, "present": present, "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),
+    return pd.DataFrame({"standing": standing, "present": present,
+                         "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),
                          "org": org.to_numpy(dtype=object)})
 
 
