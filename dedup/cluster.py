@@ -19,7 +19,16 @@ from scipy.sparse.csgraph import connected_components
 from healthqa import codelists
 from healthqa import standards as st
 
+from .migration import DECEASED, MOVED_OUT
 from .normalise import update_times
+
+# What an archive's status (archive_status.yml) weighs in choosing a survivor, before anything else. A
+# death on record is a fact the merged archive must keep: a death registered against one archive of a
+# resident closes the others (区域死亡档案协同), so the deceased archive survives. A moved-out archive
+# is the old institution's leftover after a move (区域档案迁移协同): the resident is served by the
+# archive at the new institution, so the moved-out one is retired into it, whatever its completeness.
+STANDING = {DECEASED: 2, MOVED_OUT: 0}
+ACTIVE = 1  # 在册, or no status given
 
 
 @dataclass
@@ -73,9 +82,10 @@ def _level_rank() -> dict[str, int]:
 
 
 def traits(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-    """Per record, what its cluster's survivor is chosen by: which of ``fields`` hold a value (bit k
-    for ``fields[k]``), when it was last updated (seconds, 0 when unknown) and its institution. The
-    incremental index keeps them, so that a night chooses survivors without reading the MPI whole."""
+    """Per record, what its cluster's survivor is chosen by: its standing (``STANDING`` by its status),
+    which of ``fields`` hold a value (bit k for ``fields[k]``), when it was last updated (seconds, 0
+    when unknown) and its institution. The incremental index keeps them, so that a night chooses
+    survivors without reading the MPI whole."""
     present = np.zeros(len(records), dtype=np.int64)
     for k, f in enumerate(fields):
         if f in records:
@@ -84,7 +94,13 @@ def traits(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     updated = update_times(records["updated_at"]).to_numpy("datetime64[s]") \
         if "updated_at" in records else np.full(len(records), np.datetime64("NaT"), dtype="datetime64[s]")
     org = st.text(records["org_code"]) if "org_code" in records else pd.Series(None, index=records.index, dtype=object)
-    return pd.DataFrame({"present": present, "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),
+    standing = np.full(len(records), ACTIVE, dtype=np.int8)
+    if "status_code" in records:
+        status = st.text(records["status_code"]).to_numpy(dtype=object)
+        for code, rank in STANDING.items():
+            standing[status == code] = rank
+    return pd.DataFrame({"standing": standing, "present": present,
+                         "updated": np.where(np.isnat(updated), 0, updated.astype(np.int64)),
                          "org": org.to_numpy(dtype=object)})
 
 
@@ -98,7 +114,8 @@ def choose_survivors(found: list[Cluster], traits_: pd.DataFrame, fields: list[s
     """The surviving archive of each cluster and field-level proposals, from the records' ``traits``
     (by record position, as the clusters' members).
 
-    Survivor: a valid 18-digit ID first, then the most complete record, the most recently updated,
+    Survivor: by standing first (a deceased archive, then an active one, a moved-out one last:
+    ``STANDING``), then a valid 18-digit ID, the most complete record, the most recently updated,
     the one created by the higher-level institution. A field the survivor lacks is proposed from the
     best-ranked other archive that has it (``proposal``: field -> record position).
     """
@@ -115,8 +132,9 @@ def choose_survivors(found: list[Cluster], traits_: pd.DataFrame, fields: list[s
     updated = t["updated"].to_numpy(dtype=np.int64)
     level_rank = _level_rank()
     rank = np.array([level_rank.get((org_levels or {}).get(o, ""), 0) for o in t["org"]], dtype=np.int64)
-    # one sortable score per record: lexicographic (valid ID, completeness, updated, institution)
-    order = np.lexsort((rank, updated, present.sum(axis=1), has_id))
+    standing = t["standing"].to_numpy(dtype=np.int8) if "standing" in t else np.full(n, ACTIVE, dtype=np.int8)
+    # one sortable score per record: lexicographic (standing, valid ID, completeness, updated, institution)
+    order = np.lexsort((rank, updated, present.sum(axis=1), has_id, standing))
     score = np.empty(n, dtype=np.int64)
     score[order] = np.arange(n)
     for c in found:

@@ -47,9 +47,9 @@ META = b"healthqa.dedup_index"
 MANIFEST = "manifest.json"
 ROW = "__row"  # the hash of an archive's raw values: tells a changed archive that has no update time
 GONE = "__gone"  # a delta's row for an archive number removed from the MPI (no values)
-PRESENT, UPDATED, ORG = "__present", "__updated", "__org"  # cluster.traits: what ranks a survivor
-TRAITS = {"present": PRESENT, "updated": UPDATED, "org": ORG}
-BOOKKEEPING = {ROW, GONE, PRESENT, UPDATED, ORG}
+STANDING, PRESENT, UPDATED, ORG = "__standing", "__present", "__updated", "__org"  # cluster.traits: what ranks a survivor
+TRAITS = {"standing": STANDING, "present": PRESENT, "updated": UPDATED, "org": ORG}
+BOOKKEEPING = {ROW, GONE, *TRAITS.values()}
 COMPACT_SHARE = 0.1  # deltas holding more rows than this share of the base are merged into a new base
 MAX_SEGMENTS = 16
 LEGACY = ".healthqa-dedup-index-{source}.parquet"  # where earlier versions kept it: beside the configuration
@@ -138,7 +138,7 @@ def identity(cfg: Config, source: str, spec: Spec) -> str:
             "spec": spec.model_dump(mode="json"), "store": _inside(_without_secret(cfg.store.url), base),
             # a model learned with other comparison levels cannot score this run's
             "levels": {f.name: list(kinds.get(f.kind).levels) for f in spec.fields},
-            "layout": 2}  # segments of Arrow files with survivor traits (1: one Parquet file)
+            "layout": 3}  # segments of Arrow files with survivor traits (1: one Parquet file; 2: without standing)
     return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from . import blocking, compare
 from .cluster import traits
 from .engine import Candidates, DedupResult, ordered, positions, record_order, valid_ids
-from .index import ORG, PRESENT, TRAITS, UPDATED, Index
+from .index import TRAITS, Index
 from .model import SupervisedModel, pair_tf
 from .normalise import block_column, prepare
 from .spec import Spec
@@ -249,7 +249,7 @@ def _records(K: set[str], spec: Spec, idx: Index, PN: pd.DataFrame, TN: pd.DataF
     mine = PN["key"].isin(K).to_numpy()
     night = pd.concat([PN.loc[mine, cols].reset_index(drop=True), TN[mine].reset_index(drop=True)], axis=1)
     rest = sorted(K - set(PN["key"]))
-    old = idx.take(idx.having("key", rest), cols + [PRESENT, UPDATED, ORG]) if rest else None
+    old = idx.take(idx.having("key", rest), cols + list(TRAITS.values())) if rest else None
     if old is not None:
         old = old.rename(columns={v: k for k, v in TRAITS.items()})
     L = pd.concat([x for x in (old, night) if x is not None and len(x)], ignore_index=True) if K else night.iloc[:0]

@@ -136,6 +136,24 @@ def test_survivor_prefers_valid_id_and_completeness(result):
     assert c[0].proposal == {"phone": 0}  # its missing phone is filled from the other archive
 
 
+def test_survivor_is_the_live_archive_after_a_move_and_the_death_on_record():
+    """A moved-out archive (状态 3) is the old institution's leftover: it is retired into the active
+    one even when it is the more complete and carries the valid ID; a deceased one (状态 2) survives,
+    so that the merged archive keeps the death."""
+    from healthqa.dedup.cluster import Cluster, choose_survivors, survivor_fields, traits
+
+    frame = pd.DataFrame({
+        "archive_id": ["old", "new", "dead", "live"], "id_number": ["11010519491231002X", None, None, "11010519491231002X"],
+        "name": ["王伟", "王伟", "李芳", "李芳"], "phone": ["13812345678", None, None, "13812345679"],
+        "status_code": ["3", "1", " 2 ", None], "updated_at": ["2026-01-01 00:00:00"] * 4})
+    P = normalise.prepare(frame, SPEC)
+    fields = survivor_fields(frame)
+    c = [Cluster([0, 1]), Cluster([2, 3])]
+    choose_survivors(c, traits(frame, fields), fields, P["id_number"].where(P["id_number__valid"]).to_numpy(dtype=object))
+    assert c[0].survivor == 1 and c[0].proposal["id_number"] == 0  # the live archive, its ID filled from the old
+    assert c[1].survivor == 2  # the death survives, over the valid ID and the phone
+
+
 # -- through the audit store -------------------------------------------------------------------------
 def _cfg(folder, tmp_path, url=None):
     cfg = demo_config(folder)
