@@ -92,10 +92,10 @@ class Rule(BaseModel):
     # ``where: {referral_type: ["1"]}``: the outpatient referrals of a table of all referrals
     where: dict[str, list[str | int]] | None = None
     table: str = ""  # filled in from the suite
-    _typed: BaseModel = PrivateAttr()
+    _typed: BaseModel = PrivateAttr()  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
     # the suite's ``system_by`` for a rule that names no system of its own: its result is split per
     # system (the runner's parts); None: the whole result counts in ``system``
-    _system_by: SystemBy | None = PrivateAttr(default=None)  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
+    _system_by: SystemBy | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
