@@ -119,6 +119,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "access_doctor_unregistered": ("ACCESS-DOCTOR-REGISTERED",),
     "access_in_future": ("ACCESS-TIME-PLAUSIBLE",),
     "access_without_care": ("ACCESS-CARE-RELATIONSHIP",),
+    # the practitioner register of the resource centre (demo/access.py register_defects)
+    "practitioner_post_duplicate": ("PRAC-POST-UNIQUE",),
+    "practitioner_org_unregistered": ("PRAC-ORG-REGISTERED",),
+    "practitioner_name_missing": ("PRAC-NAME-REQUIRED",),
+    "practitioner_title_unknown": ("PRAC-TITLE-CODE",),
+    "practitioner_registered_future": ("PRAC-REGISTERED-NOT-FUTURE",),
     # referrals and the resource centre's slots (demo/referrals.py)
     "referral_direction_wrong": ("REF-DIRECTION-LEVEL",),
     "slot_unknown": ("REF-SLOT-EXISTS",),

@@ -111,8 +111,9 @@ FAMILY = {
     "INF-CARD-UNIQUE": "infectious_report_duplicate", "INF-ARCHIVE-EXISTS": "infectious_card_orphan",
     "INF-ORG-REGISTERED": None,
     # the practitioner register and the health-record browser's access log (issue 20)
-    "PRAC-POST-UNIQUE": None, "PRAC-ORG-REGISTERED": None, "PRAC-NAME-REQUIRED": None, "PRAC-TITLE-CODE": None,
-    "PRAC-REGISTERED-NOT-FUTURE": None, "ACCESS-ID-UNIQUE": None, "ACCESS-DOCTOR-REQUIRED": None,
+    "PRAC-POST-UNIQUE": "practitioner_post_duplicate", "PRAC-ORG-REGISTERED": "practitioner_org_unregistered",
+    "PRAC-NAME-REQUIRED": "practitioner_name_missing", "PRAC-TITLE-CODE": "practitioner_title_unknown",
+    "PRAC-REGISTERED-NOT-FUTURE": "practitioner_registered_future", "ACCESS-ID-UNIQUE": None, "ACCESS-DOCTOR-REQUIRED": None,
     "ACCESS-ARCHIVE-EXISTS": None, "ACCESS-ORG-REGISTERED": None, "ACCESS-PURPOSE-CODE": None,
     "ACCESS-PURPOSE-REQUIRED": None, "ACCESS-VIEWED-CODES": None,
     "ACCESS-TIME-PLAUSIBLE": "access_in_future", "ACCESS-DOCTOR-REGISTERED": "access_doctor_unregistered",
