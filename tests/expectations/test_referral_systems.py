@@ -144,3 +144,15 @@ def test_a_bad_system_by_is_an_error_when_the_suite_loads(system_by, message):
             "    kahn: completeness/verification\n    standard: test\n    severity: 提示\n    threshold: 0\n")
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         suite.parse("site/referral.yml", text)
+
+
+def test_a_part_reads_as_its_rule_in_reports(rules):
+    from types import SimpleNamespace
+
+    from healthqa.reports.assess import describe
+
+    results = [{"rule_id": "REF-STATUS-CODE@9", "table": "referral", "system": "9"},
+               {"rule_id": "REF-STATUS-CODE", "table": "referral", "system": None}]
+    describe(results, SimpleNamespace(validation=SimpleNamespace(suites=None)))
+    assert results[0]["zh"] == results[1]["zh"] == "转诊状态代码在状态代码表内"
+    assert (results[0]["system"], results[1]["system"]) == ("9", "7")
