@@ -339,6 +339,7 @@ class Validation:
         if t.org and t.org in frame:  # institutions as codes once per batch, counted per rule with bincount
             codes, uniques = pd.factorize(frame[t.org].to_numpy(), use_na_sentinel=False)
             orgs = codes, _labels(pd.Series(uniques, dtype=object))
+        kinds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         for rule_id, ev in evaluations.items():
             tl = self.tallies[rule_id]
             if tl.error:
@@ -355,8 +356,12 @@ class Validation:
                 self._count(tl, rule, frame, applies, violates, keys, orgs)
                 continue
             # the one place a rule's rows are charged to the system of their kind: each system's
-            # part is counted as a rule of its own (counts, keys, institutions, examples)
-            system, defaulted = charged(frame, by)
+            # part is counted as a rule of its own (counts, keys, institutions, examples); the rows'
+            # systems are read once a batch, for every rule the suite splits alike
+            alike = (by.column, tuple(by.map.items()), by.default)
+            if alike not in kinds:
+                kinds[alike] = charged(frame, by)
+            system, defaulted = kinds[alike]
             for s in by.systems:
                 mine = system == s
                 part = self.tallies[part_id(rule_id, s, by.default)]
