@@ -111,7 +111,7 @@ def register_defects(world: World, rng: np.random.Generator, reg: pd.DataFrame, 
     truth.defect("practitioner", away["doctor_id"], "org_code", "practitioner_org_unregistered",
                  "a post at an institution not in the registry")
     i = rows["practitioner_name_missing"]
-    out.loc[i, "name"] = np.where(rng.random(len(i)) < 0.5, None, " ")
+    out.loc[i, "name"] = np.array([None, " "], dtype=object)[rng.integers(0, 2, len(i))]  # empty, or blank
     truth.defect("practitioner", out.loc[i, "doctor_id"], "name", "practitioner_name_missing", "no name")
     i = rows["practitioner_title_unknown"]
     out.loc[i, "title_code"] = UNKNOWN_TITLES[rng.integers(0, len(UNKNOWN_TITLES), len(i))]
