@@ -12,9 +12,19 @@ institution or by one who left it (``access_doctor_not_of_org``, the detail says
 archives the institution has no care relationship with (``access_without_care``); bulk sessions, one
 doctor opening 55-80 archives in an hour (``access_bulk``: every opening in 60 minutes over the limit); openings
 of deceased or moved-out archives after they closed (``access_closed_archive``); openings dated in the
-future (``access_in_future``). The truth of each family is read off the records as written (as
-``registry`` does): within the chunk (an archive's care records all belong to its chunk), the bulk
-sessions over the whole log at the end (a doctor's hours span the chunks).
+future (``access_in_future``). The register itself (``register_defects``, a stream of its own: the
+access log is drawn from the register as filed before them, and none of them changes who is in post
+where) files a post twice — the same doctor at the same institution on two rows
+(``practitioner_post_duplicate``: both rows) —, a post at an institution code the platform never
+registered (``practitioner_org_unregistered``: an extra row of the doctor), a practitioner without a
+name (``practitioner_name_missing``), a title that is no GB/T 8561 code (``practitioner_title_unknown``:
+the title written out, or a code outside the health workers' 23-26) and a registration dated in the
+future (``practitioner_registered_future``). A doctor registered at two institutions is valid
+多点执业 (truth/valid_kinds.csv ``multi_site_post``): the defects leave those doctors alone.
+
+The access log's truth of each family is read off the records as written (as ``registry`` does):
+within the chunk (an archive's care records all belong to its chunk), the bulk sessions over the
+whole log at the end (a doctor's hours span the chunks).
 """
 
 from __future__ import annotations
@@ -27,6 +37,14 @@ from .world import DOCTORS, World, staff_numbers
 
 FAMILIES = ("access_doctor_unregistered", "access_doctor_not_of_org", "access_without_care",
             "access_bulk", "access_closed_archive", "access_in_future")
+# the register's own (平台资源管理中心, system 6): rows of the register, keyed by doctor number
+REGISTER_FAMILIES = ("practitioner_post_duplicate", "practitioner_org_unregistered", "practitioner_name_missing",
+                     "practitioner_title_unknown", "practitioner_registered_future")
+REGISTER_DEFECTS = {"practitioner_post_duplicate": 4, "practitioner_org_unregistered": 3,
+                    "practitioner_name_missing": 3, "practitioner_title_unknown": 4,
+                    "practitioner_registered_future": 2}  # doctors of each family (399 doctors in all)
+UNREGISTERED_ORGS = np.array(["ZH-CLINIC-07", "330211999", "12330211MB0000000X"])  # never in the register
+UNKNOWN_TITLES = np.array(["主治医师", "副主任医师", "239", "299"])  # written out, or outside 23-26
 ACCESS_SHARE = 0.25  # care records a doctor opens the archive for
 EXEMPT_SHARE = 0.004  # residents whose archive QC or public-health staff open (valid, no care needed)
 UNREGISTERED, OTHER_ORG, INACTIVE, NO_CARE, FUTURE = 0.004, 0.004, 0.003, 0.005, 0.002  # of the openings
@@ -68,6 +86,43 @@ def register(world: World, rng: np.random.Generator) -> pd.DataFrame:
         - rng.integers(0, 86400, DOCTORS) * np.timedelta64(1, "s"),
     })
     return pd.concat([reg, _second_sites(world, rng, reg)], ignore_index=True)
+
+
+def register_defects(world: World, rng: np.random.Generator, reg: pd.DataFrame, truth: Truth) -> pd.DataFrame:
+    """The register as filed, with its defects and their truth (key: the doctor number), and its
+    多点执业 doctors as valid records (``multi_site_post``). Only doctors with one post are damaged,
+    and no change moves a doctor's post or its being in post (``active``): the access log's truth,
+    drawn from ``reg``, holds for the register as filed."""
+    out = reg.copy()
+    sites = reg.groupby("doctor_id")["org_code"].transform("nunique")
+    multi = reg.loc[sites > 1, "doctor_id"].drop_duplicates()
+    truth.rows("valid_kinds", zip(["practitioner"] * len(multi), multi, ["multi_site_post"] * len(multi)))
+    single = reg.index[(sites == 1).to_numpy()].to_numpy()
+    picked = rng.choice(single, sum(REGISTER_DEFECTS.values()), replace=False)
+    rows = dict(zip(REGISTER_DEFECTS, np.split(picked, np.cumsum(list(REGISTER_DEFECTS.values()))[:-1])))
+    as_of = np.datetime64(pd.Timestamp(world.as_of), "s")
+    extra = []
+    dup = reg.loc[rows["practitioner_post_duplicate"]]  # filed again a while later, the same post
+    extra.append(dup.assign(registered_at=dup["registered_at"] + rng.integers(1, 400, len(dup)) * np.timedelta64(1, "D")))
+    truth.defect("practitioner", dup["doctor_id"], "doctor_id", "practitioner_post_duplicate",
+                 "the same post (doctor, institution) filed twice")
+    away = reg.loc[rows["practitioner_org_unregistered"]]
+    extra.append(away.assign(org_code=UNREGISTERED_ORGS[rng.integers(0, len(UNREGISTERED_ORGS), len(away))]))
+    truth.defect("practitioner", away["doctor_id"], "org_code", "practitioner_org_unregistered",
+                 "a post at an institution not in the registry")
+    i = rows["practitioner_name_missing"]
+    out.loc[i, "name"] = np.array([None, " "], dtype=object)[rng.integers(0, 2, len(i))]  # empty, or blank
+    truth.defect("practitioner", out.loc[i, "doctor_id"], "name", "practitioner_name_missing", "no name")
+    i = rows["practitioner_title_unknown"]
+    out.loc[i, "title_code"] = UNKNOWN_TITLES[rng.integers(0, len(UNKNOWN_TITLES), len(i))]
+    truth.defect("practitioner", out.loc[i, "doctor_id"], "title_code", "practitioner_title_unknown",
+                 "title not a GB/T 8561 health worker's code")
+    i = rows["practitioner_registered_future"]
+    out.loc[i, "registered_at"] = as_of + rng.integers(2 * 86400, 90 * 86400, len(i)) * np.timedelta64(1, "s")
+    truth.defect("practitioner", out.loc[i, "doctor_id"], "registered_at", "practitioner_registered_future",
+                 "registration dated in the future")
+    truth.flush_defects()
+    return pd.concat([out, *extra], ignore_index=True)
 
 
 def _second_sites(world: World, rng: np.random.Generator, reg: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from healthqa.store.results import rule_of
+
 # family (truth/defects.csv) -> the rules that find it, in any table (docs/domain.md "What goes wrong")
 RULES: dict[str, tuple[str, ...]] = {
     "adcode_invalid": ("MPI-ADCODE-EXISTS",),
@@ -117,6 +119,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "access_doctor_unregistered": ("ACCESS-DOCTOR-REGISTERED",),
     "access_in_future": ("ACCESS-TIME-PLAUSIBLE",),
     "access_without_care": ("ACCESS-CARE-RELATIONSHIP",),
+    # the practitioner register of the resource centre (demo/access.py register_defects)
+    "practitioner_post_duplicate": ("PRAC-POST-UNIQUE",),
+    "practitioner_org_unregistered": ("PRAC-ORG-REGISTERED",),
+    "practitioner_name_missing": ("PRAC-NAME-REQUIRED",),
+    "practitioner_title_unknown": ("PRAC-TITLE-CODE",),
+    "practitioner_registered_future": ("PRAC-REGISTERED-NOT-FUTURE",),
     # referrals and the resource centre's slots (demo/referrals.py)
     "referral_direction_wrong": ("REF-DIRECTION-LEVEL",),
     "slot_unknown": ("REF-SLOT-EXISTS",),
@@ -165,13 +173,18 @@ class KindFlags:
 
 def summary(truth_dir: Path, results: Iterable) -> tuple[list[FamilyRecall], list[KindFlags]]:
     """Per (table, family) of the truth the rows injected and flagged, and per valid kind the records
-    flagged; ``results``: a run's stored results (table, rule_id, violations, sample_keys,
-    watched_keys). A rule's flags on the valid records are its watched keys when the run watched them
+    flagged; ``results``: a run's stored results (table, rule_id, violations,
+    sample_keys, watched_keys). A rule's flags on the valid records are its watched keys when the run watched them
     (the demo's night does), else the sample keys it kept, complete only when it kept them all."""
     results = list(results)
     defects = pd.read_csv(truth_dir / "defects.csv", dtype=str, keep_default_na=False)
     kinds = pd.read_csv(truth_dir / "valid_kinds.csv", dtype=str, keep_default_na=False)
-    by_rule = {(r.table, r.rule_id): r.violations for r in results}
+    # a rule split per system (the referrals' common rules: REF-…, REF-…@8, REF-…@9) finds a family
+    # in all its systems together: its parts' counts are summed (each row is in one part)
+    by_rule: dict[tuple[str, str], int] = {}
+    for r in results:
+        key = (r.table, rule_of(r.rule_id))
+        by_rule[key] = by_rule.get(key, 0) + r.violations
     families = []
     for (table, family), grp in defects.groupby(["table", "defect"]):
         counts = [by_rule[table, rule] for rule in RULES.get(family, ()) if (table, rule) in by_rule]
@@ -180,7 +193,7 @@ def summary(truth_dir: Path, results: Iterable) -> tuple[list[FamilyRecall], lis
     for kind, grp in kinds.groupby("kind"):
         keys = set(grp["key"])
         table = grp["table"].iloc[0]
-        rows = [r for r in results if r.table == table and r.rule_id not in MEASURES and r.violations]
+        rows = [r for r in results if r.table == table and rule_of(r.rule_id) not in MEASURES and r.violations]
         hit = set().union(*(set(map(str, _flagged(r))) & keys for r in rows))
         complete = all(_watched(r) is not None or len(r.sample_keys or []) >= r.violations for r in rows)
         flags.append(KindFlags(kind, len(keys), len(hit), complete))

@@ -321,7 +321,9 @@ def generate(folder: str | Path, opts: DemoOptions | None = None,
     writer = _Writer(folder)
     writer.write("organization", _organizations(world))
     register = access.register(world, world.rng(13))
-    writer.write("practitioner", register)
+    # the register as filed, with defects of its own (a stream of their own: the rest stays as it was);
+    # the access log is drawn from ``register``, whose posts the defects leave as they were
+    writer.write("practitioner", access.register_defects(world, world.rng(16), register, truth))
     logs = []  # the access log, written whole at the end (a bulk session's hour spans the chunks)
     for code in world.institutions.loc[world.institutions["silent"], "org_code"]:
         truth.defect("organization", [code], "upload_time", "feed_silent", "no upload in the last day")

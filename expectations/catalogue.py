@@ -83,6 +83,16 @@ def _system(code: str | None) -> str:
     return f"{code} {names[code]}" if code in names else str(code)
 
 
+def _systems(rule: suite.Rule) -> str:
+    """The rule's system, or the systems its rows are charged to by the suite's ``system_by``."""
+    by = rule.system_by
+    if by is None:
+        return _system(rule.system)
+    kinds = ", ".join(f"{code}→{s}" for code, s in by.map.items())
+    return (f"by {_code(by.column)} ({kinds}; else {by.default}): "
+            + " / ".join(_system(s) for s in by.systems) + f"; results {rule.id}, …@" + ", …@".join(by.systems[1:]))
+
+
 def _parameters(rule: suite.Rule) -> str:
     """A rule's parameters other than its columns (code list, bounds, pattern, reference …)."""
     columns = set(rule_types.get(rule.type).columns)
@@ -112,7 +122,10 @@ def rules_markdown() -> str:
         "are used is explained in [domain.md](domain.md#quality-dimensions); a site adds or replaces rules "
         "without code (see [design.md](design.md#configuration)). A rule's `where` (`where: {referral_type: [\"1\"]}`) "
         "confines it to the rows whose named columns hold one of the listed values (compared as trimmed text); "
-        "it is shown among the rule's parameters as `where COLUMN in …`.",
+        "it is shown among the rule's parameters as `where COLUMN in …`. A suite's `system_by` (the referrals': "
+        "`system_by: {column: referral_type, map: {\"1\": \"7\", \"2\": \"8\", \"3\": \"9\"}}`) charges each row of "
+        "its rules that name no system to the system of the row's code, one result per system (`RULE`, `RULE@8` …; "
+        "a missing or unknown code to the default, said beside the result): the system column then reads `by COLUMN`.",
         "",
         "| dimension | rules |",
         "|---|---|",
@@ -155,7 +168,7 @@ def rules_markdown() -> str:
                 f"| {r.id} | {_code(r.type)} | {', '.join(_code(c) for c in r.columns)} | {_parameters(r)} "
                 f"| {_cell(r.zh)}<br>{_cell(r.en)} | {r.dimension} | {_code(r.kahn)} "
                 f"| {', '.join(r.dqd_types) or '—'} | {_cell(r.standard)} "
-                f"| {r.severity} | {r.threshold:g} | {_cell(_system(r.system))} |")
+                f"| {r.severity} | {r.threshold:g} | {_cell(_systems(r))} |")
     return "\n".join(out + _dqd_section(rules)) + "\n"
 
 

@@ -15,7 +15,7 @@ import ctypes.util
 import gc
 import heapq
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,11 +24,12 @@ import pyarrow as pa
 
 from healthqa import canonical
 from healthqa.masking import mask_frame
-from healthqa.standards import decode
+from healthqa.standards import decode, text
+from healthqa.store.results import part_id
 
 from . import gx_bridge, rule_types
 from .rule_types import RuleContext
-from .suite import Rule
+from .suite import Rule, SystemBy
 
 SAMPLE_KEYS = 50  # the smallest keys of the violating rows: the same whatever order or partition they came in
 EXAMPLES_PER_ORG = 2  # violating rows shown per institution, with their values masked
@@ -134,14 +135,15 @@ class Validation:
             elif unavailable:  # not run: only the rules that need the reference data, the others run
                 self.tallies[r.id] = _Tally(error=unavailable)
             else:
-                self.tallies[r.id] = _Tally(watched_keys=None if self._watch is None else [],
-                                            note=_not_had(r, ctx))
+                for pid in _part_ids(r):  # a rule split per system keeps a tally per system (the default's: r.id)
+                    self.tallies[pid] = _Tally(watched_keys=None if self._watch is None else [],
+                                               note=_not_had(r, ctx))
                 (table_rules if rule_types.get(r.type).whole_table else row_rules).append(r)
         self.row_plan, self.table_rules = gx_bridge.Plan(row_rules), table_rules
         # the columns kept across chunks for the whole-table rules: theirs, the key and the institution
         self.narrow_columns = [c for c in dict.fromkeys(
             [self.t.key, *([self.t.org] if self.t.org else []), *match_columns,
-             *(c for r in table_rules for c in r.columns)]) if c in self.columns] if table_rules else []
+             *(c for r in table_rules for c in _read(r))]) if c in self.columns] if table_rules else []
         self._kept = _Columns(self.narrow_columns)
         # per whole-table rule, chunk by chunk: a 64-bit hash of each kept row's partition key (None:
         # the type has none, or it failed: that rule is evaluated on the whole table at once)
@@ -281,7 +283,7 @@ class Validation:
                 if error:
                     self.tallies[r.id].error = error
                     continue
-                for lo, hi, frame in self._kept.slices([self.t.key, self.t.org, *r.columns], TABLE_RULE_ROWS):
+                for lo, hi, frame in self._kept.slices([self.t.key, self.t.org, *_read(r)], TABLE_RULE_ROWS):
                     # tallied in reading order: the same sample keys and examples as one pass over the table
                     part = gx_bridge.Evaluation(pd.Series(applies[lo:hi]), pd.Series(violates[lo:hi]), None, None)
                     self._tally(frame, {r.id: part}, lo, None if in_scope is None else in_scope[lo:hi])
@@ -336,8 +338,8 @@ class Validation:
         orgs = None
         if t.org and t.org in frame:  # institutions as codes once per batch, counted per rule with bincount
             codes, uniques = pd.factorize(frame[t.org].to_numpy(), use_na_sentinel=False)
-            names = _labels(pd.Series(uniques, dtype=object))
-            orgs = True
+            orgs = codes, _labels(pd.Series(uniques, dtype=object))
+        kinds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         for rule_id, ev in evaluations.items():
             tl = self.tallies[rule_id]
             if tl.error:
@@ -348,30 +350,81 @@ class Validation:
             applies, violates = ev.applies.to_numpy(), ev.violates.to_numpy()
             if in_scope is not None:
                 applies, violates = applies & in_scope, violates & in_scope
-            rows = np.flatnonzero(violates)
-            tl.violations += len(rows)
-            tl.denominator += int(applies.sum())
-            found = keys(rows) if len(rows) else []
-            if found:
-                tl.sample_keys = _smallest(tl.sample_keys, found)
-            if self.all_keys:
-                tl.violating_keys = tl.violating_keys or []
-                tl.violating_keys.extend(found)
-            if self._watch is not None and found and tl.watched_keys is not None:
-                tl.watched_keys.extend(k for k in found if k in self._watch)
-            if orgs and applies.any():
-                # every institution the rule applied to, clean ones too: a finding on an institution is
-                # resolved only by a run that saw its rows pass (reports/findings.py)
-                v = np.bincount(codes[rows], minlength=len(names))
-                d = np.bincount(codes[applies], minlength=len(names))
-                for i in np.flatnonzero(d):
-                    c = tl.by_org.setdefault(names[i], [0, 0])
-                    c[0] += int(v[i])
-                    c[1] += int(d[i])
-            if len(rows) and (orgs or len(tl.examples) < EXAMPLES_PER_ORG * 3):
-                picked = _pick(rows, names[codes[rows]] if orgs else None, tl)
+            rule = self._rule[rule_id]
+            by = rule.system_by
+            if by is None:
+                self._count(tl, rule, frame, applies, violates, keys, orgs)
+                continue
+            # the one place a rule's rows are charged to the system of their kind: each system's
+            # part is counted as a rule of its own (counts, keys, institutions, examples); the rows'
+            # systems are read once a batch, for every rule the suite splits alike
+            alike = (by.column, tuple(by.map.items()), by.default)
+            if alike not in kinds:
+                kinds[alike] = charged(frame, by)
+            system, defaulted = kinds[alike]
+            for s in by.systems:
+                mine = system == s
+                part = self.tallies[part_id(rule_id, s, by.default)]
+                self._count(part, rule, frame, applies & mine, violates & mine, keys, orgs)
+                if s == by.default:
+                    part.defaulted += int((violates & mine & defaulted).sum())
+
+    def _count(self, tl: _Tally, rule: Rule, frame: pd.DataFrame, applies: np.ndarray, violates: np.ndarray,
+               keys: Callable[[np.ndarray], list[str]], orgs: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Add a batch's outcome of one rule (or one system's part of it) to its tally; ``orgs``: the
+        batch's institutions as codes and the codes' names."""
+        rows = np.flatnonzero(violates)
+        tl.violations += len(rows)
+        tl.denominator += int(applies.sum())
+        found = keys(rows) if len(rows) else []
+        if found:
+            tl.sample_keys = _smallest(tl.sample_keys, found)
+        if self.all_keys:
+            tl.violating_keys = tl.violating_keys or []
+            tl.violating_keys.extend(found)
+        if self._watch is not None and found and tl.watched_keys is not None:
+            tl.watched_keys.extend(k for k in found if k in self._watch)
+        if orgs is None:
+            if len(rows) and len(tl.examples) < EXAMPLES_PER_ORG * 3:
+                picked = _pick(rows, None, tl)
                 if len(picked):
-                    tl.examples = _first_orgs(tl.examples + _examples(frame, t, self._rule[rule_id], picked, self.ctx))
+                    tl.examples = _first_orgs(tl.examples + _examples(frame, self.t, rule, picked, self.ctx))
+            return
+        codes, names = orgs
+        if applies.any():
+            # every institution the rule applied to, clean ones too: a finding on an institution is
+            # resolved only by a run that saw its rows pass (reports/findings.py)
+            v = np.bincount(codes[rows], minlength=len(names))
+            d = np.bincount(codes[applies], minlength=len(names))
+            for i in np.flatnonzero(d):
+                c = tl.by_org.setdefault(names[i], [0, 0])
+                c[0] += int(v[i])
+                c[1] += int(d[i])
+        if len(rows):
+            picked = _pick(rows, names[codes[rows]], tl)
+            if len(picked):
+                tl.examples = _first_orgs(tl.examples + _examples(frame, self.t, rule, picked, self.ctx))
+
+
+def charged(frame: pd.DataFrame, by: SystemBy) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's system under ``by`` (its column's code, as trimmed text, through ``map``), and
+    whether it fell to the default: a code missing, or none of the map's (or the column absent)."""
+    if by.column not in frame:
+        return np.full(len(frame), by.default, dtype=object), np.ones(len(frame), dtype=bool)
+    system = text(frame[by.column]).map(by.map)
+    defaulted = system.isna().to_numpy()
+    return system.fillna(by.default).to_numpy(dtype=object), defaulted
+
+
+def _part_ids(r: Rule) -> list[str]:
+    """The tallies a rule keeps: its own, or one per system it is split into (the default's is its own)."""
+    by = r.system_by
+    return [r.id] if by is None else [part_id(r.id, s, by.default) for s in by.systems]
+
+
+def _read(r: Rule) -> list[str]:
+    """The columns a rule's tally reads: its own, and the column its rows are charged to systems by."""
+    return [*r.columns, *([r.system_by.column] if r.system_by else [])]
 
 
 @dataclass
@@ -388,24 +441,47 @@ class _Tally:
     by_org: dict[str, list[int]] = field(default_factory=dict)  # institution -> [violations, denominator]
     examples: list[dict] = field(default_factory=list)
     shown: dict[str, int] = field(default_factory=dict)  # examples taken per institution
+    # violating rows charged to a split rule's default system because their kind was missing or
+    # unknown (``charged``): said beside the default system's result
+    defaulted: int = 0
 
 
 def _results(rules: list[Rule], tallies: dict[str, _Tally], all_keys: bool) -> list[RuleResult]:
     out = []
     for r in rules:
         tl = tallies[r.id]
-        if tl.error:
+        if tl.error:  # a rule that could not run is one error, in its own system, however it is split
             out.append(RuleResult(r, "error", error=tl.error))
             continue
-        # GE's verdict (``mostly`` = 1 - threshold) on the totals; n/a where nothing applies
-        status = "not_applicable" if tl.denominator == 0 else \
-            "pass" if gx_bridge.verdict(r, tl.denominator, tl.violations) else "fail"
-        out.append(RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
-                              {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
-                              violating_keys=tl.violating_keys if all_keys else None,
-                              watched_keys=None if tl.watched_keys is None else sorted(tl.watched_keys),
-                              examples=tl.examples, error=tl.note))
+        by = r.system_by
+        if by is None:
+            out.append(_result(r, tl, all_keys))
+            continue
+        for s in by.systems:  # one result per system: the default's under the rule's id, the others' ``id@system``
+            pid = part_id(r.id, s, by.default)
+            part = tallies.get(pid) or _Tally(note=tl.note)
+            out.append(_result(r.model_copy(update={"id": pid, "system": s}), part, all_keys,
+                               _defaulted_note(part.defaulted, by)))
     return out
+
+
+def _result(r: Rule, tl: _Tally, all_keys: bool, note: str | None = None) -> RuleResult:
+    # GE's verdict (``mostly`` = 1 - threshold) on the totals; n/a where nothing applies
+    status = "not_applicable" if tl.denominator == 0 else \
+        "pass" if gx_bridge.verdict(r, tl.denominator, tl.violations) else "fail"
+    return RuleResult(r, status, tl.violations, tl.denominator, tl.sample_keys,
+                      {o: {"violations": c[0], "denominator": c[1]} for o, c in sorted(tl.by_org.items())},
+                      violating_keys=tl.violating_keys if all_keys else None,
+                      watched_keys=None if tl.watched_keys is None else sorted(tl.watched_keys),
+                      examples=tl.examples, error="; ".join(x for x in (tl.note, note) if x) or None)
+
+
+def _defaulted_note(n: int, by: SystemBy) -> str | None:
+    """What the default system's result says of the violating rows it holds for want of a kind."""
+    if not n:
+        return None
+    return (f"其中 {n:,} 行违规记录的 {by.column} 缺失或不在代码表内，计入默认系统 {by.default} — "
+            f"{n:,} violating rows whose {by.column} is missing or unknown are charged to the default system {by.default}")
 
 
 def _not_had(r: Rule, ctx: RuleContext) -> str | None:
@@ -430,6 +506,7 @@ def combine(rules: list[Rule], partials: list[dict[str, _Tally]], all_keys: bool
             m.note = m.note or tl.note
             m.violations += tl.violations
             m.denominator += tl.denominator
+            m.defaulted += tl.defaulted
             m.sample_keys = _smallest(m.sample_keys, tl.sample_keys)
             if tl.violating_keys is not None:
                 m.violating_keys = (m.violating_keys or []) + tl.violating_keys
@@ -608,7 +685,7 @@ def _examples(df: pd.DataFrame, t: canonical.Table, rule: Rule, picked: np.ndarr
     """Violating rows as the QC manager sees them: record key, institution and the rule's columns,
     with personal values masked (DESIGN's masks), and the other record the violation concerns where
     the rule type names one (``linked``: a registered death's archive)."""
-    cols = [c for c in dict.fromkeys([t.key, *([t.org] if t.org else []), *rule.columns]) if c in df.columns]
+    cols = [c for c in dict.fromkeys([t.key, *([t.org] if t.org else []), *_read(rule)]) if c in df.columns]
     shown = mask_frame(df.iloc[picked][cols], t).astype(object).where(lambda x: x.notna(), None)
     linked = _counterparts(df.iloc[picked], rule, ctx)
     if linked is not None:

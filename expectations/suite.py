@@ -44,6 +44,32 @@ class Examples(BaseModel):
     violations: int | None = None  # how many fail rows violate (default: all of them)
 
 
+class SystemBy(BaseModel):
+    """A suite's ``system_by``: the contract system each row counts in, read off one of its columns.
+    A table holding several systems' records (the referral table: outpatient, examination and
+    inpatient referrals, systems 7, 8 and 9) charges each row's violation to the system of its own
+    kind, not to the suite's system as a whole. A row whose code is missing or not in ``map`` counts
+    in ``default`` (the suite's system unless given), and its result says how many did."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str
+    map: dict[str, str]  # the column's code (compared as trimmed text) -> its system
+    default: str = ""  # filled in from the suite's ``system`` when not given
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _codes_as_text(cls, m: Any) -> Any:
+        """``map: {1: 7}`` is ``map: {"1": "7"}``: codes compare as trimmed text, as ``where``'s do."""
+        if not isinstance(m, dict) or not m:
+            raise ValueError("map: expected the column's codes, each with its system")
+        return {str(k).strip(): str(v).strip() for k, v in m.items()}
+
+    @property
+    def systems(self) -> list[str]:
+        """The systems a rule's result is split into: the default first, then the map's in its order."""
+        return list(dict.fromkeys([self.default, *self.map.values()]))
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
@@ -67,6 +93,9 @@ class Rule(BaseModel):
     where: dict[str, list[str | int]] | None = None
     table: str = ""  # filled in from the suite
     _typed: BaseModel = PrivateAttr()  # ``params`` as the type's model; ``params`` stays as written (GE's kwargs)
+    # the suite's ``system_by`` for a rule that names no system of its own: its result is split per
+    # system (the runner's parts); None: the whole result counts in ``system``
+    _system_by: SystemBy | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _type_and_params(self) -> Rule:
@@ -104,6 +133,11 @@ class Rule(BaseModel):
     def evaluate(self, df: Any, ctx: Any) -> tuple[Any, Any]:
         """The rule's outcome (applies, violates) on ``df``, its ``where`` applied (rule_types.evaluate)."""
         return _types().evaluate(self.type, df, self.typed_params, ctx, self.where)
+
+    @property
+    def system_by(self) -> SystemBy | None:
+        """How the rule's violations are charged per system (the suite's ``system_by``), or None."""
+        return self._system_by
 
     @property
     def typed_params(self) -> BaseModel:
@@ -156,16 +190,28 @@ class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: str
     system: str = "10"
+    system_by: SystemBy | None = None
     rules: list[Rule]
 
     @model_validator(mode="after")
     def _check(self) -> Suite:
         t = canonical.table(self.table)
         systems = codelists.codes("systems")
+        by = self.system_by
+        if by is not None:
+            by = self.system_by = by.model_copy(update={"default": by.default or self.system})
+            if by.column not in t.columns:
+                raise ValueError(f"system_by.column: {by.column!r} is not a column of {t.full_name}")
+            for code, s in [*by.map.items(), ("default", by.default)]:
+                if s not in systems:
+                    raise ValueError(f"system_by.map.{code}: {s!r} is not one of the fourteen systems"
+                                     if code != "default" else f"system_by.default: {s!r} is not one of the fourteen systems")
         seen = set()
         for r in self.rules:
             r.table = self.table
-            r.system = r.system or self.system
+            if r.system is None:  # a rule of the suite's system: split per system where the suite says so
+                r._system_by = by
+            r.system = r.system or (by.default if by else self.system)
             if r.system not in systems:
                 raise ValueError(f"rules.{r.id}.system: {r.system!r} is not one of the fourteen systems")
             if r.id in seen:
@@ -247,10 +293,12 @@ class Listed:
     system: str | None
     table: str
     where: dict[str, list[str | int]] | None = None
+    parts: tuple[str, ...] = ()  # the systems its result is split into (the suite's ``system_by``); () none
 
     @classmethod
     def of(cls, r: Rule) -> Listed:
-        return cls(r.id, r.type, r.zh, r.en, r.system, r.table, r.where)
+        return cls(r.id, r.type, r.zh, r.en, r.system, r.table, r.where,
+                   tuple(r.system_by.systems) if r.system_by else ())
 
 
 def listed(table: str, site_dir: str | None = None) -> list[Listed]:
@@ -273,11 +321,15 @@ def _shipped_data(table: str) -> dict:
 def _shipped_listed(table: str) -> tuple[Listed, ...]:
     data = _shipped_data(table)
     system = data.get("system") or "10"
+    by = data.get("system_by")  # as SystemBy reads it (the tests check the shipped suites whole)
+    default = str((by or {}).get("default") or system)
+    parts = tuple(dict.fromkeys([default, *(str(v) for v in by["map"].values())])) if by else ()
 
     def where(w: dict | None) -> dict | None:  # as Rule._where_lists writes it: a value alone is a list of one
         return None if w is None else {c: v if isinstance(v, list) else [v] for c, v in w.items()}
 
-    return tuple(Listed(r["id"], r["type"], r["zh"], r["en"], r.get("system") or system, table, where(r.get("where")))
+    return tuple(Listed(r["id"], r["type"], r["zh"], r["en"], r.get("system") or (default if by else system), table,
+                        where(r.get("where")), () if r.get("system") else parts)
                  for r in data["rules"] if r.get("enabled", True))
 
 

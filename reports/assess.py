@@ -17,6 +17,7 @@ from healthqa.clock import now
 from healthqa.config import Config
 from healthqa.expectations import suite as suites
 from healthqa.store import AuditStore
+from healthqa.store.results import rule_of
 
 from . import findings as fd
 from . import scores as sc
@@ -101,13 +102,14 @@ def rule_results(store: AuditStore, run_id: int) -> list[dict]:
 
 
 def describe(results: list[dict], cfg: Config) -> None:
-    """Rule texts and systems from the suites (results of older runs may predate a rule's system)."""
+    """Rule texts and systems from the suites (results of older runs may predate a rule's system); a
+    rule's result in another system (``REF-STATUS-CODE@9``: store.results.part_id) has the rule's texts."""
     rules = {}
     for table in {r["table"] for r in results}:
         if table in canonical.tables():
             rules.update({r.id: r for r in suites.listed(table, cfg.validation.suites)})
     for r in results:
-        rule = rules.get(r["rule_id"])
+        rule = rules.get(rule_of(r["rule_id"]))
         if rule is not None:
             r.setdefault("zh", rule.zh)
             r.setdefault("en", rule.en)

@@ -46,9 +46,10 @@ def coverage(cfg: Config) -> list[SystemCoverage]:
     by_system: dict[str, list[str]] = {}
     for table in suites.tables_with_suite(canonical.tables(), site):
         for r in suites.listed(table, site):
-            tables = by_system.setdefault(r.system or "", [])
-            if table not in tables:
-                tables.append(table)
+            for system in r.parts or (r.system or "",):  # a rule split per system holds rules of each
+                tables = by_system.setdefault(system, [])
+                if table not in tables:
+                    tables.append(table)
     return [SystemCoverage(code, name, tuple(by_system.get(code, ())),
                            tuple(t for t in by_system.get(code, ()) if t not in mapped))
             for code, name in codelists.load("systems")["codes"].items()]

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from healthqa.connectors.sampling import NEW_ROWS, read_extent
+from healthqa.store.results import rule_of
 
 DIMENSIONS = ("完整性", "规范性", "一致性", "唯一性", "及时性", "关联性")
 LEVELS = ("overall", "system", "dimension", "table", "org")
@@ -256,8 +257,24 @@ def comparable(now: list[dict], before: list[dict], weights: Mapping[str, float]
         return {(s.level, s.subject): s for s in score(obs, weights) if s.level in levels}
 
     now_s, before_s = scores(a), scores(b)
-    full_before = {(s.level, s.subject): s for s in score(
-        [o for o in observations(before) if o.org is None], weights) if s.level in levels}
+    # rules, not results: a rule charged per system (REF-X, REF-X@8, REF-X@9) is one rule here, or a
+    # quiet night that read no inpatient referral would stand on "fewer rules" than it does
+    judged = _rules([o for o in observations(before) if o.org is None])
+    shared_rules = _rules([o for o in observations([b[k][0] for k in sorted(shared)]) if o.org is None])
     keep = {k for k in now_s.keys() & before_s.keys()
-            if before_s[k].checks >= MIN_SHARED * full_before[k].checks}
+            if len(shared_rules.get(k, ())) >= MIN_SHARED * len(judged.get(k, ()))}
     return {k: now_s[k] for k in keep}, {k: before_s[k] for k in keep}
+
+
+def _rules(obs: Iterable[Observation]) -> dict[tuple[str, str], set[tuple[str, str, str]]]:
+    """Per (level, subject) as ``score`` makes them, the rules judged (a verdict, as a check counts):
+    a rule's results in several systems (store.results.part_id) are the one rule."""
+    out: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+    for o in obs:
+        if o.status == "not_applicable":
+            continue
+        rule = (o.source, o.table, rule_of(o.rule_id))
+        for key in (("overall", "overall"), ("dimension", o.dimension), ("table", f"{o.source}.{o.table}"),
+                    *((("system", o.system),) if o.system else ())):
+            out.setdefault(key, set()).add(rule)
+    return out

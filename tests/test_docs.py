@@ -111,6 +111,7 @@ def test_domain_notes_name_every_injected_defect_and_duplicate_variation():
     families |= set(statistics.FAMILIES)  # decision support's published figures
     families |= set(infectious.FAMILIES)  # infectious-disease report cards
     families |= set(access.FAMILIES)  # the health-record browser's access log
+    families |= set(access.REGISTER_FAMILIES)  # the practitioner register
     families |= set(referrals.FAMILIES)  # the referrals and the resource centre's slots
     variations = {v.change for step in duplicates.CATALOGUE if isinstance(step, duplicates.Aspect)
                   for v in step.variations}

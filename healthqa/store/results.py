@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from .store import AuditStore
 
 
+# a rule split per system (a suite's ``system_by``: the referral table's common rules, charged to the
+# system of each row's kind) has one result per system: the default system's under the rule's own id,
+# each other's under ``<rule id>@<system>`` — its own score, findings and history (docs/domain.md)
+PART = "@"
+
+
+def part_id(rule_id: str, system: str, default: str) -> str:
+    """The id of a rule's result in ``system`` (``REF-STATUS-CODE@9``); the default system's is the rule's."""
+    return rule_id if system == default else f"{rule_id}{PART}{system}"
+
+
+def rule_of(result_id: str) -> str:
+    """The rule a result is of: ``REF-STATUS-CODE@9`` is of REF-STATUS-CODE."""
+    return result_id.partition(PART)[0]
+
+
 @dataclass(frozen=True)
 class StoredResult:
     """One rule's result on one table in one run (DQD-style: numerator, denominator, status)."""
@@ -38,6 +54,11 @@ class StoredResult:
     by_org: dict | None = None
     sampling: dict | None = None
     error: str | None = None
+
+    @property
+    def rule(self) -> str:
+        """The rule's id (the result's without the system it is charged to: ``part_id``)."""
+        return rule_of(self.rule_id)
 
     @property
     def key(self) -> tuple[str, str, str]:

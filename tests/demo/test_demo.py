@@ -160,6 +160,7 @@ def _found(frames, demo) -> dict[tuple[str, str], set]:
     out.update(tc.statistic_checks(frames, AS_OF))  # decision support's published figures
     out.update(tc.infectious_checks(frames, AS_OF))
     out.update(tc.access_checks(frames, AS_OF))
+    out.update(tc.practitioner_checks(frames, AS_OF))
     out.update(tc.referral_checks(frames, AS_OF))
     return out
 
@@ -184,7 +185,8 @@ def test_injected_defects_are_exactly_the_rows_that_carry_them(frames, demo):
 
 KINDS = {"rare_character_name", "compat_ideograph_name", "foreign_passport", "hkmo_permit", "taiwan_permit",
          "clinical_edition_code", "residence_permit", "epoch_birthday", "newborn_without_id",
-         "district_total", "deleted_duplicate_card", "exempt_purpose_access", "multi_site_practitioner"}
+         "district_total", "deleted_duplicate_card", "exempt_purpose_access", "multi_site_practitioner",
+         "multi_site_post"}
 
 
 def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):
@@ -205,6 +207,9 @@ def test_valid_records_of_every_false_flag_kind_carry_no_defect(frames, demo):
     sites = reg.groupby("doctor_id")["org_code"].agg(set)
     multi = acc.loc[sorted(per["multi_site_practitioner"])]
     assert all(org in sites[doc] and len(sites[doc]) == 2 for doc, org in zip(multi["doctor_id"], multi["org_code"]))
+    # 多点执业 in the register: each such doctor is filed at two institutions, once at each
+    posts = reg[reg["doctor_id"].isin(per["multi_site_post"])].groupby("doctor_id")["org_code"]
+    assert len(posts) == len(per["multi_site_post"]) and (posts.nunique() == 2).all() and (posts.size() == 2).all()
     found = _found(frames, demo)
     carried = {(t, fam): ks & per[kind] for (t, fam), ks in found.items() for kind in per if ks & per[kind]}
     assert not carried, carried

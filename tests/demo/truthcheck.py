@@ -386,6 +386,27 @@ def access_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], se
     return out
 
 
+def practitioner_checks(f: dict[str, pd.DataFrame], as_of) -> dict[tuple[str, str], set]:
+    """The practitioner register (平台资源管理中心), from the rules' text: a post (doctor, institution)
+    filed once — a doctor at two institutions is 多点执业, not a duplicate —; the institution
+    registered; a name; a GB/T 8561 health worker's title (23-26, written as the code); a registration
+    time that is readable and not in the future. Keyed by doctor number."""
+    reg, orgs = f["practitioner"], set(f["organization"]["org_code"].astype(str).str.strip())
+    up = lambda s: s.astype(str).str.strip()  # noqa: E731 - codes compare trimmed
+    post = pd.Series(list(zip(up(reg["doctor_id"]), up(reg["org_code"]))), index=reg.index)
+    at = pd.to_datetime(reg["registered_at"], errors="coerce")
+    title = reg["title_code"].astype(str).str.strip()
+    return {
+        ("practitioner", "practitioner_post_duplicate"): keys(reg, post.duplicated(keep=False), "doctor_id"),
+        ("practitioner", "practitioner_org_unregistered"): keys(reg, reg["org_code"].notna() & ~up(reg["org_code"]).isin(orgs),
+                                                                "doctor_id"),
+        ("practitioner", "practitioner_name_missing"): keys(reg, blank(reg["name"]), "doctor_id"),
+        ("practitioner", "practitioner_title_unknown"): keys(
+            reg, reg["title_code"].notna() & ~title.str.fullmatch(r"2[3-6][1-5]"), "doctor_id"),
+        ("practitioner", "practitioner_registered_future"): keys(reg, at.isna() | (at > pd.Timestamp(as_of)), "doctor_id"),
+    }
+
+
 def canonical_key(table: str) -> str:
     return {"outpatient_visit": "visit_id", "inpatient_stay": "stay_id", "health_exam": "exam_id",
             "chronic_followup": "followup_id"}[table]
