@@ -310,10 +310,11 @@ def id_birth_date(normalised: pd.Series) -> pd.Series:
 
 def id_sex_code(normalised: pd.Series) -> pd.Series:
     """'1' for an odd order code (men), '2' for an even one (women)."""
-    d = pd.to_numeric(normalised.str[16], errors="coerce").to_numpy()
-    with np.errstate(invalid="ignore"):
-        odd = np.fmod(d, 2) != 0
-    return pd.Series(np.where(np.isnan(d), None, np.where(odd, "1", "2")), index=normalised.index, dtype=object)
+    d = pd.to_numeric(normalised.str[16], errors="coerce").to_numpy(dtype=float)
+    out = np.full(len(d), None, dtype=object)
+    known = ~np.isnan(d)
+    out[known] = np.where(np.fmod(d[known], 2) != 0, "1", "2")
+    return pd.Series(out, index=normalised.index, dtype=object)
 
 
 # -- ICD-10 ------------------------------------------------------------------------------------
