@@ -133,7 +133,7 @@ def id_rules(T: dict, out: dict) -> pd.Series:
     bad = 0
     for k, pattern in codelists.load("id_number_forms")["forms"].items():
         rows = (idt == str(k)) & value.notna()
-        bad += int((rows & ~value.str.fullmatch(pattern).eq(True)).sum())
+        bad += int((~value[rows].str.fullmatch(pattern).eq(True)).sum())
     out["MPI-ID-FORM-BY-TYPE"] = bad
     T["id_norm"], T["id_valid"], T["id_birth"] = n, valid, id_birth
     return n
@@ -373,8 +373,7 @@ def diagnosis_rules(v: dict, out: dict, site: dict, sex: pd.Series) -> None:
     pairs = pd.Series(list(zip(dx[both], name[both])), dtype=object)
     verdict = pairs.map({pr: st.diagnosis_name_agrees(*pr, site) for pr in pairs.unique()})
     out["OPV-DX-NAME"] = int(verdict.eq(False).sum())
-    up = dx.str.upper()
-    limited = up.map({c: limited_to(c) for c in up.dropna().unique()})
+    limited = dx.map({c: limited_to(c.upper()) for c in dx.dropna().unique()})
     person_sex = v["archive_id"].map(sex)
     out["OPV-DX-SEX"] = int((limited.notna() & person_sex.isin(["1", "2"]) & (limited != person_sex)).sum())
 

@@ -300,7 +300,7 @@ class _Cols:
         return ~self.missing(c)
 
     def when(self, c):
-        return self._m(("when", c), lambda: st.datetimes(self.df[c]))
+        return self._m(("when", c), lambda: st.datetimes(self.df[c], trimmed=self.text(c)))
 
     def number(self, c):
         return self._m(("number", c), lambda: _number(self.df[c]))
@@ -318,8 +318,11 @@ class _Cols:
             return None, None
         scripts = codelists.load("id_type")["name_scripts"]
         t = self.text(id_type)
-        return (t.map(lambda v: "latin" in scripts.get(v, ["han"])).astype(bool),
-                t.map(lambda v: "han" in scripts.get(v, ["han"])).astype(bool))
+        # judged once per distinct document type (a column of a few codes), not once per row; a type
+        # not recorded: Han only
+        kinds = t.dropna().unique()
+        return (t.map({v: "latin" in scripts.get(v, ["han"]) for v in kinds}).eq(True),
+                t.map({v: "han" in scripts.get(v, ["han"]) for v in kinds}).ne(False))
 
     def phone_problem(self, c):
         return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
@@ -331,7 +334,9 @@ class _Cols:
         def compute():
             t = self.text(c)
             shaped = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True)
-            return shaped & t.str[:6].map(lambda v: isinstance(v, str) and st.area_ever_existed(v))
+            county = t[shaped].str[:6]  # judged once per distinct county code
+            known = county.map({v: st.area_ever_existed(v) for v in county.unique()})
+            return shaped & known.reindex(t.index, fill_value=False).astype(bool)
         return self._m(("area", c), compute)
 
     def gb11643_type(self, id_type: str | None) -> pd.Series:
@@ -503,7 +508,10 @@ def id_number_canonical_form(df: pd.DataFrame, p: CanonicalIdParams, ctx: RuleCo
     raw, norm, valid = c.ids(p.id, p.id_type)
     legacy = c.text(p.id).str.fullmatch(r"\d{15}").eq(True)
     applies = valid & ~legacy
-    as_stored = raw.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+    if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        as_stored = raw  # text as stored: compared as it is (a missing value is never a valid number)
+    else:
+        as_stored = raw.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
     return applies, applies & (as_stored != norm)
 
 
@@ -578,7 +586,8 @@ def name_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) ->
     """Not a placeholder (测试, 无名氏, 不详, 未知, 新生儿, 张丽之子 …)."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
-    return applies, applies & (c.name_problem(p.column) == "placeholder")
+    # the placeholder test alone (name_problem's first step), not the whole judgement of the name
+    return applies, applies & c._m(("name_placeholder", p.column), lambda: st.name_placeholder(c.text(p.column)))
 
 
 class NameParams(ColumnParams):
@@ -694,13 +703,17 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
     c = _Cols(df, ctx)
     code, name = c.text(p.code), c.text(p.name)
     site = ctx.diagnosis_codes or {}
-    pairs = pd.Series(list(zip(code, name)), index=df.index)
-    both = code.notna() & name.notna()
-    distinct = {(cd, nm): st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
-                for cd, nm in dict.fromkeys(pairs[both])}
-    verdict = pairs.where(both).map(lambda pr: distinct.get(pr) if isinstance(pr, tuple) else None)
-    applies = both & verdict.notna()
-    return applies, applies & verdict.eq(False)
+    both = (code.notna() & name.notna()).to_numpy()
+    pairs = pd.DataFrame({"code": code.to_numpy()[both], "name": name.to_numpy()[both]})
+    # each distinct (code, name) judged once: its group number indexes the verdicts
+    group = pairs.groupby(["code", "name"], sort=False).ngroup().to_numpy()
+    first = pairs.drop_duplicates()
+    judged = np.array([st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
+                       for cd, nm in zip(first["code"], first["name"])] + [None], dtype=object)
+    verdict = np.full(len(df), None, dtype=object)
+    verdict[both] = judged[group] if len(group) else judged[:0]
+    applies = pd.Series(pd.notna(verdict), index=df.index)
+    return applies, applies & pd.Series(verdict == False, index=df.index)  # noqa: E712 (None is not False)
 
 
 # -- time ---------------------------------------------------------------------------------------

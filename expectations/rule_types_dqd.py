@@ -15,6 +15,7 @@ import re
 from datetime import timedelta
 from functools import cache
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
@@ -79,9 +80,10 @@ def plausible_gender(df: pd.DataFrame, p: GenderParams, ctx: RuleContext) -> Out
     and male genital organs, with their subdivisions) is recorded only for a person of that sex in the
     MPI; persons of sex 0 or 9 (unknown, not stated) are not judged."""
     c = _Cols(df, ctx)
-    code = c.text(p.code).str.upper()
+    code = c.text(p.code)
     ranges = _sex_ranges(p.code_list)
-    limited = code.map({v: _limited_to(v, ranges) for v in code.dropna().unique()})
+    # upper-cased and judged once per distinct code (a diagnosis column repeats a few thousand codes)
+    limited = code.map({v: _limited_to(v.upper(), ranges) for v in code.dropna().unique()})
     sex = _person(ctx, c, p.archive, "sex_code")
     applies = limited.notna() & sex.isin(["1", "2"])
     return applies, applies & (limited != sex)
@@ -121,12 +123,13 @@ def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Out
     code = c.text(p.code)
     value = c.normalised_id(p.column).str.upper().str.replace(r"\s+", "", regex=True)
     applies = pd.Series(False, index=df.index)
-    violates = pd.Series(False, index=df.index)
+    violates = np.zeros(len(df), dtype=bool)
     for k, pattern in codelists.load(p.forms)["forms"].items():
         rows = (code == str(k)) & value.notna()
         applies |= rows
-        violates |= rows & ~value.str.fullmatch(pattern).eq(True)
-    return applies, violates
+        # each pattern matched on its own code's rows only, not on the whole column
+        violates[rows.to_numpy()] = ~value[rows].str.fullmatch(pattern).eq(True).to_numpy(dtype=bool)
+    return applies, pd.Series(violates, index=df.index)
 
 
 # -- mobile numbers by the numbering plan ---------------------------------------------------------
@@ -219,11 +222,12 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     c = _Cols(df, ctx)
     areas, pattern = _area_names(p.areas)
     findall = pattern.findall
-    named = [tuple(findall(a)) if isinstance(a, str) else () for a in c.text(p.address)]  # the names it holds
+    exists = c.area_exists(p.adcode).to_numpy()  # the rule applies to existing codes only: others not read
+    named = [tuple(findall(a)) if ok and isinstance(a, str) else () for a, ok in zip(c.text(p.address), exists)]
     code = c.text(p.adcode)
     county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
     code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
-    applies = c.area_exists(p.adcode) & pd.Series(list(map(bool, named)), index=df.index, dtype=bool)
+    applies = pd.Series(exists & np.fromiter(map(bool, named), dtype=bool, count=len(named)), index=df.index)
     # judged once per distinct (names, code): a district's addresses name the same few areas
     judged: dict[tuple, bool] = {}
 

@@ -59,9 +59,11 @@ def _diseases(codes: pd.Series, name: str = NOTIFIABLE) -> tuple[pd.Series, pd.S
     """Per row, the notifiable disease of the code (None if not notifiable) and its limit in hours;
     each distinct code judged once."""
     judged = {c: notifiable(c, name) for c in codes.dropna().unique()}
-    found = codes.map(judged)
-    disease = found.map(lambda v: v[0] if isinstance(v, tuple) else None)
-    hours = pd.to_numeric(found.map(lambda v: v[1] if isinstance(v, tuple) else None), errors="coerce")
+    found = {c: v for c, v in judged.items() if v is not None}
+    # mapped through dicts of the distinct codes, not a function called per row
+    disease = codes.map({c: v[0] for c, v in found.items()}).astype(object)
+    disease = disease.where(disease.notna(), None)
+    hours = pd.to_numeric(codes.map({c: v[1] for c, v in found.items()}), errors="coerce")
     return disease, hours
 
 

@@ -234,7 +234,7 @@ def death_registered(df: pd.DataFrame, p: DeathRegisteredParams, ctx: RuleContex
     deaths = ctx.reference("death_registration.death_date")
     known = deaths.dropna()
     d = c.when(p.death).dt.normalize()
-    ids = _ids(df[p.id])
+    ids = c.normalised_id(p.id)  # the ID rules' normalised numbers (``_ids``), made once per validation
     applies = (c.text(p.status) == p.deceased) & ids.notna() & d.notna()
     if known.empty:
         return applies & False, applies & False

@@ -116,34 +116,42 @@ _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y%m%d%
 _UTC_OFFSET = re.compile(r"\d[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
-def datetimes(s: pd.Series) -> pd.Series:
+def datetimes(s: pd.Series, trimmed: pd.Series | None = None) -> pd.Series:
     """Dates and times, from datetime columns or from text in the formats vendors use. A time with
     a UTC offset (``2026-11-20T09:00:00+08:00``, ``…Z``) is the same instant in the platform's zone
-    (``clock.zone()``), naive like the others: offsets and local times compare as instants."""
+    (``clock.zone()``), naive like the others: offsets and local times compare as instants.
+    ``trimmed``: ``text(s)`` where the caller has it already (a column's text is made once)."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         from . import clock
 
         return s.dt.tz_convert(clock.zone()).dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(s):
         return s
-    text_ = text(s)
-    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    todo = text_.notna()
+    text_ = text(s) if trimmed is None else trimmed
+    vals = text_.to_numpy(dtype=object)
+    out = np.full(len(vals), np.datetime64("NaT"), dtype="datetime64[ns]")
+    todo = pd.notna(vals)
+    # each format tried on the values no earlier format read, by position (no index alignment)
     for fmt in _DATE_FORMATS:
         if not todo.any():
             break
-        got = pd.to_datetime(text_[todo], format=fmt, errors="coerce")
-        ok = got.notna()
-        out[got[ok].index] = got[ok]
-        todo[got[ok].index] = False
-    offset = todo & text_.str.contains(_UTC_OFFSET, na=False)
-    if offset.any():
-        from . import clock
+        pos = np.flatnonzero(todo)
+        got = pd.to_datetime(pd.Series(vals[pos], dtype=object), format=fmt, errors="coerce")
+        got = got.to_numpy(dtype="datetime64[ns]")
+        ok = ~np.isnat(got)
+        out[pos[ok]] = got[ok]
+        todo[pos[ok]] = False
+    if todo.any():  # a UTC offset, looked for among the values no format read (not the whole column)
+        pos = np.flatnonzero(todo)
+        rest = pd.Series(vals[pos], dtype=object)
+        offset = rest.str.contains(_UTC_OFFSET, na=False).to_numpy(dtype=bool)
+        if offset.any():
+            from . import clock
 
-        aware = pd.to_datetime(text_[offset], errors="coerce", utc=True, format="mixed")
-        local = aware.dt.tz_convert(clock.zone()).dt.tz_localize(None)
-        out[local.index] = local
-    return out
+            aware = pd.to_datetime(rest[offset], errors="coerce", utc=True, format="mixed")
+            local = aware.dt.tz_convert(clock.zone()).dt.tz_localize(None)
+            out[pos[offset]] = local.to_numpy(dtype="datetime64[ns]")
+    return pd.Series(out, index=s.index)
 
 
 # -- GB 11643 identity numbers ---------------------------------------------------------------
@@ -302,8 +310,11 @@ def id_birth_date(normalised: pd.Series) -> pd.Series:
 
 def id_sex_code(normalised: pd.Series) -> pd.Series:
     """'1' for an odd order code (men), '2' for an even one (women)."""
-    d = pd.to_numeric(normalised.str[16], errors="coerce")
-    return d.map(lambda v: None if v != v else ("1" if int(v) % 2 else "2"))
+    d = pd.to_numeric(normalised.str[16], errors="coerce").to_numpy(dtype=float)
+    out = np.full(len(d), None, dtype=object)
+    known = ~np.isnan(d)
+    out[known] = np.where(np.fmod(d[known], 2) != 0, "1", "2")
+    return pd.Series(out, index=normalised.index, dtype=object)
 
 
 # -- ICD-10 ------------------------------------------------------------------------------------
@@ -459,11 +470,10 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Se
     hyphens, apostrophes and dots are a name too (2-``latin_max_len`` letters); where ``han`` is
     false, Han characters are not.
     """
-    ph = codelists.load("placeholders")
     t = text(s)
     out = pd.Series(None, index=s.index, dtype=object)
     present = t.notna()
-    placeholder = present & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
+    placeholder = name_placeholder(t)
     out[placeholder] = "placeholder"
     rest = present & ~placeholder
     is_han = t.str.match(_CJK_NAME).eq(True) & (True if han is None else han.reindex(t.index).fillna(True))
@@ -477,6 +487,13 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Se
         (is_latin & ~is_han & ((latin_len < 2) | (latin_len > latin_max_len)))
     out[rest & out.isna() & bad_len] = "length"
     return out
+
+
+def name_placeholder(t: pd.Series) -> pd.Series:
+    """Whether each trimmed name (``text``) is a placeholder (placeholders.yml ``names``, or one of
+    its ``name_suffixes``: 张丽之子): ``name_problem``'s "placeholder", without the rest of it."""
+    ph = codelists.load("placeholders")
+    return t.notna() & (t.isin(ph["names"]) | t.str.endswith(tuple(ph["name_suffixes"])).eq(True))
 
 
 def name_placeholder_one(t: str | None) -> bool:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from stdnum.cn import ric
 
-from healthqa import codelists
+from healthqa import clock, codelists
 from healthqa import standards as st
 
 
@@ -160,3 +160,19 @@ def test_a_site_code_list_vouches_for_its_codes():
 ])
 def test_diagnosis_names_agree_normalised_with_synonyms(recorded, reference, agree):
     assert st.diagnosis_names_agree(recorded, reference) is agree
+
+
+def test_datetimes_are_read_by_position_whatever_the_index():
+    """A chunk's index may repeat labels (rows of several reads concatenated): each value is read
+    in its own format, by position, and an offset is looked for among the values no format read."""
+    s = pd.Series([" 2026-11-20 08:30:00", "20261120", "2026/11/20", "not a date", None,
+                   "2026-11-20T01:00:00Z", "2026-11-20"], index=[7, 7, 3, 3, 0, 0, 9], dtype=object)
+    got = st.datetimes(s)
+    assert got.index.tolist() == s.index.tolist()
+    assert got.iloc[:3].tolist() == [pd.Timestamp("2026-11-20 08:30"), pd.Timestamp("2026-11-20"),
+                                     pd.Timestamp("2026-11-20")]
+    assert got.iloc[3:5].isna().all()
+    assert got.iat[5] == pd.Timestamp("2026-11-20 01:00", tz="UTC").tz_convert(clock.zone()).tz_localize(None)
+    assert got.iat[6] == pd.Timestamp("2026-11-20")
+    assert st.datetimes(s, trimmed=st.text(s)).equals(got)
+
