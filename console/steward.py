@@ -290,16 +290,21 @@ def _band_counts(state, groups, bands: int) -> list[int]:
 
 @router.get("/next")
 def next_pair(request: Request, who: Who = Depends(steward)):
-    """The first pair of the queue (with the same filters): after a decision, the next one."""
+    """The first pair of the queue (with the same filters): the queue's start button."""
+    return RedirectResponse(_next_url(request, who), status_code=303)
+
+
+def _next_url(request: Request, who: Who) -> str:
+    """The first pair of the queue with the page's filters (the queue itself when none is left)."""
     f = _filters(request)
     if f["org"]:
         _ensure_orgs(request, _source(request))
     rows = request.app.state.store.review.queue(_source(request), user_id=who.user.id, **f, limit=1)
     q = _query(request)
     if not rows:
-        return RedirectResponse("/review" + (f"?{q}" if q else ""), status_code=303)
+        return "/review" + (f"?{q}" if q else "")
     p = rows[0][1]
-    return RedirectResponse(f"/review/pair/{p.left}/{p.right}" + (f"?{q}" if q else ""), status_code=303)
+    return f"/review/pair/{p.left}/{p.right}" + (f"?{q}" if q else "")
 
 
 @router.get("/clusters", response_class=HTMLResponse)
@@ -419,8 +424,8 @@ def decide(request: Request, left: str, right: str, who: Who = Depends(steward),
         raise HTTPException(409, str(e)) from None
     except ReviewError as e:
         raise HTTPException(400, str(e)) from None
-    q = _query(request)
-    return RedirectResponse("/review/next" + (f"?{q}" if q else ""), status_code=303)
+    # straight to the next pair: a redirect through ``/review/next`` cost the steward a request more
+    return RedirectResponse(_next_url(request, who), status_code=303)
 
 
 @router.post("/undo/{decision_id}", dependencies=[Depends(check_csrf)])
