@@ -220,23 +220,43 @@ def _queue_statement(low: bool, high: bool, since: bool, until: bool, org: bool,
     return q.order_by(p.score, p.id).limit(bindparam("limit"))
 
 
-@lru_cache(maxsize=32)
-def _band_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...], closed: bool):
-    """``Review.band_groups``'s statement (the source and the steward bound parameters)."""
-    p, d = DedupPair, StewardDecision
+def _group_columns(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]) -> list:
+    """What a pair's band group is: its band, the scan's decision, the cuts reached, each field's level."""
+    p = DedupPair
     bucket = case(*((p.score >= e, k) for k, e in reversed(list(enumerate(edges)))), else_=-1)
     reach = [case((p.score >= c, 1), else_=0) for c in cuts]
     levels = [p.explanation[f]["level"].as_string() for f in fields]
-    cols = [bucket, p.decision, *reach, *levels]
-    q = select(*cols, func.count()).where(p.source == bindparam("source"), p.decision.in_(OPEN_PAIRS),
-                                          p.score >= edges[0], p.score <= 1.0)
-    if closed:
-        keys = (select(d.source, d.left_id, d.right_id).distinct()
-                .where(d.source == bindparam("source"), d.undone_at.is_(None),
-                       or_(d.decision != "skip", d.user_id == bindparam("closed_for")))
-                .subquery())
-        q = q.join(keys, and_(p.source == keys.c.source, p.left_id == keys.c.left_id, p.right_id == keys.c.right_id))
-    return q.group_by(*cols)
+    return [bucket, p.decision, *reach, *levels]
+
+
+def _band_group(r, cuts: int, fields: int, n: int) -> BandGroup:
+    return BandGroup(int(r[0]), r[1], tuple(bool(x) for x in r[2:2 + cuts]), tuple(r[2 + cuts:2 + cuts + fields]), n)
+
+
+@lru_cache(maxsize=32)
+def _band_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]):
+    """``Review.band_groups``'s statement (the source a bound parameter)."""
+    p = DedupPair
+    cols = _group_columns(edges, fields, cuts)
+    return (select(*cols, func.count()).where(p.source == bindparam("source"), p.decision.in_(OPEN_PAIRS),
+                                              p.score >= edges[0], p.score <= 1.0).group_by(*cols))
+
+
+@lru_cache(maxsize=32)
+def _pair_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]):
+    """``Review.pair_groups``'s statement (the pairs' ids a bound parameter)."""
+    return select(DedupPair.id, *_group_columns(edges, fields, cuts)).where(
+        DedupPair.id.in_(bindparam("ids", expanding=True)))
+
+
+_CLOSED_PAIRS = (select(DedupPair.id).distinct()
+                 .join(StewardDecision, and_(StewardDecision.source == DedupPair.source,
+                                             StewardDecision.left_id == DedupPair.left_id,
+                                             StewardDecision.right_id == DedupPair.right_id))
+                 .where(StewardDecision.source == bindparam("source"), StewardDecision.undone_at.is_(None),
+                        or_(StewardDecision.decision != "skip", StewardDecision.user_id == bindparam("user_id")),
+                        DedupPair.decision.in_(OPEN_PAIRS), DedupPair.score >= bindparam("low"),
+                        DedupPair.score <= 1.0))
 
 
 @lru_cache(maxsize=8)
@@ -352,8 +372,9 @@ class Review:
             raise ReviewError(f"合并须指定保留的档案 / a merge keeps {a} or {b}, not {survivor!r}")
         self.pair(source, a, b)
         at = now()
+        kept = survivor if decision == "merge" else None
         row = {"source": source, "left_id": a, "right_id": b, "decision": decision, "user_id": user_id,
-               "survivor_id": survivor if decision == "merge" else None, "note": note, "decided_at": at}
+               "survivor_id": kept, "note": note, "decided_at": at}
         try:
             with self._store.transaction() as c:  # Core statements: the ORM's unit of work cost more than them
                 if decision != "skip":
@@ -366,7 +387,7 @@ class Review:
                                              "detail": {"source": source,
                                                         **({"survivor": survivor} if decision == "merge" else {}),
                                                         **(detail or {})}})
-            return Decided(new_id, source, a, b, decision, row["survivor_id"], user, user_id, at, None, note)
+            return Decided(new_id, source, a, b, decision, kept, user, user_id, at, None, note)
         except StoreError:
             known = self.in_force(source, a, b) if decision != "skip" else None
             if known is not None:  # the other steward's transaction committed first
@@ -452,20 +473,31 @@ class Review:
         with self._store.session() as s:
             return [_pair(x) for x in s.execute(q).scalars()]
 
-    def band_groups(self, source: str, edges: list[float], fields: list[str], cuts: list[float], *,
-                    closed_for: int | None = None, closed: bool = False) -> list[BandGroup]:
-        """The suggested pairs scored from ``edges[0]`` up to 1, counted in groups that decide a
-        band's count without reading a pair: the band (the index of the last edge at or below the
-        score), the scan's decision, whether the score reaches each of ``cuts`` (the thresholds),
-        and the agreement level of each of ``fields`` in the explanation. All the open-decision
-        pairs (``closed`` False: the decisions are not read), or only those closed for the steward
-        ``closed_for`` (a merge or not-the-same-person in force, or their own skip) — read from the
-        decisions, through the pairs' unique index. A band's open pairs are the first count less
-        the second (the queue's bands: ``console/steward.py``)."""
-        q = _band_groups_statement(tuple(edges), tuple(fields), tuple(cuts), closed)
-        return [BandGroup(int(r[0]), r[1], tuple(bool(x) for x in r[2:2 + len(cuts)]),
-                          tuple(r[2 + len(cuts):2 + len(cuts) + len(fields)]), int(r[-1]))
-                for r in self._store.rows(q, {"source": source, "closed_for": closed_for})]
+    def band_groups(self, source: str, edges: list[float], fields: list[str], cuts: list[float]) -> list[BandGroup]:
+        """The suggested pairs scored from ``edges[0]`` up to 1 in the open decisions, counted in groups
+        that decide a band's count without reading a pair: the band (the index of the last edge at or
+        below the score), the scan's decision, whether the score reaches each of ``cuts`` (the
+        thresholds), and the agreement level of each of ``fields`` in the explanation (the queue's
+        bands: ``console/steward.py``, less the pairs ``closed_pairs`` names)."""
+        q = _band_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
+        return [_band_group(r, len(cuts), len(fields), int(r[-1])) for r in self._store.rows(q, {"source": source})]
+
+    def pair_groups(self, ids: list[int], edges: list[float], fields: list[str], cuts: list[float]
+                    ) -> dict[int, BandGroup]:
+        """Pair id -> its group as ``band_groups`` counts it (``n`` 1), for the given pairs (those the
+        console has not seen yet of the pairs ``closed_pairs`` names)."""
+        q = _pair_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
+        out: dict[int, BandGroup] = {}
+        for k in range(0, len(ids), 1000):
+            out.update((r[0], _band_group(r[1:], len(cuts), len(fields), 1))
+                       for r in self._store.rows(q, {"ids": ids[k:k + 1000]}))
+        return out
+
+    def closed_pairs(self, source: str, user_id: int | None, low: float) -> list[int]:
+        """Ids of the suggested pairs (open decisions, scored from ``low`` up to 1: what ``band_groups``
+        counts) closed for the steward ``user_id``: a merge or not-the-same-person in force, or their
+        own skip — read from the decisions, through the pairs' unique index (no explanation parsed)."""
+        return [r[0] for r in self._store.rows(_CLOSED_PAIRS, {"source": source, "user_id": user_id, "low": low})]
 
     def pairs_version(self) -> tuple:
         """What changes whenever the suggested pairs may have, in one cheap query (two index ends):
