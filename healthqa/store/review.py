@@ -194,12 +194,23 @@ _PAIRS_VERSION = select(_NEWEST_RUN, select(Run.status).where(Run.id == _NEWEST_
                         select(func.max(DedupPair.id)).scalar_subquery())
 
 
+def _closed_for(user_id):
+    """Whether the pair (``DedupPair`` of the enclosing query) is closed for the steward ``user_id``: a
+    merge or not-the-same-person in force, or their own skip. Asked pair by pair through the
+    decisions' index (``ix_steward_pair``): ``OFFSET 0`` keeps PostgreSQL from turning it into an anti
+    join, which without fresh statistics on the decisions compared every pair the queue passes with
+    every decision (115 ms at 686 decisions, growing with each; 14 ms asked pair by pair)."""
+    p, d = DedupPair, StewardDecision
+    return (select(d.id).where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
+                               d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+            .offset(0).exists())
+
+
 @lru_cache(maxsize=128)
 def _queue_statement(low: bool, high: bool, since: bool, until: bool, org: bool, after: bool):
     """``Review.queue``'s statement for the filters given (each a bound parameter)."""
-    p, d = DedupPair, StewardDecision
-    closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
-                            d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == bindparam("user_id")))
+    p = DedupPair
+    closed = _closed_for(bindparam("user_id"))
     q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id,
                p.explanation).where(p.source == bindparam("source"), p.decision.in_(OPEN_PAIRS), ~closed)
     if low:
@@ -464,9 +475,8 @@ class Review:
         """The open pairs (as ``queue`` has them for this steward) scored from ``low`` up to below
         ``high`` (up to 1 inclusive when ``high`` is 1), with their explanations, by score. The
         caller leaves out the pairs a guard held back (``dedup.guards.held_back``)."""
-        p, d = DedupPair, StewardDecision
-        closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
-                                d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+        p = DedupPair
+        closed = _closed_for(user_id)
         top = p.score <= high if high >= 1 else p.score < high
         q = (select(p).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed, p.score >= low, top)
              .order_by(p.score, p.id))
