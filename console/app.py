@@ -52,11 +52,25 @@ def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("healthqa.console", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # packaged: no stat per page
     env.globals["ROLE_ZH"] = ROLE_ZH
+    env.globals["STATIC_V"] = static_version()
     # runs' kinds, states, scopes and tables as the CLI and the reports show them (reports/labels.py)
     env.filters.update(scope_text=labels.scope_text, status_text=labels.status_text, kind_text=labels.kind_text,
                        table_text=labels.table_text)
     env.filters.update(clock.jinja_filters())  # every time on a page: {{ t|shown }}, in the platform's zone
     return Jinja2Templates(env=env)
+
+
+def static_version() -> str:
+    """A digest of the console's static files: their URLs carry it (``?v=``), so a browser keeps them
+    (``SecurityHeaders``) and asks again only when an upgrade changed one."""
+    import hashlib
+    from importlib.resources import files
+
+    h = hashlib.sha256()
+    for f in sorted((x for x in files("healthqa.console").joinpath("static").iterdir() if x.is_file()),
+                    key=lambda x: x.name):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -86,6 +100,7 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     # the queue's score bands: every pair counted by band, kept until a scan writes pairs again
     app.state.bands_lock, app.state.band_base, app.state.band_counting = threading.Lock(), None, {}
     app.state.held_memo = {}
+    app.state.pair_groups = None  # the closed pairs' groups, read once per scan (steward._closed_groups)
     app.state.templates = templates()
     app.state.jobs = Jobs()
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
@@ -145,8 +160,10 @@ def create_app(cfg: Config | None = None) -> FastAPI:
 
 class SecurityHeaders:
     """The headers every answer carries: the Content-Security-Policy, no MIME sniffing, the referrer
-    kept to the console, and no caching of pages (they may hold revealed values; static files may be
-    cached). Plain ASGI: a ``@app.middleware("http")`` function costs a task and a stream per request."""
+    kept to the console, and no caching of pages (they may hold revealed values). Static files are
+    cached: for a year when the URL names their version (``?v=``, as the pages link them: a browser
+    does not ask again for them on every page), else checked each time (ETag / Last-Modified, 304).
+    Plain ASGI: a ``@app.middleware("http")`` function costs a task and a stream per request."""
 
     def __init__(self, app):
         self.app = app
@@ -154,7 +171,10 @@ class SecurityHeaders:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        static = scope["path"].startswith("/static/")
+        cache = b"no-store"
+        if scope["path"].startswith("/static/"):
+            versioned = any(p.startswith(b"v=") for p in scope.get("query_string", b"").split(b"&"))
+            cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
@@ -164,8 +184,8 @@ class SecurityHeaders:
                 if b"content-security-policy" not in have:
                     headers.append((b"content-security-policy", CSP.encode()))
                 headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
-                if not static and b"cache-control" not in have:
-                    headers.append((b"cache-control", b"no-store"))
+                if b"cache-control" not in have:
+                    headers.append((b"cache-control", cache))
                 message = {**message, "headers": headers}
             await send(message)
 

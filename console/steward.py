@@ -10,6 +10,8 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
 from urllib.parse import urlencode
@@ -209,15 +211,17 @@ def _bands(request: Request, who: Who) -> list[dict] | None:
     holds and the sample a steward reviews to accept it; None while they are being counted.
     Counted without reading a pair: every suggested pair by band (grouped in the store, in a thread
     of its own — 1,000,000 pairs take PostgreSQL ~20 s — and kept per process until a scan writes
-    pairs again) less those closed for this steward (read from the decisions on every page)."""
+    pairs again) less those closed for this steward (their ids read from the decisions on every
+    page; each pair's group read once per process and scan, ``_closed_groups``)."""
     cfg, store, state = request.app.state.cfg, request.app.state.store, request.app.state
     source = _source(request)
     edges = evidence.bands(cfg.console.band_edges)
-    base = band_base(request.app, source, wait_s=BANDS_WAIT_S)
-    if base is None:
+    counted = _band_base(request.app, source, wait_s=BANDS_WAIT_S)
+    if counted is None:
         return None
-    closed = _band_counts(state, store.review.band_groups(source, *_band_query(state), closed_for=who.user.id,
-                                                           closed=True), len(edges))
+    key, base = counted
+    ids = store.review.closed_pairs(source, who.user.id, edges[0][0])
+    closed = _band_counts(state, _closed_groups(state, key, ids), len(edges))
     out = []
     for k, (low, high) in enumerate(edges):
         n = base[k] - closed[k]
@@ -233,16 +237,47 @@ def _band_query(state) -> tuple[list[float], list[str], list[float]]:
             [spec.thresholds.review, spec.thresholds.match])
 
 
+def _closed_groups(state, key, ids: list[int]) -> list:
+    """The band groups of the pairs ``ids`` (the pairs closed for a steward), counted: each pair's
+    group read from the store once while the pairs are as ``key`` (the base count's version) says —
+    a page reads only the ids (parsing every closed pair's explanation again cost PostgreSQL ~30 µs
+    a pair on every page) — and each pair kept as the number of its group (counting them costs a
+    page next to nothing, and the guard is asked once a group, not once a pair)."""
+    with state.bands_lock:
+        kept = state.pair_groups
+        if kept is None or kept[0] != key or len(kept[1]) > 1_000_000:
+            kept = state.pair_groups = (key, {}, [], {})  # version, pair id -> group no., groups, group -> no.
+    _, index, groups, number = kept
+    missing = [i for i in ids if i not in index]
+    if missing:
+        found = state.store.review.pair_groups(missing, *_band_query(state))
+        with state.bands_lock:
+            for i, g in found.items():
+                alike = (g.band, g.decision, g.reaches, g.levels)
+                if alike not in number:
+                    number[alike] = len(groups)
+                    groups.append(g)
+                index[i] = number[alike]
+    counts = Counter(index[i] for i in ids if i in index)
+    return [replace(groups[k], n=n) for k, n in counts.items()]
+
+
 def band_base(app, source: str, wait_s: float | None = 0) -> list[int] | None:
     """Every suggested pair no guard held back, by band, as the store holds them now; None while a
     thread of its own counts them (started here when the pairs changed), after waiting ``wait_s``
     seconds for it (None: until it is done).
     The console's start begins the count (``console/app.py``), before any steward asks."""
+    counted = _band_base(app, source, wait_s)
+    return None if counted is None else counted[1]
+
+
+def _band_base(app, source: str, wait_s: float | None = 0) -> tuple[tuple, list[int]] | None:
+    """``band_base`` with the pairs' version it was counted for."""
     state = app.state
     key = (source, tuple(_band_query(state)[0]), app.state.store.review.pairs_version())
     with state.bands_lock:
         if state.band_base is not None and state.band_base[0] == key:
-            return state.band_base[1]
+            return state.band_base
         running = state.band_counting.get(key)
         if running is None:
             running = state.band_counting[key] = threading.Thread(target=_count_bands, args=(app, key),
@@ -251,7 +286,7 @@ def band_base(app, source: str, wait_s: float | None = 0) -> list[int] | None:
     if wait_s is None or wait_s > 0:
         running.join(wait_s)
         with state.bands_lock:
-            return state.band_base[1] if state.band_base is not None and state.band_base[0] == key else None
+            return state.band_base if state.band_base is not None and state.band_base[0] == key else None
     return None
 
 
@@ -290,16 +325,21 @@ def _band_counts(state, groups, bands: int) -> list[int]:
 
 @router.get("/next")
 def next_pair(request: Request, who: Who = Depends(steward)):
-    """The first pair of the queue (with the same filters): after a decision, the next one."""
+    """The first pair of the queue (with the same filters): the queue's start button."""
+    return RedirectResponse(_next_url(request, who), status_code=303)
+
+
+def _next_url(request: Request, who: Who) -> str:
+    """The first pair of the queue with the page's filters (the queue itself when none is left)."""
     f = _filters(request)
     if f["org"]:
         _ensure_orgs(request, _source(request))
     rows = request.app.state.store.review.queue(_source(request), user_id=who.user.id, **f, limit=1)
     q = _query(request)
     if not rows:
-        return RedirectResponse("/review" + (f"?{q}" if q else ""), status_code=303)
+        return "/review" + (f"?{q}" if q else "")
     p = rows[0][1]
-    return RedirectResponse(f"/review/pair/{p.left}/{p.right}" + (f"?{q}" if q else ""), status_code=303)
+    return f"/review/pair/{p.left}/{p.right}" + (f"?{q}" if q else "")
 
 
 @router.get("/clusters", response_class=HTMLResponse)
@@ -419,8 +459,8 @@ def decide(request: Request, left: str, right: str, who: Who = Depends(steward),
         raise HTTPException(409, str(e)) from None
     except ReviewError as e:
         raise HTTPException(400, str(e)) from None
-    q = _query(request)
-    return RedirectResponse("/review/next" + (f"?{q}" if q else ""), status_code=303)
+    # straight to the next pair: a redirect through ``/review/next`` cost the steward a request more
+    return RedirectResponse(_next_url(request, who), status_code=303)
 
 
 @router.post("/undo/{decision_id}", dependencies=[Depends(check_csrf)])

@@ -17,9 +17,10 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select
 
 from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
@@ -121,7 +122,7 @@ class Decided:
         return self.right if self.survivor == self.left else self.left
 
 
-def _pair(p: DedupPair) -> PairRow:
+def _pair(p) -> PairRow:
     return PairRow(p.source, p.left_id, p.right_id, p.score, p.decision, p.explanation, p.created_at, p.run_id)
 
 
@@ -151,19 +152,135 @@ class Batch:
                 f"without error (batch {self.id})")
 
 
-def _batch(b: StewardBatch) -> Batch:
+def _batch(b) -> Batch:
     return Batch(b.id, b.source, b.kind, b.user_id, b.low, b.high, b.threshold,
                  [tuple(p) for p in b.pairs or []], [tuple(p) for p in b.sample or []], b.status,
                  tuple(b.error) if b.error else None, b.created_at, b.decided_at, b.undone_at)
 
 
-def _decided(d: StewardDecision, user: str | None, basis: str | None = None) -> Decided:
+def _decided(d, user: str | None, basis: str | None = None) -> Decided:
+    """A decision (a ``StewardDecision`` or a row of its columns) with who made it."""
     return Decided(d.id, d.source, d.left_id, d.right_id, d.decision, d.survivor_id, user, d.user_id, d.decided_at,
                    d.undone_at, d.note, d.batch_id, basis)
 
 
 def _in_force():
     return and_(StewardDecision.undone_at.is_(None), StewardDecision.decision != "skip")
+
+
+# The console's questions, built once with bound parameters: building a statement cost more CPU
+# than PostgreSQL spends answering it (issue 23), and SQLAlchemy compiles a built one only once.
+_DECISION = (*StewardDecision.__table__.c, User.name.label("user_name"))
+_PAIR = select(DedupPair).where(DedupPair.source == bindparam("source"), DedupPair.left_id == bindparam("left"),
+                                DedupPair.right_id == bindparam("right"))
+_IN_FORCE = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
+             .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
+                    StewardDecision.right_id == bindparam("right"), _in_force()))
+_RECENT = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
+           .where(StewardDecision.user_id == bindparam("user_id"))
+           .order_by(StewardDecision.decided_at.desc(), StewardDecision.id.desc()).limit(bindparam("limit")))
+_COUNT_MINE = (select(StewardDecision.decision, func.count())
+               .where(StewardDecision.user_id == bindparam("user_id"), StewardDecision.decided_at >= bindparam("since"),
+                      StewardDecision.undone_at.is_(None)).group_by(StewardDecision.decision))
+_NEWEST_CLUSTER = (select(DedupCluster.id).join(DedupClusterMember, DedupClusterMember.cluster_id == DedupCluster.id)
+                   .where(DedupCluster.source == bindparam("source"), DedupClusterMember.archive_id == bindparam("archive"))
+                   .order_by(DedupCluster.id.desc()).limit(1).scalar_subquery())
+_CLUSTER_OF = (select(DedupCluster.id, DedupCluster.status, DedupCluster.survivor_id, DedupCluster.proposal,
+                      DedupClusterMember.archive_id)
+               .join(DedupClusterMember, DedupClusterMember.cluster_id == DedupCluster.id)
+               .where(DedupCluster.id == _NEWEST_CLUSTER).order_by(DedupClusterMember.archive_id))
+_NEWEST_RUN = select(Run.id).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1).scalar_subquery()
+_PAIRS_VERSION = select(_NEWEST_RUN, select(Run.status).where(Run.id == _NEWEST_RUN).scalar_subquery(),
+                        select(func.max(DedupPair.id)).scalar_subquery())
+
+
+def _closed_for(user_id):
+    """Whether the pair (``DedupPair`` of the enclosing query) is closed for the steward ``user_id``: a
+    merge or not-the-same-person in force, or their own skip. Asked pair by pair through the
+    decisions' index (``ix_steward_pair``): ``OFFSET 0`` keeps PostgreSQL from turning it into an anti
+    join, which without fresh statistics on the decisions compared every pair the queue passes with
+    every decision (115 ms at 686 decisions, growing with each; 14 ms asked pair by pair)."""
+    p, d = DedupPair, StewardDecision
+    return (select(d.id).where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
+                               d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+            .offset(0).exists())
+
+
+@lru_cache(maxsize=128)
+def _queue_statement(low: bool, high: bool, since: bool, until: bool, org: bool, after: bool):
+    """``Review.queue``'s statement for the filters given (each a bound parameter)."""
+    p = DedupPair
+    closed = _closed_for(bindparam("user_id"))
+    q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id,
+               p.explanation).where(p.source == bindparam("source"), p.decision.in_(OPEN_PAIRS), ~closed)
+    if low:
+        q = q.where(p.score >= bindparam("low"))
+    if high:
+        q = q.where(p.score <= bindparam("high"))
+    if since:
+        q = q.where(p.created_at >= bindparam("since"))
+    if until:
+        q = q.where(p.created_at < bindparam("until"))
+    if org:
+        o = ArchiveOrg
+        q = q.where(or_(exists().where(o.source == p.source, o.archive_id == p.left_id, o.org_code == bindparam("org")),
+                        exists().where(o.source == p.source, o.archive_id == p.right_id, o.org_code == bindparam("org"))))
+    if after:
+        q = q.where(or_(p.score > bindparam("after_score"),
+                        and_(p.score == bindparam("after_score"), p.id > bindparam("after_id"))))
+    return q.order_by(p.score, p.id).limit(bindparam("limit"))
+
+
+def _group_columns(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]) -> list:
+    """What a pair's band group is: its band, the scan's decision, the cuts reached, each field's level."""
+    p = DedupPair
+    bucket = case(*((p.score >= e, k) for k, e in reversed(list(enumerate(edges)))), else_=-1)
+    reach = [case((p.score >= c, 1), else_=0) for c in cuts]
+    levels = [p.explanation[f]["level"].as_string() for f in fields]
+    return [bucket, p.decision, *reach, *levels]
+
+
+def _band_group(r, cuts: int, fields: int, n: int) -> BandGroup:
+    return BandGroup(int(r[0]), r[1], tuple(bool(x) for x in r[2:2 + cuts]), tuple(r[2 + cuts:2 + cuts + fields]), n)
+
+
+@lru_cache(maxsize=32)
+def _band_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]):
+    """``Review.band_groups``'s statement (the source a bound parameter)."""
+    p = DedupPair
+    cols = _group_columns(edges, fields, cuts)
+    return (select(*cols, func.count()).where(p.source == bindparam("source"), p.decision.in_(OPEN_PAIRS),
+                                              p.score >= edges[0], p.score <= 1.0).group_by(*cols))
+
+
+@lru_cache(maxsize=32)
+def _pair_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]):
+    """``Review.pair_groups``'s statement (the pairs' ids a bound parameter)."""
+    return select(DedupPair.id, *_group_columns(edges, fields, cuts)).where(
+        DedupPair.id.in_(bindparam("ids", expanding=True)))
+
+
+_CLOSED_PAIRS = (select(DedupPair.id).distinct()
+                 .join(StewardDecision, and_(StewardDecision.source == DedupPair.source,
+                                             StewardDecision.left_id == DedupPair.left_id,
+                                             StewardDecision.right_id == DedupPair.right_id))
+                 .where(StewardDecision.source == bindparam("source"), StewardDecision.undone_at.is_(None),
+                        or_(StewardDecision.decision != "skip", StewardDecision.user_id == bindparam("user_id")),
+                        DedupPair.decision.in_(OPEN_PAIRS), DedupPair.score >= bindparam("low"),
+                        DedupPair.score <= 1.0))
+
+
+@lru_cache(maxsize=8)
+def _batches_statement(by_ids: bool, by_user: bool):
+    """``Review.batches``'s statement: by id, or the latest (``limit``); one steward's or all."""
+    q = select(*StewardBatch.__table__.c).where(StewardBatch.source == bindparam("source"))
+    if by_ids:
+        q = q.where(StewardBatch.id.in_(bindparam("ids", expanding=True)))
+    else:
+        q = q.limit(bindparam("limit"))
+    if by_user:
+        q = q.where(StewardBatch.user_id == bindparam("user_id"))
+    return q.order_by(StewardBatch.id.desc())
 
 
 class Review:
@@ -180,54 +297,31 @@ class Review:
         certain first: review pairs below match pairs, each by score ascending (the index
         ``ix_dedup_pairs_queue``). ``after``: the (score, pair id) a previous page ended on. Rows come
         with their explanation (a page of them: the guard that held a pair back is read from it)."""
-        p = DedupPair
-        d = StewardDecision
-        closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
-                                d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
-        q = select(p.id, p.source, p.left_id, p.right_id, p.score, p.decision, p.created_at, p.run_id,
-                   p.explanation).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed)
-        if low is not None:
-            q = q.where(p.score >= low)
-        if high is not None:
-            q = q.where(p.score <= high)
-        if since is not None:
-            q = q.where(p.created_at >= since)
-        if until is not None:
-            q = q.where(p.created_at < until)
-        if org:
-            o = ArchiveOrg
-            q = q.where(or_(exists().where(o.source == p.source, o.archive_id == p.left_id, o.org_code == org),
-                            exists().where(o.source == p.source, o.archive_id == p.right_id, o.org_code == org)))
-        if after is not None:
-            q = q.where(or_(p.score > after[0], and_(p.score == after[0], p.id > after[1])))
-        q = q.order_by(p.score, p.id).limit(limit)
-        with self._store.session() as s:
-            return [(pid, PairRow(src, a, b, score, d, why, at, run))
-                    for pid, src, a, b, score, d, at, run, why in s.execute(q)]
+        q = _queue_statement(low is not None, high is not None, since is not None, until is not None, bool(org),
+                             after is not None)
+        params = {"source": source, "user_id": user_id, "low": low, "high": high, "since": since, "until": until,
+                  "org": org, "after_score": after[0] if after else None, "after_id": after[1] if after else None,
+                  "limit": limit}
+        return [(pid, PairRow(src, a, b, score, d, why, at, run))
+                for pid, src, a, b, score, d, at, run, why in self._store.rows(q, params)]
 
     def pair(self, source: str, left: str, right: str) -> PairRow:
         """The pair as the scan stored it; PairNotFound for anything the scan did not suggest."""
         a, b = sorted((left, right))
-        with self._store.session() as s:
-            p = s.execute(select(DedupPair).where(DedupPair.source == source, DedupPair.left_id == a,
-                                                  DedupPair.right_id == b)).scalar_one_or_none()
-        if p is None or p.decision not in OPEN_PAIRS:
+        rows = self._store.rows(_PAIR, {"source": source, "left": a, "right": b})
+        if not rows or rows[0].decision not in OPEN_PAIRS:
             raise PairNotFound(f"{a} / {b}: 不是查重建议的档案对，不能处理 / not a pair the duplicate scan "
                                f"suggested for source {source}; nothing was recorded")
-        return _pair(p)
+        return _pair(rows[0])
 
     def cluster_of(self, source: str, archive: str) -> dict | None:
         """The stored cluster holding ``archive``: id, status, survivor, proposal, members."""
-        with self._store.session() as s:
-            c = s.execute(select(DedupCluster).join(DedupClusterMember, DedupClusterMember.cluster_id == DedupCluster.id)
-                          .where(DedupCluster.source == source, DedupClusterMember.archive_id == archive)
-                          .order_by(DedupCluster.id.desc()).limit(1)).scalar_one_or_none()
-            if c is None:
-                return None
-            members = s.execute(select(DedupClusterMember.archive_id).where(DedupClusterMember.cluster_id == c.id)
-                                .order_by(DedupClusterMember.archive_id)).scalars().all()
-            return {"id": c.id, "status": c.status, "survivor": c.survivor_id, "proposal": c.proposal,
-                    "members": list(members)}
+        rows = self._store.rows(_CLUSTER_OF, {"source": source, "archive": archive})  # one row a member
+        if not rows:
+            return None
+        c = rows[0]
+        return {"id": c.id, "status": c.status, "survivor": c.survivor_id, "proposal": c.proposal,
+                "members": [r.archive_id for r in rows]}
 
     def survivors_of(self, source: str, archives: Iterable[str]) -> dict[str, str | None]:
         """Archive -> the survivor of the newest stored cluster holding it (one query, for a band)."""
@@ -271,11 +365,8 @@ class Review:
     # -- decisions -------------------------------------------------------------------------------
     def in_force(self, source: str, left: str, right: str) -> Decided | None:
         a, b = sorted((left, right))
-        with self._store.session() as s:
-            row = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
-                            .where(StewardDecision.source == source, StewardDecision.left_id == a,
-                                   StewardDecision.right_id == b, _in_force())).first()
-        return _decided(*row) if row else None
+        rows = self._store.rows(_IN_FORCE, {"source": source, "left": a, "right": b})
+        return _decided(rows[0], rows[0].user_name) if rows else None
 
     def decide(self, source: str, left: str, right: str, decision: str, *, user_id: int | None, user: str | None,
                survivor: str | None = None, note: str | None = None, detail: dict | None = None) -> Decided:
@@ -292,24 +383,22 @@ class Review:
             raise ReviewError(f"合并须指定保留的档案 / a merge keeps {a} or {b}, not {survivor!r}")
         self.pair(source, a, b)
         at = now()
+        kept = survivor if decision == "merge" else None
+        row = {"source": source, "left_id": a, "right_id": b, "decision": decision, "user_id": user_id,
+               "survivor_id": kept, "note": note, "decided_at": at}
         try:
-            with self._store.session() as s:
+            with self._store.transaction() as c:  # Core statements: the ORM's unit of work cost more than them
                 if decision != "skip":
-                    known = s.execute(select(StewardDecision, User.name)
-                                      .outerjoin(User, User.id == StewardDecision.user_id)
-                                      .where(StewardDecision.source == source, StewardDecision.left_id == a,
-                                             StewardDecision.right_id == b, _in_force())).first()
+                    known = c.execute(_IN_FORCE, {"source": source, "left": a, "right": b}).first()
                     if known:
-                        raise AlreadyDecided(_decided(*known))
-                row = StewardDecision(source=source, left_id=a, right_id=b, decision=decision, user_id=user_id,
-                                      survivor_id=survivor if decision == "merge" else None, note=note,
-                                      decided_at=at)
-                s.add(row)
-                s.add(AuditLog(at=at, user_name=user, action=f"steward_{decision}", subject=f"{a}|{b}",
-                               detail={"source": source, **({"survivor": survivor} if decision == "merge" else {}),
-                                       **(detail or {})}))
-                s.flush()
-                return _decided(row, user)
+                        raise AlreadyDecided(_decided(known, known.user_name))
+                new_id = c.execute(insert(StewardDecision), row).inserted_primary_key[0]
+                c.execute(insert(AuditLog), {"at": at, "user_name": user, "action": f"steward_{decision}",
+                                             "subject": f"{a}|{b}",
+                                             "detail": {"source": source,
+                                                        **({"survivor": survivor} if decision == "merge" else {}),
+                                                        **(detail or {})}})
+            return Decided(new_id, source, a, b, decision, kept, user, user_id, at, None, note)
         except StoreError:
             known = self.in_force(source, a, b) if decision != "skip" else None
             if known is not None:  # the other steward's transaction committed first
@@ -347,12 +436,7 @@ class Review:
 
     def recent(self, user_id: int, limit: int = 20) -> list[Decided]:
         """One steward's latest decisions, newest first (undone ones too)."""
-        with self._store.session() as s:
-            rows = s.execute(select(StewardDecision, User.name).outerjoin(User, User.id == StewardDecision.user_id)
-                             .where(StewardDecision.user_id == user_id)
-                             .order_by(StewardDecision.decided_at.desc(), StewardDecision.id.desc())
-                             .limit(limit)).all()
-        return [_decided(*r) for r in rows]
+        return [_decided(r, r.user_name) for r in self._store.rows(_RECENT, {"user_id": user_id, "limit": limit})]
 
     def merges(self, source: str) -> list[Decided]:
         """The merges in force, oldest first, with who decided and the survivor they chose (for
@@ -383,10 +467,7 @@ class Review:
 
     def count_mine(self, user_id: int, since: datetime) -> dict[str, int]:
         """One steward's decisions in force made since ``since``, by kind (index ``ix_steward_user``)."""
-        with self._store.session() as s:
-            rows = s.execute(select(StewardDecision.decision, func.count()).where(
-                StewardDecision.user_id == user_id, StewardDecision.decided_at >= since,
-                StewardDecision.undone_at.is_(None)).group_by(StewardDecision.decision)).all()
+        rows = self._store.rows(_COUNT_MINE, {"user_id": user_id, "since": since})
         return dict.fromkeys(LABELS, 0) | dict(rows)
 
     # -- bulk decisions: a score band through its sample, the system above a threshold --------------
@@ -394,50 +475,45 @@ class Review:
         """The open pairs (as ``queue`` has them for this steward) scored from ``low`` up to below
         ``high`` (up to 1 inclusive when ``high`` is 1), with their explanations, by score. The
         caller leaves out the pairs a guard held back (``dedup.guards.held_back``)."""
-        p, d = DedupPair, StewardDecision
-        closed = exists().where(d.source == p.source, d.left_id == p.left_id, d.right_id == p.right_id,
-                                d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == user_id))
+        p = DedupPair
+        closed = _closed_for(user_id)
         top = p.score <= high if high >= 1 else p.score < high
         q = (select(p).where(p.source == source, p.decision.in_(OPEN_PAIRS), ~closed, p.score >= low, top)
              .order_by(p.score, p.id))
         with self._store.session() as s:
             return [_pair(x) for x in s.execute(q).scalars()]
 
-    def band_groups(self, source: str, edges: list[float], fields: list[str], cuts: list[float], *,
-                    closed_for: int | None = None, closed: bool = False) -> list[BandGroup]:
-        """The suggested pairs scored from ``edges[0]`` up to 1, counted in groups that decide a
-        band's count without reading a pair: the band (the index of the last edge at or below the
-        score), the scan's decision, whether the score reaches each of ``cuts`` (the thresholds),
-        and the agreement level of each of ``fields`` in the explanation. All the open-decision
-        pairs (``closed`` False: the decisions are not read), or only those closed for the steward
-        ``closed_for`` (a merge or not-the-same-person in force, or their own skip) — read from the
-        decisions, through the pairs' unique index. A band's open pairs are the first count less
-        the second (the queue's bands: ``console/steward.py``)."""
-        p, d = DedupPair, StewardDecision
-        bucket = case(*((p.score >= e, k) for k, e in reversed(list(enumerate(edges)))), else_=-1)
-        reach = [case((p.score >= c, 1), else_=0) for c in cuts]
-        levels = [p.explanation[f]["level"].as_string() for f in fields]
-        cols = [bucket, p.decision, *reach, *levels]
-        q = select(*cols, func.count()).where(p.source == source, p.decision.in_(OPEN_PAIRS), p.score >= edges[0],
-                                              p.score <= 1.0)
-        if closed:
-            keys = (select(d.source, d.left_id, d.right_id).distinct()
-                    .where(d.source == source, d.undone_at.is_(None), or_(d.decision != "skip", d.user_id == closed_for))
-                    .subquery())
-            q = q.join(keys, and_(p.source == keys.c.source, p.left_id == keys.c.left_id, p.right_id == keys.c.right_id))
-        q = q.group_by(*cols)
-        with self._store.session() as s:
-            return [BandGroup(int(r[0]), r[1], tuple(bool(x) for x in r[2:2 + len(cuts)]),
-                              tuple(r[2 + len(cuts):2 + len(cuts) + len(fields)]), int(r[-1])) for r in s.execute(q)]
+    def band_groups(self, source: str, edges: list[float], fields: list[str], cuts: list[float]) -> list[BandGroup]:
+        """The suggested pairs scored from ``edges[0]`` up to 1 in the open decisions, counted in groups
+        that decide a band's count without reading a pair: the band (the index of the last edge at or
+        below the score), the scan's decision, whether the score reaches each of ``cuts`` (the
+        thresholds), and the agreement level of each of ``fields`` in the explanation (the queue's
+        bands: ``console/steward.py``, less the pairs ``closed_pairs`` names)."""
+        q = _band_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
+        return [_band_group(r, len(cuts), len(fields), int(r[-1])) for r in self._store.rows(q, {"source": source})]
+
+    def pair_groups(self, ids: list[int], edges: list[float], fields: list[str], cuts: list[float]
+                    ) -> dict[int, BandGroup]:
+        """Pair id -> its group as ``band_groups`` counts it (``n`` 1), for the given pairs (those the
+        console has not seen yet of the pairs ``closed_pairs`` names)."""
+        q = _pair_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
+        out: dict[int, BandGroup] = {}
+        for k in range(0, len(ids), 1000):
+            out.update((r[0], _band_group(r[1:], len(cuts), len(fields), 1))
+                       for r in self._store.rows(q, {"ids": ids[k:k + 1000]}))
+        return out
+
+    def closed_pairs(self, source: str, user_id: int | None, low: float) -> list[int]:
+        """Ids of the suggested pairs (open decisions, scored from ``low`` up to 1: what ``band_groups``
+        counts) closed for the steward ``user_id``: a merge or not-the-same-person in force, or their
+        own skip — read from the decisions, through the pairs' unique index (no explanation parsed)."""
+        return [r[0] for r in self._store.rows(_CLOSED_PAIRS, {"source": source, "user_id": user_id, "low": low})]
 
     def pairs_version(self) -> tuple:
         """What changes whenever the suggested pairs may have, in one cheap query (two index ends):
         the newest dedup run and its state (a scan writes its pairs inside its run; the state moves
         when it ends), and the newest pair's id (a pair added outside a run, as a tool or test may)."""
-        run = select(Run.id).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1).scalar_subquery()
-        state = select(Run.status).where(Run.id == run).scalar_subquery()
-        with self._store.session() as s:
-            return tuple(s.execute(select(run, state, select(func.max(DedupPair.id)).scalar_subquery())).one())
+        return tuple(self._store.rows(_PAIRS_VERSION)[0])
 
     def start_batch(self, source: str, low: float, high: float, pairs: list[PairRow], *, user_id: int | None,
                     user: str | None, least: int = SAMPLE_MIN, seed: int | None = None) -> Batch:
@@ -474,17 +550,11 @@ class Review:
     def batches(self, source: str, *, ids: set[int] | None = None, user_id: int | None = None,
                 limit: int = 20) -> list[Batch]:
         """Batches of a source, newest first: by id, or one steward's latest."""
-        q = select(StewardBatch).where(StewardBatch.source == source)
-        if ids is not None:
-            if not ids:
-                return []
-            q = q.where(StewardBatch.id.in_(sorted(ids)))
-        else:
-            q = q.limit(limit)
-        if user_id is not None:
-            q = q.where(StewardBatch.user_id == user_id)
-        with self._store.session() as s:
-            return [_batch(b) for b in s.execute(q.order_by(StewardBatch.id.desc())).scalars()]
+        if ids is not None and not ids:
+            return []
+        q = _batches_statement(ids is not None, user_id is not None)
+        return [_batch(b) for b in self._store.rows(q, {"source": source, "ids": sorted(ids or ()), "user_id": user_id,
+                                                         "limit": limit})]
 
     def _open_batch(self, s, batch_id: int, user_id: int | None) -> StewardBatch:
         b = s.get(StewardBatch, batch_id)

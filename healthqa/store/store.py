@@ -182,6 +182,24 @@ class AuditStore:
             raise StoreError(f"audit store {self._shown}: {one_line(e)} — nothing of this step was written; "
                              "run it again / 本步骤未写入，请重试") from None
 
+    @contextmanager
+    def transaction(self):
+        """One transaction on a plain connection (SQLAlchemy Core, no ORM session): for the console's
+        requests, which ask a few questions each — a session's set-up, its unit of work and ORM rows
+        cost more CPU than the statements. Errors as ``session``'s."""
+        try:
+            with self.engine.begin() as c:
+                yield c
+        except (OperationalError, IntegrityError, InterfaceError) as e:
+            raise StoreError(f"audit store {self._shown}: {one_line(e)} — nothing of this step was written; "
+                             "run it again / 本步骤未写入，请重试") from None
+
+    def rows(self, statement, params: dict | None = None) -> list:
+        """The rows of one read (``transaction``). Statements are meant to be built once (module
+        level, ``bindparam``) so that SQLAlchemy only looks up their compiled form."""
+        with self.transaction() as c:
+            return c.execute(statement, params or {}).all()
+
     def close(self) -> None:
         self.engine.dispose()
 

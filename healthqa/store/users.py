@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from healthqa.clock import now
 from healthqa.errors import HealthqaError, StoreError
@@ -141,12 +141,12 @@ class Users:
         return token
 
     def session_user(self, token: str, since: datetime) -> UserRecord | None:
-        """The account of a session begun after ``since`` that nobody ended, when it is active."""
-        with self._store.session() as s:
-            u = s.execute(select(User).join(ConsoleSession, ConsoleSession.user_id == User.id)
-                          .where(ConsoleSession.id == _digest(token), ConsoleSession.ended_at.is_(None),
-                                 ConsoleSession.began_at > since)).scalar_one_or_none()
-            return _record(u) if u is not None and u.active else None
+        """The account of a session begun after ``since`` that nobody ended, when it is active (every
+        console request asks: one built statement, no ORM session)."""
+        rows = self._store.rows(_SESSION_USER, {"sid": _digest(token), "since": since})
+        if len(rows) != 1 or not rows[0].active:
+            return None
+        return _record(rows[0])
 
     def end_session(self, token: str) -> None:
         with self._store.session() as s:
@@ -225,6 +225,12 @@ class Users:
         return u
 
 
+_SESSION_USER = (select(User.id, User.name, User.role, User.active, User.created_at, User.password_hash)
+                 .join(ConsoleSession, ConsoleSession.user_id == User.id)
+                 .where(ConsoleSession.id == bindparam("sid"), ConsoleSession.ended_at.is_(None),
+                        ConsoleSession.began_at > bindparam("since")))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -234,6 +240,7 @@ def _end_sessions(s, user_id: int) -> None:
               .values(ended_at=now()))
 
 
-def _record(u: User) -> UserRecord:
+def _record(u) -> UserRecord:
+    """A user (a ``User`` or a row with its columns) as the console knows it."""
     stamp = hashlib.sha256((u.password_hash or "").encode()).hexdigest()[:16]
     return UserRecord(u.id, u.name, u.role, u.active, u.created_at, stamp)

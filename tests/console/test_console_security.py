@@ -292,3 +292,23 @@ def test_every_worker_of_serve_knows_the_session(tmp_path, monkeypatch):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_pages_are_never_cached_and_static_files_are_kept_while_their_version_holds(tmp_path):
+    import re
+
+    app = create_app(small_site(tmp_path))
+    client, _ = logged_in(app, "qc1")
+    page = client.get("/dashboard")
+    assert page.headers["cache-control"] == "no-store" and "frame-ancestors 'none'" in page.headers[
+        "content-security-policy"]
+    linked = re.findall(r'(?:href|src)="(/static/[^"?]+)\?v=([0-9a-f]+)"', page.text)
+    assert {p for p, _ in linked} == {"/static/console.css", "/static/htmx.min.js", "/static/console.js"}
+    path, v = linked[0]
+    kept = client.get(f"{path}?v={v}")  # as the page links it: a browser does not ask again
+    assert kept.status_code == 200 and kept.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert kept.headers["x-content-type-options"] == "nosniff"
+    bare = client.get(path)  # without a version: checked each time, answered 304 while unchanged
+    assert bare.headers["cache-control"] == "no-cache"
+    again = client.get(path, headers={"if-none-match": bare.headers["etag"]})
+    assert again.status_code == 304

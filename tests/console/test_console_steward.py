@@ -265,10 +265,9 @@ def test_the_bands_are_counted_in_a_thread_and_the_queue_says_so_meanwhile(app, 
     gate = threading.Event()
     real = app.state.store.review.band_groups
 
-    def slow(*a, closed=False, **k):
-        if not closed:
-            gate.wait(20)
-        return real(*a, closed=closed, **k)
+    def slow(*a, **k):
+        gate.wait(20)
+        return real(*a, **k)
 
     monkeypatch.setattr(app.state.store.review, "band_groups", slow)
     monkeypatch.setattr(steward, "BANDS_WAIT_S", 0.1)
