@@ -208,21 +208,23 @@ class Index:
     def differences(self, keys: pd.Series) -> tuple[set, set, set, dict]:
         """The MPI's archive numbers (every row's) against the index's live rows: numbers the index
         lacks, numbers no longer in the MPI, numbers held by another count of rows, and the MPI's
-        numbers held by more than one row (with their counts). One hash table of the MPI's numbers."""
+        numbers held by more than one row (with their counts). One hash table of both sides' numbers
+        (the MPI's, then the index's, encoded together), counted per side."""
         # a row without an archive number cannot be looked up by one: left to the full runs
-        enc = pa.array(keys.dropna().to_numpy(dtype=object), pa.string()).dictionary_encode()
-        now = enc.dictionary
-        n_now = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(now))
-        live = pa.chunked_array([c for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks],
-                                pa.string()).drop_null()
-        at = pc.index_in(live, value_set=now).to_numpy(zero_copy_only=False)  # NaN: not in the MPI
-        held = ~np.isnan(at)
-        n_live = np.bincount(at[held].astype(np.int64), minlength=len(now))
-        gone = set(live.filter(pa.array(~held)).to_pylist())
-        new = set(now.filter(pa.array(n_live == 0)).to_pylist())
-        recount = set(now.filter(pa.array((n_live > 0) & (n_live != n_now))).to_pylist())
+        mpi = pa.array(keys.dropna().to_numpy(dtype=object), pa.string())
+        live = [c.cast(pa.string()) for t, m in zip(self.tables, self.live) for c in t.column("key").filter(pa.array(m)).chunks]
+        enc = pa.concat_arrays([mpi, *live]).drop_null().dictionary_encode()
+        codes, numbers = enc.indices.to_numpy(zero_copy_only=False), enc.dictionary
+        n_now = np.bincount(codes[:len(mpi)], minlength=len(numbers))
+        n_live = np.bincount(codes[len(mpi):], minlength=len(numbers))
+
+        def which(mask: np.ndarray) -> set:
+            return set(numbers.filter(pa.array(mask)).to_pylist())
+
         many = n_now > 1
-        return new, gone, recount, dict(zip(now.filter(pa.array(many)).to_pylist(), n_now[many].tolist()))
+        return (which((n_now > 0) & (n_live == 0)), which((n_live > 0) & (n_now == 0)),
+                which((n_now > 0) & (n_live > 0) & (n_live != n_now)),
+                dict(zip(numbers.filter(pa.array(many)).to_pylist(), n_now[many].tolist())))
 
     def having(self, column: str, values) -> np.ndarray:
         """Positions of the live rows whose ``column`` holds one of ``values`` (blocking hashes, keys)."""

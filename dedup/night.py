@@ -28,11 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from . import blocking, compare
-from .cluster import traits
+from .cluster import components, traits
 from .engine import Candidates, DedupResult, ordered, positions, record_order, valid_ids
 from .index import TRAITS, Index
 from .model import SupervisedModel, pair_tf
@@ -223,8 +221,7 @@ def _touched(edges: pd.DataFrame, stored: pd.DataFrame, touched: set[str]) -> tu
     the stored clusters left as they are (status, survivor, members)."""
     codes, uniques = pd.factorize(pd.concat([edges["left"], edges["right"]], ignore_index=True))
     n = len(uniques)
-    labels = connected_components(coo_matrix((np.ones(len(edges)), (codes[:len(edges)], codes[len(edges):])),
-                                             shape=(n, n)), directed=False)[1] if n else np.array([], dtype=int)
+    labels = components(n, codes[:len(edges)], codes[len(edges):])
     hit = stored["cluster_id"][stored["archive_id"].isin(touched)].unique()
     seeds = touched | set(stored.loc[stored["cluster_id"].isin(hit), "archive_id"])
     at = uniques.get_indexer(pd.Index(list(seeds)))
@@ -235,9 +232,11 @@ def _touched(edges: pd.DataFrame, stored: pd.DataFrame, touched: set[str]) -> tu
     cid = rest["cluster_id"].to_numpy()
     cuts = np.flatnonzero(cid[1:] != cid[:-1]) + 1
     first = np.r_[0, cuts] if len(cid) else np.array([], dtype=np.int64)
-    members = np.split(rest["archive_id"].to_numpy(dtype=object), cuts) if len(cid) else []
-    kept = [{"status": s, "survivor": v, "members": m.tolist()}
-            for s, v, m in zip(rest["status"].to_numpy()[first], rest["survivor"].to_numpy()[first], members)]
+    # the members as slices of one list (tens of thousands of clusters are kept each night: an array
+    # and a list per cluster cost more than the rest of this)
+    ids, bounds = rest["archive_id"].tolist(), first.tolist() + [len(cid)]
+    kept = [{"status": s, "survivor": v, "members": ids[a:b]}
+            for s, v, a, b in zip(rest["status"].to_numpy()[first], rest["survivor"].to_numpy()[first], bounds, bounds[1:])]
     return K, [int(c) for c in gone], kept
 
 

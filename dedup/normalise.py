@@ -11,7 +11,9 @@ the rows.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
 from functools import cache, lru_cache
 from itertools import islice, product
@@ -60,13 +62,35 @@ def _name_zh_one(v: str) -> str | None:
 
 
 @cache
+def _pypinyin():
+    """pypinyin, imported without its phrase dictionary when this process has not imported it yet:
+    names are read a character at a time (``_char_readings``), which its 47,000 phrases (none of a
+    single character) never answer, and loading them and training its segmenter on them was a
+    third of a second of every dedup's start, a night's included. pypinyin reads the switch once,
+    at its import: in this process it then converts phrases character by character (the
+    environment itself is left as it was)."""
+    if "pypinyin" not in sys.modules:
+        before = os.environ.get("PYPINYIN_NO_PHRASES")
+        os.environ["PYPINYIN_NO_PHRASES"] = "1"
+        try:
+            import pypinyin
+        finally:
+            if before is None:
+                del os.environ["PYPINYIN_NO_PHRASES"]
+            else:
+                os.environ["PYPINYIN_NO_PHRASES"] = before
+    import pypinyin
+
+    return pypinyin
+
+
+@cache
 def _char_readings(ch: str) -> tuple[str, ...]:
     """A character's pinyin readings, heteronyms included (单: dan, shan, chan); characters that
     have none (letters, digits) read as themselves."""
-    from pypinyin import Style, pinyin
-
+    pypinyin = _pypinyin()
     # pypinyin takes an ``errors`` callable returning a list (its documentation); its annotation says str
-    return tuple(pinyin(ch, style=Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])  # type: ignore[arg-type,return-value]
+    return tuple(pypinyin.pinyin(ch, style=pypinyin.Style.NORMAL, heteronym=True, errors=lambda x: [x])[0])  # type: ignore[arg-type,return-value]
 
 
 COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "司徒", "夏侯")

@@ -17,7 +17,7 @@ from stdnum.cn import ric
 from healthqa import config
 from healthqa.dedup import compare, engine, evaluate, normalise
 from healthqa.dedup import spec as specs
-from healthqa.dedup.cluster import clusters
+from healthqa.dedup.cluster import clusters, components
 from healthqa.dedup.deduplicator import Deduplicator
 from healthqa.dedup.merge import accepted_merges
 from healthqa.dedup.model import FSModel
@@ -120,6 +120,24 @@ def test_chaining_guard_sends_two_valid_ids_to_review():
     # a direct edge between different valid IDs is cut outright
     found = clusters(2, np.array([0]), np.array([1]), np.array(["110105194912310010", "11010519491231002X"], dtype=object))
     assert found == []
+
+
+def test_components_in_numpy_are_scipys():
+    """The clusters' connected components, without SciPy: the partition SciPy finds, each labelled
+    by its smallest node (the order clusters come in), on random graphs, a long path given in
+    shuffled order, and none."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(3)
+    cases = [(n, rng.integers(0, n, e), rng.integers(0, n, e)) for n, e in ((1, 1), (50, 30), (5000, 4000), (5000, 9000))]
+    path = rng.permutation(3000)
+    cases += [(3000, path[:-1], path[1:]), (4, np.array([], dtype=int), np.array([], dtype=int))]
+    for n, i, j in cases:
+        mine = components(n, i, j)
+        theirs = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[1]
+        smallest = pd.Series(np.arange(n)).groupby(theirs).transform("min").to_numpy()
+        assert (mine == smallest).all(), n
 
 
 def test_survivor_prefers_valid_id_and_completeness(result):

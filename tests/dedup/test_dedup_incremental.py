@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
 from healthqa import clock, config
+from healthqa.connectors.readers import Reader
 from healthqa.dedup import index
 from healthqa.dedup import spec as specs
 from healthqa.pipelines.dedup import run_dedup
@@ -258,3 +261,53 @@ def test_index_segments_round_trip(tmp_path, monkeypatch):
     idx, why = index.load(folder, "id", "t3")
     assert why == "used" and len(idx.tables) == 1 and sorted(idx.take(np.arange(idx.rows), ["key"])["key"]) == ["a", "b", "d"]
     assert sorted(p.name for p in folder.iterdir()) == ["base-t3.arrow", index.MANIFEST]
+
+
+def test_a_night_reads_its_own_archives_and_their_blocks_only(night, monkeypatch):
+    """What a night reads, counted: from the MPI, the archives updated since the last run (and the
+    first rows that tell every spec field has values), never the whole table; from the index, the
+    rows sharing a block with them, never the whole index."""
+    folder, cfg = night
+    sql(folder, f"UPDATE night SET GXSJ = '{LATER}' WHERE rowid % 10 = 3",
+        "INSERT INTO T_GRDA SELECT * FROM night WHERE rowid % 10 = 3")
+    with sqlite3.connect(folder / "mpi.db") as conn:
+        new = conn.execute("SELECT COUNT(*) FROM night WHERE rowid % 10 = 3").fetchone()[0]
+        total = conn.execute("SELECT COUNT(*) FROM T_GRDA").fetchone()[0]
+    read: dict[tuple[str, str], int] = {}
+    taken: list[int] = []
+    read_all, take = Reader.read_all, index.Index.take
+
+    def counted_read(self, table, scope=None, columns=None):
+        df = read_all(self, table, scope, columns)
+        what = (table, scope.sampling.method if scope else "full")
+        read[what] = read.get(what, 0) + len(df)
+        return df
+
+    def counted_take(self, positions, columns=None):
+        taken.append(len(positions))
+        return take(self, positions, columns)
+
+    monkeypatch.setattr(Reader, "read_all", counted_read)
+    monkeypatch.setattr(index.Index, "take", counted_take)
+    n = run_dedup(cfg, AuditStore(cfg.store.url), incremental=True)
+    assert n.result.stats["index"] == "used" and n.result.stats["compared"] == new > 10
+    person = {k: v for k, v in read.items() if k[0] == specs.builtin().table}  # (the register is read too)
+    assert person == {("person", "incremental"): new, ("person", "full"): 1000}  # and the probe's first rows
+    assert 0 < sum(taken) < total / 5, (taken, total)
+
+
+def test_the_incremental_command_loads_no_orchestration_rule_engine_nor_unused_libraries(night):
+    """``healthqa dedup --incremental`` as the user runs it loads neither Prefect nor Great
+    Expectations, nor SciPy (clusters are connected in NumPy), nor pypinyin's phrase dictionary
+    (names are read a character at a time)."""
+    folder, cfg = night
+    sql(folder, f"UPDATE night SET GXSJ = '{LATER}' WHERE rowid % 10 = 3",
+        "INSERT INTO T_GRDA SELECT * FROM night WHERE rowid % 10 = 3")
+    probe = ("import runpy, sys\nsys.argv = ['healthqa', 'dedup', '--config', sys.argv[1], '--incremental']\n"
+             "try:\n    runpy.run_module('healthqa', run_name='__main__', alter_sys=True)\n"
+             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'great_expectations', 'scipy')"
+             " or m == 'pypinyin.phrases_dict'), 'pypinyin' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe, str(cfg.path)], capture_output=True, text=True, cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[] True", out.stdout[-2000:]  # names were read, without the phrases
