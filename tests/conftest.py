@@ -45,6 +45,21 @@ def demo(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _own_reader_slots():
+    """Each test counts its readers' slots afresh (``connectors.gate``). The slots are per process,
+    keyed by the source's name and cap; a console app a test leaves without shutting it down
+    (``TestClient(app)`` outside ``with``) keeps its archive reader — one slot of "mpi" — for the
+    worker's life, and two of them held a worker's next night waiting forever for a slot of the
+    default cap 2 (seen on 2026-12-08: a worker blocked 33 minutes in ``demo_after_night``). A slot
+    a reader still holds is released into the old semaphore when it closes."""
+    from healthqa.connectors import gate
+
+    with gate._lock:
+        gate._slots.clear()
+    yield
+
+
 TIERS = ("slow", "server", "browser")
 
 
