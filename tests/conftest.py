@@ -39,10 +39,16 @@ MARIADB_ADMIN = os.environ.get("HEALTHQA_TEST_MARIADB", "mysql+pymysql://root@12
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
-    """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything)."""
-    folder = tmp_path_factory.mktemp("demo")
-    generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
-    return folder
+    """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything),
+    generated once a run for every xdist worker (``across_workers``): four workers each generating it
+    spent seconds of CPU apiece on two cores. No test writes to it (they copy it, or read its stores)."""
+    with across_workers(tmp_path_factory, "demo") as folder:
+        done = folder.with_name("demo.done")  # written last: the platform is whole once it exists
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed generating it left
+            generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
+            done.touch()
+        return folder
 
 
 @pytest.fixture(autouse=True)
