@@ -39,10 +39,31 @@ MARIADB_ADMIN = os.environ.get("HEALTHQA_TEST_MARIADB", "mysql+pymysql://root@12
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
-    """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything)."""
-    folder = tmp_path_factory.mktemp("demo")
-    generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
-    return folder
+    """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything),
+    generated once a run for every xdist worker (``across_workers``): four workers each generating it
+    spent seconds of CPU apiece on two cores. No test writes to it (they copy it, or read its stores)."""
+    with across_workers(tmp_path_factory, "demo") as folder:
+        done = folder.with_name("demo.done")  # written last: the platform is whole once it exists
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed generating it left
+            generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
+            done.touch()
+        return folder
+
+
+@pytest.fixture(autouse=True)
+def _own_reader_slots():
+    """Each test counts its readers' slots afresh (``connectors.gate``). The slots are per process,
+    keyed by the source's name and cap; a console app a test leaves without shutting it down
+    (``TestClient(app)`` outside ``with``) keeps its archive reader — one slot of "mpi" — for the
+    worker's life, and two of them held a worker's next night waiting forever for a slot of the
+    default cap 2 (seen on 2026-12-08: a worker blocked 33 minutes in ``demo_after_night``). A slot
+    a reader still holds is released into the old semaphore when it closes."""
+    from healthqa.connectors import gate
+
+    with gate._lock:
+        gate._slots.clear()
+    yield
 
 
 TIERS = ("slow", "server", "browser")
