@@ -113,6 +113,7 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
     same_pinyin = np.zeros(len(a), dtype=bool)
     swapped = np.zeros(len(a), dtype=bool)
+    dropped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
         # per distinct name, not per pair: a million pairs hold a few thousand names
@@ -121,9 +122,34 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         rows = _NAMES.rows(names)
         same_pinyin[differ] = _share_reading(rows, x, y)
         swapped[differ] = _given_swapped(rows, x, y)
-    lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
-        swapped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))
+        dropped[differ] = _given_char_dropped(names, x, y)
+    lv[present] = np.where(eq[present], 5, np.where(same_pinyin[present], 4, np.where(swapped[present], 3, np.where(
+        dropped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0)))))
     return lv
+
+
+def _given_char_dropped(names: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same surname, and one name's one-character given name is one of the other's two given-name
+    characters (王晓明 registered as 王明 or 王晓: a character left out at the counter). Siblings
+    share a character too, but each has two (王晓明 / 王晓东: not this level). Per distinct name, then
+    per pair as integer comparisons (``names[x]``, ``names[y]``: the pairs' names)."""
+    length = pd.Series(names, dtype=object).str.len().to_numpy()
+    maybe = np.flatnonzero(np.abs(length[x] - length[y]) == 1)
+    out = np.zeros(len(x), dtype=bool)
+    if not len(maybe):
+        return out
+    used, inv = np.unique(np.concatenate([x[maybe], y[maybe]]), return_inverse=True)
+    s = pd.Series(names[used], dtype=object)
+    k = np.where(s.str[:2].isin(normalise.COMPOUND_SURNAMES), 2, 1)
+    surname = np.where(k == 2, s.str[:2], s.str[:1])
+    given = pd.Series(np.where(k == 2, s.str[2:], s.str[1:]), dtype=object)
+    n = given.str.len().to_numpy()
+    codes, _ = pd.factorize(np.concatenate([surname, given.str[:1].fillna(""), given.str[1:2].fillna("")]))
+    sur, g0, g1 = codes[: len(s)], codes[len(s): 2 * len(s)], codes[2 * len(s):]
+    a, b = inv[: len(maybe)], inv[len(maybe):]
+    short, long_ = np.where(n[a] < n[b], a, b), np.where(n[a] < n[b], b, a)
+    out[maybe] = (sur[a] == sur[b]) & (n[short] == 1) & (n[long_] == 2) & ((g0[short] == g0[long_]) | (g0[short] == g1[long_]))
+    return out
 
 
 def _share_reading(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -253,14 +279,46 @@ def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 
 def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Equal; the same house, one side without its building and flat (…路12号 / …路12号3幢502室:
+    the granularity a clerk happened to write); similar (Indel); different."""
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
-    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    idx = np.flatnonzero(present & ~eq)
+    if len(idx):
+        x, y = a[idx].astype(str), b[idx].astype(str)
+        house = (np.strings.endswith(x, "号") & np.strings.startswith(y, x)) \
+            | (np.strings.endswith(y, "号") & np.strings.startswith(x, y))
+        lv[idx[house]] = 2
+    return lv
+
+
+def compare_phone(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Equal; one digit apart (one digit typed wrong, or two adjacent digits the wrong way round: a
+    number read out over the counter and typed again); or different. Compared as arrays of code
+    points, as ``_maybe_near`` does: no per-pair Python."""
+    a, b, present, eq, lv = _sides(f, left, right)
+    lv[present] = np.where(eq[present], 2, 0)
+    idx = np.flatnonzero(present & ~eq)
+    if len(idx):
+        x, y = a[idx].astype(str), b[idx].astype(str)
+        w = max(x.dtype.itemsize, y.dtype.itemsize) // 4
+        cx = x.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
+        cy = y.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
+        same_len = np.char.str_len(x) == np.char.str_len(y)
+        differ = cx != cy
+        n = differ.sum(axis=1)
+        # two differences, next to each other, each side holding the other's digit there
+        first = differ.argmax(axis=1)
+        nxt = np.minimum(first + 1, w - 1)
+        rows = np.arange(len(idx))
+        swapped = (n == 2) & differ[rows, nxt] & (cx[rows, first] == cy[rows, nxt]) & (cx[rows, nxt] == cy[rows, first])
+        lv[idx[same_len & ((n == 1) | swapped)]] = 1
     return lv
 
 
 def compare_exact(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
-    """phone and exact: equal or not."""
+    """exact: equal or not."""
     _, _, present, eq, lv = _sides(f, left, right)
     lv[present] = np.where(eq[present], 1, 0)
     return lv
@@ -288,7 +346,12 @@ def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
     month_only = same_year & (ma == mb) & ((da == 1) | (db == 1))
     lv[present & (year_only | month_only)] = 1
     lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped (more specific)
-    lv[eq] = 4
+    # the day typed wrong: one off (a neighbouring key, 12 for 13) or its two digits the wrong way
+    # round (21 for 12); the year and the month as recorded. Closer than an imputed month (YYYY-MM-01
+    # against the 2nd is a slip of one), so it is set after it.
+    reversed_digits = (da >= 10) & (db >= 10) & (da // 10 == db % 10) & (da % 10 == db // 10)
+    lv[present & same_year & (ma == mb) & ~eq & ((np.abs(da - db) == 1) | reversed_digits)] = 4
+    lv[eq] = 5
     return lv
 
 
@@ -307,8 +370,8 @@ BUILTIN = (
     ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
                    derive_one=normalise.derive_id_number_one),
-    ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
-                               "equal"),
+    ComparisonKind("name_zh", ("different", "similar characters", "a given-name character dropped",
+                               "given-name characters swapped", "same pinyin", "equal"),
                    normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8},
                    derive_one=normalise.derive_name_zh_one),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
@@ -316,11 +379,11 @@ BUILTIN = (
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string,
                    thresholds={"similar": 0.85}, derive_one=normalise.derive_text_one),
     ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
-                            "lunar calendar shift", "equal"),
+                            "lunar calendar shift", "day one off or its digits reversed", "equal"),
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
-    ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact,
+    ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
-    ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address,
+    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address, compare_address,
                    thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
                    derive_one=normalise.derive_text_one),
