@@ -82,8 +82,23 @@ def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         swap = (process.cpdist(x17, y17, scorer=DamerauLevenshtein.distance, workers=-1) == 1) \
             & (process.cpdist(x17, y17, scorer=Hamming.distance, workers=-1) == 2)
         near[todo] = (dist <= 1) | (swap & (~both_valid[todo] | legacy[todo]))
-    lv[present] = np.where(eq[present], 3, np.where(near[present], 2, np.where(both_valid[present], 0, 1)))
+    lv[present] = np.where(eq[present], 4, np.where(near[present], 2, np.where(both_valid[present], 0, 1)))
+    lv[near & _only_in_prefix(a, b, near)] = 3
     return lv
+
+
+def _only_in_prefix(a: np.ndarray, b: np.ndarray, near: np.ndarray, prefix: int = 14) -> np.ndarray:
+    """Which of the ``near`` pairs (18 characters each) differ only within the first ``prefix``: the
+    area code and the birth date. People the register numbers one after another (twins, two born the
+    same day in one area) share those and differ in the order code and the check character; a
+    difference in the area or the birth date, the rest equal, is a typing error."""
+    out = np.zeros(len(a), dtype=bool)
+    idx = np.flatnonzero(near)
+    if len(idx):
+        cx = a[idx].astype("<U18").view(np.uint32).reshape(len(idx), 18)
+        cy = b[idx].astype("<U18").view(np.uint32).reshape(len(idx), 18)
+        out[idx] = ~(cx[:, prefix:] != cy[:, prefix:]).any(axis=1)
+    return out
 
 
 def _maybe_near(a: np.ndarray, b: np.ndarray, todo: np.ndarray, width: int = 32) -> np.ndarray:
@@ -340,18 +355,21 @@ def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
     same_year = ya == yb
     eq = present & (gap == 0)
     lv[present] = 0
-    lv[present & (gap >= 20) & (gap <= 50)] = 3  # a lunar-calendar birthday recorded instead
+    # the year and the month agree, the day does not (a day written wholly wrong): twins share the
+    # day, siblings are born months apart; weak evidence, not a date that agrees
+    lv[present & same_year & (ma == mb)] = 2
+    lv[present & (gap >= 20) & (gap <= 50)] = 4  # a lunar-calendar birthday recorded instead
     # imputed: only the year known (YYYY-01-01) or the month (YYYY-MM-01), against the real date
     year_only = same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))
     month_only = same_year & (ma == mb) & ((da == 1) | (db == 1))
     lv[present & (year_only | month_only)] = 1
-    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped (more specific)
+    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 3  # day and month swapped (more specific)
     # the day typed wrong: one off (a neighbouring key, 12 for 13) or its two digits the wrong way
     # round (21 for 12); the year and the month as recorded. Closer than an imputed month (YYYY-MM-01
     # against the 2nd is a slip of one), so it is set after it.
     reversed_digits = (da >= 10) & (db >= 10) & (da // 10 == db % 10) & (da % 10 == db // 10)
-    lv[present & same_year & (ma == mb) & ~eq & ((np.abs(da - db) == 1) | reversed_digits)] = 4
-    lv[eq] = 5
+    lv[present & same_year & (ma == mb) & ~eq & ((np.abs(da - db) == 1) | reversed_digits)] = 5
+    lv[eq] = 6
     return lv
 
 
@@ -367,7 +385,8 @@ def n_levels(f: FieldSpec) -> int:
 # A kind's ``thresholds`` are the least similarity (rapidfuzz's normalised Jaro–Winkler, Indel for
 # addresses) of the levels a similarity reaches: defaults only — a spec field states its own.
 BUILTIN = (
-    ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
+    ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart",
+                                    "one typing error in the area or birth date", "equal"),
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
                    derive_one=normalise.derive_id_number_one),
     ComparisonKind("name_zh", ("different", "similar characters", "a given-name character dropped",
@@ -378,8 +397,9 @@ BUILTIN = (
                    compare_name, thresholds={"close": 0.92, "similar": 0.8}, derive_one=normalise.derive_text_one),
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string,
                    thresholds={"similar": 0.85}, derive_one=normalise.derive_text_one),
-    ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
-                            "lunar calendar shift", "day one off or its digits reversed", "equal"),
+    ComparisonKind("date", ("different", "year or month only (imputed)", "same month, another day",
+                            "day and month swapped", "lunar calendar shift", "day one off or its digits reversed",
+                            "equal"),
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
     ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
