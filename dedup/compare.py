@@ -403,8 +403,8 @@ BUILTIN = (
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
     ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
-    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address, compare_address,
-                   thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
+    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address,
+                   compare_address, thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
                    derive_one=normalise.derive_text_one),
 )

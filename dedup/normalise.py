@@ -4,9 +4,9 @@ ID numbers: full-width → half-width, x/× → X, 15 → 18 digits, validity as
 whitespace and interpuncts removed, traditional → simplified (OpenCC), pinyin with heteronyms
 (pypinyin), newborn placeholders (某某之子/之女) treated as no name. Phones: digits only, placeholders
 dropped. Birth dates: parsed from the formats vendors use. Addresses: the district prefix removed,
-a flat written one way (3栋502, 3-502 → 3幢502室), the street or town kept as a blocking token. Each field is derived once per distinct raw value
-(``per_distinct``), and names' pinyin once per distinct name: work follows the distinct values, not
-the rows.
+a flat written one way (3栋502, 3-502 → 3幢502室), the street or town kept as a blocking token. Each
+field is derived once per distinct raw value (``per_distinct``), and names' pinyin once per distinct
+name: work follows the distinct values, not the rows.
 """
 
 from __future__ import annotations
