@@ -148,8 +148,10 @@ def _given_char_dropped(names: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.n
     characters (王晓明 registered as 王明 or 王晓: a character left out at the counter). Siblings
     share a character too, but each has two (王晓明 / 王晓东: not this level). Per distinct name, then
     per pair as integer comparisons (``names[x]``, ``names[y]``: the pairs' names)."""
-    length = pd.Series(names, dtype=object).str.len().to_numpy()
-    maybe = np.flatnonzero(np.abs(length[x] - length[y]) == 1)
+    distinct = pd.Series(names, dtype=object)
+    length = distinct.str.len().to_numpy()
+    first, _ = pd.factorize(distinct.str[:1])
+    maybe = np.flatnonzero((np.abs(length[x] - length[y]) == 1) & (first[x] == first[y]))
     out = np.zeros(len(x), dtype=bool)
     if not len(maybe):
         return out
@@ -299,7 +301,9 @@ def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
     lv[present] = np.where(eq[present], 3, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
-    idx = np.flatnonzero(present & ~eq)
+    # the shorter side ends at the house number and the longer begins with it: their Indel similarity
+    # is 2 * len(short) / (len(short) + len(long)), so the same house is among the pairs at least half alike
+    idx = np.flatnonzero(present & ~eq & (sim >= 0.5))
     if len(idx):
         x, y = a[idx].astype(str), b[idx].astype(str)
         house = (np.strings.endswith(x, "号") & np.strings.startswith(y, x)) \
@@ -316,19 +320,15 @@ def compare_phone(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     lv[present] = np.where(eq[present], 2, 0)
     idx = np.flatnonzero(present & ~eq)
     if len(idx):
-        x, y = a[idx].astype(str), b[idx].astype(str)
-        w = max(x.dtype.itemsize, y.dtype.itemsize) // 4
-        cx = x.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
-        cy = y.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
-        same_len = np.char.str_len(x) == np.char.str_len(y)
-        differ = cx != cy
-        n = differ.sum(axis=1)
-        # two differences, next to each other, each side holding the other's digit there
-        first = differ.argmax(axis=1)
-        nxt = np.minimum(first + 1, w - 1)
-        rows = np.arange(len(idx))
-        swapped = (n == 2) & differ[rows, nxt] & (cx[rows, first] == cy[rows, nxt]) & (cx[rows, nxt] == cy[rows, first])
-        lv[idx[same_len & ((n == 1) | swapped)]] = 1
+        workers = -1 if len(idx) >= PARALLEL_PAIRS else 1
+        # Hamming pads the shorter side: one difference, or two with one transposition between them
+        ham = process.cpdist(list(a[idx]), list(b[idx]), scorer=Hamming.distance, workers=workers)
+        near = np.flatnonzero(ham <= 2)  # few: most numbers differ in many places
+        if len(near):
+            xs, ys = a[idx[near]].astype(str), b[idx[near]].astype(str)
+            same_len = np.char.str_len(xs) == np.char.str_len(ys)
+            swap = process.cpdist(list(xs), list(ys), scorer=DamerauLevenshtein.distance) == 1
+            lv[idx[near[same_len & ((ham[near] == 1) | swap)]]] = 1
     return lv
 
 
