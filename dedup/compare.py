@@ -82,8 +82,23 @@ def compare_id_number(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         swap = (process.cpdist(x17, y17, scorer=DamerauLevenshtein.distance, workers=-1) == 1) \
             & (process.cpdist(x17, y17, scorer=Hamming.distance, workers=-1) == 2)
         near[todo] = (dist <= 1) | (swap & (~both_valid[todo] | legacy[todo]))
-    lv[present] = np.where(eq[present], 3, np.where(near[present], 2, np.where(both_valid[present], 0, 1)))
+    lv[present] = np.where(eq[present], 4, np.where(near[present], 2, np.where(both_valid[present], 0, 1)))
+    lv[near & _only_in_prefix(a, b, near)] = 3
     return lv
+
+
+def _only_in_prefix(a: np.ndarray, b: np.ndarray, near: np.ndarray, prefix: int = 14) -> np.ndarray:
+    """Which of the ``near`` pairs (18 characters each) differ only within the first ``prefix``: the
+    area code and the birth date. People the register numbers one after another (twins, two born the
+    same day in one area) share those and differ in the order code and the check character; a
+    difference in the area or the birth date, the rest equal, is a typing error."""
+    out = np.zeros(len(a), dtype=bool)
+    idx = np.flatnonzero(near)
+    if len(idx):
+        cx = a[idx].astype("<U18").view(np.uint32).reshape(len(idx), 18)
+        cy = b[idx].astype("<U18").view(np.uint32).reshape(len(idx), 18)
+        out[idx] = ~(cx[:, prefix:] != cy[:, prefix:]).any(axis=1)
+    return out
 
 
 def _maybe_near(a: np.ndarray, b: np.ndarray, todo: np.ndarray, width: int = 32) -> np.ndarray:
@@ -113,6 +128,7 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     sim = _sim(a, b, present, JaroWinkler.normalized_similarity)
     same_pinyin = np.zeros(len(a), dtype=bool)
     swapped = np.zeros(len(a), dtype=bool)
+    dropped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
         # per distinct name, not per pair: a million pairs hold a few thousand names
@@ -121,9 +137,36 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         rows = _NAMES.rows(names)
         same_pinyin[differ] = _share_reading(rows, x, y)
         swapped[differ] = _given_swapped(rows, x, y)
-    lv[present] = np.where(eq[present], 4, np.where(same_pinyin[present], 3, np.where(
-        swapped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))
+        dropped[differ] = _given_char_dropped(names, x, y)
+    lv[present] = np.where(eq[present], 5, np.where(same_pinyin[present], 4, np.where(swapped[present], 3, np.where(
+        dropped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0)))))
     return lv
+
+
+def _given_char_dropped(names: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same surname, and one name's one-character given name is one of the other's two given-name
+    characters (王晓明 registered as 王明 or 王晓: a character left out at the counter). Siblings
+    share a character too, but each has two (王晓明 / 王晓东: not this level). Per distinct name, then
+    per pair as integer comparisons (``names[x]``, ``names[y]``: the pairs' names)."""
+    distinct = pd.Series(names, dtype=object)
+    length = distinct.str.len().to_numpy()
+    first, _ = pd.factorize(distinct.str[:1])
+    maybe = np.flatnonzero((np.abs(length[x] - length[y]) == 1) & (first[x] == first[y]))
+    out = np.zeros(len(x), dtype=bool)
+    if not len(maybe):
+        return out
+    used, inv = np.unique(np.concatenate([x[maybe], y[maybe]]), return_inverse=True)
+    s = pd.Series(names[used], dtype=object)
+    k = np.where(s.str[:2].isin(normalise.COMPOUND_SURNAMES), 2, 1)
+    surname = np.where(k == 2, s.str[:2], s.str[:1])
+    given = pd.Series(np.where(k == 2, s.str[2:], s.str[1:]), dtype=object)
+    n = given.str.len().to_numpy()
+    codes, _ = pd.factorize(np.concatenate([surname, given.str[:1].fillna(""), given.str[1:2].fillna("")]))
+    sur, g0, g1 = codes[: len(s)], codes[len(s): 2 * len(s)], codes[2 * len(s):]
+    a, b = inv[: len(maybe)], inv[len(maybe):]
+    short, long_ = np.where(n[a] < n[b], a, b), np.where(n[a] < n[b], b, a)
+    out[maybe] = (sur[a] == sur[b]) & (n[short] == 1) & (n[long_] == 2) & ((g0[short] == g0[long_]) | (g0[short] == g1[long_]))
+    return out
 
 
 def _share_reading(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -253,14 +296,44 @@ def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 
 def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Equal; the same house, one side without its building and flat (…路12号 / …路12号3幢502室:
+    the granularity a clerk happened to write); similar (Indel); different."""
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
-    lv[present] = np.where(eq[present], 2, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    # the shorter side ends at the house number and the longer begins with it: their Indel similarity
+    # is 2 * len(short) / (len(short) + len(long)), so the same house is among the pairs at least half alike
+    idx = np.flatnonzero(present & ~eq & (sim >= 0.5))
+    if len(idx):
+        x, y = a[idx].astype(str), b[idx].astype(str)
+        house = (np.strings.endswith(x, "号") & np.strings.startswith(y, x)) \
+            | (np.strings.endswith(y, "号") & np.strings.startswith(x, y))
+        lv[idx[house]] = 2
+    return lv
+
+
+def compare_phone(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """Equal; one digit apart (one digit typed wrong, or two adjacent digits the wrong way round: a
+    number read out over the counter and typed again); or different. Compared as arrays of code
+    points, as ``_maybe_near`` does: no per-pair Python."""
+    a, b, present, eq, lv = _sides(f, left, right)
+    lv[present] = np.where(eq[present], 2, 0)
+    idx = np.flatnonzero(present & ~eq)
+    if len(idx):
+        workers = -1 if len(idx) >= PARALLEL_PAIRS else 1
+        # Hamming pads the shorter side: one difference, or two with one transposition between them
+        ham = process.cpdist(list(a[idx]), list(b[idx]), scorer=Hamming.distance, workers=workers)
+        near = np.flatnonzero(ham <= 2)  # few: most numbers differ in many places
+        if len(near):
+            xs, ys = a[idx[near]].astype(str), b[idx[near]].astype(str)
+            same_len = np.char.str_len(xs) == np.char.str_len(ys)
+            swap = process.cpdist(list(xs), list(ys), scorer=DamerauLevenshtein.distance) == 1
+            lv[idx[near[same_len & ((ham[near] == 1) | swap)]]] = 1
     return lv
 
 
 def compare_exact(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
-    """phone and exact: equal or not."""
+    """exact: equal or not."""
     _, _, present, eq, lv = _sides(f, left, right)
     lv[present] = np.where(eq[present], 1, 0)
     return lv
@@ -282,13 +355,21 @@ def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
     same_year = ya == yb
     eq = present & (gap == 0)
     lv[present] = 0
-    lv[present & (gap >= 20) & (gap <= 50)] = 3  # a lunar-calendar birthday recorded instead
+    # the year and the month agree, the day does not (a day written wholly wrong): twins share the
+    # day, siblings are born months apart; weak evidence, not a date that agrees
+    lv[present & same_year & (ma == mb)] = 2
+    lv[present & (gap >= 20) & (gap <= 50)] = 4  # a lunar-calendar birthday recorded instead
     # imputed: only the year known (YYYY-01-01) or the month (YYYY-MM-01), against the real date
     year_only = same_year & (((ma == 1) & (da == 1)) | ((mb == 1) & (db == 1)))
     month_only = same_year & (ma == mb) & ((da == 1) | (db == 1))
     lv[present & (year_only | month_only)] = 1
-    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 2  # day and month swapped (more specific)
-    lv[eq] = 4
+    lv[present & same_year & (ma == db) & (da == mb) & ~eq] = 3  # day and month swapped (more specific)
+    # the day typed wrong: one off (a neighbouring key, 12 for 13) or its two digits the wrong way
+    # round (21 for 12); the year and the month as recorded. Closer than an imputed month (YYYY-MM-01
+    # against the 2nd is a slip of one), so it is set after it.
+    reversed_digits = (da >= 10) & (db >= 10) & (da // 10 == db % 10) & (da % 10 == db // 10)
+    lv[present & same_year & (ma == mb) & ~eq & ((np.abs(da - db) == 1) | reversed_digits)] = 5
+    lv[eq] = 6
     return lv
 
 
@@ -304,24 +385,26 @@ def n_levels(f: FieldSpec) -> int:
 # A kind's ``thresholds`` are the least similarity (rapidfuzz's normalised Jaro–Winkler, Indel for
 # addresses) of the levels a similarity reaches: defaults only — a spec field states its own.
 BUILTIN = (
-    ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart", "equal"),
+    ComparisonKind("id_number_cn", ("both valid, different", "different", "one edit apart",
+                                    "one typing error in the area or birth date", "equal"),
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
                    derive_one=normalise.derive_id_number_one),
-    ComparisonKind("name_zh", ("different", "similar characters", "given-name characters swapped", "same pinyin",
-                               "equal"),
+    ComparisonKind("name_zh", ("different", "similar characters", "a given-name character dropped",
+                               "given-name characters swapped", "same pinyin", "equal"),
                    normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8},
                    derive_one=normalise.derive_name_zh_one),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
                    compare_name, thresholds={"close": 0.92, "similar": 0.8}, derive_one=normalise.derive_text_one),
     ComparisonKind("string", ("different", "similar", "equal"), normalise.derive_text, compare_string,
                    thresholds={"similar": 0.85}, derive_one=normalise.derive_text_one),
-    ComparisonKind("date", ("different", "year or month only (imputed)", "day and month swapped",
-                            "lunar calendar shift", "equal"),
+    ComparisonKind("date", ("different", "year or month only (imputed)", "same month, another day",
+                            "day and month swapped", "lunar calendar shift", "day one off or its digits reversed",
+                            "equal"),
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
-    ComparisonKind("phone", ("different", "equal"), normalise.derive_phone, compare_exact,
+    ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
-    ComparisonKind("address", ("different", "similar", "equal"), normalise.derive_address, compare_address,
-                   thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
+    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address,
+                   compare_address, thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
                    derive_one=normalise.derive_text_one),
 )

@@ -4,9 +4,9 @@ ID numbers: full-width → half-width, x/× → X, 15 → 18 digits, validity as
 whitespace and interpuncts removed, traditional → simplified (OpenCC), pinyin with heteronyms
 (pypinyin), newborn placeholders (某某之子/之女) treated as no name. Phones: digits only, placeholders
 dropped. Birth dates: parsed from the formats vendors use. Addresses: the district prefix removed,
-the street or town kept as a blocking token. Each field is derived once per distinct raw value
-(``per_distinct``), and names' pinyin once per distinct name: work follows the distinct values, not
-the rows.
+a flat written one way (3栋502, 3-502 → 3幢502室), the street or town kept as a blocking token. Each
+field is derived once per distinct raw value (``per_distinct``), and names' pinyin once per distinct
+name: work follows the distinct values, not the rows.
 """
 
 from __future__ import annotations
@@ -149,8 +149,17 @@ def community(addr: pd.Series, streets: pd.Series) -> pd.Series:
 _SPACE = re.compile(r"\s")
 
 
+# a flat written the long way (3幢502室, 3幢2单元502室), the short way (3栋502, 3-502, 3-2-502) or
+# with 座/号楼: one way, so that the ways of writing one flat compare equal
+_FLAT = re.compile(r"(\d+)(?:幢|栋|座|号楼|-)(?:(\d+)(?:单元|-))?(\d+)室?$")
+
+
+def _flat(m: re.Match) -> str:
+    return f"{m[1]}幢{m[2] + '单元' if m[2] else ''}{m[3]}室"
+
+
 def _address_one(v: str) -> str | None:
-    return _ADDRESS_PREFIX.sub("", _SPACE.sub("", v)) or None
+    return _FLAT.sub(_flat, _ADDRESS_PREFIX.sub("", _SPACE.sub("", v))) or None
 
 
 def _street_one(v: str) -> str | None:

@@ -144,15 +144,16 @@ class CompareKind(BaseCompareFeature):
 
 
 class CompareIdNumberCN(CompareKind):
-    """GB 11643 ID numbers: equal, one edit apart (a typing error, or adjacent digits swapped where
-    the check character cannot tell), different, both valid and different."""
+    """GB 11643 ID numbers: equal, one typing error in the area or birth date, one edit apart (a
+    typing error, or adjacent digits swapped where the check character cannot tell), different, both
+    valid and different."""
 
     kind = "id_number_cn"
 
 
 class CompareNameZh(CompareKind):
-    """Chinese names: equal, the same pinyin (heteronyms included), given-name characters swapped,
-    similar characters (Jaro–Winkler)."""
+    """Chinese names: equal, the same pinyin (heteronyms included), given-name characters swapped, a
+    given-name character dropped, similar characters (Jaro–Winkler)."""
 
     kind = "name_zh"
 
@@ -168,7 +169,8 @@ class CompareString(CompareKind):
 
 
 class CompareDate(CompareKind):
-    """Birth dates: equal, a lunar-calendar shift, day and month swapped, year or month only (imputed)."""
+    """Birth dates: equal, the day one off or its digits reversed, a lunar-calendar shift, day and month
+    swapped, the same month on another day, year or month only (imputed)."""
 
     kind = "date"
 

@@ -74,13 +74,20 @@ def test_heteronym_surnames_and_homophones_share_a_reading():
     assert not normalise.readings("刘辉立") & normalise.readings("刘辉伟")  # 立's rare reading is ignored
 
 
-def test_birth_date_levels_lunar_swapped_year_only():
+def test_birth_date_levels_lunar_swapped_year_only_and_a_day_typed_wrong():
     d = pd.to_datetime(["1980-06-15", "1980-06-15", "1980-05-10", "1980-06-15", "1980-01-01", "1980-03-04",
-                        "1980-04-03", "1981-06-15"]).to_numpy(dtype="datetime64[D]")
-    i = np.array([0, 0, 0, 5, 0])
-    j = np.array([1, 2, 4, 6, 7])
+                        "1980-04-03", "1981-06-15", "1980-06-14", "1980-06-12", "1980-06-21", "1980-06-03",
+                        "1980-06-01", "1980-06-10"]).to_numpy(dtype="datetime64[D]")
+    i = np.array([0, 0, 0, 5, 0, 0, 9, 0, 12])
+    j = np.array([1, 2, 4, 6, 7, 8, 10, 11, 13])
     lv = compare._date_levels(d[i], d[j], np.full(len(i), -1, dtype=np.int8))
-    assert lv.tolist() == [4, 3, 1, 2, 0]  # equal, lunar (36 days), year only, swapped, different
+    date = next(f for f in SPEC.fields if f.kind == "date")
+    assert [compare.level_name(date, int(v)) for v in lv] == [
+        "equal", "lunar calendar shift", "year or month only (imputed)", "day and month swapped", "different",
+        "day one off or its digits reversed",  # 15th / 14th: a neighbouring key
+        "day one off or its digits reversed",  # 12th / 21st: the day's digits the wrong way round
+        "same month, another day",  # 15th / 3rd
+        "year or month only (imputed)"]  # the 1st / the 10th: YYYY-MM-01 imputed, not 01 reversed
 
 
 # -- accuracy on the synthetic platform ----------------------------------------------------------------

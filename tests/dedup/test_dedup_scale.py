@@ -59,10 +59,11 @@ def test_levels_of_the_new_error_families():
             {"name": "唐英海", "id_number": None, "birth_date": "1980-06-01"},
             {"name": "唐海英", "id_number": None, "birth_date": "1980-06-23"}]
     lv = _levels(rows, [(0, 1), (0, 2), (0, 3), (4, 5)])
-    assert lv["name"].tolist() == ["given-name characters swapped", "equal", "similar characters",
+    assert lv["name"].tolist() == ["given-name characters swapped", "equal", "a given-name character dropped",
                                    "given-name characters swapped"]
-    # a transposition inside a legacy number, or with full-width digits, is one typing error ...
-    assert lv["id_number"].tolist()[:2] == ["one edit apart", "one edit apart"]
+    # a transposition inside a legacy number, or with full-width digits, is one typing error (in the
+    # order code; in the birth date's digits, where no neighbour in the register's numbering differs) ...
+    assert lv["id_number"].tolist()[:2] == ["one edit apart", "one typing error in the area or birth date"]
     # ... but two numbers valid as typed that differ are two people (twins' consecutive order codes)
     assert lv["id_number"].iat[2] == "both valid, different"
     assert lv["birth_date"].tolist()[:4] == ["year or month only (imputed)", "equal", "equal",

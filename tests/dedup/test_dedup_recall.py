@@ -1,0 +1,106 @@
+"""Duplicate archives the harder MPI holds (issue 23): the comparison levels of real typing errors, and
+the guards that keep look-alikes apart — small crafted pairs, judged as if the model were certain of
+them (the guards' word is what decides these; the 200k figures are in benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from stdnum.cn import ric
+
+from healthqa.dedup import compare, engine, normalise
+from healthqa.dedup import spec as specs
+
+SPEC = specs.builtin()
+ADDRESS = "浙江省宁波市镇海区骆驼街道盛家村骆兴路25号3幢502室"
+
+
+def id_number(first17: str, check: str | None = None) -> str:
+    """A GB 11643 number: valid, or with the check character given (a defect leaves it invalid)."""
+    return first17 + (check if check is not None else ric.calc_check_digit(first17 + "0"))
+
+
+def judged(records: list[dict]) -> tuple[list[str], list[str]]:
+    """The first record against the second: its levels by label, and the decision the spec makes of
+    them at a score of 1 (the model certain: what is left is the guards')."""
+    df = pd.DataFrame(records).assign(archive_id=lambda d: [f"a{k}" for k in range(len(d))])
+    P = normalise.prepare(df, SPEC)
+    lv = compare.levels(P, SPEC, np.array([0]), np.array([1]))
+    labels = [compare.level_name(f, int(v)) for f, v in zip(SPEC.fields, lv[0])]
+    return labels, engine.decide(SPEC, np.array([1.0]), lv).tolist()
+
+
+def person(**kw) -> dict:
+    base = {"name": "陈建林", "id_number": None, "birth_date": "1990-03-14", "sex_code": "1",
+            "phone": "13812345678", "address": ADDRESS}
+    return {**base, **kw}
+
+
+def test_twins_whose_numbers_a_defect_left_one_digit_apart_are_not_a_match():
+    """Twins' order codes differ by two; a defect in one check character leaves the two numbers one
+    typing error apart. Their names share a character (陈建林 / 陈建国: "similar characters", not
+    "different"), which the guard used to let through."""
+    first = id_number("33021119900314123")
+    twin = "33021119900314125" + first[-1]  # the elder's check character typed on the younger's number
+    labels, decision = judged([person(id_number=first), person(name="陈建国", id_number=twin)])
+    assert labels[:2] == ["one edit apart", "similar characters"]
+    assert decision == ["review"]
+
+
+def test_strangers_with_consecutive_numbers_and_no_name_are_not_a_match():
+    """Two people born the same day in one area, of one sex, numbered one after the other; one number
+    invalid by a defect, one name missing: nothing confirms the near-equal number."""
+    a = id_number("33021119900314123")
+    b = "33021119900314124" + a[-1]
+    labels, decision = judged([person(name=None, id_number=a, phone="13900000001"),
+                               person(name="吴心", id_number=b, phone="13700000002",
+                                      address="骆驼街道盛家村骆兴路27号")])
+    assert labels[0] == "one edit apart" and labels[1] == "missing"
+    assert decision == ["review"]
+
+
+def test_a_number_mistyped_in_its_birth_date_digits_keeps_the_archive_without_a_name():
+    """A difference in the area or birth-date digits is no neighbour in the register's numbering
+    (those share both): a typing error, the person even with the name missing."""
+    a = id_number("33021119650315100")
+    b = "33021119650915100" + a[-1]
+    labels, decision = judged([person(name=None, id_number=a), person(name="黄秀莹", id_number=b)])
+    assert labels[0] == "one typing error in the area or birth date"
+    assert decision == ["match"]
+
+
+def test_a_pair_without_an_id_number_and_a_birthday_one_day_off_is_a_match():
+    """One archive made without the ID card, the birthday typed a day off: the name and a birth date
+    one keystroke away are identity evidence beside the shared phone and address."""
+    labels, decision = judged([person(id_number=id_number("33021119900314123")), person(birth_date="1990-03-13")])
+    assert labels[2] == "day one off or its digits reversed"
+    assert decision == ["match"]
+    labels, decision = judged([person(birth_date="1990-03-12"), person(birth_date="1990-03-21")])
+    assert labels[2] == "day one off or its digits reversed"  # the day's two digits the wrong way round
+
+
+def test_a_given_name_character_dropped_a_phone_digit_and_a_flat_written_otherwise():
+    labels, _ = judged([person(name="王晓明"), person(name="王明")])
+    assert labels[1] == "a given-name character dropped"
+    labels, _ = judged([person(name="王晓明"), person(name="王晓东")])
+    assert labels[1] == "similar characters"  # siblings share a character, each has two
+    labels, _ = judged([person(), person(phone="13812345687")])
+    assert labels[4] == "one digit apart"  # two digits the wrong way round
+    labels, _ = judged([person(), person(phone="13812345679")])
+    assert labels[4] == "one digit apart"
+    labels, _ = judged([person(), person(phone="13812346587")])
+    assert labels[4] == "different"
+    labels, _ = judged([person(), person(address="骆驼街道盛家村骆兴路25号3-502")])
+    assert labels[5] == "equal"  # 3幢502室 written the short way
+    labels, _ = judged([person(), person(address="骆驼街道盛家村骆兴路25号")])
+    assert labels[5] == "same house, flat left out"
+
+
+def test_a_given_name_character_dropped_is_the_person_only_with_the_very_birth_date_and_sex():
+    """王晓明 registered again as 王明, without the ID card, at the same address and phone: the person
+    when birth date and sex agree; with only the month agreeing the household is no proof (review or
+    no match, never a match). Twins with similar names stay apart either way."""
+    with_id = person(name="王晓明", id_number=id_number("33021119900314123"))
+    assert judged([with_id, person(name="王明")])[1] == ["match"]
+    assert judged([with_id, person(name="王明", birth_date="1990-03-02")])[1] != ["match"]
+    assert judged([with_id, person(name="王晓东")])[1] == ["review"]  # twins: similar names, one day
