@@ -14,6 +14,7 @@ must never be merged.
 
 from __future__ import annotations
 
+import calendar
 import re
 import warnings
 from collections.abc import Callable
@@ -476,12 +477,14 @@ def _untouched(*prefixes: str) -> Callable[[Draft], bool]:
 def _birth_day_mistyped(d: Draft) -> None:
     """The day typed one off (12 for 13) or its digits the wrong way round (21 for 12)."""
     b = _birth(d)
-    day = b.day + (1 if d.rng.random() < 0.5 else -1)
-    if 10 < b.day <= 28 and b.day % 10 and d.rng.random() < 0.5:
-        day = int(str(b.day)[::-1])
-    d.row["birth_date"] = b.replace(day=min(max(day, 1), 28))
-    if d.row["birth_date"] == b:
-        d.row["birth_date"] = b.replace(day=2 if b.day == 1 else b.day - 1)
+    last = calendar.monthrange(b.year, b.month)[1]
+    step = 1 if d.rng.random() < 0.5 else -1
+    day = b.day + step if 1 <= b.day + step <= last else b.day - step  # one off, within the month
+    # reversed only where the reversal is a day of that month (12 and 21; never 16 as "61")
+    reversed_ = int(str(b.day)[::-1]) if b.day > 10 and b.day % 10 else 0
+    if 1 <= reversed_ <= last and d.rng.random() < 0.5:
+        day = reversed_
+    d.row["birth_date"] = b.replace(day=day)
 
 
 HARD_BIRTH = Aspect("birth_date", (
