@@ -165,6 +165,8 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql://root@127.0.0.1:5432/postgres")
     ap.add_argument("--dir", default=None, help="the demo platform (built here when missing)")
     ap.add_argument("--workers", type=int, default=1, help="healthqa serve --workers (1: the option is not passed)")
+    ap.add_argument("--db-prefix", default="healthqa_console_load",
+                    help="the temporary audit store database's name begins so (a shared server: say whose it is)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="healthqa-console-load-"))
@@ -173,7 +175,7 @@ def main() -> None:
         t0 = time.perf_counter()
         healthqa.generate_demo(folder, healthqa.DemoOptions(persons=args.persons, seed=11))
         print(f"demo platform: {args.persons:,} residents in {time.perf_counter() - t0:.1f} s", flush=True)
-    db = f"healthqa_console_load_{uuid.uuid4().hex[:8]}"
+    db = f"{args.db_prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{db}"')
     store_url = re.sub(r"/[^/]*$", f"/{db}", args.pg).replace("postgresql://", "postgresql+psycopg://")
