@@ -292,3 +292,14 @@ def test_every_worker_of_serve_knows_the_session(tmp_path, monkeypatch):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_worker_slow_to_start_is_not_killed_as_hung(tmp_path):
+    """uvicorn's process manager kills a worker that has not answered its ping within
+    ``timeout_worker_healthcheck`` (default 5 s); a worker answers once its interpreter has imported
+    the command line, which took longer on a loaded machine: ``serve --workers 2`` then killed and
+    restarted every worker and never answered."""
+    from healthqa.pipelines.cli.schedule import WORKER_HEALTHCHECK_S, console_server
+
+    server = console_server(small_site(tmp_path), "127.0.0.1", 8000, workers=2)
+    assert server.timeout_worker_healthcheck == WORKER_HEALTHCHECK_S >= 30
