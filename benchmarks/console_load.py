@@ -382,15 +382,19 @@ def _cpu_between(samples: list, start: float, end: float) -> tuple[float, float]
 def _wait(url: str, proc) -> None:
     import urllib.request
 
-    for _ in range(240):
+    # a deadline, not a number of tries: a refused connection returns at once, a worker still starting
+    # lets it wait; several workers, each importing and counting the bands of 1,000,000 pairs at
+    # start, took minutes on a loaded machine
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1)
+            urllib.request.urlopen(url, timeout=5)
             return
         except OSError:
             if proc.poll() is not None:
                 raise SystemExit(f"healthqa serve ended: {proc.stderr.read().decode()}") from None
-            time.sleep(0.25)
-    raise SystemExit("healthqa serve did not answer")
+            time.sleep(0.5)
+    raise SystemExit("healthqa serve did not answer in 10 minutes")
 
 
 if __name__ == "__main__":
