@@ -165,7 +165,8 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql://root@127.0.0.1:5432/postgres")
     ap.add_argument("--dir", default=None, help="the demo platform (built here when missing)")
     ap.add_argument("--workers", type=int, default=1, help="healthqa serve --workers (1: the option is not passed)")
-    ap.add_argument("--db", default="healthqa_console_load", help="the temporary database's name (a suffix added)")
+    ap.add_argument("--db", "--db-prefix", dest="db", default="healthqa_console_load",
+                    help="the temporary audit store database's name begins so (a shared server: say whose it is)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="healthqa-console-load-"))
@@ -381,15 +382,19 @@ def _cpu_between(samples: list, start: float, end: float) -> tuple[float, float]
 def _wait(url: str, proc) -> None:
     import urllib.request
 
-    for _ in range(240):
+    # a deadline, not a number of tries: a refused connection returns at once, a worker still starting
+    # lets it wait; several workers, each importing and counting the bands of 1,000,000 pairs at
+    # start, took minutes on a loaded machine
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1)
+            urllib.request.urlopen(url, timeout=5)
             return
         except OSError:
             if proc.poll() is not None:
                 raise SystemExit(f"healthqa serve ended: {proc.stderr.read().decode()}") from None
-            time.sleep(0.25)
-    raise SystemExit("healthqa serve did not answer")
+            time.sleep(0.5)
+    raise SystemExit("healthqa serve did not answer in 10 minutes")
 
 
 if __name__ == "__main__":

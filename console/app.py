@@ -102,7 +102,7 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     app.state.held_memo = {}
     app.state.pair_groups = None  # the closed pairs' groups, read once per scan (steward._closed_groups)
     app.state.templates = templates()
-    app.state.jobs = Jobs()
+    app.state.jobs = Jobs(store)  # rows of the store: every worker sees every job
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,
                                   per_client=c.logins_per_client_per_minute)
     app.state.render = render
@@ -220,6 +220,10 @@ class SecureOverHttps:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    try:  # jobs a console that stopped was running: interrupted, not running for ever
+        await run_in_threadpool(app.state.store.jobs.reap)
+    except HealthqaError as e:  # a store that cannot answer now: a job's page marks it when read
+        log.warning("validation jobs not checked at start: %s", one_line(e))
     if app.state.source is not None:  # the queue's score bands counted before a steward asks (a thread)
         try:
             await run_in_threadpool(steward.band_base, app, app.state.source)

@@ -9,9 +9,11 @@ cookie is kept. Every state-changing request carries the session's CSRF token (a
 ``X-CSRF-Token`` header htmx sends).
 
 Log-in is bounded before any password is hashed: a client (its address) gets
-``logins_per_client_per_minute`` attempts (then 429), and a name ``max_failed_logins`` attempts in a
-row, counted atomically in the store before the check (``Users.reserve_attempt``), so guesses sent
-together cannot all be checked; the last allowed failure locks the name for ``lockout_minutes``. The
+``logins_per_client_per_minute`` attempts a minute (then 429; ``Users.client_attempt``), and a name
+``max_failed_logins`` attempts in a row (``Users.reserve_attempt``), both counted atomically in the
+store before the check — so guesses sent together cannot all be checked, and N console workers
+allow what one does; the last allowed failure locks the name for ``lockout_minutes``. Only a log-in
+asks the store about them: an ordinary request costs no extra round trip. The
 Argon2id verification runs in a small thread pool of its own, off the event loop. Failed log-ins are
 also written to the audit log, and each one waits longer than the last.
 """
@@ -112,10 +114,8 @@ TOO_MANY = "登录尝试过于频繁，请一分钟后再试 / too many log-in a
 
 
 class ClientLimiter:
-    """At most ``per_minute`` log-in attempts from one client address in any minute, a successful one
-    given back (a proxy not named in ``trusted_proxies`` shows every user as one address: a morning's
-    log-ins must not lock the office out). In memory: a restart forgets it, the per-name count in the
-    store does not."""
+    """At most ``per_minute`` calls of one key in any minute, in this process's memory (the match
+    API's calls per token: console/match.py; a log-in's bounds are in the store, ``Throttle``)."""
 
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
@@ -135,26 +135,25 @@ class ClientLimiter:
             q.append(t)
             return True
 
-    def succeeded(self, client: str | None) -> None:
-        with self._lock:
-            q = self._seen.get(client or "?")
-            if q:
-                q.pop()
-
 
 class Throttle:
     """Log-in bounded before the password is hashed (per client, per name), hashed in a small pool.
 
     One address's log-ins wait in a line of their own (``IN_FLIGHT`` at a time) before the pool, so a
     burst from one address never fills the pool's queue ahead of everyone else, and an office behind
-    one address is served in turn rather than refused."""
+    one address is served in turn rather than refused. The line and the pool are this process's
+    (they share out its cores; N workers hash up to 2N at once); what an address and a name may try
+    is the store's."""
 
     IN_FLIGHT = 2
 
     def __init__(self, store, max_failures: int, lockout: timedelta, delay_s: float, per_client: int = 10,
                  workers: int = 2):
         self.store, self.max_failures, self.lockout, self.delay_s = store, max_failures, lockout, delay_s
-        self.clients = ClientLimiter(per_client)
+        # per client address, counted in the store for every worker; a successful log-in is given back
+        # (a proxy not named in ``trusted_proxies`` shows every user as one address: a morning's
+        # log-ins must not lock the office out)
+        self.per_client = per_client
         # Argon2id takes 64 MiB and a core for a fraction of a second: a few at a time, in threads of
         # their own, so the event loop (every other page) never waits for one
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="healthqa-argon2")
@@ -174,7 +173,7 @@ class Throttle:
                       ) -> tuple[UserRecord | None, str | None, int]:
         """(user, None, 200) on success; (None, reason, HTTP status) otherwise, after the failure's delay."""
         subject = self.subject(name)
-        if not self.clients.allow(client):
+        if not await run_in_threadpool(self.store.users.client_attempt, client or "?", self.per_client):
             await run_in_threadpool(self.store.review.log, None, "login_refused_rate", subject, {"client": client})
             return None, TOO_MANY, 429
         key = client or "?"
@@ -200,7 +199,7 @@ class Throttle:
                           "after repeated failed log-ins"), 401
         user = await self._hashing(users.authenticate, name, password)
         if user is not None:
-            self.clients.succeeded(client)
+            await run_in_threadpool(users.client_succeeded, client or "?")
             await run_in_threadpool(users.attempt_succeeded, subject)
             await run_in_threadpool(self.store.review.log, user.name, "login", user.name, {"client": client})
             return user, None, 200

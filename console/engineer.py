@@ -1,5 +1,6 @@
 """The maintenance engineer's page: start an ad-hoc validation of a source, tables, institutions and
-a time window (what ``healthqa validate`` runs), watch it, see its result and the findings it resolved."""
+a time window (what ``healthqa validate`` runs), watch it, see its result and the findings it resolved.
+The jobs are rows of the audit store (console/jobs.py): any console worker answers for any job."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def start(request: Request, who: Who = Depends(engineer), source: str = Form(...
     lo, hi = _when(since, "since"), _when(until, "until", upper=True)
     if lo and hi and lo >= hi:
         raise HTTPException(400, "开始时间须早于结束时间 / since must be before until")
-    job = request.app.state.jobs.start(cfg, request.app.state.store, who.name, source, list(tables or []),
+    job = request.app.state.jobs.start(cfg, who.name, source, list(tables or []),
                                        tuple(o for o in orgs.replace(",", " ").split() if o), lo, hi)
     request.app.state.store.review.log(who.name, "validate_start", source, {"job": job.id, "tables": job.tables,
                                                                             "orgs": job.scope["orgs"]})
@@ -61,11 +62,19 @@ def _job(request: Request, job_id: int):
     return job
 
 
+def _shown(request: Request, template: str, who: Who, job_id: int):
+    job = _job(request, job_id)
+    # the findings its run resolved, from the store (read once: a finished job's page polls no more)
+    resolved = request.app.state.store.findings.events_of_run(job.run_id).get("resolved", []) \
+        if job.state == "done" and job.run_id is not None else []
+    return request.app.state.render(request, template, who=who, job=job, resolved=resolved)
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: int, who: Who = Depends(engineer)):
-    return request.app.state.render(request, "job.html.j2", who=who, job=_job(request, job_id))
+    return _shown(request, "job.html.j2", who, job_id)
 
 
 @router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
 def job_status(request: Request, job_id: int, who: Who = Depends(engineer)):
-    return request.app.state.render(request, "job_status.html.j2", who=who, job=_job(request, job_id))
+    return _shown(request, "job_status.html.j2", who, job_id)

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from healthqa import canonical
 
-# a run's states (store/runs.py), and a console job's "done" (jobs.py)
+# a run's states (store/runs.py), and a console job's "done" and "interrupted" (store/jobs.py)
 STATUS_ZH = {"success": "完成", "partial": "部分完成", "failed": "失败", "running": "运行中", "crashed": "中断",
-             "done": "完成"}
+             "done": "完成", "interrupted": "中断"}
 KIND_ZH = {"nightly": "夜间稽核", "validate": "专项校验", "dedup": "重复档案筛查"}
 EVERYTHING = "全部 everything"
 

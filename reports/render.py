@@ -5,6 +5,7 @@ refused any URL, so that a report can never reach the network."""
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -135,8 +136,10 @@ def to_pdf(page: str, path: str | Path) -> Path:
 def whole_file(path: Path) -> Iterator[Path]:
     """A file under its final name only once it is whole: written to a temporary file in the same
     folder, then renamed over it (a full disk leaves neither a 0-byte nor a half report, and an
-    earlier report of the same name stays as it was)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    earlier report of the same name stays as it was). The temporary name is the process's and the
+    thread's: two console workers, or two requests of one, rendering the same report at once each
+    rename a whole file of their own."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -343,3 +343,33 @@ class InstitutionName(Base):
     org_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     read_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginWindow(Base):
+    """Log-in attempts from one client address in its current minute (migration 0012): counted in
+    the store, not in a process, so that N console workers allow an address what one does. The
+    window starts at the first attempt after the last one ended; a successful log-in is given back."""
+
+    __tablename__ = "login_windows"
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConsoleJob(Base):
+    """An ad-hoc validation the engineer started from the console (migration 0012), readable by every
+    console process: its scope, progress and result. ``owner`` names the lock the process running it
+    holds (store/locks.py): a ``running`` job whose lock nobody holds was interrupted."""
+
+    __tablename__ = "console_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[dict] = mapped_column(JSON)  # source, tables, orgs, since, until (ISO text)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running | done | failed | interrupted
+    owner: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    done_tables: Mapped[list | None] = mapped_column(JSON)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict | None] = mapped_column(JSON)  # counts, failed_rules, passed_rules, summary
+    error: Mapped[str | None] = mapped_column(Text)

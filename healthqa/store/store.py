@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .dedup import DedupRecords
     from .findings import FindingRecords, ScoreRecords
     from .institutions import Institutions
+    from .jobs import Jobs
     from .locks import Locks
     from .review import Review
     from .tokens import Tokens
@@ -264,6 +265,13 @@ class AuditStore:
         from .users import Users
 
         return Users(self)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        """The engineer's validations started from the console: state, progress, result, for every process."""
+        from .jobs import Jobs
+
+        return Jobs(self)
 
     @cached_property
     def tokens(self) -> Tokens:

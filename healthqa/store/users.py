@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, delete, or_, select, update
 from healthqa.clock import now
 from healthqa.errors import HealthqaError, StoreError
 
-from .models import AuditLog, ConsoleSession, LoginGuard, User
+from .models import AuditLog, ConsoleSession, LoginGuard, LoginWindow, User
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -192,6 +192,39 @@ class Users:
     def attempt_succeeded(self, subject: str) -> None:
         with self._store.session() as s:
             s.execute(update(LoginGuard).where(LoginGuard.subject == subject).values(attempts=0, locked_until=None))
+
+    # -- log-in attempts of one client address, counted in the store for every console process ----
+    CLIENT_WINDOW = timedelta(minutes=1)
+
+    def client_attempt(self, client: str, per_window: int) -> bool:
+        """Count one log-in attempt from ``client`` in its window (a minute from its first attempt
+        after the last window ended); False, uncounted, when the window holds ``per_window`` already.
+        Two conditional UPDATEs in one transaction, as ``reserve_attempt``: attempts sent together,
+        through whichever console process, are counted one after the other."""
+        at = now()
+        client = client[:64]
+        w = LoginWindow
+        try:
+            with self._store.session() as s:
+                if s.get(LoginWindow, client) is None:
+                    # a new address: rows of addresses quiet for an hour go (a scan of many addresses
+                    # must not grow the table without end)
+                    s.execute(delete(w).where(w.started_at < at - timedelta(hours=1)))
+                    s.add(LoginWindow(client=client, started_at=at, attempts=0))
+        except StoreError:  # another attempt made the row at the same moment: it is there
+            pass
+        with self._store.session() as s:
+            s.execute(update(w).where(w.client == client, w.started_at <= at - self.CLIENT_WINDOW)
+                      .values(started_at=at, attempts=0))
+            return s.execute(update(w).where(w.client == client, w.attempts < per_window)
+                             .values(attempts=w.attempts + 1)).rowcount == 1
+
+    def client_succeeded(self, client: str) -> None:
+        """A log-in from ``client`` succeeded: its attempt is given back (an office behind one address
+        logging in of a morning is not a guesser)."""
+        w = LoginWindow
+        with self._store.session() as s:
+            s.execute(update(w).where(w.client == client[:64], w.attempts > 0).values(attempts=w.attempts - 1))
 
     def authenticate(self, name: str, password: str) -> UserRecord | None:
         """The user when the name and password match an active account; None otherwise (the same

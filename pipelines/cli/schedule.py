@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import threading
 from pathlib import Path
@@ -123,6 +124,9 @@ def deploy(config: ConfigOpt,
 SESSION_KEY_ENV = "HEALTHQA_SESSION_KEY"  # the session cookies' key of this start, shared by its workers
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def console_server(cfg, host: str, port: int, workers: int = 1):
     """uvicorn's configuration of the console. Forwarded headers (X-Forwarded-For, -Proto) are
     believed only from ``console.trusted_proxies``: uvicorn's own default believes any process on
@@ -130,9 +134,16 @@ def console_server(cfg, host: str, port: int, workers: int = 1):
     import uvicorn
 
     trusted = cfg.console.trusted_proxies
+    extra = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # uvicorn's process manager kills a worker that does not answer its ping within this many
+        # seconds (default 5) and starts another; a new worker answers only once its interpreter has
+        # imported the command line, which on a loaded machine took longer than 5 s: every worker was
+        # killed before it served and the console never answered (measured under load 13–17)
+        extra["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_S
     return uvicorn.Config("healthqa.console.app:create_app", factory=True, host=host, port=port, log_level="warning",
                           access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) or "",
-                          server_header=False, workers=workers)
+                          server_header=False, workers=workers, **extra)
 
 
 def _require_free(host: str, port: int) -> None:

@@ -26,8 +26,9 @@ USERS = {"steward1": "steward", "steward2": "steward", "qc1": "qc_manager", "eng
 
 
 def build(demo: Path, folder: Path, store_url: str | None = None, console: dict | None = None,
-          validate: bool = True) -> Path:
-    """The site's configuration file (the demo's sources copied into ``folder``)."""
+          validate: bool = True, scan: bool = True) -> Path:
+    """The site's configuration file (the demo's sources copied into ``folder``; ``scan``: with a
+    duplicate scan stored, ``validate``: with a validation)."""
     for db in ("mpi.db", "drc.db", "qc.db"):
         shutil.copy(demo / db, folder / db)
     cfg = demo_config(demo)
@@ -41,7 +42,8 @@ def build(demo: Path, folder: Path, store_url: str | None = None, console: dict 
     path = write_config(folder / "healthqa.yml", cfg)
     loaded = config.load(path)
     with AuditStore(loaded.store.url) as store:
-        run_dedup(loaded, store)
+        if scan:
+            run_dedup(loaded, store)
         if validate:
             validate_adhoc(loaded, ValidationRequest("mpi", tables=["person"]), store)
         for name, role in USERS.items():

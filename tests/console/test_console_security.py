@@ -312,3 +312,12 @@ def test_pages_are_never_cached_and_static_files_are_kept_while_their_version_ho
     assert bare.headers["cache-control"] == "no-cache"
     again = client.get(path, headers={"if-none-match": bare.headers["etag"]})
     assert again.status_code == 304
+def test_a_worker_slow_to_start_is_not_killed_as_hung(tmp_path):
+    """uvicorn's process manager kills a worker that has not answered its ping within
+    ``timeout_worker_healthcheck`` (default 5 s); a worker answers once its interpreter has imported
+    the command line, which took longer on a loaded machine: ``serve --workers 2`` then killed and
+    restarted every worker and never answered."""
+    from healthqa.pipelines.cli.schedule import WORKER_HEALTHCHECK_S, console_server
+
+    server = console_server(small_site(tmp_path), "127.0.0.1", 8000, workers=2)
+    assert server.timeout_worker_healthcheck == WORKER_HEALTHCHECK_S >= 30
