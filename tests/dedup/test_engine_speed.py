@@ -88,3 +88,39 @@ def test_levels_of_some_fields_are_those_of_all():
     some = compare.levels(prep, SPEC, i, j, fields=[1, 4])
     assert np.array_equal(some[:, [1, 4]], every[:, [1, 4]])
     assert (some[:, [0, 2, 3, 5]] == NULL).all()
+
+
+def test_normalised_in_the_order_read_then_put_in_order_is_normalising_in_order():
+    """The Deduplicator normalises the rows as read and then puts them in the records' order (the
+    strings read lie in memory in the order read): the same frame, dtypes and all, as normalising
+    rows already in order; and blocking hashes uncategorised are the default's."""
+    from healthqa.dedup.cluster import survivor_fields, traits
+    from healthqa.dedup.deduplicator import in_order
+    from healthqa.dedup.engine import record_order
+    from healthqa.dedup.normalise import block_hash, prepare
+
+    names = [n for n in NAMES if n is not None] + [None, "测试", "某某之子"]
+    rng = np.random.default_rng(3)
+    n = 200
+    df = pd.DataFrame({
+        "archive_id": [f"A{k % 150:05d}" for k in rng.permutation(n)],  # some numbers shared by two rows
+        "name": rng.choice(np.array(names, dtype=object), n),
+        "sex_code": rng.choice(np.array(["1", "2", None, " "], dtype=object), n),
+        "birth_date": rng.choice(np.array(["1980-01-02", "19800102", "1990/03/04", None, "0000-00-00"], dtype=object), n),
+        "id_number": rng.choice(np.array(["11010519491231002X", "110105491231002", "１１０１０５１９４９１２３１００２ｘ",
+                                          "330211199001011234", None, ""], dtype=object), n),
+        "phone": rng.choice(np.array(["13800138000", "0574-8765432", "00000000000", None], dtype=object), n),
+        "address": rng.choice(np.array(["浙江省宁波市镇海区骆驼街道盛家村12号", "骆驼街道 盛家村12号", "招宝山街道车站路3号",
+                                        None], dtype=object), n),
+        "updated_at": rng.choice(np.array(["2026-01-01 00:00:00", None, "0000-00-00 00:00:00"], dtype=object), n),
+        "org_code": rng.choice(np.array(["A1", None], dtype=object), n)})
+    order = record_order(df, SPEC)
+    assert order.tolist() != list(range(n))
+    in_rows = df.iloc[order].reset_index(drop=True)
+    pd.testing.assert_frame_equal(in_order(prepare(df, SPEC), order), prepare(in_rows, SPEC), check_exact=True)
+    fields = survivor_fields(df)
+    pd.testing.assert_frame_equal(in_order(traits(df, fields), order), traits(in_rows, fields), check_exact=True)
+    key = pd.Series(["王伟|1980", None, np.nan, "13800138000", "王伟|1980", "", "单"], dtype=object)
+    default = pd.util.hash_array(key.to_numpy(dtype=object)).view(np.int64)
+    default[key.isna().to_numpy()] = 0
+    assert block_hash(key).tolist() == default.tolist()
