@@ -124,3 +124,34 @@ def test_normalised_in_the_order_read_then_put_in_order_is_normalising_in_order(
     default = pd.util.hash_array(key.to_numpy(dtype=object)).view(np.int64)
     default[key.isna().to_numpy()] = 0
     assert block_hash(key).tolist() == default.tolist()
+
+
+def test_sqlite_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
+    """The store's SQLite bulk write (the driver's executemany, each column bound as SQLAlchemy binds
+    it) keeps the rows SQLAlchemy's executemany keeps, NULLs, floats, text and times alike."""
+    from datetime import datetime
+
+    from sqlalchemy import insert, select
+
+    from healthqa.store import AuditStore
+    from healthqa.store.dedup import PAIRS_TABLE, _bulk
+
+    rows = pd.DataFrame({"run_id": [1, 1, 1], "source": ["mpi"] * 3, "left_id": ["A1", "A2", "王"],
+                         "right_id": ["B1", "B2", "李"], "score": [0.5, 1.0, 0.123456789012345],
+                         "decision": ["match", "review", "non_match"],
+                         "explanation": ['{"name": {"level": "equal"}}', None, "{}"],
+                         "created_at": [datetime(2026, 12, 8, 0, 1, 2), datetime(2026, 12, 8, 0, 1, 2, 345),
+                                        datetime(2026, 1, 1)]})
+    got = []
+    with AuditStore(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        for write in (lambda s: _bulk(s, PAIRS_TABLE, rows, False),
+                      lambda s: s.connection().execute(insert(PAIRS_TABLE), rows.to_dict("records"))):
+            with store.session() as s:
+                s.execute(PAIRS_TABLE.delete())
+                write(s)
+            with store.session() as s:
+                got.append([tuple(r) for r in s.execute(select(PAIRS_TABLE)).all()])
+                raw = s.connection().exec_driver_sql("SELECT created_at FROM dedup_pairs").all()
+                got.append([tuple(r) for r in raw])
+    assert got[0] == got[2] and got[1] == got[3]
+    assert got[0][1][-1] == datetime(2026, 12, 8, 0, 1, 2, 345)
