@@ -51,6 +51,15 @@ from .spec import Spec
 TRAIN_PAIRS = 1_000_000  # pairs EM learns from (a sample beyond this)
 
 
+def in_order(frame: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
+    """``frame``'s rows in ``order``, positionally indexed, its dtypes kept; a column at a time, each
+    taken out of ``frame`` (emptied: a temporary) so that the two are never held whole together."""
+    out = pd.DataFrame(index=pd.RangeIndex(len(order)))
+    for c in list(frame.columns):
+        out[c] = frame.pop(c).take(order).reset_index(drop=True)
+    return out
+
+
 class CandidateMaker(Protocol):
     """Makes and compares the candidate pairs (``engine.compare_candidates`` by default; a caller may
     spread its blocking-key partitions over workers, ``engine.compare_parts`` joining them)."""
@@ -95,11 +104,13 @@ class Deduplicator:
         spec = self.spec
         fields = survivor_fields(df)
         order = record_order(df, spec)
-        df = df.iloc[order].reset_index(drop=True)
+        df = df.reset_index(drop=True)
         if only is not None:
             only = np.asarray(only, dtype=bool)[order]
         self.say("normalising")
-        P = prepare(df, spec)
+        # derived in the order read, then put in the records' order: each row's values are its own, and
+        # the strings read lie in memory in the order read (ten times faster to walk than shuffled)
+        P = in_order(prepare(df, spec), order)
         if only is not None:  # a number's stored pairs are replaced whole: every row of it is compared
             key = P["key"]  # (as a night does), not only the changed one of two rows sharing a number
             only = only | (key.isin(key[only].dropna().unique()) & key.notna()).to_numpy()
@@ -131,7 +142,7 @@ class Deduplicator:
         redone = None if only is None else keys[np.asarray(only, dtype=bool)]
         ei, ej = positions(keys, self.clustering.edges(pairs, earlier, redone))
         found = self.clustering.cluster(keys, ei, ej, valid)
-        T = traits(df, fields)
+        T = in_order(traits(df, fields), order)
         self.clustering.choose_survivors(found, T, fields, valid)
         stats["seconds"] = time.perf_counter() - t0
         stats.update({"matches": int((pairs["decision"] == "match").sum()),

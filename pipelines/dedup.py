@@ -228,8 +228,9 @@ def run_dedup(cfg: Config, store: AuditStore, source: str | None = None, spec_pa
         _persist(store, ctx, source, result, redone)  # pairs, clusters, model, watermark: one transaction
     try:  # the index follows the committed run; a run without one only makes the next one slower
         frame = result.prepared.drop(columns=[c for c in result.prepared if c.endswith("__tf")])
-        frame = frame.assign(**{index.TRAITS[k]: result.traits[k].to_numpy() for k in index.TRAITS},
-                             **{index.ROW: row_hashes.to_numpy()[result.order]})  # in the index's order
+        for k in index.TRAITS:  # added to that copy in place (``assign`` would copy it whole again)
+            frame[index.TRAITS[k]] = result.traits[k].to_numpy()
+        frame[index.ROW] = row_hashes.to_numpy()[result.order]  # in the index's order
         if idx is not None:
             result.stats["index_write"] = index.append(idx, frame, sorted(night.gone), ident, token, ctx.id)
         else:

@@ -282,10 +282,28 @@ def _bulk(s, tbl, rows: pd.DataFrame, postgres: bool) -> None:
                         cp.write_row(row)
                 return
     values = rows.astype(object).where(rows.notna(), None)
+    if s.bind.dialect.name == "sqlite":  # the driver's executemany on tuples: SQLAlchemy's per-row work
+        _sqlite_bulk(s, tbl, values)       # was most of the write (0.1 s instead of 1 s for 100,000 rows)
+        return
     stmt = insert(tbl)
     for k in range(0, len(values), BATCH):
         part = values.iloc[k:k + BATCH]
         s.connection().execute(stmt, [dict(zip(cols, r)) for r in part.itertuples(index=False, name=None)])
+
+
+def _sqlite_bulk(s, tbl, values: pd.DataFrame) -> None:
+    """``values`` (None for NULL) inserted by the sqlite3 driver's own executemany, inside the session's
+    transaction; each column's values as SQLAlchemy binds them (its type's bind processor: a
+    DateTime is stored as the text SQLAlchemy writes and reads back)."""
+    dialect = s.bind.dialect
+    cols = list(values.columns)
+    data = []
+    for c in cols:
+        v = values[c].tolist()
+        proc = tbl.c[c].type._cached_bind_processor(dialect)
+        data.append([proc(x) for x in v] if proc is not None else v)
+    sql = f"INSERT INTO {tbl.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    s.connection().connection.driver_connection.executemany(sql, zip(*data))
 
 
 def _cluster_ids(s, rows: list[dict]) -> list[int]:

@@ -102,3 +102,70 @@ def test_levels_of_some_fields_are_those_of_all():
     some = compare.levels(prep, SPEC, i, j, fields=[1, 4])
     assert np.array_equal(some[:, [1, 4]], every[:, [1, 4]])
     assert (some[:, [0, 2, 3, 5]] == NULL).all()
+
+
+def test_normalised_in_the_order_read_then_put_in_order_is_normalising_in_order():
+    """The Deduplicator normalises the rows as read and then puts them in the records' order (the
+    strings read lie in memory in the order read): the same frame, dtypes and all, as normalising
+    rows already in order; and blocking hashes uncategorised are the default's."""
+    from healthqa.dedup.cluster import survivor_fields, traits
+    from healthqa.dedup.deduplicator import in_order
+    from healthqa.dedup.engine import record_order
+    from healthqa.dedup.normalise import block_hash, prepare
+
+    names = [n for n in NAMES if n is not None] + [None, "测试", "某某之子"]
+    rng = np.random.default_rng(3)
+    n = 200
+    df = pd.DataFrame({
+        "archive_id": [f"A{k % 150:05d}" for k in rng.permutation(n)],  # some numbers shared by two rows
+        "name": rng.choice(np.array(names, dtype=object), n),
+        "sex_code": rng.choice(np.array(["1", "2", None, " "], dtype=object), n),
+        "birth_date": rng.choice(np.array(["1980-01-02", "19800102", "1990/03/04", None, "0000-00-00"], dtype=object), n),
+        "id_number": rng.choice(np.array(["11010519491231002X", "110105491231002", "１１０１０５１９４９１２３１００２ｘ",
+                                          "330211199001011234", None, ""], dtype=object), n),
+        "phone": rng.choice(np.array(["13800138000", "0574-8765432", "00000000000", None], dtype=object), n),
+        "address": rng.choice(np.array(["浙江省宁波市镇海区骆驼街道盛家村12号", "骆驼街道 盛家村12号", "招宝山街道车站路3号",
+                                        None], dtype=object), n),
+        "updated_at": rng.choice(np.array(["2026-01-01 00:00:00", None, "0000-00-00 00:00:00"], dtype=object), n),
+        "org_code": rng.choice(np.array(["A1", None], dtype=object), n)})
+    order = record_order(df, SPEC)
+    assert order.tolist() != list(range(n))
+    in_rows = df.iloc[order].reset_index(drop=True)
+    pd.testing.assert_frame_equal(in_order(prepare(df, SPEC), order), prepare(in_rows, SPEC), check_exact=True)
+    fields = survivor_fields(df)
+    pd.testing.assert_frame_equal(in_order(traits(df, fields), order), traits(in_rows, fields), check_exact=True)
+    key = pd.Series(["王伟|1980", None, np.nan, "13800138000", "王伟|1980", "", "单"], dtype=object)
+    default = pd.util.hash_array(key.to_numpy(dtype=object)).view(np.int64)
+    default[key.isna().to_numpy()] = 0
+    assert block_hash(key).tolist() == default.tolist()
+
+
+def test_sqlite_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
+    """The store's SQLite bulk write (the driver's executemany, each column bound as SQLAlchemy binds
+    it) keeps the rows SQLAlchemy's executemany keeps, NULLs, floats, text and times alike."""
+    from datetime import datetime
+
+    from sqlalchemy import insert, select
+
+    from healthqa.store import AuditStore
+    from healthqa.store.dedup import PAIRS_TABLE, _bulk
+
+    rows = pd.DataFrame({"run_id": [1, 1, 1], "source": ["mpi"] * 3, "left_id": ["A1", "A2", "王"],
+                         "right_id": ["B1", "B2", "李"], "score": [0.5, 1.0, 0.123456789012345],
+                         "decision": ["match", "review", "non_match"],
+                         "explanation": ['{"name": {"level": "equal"}}', None, "{}"],
+                         "created_at": [datetime(2026, 12, 8, 0, 1, 2), datetime(2026, 12, 8, 0, 1, 2, 345),
+                                        datetime(2026, 1, 1)]})
+    got = []
+    with AuditStore(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        for write in (lambda s: _bulk(s, PAIRS_TABLE, rows, False),
+                      lambda s: s.connection().execute(insert(PAIRS_TABLE), rows.to_dict("records"))):
+            with store.session() as s:
+                s.execute(PAIRS_TABLE.delete())
+                write(s)
+            with store.session() as s:
+                got.append([tuple(r) for r in s.execute(select(PAIRS_TABLE)).all()])
+                raw = s.connection().exec_driver_sql("SELECT created_at FROM dedup_pairs").all()
+                got.append([tuple(r) for r in raw])
+    assert got[0] == got[2] and got[1] == got[3]
+    assert got[0][1][-1] == datetime(2026, 12, 8, 0, 1, 2, 345)
