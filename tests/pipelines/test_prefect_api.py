@@ -98,7 +98,7 @@ def _served_api(log) -> str | None:
     import re
 
     log.seek(0)
-    said = re.search(r"本地 Prefect API local Prefect API (http://\S+)", log.read())
+    said = re.search(r"本地 Prefect API local Prefect API\s+(http://\S+)", log.read())  # the terminal may wrap before it
     return said.group(1) if said else None
 
 
