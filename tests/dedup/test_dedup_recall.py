@@ -104,3 +104,17 @@ def test_a_given_name_character_dropped_is_the_person_only_with_the_very_birth_d
     assert judged([with_id, person(name="王明")])[1] == ["match"]
     assert judged([with_id, person(name="王明", birth_date="1990-03-02")])[1] != ["match"]
     assert judged([with_id, person(name="王晓东")])[1] == ["review"]  # twins: similar names, one day
+
+
+def test_twins_one_named_with_a_character_more_and_numbers_apart_are_not_a_match():
+    """Twins born the same day, both boys, in one household, named 黄建 / 黄建民 ("a given-name character
+    dropped"); a defect left one number invalid and more than one typing error from the other's. The
+    dropped character is the person only when no ID number says otherwise (a false merge at 1M)."""
+    first = id_number("33021119900314123")
+    twin = "33021119900314155" + ("0" if first[-1] != "0" else "1")
+    labels, decision = judged([person(name="黄建", id_number=first), person(name="黄建民", id_number=twin)])
+    assert labels[:4] == ["different", "a given-name character dropped", "equal", "equal"]
+    assert decision != ["match"]
+    # the same two names without a number on one side: a dropped character, the very birth date and sex
+    labels, decision = judged([person(name="黄建民", id_number=first), person(name="黄建", id_number=None)])
+    assert labels[0] == "missing" and decision == ["match"]
