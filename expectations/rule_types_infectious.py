@@ -148,7 +148,8 @@ def infectious_reported(df: pd.DataFrame, p: ReportedParams, ctx: RuleContext) -
     c = _Cols(df, ctx)
     disease, hours = _diseases(c.text(p.code), p.code_list)
     t = c.when(p.time)
-    deadline = t + pd.to_timedelta(hours, unit="h")
+    # NaT where the code is not notifiable (no hours): NaN hours would overflow in the conversion
+    deadline = t + pd.to_timedelta(hours.fillna(0), unit="h").where(hours.notna())
     key = _key(c.text(p.archive), disease)
     applies = key.notna() & t.notna() & (deadline <= ctx.as_of)
     first = pd.to_datetime(key.map(ctx.reference("infectious_report.first_report_date")))
