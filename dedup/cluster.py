@@ -149,7 +149,7 @@ def choose_survivors(found: list[Cluster], traits_: pd.DataFrame, fields: list[s
     updated = t["updated"].to_numpy(dtype=np.int64)
     level_rank = _level_rank()
     rank = np.array([level_rank.get((org_levels or {}).get(o, ""), 0) for o in t["org"]], dtype=np.int64)
-    standing = t["standing"].to_numpy(dtype=np.int8) if "standing" in t else np.full(n, ACTIVE, dtype=np.int8)
+    standing = t["standing"].to_numpy(dtype=np.int8)
     # one sortable score per record: lexicographic (standing, valid ID, completeness, updated, institution)
     order = np.lexsort((rank, updated, present.sum(axis=1), has_id, standing))
     score = np.empty(n, dtype=np.int64)

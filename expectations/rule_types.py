@@ -709,9 +709,9 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
     group = pairs.groupby(["code", "name"], sort=False).ngroup().to_numpy()
     first = pairs.drop_duplicates()
     judged = np.array([st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
-                       for cd, nm in zip(first["code"], first["name"])] + [None], dtype=object)
+                       for cd, nm in zip(first["code"], first["name"])], dtype=object)
     verdict = np.full(len(df), None, dtype=object)
-    verdict[both] = judged[group] if len(group) else judged[:0]
+    verdict[both] = judged[group]
     applies = pd.Series(pd.notna(verdict), index=df.index)
     return applies, applies & pd.Series(verdict == False, index=df.index)  # noqa: E712 (None is not False)
 

@@ -384,24 +384,21 @@ class Validation:
             tl.violating_keys.extend(found)
         if self._watch is not None and found and tl.watched_keys is not None:
             tl.watched_keys.extend(k for k in found if k in self._watch)
-        if orgs is None:
-            if len(rows) and len(tl.examples) < EXAMPLES_PER_ORG * 3:
-                picked = _pick(rows, None, tl)
-                if len(picked):
-                    tl.examples = _first_orgs(tl.examples + _examples(frame, self.t, rule, picked, self.ctx))
-            return
-        codes, names = orgs
-        if applies.any():
-            # every institution the rule applied to, clean ones too: a finding on an institution is
-            # resolved only by a run that saw its rows pass (reports/findings.py)
-            v = np.bincount(codes[rows], minlength=len(names))
-            d = np.bincount(codes[applies], minlength=len(names))
-            for i in np.flatnonzero(d):
-                c = tl.by_org.setdefault(names[i], [0, 0])
-                c[0] += int(v[i])
-                c[1] += int(d[i])
-        if len(rows):
-            picked = _pick(rows, names[codes[rows]], tl)
+        org_of = None  # the violating rows' institutions
+        if orgs is not None:
+            codes, names = orgs
+            org_of = names[codes[rows]]
+            if applies.any():
+                # every institution the rule applied to, clean ones too: a finding on an institution is
+                # resolved only by a run that saw its rows pass (reports/findings.py)
+                v = np.bincount(codes[rows], minlength=len(names))
+                d = np.bincount(codes[applies], minlength=len(names))
+                for i in np.flatnonzero(d):
+                    c = tl.by_org.setdefault(names[i], [0, 0])
+                    c[0] += int(v[i])
+                    c[1] += int(d[i])
+        if len(rows) and (org_of is not None or len(tl.examples) < EXAMPLES_PER_ORG * 3):
+            picked = _pick(rows, org_of, tl)
             if len(picked):
                 tl.examples = _first_orgs(tl.examples + _examples(frame, self.t, rule, picked, self.ctx))
 
