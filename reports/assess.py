@@ -17,6 +17,7 @@ from healthqa.clock import now
 from healthqa.config import Config
 from healthqa.expectations import suite as suites
 from healthqa.store import AuditStore
+from healthqa.store.findings import OPEN
 from healthqa.store.results import rule_of
 
 from . import findings as fd
@@ -69,8 +70,9 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
     covered |= _reached(results, faults) | severe.covered
     known = store.findings.known()
     by_id = {k.id: k for k in known}
+    split = fd.splits(results)
     rec = fd.reconcile([fd.Known(k.id, k.fingerprint, k.state, k.level, k.violations, k.rows_checked) for k in known],
-                       found, covered)
+                       found, covered, split, _before_split(store, known, split))
 
     with store.session() as s:
         store.scores.replace_in(s, run_id, (asdict(x) for x in scored))
@@ -79,7 +81,7 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
             new=[_new_row(c, policy) for c in rec.new],
             seen=[(k.id, _update(fd.seen_again(c, k), policy, before=by_id[k.id])) for k, c in rec.persisting],
             reopened=[(k.id, _update(c, policy)) for k, c in rec.reopened],
-            resolved=[k.id for k in rec.resolved],
+            resolved=[k.id for k in rec.resolved], reasons=rec.reasons,
         )
         if then is not None:
             then(s)
@@ -114,6 +116,14 @@ def describe(results: list[dict], cfg: Config) -> None:
             r.setdefault("zh", rule.zh)
             r.setdefault("en", rule.en)
             r["system"] = r.get("system") or rule.system
+
+
+def _before_split(store: AuditStore, known, split: Mapping[str, fd.Split]) -> set[int]:
+    """The open findings on a rule this run split per system whose last judging run had not split it
+    yet: they were about every kind of row at their institution (``findings.reconcile``)."""
+    mine = [k for k in known if k.fingerprint in split and k.state in OPEN]
+    then = store.results.split_in(k.last_run_id for k in mine)
+    return {k.id for k in mine if (k.source, k.table_name, split[k.fingerprint].rule) not in then[k.last_run_id]}
 
 
 def _org_tables(results: list[dict]) -> set[tuple[str, str]]:
@@ -172,7 +182,7 @@ def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict
 
 
 def _new_row(c: fd.Candidate, policy: Policy) -> dict:
-    return {"fingerprint": c.fingerprint, **_update(c, policy)}
+    return _update(c, policy)
 
 
 def _update(c: fd.Candidate, policy: Policy, before=None) -> dict:
@@ -183,7 +193,9 @@ def _update(c: fd.Candidate, policy: Policy, before=None) -> dict:
     response_due, fix_due = policy.due(c.level, now())
     if before is not None:
         response_due, fix_due = _earlier(before.response_due_at, response_due), _earlier(before.fix_due_at, fix_due)
-    return {"kind": c.kind, "source": c.source, "subject": c.subject, "table_name": c.table, "org_code": c.org,
+    # the fingerprint too: a finding carried over to a rule's part takes the part's (findings.reconcile)
+    return {"fingerprint": c.fingerprint, "kind": c.kind, "source": c.source, "subject": c.subject,
+            "table_name": c.table, "org_code": c.org,
             "system": c.system, "level": c.level, "title_zh": c.title_zh, "title_en": c.title_en,
             "violations": c.violations, "rows_checked": c.rows, "threshold_pct": c.threshold_pct,
             "examples": c.examples, "response_due_at": response_due, "fix_due_at": fix_due}

@@ -24,6 +24,7 @@ from datetime import datetime
 from healthqa import codelists
 from healthqa.connectors.sampling import NEW_ROWS, WHOLE, read_extent
 from healthqa.store.findings import OPEN
+from healthqa.store.results import rule_of, split_rules
 
 from .labels import table_text
 from .scores import excess
@@ -78,6 +79,21 @@ class Reconciliation:
     persisting: list[tuple[Known, Candidate]] = field(default_factory=list)
     reopened: list[tuple[Known, Candidate]] = field(default_factory=list)
     resolved: list[Known] = field(default_factory=list)
+    # why a finding was resolved or carried over, when it is not the usual "seen to pass" (finding id -> text)
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A rule now split per system (a suite's ``system_by``), at one institution a run read whole:
+    the systems' finding fingerprints there and whether its rows fell in each. A finding opened on
+    the whole rule before the split (``rule_fingerprint`` of the rule's own id, judged on every
+    kind of row) is judged by its parts (``reconcile``)."""
+
+    rule: str
+    org: str
+    parts: dict[str, str]  # fingerprint -> system
+    had_rows: frozenset[str]  # the fingerprints whose system had rows of the institution
 
 
 def rule_fingerprint(source: str, table: str, rule_id: str, org: str | None) -> str:
@@ -154,6 +170,29 @@ def candidates(results: Iterable[Mapping], faults: Iterable[Mapping], policy: Po
     return found, covered
 
 
+def splits(results: Iterable[Mapping]) -> dict[str, Split]:
+    """The institutions each split rule of a run judged over all their rows (a whole read), keyed by
+    the fingerprint the whole rule's finding had there before the split (the default part's now)."""
+    results = [r for r in results if r["status"] in ("pass", "fail", "not_applicable")]
+    split = split_rules(results)
+    out: dict[str, Split] = {}
+    parts: dict[tuple[str, str, str], list[Mapping]] = {}
+    for r in results:
+        key = (r["source"], r["table"], rule_of(r["rule_id"]))
+        if key in split:
+            parts.setdefault(key, []).append(r)
+    for (source, table, rule), rs in parts.items():
+        if any(read_extent(r.get("sampling")) != WHOLE for r in rs):
+            continue  # a part of an institution's rows can open or add, never carry a finding over
+        orgs = {str(o) for r in rs for o, c in (r.get("by_org") or {}).items() if int(c.get("denominator", 0))}
+        for org in orgs:
+            fps = {rule_fingerprint(source, table, r["rule_id"], org): r.get("system") or "" for r in rs}
+            rows = frozenset(rule_fingerprint(source, table, r["rule_id"], org) for r in rs
+                             if int(((r.get("by_org") or {}).get(org) or {}).get("denominator", 0)))
+            out[rule_fingerprint(source, table, rule, org)] = Split(rule, org, fps, rows)
+    return out
+
+
 def seen_again(c: Candidate, k: Known) -> Candidate:
     """The candidate with the finding's counts after a run saw it again. A whole read measured the
     finding afresh; a night's new rows were never counted before, so they add to what was known;
@@ -198,13 +237,25 @@ def _feed(r: Mapping, per_org: Mapping, policy: Policy, zh: str, en: str,
     return found, covered
 
 
-def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[str]) -> Reconciliation:
-    """Compare a run's candidates and coverage with the findings already in the store."""
+def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[str],
+              split: Mapping[str, Split] | None = None, before_split: set[int] | None = None) -> Reconciliation:
+    """Compare a run's candidates and coverage with the findings already in the store.
+
+    ``split`` (``splits``) and ``before_split`` (the ids of findings last judged before their rule
+    was split per system): such a finding was about every kind of row at its institution; now its
+    rule's parts judge them. Where no part fails there, it is resolved with the reason; where a part
+    fails that has no finding of its own, the finding carries over to that part (the most violating),
+    keeping its id, deadlines and history — the problem is still true, only its system changed; where
+    the default part still fails, the finding simply persists."""
     by_fp = {k.fingerprint: k for k in known}
     out = Reconciliation()
     seen = set()
+    found = list(found)
+    carried = _carry_over(by_fp, found, split or {}, before_split or set(), out)
     for c in found:
         seen.add(c.fingerprint)
+        if c.fingerprint in carried:
+            continue
         k = by_fp.get(c.fingerprint)
         if k is None:
             out.new.append(c)
@@ -213,9 +264,40 @@ def reconcile(known: Iterable[Known], found: Iterable[Candidate], covered: set[s
         else:
             out.persisting.append((k, c))
     for fp, k in by_fp.items():
-        if fp in covered and fp not in seen and k.state in OPEN:
+        if fp in covered and fp not in seen and k.state in OPEN and k.id not in out.reasons:
             out.resolved.append(k)
     return out
+
+
+def _carry_over(by_fp: Mapping[str, Known], found: list[Candidate], split: Mapping[str, Split],
+                before_split: set[int], out: Reconciliation) -> set[str]:
+    """The findings opened on a whole rule before it was split (``reconcile``): resolved or carried
+    over to a part in ``out``; returns the candidates' fingerprints that carried one over."""
+    carried: set[str] = set()
+    failing = {c.fingerprint: c for c in found}
+    for fp, sp in split.items():
+        k = by_fp.get(fp)
+        if k is None or k.state not in OPEN or k.id not in before_split or fp in failing:
+            continue  # still failing on the default system's rows: it persists as it is
+        systems = "、".join(sorted({s for f, s in sp.parts.items() if f in sp.had_rows}))
+        fail = sorted((failing[f] for f in sp.parts if f in failing and f != fp), key=lambda c: -c.violations)
+        free = [c for c in fail if c.fingerprint not in by_fp and c.fingerprint not in carried]
+        head = (f"规则 {sp.rule} 已按转诊类型（所属系统）拆分：本机构的记录现计入系统 {systems} — "
+                f"rule {sp.rule} is now split per system; this institution's rows count in system {systems}")
+        if free:
+            c = free[0]
+            out.persisting.append((k, c))
+            carried.add(c.fingerprint)
+            out.reasons[k.id] = (f"{head}；问题仍存在，转由 {c.subject}（系统 {c.system}）跟踪，期限不变 — "
+                                 f"still failing: carried over to {c.subject} (system {c.system}), deadlines kept")
+        elif fail:
+            out.resolved.append(k)
+            out.reasons[k.id] = (f"{head}；问题由 {fail[0].subject} 的问题单跟踪 — "
+                                 f"the part still failing is tracked by {fail[0].subject}'s finding")
+        else:
+            out.resolved.append(k)
+            out.reasons[k.id] = f"{head}；各部分均已通过 — every part passes"
+    return carried
 
 
 def location(f, names=None) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from healthqa.connectors.sampling import NEW_ROWS, read_extent
-from healthqa.store.results import rule_of
+from healthqa.store.results import measured, rule_of, split_rules
 
 DIMENSIONS = ("完整性", "规范性", "一致性", "唯一性", "及时性", "关联性")
 LEVELS = ("overall", "system", "dimension", "table", "org")
@@ -242,17 +242,19 @@ def comparable(now: list[dict], before: list[dict], weights: Mapping[str, float]
 
     def basis(results):
         out = {}
+        split = split_rules(results)  # a split rule's default part measures other rows than the whole rule
         for r in results:
             extent = read_extent(r.get("sampling"))
             if r["status"] in ("pass", "fail") and int(r["denominator"] or 0) > 0:
-                out[(r["source"], r["table"], r["rule_id"])] = (r, extent)
+                out[(r["source"], r["table"], measured(r["source"], r["table"], r["rule_id"], split))] = (r, extent)
         return out
 
     a, b = basis(now), basis(before)
     shared = {k for k in a.keys() & b.keys() if a[k][1] == b[k][1]}
 
     def scores(side):
-        obs = [replace(o, sampled=o.sampled or side[(o.source, o.table, o.rule_id)][1] == NEW_ROWS)
+        extent = {(r["source"], r["table"], r["rule_id"]): e for r, e in side.values()}
+        obs = [replace(o, sampled=o.sampled or extent[(o.source, o.table, o.rule_id)] == NEW_ROWS)
                for o in observations([side[k][0] for k in sorted(shared)]) if o.org is None]
         return {(s.level, s.subject): s for s in score(obs, weights) if s.level in levels}
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from healthqa.connectors.sampling import read_extent
+from healthqa.store.results import measured, split_rules
 
 LIKE_SHARED = 0.8  # two scores stand on one basis when each shares at least this share of its rules with the other
 
@@ -39,6 +40,8 @@ def bases(results: Iterable[Mapping], systems: Mapping[str, str] | None = None) 
     ``system`` filled as ``assess.describe`` does; ``systems`` maps a rule id to its system otherwise)."""
     rules: dict[tuple[str, str], set] = {}
     rows: dict[tuple[str, str], dict] = {}
+    results = list(results)
+    split = split_rules(results)  # the night of a split stands on another basis than the nights before
     for r in results:
         n = int(r.get("denominator") or 0)
         if r["status"] not in ("pass", "fail") or n <= 0:
@@ -48,7 +51,8 @@ def bases(results: Iterable[Mapping], systems: Mapping[str, str] | None = None) 
         keys = [("overall", "overall"), ("dimension", r.get("dimension") or ""), ("table", table)]
         keys += [("system", system)] if system else []
         for key in keys:
-            rules.setdefault(key, set()).add((r["source"], r["table"], r["rule_id"], read_extent(r.get("sampling"))))
+            rules.setdefault(key, set()).add((r["source"], r["table"], measured(r["source"], r["table"], r["rule_id"], split),
+                                               read_extent(r.get("sampling"))))
             per_table = rows.setdefault(key, {})
             per_table[table] = max(per_table.get(table, 0), n)
     return {k: Basis(frozenset(v), sum(rows[k].values())) for k, v in rules.items()}

@@ -176,9 +176,13 @@ class FindingRecords:
 
     @staticmethod
     def record_run_in(s, run_id: int, *, new: Iterable[Mapping], seen: Iterable[tuple[int, Mapping]],
-                      reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None) -> None:
-        """``record_run`` inside the caller's transaction ``s`` (a run's scores and findings commit together)."""
+                      reopened: Iterable[tuple[int, Mapping]], resolved: Iterable[int], at: datetime | None = None,
+                      reasons: Mapping[int, str] | None = None) -> None:
+        """``record_run`` inside the caller's transaction ``s`` (a run's scores and findings commit together).
+        ``reasons``: why a finding was resolved or carried over when it is not the usual verdict (a rule
+        split per system: reports/findings.py ``reconcile``), kept in the event and as the run's note."""
         at = at or now()
+        reasons = reasons or {}
         new, seen, reopened, resolved = list(new), list(seen), list(reopened), list(resolved)
         # the new findings in one flush (one batched INSERT … RETURNING for their ids, not a round trip
         # each), then their events in the same order
@@ -200,7 +204,8 @@ class FindingRecords:
             f.last_run_id, f.last_seen_at = run_id, at
             if f.state == "new":
                 f.state = "open"
-            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="persisting", detail=_counts(upd)))
+            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="persisting",
+                               detail=_because(f, run_id, at, reasons.get(fid), _counts(upd))))
         for fid, upd in reopened:
             f = s.get(Finding, fid)
             for k, v in upd.items():
@@ -212,7 +217,8 @@ class FindingRecords:
         for fid in resolved:
             f = s.get(Finding, fid)
             f.state, f.resolved_at, f.resolved_by, f.last_run_id = "resolved", at, f"run {run_id}", run_id
-            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="resolved"))
+            s.add(FindingEvent(finding_id=fid, run_id=run_id, at=at, event="resolved",
+                               detail=_because(f, run_id, at, reasons.get(fid), {}) or None))
 
     def events_of_run(self, run_id: int) -> dict[str, list[FindingRow]]:
         """The findings a run made new, saw again, reopened and resolved."""
@@ -395,6 +401,15 @@ def _refuse_missing(ids: list[int], found, changing: bool = False) -> None:
 
 def _as_dict(row) -> dict:
     return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+def _because(f: Finding, run_id: int, at: datetime, reason: str | None, detail: dict) -> dict:
+    """The event's detail with ``reason``, which is also written as the run's note on the finding
+    (the console and the service report show notes): a person reads why it closed or moved."""
+    if not reason:
+        return detail
+    f.notes = [*(f.notes or []), {"at": at.isoformat(), "by": f"run {run_id}", "text": reason}]
+    return {**detail, "reason": reason}
 
 
 def _counts(row: Mapping) -> dict:

@@ -31,6 +31,26 @@ def rule_of(result_id: str) -> str:
     return result_id.partition(PART)[0]
 
 
+def split_rules(results: Iterable) -> set[tuple[str, str, str]]:
+    """The (source, table, rule) a run split per system: those with a result ``<rule>@<system>``
+    (a split rule has every system's result each run, ``not_applicable`` where no row was of it).
+    ``results``: dicts (``source``, ``table``, ``rule_id``) or ``StoredResult``s."""
+    out = set()
+    for r in results:
+        source, table, rid = (r["source"], r["table"], r["rule_id"]) if isinstance(r, dict) else r.key
+        if PART in rid:
+            out.add((source, table, rule_of(rid)))
+    return out
+
+
+def measured(source: str, table: str, rule_id: str, split: set[tuple[str, str, str]]) -> str:
+    """What a result measures, for comparing runs: its id, except that a split rule's default part
+    (``REF-X``, only the default system's rows) is not the same measure as the whole rule before the
+    split (``REF-X`` over every kind): it reads ``REF-X@`` — so the night of the split compares
+    system 7's new score with nothing, never with the mixed one before (docs/domain.md)."""
+    return f"{rule_id}{PART}" if PART not in rule_id and (source, table, rule_id) in split else rule_id
+
+
 @dataclass(frozen=True)
 class StoredResult:
     """One rule's result on one table in one run (DQD-style: numerator, denominator, status)."""
@@ -95,6 +115,18 @@ class Results:
         with self._store.session() as s:
             rows = s.execute(select(RuleResult).where(RuleResult.run_id == run_id).order_by(RuleResult.id)).scalars()
             return [_stored(r) for r in rows]
+
+    def split_in(self, run_ids: Iterable[int]) -> dict[int, set[tuple[str, str, str]]]:
+        """Per run, the rules it split per system (``split_rules``), read from the result ids alone."""
+        ids = sorted(set(run_ids))
+        out: dict[int, set[tuple[str, str, str]]] = {rid: set() for rid in ids}
+        with self._store.session() as s:
+            for start in range(0, len(ids), 500):
+                q = (select(RuleResult.run_id, RuleResult.source, RuleResult.table_name, RuleResult.rule_id)
+                     .where(RuleResult.run_id.in_(ids[start:start + 500]), RuleResult.rule_id.contains(PART)))
+                for rid, source, table, rule_id in s.execute(q):
+                    out[rid].add((source, table, rule_of(rule_id)))
+        return out
 
     def of_table(self, source: str, table: str, kind: str, *, upto: int, since: datetime | None = None,
                  runs: int | None = None) -> list[tuple[int, datetime, str, list[StoredResult]]]:
