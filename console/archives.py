@@ -101,19 +101,10 @@ class Archives:
 
     def moved(self) -> set[str]:
         """The archive numbers a move record (``archive_move``, 迁入/迁出) names; none when the source
-        maps no such table or cannot read it now."""
-        from healthqa.config import Sampling
-        from healthqa.connectors.sampling import Scope
+        maps no such table or cannot read it now (``dedup.merge.moved_archives``)."""
+        from healthqa.dedup.merge import moved_archives
 
-        src = self.cfg.sources.get(self.source)
-        if src is None or "archive_move" not in (src.tables or {}):
-            return set()
-        try:
-            with open_source(self.cfg, self.source) as r:
-                df = r.read_all("archive_move", Scope(sampling=Sampling(method="full")), columns=["archive_id"])
-        except SourceError:  # a move table that cannot be read labels nothing; the queue still opens
-            return set()
-        return set(st.text(df["archive_id"]).dropna()) if "archive_id" in df else set()
+        return moved_archives(self.cfg, self.source)
 
     def _open(self):
         if self._reader is None or time.monotonic() - self._opened > REOPEN_S:

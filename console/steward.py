@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from healthqa.dedup import merge as merge_out
 from healthqa.dedup import migration
-from healthqa.errors import HealthqaError
+from healthqa.errors import HealthqaError, SourceError
 from healthqa.reports.institutions import Registry, registry
 from healthqa.store.models import stored_id
 from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
@@ -587,7 +587,7 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
     if fmt not in FORMATS:
         raise HTTPException(404, f"格式应为 {', '.join(FORMATS)} / format: one of {', '.join(FORMATS)}")
     store, source = request.app.state.store, _source(request)
-    merges = merge_out.accepted_merges(store, source)
+    merges = _kinds(request, merge_out.accepted_merges(store, source))
     name, media = FORMATS[fmt]
     texts, kept, skipped = merge_out.render_all(merges)
     # a merge that cannot be expressed is left out of the file, counted in the audit log and in a header
@@ -596,6 +596,17 @@ def export(request: Request, fmt: str, who: Who = Depends(steward)):
     return Response(texts[fmt].encode("utf-8"), media_type=f"{media}; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "X-Healthqa-Merges-Skipped": str(len(skipped))})
+
+
+def _kinds(request: Request, merges: list) -> list:
+    """The merges with their kind (迁移 migration, 死亡, 重复建档: dedup/migration.py ``merge_kind``) read off
+    the archives as the MPI holds them now; every kind ``unknown`` when the MPI cannot be read."""
+    try:
+        records = request.app.state.archives.fetch(sorted({k for m in merges for k in (m.survivor, m.retired)}),
+                                                   max_age=ar.SHOWN_S) if merges else {}
+    except SourceError:
+        records = {}
+    return merge_out.with_kinds(merges, records, _moved(request) if records else set())
 
 
 def _now():

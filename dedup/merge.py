@@ -14,18 +14,28 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healthqa import clock, csvfile
+from healthqa import canonical, clock, csvfile
+from healthqa import standards as st
+from healthqa.config import Config
+from healthqa.connectors.sources import open_source
+from healthqa.errors import SourceError
+
+from .migration import KINDS, merge_kind
 
 if TYPE_CHECKING:  # the core's store, for the annotation only: merge instructions are plain data
     from healthqa.store import AuditStore
 
 # identifier system of the health-archive number (健康档案编号); the MPI may use its own OID instead
 ARCHIVE_SYSTEM = "urn:healthqa:cn:health-archive-number"
+# the kind of a merge (migration.KINDS) on the retired Patient: an extension holding a Coding
+KIND_EXTENSION = "urn:healthqa:merge-kind"
+KIND_SYSTEM = "urn:healthqa:cn:merge-kind"
 # what FHIR R4 allows as a resource id (``id`` datatype); an archive number is often something else
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # HL7 v2 delimiters and the escape sequence each is written as (the escape character itself first)
@@ -40,6 +50,10 @@ class Merge:
     decided_at: str | None = None  # ISO 8601 with the configured zone's offset
     decided_by: str | None = None  # the steward who decided it (console decisions); "system" above the threshold
     basis: str | None = None  # a bulk merge: the score band and the sample reviewed, or the auto-accept threshold
+    # what the merge is (migration.KINDS): a move's leftover (迁移) is retired as moved out by the
+    # receiving system, not as a clerical duplicate; None: not looked up (``with_kinds``)
+    kind: str | None = None
+    kind_zh: str | None = None
 
 
 def in_order(merges: list[Merge]) -> list[Merge]:
@@ -58,8 +72,54 @@ def in_order(merges: list[Merge]) -> list[Merge]:
         survivor, retired = final(m.survivor), final(m.retired)
         if survivor != retired:
             into[retired] = survivor
-            out.append(Merge(survivor, retired, m.decided_at, m.decided_by, m.basis))
+            out.append(Merge(survivor, retired, m.decided_at, m.decided_by, m.basis, m.kind, m.kind_zh))
     return out
+
+
+def with_kinds(merges: list[Merge], records: Mapping[str, Mapping], moved: Collection[str]) -> list[Merge]:
+    """The merges each with its kind (``migration.merge_kind``) read off the archives as the MPI holds
+    them now (``records``: archive number -> canonical values; ``moved``: the numbers a move record
+    names)."""
+    out = []
+    for m in merges:
+        code = merge_kind(records.get(m.survivor), records.get(m.retired), moved, (m.survivor, m.retired))
+        out.append(replace(m, kind=code, kind_zh=KINDS[code]))
+    return out
+
+
+def read_kinds(cfg: Config, source: str, merges: list[Merge]) -> list[Merge]:
+    """``with_kinds`` with the archives and move records read from ``source`` (read-only); a source
+    that cannot be read now leaves every kind ``unknown`` (said, never guessed as a duplicate)."""
+    keys = sorted({k for m in merges for k in (m.survivor, m.retired)})
+    try:
+        with open_source(cfg, source) as r:
+            df = r.fetch("person", keys, columns=["org_code", "status_code"]) if keys else None
+        records: dict[str, dict] = {}
+        if df is not None and len(df):
+            cols = [c for c in ("org_code", "status_code") if c in df]
+            values = {c: st.text(df[c]).tolist() for c in cols}  # codes as trimmed text, as the queue reads them
+            for i, k in enumerate(df[canonical.table("person").key].astype(str).tolist()):
+                records.setdefault(k, {c: values[c][i] for c in cols})
+        return with_kinds(merges, records, moved_archives(cfg, source))
+    except SourceError:
+        return with_kinds(merges, {}, set())
+
+
+def moved_archives(cfg: Config, source: str) -> set[str]:
+    """The archive numbers a move record (``archive_move``, 迁入/迁出) of ``source`` names; none when the
+    source maps no such table or cannot read it now."""
+    from healthqa.config import Sampling
+    from healthqa.connectors.sampling import Scope
+
+    src = cfg.sources.get(source)
+    if src is None or "archive_move" not in (src.tables or {}):
+        return set()
+    try:
+        with open_source(cfg, source) as r:
+            df = r.read_all("archive_move", Scope(sampling=Sampling(method="full")), columns=["archive_id"])
+    except SourceError:  # a move table that cannot be read names no move
+        return set()
+    return set(st.text(df["archive_id"]).dropna()) if "archive_id" in df else set()
 
 
 def accepted_merges(store: AuditStore, source: str) -> list[Merge]:
@@ -117,6 +177,8 @@ def adt_a40(m: Merge, control_id: str, sending_facility: str = "HEALTHQA", when:
     msg.msh.msh_11 = "P"
     msg.evn.evn_1 = "A40"
     msg.evn.evn_2 = ts
+    if m.kind:  # EVN-4 event reason: what the merge is (migration.KINDS), code ^ label
+        msg.evn.evn_4 = f"{m.kind}^{hl7_escaped(m.kind_zh or '')}"
     if m.decided_by:
         msg.evn.evn_5 = hl7_escaped(m.decided_by)  # EVN-5 operator ID: the steward who decided the merge
     if m.decided_at:
@@ -148,6 +210,9 @@ def fhir_patients(m: Merge) -> list[dict]:
                                        "link": [{"other": {"reference": f"Patient/{fhir_id(m.retired)}"},
                                                  "type": "replaces"}]})
     out = [json.loads(retired.model_dump_json()), json.loads(survivor.model_dump_json())]
+    if m.kind:  # what the merge is (migration.KINDS), on the retired Patient the receiving system retires
+        out[0]["extension"] = [{"url": KIND_EXTENSION, "valueCoding": {"system": KIND_SYSTEM, "code": m.kind,
+                                                                        "display": m.kind_zh}}]
     if m.decided_by:
         out.append(provenance(m))
     return out

@@ -38,7 +38,7 @@ def dedup(
         help="write accepted merges (CSV, JSON, HL7 ADT^A40, FHIR) to this folder")] = None,
 ):
     """重复档案筛查 / find duplicate resident archives and suggest merges."""
-    from healthqa.dedup.merge import accepted_merges
+    from healthqa.dedup.merge import accepted_merges, read_kinds
     from healthqa.pipelines.dedup import notes, run_dedup
 
     writable_file(json_out, "--json")
@@ -48,7 +48,7 @@ def dedup(
             run = run_dedup(cfg, store, source=source, spec_path=str(spec) if spec else None, truth=truth,
                             incremental=incremental,
                             progress=lambda what: step(what, done=DEDUP_STEPS.index(what) if what in DEDUP_STEPS else 0))
-        merges = accepted_merges(store, run.source) if merge_instructions else None
+        merges = read_kinds(cfg, run.source, accepted_merges(store, run.source)) if merge_instructions else None
     for t in render.dedup_tables(run, truth):
         app.out.print(t)
     for note in notes(run.result.stats):  # a whole MPI read and why, an index not written, odd times

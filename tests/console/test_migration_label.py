@@ -77,3 +77,26 @@ def test_the_cluster_list_labels_it(crafted, client):
     html = client.get("/review/clusters").text
     section = html[html.index(moved.left) - 400:html.index(moved.left)]
     assert "迁移 migration" in section
+
+
+def test_the_merge_export_says_a_moves_leftover_is_a_migration(crafted, client):
+    """A merge decided on the move's loose end is exported as 迁移 migration (code and label) in every
+    format; a merge of two archives without a move is a duplicate."""
+    import json
+
+    site, moved, plain = crafted
+    with AuditStore(config.load(site).store.url) as store:
+        for p in (moved, plain):
+            store.review.decide("mpi", p.left, p.right, "merge", user_id=None, user="steward1", survivor=p.right)
+    doc = {(d["survivor"], d["retired"]): d for d in json.loads(client.get("/review/export/json").text)}
+    assert doc[(moved.right, moved.left)]["kind"] == "migration"
+    assert doc[(moved.right, moved.left)]["kind_zh"] == "迁移 migration"
+    assert doc[(plain.right, plain.left)]["kind"] == "duplicate"
+    assert "kind,kind_zh" in client.get("/review/export/csv").text.splitlines()[0]
+    assert "migration^迁移 migration" in client.get("/review/export/hl7").text
+    # the command line's export (healthqa dedup --merge-instructions) reads the same kinds from the MPI
+    from healthqa.dedup.merge import Merge, read_kinds
+
+    kinds = read_kinds(config.load(site), "mpi", [Merge(moved.right, moved.left), Merge(plain.right, plain.left),
+                                                  Merge(plain.right, "NO-SUCH-ARCHIVE")])
+    assert [m.kind for m in kinds] == ["migration", "duplicate", "unknown"]

@@ -66,3 +66,30 @@ def test_a_merge_that_cannot_be_written_is_counted_and_the_rest_written(tmp_path
     assert len(json.loads(out.files["json"].read_text(encoding="utf-8"))) == 2
     assert len(out.files["hl7"].read_bytes().decode("utf-8").split("\n")) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in out.files.values())
+
+
+def test_a_merge_says_what_it_is_a_moves_leftover_in_every_format(tmp_path):
+    """迁移: the archive left at the old institution when a resident moved (moved out, 3) is retired as a
+    move's leftover by the receiving system, not as a clerical duplicate; a deceased archive's merge
+    is death's; an archive no longer read is said unknown, never guessed."""
+    from healthqa.dedup.merge import with_kinds
+
+    records = {"NEW1": {"org_code": "ORG-NEW", "status_code": "1"}, "OLD1": {"org_code": "ORG-OLD", "status_code": "3"},
+               "A1": {"org_code": "ORG-A", "status_code": "1"}, "A2": {"org_code": "ORG-A", "status_code": "1"},
+               "D1": {"org_code": "ORG-A", "status_code": "2"}, "B1": {"org_code": "ORG-B", "status_code": "1"},
+               "M1": {"org_code": "ORG-X", "status_code": "1"}, "M2": {"org_code": "ORG-Y", "status_code": "1"}}
+    merges = with_kinds([Merge("NEW1", "OLD1", WHEN, WHO), Merge("A1", "A2", WHEN, WHO), Merge("D1", "B1", WHEN, WHO),
+                         Merge("M2", "M1", WHEN, WHO), Merge("A1", "GONE", WHEN, WHO)], records, moved={"M2"})
+    assert [m.kind for m in merges] == ["migration", "duplicate", "death", "migration", "unknown"]
+    assert merges[0].kind_zh.startswith("迁移") and merges[1].kind_zh.startswith("重复建档")
+    out = write_all(merges, tmp_path)
+    with out.files["csv"].open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["kind"] == "migration" and rows[0]["kind_zh"] == "迁移 migration"
+    doc = json.loads(out.files["json"].read_text(encoding="utf-8"))
+    assert [d["kind"] for d in doc] == ["migration", "duplicate", "death", "migration", "unknown"]
+    first = parse_message(out.files["hl7"].read_bytes().decode("utf-8").split("\n")[0], find_groups=True)
+    assert first.evn.evn_4.to_er7() == "migration^迁移 migration"
+    retired = [r for r in _bundle(out.files["fhir"]) if r["resourceType"] == "Patient" and not r["active"]]
+    assert retired[0]["extension"][0]["valueCoding"]["code"] == "migration"
+    assert retired[1]["extension"][0]["valueCoding"]["code"] == "duplicate"
