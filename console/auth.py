@@ -23,9 +23,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,29 +108,6 @@ def role(*roles: str):
 
 
 TOO_MANY = "登录尝试过于频繁，请一分钟后再试 / too many log-in attempts from this address: try again in a minute"
-
-
-class ClientLimiter:
-    """At most ``per_minute`` calls of one key in any minute, in this process's memory (the match
-    API's calls per token: console/match.py; a log-in's bounds are in the store, ``Throttle``)."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str | None) -> bool:
-        key, t = client or "?", time.monotonic()
-        with self._lock:
-            if len(self._seen) > 10_000:  # many addresses: forget those quiet for a minute
-                self._seen = {k: q for k, q in self._seen.items() if q and q[-1] > t - 60}
-            q = self._seen.setdefault(key, deque())
-            while q and q[0] <= t - 60:
-                q.popleft()
-            if len(q) >= self.per_minute:
-                return False
-            q.append(t)
-            return True
 
 
 class Throttle:

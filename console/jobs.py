@@ -36,7 +36,7 @@ class Jobs:
     def _work(self, cfg, user: str, scope: dict, created: Future) -> None:
         jobs = self.store.jobs
         try:
-            with jobs.running(user, scope) as job_id:
+            with jobs.running(user, scope, cfg.console.job_keep_days) as job_id:
                 created.set_result(job_id)  # the page answers now; the validation's imports take seconds
                 try:
                     from healthqa.pipelines.validate import ValidationRequest, validate_adhoc

@@ -19,7 +19,7 @@ Machines only: an API token (``healthqa tokens add NAME --role matcher``) as ``A
 Bearer …``; a console session is not accepted here (and a token opens no console page: those read
 the session alone). Every call is in the audit log under the token's name, with the archive numbers
 it disclosed and never a personal value; each token gets ``console.match_calls_per_minute`` calls
-in any minute.
+in its minute, counted in the audit store for every console worker together (``store.tokens.call``).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from healthqa import clock, masking
 from healthqa.dedup.match import Found, Matcher
 from healthqa.standards import id_valid_one
 from healthqa.store.tokens import TokenRecord
-
-from .auth import ClientLimiter
 
 MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
 EXPLANATION = "urn:healthqa:fhir:match-explanation"  # our extension: per field, the level and weight
@@ -164,7 +162,8 @@ def token_of(request: Request) -> TokenRecord:
     if rec is None or rec.role != "matcher":
         store.review.log(None, "match_refused", None, {"reason": "no valid token", "route": request.url.path})
         raise MatchRefused(401, "需要有效的 API 令牌 / a valid API token is required (Authorization: Bearer …)", "login")
-    if not request.app.state.match_limiter.allow(rec.name):
+    # counted in the store: every console worker counts the same calls (store.tokens.call)
+    if not store.tokens.call(rec.name, request.app.state.cfg.console.match_calls_per_minute):
         store.review.log(rec.name, "match_refused", None, {"reason": "rate", "route": request.url.path})
         raise MatchRefused(429, "调用过于频繁，请稍后再试 / too many calls for this token: try again in a minute",
                            "throttled")
@@ -207,7 +206,6 @@ def install(app) -> None:
     """The match routes on the console's application, with their error answers and rate limit."""
     app.state.matchers = Matchers(app)
     app.state.match_batcher = Batcher(app.state.matchers, app.state.store)
-    app.state.match_limiter = ClientLimiter(app.state.cfg.console.match_calls_per_minute)
 
     @app.exception_handler(MatchRefused)
     async def refused(request: Request, exc: MatchRefused):

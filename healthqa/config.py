@@ -401,6 +401,9 @@ class Console(_Strict):
     # its system), and the calls one API token may make in any minute (then 429)
     match_id_systems: list[str] = Field(default_factory=lambda: ["urn:oid:2.16.156.10011.1.3"])
     match_calls_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
+    # the engineer's validation jobs (console_jobs) ended longer ago than this are deleted when a new
+    # one starts (a running one never is; its run and findings stay in the store's history)
+    job_keep_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
     @field_validator("trusted_proxies")
     @classmethod

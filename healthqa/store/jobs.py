@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from healthqa.clock import now
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 STATES = ("running", "done", "failed", "interrupted")
 INTERRUPTED = "处理它的控制台进程已终止（重启、崩溃或被终止）/ the console process running it ended (restart, crash or kill)"
 RECENT = 20
+KEEP_DAYS = 90  # the default of console.job_keep_days
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,20 @@ class Jobs:
         self._store = store
 
     @contextmanager
-    def running(self, user: str, scope: dict) -> Iterator[int]:
+    def running(self, user: str, scope: dict, keep_days: int = KEEP_DAYS) -> Iterator[int]:
         """``with store.jobs.running(user, scope) as job_id:`` — the job's row, ``running`` while the
         block runs in this process (its lock held); the block writes its end (``finish``). A block
-        that ends without one leaves it to be read as interrupted."""
+        that ends without one leaves it to be read as interrupted. In the same transaction, the jobs
+        that ended more than ``keep_days`` ago are deleted (``console.job_keep_days``): a job's row
+        is the page an engineer follows, its run and findings stay in the store's history; a job
+        still running is never deleted, however old."""
         owner = uuid.uuid4().hex
         locks = self._store.locks
         doc = {**scope, "since": _iso(scope.get("since")), "until": _iso(scope.get("until"))}
         with locks.hold(_lock(owner)):  # before the row exists: a reader never sees it running unheld
             with self._store.session() as s:
+                s.execute(delete(ConsoleJob).where(ConsoleJob.state != "running", ConsoleJob.finished_at.is_not(None),
+                                                   ConsoleJob.finished_at < now() - timedelta(days=keep_days)))
                 row = ConsoleJob(user_name=user, scope=doc, state="running", owner=owner, started_at=now(),
                                  done_tables=[])
                 s.add(row)

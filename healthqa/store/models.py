@@ -356,6 +356,17 @@ class LoginWindow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ApiCallWindow(Base):
+    """A machine token's calls of the match API in its current minute (migration 0013): counted in the
+    store, not in a process, so that N console workers allow a token what one does (as
+    ``LoginWindow``). The window starts at the first call after the last one ended."""
+
+    __tablename__ = "api_call_windows"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)  # the token's name
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ConsoleJob(Base):
     """An ad-hoc validation the engineer started from the console (migration 0012), readable by every
     console process: its scope, progress and result. ``owner`` names the lock the process running it

@@ -12,14 +12,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from healthqa.clock import now
+from healthqa.errors import StoreError
 
-from .models import ApiToken, AuditLog
+from .models import ApiCallWindow, ApiToken, AuditLog
 from .users import UserError, normalise_name
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 TOKEN_ROLES = ("matcher",)
 PREFIX = "hqa_"  # tells a healthqa token in a configuration or a leaked log
+CALL_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,28 @@ class Tokens:
             if t is None or t.revoked_at is not None or not hmac.compare_digest(t.token_hash, h):
                 return None
             return TokenRecord(t.name, t.role, t.created_at, t.revoked_at)
+
+    def call(self, name: str, per_window: int, _made: bool = False) -> bool:
+        """Count one match-API call of token ``name`` in its window (a minute from its first call after
+        the last window ended); False, uncounted, when the window holds ``per_window`` already. In the
+        store, so every console process counts the same calls (as ``users.client_attempt``): a new
+        token's row is made once, then one transaction of two conditional UPDATEs per call — the
+        window started again if it ended, then the call counted if there is room — so calls sent
+        together through several processes are counted one after the other."""
+        at = now()
+        name = name[:64]
+        w = ApiCallWindow
+        with self._store.session() as s:
+            s.execute(update(w).where(w.token == name, w.started_at <= at - CALL_WINDOW).values(started_at=at, calls=0))
+            if s.execute(update(w).where(w.token == name, w.calls < per_window)
+                         .values(calls=w.calls + 1)).rowcount == 1:
+                return True
+            if s.get(w, name) is not None or _made:
+                return False
+        try:
+            with self._store.session() as s:  # the token's first call (or its first after an hour's quiet)
+                s.execute(delete(w).where(w.started_at < at - timedelta(hours=1)))
+                s.add(w(token=name, started_at=at, calls=0))
+        except StoreError:  # another process made the row at the same moment: it is there
+            pass
+        return self.call(name, per_window, _made=True)

@@ -1,7 +1,7 @@
 """What several console processes (``healthqa serve --workers N``) must share, on SQLite and on
 PostgreSQL: the engineer's validation started through one process is followed and read through
-another; a client address's log-in bound holds across processes; a job whose process was killed
-reads as interrupted, never as running for ever.
+another; a client address's log-in bound and a machine token's match-API calls hold across
+processes; a job whose process was killed reads as interrupted, never as running for ever.
 
 Each test talks to two processes of the console on one audit store: ``healthqa serve`` (a process of
 its own, "A") and the application in the test's own process ("B") — which process answers is then
@@ -30,6 +30,7 @@ from .console_site import build, csrf_of, logged_in, login, serve
 pytestmark = [pytest.mark.server, pytest.mark.xdist_group("console-workers")]
 
 PER_CLIENT = 3
+MATCH_CALLS = 2
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -39,7 +40,8 @@ def site(request, demo, tmp_path_factory):
     dbs = _temporary_database(PG_ADMIN, "PostgreSQL", '"', " WITH (FORCE)") if request.param == "postgresql" else None
     url = next(dbs) if dbs else None
     path = build(demo, tmp_path_factory.mktemp(f"workers-{request.param}"), url, validate=False, scan=False,
-                 console={"logins_per_client_per_minute": PER_CLIENT})
+                 console={"logins_per_client_per_minute": PER_CLIENT,
+                                   "match_calls_per_minute": MATCH_CALLS})
     cfg = config.load(path)
     proc, base = serve(path, free_port())
     try:
@@ -130,3 +132,19 @@ def test_a_job_left_running_by_a_killed_process_reads_as_interrupted(site):
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=30)
+
+
+def test_a_tokens_match_calls_are_counted_once_across_processes(site):
+    """``console.match_calls_per_minute`` is a token's in all processes together (store.tokens.call),
+    not each worker's: two calls through A and B, and the third is refused by either."""
+    _, cfg, app_b, base = site
+    with AuditStore(cfg.store.url) as store:
+        token = store.tokens.add("vendor-workers", "matcher", "admin1")
+    auth = {"Authorization": f"Bearer {token}"}
+    b = TestClient(app_b, headers=auth)
+    with httpx.Client(base_url=base, timeout=60, headers=auth) as a:
+        seen = [a.post("/api/match", json={"name": "张云"}).status_code,
+                b.post("/api/match", json={"name": "张云"}).status_code]
+        assert 429 not in seen and len(seen) == MATCH_CALLS
+        assert a.post("/api/match", json={"name": "张云"}).status_code == 429
+        assert b.post("/api/match", json={"name": "张云"}).status_code == 429

@@ -298,3 +298,49 @@ def test_a_store_behind_the_newest_migration_is_still_upgraded(tmp_path):
     with AuditStore(url) as store:
         assert store.revision() == head()
         assert "institution_names" in inspect(store.engine).get_table_names()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_tokens_match_calls_are_counted_in_the_store_by_the_minute(backend, tmp_path, request):
+    """Two store handles (two console processes) count one token's calls together; the window starts
+    again a minute after its first call; another token has its own."""
+    from healthqa import clock
+
+    url = request.getfixturevalue("pg_store_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
+    with AuditStore(url) as one, AuditStore(url) as two, clock.frozen(datetime(2026, 12, 8, 3, 0)) as c:
+        assert [one.tokens.call("his", 3), two.tokens.call("his", 3), one.tokens.call("his", 3)] == [True] * 3
+        assert not two.tokens.call("his", 3) and not one.tokens.call("his", 3)
+        assert two.tokens.call("lis", 3)  # another token's own window
+        c.advance(seconds=59)
+        assert not one.tokens.call("his", 3)
+        c.advance(seconds=1)
+        assert two.tokens.call("his", 3) and one.tokens.call("his", 3)
+        c.advance(hours=2)
+        assert one.tokens.call("his", 1) and not two.tokens.call("his", 1)
+
+
+def test_a_new_validation_job_clears_jobs_ended_long_ago_never_a_running_one(tmp_path):
+    """console_jobs keeps the engineer's jobs ``console.job_keep_days``: those that ended longer ago go
+    when a new job starts; one still running stays however old, as do the runs the old jobs made."""
+    from healthqa import clock
+    from healthqa.store.models import ConsoleJob
+
+    with AuditStore(f"sqlite:///{tmp_path / 'a.db'}") as store, clock.frozen(datetime(2026, 1, 1, 9, 0)) as c:
+        jobs, scope = store.jobs, {"source": "mpi", "tables": ["person"], "orgs": []}
+        with jobs.running("eng1", scope) as old_done:
+            jobs.finish(old_done, "done")
+        with jobs.running("eng1", scope) as old_failed:
+            jobs.finish(old_failed, "failed", error="x")
+        with store.session() as s:  # a job whose process still runs it (as far as the row says)
+            s.add(ConsoleJob(user_name="eng2", scope=scope, state="running", owner="elsewhere",
+                             started_at=clock.now(), done_tables=[]))
+        c.advance(days=10)
+        with jobs.running("eng1", scope, keep_days=30) as recent:
+            jobs.finish(recent, "done")
+        c.advance(days=25)  # the first two ended 35 days ago, the third 25
+        with jobs.running("eng1", scope, keep_days=30) as new:
+            jobs.finish(new, "done")
+        with store.session() as s:
+            left = {j.id: j.state for j in s.query(ConsoleJob)}
+        assert old_done not in left and old_failed not in left
+        assert recent in left and new in left and "running" in left.values()
