@@ -19,7 +19,8 @@ Machines only: an API token (``healthqa tokens add NAME --role matcher``) as ``A
 Bearer …``; a console session is not accepted here (and a token opens no console page: those read
 the session alone). Every call is in the audit log under the token's name, with the archive numbers
 it disclosed and never a personal value; each token gets ``console.match_calls_per_minute`` calls
-in its minute, counted in the audit store for every console worker together (``store.tokens.call``).
+in its minute, counted in the audit store for every console worker together (``store.tokens.call_in``,
+in the transaction that writes the calls' audit-log entries).
 """
 
 from __future__ import annotations
@@ -108,11 +109,22 @@ class Batcher:
 
     MAX_BATCH = 64
 
-    def __init__(self, matchers: Matchers, store):
-        self.matchers, self.store = matchers, store
+    def __init__(self, matchers: Matchers, store, per_minute: int):
+        self.matchers, self.store, self.per_minute = matchers, store, per_minute
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._opened: set[str] = set()  # tokens whose row of calls this process knows is there
+        # a token the store found over its calls, until its window ends: refused here at once
+        # (``token_of``), without matching nor asking the store again
+        self.full: dict[str, Any] = {}
+
+    def refuses(self, token: str) -> bool:
+        until = self.full.get(token)
+        if until is not None and clock.now() >= until:
+            self.full.pop(token, None)
+            return False
+        return until is not None
 
     def match(self, record: dict, finish) -> Any:
         """``finish(found, matcher)`` -> (answer, audit entry as ``review.log_many`` takes it) of
@@ -144,9 +156,23 @@ class Batcher:
                         answered.append((done, *finish(m.match(record), m)))
                     except Exception as e:  # noqa: BLE001 - that call answers with it
                         done.set_exception(e)
-                self.store.review.log_many([entry for _, _, entry in answered])
-                for done, answer, _ in answered:
+                for name in {entry[0] for _, _, entry in answered} - self._opened:
+                    self.store.tokens.open_window(name)
+                    self._opened.add(name)
+                # the calls counted against their tokens (console.match_calls_per_minute, in the store for
+                # every console worker) in the transaction that writes their audit-log entries: no
+                # commit of its own, and no answer leaves before both are stored
+                kept, over = [], []
+                with self.store.session() as s:
+                    for done, answer, entry in answered:
+                        until = self.store.tokens.call_in(s, entry[0], self.per_minute)
+                        (kept if until is None else over).append((done, answer, entry, until))
+                    self.store.review.log_many_in(s, [entry for _, _, entry, _ in kept])
+                for done, answer, _, _ in kept:
                     done.set_result(answer)
+                for done, _, entry, until in over:
+                    self.full[entry[0]] = until
+                    done.set_exception(_too_many())
             except Exception as e:  # noqa: BLE001 - each waiting call answers with it
                 for _, _, done in batch:
                     if not done.done():
@@ -162,12 +188,17 @@ def token_of(request: Request) -> TokenRecord:
     if rec is None or rec.role != "matcher":
         store.review.log(None, "match_refused", None, {"reason": "no valid token", "route": request.url.path})
         raise MatchRefused(401, "需要有效的 API 令牌 / a valid API token is required (Authorization: Bearer …)", "login")
-    # counted in the store: every console worker counts the same calls (store.tokens.call)
-    if not store.tokens.call(rec.name, request.app.state.cfg.console.match_calls_per_minute):
+    # a token this process saw over its calls is refused until its window ends; the others' calls are
+    # counted when they are answered (``Batcher``: in the store, for every console worker)
+    if request.app.state.match_batcher.refuses(rec.name):
         store.review.log(rec.name, "match_refused", None, {"reason": "rate", "route": request.url.path})
-        raise MatchRefused(429, "调用过于频繁，请稍后再试 / too many calls for this token: try again in a minute",
-                           "throttled")
+        raise _too_many()
     return rec
+
+
+def _too_many() -> MatchRefused:
+    return MatchRefused(429, "调用过于频繁，请稍后再试 / too many calls for this token: try again in a minute",
+                        "throttled")
 
 
 def _token_dep(request: Request) -> TokenRecord:
@@ -205,7 +236,7 @@ async def api_match(request: Request, tok: TokenRecord = Depends(_token_dep)):
 def install(app) -> None:
     """The match routes on the console's application, with their error answers and rate limit."""
     app.state.matchers = Matchers(app)
-    app.state.match_batcher = Batcher(app.state.matchers, app.state.store)
+    app.state.match_batcher = Batcher(app.state.matchers, app.state.store, app.state.cfg.console.match_calls_per_minute)
 
     @app.exception_handler(MatchRefused)
     async def refused(request: Request, exc: MatchRefused):

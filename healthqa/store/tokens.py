@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from healthqa.clock import now
 from healthqa.errors import StoreError
@@ -88,27 +88,42 @@ class Tokens:
                 return None
             return TokenRecord(t.name, t.role, t.created_at, t.revoked_at)
 
-    def call(self, name: str, per_window: int, _made: bool = False) -> bool:
+    def call(self, name: str, per_window: int) -> bool:
+        """Count one match-API call of token ``name`` (``call_in`` in a transaction of its own): True
+        when counted, False when its window is full."""
+        self.open_window(name)
+        with self._store.session() as s:
+            return self.call_in(s, name, per_window) is None
+
+    def open_window(self, name: str) -> None:
+        """The token's row of calls, made if it is not there yet (once per token: rows stay, a
+        token's name is never reused). Two processes making it at the same moment: one does."""
+        name = name[:64]
+        try:
+            with self._store.session() as s:
+                if s.get(ApiCallWindow, name) is None:
+                    s.add(ApiCallWindow(token=name, started_at=now(), calls=0))
+        except StoreError:  # another process made the row at the same moment: it is there
+            pass
+
+    @staticmethod
+    def call_in(s, name: str, per_window: int) -> datetime | None:
         """Count one match-API call of token ``name`` in its window (a minute from its first call after
-        the last window ended); False, uncounted, when the window holds ``per_window`` already. In the
-        store, so every console process counts the same calls (as ``users.client_attempt``): a new
-        token's row is made once, then one transaction of two conditional UPDATEs per call — the
-        window started again if it ended, then the call counted if there is room — so calls sent
-        together through several processes are counted one after the other."""
+        the last window ended), inside the caller's transaction ``s``: None when counted, else the
+        end of the full window (the call is not counted). In the store, so every console process
+        counts the same calls (as ``users.client_attempt`` counts log-ins): two conditional UPDATEs
+        — the window started again if it ended, then the call counted if there is room — so calls
+        counted together through several processes are counted one after the other. The match API
+        counts a batch's calls in the transaction that writes their audit-log entries: no commit of
+        its own (console/match.py ``Batcher``). The row is ``open_window``'s (made here if missing)."""
         at = now()
         name = name[:64]
         w = ApiCallWindow
-        with self._store.session() as s:
-            s.execute(update(w).where(w.token == name, w.started_at <= at - CALL_WINDOW).values(started_at=at, calls=0))
-            if s.execute(update(w).where(w.token == name, w.calls < per_window)
-                         .values(calls=w.calls + 1)).rowcount == 1:
-                return True
-            if s.get(w, name) is not None or _made:
-                return False
-        try:
-            with self._store.session() as s:  # the token's first call (or its first after an hour's quiet)
-                s.execute(delete(w).where(w.started_at < at - timedelta(hours=1)))
-                s.add(w(token=name, started_at=at, calls=0))
-        except StoreError:  # another process made the row at the same moment: it is there
-            pass
-        return self.call(name, per_window, _made=True)
+        s.execute(update(w).where(w.token == name, w.started_at <= at - CALL_WINDOW).values(started_at=at, calls=0))
+        if s.execute(update(w).where(w.token == name, w.calls < per_window).values(calls=w.calls + 1)).rowcount == 1:
+            return None
+        row = s.get(w, name)
+        if row is None:  # not opened: made now (a same-moment twin fails this transaction, never the count)
+            s.add(w(token=name, started_at=at, calls=1))
+            return None
+        return row.started_at + CALL_WINDOW

@@ -259,6 +259,7 @@ def test_the_matchers_shortcuts_find_what_the_scans_index_code_finds(demo, site)
 def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_own():
     """The match thread writes the audit entries of the calls waiting together in one transaction,
     before any of them answers; a call whose answer fails answers with its own error."""
+    import contextlib
     import threading
     import time
     from types import SimpleNamespace
@@ -268,8 +269,11 @@ def test_calls_arriving_together_are_audited_in_one_commit_and_each_answers_its_
     held, entered, commits = threading.Event(), threading.Event(), []
     matcher = SimpleNamespace(match=lambda record: [record])
     matchers = SimpleNamespace(get=lambda: (matcher, "used"))
-    store = SimpleNamespace(review=SimpleNamespace(log_many=lambda entries: commits.append(list(entries))))
-    b = Batcher(matchers, store)
+    # one transaction per batch: its calls counted against the token and their entries written in it
+    store = SimpleNamespace(session=contextlib.nullcontext,
+                            tokens=SimpleNamespace(open_window=lambda name: None, call_in=lambda s, name, per: None),
+                            review=SimpleNamespace(log_many_in=lambda s, entries: commits.append(list(entries))))
+    b = Batcher(matchers, store, per_minute=600)
 
     def finish(found, m):
         if found[0] == "first":
