@@ -15,6 +15,7 @@ from healthqa import __version__, clock, codelists
 from healthqa.config import Config
 from healthqa.store import AuditStore
 from healthqa.store.findings import FindingRow, urgency
+from healthqa.store.results import split_rules
 
 from . import charts, render
 from . import scores as sc
@@ -64,7 +65,8 @@ def context(cfg: Config, store: AuditStore, run_id: int, at: datetime | None = N
         return {**s, "change": earlier.change(level, subject, s), "few": earlier.few(level, subject)}
 
     ran = rules_run(cfg, store, run_id, results)
-    notes = _notes(run, results, scored, orgs, ran) + read_severe(cfg, store, run_id, results).notes()
+    notes = _notes(run, results, scored, orgs, ran) + _split_note(earlier.newly_split()) + \
+        read_severe(cfg, store, run_id, results).notes()
     # nothing scored is no data, never a "first" figure
     overall = view("overall", "overall") or {"conformance": None, "pass_rate": None, "checks": 0, "passed": 0,
                                              "sampled": False, "low": None, "high": None, "change": "no data",
@@ -147,6 +149,16 @@ class Earlier:
         like_now, like_before = self._compared[prior[-1]]
         key = (level, subject)
         return sc.change(like_now[key], like_before[key]) if key in like_now else "not comparable"
+
+    def newly_split(self) -> list[tuple[str, str, str]]:
+        """The rules this run split per system (a suite's ``system_by``) that the series' previous
+        scored run judged whole: their scores are not compared across the split."""
+        history = self.store.scores.history("overall", "overall", 1, before_run=self.run.id - 1, **self.series)
+        if not history:
+            return []
+        before = self.results_of(history[-1]["run_id"])
+        whole = {(r["source"], r["table"], r["rule_id"]) for r in before} - split_rules(before)
+        return sorted(split_rules(self.results) & whole)
 
     def few(self, level: str, subject: str) -> str | None:
         return se.few_rows(self.bases[self.run.id].get((level, subject)), self.cfg.reports.few_rows)
@@ -268,6 +280,18 @@ def _notes(run, results: list[dict], scored: dict, orgs, ran: RulesRun | None = 
     if not orgs.available:
         notes.append("机构注册表不可读，机构以代码显示 — the institution registry could not be read; codes shown.")
     return notes
+
+
+def _split_note(rules: list[tuple[str, str, str]]) -> list[str]:
+    """Said the night a rule is first split per system: the default system's part is another measure
+    than the whole rule the night before (store.results.measured), left out of the changes and trends."""
+    if not rules:
+        return []
+    names = "、".join(r for _, _, r in rules[:5]) + (" …" if len(rules) > 5 else "")
+    return [f"{len(rules)} 条规则自本次运行起按所属系统拆分计分（{names}）：拆分前后口径不同，"
+            f"得分变化与趋势未把拆分本身算作升降，这些规则不参与与此前运行的比较 — "
+            f"{len(rules)} rule(s) are split per system from this run on; their "
+            f"scores before and after the split measure different rows and are left out of the changes and trends."]
 
 
 def _t(v: datetime | None) -> str | None:
