@@ -54,7 +54,7 @@ def test_the_findings_export_and_merge_instructions_carry_no_formula(tmp_path):
     files = write_all([Merge("-1024", "33021100100100417", "2026-12-01T08:00:00+08:00", "-steward")], tmp_path / "m").files
     row, = csv.DictReader(files["csv"].open(encoding="utf-8"))
     assert row == {"survivor": "'-1024", "retired": "33021100100100417", "decided_at": "2026-12-01T08:00:00+08:00",
-                   "decided_by": "'-steward", "basis": ""}
+                   "decided_by": "'-steward", "basis": "", "kind": "", "kind_zh": ""}
     files = write_all([Merge("=HYPERLINK(\"x\")", "@A1")], tmp_path / "m").files
     row, = csv.DictReader(files["csv"].open(encoding="utf-8"))
     assert row["survivor"] == "'=HYPERLINK(\"x\")" and row["retired"] == "'@A1"
