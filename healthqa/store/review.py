@@ -251,8 +251,11 @@ _PAIRS_VERSION = select(_NEWEST_RUN, select(Run.status).where(Run.id == _NEWEST_
 # -- the closed pairs' counts (``review_counts``) ---------------------------------------------------
 # A change of decisions (a decision, an undo, a batch) shares this PostgreSQL advisory lock and
 # locks its pairs' rows; a recount takes the lock alone, so it reads no decision whose count change
-# is still uncommitted. SQLite runs one writer at a time.
+# is still uncommitted. SQLite runs one writer at a time, but Python's driver begins a transaction
+# only at the first write: both begin with one (``_SQLITE_WRITER``) so that what they read is what
+# they change (a test of concurrent decisions found counts off by one without it).
 COUNTS_LOCK = 0x6871_7263
+_SQLITE_WRITER = text("UPDATE review_count_keys SET counted_at = counted_at WHERE source = :source")
 _COUNT_KEYS = select(ReviewCountKey.grouping, ReviewCountKey.definition).where(
     ReviewCountKey.source == bindparam("source"))
 # the same, after the lock shared (one statement: it is on every decision's way)
@@ -301,6 +304,7 @@ def _keys_locked(c, source: str) -> list[tuple[str, dict]]:
     if c.dialect.name == "postgresql":
         rows = c.execute(_COUNT_KEYS_LOCKED, {"lock": COUNTS_LOCK, "source": source}).all()
     else:
+        c.execute(_SQLITE_WRITER, {"source": source})
         rows = c.execute(_COUNT_KEYS, {"source": source}).all()
     return [(g, d if isinstance(d, dict) else json.loads(d)) for g, d in rows if g is not None]
 
@@ -678,6 +682,8 @@ class Review:
         with self._store.transaction() as c:
             if c.dialect.name == "postgresql":
                 c.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": COUNTS_LOCK})
+            else:
+                c.execute(_SQLITE_WRITER, {"source": source})
             known = c.execute(select(ReviewCountKey.version).where(ReviewCountKey.source == source,
                                                                    ReviewCountKey.grouping == key)).first()
             if known is not None and known[0] == version and not force:
