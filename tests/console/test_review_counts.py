@@ -151,3 +151,24 @@ def test_concurrent_decisions_keep_the_counts_right(made):
                          .filter(StewardDecision.undone_at.is_(None), StewardDecision.decision != "skip"))
     assert finals and max(finals.values()) == 1
     _same(store, users)
+
+
+@pytest.mark.postgres
+def test_a_read_of_the_console_sends_no_begin_nor_commit(pg_store_url):
+    """``AuditStore.rows`` (the console's reads: a queue page makes six) runs its one statement in
+    autocommit: one round trip to the server instead of BEGIN, the statement and COMMIT."""
+    from sqlalchemy import event
+
+    store = AuditStore(pg_store_url)
+    seen: list[bool] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _autocommit(conn, cursor, statement, parameters, context, executemany):
+        seen.append(conn.connection.dbapi_connection.autocommit)
+
+    store.review.recent(1, 10)
+    store.review.pairs_version()
+    with store.session() as s:  # a write's transaction is still one
+        s.execute(insert(User), {"name": "w", "role": "steward", "active": True, "created_at": now()})
+    assert seen == [True, True, False]
+    store.close()
