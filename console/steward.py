@@ -219,7 +219,8 @@ def _bands(request: Request, who: Who) -> list[dict] | None:
     if counted is None:
         return None
     key, base = counted
-    grouping = Grouping(*(tuple(x) for x in _band_query(state)))
+    lows, fields, cuts = _band_query(state)
+    grouping = Grouping(tuple(lows), tuple(fields), tuple(cuts))
     closed = _band_counts(state, store.review.closed_counts(source, who.user.id, grouping, _version(key)), len(edges))
     out = []
     for k, (low, high) in enumerate(edges):

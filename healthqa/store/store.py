@@ -205,7 +205,7 @@ class AuditStore:
         compiled form."""
         try:
             with self._reader.connect() as c:
-                return c.execute(statement, params or {}).all()
+                return list(c.execute(statement, params or {}).all())
         except (OperationalError, IntegrityError, InterfaceError) as e:
             raise StoreError(f"audit store {self._shown}: {one_line(e)} — nothing of this step was written; "
                              "run it again / 本步骤未写入，请重试") from None
