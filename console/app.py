@@ -100,7 +100,6 @@ def create_app(cfg: Config | None = None) -> FastAPI:
     # the queue's score bands: every pair counted by band, kept until a scan writes pairs again
     app.state.bands_lock, app.state.band_base, app.state.band_counting = threading.Lock(), None, {}
     app.state.held_memo = {}
-    app.state.pair_groups = None  # the closed pairs' groups, read once per scan (steward._closed_groups)
     app.state.templates = templates()
     app.state.jobs = Jobs(store)  # rows of the store: every worker sees every job
     app.state.throttle = Throttle(store, c.max_failed_logins, timedelta(minutes=c.lockout_minutes), c.failed_login_delay_s,

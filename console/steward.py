@@ -6,12 +6,11 @@ never in a band, and has no primary merge button."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
-from collections import Counter
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from healthqa.dedup import migration
 from healthqa.errors import HealthqaError, SourceError
 from healthqa.reports.institutions import Registry, registry
 from healthqa.store.models import stored_id
-from healthqa.store.review import LABELS, AlreadyDecided, PairNotFound, ReviewError, sample_size
+from healthqa.store.review import LABELS, AlreadyDecided, Grouping, PairNotFound, ReviewError, sample_size
 
 from . import archives as ar
 from . import evidence
@@ -211,8 +210,8 @@ def _bands(request: Request, who: Who) -> list[dict] | None:
     holds and the sample a steward reviews to accept it; None while they are being counted.
     Counted without reading a pair: every suggested pair by band (grouped in the store, in a thread
     of its own — 1,000,000 pairs take PostgreSQL ~20 s — and kept per process until a scan writes
-    pairs again) less those closed for this steward (their ids read from the decisions on every
-    page; each pair's group read once per process and scan, ``_closed_groups``)."""
+    pairs again) less those closed for this steward, by group as the store keeps them on each
+    decision (``Review.closed_counts``: a few rows, however many decisions there are)."""
     cfg, store, state = request.app.state.cfg, request.app.state.store, request.app.state
     source = _source(request)
     edges = evidence.bands(cfg.console.band_edges)
@@ -220,8 +219,9 @@ def _bands(request: Request, who: Who) -> list[dict] | None:
     if counted is None:
         return None
     key, base = counted
-    ids = store.review.closed_pairs(source, who.user.id, edges[0][0])
-    closed = _band_counts(state, _closed_groups(state, key, ids), len(edges))
+    lows, fields, cuts = _band_query(state)
+    grouping = Grouping(tuple(lows), tuple(fields), tuple(cuts))
+    closed = _band_counts(state, store.review.closed_counts(source, who.user.id, grouping, _version(key)), len(edges))
     out = []
     for k, (low, high) in enumerate(edges):
         n = base[k] - closed[k]
@@ -237,29 +237,9 @@ def _band_query(state) -> tuple[list[float], list[str], list[float]]:
             [spec.thresholds.review, spec.thresholds.match])
 
 
-def _closed_groups(state, key, ids: list[int]) -> list:
-    """The band groups of the pairs ``ids`` (the pairs closed for a steward), counted: each pair's
-    group read from the store once while the pairs are as ``key`` (the base count's version) says —
-    a page reads only the ids (parsing every closed pair's explanation again cost PostgreSQL ~30 µs
-    a pair on every page) — and each pair kept as the number of its group (counting them costs a
-    page next to nothing, and the guard is asked once a group, not once a pair)."""
-    with state.bands_lock:
-        kept = state.pair_groups
-        if kept is None or kept[0] != key or len(kept[1]) > 1_000_000:
-            kept = state.pair_groups = (key, {}, [], {})  # version, pair id -> group no., groups, group -> no.
-    _, index, groups, number = kept
-    missing = [i for i in ids if i not in index]
-    if missing:
-        found = state.store.review.pair_groups(missing, *_band_query(state))
-        with state.bands_lock:
-            for i, g in found.items():
-                alike = (g.band, g.decision, g.reaches, g.levels)
-                if alike not in number:
-                    number[alike] = len(groups)
-                    groups.append(g)
-                index[i] = number[alike]
-    counts = Counter(index[i] for i in ids if i in index)
-    return [replace(groups[k], n=n) for k, n in counts.items()]
+def _version(key: tuple) -> str:
+    """The pairs' version of a base count's key, as the store's closed counts name it."""
+    return json.dumps(list(key[2]), default=str)
 
 
 def band_base(app, source: str, wait_s: float | None = 0) -> list[int] | None:

@@ -258,6 +258,33 @@ class StewardBatch(Base):
     undone_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class ReviewCountKey(Base):
+    """One way of grouping the closed pairs for the queue's score bands (migration 0013): the band
+    edges, the spec's fields and thresholds (``definition``; ``grouping`` is its digest) and the
+    suggested pairs' version the counts in ``review_counts`` were recounted for. A decision changes
+    the counts of every grouping of its source in its own transaction."""
+
+    __tablename__ = "review_count_keys"
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME), primary_key=True)
+    grouping: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[dict] = mapped_column(JSON)
+    version: Mapped[str] = mapped_column(Text)  # the pairs' version (JSON) when last recounted
+    counted_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ReviewCount(Base):
+    """How many suggested pairs of one band group are closed (migration 0013): ``scope`` 0 for a merge
+    or not-the-same-person in force (closed for everyone), a user's id for the pairs that steward
+    skipped and nobody decided. A steward's closed pairs are scope 0 plus their own."""
+
+    __tablename__ = "review_counts"
+    source: Mapped[str] = mapped_column(String(SOURCE_NAME), primary_key=True)
+    grouping: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    grp: Mapped[str] = mapped_column(Text, primary_key=True)  # JSON: [band, scan decision, cuts reached, levels]
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class ArchiveOrg(Base):
     """The institutions of each archive of a source, as the MPI held them when the console last looked
     (``run_id``: the dedup run it was read for): the review queue's institution filter. An archive

@@ -12,15 +12,20 @@ It sits beside ``store.dedup`` (the scan's records) and reads the same tables; t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal_column, or_, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from healthqa.clock import now, shown
 from healthqa.errors import HealthqaError, StoreError
@@ -31,6 +36,8 @@ from .models import (
     DedupCluster,
     DedupClusterMember,
     DedupPair,
+    ReviewCount,
+    ReviewCountKey,
     Run,
     StewardBatch,
     StewardDecision,
@@ -122,8 +129,54 @@ class Decided:
         return self.right if self.survivor == self.left else self.left
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """How the queue's score bands group the suggested pairs (``Review.band_groups``): the bands'
+    lower edges, the spec's fields (each one's agreement level) and its thresholds (the cuts)."""
+
+    edges: tuple[float, ...]
+    fields: tuple[str, ...]
+    cuts: tuple[float, ...]
+
+    @classmethod
+    def of(cls, definition: dict) -> Grouping:
+        return cls(tuple(definition["edges"]), tuple(definition["fields"]), tuple(definition["cuts"]))
+
+    @property
+    def definition(self) -> dict:
+        return {"edges": list(self.edges), "fields": list(self.fields), "cuts": list(self.cuts)}
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.definition, sort_keys=True).encode()).hexdigest()
+
+    def group(self, score: float, decision: str, explanation: dict | None) -> str | None:
+        """The pair's group as ``band_groups`` counts it in SQL (``_group_columns``), as JSON text;
+        None for a pair it does not count (not open, or scored outside the bands)."""
+        if decision not in OPEN_PAIRS or not self.edges[0] <= score <= 1.0:
+            return None
+        band = max(k for k, e in enumerate(self.edges) if score >= e)
+        return json.dumps([band, decision, [int(score >= c) for c in self.cuts],
+                           [_level(explanation, f) for f in self.fields]], ensure_ascii=False, separators=(",", ":"))
+
+
+def _level(explanation, field: str) -> str | None:
+    """``explanation[field]["level"]`` as the store's JSON path reads it as text."""
+    v = explanation.get(field) if isinstance(explanation, dict) else None
+    lv = v.get("level") if isinstance(v, dict) else None
+    return lv if lv is None or isinstance(lv, str) else json.dumps(lv)
+
+
 def _pair(p) -> PairRow:
     return PairRow(p.source, p.left_id, p.right_id, p.score, p.decision, p.explanation, p.created_at, p.run_id)
+
+
+def _suggested(rows, source: str, a: str, b: str) -> PairRow:
+    """The pair of ``rows`` (``_PAIR``'s); PairNotFound for anything the scan did not suggest."""
+    if not rows or rows[0].decision not in OPEN_PAIRS:
+        raise PairNotFound(f"{a} / {b}: 不是查重建议的档案对，不能处理 / not a pair the duplicate scan "
+                           f"suggested for source {source}; nothing was recorded")
+    return _pair(rows[0])
 
 
 @dataclass(frozen=True)
@@ -173,6 +226,7 @@ def _in_force():
 _DECISION = (*StewardDecision.__table__.c, User.name.label("user_name"))
 _PAIR = select(DedupPair).where(DedupPair.source == bindparam("source"), DedupPair.left_id == bindparam("left"),
                                 DedupPair.right_id == bindparam("right"))
+_PAIR_LOCKED = _PAIR.with_for_update()
 _IN_FORCE = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
              .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
                     StewardDecision.right_id == bindparam("right"), _in_force()))
@@ -192,6 +246,126 @@ _CLUSTER_OF = (select(DedupCluster.id, DedupCluster.status, DedupCluster.survivo
 _NEWEST_RUN = select(Run.id).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1).scalar_subquery()
 _PAIRS_VERSION = select(_NEWEST_RUN, select(Run.status).where(Run.id == _NEWEST_RUN).scalar_subquery(),
                         select(func.max(DedupPair.id)).scalar_subquery())
+
+
+# -- the closed pairs' counts (``review_counts``) ---------------------------------------------------
+# A change of decisions (a decision, an undo, a batch) shares this PostgreSQL advisory lock and
+# locks its pairs' rows; a recount takes the lock alone, so it reads no decision whose count change
+# is still uncommitted. SQLite runs one writer at a time, but Python's driver begins a transaction
+# only at the first write: both begin with one (``_SQLITE_WRITER``) so that what they read is what
+# they change (a test of concurrent decisions found counts off by one without it).
+COUNTS_LOCK = 0x6871_7263
+_SQLITE_WRITER = text("UPDATE review_count_keys SET counted_at = counted_at WHERE source = :source")
+_COUNT_KEYS = select(ReviewCountKey.grouping, ReviewCountKey.definition).where(
+    ReviewCountKey.source == bindparam("source"))
+# the same, after the lock shared (one statement: it is on every decision's way)
+_COUNT_KEYS_LOCKED = text(
+    "SELECT k.grouping, k.definition FROM (SELECT pg_advisory_xact_lock_shared(:lock)) AS l "
+    "LEFT OUTER JOIN review_count_keys AS k ON k.source = :source"
+).columns(ReviewCountKey.grouping, ReviewCountKey.definition)
+_PAIRS_LOCKED = (select(DedupPair.left_id, DedupPair.right_id, DedupPair.score, DedupPair.decision,
+                        DedupPair.explanation)
+                 .where(DedupPair.source == bindparam("source"),
+                        tuple_(DedupPair.left_id, DedupPair.right_id).in_(bindparam("pairs", expanding=True)))
+                 .order_by(DedupPair.left_id, DedupPair.right_id).with_for_update())
+_IN_FORCE_ON = (select(StewardDecision.left_id, StewardDecision.right_id, StewardDecision.decision,
+                       StewardDecision.user_id)
+                .where(StewardDecision.source == bindparam("source"), StewardDecision.undone_at.is_(None),
+                       tuple_(StewardDecision.left_id, StewardDecision.right_id).in_(bindparam("pairs", expanding=True))))
+_CLOSED_ROWS = (select(DedupPair.left_id, DedupPair.right_id, DedupPair.score, DedupPair.decision,
+                       DedupPair.explanation, StewardDecision.decision.label("decided"), StewardDecision.user_id)
+                .join(StewardDecision, and_(StewardDecision.source == DedupPair.source,
+                                            StewardDecision.left_id == DedupPair.left_id,
+                                            StewardDecision.right_id == DedupPair.right_id))
+                .where(StewardDecision.source == bindparam("source"), StewardDecision.undone_at.is_(None)))
+_CLOSED_COUNTS = (select(ReviewCountKey.version, ReviewCount.grp, func.sum(ReviewCount.n))
+                  .outerjoin(ReviewCount, and_(ReviewCount.source == ReviewCountKey.source,
+                                               ReviewCount.grouping == ReviewCountKey.grouping,
+                                               ReviewCount.scope.in_([literal_column("0"), bindparam("user_id")])))
+                  .where(ReviewCountKey.source == bindparam("source"), ReviewCountKey.grouping == bindparam("grouping"))
+                  .group_by(ReviewCountKey.version, ReviewCount.grp))
+_IN_FORCE_ALL = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
+                 .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
+                        StewardDecision.right_id == bindparam("right"), StewardDecision.undone_at.is_(None)))
+
+
+def _scope(decisions: Iterable[tuple[str, int | None]]) -> frozenset[int]:
+    """Where a pair with these decisions in force (decision, user id) counts as closed: 0 (for
+    everyone) under a merge or not-the-same-person, else each steward who skipped it (a tool's skip,
+    without an account, closes it for nobody: ``_closed_for``)."""
+    ds = list(decisions)
+    if any(d != "skip" for d, _ in ds):
+        return frozenset((0,))
+    return frozenset(u for _, u in ds if u is not None)
+
+
+def _keys_locked(c, source: str) -> list[tuple[str, dict]]:
+    """The source's groupings, once the counts' lock is shared (PostgreSQL)."""
+    if c.dialect.name == "postgresql":
+        rows = c.execute(_COUNT_KEYS_LOCKED, {"lock": COUNTS_LOCK, "source": source}).all()
+    else:
+        c.execute(_SQLITE_WRITER, {"source": source})
+        rows = c.execute(_COUNT_KEYS, {"source": source}).all()
+    return [(g, d if isinstance(d, dict) else json.loads(d)) for g, d in rows if g is not None]
+
+
+def _scopes(c, source: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], frozenset[int]]:
+    found: dict[tuple[str, str], list] = {p: [] for p in pairs}
+    for k in range(0, len(pairs), 500):
+        for a, b, d, u in c.execute(_IN_FORCE_ON, {"source": source, "pairs": pairs[k:k + 500]}):
+            found[(a, b)].append((d, u))
+    return {p: _scope(ds) for p, ds in found.items()}
+
+
+@lru_cache(maxsize=4)
+def _bump_statement(dialect: str):
+    """Add ``n`` to a count, the row made when missing (an upsert in both stores' dialects)."""
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ReviewCount)
+    return ins.on_conflict_do_update(index_elements=["source", "grouping", "scope", "grp"],
+                                     set_={"n": ReviewCount.n + ins.excluded.n})
+
+
+def _count_changes(c, source: str, keys: list[tuple[str, dict]], rows: dict, before: dict, after: dict) -> None:
+    """Write the change of the closed counts: pairs (``rows``: pair -> score, scan decision,
+    explanation) closed ``before`` and ``after`` for these scopes."""
+    delta: Counter = Counter()
+    for key, definition in keys:
+        grouping = Grouping.of(definition)
+        for p, was in before.items():
+            now_ = after[p]
+            if was == now_ or p not in rows:
+                continue
+            grp = grouping.group(*rows[p])
+            if grp is None:
+                continue
+            for scope in now_ - was:
+                delta[(key, scope, grp)] += 1
+            for scope in was - now_:
+                delta[(key, scope, grp)] -= 1
+    changes = [{"source": source, "grouping": k, "scope": sc, "grp": g, "n": n}
+               for (k, sc, g), n in sorted(delta.items()) if n]
+    if changes:
+        c.execute(_bump_statement(c.dialect.name), changes)
+
+
+@contextmanager
+def _counted(c, source: str, pairs: Iterable[tuple[str, str]], flush=None) -> Iterator[None]:
+    """Keep ``review_counts`` right across a change of the decisions on ``pairs`` made inside (on the
+    connection ``c``, in its transaction; ``flush`` writes an ORM session's changes first)."""
+    keys = _keys_locked(c, source)
+    want = sorted({(str(a), str(b)) for a, b in pairs})
+    if not keys or not want:
+        yield
+        return
+    rows = {}
+    for k in range(0, len(want), 500):
+        rows.update({(a, b): (score, d, why) for a, b, score, d, why in
+                     c.execute(_PAIRS_LOCKED, {"source": source, "pairs": want[k:k + 500]})})
+    before = _scopes(c, source, want)
+    yield
+    if flush is not None:
+        flush()
+    _count_changes(c, source, keys, rows, before, _scopes(c, source, want))
 
 
 def _closed_for(user_id):
@@ -253,23 +427,6 @@ def _band_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cu
                                               p.score >= edges[0], p.score <= 1.0).group_by(*cols))
 
 
-@lru_cache(maxsize=32)
-def _pair_groups_statement(edges: tuple[float, ...], fields: tuple[str, ...], cuts: tuple[float, ...]):
-    """``Review.pair_groups``'s statement (the pairs' ids a bound parameter)."""
-    return select(DedupPair.id, *_group_columns(edges, fields, cuts)).where(
-        DedupPair.id.in_(bindparam("ids", expanding=True)))
-
-
-_CLOSED_PAIRS = (select(DedupPair.id).distinct()
-                 .join(StewardDecision, and_(StewardDecision.source == DedupPair.source,
-                                             StewardDecision.left_id == DedupPair.left_id,
-                                             StewardDecision.right_id == DedupPair.right_id))
-                 .where(StewardDecision.source == bindparam("source"), StewardDecision.undone_at.is_(None),
-                        or_(StewardDecision.decision != "skip", StewardDecision.user_id == bindparam("user_id")),
-                        DedupPair.decision.in_(OPEN_PAIRS), DedupPair.score >= bindparam("low"),
-                        DedupPair.score <= 1.0))
-
-
 @lru_cache(maxsize=8)
 def _batches_statement(by_ids: bool, by_user: bool):
     """``Review.batches``'s statement: by id, or the latest (``limit``); one steward's or all."""
@@ -308,11 +465,7 @@ class Review:
     def pair(self, source: str, left: str, right: str) -> PairRow:
         """The pair as the scan stored it; PairNotFound for anything the scan did not suggest."""
         a, b = sorted((left, right))
-        rows = self._store.rows(_PAIR, {"source": source, "left": a, "right": b})
-        if not rows or rows[0].decision not in OPEN_PAIRS:
-            raise PairNotFound(f"{a} / {b}: 不是查重建议的档案对，不能处理 / not a pair the duplicate scan "
-                               f"suggested for source {source}; nothing was recorded")
-        return _pair(rows[0])
+        return _suggested(self._store.rows(_PAIR, {"source": source, "left": a, "right": b}), source, a, b)
 
     def cluster_of(self, source: str, archive: str) -> dict | None:
         """The stored cluster holding ``archive``: id, status, survivor, proposal, members."""
@@ -381,18 +534,26 @@ class Review:
         a, b = sorted((left, right))
         if decision == "merge" and survivor not in (a, b):
             raise ReviewError(f"合并须指定保留的档案 / a merge keeps {a} or {b}, not {survivor!r}")
-        self.pair(source, a, b)
         at = now()
         kept = survivor if decision == "merge" else None
         row = {"source": source, "left_id": a, "right_id": b, "decision": decision, "user_id": user_id,
                "survivor_id": kept, "note": note, "decided_at": at}
+        key = {"source": source, "left": a, "right": b}
         try:
             with self._store.transaction() as c:  # Core statements: the ORM's unit of work cost more than them
-                if decision != "skip":
-                    known = c.execute(_IN_FORCE, {"source": source, "left": a, "right": b}).first()
-                    if known:
-                        raise AlreadyDecided(_decided(known, known.user_name))
+                # the counts' lock first, then the pair's row (every change of decisions: ``_counted``)
+                keys = _keys_locked(c, source)
+                pair = _suggested(c.execute(_PAIR_LOCKED if keys else _PAIR, key).all(), source, a, b)
+                known = c.execute(_IN_FORCE_ALL, key).all()  # skips too: they are counted
+                final = next((k for k in known if k.decision != "skip"), None)
+                if decision != "skip" and final is not None:
+                    raise AlreadyDecided(_decided(final, final.user_name))
                 new_id = c.execute(insert(StewardDecision), row).inserted_primary_key[0]
+                if keys:  # the closed counts in the same transaction: they never drift from the decisions
+                    was = _scope((k.decision, k.user_id) for k in known)
+                    _count_changes(c, source, keys, {(a, b): (pair.score, pair.decision, pair.explanation)},
+                                   {(a, b): was}, {(a, b): _scope([*((k.decision, k.user_id) for k in known),
+                                                                   (decision, user_id)])})
                 c.execute(insert(AuditLog), {"at": at, "user_name": user, "action": f"steward_{decision}",
                                              "subject": f"{a}|{b}",
                                              "detail": {"source": source,
@@ -428,7 +589,8 @@ class Review:
             if within is not None and at - d.decided_at > within:
                 raise ReviewError(f"超过 {int(within.total_seconds() // 60)} 分钟的处理不能撤销 / decisions older "
                                   f"than {int(within.total_seconds() // 60)} minutes cannot be undone")
-            d.undone_at = at
+            with _counted(s.connection(), d.source, [(d.left_id, d.right_id)], flush=s.flush):
+                d.undone_at = at
             s.add(AuditLog(at=at, user_name=user, action="steward_undo", subject=f"{d.left_id}|{d.right_id}",
                            detail={"source": d.source, "decision": d.decision, "decision_id": d.id}))
             s.flush()
@@ -492,22 +654,59 @@ class Review:
         q = _band_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
         return [_band_group(r, len(cuts), len(fields), int(r[-1])) for r in self._store.rows(q, {"source": source})]
 
-    def pair_groups(self, ids: list[int], edges: list[float], fields: list[str], cuts: list[float]
-                    ) -> dict[int, BandGroup]:
-        """Pair id -> its group as ``band_groups`` counts it (``n`` 1), for the given pairs (those the
-        console has not seen yet of the pairs ``closed_pairs`` names)."""
-        q = _pair_groups_statement(tuple(edges), tuple(fields), tuple(cuts))
-        out: dict[int, BandGroup] = {}
-        for k in range(0, len(ids), 1000):
-            out.update((r[0], _band_group(r[1:], len(cuts), len(fields), 1))
-                       for r in self._store.rows(q, {"ids": ids[k:k + 1000]}))
+    def closed_counts(self, source: str, user_id: int | None, grouping: Grouping, version: str) -> list[BandGroup]:
+        """The suggested pairs closed for the steward ``user_id`` (a merge or not-the-same-person in
+        force, or their own skip), counted in ``band_groups``' groups: read from ``review_counts``,
+        which every decision keeps in its own transaction — a few rows whatever the number of
+        decisions. Recounted first when the counts are for another ``version`` of the pairs (a scan
+        wrote pairs since) or were never counted (``recount``)."""
+        params = {"source": source, "grouping": grouping.key, "user_id": user_id}
+        rows = self._store.rows(_CLOSED_COUNTS, params)
+        if not rows or rows[0][0] != version:
+            self.recount(source, grouping, version)
+            rows = self._store.rows(_CLOSED_COUNTS, params)
+        out = []
+        for _, grp, n in rows:
+            if grp is None or not n:
+                continue
+            band, decision, reaches, levels = json.loads(grp)
+            out.append(BandGroup(band, decision, tuple(bool(x) for x in reaches), tuple(levels), int(n)))
         return out
 
-    def closed_pairs(self, source: str, user_id: int | None, low: float) -> list[int]:
-        """Ids of the suggested pairs (open decisions, scored from ``low`` up to 1: what ``band_groups``
-        counts) closed for the steward ``user_id``: a merge or not-the-same-person in force, or their
-        own skip — read from the decisions, through the pairs' unique index (no explanation parsed)."""
-        return [r[0] for r in self._store.rows(_CLOSED_PAIRS, {"source": source, "user_id": user_id, "low": low})]
+    def recount(self, source: str, grouping: Grouping, version: str, *, force: bool = False) -> int:
+        """Count the closed pairs again from the decisions in force (the repair path: a store upgraded
+        to 0013, a scan's new pairs, a grouping no console asked for before), unless they are
+        already counted for ``version`` (``force``: in any case). Returns the pairs counted. Takes
+        the counts' lock alone: no decision's change of them is half-way."""
+        key = grouping.key
+        with self._store.transaction() as c:
+            if c.dialect.name == "postgresql":
+                c.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": COUNTS_LOCK})
+            else:
+                c.execute(_SQLITE_WRITER, {"source": source})
+            known = c.execute(select(ReviewCountKey.version).where(ReviewCountKey.source == source,
+                                                                   ReviewCountKey.grouping == key)).first()
+            if known is not None and known[0] == version and not force:
+                return -1
+            pairs: dict[tuple[str, str], list] = {}
+            rows: dict[tuple[str, str], tuple] = {}
+            for a, b, score, d, why, decided, user in c.execute(_CLOSED_ROWS, {"source": source}):
+                pairs.setdefault((a, b), []).append((decided, user))
+                rows[(a, b)] = (score, d, why)
+            counts: Counter = Counter()
+            for p, ds in pairs.items():
+                grp = grouping.group(*rows[p])
+                if grp is not None:
+                    for scope in _scope(ds):
+                        counts[(scope, grp)] += 1
+            c.execute(delete(ReviewCount).where(ReviewCount.source == source, ReviewCount.grouping == key))
+            c.execute(delete(ReviewCountKey).where(ReviewCountKey.source == source, ReviewCountKey.grouping == key))
+            c.execute(insert(ReviewCountKey), {"source": source, "grouping": key, "definition": grouping.definition,
+                                                "version": version, "counted_at": now()})
+            if counts:
+                c.execute(insert(ReviewCount), [{"source": source, "grouping": key, "scope": sc, "grp": g, "n": n}
+                                                for (sc, g), n in sorted(counts.items())])
+        return len(pairs)
 
     def pairs_version(self) -> tuple:
         """What changes whenever the suggested pairs may have, in one cheap query (two index ends):
@@ -578,15 +777,16 @@ class Review:
             b = self._open_batch(s, batch_id, user_id)
             band = {"batch": b.id, "band": [b.low, b.high], "sample": len(b.sample or [])}
             n = 0
-            for left, right in (tuple(p) for p in b.pairs or []):
-                survivor = survivors.get((left, right))
-                if (left, right) not in open_now or survivor not in (left, right):
-                    continue
-                s.add(StewardDecision(source=b.source, left_id=left, right_id=right, decision="merge", user_id=user_id,
-                                      survivor_id=survivor, decided_at=at, batch_id=b.id))
-                s.add(AuditLog(at=at, user_name=user, action="steward_merge", subject=f"{left}|{right}",
-                               detail={"source": b.source, "survivor": survivor, **band}))
-                n += 1
+            merging = [(left, right) for left, right in (tuple(p) for p in b.pairs or [])
+                       if (left, right) in open_now and survivors.get((left, right)) in (left, right)]
+            with _counted(s.connection(), b.source, merging, flush=s.flush):
+                for left, right in merging:
+                    survivor = survivors[(left, right)]
+                    s.add(StewardDecision(source=b.source, left_id=left, right_id=right, decision="merge",
+                                          user_id=user_id, survivor_id=survivor, decided_at=at, batch_id=b.id))
+                    s.add(AuditLog(at=at, user_name=user, action="steward_merge", subject=f"{left}|{right}",
+                                   detail={"source": b.source, "survivor": survivor, **band}))
+                    n += 1
             b.status, b.decided_at = "accepted", at
             s.add(AuditLog(at=at, user_name=user, action="steward_band_accept", subject=f"batch {b.id}",
                            detail={"source": b.source, "band": [b.low, b.high], "merged": n, "sample": b.sample}))
@@ -630,8 +830,9 @@ class Review:
                                   f"than {int(within.total_seconds() // 60)} minutes cannot be undone")
             ds = s.execute(select(StewardDecision).where(StewardDecision.batch_id == b.id,
                                                          StewardDecision.undone_at.is_(None))).scalars().all()
-            for d in ds:
-                d.undone_at = at
+            with _counted(s.connection(), b.source, [(d.left_id, d.right_id) for d in ds], flush=s.flush):
+                for d in ds:
+                    d.undone_at = at
             b.undone_at = at
             s.add(AuditLog(at=at, user_name=user, action="steward_undo_batch", subject=f"batch {b.id}",
                            detail={"source": b.source, "band": [b.low, b.high], "undone": len(ds)}))
@@ -651,9 +852,10 @@ class Review:
                              pairs=members, sample=[], status="accepted", created_at=at, decided_at=at)
             s.add(b)
             s.flush()
-            for left, right in members:
-                s.add(StewardDecision(source=source, left_id=left, right_id=right, decision="merge", user_id=None,
-                                      decided_at=at, batch_id=b.id))
+            with _counted(s.connection(), source, [(left, right) for left, right in members], flush=s.flush):
+                for left, right in members:
+                    s.add(StewardDecision(source=source, left_id=left, right_id=right, decision="merge", user_id=None,
+                                          decided_at=at, batch_id=b.id))
             s.add(AuditLog(at=at, user_name=SYSTEM, action="auto_accept", subject=f"batch {b.id}",
                            detail={"source": source, "threshold": threshold, "merged": len(members)}))
             s.flush()
