@@ -259,7 +259,7 @@ class StewardBatch(Base):
 
 
 class ReviewCountKey(Base):
-    """One way of grouping the closed pairs for the queue's score bands (migration 0013): the band
+    """One way of grouping the closed pairs for the queue's score bands (migration 0014): the band
     edges, the spec's fields and thresholds (``definition``; ``grouping`` is its digest) and the
     suggested pairs' version the counts in ``review_counts`` were recounted for. A decision changes
     the counts of every grouping of its source in its own transaction."""
@@ -273,7 +273,7 @@ class ReviewCountKey(Base):
 
 
 class ReviewCount(Base):
-    """How many suggested pairs of one band group are closed (migration 0013): ``scope`` 0 for a merge
+    """How many suggested pairs of one band group are closed (migration 0014): ``scope`` 0 for a merge
     or not-the-same-person in force (closed for everyone), a user's id for the pairs that steward
     skipped and nobody decided. A steward's closed pairs are scope 0 plus their own."""
 

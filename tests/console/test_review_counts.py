@@ -1,4 +1,4 @@
-"""The closed pairs' counts the store keeps on each decision (``review_counts``, migration 0013), which
+"""The closed pairs' counts the store keeps on each decision (``review_counts``, migration 0014), which
 the queue's score bands subtract: after merges, not-the-same, skips (one's own, another's, twice,
 under a merge), undo, a band accepted and undone, the system's merges and concurrent decisions, they
 equal a recount from the decisions in force — on SQLite and on PostgreSQL."""

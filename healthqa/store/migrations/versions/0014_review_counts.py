@@ -6,16 +6,16 @@ count per band group, changed in the decision's own transaction; ``review_count_
 grouping and the pairs' version it was recounted for (a store upgraded from 0012 is recounted when
 the console first asks).
 
-Revision ID: 0013_review_counts
-Revises: 0012_jobs_login_windows
+Revision ID: 0014_review_counts
+Revises: 0013_api_call_windows
 Create Date: 2026-12-08 03:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013_review_counts'
-down_revision = '0012_jobs_login_windows'
+revision = '0014_review_counts'
+down_revision = '0013_api_call_windows'
 branch_labels = None
 depends_on = None
 
