@@ -24,8 +24,10 @@ from .spec import FieldSpec, Spec
 
 
 def field_columns(f: FieldSpec) -> list[str]:
-    """The derived columns a field's comparison reads: its kind's, and its swap partner's value."""
-    return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else [])
+    """The derived columns a field's comparison reads: its kind's, its swap partner's value, and the
+    date its ``carried_by`` ID number carries."""
+    return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else []) \
+        + ([f"{f.carried_by}__birth"] if f.carried_by else [])
 
 
 def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
@@ -340,8 +342,21 @@ def compare_exact(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 
 def compare_date(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """The dates' level; with ``carried_by``, the best of the recorded dates' level and each side's
+    carried date against the other's recorded one (the two carried dates are the ID numbers' own
+    comparison: not counted twice)."""
     a, b = left[f.name].astype("datetime64[D]"), right[f.name].astype("datetime64[D]")
-    return _date_levels(a, b, np.full(len(a), NULL, dtype=np.int8))
+    lv = _date_levels(a, b, np.full(len(a), NULL, dtype=np.int8))
+    if f.carried_by:
+        ca, cb = (s[f"{f.carried_by}__birth"].astype("datetime64[D]") for s in (left, right))
+        for carried, own, other in ((ca, a, b), (cb, b, a)):
+            # only where the carried date differs from the side's recorded one (or stands for a
+            # missing one): few pairs
+            idx = np.flatnonzero(~np.isnat(carried) & ~np.isnat(other) & (carried != own))
+            if len(idx):
+                lv[idx] = np.maximum(lv[idx], _date_levels(carried[idx], other[idx],
+                                                           np.full(len(idx), NULL, dtype=np.int8)))
+    return lv
 
 
 def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:

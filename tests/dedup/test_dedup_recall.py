@@ -118,3 +118,36 @@ def test_twins_one_named_with_a_character_more_and_numbers_apart_are_not_a_match
     # the same two names without a number on one side: a dropped character, the very birth date and sex
     labels, decision = judged([person(name="黄建民", id_number=first), person(name="黄建", id_number=None)])
     assert labels[0] == "missing" and decision == ["match"]
+
+
+def test_the_birth_date_a_valid_number_carries_stands_beside_the_date_typed_at_the_counter():
+    """GB 11643: digits 7-14 of a number are the birth date the household register holds. An archive
+    whose date field was typed wrong (a placeholder 1900-01-01, a year mistyped, a lunar birthday)
+    still carries the right date in its valid number; an archive of the same person made without the
+    ID card agrees with that date, and the shared phone and address no longer stand alone."""
+    with_id = person(id_number=id_number("33021119900314123"), birth_date="1900-01-01")
+    labels, decision = judged([with_id, person(birth_date="1990-03-14")])
+    assert labels[2] == "equal" and decision == ["match"]
+    # the carried date is compared as a typed one is: a day off against it is a day off
+    labels, _ = judged([with_id, person(birth_date="1990-03-15")])
+    assert labels[2] == "day one off or its digits reversed"
+    # an invalid number carries nothing (a typing error may sit in its date digits)
+    bad = person(id_number="33021119900314123" + ("0" if with_id["id_number"][-1] != "0" else "1"),
+                 birth_date="1900-01-01")
+    labels, decision = judged([bad, person(birth_date="1990-03-14")])
+    assert labels[2] == "different" and decision != ["match"]
+    # twins: each number carries the one birth date both share; their different names keep them apart
+    twin = person(name="陈建国", id_number=None, birth_date="1990-03-14")
+    assert judged([with_id, twin])[1] != ["match"]
+
+
+def test_carried_by_names_an_id_number_field_of_the_spec():
+    import pytest
+    from pydantic import ValidationError
+
+    raw = SPEC.model_dump(by_alias=True)
+    for f in raw["fields"]:
+        if f["name"] == "birth_date":
+            f["carried_by"] = "phone"
+    with pytest.raises(ValidationError, match="carried_by"):
+        specs.Spec.model_validate(raw)
