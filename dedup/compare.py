@@ -299,10 +299,17 @@ def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     """Equal; the same house, one side without its building and flat (…路12号 / …路12号3幢502室:
-    the granularity a clerk happened to write); similar (Indel); different."""
+    the granularity a clerk happened to write); one character apart (a digit of the house or flat
+    number typed wrong, or two typed the wrong way round: 东邵路174号 / 东邵路114号 — next-door
+    numbers read so too, which the level's learned weight knows); similar (Indel); different."""
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
-    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    lv[present] = np.where(eq[present], 4, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    similar = np.flatnonzero(lv == 1)
+    if len(similar):
+        typo = process.cpdist(list(a[similar]), list(b[similar]), scorer=DamerauLevenshtein.distance,
+                              workers=-1 if len(similar) >= PARALLEL_PAIRS else 1) == 1
+        lv[similar[typo]] = 2
     # the shorter side ends at the house number and the longer begins with it: their Indel similarity
     # is 2 * len(short) / (len(short) + len(long)), so the same house is among the pairs at least half alike
     idx = np.flatnonzero(present & ~eq & (sim >= 0.5))
@@ -310,7 +317,7 @@ def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         x, y = a[idx].astype(str), b[idx].astype(str)
         house = (np.strings.endswith(x, "号") & np.strings.startswith(y, x)) \
             | (np.strings.endswith(y, "号") & np.strings.startswith(x, y))
-        lv[idx[house]] = 2
+        lv[idx[house]] = 3
     return lv
 
 
@@ -418,7 +425,8 @@ BUILTIN = (
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
     ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
-    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address,
+    ComparisonKind("address", ("different", "similar", "one character apart", "same house, flat left out", "equal"),
+                   normalise.derive_address,
                    compare_address, thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
                    derive_one=normalise.derive_text_one),

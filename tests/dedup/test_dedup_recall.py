@@ -151,3 +151,20 @@ def test_carried_by_names_an_id_number_field_of_the_spec():
             f["carried_by"] = "phone"
     with pytest.raises(ValidationError, match="carried_by"):
         specs.Spec.model_validate(raw)
+
+
+def test_a_house_or_flat_number_typed_one_key_wrong_is_its_own_address_level():
+    """Addresses are typed anew at each registration: a digit of the house or flat number typed
+    wrong (骆兴路25号 / 骆兴路28号) or two digits the wrong way round (502室 / 520室) is one character
+    apart — a level of its own, whose weight the model learns apart from merely similar addresses
+    (another house on the road, another flat in the building)."""
+    for other in ("浙江省宁波市镇海区骆驼街道盛家村骆兴路28号3幢502室", "骆驼街道盛家村骆兴路25号3幢520室",
+                  "骆驼街道盛家村骆兴路125号3幢502室"):
+        labels, _ = judged([person(), person(address=other)])
+        assert labels[5] == "one character apart", other
+    labels, _ = judged([person(), person(address="骆驼街道盛家村骆兴路36号3幢102室")])
+    assert labels[5] == "similar"
+    # the level is evidence about the address, not about the person: a household guard still needs
+    # the person's own evidence (twins' names differ: not a match at a score of 1)
+    labels, decision = judged([person(), person(name="陈建国", address="骆驼街道盛家村骆兴路28号3幢502室")])
+    assert decision != ["match"]
