@@ -131,6 +131,7 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     same_pinyin = np.zeros(len(a), dtype=bool)
     swapped = np.zeros(len(a), dtype=bool)
     dropped = np.zeros(len(a), dtype=bool)
+    sounds_swapped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
         # per distinct name, not per pair: a million pairs hold a few thousand names
@@ -140,9 +141,19 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         same_pinyin[differ] = _share_reading(rows, x, y)
         swapped[differ] = _given_swapped(rows, x, y)
         dropped[differ] = _given_char_dropped(names, x, y)
-    lv[present] = np.where(eq[present], 5, np.where(same_pinyin[present], 4, np.where(swapped[present], 3, np.where(
-        dropped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0)))))
+        sounds_swapped[differ] = _same_key(rows, x, y)
+    lv[present] = np.where(eq[present], 6, np.where(same_pinyin[present], 5, np.where(swapped[present], 4, np.where(
+        sounds_swapped[present], 3, np.where(dropped[present], 2,
+                                             np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))))
     return lv
+
+
+def _same_key(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same pinyin with the given name's characters in another order (高慧英 / 高瑛慧: a homophone
+    and the order both written otherwise — two slips, each a level of its own): the names' blocking
+    key (``normalise.name_key``) agrees."""
+    pkey = _NAMES.arrays().pkey[rows]
+    return pkey[x] == pkey[y]
 
 
 def _given_char_dropped(names: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -209,7 +220,8 @@ def _given_swapped(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray
 class _NameTable:
     """Per distinct name, what its comparisons need as integers: the ids of its readings (and of
     the one reading, -1 when several), its surname's length, the ids of its swap keys under a
-    surname of one and of two characters, whether its given name has two characters or more. Kept
+    surname of one and of two characters, whether its given name has two characters or more, the id
+    of its pinyin key (``normalise.name_key``: the given name's sounds in any order). Kept
     for the process: a run's comparisons (u's random pairs, each EM session, the candidates) meet
     the same names again, and a name is found by one look-up instead of being read anew each time.
     Equal ids are equal readings and keys: the levels are those of comparing the texts."""
@@ -218,7 +230,7 @@ class _NameTable:
         self.row: dict[str, int] = {}
         self.reading_ids: dict[str, int] = {}
         self.key_ids: dict[str, int] = {}
-        self._cols: list[list[int]] = [[] for _ in range(6)]  # one, k, key1, key2, long, start
+        self._cols: list[list[int]] = [[] for _ in range(7)]  # one, k, key1, key2, long, start, pkey
         self._count: list[int] = []
         self._flat: list[int] = []
         self._arrays = None
@@ -238,8 +250,9 @@ class _NameTable:
         ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in rs]
         keys = [self.key_ids.setdefault(f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}", len(self.key_ids))
                 for j in (1, 2)]
+        pkey = self.key_ids.setdefault("pinyin|" + normalise.name_key(n), len(self.key_ids))
         for col, v in zip(self._cols, (ids[0] if len(ids) == 1 else -1, k, *keys, int(len(n) - k >= 2),
-                                       len(self._flat))):
+                                       len(self._flat), pkey)):
             col.append(v)
         self._count.append(len(ids))
         self._flat += ids
@@ -249,8 +262,9 @@ class _NameTable:
 
     def arrays(self):
         if self._arrays is None:
-            one, k, key1, key2, long, start = (np.array(c, dtype=np.int64) for c in self._cols)
+            one, k, key1, key2, long, start, pkey = (np.array(c, dtype=np.int64) for c in self._cols)
             self._arrays = SimpleNamespace(one=one, k=k, keys=np.stack([key1, key2], axis=1), long=long.astype(bool),
+                                           pkey=pkey,
                                            start=start, count=np.array(self._count, dtype=np.int64),
                                            flat=np.array(self._flat, dtype=np.int64))
         return self._arrays
@@ -412,7 +426,8 @@ BUILTIN = (
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
                    derive_one=normalise.derive_id_number_one),
     ComparisonKind("name_zh", ("different", "similar characters", "a given-name character dropped",
-                               "given-name characters swapped", "same pinyin", "equal"),
+                               "same pinyin in another order", "given-name characters swapped", "same pinyin",
+                               "equal"),
                    normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8},
                    derive_one=normalise.derive_name_zh_one),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,

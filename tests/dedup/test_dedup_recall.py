@@ -168,3 +168,18 @@ def test_a_house_or_flat_number_typed_one_key_wrong_is_its_own_address_level():
     # the person's own evidence (twins' names differ: not a match at a score of 1)
     labels, decision = judged([person(), person(name="陈建国", address="骆驼街道盛家村骆兴路28号3幢502室")])
     assert decision != ["match"]
+
+
+def test_a_homophone_and_the_given_name_in_another_order_is_a_level_short_of_either_slip():
+    """高慧英 registered again as 高瑛慧: 瑛 for 英 (the same sound) and the given name's order written
+    otherwise. Two slips, a level below each alone; the person's evidence only with the very birth
+    date and sex and no ID number to say otherwise (as a dropped character: twins have the date)."""
+    labels, decision = judged([person(name="高慧英"), person(name="高瑛慧")])
+    assert labels[1] == "same pinyin in another order" and decision == ["match"]
+    assert judged([person(name="高慧英"), person(name="高瑛慧", birth_date="1990-03-02")])[1] != ["match"]
+    labels, _ = judged([person(name="高慧英"), person(name="高英慧")])
+    assert labels[1] == "given-name characters swapped"
+    labels, _ = judged([person(name="高慧英"), person(name="高慧莹")])
+    assert labels[1] == "same pinyin"
+    labels, _ = judged([person(name="高慧英"), person(name="高英华")])  # hua is not hui
+    assert labels[1] != "same pinyin in another order"
