@@ -183,3 +183,14 @@ def test_a_homophone_and_the_given_name_in_another_order_is_a_level_short_of_eit
     assert labels[1] == "same pinyin"
     labels, _ = judged([person(name="高慧英"), person(name="高英华")])  # hua is not hui
     assert labels[1] != "same pinyin in another order"
+
+
+def test_a_household_pair_with_names_alike_but_no_date_to_prove_it_goes_to_the_steward():
+    """王晓明 and 王明 at one address and phone, one birth date the year alone (1990-01-01, imputed): no
+    match (twins may be named so), but the names are alike — the steward decides, as for similar
+    characters; names that differ stay a non-match (a parent and a child)."""
+    with_id = person(name="王晓明", id_number=id_number("33021119900314123"))
+    assert judged([with_id, person(name="王明", birth_date="1990-01-01")])[1] == ["review"]
+    assert judged([with_id, person(name="陈晓明", birth_date="1990-01-01")])[1] == ["non_match"]
+    # the very name, the birth date typed wholly wrong on the archive without the number
+    assert judged([with_id, person(name="王晓明", birth_date="1962-05-20")])[1] == ["review"]
