@@ -248,8 +248,9 @@ def blocking_key_one(row: dict, fields: list[str]):
 def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     """The 18-digit form, its validity, whether it was a 15-digit legacy number (whose check
     character is computed here, so its validity says nothing about typing errors), the
-    area + birth-date prefix, and the birth date a valid number carries (``__birth``: NaT for an
-    invalid or missing one), which a date field with ``carried_by`` compares too."""
+    area + birth-date prefix, and the birth date a number valid as typed carries (``__birth``: NaT for
+    an invalid, missing or legacy one — a legacy number's check character is computed, so nothing
+    vouches for its date digits), which a date field with ``carried_by`` compares too."""
     t = st.text(raw)
     norm = st.normalise_id(t)
     n = [v if v is not None and len(v) == 18 else np.nan for v in norm.to_numpy()]
@@ -259,10 +260,10 @@ def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     idx = raw.index
     valid = st.id_valid(norm)
     ids = pd.Series(n, index=idx, dtype=object)
-    return {f.name: ids, f"{f.name}__valid": valid,
-            f"{f.name}__legacy": pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n),
+    legacy_ = pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n)
+    return {f.name: ids, f"{f.name}__valid": valid, f"{f.name}__legacy": legacy_,
             f"{f.name}_prefix14": pd.Series(prefix, index=idx, dtype=object),
-            f"{f.name}__birth": st.id_birth_date(ids.where(valid)).astype("datetime64[ns]")}
+            f"{f.name}__birth": st.id_birth_date(ids.where(valid & ~legacy_)).astype("datetime64[ns]")}
 
 
 def derive_id_number_one(raw, f: FieldSpec) -> dict:
@@ -271,7 +272,8 @@ def derive_id_number_one(raw, f: FieldSpec) -> dict:
     prefix = n[:14] if n is not None and re.fullmatch(r"\d{14}", n[:14]) else None
     legacy = n is not None and len(st.text_one(raw).replace(" ", "")) == 15
     valid = st.id_valid_one(raw)
-    birth = pd.Timestamp(int(n[6:10]), int(n[10:12]), int(n[12:14])) if valid and n is not None else pd.NaT
+    birth = pd.Timestamp(int(n[6:10]), int(n[10:12]), int(n[12:14])) if valid and n is not None and not legacy \
+        else pd.NaT
     return {f.name: n, f"{f.name}__valid": valid, f"{f.name}__legacy": legacy,
             f"{f.name}_prefix14": prefix, f"{f.name}__birth": birth}
 

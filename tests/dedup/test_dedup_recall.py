@@ -194,3 +194,11 @@ def test_a_household_pair_with_names_alike_but_no_date_to_prove_it_goes_to_the_s
     assert judged([with_id, person(name="陈晓明", birth_date="1990-01-01")])[1] == ["non_match"]
     # the very name, the birth date typed wholly wrong on the archive without the number
     assert judged([with_id, person(name="王晓明", birth_date="1962-05-20")])[1] == ["review"]
+
+
+def test_a_legacy_number_carries_no_birth_date():
+    """A 15-digit number's check character is computed when it is widened: nothing vouches for its date
+    digits (a transposition there reads as another valid date), so its date stands for no typed one."""
+    legacy = "330211" + "900314" + "123"  # 1990-03-14
+    labels, _ = judged([person(id_number=legacy, birth_date="1900-01-01"), person(birth_date="1990-03-14")])
+    assert labels[2] == "different"
