@@ -202,3 +202,15 @@ def test_a_legacy_number_carries_no_birth_date():
     legacy = "330211" + "900314" + "123"  # 1990-03-14
     labels, _ = judged([person(id_number=legacy, birth_date="1900-01-01"), person(birth_date="1990-03-14")])
     assert labels[2] == "different"
+
+
+def test_every_built_in_level_has_its_chinese_words_on_the_review_page():
+    """A new level (one character apart, the same pinyin in another order) is shown to the steward in
+    Chinese, as every other level is (console/review_words.yml)."""
+    import yaml
+
+    from healthqa.console import evidence
+
+    words = yaml.safe_load(evidence.WORDS.read_text("utf-8"))["levels"]
+    missing = [label for k in compare.BUILTIN for label in k.levels if label not in words]
+    assert missing == []
