@@ -24,8 +24,10 @@ from .spec import FieldSpec, Spec
 
 
 def field_columns(f: FieldSpec) -> list[str]:
-    """The derived columns a field's comparison reads: its kind's, and its swap partner's value."""
-    return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else [])
+    """The derived columns a field's comparison reads: its kind's, its swap partner's value, and the
+    date its ``carried_by`` ID number carries."""
+    return [f.name + suffix for suffix in kinds.get(f.kind).columns] + ([f.swap_with] if f.swap_with else []) \
+        + ([f"{f.carried_by}__birth"] if f.carried_by else [])
 
 
 def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
@@ -129,6 +131,7 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     same_pinyin = np.zeros(len(a), dtype=bool)
     swapped = np.zeros(len(a), dtype=bool)
     dropped = np.zeros(len(a), dtype=bool)
+    sounds_swapped = np.zeros(len(a), dtype=bool)
     differ = np.flatnonzero(present & ~eq)
     if len(differ):
         # per distinct name, not per pair: a million pairs hold a few thousand names
@@ -138,9 +141,19 @@ def compare_name_zh(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         same_pinyin[differ] = _share_reading(rows, x, y)
         swapped[differ] = _given_swapped(rows, x, y)
         dropped[differ] = _given_char_dropped(names, x, y)
-    lv[present] = np.where(eq[present], 5, np.where(same_pinyin[present], 4, np.where(swapped[present], 3, np.where(
-        dropped[present], 2, np.where(sim[present] >= f.thresholds["similar characters"], 1, 0)))))
+        sounds_swapped[differ] = _same_key(rows, x, y)
+    lv[present] = np.where(eq[present], 6, np.where(same_pinyin[present], 5, np.where(swapped[present], 4, np.where(
+        sounds_swapped[present], 3, np.where(dropped[present], 2,
+                                             np.where(sim[present] >= f.thresholds["similar characters"], 1, 0))))))
     return lv
+
+
+def _same_key(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same pinyin with the given name's characters in another order (高慧英 / 高瑛慧: a homophone
+    and the order both written otherwise — two slips, each a level of its own): the names' blocking
+    key (``normalise.name_key``) agrees."""
+    pkey = _NAMES.arrays().pkey[rows]
+    return pkey[x] == pkey[y]
 
 
 def _given_char_dropped(names: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -207,7 +220,8 @@ def _given_swapped(rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray
 class _NameTable:
     """Per distinct name, what its comparisons need as integers: the ids of its readings (and of
     the one reading, -1 when several), its surname's length, the ids of its swap keys under a
-    surname of one and of two characters, whether its given name has two characters or more. Kept
+    surname of one and of two characters, whether its given name has two characters or more, the id
+    of its pinyin key (``normalise.name_key``: the given name's sounds in any order). Kept
     for the process: a run's comparisons (u's random pairs, each EM session, the candidates) meet
     the same names again, and a name is found by one look-up instead of being read anew each time.
     Equal ids are equal readings and keys: the levels are those of comparing the texts."""
@@ -216,7 +230,7 @@ class _NameTable:
         self.row: dict[str, int] = {}
         self.reading_ids: dict[str, int] = {}
         self.key_ids: dict[str, int] = {}
-        self._cols: list[list[int]] = [[] for _ in range(6)]  # one, k, key1, key2, long, start
+        self._cols: list[list[int]] = [[] for _ in range(7)]  # one, k, key1, key2, long, start, pkey
         self._count: list[int] = []
         self._flat: list[int] = []
         self._arrays = None
@@ -236,8 +250,9 @@ class _NameTable:
         ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in rs]
         keys = [self.key_ids.setdefault(f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}", len(self.key_ids))
                 for j in (1, 2)]
+        pkey = self.key_ids.setdefault("pinyin|" + normalise.name_key(n), len(self.key_ids))
         for col, v in zip(self._cols, (ids[0] if len(ids) == 1 else -1, k, *keys, int(len(n) - k >= 2),
-                                       len(self._flat))):
+                                       len(self._flat), pkey)):
             col.append(v)
         self._count.append(len(ids))
         self._flat += ids
@@ -247,8 +262,9 @@ class _NameTable:
 
     def arrays(self):
         if self._arrays is None:
-            one, k, key1, key2, long, start = (np.array(c, dtype=np.int64) for c in self._cols)
+            one, k, key1, key2, long, start, pkey = (np.array(c, dtype=np.int64) for c in self._cols)
             self._arrays = SimpleNamespace(one=one, k=k, keys=np.stack([key1, key2], axis=1), long=long.astype(bool),
+                                           pkey=pkey,
                                            start=start, count=np.array(self._count, dtype=np.int64),
                                            flat=np.array(self._flat, dtype=np.int64))
         return self._arrays
@@ -297,10 +313,17 @@ def compare_string(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
     """Equal; the same house, one side without its building and flat (…路12号 / …路12号3幢502室:
-    the granularity a clerk happened to write); similar (Indel); different."""
+    the granularity a clerk happened to write); one character apart (a digit of the house or flat
+    number typed wrong, or two typed the wrong way round: 东邵路174号 / 东邵路114号 — next-door
+    numbers read so too, which the level's learned weight knows); similar (Indel); different."""
     a, b, present, eq, lv = _sides(f, left, right)
     sim = _sim(a, b, present, Indel.normalized_similarity)
-    lv[present] = np.where(eq[present], 3, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    lv[present] = np.where(eq[present], 4, np.where(sim[present] >= f.thresholds["similar"], 1, 0))
+    similar = np.flatnonzero(lv == 1)
+    if len(similar):
+        typo = process.cpdist(list(a[similar]), list(b[similar]), scorer=DamerauLevenshtein.distance,
+                              workers=-1 if len(similar) >= PARALLEL_PAIRS else 1) == 1
+        lv[similar[typo]] = 2
     # the shorter side ends at the house number and the longer begins with it: their Indel similarity
     # is 2 * len(short) / (len(short) + len(long)), so the same house is among the pairs at least half alike
     idx = np.flatnonzero(present & ~eq & (sim >= 0.5))
@@ -308,7 +331,7 @@ def compare_address(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         x, y = a[idx].astype(str), b[idx].astype(str)
         house = (np.strings.endswith(x, "号") & np.strings.startswith(y, x)) \
             | (np.strings.endswith(y, "号") & np.strings.startswith(x, y))
-        lv[idx[house]] = 2
+        lv[idx[house]] = 3
     return lv
 
 
@@ -340,8 +363,21 @@ def compare_exact(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
 
 
 def compare_date(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
+    """The dates' level; with ``carried_by``, the best of the recorded dates' level and each side's
+    carried date against the other's recorded one (the two carried dates are the ID numbers' own
+    comparison: not counted twice)."""
     a, b = left[f.name].astype("datetime64[D]"), right[f.name].astype("datetime64[D]")
-    return _date_levels(a, b, np.full(len(a), NULL, dtype=np.int8))
+    lv = _date_levels(a, b, np.full(len(a), NULL, dtype=np.int8))
+    if f.carried_by:
+        ca, cb = (s[f"{f.carried_by}__birth"].astype("datetime64[D]") for s in (left, right))
+        for carried, own, other in ((ca, a, b), (cb, b, a)):
+            # only where the carried date differs from the side's recorded one (or stands for a
+            # missing one): few pairs
+            idx = np.flatnonzero(~np.isnat(carried) & ~np.isnat(other) & (carried != own))
+            if len(idx):
+                lv[idx] = np.maximum(lv[idx], _date_levels(carried[idx], other[idx],
+                                                           np.full(len(idx), NULL, dtype=np.int8)))
+    return lv
 
 
 def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:
@@ -390,7 +426,8 @@ BUILTIN = (
                    normalise.derive_id_number, compare_id_number, columns=("", "__valid", "__legacy"),
                    derive_one=normalise.derive_id_number_one),
     ComparisonKind("name_zh", ("different", "similar characters", "a given-name character dropped",
-                               "given-name characters swapped", "same pinyin", "equal"),
+                               "same pinyin in another order", "given-name characters swapped", "same pinyin",
+                               "equal"),
                    normalise.derive_name_zh, compare_name_zh, thresholds={"similar characters": 0.8},
                    derive_one=normalise.derive_name_zh_one),
     ComparisonKind("name", ("different", "similar", "close", "fields swapped", "equal"), normalise.derive_text,
@@ -403,7 +440,8 @@ BUILTIN = (
                    normalise.derive_date, compare_date, derive_one=normalise.derive_date_one),
     ComparisonKind("phone", ("different", "one digit apart", "equal"), normalise.derive_phone, compare_phone,
                    derive_one=normalise.derive_phone_one),
-    ComparisonKind("address", ("different", "similar", "same house, flat left out", "equal"), normalise.derive_address,
+    ComparisonKind("address", ("different", "similar", "one character apart", "same house, flat left out", "equal"),
+                   normalise.derive_address,
                    compare_address, thresholds={"similar": 0.8}, derive_one=normalise.derive_address_one),
     ComparisonKind("exact", ("different", "equal"), normalise.derive_text, compare_exact,
                    derive_one=normalise.derive_text_one),

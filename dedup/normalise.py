@@ -247,8 +247,10 @@ def blocking_key_one(row: dict, fields: list[str]):
 # (``prepare_one``), each from the same per-value functions or ``standards``' one-value twins.
 def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     """The 18-digit form, its validity, whether it was a 15-digit legacy number (whose check
-    character is computed here, so its validity says nothing about typing errors), and the
-    area + birth-date prefix."""
+    character is computed here, so its validity says nothing about typing errors), the
+    area + birth-date prefix, and the birth date a number valid as typed carries (``__birth``: NaT for
+    an invalid, missing or legacy one — a legacy number's check character is computed, so nothing
+    vouches for its date digits), which a date field with ``carried_by`` compares too."""
     t = st.text(raw)
     norm = st.normalise_id(t)
     n = [v if v is not None and len(v) == 18 else np.nan for v in norm.to_numpy()]
@@ -256,9 +258,12 @@ def derive_id_number(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:
     # ``\d{14}``: 14 decimal digits, what str.isdecimal says of 14 characters
     prefix = [v[:14] if isinstance(v, str) and v[:14].isdecimal() else np.nan for v in n]
     idx = raw.index
-    return {f.name: pd.Series(n, index=idx, dtype=object), f"{f.name}__valid": st.id_valid(norm),
-            f"{f.name}__legacy": pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n),
-            f"{f.name}_prefix14": pd.Series(prefix, index=idx, dtype=object)}
+    valid = st.id_valid(norm)
+    ids = pd.Series(n, index=idx, dtype=object)
+    legacy_ = pd.Series(legacy, index=idx, dtype=bool) & pd.notna(n)
+    return {f.name: ids, f"{f.name}__valid": valid, f"{f.name}__legacy": legacy_,
+            f"{f.name}_prefix14": pd.Series(prefix, index=idx, dtype=object),
+            f"{f.name}__birth": st.id_birth_date(ids.where(valid & ~legacy_)).astype("datetime64[ns]")}
 
 
 def derive_id_number_one(raw, f: FieldSpec) -> dict:
@@ -266,8 +271,11 @@ def derive_id_number_one(raw, f: FieldSpec) -> dict:
     n = norm if norm is not None and len(norm) == 18 else None
     prefix = n[:14] if n is not None and re.fullmatch(r"\d{14}", n[:14]) else None
     legacy = n is not None and len(st.text_one(raw).replace(" ", "")) == 15
-    return {f.name: n, f"{f.name}__valid": st.id_valid_one(raw), f"{f.name}__legacy": legacy,
-            f"{f.name}_prefix14": prefix}
+    valid = st.id_valid_one(raw)
+    birth = pd.Timestamp(int(n[6:10]), int(n[10:12]), int(n[12:14])) if valid and n is not None and not legacy \
+        else pd.NaT
+    return {f.name: n, f"{f.name}__valid": valid, f"{f.name}__legacy": legacy,
+            f"{f.name}_prefix14": prefix, f"{f.name}__birth": birth}
 
 
 def derive_name_zh(raw: pd.Series, f: FieldSpec) -> dict[str, pd.Series]:

@@ -152,8 +152,8 @@ class CompareIdNumberCN(CompareKind):
 
 
 class CompareNameZh(CompareKind):
-    """Chinese names: equal, the same pinyin (heteronyms included), given-name characters swapped, a
-    given-name character dropped, similar characters (Jaro–Winkler)."""
+    """Chinese names: equal, the same pinyin (heteronyms included), given-name characters swapped, the
+    same pinyin in another order, a given-name character dropped, similar characters (Jaro–Winkler)."""
 
     kind = "name_zh"
 

@@ -41,6 +41,11 @@ class FieldSpec(BaseModel):
     # into each other's columns, as Chinese names often are in split columns): a pair whose two
     # values are crossed between the fields gets the kind's "fields swapped" level
     swap_with: str | None = None
+    # a date field: the ID-number field whose valid numbers carry this date (GB 11643: digits 7-14).
+    # The number is checked against the household register, the date field typed at the counter
+    # (a lunar birthday, a day or year mistyped, 1900-01-01 for unknown): a pair's level is the best
+    # of comparing either side's recorded date with the other's recorded or carried one
+    carried_by: str | None = None
     # the least similarity of each level a similarity reaches, by the level's label (the kind's
     # ``thresholds`` name them); a level the spec leaves out takes the kind's default
     thresholds: dict[str, float] = Field(default_factory=dict)
@@ -184,6 +189,10 @@ class Spec(BaseModel):
                 raise ValueError(f"field {f.name}: swap_with {f.swap_with!r} is not another field of the spec")
             if f.swap_with is not None and "fields swapped" not in _levels(f.kind):
                 raise ValueError(f"field {f.name}: kind {f.kind!r} has no \"fields swapped\" level for swap_with")
+            carrier = next((g for g in self.fields if g.name == f.carried_by), None)
+            if f.carried_by is not None and (f.kind != "date" or carrier is None or carrier.kind != "id_number_cn"):
+                raise ValueError(f"field {f.name}: carried_by {f.carried_by!r} must name an id_number_cn field "
+                                 f"and {f.name} be a date")
         return self
 
     @model_validator(mode="after")

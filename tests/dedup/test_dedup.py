@@ -561,7 +561,7 @@ def test_level_thresholds_come_from_the_spec_by_label(tmp_path):
     febrl = specs.load(FEBRL_SPEC)
     assert febrl.fields[0].thresholds == {"close": 0.92, "similar": 0.8}
     assert febrl.fields[febrl.field_index("suburb")].thresholds == {"similar": 0.85}
-    df = pd.DataFrame({"archive_id": ["a", "b"], "address": ["宁波市镇海区骆驼街道盛兴路12号", "宁波市镇海区骆驼街道盛兴路21号"]})
+    df = pd.DataFrame({"archive_id": ["a", "b"], "address": ["宁波市镇海区骆驼街道盛兴路12号", "宁波市镇海区骆驼街道盛兴路35号"]})
     k = SPEC.field_index("address")
     strict = specs.Spec.model_validate({**base, "fields": [
         {**f, "thresholds": {"similar": 0.99}} if f["name"] == "address" else f for f in base["fields"]]})

@@ -118,3 +118,99 @@ def test_twins_one_named_with_a_character_more_and_numbers_apart_are_not_a_match
     # the same two names without a number on one side: a dropped character, the very birth date and sex
     labels, decision = judged([person(name="黄建民", id_number=first), person(name="黄建", id_number=None)])
     assert labels[0] == "missing" and decision == ["match"]
+
+
+def test_the_birth_date_a_valid_number_carries_stands_beside_the_date_typed_at_the_counter():
+    """GB 11643: digits 7-14 of a number are the birth date the household register holds. An archive
+    whose date field was typed wrong (a placeholder 1900-01-01, a year mistyped, a lunar birthday)
+    still carries the right date in its valid number; an archive of the same person made without the
+    ID card agrees with that date, and the shared phone and address no longer stand alone."""
+    with_id = person(id_number=id_number("33021119900314123"), birth_date="1900-01-01")
+    labels, decision = judged([with_id, person(birth_date="1990-03-14")])
+    assert labels[2] == "equal" and decision == ["match"]
+    # the carried date is compared as a typed one is: a day off against it is a day off
+    labels, _ = judged([with_id, person(birth_date="1990-03-15")])
+    assert labels[2] == "day one off or its digits reversed"
+    # an invalid number carries nothing (a typing error may sit in its date digits)
+    bad = person(id_number="33021119900314123" + ("0" if with_id["id_number"][-1] != "0" else "1"),
+                 birth_date="1900-01-01")
+    labels, decision = judged([bad, person(birth_date="1990-03-14")])
+    assert labels[2] == "different" and decision != ["match"]
+    # twins: each number carries the one birth date both share; their different names keep them apart
+    twin = person(name="陈建国", id_number=None, birth_date="1990-03-14")
+    assert judged([with_id, twin])[1] != ["match"]
+
+
+def test_carried_by_names_an_id_number_field_of_the_spec():
+    import pytest
+    from pydantic import ValidationError
+
+    raw = SPEC.model_dump(by_alias=True)
+    for f in raw["fields"]:
+        if f["name"] == "birth_date":
+            f["carried_by"] = "phone"
+    with pytest.raises(ValidationError, match="carried_by"):
+        specs.Spec.model_validate(raw)
+
+
+def test_a_house_or_flat_number_typed_one_key_wrong_is_its_own_address_level():
+    """Addresses are typed anew at each registration: a digit of the house or flat number typed
+    wrong (骆兴路25号 / 骆兴路28号) or two digits the wrong way round (502室 / 520室) is one character
+    apart — a level of its own, whose weight the model learns apart from merely similar addresses
+    (another house on the road, another flat in the building)."""
+    for other in ("浙江省宁波市镇海区骆驼街道盛家村骆兴路28号3幢502室", "骆驼街道盛家村骆兴路25号3幢520室",
+                  "骆驼街道盛家村骆兴路125号3幢502室"):
+        labels, _ = judged([person(), person(address=other)])
+        assert labels[5] == "one character apart", other
+    labels, _ = judged([person(), person(address="骆驼街道盛家村骆兴路36号3幢102室")])
+    assert labels[5] == "similar"
+    # the level is evidence about the address, not about the person: a household guard still needs
+    # the person's own evidence (twins' names differ: not a match at a score of 1)
+    labels, decision = judged([person(), person(name="陈建国", address="骆驼街道盛家村骆兴路28号3幢502室")])
+    assert decision != ["match"]
+
+
+def test_a_homophone_and_the_given_name_in_another_order_is_a_level_short_of_either_slip():
+    """高慧英 registered again as 高瑛慧: 瑛 for 英 (the same sound) and the given name's order written
+    otherwise. Two slips, a level below each alone; the person's evidence only with the very birth
+    date and sex and no ID number to say otherwise (as a dropped character: twins have the date)."""
+    labels, decision = judged([person(name="高慧英"), person(name="高瑛慧")])
+    assert labels[1] == "same pinyin in another order" and decision == ["match"]
+    assert judged([person(name="高慧英"), person(name="高瑛慧", birth_date="1990-03-02")])[1] != ["match"]
+    labels, _ = judged([person(name="高慧英"), person(name="高英慧")])
+    assert labels[1] == "given-name characters swapped"
+    labels, _ = judged([person(name="高慧英"), person(name="高慧莹")])
+    assert labels[1] == "same pinyin"
+    labels, _ = judged([person(name="高慧英"), person(name="高英华")])  # hua is not hui
+    assert labels[1] != "same pinyin in another order"
+
+
+def test_a_household_pair_with_names_alike_but_no_date_to_prove_it_goes_to_the_steward():
+    """王晓明 and 王明 at one address and phone, one birth date the year alone (1990-01-01, imputed): no
+    match (twins may be named so), but the names are alike — the steward decides, as for similar
+    characters; names that differ stay a non-match (a parent and a child)."""
+    with_id = person(name="王晓明", id_number=id_number("33021119900314123"))
+    assert judged([with_id, person(name="王明", birth_date="1990-01-01")])[1] == ["review"]
+    assert judged([with_id, person(name="陈晓明", birth_date="1990-01-01")])[1] == ["non_match"]
+    # the very name, the birth date typed wholly wrong on the archive without the number
+    assert judged([with_id, person(name="王晓明", birth_date="1962-05-20")])[1] == ["review"]
+
+
+def test_a_legacy_number_carries_no_birth_date():
+    """A 15-digit number's check character is computed when it is widened: nothing vouches for its date
+    digits (a transposition there reads as another valid date), so its date stands for no typed one."""
+    legacy = "330211" + "900314" + "123"  # 1990-03-14
+    labels, _ = judged([person(id_number=legacy, birth_date="1900-01-01"), person(birth_date="1990-03-14")])
+    assert labels[2] == "different"
+
+
+def test_every_built_in_level_has_its_chinese_words_on_the_review_page():
+    """A new level (one character apart, the same pinyin in another order) is shown to the steward in
+    Chinese, as every other level is (console/review_words.yml)."""
+    import yaml
+
+    from healthqa.console import evidence
+
+    words = yaml.safe_load(evidence.WORDS.read_text("utf-8"))["levels"]
+    missing = [label for k in compare.BUILTIN for label in k.levels if label not in words]
+    assert missing == []
