@@ -169,3 +169,22 @@ def test_sqlite_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
                 got.append([tuple(r) for r in raw])
     assert got[0] == got[2] and got[1] == got[3]
     assert got[0][1][-1] == datetime(2026, 12, 8, 0, 1, 2, 345)
+
+
+def test_name_table_in_bulk_is_name_by_name():
+    """The table's bulk keys (code points sorted row by row) are the sorted texts, NUL and characters
+    beyond the BMP included; a name asked for twice in one call gets one row."""
+    names = ["王晓明", "欧阳明华", "李", "张三丰x", "\U00020000明\U0002a6a5a", "王\0明", "王"]
+    for j in (1, 2):
+        for slow in (False, True):
+            if slow or "\0" not in "".join(names):
+                assert compare._split_sorted(names, j, slow) == ([n[:j] for n in names],
+                                                                 ["".join(sorted(n[j:])) for n in names])
+    head, rest = compare._split_sorted(names[:5], 2)
+    assert rest == ["".join(sorted(n[2:])) for n in names[:5]]
+    table = compare._NameTable()
+    rows = table.rows(np.array(["王晓明", "王晓明", "单伟", "王\0明", "王明晓"], dtype=object))
+    assert rows[0] == rows[1] and len(set(rows.tolist())) == 4
+    t = table.arrays()
+    assert t.one[rows[2]] == -1 and t.count[rows[2]] > 1  # 单: several readings
+    assert t.keys[rows[0], 0] == t.keys[rows[4], 0]  # 王晓明 / 王明晓: given names swapped
