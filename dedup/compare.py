@@ -42,8 +42,16 @@ def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
             out[:, k] = NULL
             continue
         cols = {c: prepared[c].to_numpy() for c in field_columns(f)}
-        out[:, k] = kinds.get(f.kind).compare(f, {c: v[i] for c, v in cols.items()}, {c: v[j] for c, v in cols.items()})
+        kind_compare = kinds.get(f.kind).compare
+        for s in range(0, len(i), LEVEL_PAIRS):  # a pair's levels are its own: slices give the same
+            a, b = i[s:s + LEVEL_PAIRS], j[s:s + LEVEL_PAIRS]
+            out[s:s + LEVEL_PAIRS, k] = kind_compare(f, {c: v[a] for c, v in cols.items()}, {c: v[b] for c, v in cols.items()})
     return out
+
+
+# pairs compared at once: a comparison's temporaries (the sides' values, ID numbers as arrays of
+# code points) grow with the pairs, and a blocking pass hands over up to a few million at a time
+LEVEL_PAIRS = 262_144
 
 
 PARALLEL_PAIRS = 20_000  # fewer pairs are compared in the calling thread: starting workers costs more
@@ -61,7 +69,7 @@ def _sim(a, b, present, scorer) -> np.ndarray:
 def _sides(f: FieldSpec, left: dict, right: dict):
     """The two sides as object arrays, which pairs have both, which are equal, and the levels
     array to fill (``NULL`` where a side is missing)."""
-    a, b = left[f.name].astype(object), right[f.name].astype(object)
+    a, b = np.asarray(left[f.name], dtype=object), np.asarray(right[f.name], dtype=object)  # no copy
     present = pd.notna(a) & pd.notna(b)
     return a, b, present, present & (a == b), np.full(len(a), NULL, dtype=np.int8)
 
@@ -114,8 +122,8 @@ def _maybe_near(a: np.ndarray, b: np.ndarray, todo: np.ndarray, width: int = 32)
     if max(x.dtype.itemsize, y.dtype.itemsize) // 4 > width:
         return keep
     w = max(x.dtype.itemsize, y.dtype.itemsize) // 4
-    cx = x.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)  # padded with 0: no character
-    cy = y.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
+    cx = x.astype(f"<U{w}", copy=False).view(np.uint32).reshape(len(idx), w)  # padded with 0: no character
+    cy = y.astype(f"<U{w}", copy=False).view(np.uint32).reshape(len(idx), w)
     lx, ly = np.char.str_len(x), np.char.str_len(y)
     differ = cx != cy
     hamming = differ.sum(axis=1)

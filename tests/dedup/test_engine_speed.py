@@ -104,6 +104,26 @@ def test_levels_of_some_fields_are_those_of_all():
     assert (some[:, [0, 2, 3, 5]] == NULL).all()
 
 
+def test_levels_compared_in_slices_are_those_compared_at_once(monkeypatch):
+    """``levels`` compares at most ``LEVEL_PAIRS`` pairs at a time (its temporaries bounded): every
+    pair's levels are those of comparing all pairs at once, whatever slice it falls in."""
+    P = pd.DataFrame({"archive_id": list("abcdef"), "name": ["单伟", "单玮", "王伟", None, "王玮", "刘艳华"],
+                      "id_number": ["11010519491231002X", "11010519491231002X", "110105194912310010", None,
+                                    "11010519491231020X", "110105491231002"],
+                      "birth_date": ["1949-12-31", "1949-12-13", "1950-01-01", None, "1949-12-31", "1949-12-31"],
+                      "sex_code": ["1", "1", "2", None, "1", "2"],
+                      "phone": ["13812345678", "13812345687", None, "0571-88881234", "13812345678", None],
+                      "address": ["骆驼街道盛家村1号", "骆驼街道盛家村1号3幢502室", None, "长河街道", "盛家村1号", None]})
+    from healthqa.dedup.normalise import prepare
+
+    prep = prepare(P, SPEC)
+    i, j = (np.array(x) for x in zip(*itertools.combinations(range(6), 2)))
+    whole = compare.levels(prep, SPEC, i, j)
+    monkeypatch.setattr(compare, "LEVEL_PAIRS", 4)
+    assert np.array_equal(compare.levels(prep, SPEC, i, j), whole)
+    assert len(set(map(tuple, whole.tolist()))) > 5
+
+
 def test_normalised_in_the_order_read_then_put_in_order_is_normalising_in_order():
     """The Deduplicator normalises the rows as read and then puts them in the records' order (the
     strings read lie in memory in the order read): the same frame, dtypes and all, as normalising
