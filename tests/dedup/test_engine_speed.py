@@ -208,3 +208,36 @@ def test_name_table_in_bulk_is_name_by_name():
     t = table.arrays()
     assert t.one[rows[2]] == -1 and t.count[rows[2]] > 1  # 单: several readings
     assert t.keys[rows[0], 0] == t.keys[rows[4], 0]  # 王晓明 / 王明晓: given names swapped
+
+
+def test_only_pairs_that_may_be_kept_are_decided():
+    """``classify`` decides only the pairs a guard cannot make a non-match of anyway (guards lower
+    decisions): its pairs are those of deciding every pair, then keeping the plain definition's."""
+    from healthqa.dedup import engine
+
+    class Fixed:  # scores given, not learned
+        spec = SPEC
+
+        def __init__(self, p):
+            self.p = p
+
+        def probability(self, L, tf=None):
+            return self.p
+
+    rng = np.random.default_rng(3)
+    n = 400
+    keys = np.array([f"k{x:03d}" for x in range(40)], dtype=object)
+    P = pd.DataFrame({"key": keys})
+    i, j = rng.integers(0, 20, n), rng.integers(20, 40, n)
+    lv = np.stack([rng.integers(-1, compare.n_levels(f), n) for f in SPEC.fields], axis=1).astype(np.int8)
+    score = np.concatenate([rng.random(n // 2), rng.random(n // 2) * 0.02])
+    decisions = pd.DataFrame({"left": keys[i[:5]], "right": keys[j[:5]], "decision": ["not_same"] * 5})
+    got = engine.classify(P, SPEC, Fixed(score), decisions, i, j, lv, np.full(n, np.nan))
+    decision = engine.decide(SPEC, score, lv)
+    judged = set(decisions["left"]) | set(decisions["right"])
+    keep = (decision != "non_match") | (score >= engine.KEEP_SCORE) \
+        | (np.isin(keys[i], list(judged)) & np.isin(keys[j], list(judged)))
+    assert got["i"].tolist() == i[keep].tolist() and got["score"].tolist() == score[keep].tolist()
+    steward = got["steward"].notna().to_numpy()  # the stewards' verdicts come after
+    assert steward.any() and (got["decision"].to_numpy()[~steward] == decision[keep][~steward]).all()
+    assert keep.sum() < n and (score[keep] < engine.KEEP_SCORE).any()  # a judged low-scoring pair kept
