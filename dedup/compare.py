@@ -44,8 +44,16 @@ def levels(prepared: pd.DataFrame, spec: Spec, i: np.ndarray, j: np.ndarray,
             out[:, k] = NULL
             continue
         cols = {c: prepared[c].to_numpy() for c in field_columns(f)}
-        out[:, k] = kinds.get(f.kind).compare(f, {c: v[i] for c, v in cols.items()}, {c: v[j] for c, v in cols.items()})
+        kind_compare = kinds.get(f.kind).compare
+        for s in range(0, len(i), LEVEL_PAIRS):  # a pair's levels are its own: slices give the same
+            a, b = i[s:s + LEVEL_PAIRS], j[s:s + LEVEL_PAIRS]
+            out[s:s + LEVEL_PAIRS, k] = kind_compare(f, {c: v[a] for c, v in cols.items()}, {c: v[b] for c, v in cols.items()})
     return out
+
+
+# pairs compared at once: a comparison's temporaries (the sides' values, ID numbers as arrays of
+# code points) grow with the pairs, and a blocking pass hands over up to a few million at a time
+LEVEL_PAIRS = 262_144
 
 
 PARALLEL_PAIRS = 20_000  # fewer pairs are compared in the calling thread: starting workers costs more
@@ -63,7 +71,7 @@ def _sim(a, b, present, scorer) -> np.ndarray:
 def _sides(f: FieldSpec, left: dict, right: dict):
     """The two sides as object arrays, which pairs have both, which are equal, and the levels
     array to fill (``NULL`` where a side is missing)."""
-    a, b = left[f.name].astype(object), right[f.name].astype(object)
+    a, b = np.asarray(left[f.name], dtype=object), np.asarray(right[f.name], dtype=object)  # no copy
     present = pd.notna(a) & pd.notna(b)
     return a, b, present, present & (a == b), np.full(len(a), NULL, dtype=np.int8)
 
@@ -116,8 +124,8 @@ def _maybe_near(a: np.ndarray, b: np.ndarray, todo: np.ndarray, width: int = 32)
     if max(x.dtype.itemsize, y.dtype.itemsize) // 4 > width:
         return keep
     w = max(x.dtype.itemsize, y.dtype.itemsize) // 4
-    cx = x.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)  # padded with 0: no character
-    cy = y.astype(f"<U{w}").view(np.uint32).reshape(len(idx), w)
+    cx = x.astype(f"<U{w}", copy=False).view(np.uint32).reshape(len(idx), w)  # padded with 0: no character
+    cy = y.astype(f"<U{w}", copy=False).view(np.uint32).reshape(len(idx), w)
     lx, ly = np.char.str_len(x), np.char.str_len(y)
     differ = cx != cy
     hamming = differ.sum(axis=1)
@@ -237,28 +245,47 @@ class _NameTable:
 
     def rows(self, names) -> np.ndarray:
         rows = np.fromiter(map(self.row.get, names, repeat(-1)), dtype=np.int64, count=len(names))
-        for p in np.flatnonzero(rows < 0):
-            rows[p] = self._add(names[p])
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            rows[new] = self._add(list(dict.fromkeys(names[p] for p in new)), [names[p] for p in new])
         return rows
 
-    def _add(self, n: str) -> int:
-        k = 2 if n[:2] in normalise.COMPOUND_SURNAMES else 1
-        if all(len(_char_readings(ch)) == 1 for ch in n[:k]):  # ``readings``' one product: each character's first
-            rs = [" ".join(_char_readings(ch)[0] for ch in n)]
-        else:
-            rs = sorted(readings(n))
-        ids = [self.reading_ids.setdefault(r, len(self.reading_ids)) for r in rs]
-        keys = [self.key_ids.setdefault(f"{len(n)}|{n[:j]}|{''.join(sorted(n[j:]))}", len(self.key_ids))
-                for j in (1, 2)]
-        pkey = self.key_ids.setdefault("pinyin|" + normalise.name_key(n), len(self.key_ids))
-        for col, v in zip(self._cols, (ids[0] if len(ids) == 1 else -1, k, *keys, int(len(n) - k >= 2),
-                                       len(self._flat), pkey)):
-            col.append(v)
-        self._count.append(len(ids))
-        self._flat += ids
+    def _add(self, new: list[str], wanted: list[str]) -> list[int]:
+        """Add the distinct names ``new``; the rows of ``wanted`` (names among them). In bulk, a
+        name's text work done by C string methods: its one reading is its characters' first readings
+        joined by spaces — ``str.translate`` to each reading and a space, the last space cut (what
+        ``" ".join`` gives) —; a name with a surname character of several readings (单, 曾) is read by
+        ``readings``, as before."""
+        chars = set().union(*new)
+        first = {ord(ch): _char_readings(ch)[0] + " " for ch in chars}
+        several = {ch for ch in chars if len(_char_readings(ch)) > 1}
+        compound = normalise.COMPOUND_SURNAMES
+        one, flat, count, start = self._cols[0], self._flat, self._count, self._cols[5]
+        rid, kid = self.reading_ids, self.key_ids
+        for n in new:
+            k = 2 if n[:2] in compound else 1
+            if several and not several.isdisjoint(n[:k]):
+                rs = sorted(readings(n))
+                ids = [rid.setdefault(r, len(rid)) for r in rs]
+                one.append(ids[0] if len(ids) == 1 else -1)
+            else:  # ``readings``' one product: each character's first
+                ids = [rid.setdefault(n.translate(first)[:-1], len(rid))]
+                one.append(ids[0])
+            start.append(len(flat))
+            count.append(len(ids))
+            flat += ids
+        length = [len(n) for n in new]
+        ks = [2 if n[:2] in compound else 1 for n in new]
+        self._cols[1] += ks
+        for col, j in ((self._cols[2], 1), (self._cols[3], 2)):
+            col += [kid.setdefault(f"{m}|{head}|{given}", len(kid))
+                    for m, head, given in zip(length, *_split_sorted(new, j, "\0" in chars))]
+        self._cols[4] += [int(m - k >= 2) for m, k in zip(length, ks)]
+        self._cols[6] += [kid.setdefault("pinyin|" + normalise.name_key(n), len(kid)) for n in new]
+        base = len(self.row)
+        self.row.update(zip(new, range(base, base + len(new))))
         self._arrays = None
-        self.row[n] = len(self.row)
-        return self.row[n]
+        return [self.row[n] for n in wanted]
 
     def arrays(self):
         if self._arrays is None:
@@ -268,6 +295,24 @@ class _NameTable:
                                            start=start, count=np.array(self._count, dtype=np.int64),
                                            flat=np.array(self._flat, dtype=np.int64))
         return self._arrays
+
+
+def _split_sorted(names: list[str], j: int, slow: bool = False) -> tuple[list[str], list[str]]:
+    """Each name's first ``j`` characters, and the rest in sorted order (code points), as arrays of
+    code points sorted row by row; ``slow`` (a name holding NUL, which NumPy's text pads with): per name."""
+    if slow or not names:
+        return [n[:j] for n in names], ["".join(sorted(n[j:])) for n in names]
+    a = np.array(names, dtype=str)
+    w = a.dtype.itemsize // 4
+    codes = a.view(np.uint32).reshape(len(names), w)
+    head = np.ascontiguousarray(codes[:, :min(j, w)]).view(f"<U{min(j, w)}").ravel().tolist()
+    if w <= j:
+        return head, [""] * len(names)
+    pad = np.uint32(0xFFFFFFFF)  # the padding sorted last, then back to NUL: NumPy's text ends there
+    rest = np.where(codes[:, j:] == 0, pad, codes[:, j:])
+    rest.sort(axis=1)
+    rest[rest == pad] = 0
+    return head, rest.view(f"<U{w - j}").ravel().tolist()
 
 
 _NAMES = _NameTable()

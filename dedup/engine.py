@@ -99,12 +99,19 @@ def classify(P: pd.DataFrame, spec: Spec, scorer: Scorer, decisions: pd.DataFram
     spec's thresholds, its guards, the stewards' own verdicts — and the pairs worth keeping: columns
     left, right, score, decision, i, j, tf, a level column per field, steward."""
     score = scores(scorer, lv, tf) if len(i) else np.array([])
-    decision = decide(spec, score, lv)
     keys = P["key"].to_numpy(dtype=object)
-    keep = (decision != "non_match") | (score >= KEEP_SCORE)
+    judged = np.zeros(len(i), dtype=bool)
     if decisions is not None and not decisions.empty:  # pairs a steward judged are always kept
-        judged = set(decisions["left"]) | set(decisions["right"])
-        keep |= np.isin(keys[i], list(judged)) & np.isin(keys[j], list(judged))
+        by = set(decisions["left"]) | set(decisions["right"])
+        judged = np.isin(keys[i], list(by)) & np.isin(keys[j], list(by))
+    # guards only lower decisions: a pair scoring below both the review threshold and KEEP_SCORE is
+    # a non-match that is not kept whatever its levels, so only the others are decided (the
+    # decisions of millions of household pairs, as text, were the largest temporaries of a run)
+    maybe = (score >= min(spec.thresholds.review, KEEP_SCORE)) | judged
+    i, j, lv, score, judged = i[maybe], j[maybe], lv[maybe], score[maybe], judged[maybe]
+    tf = tf[maybe] if tf.size else tf
+    decision = decide(spec, score, lv)
+    keep = (decision != "non_match") | (score >= KEEP_SCORE) | judged
     i, j, lv, score, decision = i[keep], j[keep], lv[keep], score[keep], decision[keep]
     tf = tf[keep] if tf.size else tf
     pairs = pd.DataFrame({"left": keys[i], "right": keys[j], "score": score, "decision": decision, "i": i, "j": j,

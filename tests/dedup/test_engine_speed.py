@@ -104,6 +104,26 @@ def test_levels_of_some_fields_are_those_of_all():
     assert (some[:, [0, 2, 3, 5]] == NULL).all()
 
 
+def test_levels_compared_in_slices_are_those_compared_at_once(monkeypatch):
+    """``levels`` compares at most ``LEVEL_PAIRS`` pairs at a time (its temporaries bounded): every
+    pair's levels are those of comparing all pairs at once, whatever slice it falls in."""
+    P = pd.DataFrame({"archive_id": list("abcdef"), "name": ["单伟", "单玮", "王伟", None, "王玮", "刘艳华"],
+                      "id_number": ["11010519491231002X", "11010519491231002X", "110105194912310010", None,
+                                    "11010519491231020X", "110105491231002"],
+                      "birth_date": ["1949-12-31", "1949-12-13", "1950-01-01", None, "1949-12-31", "1949-12-31"],
+                      "sex_code": ["1", "1", "2", None, "1", "2"],
+                      "phone": ["13812345678", "13812345687", None, "0571-88881234", "13812345678", None],
+                      "address": ["骆驼街道盛家村1号", "骆驼街道盛家村1号3幢502室", None, "长河街道", "盛家村1号", None]})
+    from healthqa.dedup.normalise import prepare
+
+    prep = prepare(P, SPEC)
+    i, j = (np.array(x) for x in zip(*itertools.combinations(range(6), 2)))
+    whole = compare.levels(prep, SPEC, i, j)
+    monkeypatch.setattr(compare, "LEVEL_PAIRS", 4)
+    assert np.array_equal(compare.levels(prep, SPEC, i, j), whole)
+    assert len(set(map(tuple, whole.tolist()))) > 5
+
+
 def test_normalised_in_the_order_read_then_put_in_order_is_normalising_in_order():
     """The Deduplicator normalises the rows as read and then puts them in the records' order (the
     strings read lie in memory in the order read): the same frame, dtypes and all, as normalising
@@ -169,3 +189,55 @@ def test_sqlite_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
                 got.append([tuple(r) for r in raw])
     assert got[0] == got[2] and got[1] == got[3]
     assert got[0][1][-1] == datetime(2026, 12, 8, 0, 1, 2, 345)
+
+
+def test_name_table_in_bulk_is_name_by_name():
+    """The table's bulk keys (code points sorted row by row) are the sorted texts, NUL and characters
+    beyond the BMP included; a name asked for twice in one call gets one row."""
+    names = ["王晓明", "欧阳明华", "李", "张三丰x", "\U00020000明\U0002a6a5a", "王\0明", "王"]
+    for j in (1, 2):
+        for slow in (False, True):
+            if slow or "\0" not in "".join(names):
+                assert compare._split_sorted(names, j, slow) == ([n[:j] for n in names],
+                                                                 ["".join(sorted(n[j:])) for n in names])
+    head, rest = compare._split_sorted(names[:5], 2)
+    assert rest == ["".join(sorted(n[2:])) for n in names[:5]]
+    table = compare._NameTable()
+    rows = table.rows(np.array(["王晓明", "王晓明", "单伟", "王\0明", "王明晓"], dtype=object))
+    assert rows[0] == rows[1] and len(set(rows.tolist())) == 4
+    t = table.arrays()
+    assert t.one[rows[2]] == -1 and t.count[rows[2]] > 1  # 单: several readings
+    assert t.keys[rows[0], 0] == t.keys[rows[4], 0]  # 王晓明 / 王明晓: given names swapped
+
+
+def test_only_pairs_that_may_be_kept_are_decided():
+    """``classify`` decides only the pairs a guard cannot make a non-match of anyway (guards lower
+    decisions): its pairs are those of deciding every pair, then keeping the plain definition's."""
+    from healthqa.dedup import engine
+
+    class Fixed:  # scores given, not learned
+        spec = SPEC
+
+        def __init__(self, p):
+            self.p = p
+
+        def probability(self, L, tf=None):
+            return self.p
+
+    rng = np.random.default_rng(3)
+    n = 400
+    keys = np.array([f"k{x:03d}" for x in range(40)], dtype=object)
+    P = pd.DataFrame({"key": keys})
+    i, j = rng.integers(0, 20, n), rng.integers(20, 40, n)
+    lv = np.stack([rng.integers(-1, compare.n_levels(f), n) for f in SPEC.fields], axis=1).astype(np.int8)
+    score = np.concatenate([rng.random(n // 2), rng.random(n // 2) * 0.02])
+    decisions = pd.DataFrame({"left": keys[i[:5]], "right": keys[j[:5]], "decision": ["not_same"] * 5})
+    got = engine.classify(P, SPEC, Fixed(score), decisions, i, j, lv, np.full(n, np.nan))
+    decision = engine.decide(SPEC, score, lv)
+    judged = set(decisions["left"]) | set(decisions["right"])
+    keep = (decision != "non_match") | (score >= engine.KEEP_SCORE) \
+        | (np.isin(keys[i], list(judged)) & np.isin(keys[j], list(judged)))
+    assert got["i"].tolist() == i[keep].tolist() and got["score"].tolist() == score[keep].tolist()
+    steward = got["steward"].notna().to_numpy()  # the stewards' verdicts come after
+    assert steward.any() and (got["decision"].to_numpy()[~steward] == decision[keep][~steward]).all()
+    assert keep.sum() < n and (score[keep] < engine.KEEP_SCORE).any()  # a judged low-scoring pair kept
