@@ -308,7 +308,7 @@ class _Cols:
     def name_problem(self, c, lo=2, hi=20, id_type: str | None = None, latin_hi: int = 50):
         def compute():
             latin, han = self.name_scripts(id_type)
-            return st.name_problem(self.text(c), lo, hi, latin=latin, han=han, latin_max_len=latin_hi)
+            return st.name_problem(self.text(c), lo, hi, latin=latin, han=han, latin_max_len=latin_hi, trimmed=True)
         return self._m(("name", c, lo, hi, id_type, latin_hi), compute)
 
     def name_scripts(self, id_type: str | None) -> tuple[pd.Series | None, pd.Series | None]:
@@ -325,10 +325,11 @@ class _Cols:
                 t.map({v: "han" in scripts.get(v, ["han"]) for v in kinds}).ne(False))
 
     def phone_problem(self, c):
-        return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
+        return self._m(("phone", c), lambda: st.phone_problem(self.text(c), trimmed=True))
 
     def icd10_problem(self, c):
-        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ())))
+        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ()),
+                                                                    trimmed=True))
 
     def area_exists(self, c):
         def compute():
@@ -619,7 +620,7 @@ def name_canonical_form(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> 
     same name in another form, which splits one resident's records when matched by name."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
-    return applies, applies & st.name_dot_variant(c.text(p.column))
+    return applies, applies & st.name_dot_variant(c.text(p.column), trimmed=True)
 
 
 @rule_type("phone_not_placeholder", params=ColumnParams,
