@@ -22,6 +22,7 @@ column parameters are checked when a suite loads.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -356,7 +357,19 @@ class _Cols:
 
     def normalised_id(self, c: str) -> pd.Series:
         """ID numbers as the rules compare them (``standards.normalise_id``)."""
-        return self._m(("normalised_id", c), lambda: st.normalise_id(self.df[c]))
+        return self._m(("normalised_id", c), lambda: st.normalise_id(self.text(c), trimmed=True))
+
+    def legacy_id(self, c: str) -> pd.Series:
+        """Numbers stored as 15 digits (any script's: ``\\d``), as typed: a legacy GB 11643 number."""
+        def compute() -> pd.Series:
+            t = self.text(c).to_numpy(dtype=object)
+            # only a text of 15 characters can be 15 digits: the pattern runs on those alone
+            return pd.Series(np.fromiter((isinstance(v, str) and len(v) == 15 and _FIFTEEN_DIGITS.fullmatch(v) is not None
+                                          for v in t), dtype=bool, count=len(t)), index=self.df.index)
+        return self._m(("legacy_id", c), compute)
+
+
+_FIFTEEN_DIGITS = re.compile(r"\d{15}")
 
 
 def _all(df: pd.DataFrame) -> pd.Series:
@@ -494,7 +507,7 @@ def id_number_not_legacy(df: pd.DataFrame, p: LegacyIdParams, ctx: RuleContext) 
     c = _Cols(df, ctx)
     t = c.text(p.id)
     applies = t.notna() & c.gb11643_type(p.id_type)
-    return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
+    return applies, applies & c.legacy_id(p.id)
 
 
 class CanonicalIdParams(LegacyIdParams):
@@ -507,8 +520,7 @@ def id_number_canonical_form(df: pd.DataFrame, p: CanonicalIdParams, ctx: RuleCo
     """A valid number stored as it should be: half-width digits, upper-case X, no spaces."""
     c = _Cols(df, ctx)
     raw, norm, valid = c.ids(p.id, p.id_type)
-    legacy = c.text(p.id).str.fullmatch(r"\d{15}").eq(True)
-    applies = valid & ~legacy
+    applies = valid & ~c.legacy_id(p.id)
     if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
         as_stored = raw  # text as stored: compared as it is (a missing value is never a valid number)
     else:

@@ -165,9 +165,11 @@ def check_characters(first17: pd.Series) -> pd.Series:
     return out
 
 
-def normalise_id(s: pd.Series) -> pd.Series:
-    """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
-    t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "") for v in text(s).to_numpy()]
+def normalise_id(s: pd.Series, trimmed: bool = False) -> pd.Series:
+    """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits.
+    ``trimmed``: ``s`` is ``text`` already (not trimmed again)."""
+    t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "")
+         for v in (s if trimmed else text(s)).to_numpy()]
     # a legacy number: 15 ASCII digits (a digit of another script is no GB 11643 digit: the number
     # stays as typed, and is judged by its characters)
     legacy = [(k, v) for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isascii() and v.isdecimal()]
@@ -310,7 +312,11 @@ def id_birth_date(normalised: pd.Series) -> pd.Series:
 
 def id_sex_code(normalised: pd.Series) -> pd.Series:
     """'1' for an odd order code (men), '2' for an even one (women)."""
-    d = pd.to_numeric(normalised.str[16], errors="coerce").to_numpy(dtype=float)
+    # the order code's character read as pandas reads a number, once per distinct character
+    codes, chars = pd.factorize(np.array([v[16] if isinstance(v, str) and len(v) > 16 else None
+                                          for v in normalised.to_numpy(dtype=object)], dtype=object))
+    number = pd.to_numeric(pd.Series(chars, dtype=object), errors="coerce").to_numpy(dtype=float)
+    d = np.append(number, np.nan)[codes]  # code -1 (no character): the appended NaN
     out = np.full(len(d), None, dtype=object)
     known = ~np.isnan(d)
     out[known] = np.where(np.fmod(d[known], 2) != 0, "1", "2")

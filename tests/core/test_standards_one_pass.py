@@ -98,3 +98,19 @@ def test_numbers_stored_as_numbers_and_empty_columns():
     assert st.name_problem(e).empty and st.phone_problem(e).empty
     b = pd.Series([None, "", " "], dtype=object)
     assert st.name_problem(b).isna().all() and st.phone_problem(b).isna().all()
+
+
+def test_id_sex_code_as_column_wise():
+    ids = ["110101199001011234", "11010119900101123X", "1101011990010112٣4", "1101011990010112５4", "11010119900101",
+           "1101011990010112 4", None, np.nan, "", "11010119900101124X"]
+    s = pd.Series(ids, dtype=object, index=range(3, 3 + len(ids)))
+    d = pd.to_numeric(s.str[16], errors="coerce").to_numpy(dtype=float)  # the column-wise reading it replaced
+    expected = np.full(len(d), None, dtype=object)
+    expected[~np.isnan(d)] = np.where(np.fmod(d[~np.isnan(d)], 2) != 0, "1", "2")
+    pd.testing.assert_series_equal(st.id_sex_code(s), pd.Series(expected, index=s.index, dtype=object))
+    assert st.id_sex_code(pd.Series([], dtype=object)).empty
+
+
+def test_normalise_id_of_trimmed_text():
+    s = pd.Series([" １１０１０１９００１０１１２３ｘ ", "110101900101123", "  ", None, 110101199001011234.0])
+    pd.testing.assert_series_equal(st.normalise_id(st.text(s), trimmed=True), st.normalise_id(s))
