@@ -332,13 +332,21 @@ class _Cols:
         return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ()),
                                                                     trimmed=True))
 
+    def distinct(self, c) -> tuple[np.ndarray, np.ndarray]:
+        """The column's text as (codes, distinct values): code -1 for a missing value."""
+        return self._m(("distinct", c), lambda: pd.factorize(self.text(c).to_numpy(dtype=object)))
+
+    def per_value(self, c, fn: Callable[[str], Any], missing: Any = False, dtype: Any = bool) -> np.ndarray:
+        """``fn`` of each row's text, called once per distinct value (a column of codes holds a few:
+        area codes, document types); ``missing`` for a missing value."""
+        codes, values = self.distinct(c)
+        return np.array([fn(v) for v in values] + [missing], dtype=dtype)[codes]  # code -1: the last
+
     def area_exists(self, c):
         def compute():
-            t = self.text(c)
-            shaped = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True)
-            county = t[shaped].str[:6]  # judged once per distinct county code
-            known = county.map({v: st.area_ever_existed(v) for v in county.unique()})
-            return shaped & known.reindex(t.index, fill_value=False).astype(bool)
+            # judged once per distinct code: shaped as a 6- or 9-digit code, its county part ever existed
+            return pd.Series(self.per_value(c, lambda v: _AREA_SHAPE.fullmatch(v) is not None
+                                            and st.area_ever_existed(v[:6])), index=self.df.index)
         return self._m(("area", c), compute)
 
     def gb11643_type(self, id_type: str | None) -> pd.Series:
@@ -370,6 +378,7 @@ class _Cols:
 
 
 _FIFTEEN_DIGITS = re.compile(r"\d{15}")
+_AREA_SHAPE = re.compile(r"\d{6}(\d{3})?")
 
 
 def _all(df: pd.DataFrame) -> pd.Series:
@@ -600,7 +609,7 @@ def name_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) ->
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     # the placeholder test alone (name_problem's first step), not the whole judgement of the name
-    return applies, applies & c._m(("name_placeholder", p.column), lambda: st.name_placeholder(c.text(p.column)))
+    return applies, applies & c.per_value(p.column, st.name_placeholder_one)
 
 
 class NameParams(ColumnParams):
@@ -632,7 +641,7 @@ def name_canonical_form(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> 
     same name in another form, which splits one resident's records when matched by name."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
-    return applies, applies & st.name_dot_variant(c.text(p.column), trimmed=True)
+    return applies, applies & c.per_value(p.column, st.name_dot_variant_one)
 
 
 @rule_type("phone_not_placeholder", params=ColumnParams,
@@ -671,7 +680,7 @@ def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
     """An existing area code that lies in the district (local archives live there)."""
     c = _Cols(df, ctx)
     applies = c.present(p.column) & c.area_exists(p.column)
-    return applies, applies & ~c.text(p.column).str.startswith(ctx.district).eq(True)
+    return applies, applies & ~c.per_value(p.column, lambda v: v.startswith(ctx.district))
 
 
 # -- ICD-10 ---------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class FormByCodeParams(RuleParams):
 
 
 _SPACES = re.compile(r"\s+")
+_PAIRS_OF_ZEROS = re.compile(r"(00)+$")
 
 
 @rule_type("form_by_code", params=FormByCodeParams,
@@ -242,9 +243,8 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     findall = pattern.findall
     exists = c.area_exists(p.adcode).to_numpy()  # the rule applies to existing codes only: others not read
     named = [tuple(findall(a)) if ok and isinstance(a, str) else () for a, ok in zip(c.text(p.address), exists)]
-    code = c.text(p.adcode)
-    county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
-    code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
+    # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302 (once per distinct code)
+    code = c.per_value(p.adcode, lambda v: _PAIRS_OF_ZEROS.sub("", v) if len(v) == 6 else v, None, object)
     applies = pd.Series(exists & np.fromiter(map(bool, named), dtype=bool, count=len(named)), index=df.index)
     # judged once per distinct (names, code): a district's addresses name the same few areas
     judged: dict[tuple, bool] = {}

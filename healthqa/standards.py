@@ -534,6 +534,15 @@ def name_placeholder_one(t: str | None) -> bool:
     return t is not None and (t in ph["names"] or t.endswith(tuple(ph["name_suffixes"])))
 
 
+def name_dot_variant_one(t: str | None) -> bool:
+    """Whether one trimmed name separates its parts with a dot-like character other than ·, as
+    ``name_dot_variant`` judges a column's."""
+    return t is not None and _DOT_VARIANT.search(t) is not None
+
+
+_DOT_VARIANT = re.compile(f"[{MIDDLE_DOT_VARIANTS}]")
+
+
 def name_dot_variant(s: pd.Series, trimmed: bool = False) -> pd.Series:
     """Whether a name separates its parts with a dot-like character other than · (U+00B7).
     ``trimmed``: ``s`` is ``text`` already (not trimmed again)."""

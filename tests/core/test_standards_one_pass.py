@@ -114,3 +114,10 @@ def test_id_sex_code_as_column_wise():
 def test_normalise_id_of_trimmed_text():
     s = pd.Series([" １１０１０１９００１０１１２３ｘ ", "110101900101123", "  ", None, 110101199001011234.0])
     pd.testing.assert_series_equal(st.normalise_id(st.text(s), trimmed=True), st.normalise_id(s))
+
+
+def test_one_value_judgements_agree_with_the_column_ones():
+    s = pd.Series(NAMES, dtype=object)
+    t = st.text(s)
+    assert [st.name_dot_variant_one(v) for v in t] == st.name_dot_variant(s).tolist()
+    assert [st.name_placeholder_one(v) for v in t] == st.name_placeholder(t).tolist()
