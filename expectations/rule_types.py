@@ -585,7 +585,7 @@ def _sharers(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> pd.Serie
     listed = norm.map(ctx.reference("person.archives_by_id_number"))
     others = [", ".join(x for x in a.split(", ") if x != m) or None if isinstance(a, str) else None
               for a, m in zip(listed, own)]
-    return pd.Series([f"mpi.person {o}" if o else None for o in others], index=df.index, dtype=object)
+    return pd.Series(st.objects([f"mpi.person {o}" if o else None for o in others]), index=df.index, dtype=object)
 
 
 @rule_type("one_active_per_id_number", params=OneActiveParams, whole_table=True,

@@ -126,8 +126,8 @@ def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Out
     c = _Cols(df, ctx)
     code = c.text(p.code)
     # upper-case without spaces; a value of letters and digits alone (nearly all) has no space to remove
-    value = pd.Series([v if not isinstance(v, str) else u if (u := v.upper()).isalnum() else _SPACES.sub("", u)
-                       for v in c.normalised_id(p.column).to_numpy(dtype=object)], index=df.index, dtype=object)
+    value = pd.Series(st.objects([v if not isinstance(v, str) else u if (u := v.upper()).isalnum() else _SPACES.sub("", u)
+                                  for v in c.normalised_id(p.column).to_numpy(dtype=object)]), index=df.index, dtype=object)
     applies = pd.Series(False, index=df.index)
     violates = np.zeros(len(df), dtype=bool)
     for k, pattern in codelists.load(p.forms)["forms"].items():
@@ -255,8 +255,8 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
             got = judged[names, k] = _address_conflict(tuple(dict.fromkeys(areas[m] for m in names)), k)
         return got
 
-    violates = pd.Series([conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)],
-                         index=df.index, dtype=bool)
+    violates = pd.Series(np.fromiter((conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)),
+                                     dtype=bool, count=len(named)), index=df.index)
     return applies, applies & violates
 
 
