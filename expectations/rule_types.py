@@ -726,12 +726,15 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
     code, name = c.text(p.code), c.text(p.name)
     site = ctx.diagnosis_codes or {}
     both = (code.notna() & name.notna()).to_numpy()
-    pairs = pd.DataFrame({"code": code.to_numpy()[both], "name": name.to_numpy()[both]})
-    # each distinct (code, name) judged once: its group number indexes the verdicts
-    group = pairs.groupby(["code", "name"], sort=False).ngroup().to_numpy()
-    first = pairs.drop_duplicates()
+    codes, names = code.to_numpy()[both], name.to_numpy()[both]
+    # each distinct (code, name) judged once: the pair's number (from the two columns' codes)
+    # indexes the verdicts, judged at each pair's first row
+    code_of, _ = pd.factorize(codes)
+    name_of, distinct_names = pd.factorize(names)
+    group, _ = pd.factorize(code_of.astype(np.int64) * max(len(distinct_names), 1) + name_of)
+    _, first = np.unique(group, return_index=True)
     judged = np.array([st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
-                       for cd, nm in zip(first["code"], first["name"])], dtype=object)
+                       for cd, nm in zip(codes[first], names[first])], dtype=object)
     verdict = np.full(len(df), None, dtype=object)
     verdict[both] = judged[group]
     applies = pd.Series(pd.notna(verdict), index=df.index)
