@@ -22,6 +22,7 @@ column parameters are checked when a suite loads.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -308,7 +309,7 @@ class _Cols:
     def name_problem(self, c, lo=2, hi=20, id_type: str | None = None, latin_hi: int = 50):
         def compute():
             latin, han = self.name_scripts(id_type)
-            return st.name_problem(self.text(c), lo, hi, latin=latin, han=han, latin_max_len=latin_hi)
+            return st.name_problem(self.text(c), lo, hi, latin=latin, han=han, latin_max_len=latin_hi, trimmed=True)
         return self._m(("name", c, lo, hi, id_type, latin_hi), compute)
 
     def name_scripts(self, id_type: str | None) -> tuple[pd.Series | None, pd.Series | None]:
@@ -325,18 +326,27 @@ class _Cols:
                 t.map({v: "han" in scripts.get(v, ["han"]) for v in kinds}).ne(False))
 
     def phone_problem(self, c):
-        return self._m(("phone", c), lambda: st.phone_problem(self.text(c)))
+        return self._m(("phone", c), lambda: st.phone_problem(self.text(c), trimmed=True))
 
     def icd10_problem(self, c):
-        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ())))
+        return self._m(("icd10", c), lambda: st.icd10_problem(self.text(c), frozenset(self.ctx.diagnosis_codes or ()),
+                                                                    trimmed=True))
+
+    def distinct(self, c) -> tuple[np.ndarray, np.ndarray]:
+        """The column's text as (codes, distinct values): code -1 for a missing value."""
+        return self._m(("distinct", c), lambda: pd.factorize(self.text(c).to_numpy(dtype=object)))
+
+    def per_value(self, c, fn: Callable[[str], Any], missing: Any = False, dtype: Any = bool) -> np.ndarray:
+        """``fn`` of each row's text, called once per distinct value (a column of codes holds a few:
+        area codes, document types); ``missing`` for a missing value."""
+        codes, values = self.distinct(c)
+        return np.array([fn(v) for v in values] + [missing], dtype=dtype)[codes]  # code -1: the last
 
     def area_exists(self, c):
         def compute():
-            t = self.text(c)
-            shaped = t.str.fullmatch(r"\d{6}(\d{3})?").eq(True)
-            county = t[shaped].str[:6]  # judged once per distinct county code
-            known = county.map({v: st.area_ever_existed(v) for v in county.unique()})
-            return shaped & known.reindex(t.index, fill_value=False).astype(bool)
+            # judged once per distinct code: shaped as a 6- or 9-digit code, its county part ever existed
+            return pd.Series(self.per_value(c, lambda v: _AREA_SHAPE.fullmatch(v) is not None
+                                            and st.area_ever_existed(v[:6])), index=self.df.index)
         return self._m(("area", c), compute)
 
     def gb11643_type(self, id_type: str | None) -> pd.Series:
@@ -355,7 +365,20 @@ class _Cols:
 
     def normalised_id(self, c: str) -> pd.Series:
         """ID numbers as the rules compare them (``standards.normalise_id``)."""
-        return self._m(("normalised_id", c), lambda: st.normalise_id(self.df[c]))
+        return self._m(("normalised_id", c), lambda: st.normalise_id(self.text(c), trimmed=True))
+
+    def legacy_id(self, c: str) -> pd.Series:
+        """Numbers stored as 15 digits (any script's: ``\\d``), as typed: a legacy GB 11643 number."""
+        def compute() -> pd.Series:
+            t = self.text(c).to_numpy(dtype=object)
+            # only a text of 15 characters can be 15 digits: the pattern runs on those alone
+            return pd.Series(np.fromiter((isinstance(v, str) and len(v) == 15 and _FIFTEEN_DIGITS.fullmatch(v) is not None
+                                          for v in t), dtype=bool, count=len(t)), index=self.df.index)
+        return self._m(("legacy_id", c), compute)
+
+
+_FIFTEEN_DIGITS = re.compile(r"\d{15}")
+_AREA_SHAPE = re.compile(r"\d{6}(\d{3})?")
 
 
 def _all(df: pd.DataFrame) -> pd.Series:
@@ -493,7 +516,7 @@ def id_number_not_legacy(df: pd.DataFrame, p: LegacyIdParams, ctx: RuleContext) 
     c = _Cols(df, ctx)
     t = c.text(p.id)
     applies = t.notna() & c.gb11643_type(p.id_type)
-    return applies, applies & t.str.fullmatch(r"\d{15}").eq(True)
+    return applies, applies & c.legacy_id(p.id)
 
 
 class CanonicalIdParams(LegacyIdParams):
@@ -506,8 +529,7 @@ def id_number_canonical_form(df: pd.DataFrame, p: CanonicalIdParams, ctx: RuleCo
     """A valid number stored as it should be: half-width digits, upper-case X, no spaces."""
     c = _Cols(df, ctx)
     raw, norm, valid = c.ids(p.id, p.id_type)
-    legacy = c.text(p.id).str.fullmatch(r"\d{15}").eq(True)
-    applies = valid & ~legacy
+    applies = valid & ~c.legacy_id(p.id)
     if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
         as_stored = raw  # text as stored: compared as it is (a missing value is never a valid number)
     else:
@@ -563,7 +585,7 @@ def _sharers(df: pd.DataFrame, p: OneActiveParams, ctx: RuleContext) -> pd.Serie
     listed = norm.map(ctx.reference("person.archives_by_id_number"))
     others = [", ".join(x for x in a.split(", ") if x != m) or None if isinstance(a, str) else None
               for a, m in zip(listed, own)]
-    return pd.Series([f"mpi.person {o}" if o else None for o in others], index=df.index, dtype=object)
+    return pd.Series(st.objects([f"mpi.person {o}" if o else None for o in others]), index=df.index, dtype=object)
 
 
 @rule_type("one_active_per_id_number", params=OneActiveParams, whole_table=True,
@@ -587,7 +609,7 @@ def name_not_placeholder(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) ->
     c = _Cols(df, ctx)
     applies = c.present(p.column)
     # the placeholder test alone (name_problem's first step), not the whole judgement of the name
-    return applies, applies & c._m(("name_placeholder", p.column), lambda: st.name_placeholder(c.text(p.column)))
+    return applies, applies & c.per_value(p.column, st.name_placeholder_one)
 
 
 class NameParams(ColumnParams):
@@ -619,7 +641,7 @@ def name_canonical_form(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -> 
     same name in another form, which splits one resident's records when matched by name."""
     c = _Cols(df, ctx)
     applies = c.present(p.column)
-    return applies, applies & st.name_dot_variant(c.text(p.column))
+    return applies, applies & c.per_value(p.column, st.name_dot_variant_one)
 
 
 @rule_type("phone_not_placeholder", params=ColumnParams,
@@ -658,7 +680,7 @@ def area_code_in_district(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext) -
     """An existing area code that lies in the district (local archives live there)."""
     c = _Cols(df, ctx)
     applies = c.present(p.column) & c.area_exists(p.column)
-    return applies, applies & ~c.text(p.column).str.startswith(ctx.district).eq(True)
+    return applies, applies & ~c.per_value(p.column, lambda v: v.startswith(ctx.district))
 
 
 # -- ICD-10 ---------------------------------------------------------------------------------------
@@ -704,12 +726,15 @@ def diagnosis_name_matches_code(df: pd.DataFrame, p: DiagnosisNameParams, ctx: R
     code, name = c.text(p.code), c.text(p.name)
     site = ctx.diagnosis_codes or {}
     both = (code.notna() & name.notna()).to_numpy()
-    pairs = pd.DataFrame({"code": code.to_numpy()[both], "name": name.to_numpy()[both]})
-    # each distinct (code, name) judged once: its group number indexes the verdicts
-    group = pairs.groupby(["code", "name"], sort=False).ngroup().to_numpy()
-    first = pairs.drop_duplicates()
+    codes, names = code.to_numpy()[both], name.to_numpy()[both]
+    # each distinct (code, name) judged once: the pair's number (from the two columns' codes)
+    # indexes the verdicts, judged at each pair's first row
+    code_of, _ = pd.factorize(codes)
+    name_of, distinct_names = pd.factorize(names)
+    group, _ = pd.factorize(code_of.astype(np.int64) * max(len(distinct_names), 1) + name_of)
+    _, first = np.unique(group, return_index=True)
     judged = np.array([st.diagnosis_name_agrees(cd, nm, site)  # None: not applicable
-                       for cd, nm in zip(first["code"], first["name"])], dtype=object)
+                       for cd, nm in zip(codes[first], names[first])], dtype=object)
     verdict = np.full(len(df), None, dtype=object)
     verdict[both] = judged[group]
     applies = pd.Series(pd.notna(verdict), index=df.index)

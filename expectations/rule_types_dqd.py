@@ -113,6 +113,10 @@ class FormByCodeParams(RuleParams):
     forms: str = Field("id_number_forms", description="a code list whose `forms` give each code's pattern")
 
 
+_SPACES = re.compile(r"\s+")
+_PAIRS_OF_ZEROS = re.compile(r"(00)+$")
+
+
 @rule_type("form_by_code", params=FormByCodeParams,
            expectation="ExpectColumnPairValuesToHaveFormOfTheirCode")
 def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Outcome:
@@ -121,7 +125,9 @@ def form_by_code(df: pd.DataFrame, p: FormByCodeParams, ctx: RuleContext) -> Out
     and without spaces; a code without a pattern is not judged."""
     c = _Cols(df, ctx)
     code = c.text(p.code)
-    value = c.normalised_id(p.column).str.upper().str.replace(r"\s+", "", regex=True)
+    # upper-case without spaces; a value of letters and digits alone (nearly all) has no space to remove
+    value = pd.Series(st.objects([v if not isinstance(v, str) else u if (u := v.upper()).isalnum() else _SPACES.sub("", u)
+                                  for v in c.normalised_id(p.column).to_numpy(dtype=object)]), index=df.index, dtype=object)
     applies = pd.Series(False, index=df.index)
     violates = np.zeros(len(df), dtype=bool)
     for k, pattern in codelists.load(p.forms)["forms"].items():
@@ -140,10 +146,18 @@ def mobile_prefix_allocated(df: pd.DataFrame, p: ColumnParams, ctx: RuleContext)
     where the plan allocates by four) is one the numbering plan allocates (code list
     ``mobile_prefixes``). Placeholders are a rule of their own."""
     c = _Cols(df, ctx)
-    t = c.text(p.column)
-    applies = t.str.fullmatch(r"1\d{10}").eq(True) & (c.phone_problem(p.column) != "placeholder")
+    t = c.text(p.column).to_numpy(dtype=object)
     allocated = set(map(str, codelists.load("mobile_prefixes")["prefixes"]))
-    return applies, applies & ~(t.str[:3].isin(allocated) | t.str[:4].isin(allocated))
+    # one pass per value (a column of mostly distinct numbers): the shape, then the prefix
+    mobile = np.fromiter((isinstance(v, str) and _MOBILE_SHAPE.fullmatch(v) is not None for v in t),
+                         dtype=bool, count=len(t))
+    applies = pd.Series(mobile, index=df.index) & (c.phone_problem(p.column) != "placeholder")
+    unallocated = np.fromiter((ok and v[:3] not in allocated and v[:4] not in allocated
+                               for v, ok in zip(t, applies.to_numpy())), dtype=bool, count=len(t))
+    return applies, pd.Series(unallocated, index=df.index)
+
+
+_MOBILE_SHAPE = re.compile(r"1\d{10}")
 
 
 # -- placeholder dates ----------------------------------------------------------------------------
@@ -170,7 +184,12 @@ def date_not_placeholder(df: pd.DataFrame, p: PlaceholderDateParams, ctx: RuleCo
     suspect = d.isin(set(pd.to_datetime(pd.Series(ph.get("dates_unless_confirmed", []), dtype=str))))
     if p.id and p.id in df:
         _, norm, valid = c.ids(p.id, p.id_type if p.id_type in df else None)
-        suspect &= ~(valid & (st.id_birth_date(norm) == d))
+        # the ID number's birth date read only where the date is suspect (the epoch: a few rows)
+        rows = suspect.to_numpy(dtype=bool) & valid.to_numpy(dtype=bool)
+        if rows.any():
+            confirmed = np.zeros(len(d), dtype=bool)
+            confirmed[rows] = (st.id_birth_date(norm[rows]) == d[rows]).to_numpy(dtype=bool)
+            suspect &= ~confirmed
     return applies, applies & (d.isin(set(fixed)) | suspect | zero)
 
 
@@ -224,9 +243,8 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
     findall = pattern.findall
     exists = c.area_exists(p.adcode).to_numpy()  # the rule applies to existing codes only: others not read
     named = [tuple(findall(a)) if ok and isinstance(a, str) else () for a, ok in zip(c.text(p.address), exists)]
-    code = c.text(p.adcode)
-    county = code.str.len() == 6  # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302
-    code = code.where(~county, code.str.replace(r"(00)+$", "", regex=True))
+    # a province's or city's code ends in 00 pairs: 330000 is 33, 330200 is 3302 (once per distinct code)
+    code = c.per_value(p.adcode, lambda v: _PAIRS_OF_ZEROS.sub("", v) if len(v) == 6 else v, None, object)
     applies = pd.Series(exists & np.fromiter(map(bool, named), dtype=bool, count=len(named)), index=df.index)
     # judged once per distinct (names, code): a district's addresses name the same few areas
     judged: dict[tuple, bool] = {}
@@ -237,8 +255,8 @@ def address_agrees_with_area_code(df: pd.DataFrame, p: AddressAreaParams, ctx: R
             got = judged[names, k] = _address_conflict(tuple(dict.fromkeys(areas[m] for m in names)), k)
         return got
 
-    violates = pd.Series([conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)],
-                         index=df.index, dtype=bool)
+    violates = pd.Series(np.fromiter((conflict(n, k) if ok else False for n, k, ok in zip(named, code, applies)),
+                                     dtype=bool, count=len(named)), index=df.index)
     return applies, applies & violates
 
 

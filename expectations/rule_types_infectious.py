@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -69,7 +70,13 @@ def _diseases(codes: pd.Series, name: str = NOTIFIABLE) -> tuple[pd.Series, pd.S
 
 def _key(a: pd.Series, b: pd.Series) -> pd.Series:
     """``a|b`` where both are known (the reference keys: archive or ID number, and disease)."""
-    return (a + "|" + b).where(a.notna() & b.notna())
+    if not a.index.equals(b.index):  # aligned by label
+        return (a + "|" + b).where(a.notna() & b.notna())
+    known = (a.notna() & b.notna()).to_numpy(dtype=bool)
+    out = np.full(len(a), np.nan, dtype=object)  # joined only where both are known (a visit's disease: rarely)
+    if known.any():
+        out[known] = (a[known] + "|" + b[known]).to_numpy(dtype=object)
+    return pd.Series(out, index=a.index, dtype=object)
 
 
 # -- reference data ---------------------------------------------------------------------------------

@@ -550,13 +550,18 @@ def _pick(rows: np.ndarray, orgs: np.ndarray | None, tl: _Tally) -> np.ndarray:
     institution (or of the table), up to the limits, counting those earlier batches showed."""
     if orgs is None:
         return rows[:EXAMPLES_PER_ORG * 3 - len(tl.examples)]
-    of = pd.Series(orgs)
-    if tl.shown:  # institutions already shown in full take no more rows
-        open_ = ~of.isin([o for o, n in tl.shown.items() if n >= EXAMPLES_PER_ORG]).to_numpy()
-        rows, of = rows[open_], of[open_].reset_index(drop=True)
-    before = of.map(tl.shown).fillna(0).to_numpy() if tl.shown else 0
-    chosen = (of.groupby(of.to_numpy()).cumcount().to_numpy() + before < EXAMPLES_PER_ORG).nonzero()[0]
-    for o in of.to_numpy()[chosen]:
+    # each row's rank among its institution's rows of the batch, by arrays (a groupby a rule and batch
+    # cost more than the rest of the tally); an institution shown in full has no rank low enough
+    of = np.asarray(orgs, dtype=object)
+    codes, names = pd.factorize(of)
+    order = np.argsort(codes, kind="stable")
+    ranked = codes[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(ranked) else np.array([], dtype=np.int64)
+    rank = np.empty(len(of), dtype=np.int64)
+    rank[order] = np.arange(len(of)) - np.repeat(starts, np.diff(np.r_[starts, len(of)]))
+    before = np.array([tl.shown.get(o, 0) for o in names], dtype=np.int64)
+    chosen = np.flatnonzero(rank + before[codes] < EXAMPLES_PER_ORG)
+    for o in of[chosen]:
         tl.shown[o] = tl.shown.get(o, 0) + 1
     return rows[chosen]
 

