@@ -142,7 +142,7 @@ def _night_as_counts(store, run_id):
                   for r in store.results.of_run(run_id))
 
 
-def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):
+def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(small_platform, tmp_path):
     """Tables validated in 3 institution buckets plus a whole-table part, and the duplicate scan's
     comparisons in 3 blocking-key partitions, on 2 Dask workers: every rule's counts, status,
     institutions, sample keys and examples, every duplicate pair and watermark as one thread's."""
@@ -152,7 +152,7 @@ def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thre
         absent("prefect-dask is not installed (pip install -e '.[dev]' brings the dask extra)")
     import shutil
 
-    cfg, store, folder = platform
+    cfg, store, folder = small_platform
     # a second platform, the same files: one night on threads, one on a 2-worker Dask LocalCluster
     twin = tmp_path / "twin"
     twin.mkdir()
