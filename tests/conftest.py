@@ -49,8 +49,9 @@ def demo(tmp_path_factory) -> Path:
 def small_demo(tmp_path_factory) -> Path:
     """A 400-person platform of the same generator, read-only like ``demo``: for the tests of a night's
     plumbing — processes, zones, retries, schedules, a Dask cluster — which run whole nights (two each,
-    some of them) and assert how the night ran, not what 2,000 persons hold. A night of it costs about
-    a third of the demo's; every table, rule, institution bucket and duplicate kind is still there."""
+    some of them) and assert how the night ran, not what 2,000 persons hold. A night of it costs
+    10–20 % less than the demo's (benchmarks/RESULTS.md, session 12: a night is mostly fixed cost);
+    every table, rule, institution bucket and duplicate kind is still there."""
     # seed 3: every table has rows at this size (seed 7's 400 persons have no death on the register,
     # which tests/pipelines/test_isolation.py reads as a store that was not read)
     return _shared_demo(tmp_path_factory, "small-demo", 400, seed=3)
