@@ -42,11 +42,27 @@ def demo(tmp_path_factory) -> Path:
     """A 2,000-person synthetic platform (read-only for tests: copy it before changing anything),
     generated once a run for every xdist worker (``across_workers``): four workers each generating it
     spent seconds of CPU apiece on two cores. No test writes to it (they copy it, or read its stores)."""
-    with across_workers(tmp_path_factory, "demo") as folder:
-        done = folder.with_name("demo.done")  # written last: the platform is whole once it exists
+    return _shared_demo(tmp_path_factory, "demo", 2000)
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> Path:
+    """A 400-person platform of the same generator, read-only like ``demo``: for the tests of a night's
+    plumbing — processes, zones, retries, schedules, a Dask cluster — which run whole nights (two each,
+    some of them) and assert how the night ran, not what 2,000 persons hold. A night of it costs
+    10–20 % less than the demo's (benchmarks/RESULTS.md, session 12: a night is mostly fixed cost);
+    every table, rule, institution bucket and duplicate kind is still there."""
+    # seed 3: every table has rows at this size (seed 7's 400 persons have no death on the register,
+    # which tests/pipelines/test_isolation.py reads as a store that was not read)
+    return _shared_demo(tmp_path_factory, "small-demo", 400, seed=3)
+
+
+def _shared_demo(tmp_path_factory, name: str, persons: int, seed: int = 7) -> Path:
+    with across_workers(tmp_path_factory, name) as folder:
+        done = folder.with_name(f"{name}.done")  # written last: the platform is whole once it exists
         if not done.is_file():
             shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed generating it left
-            generate(folder, DemoOptions(persons=2000, seed=7, as_of=AS_OF))
+            generate(folder, DemoOptions(persons=persons, seed=seed, as_of=AS_OF))
             done.touch()
         return folder
 
@@ -147,6 +163,12 @@ def copy_platform(demo: Path, folder: Path):
 def platform(demo, tmp_path):
     """A writable copy of the demo platform: (configuration, its audit store, the folder)."""
     return copy_platform(demo, tmp_path)
+
+
+@pytest.fixture
+def small_platform(small_demo, tmp_path):
+    """A writable copy of the small demo platform (``small_demo``), as ``platform`` gives."""
+    return copy_platform(small_demo, tmp_path)
 
 
 @pytest.fixture(scope="session")

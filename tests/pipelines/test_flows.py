@@ -42,10 +42,10 @@ def flow_run(state):
         return client.read_flow_run(state.state_details.flow_run_id)
 
 
-def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):
+def test_the_nightly_flow_end_to_end_without_personal_data(small_platform, caplog):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
-    cfg, store, folder = platform
+    cfg, store, folder = small_platform
     results = PREFECT_LOCAL_STORAGE_PATH.value()
     before = set(results.rglob("*")) if results.exists() else set()
     with caplog.at_level(logging.DEBUG):
@@ -73,8 +73,8 @@ def test_the_nightly_flow_end_to_end_without_personal_data(platform, caplog):
     assert "MPI-ID-VALID" in text  # the artifacts do say which rules failed
 
 
-def test_a_source_that_cannot_be_read_fails_alone(platform):
-    cfg, store, folder = platform
+def test_a_source_that_cannot_be_read_fails_alone(small_platform):
+    cfg, store, folder = small_platform
     text = cfg.path.read_text(encoding="utf-8") + "\norchestration: {retries: 1, retry_delay_s: [0]}\n"
     cfg.path.write_text(text, encoding="utf-8")
     (folder / "gone").mkdir()
@@ -99,10 +99,10 @@ def test_a_source_that_cannot_be_read_fails_alone(platform):
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
 
 
-def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(platform):
+def test_the_schedule_registers_the_flows_with_their_cron_and_time_zone(small_platform):
     from healthqa.pipelines.flows import deployments
 
-    cfg, _, _ = platform
+    cfg, _, _ = small_platform
     deps = {f"{d.flow_name}/{d.name}": d for d in deployments(cfg)}
     assert set(deps) == {"nightly-audit/nightly", "quarterly-report/quarterly", "dedup-scan/dedup-scan",
                          "adhoc-validate/adhoc-validate"}
@@ -137,14 +137,14 @@ def test_the_quarterly_flow_writes_the_inspection_report(after_night):
     assert Path(html).is_file() and Path(html).with_suffix(".pdf").is_file()
 
 
-def test_tasks_never_share_the_run_the_flow_stages_into(platform, monkeypatch):
+def test_tasks_never_share_the_run_the_flow_stages_into(small_platform, monkeypatch):
     """The flow stages each table's watermarks on its run while other tasks start, and Prefect walks a
     task's parameters in the worker's thread: a run object shared with the tasks changed size under
     that walk and failed a night ('dictionary changed size during iteration'). The tasks get a copy
     of the run's id and start that nothing writes to."""
     from healthqa.pipelines import flows, nightly
 
-    cfg, _, _ = platform
+    cfg, _, _ = small_platform
     flow_runs, task_runs = [], []
     night_init = nightly.Night.__init__
 

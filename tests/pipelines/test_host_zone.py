@@ -80,11 +80,11 @@ def _night(path: Path) -> dict:
                                     for f in store.findings.list(state=None)), key=lambda f: f["fingerprint"])}
 
 
-def test_the_same_night_on_a_utc_and_a_shanghai_host_gives_the_same_findings(demo, tmp_path, prefect_api_url):
+def test_the_same_night_on_a_utc_and_a_shanghai_host_gives_the_same_findings(small_demo, tmp_path, prefect_api_url):
     at = datetime.now(SHANGHAI).replace(microsecond=0)  # one instant for both hosts
     nights, exports = {}, {}
     for tz in ("UTC", "Asia/Shanghai"):
-        path = _platform(demo, tmp_path / tz.replace("/", "-"), at)
+        path = _platform(small_demo, tmp_path / tz.replace("/", "-"), at)
         ran = _healthqa(prefect_api_url, tz, at, "run", "nightly", "--config", path)
         assert ran.returncode in (0, 1) and "Traceback" not in ran.stdout + ran.stderr, ran.stdout + ran.stderr
         nights[tz] = _night(path)

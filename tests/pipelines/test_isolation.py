@@ -80,11 +80,11 @@ def _night_blames_only(cfg: config.Config, run_id: int, down: str) -> str:
 
 
 @pytest.mark.parametrize("down", STORES)
-def test_the_command_blames_only_the_store_that_is_down(demo, tmp_path, down, prefect_api_url):
+def test_the_command_blames_only_the_store_that_is_down(small_demo, tmp_path, down, prefect_api_url):
     """With the QC store down, the night's tasks on threads retry once (``test_a_retry_is_one_line``
     for the threads runner: the same night, so it is run once, here)."""
     retry = {"retries": 1, "retry_delay_s": [0.1], "task_runner": "threads"} if down == "qc" else {}
-    path = _platform(demo, tmp_path, down, **retry)
+    path = _platform(small_demo, tmp_path, down, **retry)
     ran = subprocess.run([sys.executable, "-m", "healthqa", "run", "nightly", "--config", str(path)],
                          capture_output=True, text=True, env=command_env(prefect_api_url, COLUMNS="200"), timeout=600)
     assert ran.returncode == 1, ran.stdout + ran.stderr
@@ -108,8 +108,8 @@ def test_the_command_blames_only_the_store_that_is_down(demo, tmp_path, down, pr
 
 
 @pytest.mark.parametrize("down", STORES)
-def test_the_function_blames_only_the_store_that_is_down(demo, tmp_path, down, capfd):
-    cfg = config.load(_platform(demo, tmp_path, down))
+def test_the_function_blames_only_the_store_that_is_down(small_demo, tmp_path, down, capfd):
+    cfg = config.load(_platform(small_demo, tmp_path, down))
     res = run_nightly(cfg)
     assert set(res.failures) == {down}
     assert set(res.validations) == set(STORES) - {down}
@@ -128,10 +128,10 @@ def _one_retry_line(ran: subprocess.CompletedProcess, folder: Path) -> None:
     assert "Traceback" in (folder / fault_log.LOG_NAME).read_text(encoding="utf-8")
 
 
-def test_a_retry_is_one_line(demo, tmp_path, prefect_api_url):
+def test_a_retry_is_one_line(small_demo, tmp_path, prefect_api_url):
     """Whichever process runs the task: its retry is one line, its traceback goes to the log file —
     here in the processes of a process pool; on threads in ``test_the_command_blames_only_the_store_that_is_down[qc]``."""
-    path = _platform(demo, tmp_path, "qc", retries=1, retry_delay_s=[0.1], task_runner="processes")
+    path = _platform(small_demo, tmp_path, "qc", retries=1, retry_delay_s=[0.1], task_runner="processes")
     ran = subprocess.run([sys.executable, "-m", "healthqa", "run", "nightly", "--config", str(path)],
                          capture_output=True, text=True, env=command_env(prefect_api_url), timeout=600)
     _one_retry_line(ran, tmp_path)

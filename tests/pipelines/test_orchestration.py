@@ -27,8 +27,8 @@ def with_orchestration(cfg, text: str):
     return config.load(cfg.path)
 
 
-def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institution(platform):
-    cfg, store, _ = platform
+def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institution(small_platform):
+    cfg, store, _ = small_platform
     night = run_nightly(cfg)  # the MPI is read whole every night (full sampling)
     stored = [r for r in store.results.of_run(night.run_id) if r.source == "mpi" and r.by_org]
     # an institution whose rate differs from the whole table's, in a rule it breaks
@@ -53,11 +53,11 @@ def test_a_scoped_validation_is_compared_with_last_nights_counts_for_its_institu
     assert first and drc.previous == pytest.approx(first)
 
 
-def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(platform):
+def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(small_platform):
     from healthqa.pipelines.flows import dedup_scan_flow
     from healthqa.pipelines.nightly import dedup_scan
 
-    cfg, store, _ = platform
+    cfg, store, _ = small_platform
     plain = dedup_scan(cfg, "mpi", incremental=False)
     flowed = dedup_scan_flow(str(cfg.path))
     assert not plain.incremental and not flowed.incremental and flowed.run_id > plain.run_id
@@ -65,12 +65,12 @@ def test_the_full_duplicate_scan_and_the_flows_as_plain_functions(platform):
     assert store.runs.get(flowed.run_id).kind == "dedup" and store.runs.get(flowed.run_id).status == "success"
 
 
-def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypatch):
+def test_a_source_capped_at_one_never_has_two_readers_at_once(small_platform, monkeypatch):
     """Eight tasks (threads) open the MPI at once; with max_concurrent_queries 1 they take turns."""
     from healthqa.connectors import readers
     from healthqa.connectors.sources import open_source
 
-    cfg, _, _ = platform
+    cfg, _, _ = small_platform
     doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
     doc["sources"]["mpi"]["max_concurrent_queries"] = 1
     cfg = config.load(write_config(cfg.path, doc))
@@ -114,13 +114,13 @@ def test_a_source_capped_at_one_never_has_two_readers_at_once(platform, monkeypa
         assert r1.count("person") == r2.count("person")
 
 
-def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(platform):
+def test_a_table_validated_in_parts_gives_what_one_pass_gives_and_records_it(small_platform):
     """The plain functions the partition tasks run, on threads' terms: 4 institution buckets (some of
     the demo's few institutions share one, bucket 0 takes rows without a code) and the whole-table
     part, given in any order, combine into one pass's results; the parts' rows add up."""
     from healthqa.pipelines.nightly import Night, validate_table, validate_table_part
 
-    cfg, store, _ = platform
+    cfg, store, _ = small_platform
     with store.runs.start("nightly") as run:
         whole = validate_table(cfg, run, "mpi", "person", store=store).validation.tables[0]
         parts = [validate_table_part(cfg, run, "mpi", "person", p, store=store) for p in [None, (3, 4), (1, 4), (0, 4), (2, 4)]]
@@ -142,7 +142,7 @@ def _night_as_counts(store, run_id):
                   for r in store.results.of_run(run_id))
 
 
-def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(platform, tmp_path):
+def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thread_gives(small_platform, tmp_path):
     """Tables validated in 3 institution buckets plus a whole-table part, and the duplicate scan's
     comparisons in 3 blocking-key partitions, on 2 Dask workers: every rule's counts, status,
     institutions, sample keys and examples, every duplicate pair and watermark as one thread's."""
@@ -152,7 +152,7 @@ def test_the_nightly_in_partitions_on_a_dask_cluster_gives_exactly_what_one_thre
         absent("prefect-dask is not installed (pip install -e '.[dev]' brings the dask extra)")
     import shutil
 
-    cfg, store, folder = platform
+    cfg, store, folder = small_platform
     # a second platform, the same files: one night on threads, one on a 2-worker Dask LocalCluster
     twin = tmp_path / "twin"
     twin.mkdir()

@@ -48,9 +48,9 @@ def servers_of(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platform, tmp_path, prefect_home):
+def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(small_platform, tmp_path, prefect_home):
     """Behind a hospital network's proxy too: the local API is reached directly."""
-    cfg, _, _ = platform
+    cfg, _, _ = small_platform
     home = prefect_home
     unreachable = f"http://127.0.0.2:{_closed_port()}"
     p = run_nightly(cfg.path, home, HTTP_PROXY=unreachable, http_proxy=unreachable, HTTPS_PROXY=unreachable)
@@ -63,8 +63,8 @@ def test_a_nightly_run_on_the_local_api_is_recorded_and_leaves_no_server(platfor
     assert tasks >= 4  # three source checks and their tables, the duplicate scan, the scores: each a task run
 
 
-def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(platform, tmp_path):
-    cfg, _, _ = platform
+def test_a_local_api_that_cannot_start_is_one_line_and_exit_1(small_platform, tmp_path):
+    cfg, _, _ = small_platform
     home = tmp_path / "prefect-home"
     closed = f"postgresql+asyncpg://nobody@127.0.0.1:{_closed_port()}/prefect"  # its database refuses
     p = run_nightly(cfg.path, home, PREFECT_API_DATABASE_CONNECTION_URL=closed)
@@ -112,7 +112,7 @@ def _nightly_runs(home: Path) -> int:
 CRON_LEAD_S = 6  # the scheduler's loop is 2 s here: the moment is in the future when it next looks
 
 
-def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_path, prefect_home):
+def test_schedule_without_a_server_runs_the_nightly_on_its_cron(small_platform, tmp_path, prefect_home):
     """Prefect's own ephemeral API runs no scheduler: ``serve`` on it waits for runs nobody creates.
     The schedule's local API is a full server. The configuration's cron (a sixth field: seconds) is
     what the deployment carries, on the terminal and on the server; once the schedule serves, the test
@@ -129,7 +129,7 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    cfg, store, _ = platform
+    cfg, store, _ = small_platform
     doc = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
     cron = "0 2 29 2 * 30"  # 02:00:30 on 29 February: no run of it within the test (nor within 100 days)
     doc["orchestration"] = {"nightly_cron": cron}
@@ -197,13 +197,13 @@ def test_schedule_without_a_server_runs_the_nightly_on_its_cron(platform, tmp_pa
     assert servers_of(home) == []
 
 
-def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(platform, tmp_path, prefect_home):
+def test_one_schedule_per_store_and_per_prefect_home_and_a_killed_one_leaves_no_server(small_platform, tmp_path, prefect_home):
     """A second schedule of the same site would audit every night twice; another site's schedule on
     the same PREFECT_HOME would take its deployments over: both refused at once, exit 2. Then
     ``kill -9``, which gives the command no chance to stop its local API: the server notices itself."""
     import yaml
 
-    cfg, _, _ = platform
+    cfg, _, _ = small_platform
     home = prefect_home
     other = yaml.safe_load(cfg.path.read_text(encoding="utf-8"))
     other["store"] = {"url": f"sqlite:///{tmp_path / 'other-site.db'}"}

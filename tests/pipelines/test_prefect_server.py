@@ -74,8 +74,8 @@ def prefect_server(prefect_home):
         _stop(server)
 
 
-def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform, prefect_server):
-    cfg, store, _ = platform
+def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(small_platform, prefect_server):
+    cfg, store, _ = small_platform
     url, env = prefect_server
     pool = "healthqa-test"
     deployed = subprocess.run([str(BIN / "healthqa"), "deploy", "--config", str(cfg.path), "--pool", pool],
@@ -118,8 +118,8 @@ def test_the_nightly_deployment_runs_on_a_prefect_server_with_a_worker(platform,
     assert store.scores.of_run(nightly[0].id)
 
 
-def test_deploy_without_a_server_says_so(platform):
-    cfg, _, _ = platform
+def test_deploy_without_a_server_says_so(small_platform):
+    cfg, _, _ = small_platform
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     p = subprocess.run([str(BIN / "healthqa"), "deploy", "--config", str(cfg.path)], env=env,
                        capture_output=True, text=True, timeout=120)
