@@ -282,7 +282,7 @@ def _carry_over(by_fp: Mapping[str, Known], found: list[Candidate], split: Mappi
         systems = "、".join(sorted({s for f, s in sp.parts.items() if f in sp.had_rows}))
         fail = sorted((failing[f] for f in sp.parts if f in failing and f != fp), key=lambda c: -c.violations)
         free = [c for c in fail if c.fingerprint not in by_fp and c.fingerprint not in carried]
-        head = (f"规则 {sp.rule} 已按转诊类型（所属系统）拆分：本机构的记录现计入系统 {systems} — "
+        head = (f"规则 {sp.rule} 已按所属系统拆分：本机构的记录现计入系统 {systems} — "
                 f"rule {sp.rule} is now split per system; this institution's rows count in system {systems}")
         if free:
             c = free[0]

@@ -57,7 +57,7 @@ def test_findings_on_a_rule_split_per_kind_close_or_carry_over_on_the_first_nigh
         now = {f.id: f for f in store.findings.list()}
         exam, inpt, out, mix = (now[by_org[o].id] for o in ("EXAM", "INPT", "OUT", "MIX"))
         assert exam.state == "resolved" and exam.resolved_by == f"run {after}"
-        assert "已按转诊类型" in exam.notes[-1]["text"] and "均已通过" in exam.notes[-1]["text"]
+        assert "已按所属系统拆分" in exam.notes[-1]["text"] and "均已通过" in exam.notes[-1]["text"]
         assert inpt.state == "open" and inpt.subject == f"{RULE}@9" and inpt.system == "9"
         assert inpt.fix_due_at == by_org["INPT"].fix_due_at  # the deadline it was given stands
         assert "转由" in inpt.notes[-1]["text"]
