@@ -505,10 +505,10 @@ def name_problem(s: pd.Series, min_len: int = 2, max_len: int = 20, latin: pd.Se
     placeholder = placeholder_u[codes] & present
     is_han = han_u[codes]
     if han is not None:
-        is_han &= han.reindex(t.index).fillna(True).to_numpy(dtype=bool)
+        is_han &= han.reindex(t.index).astype("boolean").fillna(True).to_numpy(dtype=bool)
     is_latin = latin_u[codes]
     if latin is not None:
-        is_latin &= latin.reindex(t.index).fillna(False).astype(bool).to_numpy(dtype=bool)
+        is_latin &= latin.reindex(t.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
     else:
         is_latin[:] = False
     rest = present & ~placeholder
