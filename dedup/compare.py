@@ -418,11 +418,21 @@ def compare_date(f: FieldSpec, left: dict, right: dict) -> np.ndarray:
         for carried, own, other in ((ca, a, b), (cb, b, a)):
             # only where the carried date differs from the side's recorded one (or stands for a
             # missing one): few pairs
-            idx = np.flatnonzero(~np.isnat(carried) & ~np.isnat(other) & (carried != own))
+            idx = np.flatnonzero(~np.isnat(carried) & ~np.isnat(other) & (carried != own) & ~_guardian(carried, own))
             if len(idx):
                 lv[idx] = np.maximum(lv[idx], _date_levels(carried[idx], other[idx],
                                                            np.full(len(idx), NULL, dtype=np.int8)))
     return lv
+
+
+# A number whose date lies this long before the archive's own birth date is a guardian's (a parent's
+# 身份证 entered on a newborn's archive): its date is not the archive's person's.
+GUARDIAN_GAP = np.timedelta64(12 * 365, "D")
+
+
+def _guardian(carried: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Which archives carry a number born at least ``GUARDIAN_GAP`` before their own recorded date."""
+    return ~np.isnat(own) & ~np.isnat(carried) & (own - carried >= GUARDIAN_GAP)
 
 
 def _date_levels(a: np.ndarray, b: np.ndarray, lv: np.ndarray) -> np.ndarray:

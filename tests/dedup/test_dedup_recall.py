@@ -214,3 +214,50 @@ def test_every_built_in_level_has_its_chinese_words_on_the_review_page():
     words = yaml.safe_load(evidence.WORDS.read_text("utf-8"))["levels"]
     missing = [label for k in compare.BUILTIN for label in k.levels if label not in words]
     assert missing == []
+
+
+def test_homophone_twins_of_one_household_without_id_numbers_go_to_the_steward():
+    """Twins named 李子涵 / 李子晗 (王梓轩 / 王子轩): one phone and address, one birth date and sex, no ID
+    number — "same pinyin" with the birth date used to prove the person, and one twin's archive was
+    retired. A 同音字 slip looks the same, so the steward decides (not a non-match); a GB 11643 number
+    equal on both sides still proves the person."""
+    for a, b in (("李子涵", "李子晗"), ("王梓轩", "王子轩")):
+        labels, decision = judged([person(name=a, birth_date="2019-06-08"), person(name=b, birth_date="2019-06-08")])
+        assert labels[1:3] == ["same pinyin", "equal"] and decision == ["review"]
+        # the household by the phone alone, or by the address alone
+        assert judged([person(name=a, address=None), person(name=b, address=None)])[1] == ["review"]
+        assert judged([person(name=a, phone=None), person(name=b, phone="13900000001")])[1] == ["review"]
+        n = id_number("33021120190608122")
+        assert judged([person(name=a, id_number=n, birth_date="2019-06-08"),
+                       person(name=b, id_number=n, birth_date="2019-06-08")])[1] == ["match"]
+    # the steward is told why, in the spec's words
+    g = next(g for g in SPEC.guards if g.name == "homophone names in one household")
+    assert g.says is not None and "双胞胎" in g.says
+
+
+def test_a_guardians_id_number_on_a_childs_archive_is_not_the_child():
+    """A mother's 身份证 (born 1988-05-02) entered on her newborn's archive (王子涵, born 2020-11-03): the
+    number is equal, and the date it carries used to stand for the child's recorded one — "equal" —
+    so the mother's archive and the child's were merged. An archive born years after its own number's
+    date carries someone else's number: the steward decides. The same number with the person's name
+    (a birth date typed wrong on one archive) stays a match."""
+    n = id_number("33021119880502121")
+    mother = person(name="李秀梅", id_number=n, birth_date="1988-05-02", sex_code="2")
+    child = person(name="王子涵", id_number=n, birth_date="2020-11-03", sex_code="1")
+    for pair in ([mother, child], [child, mother]):
+        labels, decision = judged(pair)
+        assert labels[:3] == ["equal", "different", "different"] and decision == ["review"]
+    # a newborn's temporary name (no name) is no slip of the mother's either
+    assert judged([mother, {**child, "name": None}])[1] == ["review"]
+    # the mother's own archives: the number and the name agree, one date mistyped (2008 for 1988)
+    assert judged([mother, {**mother, "birth_date": "2008-05-02"}])[1] == ["match"]
+
+
+def test_the_review_page_names_a_guardians_id_number():
+    """The pattern the console adds to the guard's words for such a pair."""
+    from healthqa.console import evidence
+
+    explanation = {f: {"level": lv} for f, lv in zip(
+        [f.name for f in SPEC.fields], ["equal", "different", "different", "different", "equal", "equal"])}
+    said = evidence.held(SPEC, 1.0, explanation)
+    assert said is not None and "监护人" in said.words
