@@ -37,8 +37,6 @@ def lowered(spec: Spec, lv: np.ndarray, decision: np.ndarray) -> tuple[np.ndarra
     by = np.full(len(lv), "", dtype=object)
     for g in spec.guards:
         on = np.isin(decision, g.lowers) & _all(spec, g.when, lv)
-        if g.when_any:
-            on &= np.logical_or.reduce([_all(spec, alt, lv) for alt in g.when_any])
         for alt in g.unless:
             on &= ~_all(spec, alt, lv)
         to = np.where(_all(spec, g.review_if, lv), "review", "non_match") if g.review_if is not None else "non_match"

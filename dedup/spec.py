@@ -10,10 +10,9 @@ name them (``at_least("name", "same pinyin")``), never by a level's number::
         when: [id_number is both valid, different]
         review_if: [name at least given-name characters swapped, birth_date is equal]
 
-A pair the guard looks at (its decision in ``lowers``, every ``when`` test holding, one ``when_any``
-alternative holding in full when it has any, no ``unless`` alternative holding in full) goes to
-review when every ``review_if`` test holds, else is a non-match. A label no level of the field's kind has
-fails at load, naming it.
+A pair the guard looks at (its decision in ``lowers``, every ``when`` test holding, no ``unless``
+alternative holding in full) goes to review when every ``review_if`` test holds, else is a
+non-match. A label no level of the field's kind has fails at load, naming it.
 """
 
 from __future__ import annotations
@@ -146,14 +145,12 @@ class Guard(BaseModel):
     name: str
     lowers: list[Literal["match", "review"]]  # the decisions it may lower
     when: list[LevelTest] = Field(default_factory=list)  # the pairs it looks at: every test holds
-    # and, if given, one alternative holds in full (a household: the phone, or the address, shared)
-    when_any: list[list[LevelTest]] = Field(default_factory=list)
     unless: list[list[LevelTest]] = Field(default_factory=list)  # let be: one alternative holds in full
     review_if: list[LevelTest] | None = None  # to review when every test holds, else a non-match
     says: str | None = None  # why, in the steward's words (the console shows it on a pair it held back)
 
     def tests(self) -> list[LevelTest]:
-        return [*self.when, *(t for alt in (*self.when_any, *self.unless) for t in alt), *(self.review_if or [])]
+        return [*self.when, *(t for alt in self.unless for t in alt), *(self.review_if or [])]
 
 
 class Spec(BaseModel):
