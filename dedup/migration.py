@@ -42,7 +42,7 @@ def is_migration(records: Mapping[str, Mapping], moved: Collection[str]) -> bool
 
 
 def merge_kind(survivor: Mapping | None, retired: Mapping | None, moved: Collection[str],
-               keys: tuple[str, str] = ("", "")) -> str:
+               keys: tuple[str, str]) -> str:
     """What a merge of ``retired`` into ``survivor`` (their canonical values, with ``org_code`` and
     ``status_code``; None when the MPI no longer holds it or could not be read) is, as a code of
     ``KINDS``: ``migration`` when the retired archive is a move's leftover — marked moved out (3) at
@@ -53,8 +53,7 @@ def merge_kind(survivor: Mapping | None, retired: Mapping | None, moved: Collect
     if survivor is None or retired is None:
         return "unknown"
     if (_status(retired) == MOVED_OUT and _org(retired) != _org(survivor)) or \
-            is_migration(dict(zip(keys, (survivor, retired), strict=True)) if all(keys) else
-                         {"s": survivor, "r": retired}, moved):
+            is_migration(dict(zip(keys, (survivor, retired), strict=True)), moved):
         return "migration"
     if DECEASED in (_status(survivor), _status(retired)):
         return "death"

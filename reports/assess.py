@@ -78,7 +78,7 @@ def assess_run(cfg: Config, store: AuditStore, run_id: int, faults: Iterable[Map
         store.scores.replace_in(s, run_id, (asdict(x) for x in scored))
         store.findings.record_run_in(
             s, run_id,
-            new=[_new_row(c, policy) for c in rec.new],
+            new=[_update(c, policy) for c in rec.new],
             seen=[(k.id, _update(fd.seen_again(c, k), policy, before=by_id[k.id])) for k, c in rec.persisting],
             reopened=[(k.id, _update(c, policy)) for k, c in rec.reopened],
             resolved=[k.id for k in rec.resolved], reasons=rec.reasons,
@@ -179,10 +179,6 @@ def _score_drops(cfg: Config, store: AuditStore, run_id: int, results: list[dict
                         "reason": f"score fell {drop:.1f} points ({prev.conformance:.1f} -> {s.conformance:.1f}) "
                                   f"over the same {s.checks} rules"})
     return out
-
-
-def _new_row(c: fd.Candidate, policy: Policy) -> dict:
-    return _update(c, policy)
 
 
 def _update(c: fd.Candidate, policy: Policy, before=None) -> dict:

@@ -227,9 +227,16 @@ _DECISION = (*StewardDecision.__table__.c, User.name.label("user_name"))
 _PAIR = select(DedupPair).where(DedupPair.source == bindparam("source"), DedupPair.left_id == bindparam("left"),
                                 DedupPair.right_id == bindparam("right"))
 _PAIR_LOCKED = _PAIR.with_for_update()
-_IN_FORCE = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
-             .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
-                    StewardDecision.right_id == bindparam("right"), _in_force()))
+
+
+def _decisions_on_pair(which):
+    """The decisions ``which`` selects on one pair (bound: source, left, right), with their stewards' names."""
+    return (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
+            .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
+                   StewardDecision.right_id == bindparam("right"), which))
+
+
+_IN_FORCE = _decisions_on_pair(_in_force())
 _RECENT = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
            .where(StewardDecision.user_id == bindparam("user_id"))
            .order_by(StewardDecision.decided_at.desc(), StewardDecision.id.desc()).limit(bindparam("limit")))
@@ -284,9 +291,7 @@ _CLOSED_COUNTS = (select(ReviewCountKey.version, ReviewCount.grp, func.sum(Revie
                                                ReviewCount.scope.in_([literal_column("0"), bindparam("user_id")])))
                   .where(ReviewCountKey.source == bindparam("source"), ReviewCountKey.grouping == bindparam("grouping"))
                   .group_by(ReviewCountKey.version, ReviewCount.grp))
-_IN_FORCE_ALL = (select(*_DECISION).outerjoin(User, User.id == StewardDecision.user_id)
-                 .where(StewardDecision.source == bindparam("source"), StewardDecision.left_id == bindparam("left"),
-                        StewardDecision.right_id == bindparam("right"), StewardDecision.undone_at.is_(None)))
+_IN_FORCE_ALL = _decisions_on_pair(StewardDecision.undone_at.is_(None))  # skips too
 
 
 def _scope(decisions: Iterable[tuple[str, int | None]]) -> frozenset[int]:

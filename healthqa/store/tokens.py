@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from healthqa.clock import now
 from healthqa.errors import StoreError
 
 from .models import ApiCallWindow, ApiToken, AuditLog
 from .users import UserError, normalise_name
+from .windows import count_in
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -115,12 +116,12 @@ class Tokens:
         — the window started again if it ended, then the call counted if there is room — so calls
         counted together through several processes are counted one after the other. The match API
         counts a batch's calls in the transaction that writes their audit-log entries: no commit of
-        its own (console/match.py ``Batcher``). The row is ``open_window``'s (made here if missing)."""
+        its own (console/match.py ``Batcher``). The row is ``open_window``'s (made here if missing).
+        The window's arithmetic is ``windows.count_in``'s, as for log-ins."""
         at = now()
         name = name[:64]
         w = ApiCallWindow
-        s.execute(update(w).where(w.token == name, w.started_at <= at - CALL_WINDOW).values(started_at=at, calls=0))
-        if s.execute(update(w).where(w.token == name, w.calls < per_window).values(calls=w.calls + 1)).rowcount == 1:
+        if count_in(s, w.token, w.started_at, w.calls, name, per_window, at, CALL_WINDOW):
             return None
         row = s.get(w, name)
         if row is None:  # not opened: made now (a same-moment twin fails this transaction, never the count)

@@ -24,6 +24,7 @@ from healthqa.clock import now
 from healthqa.errors import HealthqaError, StoreError
 
 from .models import AuditLog, ConsoleSession, LoginGuard, LoginWindow, User
+from .windows import count_in
 
 if TYPE_CHECKING:
     from .store import AuditStore
@@ -214,10 +215,7 @@ class Users:
         except StoreError:  # another attempt made the row at the same moment: it is there
             pass
         with self._store.session() as s:
-            s.execute(update(w).where(w.client == client, w.started_at <= at - self.CLIENT_WINDOW)
-                      .values(started_at=at, attempts=0))
-            return s.execute(update(w).where(w.client == client, w.attempts < per_window)
-                             .values(attempts=w.attempts + 1)).rowcount == 1
+            return count_in(s, w.client, w.started_at, w.attempts, client, per_window, at, self.CLIENT_WINDOW)
 
     def client_succeeded(self, client: str) -> None:
         """A log-in from ``client`` succeeded: its attempt is given back (an office behind one address
